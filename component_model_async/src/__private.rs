@@ -1,0 +1,114 @@
+//! What generated code reaches through `component_model_async::__private`. Not public API.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+pub use crate::assign::{AsyncAssign, Assignment, FutureAssign};
+pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
+pub use crate::partial::Partial;
+pub use crate::plan::{Handle, Outcomes, Plan};
+pub use crate::source::FieldSpec;
+pub use crate::sources::Sources;
+
+pub use crate::__component_model_require_consul as require_consul;
+pub use crate::__component_model_require_database as require_database;
+pub use crate::__component_model_require_http as require_http;
+pub use crate::__component_model_require_mysql as require_mysql;
+pub use crate::__component_model_require_postgres as require_postgres;
+pub use crate::__component_model_require_redis as require_redis;
+pub use crate::__component_model_require_sqlite as require_sqlite;
+pub use crate::__component_model_require_vault as require_vault;
+
+/// The error of a `future_assign` future, tied to its field.
+pub fn future_error<E: Into<BoxError>>(spec: &'static FieldSpec, e: E) -> ComponentError {
+    let cause: BoxError = e.into();
+    let kind = crate::resilience::kind_of(cause.as_ref());
+    let b = ComponentError::field(kind).in_field(spec.owner, spec.field);
+    if spec.sensitive {
+        b.detail("the future failed (its message is hidden because the field is secret)")
+            .build()
+    } else {
+        b.cause(cause).build()
+    }
+}
+
+/// The `fallback` literal of `spec` converted into `T`.
+pub fn fallback_value<T: DeserializeOwned>(spec: &'static FieldSpec) -> Option<T> {
+    let text = spec.fallback?;
+    let provenance = crate::error::Provenance {
+        owner: Some(spec.owner.into()),
+        field: Some(spec.field.into()),
+        source: Some(spec.source.into()),
+        key_label: "fallback".into(),
+        key: None,
+        location: None,
+    };
+    let target = crate::convert::Target {
+        spec,
+        provenance: &provenance,
+        sensitive: spec.sensitive,
+    };
+    crate::convert::decode_text::<T>(text.to_owned(), &target).ok()
+}
+
+/// `fetch_with_resilience`: bounds `fut` by `limit`.
+pub async fn bounded<T>(
+    owner: &'static str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, Vec<ComponentError>>>,
+) -> Result<T, ComponentError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(errors)) => Err(ComponentError::from(errors)),
+        Err(_) => Err(ComponentError::Timeout {
+            target: owner.into(),
+            after: limit,
+        }),
+    }
+}
+
+/// Autoref probe: `Some(T::default())` when `T: Default`, `None` otherwise.
+pub mod probe {
+    use super::PhantomData;
+
+    /// Probe for `T`.
+    pub struct DefaultProbe<T>(PhantomData<fn() -> T>);
+
+    impl<T> DefaultProbe<T> {
+        /// A probe.
+        pub const fn new() -> Self {
+            DefaultProbe(PhantomData)
+        }
+    }
+
+    impl<T> Default for DefaultProbe<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// Chosen when `T: Default`.
+    pub trait ViaDefault<T> {
+        /// `Some(T::default())`.
+        fn probe_default(&self) -> Option<T>;
+    }
+    impl<T: Default> ViaDefault<T> for DefaultProbe<T> {
+        fn probe_default(&self) -> Option<T> {
+            Some(T::default())
+        }
+    }
+
+    /// Chosen otherwise.
+    pub trait NoDefault<T> {
+        /// `None`.
+        fn probe_default(&self) -> Option<T>;
+    }
+    impl<T> NoDefault<T> for &DefaultProbe<T> {
+        fn probe_default(&self) -> Option<T> {
+            None
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Converting a [`RawValue`] into a field's type: strings, bytes and JSON into any
+//! `serde::Deserialize` type, with errors that name the field and never show a secret.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{ComponentError, ErrorKind, Provenance};
+use crate::source::{FieldSpec, RawValue, json_kind};
+
+/// What conversion needs to know about the field.
+pub(crate) struct Target<'a> {
+    pub spec: &'static FieldSpec,
+    pub provenance: &'a Provenance,
+    pub sensitive: bool,
+}
+
+/// Whether `T` is a `secrecy` secret type, whose values are never shown.
+pub(crate) fn is_secret_type<T>() -> bool {
+    let name = std::any::type_name::<T>();
+    name.starts_with("secrecy::") || name.contains("<secrecy::")
+}
+
+/// Whether `T` is `Option<_>`, for which an absent key means `None`.
+pub(crate) fn is_option<T>() -> bool {
+    std::any::type_name::<T>().starts_with("core::option::Option<")
+}
+
+/// `None` for an `Option<_>` field whose key is absent.
+pub(crate) fn absent<T: DeserializeOwned>() -> Option<T> {
+    if is_option::<T>() {
+        T::deserialize(&Value::Null).ok()
+    } else {
+        None
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(raw: RawValue, t: &Target<'_>) -> Result<T, ComponentError> {
+    if t.spec.select.is_some() || t.spec.pointer.is_some() {
+        let doc = match raw {
+            RawValue::Json(v) => v,
+            RawValue::Text(s) => parse_document(&s, t)?,
+            RawValue::Bytes(b) => match String::from_utf8(b) {
+                Ok(s) => parse_document(&s, t)?,
+                Err(e) => return Err(not_utf8(e.as_bytes().len(), t)),
+            },
+        };
+        return decode_json(narrow(doc, t)?, t);
+    }
+    match raw {
+        RawValue::Text(s) => decode_text(s, t),
+        RawValue::Bytes(b) => match String::from_utf8(b) {
+            Ok(s) => decode_text(s, t),
+            Err(e) => Err(not_utf8(e.as_bytes().len(), t)),
+        },
+        RawValue::Json(v) => decode_json(v, t),
+    }
+}
+
+fn parse_document(s: &str, t: &Target<'_>) -> Result<Value, ComponentError> {
+    serde_json::from_str(s).map_err(|e| {
+        let what = match (t.spec.select, t.spec.pointer) {
+            (Some(f), _) => format!("field `{f}`"),
+            (None, Some(p)) => format!("JSON pointer `{p}`"),
+            _ => "a value".to_owned(),
+        };
+        let mut msg = format!("expected a JSON document to take {what} from");
+        if !t.sensitive {
+            msg.push_str(&format!(", found {}: {e}", preview(s)));
+        }
+        error(ErrorKind::Decode, t, msg)
+    })
+}
+
+/// Applies `field = "..."` then `pointer = "..."`.
+fn narrow(mut doc: Value, t: &Target<'_>) -> Result<Value, ComponentError> {
+    if let Some(name) = t.spec.select {
+        doc = match doc {
+            Value::Object(mut map) => map.remove(name).ok_or_else(|| {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let listed: Vec<String> = keys.iter().take(10).map(|k| format!("`{k}`")).collect();
+                error(
+                    ErrorKind::NotFound,
+                    t,
+                    format!("no field `{name}` in the value (fields: {})", listed.join(", ")),
+                )
+            })?,
+            other => {
+                return Err(error(
+                    ErrorKind::Decode,
+                    t,
+                    format!("expected a JSON object to take field `{name}` from, found {}", json_kind(&other)),
+                ));
+            }
+        };
+    }
+    if let Some(p) = t.spec.pointer {
+        doc = doc.pointer_mut(p).map(Value::take).ok_or_else(|| {
+            error(ErrorKind::NotFound, t, format!("JSON pointer `{p}` matches nothing"))
+        })?;
+    }
+    Ok(doc)
+}
+
+/// Text first as a string (`"localhost"` into `String`), then as JSON (`"8080"` into `u16`,
+/// `"true"` into `bool`, `{...}` into a struct).
+pub(crate) fn decode_text<T: DeserializeOwned>(s: String, t: &Target<'_>) -> Result<T, ComponentError> {
+    let as_string = Value::String(s);
+    let first = match T::deserialize(&as_string) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let Value::String(s) = as_string else {
+        unreachable_value()
+    };
+    match serde_json::from_str::<T>(&s) {
+        Ok(v) => Ok(v),
+        Err(second) => {
+            let trimmed = s.trim_start();
+            let looks_json = trimmed.starts_with('{') || trimmed.starts_with('[');
+            let why = if looks_json { second.to_string() } else { first.to_string() };
+            Err(mismatch(t, || preview(&s), s.len(), &why))
+        }
+    }
+}
+
+fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, ComponentError> {
+    let first = match T::deserialize(&v) {
+        Ok(x) => return Ok(x),
+        Err(e) => e,
+    };
+    // Lenient forms: a JSON string holding a number/bool/document, a number for a string.
+    let retry = match &v {
+        Value::String(s) => serde_json::from_str::<T>(s).ok(),
+        Value::Number(_) | Value::Bool(_) => T::deserialize(&Value::String(v.to_string())).ok(),
+        _ => None,
+    };
+    if let Some(x) = retry {
+        return Ok(x);
+    }
+    let len = v.to_string().len();
+    Err(mismatch(t, || preview_json(&v), len, &first.to_string()))
+}
+
+fn mismatch(t: &Target<'_>, show: impl FnOnce() -> String, len: usize, why: &str) -> ComponentError {
+    let expected = t.spec.type_name;
+    let detail = if t.sensitive {
+        format!("expected `{expected}`, found a secret value of {len} bytes (not shown)")
+    } else {
+        format!("expected `{expected}`, found {} ({why})", show())
+    };
+    error(ErrorKind::Decode, t, detail)
+}
+
+fn not_utf8(len: usize, t: &Target<'_>) -> ComponentError {
+    error(
+        ErrorKind::Decode,
+        t,
+        format!("expected `{}`, found {len} bytes that are not UTF-8", t.spec.type_name),
+    )
+}
+
+fn preview(s: &str) -> String {
+    const MAX: usize = 60;
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        let cut: String = s.chars().take(MAX).collect();
+        format!("{cut:?}… ({} bytes)", s.len())
+    }
+}
+
+fn preview_json(v: &Value) -> String {
+    match v {
+        Value::String(s) => preview(s),
+        Value::Object(_) | Value::Array(_) => format!("a JSON {}", json_kind(v)),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn error(kind: ErrorKind, t: &Target<'_>, detail: String) -> ComponentError {
+    ComponentError::field(kind)
+        .provenance(t.provenance.clone())
+        .detail(detail)
+        .build()
+}
+
+#[allow(clippy::unreachable)]
+fn unreachable_value() -> ! {
+    // `as_string` was built as `Value::String` above and only borrowed since.
+    unreachable!("value built as a string")
+}
+
+/// Deserializes `T` from nothing, for the probe that checks `Option`.
+#[allow(dead_code)]
+fn _assert_deserialize<'de, T: Deserialize<'de>>() {}

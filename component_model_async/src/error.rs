@@ -1,0 +1,446 @@
+//! The error model: [`ComponentError`] with provenance (field, source, native key) and a
+//! [`ErrorKind`] a caller can act on; [`SourceError`] is what a [`Source`](crate::Source)
+//! returns before the field is known.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error from a user's fetcher or a backend driver.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The source answered, and the key does not exist there.
+    NotFound,
+    /// The source could not be reached or failed (I/O error, connection refused, 5xx).
+    Unavailable,
+    /// The source refused the credentials (401/403, bad token, bad password).
+    Unauthorized,
+    /// A value arrived but could not be converted into the field's type.
+    Decode,
+    /// The fetch took longer than its timeout.
+    Timeout,
+    /// A circuit breaker is open for this source.
+    CircuitOpen,
+    /// The configuration of the fetch itself is wrong (unknown source, missing `${VAR}`, ...).
+    Config,
+    /// Several errors; see [`ComponentError::errors`].
+    Multiple,
+    /// A user's fetcher failed with its own error (see `source()`).
+    Other,
+}
+
+impl ErrorKind {
+    /// A short phrase used in messages ("not found", "unavailable", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Decode => "cannot decode",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::CircuitOpen => "circuit open",
+            ErrorKind::Config => "misconfigured",
+            ErrorKind::Multiple => "several errors",
+            ErrorKind::Other => "failed",
+        }
+    }
+
+    /// Whether trying again may help (used by `retry_attempts`).
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Timeout)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from a [`Source`](crate::Source), before it is tied to a field.
+///
+/// Sources never put a fetched value into a `SourceError`; the message is about the
+/// request (status code, driver error), so it is safe to show.
+#[derive(Debug)]
+pub struct SourceError {
+    kind: ErrorKind,
+    message: Option<String>,
+    cause: Option<BoxError>,
+}
+
+impl SourceError {
+    /// A new error of `kind` with no message.
+    pub fn new(kind: ErrorKind) -> Self {
+        SourceError {
+            kind,
+            message: None,
+            cause: None,
+        }
+    }
+
+    /// The key does not exist in the source.
+    pub fn not_found() -> Self {
+        Self::new(ErrorKind::NotFound)
+    }
+
+    /// The source could not be reached or failed; `cause` is kept as `source()`.
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Unavailable).with_cause(cause)
+    }
+
+    /// Adds a human-readable detail ("HTTP 503 from ...").
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Adds the underlying error.
+    pub fn with_cause(mut self, cause: impl Into<BoxError>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The detail message, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.as_str())?;
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for SourceError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause.as_deref().map(|e| e as _)
+    }
+}
+
+/// Where a failing value was supposed to come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The struct the field belongs to, e.g. `AppConfig`.
+    pub owner: Option<Cow<'static, str>>,
+    /// The field name, e.g. `port`.
+    pub field: Option<Cow<'static, str>>,
+    /// The source name from `fetch_from`, e.g. `consul`.
+    pub source: Option<Cow<'static, str>>,
+    /// What the key is called in that source: "variable", "key", "secret", "query", "url".
+    pub key_label: Cow<'static, str>,
+    /// The native key: env var, Consul key, Vault path, SQL query or URL.
+    pub key: Option<String>,
+    /// Where the source lives ("http://127.0.0.1:8500"), without credentials.
+    pub location: Option<String>,
+}
+
+/// The error of one field; see [`ComponentError`].
+#[derive(Debug)]
+pub struct FieldError {
+    kind: ErrorKind,
+    provenance: Provenance,
+    detail: Option<String>,
+    cause: Option<BoxError>,
+}
+
+/// An error fetching or converting components.
+///
+/// Every error of one field says which field, which source and which native key it
+/// concerns; a secret value never appears in it (decode errors of secret fields say only
+/// how long the value was).
+///
+/// ```
+/// use component_model_async::{ComponentError, ErrorKind};
+///
+/// let err = ComponentError::field(ErrorKind::NotFound)
+///     .in_field("AppConfig", "port")
+///     .from_source("consul", "key", "app/port")
+///     .build();
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// assert_eq!(err.to_string(), "AppConfig.port: consul key `app/port`: not found");
+/// ```
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum ComponentError {
+    /// One field could not be fetched or converted.
+    #[error("{0}")]
+    Field(Box<FieldError>),
+    /// The whole fetch did not finish within its timeout.
+    #[error("fetching {target} timed out after {}", humanize(*.after))]
+    Timeout {
+        /// The struct being fetched.
+        target: Cow<'static, str>,
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// Several errors, one per field (display prints one per line).
+    #[error("{}", display_many(.0))]
+    Multiple(Vec<ComponentError>),
+}
+
+impl fmt::Debug for ComponentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentError::Field(e) => fmt::Debug::fmt(e, f),
+            ComponentError::Timeout { target, after } => f
+                .debug_struct("Timeout")
+                .field("target", target)
+                .field("after", after)
+                .finish(),
+            ComponentError::Multiple(v) => f.debug_tuple("Multiple").field(v).finish(),
+        }
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn display_many(errors: &[ComponentError]) -> String {
+    let mut s = format!("{} components failed:", errors.len());
+    for e in errors {
+        for (i, line) in e.to_string().lines().enumerate() {
+            s.push_str(if i == 0 { "\n  - " } else { "\n    " });
+            s.push_str(line);
+        }
+    }
+    s
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.provenance;
+        match (&p.owner, &p.field) {
+            (Some(o), Some(fl)) => write!(f, "{o}.{fl}: ")?,
+            (None, Some(fl)) => write!(f, "{fl}: ")?,
+            _ => {}
+        }
+        if let Some(src) = &p.source {
+            f.write_str(src)?;
+            if let Some(key) = &p.key {
+                write!(f, " {} `{key}`", p.key_label)?;
+            }
+            if let Some(loc) = &p.location {
+                write!(f, " at {loc}")?;
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(self.kind.as_str())?;
+        if let Some(d) = &self.detail {
+            write!(f, ": {d}")?;
+        }
+        if let Some(c) = &self.cause {
+            write!(f, ": {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`ComponentError::Field`]; see [`ComponentError::field`].
+#[derive(Debug)]
+#[must_use]
+pub struct FieldErrorBuilder(FieldError);
+
+impl FieldErrorBuilder {
+    /// Names the struct and the field.
+    pub fn in_field(
+        mut self,
+        owner: impl Into<Cow<'static, str>>,
+        field: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.0.provenance.owner = Some(owner.into());
+        self.0.provenance.field = Some(field.into());
+        self
+    }
+
+    /// Names the source, what its keys are called, and the key.
+    pub fn from_source(
+        mut self,
+        source: impl Into<Cow<'static, str>>,
+        key_label: impl Into<Cow<'static, str>>,
+        key: impl Into<String>,
+    ) -> Self {
+        self.0.provenance.source = Some(source.into());
+        self.0.provenance.key_label = key_label.into();
+        self.0.provenance.key = Some(key.into());
+        self
+    }
+
+    /// Sets the whole provenance at once.
+    pub fn provenance(mut self, provenance: Provenance) -> Self {
+        self.0.provenance = provenance;
+        self
+    }
+
+    /// Adds a detail message (never a secret value).
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.0.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds the underlying error, reachable through `source()`.
+    pub fn cause(mut self, cause: impl Into<BoxError>) -> Self {
+        self.0.cause = Some(cause.into());
+        self
+    }
+
+    /// Finishes the error.
+    pub fn build(self) -> ComponentError {
+        ComponentError::Field(Box::new(self.0))
+    }
+}
+
+impl ComponentError {
+    /// Starts an error of one field.
+    pub fn field(kind: ErrorKind) -> FieldErrorBuilder {
+        FieldErrorBuilder(FieldError {
+            kind,
+            provenance: Provenance {
+                key_label: Cow::Borrowed("key"),
+                ..Provenance::default()
+            },
+            detail: None,
+            cause: None,
+        })
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ComponentError::Field(e) => e.kind,
+            ComponentError::Timeout { .. } => ErrorKind::Timeout,
+            ComponentError::Multiple(_) => ErrorKind::Multiple,
+        }
+    }
+
+    /// The provenance of a field error (`None` for `Timeout` and `Multiple`).
+    pub fn provenance(&self) -> Option<&Provenance> {
+        match self {
+            ComponentError::Field(e) => Some(&e.provenance),
+            _ => None,
+        }
+    }
+
+    /// The field this error concerns, if it concerns one.
+    pub fn field_name(&self) -> Option<&str> {
+        self.provenance().and_then(|p| p.field.as_deref())
+    }
+
+    /// The source name (`fetch_from`) this error concerns.
+    pub fn source_name(&self) -> Option<&str> {
+        self.provenance().and_then(|p| p.source.as_deref())
+    }
+
+    /// The native key (env var, Consul key, Vault path, query, URL) this error concerns.
+    pub fn key(&self) -> Option<&str> {
+        self.provenance().and_then(|p| p.key.as_deref())
+    }
+
+    /// The errors inside `Multiple`, or this error alone.
+    pub fn errors(&self) -> &[ComponentError] {
+        match self {
+            ComponentError::Multiple(v) => v,
+            other => std::slice::from_ref(other),
+        }
+    }
+
+    /// The underlying error of a field error (also reachable as `source()`).
+    pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        match self {
+            ComponentError::Field(e) => e.cause.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl ComponentError {
+    /// Adds a note to a field error's detail (other variants are returned unchanged).
+    pub(crate) fn with_note(self, note: String) -> Self {
+        match self {
+            ComponentError::Field(mut f) => {
+                f.detail = Some(match f.detail.take() {
+                    Some(d) => format!("{d}; {note}"),
+                    None => note,
+                });
+                ComponentError::Field(f)
+            }
+            other => other,
+        }
+    }
+}
+
+impl StdError for FieldError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause.as_deref().map(|e| e as _)
+    }
+}
+
+impl FieldError {
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Where the value was supposed to come from.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+}
+
+/// `Multiple` from several errors, the error itself from one.
+impl From<Vec<ComponentError>> for ComponentError {
+    fn from(mut errors: Vec<ComponentError>) -> Self {
+        if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            ComponentError::Multiple(errors)
+        }
+    }
+}
+
+/// Combines the errors of several concurrent steps into one value of the error type.
+///
+/// [`Assignment`](crate::Assignment) uses it when more than one pending step fails.
+pub trait MergeErrors: Sized {
+    /// Combines `errors` (never empty) into one error.
+    fn merge(errors: Vec<Self>) -> Self;
+}
+
+impl MergeErrors for ComponentError {
+    fn merge(errors: Vec<Self>) -> Self {
+        errors.into()
+    }
+}
+
+impl MergeErrors for BoxError {
+    fn merge(mut errors: Vec<Self>) -> Self {
+        if errors.len() == 1 {
+            return errors.remove(0);
+        }
+        let text = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        text.into()
+    }
+}

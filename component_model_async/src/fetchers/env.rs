@@ -1,0 +1,105 @@
+//! The `env` source: process environment variables, or an injected map for tests.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::SourceError;
+use crate::source::{FetchRequest, RawValue, Source};
+
+/// Reads environment variables: the process environment, or a fixed map.
+///
+/// The derive names the variable after the field (`port` reads `PORT`, or `APP_PORT` with
+/// `#[component(env_prefix = "APP_")]`); `key = "..."` overrides it. Tests should inject a
+/// map instead of mutating the process environment, which is shared by parallel tests.
+///
+/// ```
+/// use component_model_async::EnvSource;
+///
+/// let env = EnvSource::from_map([("PORT", "8080")]);
+/// assert_eq!(env.get("PORT").as_deref(), Some("8080"));
+/// assert_eq!(env.get("HOST"), None);
+/// ```
+#[derive(Clone)]
+pub struct EnvSource {
+    vars: Option<Arc<HashMap<String, String>>>,
+}
+
+/// Alias under the name the specification uses for built-in fetchers.
+pub type EnvFetcher = EnvSource;
+
+impl fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.vars {
+            None => f.write_str("EnvSource(process)"),
+            Some(m) => write!(f, "EnvSource(map of {} variables)", m.len()),
+        }
+    }
+}
+
+impl Default for EnvSource {
+    fn default() -> Self {
+        Self::process()
+    }
+}
+
+impl EnvSource {
+    /// Reads the process environment at fetch time.
+    pub fn process() -> Self {
+        EnvSource { vars: None }
+    }
+
+    /// Reads only the given variables.
+    pub fn from_map<I, K, V>(vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        EnvSource {
+            vars: Some(Arc::new(
+                vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            )),
+        }
+    }
+
+    /// The value of `name` (lossily converted when the process value is not UTF-8).
+    pub fn get(&self, name: &str) -> Option<String> {
+        match &self.vars {
+            Some(m) => m.get(name).cloned(),
+            None => std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
+        }
+    }
+
+    fn get_raw(&self, name: &str) -> Option<RawValue> {
+        match &self.vars {
+            Some(m) => m.get(name).cloned().map(RawValue::Text),
+            None => std::env::var_os(name).map(|v| match v.into_string() {
+                Ok(s) => RawValue::Text(s),
+                Err(os) => RawValue::Bytes(os.into_encoded_bytes()),
+            }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for EnvSource {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let name = request.key().unwrap_or(request.field());
+        self.get_raw(name).ok_or_else(SourceError::not_found)
+    }
+
+    async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        requests
+            .iter()
+            .map(|r| {
+                let name = r.key().unwrap_or(r.field());
+                self.get_raw(name).ok_or_else(SourceError::not_found)
+            })
+            .collect()
+    }
+
+    fn location(&self) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,15 @@
+//! Built-in backends, one module per backend, each behind its own cargo feature.
+//!
+//! | `fetch_from` | module | feature |
+//! |---|---|---|
+//! | `env` | [`env`] | always on |
+//! | `database`, `postgres`, `mysql`, `sqlite` | `database` | `postgres`, `mysql`, `sqlite` (planned) |
+//! | `api`, `http` | `http` | `http` (planned) |
+//! | `consul` | `consul` | `consul` (planned) |
+//! | `vault` | `vault` | `vault` (planned) |
+//! | `redis` | `redis` | `redis` (planned) |
+//!
+//! A planned backend's feature can already be enabled; until its module lands, a field that
+//! names it needs a source registered under that name with [`Sources::register`](crate::Sources::register).
+
+pub mod env;

@@ -1,0 +1,207 @@
+//! Async components: fetch every field of a configuration struct concurrently from where
+//! it lives, convert each value to its Rust type, and get every failure at once.
+//!
+//! ```
+//! use component_model_async::{async_trait, AsyncAssign, ComponentFetcher, EnvSource, Sources};
+//!
+//! #[derive(AsyncAssign, Debug)]
+//! #[component(env_prefix = "APP_")]
+//! struct AppConfig {
+//!     #[component(fetch_from = "env", fallback = "localhost")]
+//!     host: String,
+//!     #[component(fetch_from = "env")]
+//!     port: u16,
+//!     #[component(fetch_from = "flags")]
+//!     beta: bool,
+//!     retries: u8, // no source: stays at Default
+//! }
+//!
+//! struct Flags;
+//! #[async_trait]
+//! impl ComponentFetcher<bool> for Flags {
+//!     type Error = std::io::Error;
+//!     async fn fetch_component(&self) -> Result<bool, Self::Error> { Ok(true) }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let sources = Sources::new()
+//!     .with_env(EnvSource::from_map([("APP_PORT", "8080")]))
+//!     .register("flags", Flags);
+//! let config = AppConfig::fetch_all_components_with(&sources).await.unwrap();
+//! assert_eq!((config.host.as_str(), config.port, config.beta, config.retries), ("localhost", 8080, true, 0));
+//! # });
+//! ```
+//!
+//! When fields fail, every failure is returned, each naming its field, source and key:
+//!
+//! ```
+//! # use component_model_async::{AsyncAssign, EnvSource, Sources};
+//! #[derive(AsyncAssign, Debug)]
+//! struct Broken {
+//!     #[component(fetch_from = "env")]
+//!     port: u16,
+//!     #[component(fetch_from = "env")]
+//!     workers: u8,
+//! }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let sources = Sources::new().with_env(EnvSource::from_map([("PORT", "eighty")]));
+//! let errors = Broken::fetch_all_components_with(&sources).await.unwrap_err();
+//! assert_eq!(errors.len(), 2);
+//! assert!(errors[0].to_string().starts_with("Broken.port: env variable `PORT`: cannot decode: expected `u16`"));
+//! assert_eq!(errors[1].to_string(), "Broken.workers: env variable `WORKERS`: not found");
+//! # });
+//! ```
+//!
+//! See the `component_model` crate's README for the attribute reference.
+
+#![forbid(unsafe_code)]
+
+mod assign;
+mod convert;
+mod error;
+mod fetcher;
+pub mod fetchers;
+mod partial;
+pub mod placeholder;
+mod plan;
+mod resilience;
+mod source;
+mod sources;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use assign::{AsyncAssign, Assignment, FutureAssign};
+pub use async_trait::async_trait;
+pub use component_model_meta::AsyncAssignDirect as AsyncAssign;
+pub use error::{
+    BoxError, ComponentError, ErrorKind, FieldError, FieldErrorBuilder, MergeErrors, Provenance,
+    SourceError,
+};
+pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, marker};
+pub use fetchers::env::{EnvFetcher, EnvSource};
+pub use partial::Partial;
+pub use source::{FetchRequest, FieldSpec, RawValue, Source};
+pub use sources::{IntoEntry, Sources, register};
+
+/// Secret types whose values never appear in `Debug` output (re-exported `secrecy`).
+pub use secrecy;
+/// A `String` that prints as `[REDACTED]`; use it for secret fields.
+pub use secrecy::SecretString;
+
+
+// One macro per built-in backend: empty when its feature is on, a spanned
+// `compile_error!` naming the feature when it is off. Generated code calls the one
+// for each `fetch_from` it sees.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_database {
+    () => {};
+}
+#[cfg(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_database {
+    () => {
+        ::core::compile_error!("backend `database` needs a cargo feature of component_model_async: `postgres`, `mysql` or `sqlite`");
+    };
+}
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_postgres {
+    () => {};
+}
+#[cfg(not(feature = "postgres"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_postgres {
+    () => {
+        ::core::compile_error!("backend `postgres` needs cargo feature `postgres` of component_model_async");
+    };
+}
+#[cfg(feature = "mysql")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_mysql {
+    () => {};
+}
+#[cfg(not(feature = "mysql"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_mysql {
+    () => {
+        ::core::compile_error!("backend `mysql` needs cargo feature `mysql` of component_model_async");
+    };
+}
+#[cfg(feature = "sqlite")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_sqlite {
+    () => {};
+}
+#[cfg(not(feature = "sqlite"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_sqlite {
+    () => {
+        ::core::compile_error!("backend `sqlite` needs cargo feature `sqlite` of component_model_async");
+    };
+}
+#[cfg(feature = "http")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_http {
+    () => {};
+}
+#[cfg(not(feature = "http"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_http {
+    () => {
+        ::core::compile_error!("backend `api`/`http` needs cargo feature `http` of component_model_async");
+    };
+}
+#[cfg(feature = "consul")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_consul {
+    () => {};
+}
+#[cfg(not(feature = "consul"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_consul {
+    () => {
+        ::core::compile_error!("backend `consul` needs cargo feature `consul` of component_model_async");
+    };
+}
+#[cfg(feature = "vault")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_vault {
+    () => {};
+}
+#[cfg(not(feature = "vault"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_vault {
+    () => {
+        ::core::compile_error!("backend `vault` needs cargo feature `vault` of component_model_async");
+    };
+}
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_redis {
+    () => {};
+}
+#[cfg(not(feature = "redis"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_require_redis {
+    () => {
+        ::core::compile_error!("backend `redis` needs cargo feature `redis` of component_model_async");
+    };
+}

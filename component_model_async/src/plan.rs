@@ -1,0 +1,516 @@
+//! The engine behind `fetch_all_components`: every field of one struct becomes a slot;
+//! plain requests are handed to their source together (one `fetch_many` per source, which is
+//! where backends coalesce round trips), fields with resilience layers and typed fetchers run
+//! on their own, all concurrently; then `fallback_to` sources are asked for what failed.
+//! Conversion into field types happens when the generated code takes each result.
+
+use std::any::{Any, TypeId};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::convert::{self, Target};
+use crate::error::{BoxError, ComponentError, ErrorKind, Provenance};
+use crate::fetcher::{DynFetcher, IntoFetcher};
+use crate::resilience::{self, Failure};
+use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+use crate::sources::{Entry, Sources};
+
+type TypedCall = Arc<dyn Fn() -> BoxFuture<'static, Result<Box<dyn Any + Send>, BoxError>> + Send + Sync>;
+
+enum Route {
+    Raw(Arc<dyn Source>),
+    Typed(TypedCall),
+    Fail(ComponentError),
+}
+
+enum Got {
+    Raw(RawValue),
+    Typed(Box<dyn Any + Send>),
+}
+
+struct Slot {
+    spec: &'static FieldSpec,
+    provenance: Provenance,
+    sensitive: bool,
+    span: tracing::Span,
+    request: Option<FetchRequest>,
+    primary: Option<Route>,
+    fallback: Option<Route>,
+}
+
+/// Which slot a result belongs to, and its type.
+pub struct Handle<T> {
+    index: usize,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// One struct's fetch, being planned. Built by generated code; see the crate docs.
+pub struct Plan<'s> {
+    sources: &'s Sources,
+    slots: Vec<Slot>,
+}
+
+/// The results of a [`Plan`], taken field by field.
+pub struct Outcomes {
+    slots: Vec<Slot>,
+    results: Vec<Option<(Result<Got, ComponentError>, Duration)>>,
+}
+
+fn fallbackable(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::NotFound
+            | ErrorKind::Unavailable
+            | ErrorKind::Timeout
+            | ErrorKind::CircuitOpen
+            | ErrorKind::Other
+    )
+}
+
+impl<'s> Plan<'s> {
+    /// An empty plan over `sources`.
+    pub fn new(sources: &'s Sources) -> Self {
+        Plan {
+            sources,
+            slots: Vec::new(),
+        }
+    }
+
+    fn slot(&self, spec: &'static FieldSpec, sensitive: bool) -> Slot {
+        let lookup = |name: &str| self.sources.env().get(name);
+        let resolved = FetchRequest::resolved(spec, &lookup);
+        let mut provenance = Provenance {
+            owner: Some(spec.owner.into()),
+            field: Some(spec.field.into()),
+            source: Some(spec.source.into()),
+            key_label: "key".into(),
+            key: None,
+            location: None,
+        };
+        let (request, failure) = match resolved {
+            Ok(r) => {
+                if let Some((label, key)) = r.native_key() {
+                    provenance.key_label = label.into();
+                    provenance.key = Some(key);
+                }
+                (Some(r), None)
+            }
+            Err(e) => {
+                let err = ComponentError::field(ErrorKind::Config)
+                    .provenance(provenance.clone())
+                    .detail(e.to_string())
+                    .build();
+                (None, Some(Route::Fail(err)))
+            }
+        };
+        let span = tracing::debug_span!(
+            "component_fetch",
+            owner = spec.owner,
+            field = spec.field,
+            source = spec.source,
+            key = provenance.key.as_deref().unwrap_or(""),
+            outcome = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+        );
+        Slot {
+            spec,
+            provenance,
+            sensitive,
+            span,
+            request,
+            primary: failure,
+            fallback: None,
+        }
+    }
+
+    fn route<T: Send + 'static>(&self, name: &str, spec: &FieldSpec, provenance: &Provenance) -> Route {
+        let fail = |detail: String| {
+            Route::Fail(
+                ComponentError::field(ErrorKind::Config)
+                    .provenance(provenance.clone())
+                    .detail(detail)
+                    .build(),
+            )
+        };
+        match self.sources.entry(name) {
+            Some(Entry::Raw(s)) => Route::Raw(s.clone()),
+            Some(Entry::Typed(t)) if t.type_id == TypeId::of::<T>() => match t.downcast::<T>() {
+                Some(f) => Route::Typed(typed_call(f)),
+                None => fail(format!("source `{name}` could not be used for `{}`", spec.type_name)),
+            },
+            Some(Entry::Typed(t)) => fail(format!(
+                "source `{name}` is a fetcher of `{}`, but the field is `{}`",
+                t.type_name, spec.type_name
+            )),
+            None => fail(format!(
+                "no source named `{name}` is registered; register one with `Sources::new().register(\"{name}\", ...)`{}",
+                builtin_hint(name)
+            )),
+        }
+    }
+
+    /// Adds a field fetched from a named source (`fetch_from`).
+    pub fn add<T: DeserializeOwned + Send + 'static>(&mut self, spec: &'static FieldSpec) -> Handle<T> {
+        let sensitive = spec.sensitive || spec.source_kind() == "vault" || convert::is_secret_type::<T>();
+        let mut slot = self.slot(spec, sensitive);
+        if slot.primary.is_none() {
+            let primary = self.route::<T>(spec.source, spec, &slot.provenance);
+            if let Route::Raw(s) = &primary {
+                slot.provenance.location = s.location();
+            }
+            slot.primary = Some(primary);
+            slot.fallback = spec
+                .fallback_to
+                .map(|name| self.route::<T>(name, spec, &slot.provenance));
+        }
+        self.push(slot)
+    }
+
+    /// Adds a field fetched by a fetcher expression (`fetcher = ...`).
+    pub fn add_fetcher<T, F, M>(&mut self, spec: &'static FieldSpec, fetcher: F) -> Handle<T>
+    where
+        T: Send + 'static,
+        F: IntoFetcher<T, M>,
+    {
+        let sensitive = spec.sensitive || convert::is_secret_type::<T>();
+        let mut slot = self.slot(spec, sensitive);
+        if slot.primary.is_none() {
+            let erased: Arc<dyn DynFetcher<T>> = Arc::new(fetcher.into_fetcher());
+            slot.primary = Some(Route::Typed(typed_call(erased)));
+            slot.fallback = spec
+                .fallback_to
+                .map(|name| self.route::<T>(name, spec, &slot.provenance));
+        }
+        self.push(slot)
+    }
+
+    fn push<T>(&mut self, slot: Slot) -> Handle<T> {
+        self.slots.push(slot);
+        Handle {
+            index: self.slots.len() - 1,
+            _type: PhantomData,
+        }
+    }
+
+    /// Fetches every slot concurrently.
+    pub async fn run(mut self) -> Outcomes {
+        let n = self.slots.len();
+        let mut results: Vec<Option<(Result<Got, ComponentError>, Duration)>> = (0..n).map(|_| None).collect();
+        let mut batches: Vec<(Arc<dyn Source>, Vec<usize>)> = Vec::new();
+        let mut jobs: Vec<BoxFuture<'static, Vec<(usize, Result<Got, Failure>, Duration)>>> = Vec::new();
+
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            match slot.primary.take() {
+                Some(Route::Fail(e)) => results[i] = Some((Err(e), Duration::ZERO)),
+                Some(Route::Raw(src)) => {
+                    let layered = slot.spec.timeout.is_some() || slot.spec.retry_attempts.is_some();
+                    if layered {
+                        if let Some(req) = slot.request.clone() {
+                            jobs.push(single_raw(i, src, req, slot.spec, slot.span.clone()));
+                        }
+                    } else {
+                        match batches.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &src)) {
+                            Some((_, members)) => members.push(i),
+                            None => batches.push((src, vec![i])),
+                        }
+                    }
+                }
+                Some(Route::Typed(call)) => jobs.push(single_typed(i, call, slot.spec, slot.span.clone())),
+                None => {}
+            }
+        }
+        for (src, members) in batches {
+            let requests: Vec<FetchRequest> = members
+                .iter()
+                .filter_map(|&i| self.slots[i].request.clone())
+                .collect();
+            let span = tracing::debug_span!("component_batch", source = self.slots[members[0]].spec.source, size = members.len());
+            jobs.push(Box::pin(
+                async move {
+                    let started = Instant::now();
+                    let refs: Vec<&FetchRequest> = requests.iter().collect();
+                    let answers = src.fetch_many(&refs).await;
+                    let elapsed = started.elapsed();
+                    let mut answers = answers.into_iter();
+                    members
+                        .into_iter()
+                        .map(|i| {
+                            let r = answers.next().unwrap_or_else(|| {
+                                Err(crate::SourceError::new(ErrorKind::Unavailable)
+                                    .with_message("the source returned fewer answers than requests"))
+                            });
+                            (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
+                        })
+                        .collect()
+                }
+                .instrument(span),
+            ));
+        }
+
+        for (i, r, elapsed) in futures::future::join_all(jobs).await.into_iter().flatten() {
+            let r = r.map_err(|f| to_component_error(f, &self.slots[i]));
+            results[i] = Some((r, elapsed));
+        }
+
+        // Second round: `fallback_to` for what failed in a way another source may fix.
+        let mut retries = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let failed = matches!(&results[i], Some((Err(e), _)) if fallbackable(e.kind()));
+            if !failed {
+                continue;
+            }
+            match (slot.fallback.take(), slot.request.clone()) {
+                (Some(Route::Raw(src)), Some(req)) => retries.push(single_raw(i, src, req, slot.spec, slot.span.clone())),
+                (Some(Route::Typed(call)), _) => retries.push(single_typed(i, call, slot.spec, slot.span.clone())),
+                (Some(Route::Fail(e)), _) => append(&mut results[i], &slot.provenance, e),
+                _ => {}
+            }
+        }
+        if !retries.is_empty() {
+            for (i, r, elapsed) in futures::future::join_all(retries).await.into_iter().flatten() {
+                match r {
+                    Ok(got) => results[i] = Some((Ok(got), elapsed)),
+                    Err(f) => {
+                        let e = to_component_error(f, &self.slots[i]);
+                        append(&mut results[i], &self.slots[i].provenance, e);
+                    }
+                }
+            }
+        }
+        Outcomes {
+            slots: self.slots,
+            results,
+        }
+    }
+}
+
+fn builtin_hint(name: &str) -> &'static str {
+    let kind = name.split(':').next().unwrap_or(name);
+    match kind {
+        "database" | "postgres" | "mysql" | "sqlite" | "api" | "http" | "consul" | "vault" | "redis" => {
+            " (this built-in backend is not part of this version yet)"
+        }
+        _ => "",
+    }
+}
+
+/// Keeps the primary error and notes that `fallback_to` failed too.
+fn append(slot: &mut Option<(Result<Got, ComponentError>, Duration)>, _p: &Provenance, fallback: ComponentError) {
+    if let Some((Err(primary), _)) = slot {
+        let note = format!("fallback_to `{}` failed too: {}", fallback.source_name().unwrap_or("?"), fallback_reason(&fallback));
+        let taken = std::mem::replace(primary, ComponentError::Multiple(Vec::new()));
+        *primary = taken.with_note(note);
+    }
+}
+
+fn fallback_reason(e: &ComponentError) -> String {
+    let s = e.to_string();
+    // "Owner.field: source key `k`: not found" -> "not found"
+    s.rsplit_once(": ").map(|(_, r)| r.to_owned()).unwrap_or(s)
+}
+
+fn typed_call<T: Send + 'static>(f: Arc<dyn DynFetcher<T>>) -> TypedCall {
+    Arc::new(move || {
+        let f = f.clone();
+        Box::pin(async move { f.fetch_dyn().await.map(|v| Box::new(v) as Box<dyn Any + Send>) })
+    })
+}
+
+fn single_raw(
+    i: usize,
+    src: Arc<dyn Source>,
+    req: FetchRequest,
+    spec: &'static FieldSpec,
+    span: tracing::Span,
+) -> BoxFuture<'static, Vec<(usize, Result<Got, Failure>, Duration)>> {
+    Box::pin(
+        async move {
+            let started = Instant::now();
+            let r = resilience::call(spec, || {
+                let src = src.clone();
+                let req = req.clone();
+                async move { src.fetch(&req).await.map_err(Failure::Source) }
+            })
+            .await;
+            vec![(i, r.map(Got::Raw), started.elapsed())]
+        }
+        .instrument(span),
+    )
+}
+
+fn single_typed(
+    i: usize,
+    call: TypedCall,
+    spec: &'static FieldSpec,
+    span: tracing::Span,
+) -> BoxFuture<'static, Vec<(usize, Result<Got, Failure>, Duration)>> {
+    Box::pin(
+        async move {
+            let started = Instant::now();
+            let r = resilience::call(spec, || {
+                let fut = call();
+                async move { fut.await.map_err(Failure::Fetcher) }
+            })
+            .await;
+            vec![(i, r.map(Got::Typed), started.elapsed())]
+        }
+        .instrument(span),
+    )
+}
+
+fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
+    let kind = f.kind();
+    let builder = ComponentError::field(kind).provenance(slot.provenance.clone());
+    match f {
+        Failure::Source(e) => {
+            let builder = match e.message() {
+                Some(m) => builder.detail(m.to_owned()),
+                None => builder,
+            };
+            match std::error::Error::source(&e) {
+                Some(_) => builder.cause(e).build(),
+                None => builder.build(),
+            }
+        }
+        Failure::Fetcher(e) => {
+            if slot.sensitive {
+                builder.detail("the fetcher failed (its message is hidden because the field is secret)").build()
+            } else {
+                builder.cause(e).build()
+            }
+        }
+    }
+}
+
+impl Outcomes {
+    fn finish<T>(
+        &mut self,
+        index: usize,
+        convert_raw: impl FnOnce(RawValue, &Target<'_>) -> Result<T, ComponentError>,
+        absent: impl FnOnce() -> Option<T>,
+        fallback: impl FnOnce(&'static str, &Target<'_>) -> Option<Result<T, ComponentError>>,
+    ) -> Result<T, ComponentError>
+    where
+        T: 'static,
+    {
+        let slot = &self.slots[index];
+        let target = Target {
+            spec: slot.spec,
+            provenance: &slot.provenance,
+            sensitive: slot.sensitive,
+        };
+        let (result, elapsed) = self.results[index].take().unwrap_or_else(|| {
+            (
+                Err(ComponentError::field(ErrorKind::Config)
+                    .provenance(slot.provenance.clone())
+                    .detail("this field's result was already taken")
+                    .build()),
+                Duration::ZERO,
+            )
+        });
+        let mut outcome = "ok";
+        let converted = match result {
+            Ok(Got::Raw(raw)) => convert_raw(raw, &target),
+            Ok(Got::Typed(any)) => match any.downcast::<T>() {
+                Ok(v) => Ok(*v),
+                Err(_) => Err(convert::error(
+                    ErrorKind::Config,
+                    &target,
+                    format!("the fetcher produced another type than `{}`", slot.spec.type_name),
+                )),
+            },
+            Err(e) => Err(e),
+        };
+        let result = match converted {
+            Ok(v) => Ok(v),
+            Err(e) if e.kind() == ErrorKind::NotFound => match absent() {
+                Some(v) => {
+                    outcome = "absent";
+                    Ok(v)
+                }
+                None => use_fallback(e, &target, fallback, &mut outcome),
+            },
+            Err(e) if fallbackable(e.kind()) => use_fallback(e, &target, fallback, &mut outcome),
+            Err(e) => Err(e),
+        };
+        let span = &slot.span;
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        match &result {
+            Ok(_) => {
+                span.record("outcome", outcome);
+                span.record("elapsed_ms", elapsed_ms);
+                tracing::debug!(parent: span, outcome, elapsed_ms, "component fetched");
+            }
+            Err(e) => {
+                span.record("outcome", e.kind().as_str());
+                span.record("elapsed_ms", elapsed_ms);
+                tracing::warn!(parent: span, error = %e, elapsed_ms, "component fetch failed");
+            }
+        }
+        result
+    }
+
+    /// The converted value of a `fetch_from` field (absent `Option` = `None`, `fallback`
+    /// applied when the value is absent or the source failed).
+    pub fn take<T: DeserializeOwned + 'static>(&mut self, handle: Handle<T>) -> Result<T, ComponentError> {
+        self.finish(
+            handle.index,
+            |raw, t| convert::decode::<T>(raw, t),
+            convert::absent::<T>,
+            |text, t| Some(convert::decode_text::<T>(text.to_owned(), t)),
+        )
+    }
+
+    /// The value of a `fetcher` field whose type need not implement `Deserialize`.
+    pub fn take_typed<T: 'static>(&mut self, handle: Handle<T>) -> Result<T, ComponentError> {
+        self.finish(
+            handle.index,
+            |_raw, t| {
+                Err(convert::error(
+                    ErrorKind::Config,
+                    t,
+                    format!("`{}` does not implement `serde::Deserialize`; only a fetcher of that type can serve it", t.spec.type_name),
+                ))
+            },
+            || None,
+            |_, _| None,
+        )
+    }
+
+    /// The field's `fallback` literal converted, for degraded fetches.
+    pub fn fallback_value<T: DeserializeOwned + 'static>(&self, handle: &Handle<T>) -> Option<T> {
+        let slot = &self.slots[handle.index];
+        let text = slot.spec.fallback?;
+        let target = Target {
+            spec: slot.spec,
+            provenance: &slot.provenance,
+            sensitive: slot.sensitive,
+        };
+        convert::decode_text::<T>(text.to_owned(), &target).ok()
+    }
+}
+
+fn use_fallback<T>(
+    e: ComponentError,
+    target: &Target<'_>,
+    fallback: impl FnOnce(&'static str, &Target<'_>) -> Option<Result<T, ComponentError>>,
+    outcome: &mut &'static str,
+) -> Result<T, ComponentError> {
+    let Some(text) = target.spec.fallback else {
+        return Err(e);
+    };
+    match fallback(text, target) {
+        Some(Ok(v)) => {
+            *outcome = "fallback";
+            tracing::info!(reason = %e, "using the fallback value");
+            Ok(v)
+        }
+        Some(Err(bad)) => Err(bad.with_note("while converting the `fallback` literal".to_owned())),
+        None => Err(e),
+    }
+}

@@ -1,0 +1,210 @@
+//! [`Sources`]: the registry of named backends a struct's fields are fetched from, and the
+//! process-wide default used by `fetch_all_components()`.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use crate::error::BoxError;
+use crate::fetcher::{ComponentFetcher, DynFetcher};
+use crate::fetchers::env::EnvSource;
+use crate::source::Source;
+
+/// A named backend as stored in [`Sources`].
+#[derive(Clone)]
+pub(crate) enum Entry {
+    /// Serves many keys of many types; values are converted from [`RawValue`](crate::RawValue).
+    Raw(Arc<dyn Source>),
+    /// Serves exactly one type, `type_id`.
+    Typed(TypedEntry),
+}
+
+#[derive(Clone)]
+pub(crate) struct TypedEntry {
+    pub(crate) type_id: TypeId,
+    pub(crate) type_name: &'static str,
+    /// An `Arc<dyn DynFetcher<T>>` for the `T` of `type_id`.
+    pub(crate) fetcher: Arc<dyn Any + Send + Sync>,
+}
+
+impl TypedEntry {
+    pub(crate) fn downcast<T: 'static>(&self) -> Option<Arc<dyn DynFetcher<T>>> {
+        self.fetcher
+            .downcast_ref::<Arc<dyn DynFetcher<T>>>()
+            .cloned()
+    }
+}
+
+/// Markers that let [`Sources::register`] take either kind of backend.
+pub mod register {
+    use std::marker::PhantomData;
+    /// The value is a [`Source`](crate::Source).
+    pub struct AsSource;
+    /// The value is a [`ComponentFetcher<T>`](crate::ComponentFetcher).
+    pub struct AsFetcher<T>(PhantomData<fn() -> T>);
+}
+
+/// Something [`Sources::register`] accepts: a [`Source`] or a [`ComponentFetcher<T>`].
+pub trait IntoEntry<M> {
+    #[doc(hidden)]
+    fn into_entry(self) -> EntryHandle;
+}
+
+/// Opaque registry entry (see [`IntoEntry`]).
+#[doc(hidden)]
+pub struct EntryHandle(pub(crate) Entry);
+
+impl<S: Source> IntoEntry<register::AsSource> for S {
+    fn into_entry(self) -> EntryHandle {
+        EntryHandle(Entry::Raw(Arc::new(self)))
+    }
+}
+
+impl<T, F> IntoEntry<register::AsFetcher<T>> for F
+where
+    F: ComponentFetcher<T> + Send + Sync + 'static,
+    F::Error: Into<BoxError>,
+    T: Send + 'static,
+{
+    fn into_entry(self) -> EntryHandle {
+        let erased: Arc<dyn DynFetcher<T>> = Arc::new(self);
+        EntryHandle(Entry::Typed(TypedEntry {
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+            fetcher: Arc::new(erased),
+        }))
+    }
+}
+
+/// The named backends fields are fetched from.
+///
+/// `fetch_from = "name"` looks `name` up here. `env` is always present (the process
+/// environment unless replaced with [`Sources::with_env`]); anything else is registered:
+/// a [`Source`] (serves many keys of many types) or a plain [`ComponentFetcher<T>`]
+/// (serves fields of type `T`).
+///
+/// ```
+/// use component_model_async::{async_trait, ComponentFetcher, EnvSource, Sources};
+///
+/// struct MockDb;
+/// #[async_trait]
+/// impl ComponentFetcher<i32> for MockDb {
+///     type Error = std::convert::Infallible;
+///     async fn fetch_component(&self) -> Result<i32, Self::Error> { Ok(42) }
+/// }
+///
+/// let sources = Sources::new()
+///     .with_env(EnvSource::from_map([("HOST", "localhost")]))
+///     .register("mock_db", MockDb);
+/// assert!(sources.contains("mock_db"));
+/// assert!(sources.contains("env"));
+/// ```
+#[derive(Clone)]
+pub struct Sources {
+    entries: HashMap<String, Entry>,
+    env: EnvSource,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Sources")
+            .field("names", &names)
+            .field("env", &self.env)
+            .finish()
+    }
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+static GLOBAL: OnceLock<Sources> = OnceLock::new();
+
+impl Sources {
+    /// A registry with only `env` (the process environment).
+    pub fn new() -> Self {
+        let env = EnvSource::process();
+        let mut entries = HashMap::new();
+        entries.insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
+        Sources { entries, env }
+    }
+
+    /// The built-in backends configured from the conventional environment variables.
+    ///
+    /// Today that is `env`; the database (`DATABASE_URL`), Consul (`CONSUL_HTTP_ADDR`,
+    /// `CONSUL_HTTP_TOKEN`), Vault (`VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_NAMESPACE`) and Redis
+    /// (`REDIS_URL`) backends join it as their features land.
+    pub fn from_env() -> Self {
+        Self::new()
+    }
+
+    /// Replaces the environment used by the `env` source and by `${VAR}` placeholders.
+    #[must_use]
+    pub fn with_env(mut self, env: EnvSource) -> Self {
+        self.entries
+            .insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
+        self.env = env;
+        self
+    }
+
+    /// Registers `source` under `name`, replacing any earlier one of that name.
+    ///
+    /// `source` is a [`Source`] or a [`ComponentFetcher<T>`]. A fetcher that implements
+    /// `ComponentFetcher` for several types needs [`Sources::register_fetcher`] to say which.
+    #[must_use]
+    pub fn register<M>(mut self, name: impl Into<String>, source: impl IntoEntry<M>) -> Self {
+        self.entries.insert(name.into(), source.into_entry().0);
+        self
+    }
+
+    /// Registers a fetcher of `T` under `name`, naming `T` explicitly.
+    #[must_use]
+    pub fn register_fetcher<T, F>(self, name: impl Into<String>, fetcher: F) -> Self
+    where
+        F: ComponentFetcher<T> + Send + Sync + 'static,
+        F::Error: Into<BoxError>,
+        T: Send + 'static,
+    {
+        self.register::<register::AsFetcher<T>>(name, fetcher)
+    }
+
+    /// Whether a source of that name is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// The registered [`Source`] of that name, if it is one (not a typed fetcher).
+    pub fn source(&self, name: &str) -> Option<Arc<dyn Source>> {
+        match self.entries.get(name)? {
+            Entry::Raw(s) => Some(s.clone()),
+            Entry::Typed(_) => None,
+        }
+    }
+
+    /// The environment used for `env` fields and `${VAR}` placeholders.
+    pub fn env(&self) -> &EnvSource {
+        &self.env
+    }
+
+    pub(crate) fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// Sets the process-wide default used by `fetch_all_components()`.
+    ///
+    /// Call it once at start-up. It fails, handing the argument back, when a default was
+    /// already set or already used (the first use settles it to [`Sources::from_env`]).
+    pub fn set_global(sources: Sources) -> Result<(), Sources> {
+        GLOBAL.set(sources)
+    }
+
+    /// The process-wide default: what [`Sources::set_global`] set, else [`Sources::from_env`].
+    pub fn global() -> &'static Sources {
+        GLOBAL.get_or_init(Sources::from_env)
+    }
+}

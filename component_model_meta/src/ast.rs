@@ -1,0 +1,140 @@
+//! The derive input reduced to what the expanders need: struct name, generics, fields and
+//! their parsed `#[component]` attributes.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, format_ident};
+use syn::{DeriveInput, Generics, Ident, Member, Type, Visibility};
+
+use crate::attr::{ContainerAttrs, FieldAttrs};
+use crate::ctxt::Ctxt;
+
+pub struct Input<'a> {
+    pub original: &'a DeriveInput,
+    pub ident: &'a Ident,
+    pub generics: &'a Generics,
+    pub attrs: ContainerAttrs,
+    pub style: Style,
+    pub fields: Vec<Field<'a>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Named,
+    Tuple,
+    Unit,
+}
+
+pub struct Field<'a> {
+    pub original: &'a syn::Field,
+    pub member: Member,
+    pub ty: &'a Type,
+    pub vis: &'a Visibility,
+    pub attrs: FieldAttrs,
+}
+
+impl<'a> Input<'a> {
+    /// Reads the input; `None` (with an error recorded) when it is not a struct.
+    pub fn from_syn(cx: &Ctxt, input: &'a DeriveInput, derive: &str) -> Option<Self> {
+        let attrs = ContainerAttrs::from_attrs(cx, &input.attrs);
+        let data = match &input.data {
+            syn::Data::Struct(data) => data,
+            syn::Data::Enum(e) => {
+                cx.error_spanned_by(
+                    e.enum_token,
+                    format!("`#[derive({derive})]` works on structs with named fields, not on enums"),
+                );
+                return None;
+            }
+            syn::Data::Union(u) => {
+                cx.error_spanned_by(
+                    u.union_token,
+                    format!("`#[derive({derive})]` works on structs with named fields, not on unions"),
+                );
+                return None;
+            }
+        };
+        let style = match &data.fields {
+            syn::Fields::Named(_) => Style::Named,
+            syn::Fields::Unnamed(_) => Style::Tuple,
+            syn::Fields::Unit => Style::Unit,
+        };
+        let fields = data
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Field {
+                original: f,
+                member: match &f.ident {
+                    Some(id) => Member::Named(id.clone()),
+                    None => Member::Unnamed(syn::Index::from(i)),
+                },
+                ty: &f.ty,
+                vis: &f.vis,
+                attrs: FieldAttrs::from_attrs(cx, &f.attrs),
+            })
+            .collect();
+        Some(Input {
+            original: input,
+            ident: &input.ident,
+            generics: &input.generics,
+            attrs,
+            style,
+            fields,
+        })
+    }
+
+    /// The path generated code uses to reach the runtime: `#[component(crate = ...)]` or `default`.
+    pub fn krate(&self, default: TokenStream) -> TokenStream {
+        match self.attrs.krate.get() {
+            Some(p) => p.value.to_token_stream(),
+            None => default,
+        }
+    }
+
+    /// The tokens to point at when the whole struct is wrong (its name).
+    pub fn name_tokens(&self) -> TokenStream {
+        self.ident.to_token_stream()
+    }
+}
+
+impl Field<'_> {
+    /// The field's name without a raw-identifier prefix (`r#type` gives `type`).
+    pub fn plain_name(&self) -> String {
+        match &self.member {
+            Member::Named(id) => {
+                let s = id.to_string();
+                s.strip_prefix("r#").map(str::to_owned).unwrap_or(s)
+            }
+            Member::Unnamed(i) => i.index.to_string(),
+        }
+    }
+
+    /// `<field>_<suffix>` as an identifier (`r#type` + `set` gives `type_set`).
+    pub fn method(&self, prefix: &str, suffix: &str) -> Ident {
+        let name = self.plain_name();
+        let span = self.original.ident.as_ref().map(|i| i.span()).unwrap_or_else(proc_macro2::Span::call_site);
+        match (prefix.is_empty(), suffix.is_empty()) {
+            (true, false) => format_ident!("{}_{}", name, suffix, span = span),
+            (false, true) => format_ident!("{}_{}", prefix, name, span = span),
+            _ => format_ident!("{}_{}_{}", prefix, name, suffix, span = span),
+        }
+    }
+
+    /// The type as a short human-readable string (`Vec<String>`), for messages.
+    pub fn type_string(&self) -> String {
+        type_string(self.ty)
+    }
+}
+
+pub fn type_string(ty: &Type) -> String {
+    let raw = ty.to_token_stream().to_string();
+    raw.replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" <", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+        .replace("' ", "'")
+}

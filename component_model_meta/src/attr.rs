@@ -1,0 +1,415 @@
+//! Parsing of `#[component(...)]` into typed values, keeping each key's tokens for spans.
+//!
+//! Parsing accepts every key any derive of this crate knows; which keys make sense for
+//! which derive is decided in `valid.rs`.
+
+use std::time::Duration;
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::{Expr, Lit, LitStr};
+
+use crate::ctxt::Ctxt;
+use crate::symbol::*;
+
+/// One parsed key: its value and the tokens it came from (for error spans).
+#[derive(Clone)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub tokens: TokenStream,
+}
+
+impl<T> ToTokens for Spanned<T> {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        tokens.extend(self.tokens.clone());
+    }
+}
+
+/// Holds at most one value of a key and reports a second one as a duplicate.
+pub struct Attr<T> {
+    name: &'static str,
+    value: Option<Spanned<T>>,
+}
+
+impl<T> Attr<T> {
+    fn none(name: &'static str) -> Self {
+        Attr { name, value: None }
+    }
+
+    fn set(&mut self, cx: &Ctxt, tokens: TokenStream, value: T) {
+        if self.value.is_some() {
+            cx.error_spanned_by(
+                &tokens,
+                format!("duplicate component attribute `{}`", self.name),
+            );
+        } else {
+            self.value = Some(Spanned { value, tokens });
+        }
+    }
+
+    pub fn get(&self) -> Option<&Spanned<T>> {
+        self.value.as_ref()
+    }
+
+    pub fn is_some(&self) -> bool {
+        self.value.is_some()
+    }
+}
+
+/// A string value with the literal it came from.
+pub type Str = Spanned<String>;
+
+/// `secret = "path"` names a Vault path; a bare `secret` marks the value as secret.
+#[derive(Clone)]
+pub enum SecretAttr {
+    Flag,
+    Path(String),
+}
+
+/// Attributes found on one field.
+pub struct FieldAttrs {
+    pub skip: Attr<()>,
+    pub fetch_from: Attr<String>,
+    pub key: Attr<String>,
+    pub query: Attr<String>,
+    pub secret: Attr<SecretAttr>,
+    pub field: Attr<String>,
+    pub url: Attr<String>,
+    pub path: Attr<String>,
+    pub pointer: Attr<String>,
+    pub mount: Attr<String>,
+    pub table: Attr<String>,
+    pub source: Attr<String>,
+    pub fallback: Attr<String>,
+    pub ttl: Attr<Duration>,
+    pub cache_for: Attr<Duration>,
+    pub retry_attempts: Attr<u32>,
+    pub circuit_breaker: Attr<bool>,
+    pub fallback_to: Attr<String>,
+    pub stream_from: Attr<String>,
+    pub topic: Attr<String>,
+    pub timeout: Attr<Duration>,
+    pub fetcher: Attr<Expr>,
+    /// Every `#[component]` attribute on the field, for spans of derive-level errors.
+    pub originals: Vec<syn::Attribute>,
+}
+
+/// Attributes found on the struct.
+pub struct ContainerAttrs {
+    pub krate: Attr<syn::Path>,
+    pub timeout: Attr<Duration>,
+    pub env_prefix: Attr<String>,
+    pub originals: Vec<syn::Attribute>,
+}
+
+impl FieldAttrs {
+    pub fn from_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Self {
+        let mut a = FieldAttrs {
+            skip: Attr::none(SKIP),
+            fetch_from: Attr::none(FETCH_FROM),
+            key: Attr::none(KEY),
+            query: Attr::none(QUERY),
+            secret: Attr::none(SECRET),
+            field: Attr::none(FIELD),
+            url: Attr::none(URL),
+            path: Attr::none(PATH),
+            pointer: Attr::none(POINTER),
+            mount: Attr::none(MOUNT),
+            table: Attr::none(TABLE),
+            source: Attr::none(SOURCE),
+            fallback: Attr::none(FALLBACK),
+            ttl: Attr::none(TTL),
+            cache_for: Attr::none(CACHE_FOR),
+            retry_attempts: Attr::none(RETRY_ATTEMPTS),
+            circuit_breaker: Attr::none(CIRCUIT_BREAKER),
+            fallback_to: Attr::none(FALLBACK_TO),
+            stream_from: Attr::none(STREAM_FROM),
+            topic: Attr::none(TOPIC),
+            timeout: Attr::none(TIMEOUT),
+            fetcher: Attr::none(FETCHER),
+            originals: Vec::new(),
+        };
+        for attr in attrs.iter().filter(|at| at.path().is_ident(COMPONENT)) {
+            a.originals.push(attr.clone());
+            if let syn::Meta::Path(_) = attr.meta {
+                cx.error_spanned_by(
+                    attr,
+                    "expected `#[component(...)]` with at least one key, e.g. `#[component(fetch_from = \"env\")]`",
+                );
+                continue;
+            }
+            let result = attr.parse_nested_meta(|meta| {
+                let name = meta_name(&meta);
+                let tokens = meta.path.to_token_stream();
+                match name.as_str() {
+                    SKIP => a.skip.set(cx, tokens, flag(&meta)?),
+                    FETCH_FROM => a.fetch_from.set(cx, tokens, string(&meta)?.value()),
+                    KEY => a.key.set(cx, tokens, string(&meta)?.value()),
+                    QUERY => a.query.set(cx, tokens, string(&meta)?.value()),
+                    SECRET => {
+                        let value = if meta.input.peek(syn::Token![=]) {
+                            SecretAttr::Path(string(&meta)?.value())
+                        } else {
+                            SecretAttr::Flag
+                        };
+                        a.secret.set(cx, tokens, value);
+                    }
+                    FIELD => a.field.set(cx, tokens, string(&meta)?.value()),
+                    URL => a.url.set(cx, tokens, string(&meta)?.value()),
+                    PATH => a.path.set(cx, tokens, string(&meta)?.value()),
+                    POINTER => a.pointer.set(cx, tokens, string(&meta)?.value()),
+                    MOUNT => a.mount.set(cx, tokens, string(&meta)?.value()),
+                    TABLE => a.table.set(cx, tokens, string(&meta)?.value()),
+                    SOURCE => a.source.set(cx, tokens, string(&meta)?.value()),
+                    FALLBACK => a.fallback.set(cx, tokens, string(&meta)?.value()),
+                    TTL => a.ttl.set(cx, tokens, duration(&meta)?),
+                    CACHE_FOR => a.cache_for.set(cx, tokens, duration(&meta)?),
+                    TIMEOUT => a.timeout.set(cx, tokens, duration(&meta)?),
+                    RETRY_ATTEMPTS => a.retry_attempts.set(cx, tokens, count(&meta)?),
+                    CIRCUIT_BREAKER => a.circuit_breaker.set(cx, tokens, boolean(&meta)?),
+                    FALLBACK_TO => a.fallback_to.set(cx, tokens, string(&meta)?.value()),
+                    STREAM_FROM => a.stream_from.set(cx, tokens, string(&meta)?.value()),
+                    TOPIC => a.topic.set(cx, tokens, string(&meta)?.value()),
+                    FETCHER => {
+                        let expr: Expr = meta.value()?.parse()?;
+                        a.fetcher.set(cx, tokens, expr);
+                    }
+                    CRATE | ENV_PREFIX => {
+                        skip_value(&meta)?;
+                        return Err(meta.error(format!(
+                            "`{name}` is a container attribute; put it on the struct: `#[component({name} = ...)]`"
+                        )));
+                    }
+                    _ => {
+                        skip_value(&meta)?;
+                        return Err(meta.error(unknown_message(&name, FIELD_KEYS, "field")));
+                    }
+                }
+                Ok(())
+            });
+            if let Err(err) = result {
+                cx.syn_error(err);
+            }
+        }
+        a
+    }
+
+    /// Whether the field says where its value comes from.
+    pub fn is_fetched(&self) -> bool {
+        self.fetch_from.is_some() || self.fetcher.is_some()
+    }
+
+    /// Whether any key of `#[derive(AsyncAssign)]` is present (anything but `skip`).
+    pub fn async_key_tokens(&self) -> Option<TokenStream> {
+        self.originals
+            .first()
+            .filter(|_| self.has_async_keys())
+            .map(|a| a.to_token_stream())
+    }
+
+    fn has_async_keys(&self) -> bool {
+        self.fetch_from.is_some()
+            || self.key.is_some()
+            || self.query.is_some()
+            || self.secret.is_some()
+            || self.field.is_some()
+            || self.url.is_some()
+            || self.path.is_some()
+            || self.pointer.is_some()
+            || self.mount.is_some()
+            || self.table.is_some()
+            || self.source.is_some()
+            || self.fallback.is_some()
+            || self.ttl.is_some()
+            || self.cache_for.is_some()
+            || self.retry_attempts.is_some()
+            || self.circuit_breaker.is_some()
+            || self.fallback_to.is_some()
+            || self.stream_from.is_some()
+            || self.topic.is_some()
+            || self.timeout.is_some()
+            || self.fetcher.is_some()
+    }
+}
+
+impl ContainerAttrs {
+    pub fn from_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Self {
+        let mut a = ContainerAttrs {
+            krate: Attr::none(CRATE),
+            timeout: Attr::none(TIMEOUT),
+            env_prefix: Attr::none(ENV_PREFIX),
+            originals: Vec::new(),
+        };
+        for attr in attrs.iter().filter(|at| at.path().is_ident(COMPONENT)) {
+            a.originals.push(attr.clone());
+            let result = attr.parse_nested_meta(|meta| {
+                let name = meta_name(&meta);
+                let tokens = meta.path.to_token_stream();
+                match name.as_str() {
+                    CRATE => {
+                        let value = meta.value()?;
+                        let path = if value.peek(LitStr) {
+                            let lit: LitStr = value.parse()?;
+                            lit.parse::<syn::Path>()?
+                        } else {
+                            value.call(syn::Path::parse_mod_style)?
+                        };
+                        a.krate.set(cx, tokens, path);
+                    }
+                    TIMEOUT => a.timeout.set(cx, tokens, duration(&meta)?),
+                    ENV_PREFIX => a.env_prefix.set(cx, tokens, string(&meta)?.value()),
+                    other if FIELD_KEYS.contains(&other) => {
+                        skip_value(&meta)?;
+                        return Err(meta.error(format!(
+                            "`{name}` is a field attribute; put it on a field, not on the struct"
+                        )));
+                    }
+                    _ => {
+                        skip_value(&meta)?;
+                        return Err(meta.error(unknown_message(&name, CONTAINER_KEYS, "container")));
+                    }
+                }
+                Ok(())
+            });
+            if let Err(err) = result {
+                cx.syn_error(err);
+            }
+        }
+        a
+    }
+
+    pub fn has_async_keys(&self) -> bool {
+        self.timeout.is_some() || self.env_prefix.is_some()
+    }
+}
+
+fn meta_name(meta: &ParseNestedMeta<'_>) -> String {
+    meta.path
+        .get_ident()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| meta.path.to_token_stream().to_string().replace(' ', ""))
+}
+
+fn unknown_message(name: &str, known: &[&'static str], place: &str) -> String {
+    let mut msg = format!("unknown component {place} attribute `{name}`");
+    if let Some(s) = suggest(name, known) {
+        msg.push_str(&format!("; did you mean `{s}`?"));
+    } else {
+        msg.push_str(&format!("; expected one of: {}", known.join(", ")));
+    }
+    msg
+}
+
+/// Consumes `= value` or `(...)` after an unknown key so parsing can continue.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _ = meta.parse_nested_meta(|m| skip_value(&m));
+    }
+    Ok(())
+}
+
+fn string(meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
+    let name = meta_name(meta);
+    let value = meta.value().map_err(|_| {
+        meta.error(format!("`{name}` expects a string: `{name} = \"...\"`"))
+    })?;
+    match value.parse::<Lit>()? {
+        Lit::Str(s) => Ok(s),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{name}` expects a string literal, e.g. `{name} = \"...\"`"),
+        )),
+    }
+}
+
+fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let name = meta_name(meta);
+        let _: Expr = meta.value()?.parse()?;
+        return Err(meta.error(format!("`{name}` takes no value; write `#[component({name})]`")));
+    }
+    Ok(())
+}
+
+fn boolean(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
+    if !meta.input.peek(syn::Token![=]) {
+        return Ok(true);
+    }
+    let name = meta_name(meta);
+    match meta.value()?.parse::<Lit>()? {
+        Lit::Bool(b) => Ok(b.value),
+        Lit::Str(s) => match s.value().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(syn::Error::new_spanned(
+                s,
+                format!("`{name}` expects `true` or `false`"),
+            )),
+        },
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{name}` expects `true` or `false`"),
+        )),
+    }
+}
+
+fn count(meta: &ParseNestedMeta<'_>) -> syn::Result<u32> {
+    let name = meta_name(meta);
+    let bad = |tokens: &dyn ToTokens, text: &str| {
+        syn::Error::new_spanned(
+            tokens.to_token_stream(),
+            format!("`{name}` expects a whole number from 0 to {}, found `{text}`", u32::MAX),
+        )
+    };
+    let value = meta.value()?;
+    if value.peek(syn::Token![-]) {
+        let expr: Expr = value.parse()?;
+        let text = expr.to_token_stream().to_string().replace(' ', "");
+        return Err(bad(&expr, &text));
+    }
+    match value.parse::<Lit>()? {
+        Lit::Int(i) => i.base10_parse::<u32>().map_err(|_| bad(&i, i.base10_digits())),
+        Lit::Str(s) => s.value().trim().parse::<u32>().map_err(|_| bad(&s, &s.value())),
+        other => {
+            let text = other.to_token_stream().to_string();
+            Err(bad(&other, &text))
+        }
+    }
+}
+
+/// Parses `"3600"` (seconds), `"30s"`, `"5m"`, `"1h"`, `"250ms"`, or an integer of seconds.
+fn duration(meta: &ParseNestedMeta<'_>) -> syn::Result<Duration> {
+    let name = meta_name(meta);
+    let value = meta.value()?;
+    match value.parse::<Lit>()? {
+        Lit::Int(i) => i
+            .base10_parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| syn::Error::new_spanned(i, e)),
+        Lit::Str(s) => parse_duration(&s.value()).map_err(|why| {
+            syn::Error::new_spanned(
+                &s,
+                format!("`{name}`: invalid duration {:?}: {why}; write seconds (\"3600\") or a unit (\"250ms\", \"30s\", \"5m\", \"1h\")", s.value()),
+            )
+        }),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{name}` expects a duration string such as \"30s\""),
+        )),
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty".into());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+

@@ -1,0 +1,488 @@
+//! Code generation for `#[derive(AsyncAssign)]`. Assumes `valid.rs` accepted the input.
+//!
+//! Generated, inside `const _: () = { ... };`:
+//! - one `static FieldSpec` per field (what `#[component(...)]` says);
+//! - `AsyncAssign<F, IntoT>` and `FutureAssign<F, Fut>` for each field type only one field has;
+//! - inherent `fetch_all_components[_with]`, `fetch_available_components[_with]`,
+//!   `fetch_with_resilience[_with]` and `fetch_<field>[_with]` per fetched field.
+
+use std::time::Duration;
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::Type;
+
+use crate::ast::{Field, Input};
+use crate::attr::SecretAttr;
+use crate::shape;
+use crate::valid::split_source;
+
+/// Which crate the generated code reaches the runtime through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// `component_model` with feature `async` (the facade).
+    Facade,
+    /// `component_model_async` directly.
+    Direct,
+}
+
+pub fn runtime_path(input: &Input<'_>, entry: Entry) -> TokenStream {
+    match entry {
+        Entry::Facade => {
+            let krate = input.krate(quote!(::component_model));
+            quote!(#krate::__private::asynchronous)
+        }
+        Entry::Direct => {
+            let krate = input.krate(quote!(::component_model_async));
+            quote!(#krate::__private)
+        }
+    }
+}
+
+fn duration_tokens(d: Duration) -> TokenStream {
+    let secs = d.as_secs();
+    let nanos = d.subsec_nanos();
+    quote!(::core::time::Duration::new(#secs, #nanos))
+}
+
+fn opt_lit(method: &str, value: Option<&str>) -> TokenStream {
+    match value {
+        Some(v) => {
+            let m = format_ident!("{}", method);
+            quote!(.#m(#v))
+        }
+        None => TokenStream::new(),
+    }
+}
+
+fn env_name(input: &Input<'_>, f: &Field<'_>) -> String {
+    let prefix = input.attrs.env_prefix.get().map(|p| p.value.clone()).unwrap_or_default();
+    format!("{prefix}{}", f.plain_name().to_uppercase())
+}
+
+fn spec_ident(i: usize) -> syn::Ident {
+    format_ident!("__CM_SPEC_{}", i)
+}
+
+fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+    let a = &f.attrs;
+    let ident = spec_ident(i);
+    let owner = input.ident.to_string();
+    let field = f.plain_name();
+    let type_name = f.type_string();
+    let source = match (a.fetch_from.get(), a.fetcher.is_some()) {
+        (Some(s), _) => s.value.trim().to_owned(),
+        (None, true) => "fetcher".to_owned(),
+        (None, false) => "assign".to_owned(),
+    };
+    let kind = split_source(&source).base.to_owned();
+    let key = match a.key.get() {
+        Some(k) => Some(k.value.clone()),
+        None if kind == "env" => Some(env_name(input, f)),
+        None => None,
+    };
+    let (secret_path, sensitive) = match a.secret.get().map(|s| &s.value) {
+        Some(SecretAttr::Path(p)) => (Some(p.as_str()), true),
+        Some(SecretAttr::Flag) => (None, true),
+        None => (None, false),
+    };
+    let mut chain = TokenStream::new();
+    chain.extend(opt_lit("key", key.as_deref()));
+    chain.extend(opt_lit("query", a.query.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("secret_path", secret_path));
+    chain.extend(opt_lit("select", a.field.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("url", a.url.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("path", a.path.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("pointer", a.pointer.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("mount", a.mount.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("table", a.table.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("fallback", a.fallback.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("fallback_to", a.fallback_to.get().map(|s| s.value.as_str())));
+    if sensitive {
+        chain.extend(quote!(.sensitive(true)));
+    }
+    if let Some(t) = a.timeout.get() {
+        let d = duration_tokens(t.value);
+        chain.extend(quote!(.timeout(#d)));
+    }
+    if let Some(n) = a.retry_attempts.get() {
+        let n = n.value;
+        chain.extend(quote!(.retry_attempts(#n)));
+    }
+    quote! {
+        #[allow(non_upper_case_globals)]
+        static #ident: #cm::FieldSpec = #cm::FieldSpec::new(#owner, #field, #type_name, #source) #chain;
+    }
+}
+
+/// `require_<backend>!{}` for built-in backends, spanned at `fetch_from` so a missing cargo
+/// feature is reported there.
+fn feature_gate(cm: &TokenStream, f: &Field<'_>) -> TokenStream {
+    let Some(from) = f.attrs.fetch_from.get() else {
+        return TokenStream::new();
+    };
+    let kind = split_source(from.value.trim()).base;
+    let gate = match kind {
+        "database" => "require_database",
+        "postgres" => "require_postgres",
+        "mysql" => "require_mysql",
+        "sqlite" => "require_sqlite",
+        "api" | "http" => "require_http",
+        "consul" => "require_consul",
+        "vault" => "require_vault",
+        "redis" => "require_redis",
+        _ => return TokenStream::new(),
+    };
+    let gate = format_ident!("{}", gate);
+    let span = from.tokens.span();
+    quote_spanned! {span=> #cm::#gate!{} }
+}
+
+pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
+    let cm = runtime_path(input, entry);
+    let name = input.ident;
+    let vis = &input.original.vis;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+
+    let live: Vec<(usize, &Field<'_>)> = input
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.attrs.skip.is_some())
+        .collect();
+    let fetched: Vec<(usize, &Field<'_>)> = live.iter().copied().filter(|(_, f)| f.attrs.is_fetched()).collect();
+
+    let specs: TokenStream = live.iter().map(|(i, f)| spec_static(input, &cm, f, *i)).collect();
+    let gates: TokenStream = fetched.iter().map(|(_, f)| feature_gate(&cm, f)).collect();
+
+    let types: Vec<&Type> = live.iter().map(|(_, f)| f.ty).collect();
+    let ambiguous = shape::ambiguous(&types, input.generics);
+    let assign_impls: TokenStream = live
+        .iter()
+        .zip(&ambiguous)
+        .filter(|(_, amb)| !**amb)
+        .map(|((i, f), _)| assign_impl(input, &cm, f, *i))
+        .collect();
+
+    // The shared fetch: every fetched field's Result, in field order.
+    let adds = fetched.iter().map(|(i, f)| {
+        let ty = f.ty;
+        let spec = spec_ident(*i);
+        let h = format_ident!("__cm_h{}", i);
+        match f.attrs.fetcher.get() {
+            Some(expr) => {
+                let e = &expr.value;
+                quote_spanned! {ty.span()=> let #h = __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #e); }
+            }
+            None => quote_spanned! {ty.span()=> let #h = __cm_plan.add::<#ty>(&#spec); },
+        }
+    });
+    let takes = fetched.iter().map(|(i, f)| {
+        let h = format_ident!("__cm_h{}", i);
+        let ty = f.ty;
+        if f.attrs.fetcher.is_some() && f.attrs.fallback.get().is_none() {
+            quote_spanned!(ty.span()=> __cm_out.take_typed::<#ty>(#h))
+        } else {
+            quote_spanned!(ty.span()=> __cm_out.take::<#ty>(#h))
+        }
+    });
+    let result_types = fetched.iter().map(|(_, f)| {
+        let ty = f.ty;
+        quote!(::core::result::Result<#ty, #cm::ComponentError>)
+    });
+    let fetch_fields = quote! {
+        #[doc(hidden)]
+        #[allow(clippy::type_complexity)]
+        async fn __component_model_fetch(__cm_sources: &#cm::Sources) -> ( #( #result_types, )* ) {
+            #[allow(unused_mut)]
+            let mut __cm_plan = #cm::Plan::new(__cm_sources);
+            #( #adds )*
+            #[allow(unused_mut, unused_variables)]
+            let mut __cm_out = __cm_plan.run().await;
+            ( #( #takes, )* )
+        }
+    };
+
+    let vars: Vec<syn::Ident> = fetched.iter().map(|(i, _)| format_ident!("__cm_v{}", i)).collect();
+    let vars_pat = quote!(( #( #vars, )* ));
+    let collect_all = fetched.iter().map(|(i, _)| {
+        let v = format_ident!("__cm_v{}", i);
+        quote! {
+            let #v = match #v {
+                ::core::result::Result::Ok(v) => ::core::option::Option::Some(v),
+                ::core::result::Result::Err(e) => { __cm_errors.push(e); ::core::option::Option::None }
+            };
+        }
+    });
+    let some_pats = vars.iter().map(|v| quote!(::core::option::Option::Some(#v)));
+    let inits: Vec<TokenStream> = input
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let member = &f.member;
+            if f.attrs.is_fetched() && !f.attrs.skip.is_some() {
+                let v = format_ident!("__cm_v{}", i);
+                quote!(#member: #v)
+            } else {
+                let ty = f.ty;
+                quote_spanned!(ty.span()=> #member: <#ty as ::core::default::Default>::default())
+            }
+        })
+        .collect();
+    let collect_available = fetched.iter().map(|(i, f)| {
+        let v = format_ident!("__cm_v{}", i);
+        let ty = f.ty;
+        let spec = spec_ident(*i);
+        let fallback = if f.attrs.fallback.get().is_some() {
+            quote!(.or_else(|| #cm::fallback_value::<#ty>(&#spec)))
+        } else {
+            TokenStream::new()
+        };
+        quote_spanned! {ty.span()=>
+            let #v: ::core::option::Option<#ty> = match #v {
+                ::core::result::Result::Ok(v) => ::core::option::Option::Some(v),
+                ::core::result::Result::Err(e) => {
+                    __cm_errors.push(e);
+                    ::core::option::Option::None #fallback .or_else(|| {
+                        #[allow(unused_imports)]
+                        use #cm::probe::{NoDefault as _, ViaDefault as _};
+                        (&#cm::probe::DefaultProbe::<#ty>::new()).probe_default()
+                    })
+                }
+            };
+        }
+    });
+    let some_pats2 = vars.iter().map(|v| quote!(::core::option::Option::Some(#v)));
+
+    let owner = name.to_string();
+    let timeout = input
+        .attrs
+        .timeout
+        .get()
+        .map(|t| t.value)
+        .unwrap_or(Duration::from_secs(30));
+    let timeout_tokens = duration_tokens(timeout);
+    let timeout_doc = humantime::format_duration(timeout).to_string();
+
+    let per_field = fetched.iter().map(|(i, f)| {
+        let ty = f.ty;
+        let spec = spec_ident(*i);
+        let m = f.method("fetch", "");
+        let m_with = format_ident!("{}_with", m);
+        let doc = format!("Fetches only `{}` from the process-wide [`Sources`]({}).", f.plain_name(), "::component_model_async::Sources");
+        let doc_with = format!("Fetches only `{}` from `sources`.", f.plain_name());
+        let (add, take) = match f.attrs.fetcher.get() {
+            Some(expr) => {
+                let e = &expr.value;
+                let take = if f.attrs.fallback.get().is_some() {
+                    quote!(take::<#ty>)
+                } else {
+                    quote!(take_typed::<#ty>)
+                };
+                (quote_spanned!(ty.span()=> __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #e)), take)
+            }
+            None => (quote_spanned!(ty.span()=> __cm_plan.add::<#ty>(&#spec)), quote!(take::<#ty>)),
+        };
+        quote! {
+            #[doc = #doc]
+            #vis async fn #m() -> ::core::result::Result<#ty, #cm::ComponentError> {
+                Self::#m_with(#cm::Sources::global()).await
+            }
+            #[doc = #doc_with]
+            #vis async fn #m_with(sources: &#cm::Sources) -> ::core::result::Result<#ty, #cm::ComponentError> {
+                let mut __cm_plan = #cm::Plan::new(sources);
+                let __cm_h = #add;
+                __cm_plan.run().await.#take(__cm_h)
+            }
+        }
+    });
+
+    let marker = match entry {
+        Entry::Facade => {
+            let krate = input.krate(quote!(::component_model));
+            quote! {
+                #[automatically_derived]
+                impl #impl_generics #krate::__private::AsyncAssignDerived for #name #ty_generics #where_clause {}
+            }
+        }
+        Entry::Direct => TokenStream::new(),
+    };
+
+    quote! {
+        #[allow(non_local_definitions, clippy::all)]
+        const _: () = {
+            #gates
+            #specs
+            #assign_impls
+            #marker
+
+            #[automatically_derived]
+            impl #impl_generics #name #ty_generics #where_clause {
+                #fetch_fields
+
+                /// Fetches every field that has a source, concurrently, from the process-wide
+                /// `Sources` (see `Sources::set_global`); fields without a source get `Default`.
+                /// Returns every error, one per failed field.
+                #vis async fn fetch_all_components() -> ::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>> {
+                    Self::fetch_all_components_with(#cm::Sources::global()).await
+                }
+
+                /// Fetches every field that has a source, concurrently, from `sources`.
+                /// Returns every error, one per failed field.
+                #vis async fn fetch_all_components_with(sources: &#cm::Sources) -> ::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>> {
+                    let #vars_pat = Self::__component_model_fetch(sources).await;
+                    #[allow(unused_mut)]
+                    let mut __cm_errors = ::std::vec::Vec::new();
+                    #( #collect_all )*
+                    #[allow(irrefutable_let_patterns)]
+                    if let ( #( #some_pats, )* ) = ( #( #vars, )* ) {
+                        if __cm_errors.is_empty() {
+                            return ::core::result::Result::Ok(Self { #( #inits, )* });
+                        }
+                    }
+                    ::core::result::Result::Err(__cm_errors)
+                }
+
+                /// Fetches what can be fetched from the process-wide `Sources`: failed fields take
+                /// their `fallback` or `Default`, and the errors are returned beside the value.
+                /// Fails only when a failed field has neither.
+                #vis async fn fetch_available_components() -> ::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>> {
+                    Self::fetch_available_components_with(#cm::Sources::global()).await
+                }
+
+                /// Like `fetch_available_components`, from `sources`.
+                #vis async fn fetch_available_components_with(sources: &#cm::Sources) -> ::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>> {
+                    let #vars_pat = Self::__component_model_fetch(sources).await;
+                    #[allow(unused_mut)]
+                    let mut __cm_errors = ::std::vec::Vec::new();
+                    #( #collect_available )*
+                    #[allow(irrefutable_let_patterns)]
+                    if let ( #( #some_pats2, )* ) = ( #( #vars, )* ) {
+                        return ::core::result::Result::Ok(#cm::Partial { value: Self { #( #inits, )* }, errors: __cm_errors });
+                    }
+                    ::core::result::Result::Err(__cm_errors)
+                }
+
+                #[doc = concat!("Like `fetch_all_components`, bounded by the struct's timeout (", #timeout_doc, "): a timeout gives `ComponentError::Timeout`, one failed field its error, several `ComponentError::Multiple`.")]
+                #vis async fn fetch_with_resilience() -> ::core::result::Result<Self, #cm::ComponentError> {
+                    Self::fetch_with_resilience_with(#cm::Sources::global()).await
+                }
+
+                /// Like `fetch_with_resilience`, from `sources`.
+                #vis async fn fetch_with_resilience_with(sources: &#cm::Sources) -> ::core::result::Result<Self, #cm::ComponentError> {
+                    #cm::bounded(#owner, #timeout_tokens, Self::fetch_all_components_with(sources)).await
+                }
+
+                #( #per_field )*
+            }
+        };
+    }
+}
+
+fn assign_impl(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+    let name = input.ident;
+    let ty = f.ty;
+    let member = &f.member;
+    let spec = spec_ident(i);
+    let (_, ty_generics, _) = input.generics.split_for_impl();
+
+    let mut g = input.generics.clone();
+    g.params.push(syn::parse_quote!(__IntoT));
+    g.make_where_clause().predicates.push(syn::parse_quote!(
+        __IntoT: ::core::convert::Into<#ty> + ::core::marker::Send
+    ));
+    g.make_where_clause()
+        .predicates
+        .push(syn::parse_quote!(#ty: ::core::marker::Send));
+    let (ig, _, wc) = g.split_for_impl();
+
+    let mut g2 = input.generics.clone();
+    g2.params.push(syn::parse_quote!(__Fut));
+    g2.params.push(syn::parse_quote!(__V));
+    g2.params.push(syn::parse_quote!(__E));
+    {
+        let w = g2.make_where_clause();
+        w.predicates.push(syn::parse_quote!(
+            __Fut: ::core::future::IntoFuture<Output = ::core::result::Result<__V, __E>>
+        ));
+        w.predicates.push(syn::parse_quote!(
+            <__Fut as ::core::future::IntoFuture>::IntoFuture: ::core::marker::Send + 'static
+        ));
+        w.predicates.push(syn::parse_quote!(
+            __V: ::core::convert::Into<#ty> + ::core::marker::Send + 'static
+        ));
+        w.predicates.push(syn::parse_quote!(
+            __E: ::core::convert::Into<#cm::BoxError> + ::core::marker::Send + 'static
+        ));
+        w.predicates.push(syn::parse_quote!(#ty: ::core::marker::Send));
+        w.predicates.push(syn::parse_quote!(Self: ::core::marker::Send));
+    }
+    let (ig2, _, wc2) = g2.split_for_impl();
+    let span = ty.span();
+    let member_tokens = member.to_token_stream();
+    quote_spanned! {span=>
+        #[automatically_derived]
+        impl #ig #cm::AsyncAssign<#ty, __IntoT> for #name #ty_generics #wc {
+            type Error = #cm::ComponentError;
+            #[inline]
+            fn async_assign(&mut self, component: __IntoT) -> #cm::Assignment<'_, Self, Self::Error> {
+                let __cm_value: #ty = ::core::convert::Into::into(component);
+                #cm::Assignment::new(self).set(move |__cm_this: &mut Self| __cm_this.#member_tokens = __cm_value)
+            }
+        }
+
+        #[automatically_derived]
+        impl #ig2 #cm::FutureAssign<#ty, __Fut> for #name #ty_generics #wc2 {
+            type Future<'__a> = #cm::Assignment<'__a, Self, #cm::ComponentError> where Self: '__a;
+            type Error = #cm::ComponentError;
+            fn future_assign(&mut self, component: __Fut) -> Self::Future<'_> {
+                let __cm_fut = ::core::future::IntoFuture::into_future(component);
+                #cm::Assignment::new(self).step(async move {
+                    match __cm_fut.await {
+                        ::core::result::Result::Ok(v) => {
+                            let __cm_value: #ty = ::core::convert::Into::into(v);
+                            ::core::result::Result::Ok(move |__cm_this: &mut Self| __cm_this.#member_tokens = __cm_value)
+                        }
+                        ::core::result::Result::Err(e) => ::core::result::Result::Err(#cm::future_error(&#spec, e)),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// When attributes are invalid, still declare the methods users call (with bodies that are
+/// never compiled into a working program), so the only errors shown are the real ones.
+pub fn fallback_stub(input: &Input<'_>, entry: Entry) -> TokenStream {
+    let cm = runtime_path(input, entry);
+    let name = input.ident;
+    let vis = &input.original.vis;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let per_field = input
+        .fields
+        .iter()
+        .filter(|f| f.attrs.is_fetched() && f.original.ident.is_some())
+        .map(|f| {
+            let ty = f.ty;
+            let m = f.method("fetch", "");
+            let m_with = format_ident!("{}_with", m);
+            quote! {
+                #vis async fn #m() -> ::core::result::Result<#ty, #cm::ComponentError> { ::core::unimplemented!() }
+                #vis async fn #m_with(_: &#cm::Sources) -> ::core::result::Result<#ty, #cm::ComponentError> { ::core::unimplemented!() }
+            }
+        });
+    quote! {
+        #[allow(dead_code, unused, clippy::all)]
+        impl #impl_generics #name #ty_generics #where_clause {
+            #vis async fn fetch_all_components() -> ::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>> { ::core::unimplemented!() }
+            #vis async fn fetch_all_components_with(_: &#cm::Sources) -> ::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>> { ::core::unimplemented!() }
+            #vis async fn fetch_available_components() -> ::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>> { ::core::unimplemented!() }
+            #vis async fn fetch_available_components_with(_: &#cm::Sources) -> ::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>> { ::core::unimplemented!() }
+            #vis async fn fetch_with_resilience() -> ::core::result::Result<Self, #cm::ComponentError> { ::core::unimplemented!() }
+            #vis async fn fetch_with_resilience_with(_: &#cm::Sources) -> ::core::result::Result<Self, #cm::ComponentError> { ::core::unimplemented!() }
+            #( #per_field )*
+        }
+    }
+}
