@@ -120,17 +120,17 @@ enum Step<'a, S, E> {
 /// struct AppConfig {
 ///     host: String,
 ///     port: u16,
-///     api_key: Vec<u8>,
+///     tags: Vec<String>,
 /// }
 ///
 /// async fn fetch_port() -> Result<u16, std::io::Error> { Ok(8080) }
-/// async fn load_api_key() -> Result<Vec<u8>, std::io::Error> { Ok(b"k".to_vec()) }
+/// async fn load_tags() -> Result<Vec<String>, std::io::Error> { Ok(vec!["a".into()]) }
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let config = AppConfig::default()
 ///     .async_assign("localhost")
 ///     .future_assign(fetch_port())
-///     .future_assign(load_api_key())
+///     .future_assign(load_tags())
 ///     .build()
 ///     .await?;
 /// assert_eq!((config.host.as_str(), config.port), ("localhost", 8080));

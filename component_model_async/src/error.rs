@@ -178,7 +178,7 @@ pub struct FieldError {
 #[non_exhaustive]
 pub enum ComponentError {
     /// One field could not be fetched or converted.
-    #[error("{0}")]
+    #[error(transparent)]
     Field(Box<FieldError>),
     /// The whole fetch did not finish within its timeout.
     #[error("fetching {target} timed out after {}", humanize(*.after))]

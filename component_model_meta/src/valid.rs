@@ -206,7 +206,7 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     };
     match src.base {
         "env" => {
-            for k in ["query", "field", "url", "path", "pointer", "mount", "table", "source"] {
+            for k in ["query", "url", "path", "mount", "table", "source"] {
                 not_for(k, &tok(k));
             }
             if secret_path.is_some() {

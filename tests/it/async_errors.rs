@@ -1,0 +1,109 @@
+//! Errors and secrets: a canary secret never shows in errors, Debug or logs.
+
+use component_model::{
+    AsyncAssign, ComponentError, EnvSource, ErrorKind, FetchRequest, RawValue, Source, SourceError, Sources,
+    async_trait,
+};
+use component_model_tests::{CapturedLogs, capturing_subscriber};
+
+const CANARY: &str = "canary-7f3a9c-DO-NOT-LEAK";
+
+struct VaultLike;
+
+#[async_trait]
+impl Source for VaultLike {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        match request.secret_path() {
+            Some("app/db") => Ok(RawValue::Json(serde_json::json!({ "password": CANARY, "port": CANARY }))),
+            _ => Err(SourceError::not_found()),
+        }
+    }
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Secrets {
+    #[component(fetch_from = "env", secret)]
+    api_key: u64,
+    #[component(fetch_from = "vaultish", secret = "app/db", field = "port")]
+    db_port: u16,
+    #[component(fetch_from = "vaultish", secret = "app/db", field = "user")]
+    db_user: String,
+    #[component(fetch_from = "env")]
+    token: component_model::SecretString,
+    #[component(fetch_from = "env")]
+    plain: u16,
+}
+
+#[tokio::test]
+async fn three_failing_fields_give_three_errors_and_none_contains_the_canary() {
+    let logs = CapturedLogs::default();
+    let subscriber = capturing_subscriber(&logs);
+    let sources = Sources::new()
+        .with_env(EnvSource::from_map([("API_KEY", CANARY), ("TOKEN", CANARY), ("PLAIN", "not-a-port")]))
+        .register("vaultish", VaultLike);
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let errors = Secrets::fetch_all_components_with(&sources).await.unwrap_err();
+    drop(_guard);
+
+    let fields: Vec<_> = errors.iter().map(|e| e.field_name().unwrap()).collect();
+    assert_eq!(fields, ["api_key", "db_port", "db_user", "plain"]);
+    assert_eq!(errors[2].kind(), ErrorKind::NotFound);
+    for e in &errors {
+        assert!(!e.to_string().contains(CANARY), "Display leaks: {e}");
+        assert!(!format!("{e:?}").contains(CANARY), "Debug leaks: {e:?}");
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            assert!(!c.to_string().contains(CANARY), "cause leaks: {c}");
+            cause = c.source();
+        }
+    }
+    assert!(errors[0].to_string().contains("found a secret value of 25 bytes (not shown)"), "{}", errors[0]);
+    // a non-secret value is shown, to help fix it
+    assert!(errors[3].to_string().contains("\"not-a-port\""), "{}", errors[3]);
+    let multiple = ComponentError::from(errors);
+    assert!(!multiple.to_string().contains(CANARY));
+    assert!(!format!("{multiple:?}").contains(CANARY));
+
+    let logged = logs.text();
+    assert!(logged.contains("component_fetch"), "one span per field is logged: {logged}");
+    assert!(logged.contains("field=\"db_port\""), "{logged}");
+    assert!(!logged.contains(CANARY), "logs leak the canary:\n{logged}");
+}
+
+#[tokio::test]
+async fn spans_record_field_source_key_outcome_and_elapsed() {
+    #[derive(AsyncAssign, Debug)]
+    struct C {
+        #[component(fetch_from = "env")]
+        port: u16,
+    }
+    let logs = CapturedLogs::default();
+    let _guard = tracing::subscriber::set_default(capturing_subscriber(&logs));
+    C::fetch_all_components_with(&Sources::new().with_env(EnvSource::from_map([("PORT", "1")])))
+        .await
+        .unwrap();
+    let text = logs.text();
+    for needle in ["component_fetch", "owner=\"C\"", "field=\"port\"", "source=\"env\"", "key=\"PORT\"", "outcome=\"ok\"", "elapsed_ms="] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+}
+
+#[test]
+fn raw_values_and_requests_never_print_values() {
+    let raw = RawValue::from(CANARY);
+    assert_eq!(format!("{raw:?}"), "Text(<25 bytes>)");
+    let json = RawValue::Json(serde_json::json!({ "k": CANARY }));
+    assert_eq!(format!("{json:?}"), "Json(<object>)");
+}
+
+#[test]
+fn error_kinds_display_as_actionable_phrases() {
+    let e = ComponentError::field(ErrorKind::Unauthorized)
+        .in_field("AppConfig", "api_key")
+        .from_source("vault", "secret", "app/api-key")
+        .detail("permission denied")
+        .build();
+    assert_eq!(e.to_string(), "AppConfig.api_key: vault secret `app/api-key`: unauthorized: permission denied");
+    assert_eq!(e.key(), Some("app/api-key"));
+}
