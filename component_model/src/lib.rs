@@ -44,7 +44,9 @@
 mod assign;
 
 pub use assign::{Assign, AssignWithType, OptionExt};
-pub use component_model_meta::{Assign, ComponentFrom, ComponentModel, ComponentsAssign, FromComponents};
+pub use component_model_meta::{
+    Assign, ComponentFrom, ComponentModel, ComponentsAssign, FromComponents,
+};
 
 #[cfg(feature = "async")]
 pub use component_model_async::{self, *};

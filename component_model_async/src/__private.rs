@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-pub use crate::assign::{AsyncAssign, Assignment, FutureAssign};
+pub use crate::assign::{Assignment, AsyncAssign, FutureAssign};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
 pub use crate::partial::Partial;
 pub use crate::plan::{Handle, Outcomes, Plan};

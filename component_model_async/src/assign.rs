@@ -41,7 +41,10 @@ pub trait AsyncAssign<T, IntoT> {
         Self: Sized;
 
     /// Assigns `component` and returns `self`.
-    fn async_impute(self, component: IntoT) -> impl Future<Output = Result<Self, Self::Error>> + Send
+    fn async_impute(
+        self,
+        component: IntoT,
+    ) -> impl Future<Output = Result<Self, Self::Error>> + Send
     where
         Self: Sized + Send,
         IntoT: Send,
@@ -87,7 +90,10 @@ pub trait FutureAssign<T, IntoT> {
     fn future_assign(&mut self, component: IntoT) -> Self::Future<'_>;
 
     /// Runs `component`, assigns what it yields, and returns `self`.
-    fn future_impute(self, component: IntoT) -> impl Future<Output = Result<Self, Self::Error>> + Send
+    fn future_impute(
+        self,
+        component: IntoT,
+    ) -> impl Future<Output = Result<Self, Self::Error>> + Send
     where
         Self: Sized + Send,
         IntoT: Send,
@@ -101,10 +107,11 @@ pub trait FutureAssign<T, IntoT> {
 }
 
 type Setter<'a, S> = Box<dyn FnOnce(&mut S) + Send + 'a>;
+type PendingStep<'a, S, E> = BoxFuture<'a, Result<Setter<'a, S>, E>>;
 
 enum Step<'a, S, E> {
     Ready(Setter<'a, S>),
-    Pending(BoxFuture<'a, Result<Setter<'a, S>, E>>),
+    Pending(PendingStep<'a, S, E>),
 }
 
 /// Pending assignments to one value: await it to apply them, or chain more and `build`.
@@ -141,7 +148,7 @@ enum Step<'a, S, E> {
 pub struct Assignment<'a, S, E> {
     target: &'a mut S,
     steps: Vec<Step<'a, S, E>>,
-    running: Option<JoinAll<BoxFuture<'a, Result<Setter<'a, S>, E>>>>,
+    running: Option<JoinAll<PendingStep<'a, S, E>>>,
     order: Vec<Option<Setter<'a, S>>>,
     done: bool,
 }
@@ -181,7 +188,9 @@ impl<'a, S, E> Assignment<'a, S, E> {
     where
         S: AsyncAssign<T, IntoT, Error = E>,
     {
-        let Assignment { target, mut steps, .. } = self;
+        let Assignment {
+            target, mut steps, ..
+        } = self;
         let mut next = target.async_assign(component);
         steps.append(&mut next.steps);
         next.steps = steps;
@@ -193,7 +202,9 @@ impl<'a, S, E> Assignment<'a, S, E> {
     where
         S: for<'b> FutureAssign<T, F, Error = E, Future<'b> = Assignment<'b, S, E>>,
     {
-        let Assignment { target, mut steps, .. } = self;
+        let Assignment {
+            target, mut steps, ..
+        } = self;
         let mut next = target.future_assign(component);
         steps.append(&mut next.steps);
         next.steps = steps;

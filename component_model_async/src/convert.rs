@@ -1,8 +1,8 @@
 //! Converting a [`RawValue`] into a field's type: strings, bytes and JSON into any
 //! `serde::Deserialize` type, with errors that name the field and never show a secret.
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ComponentError, ErrorKind, Provenance};
@@ -35,7 +35,10 @@ pub(crate) fn absent<T: DeserializeOwned>() -> Option<T> {
     }
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(raw: RawValue, t: &Target<'_>) -> Result<T, ComponentError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    raw: RawValue,
+    t: &Target<'_>,
+) -> Result<T, ComponentError> {
     if t.spec.select.is_some() || t.spec.pointer.is_some() {
         let doc = match raw {
             RawValue::Json(v) => v,
@@ -83,21 +86,31 @@ fn narrow(mut doc: Value, t: &Target<'_>) -> Result<Value, ComponentError> {
                 error(
                     ErrorKind::NotFound,
                     t,
-                    format!("no field `{name}` in the value (fields: {})", listed.join(", ")),
+                    format!(
+                        "no field `{name}` in the value (fields: {})",
+                        listed.join(", ")
+                    ),
                 )
             })?,
             other => {
                 return Err(error(
                     ErrorKind::Decode,
                     t,
-                    format!("expected a JSON object to take field `{name}` from, found {}", json_kind(&other)),
+                    format!(
+                        "expected a JSON object to take field `{name}` from, found {}",
+                        json_kind(&other)
+                    ),
                 ));
             }
         };
     }
     if let Some(p) = t.spec.pointer {
         doc = doc.pointer_mut(p).map(Value::take).ok_or_else(|| {
-            error(ErrorKind::NotFound, t, format!("JSON pointer `{p}` matches nothing"))
+            error(
+                ErrorKind::NotFound,
+                t,
+                format!("JSON pointer `{p}` matches nothing"),
+            )
         })?;
     }
     Ok(doc)
@@ -105,7 +118,10 @@ fn narrow(mut doc: Value, t: &Target<'_>) -> Result<Value, ComponentError> {
 
 /// Text first as a string (`"localhost"` into `String`), then as JSON (`"8080"` into `u16`,
 /// `"true"` into `bool`, `{...}` into a struct).
-pub(crate) fn decode_text<T: DeserializeOwned>(s: String, t: &Target<'_>) -> Result<T, ComponentError> {
+pub(crate) fn decode_text<T: DeserializeOwned>(
+    s: String,
+    t: &Target<'_>,
+) -> Result<T, ComponentError> {
     let as_string = Value::String(s);
     let first = match T::deserialize(&as_string) {
         Ok(v) => return Ok(v),
@@ -119,7 +135,11 @@ pub(crate) fn decode_text<T: DeserializeOwned>(s: String, t: &Target<'_>) -> Res
         Err(second) => {
             let trimmed = s.trim_start();
             let looks_json = trimmed.starts_with('{') || trimmed.starts_with('[');
-            let why = if looks_json { second.to_string() } else { first.to_string() };
+            let why = if looks_json {
+                second.to_string()
+            } else {
+                first.to_string()
+            };
             Err(mismatch(t, || preview(&s), s.len(), &why))
         }
     }
@@ -143,7 +163,12 @@ fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, Compo
     Err(mismatch(t, || preview_json(&v), len, &first.to_string()))
 }
 
-fn mismatch(t: &Target<'_>, show: impl FnOnce() -> String, len: usize, why: &str) -> ComponentError {
+fn mismatch(
+    t: &Target<'_>,
+    show: impl FnOnce() -> String,
+    len: usize,
+    why: &str,
+) -> ComponentError {
     let expected = t.spec.type_name;
     let detail = if t.sensitive {
         format!("expected `{expected}`, found a secret value of {len} bytes (not shown)")
@@ -157,7 +182,10 @@ fn not_utf8(len: usize, t: &Target<'_>) -> ComponentError {
     error(
         ErrorKind::Decode,
         t,
-        format!("expected `{}`, found {len} bytes that are not UTF-8", t.spec.type_name),
+        format!(
+            "expected `{}`, found {len} bytes that are not UTF-8",
+            t.spec.type_name
+        ),
     )
 }
 

@@ -71,7 +71,7 @@ mod sources;
 #[doc(hidden)]
 pub mod __private;
 
-pub use assign::{AsyncAssign, Assignment, FutureAssign};
+pub use assign::{Assignment, AsyncAssign, FutureAssign};
 pub use async_trait::async_trait;
 pub use component_model_meta::AsyncAssignDirect as AsyncAssign;
 pub use error::{
@@ -88,7 +88,6 @@ pub use sources::{IntoEntry, Sources, register};
 pub use secrecy;
 /// A `String` that prints as `[REDACTED]`; use it for secret fields.
 pub use secrecy::SecretString;
-
 
 // One macro per built-in backend: empty when its feature is on, a spanned
 // `compile_error!` naming the feature when it is off. Generated code calls the one
@@ -118,7 +117,9 @@ macro_rules! __component_model_require_postgres {
 #[macro_export]
 macro_rules! __component_model_require_postgres {
     () => {
-        ::core::compile_error!("backend `postgres` needs cargo feature `postgres` of component_model_async");
+        ::core::compile_error!(
+            "backend `postgres` needs cargo feature `postgres` of component_model_async"
+        );
     };
 }
 #[cfg(feature = "mysql")]
@@ -132,7 +133,9 @@ macro_rules! __component_model_require_mysql {
 #[macro_export]
 macro_rules! __component_model_require_mysql {
     () => {
-        ::core::compile_error!("backend `mysql` needs cargo feature `mysql` of component_model_async");
+        ::core::compile_error!(
+            "backend `mysql` needs cargo feature `mysql` of component_model_async"
+        );
     };
 }
 #[cfg(feature = "sqlite")]
@@ -146,7 +149,9 @@ macro_rules! __component_model_require_sqlite {
 #[macro_export]
 macro_rules! __component_model_require_sqlite {
     () => {
-        ::core::compile_error!("backend `sqlite` needs cargo feature `sqlite` of component_model_async");
+        ::core::compile_error!(
+            "backend `sqlite` needs cargo feature `sqlite` of component_model_async"
+        );
     };
 }
 #[cfg(feature = "http")]
@@ -160,7 +165,9 @@ macro_rules! __component_model_require_http {
 #[macro_export]
 macro_rules! __component_model_require_http {
     () => {
-        ::core::compile_error!("backend `api`/`http` needs cargo feature `http` of component_model_async");
+        ::core::compile_error!(
+            "backend `api`/`http` needs cargo feature `http` of component_model_async"
+        );
     };
 }
 #[cfg(feature = "consul")]
@@ -174,7 +181,9 @@ macro_rules! __component_model_require_consul {
 #[macro_export]
 macro_rules! __component_model_require_consul {
     () => {
-        ::core::compile_error!("backend `consul` needs cargo feature `consul` of component_model_async");
+        ::core::compile_error!(
+            "backend `consul` needs cargo feature `consul` of component_model_async"
+        );
     };
 }
 #[cfg(feature = "vault")]
@@ -188,7 +197,9 @@ macro_rules! __component_model_require_vault {
 #[macro_export]
 macro_rules! __component_model_require_vault {
     () => {
-        ::core::compile_error!("backend `vault` needs cargo feature `vault` of component_model_async");
+        ::core::compile_error!(
+            "backend `vault` needs cargo feature `vault` of component_model_async"
+        );
     };
 }
 #[cfg(feature = "redis")]
@@ -202,6 +213,8 @@ macro_rules! __component_model_require_redis {
 #[macro_export]
 macro_rules! __component_model_require_redis {
     () => {
-        ::core::compile_error!("backend `redis` needs cargo feature `redis` of component_model_async");
+        ::core::compile_error!(
+            "backend `redis` needs cargo feature `redis` of component_model_async"
+        );
     };
 }

@@ -20,7 +20,12 @@ use crate::resilience::{self, Failure};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 use crate::sources::{Entry, Sources};
 
-type TypedCall = Arc<dyn Fn() -> BoxFuture<'static, Result<Box<dyn Any + Send>, BoxError>> + Send + Sync>;
+/// What one concurrent job reports: slot index, result, time taken.
+type JobResults = Vec<(usize, Result<Got, Failure>, Duration)>;
+type Job = BoxFuture<'static, JobResults>;
+
+type TypedCall =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Box<dyn Any + Send>, BoxError>> + Send + Sync>;
 
 enum Route {
     Raw(Arc<dyn Source>),
@@ -128,7 +133,12 @@ impl<'s> Plan<'s> {
         }
     }
 
-    fn route<T: Send + 'static>(&self, name: &str, spec: &FieldSpec, provenance: &Provenance) -> Route {
+    fn route<T: Send + 'static>(
+        &self,
+        name: &str,
+        spec: &FieldSpec,
+        provenance: &Provenance,
+    ) -> Route {
         let fail = |detail: String| {
             Route::Fail(
                 ComponentError::field(ErrorKind::Config)
@@ -141,7 +151,10 @@ impl<'s> Plan<'s> {
             Some(Entry::Raw(s)) => Route::Raw(s.clone()),
             Some(Entry::Typed(t)) if t.type_id == TypeId::of::<T>() => match t.downcast::<T>() {
                 Some(f) => Route::Typed(typed_call(f)),
-                None => fail(format!("source `{name}` could not be used for `{}`", spec.type_name)),
+                None => fail(format!(
+                    "source `{name}` could not be used for `{}`",
+                    spec.type_name
+                )),
             },
             Some(Entry::Typed(t)) => fail(format!(
                 "source `{name}` is a fetcher of `{}`, but the field is `{}`",
@@ -155,8 +168,12 @@ impl<'s> Plan<'s> {
     }
 
     /// Adds a field fetched from a named source (`fetch_from`).
-    pub fn add<T: DeserializeOwned + Send + 'static>(&mut self, spec: &'static FieldSpec) -> Handle<T> {
-        let sensitive = spec.sensitive || spec.source_kind() == "vault" || convert::is_secret_type::<T>();
+    pub fn add<T: DeserializeOwned + Send + 'static>(
+        &mut self,
+        spec: &'static FieldSpec,
+    ) -> Handle<T> {
+        let sensitive =
+            spec.sensitive || spec.source_kind() == "vault" || convert::is_secret_type::<T>();
         let mut slot = self.slot(spec, sensitive);
         if slot.primary.is_none() {
             let primary = self.route::<T>(spec.source, spec, &slot.provenance);
@@ -200,9 +217,10 @@ impl<'s> Plan<'s> {
     /// Fetches every slot concurrently.
     pub async fn run(mut self) -> Outcomes {
         let n = self.slots.len();
-        let mut results: Vec<Option<(Result<Got, ComponentError>, Duration)>> = (0..n).map(|_| None).collect();
+        let mut results: Vec<Option<(Result<Got, ComponentError>, Duration)>> =
+            (0..n).map(|_| None).collect();
         let mut batches: Vec<(Arc<dyn Source>, Vec<usize>)> = Vec::new();
-        let mut jobs: Vec<BoxFuture<'static, Vec<(usize, Result<Got, Failure>, Duration)>>> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
 
         for (i, slot) in self.slots.iter_mut().enumerate() {
             match slot.primary.take() {
@@ -220,7 +238,9 @@ impl<'s> Plan<'s> {
                         }
                     }
                 }
-                Some(Route::Typed(call)) => jobs.push(single_typed(i, call, slot.spec, slot.span.clone())),
+                Some(Route::Typed(call)) => {
+                    jobs.push(single_typed(i, call, slot.spec, slot.span.clone()))
+                }
                 None => {}
             }
         }
@@ -229,7 +249,11 @@ impl<'s> Plan<'s> {
                 .iter()
                 .filter_map(|&i| self.slots[i].request.clone())
                 .collect();
-            let span = tracing::debug_span!("component_batch", source = self.slots[members[0]].spec.source, size = members.len());
+            let span = tracing::debug_span!(
+                "component_batch",
+                source = self.slots[members[0]].spec.source,
+                size = members.len()
+            );
             jobs.push(Box::pin(
                 async move {
                     let started = Instant::now();
@@ -241,8 +265,11 @@ impl<'s> Plan<'s> {
                         .into_iter()
                         .map(|i| {
                             let r = answers.next().unwrap_or_else(|| {
-                                Err(crate::SourceError::new(ErrorKind::Unavailable)
-                                    .with_message("the source returned fewer answers than requests"))
+                                Err(
+                                    crate::SourceError::new(ErrorKind::Unavailable).with_message(
+                                        "the source returned fewer answers than requests",
+                                    ),
+                                )
                             });
                             (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
                         })
@@ -265,14 +292,22 @@ impl<'s> Plan<'s> {
                 continue;
             }
             match (slot.fallback.take(), slot.request.clone()) {
-                (Some(Route::Raw(src)), Some(req)) => retries.push(single_raw(i, src, req, slot.spec, slot.span.clone())),
-                (Some(Route::Typed(call)), _) => retries.push(single_typed(i, call, slot.spec, slot.span.clone())),
+                (Some(Route::Raw(src)), Some(req)) => {
+                    retries.push(single_raw(i, src, req, slot.spec, slot.span.clone()))
+                }
+                (Some(Route::Typed(call)), _) => {
+                    retries.push(single_typed(i, call, slot.spec, slot.span.clone()))
+                }
                 (Some(Route::Fail(e)), _) => append(&mut results[i], &slot.provenance, e),
                 _ => {}
             }
         }
         if !retries.is_empty() {
-            for (i, r, elapsed) in futures::future::join_all(retries).await.into_iter().flatten() {
+            for (i, r, elapsed) in futures::future::join_all(retries)
+                .await
+                .into_iter()
+                .flatten()
+            {
                 match r {
                     Ok(got) => results[i] = Some((Ok(got), elapsed)),
                     Err(f) => {
@@ -292,17 +327,24 @@ impl<'s> Plan<'s> {
 fn builtin_hint(name: &str) -> &'static str {
     let kind = name.split(':').next().unwrap_or(name);
     match kind {
-        "database" | "postgres" | "mysql" | "sqlite" | "api" | "http" | "consul" | "vault" | "redis" => {
-            " (this built-in backend is not part of this version yet)"
-        }
+        "database" | "postgres" | "mysql" | "sqlite" | "api" | "http" | "consul" | "vault"
+        | "redis" => " (this built-in backend is not part of this version yet)",
         _ => "",
     }
 }
 
 /// Keeps the primary error and notes that `fallback_to` failed too.
-fn append(slot: &mut Option<(Result<Got, ComponentError>, Duration)>, _p: &Provenance, fallback: ComponentError) {
+fn append(
+    slot: &mut Option<(Result<Got, ComponentError>, Duration)>,
+    _p: &Provenance,
+    fallback: ComponentError,
+) {
     if let Some((Err(primary), _)) = slot {
-        let note = format!("fallback_to `{}` failed too: {}", fallback.source_name().unwrap_or("?"), fallback_reason(&fallback));
+        let note = format!(
+            "fallback_to `{}` failed too: {}",
+            fallback.source_name().unwrap_or("?"),
+            fallback_reason(&fallback)
+        );
         let taken = std::mem::replace(primary, ComponentError::Multiple(Vec::new()));
         *primary = taken.with_note(note);
     }
@@ -317,7 +359,11 @@ fn fallback_reason(e: &ComponentError) -> String {
 fn typed_call<T: Send + 'static>(f: Arc<dyn DynFetcher<T>>) -> TypedCall {
     Arc::new(move || {
         let f = f.clone();
-        Box::pin(async move { f.fetch_dyn().await.map(|v| Box::new(v) as Box<dyn Any + Send>) })
+        Box::pin(async move {
+            f.fetch_dyn()
+                .await
+                .map(|v| Box::new(v) as Box<dyn Any + Send>)
+        })
     })
 }
 
@@ -327,7 +373,7 @@ fn single_raw(
     req: FetchRequest,
     spec: &'static FieldSpec,
     span: tracing::Span,
-) -> BoxFuture<'static, Vec<(usize, Result<Got, Failure>, Duration)>> {
+) -> Job {
     Box::pin(
         async move {
             let started = Instant::now();
@@ -343,12 +389,7 @@ fn single_raw(
     )
 }
 
-fn single_typed(
-    i: usize,
-    call: TypedCall,
-    spec: &'static FieldSpec,
-    span: tracing::Span,
-) -> BoxFuture<'static, Vec<(usize, Result<Got, Failure>, Duration)>> {
+fn single_typed(i: usize, call: TypedCall, spec: &'static FieldSpec, span: tracing::Span) -> Job {
     Box::pin(
         async move {
             let started = Instant::now();
@@ -379,7 +420,11 @@ fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
         }
         Failure::Fetcher(e) => {
             if slot.sensitive {
-                builder.detail("the fetcher failed (its message is hidden because the field is secret)").build()
+                builder
+                    .detail(
+                        "the fetcher failed (its message is hidden because the field is secret)",
+                    )
+                    .build()
             } else {
                 builder.cause(e).build()
             }
@@ -421,7 +466,10 @@ impl Outcomes {
                 Err(_) => Err(convert::error(
                     ErrorKind::Config,
                     &target,
-                    format!("the fetcher produced another type than `{}`", slot.spec.type_name),
+                    format!(
+                        "the fetcher produced another type than `{}`",
+                        slot.spec.type_name
+                    ),
                 )),
             },
             Err(e) => Err(e),
@@ -457,7 +505,10 @@ impl Outcomes {
 
     /// The converted value of a `fetch_from` field (absent `Option` = `None`, `fallback`
     /// applied when the value is absent or the source failed).
-    pub fn take<T: DeserializeOwned + 'static>(&mut self, handle: Handle<T>) -> Result<T, ComponentError> {
+    pub fn take<T: DeserializeOwned + 'static>(
+        &mut self,
+        handle: Handle<T>,
+    ) -> Result<T, ComponentError> {
         self.finish(
             handle.index,
             |raw, t| convert::decode::<T>(raw, t),

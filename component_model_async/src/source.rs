@@ -165,7 +165,10 @@ pub struct FetchRequest {
 impl fmt::Debug for FetchRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FetchRequest")
-            .field("field", &format_args!("{}.{}", self.spec.owner, self.spec.field))
+            .field(
+                "field",
+                &format_args!("{}.{}", self.spec.owner, self.spec.field),
+            )
             .field("source", &self.spec.source)
             .field("key", &self.key)
             .field("query", &self.spec.query)

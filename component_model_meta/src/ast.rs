@@ -41,14 +41,18 @@ impl<'a> Input<'a> {
             syn::Data::Enum(e) => {
                 cx.error_spanned_by(
                     e.enum_token,
-                    format!("`#[derive({derive})]` works on structs with named fields, not on enums"),
+                    format!(
+                        "`#[derive({derive})]` works on structs with named fields, not on enums"
+                    ),
                 );
                 return None;
             }
             syn::Data::Union(u) => {
                 cx.error_spanned_by(
                     u.union_token,
-                    format!("`#[derive({derive})]` works on structs with named fields, not on unions"),
+                    format!(
+                        "`#[derive({derive})]` works on structs with named fields, not on unions"
+                    ),
                 );
                 return None;
             }
@@ -112,7 +116,12 @@ impl Field<'_> {
     /// `<field>_<suffix>` as an identifier (`r#type` + `set` gives `type_set`).
     pub fn method(&self, prefix: &str, suffix: &str) -> Ident {
         let name = self.plain_name();
-        let span = self.original.ident.as_ref().map(|i| i.span()).unwrap_or_else(proc_macro2::Span::call_site);
+        let span = self
+            .original
+            .ident
+            .as_ref()
+            .map(|i| i.span())
+            .unwrap_or_else(proc_macro2::Span::call_site);
         match (prefix.is_empty(), suffix.is_empty()) {
             (true, false) => format_ident!("{}_{}", name, suffix, span = span),
             (false, true) => format_ident!("{}_{}", prefix, name, span = span),
@@ -137,4 +146,22 @@ pub fn type_string(ty: &Type) -> String {
         .replace(" ,", ",")
         .replace("& ", "&")
         .replace("' ", "'")
+}
+
+/// Gives every token of `tokens` the span `span`, so an error raised by what they expand to
+/// points at the user's attribute rather than at the derive.
+pub fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }

@@ -267,7 +267,11 @@ impl ContainerAttrs {
                     }
                     _ => {
                         skip_value(&meta)?;
-                        return Err(meta.error(unknown_message(&name, CONTAINER_KEYS, "container")));
+                        return Err(meta.error(unknown_message(
+                            &name,
+                            CONTAINER_KEYS,
+                            "container",
+                        )));
                     }
                 }
                 Ok(())
@@ -313,9 +317,9 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
 
 fn string(meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
     let name = meta_name(meta);
-    let value = meta.value().map_err(|_| {
-        meta.error(format!("`{name}` expects a string: `{name} = \"...\"`"))
-    })?;
+    let value = meta
+        .value()
+        .map_err(|_| meta.error(format!("`{name}` expects a string: `{name} = \"...\"`")))?;
     match value.parse::<Lit>()? {
         Lit::Str(s) => Ok(s),
         other => Err(syn::Error::new_spanned(
@@ -329,7 +333,9 @@ fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.input.peek(syn::Token![=]) {
         let name = meta_name(meta);
         let _: Expr = meta.value()?.parse()?;
-        return Err(meta.error(format!("`{name}` takes no value; write `#[component({name})]`")));
+        return Err(meta.error(format!(
+            "`{name}` takes no value; write `#[component({name})]`"
+        )));
     }
     Ok(())
 }
@@ -361,7 +367,10 @@ fn count(meta: &ParseNestedMeta<'_>) -> syn::Result<u32> {
     let bad = |tokens: &dyn ToTokens, text: &str| {
         syn::Error::new_spanned(
             tokens.to_token_stream(),
-            format!("`{name}` expects a whole number from 0 to {}, found `{text}`", u32::MAX),
+            format!(
+                "`{name}` expects a whole number from 0 to {}, found `{text}`",
+                u32::MAX
+            ),
         )
     };
     let value = meta.value()?;
@@ -371,8 +380,14 @@ fn count(meta: &ParseNestedMeta<'_>) -> syn::Result<u32> {
         return Err(bad(&expr, &text));
     }
     match value.parse::<Lit>()? {
-        Lit::Int(i) => i.base10_parse::<u32>().map_err(|_| bad(&i, i.base10_digits())),
-        Lit::Str(s) => s.value().trim().parse::<u32>().map_err(|_| bad(&s, &s.value())),
+        Lit::Int(i) => i
+            .base10_parse::<u32>()
+            .map_err(|_| bad(&i, i.base10_digits())),
+        Lit::Str(s) => s
+            .value()
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| bad(&s, &s.value())),
         other => {
             let text = other.to_token_stream().to_string();
             Err(bad(&other, &text))
@@ -412,4 +427,3 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(text).map_err(|e| e.to_string())
 }
-

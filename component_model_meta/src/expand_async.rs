@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::Type;
+use syn::spanned::Spanned;
 
 use crate::ast::{Field, Input};
 use crate::attr::SecretAttr;
@@ -57,7 +57,12 @@ fn opt_lit(method: &str, value: Option<&str>) -> TokenStream {
 }
 
 fn env_name(input: &Input<'_>, f: &Field<'_>) -> String {
-    let prefix = input.attrs.env_prefix.get().map(|p| p.value.clone()).unwrap_or_default();
+    let prefix = input
+        .attrs
+        .env_prefix
+        .get()
+        .map(|p| p.value.clone())
+        .unwrap_or_default();
     format!("{prefix}{}", f.plain_name().to_uppercase())
 }
 
@@ -94,11 +99,20 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     chain.extend(opt_lit("select", a.field.get().map(|s| s.value.as_str())));
     chain.extend(opt_lit("url", a.url.get().map(|s| s.value.as_str())));
     chain.extend(opt_lit("path", a.path.get().map(|s| s.value.as_str())));
-    chain.extend(opt_lit("pointer", a.pointer.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit(
+        "pointer",
+        a.pointer.get().map(|s| s.value.as_str()),
+    ));
     chain.extend(opt_lit("mount", a.mount.get().map(|s| s.value.as_str())));
     chain.extend(opt_lit("table", a.table.get().map(|s| s.value.as_str())));
-    chain.extend(opt_lit("fallback", a.fallback.get().map(|s| s.value.as_str())));
-    chain.extend(opt_lit("fallback_to", a.fallback_to.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit(
+        "fallback",
+        a.fallback.get().map(|s| s.value.as_str()),
+    ));
+    chain.extend(opt_lit(
+        "fallback_to",
+        a.fallback_to.get().map(|s| s.value.as_str()),
+    ));
     if sensitive {
         chain.extend(quote!(.sensitive(true)));
     }
@@ -135,8 +149,13 @@ fn feature_gate(cm: &TokenStream, f: &Field<'_>) -> TokenStream {
         _ => return TokenStream::new(),
     };
     let gate = format_ident!("{}", gate);
-    let span = from.tokens.span();
-    quote_spanned! {span=> #cm::#gate!{} }
+    let span = from
+        .tokens
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(proc_macro2::Span::call_site, |t| t.span());
+    crate::ast::respan(quote! { #cm::#gate!{} }, span)
 }
 
 pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
@@ -151,9 +170,16 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         .enumerate()
         .filter(|(_, f)| !f.attrs.skip.is_some())
         .collect();
-    let fetched: Vec<(usize, &Field<'_>)> = live.iter().copied().filter(|(_, f)| f.attrs.is_fetched()).collect();
+    let fetched: Vec<(usize, &Field<'_>)> = live
+        .iter()
+        .copied()
+        .filter(|(_, f)| f.attrs.is_fetched())
+        .collect();
 
-    let specs: TokenStream = live.iter().map(|(i, f)| spec_static(input, &cm, f, *i)).collect();
+    let specs: TokenStream = live
+        .iter()
+        .map(|(i, f)| spec_static(input, &cm, f, *i))
+        .collect();
     let gates: TokenStream = fetched.iter().map(|(_, f)| feature_gate(&cm, f)).collect();
 
     let types: Vec<&Type> = live.iter().map(|(_, f)| f.ty).collect();
@@ -204,7 +230,10 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         }
     };
 
-    let vars: Vec<syn::Ident> = fetched.iter().map(|(i, _)| format_ident!("__cm_v{}", i)).collect();
+    let vars: Vec<syn::Ident> = fetched
+        .iter()
+        .map(|(i, _)| format_ident!("__cm_v{}", i))
+        .collect();
     let vars_pat = quote!(( #( #vars, )* ));
     let collect_all = fetched.iter().map(|(i, _)| {
         let v = format_ident!("__cm_v{}", i);
@@ -215,7 +244,9 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             };
         }
     });
-    let some_pats = vars.iter().map(|v| quote!(::core::option::Option::Some(#v)));
+    let some_pats = vars
+        .iter()
+        .map(|v| quote!(::core::option::Option::Some(#v)));
     let inits: Vec<TokenStream> = input
         .fields
         .iter()
@@ -254,7 +285,9 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             };
         }
     });
-    let some_pats2 = vars.iter().map(|v| quote!(::core::option::Option::Some(#v)));
+    let some_pats2 = vars
+        .iter()
+        .map(|v| quote!(::core::option::Option::Some(#v)));
 
     let owner = name.to_string();
     let timeout = input
@@ -298,6 +331,9 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             }
         }
     });
+
+    let spec_refs: Vec<syn::Ident> = fetched.iter().map(|(i, _)| spec_ident(*i)).collect();
+    let n_fetched = spec_refs.len();
 
     let marker = match entry {
         Entry::Facade => {
@@ -375,6 +411,12 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
                     #cm::bounded(#owner, #timeout_tokens, Self::fetch_all_components_with(sources)).await
                 }
 
+                /// Where each fetched field comes from, as `#[component(...)]` says, in field order.
+                #vis fn component_sources() -> &'static [&'static #cm::FieldSpec] {
+                    static __CM_SOURCES: [&#cm::FieldSpec; #n_fetched] = [ #( &#spec_refs ),* ];
+                    &__CM_SOURCES
+                }
+
                 #( #per_field )*
             }
         };
@@ -416,8 +458,10 @@ fn assign_impl(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         w.predicates.push(syn::parse_quote!(
             __E: ::core::convert::Into<#cm::BoxError> + ::core::marker::Send + 'static
         ));
-        w.predicates.push(syn::parse_quote!(#ty: ::core::marker::Send));
-        w.predicates.push(syn::parse_quote!(Self: ::core::marker::Send));
+        w.predicates
+            .push(syn::parse_quote!(#ty: ::core::marker::Send));
+        w.predicates
+            .push(syn::parse_quote!(Self: ::core::marker::Send));
     }
     let (ig2, _, wc2) = g2.split_for_impl();
     let span = ty.span();

@@ -22,7 +22,11 @@ pub struct Parts {
 
 pub fn expand(input: &Input<'_>, parts: Parts, derive: &str) -> TokenStream {
     let krate = input.krate(quote!(::component_model));
-    let live: Vec<&Field<'_>> = input.fields.iter().filter(|f| !f.attrs.skip.is_some()).collect();
+    let live: Vec<&Field<'_>> = input
+        .fields
+        .iter()
+        .filter(|f| !f.attrs.skip.is_some())
+        .collect();
     let types: Vec<&Type> = live.iter().map(|f| f.ty).collect();
     let ambiguous = shape::ambiguous(&types, input.generics);
     let unique: Vec<&Field<'_>> = live
@@ -56,7 +60,11 @@ pub fn expand(input: &Input<'_>, parts: Parts, derive: &str) -> TokenStream {
         };
     }
     .into_iter()
-    .chain(if parts.components_assign { components_assign_trait(input, &unique) } else { TokenStream::new() })
+    .chain(if parts.components_assign {
+        components_assign_trait(input, &unique)
+    } else {
+        TokenStream::new()
+    })
     .collect()
 }
 
@@ -217,7 +225,9 @@ fn from_components(input: &Input<'_>, live: &[&Field<'_>], derive: &str) -> Toke
     let name = input.ident;
     // `impl<T> From<T> for S` must not overlap core's `impl<T> From<T> for T`; it doesn't
     // when at least one bound `T: Into<Concrete>` is knowably false for `T = S`.
-    let has_concrete = live.iter().any(|f| shape::is_concrete(f.ty, input.generics));
+    let has_concrete = live
+        .iter()
+        .any(|f| shape::is_concrete(f.ty, input.generics));
     if !has_concrete {
         if derive == "FromComponents" {
             let msg = "`#[derive(FromComponents)]` needs at least one field whose type is not generic: `impl<T> From<T> for Self` would otherwise overlap `impl<T> From<T> for T`";
@@ -267,8 +277,16 @@ fn setters(input: &Input<'_>, live: &[&Field<'_>]) -> TokenStream {
         let vis = f.vis;
         let set = f.method("", "set");
         let with = f.method("", "with");
-        let set_doc = format!("Sets `{}` to `value` converted into `{}`.", f.plain_name(), f.type_string());
-        let with_doc = format!("Returns `self` with `{}` set to `value` converted into `{}`.", f.plain_name(), f.type_string());
+        let set_doc = format!(
+            "Sets `{}` to `value` converted into `{}`.",
+            f.plain_name(),
+            f.type_string()
+        );
+        let with_doc = format!(
+            "Returns `self` with `{}` set to `value` converted into `{}`.",
+            f.plain_name(),
+            f.type_string()
+        );
         quote! {
             #[doc = #set_doc]
             #[inline(always)]
@@ -303,14 +321,33 @@ fn requires_async_derive(input: &Input<'_>, krate: &TokenStream) -> TokenStream 
             input
                 .attrs
                 .has_async_keys()
-                .then(|| input.attrs.originals.first().map(quote::ToTokens::to_token_stream))
+                .then(|| {
+                    input
+                        .attrs
+                        .originals
+                        .first()
+                        .map(quote::ToTokens::to_token_stream)
+                })
                 .flatten()
         });
     let Some(tokens) = first else {
         return TokenStream::new();
     };
-    let span = tokens.span();
-    let name = input.ident;
+    // Point at the key itself: `#[component(` is the first two tokens of the attribute.
+    let span = tokens
+        .clone()
+        .into_iter()
+        .find_map(|t| match t {
+            proc_macro2::TokenTree::Group(g) => g.stream().into_iter().find_map(|t| match t {
+                proc_macro2::TokenTree::Group(inner) => {
+                    inner.stream().into_iter().next().map(|t| t.span())
+                }
+                _ => None,
+            }),
+            _ => None,
+        })
+        .unwrap_or_else(|| tokens.span());
+    let name = syn::Ident::new(&input.ident.to_string(), span);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote_spanned! {span=>
         #[allow(dead_code)]

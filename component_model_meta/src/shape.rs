@@ -21,11 +21,11 @@ fn shape(ty: &Type, params: &[String]) -> Shape {
         Type::Path(p) if p.qself.is_some() => Shape::Var,
         Type::Path(p) => {
             let first = p.path.segments.first().map(|s| s.ident.to_string());
-            if let Some(first) = &first {
-                if params.contains(first) {
-                    // `T` or `T::Assoc`: could be anything.
-                    return Shape::Var;
-                }
+            if let Some(first) = &first
+                && params.contains(first)
+            {
+                // `T` or `T::Assoc`: could be anything.
+                return Shape::Var;
             }
             let Some(last) = p.path.segments.last() else {
                 return Shape::Node(String::new(), vec![]);
@@ -79,7 +79,10 @@ fn contains_var(s: &Shape) -> bool {
 
 /// The names of the type parameters of `generics`.
 pub fn type_params(generics: &Generics) -> Vec<String> {
-    generics.type_params().map(|p| p.ident.to_string()).collect()
+    generics
+        .type_params()
+        .map(|p| p.ident.to_string())
+        .collect()
 }
 
 /// For each type in `types`, whether it conflicts with another one (`true` = ambiguous).
@@ -110,12 +113,11 @@ pub fn is_uncovered_param(ty: &Type, generics: &Generics) -> bool {
                 if params.contains(&seg.ident.to_string()) {
                     return true;
                 }
-                if seg.ident == "Box" {
-                    if let PathArguments::AngleBracketed(args) = &seg.arguments {
-                        if let Some(GenericArgument::Type(t)) = args.args.first() {
-                            return is_uncovered_param(t, generics);
-                        }
-                    }
+                if seg.ident == "Box"
+                    && let PathArguments::AngleBracketed(args) = &seg.arguments
+                    && let Some(GenericArgument::Type(t)) = args.args.first()
+                {
+                    return is_uncovered_param(t, generics);
                 }
             }
             false

@@ -29,13 +29,13 @@ pub fn check_sync(cx: &Ctxt, input: &Input<'_>, derive: &str, needs_names: bool)
 }
 
 fn check_skip(cx: &Ctxt, field: &Field<'_>) {
-    if let Some(skip) = field.attrs.skip.get() {
-        if field.attrs.is_fetched() {
-            cx.error_spanned_by(
+    if let Some(skip) = field.attrs.skip.get()
+        && field.attrs.is_fetched()
+    {
+        cx.error_spanned_by(
                 skip,
                 "`skip` cannot be combined with `fetch_from` or `fetcher`: a skipped field is never fetched",
             );
-        }
     }
 }
 
@@ -63,18 +63,24 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
             format!("`#[derive(AsyncAssign)]` needs a struct with fields; `{}` has none", input.ident),
         ),
     }
-    if let Some(t) = input.attrs.timeout.get() {
-        if t.value.is_zero() {
-            cx.error_spanned_by(t, "`timeout` must be greater than zero");
-        }
+    if let Some(t) = input.attrs.timeout.get()
+        && t.value.is_zero()
+    {
+        cx.error_spanned_by(t, "`timeout` must be greater than zero");
     }
-    if let Some(p) = input.attrs.env_prefix.get() {
-        if !p.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            cx.error_spanned_by(
-                p,
-                format!("`env_prefix` may contain only ASCII letters, digits and `_`, found {:?}", p.value),
-            );
-        }
+    if let Some(p) = input.attrs.env_prefix.get()
+        && !p
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        cx.error_spanned_by(
+            p,
+            format!(
+                "`env_prefix` may contain only ASCII letters, digits and `_`, found {:?}",
+                p.value
+            ),
+        );
     }
     for field in &input.fields {
         check_skip(cx, field);
@@ -102,11 +108,17 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
         ("mount", a.mount.get().map(|s| s.to_token_stream())),
         ("table", a.table.get().map(|s| s.to_token_stream())),
         ("source", a.source.get().map(|s| s.to_token_stream())),
-        ("fallback_to", a.fallback_to.get().map(|s| s.to_token_stream())),
+        (
+            "fallback_to",
+            a.fallback_to.get().map(|s| s.to_token_stream()),
+        ),
         ("topic", a.topic.get().map(|s| s.to_token_stream())),
     ];
     if !a.is_fetched() {
         for (name, tokens) in dependent.iter() {
+            if *name == "topic" && a.stream_from.is_some() {
+                continue;
+            }
             if let Some(tokens) = tokens {
                 cx.error_spanned_by(
                     tokens,
@@ -117,7 +129,10 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
         for (name, present) in [
             ("fallback", a.fallback.get().map(|s| s.to_token_stream())),
             ("timeout", a.timeout.get().map(|s| s.to_token_stream())),
-            ("retry_attempts", a.retry_attempts.get().map(|s| s.to_token_stream())),
+            (
+                "retry_attempts",
+                a.retry_attempts.get().map(|s| s.to_token_stream()),
+            ),
         ] {
             if let Some(tokens) = present {
                 cx.error_spanned_by(
@@ -136,7 +151,10 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     for (name, tokens) in [
         ("ttl", a.ttl.get().map(|s| s.to_token_stream())),
         ("cache_for", a.cache_for.get().map(|s| s.to_token_stream())),
-        ("circuit_breaker", a.circuit_breaker.get().map(|s| s.to_token_stream())),
+        (
+            "circuit_breaker",
+            a.circuit_breaker.get().map(|s| s.to_token_stream()),
+        ),
     ] {
         if let Some(tokens) = tokens {
             cx.error_spanned_by(
@@ -145,18 +163,19 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
             );
         }
     }
-    if let Some(t) = a.timeout.get() {
-        if t.value.is_zero() {
-            cx.error_spanned_by(t, "`timeout` must be greater than zero");
-        }
+    if let Some(t) = a.timeout.get()
+        && t.value.is_zero()
+    {
+        cx.error_spanned_by(t, "`timeout` must be greater than zero");
     }
-    if let Some(p) = a.pointer.get() {
-        if !p.value.is_empty() && !p.value.starts_with('/') {
-            cx.error_spanned_by(
+    if let Some(p) = a.pointer.get()
+        && !p.value.is_empty()
+        && !p.value.starts_with('/')
+    {
+        cx.error_spanned_by(
                 p,
                 format!("`pointer` is a JSON pointer and must start with `/`, e.g. \"/settings/port\"; found {:?}", p.value),
             );
-        }
     }
     if let Some(fb) = a.fallback.get() {
         check_fallback_literal(cx, field, fb);
@@ -202,7 +221,10 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
         }
     };
     let tok = |name: &str| -> Option<proc_macro2::TokenStream> {
-        dependent.iter().find(|(n, _)| *n == name).and_then(|(_, t)| t.clone())
+        dependent
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, t)| t.clone())
     };
     match src.base {
         "env" => {
@@ -248,18 +270,23 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
                 ),
                 _ => {}
             }
-            if let Some(q) = a.query.get() {
-                if q.value.contains("${") {
-                    cx.error_spanned_by(
+            if let Some(q) = a.query.get()
+                && q.value.contains("${")
+            {
+                cx.error_spanned_by(
                         q,
                         "`${...}` is never expanded inside SQL text; pass the value with `key = \"${VAR}\"` and bind it as `$1`/`?`",
                     );
-                }
             }
             if let Some(t) = a.table.get() {
                 let ok = !t.value.is_empty()
-                    && t.value.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && t.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+                    && t.value
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && t.value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
                 if !ok {
                     cx.error_spanned_by(
                         t,
@@ -319,7 +346,11 @@ fn check_fallback_literal(cx: &Ctxt, field: &Field<'_>, fb: &crate::attr::Str) {
     if !ok {
         cx.error_spanned_by(
             fb,
-            format!("`fallback = {:?}` cannot be parsed as `{ty}`, the type of field `{}`", fb.value, field.plain_name()),
+            format!(
+                "`fallback = {:?}` cannot be parsed as `{ty}`, the type of field `{}`",
+                fb.value,
+                field.plain_name()
+            ),
         );
     }
 }

@@ -92,7 +92,9 @@ async fn a_failed_future_assigns_nothing_and_reports_every_error() {
         Err(std::io::Error::other("tag service down"))
     }
     let mut config = AppConfig::default();
-    let err = Assignment_chain(&mut config, bad_port(), bad_tags()).await.unwrap_err();
+    let err = Assignment_chain(&mut config, bad_port(), bad_tags())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Multiple);
     let text = err.to_string();
     assert!(text.contains("AppConfig.port"), "{text}");

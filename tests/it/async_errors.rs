@@ -1,8 +1,8 @@
 //! Errors and secrets: a canary secret never shows in errors, Debug or logs.
 
 use component_model::{
-    AsyncAssign, ComponentError, EnvSource, ErrorKind, FetchRequest, RawValue, Source, SourceError, Sources,
-    async_trait,
+    AsyncAssign, ComponentError, EnvSource, ErrorKind, FetchRequest, RawValue, Source, SourceError,
+    Sources, async_trait,
 };
 use component_model_tests::{CapturedLogs, capturing_subscriber};
 
@@ -14,7 +14,9 @@ struct VaultLike;
 impl Source for VaultLike {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
         match request.secret_path() {
-            Some("app/db") => Ok(RawValue::Json(serde_json::json!({ "password": CANARY, "port": CANARY }))),
+            Some("app/db") => Ok(RawValue::Json(
+                serde_json::json!({ "password": CANARY, "port": CANARY }),
+            )),
             _ => Err(SourceError::not_found()),
         }
     }
@@ -40,10 +42,16 @@ async fn three_failing_fields_give_three_errors_and_none_contains_the_canary() {
     let logs = CapturedLogs::default();
     let subscriber = capturing_subscriber(&logs);
     let sources = Sources::new()
-        .with_env(EnvSource::from_map([("API_KEY", CANARY), ("TOKEN", CANARY), ("PLAIN", "not-a-port")]))
+        .with_env(EnvSource::from_map([
+            ("API_KEY", CANARY),
+            ("TOKEN", CANARY),
+            ("PLAIN", "not-a-port"),
+        ]))
         .register("vaultish", VaultLike);
     let _guard = tracing::subscriber::set_default(subscriber);
-    let errors = Secrets::fetch_all_components_with(&sources).await.unwrap_err();
+    let errors = Secrets::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
     drop(_guard);
 
     let fields: Vec<_> = errors.iter().map(|e| e.field_name().unwrap()).collect();
@@ -58,15 +66,28 @@ async fn three_failing_fields_give_three_errors_and_none_contains_the_canary() {
             cause = c.source();
         }
     }
-    assert!(errors[0].to_string().contains("found a secret value of 25 bytes (not shown)"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("found a secret value of 25 bytes (not shown)"),
+        "{}",
+        errors[0]
+    );
     // a non-secret value is shown, to help fix it
-    assert!(errors[3].to_string().contains("\"not-a-port\""), "{}", errors[3]);
+    assert!(
+        errors[3].to_string().contains("\"not-a-port\""),
+        "{}",
+        errors[3]
+    );
     let multiple = ComponentError::from(errors);
     assert!(!multiple.to_string().contains(CANARY));
     assert!(!format!("{multiple:?}").contains(CANARY));
 
     let logged = logs.text();
-    assert!(logged.contains("component_fetch"), "one span per field is logged: {logged}");
+    assert!(
+        logged.contains("component_fetch"),
+        "one span per field is logged: {logged}"
+    );
     assert!(logged.contains("field=\"db_port\""), "{logged}");
     assert!(!logged.contains(CANARY), "logs leak the canary:\n{logged}");
 }
@@ -84,7 +105,15 @@ async fn spans_record_field_source_key_outcome_and_elapsed() {
         .await
         .unwrap();
     let text = logs.text();
-    for needle in ["component_fetch", "owner=\"C\"", "field=\"port\"", "source=\"env\"", "key=\"PORT\"", "outcome=\"ok\"", "elapsed_ms="] {
+    for needle in [
+        "component_fetch",
+        "owner=\"C\"",
+        "field=\"port\"",
+        "source=\"env\"",
+        "key=\"PORT\"",
+        "outcome=\"ok\"",
+        "elapsed_ms=",
+    ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
 }
@@ -104,6 +133,9 @@ fn error_kinds_display_as_actionable_phrases() {
         .from_source("vault", "secret", "app/api-key")
         .detail("permission denied")
         .build();
-    assert_eq!(e.to_string(), "AppConfig.api_key: vault secret `app/api-key`: unauthorized: permission denied");
+    assert_eq!(
+        e.to_string(),
+        "AppConfig.api_key: vault secret `app/api-key`: unauthorized: permission denied"
+    );
     assert_eq!(e.key(), Some("app/api-key"));
 }

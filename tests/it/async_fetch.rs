@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use component_model::{
-    AsyncAssign, ComponentError, ComponentFetcher, EnvSource, ErrorKind, FetchRequest, RawValue, SecretString,
-    Source, SourceError, Sources, async_trait,
+    AsyncAssign, ComponentError, ComponentFetcher, EnvSource, ErrorKind, FetchRequest, RawValue,
+    SecretString, Source, SourceError, Sources, async_trait,
 };
 use secrecy_reexport::ExposeSecret;
 use serde::Deserialize;
@@ -48,16 +48,22 @@ async fn test_concurrent_fetching() {
         db_value: i32,
     }
 
-    let sources = Sources::new().register("mock_api", MockApi).register("mock_db", MockDb);
+    let sources = Sources::new()
+        .register("mock_api", MockApi)
+        .register("mock_db", MockDb);
     // Mock fetchers return predictable values
-    let config = TestConfig::fetch_all_components_with(&sources).await.unwrap();
+    let config = TestConfig::fetch_all_components_with(&sources)
+        .await
+        .unwrap();
 
     assert_eq!(config.api_value, "api_result");
     assert_eq!(config.db_value, 42);
 }
 
 fn env(vars: &[(&str, &str)]) -> Sources {
-    Sources::new().with_env(EnvSource::from_map(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))))
+    Sources::new().with_env(EnvSource::from_map(
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    ))
 }
 
 #[derive(AsyncAssign, Debug)]
@@ -93,9 +99,10 @@ async fn env_names_default_to_prefixed_upper_case_field_names_and_key_overrides(
 
 #[tokio::test]
 async fn absent_optional_is_none_and_absent_with_fallback_uses_it() {
-    let config = EnvConfig::fetch_all_components_with(&env(&[("APP_PORT", "1"), ("FEATURE_X", "false")]))
-        .await
-        .unwrap();
+    let config =
+        EnvConfig::fetch_all_components_with(&env(&[("APP_PORT", "1"), ("FEATURE_X", "false")]))
+            .await
+            .unwrap();
     assert_eq!(config.host, "localhost");
     assert_eq!(config.ratio, None);
 }
@@ -126,7 +133,13 @@ async fn json_text_converts_into_structs_and_collections() {
         ("CREDS", r#"{"user":"svc","password":"x"}"#),
     ]);
     let j = J::fetch_all_components_with(&sources).await.unwrap();
-    assert_eq!(j.limits, Limits { max_conn: 10, burst: None });
+    assert_eq!(
+        j.limits,
+        Limits {
+            max_conn: 10,
+            burst: None
+        }
+    );
     assert_eq!(j.hosts, ["a", "b"]);
     assert_eq!(j.db_port, 5432);
     assert_eq!(j.user, "svc");
@@ -158,7 +171,9 @@ impl Source for SlowRef {
         tokio::time::sleep(self.0.delay).await;
         match request.key() {
             Some("missing") => Err(SourceError::not_found()),
-            Some("down") => Err(SourceError::new(ErrorKind::Unavailable).with_message("connection refused")),
+            Some("down") => {
+                Err(SourceError::new(ErrorKind::Unavailable).with_message("connection refused"))
+            }
             Some(k) => Ok(RawValue::from(k.trim_start_matches("v="))),
             None => Ok(RawValue::from("7")),
         }
@@ -193,7 +208,11 @@ async fn fields_are_fetched_concurrently_and_each_source_gets_one_batch() {
     // Wall time is the slowest source (300 ms), not the sum (700 ms).
     assert_eq!(started.elapsed(), Duration::from_millis(300));
     assert_eq!((cfg.a, cfg.b, cfg.c, cfg.d), (1, 2, 3, 4));
-    assert_eq!(a.batches.load(Ordering::SeqCst), 1, "two fields of source a share one batch");
+    assert_eq!(
+        a.batches.load(Ordering::SeqCst),
+        1,
+        "two fields of source a share one batch"
+    );
     assert_eq!(a.calls.load(Ordering::SeqCst), 2);
 }
 
@@ -213,16 +232,49 @@ struct ThreeFailing {
 #[tokio::test(start_paused = true)]
 async fn every_failure_is_reported_with_field_source_and_key() {
     let sources = Sources::new().register("s", SlowRef(Slow::new(10)));
-    let errors = ThreeFailing::fetch_all_components_with(&sources).await.unwrap_err();
+    let errors = ThreeFailing::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
     assert_eq!(errors.len(), 3, "{errors:#?}");
     let kinds: Vec<ErrorKind> = errors.iter().map(ComponentError::kind).collect();
-    assert_eq!(kinds, [ErrorKind::NotFound, ErrorKind::Unavailable, ErrorKind::Decode]);
-    let names: Vec<_> = errors.iter().map(|e| (e.field_name().unwrap(), e.source_name().unwrap(), e.key().unwrap())).collect();
-    assert_eq!(names, [("missing", "s", "missing"), ("down", "s", "down"), ("wrong_type", "s", "v=abc")]);
-    assert_eq!(errors[0].to_string(), "ThreeFailing.missing: s key `missing`: not found");
-    assert_eq!(errors[1].to_string(), "ThreeFailing.down: s key `down`: unavailable: connection refused");
+    assert_eq!(
+        kinds,
+        [
+            ErrorKind::NotFound,
+            ErrorKind::Unavailable,
+            ErrorKind::Decode
+        ]
+    );
+    let names: Vec<_> = errors
+        .iter()
+        .map(|e| {
+            (
+                e.field_name().unwrap(),
+                e.source_name().unwrap(),
+                e.key().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("missing", "s", "missing"),
+            ("down", "s", "down"),
+            ("wrong_type", "s", "v=abc")
+        ]
+    );
+    assert_eq!(
+        errors[0].to_string(),
+        "ThreeFailing.missing: s key `missing`: not found"
+    );
+    assert_eq!(
+        errors[1].to_string(),
+        "ThreeFailing.down: s key `down`: unavailable: connection refused"
+    );
     assert!(
-        errors[2].to_string().starts_with("ThreeFailing.wrong_type: s key `v=abc`: cannot decode: expected `u16`, found \"abc\""),
+        errors[2].to_string().starts_with(
+            "ThreeFailing.wrong_type: s key `v=abc`: cannot decode: expected `u16`, found \"abc\""
+        ),
         "{}",
         errors[2]
     );
@@ -231,7 +283,9 @@ async fn every_failure_is_reported_with_field_source_and_key() {
 #[tokio::test(start_paused = true)]
 async fn fetch_with_resilience_maps_several_errors_to_multiple() {
     let sources = Sources::new().register("s", SlowRef(Slow::new(10)));
-    let err = ThreeFailing::fetch_with_resilience_with(&sources).await.unwrap_err();
+    let err = ThreeFailing::fetch_with_resilience_with(&sources)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Multiple);
     assert_eq!(err.errors().len(), 3);
     let text = err.to_string();
@@ -249,7 +303,9 @@ async fn fetch_with_resilience_times_out_with_the_container_timeout() {
     }
     let sources = Sources::new().register("slow", SlowRef(Slow::new(60_000)));
     let started = tokio::time::Instant::now();
-    let err = Stuck::fetch_with_resilience_with(&sources).await.unwrap_err();
+    let err = Stuck::fetch_with_resilience_with(&sources)
+        .await
+        .unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(2));
     assert!(matches!(err, ComponentError::Timeout { .. }));
     assert_eq!(err.to_string(), "fetching Stuck timed out after 2s");
@@ -264,7 +320,9 @@ async fn default_container_timeout_is_thirty_seconds() {
     }
     let sources = Sources::new().register("slow", SlowRef(Slow::new(600_000)));
     let started = tokio::time::Instant::now();
-    let err = Stuck::fetch_with_resilience_with(&sources).await.unwrap_err();
+    let err = Stuck::fetch_with_resilience_with(&sources)
+        .await
+        .unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(30));
     assert_eq!(err.kind(), ErrorKind::Timeout);
 }
@@ -312,7 +370,11 @@ async fn field_timeout_without_retries_reports_timeout() {
     let sources = Sources::new().register("slow", SlowRef(Slow::new(5_000)));
     let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
     assert_eq!(errors[0].kind(), ErrorKind::Timeout);
-    assert!(errors[0].to_string().contains("no answer within 250ms"), "{}", errors[0]);
+    assert!(
+        errors[0].to_string().contains("no answer within 250ms"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[tokio::test]
@@ -361,7 +423,14 @@ async fn fallback_to_asks_another_source_when_the_first_fails() {
     let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].field_name(), Some("other"));
-    assert!(errors[0].to_string().contains("fallback_to `other` failed too") || errors[0].to_string().contains("no source named `nowhere`"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("fallback_to `other` failed too")
+            || errors[0].to_string().contains("no source named `nowhere`"),
+        "{}",
+        errors[0]
+    );
     let partial = C::fetch_available_components_with(&sources).await.unwrap();
     assert_eq!(partial.value.setting, "cached");
     assert_eq!(partial.value.other, "");
@@ -388,7 +457,10 @@ async fn fetcher_attribute_accepts_async_and_sync_functions_and_fetcher_values()
         opaque: NotSerde,
     }
     let c = C::fetch_all_components_with(&Sources::new()).await.unwrap();
-    assert_eq!((c.port, c.host.as_str(), c.answer, c.opaque.0), (8443, "example.org", 42, 3));
+    assert_eq!(
+        (c.port, c.host.as_str(), c.answer, c.opaque.0),
+        (8443, "example.org", 42, 3)
+    );
 }
 
 #[tokio::test]
@@ -409,10 +481,15 @@ async fn a_users_fetcher_error_becomes_the_cause_of_a_field_error() {
         #[component(fetcher = quota)]
         quota: u32,
     }
-    let errors = C::fetch_all_components_with(&Sources::new()).await.unwrap_err();
+    let errors = C::fetch_all_components_with(&Sources::new())
+        .await
+        .unwrap_err();
     let e = &errors[0];
     assert_eq!(e.kind(), ErrorKind::Other);
-    assert_eq!(e.to_string(), "C.quota: fetcher: failed: quota service said no");
+    assert_eq!(
+        e.to_string(),
+        "C.quota: fetcher: failed: quota service said no"
+    );
     let cause = std::error::Error::source(e).expect("the cause is chained");
     assert!(cause.to_string().contains("quota service said no"));
 }
@@ -432,8 +509,20 @@ async fn unknown_source_and_wrong_fetcher_type_are_config_errors() {
         .unwrap_err();
     assert_eq!(errors.len(), 2);
     assert!(errors.iter().all(|e| e.kind() == ErrorKind::Config));
-    assert!(errors[0].to_string().contains("no source named `nobody` is registered"), "{}", errors[0]);
-    assert!(errors[1].to_string().contains("is a fetcher of `i32`, but the field is `String`"), "{}", errors[1]);
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("no source named `nobody` is registered"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1]
+            .to_string()
+            .contains("is a fetcher of `i32`, but the field is `String`"),
+        "{}",
+        errors[1]
+    );
 }
 
 #[tokio::test]
@@ -452,9 +541,18 @@ async fn placeholders_resolve_from_the_sources_environment() {
     let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].field_name(), Some("broken"));
-    assert!(errors[0].to_string().contains("environment variable `MISSING_VAR` is not set"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("environment variable `MISSING_VAR` is not set"),
+        "{}",
+        errors[0]
+    );
     let partial = C::fetch_available_components_with(&sources).await.unwrap();
-    assert_eq!((partial.value.region.as_str(), partial.value.zone.as_str()), ("eu", "z1"));
+    assert_eq!(
+        (partial.value.region.as_str(), partial.value.zone.as_str()),
+        ("eu", "z1")
+    );
 }
 
 #[tokio::test]
@@ -470,9 +568,14 @@ async fn degraded_fetch_fails_only_when_a_failed_field_has_no_default() {
         #[component(fetch_from = "env")]
         must: NoDefault,
     }
-    let errors = C::fetch_available_components_with(&env(&[])).await.err().unwrap();
+    let errors = C::fetch_available_components_with(&env(&[]))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(errors.len(), 1);
-    let ok = C::fetch_available_components_with(&env(&[("MUST", "3")])).await.unwrap();
+    let ok = C::fetch_available_components_with(&env(&[("MUST", "3")]))
+        .await
+        .unwrap();
     assert!(ok.is_complete());
 }
 
@@ -480,9 +583,15 @@ async fn degraded_fetch_fails_only_when_a_failed_field_has_no_default() {
 async fn per_field_fetch_methods_reach_each_field() {
     let sources = env(&[("APP_PORT", "81"), ("FEATURE_X", "true")]);
     assert_eq!(EnvConfig::fetch_port_with(&sources).await.unwrap(), 81);
-    assert_eq!(EnvConfig::fetch_host_with(&sources).await.unwrap(), "localhost");
+    assert_eq!(
+        EnvConfig::fetch_host_with(&sources).await.unwrap(),
+        "localhost"
+    );
     let err = EnvConfig::fetch_port_with(&env(&[])).await.unwrap_err();
-    assert_eq!(err.to_string(), "EnvConfig.port: env variable `APP_PORT`: not found");
+    assert_eq!(
+        err.to_string(),
+        "EnvConfig.port: env variable `APP_PORT`: not found"
+    );
 }
 
 #[tokio::test]
@@ -492,7 +601,9 @@ async fn secret_string_fields_deserialize_and_never_print() {
         #[component(fetch_from = "env")]
         token: SecretString,
     }
-    let c = C::fetch_all_components_with(&env(&[("TOKEN", "hunter2-canary")])).await.unwrap();
+    let c = C::fetch_all_components_with(&env(&[("TOKEN", "hunter2-canary")]))
+        .await
+        .unwrap();
     assert_eq!(c.token.expose_secret(), "hunter2-canary");
     assert!(!format!("{c:?}").contains("hunter2-canary"));
 }
@@ -507,7 +618,10 @@ async fn the_global_default_is_set_once() {
     }
     let set = Sources::set_global(Sources::new().register("mock_api", MockApi));
     assert!(set.is_ok());
-    assert!(Sources::set_global(Sources::new()).is_err(), "a second call fails");
+    assert!(
+        Sources::set_global(Sources::new()).is_err(),
+        "a second call fails"
+    );
     assert_eq!(G::fetch_all_components().await.unwrap().v, "api_result");
     assert_eq!(G::fetch_v().await.unwrap(), "api_result");
 }

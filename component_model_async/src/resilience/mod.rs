@@ -31,7 +31,10 @@ impl Failure {
         match self {
             Failure::Source(e) => e.kind().is_transient(),
             // A user's fetcher failing with its own error may well succeed next time.
-            Failure::Fetcher(e) => matches!(kind_of(e.as_ref()), ErrorKind::Other) || kind_of(e.as_ref()).is_transient(),
+            Failure::Fetcher(e) => {
+                matches!(kind_of(e.as_ref()), ErrorKind::Other)
+                    || kind_of(e.as_ref()).is_transient()
+            }
         }
     }
 }
@@ -55,5 +58,7 @@ where
     T: 'static,
 {
     let timed = timeout::TimeoutLayer::new(spec.timeout).wrap(op);
-    retry::RetryLayer::new(spec.retry_attempts.unwrap_or(0)).run(timed).await
+    retry::RetryLayer::new(spec.retry_attempts.unwrap_or(0))
+        .run(timed)
+        .await
 }

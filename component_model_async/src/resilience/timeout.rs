@@ -17,7 +17,10 @@ impl TimeoutLayer {
     }
 
     /// Wraps `op` so every future it makes is bounded by the limit.
-    pub(crate) fn wrap<T, F, Fut>(self, mut op: F) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = Result<T, Failure>> + Send>>
+    pub(crate) fn wrap<T, F, Fut>(
+        self,
+        mut op: F,
+    ) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = Result<T, Failure>> + Send>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>> + Send + 'static,

@@ -1,0 +1,8 @@
+use component_model::AsyncAssign;
+
+#[derive(AsyncAssign)]
+enum Config {
+    A,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use component_model::ComponentModel;
+
+#[derive(ComponentModel)]
+enum Mode {
+    Fast,
+    Slow,
+}
+
+fn main() {}

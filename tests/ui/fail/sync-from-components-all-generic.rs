@@ -1,0 +1,8 @@
+use component_model::FromComponents;
+
+#[derive(FromComponents)]
+struct Wrapper<T> {
+    inner: T,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use component_model::ComponentModel;
+
+#[derive(ComponentModel)]
+struct Pair(u8, String);
+
+fn main() {}

@@ -1,0 +1,6 @@
+use component_model::Assign;
+
+#[derive(Assign)]
+struct Nothing;
+
+fn main() {}
