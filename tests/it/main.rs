@@ -3,4 +3,5 @@
 mod async_assign;
 mod async_errors;
 mod async_fetch;
+mod conversion;
 mod sync_model;

@@ -1,7 +1,8 @@
 //! Converting a [`RawValue`] into a field's type: strings, bytes and JSON into any
 //! `serde::Deserialize` type, with errors that name the field and never show a secret.
 
-use serde::Deserialize;
+mod text;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -116,33 +117,12 @@ fn narrow(mut doc: Value, t: &Target<'_>) -> Result<Value, ComponentError> {
     Ok(doc)
 }
 
-/// Text first as a string (`"localhost"` into `String`), then as JSON (`"8080"` into `u16`,
-/// `"true"` into `bool`, `{...}` into a struct).
+/// Text through [`text::Text`]: scalars parsed as the field type asks, documents as JSON.
 pub(crate) fn decode_text<T: DeserializeOwned>(
     s: String,
     t: &Target<'_>,
 ) -> Result<T, ComponentError> {
-    let as_string = Value::String(s);
-    let first = match T::deserialize(&as_string) {
-        Ok(v) => return Ok(v),
-        Err(e) => e,
-    };
-    let Value::String(s) = as_string else {
-        unreachable_value()
-    };
-    match serde_json::from_str::<T>(&s) {
-        Ok(v) => Ok(v),
-        Err(second) => {
-            let trimmed = s.trim_start();
-            let looks_json = trimmed.starts_with('{') || trimmed.starts_with('[');
-            let why = if looks_json {
-                second.to_string()
-            } else {
-                first.to_string()
-            };
-            Err(mismatch(t, || preview(&s), s.len(), &why))
-        }
-    }
+    T::deserialize(text::Text(&s)).map_err(|e| mismatch(t, || preview(&s), s.len(), &e.to_string()))
 }
 
 fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, ComponentError> {
@@ -152,8 +132,8 @@ fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, Compo
     };
     // Lenient forms: a JSON string holding a number/bool/document, a number for a string.
     let retry = match &v {
-        Value::String(s) => serde_json::from_str::<T>(s).ok(),
-        Value::Number(_) | Value::Bool(_) => T::deserialize(&Value::String(v.to_string())).ok(),
+        Value::String(s) => T::deserialize(text::Text(s)).ok(),
+        Value::Number(_) | Value::Bool(_) => T::deserialize(text::Text(&v.to_string())).ok(),
         _ => None,
     };
     if let Some(x) = retry {
@@ -213,13 +193,3 @@ pub(crate) fn error(kind: ErrorKind, t: &Target<'_>, detail: String) -> Componen
         .detail(detail)
         .build()
 }
-
-#[allow(clippy::unreachable)]
-fn unreachable_value() -> ! {
-    // `as_string` was built as `Value::String` above and only borrowed since.
-    unreachable!("value built as a string")
-}
-
-/// Deserializes `T` from nothing, for the probe that checks `Option`.
-#[allow(dead_code)]
-fn _assert_deserialize<'de, T: Deserialize<'de>>() {}

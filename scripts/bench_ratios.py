@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""Prints the ratios BENCHMARKS.md reports, from criterion's estimates of the last
+`cargo bench -p component_model_benches` run (target/criterion/<group>/<bench>/new)."""
+import json
+import pathlib
+import sys
+
+root = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
+
+
+def mean_ns(group, bench):
+    p = root / group / bench / "new" / "estimates.json"
+    try:
+        return json.loads(p.read_text())["mean"]["point_estimate"]
+    except FileNotFoundError:
+        sys.exit(f"missing {p}: run `cargo bench -p component_model_benches` first")
+
+
+def show(label, num, den, goal=None):
+    r = num / den
+    g = f"  (goal <= {goal})" if goal else ""
+    print(f"{label:<58} {num/1e6:9.3f} ms / {den/1e6:9.3f} ms = {r:6.3f}{g}")
+
+
+lat = {b: mean_ns("latency_20ms", b) for b in ("fetch_all_16", "slowest_single_field", "sequential_16")}
+show("fetch_all_components(16 x 20ms) / slowest single field", lat["fetch_all_16"], lat["slowest_single_field"], 1.10)
+show("fetch_all_components(16 x 20ms) / sequential sum", lat["fetch_all_16"], lat["sequential_16"])
+ov = {b: mean_ns("overhead_0ms", b) for b in ("generated", "hand_written_join")}
+show("generated (16 fields, 0ms) / hand-written join!", ov["generated"], ov["hand_written_join"], 1.25)
+print(f"per-field cost: generated {ov['generated']/16:.0f} ns, hand-written {ov['hand_written_join']/16:.0f} ns")

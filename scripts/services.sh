@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL (127.0.0.1:5432, trust, database `test`), MariaDB (127.0.0.1:3306,
+# root without password, database `test`) and Redis (127.0.0.1:6379) are installed and
+# running. Installs missing ones with apt-get. Idempotent; safe to run on a laptop as root.
+set -uo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+apt_updated=0
+install() {
+  if [ "$(id -u)" != 0 ]; then echo "not root: cannot install $*"; return 1; fi
+  if [ "$apt_updated" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq || true; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+wait_for() { # $1 = description, $2.. = probe command
+  local what=$1; shift
+  for _ in $(seq 1 30); do "$@" >/dev/null 2>&1 && { echo "$what: up"; return 0; }; sleep 1; done
+  echo "$what: NOT reachable"; return 1
+}
+status=0
+
+# --- PostgreSQL
+if ! have pg_ctlcluster && ! have pg_isready; then install postgresql postgresql-client || status=1; fi
+if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+  ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
+  if [ -n "$ver" ]; then
+    hba="/etc/postgresql/$ver/main/pg_hba.conf"
+    if [ -f "$hba" ] && ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+      sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start 2>/dev/null || pg_ctlcluster "$ver" main start || true
+  fi
+fi
+if wait_for "postgresql" pg_isready -h 127.0.0.1 -p 5432; then
+  if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" 2>/dev/null | grep -q 1; then
+    psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null 2>&1 \
+      || su postgres -c "psql -c 'CREATE DATABASE test'" >/dev/null 2>&1 || true
+  fi
+else
+  status=1
+fi
+
+# --- MariaDB
+if ! have mariadbd && ! have mysqld; then install mariadb-server mariadb-client || status=1; fi
+if ! mysqladmin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec "$(command -v mariadbd || command -v mysqld)" -- --user=mysql 2>/dev/null || true
+fi
+if wait_for "mariadb" mysqladmin -uroot -h127.0.0.1 ping; then
+  mysql -uroot -h127.0.0.1 -e "CREATE DATABASE IF NOT EXISTS test" 2>/dev/null \
+    || mysql -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); CREATE DATABASE IF NOT EXISTS test" 2>/dev/null || true
+else
+  status=1
+fi
+
+# --- Redis
+if ! have redis-server; then install redis-server || status=1; fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null 2>&1 || true
+fi
+wait_for "redis" redis-cli -h 127.0.0.1 -p 6379 ping || status=1
+
+exit $status
