@@ -38,7 +38,7 @@ pub fn future_error<E: Into<BoxError>>(spec: &'static FieldSpec, e: E) -> Compon
 /// The `fallback` literal of `spec` converted into `T`.
 pub fn fallback_value<T: DeserializeOwned>(spec: &'static FieldSpec) -> Option<T> {
     let text = spec.fallback?;
-    let provenance = crate::error::Provenance {
+    let provenance = || crate::error::Provenance {
         owner: Some(spec.owner.into()),
         field: Some(spec.field.into()),
         source: Some(spec.source.into()),

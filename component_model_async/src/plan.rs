@@ -40,7 +40,8 @@ enum Got {
 
 struct Slot {
     spec: &'static FieldSpec,
-    provenance: Provenance,
+    /// The source answering, for the location in error messages.
+    source: Option<Arc<dyn Source>>,
     sensitive: bool,
     span: tracing::Span,
     request: Option<FetchRequest>,
@@ -58,6 +59,38 @@ pub struct Handle<T> {
 pub struct Plan<'s> {
     sources: &'s Sources,
     slots: Vec<Slot>,
+    /// The last source looked up by name: fields of one struct mostly share a few sources.
+    last: Option<(&'static str, Arc<dyn Source>)>,
+}
+
+/// Where a field's value was supposed to come from; built only for error messages.
+fn provenance_of(spec: &'static FieldSpec, request: Option<&FetchRequest>, source: Option<&dyn Source>) -> Provenance {
+    let unresolved;
+    let request = match request {
+        Some(r) => r,
+        None => {
+            unresolved = FetchRequest::new(spec);
+            &unresolved
+        }
+    };
+    let (label, key) = match request.native_key() {
+        Some((label, key)) => (label, Some(key)),
+        None => ("key", None),
+    };
+    Provenance {
+        owner: Some(spec.owner.into()),
+        field: Some(spec.field.into()),
+        source: Some(spec.source.into()),
+        key_label: label.into(),
+        key,
+        location: source.and_then(Source::location),
+    }
+}
+
+impl Slot {
+    fn provenance(&self) -> Provenance {
+        provenance_of(self.spec, self.request.as_ref(), self.source.as_deref())
+    }
 }
 
 /// The results of a [`Plan`], taken field by field.
@@ -80,34 +113,25 @@ fn fallbackable(kind: ErrorKind) -> bool {
 impl<'s> Plan<'s> {
     /// An empty plan over `sources`.
     pub fn new(sources: &'s Sources) -> Self {
+        Self::with_capacity(sources, 0)
+    }
+
+    /// An empty plan with room for `fields` fields.
+    pub fn with_capacity(sources: &'s Sources, fields: usize) -> Self {
         Plan {
             sources,
-            slots: Vec::new(),
+            slots: Vec::with_capacity(fields),
+            last: None,
         }
     }
 
     fn slot(&self, spec: &'static FieldSpec, sensitive: bool) -> Slot {
         let lookup = |name: &str| self.sources.env().get(name);
-        let resolved = FetchRequest::resolved(spec, &lookup);
-        let mut provenance = Provenance {
-            owner: Some(spec.owner.into()),
-            field: Some(spec.field.into()),
-            source: Some(spec.source.into()),
-            key_label: "key".into(),
-            key: None,
-            location: None,
-        };
-        let (request, failure) = match resolved {
-            Ok(r) => {
-                if let Some((label, key)) = r.native_key() {
-                    provenance.key_label = label.into();
-                    provenance.key = Some(key);
-                }
-                (Some(r), None)
-            }
+        let (request, failure) = match FetchRequest::resolved(spec, &lookup) {
+            Ok(r) => (Some(r), None),
             Err(e) => {
                 let err = ComponentError::field(ErrorKind::Config)
-                    .provenance(provenance.clone())
+                    .provenance(provenance_of(spec, None, None))
                     .detail(e.to_string())
                     .build();
                 (None, Some(Route::Fail(err)))
@@ -118,13 +142,13 @@ impl<'s> Plan<'s> {
             owner = spec.owner,
             field = spec.field,
             source = spec.source,
-            key = provenance.key.as_deref().unwrap_or(""),
+            key = spec.key.or(spec.secret_path).or(spec.url).or(spec.path).or(spec.table).unwrap_or(""),
             outcome = tracing::field::Empty,
             elapsed_ms = tracing::field::Empty,
         );
         Slot {
             spec,
-            provenance,
+            source: None,
             sensitive,
             span,
             request,
@@ -133,28 +157,28 @@ impl<'s> Plan<'s> {
         }
     }
 
-    fn route<T: Send + 'static>(
-        &self,
-        name: &str,
-        spec: &FieldSpec,
-        provenance: &Provenance,
-    ) -> Route {
+    fn route<T: Send + 'static>(&mut self, name: &'static str, spec: &'static FieldSpec, request: Option<&FetchRequest>) -> Route {
+        if let Some((last, src)) = &self.last {
+            if *last == name {
+                return Route::Raw(src.clone());
+            }
+        }
         let fail = |detail: String| {
             Route::Fail(
                 ComponentError::field(ErrorKind::Config)
-                    .provenance(provenance.clone())
+                    .provenance(provenance_of(spec, request, None))
                     .detail(detail)
                     .build(),
             )
         };
         match self.sources.entry(name) {
-            Some(Entry::Raw(s)) => Route::Raw(s.clone()),
+            Some(Entry::Raw(s)) => {
+                self.last = Some((name, s.clone()));
+                Route::Raw(s.clone())
+            }
             Some(Entry::Typed(t)) if t.type_id == TypeId::of::<T>() => match t.downcast::<T>() {
                 Some(f) => Route::Typed(typed_call(f)),
-                None => fail(format!(
-                    "source `{name}` could not be used for `{}`",
-                    spec.type_name
-                )),
+                None => fail(format!("source `{name}` could not be used for `{}`", spec.type_name)),
             },
             Some(Entry::Typed(t)) => fail(format!(
                 "source `{name}` is a fetcher of `{}`, but the field is `{}`",
@@ -176,14 +200,14 @@ impl<'s> Plan<'s> {
             spec.sensitive || spec.source_kind() == "vault" || convert::is_secret_type::<T>();
         let mut slot = self.slot(spec, sensitive);
         if slot.primary.is_none() {
-            let primary = self.route::<T>(spec.source, spec, &slot.provenance);
+            let primary = self.route::<T>(spec.source, spec, slot.request.as_ref());
             if let Route::Raw(s) = &primary {
-                slot.provenance.location = s.location();
+                slot.source = Some(s.clone());
             }
             slot.primary = Some(primary);
             slot.fallback = spec
                 .fallback_to
-                .map(|name| self.route::<T>(name, spec, &slot.provenance));
+                .map(|name| self.route::<T>(name, spec, slot.request.as_ref()));
         }
         self.push(slot)
     }
@@ -201,7 +225,7 @@ impl<'s> Plan<'s> {
             slot.primary = Some(Route::Typed(typed_call(erased)));
             slot.fallback = spec
                 .fallback_to
-                .map(|name| self.route::<T>(name, spec, &slot.provenance));
+                .map(|name| self.route::<T>(name, spec, slot.request.as_ref()));
         }
         self.push(slot)
     }
@@ -251,7 +275,7 @@ impl<'s> Plan<'s> {
                 .collect();
             let span = tracing::debug_span!(
                 "component_batch",
-                source = self.slots[members[0]].spec.source,
+                source = members.first().map_or("", |&i| self.slots[i].spec.source),
                 size = members.len()
             );
             jobs.push(Box::pin(
@@ -298,7 +322,7 @@ impl<'s> Plan<'s> {
                 (Some(Route::Typed(call)), _) => {
                     retries.push(single_typed(i, call, slot.spec, slot.span.clone()))
                 }
-                (Some(Route::Fail(e)), _) => append(&mut results[i], &slot.provenance, e),
+                (Some(Route::Fail(e)), _) => append(&mut results[i], e),
                 _ => {}
             }
         }
@@ -312,7 +336,7 @@ impl<'s> Plan<'s> {
                     Ok(got) => results[i] = Some((Ok(got), elapsed)),
                     Err(f) => {
                         let e = to_component_error(f, &self.slots[i]);
-                        append(&mut results[i], &self.slots[i].provenance, e);
+                        append(&mut results[i], e);
                     }
                 }
             }
@@ -334,11 +358,7 @@ fn builtin_hint(name: &str) -> &'static str {
 }
 
 /// Keeps the primary error and notes that `fallback_to` failed too.
-fn append(
-    slot: &mut Option<(Result<Got, ComponentError>, Duration)>,
-    _p: &Provenance,
-    fallback: ComponentError,
-) {
+fn append(slot: &mut Option<(Result<Got, ComponentError>, Duration)>, fallback: ComponentError) {
     if let Some((Err(primary), _)) = slot {
         let note = format!(
             "fallback_to `{}` failed too: {}",
@@ -406,7 +426,7 @@ fn single_typed(i: usize, call: TypedCall, spec: &'static FieldSpec, span: traci
 
 fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
     let kind = f.kind();
-    let builder = ComponentError::field(kind).provenance(slot.provenance.clone());
+    let builder = ComponentError::field(kind).provenance(slot.provenance());
     match f {
         Failure::Source(e) => {
             let builder = match e.message() {
@@ -444,15 +464,16 @@ impl Outcomes {
         T: 'static,
     {
         let slot = &self.slots[index];
+        let provenance = || slot.provenance();
         let target = Target {
             spec: slot.spec,
-            provenance: &slot.provenance,
+            provenance: &provenance,
             sensitive: slot.sensitive,
         };
         let (result, elapsed) = self.results[index].take().unwrap_or_else(|| {
             (
                 Err(ComponentError::field(ErrorKind::Config)
-                    .provenance(slot.provenance.clone())
+                    .provenance(slot.provenance())
                     .detail("this field's result was already taken")
                     .build()),
                 Duration::ZERO,
@@ -537,9 +558,10 @@ impl Outcomes {
     pub fn fallback_value<T: DeserializeOwned + 'static>(&self, handle: &Handle<T>) -> Option<T> {
         let slot = &self.slots[handle.index];
         let text = slot.spec.fallback?;
+        let provenance = || slot.provenance();
         let target = Target {
             spec: slot.spec,
-            provenance: &slot.provenance,
+            provenance: &provenance,
             sensitive: slot.sensitive,
         };
         convert::decode_text::<T>(text.to_owned(), &target).ok()

@@ -191,6 +191,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         .map(|((i, f), _)| assign_impl(input, &cm, f, *i))
         .collect();
 
+    let n_fetched = fetched.len();
     // The shared fetch: every fetched field's Result, in field order.
     let adds = fetched.iter().map(|(i, f)| {
         let ty = f.ty;
@@ -222,7 +223,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         #[allow(clippy::type_complexity)]
         async fn __component_model_fetch(__cm_sources: &#cm::Sources) -> ( #( #result_types, )* ) {
             #[allow(unused_mut)]
-            let mut __cm_plan = #cm::Plan::new(__cm_sources);
+            let mut __cm_plan = #cm::Plan::with_capacity(__cm_sources, #n_fetched);
             #( #adds )*
             #[allow(unused_mut, unused_variables)]
             let mut __cm_out = __cm_plan.run().await;
@@ -333,7 +334,6 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
     });
 
     let spec_refs: Vec<syn::Ident> = fetched.iter().map(|(i, _)| spec_ident(*i)).collect();
-    let n_fetched = spec_refs.len();
 
     let marker = match entry {
         Entry::Facade => {

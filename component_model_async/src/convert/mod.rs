@@ -12,7 +12,8 @@ use crate::source::{FieldSpec, RawValue, json_kind};
 /// What conversion needs to know about the field.
 pub(crate) struct Target<'a> {
     pub spec: &'static FieldSpec,
-    pub provenance: &'a Provenance,
+    /// Built only when an error needs it.
+    pub provenance: &'a dyn Fn() -> Provenance,
     pub sensitive: bool,
 }
 
@@ -52,9 +53,9 @@ pub(crate) fn decode<T: DeserializeOwned>(
         return decode_json(narrow(doc, t)?, t);
     }
     match raw {
-        RawValue::Text(s) => decode_text(s, t),
+        RawValue::Text(s) => decode_owned_text(s, t),
         RawValue::Bytes(b) => match String::from_utf8(b) {
-            Ok(s) => decode_text(s, t),
+            Ok(s) => decode_owned_text(s, t),
             Err(e) => Err(not_utf8(e.as_bytes().len(), t)),
         },
         RawValue::Json(v) => decode_json(v, t),
@@ -118,11 +119,22 @@ fn narrow(mut doc: Value, t: &Target<'_>) -> Result<Value, ComponentError> {
 }
 
 /// Text through [`text::Text`]: scalars parsed as the field type asks, documents as JSON.
-pub(crate) fn decode_text<T: DeserializeOwned>(
-    s: String,
-    t: &Target<'_>,
-) -> Result<T, ComponentError> {
-    T::deserialize(text::Text(&s)).map_err(|e| mismatch(t, || preview(&s), s.len(), &e.to_string()))
+pub(crate) fn decode_text<T: DeserializeOwned>(s: String, t: &Target<'_>) -> Result<T, ComponentError> {
+    T::deserialize(text::Text(std::borrow::Cow::Borrowed(s.as_str())))
+        .map_err(|e| mismatch(t, || preview(&s), s.len(), &e.to_string()))
+}
+
+/// Like [`decode_text`] for a text the caller gives away: `String` fields take it as is.
+pub(crate) fn decode_owned_text<T: DeserializeOwned>(s: String, t: &Target<'_>) -> Result<T, ComponentError> {
+    if is_string::<T>() {
+        return T::deserialize(text::Text(std::borrow::Cow::Owned(s)))
+            .map_err(|e| error(ErrorKind::Decode, t, e.to_string()));
+    }
+    decode_text(s, t)
+}
+
+fn is_string<T>() -> bool {
+    matches!(std::any::type_name::<T>(), "alloc::string::String" | "secrecy::SecretBox<str>")
 }
 
 fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, ComponentError> {
@@ -132,8 +144,8 @@ fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, Compo
     };
     // Lenient forms: a JSON string holding a number/bool/document, a number for a string.
     let retry = match &v {
-        Value::String(s) => T::deserialize(text::Text(s)).ok(),
-        Value::Number(_) | Value::Bool(_) => T::deserialize(text::Text(&v.to_string())).ok(),
+        Value::String(s) => T::deserialize(text::Text(std::borrow::Cow::Borrowed(s))).ok(),
+        Value::Number(_) | Value::Bool(_) => T::deserialize(text::Text(std::borrow::Cow::Owned(v.to_string()))).ok(),
         _ => None,
     };
     if let Some(x) = retry {
@@ -189,7 +201,7 @@ fn preview_json(v: &Value) -> String {
 
 pub(crate) fn error(kind: ErrorKind, t: &Target<'_>, detail: String) -> ComponentError {
     ComponentError::field(kind)
-        .provenance(t.provenance.clone())
+        .provenance((t.provenance)())
         .detail(detail)
         .build()
 }

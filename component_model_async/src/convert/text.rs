@@ -1,16 +1,31 @@
 //! A serde `Deserializer` over one text value (an env variable, a Consul value, a SQL
 //! `TEXT`): scalars are parsed as the field's type asks (`"8080"` as `u16`, `"true"` as
 //! `bool`), documents (`{...}`, `[...]`) are read as JSON, a plain `a,b,c` is a sequence,
-//! and an empty text is `None` for an `Option`.
+//! and an empty text is `None` for an `Option`. An owned text moves into `String` fields
+//! without a copy.
 
-use serde::de::value::{Error, SeqDeserializer, StrDeserializer};
+use std::borrow::Cow;
+
+use serde::de::value::{Error, SeqDeserializer};
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, Unexpected, VariantAccess,
     Visitor,
 };
 
-/// Deserializes from `text`.
-pub(crate) struct Text<'a>(pub(crate) &'a str);
+/// Deserializes from a text.
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    fn visit_text<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error>
+    where
+        'a: 'de,
+    {
+        match self.0 {
+            Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+            Cow::Owned(s) => visitor.visit_string(s),
+        }
+    }
+}
 
 fn json_err(e: serde_json::Error) -> Error {
     de::Error::custom(e)
@@ -40,18 +55,19 @@ impl<'de> Deserializer<'de> for Text<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         // Self-describing targets (`serde_json::Value`, untagged enums): JSON when the text
         // is JSON (`8080`, `true`, `{..}`), else the text itself.
-        match serde_json::from_str::<serde_json::Value>(self.0) {
+        match serde_json::from_str::<serde_json::Value>(&self.0) {
             Ok(value) => value.deserialize_any(visitor).map_err(json_err),
-            Err(_) => visitor.visit_str(self.0),
+            Err(_) => self.visit_text(visitor),
         }
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.0.trim().to_ascii_lowercase().as_str() {
-            "true" => visitor.visit_bool(true),
-            "false" => visitor.visit_bool(false),
+        let t = self.0.trim();
+        match () {
+            _ if t.eq_ignore_ascii_case("true") => visitor.visit_bool(true),
+            _ if t.eq_ignore_ascii_case("false") => visitor.visit_bool(false),
             _ => Err(de::Error::invalid_value(
-                Unexpected::Str(self.0),
+                Unexpected::Str(&self.0),
                 &"`true` or `false`",
             )),
         }
@@ -77,26 +93,29 @@ impl<'de> Deserializer<'de> for Text<'de> {
         match (chars.next(), chars.next()) {
             (Some(c), None) => visitor.visit_char(c),
             _ => Err(de::Error::invalid_value(
-                Unexpected::Str(self.0),
+                Unexpected::Str(&self.0),
                 &"one character",
             )),
         }
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_borrowed_str(self.0)
+        self.visit_text(visitor)
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_borrowed_str(self.0)
+        self.visit_text(visitor)
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_borrowed_bytes(self.0.as_bytes())
+        match self.0 {
+            Cow::Borrowed(s) => visitor.visit_borrowed_bytes(s.as_bytes()),
+            Cow::Owned(s) => visitor.visit_byte_buf(s.into_bytes()),
+        }
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_borrowed_bytes(self.0.as_bytes())
+        self.deserialize_bytes(visitor)
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -112,7 +131,7 @@ impl<'de> Deserializer<'de> for Text<'de> {
             visitor.visit_unit()
         } else {
             Err(de::Error::invalid_value(
-                Unexpected::Str(self.0),
+                Unexpected::Str(&self.0),
                 &"nothing",
             ))
         }
@@ -135,17 +154,15 @@ impl<'de> Deserializer<'de> for Text<'de> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        if is_document(self.0) {
-            let mut de = serde_json::Deserializer::from_str(self.0);
-            let v = de.deserialize_seq(visitor).map_err(json_err)?;
-            de.end().map_err(json_err)?;
-            return Ok(v);
+        if is_document(&self.0) {
+            let value: serde_json::Value = serde_json::from_str(&self.0).map_err(json_err)?;
+            return value.deserialize_seq(visitor).map_err(json_err);
         }
         // `a, b, c`: a comma-separated list of texts.
         let items: Vec<Text<'de>> = if self.0.trim().is_empty() {
             Vec::new()
         } else {
-            self.0.split(',').map(|s| Text(s.trim())).collect()
+            self.0.split(',').map(|s| Text(Cow::Owned(s.trim().to_owned()))).collect()
         };
         let mut seq = SeqDeserializer::new(items.into_iter());
         let v = visitor.visit_seq(&mut seq)?;
@@ -171,10 +188,8 @@ impl<'de> Deserializer<'de> for Text<'de> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        let v = de.deserialize_map(visitor).map_err(json_err)?;
-        de.end().map_err(json_err)?;
-        Ok(v)
+        let value: serde_json::Value = serde_json::from_str(&self.0).map_err(json_err)?;
+        value.deserialize_map(visitor).map_err(json_err)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -183,12 +198,8 @@ impl<'de> Deserializer<'de> for Text<'de> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        let v = de
-            .deserialize_struct(name, fields, visitor)
-            .map_err(json_err)?;
-        de.end().map_err(json_err)?;
-        Ok(v)
+        let value: serde_json::Value = serde_json::from_str(&self.0).map_err(json_err)?;
+        value.deserialize_struct(name, fields, visitor).map_err(json_err)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -199,18 +210,18 @@ impl<'de> Deserializer<'de> for Text<'de> {
     ) -> Result<V::Value, Error> {
         let t = self.0.trim_start();
         if t.starts_with('{') || t.starts_with('"') {
-            let mut de = serde_json::Deserializer::from_str(self.0);
-            let v = de
-                .deserialize_enum(name, variants, visitor)
-                .map_err(json_err)?;
-            de.end().map_err(json_err)?;
-            return Ok(v);
+            let value: serde_json::Value = serde_json::from_str(&self.0).map_err(json_err)?;
+            return value.deserialize_enum(name, variants, visitor).map_err(json_err);
         }
-        visitor.visit_enum(UnitVariant(self.0.trim()))
+        let name = match self.0 {
+            Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+            Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
+        };
+        visitor.visit_enum(UnitVariant(name))
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_borrowed_str(self.0)
+        self.visit_text(visitor)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -227,14 +238,17 @@ impl<'de> IntoDeserializer<'de, Error> for Text<'de> {
 
 /// A unit variant named by plain text (`mode = "fast"` for `enum Mode { Fast, .. }` with
 /// `rename_all = "lowercase"`).
-struct UnitVariant<'a>(&'a str);
+struct UnitVariant<'a>(Cow<'a, str>);
 
 impl<'de> EnumAccess<'de> for UnitVariant<'de> {
     type Error = Error;
     type Variant = Self;
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), Error> {
-        let d: StrDeserializer<'de, Error> = self.0.into_deserializer();
-        seed.deserialize(d).map(|v| (v, self))
+        let value = match &self.0 {
+            Cow::Borrowed(s) => seed.deserialize(IntoDeserializer::<Error>::into_deserializer(*s))?,
+            Cow::Owned(s) => seed.deserialize(IntoDeserializer::<Error>::into_deserializer(s.clone()))?,
+        };
+        Ok((value, self))
     }
 }
 
