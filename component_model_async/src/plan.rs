@@ -64,7 +64,11 @@ pub struct Plan<'s> {
 }
 
 /// Where a field's value was supposed to come from; built only for error messages.
-fn provenance_of(spec: &'static FieldSpec, request: Option<&FetchRequest>, source: Option<&dyn Source>) -> Provenance {
+fn provenance_of(
+    spec: &'static FieldSpec,
+    request: Option<&FetchRequest>,
+    source: Option<&dyn Source>,
+) -> Provenance {
     let unresolved;
     let request = match request {
         Some(r) => r,
@@ -142,7 +146,13 @@ impl<'s> Plan<'s> {
             owner = spec.owner,
             field = spec.field,
             source = spec.source,
-            key = spec.key.or(spec.secret_path).or(spec.url).or(spec.path).or(spec.table).unwrap_or(""),
+            key = spec
+                .key
+                .or(spec.secret_path)
+                .or(spec.url)
+                .or(spec.path)
+                .or(spec.table)
+                .unwrap_or(""),
             outcome = tracing::field::Empty,
             elapsed_ms = tracing::field::Empty,
         );
@@ -157,7 +167,12 @@ impl<'s> Plan<'s> {
         }
     }
 
-    fn route<T: Send + 'static>(&mut self, name: &'static str, spec: &'static FieldSpec, request: Option<&FetchRequest>) -> Route {
+    fn route<T: Send + 'static>(
+        &mut self,
+        name: &'static str,
+        spec: &'static FieldSpec,
+        request: Option<&FetchRequest>,
+    ) -> Route {
         if let Some((last, src)) = &self.last {
             if *last == name {
                 return Route::Raw(src.clone());
@@ -178,7 +193,10 @@ impl<'s> Plan<'s> {
             }
             Some(Entry::Typed(t)) if t.type_id == TypeId::of::<T>() => match t.downcast::<T>() {
                 Some(f) => Route::Typed(typed_call(f)),
-                None => fail(format!("source `{name}` could not be used for `{}`", spec.type_name)),
+                None => fail(format!(
+                    "source `{name}` could not be used for `{}`",
+                    spec.type_name
+                )),
             },
             Some(Entry::Typed(t)) => fail(format!(
                 "source `{name}` is a fetcher of `{}`, but the field is `{}`",

@@ -325,8 +325,8 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
                 Self::#m_with(#cm::Sources::global()).await
             }
             #[doc = #doc_with]
-            #vis async fn #m_with(sources: &#cm::Sources) -> ::core::result::Result<#ty, #cm::ComponentError> {
-                let mut __cm_plan = #cm::Plan::new(sources);
+            #vis async fn #m_with(__cm_sources: &#cm::Sources) -> ::core::result::Result<#ty, #cm::ComponentError> {
+                let mut __cm_plan = #cm::Plan::new(__cm_sources);
                 let __cm_h = #add;
                 __cm_plan.run().await.#take(__cm_h)
             }

@@ -119,13 +119,19 @@ fn narrow(mut doc: Value, t: &Target<'_>) -> Result<Value, ComponentError> {
 }
 
 /// Text through [`text::Text`]: scalars parsed as the field type asks, documents as JSON.
-pub(crate) fn decode_text<T: DeserializeOwned>(s: String, t: &Target<'_>) -> Result<T, ComponentError> {
+pub(crate) fn decode_text<T: DeserializeOwned>(
+    s: String,
+    t: &Target<'_>,
+) -> Result<T, ComponentError> {
     T::deserialize(text::Text(std::borrow::Cow::Borrowed(s.as_str())))
         .map_err(|e| mismatch(t, || preview(&s), s.len(), &e.to_string()))
 }
 
 /// Like [`decode_text`] for a text the caller gives away: `String` fields take it as is.
-pub(crate) fn decode_owned_text<T: DeserializeOwned>(s: String, t: &Target<'_>) -> Result<T, ComponentError> {
+pub(crate) fn decode_owned_text<T: DeserializeOwned>(
+    s: String,
+    t: &Target<'_>,
+) -> Result<T, ComponentError> {
     if is_string::<T>() {
         return T::deserialize(text::Text(std::borrow::Cow::Owned(s)))
             .map_err(|e| error(ErrorKind::Decode, t, e.to_string()));
@@ -134,7 +140,10 @@ pub(crate) fn decode_owned_text<T: DeserializeOwned>(s: String, t: &Target<'_>) 
 }
 
 fn is_string<T>() -> bool {
-    matches!(std::any::type_name::<T>(), "alloc::string::String" | "secrecy::SecretBox<str>")
+    matches!(
+        std::any::type_name::<T>(),
+        "alloc::string::String" | "secrecy::SecretBox<str>"
+    )
 }
 
 fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, ComponentError> {
@@ -145,7 +154,9 @@ fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, Compo
     // Lenient forms: a JSON string holding a number/bool/document, a number for a string.
     let retry = match &v {
         Value::String(s) => T::deserialize(text::Text(std::borrow::Cow::Borrowed(s))).ok(),
-        Value::Number(_) | Value::Bool(_) => T::deserialize(text::Text(std::borrow::Cow::Owned(v.to_string()))).ok(),
+        Value::Number(_) | Value::Bool(_) => {
+            T::deserialize(text::Text(std::borrow::Cow::Owned(v.to_string()))).ok()
+        }
         _ => None,
     };
     if let Some(x) = retry {

@@ -162,7 +162,10 @@ impl<'de> Deserializer<'de> for Text<'de> {
         let items: Vec<Text<'de>> = if self.0.trim().is_empty() {
             Vec::new()
         } else {
-            self.0.split(',').map(|s| Text(Cow::Owned(s.trim().to_owned()))).collect()
+            self.0
+                .split(',')
+                .map(|s| Text(Cow::Owned(s.trim().to_owned())))
+                .collect()
         };
         let mut seq = SeqDeserializer::new(items.into_iter());
         let v = visitor.visit_seq(&mut seq)?;
@@ -199,7 +202,9 @@ impl<'de> Deserializer<'de> for Text<'de> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         let value: serde_json::Value = serde_json::from_str(&self.0).map_err(json_err)?;
-        value.deserialize_struct(name, fields, visitor).map_err(json_err)
+        value
+            .deserialize_struct(name, fields, visitor)
+            .map_err(json_err)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -211,7 +216,9 @@ impl<'de> Deserializer<'de> for Text<'de> {
         let t = self.0.trim_start();
         if t.starts_with('{') || t.starts_with('"') {
             let value: serde_json::Value = serde_json::from_str(&self.0).map_err(json_err)?;
-            return value.deserialize_enum(name, variants, visitor).map_err(json_err);
+            return value
+                .deserialize_enum(name, variants, visitor)
+                .map_err(json_err);
         }
         let name = match self.0 {
             Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
@@ -245,8 +252,12 @@ impl<'de> EnumAccess<'de> for UnitVariant<'de> {
     type Variant = Self;
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), Error> {
         let value = match &self.0 {
-            Cow::Borrowed(s) => seed.deserialize(IntoDeserializer::<Error>::into_deserializer(*s))?,
-            Cow::Owned(s) => seed.deserialize(IntoDeserializer::<Error>::into_deserializer(s.clone()))?,
+            Cow::Borrowed(s) => {
+                seed.deserialize(IntoDeserializer::<Error>::into_deserializer(*s))?
+            }
+            Cow::Owned(s) => {
+                seed.deserialize(IntoDeserializer::<Error>::into_deserializer(s.clone()))?
+            }
         };
         Ok((value, self))
     }
