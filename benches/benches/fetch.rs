@@ -18,6 +18,7 @@ use component_model_benches::MemorySource;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 #[derive(AsyncAssign, Debug)]
+#[allow(dead_code)] // the values are only produced, through black_box
 struct Sixteen {
     #[component(fetch_from = "mem", key = "k0")]
     f0: u16,

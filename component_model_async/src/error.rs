@@ -65,7 +65,18 @@ impl fmt::Display for ErrorKind {
 /// An error from a [`Source`](crate::Source), before it is tied to a field.
 ///
 /// Sources never put a fetched value into a `SourceError`; the message is about the
-/// request (status code, driver error), so it is safe to show.
+/// request (status code, driver error), so it is safe to show. The engine adds the field,
+/// source and key when it turns this into a [`ComponentError`].
+///
+/// ```
+/// use component_model_async::{ErrorKind, SourceError};
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+/// let e = SourceError::unavailable(io).with_message("consul at 127.0.0.1:8500");
+/// assert_eq!(e.kind(), ErrorKind::Unavailable);
+/// assert_eq!(e.to_string(), "unavailable: consul at 127.0.0.1:8500");
+/// assert!(std::error::Error::source(&e).is_some());
+/// ```
 #[derive(Debug)]
 pub struct SourceError {
     kind: ErrorKind,
@@ -420,6 +431,14 @@ impl From<Vec<ComponentError>> for ComponentError {
 /// Combines the errors of several concurrent steps into one value of the error type.
 ///
 /// [`Assignment`](crate::Assignment) uses it when more than one pending step fails.
+///
+/// ```
+/// use component_model_async::{ComponentError, ErrorKind, MergeErrors};
+///
+/// let one = || ComponentError::field(ErrorKind::NotFound).in_field("C", "a").build();
+/// assert_eq!(ComponentError::merge(vec![one()]).kind(), ErrorKind::NotFound);
+/// assert_eq!(ComponentError::merge(vec![one(), one()]).kind(), ErrorKind::Multiple);
+/// ```
 pub trait MergeErrors: Sized {
     /// Combines `errors` (never empty) into one error.
     fn merge(errors: Vec<Self>) -> Self;

@@ -82,10 +82,16 @@ pub mod marker {
 /// let host = IntoFetcher::<String, _>::into_fetcher(load_host);
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
-/// assert_eq!(port.fetch_component().await.unwrap(), 8080);
-/// assert_eq!(host.fetch_component().await.unwrap(), "localhost");
+/// // A function fetcher can serve any `T` its value converts into; name the one you want.
+/// assert_eq!(ComponentFetcher::<u16>::fetch_component(&port).await.unwrap(), 8080);
+/// assert_eq!(ComponentFetcher::<String>::fetch_component(&host).await.unwrap(), "localhost");
 /// # });
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot fetch a value of type `{T}`",
+    label = "not a fetcher of `{T}`",
+    note = "`fetcher = ...` takes a `ComponentFetcher<{T}>`, or a function or closure with no arguments returning `Result<V, E>` (or a future of it) where `V: Into<{T}>` and `E` is an error type"
+)]
 pub trait IntoFetcher<T, M> {
     /// The fetcher this turns into.
     type Fetcher: ComponentFetcher<T, Error = Self::Error> + Send + Sync + 'static;

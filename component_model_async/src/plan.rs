@@ -173,10 +173,10 @@ impl<'s> Plan<'s> {
         spec: &'static FieldSpec,
         request: Option<&FetchRequest>,
     ) -> Route {
-        if let Some((last, src)) = &self.last {
-            if *last == name {
-                return Route::Raw(src.clone());
-            }
+        if let Some((last, src)) = &self.last
+            && *last == name
+        {
+            return Route::Raw(src.clone());
         }
         let fail = |detail: String| {
             Route::Fail(

@@ -152,6 +152,15 @@ impl FieldSpec {
 ///
 /// A backend reads what it needs (`key`, `query`, `secret_path`, ...); it never needs the
 /// field's Rust type.
+///
+/// ```
+/// use component_model_async::{FetchRequest, FieldSpec};
+///
+/// static SPEC: FieldSpec = FieldSpec::new("AppConfig", "port", "u16", "consul").key("${APP:-web}/port");
+/// let request = FetchRequest::resolved(&SPEC, &|_| None).unwrap();
+/// assert_eq!(request.key(), Some("web/port"));
+/// assert_eq!(request.native_key(), Some(("key", "web/port".to_owned())));
+/// ```
 #[derive(Clone)]
 pub struct FetchRequest {
     spec: &'static FieldSpec,
@@ -292,6 +301,13 @@ impl FetchRequest {
 /// A value as a source delivered it, before conversion into the field's type.
 ///
 /// Its `Debug` never shows the content, only its form and length.
+///
+/// ```
+/// use component_model_async::RawValue;
+///
+/// let v = RawValue::from("hunter2");
+/// assert_eq!(format!("{v:?}"), "Text(<7 bytes>)");
+/// ```
 #[derive(Clone, PartialEq)]
 pub enum RawValue {
     /// Text, e.g. an environment variable or a raw Consul value.

@@ -46,6 +46,11 @@ pub mod register {
 }
 
 /// Something [`Sources::register`] accepts: a [`Source`] or a [`ComponentFetcher<T>`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` can't be registered as a source",
+    label = "neither a `Source` nor a `ComponentFetcher<T>`",
+    note = "implement `component_model_async::Source` (many keys, many types) or `ComponentFetcher<T>` (one value of type `T`)"
+)]
 pub trait IntoEntry<M> {
     #[doc(hidden)]
     fn into_entry(self) -> EntryHandle;
@@ -199,6 +204,15 @@ impl Sources {
     ///
     /// Call it once at start-up. It fails, handing the argument back, when a default was
     /// already set or already used (the first use settles it to [`Sources::from_env`]).
+    ///
+    /// ```
+    /// use component_model_async::{EnvSource, Sources};
+    ///
+    /// let first = Sources::new().with_env(EnvSource::from_map([("PORT", "8080")]));
+    /// assert!(Sources::set_global(first).is_ok());
+    /// assert!(Sources::set_global(Sources::new()).is_err()); // only once
+    /// assert_eq!(Sources::global().env().get("PORT").as_deref(), Some("8080"));
+    /// ```
     pub fn set_global(sources: Sources) -> Result<(), Sources> {
         GLOBAL.set(sources)
     }

@@ -200,7 +200,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         match f.attrs.fetcher.get() {
             Some(expr) => {
                 let e = &expr.value;
-                quote_spanned! {ty.span()=> let #h = __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #e); }
+                quote_spanned! {e.span()=> let #h = __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #e); }
             }
             None => quote_spanned! {ty.span()=> let #h = __cm_plan.add::<#ty>(&#spec); },
         }
@@ -315,7 +315,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
                 } else {
                     quote!(take_typed::<#ty>)
                 };
-                (quote_spanned!(ty.span()=> __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #e)), take)
+                (quote_spanned!(e.span()=> __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #e)), take)
             }
             None => (quote_spanned!(ty.span()=> __cm_plan.add::<#ty>(&#spec)), quote!(take::<#ty>)),
         };
