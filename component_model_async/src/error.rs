@@ -463,3 +463,43 @@ impl MergeErrors for BoxError {
         text.into()
     }
 }
+
+/// Displays a list of errors one per line, as `ComponentError::Multiple` does.
+///
+/// `Vec<ComponentError>` (what `fetch_all_components` returns) cannot implement `Display`
+/// itself; call `.display()` on it, or convert it with `ComponentError::from(errors)`.
+///
+/// ```
+/// use component_model_async::{ComponentError, ErrorKind, ErrorsExt};
+///
+/// let errors = vec![
+///     ComponentError::field(ErrorKind::NotFound).in_field("C", "a").from_source("env", "variable", "A").build(),
+///     ComponentError::field(ErrorKind::NotFound).in_field("C", "b").from_source("env", "variable", "B").build(),
+/// ];
+/// assert_eq!(
+///     errors.display().to_string(),
+///     "2 components failed:\n  - C.a: env variable `A`: not found\n  - C.b: env variable `B`: not found"
+/// );
+/// ```
+pub trait ErrorsExt {
+    /// A `Display` of every error, one per line.
+    fn display(&self) -> DisplayErrors<'_>;
+}
+
+impl ErrorsExt for [ComponentError] {
+    fn display(&self) -> DisplayErrors<'_> {
+        DisplayErrors(self)
+    }
+}
+
+/// See [`ErrorsExt::display`].
+pub struct DisplayErrors<'a>(&'a [ComponentError]);
+
+impl fmt::Display for DisplayErrors<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [one] => fmt::Display::fmt(one, f),
+            many => f.write_str(&display_many(many)),
+        }
+    }
+}

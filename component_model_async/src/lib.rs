@@ -75,8 +75,8 @@ pub use assign::{Assignment, AsyncAssign, FutureAssign};
 pub use async_trait::async_trait;
 pub use component_model_meta::AsyncAssignDirect as AsyncAssign;
 pub use error::{
-    BoxError, ComponentError, ErrorKind, FieldError, FieldErrorBuilder, MergeErrors, Provenance,
-    SourceError,
+    BoxError, ComponentError, DisplayErrors, ErrorKind, ErrorsExt, FieldError, FieldErrorBuilder,
+    MergeErrors, Provenance, SourceError,
 };
 pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, marker};
 pub use fetchers::env::{EnvFetcher, EnvSource};
