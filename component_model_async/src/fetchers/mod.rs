@@ -2,7 +2,7 @@
 //!
 //! | `fetch_from` | module | feature |
 //! |---|---|---|
-//! | `env` | [`env`] | always on |
+//! | `env` | [`env`](mod@env) | always on |
 //! | `database`, `postgres`, `mysql`, `sqlite` | `database` | `postgres`, `mysql`, `sqlite` (planned) |
 //! | `api`, `http` | `http` | `http` (planned) |
 //! | `consul` | `consul` | `consul` (planned) |
