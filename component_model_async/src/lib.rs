@@ -68,6 +68,11 @@ mod resilience;
 mod source;
 mod sources;
 
+/// Helpers for writing a [`Source`].
+pub mod source_support {
+    pub use crate::source::redact_url;
+}
+
 #[doc(hidden)]
 pub mod __private;
 

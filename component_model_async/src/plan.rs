@@ -91,6 +91,21 @@ fn provenance_of(
     }
 }
 
+/// The key shown in a field's span, formatted only if a subscriber records it; URLs
+/// lose their password.
+struct SpanKey(&'static FieldSpec);
+
+impl std::fmt::Display for SpanKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        match (s.key.or(s.secret_path).or(s.path).or(s.table), s.url) {
+            (Some(k), _) => f.write_str(k),
+            (None, Some(url)) => f.write_str(&crate::source::redact_url(url)),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
 impl Slot {
     fn provenance(&self) -> Provenance {
         provenance_of(self.spec, self.request.as_ref(), self.source.as_deref())

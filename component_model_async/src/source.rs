@@ -182,7 +182,7 @@ impl fmt::Debug for FetchRequest {
             .field("key", &self.key)
             .field("query", &self.spec.query)
             .field("secret_path", &self.secret_path)
-            .field("url", &self.url)
+            .field("url", &self.url.as_deref().map(redact_url))
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
@@ -286,15 +286,45 @@ impl FetchRequest {
                 (None, Some(t)) => Some(("key", format!("{t}.{}", self.key().unwrap_or("")))),
                 _ => label_key("key", self.key()),
             },
-            "api" | "http" => label_key("url", self.url()),
+            "api" | "http" => self.url().map(|u| ("url", redact_url(u))),
             _ => self
                 .key()
                 .map(|k| ("key", k.to_owned()))
-                .or_else(|| self.url().map(|u| ("url", u.to_owned())))
+                .or_else(|| self.url().map(|u| ("url", redact_url(u))))
                 .or_else(|| self.path().map(|p| ("path", p.to_owned())))
                 .or_else(|| self.secret_path().map(|p| ("secret", p.to_owned())))
                 .or_else(|| self.query().map(|q| ("query", q.to_owned()))),
         }
+    }
+}
+
+/// `scheme://user:password@host/...` with the password replaced by `***`, for messages.
+///
+/// ```
+/// use component_model_async::source_support::redact_url;
+///
+/// assert_eq!(redact_url("postgres://app:s3cret@db:5432/test"), "postgres://app:***@db:5432/test");
+/// assert_eq!(redact_url("https://example.org/x?y=1"), "https://example.org/x?y=1");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let shown = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{}{}@{}", &url[..scheme_end + 3], shown, &rest[at + 1..])
+        }
+        None => url.to_owned(),
     }
 }
 

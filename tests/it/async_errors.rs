@@ -139,3 +139,36 @@ fn error_kinds_display_as_actionable_phrases() {
     );
     assert_eq!(e.key(), Some("app/api-key"));
 }
+
+#[tokio::test]
+async fn passwords_in_urls_never_appear_in_errors_or_debug() {
+    struct Down;
+    #[async_trait]
+    impl Source for Down {
+        async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+            assert!(
+                !format!("{request:?}").contains(CANARY),
+                "request Debug leaks"
+            );
+            Err(SourceError::new(ErrorKind::Unavailable).with_message("connection refused"))
+        }
+    }
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(
+            fetch_from = "remote",
+            url = "https://svc:canary-7f3a9c-DO-NOT-LEAK@config.internal/settings"
+        )]
+        settings: String,
+    }
+    let errors = C::fetch_all_components_with(&Sources::new().register("remote", Down))
+        .await
+        .unwrap_err();
+    let text = errors[0].to_string();
+    assert!(!text.contains(CANARY), "{text}");
+    assert!(
+        text.contains("url `https://svc:***@config.internal/settings`"),
+        "{text}"
+    );
+}

@@ -625,3 +625,26 @@ async fn the_global_default_is_set_once() {
     assert_eq!(G::fetch_all_components().await.unwrap().v, "api_result");
     assert_eq!(G::fetch_v().await.unwrap(), "api_result");
 }
+
+#[tokio::test]
+async fn generated_fetch_futures_are_send_and_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let sources = env(&[("APP_PORT", "1"), ("FEATURE_X", "true")]);
+    let fut = EnvConfig::fetch_all_components_with(&sources);
+    assert_send(&fut);
+    drop(fut);
+    let owned = sources.clone();
+    let handle = tokio::spawn(async move {
+        (
+            EnvConfig::fetch_with_resilience_with(&owned)
+                .await
+                .map(|c| c.port),
+            EnvConfig::fetch_available_components_with(&owned)
+                .await
+                .map(|p| p.value.port),
+            EnvConfig::fetch_port_with(&owned).await,
+        )
+    });
+    let (a, b, c) = handle.await.unwrap();
+    assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (1, 1, 1));
+}
