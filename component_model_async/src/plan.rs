@@ -161,13 +161,7 @@ impl<'s> Plan<'s> {
             owner = spec.owner,
             field = spec.field,
             source = spec.source,
-            key = spec
-                .key
-                .or(spec.secret_path)
-                .or(spec.url)
-                .or(spec.path)
-                .or(spec.table)
-                .unwrap_or(""),
+            key = %SpanKey(spec),
             outcome = tracing::field::Empty,
             elapsed_ms = tracing::field::Empty,
         );

@@ -110,7 +110,7 @@ async fn spans_record_field_source_key_outcome_and_elapsed() {
         "owner=\"C\"",
         "field=\"port\"",
         "source=\"env\"",
-        "key=\"PORT\"",
+        "key=PORT",
         "outcome=\"ok\"",
         "elapsed_ms=",
     ] {
