@@ -8,12 +8,14 @@ import sys
 root = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
 
 
-def mean_ns(group, bench):
+def mean_ns(group, bench, required=True):
     p = root / group / bench / "new" / "estimates.json"
     try:
         return json.loads(p.read_text())["mean"]["point_estimate"]
     except FileNotFoundError:
-        sys.exit(f"missing {p}: run `cargo bench -p component_model_benches` first")
+        if required:
+            sys.exit(f"missing {p}: run `cargo bench -p component_model_benches` first")
+        return None
 
 
 def show(label, num, den, goal=None):
@@ -28,3 +30,14 @@ show("fetch_all_components(16 x 20ms) / sequential sum", lat["fetch_all_16"], la
 ov = {b: mean_ns("overhead_0ms", b) for b in ("generated", "hand_written_join")}
 show("generated (16 fields, 0ms) / hand-written join!", ov["generated"], ov["hand_written_join"], 1.25)
 print(f"per-field cost: generated {ov['generated']/16:.0f} ns, hand-written {ov['hand_written_join']/16:.0f} ns")
+
+db = {b: mean_ns("postgres_64_fields", b, required=False) for b in ("coalesced_fetch_all", "one_query_per_field", "single_one_row_query")}
+if None not in db.values():
+    show("64 fields coalesced (1 query) / a single one-row query", db["coalesced_fetch_all"], db["single_one_row_query"], 1.5)
+    show("64 fields coalesced (1 query) / one query per field (64)", db["coalesced_fetch_all"], db["one_query_per_field"])
+    raw = mean_ns("postgres_64_fields", "raw_sqlx_same_64_row_query", required=False)
+    if raw:
+        show("raw sqlx, the same 64-row query / a single one-row query", raw, db["single_one_row_query"])
+        show("64 fields coalesced / raw sqlx, the same 64-row query", db["coalesced_fetch_all"], raw)
+else:
+    print("(no PostgreSQL benchmark results: run `cargo bench -p component_model_benches --bench database` with PostgreSQL up)")

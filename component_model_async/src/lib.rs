@@ -84,6 +84,8 @@ pub use error::{
     MergeErrors, Provenance, SourceError,
 };
 pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, marker};
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub use fetchers::database::{DatabaseFetcher, DatabaseSource, DbPool};
 pub use fetchers::env::{EnvFetcher, EnvSource};
 pub use partial::Partial;
 pub use source::{FetchRequest, FieldSpec, RawValue, Source};

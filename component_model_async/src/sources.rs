@@ -141,11 +141,24 @@ impl Sources {
 
     /// The built-in backends configured from the conventional environment variables.
     ///
-    /// Today that is `env`; the database (`DATABASE_URL`), Consul (`CONSUL_HTTP_ADDR`,
-    /// `CONSUL_HTTP_TOKEN`), Vault (`VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_NAMESPACE`) and Redis
-    /// (`REDIS_URL`) backends join it as their features land.
+    /// * `env`: the process environment;
+    /// * `DATABASE_URL` (features `postgres`/`mysql`/`sqlite`): a lazily connected pool
+    ///   registered as `database` and under its driver name (`postgres`, `mysql`, `sqlite`).
+    ///
+    /// Consul (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`), Vault (`VAULT_ADDR`, `VAULT_TOKEN`,
+    /// `VAULT_NAMESPACE`) and Redis (`REDIS_URL`) join as their backends land.
     pub fn from_env() -> Self {
-        Self::new()
+        #[allow(unused_mut)]
+        let mut sources = Self::new();
+        #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+        if let Some(url) = sources.env.get("DATABASE_URL") {
+            let db = crate::fetchers::database::DatabaseSource::lazy(&url);
+            if let Some(driver) = db.pool().map(|p| p.driver()) {
+                sources = sources.register(driver, db.clone());
+            }
+            sources = sources.register("database", db);
+        }
+        sources
     }
 
     /// Replaces the environment used by the `env` source and by `${VAR}` placeholders.

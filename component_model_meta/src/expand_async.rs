@@ -82,6 +82,11 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         (None, false) => "assign".to_owned(),
     };
     let kind = split_source(&source).base.to_owned();
+    // `fetch_from = "database", source = "analytics"` is the pool `database:analytics`.
+    let source = match a.source.get() {
+        Some(pool) if !source.contains(':') => format!("{source}:{}", pool.value),
+        _ => source,
+    };
     let key = match a.key.get() {
         Some(k) => Some(k.value.clone()),
         None if kind == "env" => Some(env_name(input, f)),

@@ -238,6 +238,14 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
                 );
             }
         }
+        _ if !matches!(src.base, "database" | "postgres" | "mysql" | "sqlite")
+            && a.source.is_some() =>
+        {
+            cx.error_spanned_by(
+                tok("source").unwrap_or_default(),
+                format!("`source` names a database pool; the `{}` source has none (register another source name instead)", src.base),
+            );
+        }
         "consul" => {
             if a.key.get().is_none() {
                 cx.error_spanned_by(from, "the `consul` source needs `key = \"...\"`, the Consul KV key to read (e.g. `key = \"app/port\"`)");
@@ -277,6 +285,9 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
                         q,
                         "`${...}` is never expanded inside SQL text; pass the value with `key = \"${VAR}\"` and bind it as `$1`/`?`",
                     );
+            }
+            if let (Some(s), true) = (a.source.get(), name.contains(':')) {
+                cx.error_spanned_by(s, "the pool is named twice: use either `fetch_from = \"database:name\"` or `source = \"name\"`");
             }
             if let Some(t) = a.table.get() {
                 let ok = !t.value.is_empty()

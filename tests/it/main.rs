@@ -4,4 +4,5 @@ mod async_assign;
 mod async_errors;
 mod async_fetch;
 mod conversion;
+mod database;
 mod sync_model;

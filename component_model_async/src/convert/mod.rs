@@ -11,7 +11,7 @@ use crate::source::{FieldSpec, RawValue, json_kind};
 
 /// What conversion needs to know about the field.
 pub(crate) struct Target<'a> {
-    pub spec: &'static FieldSpec,
+    pub spec: &'a FieldSpec,
     /// Built only when an error needs it.
     pub provenance: &'a dyn Fn() -> Provenance,
     pub sensitive: bool,
@@ -54,11 +54,21 @@ pub(crate) fn decode<T: DeserializeOwned>(
     }
     match raw {
         RawValue::Text(s) => decode_owned_text(s, t),
-        RawValue::Bytes(b) => match String::from_utf8(b) {
-            Ok(s) => decode_owned_text(s, t),
-            Err(e) => Err(not_utf8(e.as_bytes().len(), t)),
-        },
+        RawValue::Bytes(b) => decode_bytes(b, t),
         RawValue::Json(v) => decode_json(v, t),
+    }
+}
+
+/// Bytes as a byte sequence (`Vec<u8>` from a BYTEA/BLOB column), else as UTF-8 text.
+fn decode_bytes<T: DeserializeOwned>(b: Vec<u8>, t: &Target<'_>) -> Result<T, ComponentError> {
+    let seq =
+        serde::de::value::SeqDeserializer::<_, serde::de::value::Error>::new(b.iter().copied());
+    if let Ok(v) = T::deserialize(seq) {
+        return Ok(v);
+    }
+    match String::from_utf8(b) {
+        Ok(s) => decode_owned_text(s, t),
+        Err(e) => Err(not_utf8(e.as_bytes().len(), t)),
     }
 }
 

@@ -3,7 +3,7 @@
 //! | `fetch_from` | module | feature |
 //! |---|---|---|
 //! | `env` | [`env`](mod@env) | always on |
-//! | `database`, `postgres`, `mysql`, `sqlite` | `database` | `postgres`, `mysql`, `sqlite` (planned) |
+//! | `database`, `database:<name>`, `postgres`, `mysql`, `sqlite` | `database` | `postgres`, `mysql`, `sqlite` |
 //! | `api`, `http` | `http` | `http` (planned) |
 //! | `consul` | `consul` | `consul` (planned) |
 //! | `vault` | `vault` | `vault` (planned) |
@@ -12,4 +12,6 @@
 //! A planned backend's feature can already be enabled; until its module lands, a field that
 //! names it needs a source registered under that name with [`Sources::register`](crate::Sources::register).
 
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub mod database;
 pub mod env;
