@@ -26,7 +26,45 @@ fn skip(what: &str, e: impl std::fmt::Display) {
         !required(),
         "{what} is required (CM_REQUIRE_SERVICES=1) but unreachable: {e}"
     );
-    eprintln!("SKIPPED: {what} unreachable ({e}); start it with scripts/services.sh");
+    // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip must show.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {}: {what} unreachable ({e}); start it with scripts/services.sh",
+        std::thread::current().name().unwrap_or("test")
+    );
+}
+
+/// A PostgreSQL pool whose connections use a schema of their own (dropped by the test), so
+/// tables named by attributes (which must be literals) are unique to this run.
+async fn pg_isolated(max: u32) -> Option<(PgPool, String)> {
+    let admin = pg(1).await?;
+    let schema = unique("cm_schema");
+    exec(&admin, format!("CREATE SCHEMA {schema}")).await;
+    let options: sqlx::postgres::PgConnectOptions = PG_URL.parse().expect("url");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max)
+        .connect_with(options.options([("search_path", schema.as_str())]))
+        .await
+        .expect("isolated pool");
+    Some((pool, schema))
+}
+
+async fn drop_schema(pool: &PgPool, schema: &str) {
+    exec(pool, format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+/// A MariaDB pool on a database of its own (dropped by the test).
+async fn mysql_isolated() -> Option<(MySqlPool, String)> {
+    let admin = mysql().await?;
+    let db = unique("cm_db");
+    exec(&admin, format!("CREATE DATABASE {db}")).await;
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(5)
+        .connect(&format!("mysql://root@127.0.0.1:3306/{db}"))
+        .await
+        .expect("isolated pool");
+    Some((pool, db))
 }
 
 async fn pg(max: u32) -> Option<PgPool> {
@@ -489,7 +527,6 @@ coalesced_config!(
 );
 
 async fn seed_kv<'e, E: sqlx::Executor<'e> + Copy>(db: E, table: &str, key_col: &str) {
-    exec(db, format!("DROP TABLE IF EXISTS {table}")).await;
     exec(
         db,
         format!("CREATE TABLE {table} ({key_col} VARCHAR(200) PRIMARY KEY, value TEXT)"),
@@ -506,8 +543,9 @@ async fn seed_kv<'e, E: sqlx::Executor<'e> + Copy>(db: E, table: &str, key_col: 
 
 #[tokio::test]
 async fn postgres_fields_of_one_table_share_one_query_and_identical_queries_run_once() {
-    let Some(pool) = pg(2).await else { return };
-    // The table name is fixed by the attribute; this is the only test using it.
+    let Some((pool, schema)) = pg_isolated(2).await else {
+        return;
+    };
     seed_kv(&pool, "cm_coalesce_pg", "key").await;
     let db = DatabaseSource::new(pool.clone());
     let sources = Sources::new().register("database", db.clone());
@@ -549,12 +587,14 @@ async fn postgres_fields_of_one_table_share_one_query_and_identical_queries_run_
         "{}",
         errors[0]
     );
-    exec(&pool, "DROP TABLE cm_coalesce_pg".into()).await;
+    drop_schema(&pool, &schema).await;
 }
 
 #[tokio::test]
 async fn mariadb_fields_of_one_table_share_one_query() {
-    let Some(pool) = mysql().await else { return };
+    let Some((pool, db_name)) = mysql_isolated().await else {
+        return;
+    };
     seed_kv(&pool, "cm_coalesce_my", "`key`").await;
     let db = DatabaseSource::new(pool.clone());
     let sources = Sources::new().register("database", db.clone());
@@ -565,7 +605,44 @@ async fn mariadb_fields_of_one_table_share_one_query() {
         (c.host.as_str(), c.port, c.debug),
         ("db.internal", 5432, true)
     );
-    exec(&pool, "DROP TABLE cm_coalesce_my".into()).await;
+
+    // A hostile key is bound, never interpolated, and reads back verbatim.
+    let hostile = "'; DROP TABLE cm_coalesce_my; --";
+    sqlx::query("INSERT INTO cm_coalesce_my (`key`, value) VALUES (?, ?)")
+        .bind(hostile)
+        .bind(hostile)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let f = DatabaseFetcher::new(
+        pool.clone(),
+        "SELECT value FROM cm_coalesce_my WHERE `key` = ?",
+    )
+    .with_key(hostile);
+    assert_eq!(
+        ComponentFetcher::<String>::fetch_component(&f)
+            .await
+            .unwrap(),
+        hostile
+    );
+
+    // A wrong type is a decode error naming field, source and key.
+    exec(
+        &pool,
+        "UPDATE cm_coalesce_my SET value = 'abc' WHERE `key` = 'port'".into(),
+    )
+    .await;
+    let errors = MyConfig::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        texts.iter().any(|t| t.starts_with(
+            "MyConfig.port: database key `cm_coalesce_my.port` at mysql: cannot decode: expected `u16`, found \"abc\""
+        )),
+        "{texts:#?}"
+    );
+    exec(&pool, format!("DROP DATABASE {db_name}")).await;
 }
 
 #[tokio::test]
@@ -611,8 +688,9 @@ struct WrongType {
 
 #[tokio::test]
 async fn a_wrong_type_is_a_decode_error_naming_field_source_and_key() {
-    let Some(pool) = pg(2).await else { return };
-    exec(&pool, "DROP TABLE IF EXISTS cm_wrong_type".into()).await;
+    let Some((pool, schema)) = pg_isolated(2).await else {
+        return;
+    };
     exec(
         &pool,
         "CREATE TABLE cm_wrong_type (key TEXT PRIMARY KEY, value TEXT)".into(),
@@ -623,18 +701,19 @@ async fn a_wrong_type_is_a_decode_error_naming_field_source_and_key() {
         "INSERT INTO cm_wrong_type VALUES ('port', 'abc')".into(),
     )
     .await;
-    let errors = WrongType::fetch_all_components_with(
-        &Sources::new().register("database", DatabaseSource::new(pool.clone())),
-    )
-    .await
-    .unwrap_err();
+    let sources = Sources::new().register("database", DatabaseSource::new(pool.clone()));
+    let errors = WrongType::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
     let text = errors[0].to_string();
     assert_eq!(errors[0].kind(), ErrorKind::Decode);
     assert!(
-        text.starts_with("WrongType.port: database key `cm_wrong_type.port` at postgres: cannot decode: expected `u16`, found \"abc\""),
+        text.starts_with(
+            "WrongType.port: database key `cm_wrong_type.port` at postgres: cannot decode: expected `u16`, found \"abc\""
+        ),
         "{text}"
     );
-    exec(&pool, "DROP TABLE cm_wrong_type".into()).await;
+    drop_schema(&pool, &schema).await;
 }
 
 #[tokio::test]
