@@ -36,6 +36,20 @@ fn to_json(raw: RawValue) -> Value {
     }
 }
 
+/// The column's name and the SQL type name of its value, or `None` when it is NULL.
+fn column_type<R: Row>(row: &R, i: usize) -> Result<Option<(String, String)>, SourceError>
+where
+    usize: sqlx::ColumnIndex<R>,
+{
+    let name = row.columns()[i].name().to_owned();
+    let raw = row.try_get_raw(i).map_err(|e| decode_err(&name, e))?;
+    if raw.is_null() {
+        return Ok(None);
+    }
+    let ty = raw.type_info().name().to_owned();
+    Ok(Some((name, ty)))
+}
+
 /// A row's value: its only column, or an object of all columns.
 pub(crate) fn row_value<R: Row>(
     row: &R,
@@ -57,12 +71,9 @@ pub(crate) fn row_value<R: Row>(
 
 #[cfg(feature = "postgres")]
 pub(crate) fn pg_column(row: &sqlx::postgres::PgRow, i: usize) -> Result<RawValue, SourceError> {
-    let name = row.columns()[i].name().to_owned();
-    let raw = row.try_get_raw(i).map_err(|e| decode_err(&name, e))?;
-    if raw.is_null() {
+    let Some((name, ty)) = column_type(row, i)? else {
         return Ok(RawValue::Json(Value::Null));
-    }
-    let ty = raw.type_info().name().to_owned();
+    };
     let e = |e| decode_err(&name, e);
     Ok(match ty.as_str() {
         "TEXT" | "VARCHAR" | "BPCHAR" | "CHAR" | "NAME" | "CITEXT" | "UNKNOWN" => {
@@ -82,12 +93,9 @@ pub(crate) fn pg_column(row: &sqlx::postgres::PgRow, i: usize) -> Result<RawValu
 
 #[cfg(feature = "mysql")]
 pub(crate) fn mysql_column(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<RawValue, SourceError> {
-    let name = row.columns()[i].name().to_owned();
-    let raw = row.try_get_raw(i).map_err(|e| decode_err(&name, e))?;
-    if raw.is_null() {
+    let Some((name, ty)) = column_type(row, i)? else {
         return Ok(RawValue::Json(Value::Null));
-    }
-    let ty = raw.type_info().name().to_owned();
+    };
     let e = |e| decode_err(&name, e);
     Ok(match ty.as_str() {
         "CHAR" | "VARCHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" => {
@@ -114,13 +122,10 @@ pub(crate) fn sqlite_column(
     row: &sqlx::sqlite::SqliteRow,
     i: usize,
 ) -> Result<RawValue, SourceError> {
-    let name = row.columns()[i].name().to_owned();
-    let raw = row.try_get_raw(i).map_err(|e| decode_err(&name, e))?;
-    if raw.is_null() {
-        return Ok(RawValue::Json(Value::Null));
-    }
     // SQLite is dynamically typed: the value's storage class decides.
-    let ty = raw.type_info().name().to_owned();
+    let Some((name, ty)) = column_type(row, i)? else {
+        return Ok(RawValue::Json(Value::Null));
+    };
     let e = |e| decode_err(&name, e);
     Ok(match ty.as_str() {
         "TEXT" | "DATE" | "TIME" | "DATETIME" => {
