@@ -84,9 +84,17 @@ pub use error::{
     MergeErrors, Provenance, SourceError,
 };
 pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, marker};
+#[cfg(feature = "consul")]
+pub use fetchers::consul::{ConsulFetcher, ConsulSource};
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub use fetchers::database::{DatabaseFetcher, DatabaseSource, DbPool};
 pub use fetchers::env::{EnvFetcher, EnvSource};
+#[cfg(feature = "http")]
+pub use fetchers::http::{ApiFetcher, HttpSource};
+#[cfg(feature = "vault")]
+pub use fetchers::vault::{VaultFetcher, VaultSource};
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub use partial::Partial;
 pub use source::{FetchRequest, FieldSpec, RawValue, Source};
 pub use sources::{IntoEntry, Sources, register};

@@ -378,8 +378,17 @@ impl<'s> Plan<'s> {
 fn builtin_hint(name: &str) -> &'static str {
     let kind = name.split(':').next().unwrap_or(name);
     match kind {
-        "database" | "postgres" | "mysql" | "sqlite" | "api" | "http" | "consul" | "vault"
-        | "redis" => " (this built-in backend is not part of this version yet)",
+        "database" | "postgres" | "mysql" | "sqlite" => {
+            " (`Sources::from_env()` registers it when DATABASE_URL is set; a named pool is registered with `DatabaseSource::new(pool)`)"
+        }
+        "api" | "http" => " (present in `Sources::new()` with cargo feature `http`)",
+        "consul" => {
+            " (`Sources::from_env()` registers it with cargo feature `consul`; or register a `ConsulSource`)"
+        }
+        "vault" => {
+            " (`Sources::from_env()` registers it with cargo feature `vault`; or register a `VaultSource`)"
+        }
+        "redis" => " (this built-in backend is not part of this version yet)",
         _ => "",
     }
 }

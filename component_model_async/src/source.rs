@@ -47,6 +47,10 @@ pub struct FieldSpec {
     pub pointer: Option<&'static str>,
     /// `mount = "..."` (Vault).
     pub mount: Option<&'static str>,
+    /// `kv_version = 1 | 2` (Vault): the KV engine version; `None` detects it from the mount.
+    pub kv_version: Option<u8>,
+    /// `dc = "..."` (Consul): the datacenter to read from; `None` is the agent's own.
+    pub dc: Option<&'static str>,
     /// `table = "..."` (SQL).
     pub table: Option<&'static str>,
     /// `fallback = "..."`: a literal used when the value is absent or the source is down.
@@ -82,6 +86,8 @@ impl FieldSpec {
             path: None,
             pointer: None,
             mount: None,
+            kv_version: None,
+            dc: None,
             table: None,
             fallback: None,
             fallback_to: None,
@@ -124,6 +130,10 @@ const_setters! {
     pointer: &'static str => Some;
     /// Sets `mount`.
     mount: &'static str => Some;
+    /// Sets `kv_version`.
+    kv_version: u8 => Some;
+    /// Sets `dc`.
+    dc: &'static str => Some;
     /// Sets `table`.
     table: &'static str => Some;
     /// Sets `fallback`.
@@ -260,6 +270,14 @@ impl FetchRequest {
     /// The mount (Vault).
     pub fn mount(&self) -> Option<&str> {
         self.mount.as_deref()
+    }
+    /// The Vault KV engine version named by `kv_version`, if any.
+    pub fn kv_version(&self) -> Option<u8> {
+        self.spec.kv_version
+    }
+    /// The Consul datacenter named by `dc`, if any.
+    pub fn dc(&self) -> Option<&'static str> {
+        self.spec.dc
     }
     /// The table (SQL).
     pub fn table(&self) -> Option<&'static str> {

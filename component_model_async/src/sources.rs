@@ -131,11 +131,19 @@ impl Default for Sources {
 static GLOBAL: OnceLock<Sources> = OnceLock::new();
 
 impl Sources {
-    /// A registry with only `env` (the process environment).
+    /// A registry with `env` (the process environment) and, with feature `http`, `api` and
+    /// `http` (an [`HttpSource`](crate::HttpSource) without a base URL, for fields with an
+    /// absolute `url`).
     pub fn new() -> Self {
         let env = EnvSource::process();
         let mut entries = HashMap::new();
         entries.insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
+        #[cfg(feature = "http")]
+        {
+            let http: Arc<dyn Source> = Arc::new(crate::fetchers::http::HttpSource::default());
+            entries.insert("api".to_owned(), Entry::Raw(http.clone()));
+            entries.insert("http".to_owned(), Entry::Raw(http));
+        }
         Sources { entries, env }
     }
 
@@ -143,10 +151,16 @@ impl Sources {
     ///
     /// * `env`: the process environment;
     /// * `DATABASE_URL` (features `postgres`/`mysql`/`sqlite`): a lazily connected pool
-    ///   registered as `database` and under its driver name (`postgres`, `mysql`, `sqlite`).
+    ///   registered as `database` and under its driver name (`postgres`, `mysql`, `sqlite`);
+    /// * `api`, `http` (feature `http`): see [`Sources::new`];
+    /// * `consul` (feature `consul`): [`ConsulSource`](crate::ConsulSource) from
+    ///   `CONSUL_HTTP_ADDR` (default `127.0.0.1:8500`), `CONSUL_HTTP_SSL`,
+    ///   `CONSUL_HTTP_TOKEN`, `CONSUL_NAMESPACE`;
+    /// * `vault` (feature `vault`): [`VaultSource`](crate::VaultSource) from `VAULT_ADDR`
+    ///   (default `https://127.0.0.1:8200`), `VAULT_TOKEN`, `VAULT_NAMESPACE`.
     ///
-    /// Consul (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`), Vault (`VAULT_ADDR`, `VAULT_TOKEN`,
-    /// `VAULT_NAMESPACE`) and Redis (`REDIS_URL`) join as their backends land.
+    /// Variables are read from the process environment once, here. Redis (`REDIS_URL`)
+    /// joins when its backend lands.
     pub fn from_env() -> Self {
         #[allow(unused_mut)]
         let mut sources = Self::new();
@@ -157,6 +171,16 @@ impl Sources {
                 sources = sources.register(driver, db.clone());
             }
             sources = sources.register("database", db);
+        }
+        #[cfg(feature = "consul")]
+        {
+            let consul = crate::fetchers::consul::ConsulSource::from_env_source(&sources.env);
+            sources = sources.register("consul", consul);
+        }
+        #[cfg(feature = "vault")]
+        {
+            let vault = crate::fetchers::vault::VaultSource::from_env_source(&sources.env);
+            sources = sources.register("vault", vault);
         }
         sources
     }

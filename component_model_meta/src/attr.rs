@@ -79,6 +79,8 @@ pub struct FieldAttrs {
     pub path: Attr<String>,
     pub pointer: Attr<String>,
     pub mount: Attr<String>,
+    pub kv_version: Attr<u32>,
+    pub dc: Attr<String>,
     pub table: Attr<String>,
     pub source: Attr<String>,
     pub fallback: Attr<String>,
@@ -116,6 +118,8 @@ impl FieldAttrs {
             path: Attr::none(PATH),
             pointer: Attr::none(POINTER),
             mount: Attr::none(MOUNT),
+            kv_version: Attr::none(KV_VERSION),
+            dc: Attr::none(DC),
             table: Attr::none(TABLE),
             source: Attr::none(SOURCE),
             fallback: Attr::none(FALLBACK),
@@ -160,6 +164,8 @@ impl FieldAttrs {
                     PATH => a.path.set(cx, tokens, string(&meta)?.value()),
                     POINTER => a.pointer.set(cx, tokens, string(&meta)?.value()),
                     MOUNT => a.mount.set(cx, tokens, string(&meta)?.value()),
+                    KV_VERSION => a.kv_version.set(cx, tokens, kv_version(&meta)?),
+                    DC => a.dc.set(cx, tokens, string(&meta)?.value()),
                     TABLE => a.table.set(cx, tokens, string(&meta)?.value()),
                     SOURCE => a.source.set(cx, tokens, string(&meta)?.value()),
                     FALLBACK => a.fallback.set(cx, tokens, string(&meta)?.value()),
@@ -218,6 +224,8 @@ impl FieldAttrs {
             || self.path.is_some()
             || self.pointer.is_some()
             || self.mount.is_some()
+            || self.kv_version.is_some()
+            || self.dc.is_some()
             || self.table.is_some()
             || self.source.is_some()
             || self.fallback.is_some()
@@ -358,6 +366,23 @@ fn boolean(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
         other => Err(syn::Error::new_spanned(
             other,
             format!("`{name}` expects `true` or `false`"),
+        )),
+    }
+}
+
+/// `kv_version = 2` or `kv_version = "2"`: the Vault KV engine version, 1 or 2.
+fn kv_version(meta: &ParseNestedMeta<'_>) -> syn::Result<u32> {
+    let lit = meta.value()?.parse::<Lit>()?;
+    let v = match &lit {
+        Lit::Int(i) => i.base10_parse::<u32>().ok(),
+        Lit::Str(s) => s.value().trim().parse::<u32>().ok(),
+        _ => None,
+    };
+    match v {
+        Some(v @ (1 | 2)) => Ok(v),
+        _ => Err(syn::Error::new_spanned(
+            lit,
+            "`kv_version` is the Vault KV secrets engine version: 1 or 2 (leave it out to detect it from the mount)",
         )),
     }
 }

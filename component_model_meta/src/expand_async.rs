@@ -109,6 +109,11 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         a.pointer.get().map(|s| s.value.as_str()),
     ));
     chain.extend(opt_lit("mount", a.mount.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("dc", a.dc.get().map(|s| s.value.as_str())));
+    if let Some(v) = a.kv_version.get() {
+        let v = v.value as u8;
+        chain.extend(quote!(.kv_version(#v)));
+    }
     chain.extend(opt_lit("table", a.table.get().map(|s| s.value.as_str())));
     chain.extend(opt_lit(
         "fallback",

@@ -16,6 +16,8 @@ pub const URL: &str = "url";
 pub const PATH: &str = "path";
 pub const POINTER: &str = "pointer";
 pub const MOUNT: &str = "mount";
+pub const KV_VERSION: &str = "kv_version";
+pub const DC: &str = "dc";
 pub const TABLE: &str = "table";
 pub const SOURCE: &str = "source";
 pub const FALLBACK: &str = "fallback";
@@ -45,6 +47,8 @@ pub const FIELD_KEYS: &[&str] = &[
     PATH,
     POINTER,
     MOUNT,
+    KV_VERSION,
+    DC,
     TABLE,
     SOURCE,
     FALLBACK,

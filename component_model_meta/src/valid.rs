@@ -98,7 +98,7 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     }
 
     // Keys that only make sense with a source.
-    let dependent: [(&str, Option<proc_macro2::TokenStream>); 11] = [
+    let dependent: [(&str, Option<proc_macro2::TokenStream>); 13] = [
         ("key", a.key.get().map(|s| s.to_token_stream())),
         ("query", a.query.get().map(|s| s.to_token_stream())),
         ("field", a.field.get().map(|s| s.to_token_stream())),
@@ -106,6 +106,11 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
         ("path", a.path.get().map(|s| s.to_token_stream())),
         ("pointer", a.pointer.get().map(|s| s.to_token_stream())),
         ("mount", a.mount.get().map(|s| s.to_token_stream())),
+        (
+            "kv_version",
+            a.kv_version.get().map(|s| s.to_token_stream()),
+        ),
+        ("dc", a.dc.get().map(|s| s.to_token_stream())),
         ("table", a.table.get().map(|s| s.to_token_stream())),
         ("source", a.source.get().map(|s| s.to_token_stream())),
         (
@@ -183,7 +188,7 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
 
     let Some(from) = a.fetch_from.get() else {
         if let Some(fetcher) = a.fetcher.get() {
-            for (name, tokens) in dependent.iter().take(9) {
+            for (name, tokens) in dependent.iter().take(11) {
                 if let Some(tokens) = tokens {
                     cx.error_spanned_by(
                         tokens,
@@ -226,6 +231,12 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
             .find(|(n, _)| *n == name)
             .and_then(|(_, t)| t.clone())
     };
+    if src.base != "vault" {
+        not_for("kv_version", &tok("kv_version"));
+    }
+    if src.base != "consul" {
+        not_for("dc", &tok("dc"));
+    }
     match src.base {
         "env" => {
             for k in ["query", "url", "path", "mount", "table", "source"] {

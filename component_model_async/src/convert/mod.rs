@@ -41,21 +41,57 @@ pub(crate) fn decode<T: DeserializeOwned>(
     raw: RawValue,
     t: &Target<'_>,
 ) -> Result<T, ComponentError> {
-    if t.spec.select.is_some() || t.spec.pointer.is_some() {
+    decode_selected(raw, t.spec.select, t.spec.pointer, t)
+}
+
+/// [`decode`] with `field`/`pointer` given at run time (the standalone fetchers).
+pub(crate) fn decode_selected<T: DeserializeOwned>(
+    raw: RawValue,
+    select: Option<&str>,
+    pointer: Option<&str>,
+    t: &Target<'_>,
+) -> Result<T, ComponentError> {
+    if select.is_some() || pointer.is_some() {
         let doc = match raw {
             RawValue::Json(v) => v,
-            RawValue::Text(s) => parse_document(&s, t)?,
+            RawValue::Text(s) => parse_document(&s, select, pointer, t)?,
             RawValue::Bytes(b) => match String::from_utf8(b) {
-                Ok(s) => parse_document(&s, t)?,
+                Ok(s) => parse_document(&s, select, pointer, t)?,
                 Err(e) => return Err(not_utf8(e.as_bytes().len(), t)),
             },
         };
-        return decode_json(narrow(doc, t)?, t);
+        return decode_json(narrow(doc, select, pointer, t)?, t);
     }
     match raw {
         RawValue::Text(s) => decode_owned_text(s, t),
         RawValue::Bytes(b) => decode_bytes(b, t),
         RawValue::Json(v) => decode_json(v, t),
+    }
+}
+
+/// Converts a value fetched by a standalone fetcher (`ApiFetcher`, `ConsulFetcher`, ...):
+/// `field`/`pointer` applied, an absent value is `None` for an `Option<_>`.
+#[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
+pub(crate) fn standalone<T: DeserializeOwned>(
+    fetched: Result<RawValue, ComponentError>,
+    select: Option<&str>,
+    pointer: Option<&str>,
+    spec: &FieldSpec,
+    provenance: &dyn Fn() -> Provenance,
+) -> Result<T, ComponentError> {
+    let raw = match fetched {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == ErrorKind::NotFound => return absent::<T>().ok_or(e),
+        Err(e) => return Err(e),
+    };
+    let target = Target {
+        spec,
+        provenance,
+        sensitive: spec.sensitive || is_secret_type::<T>(),
+    };
+    match decode_selected::<T>(raw, select, pointer, &target) {
+        Err(e) if e.kind() == ErrorKind::NotFound => absent::<T>().ok_or(e),
+        other => other,
     }
 }
 
@@ -72,9 +108,14 @@ fn decode_bytes<T: DeserializeOwned>(b: Vec<u8>, t: &Target<'_>) -> Result<T, Co
     }
 }
 
-fn parse_document(s: &str, t: &Target<'_>) -> Result<Value, ComponentError> {
+fn parse_document(
+    s: &str,
+    select: Option<&str>,
+    pointer: Option<&str>,
+    t: &Target<'_>,
+) -> Result<Value, ComponentError> {
     serde_json::from_str(s).map_err(|e| {
-        let what = match (t.spec.select, t.spec.pointer) {
+        let what = match (select, pointer) {
             (Some(f), _) => format!("field `{f}`"),
             (None, Some(p)) => format!("JSON pointer `{p}`"),
             _ => "a value".to_owned(),
@@ -88,8 +129,13 @@ fn parse_document(s: &str, t: &Target<'_>) -> Result<Value, ComponentError> {
 }
 
 /// Applies `field = "..."` then `pointer = "..."`.
-fn narrow(mut doc: Value, t: &Target<'_>) -> Result<Value, ComponentError> {
-    if let Some(name) = t.spec.select {
+fn narrow(
+    mut doc: Value,
+    select: Option<&str>,
+    pointer: Option<&str>,
+    t: &Target<'_>,
+) -> Result<Value, ComponentError> {
+    if let Some(name) = select {
         doc = match doc {
             Value::Object(mut map) => map.remove(name).ok_or_else(|| {
                 let mut keys: Vec<&String> = map.keys().collect();
@@ -116,7 +162,7 @@ fn narrow(mut doc: Value, t: &Target<'_>) -> Result<Value, ComponentError> {
             }
         };
     }
-    if let Some(p) = t.spec.pointer {
+    if let Some(p) = pointer {
         doc = doc.pointer_mut(p).map(Value::take).ok_or_else(|| {
             error(
                 ErrorKind::NotFound,
@@ -170,6 +216,16 @@ fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, Compo
         _ => None,
     };
     if let Some(x) = retry {
+        return Ok(x);
+    }
+    // A Vault secret with one key reads into a scalar without `field = "..."`.
+    if let Value::Object(map) = &v
+        && map.len() == 1
+        && t.spec.source_kind() == "vault"
+        && t.spec.select.is_none()
+        && let Some(only) = map.values().next()
+        && let Ok(x) = decode_json::<T>(only.clone(), t)
+    {
         return Ok(x);
     }
     let len = v.to_string().len();

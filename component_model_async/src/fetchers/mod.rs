@@ -4,14 +4,22 @@
 //! |---|---|---|
 //! | `env` | [`env`](mod@env) | always on |
 //! | `database`, `database:<name>`, `postgres`, `mysql`, `sqlite` | `database` | `postgres`, `mysql`, `sqlite` |
-//! | `api`, `http` | `http` | `http` (planned) |
-//! | `consul` | `consul` | `consul` (planned) |
-//! | `vault` | `vault` | `vault` (planned) |
+//! | `api`, `http`, or a registered [`HttpSource`](crate::HttpSource) name | [`http`](mod@http) | `http` |
+//! | `consul` | [`consul`](mod@consul) | `consul` |
+//! | `vault` | [`vault`](mod@vault) | `vault` |
 //! | `redis` | `redis` | `redis` (planned) |
 //!
-//! A planned backend's feature can already be enabled; until its module lands, a field that
-//! names it needs a source registered under that name with [`Sources::register`](crate::Sources::register).
+//! The Redis feature can already be enabled; until its module lands, a `redis` field needs
+//! a source registered under that name with [`Sources::register`](crate::Sources::register).
 
+#[cfg(feature = "consul")]
+pub mod consul;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub mod database;
 pub mod env;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
+pub mod transport;
+#[cfg(feature = "vault")]
+pub mod vault;

@@ -1,0 +1,560 @@
+//! The `consul` source: Consul's KV store over its HTTP API.
+//!
+//! * One key: `GET /v1/kv/<key>` (the JSON entry list; `Value` is base64, `null` for an
+//!   empty value), or `GET /v1/kv/<key>?raw` with [`ConsulFetcher::raw`];
+//! * several keys in one fetch: ONE `PUT /v1/txn` of `get` operations (Consul allows at
+//!   most 64 operations per transaction, so more keys are split into several transactions,
+//!   sent concurrently). A `get` of a missing key makes Consul roll the transaction back
+//!   with `409 Conflict` and list the failing operations; those fields get `not found` and
+//!   the rest are read again in one more transaction. Results are matched to fields by
+//!   key, so a key the token may not read (Consul drops it from the results) is reported
+//!   as unauthorized for that field alone.
+//!
+//! The address and token come from `CONSUL_HTTP_ADDR` (`host:port` or a URL; default
+//! `127.0.0.1:8500`, `https` when `CONSUL_HTTP_SSL=true`), `CONSUL_HTTP_TOKEN` (sent as
+//! `X-Consul-Token`) and `CONSUL_NAMESPACE` (sent as `?ns=`); `dc = "..."` on a field or
+//! [`ConsulSource::with_datacenter`] picks the datacenter (`?dc=`). 404 → not found,
+//! 403 → unauthorized, 5xx → unavailable.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, copy_error, standalone_error};
+use crate::convert;
+use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
+use crate::fetcher::ComponentFetcher;
+use crate::fetchers::env::EnvSource;
+use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+use crate::source_support::redact_url;
+
+/// The most operations Consul accepts in one `/v1/txn` request.
+pub const MAX_TXN_OPS: usize = 64;
+
+/// A Consul agent's KV store.
+///
+/// ```
+/// use component_model_async::ConsulSource;
+///
+/// let consul = ConsulSource::new("127.0.0.1:8500").with_token("s3cret").with_datacenter("eu-1");
+/// assert_eq!(consul.address(), "http://127.0.0.1:8500");
+/// assert!(!format!("{consul:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct ConsulSource {
+    client: Client,
+    base: String,
+    token: Option<reqwest::header::HeaderValue>,
+    datacenter: Option<String>,
+    namespace: Option<String>,
+    invalid: Option<String>,
+}
+
+impl fmt::Debug for ConsulSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsulSource")
+            .field("address", &redact_url(&self.base))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("datacenter", &self.datacenter)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+/// One KV entry as Consul returns it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KvEntry {
+    key: String,
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnResponse {
+    results: Option<Vec<TxnResult>>,
+    errors: Option<Vec<TxnError>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnResult {
+    #[serde(rename = "KV")]
+    kv: Option<KvEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnError {
+    op_index: usize,
+    what: String,
+}
+
+impl ConsulSource {
+    /// An agent at `address`: `host:port` (http) or a URL.
+    pub fn new(address: impl AsRef<str>) -> Self {
+        ConsulSource {
+            client: Client::new(DEFAULT_REQUEST_TIMEOUT),
+            base: transport::base_url(address.as_ref(), "http"),
+            token: None,
+            datacenter: None,
+            namespace: None,
+            invalid: None,
+        }
+    }
+
+    /// The agent named by `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_SSL`, `CONSUL_HTTP_TOKEN` and
+    /// `CONSUL_NAMESPACE` of the process environment.
+    pub fn from_env() -> Self {
+        Self::from_env_source(&EnvSource::process())
+    }
+
+    /// Like [`ConsulSource::from_env`], reading the variables from `env`.
+    ///
+    /// ```
+    /// use component_model_async::{ConsulSource, EnvSource};
+    ///
+    /// let env = EnvSource::from_map([("CONSUL_HTTP_ADDR", "consul.internal:8501"), ("CONSUL_HTTP_SSL", "true")]);
+    /// assert_eq!(ConsulSource::from_env_source(&env).address(), "https://consul.internal:8501");
+    /// ```
+    pub fn from_env_source(env: &EnvSource) -> Self {
+        let scheme = match env.get("CONSUL_HTTP_SSL").as_deref() {
+            Some("true" | "1") => "https",
+            _ => "http",
+        };
+        let addr = env
+            .get("CONSUL_HTTP_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8500".to_owned());
+        let mut source = ConsulSource::new(transport::base_url(&addr, scheme));
+        if let Some(token) = env.get("CONSUL_HTTP_TOKEN").filter(|t| !t.is_empty()) {
+            source = source.with_token(token);
+        }
+        if let Some(ns) = env.get("CONSUL_NAMESPACE").filter(|t| !t.is_empty()) {
+            source = source.with_namespace(ns);
+        }
+        source
+    }
+
+    /// Sends `X-Consul-Token: <token>` (kept secret) with every request.
+    #[must_use]
+    pub fn with_token(mut self, token: impl AsRef<str>) -> Self {
+        match transport::secret_header("X-Consul-Token", token.as_ref()) {
+            Ok(v) => self.token = Some(v),
+            Err(e) => self.invalid = e.message().map(str::to_owned),
+        }
+        self
+    }
+
+    /// Reads from datacenter `dc` (`?dc=`) unless a field names its own with `dc = "..."`.
+    #[must_use]
+    pub fn with_datacenter(mut self, dc: impl Into<String>) -> Self {
+        self.datacenter = Some(dc.into());
+        self
+    }
+
+    /// Reads from namespace `ns` (`?ns=`, Consul Enterprise).
+    #[must_use]
+    pub fn with_namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespace = Some(ns.into());
+        self
+    }
+
+    /// Limits each request to `timeout` (default 10 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.client = Client::new(timeout);
+        self
+    }
+
+    /// Uses `client` for every request.
+    #[must_use]
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Client::with_client(client, self.client.timeout);
+        self
+    }
+
+    /// The agent's base URL.
+    pub fn address(&self) -> &str {
+        &self.base
+    }
+
+    fn query<'a>(&'a self, dc: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+        let mut q = Vec::new();
+        if let Some(dc) = dc.or(self.datacenter.as_deref()) {
+            q.push(("dc", dc));
+        }
+        if let Some(ns) = &self.namespace {
+            q.push(("ns", ns.as_str()));
+        }
+        q
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+    ) -> Result<reqwest::RequestBuilder, SourceError> {
+        if let Some(why) = &self.invalid {
+            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
+        }
+        let mut r = self.client.get()?.request(method, url.clone());
+        if let Some(token) = &self.token {
+            r = r.header("X-Consul-Token", token.clone());
+        }
+        Ok(r)
+    }
+
+    fn status_error(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceError {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        let mut message = format!("HTTP {status} from consul for {what}");
+        if !text.is_empty() && text.len() <= 300 {
+            message.push_str(&format!(": {text}"));
+        }
+        if status.as_u16() == 403 && self.token.is_none() {
+            message.push_str(" (no token: set CONSUL_HTTP_TOKEN)");
+        }
+        SourceError::new(transport::status_kind(status)).with_message(message)
+    }
+
+    /// Reads one key; `raw` uses `?raw` (the body is the value itself).
+    pub async fn get(
+        &self,
+        key: &str,
+        dc: Option<&str>,
+        raw: bool,
+    ) -> Result<RawValue, SourceError> {
+        let mut query = self.query(dc);
+        if raw {
+            query.push(("raw", ""));
+        }
+        let key = key.trim_start_matches('/');
+        let url = transport::join_url(&self.base, &["v1", "kv", key], &query)?;
+        let request = self.request(reqwest::Method::GET, &url)?;
+        let (status, _, body) = transport::send(request, url.as_str(), self.client.timeout).await?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &body, &format!("key `{key}`")));
+        }
+        if raw {
+            return Ok(bytes_value(body));
+        }
+        let entries: Vec<KvEntry> = serde_json::from_slice(&body).map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!(
+                "consul's answer for key `{key}` is not a KV entry list: {}",
+                transport::json_error(&e)
+            ))
+        })?;
+        match entries.into_iter().find(|e| e.key == key) {
+            Some(entry) => decode_value(entry.value.as_deref(), key),
+            None => Err(SourceError::not_found()),
+        }
+    }
+
+    /// Reads `keys` (all in datacenter `dc`) with one transaction per 64 keys; one answer
+    /// per key, in order.
+    pub async fn get_many(
+        &self,
+        keys: &[&str],
+        dc: Option<&str>,
+    ) -> Vec<Result<RawValue, SourceError>> {
+        let chunks = keys
+            .chunks(MAX_TXN_OPS)
+            .map(|chunk| self.txn_get(chunk, dc));
+        futures::future::join_all(chunks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// At most 64 keys: a transaction of `get`s, again without the failed ones after a 409.
+    async fn txn_get(&self, keys: &[&str], dc: Option<&str>) -> Vec<Result<RawValue, SourceError>> {
+        let mut answers: Vec<Option<Result<RawValue, SourceError>>> =
+            keys.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        // Each round settles at least one key or stops, so this ends.
+        while !pending.is_empty() {
+            match self.txn_round(keys, &pending, dc).await {
+                Err(e) => {
+                    for &i in &pending {
+                        answers[i] = Some(Err(copy_error(&e)));
+                    }
+                    break;
+                }
+                Ok(Round::Done(values)) => {
+                    for (i, v) in values {
+                        answers[i] = Some(v);
+                    }
+                    break;
+                }
+                Ok(Round::RolledBack(failed)) => {
+                    let before = pending.len();
+                    for (i, e) in failed {
+                        answers[i] = Some(Err(e));
+                    }
+                    pending.retain(|&i| answers[i].is_none());
+                    if pending.len() == before {
+                        for &i in &pending {
+                            answers[i] = Some(Err(SourceError::new(ErrorKind::Unavailable)
+                                .with_message("consul rolled the transaction back without naming a failed operation")));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(SourceError::new(ErrorKind::Unavailable))))
+            .collect()
+    }
+
+    async fn txn_round(
+        &self,
+        keys: &[&str],
+        pending: &[usize],
+        dc: Option<&str>,
+    ) -> Result<Round, SourceError> {
+        // Identical keys are read once.
+        let mut ops: Vec<&str> = Vec::new();
+        for &i in pending {
+            let key = keys[i].trim_start_matches('/');
+            if !ops.contains(&key) {
+                ops.push(key);
+            }
+        }
+        let body: Vec<serde_json::Value> = ops
+            .iter()
+            .map(|k| serde_json::json!({"KV": {"Verb": "get", "Key": k}}))
+            .collect();
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let url = transport::join_url(&self.base, &["v1", "txn"], &self.query(dc))?;
+        let request = self
+            .request(reqwest::Method::PUT, &url)?
+            .header("content-type", "application/json")
+            .body(body);
+        let (status, _, body) = transport::send(request, url.as_str(), self.client.timeout).await?;
+        let what = format!("a transaction of {} keys", ops.len());
+        if !(status.is_success() || status.as_u16() == 409) {
+            return Err(self.status_error(status, &body, &what));
+        }
+        let parsed: TxnResponse = serde_json::from_slice(&body).map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!(
+                "consul's answer to {what} is not a transaction result: {}",
+                transport::json_error(&e)
+            ))
+        })?;
+        let key_of = |i: usize| keys[i].trim_start_matches('/');
+        if status.as_u16() == 409 {
+            let errors = parsed.errors.unwrap_or_default();
+            let mut failed = Vec::new();
+            for e in &errors {
+                let Some(op_key) = ops.get(e.op_index) else {
+                    continue;
+                };
+                for &i in pending.iter().filter(|&&i| key_of(i) == *op_key) {
+                    failed.push((i, txn_op_error(&e.what)));
+                }
+            }
+            return Ok(Round::RolledBack(failed));
+        }
+        let mut by_key: HashMap<String, Option<String>> = HashMap::new();
+        for r in parsed.results.unwrap_or_default() {
+            if let Some(kv) = r.kv {
+                by_key.insert(kv.key, kv.value);
+            }
+        }
+        let values = pending
+            .iter()
+            .map(|&i| {
+                let key = key_of(i);
+                let v = match by_key.get(key) {
+                    Some(value) => decode_value(value.as_deref(), key),
+                    None => Err(SourceError::new(ErrorKind::Unauthorized).with_message(
+                        "consul left the key out of the transaction result (the token may not read it)",
+                    )),
+                };
+                (i, v)
+            })
+            .collect();
+        Ok(Round::Done(values))
+    }
+}
+
+enum Round {
+    Done(Vec<(usize, Result<RawValue, SourceError>)>),
+    RolledBack(Vec<(usize, SourceError)>),
+}
+
+fn txn_op_error(what: &str) -> SourceError {
+    let kind = if what.contains("doesn't exist") || what.contains("does not exist") {
+        ErrorKind::NotFound
+    } else if what.to_ascii_lowercase().contains("permission denied") {
+        ErrorKind::Unauthorized
+    } else {
+        ErrorKind::Other
+    };
+    SourceError::new(kind).with_message(format!("consul: {what}"))
+}
+
+/// A base64 `Value` (or `null`, an empty value) as text, or bytes when not UTF-8.
+fn decode_value(value: Option<&str>, key: &str) -> Result<RawValue, SourceError> {
+    let Some(encoded) = value else {
+        return Ok(RawValue::Text(String::new()));
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map(bytes_value)
+        .map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!(
+                "consul's `Value` for key `{key}` is not valid base64 ({e})"
+            ))
+        })
+}
+
+fn bytes_value(bytes: impl Into<Vec<u8>>) -> RawValue {
+    match String::from_utf8(bytes.into()) {
+        Ok(s) => RawValue::Text(s),
+        Err(e) => RawValue::Bytes(e.into_bytes()),
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for ConsulSource {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        match request.key() {
+            Some(key) => self.get(key, request.dc(), false).await,
+            None => {
+                Err(SourceError::new(ErrorKind::Config).with_message("the field names no `key`"))
+            }
+        }
+    }
+
+    /// One `/v1/txn` per datacenter and 64 keys; a single key is a plain GET.
+    async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        if requests.len() == 1 {
+            return vec![self.fetch(requests[0]).await];
+        }
+        let mut answers: Vec<Option<Result<RawValue, SourceError>>> =
+            requests.iter().map(|_| None).collect();
+        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            if r.key().is_none() {
+                answers[i] =
+                    Some(Err(SourceError::new(ErrorKind::Config)
+                        .with_message("the field names no `key`")));
+                continue;
+            }
+            match groups.iter_mut().find(|(dc, _)| *dc == r.dc()) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((r.dc(), vec![i])),
+            }
+        }
+        let calls = groups.iter().map(|(dc, members)| {
+            let keys: Vec<&str> = members.iter().filter_map(|&i| requests[i].key()).collect();
+            async move { self.get_many(&keys, *dc).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        for ((_, members), values) in groups.iter().zip(results) {
+            for (&i, v) in members.iter().zip(values) {
+                answers[i] = Some(v);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(SourceError::new(ErrorKind::Unavailable))))
+            .collect()
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(redact_url(&self.base))
+    }
+}
+
+/// Reads one Consul key, as the specification sketches it; `ComponentFetcher<T>` for any
+/// `serde::Deserialize` type (a `String`, a number, a JSON document, `Vec<u8>`).
+///
+/// ```no_run
+/// use component_model_async::{ComponentFetcher, ConsulFetcher, ConsulSource};
+///
+/// # async fn run() -> Result<(), component_model_async::ComponentError> {
+/// let port: u16 = ConsulFetcher::new("app/port").fetch_component().await?; // CONSUL_HTTP_ADDR
+/// let flags: serde_json::Value = ConsulFetcher::with_source(ConsulSource::new("127.0.0.1:8500"), "app/flags")
+///     .raw()
+///     .fetch_component()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConsulFetcher {
+    source: ConsulSource,
+    key: String,
+    dc: Option<String>,
+    raw: bool,
+}
+
+impl ConsulFetcher {
+    /// Reads `key` from the agent configured by the environment ([`ConsulSource::from_env`]).
+    pub fn new(key: impl Into<String>) -> Self {
+        Self::with_source(ConsulSource::from_env(), key)
+    }
+
+    /// Reads `key` from `source`.
+    pub fn with_source(source: ConsulSource, key: impl Into<String>) -> Self {
+        ConsulFetcher {
+            source,
+            key: key.into(),
+            dc: None,
+            raw: false,
+        }
+    }
+
+    /// Reads from datacenter `dc`.
+    #[must_use]
+    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
+        self.dc = Some(dc.into());
+        self
+    }
+
+    /// Uses `GET /v1/kv/<key>?raw`: the body is the value, no base64.
+    #[must_use]
+    pub fn raw(mut self) -> Self {
+        self.raw = true;
+        self
+    }
+
+    fn provenance(&self) -> Provenance {
+        Provenance {
+            source: Some("consul".into()),
+            key_label: "key".into(),
+            key: Some(self.key.clone()),
+            location: Some(redact_url(&self.source.base)),
+            ..Provenance::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: DeserializeOwned + Send + 'static> ComponentFetcher<T> for ConsulFetcher {
+    type Error = ComponentError;
+
+    async fn fetch_component(&self) -> Result<T, ComponentError> {
+        let provenance = || self.provenance();
+        let fetched = self
+            .source
+            .get(&self.key, self.dc.as_deref(), self.raw)
+            .await
+            .map_err(|e| standalone_error(e, provenance()));
+        let spec = FieldSpec::new(
+            "ConsulFetcher",
+            "value",
+            std::any::type_name::<T>(),
+            "consul",
+        );
+        convert::standalone(fetched, None, None, &spec, &provenance)
+    }
+}

@@ -1,0 +1,355 @@
+//! The `api` / `http` source and [`ApiFetcher`] on reqwest (rustls): a JSON document from
+//! an HTTP GET, optionally narrowed with a JSON pointer, converted into the field's type.
+//!
+//! * `fetch_from = "api", url = "https://..."`: the built-in `api`/`http` sources (always
+//!   present with feature `http`) read absolute URLs;
+//! * `fetch_from = "billing_api", path = "/settings"`: an [`HttpSource`] registered by name
+//!   with a base URL and headers, so tests and deployments point one struct at different
+//!   servers.
+//!
+//! Fields that read the same URL in one fetch share ONE request (each then takes its own
+//! `pointer`/`field` out of the document). A non-2xx status is an error naming the status
+//! and URL (404 → not found, 401/403 → unauthorized, 408/429/5xx → unavailable); a body that
+//! is not JSON is a decode error; every request has a timeout (10 s unless set); at most 10
+//! redirects are followed.
+//!
+//! ```
+//! use component_model_async::{AsyncAssign, HttpSource, Sources};
+//!
+//! #[derive(AsyncAssign, Debug)]
+//! struct Billing {
+//!     #[component(fetch_from = "billing_api", path = "/settings", pointer = "/port")]
+//!     port: u16,
+//! }
+//!
+//! let sources = Sources::new().register(
+//!     "billing_api",
+//!     HttpSource::new("https://billing.internal:8443/v2").with_auth_header("token"),
+//! );
+//! # let _ = sources;
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, copy_error, standalone_error};
+use crate::convert;
+use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
+use crate::fetcher::ComponentFetcher;
+use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+use crate::source_support::redact_url;
+
+/// An HTTP backend: an optional base URL, headers (an auth header kept secret) and a
+/// per-request timeout. Register it by name with [`Sources::register`](crate::Sources::register);
+/// fields then use `path = "/x"` (joined to the base) or `url = "https://..."`.
+///
+/// Its `Debug` shows the base URL (password redacted) and header names, never header values.
+///
+/// ```
+/// use std::time::Duration;
+/// use component_model_async::HttpSource;
+///
+/// let api = HttpSource::new("https://user:pw@billing.internal/v2")
+///     .with_auth_header("s3cret-token")
+///     .with_header("X-Team", "payments")
+///     .with_timeout(Duration::from_secs(3));
+/// let shown = format!("{api:?}");
+/// assert!(shown.contains("https://user:***@billing.internal/v2"));
+/// assert!(!shown.contains("s3cret-token") && !shown.contains("payments"));
+/// ```
+#[derive(Clone)]
+pub struct HttpSource {
+    client: Client,
+    base: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// A header that could not be built, reported by every fetch.
+    invalid: Option<String>,
+}
+
+impl fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HttpSource")
+            .field("base", &self.base.as_deref().map(redact_url))
+            .field("headers", &names)
+            .field("timeout", &self.client.timeout)
+            .finish()
+    }
+}
+
+impl Default for HttpSource {
+    /// A source without a base URL: fields must give an absolute `url`.
+    fn default() -> Self {
+        HttpSource {
+            client: Client::new(DEFAULT_REQUEST_TIMEOUT),
+            base: None,
+            headers: Vec::new(),
+            invalid: None,
+        }
+    }
+}
+
+impl HttpSource {
+    /// A source whose fields' `path` is joined to `base_url`.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        HttpSource {
+            base: Some(base_url.into()),
+            ..HttpSource::default()
+        }
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request; the token is kept secret
+    /// (not in `Debug`, errors or logs).
+    #[must_use]
+    pub fn with_auth_header(self, token: impl Into<String>) -> Self {
+        let value = format!("Bearer {}", token.into());
+        self.with_secret_header("authorization", value)
+    }
+
+    /// Sends a header with every request.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: impl AsRef<str>) -> Self {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value.as_ref()),
+        ) {
+            (Ok(n), Ok(v)) => self.headers.push((n, v)),
+            _ => self.invalid = Some(format!("invalid HTTP header `{name}`")),
+        }
+        self
+    }
+
+    /// Sends a header whose value is secret (an API key): marked sensitive, never shown.
+    #[must_use]
+    pub fn with_secret_header(mut self, name: &str, value: impl AsRef<str>) -> Self {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            transport::secret_header(name, value.as_ref()),
+        ) {
+            (Ok(n), Ok(v)) => self.headers.push((n, v)),
+            _ => self.invalid = Some(format!("invalid HTTP header `{name}`")),
+        }
+        self
+    }
+
+    /// Limits each request (connect, headers and body) to `timeout` (default 10 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.client = Client::new(timeout);
+        self
+    }
+
+    /// Uses `client` (its own timeout, proxy and TLS settings) for every request.
+    #[must_use]
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Client::with_client(client, self.client.timeout);
+        self
+    }
+
+    /// The base URL, if any.
+    pub fn base_url(&self) -> Option<&str> {
+        self.base.as_deref()
+    }
+
+    /// The URL a request reads: its `url` (absolute, or relative to the base), else the
+    /// base URL joined with its `path`.
+    fn url_for(&self, request: &FetchRequest) -> Result<String, SourceError> {
+        let target = request.url().or(request.path());
+        match (target, &self.base) {
+            (Some(t), _) if t.contains("://") => Ok(t.to_owned()),
+            (Some(t), Some(base)) => Ok(format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                t.trim_start_matches('/')
+            )),
+            (None, Some(base)) => Ok(base.clone()),
+            (Some(t), None) => Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                "`{t}` is not an absolute URL and this HTTP source has no base URL"
+            ))),
+            (None, None) => Err(SourceError::new(ErrorKind::Config)
+                .with_message("the field gives no `url` or `path` to read")),
+        }
+    }
+
+    /// GETs `url` and parses the body as JSON.
+    pub async fn get_json(&self, url: &str) -> Result<Value, SourceError> {
+        if let Some(why) = &self.invalid {
+            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
+        }
+        let client = self.client.get()?;
+        let mut request = client.get(url).header("accept", "application/json");
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let (status, _, body) = transport::send(request, url, self.client.timeout).await?;
+        let shown = redact_url(url);
+        if !status.is_success() {
+            return Err(SourceError::new(transport::status_kind(status))
+                .with_message(format!("HTTP {status} from {shown}")));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!(
+                "the response from {shown} ({} bytes) is not JSON: {}",
+                body.len(),
+                transport::json_error(&e)
+            ))
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for HttpSource {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let url = self.url_for(request)?;
+        self.get_json(&url).await.map(RawValue::Json)
+    }
+
+    /// One GET per distinct URL; fields reading the same document share it.
+    async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        let urls: Vec<Result<String, SourceError>> =
+            requests.iter().map(|r| self.url_for(r)).collect();
+        let mut distinct: Vec<&str> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for url in urls.iter().flatten() {
+            index.entry(url.as_str()).or_insert_with(|| {
+                distinct.push(url.as_str());
+                distinct.len() - 1
+            });
+        }
+        let answers =
+            futures::future::join_all(distinct.iter().map(|url| self.get_json(url))).await;
+        urls.iter()
+            .map(|url| match url {
+                Err(e) => Err(SourceError::new(e.kind())
+                    .with_message(e.message().unwrap_or_default().to_owned())),
+                Ok(url) => match &answers[index[url.as_str()]] {
+                    Ok(v) => Ok(RawValue::Json(v.clone())),
+                    Err(e) => Err(copy_error(e)),
+                },
+            })
+            .collect()
+    }
+
+    fn location(&self) -> Option<String> {
+        self.base.as_deref().map(redact_url)
+    }
+}
+
+/// GETs one URL and converts its JSON body, as the specification sketches it.
+///
+/// `ComponentFetcher<T>` for any `serde::Deserialize` type; errors are
+/// [`ComponentError`]s naming the URL (status, timeout, not JSON, pointer matches nothing).
+///
+/// ```no_run
+/// use component_model_async::{ApiFetcher, ComponentFetcher};
+///
+/// # async fn run() -> Result<(), component_model_async::ComponentError> {
+/// let fetcher = ApiFetcher::new("https://config.internal/v1/settings")
+///     .with_auth_header("token")
+///     .with_pointer("/limits/port");
+/// let port: u16 = fetcher.fetch_component().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ApiFetcher {
+    source: HttpSource,
+    url: String,
+    pointer: Option<String>,
+}
+
+impl fmt::Debug for ApiFetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiFetcher")
+            .field("url", &redact_url(&self.url))
+            .field("pointer", &self.pointer)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl ApiFetcher {
+    /// A fetcher that GETs `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        ApiFetcher {
+            source: HttpSource::default(),
+            url: url.into(),
+            pointer: None,
+        }
+    }
+
+    /// Sends `Authorization: Bearer <token>`, kept secret.
+    #[must_use]
+    pub fn with_auth_header(mut self, token: impl Into<String>) -> Self {
+        self.source = self.source.with_auth_header(token);
+        self
+    }
+
+    /// Sends a header with the request.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: impl AsRef<str>) -> Self {
+        self.source = self.source.with_header(name, value);
+        self
+    }
+
+    /// Converts only the part of the document at this JSON pointer (`"/settings/port"`).
+    #[must_use]
+    pub fn with_pointer(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = Some(pointer.into());
+        self
+    }
+
+    /// Limits the request to `timeout` (default 10 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.source = self.source.with_timeout(timeout);
+        self
+    }
+
+    /// Uses `client` for the request.
+    #[must_use]
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.source = self.source.with_client(client);
+        self
+    }
+
+    fn provenance(&self) -> Provenance {
+        Provenance {
+            source: Some("api".into()),
+            key_label: "url".into(),
+            key: Some(redact_url(&self.url)),
+            ..Provenance::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: DeserializeOwned + Send + 'static> ComponentFetcher<T> for ApiFetcher {
+    type Error = ComponentError;
+
+    async fn fetch_component(&self) -> Result<T, ComponentError> {
+        let provenance = || self.provenance();
+        let fetched = match self.pointer.as_deref() {
+            Some(p) if !p.is_empty() && !p.starts_with('/') => {
+                Err(ComponentError::field(ErrorKind::Config)
+                    .provenance(provenance())
+                    .detail(format!(
+                        "`{p}` is not a JSON pointer: it must start with `/`"
+                    ))
+                    .build())
+            }
+            _ => self
+                .source
+                .get_json(&self.url)
+                .await
+                .map(RawValue::Json)
+                .map_err(|e| standalone_error(e, provenance())),
+        };
+        let spec = FieldSpec::new("ApiFetcher", "value", std::any::type_name::<T>(), "api");
+        convert::standalone(fetched, None, self.pointer.as_deref(), &spec, &provenance)
+    }
+}

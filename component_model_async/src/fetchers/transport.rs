@@ -1,0 +1,269 @@
+//! What the HTTP-based backends (`http`, `consul`, `vault`) share: one reqwest client per
+//! source, how transport failures and status codes become [`ErrorKind`]s, and base URLs.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
+use crate::source_support::redact_url;
+
+/// How long one HTTP request (connect, headers and body) may take, unless the source or
+/// the field says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Redirects followed before a request fails (a redirect loop ends here).
+pub(crate) const MAX_REDIRECTS: usize = 10;
+
+/// A reqwest client with the request timeout and redirect limit every backend uses.
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// A client, or the reason none could be built, kept until a fetch reports it.
+#[derive(Clone)]
+pub(crate) struct Client {
+    inner: Result<reqwest::Client, String>,
+    pub(crate) timeout: Duration,
+}
+
+impl Client {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Client {
+            inner: client(timeout),
+            timeout,
+        }
+    }
+
+    pub(crate) fn with_client(client: reqwest::Client, timeout: Duration) -> Self {
+        Client {
+            inner: Ok(client),
+            timeout,
+        }
+    }
+
+    pub(crate) fn get(&self) -> Result<&reqwest::Client, SourceError> {
+        self.inner
+            .as_ref()
+            .map_err(|e| SourceError::new(ErrorKind::Config).with_message(e.clone()))
+    }
+}
+
+/// The kind of error a non-success status means.
+pub(crate) fn status_kind(status: StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        404 | 410 => ErrorKind::NotFound,
+        401 | 403 | 407 => ErrorKind::Unauthorized,
+        408 | 429 | 500..=599 => ErrorKind::Unavailable,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// A transport failure (no status received, or the body broke off) as a [`SourceError`];
+/// `url` is shown with any password redacted, the reqwest error is kept without its URL.
+pub(crate) fn transport_error(e: reqwest::Error, url: &str, timeout: Duration) -> SourceError {
+    let url = redact_url(url);
+    let (kind, message) = if e.is_timeout() {
+        (
+            ErrorKind::Timeout,
+            format!("no complete response from {url} within {}", secs(timeout)),
+        )
+    } else if e.is_redirect() {
+        (
+            ErrorKind::Other,
+            format!("{url} redirected more than {MAX_REDIRECTS} times (a redirect loop?)"),
+        )
+    } else if e.is_connect() {
+        (ErrorKind::Unavailable, format!("cannot connect to {url}"))
+    } else if e.is_body() || e.is_decode() {
+        (
+            ErrorKind::Unavailable,
+            format!("the response body from {url} broke off before it was complete"),
+        )
+    } else if e.is_builder() {
+        (ErrorKind::Config, format!("invalid request URL {url}"))
+    } else {
+        (ErrorKind::Unavailable, format!("request to {url} failed"))
+    };
+    SourceError::new(kind)
+        .with_message(message)
+        .with_cause(e.without_url())
+}
+
+fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Sends `request` and reads the whole body; transport failures become [`SourceError`]s.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    timeout: Duration,
+) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), SourceError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(e, url, timeout))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport_error(e, url, timeout))?;
+    Ok((status, headers, body.to_vec()))
+}
+
+#[cfg_attr(not(any(feature = "consul", feature = "vault")), allow(dead_code))]
+/// `addr` as a base URL without a trailing `/`: `host:port` gets `default_scheme://`.
+pub(crate) fn base_url(addr: &str, default_scheme: &str) -> String {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("{default_scheme}://{addr}")
+    }
+}
+
+#[cfg_attr(not(any(feature = "consul", feature = "vault")), allow(dead_code))]
+/// `base` joined with `segments` (each percent-encoded as a path segment, `/` inside a
+/// segment list kept as separators) and `query` pairs.
+pub(crate) fn join_url(
+    base: &str,
+    segments: &[&str],
+    query: &[(&str, &str)],
+) -> Result<reqwest::Url, SourceError> {
+    let mut url = reqwest::Url::parse(base).map_err(|e| {
+        SourceError::new(ErrorKind::Config)
+            .with_message(format!("invalid address {}: {e}", redact_url(base)))
+    })?;
+    {
+        let mut path = url.path_segments_mut().map_err(|()| {
+            SourceError::new(ErrorKind::Config)
+                .with_message(format!("{} cannot be a base URL", redact_url(base)))
+        })?;
+        path.pop_if_empty();
+        for segment in segments {
+            for part in segment.split('/').filter(|p| !p.is_empty()) {
+                path.push(part);
+            }
+        }
+    }
+    if !query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in query {
+            if v.is_empty() {
+                pairs.append_key_only(k);
+            } else {
+                pairs.append_pair(k, v);
+            }
+        }
+    }
+    Ok(url)
+}
+
+/// A JSON parse error without any of the input: syntax errors say where, structure errors
+/// say what was missing or wrong by name only.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => e.to_string(),
+        Category::Data => {
+            let text = e.to_string();
+            if text.starts_with("missing field") || text.starts_with("unknown field") {
+                text
+            } else {
+                format!(
+                    "unexpected JSON structure at line {} column {}",
+                    e.line(),
+                    e.column()
+                )
+            }
+        }
+    }
+}
+
+/// A header value marked sensitive (never shown in reqwest's `Debug`), or a config error
+/// naming only the header.
+pub(crate) fn secret_header(
+    name: &str,
+    value: &str,
+) -> Result<reqwest::header::HeaderValue, SourceError> {
+    let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        SourceError::new(ErrorKind::Config).with_message(format!(
+            "the value for header `{name}` contains characters not allowed in an HTTP header"
+        ))
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A copy of a shared error for each field that waited on it (the cause stays with none).
+pub(crate) fn copy_error(e: &SourceError) -> SourceError {
+    let mut copy = SourceError::new(e.kind());
+    if let Some(m) = e.message() {
+        copy = copy.with_message(m.to_owned());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => copy.with_cause(cause.to_string()),
+        None => copy,
+    }
+}
+
+/// A [`SourceError`] of a standalone fetcher as a [`ComponentError`] with `provenance`.
+pub(crate) fn standalone_error(e: SourceError, provenance: Provenance) -> ComponentError {
+    let b = ComponentError::field(e.kind()).provenance(provenance);
+    let b = match e.message() {
+        Some(m) => b.detail(m.to_owned()),
+        None => b,
+    };
+    if std::error::Error::source(&e).is_some() {
+        b.cause(e).build()
+    } else {
+        b.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(base_url("127.0.0.1:8500", "http"), "http://127.0.0.1:8500");
+        assert_eq!(
+            base_url("https://vault:8200/", "http"),
+            "https://vault:8200"
+        );
+    }
+
+    #[test]
+    fn joins_segments_and_encodes_them() {
+        let url = join_url(
+            "http://h:1/base",
+            &["v1", "kv", "app/a b?"],
+            &[("dc", "eu"), ("raw", "")],
+        )
+        .unwrap();
+        assert_eq!(url.as_str(), "http://h:1/base/v1/kv/app/a%20b%3F?dc=eu&raw");
+    }
+
+    #[test]
+    fn status_kinds() {
+        assert_eq!(status_kind(StatusCode::NOT_FOUND), ErrorKind::NotFound);
+        assert_eq!(status_kind(StatusCode::FORBIDDEN), ErrorKind::Unauthorized);
+        assert_eq!(
+            status_kind(StatusCode::SERVICE_UNAVAILABLE),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(status_kind(StatusCode::BAD_REQUEST), ErrorKind::Other);
+    }
+}

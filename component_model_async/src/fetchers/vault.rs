@@ -1,0 +1,507 @@
+//! The `vault` source: secrets from Vault's KV secrets engine over its HTTP API.
+//!
+//! * KV v2: `GET /v1/<mount>/data/<path>`, the secret under `data.data`;
+//! * KV v1: `GET /v1/<mount>/<path>`, the secret under `data`.
+//!
+//! The version comes from `kv_version = 1|2` on the field, else from
+//! [`VaultSource::with_kv_version`], else it is detected once per mount with
+//! `GET /v1/sys/internal/ui/mounts/<mount>/<path>` (as the `vault kv` CLI does; a 404 there
+//! means a Vault too old to have the endpoint, so v1). The mount is `mount = "..."` on the
+//! field, else the source's default (`secret`, the mount of a Vault dev server).
+//!
+//! The whole response envelope is parsed (`request_id`, `lease_id`, `renewable`,
+//! `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`); `warnings` are logged;
+//! `{"errors": [...]}` bodies are surfaced in the error. 403 → unauthorized, 404 → not
+//! found, 503 (sealed, standby) and 5xx → unavailable. Fields reading the same secret in
+//! one fetch share ONE read; `field = "..."` then picks each one's key. Every value read
+//! from Vault is secret: it never appears in errors or logs.
+//!
+//! Address, token and namespace come from `VAULT_ADDR` (default `https://127.0.0.1:8200`),
+//! `VAULT_TOKEN` (sent as `X-Vault-Token`) and `VAULT_NAMESPACE` (`X-Vault-Namespace`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use super::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, copy_error, standalone_error};
+use crate::convert;
+use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
+use crate::fetcher::ComponentFetcher;
+use crate::fetchers::env::EnvSource;
+use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+use crate::source_support::redact_url;
+
+/// The mount used when a field names none: where a Vault dev server mounts KV v2.
+pub const DEFAULT_MOUNT: &str = "secret";
+
+/// Vault's response envelope, every field of it.
+///
+/// ```
+/// use component_model_async::fetchers::vault::Envelope;
+///
+/// let body = r#"{"request_id":"5d0c","lease_id":"","renewable":false,"lease_duration":0,
+///   "data":{"data":{"api-key":"x"},"metadata":{"version":1}},"wrap_info":null,"warnings":null,"auth":null}"#;
+/// let envelope: Envelope = serde_json::from_str(body).unwrap();
+/// assert_eq!(envelope.request_id, "5d0c");
+/// assert!(!format!("{envelope:?}").contains("\"x\""));
+/// ```
+#[derive(Deserialize)]
+#[non_exhaustive]
+pub struct Envelope {
+    /// The request's id, for Vault's audit log.
+    pub request_id: String,
+    /// The lease of a dynamic secret (empty for KV).
+    #[serde(default)]
+    pub lease_id: String,
+    /// Whether the lease can be renewed.
+    #[serde(default)]
+    pub renewable: bool,
+    /// The lease's length in seconds (KV v1 reports its refresh interval here).
+    #[serde(default)]
+    pub lease_duration: u64,
+    /// The payload: the secret (v1) or `{data, metadata}` (v2).
+    pub data: Option<Value>,
+    /// Set when the response is wrapped (the payload is then behind a wrapping token).
+    pub wrap_info: Option<Value>,
+    /// Warnings, e.g. about a path of the wrong KV version.
+    pub warnings: Option<Vec<String>>,
+    /// Set by auth endpoints.
+    pub auth: Option<Value>,
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("request_id", &self.request_id)
+            .field("lease_id", &self.lease_id)
+            .field("renewable", &self.renewable)
+            .field("lease_duration", &self.lease_duration)
+            .field("data", &self.data.as_ref().map(|_| "<secret>"))
+            .field("wrap_info", &self.wrap_info.as_ref().map(|_| "<wrapped>"))
+            .field("warnings", &self.warnings)
+            .field("auth", &self.auth.as_ref().map(|_| "<auth>"))
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    errors: Vec<String>,
+}
+
+/// A Vault server's KV secrets engines.
+///
+/// ```
+/// use component_model_async::VaultSource;
+///
+/// let vault = VaultSource::new("http://127.0.0.1:8200")
+///     .with_token("hvs.s3cret")
+///     .with_namespace("team-a")
+///     .with_kv_version("legacy", 1);
+/// assert!(!format!("{vault:?}").contains("hvs.s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct VaultSource {
+    client: Client,
+    base: String,
+    token: Option<reqwest::header::HeaderValue>,
+    namespace: Option<String>,
+    default_mount: String,
+    configured: HashMap<String, u8>,
+    /// Detected KV versions, one single-flight cell per mount.
+    detected: Arc<Mutex<HashMap<String, Arc<OnceCell<u8>>>>>,
+    invalid: Option<String>,
+}
+
+impl fmt::Debug for VaultSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultSource")
+            .field("address", &redact_url(&self.base))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("namespace", &self.namespace)
+            .field("default_mount", &self.default_mount)
+            .finish()
+    }
+}
+
+impl VaultSource {
+    /// A Vault server at `address` (a URL; `host:port` means https).
+    pub fn new(address: impl AsRef<str>) -> Self {
+        VaultSource {
+            client: Client::new(DEFAULT_REQUEST_TIMEOUT),
+            base: transport::base_url(address.as_ref(), "https"),
+            token: None,
+            namespace: None,
+            default_mount: DEFAULT_MOUNT.to_owned(),
+            configured: HashMap::new(),
+            detected: Arc::default(),
+            invalid: None,
+        }
+    }
+
+    /// The server named by `VAULT_ADDR`, `VAULT_TOKEN` and `VAULT_NAMESPACE` of the process
+    /// environment.
+    pub fn from_env() -> Self {
+        Self::from_env_source(&EnvSource::process())
+    }
+
+    /// Like [`VaultSource::from_env`], reading the variables from `env`.
+    ///
+    /// ```
+    /// use component_model_async::{EnvSource, VaultSource};
+    ///
+    /// let env = EnvSource::from_map([("VAULT_ADDR", "http://127.0.0.1:8200"), ("VAULT_TOKEN", "root")]);
+    /// assert_eq!(VaultSource::from_env_source(&env).address(), "http://127.0.0.1:8200");
+    /// ```
+    pub fn from_env_source(env: &EnvSource) -> Self {
+        let addr = env
+            .get("VAULT_ADDR")
+            .unwrap_or_else(|| "https://127.0.0.1:8200".to_owned());
+        let mut source = VaultSource::new(addr);
+        if let Some(token) = env.get("VAULT_TOKEN").filter(|t| !t.is_empty()) {
+            source = source.with_token(token);
+        }
+        if let Some(ns) = env.get("VAULT_NAMESPACE").filter(|t| !t.is_empty()) {
+            source = source.with_namespace(ns);
+        }
+        source
+    }
+
+    /// Sends `X-Vault-Token: <token>` (kept secret) with every request.
+    #[must_use]
+    pub fn with_token(mut self, token: impl AsRef<str>) -> Self {
+        match transport::secret_header("X-Vault-Token", token.as_ref()) {
+            Ok(v) => self.token = Some(v),
+            Err(e) => self.invalid = e.message().map(str::to_owned),
+        }
+        self
+    }
+
+    /// Sends `X-Vault-Namespace: <ns>` (Vault Enterprise / HCP namespaces).
+    #[must_use]
+    pub fn with_namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespace = Some(ns.into());
+        self
+    }
+
+    /// The mount used by fields that name none (default `secret`).
+    #[must_use]
+    pub fn with_default_mount(mut self, mount: impl Into<String>) -> Self {
+        self.default_mount = mount.into().trim_matches('/').to_owned();
+        self
+    }
+
+    /// Says which KV version `mount` runs (1 or 2), so it is not detected.
+    #[must_use]
+    pub fn with_kv_version(mut self, mount: impl Into<String>, version: u8) -> Self {
+        self.configured
+            .insert(mount.into().trim_matches('/').to_owned(), version);
+        self
+    }
+
+    /// Limits each request to `timeout` (default 10 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.client = Client::new(timeout);
+        self
+    }
+
+    /// Uses `client` for every request.
+    #[must_use]
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Client::with_client(client, self.client.timeout);
+        self
+    }
+
+    /// The server's base URL.
+    pub fn address(&self) -> &str {
+        &self.base
+    }
+
+    async fn call(&self, segments: &[&str], what: &str) -> Result<Envelope, SourceError> {
+        if let Some(why) = &self.invalid {
+            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
+        }
+        let url = transport::join_url(&self.base, segments, &[])?;
+        let mut request = self.client.get()?.get(url.clone());
+        if let Some(token) = &self.token {
+            request = request.header("X-Vault-Token", token.clone());
+        }
+        if let Some(ns) = &self.namespace {
+            request = request.header("X-Vault-Namespace", ns.as_str());
+        }
+        let (status, _, body) = transport::send(request, url.as_str(), self.client.timeout).await?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &body, what));
+        }
+        let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!(
+                "vault's answer for {what} is not a response envelope ({} bytes): {}",
+                body.len(),
+                transport::json_error(&e)
+            ))
+        })?;
+        if let Some(w) = envelope.warnings.as_ref().filter(|w| !w.is_empty()) {
+            tracing::warn!(target: "component_model::vault", request_id = %envelope.request_id, warnings = ?w, "vault answered {what} with warnings");
+        }
+        if envelope.wrap_info.is_some() {
+            return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                "vault wrapped the response for {what}; unset VAULT_WRAP_TTL / X-Vault-Wrap-TTL for configuration reads"
+            )));
+        }
+        Ok(envelope)
+    }
+
+    fn status_error(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceError {
+        let mut message = format!("HTTP {status} from vault for {what}");
+        let errors = serde_json::from_slice::<ErrorBody>(body)
+            .map(|b| b.errors)
+            .unwrap_or_default();
+        let errors: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                e.replace("1 error occurred:", "")
+                    .replace(['\n', '\t', '*'], " ")
+            })
+            .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|e| !e.is_empty())
+            .collect();
+        if !errors.is_empty() {
+            message.push_str(&format!(": {}", errors.join("; ")));
+        }
+        if status.as_u16() == 403 && self.token.is_none() {
+            message.push_str(" (no token: set VAULT_TOKEN)");
+        }
+        SourceError::new(transport::status_kind(status)).with_message(message)
+    }
+
+    /// The KV version of `mount`: configured, else detected once (single flight).
+    async fn version(&self, mount: &str, path: &str) -> Result<u8, SourceError> {
+        if let Some(v) = self.configured.get(mount) {
+            return Ok(*v);
+        }
+        let cell = {
+            let mut map = self.detected.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(mount.to_owned()).or_default().clone()
+        };
+        cell.get_or_try_init(|| self.detect(mount, path))
+            .await
+            .copied()
+    }
+
+    async fn detect(&self, mount: &str, path: &str) -> Result<u8, SourceError> {
+        let what = format!("the mount of `{mount}/{path}`");
+        let envelope = match self
+            .call(
+                &["v1", "sys", "internal", "ui", "mounts", mount, path],
+                &what,
+            )
+            .await
+        {
+            Ok(e) => e,
+            // Before Vault 1.1 the endpoint does not exist: KV v1 was the only version.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(1),
+            Err(e) => return Err(e),
+        };
+        let data = envelope.data.unwrap_or(Value::Null);
+        if let Some(kind) = data.get("type").and_then(Value::as_str)
+            && kind != "kv"
+            && kind != "generic"
+        {
+            return Err(SourceError::new(ErrorKind::Config)
+                .with_message(format!("`{mount}` is a `{kind}` secrets engine, not KV")));
+        }
+        let version = data.pointer("/options/version").and_then(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .or_else(|| v.as_u64().map(|n| n.to_string()))
+        });
+        Ok(match version.as_deref() {
+            Some("2") => 2,
+            _ => 1,
+        })
+    }
+
+    /// Reads the secret at `path` under `mount` (the source's default when `None`); the
+    /// KV version is `version`, else configured or detected. Returns the secret's key/value
+    /// object.
+    pub async fn read(
+        &self,
+        mount: Option<&str>,
+        path: &str,
+        version: Option<u8>,
+    ) -> Result<Value, SourceError> {
+        let mount = mount.unwrap_or(&self.default_mount).trim_matches('/');
+        let path = path.trim_matches('/');
+        let version = match version {
+            Some(v) => v,
+            None => self.version(mount, path).await?,
+        };
+        let what = format!("secret `{mount}/{path}`");
+        let envelope = if version == 2 {
+            self.call(&["v1", mount, "data", path], &what).await?
+        } else {
+            self.call(&["v1", mount, path], &what).await?
+        };
+        let data = match (version, envelope.data) {
+            (2, Some(mut d)) => d.get_mut("data").map(Value::take).unwrap_or(Value::Null),
+            (_, Some(d)) => d,
+            (_, None) => Value::Null,
+        };
+        match data {
+            Value::Object(_) => Ok(data),
+            Value::Null => Err(SourceError::not_found().with_message(format!(
+                "{what} has no data (deleted or destroyed version?)"
+            ))),
+            other => Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                "{what} is a JSON {} where vault returns an object",
+                crate::source::json_kind(&other)
+            ))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for VaultSource {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let Some(path) = request.secret_path() else {
+            return Err(SourceError::new(ErrorKind::Config)
+                .with_message("the field names no `secret = \"path\"`"));
+        };
+        self.read(request.mount(), path, request.kv_version())
+            .await
+            .map(RawValue::Json)
+    }
+
+    /// One read per distinct (mount, path, version).
+    async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        type Key<'a> = (Option<&'a str>, &'a str, Option<u8>);
+        let keys: Vec<Option<Key<'_>>> = requests
+            .iter()
+            .map(|r| r.secret_path().map(|p| (r.mount(), p, r.kv_version())))
+            .collect();
+        let mut distinct: Vec<Key<'_>> = Vec::new();
+        for k in keys.iter().flatten() {
+            if !distinct.contains(k) {
+                distinct.push(*k);
+            }
+        }
+        let reads = futures::future::join_all(
+            distinct
+                .iter()
+                .map(|(mount, path, version)| self.read(*mount, path, *version)),
+        )
+        .await;
+        keys.iter()
+            .map(|k| match k {
+                None => Err(SourceError::new(ErrorKind::Config)
+                    .with_message("the field names no `secret = \"path\"`")),
+                Some(k) => {
+                    let i = distinct.iter().position(|d| d == k).unwrap_or(0);
+                    match &reads[i] {
+                        Ok(v) => Ok(RawValue::Json(v.clone())),
+                        Err(e) => Err(copy_error(e)),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(redact_url(&self.base))
+    }
+}
+
+/// Reads one Vault secret, as the specification sketches it; `ComponentFetcher<T>` for
+/// any `serde::Deserialize` type: the whole secret (a struct or map), or one key of it with
+/// [`VaultFetcher::field`]. Values are secret: errors never show them.
+///
+/// ```no_run
+/// use component_model_async::{ComponentFetcher, SecretString, VaultFetcher};
+///
+/// # async fn run() -> Result<(), component_model_async::ComponentError> {
+/// let key: SecretString = VaultFetcher::new("app/api").field("key").fetch_component().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct VaultFetcher {
+    source: VaultSource,
+    path: String,
+    mount: Option<String>,
+    field: Option<String>,
+    version: Option<u8>,
+}
+
+impl VaultFetcher {
+    /// Reads the secret at `path` from the server configured by the environment.
+    pub fn new(path: impl Into<String>) -> Self {
+        Self::with_source(VaultSource::from_env(), path)
+    }
+
+    /// Reads the secret at `path` from `source`.
+    pub fn with_source(source: VaultSource, path: impl Into<String>) -> Self {
+        VaultFetcher {
+            source,
+            path: path.into(),
+            mount: None,
+            field: None,
+            version: None,
+        }
+    }
+
+    /// Takes one key of the secret.
+    #[must_use]
+    pub fn field(mut self, name: impl Into<String>) -> Self {
+        self.field = Some(name.into());
+        self
+    }
+
+    /// Reads under `mount` instead of the source's default.
+    #[must_use]
+    pub fn mount(mut self, mount: impl Into<String>) -> Self {
+        self.mount = Some(mount.into());
+        self
+    }
+
+    /// The KV version of the mount (1 or 2) instead of detecting it.
+    #[must_use]
+    pub fn kv_version(mut self, version: u8) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    fn provenance(&self) -> Provenance {
+        let mount = self.mount.as_deref().unwrap_or(&self.source.default_mount);
+        Provenance {
+            source: Some("vault".into()),
+            key_label: "secret".into(),
+            key: Some(format!("{mount}/{}", self.path.trim_matches('/'))),
+            location: Some(redact_url(&self.source.base)),
+            ..Provenance::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: DeserializeOwned + Send + 'static> ComponentFetcher<T> for VaultFetcher {
+    type Error = ComponentError;
+
+    async fn fetch_component(&self) -> Result<T, ComponentError> {
+        let provenance = || self.provenance();
+        let fetched = self
+            .source
+            .read(self.mount.as_deref(), &self.path, self.version)
+            .await
+            .map(RawValue::Json)
+            .map_err(|e| standalone_error(e, provenance()));
+        let spec = FieldSpec::new("VaultFetcher", "value", std::any::type_name::<T>(), "vault")
+            .sensitive(true);
+        convert::standalone(fetched, self.field.as_deref(), None, &spec, &provenance)
+    }
+}

@@ -1,0 +1,649 @@
+//! [`ConsulDouble`]: Consul's KV and transaction endpoints, in process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::{RecordedRequest, Recorder, Server, parse_go_duration};
+
+/// Consul allows at most this many operations in one transaction.
+const MAX_TXN_OPS: usize = 64;
+/// Consul caps a blocking query's `wait` at 10 minutes; 5 minutes when not given.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+const ANONYMOUS: &str = "00000000-0000-0000-0000-000000000002";
+
+/// An in-process **API double** of a Consul agent's KV store (not Consul itself).
+///
+/// Implemented as the Consul HTTP API documents them:
+///
+/// * `GET /v1/kv/<key>`: `200` with a JSON list of entries (`LockIndex`, `Key`, `Flags`,
+///   `Value` base64 or `null` for an empty value, `CreateIndex`, `ModifyIndex`); `404`
+///   with an empty body when absent. `?raw` (the value as the body), `?recurse` (every
+///   key under the prefix), `?keys` (key names, with `?separator=`), `?dc=` (unknown →
+///   `500 No path to datacenter`), blocking queries `?index=&wait=` (waits until the
+///   index passes `index` or `wait` elapses, default 5m, at most 10m);
+/// * `PUT /v1/kv/<key>` (`?flags=`, `?cas=`) → `true`/`false`; `DELETE /v1/kv/<key>`
+///   (`?recurse`) → `true`;
+/// * `PUT /v1/txn`: `KV` operations `get`, `set`, `delete` (at most 64, else `413`); all
+///   or nothing: a failing operation (a `get` of a missing key) rolls back and answers
+///   `409` with `{"Results": null, "Errors": [{"OpIndex", "What"}]}`; reads the token may
+///   not see are left out of `Results`;
+/// * headers `X-Consul-Index`, `X-Consul-Knownleader`, `X-Consul-Lastcontact` on reads;
+/// * ACLs when built with [`ConsulDoubleBuilder::acl_token`]: the token is read from
+///   `X-Consul-Token`, `Authorization: Bearer` or `?token=`; an unknown token gets
+///   `403 ACL not found`; no token is the anonymous token, which may read nothing
+///   (`403 Permission denied: ...`); keys under a [`ConsulDoubleBuilder::deny_prefix`]
+///   are denied to every token.
+///
+/// Every request is recorded ([`ConsulDouble::requests`]).
+pub struct ConsulDouble {
+    server: Server,
+    state: Arc<ConsulState>,
+}
+
+impl std::fmt::Debug for ConsulDouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulDouble")
+            .field("address", &self.address())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`ConsulDouble`].
+#[derive(Debug, Default)]
+pub struct ConsulDoubleBuilder {
+    token: Option<String>,
+    datacenters: Vec<String>,
+    denied: Vec<String>,
+}
+
+impl ConsulDoubleBuilder {
+    /// Enables ACLs: `token` may read and write everything not denied.
+    #[must_use]
+    pub fn acl_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Adds a datacenter besides the default `dc1`.
+    #[must_use]
+    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
+        self.datacenters.push(dc.into());
+        self
+    }
+
+    /// Denies every token access to keys starting with `prefix` (with ACLs on).
+    #[must_use]
+    pub fn deny_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.denied.push(prefix.into());
+        self
+    }
+
+    /// Starts serving on a free port of 127.0.0.1.
+    ///
+    /// # Panics
+    /// When no port of 127.0.0.1 can be bound (a test-support type: failing loudly is the point).
+    pub async fn start(self) -> ConsulDouble {
+        let mut stores = HashMap::new();
+        stores.insert("dc1".to_owned(), BTreeMap::new());
+        for dc in self.datacenters {
+            stores.insert(dc, BTreeMap::new());
+        }
+        let (index_tx, _) = watch::channel(1u64);
+        let state = Arc::new(ConsulState {
+            data: Mutex::new(Data { stores, index: 1 }),
+            index_tx,
+            token: self.token,
+            denied: self.denied,
+            recorder: Recorder::default(),
+        });
+        let router = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let server = Server::spawn(router)
+            .await
+            .expect("the Consul double could not bind 127.0.0.1");
+        ConsulDouble { server, state }
+    }
+}
+
+struct ConsulState {
+    data: Mutex<Data>,
+    /// The latest raft index, for blocking queries.
+    index_tx: watch::Sender<u64>,
+    token: Option<String>,
+    denied: Vec<String>,
+    recorder: Recorder,
+}
+
+struct Data {
+    stores: HashMap<String, BTreeMap<String, Entry>>,
+    index: u64,
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: Vec<u8>,
+    flags: u64,
+    create_index: u64,
+    modify_index: u64,
+}
+
+impl Entry {
+    fn json(&self, key: &str) -> Value {
+        json!({
+            "LockIndex": 0,
+            "Key": key,
+            "Flags": self.flags,
+            "Value": if self.value.is_empty() {
+                Value::Null
+            } else {
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&self.value))
+            },
+            "CreateIndex": self.create_index,
+            "ModifyIndex": self.modify_index,
+        })
+    }
+}
+
+impl ConsulDouble {
+    /// A double without ACLs and one datacenter, `dc1`.
+    pub async fn start() -> ConsulDouble {
+        Self::builder().start().await
+    }
+
+    /// Configures a double (ACL token, datacenters, denied prefixes).
+    pub fn builder() -> ConsulDoubleBuilder {
+        ConsulDoubleBuilder::default()
+    }
+
+    /// `127.0.0.1:<port>`, as `CONSUL_HTTP_ADDR` takes it.
+    pub fn address(&self) -> String {
+        self.server.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// Sets `key` in `dc1` (as `PUT /v1/kv/<key>` would).
+    pub fn put(&self, key: &str, value: impl AsRef<[u8]>) {
+        self.put_in("dc1", key, value);
+    }
+
+    /// Sets `key` in datacenter `dc`.
+    ///
+    /// # Panics
+    /// When `dc` was not configured with [`ConsulDoubleBuilder::datacenter`].
+    pub fn put_in(&self, dc: &str, key: &str, value: impl AsRef<[u8]>) {
+        let mut data = self.state.lock();
+        assert!(data.stores.contains_key(dc), "unknown datacenter {dc}");
+        data.set(dc, key, value.as_ref().to_vec(), 0);
+        let index = data.index;
+        drop(data);
+        self.state.index_tx.send_replace(index);
+    }
+
+    /// Stores a raw `Value` string for `key` in `dc1` as-is, e.g. invalid base64, to test
+    /// how a client copes with a corrupted answer.
+    pub fn put_raw_value(&self, key: &str, encoded: &str) {
+        let mut data = self.state.lock();
+        data.set("dc1", key, Vec::new(), 0);
+        if let Some(e) = data.stores.get_mut("dc1").and_then(|s| s.get_mut(key)) {
+            e.value = CORRUPT_MARKER
+                .iter()
+                .copied()
+                .chain(encoded.bytes())
+                .collect();
+        }
+    }
+
+    /// Deletes `key` in `dc1`.
+    pub fn delete(&self, key: &str) {
+        let mut data = self.state.lock();
+        data.index += 1;
+        if let Some(store) = data.stores.get_mut("dc1") {
+            store.remove(key);
+        }
+        let index = data.index;
+        drop(data);
+        self.state.index_tx.send_replace(index);
+    }
+
+    /// The current raft index (`X-Consul-Index` of the latest write).
+    pub fn index(&self) -> u64 {
+        self.state.lock().index
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorder.all()
+    }
+
+    /// The requests whose path starts with `prefix` (`"/v1/txn"`, `"/v1/kv/app"`).
+    pub fn requests_to(&self, prefix: &str) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .collect()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.state.recorder.clear();
+    }
+}
+
+/// Marks a value stored with [`ConsulDouble::put_raw_value`]: served verbatim as `Value`.
+const CORRUPT_MARKER: &[u8] = b"\0corrupt\0";
+
+impl ConsulState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Data {
+    fn set(&mut self, dc: &str, key: &str, value: Vec<u8>, flags: u64) {
+        self.index += 1;
+        let index = self.index;
+        if let Some(store) = self.stores.get_mut(dc) {
+            let create_index = store.get(key).map_or(index, |e| e.create_index);
+            store.insert(
+                key.to_owned(),
+                Entry {
+                    value,
+                    flags,
+                    create_index,
+                    modify_index: index,
+                },
+            );
+        }
+    }
+}
+
+fn entry_json(key: &str, e: &Entry) -> Value {
+    if let Some(encoded) = e.value.strip_prefix(CORRUPT_MARKER) {
+        let mut v = e.json(key);
+        v["Value"] = Value::String(String::from_utf8_lossy(encoded).into_owned());
+        return v;
+    }
+    e.json(key)
+}
+
+enum Access {
+    /// A known token or ACLs off.
+    Token,
+    Anonymous,
+    Unknown,
+}
+
+impl ConsulState {
+    fn access(&self, r: &RecordedRequest) -> Access {
+        let Some(expected) = &self.token else {
+            return Access::Token;
+        };
+        let given = r
+            .header("x-consul-token")
+            .map(str::to_owned)
+            .or_else(|| {
+                r.header("authorization")
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .map(str::to_owned)
+            })
+            .or_else(|| r.query_param("token").map(str::to_owned));
+        match given {
+            None => Access::Anonymous,
+            Some(t) if t.is_empty() => Access::Anonymous,
+            Some(t) if &t == expected => Access::Token,
+            Some(_) => Access::Unknown,
+        }
+    }
+
+    fn may(&self, access: &Access, key: &str) -> bool {
+        match access {
+            Access::Token => {
+                !(self.token.is_some() && self.denied.iter().any(|p| key.starts_with(p.as_str())))
+            }
+            Access::Anonymous | Access::Unknown => false,
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [("content-type", "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn denied(access: &Access, permission: &str, key: &str) -> Response {
+    let accessor = match access {
+        Access::Anonymous => ANONYMOUS,
+        _ => "5a5e5ca7-0000-4000-8000-000000000001",
+    };
+    text(
+        StatusCode::FORBIDDEN,
+        format!(
+            "Permission denied: token with AccessorID '{accessor}' lacks permission '{permission}' on \"{key}\""
+        ),
+    )
+}
+
+fn with_index(mut response: Response, index: u64) -> Response {
+    let h = response.headers_mut();
+    h.insert("x-consul-index", HeaderValue::from(index.max(1)));
+    h.insert("x-consul-knownleader", HeaderValue::from_static("true"));
+    h.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
+    response
+}
+
+async fn handle(
+    State(state): State<Arc<ConsulState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = state.recorder.record(&method, &uri, &headers, &body);
+    let access = state.access(&r);
+    if let Access::Unknown = access {
+        return text(StatusCode::FORBIDDEN, "ACL not found");
+    }
+    let dc = r.query_param("dc").unwrap_or("dc1").to_owned();
+    if !state.lock().stores.contains_key(&dc) {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter");
+    }
+    if let Some(key) = r.path.strip_prefix("/v1/kv/") {
+        let key = key.to_owned();
+        return match method {
+            Method::GET => kv_get(&state, &r, &access, &dc, &key).await,
+            Method::PUT => kv_put(&state, &r, &access, &dc, &key),
+            Method::DELETE => kv_delete(&state, &r, &access, &dc, &key),
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        };
+    }
+    match (method, r.path.as_str()) {
+        (Method::PUT, "/v1/txn") => txn(&state, &r, &access, &dc),
+        (_, "/v1/txn") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (Method::GET, "/v1/status/leader") => (
+            [("content-type", "application/json")],
+            "\"127.0.0.1:8300\"".to_owned(),
+        )
+            .into_response(),
+        _ => text(StatusCode::NOT_FOUND, "404 page not found"),
+    }
+}
+
+/// The answer to a KV read and its index, computed from the current data.
+fn kv_read(
+    state: &ConsulState,
+    r: &RecordedRequest,
+    dc: &str,
+    key: &str,
+) -> (Option<Response>, u64) {
+    let data = state.lock();
+    let table_index = data.index;
+    let store = &data.stores[dc];
+    if r.query_param("recurse").is_some() || r.query_param("keys").is_some() {
+        let matching: Vec<(&String, &Entry)> = store
+            .range(key.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(key))
+            .collect();
+        let index = matching
+            .iter()
+            .map(|(_, e)| e.modify_index)
+            .max()
+            .unwrap_or(table_index);
+        if matching.is_empty() {
+            return (None, index);
+        }
+        let body = if r.query_param("keys").is_some() {
+            let sep = r.query_param("separator").filter(|s| !s.is_empty());
+            let mut names: Vec<String> = Vec::new();
+            for (k, _) in &matching {
+                let name = match sep.and_then(|s| k[key.len()..].find(s).map(|i| (i, s))) {
+                    Some((i, s)) => k[..key.len() + i + s.len()].to_owned(),
+                    None => (*k).clone(),
+                };
+                if names.last() != Some(&name) {
+                    names.push(name);
+                }
+            }
+            json!(names)
+        } else {
+            Value::Array(matching.iter().map(|(k, e)| entry_json(k, e)).collect())
+        };
+        return (Some(axum::Json(body).into_response()), index);
+    }
+    match store.get(key) {
+        None => (None, table_index),
+        Some(e) if r.query_param("raw").is_some() => {
+            let value = e
+                .value
+                .strip_prefix(CORRUPT_MARKER)
+                .unwrap_or(&e.value)
+                .to_vec();
+            let mut resp = value.into_response();
+            resp.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            resp.headers_mut().insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            (Some(resp), e.modify_index)
+        }
+        Some(e) => (
+            Some(axum::Json(json!([entry_json(key, e)])).into_response()),
+            e.modify_index,
+        ),
+    }
+}
+
+async fn kv_get(
+    state: &ConsulState,
+    r: &RecordedRequest,
+    access: &Access,
+    dc: &str,
+    key: &str,
+) -> Response {
+    if !state.may(access, key) {
+        return denied(access, "key:read", key);
+    }
+    let min_index: u64 = r
+        .query_param("index")
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0);
+    let wait = r
+        .query_param("wait")
+        .and_then(parse_go_duration)
+        .unwrap_or(DEFAULT_WAIT)
+        .min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = state.index_tx.subscribe();
+    loop {
+        let (response, index) = kv_read(state, r, dc, key);
+        let ready = min_index == 0 || index > min_index;
+        if ready || tokio::time::Instant::now() >= deadline {
+            let response = response.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
+            return with_index(response, index);
+        }
+        // Wait for any write, then look again (a blocking query may also return early).
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            let (response, index) = kv_read(state, r, dc, key);
+            let response = response.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
+            return with_index(response, index);
+        }
+    }
+}
+
+fn kv_put(
+    state: &ConsulState,
+    r: &RecordedRequest,
+    access: &Access,
+    dc: &str,
+    key: &str,
+) -> Response {
+    if !state.may(access, key) {
+        return denied(access, "key:write", key);
+    }
+    let flags = r
+        .query_param("flags")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    let mut data = state.lock();
+    if let Some(cas) = r.query_param("cas").and_then(|c| c.parse::<u64>().ok()) {
+        let current = data.stores[dc].get(key).map_or(0, |e| e.modify_index);
+        if current != cas {
+            return axum::Json(false).into_response();
+        }
+    }
+    data.set(dc, key, r.body.clone(), flags);
+    let index = data.index;
+    drop(data);
+    state.index_tx.send_replace(index);
+    axum::Json(true).into_response()
+}
+
+fn kv_delete(
+    state: &ConsulState,
+    r: &RecordedRequest,
+    access: &Access,
+    dc: &str,
+    key: &str,
+) -> Response {
+    if !state.may(access, key) {
+        return denied(access, "key:write", key);
+    }
+    let mut data = state.lock();
+    data.index += 1;
+    let store = data.stores.get_mut(dc).expect("checked above");
+    if r.query_param("recurse").is_some() {
+        store.retain(|k, _| !k.starts_with(key));
+    } else {
+        store.remove(key);
+    }
+    let index = data.index;
+    drop(data);
+    state.index_tx.send_replace(index);
+    axum::Json(true).into_response()
+}
+
+fn txn(state: &ConsulState, r: &RecordedRequest, access: &Access, dc: &str) -> Response {
+    let ops: Vec<Value> = match serde_json::from_slice(&r.body) {
+        Ok(Value::Array(ops)) => ops,
+        Ok(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Failed to parse body: expected a list of operations",
+            );
+        }
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse body: {e}"),
+            );
+        }
+    };
+    if ops.len() > MAX_TXN_OPS {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Transaction contains too many operations ({} > {MAX_TXN_OPS})",
+                ops.len()
+            ),
+        );
+    }
+    let mut data = state.lock();
+    // Validate everything first: all or nothing.
+    let mut errors = Vec::new();
+    let mut parsed = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let kv = &op["KV"];
+        let verb = kv["Verb"].as_str().unwrap_or("");
+        let key = kv["Key"].as_str().unwrap_or("").to_owned();
+        match verb {
+            "get" if !data.stores[dc].contains_key(&key) => errors.push(json!({
+                "OpIndex": i,
+                "What": format!("key {key:?} doesn't exist"),
+            })),
+            "get" | "delete" => {}
+            "set" => {
+                if !state.may(access, &key) {
+                    errors.push(json!({"OpIndex": i, "What": format!("Permission denied: token lacks permission 'key:write' on {key:?}")}));
+                }
+            }
+            other => errors.push(json!({
+                "OpIndex": i,
+                "What": format!("unknown KV verb {other:?}"),
+            })),
+        }
+        parsed.push((
+            verb.to_owned(),
+            key,
+            kv["Value"].as_str().map(str::to_owned),
+        ));
+    }
+    if !errors.is_empty() {
+        let index = data.index;
+        drop(data);
+        let body = json!({"Results": Value::Null, "Errors": errors});
+        return with_index(
+            (StatusCode::CONFLICT, axum::Json(body)).into_response(),
+            index,
+        );
+    }
+    let mut results = Vec::new();
+    let mut wrote = false;
+    for (verb, key, value) in parsed {
+        match verb.as_str() {
+            "get" => {
+                if state.may(access, &key) {
+                    let e = &data.stores[dc][&key];
+                    results.push(json!({"KV": entry_json(&key, e)}));
+                }
+            }
+            "set" => {
+                let bytes = value
+                    .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                    .unwrap_or_default();
+                data.set(dc, &key, bytes, 0);
+                wrote = true;
+                let mut e = data.stores[dc][&key].json(&key);
+                e["Value"] = Value::Null;
+                results.push(json!({"KV": e}));
+            }
+            _ => {
+                data.index += 1;
+                wrote = true;
+                if let Some(store) = data.stores.get_mut(dc) {
+                    store.remove(&key);
+                }
+            }
+        }
+    }
+    let index = data.index;
+    drop(data);
+    if wrote {
+        state.index_tx.send_replace(index);
+    }
+    let body = json!({"Results": results, "Errors": Value::Null});
+    with_index(axum::Json(body).into_response(), index)
+}
