@@ -125,6 +125,19 @@ impl SourceError {
     pub fn message(&self) -> Option<&str> {
         self.message.as_deref()
     }
+
+    /// This error as the error of a field: the message becomes the detail and the
+    /// underlying cause (not this error again) the `source()`.
+    pub(crate) fn into_field_error(self, builder: FieldErrorBuilder) -> ComponentError {
+        let builder = match self.message {
+            Some(m) => builder.detail(m),
+            None => builder,
+        };
+        match self.cause {
+            Some(c) => builder.cause(c).build(),
+            None => builder.build(),
+        }
+    }
 }
 
 impl fmt::Display for SourceError {

@@ -464,16 +464,7 @@ fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
     let kind = f.kind();
     let builder = ComponentError::field(kind).provenance(slot.provenance());
     match f {
-        Failure::Source(e) => {
-            let builder = match e.message() {
-                Some(m) => builder.detail(m.to_owned()),
-                None => builder,
-            };
-            match std::error::Error::source(&e) {
-                Some(_) => builder.cause(e).build(),
-                None => builder.build(),
-            }
-        }
+        Failure::Source(e) => e.into_field_error(builder),
         Failure::Fetcher(e) => {
             if slot.sensitive {
                 builder

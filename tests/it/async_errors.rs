@@ -4,7 +4,7 @@ use component_model::{
     AsyncAssign, ComponentError, EnvSource, ErrorKind, FetchRequest, RawValue, Source, SourceError,
     Sources, async_trait,
 };
-use component_model_tests::{CapturedLogs, capturing_subscriber};
+use component_model_tests::{CapturedLogs, capture};
 
 const CANARY: &str = "canary-7f3a9c-DO-NOT-LEAK";
 
@@ -40,7 +40,6 @@ struct Secrets {
 #[tokio::test]
 async fn three_failing_fields_give_three_errors_and_none_contains_the_canary() {
     let logs = CapturedLogs::default();
-    let subscriber = capturing_subscriber(&logs);
     let sources = Sources::new()
         .with_env(EnvSource::from_map([
             ("API_KEY", CANARY),
@@ -48,7 +47,7 @@ async fn three_failing_fields_give_three_errors_and_none_contains_the_canary() {
             ("PLAIN", "not-a-port"),
         ]))
         .register("vaultish", VaultLike);
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture(&logs);
     let errors = Secrets::fetch_all_components_with(&sources)
         .await
         .unwrap_err();
@@ -100,7 +99,7 @@ async fn spans_record_field_source_key_outcome_and_elapsed() {
         port: u16,
     }
     let logs = CapturedLogs::default();
-    let _guard = tracing::subscriber::set_default(capturing_subscriber(&logs));
+    let _guard = capture(&logs);
     C::fetch_all_components_with(&Sources::new().with_env(EnvSource::from_map([("PORT", "1")])))
         .await
         .unwrap();

@@ -3,6 +3,9 @@
 mod async_assign;
 mod async_errors;
 mod async_fetch;
+mod consul;
 mod conversion;
 mod database;
+mod http;
 mod sync_model;
+mod vault;

@@ -43,3 +43,20 @@ pub fn capturing_subscriber(logs: &CapturedLogs) -> impl tracing::Subscriber + S
         .with_writer(logs.clone())
         .finish()
 }
+
+/// Makes a [`capturing_subscriber`] the current thread's default until the guard drops.
+///
+/// First installs a global `NoSubscriber`: with a single registered dispatcher, tracing-core
+/// computes a callsite's interest from the default of whichever thread registers the
+/// callsite first, so a span first reached by another test's thread (no subscriber: "never")
+/// would stay disabled for this one. With two or more dispatchers it asks all of them.
+pub fn capture(logs: &CapturedLogs) -> tracing::subscriber::DefaultGuard {
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+    });
+    let guard = tracing::subscriber::set_default(capturing_subscriber(logs));
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}

@@ -209,6 +209,9 @@ impl ConsulSource {
     }
 
     fn status_error(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceError {
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return SourceError::not_found();
+        }
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
         let mut message = format!("HTTP {status} from consul for {what}");

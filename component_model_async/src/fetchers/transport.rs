@@ -220,16 +220,8 @@ pub(crate) fn copy_error(e: &SourceError) -> SourceError {
 
 /// A [`SourceError`] of a standalone fetcher as a [`ComponentError`] with `provenance`.
 pub(crate) fn standalone_error(e: SourceError, provenance: Provenance) -> ComponentError {
-    let b = ComponentError::field(e.kind()).provenance(provenance);
-    let b = match e.message() {
-        Some(m) => b.detail(m.to_owned()),
-        None => b,
-    };
-    if std::error::Error::source(&e).is_some() {
-        b.cause(e).build()
-    } else {
-        b.build()
-    }
+    let builder = ComponentError::field(e.kind()).provenance(provenance);
+    e.into_field_error(builder)
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 use component_model::AsyncAssign;
 
+// The test package enables every backend feature but `redis`.
 #[derive(AsyncAssign)]
 struct Config {
-    #[component(fetch_from = "consul", key = "app/port")]
+    #[component(fetch_from = "redis", key = "app:port")]
     port: u16,
-    #[component(fetch_from = "vault", secret = "app/api-key")]
-    api_key: String,
 }
 
 fn main() {}

@@ -105,15 +105,7 @@ fn source_error(e: SourceError, query: &str, location: Option<String>) -> Compon
         location,
         ..Provenance::default()
     });
-    let b = match e.message() {
-        Some(m) => b.detail(m.to_owned()),
-        None => b,
-    };
-    if std::error::Error::source(&e).is_some() {
-        b.cause(e).build()
-    } else {
-        b.build()
-    }
+    e.into_field_error(b)
 }
 
 #[async_trait::async_trait]
