@@ -1,15 +1,20 @@
-//! Quickstart: a service config read concurrently from an embedded SQLite database and the
-//! environment, printed as a table (secrets redacted). No external service needed.
+//! Quickstart: a service config read concurrently from an embedded SQLite database, an HTTP
+//! settings API (served in process, on 127.0.0.1) and the environment, printed as a table
+//! (secrets redacted). No external service needed.
 //!
 //! Run: `cargo run --example quickstart`. The database file is `quickstart.db` in the
 //! current directory (or `$QUICKSTART_DB`), created and seeded on first run; edit it with
-//! any SQLite tool, or set `APP_PORT=9000` and run again.
+//! any SQLite tool, or set `APP_PORT=9000` and run again. Point the HTTP fields at a real
+//! service with `SETTINGS_API=https://...` (the base URL of a `/v1/settings` JSON document).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use component_model::{AsyncAssign, DatabaseSource, DbPool, EnvSource, SecretString, Sources};
+use component_model::{
+    AsyncAssign, DatabaseSource, DbPool, EnvSource, HttpSource, SecretString, Sources,
+};
 use serde::Deserialize;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -38,6 +43,18 @@ struct AppConfig {
         secret
     )]
     api_key: SecretString,
+    #[component(
+        fetch_from = "settings_api",
+        path = "/v1/settings",
+        pointer = "/rollout/percent"
+    )]
+    rollout_percent: u8,
+    #[component(
+        fetch_from = "settings_api",
+        path = "/v1/settings",
+        pointer = "/regions"
+    )]
+    regions: Vec<String>,
     #[component(fetch_from = "env", fallback = "127.0.0.1")]
     host: String,
     #[component(fetch_from = "env", fallback = "8080")]
@@ -119,6 +136,26 @@ where
     }
 }
 
+/// The in-process settings API: `GET /v1/settings` answers a JSON document and counts calls.
+async fn settings_api(calls: Arc<AtomicUsize>) -> std::io::Result<String> {
+    let app = axum::Router::new().route(
+        "/v1/settings",
+        axum::routing::get(move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                axum::Json(serde_json::json!({
+                    "rollout": {"percent": 25, "cohort": "beta"},
+                    "regions": ["eu-west-1", "us-east-1"],
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let timings = Timings::default();
@@ -132,9 +169,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sqlx::raw_sql(SEED).execute(pool).await?;
     }
 
+    // The HTTP settings API: in process unless SETTINGS_API names a real one.
+    let api_calls = Arc::new(AtomicUsize::new(0));
+    let api_url = match std::env::var("SETTINGS_API") {
+        Ok(url) => url,
+        Err(_) => settings_api(api_calls.clone()).await?,
+    };
+
     let sources = Sources::new()
         .with_env(EnvSource::process())
-        .register("database", db.clone());
+        .register("database", db.clone())
+        .register("settings_api", HttpSource::new(&api_url));
     let started = Instant::now();
     let config = AppConfig::fetch_with_resilience_with(&sources).await?;
     let total = started.elapsed();
@@ -145,22 +190,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("feature_flags", format!("{:?}", config.feature_flags)),
         ("limits", format!("{:?}", config.limits)),
         ("api_key", "[REDACTED]".to_owned()),
+        ("rollout_percent", config.rollout_percent.to_string()),
+        ("regions", format!("{:?}", config.regions)),
         ("host", format!("{:?}", config.host)),
         ("port", config.port.to_string()),
         ("log_level", format!("{:?}", config.log_level)),
     ]);
     let timings = timings.0.lock().map(|t| t.clone()).unwrap_or_default();
     println!(
-        "{:<16} {:<48} {:<9} {:<26} {:>9}",
+        "{:<16} {:<48} {:<13} {:<30} {:>9}",
         "field", "value", "source", "key", "elapsed"
     );
-    println!("{}", "-".repeat(112));
+    println!("{}", "-".repeat(120));
     for spec in AppConfig::component_sources() {
-        let key = spec.key.or(spec.table).unwrap_or("-");
-        let key = if spec.table.is_some() {
-            format!("{}.{key}", spec.table.unwrap_or_default())
-        } else {
-            key.to_owned()
+        let key = match (spec.table, spec.key, spec.path) {
+            (Some(table), Some(key), _) => format!("{table}.{key}"),
+            (_, Some(key), _) => key.to_owned(),
+            (_, _, Some(path)) => format!("{path}#{}", spec.pointer.unwrap_or("")),
+            _ => "-".to_owned(),
         };
         let ms = timings
             .get(spec.field)
@@ -168,15 +215,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_default();
         let value = values.get(spec.field).cloned().unwrap_or_default();
         println!(
-            "{:<16} {:<48} {:<9} {:<26} {:>9}",
+            "{:<16} {:<48} {:<13} {:<30} {:>9}",
             spec.field, value, spec.source, key, ms
         );
     }
     println!(
-        "\n{} fields in {:.2} ms, concurrently; the database answered {} queries (one per table, one per distinct query).",
+        "\n{} fields in {:.2} ms, concurrently; the database answered {} queries (one per table, one per distinct query), the settings API at {api_url} {}.",
         AppConfig::component_sources().len(),
         total.as_secs_f64() * 1000.0,
-        db.queries_run()
+        db.queries_run(),
+        match api_calls.load(Ordering::SeqCst) {
+            0 => "was asked once per distinct URL".to_owned(),
+            n => format!("answered {n} request(s)"),
+        }
     );
     println!(
         "Debug output keeps the secret hidden too: api_key = {:?}",

@@ -41,3 +41,10 @@ if None not in db.values():
         show("64 fields coalesced / raw sqlx, the same 64-row query", db["coalesced_fetch_all"], raw)
 else:
     print("(no PostgreSQL benchmark results: run `cargo bench -p component_model_benches --bench database` with PostgreSQL up)")
+
+rem = {b: mean_ns("consul_32_keys", b, required=False) for b in ("one_txn", "one_get_per_key")}
+if None not in rem.values():
+    show("32 consul keys: one /v1/txn / 32 GETs", rem["one_txn"], rem["one_get_per_key"])
+va = {b: mean_ns("vault_8_fields_one_path", b, required=False) for b in ("one_read", "one_read_per_field")}
+if None not in va.values():
+    show("8 fields of one vault secret: one read / 8 reads", va["one_read"], va["one_read_per_field"])

@@ -424,3 +424,29 @@ async fn the_double_answers_like_consul_recurse_keys_index_and_blocking_queries(
         .unwrap();
     assert_eq!(r.status(), 413);
 }
+
+#[tokio::test]
+async fn values_written_through_the_http_api_are_read_back_and_cas_is_checked() {
+    let consul = ConsulDouble::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/kv/svc/limit", consul.url());
+    let r = http.put(&url).body("42").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "true");
+    let limit: u32 = ConsulFetcher::with_source(ConsulSource::new(consul.address()), "svc/limit")
+        .fetch_component()
+        .await
+        .unwrap();
+    assert_eq!(limit, 42);
+    // a check-and-set against a stale index is refused
+    let r = http
+        .put(format!("{url}?cas=1"))
+        .body("43")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "false");
+    let r = http.delete(&url).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "true");
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}

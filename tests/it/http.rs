@@ -340,3 +340,36 @@ async fn the_auth_token_and_url_password_never_appear_in_debug_errors_or_logs() 
     assert!(logged.contains("component_fetch"), "{logged}");
     assert!(!logged.contains(CANARY), "logs leak the canary:\n{logged}");
 }
+
+#[tokio::test]
+async fn a_503_is_retried_with_retry_attempts_and_then_succeeds() {
+    #[derive(AsyncAssign, Debug)]
+    struct Retried {
+        #[component(
+            fetch_from = "api",
+            url = "${URL}",
+            pointer = "/port",
+            retry_attempts = 2
+        )]
+        port: u16,
+    }
+    let server = MockServer::start().await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"port": 7000})))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let sources = Sources::new().with_env(EnvSource::from_map([(
+        "URL",
+        format!("{}/flaky", server.uri()),
+    )]));
+    let r = Retried::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(r.port, 7000);
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}

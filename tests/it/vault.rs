@@ -379,3 +379,33 @@ async fn a_malformed_vault_answer_is_a_decode_error() {
         assert!(!e.to_string().contains(CANARY), "{e}");
     }
 }
+
+#[tokio::test]
+async fn a_missing_placeholder_variable_is_a_config_error_naming_field_and_variable() {
+    #[derive(AsyncAssign, Debug)]
+    struct Placed {
+        #[component(fetch_from = "vault", secret = "${TEAM}/db", field = "password")]
+        password: SecretString,
+    }
+    let vault = VaultDouble::start().await;
+    let sources = vault_sources(&vault).with_env(EnvSource::from_map([("OTHER", "x")]));
+    let errors = Placed::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].kind(), ErrorKind::Config);
+    let shown = errors[0].to_string();
+    assert!(shown.starts_with("Placed.password: vault"), "{shown}");
+    assert!(shown.contains("TEAM"), "{shown}");
+    assert!(
+        vault.requests().is_empty(),
+        "nothing is sent with an unresolved path"
+    );
+}
+
+#[test]
+fn from_env_registers_the_remote_backends() {
+    let sources = Sources::from_env();
+    for name in ["env", "api", "http", "consul", "vault"] {
+        assert!(sources.contains(name), "{name} in {sources:?}");
+    }
+}
