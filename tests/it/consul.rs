@@ -450,3 +450,28 @@ async fn values_written_through_the_http_api_are_read_back_and_cas_is_checked() 
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn a_secret_consul_value_never_appears_in_errors() {
+    const CANARY: &str = "canary-consul-2d7e-DO-NOT-LEAK";
+    #[derive(AsyncAssign, Debug)]
+    struct Guarded {
+        #[component(fetch_from = "consul", key = "app/token", secret)]
+        token_as_number: u64,
+        #[component(fetch_from = "consul", key = "app/port")]
+        port: u16,
+    }
+    let consul = ConsulDouble::start().await;
+    consul.put("app/token", CANARY);
+    consul.put("app/port", "80");
+    let errors = Guarded::fetch_all_components_with(&sources_for(&consul))
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let shown = errors[0].to_string();
+    assert!(!shown.contains(CANARY) && !format!("{:?}", errors[0]).contains(CANARY));
+    assert!(
+        shown.contains("found a secret value of 30 bytes (not shown)"),
+        "{shown}"
+    );
+}

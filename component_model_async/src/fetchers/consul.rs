@@ -24,7 +24,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, copy_error, standalone_error};
+use reqwest::Method;
+
+use super::transport::{self, Endpoint, copy_error, standalone_error};
 use crate::convert;
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
@@ -46,19 +48,15 @@ pub const MAX_TXN_OPS: usize = 64;
 /// ```
 #[derive(Clone)]
 pub struct ConsulSource {
-    client: Client,
-    base: String,
-    token: Option<reqwest::header::HeaderValue>,
+    endpoint: Endpoint,
     datacenter: Option<String>,
     namespace: Option<String>,
-    invalid: Option<String>,
 }
 
 impl fmt::Debug for ConsulSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConsulSource")
-            .field("address", &redact_url(&self.base))
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("endpoint", &self.endpoint)
             .field("datacenter", &self.datacenter)
             .field("namespace", &self.namespace)
             .finish()
@@ -98,12 +96,9 @@ impl ConsulSource {
     /// An agent at `address`: `host:port` (http) or a URL.
     pub fn new(address: impl AsRef<str>) -> Self {
         ConsulSource {
-            client: Client::new(DEFAULT_REQUEST_TIMEOUT),
-            base: transport::base_url(address.as_ref(), "http"),
-            token: None,
+            endpoint: Endpoint::new(address.as_ref(), "http", "X-Consul-Token"),
             datacenter: None,
             namespace: None,
-            invalid: None,
         }
     }
 
@@ -142,10 +137,7 @@ impl ConsulSource {
     /// Sends `X-Consul-Token: <token>` (kept secret) with every request.
     #[must_use]
     pub fn with_token(mut self, token: impl AsRef<str>) -> Self {
-        match transport::secret_header("X-Consul-Token", token.as_ref()) {
-            Ok(v) => self.token = Some(v),
-            Err(e) => self.invalid = e.message().map(str::to_owned),
-        }
+        self.endpoint.set_token(token.as_ref());
         self
     }
 
@@ -166,20 +158,20 @@ impl ConsulSource {
     /// Limits each request to `timeout` (default 10 s).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.client = Client::new(timeout);
+        self.endpoint.set_timeout(timeout);
         self
     }
 
     /// Uses `client` for every request.
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Client::with_client(client, self.client.timeout);
+        self.endpoint.set_client(client);
         self
     }
 
     /// The agent's base URL.
     pub fn address(&self) -> &str {
-        &self.base
+        self.endpoint.base()
     }
 
     fn query<'a>(&'a self, dc: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
@@ -193,21 +185,6 @@ impl ConsulSource {
         q
     }
 
-    fn request(
-        &self,
-        method: reqwest::Method,
-        url: &reqwest::Url,
-    ) -> Result<reqwest::RequestBuilder, SourceError> {
-        if let Some(why) = &self.invalid {
-            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
-        }
-        let mut r = self.client.get()?.request(method, url.clone());
-        if let Some(token) = &self.token {
-            r = r.header("X-Consul-Token", token.clone());
-        }
-        Ok(r)
-    }
-
     fn status_error(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceError {
         if status == reqwest::StatusCode::NOT_FOUND {
             return SourceError::not_found();
@@ -218,7 +195,7 @@ impl ConsulSource {
         if !text.is_empty() && text.len() <= 300 {
             message.push_str(&format!(": {text}"));
         }
-        if status.as_u16() == 403 && self.token.is_none() {
+        if status.as_u16() == 403 && !self.endpoint.has_token() {
             message.push_str(" (no token: set CONSUL_HTTP_TOKEN)");
         }
         SourceError::new(transport::status_kind(status)).with_message(message)
@@ -236,9 +213,8 @@ impl ConsulSource {
             query.push(("raw", ""));
         }
         let key = key.trim_start_matches('/');
-        let url = transport::join_url(&self.base, &["v1", "kv", key], &query)?;
-        let request = self.request(reqwest::Method::GET, &url)?;
-        let (status, _, body) = transport::send(request, url.as_str(), self.client.timeout).await?;
+        let url = self.endpoint.url(&["v1", "kv", key], &query)?;
+        let (status, body) = self.endpoint.send(Method::GET, &url, |r| r).await?;
         if !status.is_success() {
             return Err(self.status_error(status, &body, &format!("key `{key}`")));
         }
@@ -332,15 +308,19 @@ impl ConsulSource {
         }
         let body: Vec<serde_json::Value> = ops
             .iter()
-            .map(|k| serde_json::json!({"KV": {"Verb": "get", "Key": k}}))
+            .map(|k| match &self.namespace {
+                Some(ns) => serde_json::json!({"KV": {"Verb": "get", "Key": k, "Namespace": ns}}),
+                None => serde_json::json!({"KV": {"Verb": "get", "Key": k}}),
+            })
             .collect();
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        let url = transport::join_url(&self.base, &["v1", "txn"], &self.query(dc))?;
-        let request = self
-            .request(reqwest::Method::PUT, &url)?
-            .header("content-type", "application/json")
-            .body(body);
-        let (status, _, body) = transport::send(request, url.as_str(), self.client.timeout).await?;
+        let url = self.endpoint.url(&["v1", "txn"], &self.query(dc))?;
+        let (status, body) = self
+            .endpoint
+            .send(Method::PUT, &url, |r| {
+                r.header("content-type", "application/json").body(body)
+            })
+            .await?;
         let what = format!("a transaction of {} keys", ops.len());
         if !(status.is_success() || status.as_u16() == 409) {
             return Err(self.status_error(status, &body, &what));
@@ -474,7 +454,7 @@ impl Source for ConsulSource {
     }
 
     fn location(&self) -> Option<String> {
-        Some(redact_url(&self.base))
+        Some(redact_url(self.endpoint.base()))
     }
 }
 
@@ -535,7 +515,7 @@ impl ConsulFetcher {
             source: Some("consul".into()),
             key_label: "key".into(),
             key: Some(self.key.clone()),
-            location: Some(redact_url(&self.source.base)),
+            location: Some(redact_url(self.source.address())),
             ..Provenance::default()
         }
     }

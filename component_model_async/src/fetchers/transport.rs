@@ -1,6 +1,7 @@
 //! What the HTTP-based backends (`http`, `consul`, `vault`) share: one reqwest client per
 //! source, how transport failures and status codes become [`ErrorKind`]s, and base URLs.
 
+use std::fmt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -51,6 +52,92 @@ impl Client {
         self.inner
             .as_ref()
             .map_err(|e| SourceError::new(ErrorKind::Config).with_message(e.clone()))
+    }
+}
+
+/// A server a Consul or Vault backend talks to: the client, the base URL, the secret token
+/// header, and the reason a setting was invalid (reported by every request, never a panic).
+#[cfg_attr(not(any(feature = "consul", feature = "vault")), allow(dead_code))]
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    client: Client,
+    base: String,
+    token_header: &'static str,
+    token: Option<reqwest::header::HeaderValue>,
+    invalid: Option<String>,
+}
+
+#[cfg_attr(not(any(feature = "consul", feature = "vault")), allow(dead_code))]
+impl Endpoint {
+    /// `base` (a URL, or `host:port` with `default_scheme`), sending tokens in `token_header`.
+    pub(crate) fn new(base: &str, default_scheme: &str, token_header: &'static str) -> Self {
+        Endpoint {
+            client: Client::new(DEFAULT_REQUEST_TIMEOUT),
+            base: base_url(base, default_scheme),
+            token_header,
+            token: None,
+            invalid: None,
+        }
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    pub(crate) fn set_token(&mut self, token: &str) {
+        match secret_header(self.token_header, token) {
+            Ok(v) => self.token = Some(v),
+            Err(e) => self.invalid = e.message().map(str::to_owned),
+        }
+    }
+
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        self.client = Client::new(timeout);
+    }
+
+    pub(crate) fn set_client(&mut self, client: reqwest::Client) {
+        self.client = Client::with_client(client, self.client.timeout);
+    }
+
+    /// The base URL joined with `segments` and `query` (see [`join_url`]).
+    pub(crate) fn url(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Url, SourceError> {
+        join_url(&self.base, segments, query)
+    }
+
+    /// Sends `method url` with the token (and what `extra` adds); the status and body.
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+        extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), SourceError> {
+        if let Some(why) = &self.invalid {
+            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
+        }
+        let mut request = self.client.get()?.request(method, url.clone());
+        if let Some(token) = &self.token {
+            request = request.header(self.token_header, token.clone());
+        }
+        let (status, _, body) = send(extra(request), url.as_str(), self.client.timeout).await?;
+        Ok((status, body))
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("address", &redact_url(&self.base))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.client.timeout)
+            .finish()
     }
 }
 

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, copy_error, standalone_error};
+use super::transport::{self, Endpoint, copy_error, standalone_error};
 use crate::convert;
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
@@ -108,22 +108,18 @@ struct ErrorBody {
 /// ```
 #[derive(Clone)]
 pub struct VaultSource {
-    client: Client,
-    base: String,
-    token: Option<reqwest::header::HeaderValue>,
+    endpoint: Endpoint,
     namespace: Option<String>,
     default_mount: String,
     configured: HashMap<String, u8>,
     /// Detected KV versions, one single-flight cell per mount.
     detected: Arc<Mutex<HashMap<String, Arc<OnceCell<u8>>>>>,
-    invalid: Option<String>,
 }
 
 impl fmt::Debug for VaultSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VaultSource")
-            .field("address", &redact_url(&self.base))
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("endpoint", &self.endpoint)
             .field("namespace", &self.namespace)
             .field("default_mount", &self.default_mount)
             .finish()
@@ -134,14 +130,11 @@ impl VaultSource {
     /// A Vault server at `address` (a URL; `host:port` means https).
     pub fn new(address: impl AsRef<str>) -> Self {
         VaultSource {
-            client: Client::new(DEFAULT_REQUEST_TIMEOUT),
-            base: transport::base_url(address.as_ref(), "https"),
-            token: None,
+            endpoint: Endpoint::new(address.as_ref(), "https", "X-Vault-Token"),
             namespace: None,
             default_mount: DEFAULT_MOUNT.to_owned(),
             configured: HashMap::new(),
             detected: Arc::default(),
-            invalid: None,
         }
     }
 
@@ -176,10 +169,7 @@ impl VaultSource {
     /// Sends `X-Vault-Token: <token>` (kept secret) with every request.
     #[must_use]
     pub fn with_token(mut self, token: impl AsRef<str>) -> Self {
-        match transport::secret_header("X-Vault-Token", token.as_ref()) {
-            Ok(v) => self.token = Some(v),
-            Err(e) => self.invalid = e.message().map(str::to_owned),
-        }
+        self.endpoint.set_token(token.as_ref());
         self
     }
 
@@ -208,35 +198,31 @@ impl VaultSource {
     /// Limits each request to `timeout` (default 10 s).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.client = Client::new(timeout);
+        self.endpoint.set_timeout(timeout);
         self
     }
 
     /// Uses `client` for every request.
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Client::with_client(client, self.client.timeout);
+        self.endpoint.set_client(client);
         self
     }
 
     /// The server's base URL.
     pub fn address(&self) -> &str {
-        &self.base
+        self.endpoint.base()
     }
 
     async fn call(&self, segments: &[&str], what: &str) -> Result<Envelope, SourceError> {
-        if let Some(why) = &self.invalid {
-            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
-        }
-        let url = transport::join_url(&self.base, segments, &[])?;
-        let mut request = self.client.get()?.get(url.clone());
-        if let Some(token) = &self.token {
-            request = request.header("X-Vault-Token", token.clone());
-        }
-        if let Some(ns) = &self.namespace {
-            request = request.header("X-Vault-Namespace", ns.as_str());
-        }
-        let (status, _, body) = transport::send(request, url.as_str(), self.client.timeout).await?;
+        let url = self.endpoint.url(segments, &[])?;
+        let (status, body) = self
+            .endpoint
+            .send(reqwest::Method::GET, &url, |r| match &self.namespace {
+                Some(ns) => r.header("X-Vault-Namespace", ns.as_str()),
+                None => r,
+            })
+            .await?;
         if !status.is_success() {
             return Err(self.status_error(status, &body, what));
         }
@@ -275,7 +261,7 @@ impl VaultSource {
         if !errors.is_empty() {
             message.push_str(&format!(": {}", errors.join("; ")));
         }
-        if status.as_u16() == 403 && self.token.is_none() {
+        if status.as_u16() == 403 && !self.endpoint.has_token() {
             message.push_str(" (no token: set VAULT_TOKEN)");
         }
         SourceError::new(transport::status_kind(status)).with_message(message)
@@ -414,7 +400,7 @@ impl Source for VaultSource {
     }
 
     fn location(&self) -> Option<String> {
-        Some(redact_url(&self.base))
+        Some(redact_url(self.endpoint.base()))
     }
 }
 
@@ -482,7 +468,7 @@ impl VaultFetcher {
             source: Some("vault".into()),
             key_label: "secret".into(),
             key: Some(format!("{mount}/{}", self.path.trim_matches('/'))),
-            location: Some(redact_url(&self.source.base)),
+            location: Some(redact_url(self.source.address())),
             ..Provenance::default()
         }
     }

@@ -232,10 +232,7 @@ impl ConsulDouble {
 
     /// The requests whose path starts with `prefix` (`"/v1/txn"`, `"/v1/kv/app"`).
     pub fn requests_to(&self, prefix: &str) -> Vec<RecordedRequest> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.path.starts_with(prefix))
-            .collect()
+        self.state.recorder.matching(prefix)
     }
 
     /// Forgets the recorded requests.

@@ -138,6 +138,14 @@ impl Recorder {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn matching(&self, prefix: &str) -> Vec<RecordedRequest> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
     fn clear(&self) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }

@@ -226,10 +226,7 @@ impl VaultDouble {
 
     /// The requests whose path starts with `prefix`.
     pub fn requests_to(&self, prefix: &str) -> Vec<RecordedRequest> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.path.starts_with(prefix))
-            .collect()
+        self.state.recorder.matching(prefix)
     }
 
     /// Forgets the recorded requests.
