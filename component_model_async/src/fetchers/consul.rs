@@ -162,7 +162,8 @@ impl ConsulSource {
         self
     }
 
-    /// Uses `client` for every request.
+    /// Uses `client` (its own timeout, proxy and TLS settings) for every request; a later
+    /// `with_timeout` replaces it with a client of this crate.
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.endpoint.set_client(client);

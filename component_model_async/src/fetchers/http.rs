@@ -144,7 +144,8 @@ impl HttpSource {
         self
     }
 
-    /// Uses `client` (its own timeout, proxy and TLS settings) for every request.
+    /// Uses `client` (its own timeout, proxy and TLS settings) for every request; a later
+    /// `with_timeout` replaces it with a client of this crate.
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.client = Client::with_client(client, self.client.timeout);
@@ -310,7 +311,8 @@ impl ApiFetcher {
         self
     }
 
-    /// Uses `client` for the request.
+    /// Uses `client` (its own timeout, proxy and TLS settings) for the request; a later
+    /// `with_timeout` replaces it with a client of this crate.
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.source = self.source.with_client(client);

@@ -26,30 +26,32 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// A client, or the reason none could be built, kept until a fetch reports it.
+/// A reqwest client built on first use (so registering a source costs nothing), shared by
+/// the clones of a source; or the reason none could be built, reported by each fetch.
 #[derive(Clone)]
 pub(crate) struct Client {
-    inner: Result<reqwest::Client, String>,
+    inner: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     pub(crate) timeout: Duration,
 }
 
 impl Client {
     pub(crate) fn new(timeout: Duration) -> Self {
         Client {
-            inner: client(timeout),
+            inner: Default::default(),
             timeout,
         }
     }
 
     pub(crate) fn with_client(client: reqwest::Client, timeout: Duration) -> Self {
         Client {
-            inner: Ok(client),
+            inner: std::sync::Arc::new(std::sync::OnceLock::from(Ok(client))),
             timeout,
         }
     }
 
     pub(crate) fn get(&self) -> Result<&reqwest::Client, SourceError> {
         self.inner
+            .get_or_init(|| client(self.timeout))
             .as_ref()
             .map_err(|e| SourceError::new(ErrorKind::Config).with_message(e.clone()))
     }
