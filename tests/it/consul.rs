@@ -475,3 +475,18 @@ async fn a_secret_consul_value_never_appears_in_errors() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_agent_is_unavailable_for_every_field_with_its_address() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let sources = Sources::new().register("consul", ConsulSource::new(&addr));
+    let errors = App::fetch_all_components_with(&sources).await.unwrap_err();
+    assert_eq!(errors.len(), 6);
+    for e in &errors {
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(e.to_string().contains(&format!("at http://{addr}")), "{e}");
+        assert!(e.to_string().contains("cannot connect"), "{e}");
+    }
+}

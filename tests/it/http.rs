@@ -373,3 +373,39 @@ async fn a_503_is_retried_with_retry_attempts_and_then_succeeds() {
     assert_eq!(r.port, 7000);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn an_invalid_header_or_missing_base_url_is_a_config_error_not_a_panic() {
+    #[derive(AsyncAssign, Debug)]
+    struct Configured {
+        #[component(fetch_from = "bad_header", path = "/x")]
+        a: u16,
+        #[component(fetch_from = "no_base", path = "/x")]
+        b: u16,
+    }
+    let sources = Sources::new()
+        .register(
+            "bad_header",
+            HttpSource::new("http://127.0.0.1:9").with_header("bad header", "x"),
+        )
+        .register("no_base", HttpSource::default());
+    let errors = Configured::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    }
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("invalid HTTP header `bad header`"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].to_string().contains("no base URL"),
+        "{}",
+        errors[1]
+    );
+}
