@@ -377,6 +377,7 @@ async fn a_503_is_retried_with_retry_attempts_and_then_succeeds() {
 #[tokio::test]
 async fn an_invalid_header_or_missing_base_url_is_a_config_error_not_a_panic() {
     #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)] // only the errors matter here
     struct Configured {
         #[component(fetch_from = "bad_header", path = "/x")]
         a: u16,
