@@ -126,6 +126,16 @@ impl SourceError {
         self.message.as_deref()
     }
 
+    /// A copy for each further field that waited on the same request; the cause, which
+    /// can't be cloned, travels as its text.
+    pub(crate) fn duplicate(&self) -> SourceError {
+        SourceError {
+            kind: self.kind,
+            message: self.message.clone(),
+            cause: self.cause.as_ref().map(|c| c.to_string().into()),
+        }
+    }
+
     /// This error as the error of a field: the message becomes the detail and the
     /// underlying cause (not this error again) the `source()`.
     pub(crate) fn into_field_error(self, builder: FieldErrorBuilder) -> ComponentError {
@@ -231,7 +241,7 @@ impl fmt::Debug for ComponentError {
     }
 }
 
-fn humanize(d: Duration) -> String {
+pub(crate) fn humanize(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {

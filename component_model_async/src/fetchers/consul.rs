@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 
 use reqwest::Method;
 
-use super::transport::{self, Endpoint, copy_error, standalone_error};
+use super::transport::{self, Endpoint, standalone_error};
 use crate::convert;
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
@@ -261,7 +261,7 @@ impl ConsulSource {
             match self.txn_round(keys, &pending, dc).await {
                 Err(e) => {
                     for &i in &pending {
-                        answers[i] = Some(Err(copy_error(&e)));
+                        answers[i] = Some(Err(e.duplicate()));
                     }
                     break;
                 }

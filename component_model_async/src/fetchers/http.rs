@@ -37,7 +37,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, copy_error, standalone_error};
+use super::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, standalone_error};
 use crate::convert;
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
@@ -226,11 +226,10 @@ impl Source for HttpSource {
             futures::future::join_all(distinct.iter().map(|url| self.get_json(url))).await;
         urls.iter()
             .map(|url| match url {
-                Err(e) => Err(SourceError::new(e.kind())
-                    .with_message(e.message().unwrap_or_default().to_owned())),
+                Err(e) => Err(e.duplicate()),
                 Ok(url) => match &answers[index[url.as_str()]] {
                     Ok(v) => Ok(RawValue::Json(v.clone())),
-                    Err(e) => Err(copy_error(e)),
+                    Err(e) => Err(e.duplicate()),
                 },
             })
             .collect()

@@ -160,7 +160,10 @@ pub(crate) fn transport_error(e: reqwest::Error, url: &str, timeout: Duration) -
     let (kind, message) = if e.is_timeout() {
         (
             ErrorKind::Timeout,
-            format!("no complete response from {url} within {}", secs(timeout)),
+            format!(
+                "no complete response from {url} within {}",
+                crate::error::humanize(timeout)
+            ),
         )
     } else if e.is_redirect() {
         (
@@ -182,14 +185,6 @@ pub(crate) fn transport_error(e: reqwest::Error, url: &str, timeout: Duration) -
     SourceError::new(kind)
         .with_message(message)
         .with_cause(e.without_url())
-}
-
-fn secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }
 
 /// Sends `request` and reads the whole body; transport failures become [`SourceError`]s.
@@ -293,18 +288,6 @@ pub(crate) fn secret_header(
     })?;
     v.set_sensitive(true);
     Ok(v)
-}
-
-/// A copy of a shared error for each field that waited on it (the cause stays with none).
-pub(crate) fn copy_error(e: &SourceError) -> SourceError {
-    let mut copy = SourceError::new(e.kind());
-    if let Some(m) = e.message() {
-        copy = copy.with_message(m.to_owned());
-    }
-    match std::error::Error::source(e) {
-        Some(cause) => copy.with_cause(cause.to_string()),
-        None => copy,
-    }
 }
 
 /// A [`SourceError`] of a standalone fetcher as a [`ComponentError`] with `provenance`.

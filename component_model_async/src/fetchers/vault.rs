@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::transport::{self, Endpoint, copy_error, standalone_error};
+use super::transport::{self, Endpoint, standalone_error};
 use crate::convert;
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
@@ -393,7 +393,7 @@ impl Source for VaultSource {
                     let i = distinct.iter().position(|d| d == k).unwrap_or(0);
                     match &reads[i] {
                         Ok(v) => Ok(RawValue::Json(v.clone())),
-                        Err(e) => Err(copy_error(e)),
+                        Err(e) => Err(e.duplicate()),
                     }
                 }
             })

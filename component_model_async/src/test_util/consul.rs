@@ -186,38 +186,26 @@ impl ConsulDouble {
     /// # Panics
     /// When `dc` was not configured with [`ConsulDoubleBuilder::datacenter`].
     pub fn put_in(&self, dc: &str, key: &str, value: impl AsRef<[u8]>) {
-        let mut data = self.state.lock();
-        assert!(data.stores.contains_key(dc), "unknown datacenter {dc}");
-        data.set(dc, key, value.as_ref().to_vec(), 0);
-        let index = data.index;
-        drop(data);
-        self.state.index_tx.send_replace(index);
+        self.state.write(|data| {
+            assert!(data.stores.contains_key(dc), "unknown datacenter {dc}");
+            data.set(dc, key, value.as_ref().to_vec(), 0);
+        });
     }
 
     /// Stores a raw `Value` string for `key` in `dc1` as-is, e.g. invalid base64, to test
     /// how a client copes with a corrupted answer.
     pub fn put_raw_value(&self, key: &str, encoded: &str) {
-        let mut data = self.state.lock();
-        data.set("dc1", key, Vec::new(), 0);
-        if let Some(e) = data.stores.get_mut("dc1").and_then(|s| s.get_mut(key)) {
-            e.value = CORRUPT_MARKER
-                .iter()
-                .copied()
-                .chain(encoded.bytes())
-                .collect();
-        }
+        let value = CORRUPT_MARKER
+            .iter()
+            .copied()
+            .chain(encoded.bytes())
+            .collect();
+        self.state.write(|data| data.set("dc1", key, value, 0));
     }
 
     /// Deletes `key` in `dc1`.
     pub fn delete(&self, key: &str) {
-        let mut data = self.state.lock();
-        data.index += 1;
-        if let Some(store) = data.stores.get_mut("dc1") {
-            store.remove(key);
-        }
-        let index = data.index;
-        drop(data);
-        self.state.index_tx.send_replace(index);
+        self.state.write(|data| data.remove("dc1", key, false));
     }
 
     /// The current raft index (`X-Consul-Index` of the latest write).
@@ -248,9 +236,34 @@ impl ConsulState {
     fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Runs `change` on the data, then wakes blocking queries if the index moved.
+    fn write<R>(&self, change: impl FnOnce(&mut Data) -> R) -> R {
+        let mut data = self.lock();
+        let before = data.index;
+        let out = change(&mut data);
+        let after = data.index;
+        drop(data);
+        if after != before {
+            self.index_tx.send_replace(after);
+        }
+        out
+    }
 }
 
 impl Data {
+    /// Removes `key` (every key under it with `recurse`); the index moves either way.
+    fn remove(&mut self, dc: &str, key: &str, recurse: bool) {
+        self.index += 1;
+        if let Some(store) = self.stores.get_mut(dc) {
+            if recurse {
+                store.retain(|k, _| !k.starts_with(key));
+            } else {
+                store.remove(key);
+            }
+        }
+    }
+
     fn set(&mut self, dc: &str, key: &str, value: Vec<u8>, flags: u64) {
         self.index += 1;
         let index = self.index;
@@ -474,20 +487,13 @@ async fn kv_get(
     let mut changes = state.index_tx.subscribe();
     loop {
         let (response, index) = kv_read(state, r, dc, key);
-        let ready = min_index == 0 || index > min_index;
-        if ready || tokio::time::Instant::now() >= deadline {
+        let expired = tokio::time::Instant::now() >= deadline;
+        if min_index == 0 || index > min_index || expired {
             let response = response.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
             return with_index(response, index);
         }
-        // Wait for any write, then look again (a blocking query may also return early).
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
-            let (response, index) = kv_read(state, r, dc, key);
-            let response = response.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
-            return with_index(response, index);
-        }
+        // Wait for any write (or the deadline), then look again.
+        let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
     }
 }
 
@@ -505,18 +511,16 @@ fn kv_put(
         .query_param("flags")
         .and_then(|f| f.parse().ok())
         .unwrap_or(0);
-    let mut data = state.lock();
-    if let Some(cas) = r.query_param("cas").and_then(|c| c.parse::<u64>().ok()) {
+    let cas = r.query_param("cas").and_then(|c| c.parse::<u64>().ok());
+    let written = state.write(|data| {
         let current = data.stores[dc].get(key).map_or(0, |e| e.modify_index);
-        if current != cas {
-            return axum::Json(false).into_response();
+        if cas.is_some_and(|cas| cas != current) {
+            return false;
         }
-    }
-    data.set(dc, key, r.body.clone(), flags);
-    let index = data.index;
-    drop(data);
-    state.index_tx.send_replace(index);
-    axum::Json(true).into_response()
+        data.set(dc, key, r.body.clone(), flags);
+        true
+    });
+    axum::Json(written).into_response()
 }
 
 fn kv_delete(
@@ -529,17 +533,8 @@ fn kv_delete(
     if !state.may(access, key) {
         return denied(access, "key:write", key);
     }
-    let mut data = state.lock();
-    data.index += 1;
-    let store = data.stores.get_mut(dc).expect("checked above");
-    if r.query_param("recurse").is_some() {
-        store.retain(|k, _| !k.starts_with(key));
-    } else {
-        store.remove(key);
-    }
-    let index = data.index;
-    drop(data);
-    state.index_tx.send_replace(index);
+    let recurse = r.query_param("recurse").is_some();
+    state.write(|data| data.remove(dc, key, recurse));
     axum::Json(true).into_response()
 }
 
@@ -568,7 +563,17 @@ fn txn(state: &ConsulState, r: &RecordedRequest, access: &Access, dc: &str) -> R
             ),
         );
     }
-    let mut data = state.lock();
+    state.write(|data| txn_apply(state, access, dc, &ops, data))
+}
+
+/// Runs a transaction's operations: all of them, or none when one fails.
+fn txn_apply(
+    state: &ConsulState,
+    access: &Access,
+    dc: &str,
+    ops: &[Value],
+    data: &mut Data,
+) -> Response {
     // Validate everything first: all or nothing.
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
@@ -600,7 +605,6 @@ fn txn(state: &ConsulState, r: &RecordedRequest, access: &Access, dc: &str) -> R
     }
     if !errors.is_empty() {
         let index = data.index;
-        drop(data);
         let body = json!({"Results": Value::Null, "Errors": errors});
         return with_index(
             (StatusCode::CONFLICT, axum::Json(body)).into_response(),
@@ -608,7 +612,6 @@ fn txn(state: &ConsulState, r: &RecordedRequest, access: &Access, dc: &str) -> R
         );
     }
     let mut results = Vec::new();
-    let mut wrote = false;
     for (verb, key, value) in parsed {
         match verb.as_str() {
             "get" => {
@@ -622,25 +625,16 @@ fn txn(state: &ConsulState, r: &RecordedRequest, access: &Access, dc: &str) -> R
                     .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
                     .unwrap_or_default();
                 data.set(dc, &key, bytes, 0);
-                wrote = true;
                 let mut e = data.stores[dc][&key].json(&key);
                 e["Value"] = Value::Null;
                 results.push(json!({"KV": e}));
             }
             _ => {
-                data.index += 1;
-                wrote = true;
-                if let Some(store) = data.stores.get_mut(dc) {
-                    store.remove(&key);
-                }
+                data.remove(dc, &key, false);
             }
         }
     }
     let index = data.index;
-    drop(data);
-    if wrote {
-        state.index_tx.send_replace(index);
-    }
     let body = json!({"Results": results, "Errors": Value::Null});
     with_index(axum::Json(body).into_response(), index)
 }

@@ -567,14 +567,6 @@ impl DatabaseSource {
     }
 }
 
-fn copy_error(e: &SourceError) -> SourceError {
-    let copy = SourceError::new(e.kind());
-    match e.message() {
-        Some(m) => copy.with_message(m.to_owned()),
-        None => copy,
-    }
-}
-
 #[async_trait::async_trait]
 impl Source for DatabaseSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -625,7 +617,7 @@ impl Source for DatabaseSource {
                         let key = requests[i].key().unwrap_or("");
                         results[i] = Some(match values.get(key) {
                             Some(Ok(v)) => Ok(v.clone()),
-                            Some(Err(e)) => Err(copy_error(e)),
+                            Some(Err(e)) => Err(e.duplicate()),
                             None => Err(SourceError::not_found()),
                         });
                     }
@@ -636,7 +628,7 @@ impl Source for DatabaseSource {
                     let mut members = members.into_iter();
                     let first = members.next();
                     for i in members {
-                        results[i] = Some(Err(copy_error(&e)));
+                        results[i] = Some(Err(e.duplicate()));
                     }
                     if let Some(i) = first {
                         results[i] = Some(Err(e));
