@@ -46,11 +46,7 @@ pub fn fallback_value<T: DeserializeOwned>(spec: &'static FieldSpec) -> Option<T
         key: None,
         location: None,
     };
-    let target = crate::convert::Target {
-        spec,
-        provenance: &provenance,
-        sensitive: spec.sensitive,
-    };
+    let target = crate::convert::Target::new(spec, &provenance, spec.sensitive);
     crate::convert::decode_text::<T>(text.to_owned(), &target).ok()
 }
 

@@ -68,6 +68,9 @@ impl fmt::Display for ErrorKind {
 /// request (status code, driver error), so it is safe to show. The engine adds the field,
 /// source and key when it turns this into a [`ComponentError`].
 ///
+/// It is cheap to clone (the cause is shared), so one failed round trip can answer every
+/// request that waited on it.
+///
 /// ```
 /// use component_model_async::{ErrorKind, SourceError};
 ///
@@ -77,12 +80,15 @@ impl fmt::Display for ErrorKind {
 /// assert_eq!(e.to_string(), "unavailable: consul at 127.0.0.1:8500");
 /// assert!(std::error::Error::source(&e).is_some());
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SourceError {
     kind: ErrorKind,
     message: Option<String>,
-    cause: Option<BoxError>,
+    cause: Option<SharedError>,
 }
+
+/// An underlying error shared by the clones of a [`SourceError`].
+pub type SharedError = std::sync::Arc<dyn StdError + Send + Sync + 'static>;
 
 impl SourceError {
     /// A new error of `kind` with no message.
@@ -112,7 +118,7 @@ impl SourceError {
 
     /// Adds the underlying error.
     pub fn with_cause(mut self, cause: impl Into<BoxError>) -> Self {
-        self.cause = Some(cause.into());
+        self.cause = Some(SharedError::from(cause.into()));
         self
     }
 
@@ -126,14 +132,9 @@ impl SourceError {
         self.message.as_deref()
     }
 
-    /// A copy for each further field that waited on the same request; the cause, which
-    /// can't be cloned, travels as its text.
-    pub(crate) fn duplicate(&self) -> SourceError {
-        SourceError {
-            kind: self.kind,
-            message: self.message.clone(),
-            cause: self.cause.as_ref().map(|c| c.to_string().into()),
-        }
+    /// The underlying error, if any.
+    pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        self.cause.as_deref()
     }
 
     /// This error as the error of a field: the message becomes the detail and the
@@ -397,7 +398,8 @@ impl ComponentError {
         }
     }
 
-    /// The underlying error of a field error (also reachable as `source()`).
+    /// The underlying error of a field error. Its text is already part of this error's
+    /// message, so `source()` returns the cause's own source, not the cause again.
     pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
         match self {
             ComponentError::Field(e) => e.cause.as_deref(),
@@ -422,9 +424,11 @@ impl ComponentError {
     }
 }
 
+/// The cause's text is part of the message, so `source()` starts one level below it: a
+/// chain printer shows each underlying error once.
 impl StdError for FieldError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.cause.as_deref().map(|e| e as _)
+        self.cause.as_deref().and_then(|c| c.source())
     }
 }
 

@@ -91,6 +91,8 @@ pub use fetchers::database::{DatabaseFetcher, DatabaseSource, DbPool};
 pub use fetchers::env::{EnvFetcher, EnvSource};
 #[cfg(feature = "http")]
 pub use fetchers::http::{ApiFetcher, HttpSource};
+#[cfg(feature = "redis")]
+pub use fetchers::redis::RedisSource;
 #[cfg(feature = "vault")]
 pub use fetchers::vault::{VaultFetcher, VaultSource};
 #[cfg(feature = "test-util")]

@@ -77,7 +77,11 @@ fn provenance_of(
             &unresolved
         }
     };
-    let (label, key) = match request.native_key() {
+    let native = match source {
+        Some(s) => s.native_key(request),
+        None => request.native_key(),
+    };
+    let (label, key) = match native {
         Some((label, key)) => (label, Some(key)),
         None => ("key", None),
     };
@@ -109,6 +113,18 @@ impl std::fmt::Display for SpanKey {
 impl Slot {
     fn provenance(&self) -> Provenance {
         provenance_of(self.spec, self.request.as_ref(), self.source.as_deref())
+    }
+
+    /// How this field's value converts, as its source describes itself.
+    fn target<'a>(&'a self, provenance: &'a dyn Fn() -> Provenance) -> Target<'a> {
+        let mut target = Target::new(self.spec, provenance, self.sensitive);
+        if let Some(source) = &self.source {
+            if source.selects_field() {
+                target.select = None;
+            }
+            target.unwrap_single = source.unwraps_single_member();
+        }
+        target
     }
 }
 
@@ -223,12 +239,18 @@ impl<'s> Plan<'s> {
         &mut self,
         spec: &'static FieldSpec,
     ) -> Handle<T> {
-        let sensitive =
-            spec.sensitive || spec.source_kind() == "vault" || convert::is_secret_type::<T>();
+        let sensitive = spec.sensitive || convert::is_secret_type::<T>();
         let mut slot = self.slot(spec, sensitive);
         if slot.primary.is_none() {
             let primary = self.route::<T>(spec.source, spec, slot.request.as_ref());
             if let Route::Raw(s) = &primary {
+                // Secrecy and value handling follow the source, not its name.
+                slot.sensitive |= s.is_sensitive();
+                if s.selects_field()
+                    && let Some(request) = slot.request.as_mut()
+                {
+                    request.select_on_wire();
+                }
                 slot.source = Some(s.clone());
             }
             slot.primary = Some(primary);
@@ -388,7 +410,9 @@ fn builtin_hint(name: &str) -> &'static str {
         "vault" => {
             " (`Sources::from_env()` registers it with cargo feature `vault`; or register a `VaultSource`)"
         }
-        "redis" => " (this built-in backend is not part of this version yet)",
+        "redis" => {
+            " (`Sources::from_env()` registers it from REDIS_URL with cargo feature `redis`; or register a `RedisSource`)"
+        }
         _ => "",
     }
 }
@@ -492,11 +516,7 @@ impl Outcomes {
     {
         let slot = &self.slots[index];
         let provenance = || slot.provenance();
-        let target = Target {
-            spec: slot.spec,
-            provenance: &provenance,
-            sensitive: slot.sensitive,
-        };
+        let target = slot.target(&provenance);
         let (result, elapsed) = self.results[index].take().unwrap_or_else(|| {
             (
                 Err(ComponentError::field(ErrorKind::Config)
@@ -586,11 +606,7 @@ impl Outcomes {
         let slot = &self.slots[handle.index];
         let text = slot.spec.fallback?;
         let provenance = || slot.provenance();
-        let target = Target {
-            spec: slot.spec,
-            provenance: &provenance,
-            sensitive: slot.sensitive,
-        };
+        let target = slot.target(&provenance);
         convert::decode_text::<T>(text.to_owned(), &target).ok()
     }
 }

@@ -160,8 +160,12 @@ impl FieldSpec {
 
 /// One field's request to a source, with `${VAR}` placeholders already resolved.
 ///
-/// A backend reads what it needs (`key`, `query`, `secret_path`, ...); it never needs the
-/// field's Rust type.
+/// A request owns its parameters (what goes on the wire: key, query, secret path, url,
+/// path, mount, table, datacenter, KV version and any backend-defined parameter), so it
+/// can be built at run time, kept, and used as a cache key: `Hash`/`Eq` cover exactly
+/// those parameters — not the field it came from, nor the `field`/`pointer` selection made
+/// after fetching — so two fields reading one key make equal requests. A backend reads
+/// what it needs; it never needs the field's Rust type.
 ///
 /// ```
 /// use component_model_async::{FetchRequest, FieldSpec};
@@ -170,45 +174,98 @@ impl FieldSpec {
 /// let request = FetchRequest::resolved(&SPEC, &|_| None).unwrap();
 /// assert_eq!(request.key(), Some("web/port"));
 /// assert_eq!(request.native_key(), Some(("key", "web/port".to_owned())));
+///
+/// // Built in code, it is the same request.
+/// assert_eq!(request, FetchRequest::for_key("consul", "web/port"));
 /// ```
 #[derive(Clone)]
 pub struct FetchRequest {
-    spec: &'static FieldSpec,
-    key: Option<Cow<'static, str>>,
-    secret_path: Option<Cow<'static, str>>,
-    url: Option<Cow<'static, str>>,
-    path: Option<Cow<'static, str>>,
-    mount: Option<Cow<'static, str>>,
+    params: Params,
+    origin: Origin,
+}
+
+type Text = Cow<'static, str>;
+
+/// What goes on the wire; the request's identity.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+struct Params {
+    key: Option<Text>,
+    query: Option<Text>,
+    secret_path: Option<Text>,
+    url: Option<Text>,
+    path: Option<Text>,
+    mount: Option<Text>,
+    table: Option<Text>,
+    dc: Option<Text>,
+    kv_version: Option<u8>,
+    /// `field = "..."` when the source reads it itself (a Redis hash member).
+    member: Option<Text>,
+    /// Backend-defined parameters, sorted by name.
+    extra: Vec<(Text, Text)>,
+}
+
+/// Where the request comes from; not part of its identity.
+#[derive(Clone)]
+struct Origin {
+    spec: Option<&'static FieldSpec>,
+    source: Text,
+    owner: Text,
+    field: Text,
+    select: Option<Text>,
+    sensitive: bool,
+}
+
+impl PartialEq for FetchRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.params == other.params
+    }
+}
+
+impl Eq for FetchRequest {}
+
+impl std::hash::Hash for FetchRequest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.params.hash(state);
+    }
 }
 
 impl fmt::Debug for FetchRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FetchRequest")
-            .field(
-                "field",
-                &format_args!("{}.{}", self.spec.owner, self.spec.field),
-            )
-            .field("source", &self.spec.source)
-            .field("key", &self.key)
-            .field("query", &self.spec.query)
-            .field("secret_path", &self.secret_path)
-            .field("url", &self.url.as_deref().map(redact_url))
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        let p = &self.params;
+        let mut d = f.debug_struct("FetchRequest");
+        d.field(
+            "field",
+            &format_args!("{}.{}", self.origin.owner, self.origin.field),
+        )
+        .field("source", &self.origin.source);
+        let mut opt = |name: &str, v: &Option<Text>| {
+            if let Some(v) = v {
+                d.field(name, v);
+            }
+        };
+        opt("key", &p.key);
+        opt("query", &p.query);
+        opt("secret_path", &p.secret_path);
+        opt("url", &p.url.as_deref().map(|u| Cow::Owned(redact_url(u))));
+        opt("path", &p.path);
+        opt("mount", &p.mount);
+        opt("table", &p.table);
+        opt("dc", &p.dc);
+        opt("member", &p.member);
+        if !p.extra.is_empty() {
+            d.field("extra", &p.extra);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
 impl FetchRequest {
     /// A request for `spec` with no placeholders to resolve (see [`FetchRequest::resolved`]).
     pub fn new(spec: &'static FieldSpec) -> Self {
-        FetchRequest {
-            spec,
-            key: spec.key.map(Cow::Borrowed),
-            secret_path: spec.secret_path.map(Cow::Borrowed),
-            url: spec.url.map(Cow::Borrowed),
-            path: spec.path.map(Cow::Borrowed),
-            mount: spec.mount.map(Cow::Borrowed),
-        }
+        Self::from_spec(spec, |v| {
+            Ok::<_, std::convert::Infallible>(Cow::Borrowed(v))
+        })
+        .unwrap_or_else(|never| match never {})
     }
 
     /// A request for `spec` whose `${VAR}` / `${VAR:-default}` placeholders in `key`,
@@ -217,102 +274,225 @@ impl FetchRequest {
         spec: &'static FieldSpec,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, crate::placeholder::PlaceholderError> {
-        use crate::placeholder::expand;
-        let r = |v: Option<&'static str>| -> Result<Option<Cow<'static, str>>, _> {
-            v.map(|s| expand(s, lookup)).transpose()
-        };
+        Self::from_spec(spec, |v| crate::placeholder::expand(v, lookup))
+    }
+
+    fn from_spec<E>(
+        spec: &'static FieldSpec,
+        resolve: impl Fn(&'static str) -> Result<Text, E>,
+    ) -> Result<Self, E> {
+        let r = |v: Option<&'static str>| v.map(&resolve).transpose();
+        let fixed = |v: Option<&'static str>| v.map(Cow::Borrowed);
         Ok(FetchRequest {
-            spec,
-            key: r(spec.key)?,
-            secret_path: r(spec.secret_path)?,
-            url: r(spec.url)?,
-            path: r(spec.path)?,
-            mount: r(spec.mount)?,
+            params: Params {
+                key: r(spec.key)?,
+                query: fixed(spec.query),
+                secret_path: r(spec.secret_path)?,
+                url: r(spec.url)?,
+                path: r(spec.path)?,
+                mount: r(spec.mount)?,
+                table: fixed(spec.table),
+                dc: fixed(spec.dc),
+                kv_version: spec.kv_version,
+                member: None,
+                extra: Vec::new(),
+            },
+            origin: Origin {
+                spec: Some(spec),
+                source: Cow::Borrowed(spec.source),
+                owner: Cow::Borrowed(spec.owner),
+                field: Cow::Borrowed(spec.field),
+                select: fixed(spec.select),
+                sensitive: spec.sensitive,
+            },
         })
     }
 
-    /// The compile-time description of the field.
-    pub fn spec(&self) -> &'static FieldSpec {
-        self.spec
+    /// An empty request to the source named `source`, to build in code with the `with_*`
+    /// methods (a standalone fetcher, a test, a cache warm-up).
+    ///
+    /// ```
+    /// use component_model_async::FetchRequest;
+    ///
+    /// let r = FetchRequest::for_source("vault").with_secret_path("app/db").with_mount("kv");
+    /// assert_eq!((r.secret_path(), r.mount()), (Some("app/db"), Some("kv")));
+    /// ```
+    pub fn for_source(source: impl Into<Text>) -> Self {
+        FetchRequest {
+            params: Params::default(),
+            origin: Origin {
+                spec: None,
+                source: source.into(),
+                owner: Cow::Borrowed(""),
+                field: Cow::Borrowed("value"),
+                select: None,
+                sensitive: false,
+            },
+        }
+    }
+
+    /// A request for `key` to the source named `source`.
+    pub fn for_key(source: impl Into<Text>, key: impl Into<Text>) -> Self {
+        Self::for_source(source).with_key(key)
+    }
+}
+
+macro_rules! request_setters {
+    ($($(#[$m:meta])* $with:ident => $field:ident: $ty:ty, $conv:expr;)*) => {
+        impl FetchRequest {
+            $(
+                $(#[$m])*
+                #[must_use]
+                pub fn $with(mut self, value: $ty) -> Self {
+                    self.params.$field = Some($conv(value));
+                    self
+                }
+            )*
+        }
+    };
+}
+
+request_setters! {
+    /// Sets the key (env variable, Consul/Redis key, SQL key parameter).
+    with_key => key: impl Into<Text>, Into::into;
+    /// Sets the SQL query.
+    with_query => query: impl Into<Text>, Into::into;
+    /// Sets the secret's path (Vault).
+    with_secret_path => secret_path: impl Into<Text>, Into::into;
+    /// Sets the URL.
+    with_url => url: impl Into<Text>, Into::into;
+    /// Sets the path under a registered base URL.
+    with_path => path: impl Into<Text>, Into::into;
+    /// Sets the mount (Vault).
+    with_mount => mount: impl Into<Text>, Into::into;
+    /// Sets the table (SQL).
+    with_table => table: impl Into<Text>, Into::into;
+    /// Sets the Consul datacenter.
+    with_dc => dc: impl Into<Text>, Into::into;
+    /// Sets the Vault KV engine version.
+    with_kv_version => kv_version: u8, core::convert::identity;
+}
+
+impl FetchRequest {
+    /// Sets `field = "..."`: the member to take out of the fetched JSON object (or, for a
+    /// source that reads it itself, such as a Redis hash, the member to read).
+    #[must_use]
+    pub fn with_select(mut self, member: impl Into<Text>) -> Self {
+        self.origin.select = Some(member.into());
+        self
+    }
+
+    /// Sets a backend-defined parameter (part of the request's identity).
+    #[must_use]
+    pub fn with_param(mut self, name: impl Into<Text>, value: impl Into<Text>) -> Self {
+        let name = name.into();
+        let extra = &mut self.params.extra;
+        extra.retain(|(n, _)| *n != name);
+        let at = extra.partition_point(|(n, _)| *n < name);
+        extra.insert(at, (name, value.into()));
+        self
+    }
+
+    /// Names the struct and field the request is for (used in messages).
+    #[must_use]
+    pub fn in_field(mut self, owner: impl Into<Text>, field: impl Into<Text>) -> Self {
+        self.origin.owner = owner.into();
+        self.origin.field = field.into();
+        self
+    }
+
+    /// Marks the value secret.
+    #[must_use]
+    pub fn sensitive(mut self, yes: bool) -> Self {
+        self.origin.sensitive = yes;
+        self
+    }
+
+    /// Makes `field = "..."` part of the request's identity: the source reads the member
+    /// itself (see [`Source::selects_field`]), so two members are two requests.
+    pub(crate) fn select_on_wire(&mut self) {
+        self.params.member = self.origin.select.clone();
+    }
+
+    /// The compile-time description of the field, for requests made by the derive.
+    pub fn spec(&self) -> Option<&'static FieldSpec> {
+        self.origin.spec
+    }
+    /// The struct the request is for (empty for a request built in code).
+    pub fn owner(&self) -> &str {
+        &self.origin.owner
     }
     /// The field name.
-    pub fn field(&self) -> &'static str {
-        self.spec.field
+    pub fn field(&self) -> &str {
+        &self.origin.field
     }
     /// The source name (`fetch_from`).
-    pub fn source_name(&self) -> &'static str {
-        self.spec.source
+    pub fn source_name(&self) -> &str {
+        &self.origin.source
     }
     /// The key (env variable, Consul/Redis key, SQL key parameter).
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.params.key.as_deref()
     }
     /// The SQL query.
-    pub fn query(&self) -> Option<&'static str> {
-        self.spec.query
+    pub fn query(&self) -> Option<&str> {
+        self.params.query.as_deref()
     }
     /// The secret's path (Vault).
     pub fn secret_path(&self) -> Option<&str> {
-        self.secret_path.as_deref()
+        self.params.secret_path.as_deref()
     }
-    /// The field to select from a JSON object.
-    pub fn select(&self) -> Option<&'static str> {
-        self.spec.select
+    /// The member to select (`field = "..."`).
+    pub fn select(&self) -> Option<&str> {
+        self.origin.select.as_deref()
     }
     /// The URL.
     pub fn url(&self) -> Option<&str> {
-        self.url.as_deref()
+        self.params.url.as_deref()
     }
     /// The path under a registered base URL.
     pub fn path(&self) -> Option<&str> {
-        self.path.as_deref()
+        self.params.path.as_deref()
     }
     /// The mount (Vault).
     pub fn mount(&self) -> Option<&str> {
-        self.mount.as_deref()
+        self.params.mount.as_deref()
     }
     /// The Vault KV engine version named by `kv_version`, if any.
     pub fn kv_version(&self) -> Option<u8> {
-        self.spec.kv_version
+        self.params.kv_version
     }
     /// The Consul datacenter named by `dc`, if any.
-    pub fn dc(&self) -> Option<&'static str> {
-        self.spec.dc
+    pub fn dc(&self) -> Option<&str> {
+        self.params.dc.as_deref()
     }
     /// The table (SQL).
-    pub fn table(&self) -> Option<&'static str> {
-        self.spec.table
+    pub fn table(&self) -> Option<&str> {
+        self.params.table.as_deref()
+    }
+    /// A backend-defined parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .extra
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref())
     }
     /// Whether the value is secret: never log or display it.
     pub fn is_sensitive(&self) -> bool {
-        self.spec.sensitive
+        self.origin.sensitive
     }
 
-    /// What the native key is called and its value, for messages
-    /// (`("variable", "APP_PORT")`, `("query", "SELECT ...")`).
+    /// What the native key is called and its value, for messages, when the source has
+    /// no more specific name for it ([`Source::native_key`]): the first of key, url
+    /// (password redacted), path, secret and query the request has.
     pub fn native_key(&self) -> Option<(&'static str, String)> {
-        let kind = self.spec.source_kind();
-        let label_key = |label: &'static str, v: Option<&str>| v.map(|v| (label, v.to_owned()));
-        match kind {
-            "env" => label_key("variable", self.key()),
-            "vault" => label_key("secret", self.secret_path()),
-            "database" | "postgres" | "mysql" | "sqlite" => match (self.query(), self.table()) {
-                (Some(q), _) => match self.key() {
-                    Some(k) => Some(("query", format!("{q}` with key `{k}"))),
-                    None => Some(("query", q.to_owned())),
-                },
-                (None, Some(t)) => Some(("key", format!("{t}.{}", self.key().unwrap_or("")))),
-                _ => label_key("key", self.key()),
-            },
-            "api" | "http" => self.url().map(|u| ("url", redact_url(u))),
-            _ => self
-                .key()
-                .map(|k| ("key", k.to_owned()))
-                .or_else(|| self.url().map(|u| ("url", redact_url(u))))
-                .or_else(|| self.path().map(|p| ("path", p.to_owned())))
-                .or_else(|| self.secret_path().map(|p| ("secret", p.to_owned())))
-                .or_else(|| self.query().map(|q| ("query", q.to_owned()))),
-        }
+        self.key()
+            .map(|k| ("key", k.to_owned()))
+            .or_else(|| self.url().map(|u| ("url", redact_url(u))))
+            .or_else(|| self.path().map(|p| ("path", p.to_owned())))
+            .or_else(|| self.secret_path().map(|p| ("secret", p.to_owned())))
+            .or_else(|| self.query().map(|q| ("query", q.to_owned())))
     }
 }
 
@@ -444,5 +624,30 @@ pub trait Source: Send + Sync + 'static {
     /// Where the source lives, for error messages (never with credentials).
     fn location(&self) -> Option<String> {
         None
+    }
+
+    /// What this source calls the request's key and its value, for messages
+    /// (`("variable", "APP_PORT")`, `("secret", "app/db")`). The default names the first
+    /// of key, url, path, secret and query the request has ([`FetchRequest::native_key`]).
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        request.native_key()
+    }
+
+    /// Whether every value of this source is secret (a Vault source): errors and logs then
+    /// never show its values, whatever name the source is registered under.
+    fn is_sensitive(&self) -> bool {
+        false
+    }
+
+    /// Whether a JSON object of exactly one member may be read into a scalar field without
+    /// `field = "..."` (a Vault secret holding one key).
+    fn unwraps_single_member(&self) -> bool {
+        false
+    }
+
+    /// Whether the source itself reads `field = "..."` (Redis: a member of a hash), so the
+    /// value it returns is already the selected one and conversion must not select again.
+    fn selects_field(&self) -> bool {
+        false
     }
 }

@@ -157,10 +157,11 @@ impl Sources {
     ///   `CONSUL_HTTP_ADDR` (default `127.0.0.1:8500`), `CONSUL_HTTP_SSL`,
     ///   `CONSUL_HTTP_TOKEN`, `CONSUL_NAMESPACE`;
     /// * `vault` (feature `vault`): [`VaultSource`](crate::VaultSource) from `VAULT_ADDR`
-    ///   (default `https://127.0.0.1:8200`), `VAULT_TOKEN`, `VAULT_NAMESPACE`.
+    ///   (default `https://127.0.0.1:8200`), `VAULT_TOKEN`, `VAULT_NAMESPACE`;
+    /// * `redis` (feature `redis`): [`RedisSource`](crate::RedisSource) from `REDIS_URL`,
+    ///   when it is set.
     ///
-    /// Variables are read from the process environment once, here. Redis (`REDIS_URL`)
-    /// joins when its backend lands.
+    /// Variables are read from the process environment once, here.
     pub fn from_env() -> Self {
         #[allow(unused_mut)]
         let mut sources = Self::new();
@@ -181,6 +182,10 @@ impl Sources {
         {
             let vault = crate::fetchers::vault::VaultSource::from_env_source(&sources.env);
             sources = sources.register("vault", vault);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(redis) = crate::fetchers::redis::RedisSource::from_env_source(&sources.env) {
+            sources = sources.register("redis", redis);
         }
         sources
     }

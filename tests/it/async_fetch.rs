@@ -490,7 +490,8 @@ async fn a_users_fetcher_error_becomes_the_cause_of_a_field_error() {
         e.to_string(),
         "C.quota: fetcher: failed: quota service said no"
     );
-    let cause = std::error::Error::source(e).expect("the cause is chained");
+    // The cause's text is in the message once; `cause()` gives the error itself.
+    let cause = e.cause().expect("the cause is kept");
     assert!(cause.to_string().contains("quota service said no"));
 }
 

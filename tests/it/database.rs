@@ -4,36 +4,18 @@
 //! test prints why it skipped and passes, unless `CM_REQUIRE_SERVICES=1` (set by `.ci/run`),
 //! where it fails.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use component_model::fetchers::database::Row;
 use component_model::{
     AsyncAssign, ComponentFetcher, DatabaseFetcher, DatabaseSource, ErrorKind, Sources,
 };
+use component_model_tests::{skip, unique};
 use serde::Deserialize;
 use sqlx::{MySqlPool, PgPool, SqlitePool};
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
-
-fn required() -> bool {
-    std::env::var("CM_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-fn skip(what: &str, e: impl std::fmt::Display) {
-    assert!(
-        !required(),
-        "{what} is required (CM_REQUIRE_SERVICES=1) but unreachable: {e}"
-    );
-    // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip must show.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {}: {what} unreachable ({e}); start it with scripts/services.sh",
-        std::thread::current().name().unwrap_or("test")
-    );
-}
 
 /// A PostgreSQL pool whose connections use a schema of their own (dropped by the test), so
 /// tables named by attributes (which must be literals) are unique to this run.
@@ -103,19 +85,6 @@ async fn sqlite_memory() -> SqlitePool {
         .connect("sqlite::memory:")
         .await
         .expect("in-memory sqlite")
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 async fn exec<'e, E>(db: E, sql: String)

@@ -7,5 +7,6 @@ mod consul;
 mod conversion;
 mod database;
 mod http;
+mod redis;
 mod sync_model;
 mod vault;

@@ -1,6 +1,43 @@
 //! Helpers shared by the workspace's integration tests and examples.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Whether service-backed tests must fail instead of skipping (`CM_REQUIRE_SERVICES=1`,
+/// set by `.ci/run`).
+pub fn required() -> bool {
+    std::env::var("CM_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Reports that `what` is unreachable: a failure under `CM_REQUIRE_SERVICES=1`, else a
+/// visible `SKIPPED` line on stderr (the caller then returns).
+pub fn skip(what: &str, e: impl std::fmt::Display) {
+    assert!(
+        !required(),
+        "{what} is required (CM_REQUIRE_SERVICES=1) but unreachable: {e}"
+    );
+    // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip must show.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {}: {what} unreachable ({e}); start it with scripts/services.sh",
+        std::thread::current().name().unwrap_or("test")
+    );
+}
+
+/// A name no other test (of this or a parallel run) uses: `prefix_<pid>_<n>_<nanos>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 /// A `tracing` writer that keeps everything logged, so tests can search it (e.g. for a
 /// secret canary that must never appear).

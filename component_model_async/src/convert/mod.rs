@@ -15,6 +15,26 @@ pub(crate) struct Target<'a> {
     /// Built only when an error needs it.
     pub provenance: &'a dyn Fn() -> Provenance,
     pub sensitive: bool,
+    /// `field = "..."` still to apply (`None` when the source already selected it).
+    pub select: Option<&'a str>,
+    /// Whether a one-member object may be read into a scalar (the source says so).
+    pub unwrap_single: bool,
+}
+
+impl<'a> Target<'a> {
+    pub(crate) fn new(
+        spec: &'a FieldSpec,
+        provenance: &'a dyn Fn() -> Provenance,
+        sensitive: bool,
+    ) -> Self {
+        Target {
+            spec,
+            provenance,
+            sensitive,
+            select: spec.select,
+            unwrap_single: false,
+        }
+    }
 }
 
 /// Whether `T` is a `secrecy` secret type, whose values are never shown.
@@ -41,7 +61,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     raw: RawValue,
     t: &Target<'_>,
 ) -> Result<T, ComponentError> {
-    decode_selected(raw, t.spec.select, t.spec.pointer, t)
+    decode_selected(raw, t.select, t.spec.pointer, t)
 }
 
 /// [`decode`] with `field`/`pointer` given at run time (the standalone fetchers).
@@ -84,11 +104,7 @@ pub(crate) fn standalone<T: DeserializeOwned>(
         Err(e) if e.kind() == ErrorKind::NotFound => return absent::<T>().ok_or(e),
         Err(e) => return Err(e),
     };
-    let target = Target {
-        spec,
-        provenance,
-        sensitive: spec.sensitive || is_secret_type::<T>(),
-    };
+    let target = Target::new(spec, provenance, spec.sensitive || is_secret_type::<T>());
     match decode_selected::<T>(raw, select, pointer, &target) {
         Err(e) if e.kind() == ErrorKind::NotFound => absent::<T>().ok_or(e),
         other => other,
@@ -221,8 +237,8 @@ fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, Compo
     // A Vault secret with one key reads into a scalar without `field = "..."`.
     if let Value::Object(map) = &v
         && map.len() == 1
-        && t.spec.source_kind() == "vault"
-        && t.spec.select.is_none()
+        && t.unwrap_single
+        && t.select.is_none()
         && let Some(only) = map.values().next()
         && let Ok(x) = decode_json::<T>(only.clone(), t)
     {

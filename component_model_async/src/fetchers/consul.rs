@@ -261,7 +261,7 @@ impl ConsulSource {
             match self.txn_round(keys, &pending, dc).await {
                 Err(e) => {
                     for &i in &pending {
-                        answers[i] = Some(Err(e.duplicate()));
+                        answers[i] = Some(Err(e.clone()));
                     }
                     break;
                 }

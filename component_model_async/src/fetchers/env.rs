@@ -104,4 +104,11 @@ impl Source for EnvSource {
     fn location(&self) -> Option<String> {
         None
     }
+
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        Some((
+            "variable",
+            request.key().unwrap_or(request.field()).to_owned(),
+        ))
+    }
 }

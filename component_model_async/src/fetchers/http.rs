@@ -226,10 +226,10 @@ impl Source for HttpSource {
             futures::future::join_all(distinct.iter().map(|url| self.get_json(url))).await;
         urls.iter()
             .map(|url| match url {
-                Err(e) => Err(e.duplicate()),
+                Err(e) => Err(e.clone()),
                 Ok(url) => match &answers[index[url.as_str()]] {
                     Ok(v) => Ok(RawValue::Json(v.clone())),
-                    Err(e) => Err(e.duplicate()),
+                    Err(e) => Err(e.clone()),
                 },
             })
             .collect()
@@ -237,6 +237,15 @@ impl Source for HttpSource {
 
     fn location(&self) -> Option<String> {
         self.base.as_deref().map(redact_url)
+    }
+
+    /// The absolute `url` (password redacted), else the `path` under the base URL.
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        match (request.url(), request.path()) {
+            (Some(u), _) => Some(("url", redact_url(u))),
+            (None, Some(p)) => Some(("path", p.to_owned())),
+            _ => request.native_key(),
+        }
     }
 }
 

@@ -7,10 +7,7 @@
 //! | `api`, `http`, or a registered [`HttpSource`](crate::HttpSource) name | [`http`](mod@http) | `http` |
 //! | `consul` | [`consul`](mod@consul) | `consul` |
 //! | `vault` | [`vault`](mod@vault) | `vault` |
-//! | `redis` | `redis` | `redis` (planned) |
-//!
-//! The Redis feature can already be enabled; until its module lands, a `redis` field needs
-//! a source registered under that name with [`Sources::register`](crate::Sources::register).
+//! | `redis` | `redis` | `redis` |
 
 #[cfg(feature = "consul")]
 pub mod consul;
@@ -19,6 +16,8 @@ pub mod database;
 pub mod env;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
 pub mod transport;
 #[cfg(feature = "vault")]

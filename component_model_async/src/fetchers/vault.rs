@@ -393,7 +393,7 @@ impl Source for VaultSource {
                     let i = distinct.iter().position(|d| d == k).unwrap_or(0);
                     match &reads[i] {
                         Ok(v) => Ok(RawValue::Json(v.clone())),
-                        Err(e) => Err(e.duplicate()),
+                        Err(e) => Err(e.clone()),
                     }
                 }
             })
@@ -402,6 +402,20 @@ impl Source for VaultSource {
 
     fn location(&self) -> Option<String> {
         Some(redact_url(self.endpoint.base()))
+    }
+
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        request.secret_path().map(|p| ("secret", p.to_owned()))
+    }
+
+    /// Every Vault value is a secret.
+    fn is_sensitive(&self) -> bool {
+        true
+    }
+
+    /// A secret holding one key reads into a scalar without `field = "..."`.
+    fn unwraps_single_member(&self) -> bool {
+        true
     }
 }
 

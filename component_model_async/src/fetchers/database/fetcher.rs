@@ -125,11 +125,7 @@ impl<T: DeserializeOwned + Send + 'static> ComponentFetcher<T> for DatabaseFetch
             "database",
         );
         let provenance = || self.provenance();
-        let target = Target {
-            spec: &spec,
-            provenance: &provenance,
-            sensitive: convert::is_secret_type::<T>(),
-        };
+        let target = Target::new(&spec, &provenance, convert::is_secret_type::<T>());
         match convert::decode::<T>(raw, &target) {
             Err(e) if e.kind() == ErrorKind::Decode || e.kind() == ErrorKind::NotFound => {
                 match convert::absent::<T>() {

@@ -617,7 +617,7 @@ impl Source for DatabaseSource {
                         let key = requests[i].key().unwrap_or("");
                         results[i] = Some(match values.get(key) {
                             Some(Ok(v)) => Ok(v.clone()),
-                            Some(Err(e)) => Err(e.duplicate()),
+                            Some(Err(e)) => Err(e.clone()),
                             None => Err(SourceError::not_found()),
                         });
                     }
@@ -628,7 +628,7 @@ impl Source for DatabaseSource {
                     let mut members = members.into_iter();
                     let first = members.next();
                     for i in members {
-                        results[i] = Some(Err(e.duplicate()));
+                        results[i] = Some(Err(e.clone()));
                     }
                     if let Some(i) = first {
                         results[i] = Some(Err(e));
@@ -649,6 +649,18 @@ impl Source for DatabaseSource {
 
     fn location(&self) -> Option<String> {
         Some(self.location.clone())
+    }
+
+    /// The query (with its bound key), or `table.key`.
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        match (request.query(), request.table()) {
+            (Some(q), _) => match request.key() {
+                Some(k) => Some(("query", format!("{q}` with key `{k}"))),
+                None => Some(("query", q.to_owned())),
+            },
+            (None, Some(t)) => Some(("key", format!("{t}.{}", request.key().unwrap_or("")))),
+            _ => request.native_key(),
+        }
     }
 }
 
