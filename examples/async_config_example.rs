@@ -111,7 +111,9 @@ async fn main() {
             "  {:<14} {:<9} {:<12} {}",
             spec.field,
             spec.source,
-            spec.key.unwrap_or("-"),
+            spec.key
+                .or(spec.default_key.filter(|_| spec.source == "env"))
+                .unwrap_or("-"),
             spec.fallback
                 .map(|f| if spec.field == "api_key" {
                     "<secret>"

@@ -207,6 +207,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (Some(table), Some(key), _) => format!("{table}.{key}"),
             (_, Some(key), _) => key.to_owned(),
             (_, _, Some(path)) => format!("{path}#{}", spec.pointer.unwrap_or("")),
+            _ if spec.source == "env" => spec.default_key.unwrap_or("-").to_owned(),
             _ => "-".to_owned(),
         };
         let ms = timings

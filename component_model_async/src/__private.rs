@@ -13,14 +13,7 @@ pub use crate::plan::{Handle, Outcomes, Plan};
 pub use crate::source::FieldSpec;
 pub use crate::sources::Sources;
 
-pub use crate::__component_model_require_consul as require_consul;
-pub use crate::__component_model_require_database as require_database;
-pub use crate::__component_model_require_http as require_http;
-pub use crate::__component_model_require_mysql as require_mysql;
-pub use crate::__component_model_require_postgres as require_postgres;
-pub use crate::__component_model_require_redis as require_redis;
-pub use crate::__component_model_require_sqlite as require_sqlite;
-pub use crate::__component_model_require_vault as require_vault;
+pub use crate::__component_model_backend as backend;
 
 /// The error of a `future_assign` future, tied to its field.
 pub fn future_error<E: Into<BoxError>>(spec: &'static FieldSpec, e: E) -> ComponentError {

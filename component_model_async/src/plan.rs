@@ -105,7 +105,7 @@ impl std::fmt::Display for SpanKey {
         match (s.key.or(s.secret_path).or(s.path).or(s.table), s.url) {
             (Some(k), _) => f.write_str(k),
             (None, Some(url)) => f.write_str(&crate::source::redact_url(url)),
-            (None, None) => Ok(()),
+            (None, None) => f.write_str(s.default_key.unwrap_or_default()),
         }
     }
 }
@@ -397,24 +397,11 @@ impl<'s> Plan<'s> {
     }
 }
 
-fn builtin_hint(name: &str) -> &'static str {
-    let kind = name.split(':').next().unwrap_or(name);
-    match kind {
-        "database" | "postgres" | "mysql" | "sqlite" => {
-            " (`Sources::from_env()` registers it when DATABASE_URL is set; a named pool is registered with `DatabaseSource::new(pool)`)"
-        }
-        "api" | "http" => " (present in `Sources::new()` with cargo feature `http`)",
-        "consul" => {
-            " (`Sources::from_env()` registers it with cargo feature `consul`; or register a `ConsulSource`)"
-        }
-        "vault" => {
-            " (`Sources::from_env()` registers it with cargo feature `vault`; or register a `VaultSource`)"
-        }
-        "redis" => {
-            " (`Sources::from_env()` registers it from REDIS_URL with cargo feature `redis`; or register a `RedisSource`)"
-        }
-        _ => "",
-    }
+/// How to get a built-in backend registered, as its module says.
+fn builtin_hint(name: &str) -> String {
+    crate::fetchers::builtin(name)
+        .map(|b| format!(" ({})", b.hint))
+        .unwrap_or_default()
 }
 
 /// Keeps the primary error and notes that `fallback_to` failed too.

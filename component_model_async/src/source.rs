@@ -31,8 +31,11 @@ pub struct FieldSpec {
     /// The source name from `fetch_from` (`"consul"`, `"database:analytics"`, `"mock_api"`),
     /// or `"fetcher"` for `fetcher = <expr>`.
     pub source: &'static str,
-    /// `key = "..."` (for `env`, the variable name, defaulted by the derive).
+    /// `key = "..."`, as written.
     pub key: Option<&'static str>,
+    /// The key of a field that names none: the field name upper-cased, after the
+    /// container's `env_prefix` (`APP_PORT`). The `env` source reads this variable.
+    pub default_key: Option<&'static str>,
     /// `query = "..."` (SQL).
     pub query: Option<&'static str>,
     /// `secret = "..."` (a Vault path).
@@ -79,6 +82,7 @@ impl FieldSpec {
             type_name,
             source,
             key: None,
+            default_key: None,
             query: None,
             secret_path: None,
             select: None,
@@ -116,6 +120,8 @@ macro_rules! const_setters {
 const_setters! {
     /// Sets `key`.
     key: &'static str => Some;
+    /// Sets `default_key`.
+    default_key: &'static str => Some;
     /// Sets `query`.
     query: &'static str => Some;
     /// Sets `secret_path`.
@@ -190,6 +196,8 @@ type Text = Cow<'static, str>;
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 struct Params {
     key: Option<Text>,
+    /// The field's default key, when it names none (see [`FieldSpec::default_key`]).
+    default_key: Option<Text>,
     query: Option<Text>,
     secret_path: Option<Text>,
     url: Option<Text>,
@@ -286,6 +294,10 @@ impl FetchRequest {
         Ok(FetchRequest {
             params: Params {
                 key: r(spec.key)?,
+                default_key: match spec.key {
+                    Some(_) => None,
+                    None => fixed(spec.default_key),
+                },
                 query: fixed(spec.query),
                 secret_path: r(spec.secret_path)?,
                 url: r(spec.url)?,
@@ -433,6 +445,14 @@ impl FetchRequest {
     /// The key (env variable, Consul/Redis key, SQL key parameter).
     pub fn key(&self) -> Option<&str> {
         self.params.key.as_deref()
+    }
+    /// The key the field names, else its default key (the `env` variable name that
+    /// `env_prefix` and the field name make).
+    pub fn key_or_default(&self) -> Option<&str> {
+        self.params
+            .key
+            .as_deref()
+            .or(self.params.default_key.as_deref())
     }
     /// The SQL query.
     pub fn query(&self) -> Option<&str> {

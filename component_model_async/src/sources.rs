@@ -138,13 +138,7 @@ impl Sources {
         let env = EnvSource::process();
         let mut entries = HashMap::new();
         entries.insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
-        #[cfg(feature = "http")]
-        {
-            let http: Arc<dyn Source> = Arc::new(crate::fetchers::http::HttpSource::default());
-            entries.insert("api".to_owned(), Entry::Raw(http.clone()));
-            entries.insert("http".to_owned(), Entry::Raw(http));
-        }
-        Sources { entries, env }
+        crate::fetchers::http::defaults(Sources { entries, env })
     }
 
     /// The built-in backends configured from the conventional environment variables.
@@ -163,31 +157,9 @@ impl Sources {
     ///
     /// Variables are read from the process environment once, here.
     pub fn from_env() -> Self {
-        #[allow(unused_mut)]
-        let mut sources = Self::new();
-        #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
-        if let Some(url) = sources.env.get("DATABASE_URL") {
-            let db = crate::fetchers::database::DatabaseSource::lazy(&url);
-            if let Some(driver) = db.pool().map(|p| p.driver()) {
-                sources = sources.register(driver, db.clone());
-            }
-            sources = sources.register("database", db);
-        }
-        #[cfg(feature = "consul")]
-        {
-            let consul = crate::fetchers::consul::ConsulSource::from_env_source(&sources.env);
-            sources = sources.register("consul", consul);
-        }
-        #[cfg(feature = "vault")]
-        {
-            let vault = crate::fetchers::vault::VaultSource::from_env_source(&sources.env);
-            sources = sources.register("vault", vault);
-        }
-        #[cfg(feature = "redis")]
-        if let Some(redis) = crate::fetchers::redis::RedisSource::from_env_source(&sources.env) {
-            sources = sources.register("redis", redis);
-        }
-        sources
+        crate::fetchers::BUILTINS
+            .iter()
+            .fold(Self::new(), |sources, backend| (backend.from_env)(sources))
     }
 
     /// Replaces the environment used by the `env` source and by `${VAR}` placeholders.
@@ -206,6 +178,13 @@ impl Sources {
     #[must_use]
     pub fn register<M>(mut self, name: impl Into<String>, source: impl IntoEntry<M>) -> Self {
         self.entries.insert(name.into(), source.into_entry().0);
+        self
+    }
+
+    /// Registers an already shared source under `name` (several names, one source).
+    #[must_use]
+    pub(crate) fn register_shared(mut self, name: &str, source: Arc<dyn Source>) -> Self {
+        self.entries.insert(name.to_owned(), Entry::Raw(source));
         self
     }
 

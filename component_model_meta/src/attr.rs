@@ -201,6 +201,31 @@ impl FieldAttrs {
         a
     }
 
+    /// The keys a backend reads, in a fixed order, with the tokens of those present.
+    /// (`secret_path` is `secret = "..."`; a bare `secret` is not a backend key.)
+    pub fn backend_keys(&self) -> [(&'static str, Option<TokenStream>); 10] {
+        let t = |a: Option<TokenStream>| a;
+        let secret_path = match self.secret.get() {
+            Some(s) if matches!(s.value, SecretAttr::Path(_)) => Some(s.to_token_stream()),
+            _ => None,
+        };
+        [
+            (KEY, t(self.key.get().map(|s| s.to_token_stream()))),
+            (QUERY, t(self.query.get().map(|s| s.to_token_stream()))),
+            ("secret_path", secret_path),
+            (URL, t(self.url.get().map(|s| s.to_token_stream()))),
+            (PATH, t(self.path.get().map(|s| s.to_token_stream()))),
+            (MOUNT, t(self.mount.get().map(|s| s.to_token_stream()))),
+            (
+                KV_VERSION,
+                t(self.kv_version.get().map(|s| s.to_token_stream())),
+            ),
+            (DC, t(self.dc.get().map(|s| s.to_token_stream()))),
+            (TABLE, t(self.table.get().map(|s| s.to_token_stream()))),
+            (SOURCE, t(self.source.get().map(|s| s.to_token_stream()))),
+        ]
+    }
+
     /// Whether the field says where its value comes from.
     pub fn is_fetched(&self) -> bool {
         self.fetch_from.is_some() || self.fetcher.is_some()

@@ -81,17 +81,14 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         (None, true) => "fetcher".to_owned(),
         (None, false) => "assign".to_owned(),
     };
-    let kind = split_source(&source).base.to_owned();
     // `fetch_from = "database", source = "analytics"` is the pool `database:analytics`.
     let source = match a.source.get() {
         Some(pool) if !source.contains(':') => format!("{source}:{}", pool.value),
         _ => source,
     };
-    let key = match a.key.get() {
-        Some(k) => Some(k.value.clone()),
-        None if kind == "env" => Some(env_name(input, f)),
-        None => None,
-    };
+    let key = a.key.get().map(|k| k.value.clone());
+    // The key of a field that names none: its variable name, `env_prefix` + FIELD.
+    let default_key = env_name(input, f);
     let (secret_path, sensitive) = match a.secret.get().map(|s| &s.value) {
         Some(SecretAttr::Path(p)) => (Some(p.as_str()), true),
         Some(SecretAttr::Flag) => (None, true),
@@ -99,6 +96,9 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     };
     let mut chain = TokenStream::new();
     chain.extend(opt_lit("key", key.as_deref()));
+    if key.is_none() {
+        chain.extend(quote!(.default_key(#default_key)));
+    }
     chain.extend(opt_lit("query", a.query.get().map(|s| s.value.as_str())));
     chain.extend(opt_lit("secret_path", secret_path));
     chain.extend(opt_lit("select", a.field.get().map(|s| s.value.as_str())));
@@ -140,32 +140,59 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     }
 }
 
-/// `require_<backend>!{}` for built-in backends, spanned at `fetch_from` so a missing cargo
-/// feature is reported there.
-fn feature_gate(cm: &TokenStream, f: &Field<'_>) -> TokenStream {
+/// The backend's own compile-time rules for a `fetch_from` field: one call spanned at
+/// `fetch_from` (which backend keys are present: required keys, the cargo feature) and one
+/// per present backend key, spanned at it (keys the backend does not read). The rules live
+/// in the runtime crate's backend modules; this crate knows no backend by name.
+/// [`backend_rules`] for every fetched field; also emitted when other attributes are
+/// invalid, so the backends' errors join the others in one compile.
+pub fn backend_checks(input: &Input<'_>, entry: Entry) -> TokenStream {
+    let cm = runtime_path(input, entry);
+    input
+        .fields
+        .iter()
+        .filter(|f| !f.attrs.skip.is_some())
+        .map(|f| backend_rules(&cm, f, entry))
+        .collect()
+}
+
+fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
     let Some(from) = f.attrs.fetch_from.get() else {
         return TokenStream::new();
     };
-    let kind = split_source(from.value.trim()).base;
-    let gate = match kind {
-        "database" => "require_database",
-        "postgres" => "require_postgres",
-        "mysql" => "require_mysql",
-        "sqlite" => "require_sqlite",
-        "api" | "http" => "require_http",
-        "consul" => "require_consul",
-        "vault" => "require_vault",
-        "redis" => "require_redis",
-        _ => return TokenStream::new(),
+    let name = split_source(from.value.trim()).base.to_owned();
+    let entry = match entry {
+        Entry::Facade => quote!(facade),
+        Entry::Direct => quote!(direct),
     };
-    let gate = format_ident!("{}", gate);
-    let span = from
-        .tokens
-        .clone()
-        .into_iter()
-        .next()
-        .map_or_else(proc_macro2::Span::call_site, |t| t.span());
-    crate::ast::respan(quote! { #cm::#gate!{} }, span)
+    let keys = f.attrs.backend_keys();
+    let flags = keys.iter().map(|(key, tokens)| {
+        let key = format_ident!("{}", key);
+        let present = u8::from(tokens.is_some());
+        let present = proc_macro2::Literal::u8_unsuffixed(present);
+        quote!(#key = #present)
+    });
+    let span_of = |tokens: &TokenStream| {
+        tokens
+            .clone()
+            .into_iter()
+            .next()
+            .map_or_else(proc_macro2::Span::call_site, |t| t.span())
+    };
+    let mut out = crate::ast::respan(
+        quote! { #cm::backend!{ #name #entry needs [ #( #flags )* ] } },
+        span_of(&from.tokens),
+    );
+    for (key, tokens) in &keys {
+        if let Some(tokens) = tokens {
+            let key = format_ident!("{}", key);
+            out.extend(crate::ast::respan(
+                quote! { #cm::backend!{ #name #entry uses #key } },
+                span_of(tokens),
+            ));
+        }
+    }
+    out
 }
 
 pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
@@ -190,7 +217,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         .iter()
         .map(|(i, f)| spec_static(input, &cm, f, *i))
         .collect();
-    let gates: TokenStream = fetched.iter().map(|(_, f)| feature_gate(&cm, f)).collect();
+    let gates = backend_checks(input, entry);
 
     let types: Vec<&Type> = live.iter().map(|(_, f)| f.ty).collect();
     let ambiguous = shape::ambiguous(&types, input.generics);

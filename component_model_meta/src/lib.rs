@@ -110,6 +110,7 @@ fn async_derive(input: TokenStream, entry: expand_async::Entry) -> TokenStream {
         Ok(()) => expand_async::expand(&parsed, entry).into(),
         Err(e) => {
             let mut out = ctxt::to_compile_errors(e);
+            out.extend(expand_async::backend_checks(&parsed, entry));
             out.extend(expand_async::fallback_stub(&parsed, entry));
             out.into()
         }

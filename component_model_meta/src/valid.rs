@@ -4,7 +4,6 @@
 use quote::ToTokens;
 
 use crate::ast::{Field, Input, Style};
-use crate::attr::SecretAttr;
 use crate::ctxt::Ctxt;
 
 /// What a sync derive accepts.
@@ -88,6 +87,10 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
     }
 }
 
+/// One field of `#[derive(AsyncAssign)]`, in named steps. Which keys a backend reads and
+/// requires is not decided here: each backend module of the runtime crate declares its own
+/// rules, and the expansion asks them (see `expand_async::backend_rules`). What is checked
+/// here holds for every source.
 fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     let a = &field.attrs;
     if let (Some(_), Some(fetcher)) = (a.fetch_from.get(), a.fetcher.get()) {
@@ -96,57 +99,77 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
             "`fetcher` and `fetch_from` cannot be used together: choose a named source or a fetcher expression",
         );
     }
-
-    // Keys that only make sense with a source.
-    let dependent: [(&str, Option<proc_macro2::TokenStream>); 13] = [
-        ("key", a.key.get().map(|s| s.to_token_stream())),
-        ("query", a.query.get().map(|s| s.to_token_stream())),
-        ("field", a.field.get().map(|s| s.to_token_stream())),
-        ("url", a.url.get().map(|s| s.to_token_stream())),
-        ("path", a.path.get().map(|s| s.to_token_stream())),
-        ("pointer", a.pointer.get().map(|s| s.to_token_stream())),
-        ("mount", a.mount.get().map(|s| s.to_token_stream())),
-        (
-            "kv_version",
-            a.kv_version.get().map(|s| s.to_token_stream()),
-        ),
-        ("dc", a.dc.get().map(|s| s.to_token_stream())),
-        ("table", a.table.get().map(|s| s.to_token_stream())),
-        ("source", a.source.get().map(|s| s.to_token_stream())),
-        (
-            "fallback_to",
-            a.fallback_to.get().map(|s| s.to_token_stream()),
-        ),
-        ("topic", a.topic.get().map(|s| s.to_token_stream())),
-    ];
+    let dependent = source_keys(field);
     if !a.is_fetched() {
-        for (name, tokens) in dependent.iter() {
-            if *name == "topic" && a.stream_from.is_some() {
-                continue;
-            }
-            if let Some(tokens) = tokens {
-                cx.error_spanned_by(
-                    tokens,
-                    format!("`{name}` needs `fetch_from = \"...\"` on the same field to say which source it belongs to"),
-                );
-            }
+        check_keys_without_source(cx, field, &dependent);
+    }
+    check_planned_keys(cx, field);
+    check_values(cx, field);
+    if !a.fetch_from.is_some() && a.fetcher.is_some() {
+        check_fetcher_keys(cx, &dependent);
+    }
+    if let Some(from) = a.fetch_from.get()
+        && check_source_name(cx, from)
+    {
+        check_sql_keys(cx, field, from);
+    }
+}
+
+/// Keys that only make sense with a source, with their tokens when present.
+fn source_keys(field: &Field<'_>) -> Vec<(&'static str, Option<proc_macro2::TokenStream>)> {
+    let a = &field.attrs;
+    let mut keys: Vec<_> = a
+        .backend_keys()
+        .into_iter()
+        .filter(|(name, _)| *name != "secret_path")
+        .collect();
+    keys.push(("field", a.field.get().map(|s| s.to_token_stream())));
+    keys.push(("pointer", a.pointer.get().map(|s| s.to_token_stream())));
+    keys.push((
+        "fallback_to",
+        a.fallback_to.get().map(|s| s.to_token_stream()),
+    ));
+    keys.push(("topic", a.topic.get().map(|s| s.to_token_stream())));
+    keys
+}
+
+fn check_keys_without_source(
+    cx: &Ctxt,
+    field: &Field<'_>,
+    dependent: &[(&'static str, Option<proc_macro2::TokenStream>)],
+) {
+    let a = &field.attrs;
+    for (name, tokens) in dependent {
+        if *name == "topic" && a.stream_from.is_some() {
+            continue;
         }
-        for (name, present) in [
-            ("fallback", a.fallback.get().map(|s| s.to_token_stream())),
-            ("timeout", a.timeout.get().map(|s| s.to_token_stream())),
-            (
-                "retry_attempts",
-                a.retry_attempts.get().map(|s| s.to_token_stream()),
-            ),
-        ] {
-            if let Some(tokens) = present {
-                cx.error_spanned_by(
-                    tokens,
-                    format!("`{name}` needs `fetch_from` or `fetcher` on the same field"),
-                );
-            }
+        if let Some(tokens) = tokens {
+            cx.error_spanned_by(
+                tokens,
+                format!("`{name}` needs `fetch_from = \"...\"` on the same field to say which source it belongs to"),
+            );
         }
     }
+    for (name, present) in [
+        ("fallback", a.fallback.get().map(|s| s.to_token_stream())),
+        ("timeout", a.timeout.get().map(|s| s.to_token_stream())),
+        (
+            "retry_attempts",
+            a.retry_attempts.get().map(|s| s.to_token_stream()),
+        ),
+    ] {
+        if let Some(tokens) = present {
+            cx.error_spanned_by(
+                tokens,
+                format!("`{name}` needs `fetch_from` or `fetcher` on the same field"),
+            );
+        }
+    }
+}
+
+/// Keys of the specification whose features are not built yet: refused, never ignored.
+fn check_planned_keys(cx: &Ctxt, field: &Field<'_>) {
+    let a = &field.attrs;
     if let Some(s) = a.stream_from.get() {
         cx.error_spanned_by(
             s,
@@ -168,6 +191,12 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
             );
         }
     }
+}
+
+/// Values that are wrong whatever the source: a zero timeout, a pointer without `/`, a
+/// fallback that cannot be the field's type.
+fn check_values(cx: &Ctxt, field: &Field<'_>) {
+    let a = &field.attrs;
     if let Some(t) = a.timeout.get()
         && t.value.is_zero()
     {
@@ -185,161 +214,74 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     if let Some(fb) = a.fallback.get() {
         check_fallback_literal(cx, field, fb);
     }
+}
 
-    let Some(from) = a.fetch_from.get() else {
-        if let Some(fetcher) = a.fetcher.get() {
-            for (name, tokens) in dependent.iter().take(11) {
-                if let Some(tokens) = tokens {
-                    cx.error_spanned_by(
-                        tokens,
-                        format!("`{name}` is read by named sources; a `fetcher` expression gets no `{name}`"),
-                    );
-                }
-            }
-            let _ = fetcher;
+/// A `fetcher` expression gets no source keys.
+fn check_fetcher_keys(cx: &Ctxt, dependent: &[(&'static str, Option<proc_macro2::TokenStream>)]) {
+    for (name, tokens) in dependent {
+        if matches!(*name, "fallback_to" | "topic") {
+            continue;
         }
-        return;
-    };
+        if let Some(tokens) = tokens {
+            cx.error_spanned_by(
+                tokens,
+                format!(
+                    "`{name}` is read by named sources; a `fetcher` expression gets no `{name}`"
+                ),
+            );
+        }
+    }
+}
+
+/// `fetch_from` is a plain name (`consul`, `database:analytics`, `my-api.v2`).
+fn check_source_name(cx: &Ctxt, from: &crate::attr::Str) -> bool {
     let name = from.value.trim();
-    if name.is_empty()
-        || !name
+    let ok = !name.is_empty()
+        && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
-    {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if !ok {
         cx.error_spanned_by(
             from,
             format!("`fetch_from` expects a source name such as \"env\", \"consul\", \"database:analytics\" or a registered name; found {:?}", from.value),
         );
-        return;
     }
-    let src = split_source(name);
-    let secret_path = match a.secret.get().map(|s| &s.value) {
-        Some(SecretAttr::Path(p)) => Some(p.as_str()),
-        _ => None,
-    };
-    let not_for = |key: &str, tokens: &Option<proc_macro2::TokenStream>| {
-        if let Some(tokens) = tokens {
+    ok
+}
+
+/// What the SQL keys mean wherever they appear: `query` is SQL text (never expanded),
+/// `table` an identifier, `source` a pool name (not also given after `:`).
+fn check_sql_keys(cx: &Ctxt, field: &Field<'_>, from: &crate::attr::Str) {
+    let a = &field.attrs;
+    if let Some(q) = a.query.get()
+        && q.value.contains("${")
+    {
+        cx.error_spanned_by(
+            q,
+            "`${...}` is never expanded inside SQL text; pass the value with `key = \"${VAR}\"` and bind it as `$1`/`?`",
+        );
+    }
+    if let (Some(s), true) = (a.source.get(), from.value.contains(':')) {
+        cx.error_spanned_by(
+            s,
+            "the pool is named twice: use either `fetch_from = \"database:name\"` or `source = \"name\"`",
+        );
+    }
+    if let Some(t) = a.table.get() {
+        let ok = t
+            .value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && t.value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !ok {
             cx.error_spanned_by(
-                tokens,
-                format!("`{key}` is not used by the `{}` source", src.base),
+                t,
+                format!("`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}", t.value),
             );
         }
-    };
-    let tok = |name: &str| -> Option<proc_macro2::TokenStream> {
-        dependent
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, t)| t.clone())
-    };
-    if src.base != "vault" {
-        not_for("kv_version", &tok("kv_version"));
-    }
-    if src.base != "consul" {
-        not_for("dc", &tok("dc"));
-    }
-    match src.base {
-        "env" => {
-            for k in ["query", "url", "path", "mount", "table", "source"] {
-                not_for(k, &tok(k));
-            }
-            if secret_path.is_some() {
-                cx.error_spanned_by(
-                    a.secret.get().map(|s| s.to_token_stream()).unwrap_or_default(),
-                    "`secret = \"...\"` names a Vault path; to mark an env value as secret write a bare `secret`",
-                );
-            }
-        }
-        _ if !matches!(src.base, "database" | "postgres" | "mysql" | "sqlite")
-            && a.source.is_some() =>
-        {
-            cx.error_spanned_by(
-                tok("source").unwrap_or_default(),
-                format!("`source` names a database pool; the `{}` source has none (register another source name instead)", src.base),
-            );
-        }
-        "consul" => {
-            if a.key.get().is_none() {
-                cx.error_spanned_by(from, "the `consul` source needs `key = \"...\"`, the Consul KV key to read (e.g. `key = \"app/port\"`)");
-            }
-            for k in ["query", "url", "mount", "table"] {
-                not_for(k, &tok(k));
-            }
-        }
-        "vault" => {
-            if secret_path.is_none() {
-                cx.error_spanned_by(from, "the `vault` source needs `secret = \"...\"`, the secret's path (e.g. `secret = \"app/api-key\"`)");
-            }
-            for k in ["key", "query", "url", "table"] {
-                not_for(k, &tok(k));
-            }
-        }
-        "database" | "postgres" | "mysql" | "sqlite" => {
-            match (a.query.get(), a.table.get(), a.key.get()) {
-                (None, None, _) => cx.error_spanned_by(
-                    from,
-                    format!("the `{}` source needs `query = \"SELECT ...\"`, or `table = \"...\"` with `key = \"...\"`", src.base),
-                ),
-                (Some(q), Some(t), _) => {
-                    let _ = q;
-                    cx.error_spanned_by(t, "use either `query` or `table`, not both");
-                }
-                (None, Some(t), None) => cx.error_spanned_by(
-                    t,
-                    "`table` needs `key = \"...\"`: the row to read is chosen by a bound key parameter",
-                ),
-                _ => {}
-            }
-            if let Some(q) = a.query.get()
-                && q.value.contains("${")
-            {
-                cx.error_spanned_by(
-                        q,
-                        "`${...}` is never expanded inside SQL text; pass the value with `key = \"${VAR}\"` and bind it as `$1`/`?`",
-                    );
-            }
-            if let (Some(s), true) = (a.source.get(), name.contains(':')) {
-                cx.error_spanned_by(s, "the pool is named twice: use either `fetch_from = \"database:name\"` or `source = \"name\"`");
-            }
-            if let Some(t) = a.table.get() {
-                let ok = !t.value.is_empty()
-                    && t.value
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && t.value
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-                if !ok {
-                    cx.error_spanned_by(
-                        t,
-                        format!("`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}", t.value),
-                    );
-                }
-            }
-            for k in ["url", "mount", "pointer"] {
-                not_for(k, &tok(k));
-            }
-        }
-        "api" | "http" => {
-            if a.url.get().is_none() {
-                cx.error_spanned_by(
-                    from,
-                    format!("the `{}` source needs `url = \"https://...\"`; to use a registered base URL, register an HttpSource by name and use `path`", src.base),
-                );
-            }
-            for k in ["query", "mount", "table", "key"] {
-                not_for(k, &tok(k));
-            }
-        }
-        "redis" => {
-            if a.key.get().is_none() {
-                cx.error_spanned_by(from, "the `redis` source needs `key = \"...\"`");
-            }
-            for k in ["query", "url", "mount", "table", "pointer"] {
-                not_for(k, &tok(k));
-            }
-        }
-        _ => {}
     }
 }
 

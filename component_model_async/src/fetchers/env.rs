@@ -1,10 +1,15 @@
 //! The `env` source: process environment variables, or an injected map for tests.
+//!
+//! Declares: name `env` (always built in, always registered); attribute key `key` (the
+//! variable; defaults to the field name upper-cased with the container's `env_prefix`);
+//! key label `variable`; a bare `secret` marks a value secret.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use crate::error::SourceError;
+use crate::fetchers::Builtin;
 use crate::source::{FetchRequest, RawValue, Source};
 
 /// Reads environment variables: the process environment, or a fixed map.
@@ -87,7 +92,7 @@ impl EnvSource {
 #[async_trait::async_trait]
 impl Source for EnvSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        let name = request.key().unwrap_or(request.field());
+        let name = request.key_or_default().unwrap_or(request.field());
         self.get_raw(name).ok_or_else(SourceError::not_found)
     }
 
@@ -95,7 +100,7 @@ impl Source for EnvSource {
         requests
             .iter()
             .map(|r| {
-                let name = r.key().unwrap_or(r.field());
+                let name = r.key_or_default().unwrap_or(r.field());
                 self.get_raw(name).ok_or_else(SourceError::not_found)
             })
             .collect()
@@ -108,7 +113,30 @@ impl Source for EnvSource {
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         Some((
             "variable",
-            request.key().unwrap_or(request.field()).to_owned(),
+            request
+                .key_or_default()
+                .unwrap_or(request.field())
+                .to_owned(),
         ))
     }
+}
+
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["env"],
+    hint: "always registered; replace it with `Sources::with_env`",
+    from_env: |sources| sources,
+};
+
+/// Compile-time rules of `fetch_from = "env"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_env {
+    ($entry:tt needs $present:tt) => {};
+    ($entry:tt uses key) => {};
+    ($entry:tt uses secret_path) => {
+        ::core::compile_error!("`secret = \"...\"` names a Vault path; to mark an env value as secret write a bare `secret`");
+    };
+    ($entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other "env" }
+    };
 }

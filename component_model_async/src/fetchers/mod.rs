@@ -3,22 +3,110 @@
 //! | `fetch_from` | module | feature |
 //! |---|---|---|
 //! | `env` | [`env`](mod@env) | always on |
-//! | `database`, `database:<name>`, `postgres`, `mysql`, `sqlite` | `database` | `postgres`, `mysql`, `sqlite` |
-//! | `api`, `http`, or a registered [`HttpSource`](crate::HttpSource) name | [`http`](mod@http) | `http` |
+//! | `database`, `database:<name>`, `postgres`, `mysql`, `sqlite` | [`database`](mod@database) | `postgres`, `mysql`, `sqlite` |
+//! | `api`, `http`, or a registered `HttpSource` name | [`http`](mod@http) | `http` |
 //! | `consul` | [`consul`](mod@consul) | `consul` |
 //! | `vault` | [`vault`](mod@vault) | `vault` |
-//! | `redis` | `redis` | `redis` |
+//! | `redis` | [`redis`](mod@redis) | `redis` |
+//!
+//! A backend module says everything about its backend, in one place: its names, the
+//! attribute keys it reads and their rules (checked at compile time by a `macro_rules!`
+//! of the module, so the derive crate knows no backend by name), its cargo feature, how
+//! [`Sources::from_env`](crate::Sources::from_env) builds it, and, on its `Source`
+//! implementation, its key label, whether its values are secret and how it coalesces.
+//! This file holds only the table of modules below.
+//!
+//! ## How the derive asks a backend
+//!
+//! For each field with `fetch_from = "<name>"` the derive emits, spanned at `fetch_from`,
+//! `__component_model_backend! { "<name>" <entry> needs [key=1 query=0 ...] }` (which of
+//! the backend keys `key`, `query`, `secret_path`, `url`, `path`, `mount`, `kv_version`,
+//! `dc`, `table`, `source` the field has), and for each backend key present, spanned at
+//! that key, `__component_model_backend! { "<name>" <entry> uses <key> }`. `<entry>` is
+//! `facade` or `direct`: the crate the user depends on, named in feature errors. A name
+//! not in the table (a source registered by the user) is not checked at compile time.
 
-#[cfg(feature = "consul")]
 pub mod consul;
-#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub mod database;
 pub mod env;
-#[cfg(feature = "http")]
 pub mod http;
-#[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
 pub mod transport;
-#[cfg(feature = "vault")]
 pub mod vault;
+
+use crate::sources::Sources;
+
+/// What a built-in backend declares for the runtime.
+pub(crate) struct Builtin {
+    /// The names `fetch_from` uses for it.
+    pub(crate) names: &'static [&'static str],
+    /// How to get it registered, for "no source named ..." errors.
+    pub(crate) hint: &'static str,
+    /// Registers it in [`Sources::from_env`] (no-op when its feature is off).
+    pub(crate) from_env: fn(Sources) -> Sources,
+}
+
+/// The built-in backends, for the runtime (one entry per module; see also the
+/// compile-time table below).
+pub(crate) const BUILTINS: &[Builtin] = &[
+    env::BUILTIN,
+    database::BUILTIN,
+    http::BUILTIN,
+    consul::BUILTIN,
+    vault::BUILTIN,
+    redis::BUILTIN,
+];
+
+/// The built-in backend named `name` (`database:analytics` is `database`).
+pub(crate) fn builtin(name: &str) -> Option<&'static Builtin> {
+    let base = name.split(':').next().unwrap_or(name);
+    BUILTINS.iter().find(|b| b.names.contains(&base))
+}
+
+/// The compile-time table: which module's rules check a `fetch_from` name.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_backend {
+    ("env" $($t:tt)*) => { $crate::__component_model_rules_env! { $($t)* } };
+    ("database" $($t:tt)*) => { $crate::__component_model_rules_database! { "database" $($t)* } };
+    ("postgres" $($t:tt)*) => { $crate::__component_model_rules_database! { "postgres" $($t)* } };
+    ("mysql" $($t:tt)*) => { $crate::__component_model_rules_database! { "mysql" $($t)* } };
+    ("sqlite" $($t:tt)*) => { $crate::__component_model_rules_database! { "sqlite" $($t)* } };
+    ("api" $($t:tt)*) => { $crate::__component_model_rules_http! { "api" $($t)* } };
+    ("http" $($t:tt)*) => { $crate::__component_model_rules_http! { "http" $($t)* } };
+    ("consul" $($t:tt)*) => { $crate::__component_model_rules_consul! { $($t)* } };
+    ("vault" $($t:tt)*) => { $crate::__component_model_rules_vault! { $($t)* } };
+    ("redis" $($t:tt)*) => { $crate::__component_model_rules_redis! { $($t)* } };
+    // A registered name: checked at run time only.
+    ($other:literal $($t:tt)*) => {};
+}
+
+/// "`<key>` is not used by the `<name>` source", for the rules of every backend.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_not_used {
+    (source $name:tt) => {
+        ::core::compile_error!(::core::concat!(
+            "`source` names a database pool; the `",
+            $name,
+            "` source has none (register another source name instead)"
+        ));
+    };
+    (secret_path $name:tt) => {
+        ::core::compile_error!(::core::concat!(
+            "`secret = \"...\"` (a secret's path) is not used by the `",
+            $name,
+            "` source; a bare `secret` marks the value as secret"
+        ));
+    };
+    ($key:ident $name:tt) => {
+        ::core::compile_error!(::core::concat!(
+            "`",
+            ::core::stringify!($key),
+            "` is not used by the `",
+            $name,
+            "` source"
+        ));
+    };
+}

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
-use super::{DatabaseSource, DbPool, map_error};
+use super::source::{DatabaseSource, DbPool, map_error};
 use crate::convert::{self, Target};
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
@@ -66,7 +66,11 @@ impl DatabaseFetcher {
                 query,
                 key: None,
             }),
-            Err(e) => Err(source_error(e, &query, Some(super::location_of(url)))),
+            Err(e) => Err(source_error(
+                e,
+                &query,
+                Some(super::source::location_of(url)),
+            )),
         }
     }
 

@@ -17,545 +17,68 @@
 //! `unauthorized`, `WRONGTYPE` (a string read of a hash, a member read of a string) is a
 //! decode error; each names the field, the source and the key, and the password of the
 //! URL is never shown.
+//!
+//! ## What this module declares
+//!
+//! * name `redis`, cargo feature `redis`, registered by
+//!   [`Sources::from_env`](crate::Sources::from_env) from `REDIS_URL` when it is set;
+//! * attribute keys: `key` (required); `field` reads a hash member (the source selects
+//!   it itself, [`Source::selects_field`](crate::Source::selects_field));
+//! * key label `key`; values are not secret; coalescing: one pipeline per fetch.
 
+#[cfg(feature = "redis")]
 mod bounded;
+#[cfg(feature = "redis")]
+mod source;
+#[cfg(feature = "redis")]
+pub use source::*;
 
-use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use crate::fetchers::Builtin;
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{ConnectionAddr, IntoConnectionInfo, RedisError, RedisResult, Value};
-
-use self::bounded::{BoundedStream, Exceeded};
-use crate::error::{ErrorKind, SourceError};
-use crate::fetchers::env::EnvSource;
-use crate::source::{FetchRequest, RawValue, Source};
-use crate::source_support::redact_url;
-
-/// The largest value (and the most elements in one reply) a [`RedisSource`] accepts by
-/// default: 16 MiB.
-pub const DEFAULT_MAX_REPLY: usize = 16 * 1024 * 1024;
-
-/// How long connecting, and then each round trip, may take by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A Redis server's string keys and hashes.
-///
-/// Clones share one connection, opened on first use and opened again after it broke.
-///
-/// ```
-/// use component_model_async::RedisSource;
-///
-/// let redis = RedisSource::new("redis://:s3cret@127.0.0.1:6379/2");
-/// assert_eq!(redis.address(), "redis://:***@127.0.0.1:6379/2");
-/// assert!(!format!("{redis:?}").contains("s3cret"));
-/// ```
-#[derive(Clone)]
-pub struct RedisSource {
-    info: Result<Arc<::redis::ConnectionInfo>, String>,
-    location: String,
-    max_reply: usize,
-    timeout: Duration,
-    connection: Arc<tokio::sync::Mutex<Option<Connection>>>,
-}
-
-/// An open connection and the flag its reader sets when a reply broke the size bound.
-#[derive(Clone)]
-struct Connection {
-    multiplexed: MultiplexedConnection,
-    exceeded: Exceeded,
-}
-
-impl fmt::Debug for RedisSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisSource")
-            .field("address", &self.location)
-            .field("max_reply", &self.max_reply)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisSource {
-    /// A server at `url`: `redis://[user:password@]host[:port][/db]` or
-    /// `redis+unix:///path/to/socket`. An invalid URL is reported by every fetch as a
-    /// configuration error (never a panic).
-    pub fn new(url: impl AsRef<str>) -> Self {
-        let url = url.as_ref().trim();
-        let info = url
-            .into_connection_info()
-            .map(Arc::new)
-            .map_err(|_| format!("invalid Redis URL {}", redact_url(url)));
-        RedisSource {
-            info,
-            location: redact_url(url),
-            max_reply: DEFAULT_MAX_REPLY,
-            timeout: DEFAULT_TIMEOUT,
-            connection: Default::default(),
-        }
-    }
-
-    /// The server named by `REDIS_URL` in the process environment, if it is set.
-    pub fn from_env() -> Option<Self> {
-        Self::from_env_source(&EnvSource::process())
-    }
-
-    /// Like [`RedisSource::from_env`], reading `REDIS_URL` from `env`.
-    ///
-    /// ```
-    /// use component_model_async::{EnvSource, RedisSource};
-    ///
-    /// let env = EnvSource::from_map([("REDIS_URL", "redis://cache.internal:6380/1")]);
-    /// assert_eq!(RedisSource::from_env_source(&env).unwrap().address(), "redis://cache.internal:6380/1");
-    /// assert!(RedisSource::from_env_source(&EnvSource::from_map([("X", "1")])).is_none());
-    /// ```
-    pub fn from_env_source(env: &EnvSource) -> Option<Self> {
-        env.get("REDIS_URL")
-            .filter(|u| !u.trim().is_empty())
-            .map(Self::new)
-    }
-
-    /// Accepts values (and replies of as many elements) up to `bytes` long; a longer one
-    /// fails its fields with an error instead of being read.
-    #[must_use]
-    pub fn with_max_reply(mut self, bytes: usize) -> Self {
-        self.max_reply = bytes;
-        self.connection = Default::default();
-        self
-    }
-
-    /// Limits connecting, and each round trip, to `timeout` (default 10 s).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self.connection = Default::default();
-        self
-    }
-
-    /// The server's URL, password redacted.
-    pub fn address(&self) -> &str {
-        &self.location
-    }
-
-    /// The open connection, or a new one.
-    async fn connection(&self) -> Result<Connection, SourceError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(open) = slot.as_ref() {
-            return Ok(open.clone());
-        }
-        let opened = self.connect().await?;
-        *slot = Some(opened.clone());
-        Ok(opened)
-    }
-
-    async fn forget_connection(&self) {
-        *self.connection.lock().await = None;
-    }
-
-    async fn connect(&self) -> Result<Connection, SourceError> {
-        let info = self
-            .info
-            .as_ref()
-            .map_err(|why| SourceError::new(ErrorKind::Config).with_message(why.clone()))?;
-        let unreachable = |e: std::io::Error| {
-            SourceError::new(ErrorKind::Unavailable)
-                .with_message(format!("cannot connect to redis at {}: {e}", self.location))
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["redis"],
+    hint: "`Sources::from_env()` registers it from REDIS_URL with cargo feature `redis`; or register a `RedisSource`",
+    from_env: |sources| {
+        #[cfg(feature = "redis")]
+        let sources = match RedisSource::from_env_source(sources.env()) {
+            Some(redis) => sources.register("redis", redis),
+            None => sources,
         };
-        match info.addr() {
-            ConnectionAddr::Tcp(host, port) => {
-                let stream = self
-                    .within(tokio::net::TcpStream::connect((host.as_str(), *port)))
-                    .await?
-                    .map_err(unreachable)?;
-                let _ = stream.set_nodelay(true);
-                self.handshake(info, stream).await
-            }
-            #[cfg(unix)]
-            ConnectionAddr::Unix(path) => {
-                let stream = self
-                    .within(tokio::net::UnixStream::connect(path))
-                    .await?
-                    .map_err(unreachable)?;
-                self.handshake(info, stream).await
-            }
-            _ => Err(SourceError::new(ErrorKind::Config).with_message(format!(
-                "redis at {}: TLS (`rediss://`) is not supported by this version",
-                self.location
-            ))),
-        }
-    }
+        sources
+    },
+};
 
-    /// `connecting` bounded by the timeout.
-    async fn within<F: std::future::Future>(
-        &self,
-        connecting: F,
-    ) -> Result<F::Output, SourceError> {
-        tokio::time::timeout(self.timeout, connecting)
-            .await
-            .map_err(|_| {
-                SourceError::new(ErrorKind::Timeout).with_message(format!(
-                    "no connection to redis at {} within {}",
-                    self.location,
-                    crate::error::humanize(self.timeout)
-                ))
-            })
-    }
-
-    /// AUTH, SELECT and the client name over `stream`, read through the size bound.
-    async fn handshake<S>(
-        &self,
-        info: &::redis::ConnectionInfo,
-        stream: S,
-    ) -> Result<Connection, SourceError>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (stream, exceeded) = BoundedStream::new(stream, self.max_reply);
-        let config = ::redis::AsyncConnectionConfig::new()
-            .set_response_timeout(Some(self.timeout))
-            .set_connection_timeout(Some(self.timeout));
-        let opened = tokio::time::timeout(
-            self.timeout,
-            MultiplexedConnection::new_with_config(info.redis_settings(), stream, config),
-        )
-        .await;
-        match opened {
-            Ok(Ok((multiplexed, driver))) => {
-                // Ends when the last clone of the connection is dropped.
-                tokio::spawn(driver);
-                Ok(Connection {
-                    multiplexed,
-                    exceeded,
-                })
-            }
-            Ok(Err(e)) => Err(self.error(&e, &exceeded, "the connection handshake")),
-            Err(_) => Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                "redis at {} did not finish the handshake within {}",
-                self.location,
-                crate::error::humanize(self.timeout)
-            ))),
-        }
-    }
-
-    /// Sends `pipe` (errors of single commands kept per command) on the connection.
-    async fn round_trip(
-        &self,
-        pipe: &::redis::Pipeline,
-        what: &str,
-    ) -> Result<Vec<RedisResult<Value>>, SourceError> {
-        let mut connection = self.connection().await?;
-        let sent = tokio::time::timeout(
-            self.timeout,
-            pipe.query_async::<Vec<RedisResult<Value>>>(&mut connection.multiplexed),
-        )
-        .await;
-        match sent {
-            Ok(Ok(replies)) => Ok(replies),
-            Ok(Err(e)) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    self.forget_connection().await;
-                }
-                Err(self.error(&e, &connection.exceeded, what))
-            }
-            Err(_) => {
-                self.forget_connection().await;
-                Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                    "no answer from redis at {} to {what} within {}",
-                    self.location,
-                    crate::error::humanize(self.timeout)
-                )))
-            }
-        }
-    }
-
-    /// A redis-rs error as a [`SourceError`] of the right kind.
-    fn error(&self, e: &RedisError, exceeded: &Exceeded, what: &str) -> SourceError {
-        let at = &self.location;
-        if exceeded.is_set() {
-            return SourceError::new(ErrorKind::Other).with_message(format!(
-                "redis at {at} sent a reply larger than the limit of {} bytes for {what} (raise it with `RedisSource::with_max_reply`)",
-                self.max_reply
-            ));
-        }
-        let detail = e.detail().unwrap_or_default();
-        match e.code() {
-            Some("WRONGPASS" | "NOAUTH" | "NOPERM") => {
-                return SourceError::new(ErrorKind::Unauthorized).with_message(format!(
-                    "redis at {at} refused {what}: {} {detail}",
-                    e.code().unwrap_or_default()
-                ));
-            }
-            Some("WRONGTYPE") => {
-                return SourceError::new(ErrorKind::Decode).with_message(format!(
-                    "{what}: the key holds another type of value (`field = \"...\"` reads a member of a hash; without it the key must be a string)"
-                ));
-            }
-            _ => {}
-        }
-        if e.kind() == ::redis::ErrorKind::AuthenticationFailed {
-            return SourceError::new(ErrorKind::Unauthorized).with_message(format!(
-                "redis at {at} refused the credentials of its URL (WRONGPASS): {e}"
-            ));
-        }
-        let kind = if e.is_timeout() {
-            ErrorKind::Timeout
-        } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
-            ErrorKind::Unavailable
-        } else {
-            ErrorKind::Other
-        };
-        SourceError::new(kind).with_message(format!("redis at {at}, {what}: {e}"))
-    }
+/// Compile-time rules of `fetch_from = "redis"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_redis {
+    ($entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+        $crate::__component_model_feature_redis! { $entry }
+        ::core::compile_error!("the `redis` source needs `key = \"...\"`, the Redis key to read (e.g. `key = \"app:port\"`; add `field = \"...\"` for a member of a hash)");
+    };
+    ($entry:tt needs $present:tt) => {
+        $crate::__component_model_feature_redis! { $entry }
+    };
+    ($entry:tt uses key) => {};
+    ($entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other "redis" }
+    };
 }
 
-/// Which command answers a request: a string key, or a member of a hash.
-enum Read<'a> {
-    String(&'a str),
-    Member(&'a str, &'a str),
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_redis {
+    ($entry:tt) => {};
 }
-
-impl<'a> Read<'a> {
-    fn of(request: &'a FetchRequest) -> Result<Self, SourceError> {
-        match (request.key(), request.select()) {
-            (Some(key), None) => Ok(Read::String(key)),
-            (Some(key), Some(member)) => Ok(Read::Member(key, member)),
-            (None, _) => {
-                Err(SourceError::new(ErrorKind::Config).with_message("the field names no `key`"))
-            }
-        }
-    }
-}
-
-/// One fetch's reads, each distinct key or member once.
-#[derive(Default)]
-struct Batch<'a> {
-    strings: Vec<&'a str>,
-    hashes: Vec<(&'a str, Vec<&'a str>)>,
-}
-
-impl<'a> Batch<'a> {
-    fn add(&mut self, read: &Read<'a>) {
-        match *read {
-            Read::String(key) => {
-                if !self.strings.contains(&key) {
-                    self.strings.push(key);
-                }
-            }
-            Read::Member(key, member) => match self.hashes.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, members)) if members.contains(&member) => {}
-                Some((_, members)) => members.push(member),
-                None => self.hashes.push((key, vec![member])),
-            },
-        }
-    }
-
-    /// GET or MGET, then HGET or HMGET per hash, as one pipeline.
-    fn pipeline(&self) -> ::redis::Pipeline {
-        let mut pipe = ::redis::pipe();
-        pipe.ignore_errors();
-        match self.strings.as_slice() {
-            [] => {}
-            [one] => {
-                pipe.cmd("GET").arg(*one);
-            }
-            many => {
-                pipe.cmd("MGET").arg(many);
-            }
-        }
-        for (key, members) in &self.hashes {
-            match members.as_slice() {
-                [one] => pipe.cmd("HGET").arg(*key).arg(*one),
-                many => pipe.cmd("HMGET").arg(*key).arg(many),
-            };
-        }
-        pipe
-    }
-
-    fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        match self.strings.as_slice() {
-            [] => {}
-            [one] => parts.push(format!("GET of key `{one}`")),
-            many => parts.push(format!("MGET of {} keys", many.len())),
-        }
-        for (key, members) in &self.hashes {
-            parts.push(format!("{} members of hash `{key}`", members.len()));
-        }
-        parts.join(" and ")
-    }
-}
-
-/// A reply element as a value: a bulk string (text, or bytes when not UTF-8), a number.
-fn raw_value(v: Value) -> Option<Result<RawValue, SourceError>> {
-    Some(Ok(match v {
-        Value::Nil => return None,
-        Value::BulkString(bytes) => match String::from_utf8(bytes) {
-            Ok(s) => RawValue::Text(s),
-            Err(e) => RawValue::Bytes(e.into_bytes()),
-        },
-        Value::SimpleString(s) => RawValue::Text(s),
-        Value::VerbatimString { text, .. } => RawValue::Text(text),
-        Value::Int(i) => RawValue::Text(i.to_string()),
-        Value::Double(d) => RawValue::Text(d.to_string()),
-        Value::Boolean(b) => RawValue::Text(b.to_string()),
-        _ => {
-            return Some(Err(SourceError::new(ErrorKind::Decode).with_message(
-                "redis answered with an aggregate where a value was expected",
-            )));
-        }
-    }))
-}
-
-/// The elements of an MGET/HMGET reply (or the one value of a GET/HGET).
-fn elements(reply: Value, expected: usize) -> Result<Vec<Value>, SourceError> {
-    match reply {
-        Value::Array(items) if expected > 1 && items.len() == expected => Ok(items),
-        single if expected == 1 => Ok(vec![single]),
-        _ => Err(SourceError::new(ErrorKind::Decode).with_message(format!(
-            "redis answered with another number of values than the {expected} asked for"
-        ))),
-    }
-}
-
-impl RedisSource {
-    /// Answers `reads` in one round trip (two when string keys came back empty).
-    async fn read_all(
-        &self,
-        reads: &[Result<Read<'_>, SourceError>],
-    ) -> Vec<Result<RawValue, SourceError>> {
-        let mut batch = Batch::default();
-        for read in reads.iter().flatten() {
-            batch.add(read);
-        }
-        let what = batch.describe();
-        let mut strings: Vec<Option<Result<RawValue, SourceError>>> = Vec::new();
-        let mut members: Vec<Result<Vec<Option<Result<RawValue, SourceError>>>, SourceError>> =
-            Vec::new();
-        if !batch.strings.is_empty() || !batch.hashes.is_empty() {
-            let replies = match self.round_trip(&batch.pipeline(), &what).await {
-                Ok(r) => r,
-                Err(e) => {
-                    return reads
-                        .iter()
-                        .map(|r| match r {
-                            Ok(_) => Err(e.clone()),
-                            Err(own) => Err(own.clone()),
-                        })
-                        .collect();
-                }
-            };
-            let mut replies = replies.into_iter();
-            let mut next = |expected: usize, what: &str| {
-                match replies.next() {
-                    Some(Ok(v)) => elements(v, expected),
-                    Some(Err(e)) => Err(self.error(&e, &Exceeded::default(), what)),
-                    None => Err(SourceError::new(ErrorKind::Unavailable)
-                        .with_message("redis answered fewer commands than were sent")),
-                }
-                .map(|values| values.into_iter().map(raw_value).collect::<Vec<_>>())
-            };
-            if !batch.strings.is_empty() {
-                match next(batch.strings.len(), &what) {
-                    Ok(values) => strings = values,
-                    Err(e) => {
-                        strings = batch.strings.iter().map(|_| Some(Err(e.clone()))).collect()
-                    }
-                }
-            }
-            for (key, m) in &batch.hashes {
-                members.push(next(m.len(), &format!("hash `{key}`")));
-            }
-            self.explain_missing(&batch.strings, &mut strings).await;
-        }
-        reads
-            .iter()
-            .map(|read| match read {
-                Err(e) => Err(e.clone()),
-                Ok(Read::String(key)) => {
-                    let i = batch.strings.iter().position(|k| k == key);
-                    match i.and_then(|i| strings.get(i)).cloned().flatten() {
-                        Some(v) => v,
-                        None => Err(SourceError::not_found()),
-                    }
-                }
-                Ok(Read::Member(key, member)) => {
-                    let h = batch.hashes.iter().position(|(k, _)| k == key);
-                    let m = h.and_then(|h| batch.hashes[h].1.iter().position(|x| x == member));
-                    match (h.map(|h| &members[h]), m) {
-                        (Some(Err(e)), _) => Err(e.clone()),
-                        (Some(Ok(values)), Some(m)) => match values.get(m).cloned().flatten() {
-                            Some(v) => v,
-                            None => Err(SourceError::not_found().with_message(format!(
-                                "no member `{member}` in hash `{key}` (or no such key)"
-                            ))),
-                        },
-                        _ => Err(SourceError::not_found()),
-                    }
-                }
-            })
-            .collect()
-    }
-
-    /// For string keys that came back empty, asks their `TYPE`: `none` is a missing key;
-    /// anything else is a key of another type, which GET would have refused.
-    async fn explain_missing(
-        &self,
-        keys: &[&str],
-        values: &mut [Option<Result<RawValue, SourceError>>],
-    ) {
-        let missing: Vec<usize> = (0..keys.len().min(values.len()))
-            .filter(|&i| values[i].is_none())
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        let mut pipe = ::redis::pipe();
-        pipe.ignore_errors();
-        for &i in &missing {
-            pipe.cmd("TYPE").arg(keys[i]);
-        }
-        let Ok(types) = self.round_trip(&pipe, "TYPE of empty keys").await else {
-            return;
-        };
-        for (&i, ty) in missing.iter().zip(types) {
-            let ty = match ty {
-                Ok(Value::SimpleString(t)) => t,
-                Ok(Value::Okay) => "string".to_owned(),
-                _ => continue,
-            };
-            if ty != "none" && ty != "string" {
-                values[i] = Some(Err(SourceError::new(ErrorKind::Decode).with_message(format!(
-                    "key `{}` holds a {ty}, not a string (WRONGTYPE); read a member with `field = \"...\"`",
-                    keys[i]
-                ))));
-            }
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Source for RedisSource {
-    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        let read = [Read::of(request)];
-        self.read_all(&read)
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(SourceError::not_found()))
-    }
-
-    /// One pipeline for every request: MGET for string keys, HMGET per hash.
-    async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        let reads: Vec<_> = requests.iter().map(|r| Read::of(r)).collect();
-        self.read_all(&reads).await
-    }
-
-    fn location(&self) -> Option<String> {
-        Some(self.location.clone())
-    }
-
-    /// `field = "..."` is a member of a hash, read by HGET/HMGET.
-    fn selects_field(&self) -> bool {
-        true
-    }
+#[cfg(not(feature = "redis"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_redis {
+    (facade) => {
+        ::core::compile_error!("backend `redis` needs cargo feature `redis` of component_model: `component_model = { features = [\"redis\"] }`");
+    };
+    (direct) => {
+        ::core::compile_error!("backend `redis` needs cargo feature `redis` of component_model_async");
+    };
 }

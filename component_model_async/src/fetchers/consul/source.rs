@@ -1,20 +1,4 @@
-//! The `consul` source: Consul's KV store over its HTTP API.
-//!
-//! * One key: `GET /v1/kv/<key>` (the JSON entry list; `Value` is base64, `null` for an
-//!   empty value), or `GET /v1/kv/<key>?raw` with [`ConsulFetcher::raw`];
-//! * several keys in one fetch: ONE `PUT /v1/txn` of `get` operations (Consul allows at
-//!   most 64 operations per transaction, so more keys are split into several transactions,
-//!   sent concurrently). A `get` of a missing key makes Consul roll the transaction back
-//!   with `409 Conflict` and list the failing operations; those fields get `not found` and
-//!   the rest are read again in one more transaction. Results are matched to fields by
-//!   key, so a key the token may not read (Consul drops it from the results) is reported
-//!   as unauthorized for that field alone.
-//!
-//! The address and token come from `CONSUL_HTTP_ADDR` (`host:port` or a URL; default
-//! `127.0.0.1:8500`, `https` when `CONSUL_HTTP_SSL=true`), `CONSUL_HTTP_TOKEN` (sent as
-//! `X-Consul-Token`) and `CONSUL_NAMESPACE` (sent as `?ns=`); `dc = "..."` on a field or
-//! [`ConsulSource::with_datacenter`] picks the datacenter (`?dc=`). 404 → not found,
-//! 403 → unauthorized, 5xx → unavailable.
+//! The `consul` backend's implementation (see the module above for what it declares).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,11 +10,11 @@ use serde::de::DeserializeOwned;
 
 use reqwest::Method;
 
-use super::transport::{self, Endpoint, standalone_error};
 use crate::convert;
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
+use crate::fetchers::transport::{self, Endpoint, standalone_error};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 use crate::source_support::redact_url;
 

@@ -1,23 +1,4 @@
-//! The `vault` source: secrets from Vault's KV secrets engine over its HTTP API.
-//!
-//! * KV v2: `GET /v1/<mount>/data/<path>`, the secret under `data.data`;
-//! * KV v1: `GET /v1/<mount>/<path>`, the secret under `data`.
-//!
-//! The version comes from `kv_version = 1|2` on the field, else from
-//! [`VaultSource::with_kv_version`], else it is detected once per mount with
-//! `GET /v1/sys/internal/ui/mounts/<mount>/<path>` (as the `vault kv` CLI does; a 404 there
-//! means a Vault too old to have the endpoint, so v1). The mount is `mount = "..."` on the
-//! field, else the source's default (`secret`, the mount of a Vault dev server).
-//!
-//! The whole response envelope is parsed (`request_id`, `lease_id`, `renewable`,
-//! `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`); `warnings` are logged;
-//! `{"errors": [...]}` bodies are surfaced in the error. 403 → unauthorized, 404 → not
-//! found, 503 (sealed, standby) and 5xx → unavailable. Fields reading the same secret in
-//! one fetch share ONE read; `field = "..."` then picks each one's key. Every value read
-//! from Vault is secret: it never appears in errors or logs.
-//!
-//! Address, token and namespace come from `VAULT_ADDR` (default `https://127.0.0.1:8200`),
-//! `VAULT_TOKEN` (sent as `X-Vault-Token`) and `VAULT_NAMESPACE` (`X-Vault-Namespace`).
+//! The `vault` backend's implementation (see the module above for what it declares).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,11 +10,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::transport::{self, Endpoint, standalone_error};
 use crate::convert;
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
+use crate::fetchers::transport::{self, Endpoint, standalone_error};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 use crate::source_support::redact_url;
 

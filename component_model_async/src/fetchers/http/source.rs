@@ -1,33 +1,4 @@
-//! The `api` / `http` source and [`ApiFetcher`] on reqwest (rustls): a JSON document from
-//! an HTTP GET, optionally narrowed with a JSON pointer, converted into the field's type.
-//!
-//! * `fetch_from = "api", url = "https://..."`: the built-in `api`/`http` sources (always
-//!   present with feature `http`) read absolute URLs;
-//! * `fetch_from = "billing_api", path = "/settings"`: an [`HttpSource`] registered by name
-//!   with a base URL and headers, so tests and deployments point one struct at different
-//!   servers.
-//!
-//! Fields that read the same URL in one fetch share ONE request (each then takes its own
-//! `pointer`/`field` out of the document). A non-2xx status is an error naming the status
-//! and URL (404 → not found, 401/403 → unauthorized, 408/429/5xx → unavailable); a body that
-//! is not JSON is a decode error; every request has a timeout (10 s unless set); at most 10
-//! redirects are followed.
-//!
-//! ```
-//! use component_model_async::{AsyncAssign, HttpSource, Sources};
-//!
-//! #[derive(AsyncAssign, Debug)]
-//! struct Billing {
-//!     #[component(fetch_from = "billing_api", path = "/settings", pointer = "/port")]
-//!     port: u16,
-//! }
-//!
-//! let sources = Sources::new().register(
-//!     "billing_api",
-//!     HttpSource::new("https://billing.internal:8443/v2").with_auth_header("token"),
-//! );
-//! # let _ = sources;
-//! ```
+//! The `http` backend's implementation (see the module above for what it declares).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,10 +8,10 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, standalone_error};
 use crate::convert;
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
+use crate::fetchers::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, standalone_error};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 use crate::source_support::redact_url;
 

@@ -1,0 +1,81 @@
+//! The `consul` source: Consul's KV store over its HTTP API.
+//!
+//! * One key: `GET /v1/kv/<key>` (the JSON entry list; `Value` is base64, `null` for an
+//!   empty value), or `GET /v1/kv/<key>?raw` with [`ConsulFetcher::raw`];
+//! * several keys in one fetch: ONE `PUT /v1/txn` of `get` operations (Consul allows at
+//!   most 64 operations per transaction, so more keys are split into several transactions,
+//!   sent concurrently). A `get` of a missing key makes Consul roll the transaction back
+//!   with `409 Conflict` and list the failing operations; those fields get `not found` and
+//!   the rest are read again in one more transaction. Results are matched to fields by
+//!   key, so a key the token may not read (Consul drops it from the results) is reported
+//!   as unauthorized for that field alone.
+//!
+//! The address and token come from `CONSUL_HTTP_ADDR` (`host:port` or a URL; default
+//! `127.0.0.1:8500`, `https` when `CONSUL_HTTP_SSL=true`), `CONSUL_HTTP_TOKEN` (sent as
+//! `X-Consul-Token`) and `CONSUL_NAMESPACE` (sent as `?ns=`); `dc = "..."` on a field or
+//! [`ConsulSource::with_datacenter`] picks the datacenter (`?dc=`). 404 → not found,
+//! 403 → unauthorized, 5xx → unavailable.
+//!
+//! ## What this module declares
+//!
+//! * name `consul`, cargo feature `consul`, registered by
+//!   [`Sources::from_env`](crate::Sources::from_env) from `CONSUL_HTTP_ADDR`;
+//! * attribute keys: `key` (required), `dc`; any other backend key is a compile error;
+//! * key label `key`; values are not secret; coalescing: one `/v1/txn` per datacenter and
+//!   64 keys.
+
+#[cfg(feature = "consul")]
+mod source;
+#[cfg(feature = "consul")]
+pub use source::*;
+
+use crate::fetchers::Builtin;
+
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["consul"],
+    hint: "`Sources::from_env()` registers it with cargo feature `consul`; or register a `ConsulSource`",
+    from_env: |sources| {
+        #[cfg(feature = "consul")]
+        let sources = {
+            let consul = ConsulSource::from_env_source(sources.env());
+            sources.register("consul", consul)
+        };
+        sources
+    },
+};
+
+/// Compile-time rules of `fetch_from = "consul"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_consul {
+    ($entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+        $crate::__component_model_feature_consul! { $entry }
+        ::core::compile_error!("the `consul` source needs `key = \"...\"`, the Consul KV key to read (e.g. `key = \"app/port\"`)");
+    };
+    ($entry:tt needs $present:tt) => {
+        $crate::__component_model_feature_consul! { $entry }
+    };
+    ($entry:tt uses key) => {};
+    ($entry:tt uses dc) => {};
+    ($entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other "consul" }
+    };
+}
+
+#[cfg(feature = "consul")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_consul {
+    ($entry:tt) => {};
+}
+#[cfg(not(feature = "consul"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_consul {
+    (facade) => {
+        ::core::compile_error!("backend `consul` needs cargo feature `consul` of component_model: `component_model = { features = [\"consul\"] }`");
+    };
+    (direct) => {
+        ::core::compile_error!("backend `consul` needs cargo feature `consul` of component_model_async");
+    };
+}

@@ -1,0 +1,655 @@
+//! The `database` backend's implementation (see the module above for what it declares).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use sqlx::AssertSqlSafe;
+
+use super::decode;
+
+use crate::error::{ErrorKind, SourceError};
+use crate::source::{FetchRequest, RawValue, Source};
+use crate::source_support::redact_url;
+
+/// How long a fetch waits for a pooled connection (or to connect) before reporting
+/// `unavailable`, for pools this module creates.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection pool of one of the enabled drivers.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum DbPool {
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    /// MariaDB / MySQL.
+    #[cfg(feature = "mysql")]
+    MySql(sqlx::MySqlPool),
+    /// SQLite.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbPool({})", self.driver())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<sqlx::PgPool> for DbPool {
+    fn from(p: sqlx::PgPool) -> Self {
+        DbPool::Postgres(p)
+    }
+}
+#[cfg(feature = "mysql")]
+impl From<sqlx::MySqlPool> for DbPool {
+    fn from(p: sqlx::MySqlPool) -> Self {
+        DbPool::MySql(p)
+    }
+}
+#[cfg(feature = "sqlite")]
+impl From<sqlx::SqlitePool> for DbPool {
+    fn from(p: sqlx::SqlitePool) -> Self {
+        DbPool::Sqlite(p)
+    }
+}
+
+/// Runs `$body` with `$p` bound to the driver's pool, `$col` to its column decoder and
+/// `$dialect` to its SQL dialect.
+macro_rules! with_pool {
+    ($pool:expr, |$p:ident, $col:ident, $dialect:ident| $body:expr) => {
+        match $pool {
+            #[cfg(feature = "postgres")]
+            DbPool::Postgres($p) => {
+                let $col = decode::pg_column;
+                let $dialect = Dialect::Postgres;
+                $body
+            }
+            #[cfg(feature = "mysql")]
+            DbPool::MySql($p) => {
+                let $col = decode::mysql_column;
+                let $dialect = Dialect::MySql;
+                $body
+            }
+            #[cfg(feature = "sqlite")]
+            DbPool::Sqlite($p) => {
+                let $col = decode::sqlite_column;
+                let $dialect = Dialect::Sqlite;
+                $body
+            }
+        }
+    };
+}
+
+#[derive(Clone, Copy)]
+enum Dialect {
+    #[cfg(feature = "postgres")]
+    Postgres,
+    #[cfg(feature = "mysql")]
+    MySql,
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+}
+
+impl Dialect {
+    fn quote(self, ident: &str) -> String {
+        match self {
+            #[cfg(feature = "mysql")]
+            Dialect::MySql => format!("`{ident}`"),
+            #[allow(unreachable_patterns)]
+            _ => format!("\"{ident}\""),
+        }
+    }
+
+    /// How this dialect passes a list of keys.
+    fn key_list(self, n: usize) -> KeyList {
+        match self {
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => KeyList::Array("$1".to_owned()),
+            #[allow(unreachable_patterns)]
+            _ => KeyList::Placeholders(
+                (1..=n)
+                    .map(|i| self.placeholder(i))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        }
+    }
+
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => format!("${n}"),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = n;
+                "?".to_owned()
+            }
+        }
+    }
+}
+
+/// Binds a list of keys the way the dialect's SQL (see [`Dialect::key_list`]) expects.
+trait BindKeys: Sized {
+    fn bind_keys(self, keys: &[&str]) -> Self;
+}
+
+#[cfg(feature = "postgres")]
+impl<'q> BindKeys
+    for sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>
+{
+    fn bind_keys(self, keys: &[&str]) -> Self {
+        self.bind(
+            keys.iter()
+                .map(|k| (*k).to_owned())
+                .collect::<Vec<String>>(),
+        )
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl<'q> BindKeys
+    for sqlx::query::Query<'q, sqlx::MySql, <sqlx::MySql as sqlx::Database>::Arguments>
+{
+    fn bind_keys(self, keys: &[&str]) -> Self {
+        keys.iter().fold(self, |q, k| q.bind((*k).to_owned()))
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'q> BindKeys
+    for sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>
+{
+    fn bind_keys(self, keys: &[&str]) -> Self {
+        keys.iter().fold(self, |q, k| q.bind((*k).to_owned()))
+    }
+}
+
+enum KeyList {
+    /// One array parameter (`= ANY($1)`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Array(String),
+    /// `IN (?, ?, ...)`.
+    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
+    Placeholders(String),
+}
+
+/// Whether `table` is `name` or `schema.name` made of plain identifiers.
+fn valid_table(table: &str) -> bool {
+    !table.is_empty()
+        && table.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
+impl DbPool {
+    /// The driver name: `postgres`, `mysql` or `sqlite`.
+    pub fn driver(&self) -> &'static str {
+        with_pool!(self, |_p, _c, d| match d {
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => "postgres",
+            #[cfg(feature = "mysql")]
+            Dialect::MySql => "mysql",
+            #[cfg(feature = "sqlite")]
+            Dialect::Sqlite => "sqlite",
+        })
+    }
+
+    /// Connects now; the URL's scheme picks the driver (`postgres://`, `postgresql://`,
+    /// `mysql://`, `mariadb://`, `sqlite:`). Fails with `unavailable` within
+    /// [`DEFAULT_ACQUIRE_TIMEOUT`] when the server can't be reached; the error never
+    /// contains the URL's password.
+    pub async fn connect(url: &str) -> Result<Self, SourceError> {
+        let location = location_of(url);
+        let t = DEFAULT_ACQUIRE_TIMEOUT;
+        let fail = |e: sqlx::Error| map_error(e, &location);
+        match Scheme::of(url)? {
+            #[cfg(feature = "postgres")]
+            Scheme::Postgres => bounded(
+                t,
+                sqlx::postgres::PgPoolOptions::new()
+                    .acquire_timeout(t)
+                    .connect(url),
+                &location,
+            )
+            .await?
+            .map(DbPool::Postgres)
+            .map_err(fail),
+            #[cfg(feature = "mysql")]
+            Scheme::MySql => bounded(
+                t,
+                sqlx::mysql::MySqlPoolOptions::new()
+                    .acquire_timeout(t)
+                    .connect(&mysql_url(url)),
+                &location,
+            )
+            .await?
+            .map(DbPool::MySql)
+            .map_err(fail),
+            #[cfg(feature = "sqlite")]
+            Scheme::Sqlite => bounded(
+                t,
+                sqlx::sqlite::SqlitePoolOptions::new()
+                    .acquire_timeout(t)
+                    .connect(url),
+                &location,
+            )
+            .await?
+            .map(DbPool::Sqlite)
+            .map_err(fail),
+        }
+    }
+
+    /// Like [`DbPool::connect`] but connects on first use (for `Sources::from_env`).
+    pub fn connect_lazy(url: &str) -> Result<Self, SourceError> {
+        let location = location_of(url);
+        let t = DEFAULT_ACQUIRE_TIMEOUT;
+        let fail = |e: sqlx::Error| map_error(e, &location);
+        match Scheme::of(url)? {
+            #[cfg(feature = "postgres")]
+            Scheme::Postgres => sqlx::postgres::PgPoolOptions::new()
+                .acquire_timeout(t)
+                .connect_lazy(url)
+                .map(DbPool::Postgres)
+                .map_err(fail),
+            #[cfg(feature = "mysql")]
+            Scheme::MySql => sqlx::mysql::MySqlPoolOptions::new()
+                .acquire_timeout(t)
+                .connect_lazy(&mysql_url(url))
+                .map(DbPool::MySql)
+                .map_err(fail),
+            #[cfg(feature = "sqlite")]
+            Scheme::Sqlite => sqlx::sqlite::SqlitePoolOptions::new()
+                .acquire_timeout(t)
+                .connect_lazy(url)
+                .map(DbPool::Sqlite)
+                .map_err(fail),
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_url(url: &str) -> String {
+    url.replacen("mariadb://", "mysql://", 1)
+}
+
+/// The driver a URL asks for, when its feature is enabled.
+enum Scheme {
+    #[cfg(feature = "postgres")]
+    Postgres,
+    #[cfg(feature = "mysql")]
+    MySql,
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+}
+
+impl Scheme {
+    fn of(url: &str) -> Result<Self, SourceError> {
+        let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+        let feature = match scheme.as_str() {
+            "postgres" | "postgresql" => "postgres",
+            "mysql" | "mariadb" => "mysql",
+            "sqlite" => "sqlite",
+            _ => {
+                return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                    "unsupported database URL scheme `{scheme}`; expected postgres://, mysql:// or sqlite:"
+                )));
+            }
+        };
+        match feature {
+            #[cfg(feature = "postgres")]
+            "postgres" => Ok(Scheme::Postgres),
+            #[cfg(feature = "mysql")]
+            "mysql" => Ok(Scheme::MySql),
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Ok(Scheme::Sqlite),
+            _ => Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                "database URL scheme `{scheme}` needs cargo feature `{feature}` of component_model_async"
+            ))),
+        }
+    }
+}
+
+async fn bounded<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+    location: &str,
+) -> Result<Result<T, sqlx::Error>, SourceError> {
+    tokio::time::timeout(limit, fut).await.map_err(|_| {
+        SourceError::new(ErrorKind::Unavailable)
+            .with_message(format!("could not connect to {location} within {limit:?}"))
+    })
+}
+
+/// `postgres at 127.0.0.1:5432/test` from a URL, without credentials or parameters.
+pub(super) fn location_of(url: &str) -> String {
+    let redacted = redact_url(url);
+    let (scheme, rest) = redacted
+        .split_once(':')
+        .unwrap_or(("database", redacted.as_str()));
+    let rest = rest.trim_start_matches("//");
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    format!("{scheme} at {rest}")
+}
+
+/// Maps a driver error to a [`SourceError`] kind; messages never contain credentials.
+pub(super) fn map_error(e: sqlx::Error, location: &str) -> SourceError {
+    use sqlx::Error as E;
+    match e {
+        E::RowNotFound => SourceError::not_found(),
+        E::PoolTimedOut => SourceError::new(ErrorKind::Unavailable).with_message(format!(
+            "no connection to {location} became available in time"
+        )),
+        E::Io(io) => SourceError::new(ErrorKind::Unavailable)
+            .with_message(location.to_owned())
+            .with_cause(io),
+        E::Tls(_) | E::Protocol(_) | E::PoolClosed | E::WorkerCrashed => {
+            SourceError::new(ErrorKind::Unavailable).with_message(format!("{location}: {e}"))
+        }
+        E::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let kind = if code.starts_with("28") {
+                ErrorKind::Unauthorized
+            } else {
+                ErrorKind::Config
+            };
+            SourceError::new(kind)
+                .with_message(format!("{location}: {} (SQLSTATE {code})", db.message()))
+        }
+        E::ColumnDecode { .. }
+        | E::Decode(_)
+        | E::TypeNotFound { .. }
+        | E::ColumnNotFound(_)
+        | E::ColumnIndexOutOfBounds { .. } => {
+            SourceError::new(ErrorKind::Decode).with_message(e.to_string())
+        }
+        E::Configuration(_) => SourceError::new(ErrorKind::Config)
+            .with_message("invalid database URL or connection options"),
+        other => {
+            SourceError::new(ErrorKind::Unavailable).with_message(format!("{location}: {other}"))
+        }
+    }
+}
+
+/// The `database` source: a pool and where it points. Register it under `database` (the
+/// default pool), `database:<name>` for another pool, or any name.
+///
+/// ```no_run
+/// use component_model_async::{AsyncAssign, Sources};
+/// use component_model_async::fetchers::database::DatabaseSource;
+///
+/// #[derive(AsyncAssign, Debug)]
+/// struct Config {
+///     #[component(fetch_from = "database", table = "config", key = "db_url")]
+///     db_url: String,
+///     #[component(fetch_from = "database:analytics", query = "SELECT max_rows FROM limits WHERE tier = $1", key = "gold")]
+///     max_rows: u32,
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let sources = Sources::new()
+///     .register("database", DatabaseSource::connect("postgres://app@127.0.0.1/app").await?)
+///     .register("database:analytics", DatabaseSource::connect("mysql://ro@127.0.0.1/analytics").await?);
+/// let config = Config::fetch_all_components_with(&sources).await.map_err(component_model_async::ComponentError::from)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DatabaseSource {
+    pool: Result<DbPool, String>,
+    location: String,
+    queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl fmt::Debug for DatabaseSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSource")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatabaseSource {
+    /// A source over an existing pool (its limits and timeouts apply).
+    pub fn new(pool: impl Into<DbPool>) -> Self {
+        let pool = pool.into();
+        DatabaseSource {
+            location: pool.driver().to_owned(),
+            pool: Ok(pool),
+            queries: Default::default(),
+        }
+    }
+
+    /// Connects now (see [`DbPool::connect`]).
+    pub async fn connect(url: &str) -> Result<Self, SourceError> {
+        Ok(DatabaseSource {
+            pool: Ok(DbPool::connect(url).await?),
+            location: location_of(url),
+            queries: Default::default(),
+        })
+    }
+
+    /// Connects on first use. A bad URL is not an error here: every fetch from this source
+    /// reports it, naming the field.
+    pub fn lazy(url: &str) -> Self {
+        DatabaseSource {
+            pool: DbPool::connect_lazy(url).map_err(|e| e.to_string()),
+            location: location_of(url),
+            queries: Default::default(),
+        }
+    }
+
+    /// How many queries (round trips) this source and its clones have sent so far.
+    pub fn queries_run(&self) -> u64 {
+        self.queries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_query(&self) {
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The pool, if the source was configured correctly.
+    pub fn pool(&self) -> Option<&DbPool> {
+        self.pool.as_ref().ok()
+    }
+
+    fn pool_or_error(&self) -> Result<&DbPool, SourceError> {
+        self.pool
+            .as_ref()
+            .map_err(|msg| SourceError::new(ErrorKind::Config).with_message(msg.clone()))
+    }
+
+    /// Runs `sql` (binding `key` as its parameter when given) and returns the one row's value.
+    pub(crate) async fn query_one(
+        &self,
+        sql: &str,
+        key: Option<&str>,
+    ) -> Result<RawValue, SourceError> {
+        let pool = self.pool_or_error()?;
+        let location = self.location.as_str();
+        self.count_query();
+        with_pool!(pool, |p, col, _d| {
+            let mut q = sqlx::query(AssertSqlSafe(sql.to_owned()));
+            if let Some(k) = key {
+                q = q.bind(k.to_owned());
+            }
+            let mut rows = q.fetch(p);
+            let first = rows.try_next().await.map_err(|e| map_error(e, location))?;
+            let Some(first) = first else {
+                return Err(SourceError::not_found().with_message("the query returned no rows"));
+            };
+            if rows
+                .try_next()
+                .await
+                .map_err(|e| map_error(e, location))?
+                .is_some()
+            {
+                return Err(SourceError::new(ErrorKind::Decode)
+                    .with_message("the query returned more than one row where one was expected (add a WHERE clause or LIMIT 1)"));
+            }
+            decode::row_value(&first, col)
+        })
+    }
+
+    /// One `SELECT key, value FROM table WHERE key IN (...)` for all `keys`.
+    async fn table_values(
+        &self,
+        table: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, Result<RawValue, SourceError>>, SourceError> {
+        if !valid_table(table) {
+            return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                "`{table}` is not a plain table name (letters, digits, `_`, one optional `schema.`)"
+            )));
+        }
+        let pool = self.pool_or_error()?;
+        let location = self.location.as_str();
+        self.count_query();
+        with_pool!(pool, |p, col, d| {
+            let table_sql = table
+                .split('.')
+                .map(|part| d.quote(part))
+                .collect::<Vec<_>>()
+                .join(".");
+            let (k, v) = (d.quote("key"), d.quote("value"));
+            let list = match d.key_list(keys.len()) {
+                KeyList::Array(param) => format!("= ANY({param})"),
+                KeyList::Placeholders(list) => format!("IN ({list})"),
+            };
+            let sql = format!("SELECT {k}, {v} FROM {table_sql} WHERE {k} {list}");
+            let q = BindKeys::bind_keys(sqlx::query(AssertSqlSafe(sql)), keys);
+            let rows = q.fetch_all(p).await.map_err(|e| map_error(e, location))?;
+            let mut out: HashMap<String, Result<RawValue, SourceError>> =
+                HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let key = match sqlx::Row::try_get::<String, _>(row, 0) {
+                    Ok(k) => k,
+                    Err(e) => return Err(map_error(e, location)),
+                };
+                let value = col(row, 1);
+                match out.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(mut seen) => {
+                        let _previous = seen
+                            .insert(Err(SourceError::new(ErrorKind::Decode).with_message(
+                                format!("table `{table}` has more than one row for this key"),
+                            )));
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(value);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for DatabaseSource {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let mut answers = self.fetch_many(&[request]).await;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(SourceError::new(ErrorKind::Unavailable)))
+    }
+
+    /// Table reads of one table become one query; identical queries run once; all groups
+    /// run concurrently on the pool.
+    async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        let mut tables: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut queries: HashMap<(&str, Option<&str>), Vec<usize>> = HashMap::new();
+        let mut results: Vec<Option<Result<RawValue, SourceError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        for (i, r) in requests.iter().enumerate() {
+            match (r.query(), r.table(), r.key()) {
+                (Some(q), _, key) => queries.entry((q, key)).or_default().push(i),
+                (None, Some(t), Some(_)) => tables.entry(t).or_default().push(i),
+                _ => {
+                    results[i] = Some(Err(SourceError::new(ErrorKind::Config)
+                        .with_message("a database field needs `query`, or `table` with `key`")))
+                }
+            }
+        }
+
+        let table_jobs = tables.into_iter().map(|(table, members)| async move {
+            let keys: Vec<&str> = members.iter().filter_map(|&i| requests[i].key()).collect();
+            (
+                members,
+                Grouped::Table(self.table_values(table, &keys).await),
+            )
+        });
+        let query_jobs = queries.into_iter().map(|((sql, key), members)| async move {
+            (members, Grouped::Query(self.query_one(sql, key).await))
+        });
+        let (tables_done, queries_done) = futures::future::join(
+            futures::future::join_all(table_jobs),
+            futures::future::join_all(query_jobs),
+        )
+        .await;
+
+        for (members, outcome) in tables_done.into_iter().chain(queries_done) {
+            match outcome {
+                Grouped::Table(Ok(mut values)) => {
+                    for i in members {
+                        let key = requests[i].key().unwrap_or("");
+                        results[i] = Some(match values.get(key) {
+                            Some(Ok(v)) => Ok(v.clone()),
+                            Some(Err(e)) => Err(e.clone()),
+                            None => Err(SourceError::not_found()),
+                        });
+                    }
+                    values.clear();
+                }
+                Grouped::Table(Err(e)) | Grouped::Query(Err(e)) => {
+                    // The first field keeps the original (with its cause), the others a copy.
+                    let mut members = members.into_iter();
+                    let first = members.next();
+                    for i in members {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                    if let Some(i) = first {
+                        results[i] = Some(Err(e));
+                    }
+                }
+                Grouped::Query(Ok(v)) => {
+                    for i in members {
+                        results[i] = Some(Ok(v.clone()));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(SourceError::new(ErrorKind::Unavailable))))
+            .collect()
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.location.clone())
+    }
+
+    /// The query (with its bound key), or `table.key`.
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        match (request.query(), request.table()) {
+            (Some(q), _) => match request.key() {
+                Some(k) => Some(("query", format!("{q}` with key `{k}"))),
+                None => Some(("query", q.to_owned())),
+            },
+            (None, Some(t)) => Some(("key", format!("{t}.{}", request.key().unwrap_or("")))),
+            _ => request.native_key(),
+        }
+    }
+}
+
+enum Grouped {
+    Table(Result<HashMap<String, Result<RawValue, SourceError>>, SourceError>),
+    Query(Result<RawValue, SourceError>),
+}

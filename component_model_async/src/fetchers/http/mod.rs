@@ -1,0 +1,99 @@
+//! The `api` / `http` source and [`ApiFetcher`] on reqwest (rustls): a JSON document from
+//! an HTTP GET, optionally narrowed with a JSON pointer, converted into the field's type.
+//!
+//! * `fetch_from = "api", url = "https://..."`: the built-in `api`/`http` sources (always
+//!   present with feature `http`) read absolute URLs;
+//! * `fetch_from = "billing_api", path = "/settings"`: an [`HttpSource`] registered by name
+//!   with a base URL and headers, so tests and deployments point one struct at different
+//!   servers.
+//!
+//! Fields that read the same URL in one fetch share ONE request (each then takes its own
+//! `pointer`/`field` out of the document). A non-2xx status is an error naming the status
+//! and URL (404 → not found, 401/403 → unauthorized, 408/429/5xx → unavailable); a body that
+//! is not JSON is a decode error; every request has a timeout (10 s unless set); at most 10
+//! redirects are followed.
+//!
+//! ```
+//! use component_model_async::{AsyncAssign, HttpSource, Sources};
+//!
+//! #[derive(AsyncAssign, Debug)]
+//! struct Billing {
+//!     #[component(fetch_from = "billing_api", path = "/settings", pointer = "/port")]
+//!     port: u16,
+//! }
+//!
+//! let sources = Sources::new().register(
+//!     "billing_api",
+//!     HttpSource::new("https://billing.internal:8443/v2").with_auth_header("token"),
+//! );
+//! # let _ = sources;
+//! ```
+//!
+//! ## What this module declares
+//!
+//! * names `api` and `http` (present in `Sources::new()` with cargo feature `http`), and
+//!   any name an [`HttpSource`] is registered under;
+//! * attribute keys: `url` (required for `api`/`http`), `path` (under a registered base
+//!   URL);
+//! * key label `url` or `path`; values are not secret; coalescing: one GET per URL.
+
+#[cfg(feature = "http")]
+mod source;
+#[cfg(feature = "http")]
+pub use source::*;
+
+use crate::fetchers::Builtin;
+
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["api", "http"],
+    hint: "present in `Sources::new()` with cargo feature `http`",
+    from_env: |sources| sources,
+};
+
+/// `api` and `http`, in every `Sources::new()`: an [`HttpSource`] without a base URL.
+pub(crate) fn defaults(sources: crate::Sources) -> crate::Sources {
+    #[cfg(feature = "http")]
+    let sources = {
+        let http = std::sync::Arc::new(HttpSource::default());
+        sources
+            .register_shared("api", http.clone())
+            .register_shared("http", http)
+    };
+    sources
+}
+
+/// Compile-time rules of `fetch_from = "api"` / `"http"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_http {
+    ($name:tt $entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=0 path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+        $crate::__component_model_feature_http! { $entry }
+        ::core::compile_error!(::core::concat!("the `", $name, "` source needs `url = \"https://...\"`; to use a registered base URL, register an HttpSource by name and use `path`"));
+    };
+    ($name:tt $entry:tt needs $present:tt) => {
+        $crate::__component_model_feature_http! { $entry }
+    };
+    ($name:tt $entry:tt uses url) => {};
+    ($name:tt $entry:tt uses path) => {};
+    ($name:tt $entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other $name }
+    };
+}
+
+#[cfg(feature = "http")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_http {
+    ($entry:tt) => {};
+}
+#[cfg(not(feature = "http"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_http {
+    (facade) => {
+        ::core::compile_error!("backend `api`/`http` needs cargo feature `http` of component_model: `component_model = { features = [\"http\"] }`");
+    };
+    (direct) => {
+        ::core::compile_error!("backend `api`/`http` needs cargo feature `http` of component_model_async");
+    };
+}

@@ -1,0 +1,85 @@
+//! The `vault` source: secrets from Vault's KV secrets engine over its HTTP API.
+//!
+//! * KV v2: `GET /v1/<mount>/data/<path>`, the secret under `data.data`;
+//! * KV v1: `GET /v1/<mount>/<path>`, the secret under `data`.
+//!
+//! The version comes from `kv_version = 1|2` on the field, else from
+//! [`VaultSource::with_kv_version`], else it is detected once per mount with
+//! `GET /v1/sys/internal/ui/mounts/<mount>/<path>` (as the `vault kv` CLI does; a 404 there
+//! means a Vault too old to have the endpoint, so v1). The mount is `mount = "..."` on the
+//! field, else the source's default (`secret`, the mount of a Vault dev server).
+//!
+//! The whole response envelope is parsed (`request_id`, `lease_id`, `renewable`,
+//! `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`); `warnings` are logged;
+//! `{"errors": [...]}` bodies are surfaced in the error. 403 → unauthorized, 404 → not
+//! found, 503 (sealed, standby) and 5xx → unavailable. Fields reading the same secret in
+//! one fetch share ONE read; `field = "..."` then picks each one's key. Every value read
+//! from Vault is secret: it never appears in errors or logs.
+//!
+//! Address, token and namespace come from `VAULT_ADDR` (default `https://127.0.0.1:8200`),
+//! `VAULT_TOKEN` (sent as `X-Vault-Token`) and `VAULT_NAMESPACE` (`X-Vault-Namespace`).
+//!
+//! ## What this module declares
+//!
+//! * name `vault`, cargo feature `vault`, registered by
+//!   [`Sources::from_env`](crate::Sources::from_env) from `VAULT_ADDR`;
+//! * attribute keys: `secret = "path"` (required), `mount`, `kv_version`;
+//! * key label `secret`; every value is secret (whatever name the source is registered
+//!   under); a one-key secret reads into a scalar; coalescing: one read per path.
+
+#[cfg(feature = "vault")]
+mod source;
+#[cfg(feature = "vault")]
+pub use source::*;
+
+use crate::fetchers::Builtin;
+
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["vault"],
+    hint: "`Sources::from_env()` registers it with cargo feature `vault`; or register a `VaultSource`",
+    from_env: |sources| {
+        #[cfg(feature = "vault")]
+        let sources = {
+            let vault = VaultSource::from_env_source(sources.env());
+            sources.register("vault", vault)
+        };
+        sources
+    },
+};
+
+/// Compile-time rules of `fetch_from = "vault"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_vault {
+    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=0 url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+        $crate::__component_model_feature_vault! { $entry }
+        ::core::compile_error!("the `vault` source needs `secret = \"...\"`, the secret's path (e.g. `secret = \"app/api-key\"`)");
+    };
+    ($entry:tt needs $present:tt) => {
+        $crate::__component_model_feature_vault! { $entry }
+    };
+    ($entry:tt uses secret_path) => {};
+    ($entry:tt uses mount) => {};
+    ($entry:tt uses kv_version) => {};
+    ($entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other "vault" }
+    };
+}
+
+#[cfg(feature = "vault")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_vault {
+    ($entry:tt) => {};
+}
+#[cfg(not(feature = "vault"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_vault {
+    (facade) => {
+        ::core::compile_error!("backend `vault` needs cargo feature `vault` of component_model: `component_model = { features = [\"vault\"] }`");
+    };
+    (direct) => {
+        ::core::compile_error!("backend `vault` needs cargo feature `vault` of component_model_async");
+    };
+}
