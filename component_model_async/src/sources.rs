@@ -183,6 +183,7 @@ impl Sources {
 
     /// Registers an already shared source under `name` (several names, one source).
     #[must_use]
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn register_shared(mut self, name: &str, source: Arc<dyn Source>) -> Self {
         self.entries.insert(name.to_owned(), Entry::Raw(source));
         self

@@ -307,6 +307,9 @@ impl<'a> Read<'a> {
     }
 }
 
+/// One answer, or `None` for a nil reply.
+type Answer = Option<Result<RawValue, SourceError>>;
+
 /// One fetch's reads, each distinct key or member once.
 #[derive(Default)]
 struct Batch<'a> {
@@ -409,9 +412,8 @@ impl RedisSource {
             batch.add(read);
         }
         let what = batch.describe();
-        let mut strings: Vec<Option<Result<RawValue, SourceError>>> = Vec::new();
-        let mut members: Vec<Result<Vec<Option<Result<RawValue, SourceError>>>, SourceError>> =
-            Vec::new();
+        let mut strings: Vec<Answer> = Vec::new();
+        let mut members: Vec<Result<Vec<Answer>, SourceError>> = Vec::new();
         if !batch.strings.is_empty() || !batch.hashes.is_empty() {
             let replies = match self.round_trip(&batch.pipeline(), &what).await {
                 Ok(r) => r,
@@ -482,7 +484,7 @@ impl RedisSource {
     async fn explain_missing(
         &self,
         keys: &[&str],
-        values: &mut [Option<Result<RawValue, SourceError>>],
+        values: &mut [Answer],
     ) {
         let missing: Vec<usize> = (0..keys.len().min(values.len()))
             .filter(|&i| values[i].is_none())
