@@ -64,7 +64,7 @@ pub mod fetchers;
 mod partial;
 pub mod placeholder;
 mod plan;
-mod resilience;
+pub mod resilience;
 mod source;
 mod sources;
 

@@ -292,23 +292,23 @@ impl<'s> Plan<'s> {
         let n = self.slots.len();
         let mut results: Vec<Option<(Result<Got, ComponentError>, Duration)>> =
             (0..n).map(|_| None).collect();
-        let mut batches: Vec<(Arc<dyn Source>, Vec<usize>)> = Vec::new();
+        // One batch per source and layer settings: fields with `timeout`/`retry_attempts`
+        // stay in a batch with the fields that have the same settings.
+        type Settings = (Option<Duration>, u32);
+        let mut batches: Vec<(Arc<dyn Source>, Settings, Vec<usize>)> = Vec::new();
         let mut jobs: Vec<Job> = Vec::new();
 
         for (i, slot) in self.slots.iter_mut().enumerate() {
             match slot.primary.take() {
                 Some(Route::Fail(e)) => results[i] = Some((Err(e), Duration::ZERO)),
                 Some(Route::Raw(src)) => {
-                    let layered = slot.spec.timeout.is_some() || slot.spec.retry_attempts.is_some();
-                    if layered {
-                        if let Some(req) = slot.request.clone() {
-                            jobs.push(single_raw(i, src, req, slot.spec, slot.span.clone()));
-                        }
-                    } else {
-                        match batches.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &src)) {
-                            Some((_, members)) => members.push(i),
-                            None => batches.push((src, vec![i])),
-                        }
+                    let settings = resilience::settings_of(slot.spec);
+                    match batches
+                        .iter_mut()
+                        .find(|(s, set, _)| Arc::ptr_eq(s, &src) && *set == settings)
+                    {
+                        Some((_, _, members)) => members.push(i),
+                        None => batches.push((src, settings, vec![i])),
                     }
                 }
                 Some(Route::Typed(call)) => {
@@ -317,7 +317,8 @@ impl<'s> Plan<'s> {
                 None => {}
             }
         }
-        for (src, members) in batches {
+        for (src, _, members) in batches {
+            let src = resilience::for_field(src, self.slots[members[0]].spec);
             let requests: Vec<FetchRequest> = members
                 .iter()
                 .filter_map(|&i| self.slots[i].request.clone())
@@ -366,7 +367,8 @@ impl<'s> Plan<'s> {
             }
             match (slot.fallback.take(), slot.request.clone()) {
                 (Some(Route::Raw(src)), Some(req)) => {
-                    retries.push(single_raw(i, src, req, slot.spec, slot.span.clone()))
+                    let src = resilience::for_field(src, slot.spec);
+                    retries.push(single_raw(i, src, req, slot.span.clone()))
                 }
                 (Some(Route::Typed(call)), _) => {
                     retries.push(single_typed(i, call, slot.spec, slot.span.clone()))
@@ -434,22 +436,12 @@ fn typed_call<T: Send + 'static>(f: Arc<dyn DynFetcher<T>>) -> TypedCall {
     })
 }
 
-fn single_raw(
-    i: usize,
-    src: Arc<dyn Source>,
-    req: FetchRequest,
-    spec: &'static FieldSpec,
-    span: tracing::Span,
-) -> Job {
+/// One request to a (layered) source, on its own: a `fallback_to` source.
+fn single_raw(i: usize, src: Arc<dyn Source>, req: FetchRequest, span: tracing::Span) -> Job {
     Box::pin(
         async move {
             let started = Instant::now();
-            let r = resilience::call(spec, || {
-                let src = src.clone();
-                let req = req.clone();
-                async move { src.fetch(&req).await.map_err(Failure::Source) }
-            })
-            .await;
+            let r = src.fetch(&req).await.map_err(Failure::Source);
             vec![(i, r.map(Got::Raw), started.elapsed())]
         }
         .instrument(span),

@@ -41,11 +41,15 @@ pub mod register {
     use std::marker::PhantomData;
     /// The value is a [`Source`](crate::Source).
     pub struct AsSource;
+    /// The value is an already shared `Arc<dyn Source>` (a layered source, or one source
+    /// registered under several names).
+    pub struct AsShared;
     /// The value is a [`ComponentFetcher<T>`](crate::ComponentFetcher).
     pub struct AsFetcher<T>(PhantomData<fn() -> T>);
 }
 
-/// Something [`Sources::register`] accepts: a [`Source`] or a [`ComponentFetcher<T>`].
+/// Something [`Sources::register`] accepts: a [`Source`], an `Arc<dyn Source>`, or a
+/// [`ComponentFetcher<T>`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` can't be registered as a source",
     label = "neither a `Source` nor a `ComponentFetcher<T>`",
@@ -63,6 +67,12 @@ pub struct EntryHandle(pub(crate) Entry);
 impl<S: Source> IntoEntry<register::AsSource> for S {
     fn into_entry(self) -> EntryHandle {
         EntryHandle(Entry::Raw(Arc::new(self)))
+    }
+}
+
+impl IntoEntry<register::AsShared> for Arc<dyn Source> {
+    fn into_entry(self) -> EntryHandle {
+        EntryHandle(Entry::Raw(self))
     }
 }
 
@@ -181,11 +191,28 @@ impl Sources {
         self
     }
 
-    /// Registers an already shared source under `name` (several names, one source).
+    /// Wraps the [`Source`] registered as `name` in `layer` (see
+    /// [`resilience`](crate::resilience)), e.g. a retry layer around the `consul` source
+    /// that [`Sources::from_env`] registered. Clones of this `Sources` made afterwards share
+    /// the layer and its state. A name with no `Source` registered (nothing, or a typed
+    /// fetcher) is left as it is, with a warning.
+    ///
+    /// ```
+    /// use component_model_async::resilience::RetryLayer;
+    /// use component_model_async::Sources;
+    ///
+    /// let sources = Sources::new().layer("env", RetryLayer::new(2));
+    /// assert!(sources.source("env").is_some());
+    /// ```
     #[must_use]
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn register_shared(mut self, name: &str, source: Arc<dyn Source>) -> Self {
-        self.entries.insert(name.to_owned(), Entry::Raw(source));
+    pub fn layer(mut self, name: &str, layer: impl crate::resilience::SourceLayer) -> Self {
+        match self.entries.get_mut(name) {
+            Some(Entry::Raw(source)) => *source = layer.layer(source.clone()),
+            _ => tracing::warn!(
+                source = name,
+                "no `Source` is registered under this name; the layer was not applied"
+            ),
+        }
         self
     }
 

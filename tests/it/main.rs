@@ -7,6 +7,7 @@ mod consul;
 mod conversion;
 mod database;
 mod http;
+mod layers;
 mod redis;
 mod sync_model;
 mod vault;

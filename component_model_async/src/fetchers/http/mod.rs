@@ -54,10 +54,8 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 pub(crate) fn defaults(sources: crate::Sources) -> crate::Sources {
     #[cfg(feature = "http")]
     let sources = {
-        let http = std::sync::Arc::new(HttpSource::default());
-        sources
-            .register_shared("api", http.clone())
-            .register_shared("http", http)
+        let http: std::sync::Arc<dyn crate::Source> = std::sync::Arc::new(HttpSource::default());
+        sources.register("api", http.clone()).register("http", http)
     };
     sources
 }

@@ -481,11 +481,7 @@ impl RedisSource {
 
     /// For string keys that came back empty, asks their `TYPE`: `none` is a missing key;
     /// anything else is a key of another type, which GET would have refused.
-    async fn explain_missing(
-        &self,
-        keys: &[&str],
-        values: &mut [Answer],
-    ) {
+    async fn explain_missing(&self, keys: &[&str], values: &mut [Answer]) {
         let missing: Vec<usize> = (0..keys.len().min(values.len()))
             .filter(|&i| values[i].is_none())
             .collect();
