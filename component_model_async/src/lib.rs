@@ -70,7 +70,7 @@ mod sources;
 
 /// Helpers for writing a [`Source`].
 pub mod source_support {
-    pub use crate::source::redact_url;
+    pub use crate::source::{coalesce, redact_url};
 }
 
 #[doc(hidden)]

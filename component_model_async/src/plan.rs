@@ -246,10 +246,13 @@ impl<'s> Plan<'s> {
             if let Route::Raw(s) = &primary {
                 // Secrecy and value handling follow the source, not its name.
                 slot.sensitive |= s.is_sensitive();
-                if s.selects_field()
-                    && let Some(request) = slot.request.as_mut()
-                {
-                    request.select_on_wire();
+                if let Some(request) = slot.request.as_mut() {
+                    if s.selects_field() {
+                        request.select_on_wire();
+                    }
+                    if s.keys_by_field_name() {
+                        request.default_key_on_wire();
+                    }
                 }
                 slot.source = Some(s.clone());
             }

@@ -196,8 +196,6 @@ type Text = Cow<'static, str>;
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 struct Params {
     key: Option<Text>,
-    /// The field's default key, when it names none (see [`FieldSpec::default_key`]).
-    default_key: Option<Text>,
     query: Option<Text>,
     secret_path: Option<Text>,
     url: Option<Text>,
@@ -219,6 +217,8 @@ struct Origin {
     source: Text,
     owner: Text,
     field: Text,
+    /// The field's default key (see [`FieldSpec::default_key`]).
+    default_key: Option<Text>,
     select: Option<Text>,
     sensitive: bool,
 }
@@ -294,10 +294,6 @@ impl FetchRequest {
         Ok(FetchRequest {
             params: Params {
                 key: r(spec.key)?,
-                default_key: match spec.key {
-                    Some(_) => None,
-                    None => fixed(spec.default_key),
-                },
                 query: fixed(spec.query),
                 secret_path: r(spec.secret_path)?,
                 url: r(spec.url)?,
@@ -314,6 +310,7 @@ impl FetchRequest {
                 source: Cow::Borrowed(spec.source),
                 owner: Cow::Borrowed(spec.owner),
                 field: Cow::Borrowed(spec.field),
+                default_key: fixed(spec.default_key),
                 select: fixed(spec.select),
                 sensitive: spec.sensitive,
             },
@@ -337,6 +334,7 @@ impl FetchRequest {
                 source: source.into(),
                 owner: Cow::Borrowed(""),
                 field: Cow::Borrowed("value"),
+                default_key: None,
                 select: None,
                 sensitive: false,
             },
@@ -387,10 +385,15 @@ request_setters! {
 
 impl FetchRequest {
     /// Sets `field = "..."`: the member to take out of the fetched JSON object (or, for a
-    /// source that reads it itself, such as a Redis hash, the member to read).
+    /// source that reads it itself, such as a Redis hash, the member to read). Built in
+    /// code, the member is part of the request's identity, so it is right for either kind
+    /// of source; the derive leaves it out for sources that select after fetching, so
+    /// fields reading different members of one document share one read.
     #[must_use]
     pub fn with_select(mut self, member: impl Into<Text>) -> Self {
-        self.origin.select = Some(member.into());
+        let member = member.into();
+        self.params.member = Some(member.clone());
+        self.origin.select = Some(member);
         self
     }
 
@@ -426,6 +429,14 @@ impl FetchRequest {
         self.params.member = self.origin.select.clone();
     }
 
+    /// Makes the field's default key its key when it names none: the source reads a key
+    /// named after the field (see [`Source::keys_by_field_name`]).
+    pub(crate) fn default_key_on_wire(&mut self) {
+        if self.params.key.is_none() {
+            self.params.key = self.origin.default_key.clone();
+        }
+    }
+
     /// The compile-time description of the field, for requests made by the derive.
     pub fn spec(&self) -> Option<&'static FieldSpec> {
         self.origin.spec
@@ -452,7 +463,7 @@ impl FetchRequest {
         self.params
             .key
             .as_deref()
-            .or(self.params.default_key.as_deref())
+            .or(self.origin.default_key.as_deref())
     }
     /// The SQL query.
     pub fn query(&self) -> Option<&str> {
@@ -665,9 +676,84 @@ pub trait Source: Send + Sync + 'static {
         false
     }
 
+    /// Whether a field that names no `key` reads the key named after it (`env_prefix` +
+    /// FIELD, [`FieldSpec::default_key`]): the `env` source.
+    fn keys_by_field_name(&self) -> bool {
+        false
+    }
+
     /// Whether the source itself reads `field = "..."` (Redis: a member of a hash), so the
     /// value it returns is already the selected one and conversion must not select again.
     fn selects_field(&self) -> bool {
         false
     }
+}
+
+/// Answers `requests` by asking `fetch` once per distinct request and giving each answer
+/// to every request equal to it (`FetchRequest`'s `Eq`: the same wire parameters), in the
+/// order of `requests`. Two fields reading one key cost one read, whatever the backend.
+///
+/// `fetch` gets the distinct requests and returns one answer per request, in order; an
+/// answer it leaves out becomes an `unavailable` error saying so, never a panic.
+///
+/// ```
+/// use component_model_async::source_support::coalesce;
+/// use component_model_async::{FetchRequest, RawValue};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let a = FetchRequest::for_key("kv", "a");
+/// let also_a = FetchRequest::for_key("kv", "a").in_field("App", "other");
+/// let b = FetchRequest::for_key("kv", "b");
+/// let answers = coalesce(&[&a, &also_a, &b], |unique| async move {
+///     assert_eq!(unique.len(), 2); // `a` once
+///     unique.iter().map(|r| Ok(RawValue::from(r.key().unwrap()))).collect()
+/// })
+/// .await;
+/// assert_eq!(answers[1], Ok(RawValue::from("a")));
+/// # });
+/// ```
+pub async fn coalesce<'r, F, Fut>(
+    requests: &[&'r FetchRequest],
+    fetch: F,
+) -> Vec<Result<RawValue, SourceError>>
+where
+    F: FnOnce(Vec<&'r FetchRequest>) -> Fut,
+    Fut: std::future::Future<Output = Vec<Result<RawValue, SourceError>>>,
+{
+    let mut index: std::collections::HashMap<&FetchRequest, usize> =
+        std::collections::HashMap::with_capacity(requests.len());
+    let mut unique: Vec<&'r FetchRequest> = Vec::with_capacity(requests.len());
+    let slots: Vec<usize> = requests
+        .iter()
+        .map(|r| {
+            *index.entry(*r).or_insert_with(|| {
+                unique.push(*r);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    let asked = unique.len();
+    let mut answers: Vec<Option<Result<RawValue, SourceError>>> =
+        fetch(unique).await.into_iter().map(Some).collect();
+    answers.resize_with(asked, || None);
+    // The last request of each slot takes the answer; earlier ones get a clone.
+    let mut remaining = vec![0usize; asked];
+    for &s in &slots {
+        remaining[s] += 1;
+    }
+    slots
+        .into_iter()
+        .map(|s| {
+            remaining[s] -= 1;
+            let answer = if remaining[s] == 0 {
+                answers[s].take()
+            } else {
+                answers[s].clone()
+            };
+            answer.unwrap_or_else(|| {
+                Err(SourceError::new(crate::ErrorKind::Unavailable)
+                    .with_message("the source returned fewer answers than requests"))
+            })
+        })
+        .collect()
 }

@@ -409,3 +409,38 @@ fn from_env_registers_the_remote_backends() {
         assert!(sources.contains(name), "{name} in {sources:?}");
     }
 }
+
+#[tokio::test]
+async fn a_vault_source_under_another_name_keeps_its_secrecy_and_single_key_reads() {
+    let vault = seeded().await;
+    vault.put("secret", "app/pin", json!({"pin": CANARY}));
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct Renamed {
+        // A one-key secret into a scalar, without `field`.
+        #[component(fetch_from = "secrets", secret = "app/api-key")]
+        api_key: String,
+        // A decode failure of a value that is secret because of its source.
+        #[component(fetch_from = "secrets", secret = "app/pin")]
+        pin: u32,
+    }
+    let sources =
+        Sources::new().register("secrets", VaultSource::new(vault.url()).with_token("root"));
+    let errors = Renamed::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let shown = format!("{} {:?}", errors[0], errors[0]);
+    assert_eq!(errors[0].kind(), ErrorKind::Decode);
+    assert!(shown.contains("secrets secret `app/pin`"), "{shown}");
+    assert!(shown.contains("(not shown)"), "{shown}");
+    assert!(!shown.contains(CANARY), "{shown}");
+
+    #[derive(AsyncAssign, Debug)]
+    struct Ok {
+        #[component(fetch_from = "secrets", secret = "app/api-key")]
+        api_key: String,
+    }
+    let ok = Ok::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(ok.api_key, "key-123");
+}

@@ -110,6 +110,11 @@ impl Source for EnvSource {
         None
     }
 
+    /// A field without `key` reads the variable named after it.
+    fn keys_by_field_name(&self) -> bool {
+        true
+    }
+
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         Some((
             "variable",

@@ -116,6 +116,9 @@ macro_rules! forward_description {
         fn selects_field(&self) -> bool {
             self.$inner.selects_field()
         }
+        fn keys_by_field_name(&self) -> bool {
+            self.$inner.keys_by_field_name()
+        }
     };
 }
 

@@ -16,7 +16,7 @@ use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
 use crate::fetchers::transport::{self, Endpoint, standalone_error};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
-use crate::source_support::redact_url;
+use crate::source_support::{coalesce, redact_url};
 
 /// The most operations Consul accepts in one `/v1/txn` request.
 pub const MAX_TXN_OPS: usize = 64;
@@ -353,6 +353,47 @@ impl ConsulSource {
     }
 }
 
+impl ConsulSource {
+    /// Distinct requests: one `/v1/txn` per datacenter and 64 keys; one key is a GET.
+    async fn by_datacenter(
+        &self,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
+        if requests.len() == 1 {
+            return vec![self.fetch(requests[0]).await];
+        }
+        let mut answers: Vec<Option<Result<RawValue, SourceError>>> =
+            requests.iter().map(|_| None).collect();
+        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            if r.key().is_none() {
+                answers[i] =
+                    Some(Err(SourceError::new(ErrorKind::Config)
+                        .with_message("the field names no `key`")));
+                continue;
+            }
+            match groups.iter_mut().find(|(dc, _)| *dc == r.dc()) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((r.dc(), vec![i])),
+            }
+        }
+        let calls = groups.iter().map(|(dc, members)| {
+            let keys: Vec<&str> = members.iter().filter_map(|&i| requests[i].key()).collect();
+            async move { self.get_many(&keys, *dc).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        for ((_, members), values) in groups.iter().zip(results) {
+            for (&i, v) in members.iter().zip(values) {
+                answers[i] = Some(v);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(SourceError::new(ErrorKind::Unavailable))))
+            .collect()
+    }
+}
+
 enum Round {
     Done(Vec<(usize, Result<RawValue, SourceError>)>),
     RolledBack(Vec<(usize, SourceError)>),
@@ -402,40 +443,13 @@ impl Source for ConsulSource {
         }
     }
 
-    /// One `/v1/txn` per datacenter and 64 keys; a single key is a plain GET.
+    /// One `/v1/txn` per datacenter and 64 keys (each key once); a single key is a plain
+    /// GET.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        if requests.len() == 1 {
-            return vec![self.fetch(requests[0]).await];
-        }
-        let mut answers: Vec<Option<Result<RawValue, SourceError>>> =
-            requests.iter().map(|_| None).collect();
-        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
-        for (i, r) in requests.iter().enumerate() {
-            if r.key().is_none() {
-                answers[i] =
-                    Some(Err(SourceError::new(ErrorKind::Config)
-                        .with_message("the field names no `key`")));
-                continue;
-            }
-            match groups.iter_mut().find(|(dc, _)| *dc == r.dc()) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((r.dc(), vec![i])),
-            }
-        }
-        let calls = groups.iter().map(|(dc, members)| {
-            let keys: Vec<&str> = members.iter().filter_map(|&i| requests[i].key()).collect();
-            async move { self.get_many(&keys, *dc).await }
-        });
-        let results = futures::future::join_all(calls).await;
-        for ((_, members), values) in groups.iter().zip(results) {
-            for (&i, v) in members.iter().zip(values) {
-                answers[i] = Some(v);
-            }
-        }
-        answers
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err(SourceError::new(ErrorKind::Unavailable))))
-            .collect()
+        coalesce(requests, |unique| async move {
+            self.by_datacenter(&unique).await
+        })
+        .await
     }
 
     fn location(&self) -> Option<String> {

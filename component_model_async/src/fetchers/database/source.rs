@@ -11,7 +11,7 @@ use super::decode;
 
 use crate::error::{ErrorKind, SourceError};
 use crate::source::{FetchRequest, RawValue, Source};
-use crate::source_support::redact_url;
+use crate::source_support::{coalesce, redact_url};
 
 /// How long a fetch waits for a pooled connection (or to connect) before reporting
 /// `unavailable`, for pools this module creates.
@@ -564,6 +564,38 @@ impl Source for DatabaseSource {
     /// Table reads of one table become one query; identical queries run once; all groups
     /// run concurrently on the pool.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        coalesce(
+            requests,
+            |unique| async move { self.grouped(&unique).await },
+        )
+        .await
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.location.clone())
+    }
+
+    /// The query (with its bound key), or `table.key`.
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        match (request.query(), request.table()) {
+            (Some(q), _) => match request.key() {
+                Some(k) => Some(("query", format!("{q}` with key `{k}"))),
+                None => Some(("query", q.to_owned())),
+            },
+            (None, Some(t)) => Some(("key", format!("{t}.{}", request.key().unwrap_or("")))),
+            _ => request.native_key(),
+        }
+    }
+}
+
+enum Grouped {
+    Table(Result<HashMap<String, Result<RawValue, SourceError>>, SourceError>),
+    Query(Result<RawValue, SourceError>),
+}
+
+impl DatabaseSource {
+    /// Distinct requests grouped: one query per table, one per distinct query.
+    async fn grouped(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
         let mut tables: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut queries: HashMap<(&str, Option<&str>), Vec<usize>> = HashMap::new();
         let mut results: Vec<Option<Result<RawValue, SourceError>>> =
@@ -631,25 +663,4 @@ impl Source for DatabaseSource {
             .map(|r| r.unwrap_or_else(|| Err(SourceError::new(ErrorKind::Unavailable))))
             .collect()
     }
-
-    fn location(&self) -> Option<String> {
-        Some(self.location.clone())
-    }
-
-    /// The query (with its bound key), or `table.key`.
-    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
-        match (request.query(), request.table()) {
-            (Some(q), _) => match request.key() {
-                Some(k) => Some(("query", format!("{q}` with key `{k}"))),
-                None => Some(("query", q.to_owned())),
-            },
-            (None, Some(t)) => Some(("key", format!("{t}.{}", request.key().unwrap_or("")))),
-            _ => request.native_key(),
-        }
-    }
-}
-
-enum Grouped {
-    Table(Result<HashMap<String, Result<RawValue, SourceError>>, SourceError>),
-    Query(Result<RawValue, SourceError>),
 }

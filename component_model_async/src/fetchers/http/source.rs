@@ -1,6 +1,5 @@
 //! The `http` backend's implementation (see the module above for what it declares).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, standalone_error};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
-use crate::source_support::redact_url;
+use crate::source_support::{coalesce, redact_url};
 
 /// An HTTP backend: an optional base URL, headers (an auth header kept secret) and a
 /// per-request timeout. Register it by name with [`Sources::register`](crate::Sources::register);
@@ -183,27 +182,10 @@ impl Source for HttpSource {
 
     /// One GET per distinct URL; fields reading the same document share it.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        let urls: Vec<Result<String, SourceError>> =
-            requests.iter().map(|r| self.url_for(r)).collect();
-        let mut distinct: Vec<&str> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for url in urls.iter().flatten() {
-            index.entry(url.as_str()).or_insert_with(|| {
-                distinct.push(url.as_str());
-                distinct.len() - 1
-            });
-        }
-        let answers =
-            futures::future::join_all(distinct.iter().map(|url| self.get_json(url))).await;
-        urls.iter()
-            .map(|url| match url {
-                Err(e) => Err(e.clone()),
-                Ok(url) => match &answers[index[url.as_str()]] {
-                    Ok(v) => Ok(RawValue::Json(v.clone())),
-                    Err(e) => Err(e.clone()),
-                },
-            })
-            .collect()
+        coalesce(requests, |unique| {
+            futures::future::join_all(unique.into_iter().map(|r| self.fetch(r)))
+        })
+        .await
     }
 
     fn location(&self) -> Option<String> {

@@ -16,7 +16,7 @@ use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
 use crate::fetchers::transport::{self, Endpoint, standalone_error};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
-use crate::source_support::redact_url;
+use crate::source_support::{coalesce, redact_url};
 
 /// The mount used when a field names none: where a Vault dev server mounts KV v2.
 pub const DEFAULT_MOUNT: &str = "secret";
@@ -349,36 +349,10 @@ impl Source for VaultSource {
 
     /// One read per distinct (mount, path, version).
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        type Key<'a> = (Option<&'a str>, &'a str, Option<u8>);
-        let keys: Vec<Option<Key<'_>>> = requests
-            .iter()
-            .map(|r| r.secret_path().map(|p| (r.mount(), p, r.kv_version())))
-            .collect();
-        let mut distinct: Vec<Key<'_>> = Vec::new();
-        for k in keys.iter().flatten() {
-            if !distinct.contains(k) {
-                distinct.push(*k);
-            }
-        }
-        let reads = futures::future::join_all(
-            distinct
-                .iter()
-                .map(|(mount, path, version)| self.read(*mount, path, *version)),
-        )
-        .await;
-        keys.iter()
-            .map(|k| match k {
-                None => Err(SourceError::new(ErrorKind::Config)
-                    .with_message("the field names no `secret = \"path\"`")),
-                Some(k) => {
-                    let i = distinct.iter().position(|d| d == k).unwrap_or(0);
-                    match &reads[i] {
-                        Ok(v) => Ok(RawValue::Json(v.clone())),
-                        Err(e) => Err(e.clone()),
-                    }
-                }
-            })
-            .collect()
+        coalesce(requests, |unique| {
+            futures::future::join_all(unique.into_iter().map(|r| self.fetch(r)))
+        })
+        .await
     }
 
     fn location(&self) -> Option<String> {
