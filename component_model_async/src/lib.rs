@@ -67,6 +67,7 @@ mod plan;
 pub mod resilience;
 mod source;
 mod sources;
+mod standalone;
 
 /// Helpers for writing a [`Source`].
 pub mod source_support {
@@ -100,6 +101,7 @@ pub mod test_util;
 pub use partial::Partial;
 pub use source::{FetchRequest, FieldSpec, RawValue, Source};
 pub use sources::{IntoEntry, Sources, register};
+pub use standalone::SourceFetcher;
 
 /// Secret types whose values never appear in `Debug` output (re-exported `secrecy`).
 pub use secrecy;

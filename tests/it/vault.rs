@@ -432,7 +432,7 @@ async fn a_vault_source_under_another_name_keeps_its_secrecy_and_single_key_read
     assert_eq!(errors.len(), 1, "{errors:?}");
     let shown = format!("{} {:?}", errors[0], errors[0]);
     assert_eq!(errors[0].kind(), ErrorKind::Decode);
-    assert!(shown.contains("secrets secret `app/pin`"), "{shown}");
+    assert!(shown.contains("secrets secret `secret/app/pin`"), "{shown}");
     assert!(shown.contains("(not shown)"), "{shown}");
     assert!(!shown.contains(CANARY), "{shown}");
 

@@ -19,6 +19,8 @@ pub(crate) struct Target<'a> {
     pub select: Option<&'a str>,
     /// Whether a one-member object may be read into a scalar (the source says so).
     pub unwrap_single: bool,
+    /// `pointer = "..."` to apply.
+    pub pointer: Option<&'a str>,
 }
 
 impl<'a> Target<'a> {
@@ -33,6 +35,7 @@ impl<'a> Target<'a> {
             sensitive,
             select: spec.select,
             unwrap_single: false,
+            pointer: spec.pointer,
         }
     }
 }
@@ -61,7 +64,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     raw: RawValue,
     t: &Target<'_>,
 ) -> Result<T, ComponentError> {
-    decode_selected(raw, t.select, t.spec.pointer, t)
+    decode_selected(raw, t.select, t.pointer, t)
 }
 
 /// [`decode`] with `field`/`pointer` given at run time (the standalone fetchers).
@@ -89,23 +92,18 @@ pub(crate) fn decode_selected<T: DeserializeOwned>(
     }
 }
 
-/// Converts a value fetched by a standalone fetcher (`ApiFetcher`, `ConsulFetcher`, ...):
+/// Converts a value fetched by a standalone fetcher ([`SourceFetcher`](crate::SourceFetcher)):
 /// `field`/`pointer` applied, an absent value is `None` for an `Option<_>`.
-#[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
 pub(crate) fn standalone<T: DeserializeOwned>(
     fetched: Result<RawValue, ComponentError>,
-    select: Option<&str>,
-    pointer: Option<&str>,
-    spec: &FieldSpec,
-    provenance: &dyn Fn() -> Provenance,
+    target: &Target<'_>,
 ) -> Result<T, ComponentError> {
     let raw = match fetched {
         Ok(raw) => raw,
         Err(e) if e.kind() == ErrorKind::NotFound => return absent::<T>().ok_or(e),
         Err(e) => return Err(e),
     };
-    let target = Target::new(spec, provenance, spec.sensitive || is_secret_type::<T>());
-    match decode_selected::<T>(raw, select, pointer, &target) {
+    match decode::<T>(raw, target) {
         Err(e) if e.kind() == ErrorKind::NotFound => absent::<T>().ok_or(e),
         other => other,
     }

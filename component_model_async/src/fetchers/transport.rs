@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
+use crate::error::{ErrorKind, SourceError};
 use crate::source_support::redact_url;
 
 /// How long one HTTP request (connect, headers and body) may take, unless the source or
@@ -288,12 +288,6 @@ pub(crate) fn secret_header(
     })?;
     v.set_sensitive(true);
     Ok(v)
-}
-
-/// A [`SourceError`] of a standalone fetcher as a [`ComponentError`] with `provenance`.
-pub(crate) fn standalone_error(e: SourceError, provenance: Provenance) -> ComponentError {
-    let builder = ComponentError::field(e.kind()).provenance(provenance);
-    e.into_field_error(builder)
 }
 
 #[cfg(test)]

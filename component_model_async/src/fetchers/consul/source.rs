@@ -10,13 +10,16 @@ use serde::de::DeserializeOwned;
 
 use reqwest::Method;
 
-use crate::convert;
-use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
+use crate::error::{ComponentError, ErrorKind, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
-use crate::fetchers::transport::{self, Endpoint, standalone_error};
-use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+use crate::fetchers::transport::{self, Endpoint};
+use crate::source::{FetchRequest, RawValue, Source};
 use crate::source_support::{coalesce, redact_url};
+use crate::standalone::SourceFetcher;
+
+/// The request parameter that reads a key with `?raw` (see [`ConsulFetcher::raw`]).
+const RAW: &str = "consul.raw";
 
 /// The most operations Consul accepts in one `/v1/txn` request.
 pub const MAX_TXN_OPS: usize = 64;
@@ -436,7 +439,10 @@ fn bytes_value(bytes: impl Into<Vec<u8>>) -> RawValue {
 impl Source for ConsulSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
         match request.key() {
-            Some(key) => self.get(key, request.dc(), false).await,
+            Some(key) => {
+                self.get(key, request.dc(), request.param(RAW).is_some())
+                    .await
+            }
             None => {
                 Err(SourceError::new(ErrorKind::Config).with_message("the field names no `key`"))
             }
@@ -472,12 +478,7 @@ impl Source for ConsulSource {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct ConsulFetcher {
-    source: ConsulSource,
-    key: String,
-    dc: Option<String>,
-    raw: bool,
-}
+pub struct ConsulFetcher(SourceFetcher<ConsulSource>);
 
 impl ConsulFetcher {
     /// Reads `key` from the agent configured by the environment ([`ConsulSource::from_env`]).
@@ -487,36 +488,22 @@ impl ConsulFetcher {
 
     /// Reads `key` from `source`.
     pub fn with_source(source: ConsulSource, key: impl Into<String>) -> Self {
-        ConsulFetcher {
+        ConsulFetcher(SourceFetcher::new(
             source,
-            key: key.into(),
-            dc: None,
-            raw: false,
-        }
+            FetchRequest::for_key("consul", key.into()),
+        ))
     }
 
     /// Reads from datacenter `dc`.
     #[must_use]
-    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
-        self.dc = Some(dc.into());
-        self
+    pub fn datacenter(self, dc: impl Into<String>) -> Self {
+        ConsulFetcher(self.0.map_request(|r| r.with_dc(dc.into())))
     }
 
     /// Uses `GET /v1/kv/<key>?raw`: the body is the value, no base64.
     #[must_use]
-    pub fn raw(mut self) -> Self {
-        self.raw = true;
-        self
-    }
-
-    fn provenance(&self) -> Provenance {
-        Provenance {
-            source: Some("consul".into()),
-            key_label: "key".into(),
-            key: Some(self.key.clone()),
-            location: Some(redact_url(self.source.address())),
-            ..Provenance::default()
-        }
+    pub fn raw(self) -> Self {
+        ConsulFetcher(self.0.map_request(|r| r.with_param(RAW, "true")))
     }
 }
 
@@ -525,18 +512,6 @@ impl<T: DeserializeOwned + Send + 'static> ComponentFetcher<T> for ConsulFetcher
     type Error = ComponentError;
 
     async fn fetch_component(&self) -> Result<T, ComponentError> {
-        let provenance = || self.provenance();
-        let fetched = self
-            .source
-            .get(&self.key, self.dc.as_deref(), self.raw)
-            .await
-            .map_err(|e| standalone_error(e, provenance()));
-        let spec = FieldSpec::new(
-            "ConsulFetcher",
-            "value",
-            std::any::type_name::<T>(),
-            "consul",
-        );
-        convert::standalone(fetched, None, None, &spec, &provenance)
+        self.0.fetch_component().await
     }
 }

@@ -7,12 +7,12 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::convert;
-use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
+use crate::error::{ComponentError, ErrorKind, SourceError};
 use crate::fetcher::ComponentFetcher;
-use crate::fetchers::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT, standalone_error};
-use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+use crate::fetchers::transport::{self, Client, DEFAULT_REQUEST_TIMEOUT};
+use crate::source::{FetchRequest, RawValue, Source};
 use crate::source_support::{coalesce, redact_url};
+use crate::standalone::SourceFetcher;
 
 /// An HTTP backend: an optional base URL, headers (an auth header kept secret) and a
 /// per-request timeout. Register it by name with [`Sources::register`](crate::Sources::register);
@@ -217,76 +217,47 @@ impl Source for HttpSource {
 /// let port: u16 = fetcher.fetch_component().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct ApiFetcher {
-    source: HttpSource,
-    url: String,
-    pointer: Option<String>,
-}
-
-impl fmt::Debug for ApiFetcher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiFetcher")
-            .field("url", &redact_url(&self.url))
-            .field("pointer", &self.pointer)
-            .field("source", &self.source)
-            .finish()
-    }
-}
+#[derive(Debug, Clone)]
+pub struct ApiFetcher(SourceFetcher<HttpSource>);
 
 impl ApiFetcher {
     /// A fetcher that GETs `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        ApiFetcher {
-            source: HttpSource::default(),
-            url: url.into(),
-            pointer: None,
-        }
+        ApiFetcher(SourceFetcher::new(
+            HttpSource::default(),
+            FetchRequest::for_source("api").with_url(url.into()),
+        ))
     }
 
     /// Sends `Authorization: Bearer <token>`, kept secret.
     #[must_use]
-    pub fn with_auth_header(mut self, token: impl Into<String>) -> Self {
-        self.source = self.source.with_auth_header(token);
-        self
+    pub fn with_auth_header(self, token: impl Into<String>) -> Self {
+        ApiFetcher(self.0.map_source(|s| s.with_auth_header(token)))
     }
 
     /// Sends a header with the request.
     #[must_use]
-    pub fn with_header(mut self, name: &str, value: impl AsRef<str>) -> Self {
-        self.source = self.source.with_header(name, value);
-        self
+    pub fn with_header(self, name: &str, value: impl AsRef<str>) -> Self {
+        ApiFetcher(self.0.map_source(|s| s.with_header(name, value)))
     }
 
     /// Converts only the part of the document at this JSON pointer (`"/settings/port"`).
     #[must_use]
-    pub fn with_pointer(mut self, pointer: impl Into<String>) -> Self {
-        self.pointer = Some(pointer.into());
-        self
+    pub fn with_pointer(self, pointer: impl Into<String>) -> Self {
+        ApiFetcher(self.0.with_pointer(pointer))
     }
 
     /// Limits the request to `timeout` (default 10 s).
     #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.source = self.source.with_timeout(timeout);
-        self
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        ApiFetcher(self.0.map_source(|s| s.with_timeout(timeout)))
     }
 
     /// Uses `client` (its own timeout, proxy and TLS settings) for the request; a later
     /// `with_timeout` replaces it with a client of this crate.
     #[must_use]
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.source = self.source.with_client(client);
-        self
-    }
-
-    fn provenance(&self) -> Provenance {
-        Provenance {
-            source: Some("api".into()),
-            key_label: "url".into(),
-            key: Some(redact_url(&self.url)),
-            ..Provenance::default()
-        }
+    pub fn with_client(self, client: reqwest::Client) -> Self {
+        ApiFetcher(self.0.map_source(|s| s.with_client(client)))
     }
 }
 
@@ -295,24 +266,6 @@ impl<T: DeserializeOwned + Send + 'static> ComponentFetcher<T> for ApiFetcher {
     type Error = ComponentError;
 
     async fn fetch_component(&self) -> Result<T, ComponentError> {
-        let provenance = || self.provenance();
-        let fetched = match self.pointer.as_deref() {
-            Some(p) if !p.is_empty() && !p.starts_with('/') => {
-                Err(ComponentError::field(ErrorKind::Config)
-                    .provenance(provenance())
-                    .detail(format!(
-                        "`{p}` is not a JSON pointer: it must start with `/`"
-                    ))
-                    .build())
-            }
-            _ => self
-                .source
-                .get_json(&self.url)
-                .await
-                .map(RawValue::Json)
-                .map_err(|e| standalone_error(e, provenance())),
-        };
-        let spec = FieldSpec::new("ApiFetcher", "value", std::any::type_name::<T>(), "api");
-        convert::standalone(fetched, None, self.pointer.as_deref(), &spec, &provenance)
+        self.0.fetch_component().await
     }
 }

@@ -10,13 +10,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::convert;
-use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
+use crate::error::{ComponentError, ErrorKind, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
-use crate::fetchers::transport::{self, Endpoint, standalone_error};
-use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+use crate::fetchers::transport::{self, Endpoint};
+use crate::source::{FetchRequest, RawValue, Source};
 use crate::source_support::{coalesce, redact_url};
+use crate::standalone::SourceFetcher;
 
 /// The mount used when a field names none: where a Vault dev server mounts KV v2.
 pub const DEFAULT_MOUNT: &str = "secret";
@@ -359,8 +359,15 @@ impl Source for VaultSource {
         Some(redact_url(self.endpoint.base()))
     }
 
+    /// `<mount>/<path>`, the mount being the field's or the source's default.
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
-        request.secret_path().map(|p| ("secret", p.to_owned()))
+        let mount = request.mount().unwrap_or(&self.default_mount);
+        request.secret_path().map(|p| {
+            (
+                "secret",
+                format!("{}/{}", mount.trim_matches('/'), p.trim_matches('/')),
+            )
+        })
     }
 
     /// Every Vault value is a secret.
@@ -386,13 +393,7 @@ impl Source for VaultSource {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct VaultFetcher {
-    source: VaultSource,
-    path: String,
-    mount: Option<String>,
-    field: Option<String>,
-    version: Option<u8>,
-}
+pub struct VaultFetcher(SourceFetcher<VaultSource>);
 
 impl VaultFetcher {
     /// Reads the secret at `path` from the server configured by the environment.
@@ -402,45 +403,28 @@ impl VaultFetcher {
 
     /// Reads the secret at `path` from `source`.
     pub fn with_source(source: VaultSource, path: impl Into<String>) -> Self {
-        VaultFetcher {
+        VaultFetcher(SourceFetcher::new(
             source,
-            path: path.into(),
-            mount: None,
-            field: None,
-            version: None,
-        }
+            FetchRequest::for_source("vault").with_secret_path(path.into()),
+        ))
     }
 
     /// Takes one key of the secret.
     #[must_use]
-    pub fn field(mut self, name: impl Into<String>) -> Self {
-        self.field = Some(name.into());
-        self
+    pub fn field(self, name: impl Into<String>) -> Self {
+        VaultFetcher(self.0.map_request(|r| r.with_select(name.into())))
     }
 
     /// Reads under `mount` instead of the source's default.
     #[must_use]
-    pub fn mount(mut self, mount: impl Into<String>) -> Self {
-        self.mount = Some(mount.into());
-        self
+    pub fn mount(self, mount: impl Into<String>) -> Self {
+        VaultFetcher(self.0.map_request(|r| r.with_mount(mount.into())))
     }
 
     /// The KV version of the mount (1 or 2) instead of detecting it.
     #[must_use]
-    pub fn kv_version(mut self, version: u8) -> Self {
-        self.version = Some(version);
-        self
-    }
-
-    fn provenance(&self) -> Provenance {
-        let mount = self.mount.as_deref().unwrap_or(&self.source.default_mount);
-        Provenance {
-            source: Some("vault".into()),
-            key_label: "secret".into(),
-            key: Some(format!("{mount}/{}", self.path.trim_matches('/'))),
-            location: Some(redact_url(self.source.address())),
-            ..Provenance::default()
-        }
+    pub fn kv_version(self, version: u8) -> Self {
+        VaultFetcher(self.0.map_request(|r| r.with_kv_version(version)))
     }
 }
 
@@ -449,15 +433,6 @@ impl<T: DeserializeOwned + Send + 'static> ComponentFetcher<T> for VaultFetcher 
     type Error = ComponentError;
 
     async fn fetch_component(&self) -> Result<T, ComponentError> {
-        let provenance = || self.provenance();
-        let fetched = self
-            .source
-            .read(self.mount.as_deref(), &self.path, self.version)
-            .await
-            .map(RawValue::Json)
-            .map_err(|e| standalone_error(e, provenance()));
-        let spec = FieldSpec::new("VaultFetcher", "value", std::any::type_name::<T>(), "vault")
-            .sensitive(true);
-        convert::standalone(fetched, self.field.as_deref(), None, &spec, &provenance)
+        self.0.fetch_component().await
     }
 }
