@@ -398,6 +398,15 @@ impl ComponentError {
         }
     }
 
+    /// The detail of a field error (what the source or the conversion said), without the
+    /// field, source and key around it.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            ComponentError::Field(e) => e.detail.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The underlying error of a field error. Its text is already part of this error's
     /// message, so `source()` returns the cause's own source, not the cause again.
     pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {

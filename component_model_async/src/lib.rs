@@ -99,7 +99,7 @@ pub use fetchers::vault::{VaultFetcher, VaultSource};
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub use partial::Partial;
-pub use source::{FetchRequest, FieldSpec, RawValue, Source};
+pub use source::{Change, Changes, FetchRequest, FieldSpec, RawValue, Source};
 pub use sources::{IntoEntry, Sources, register};
 pub use standalone::SourceFetcher;
 

@@ -27,10 +27,12 @@ type Job = BoxFuture<'static, JobResults>;
 type TypedCall =
     Arc<dyn Fn() -> BoxFuture<'static, Result<Box<dyn Any + Send>, BoxError>> + Send + Sync>;
 
+#[derive(Clone)]
 enum Route {
     Raw(Arc<dyn Source>),
     Typed(TypedCall),
-    Fail(ComponentError),
+    /// A configuration error found while planning (the detail); built anew each run.
+    Fail(Arc<str>),
 }
 
 enum Got {
@@ -43,7 +45,6 @@ struct Slot {
     /// The source answering, for the location in error messages.
     source: Option<Arc<dyn Source>>,
     sensitive: bool,
-    span: tracing::Span,
     request: Option<FetchRequest>,
     primary: Option<Route>,
     fallback: Option<Route>,
@@ -54,6 +55,14 @@ pub struct Handle<T> {
     index: usize,
     _type: PhantomData<fn() -> T>,
 }
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Handle<T> {}
 
 /// One struct's fetch, being planned. Built by generated code; see the crate docs.
 pub struct Plan<'s> {
@@ -115,6 +124,28 @@ impl Slot {
         provenance_of(self.spec, self.request.as_ref(), self.source.as_deref())
     }
 
+    /// This run's span of the field: recorded with its outcome and time.
+    fn span(&self) -> tracing::Span {
+        let spec = self.spec;
+        tracing::debug_span!(
+            "component_fetch",
+            owner = spec.owner,
+            field = spec.field,
+            source = spec.source,
+            key = %SpanKey(spec),
+            outcome = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+        )
+    }
+
+    /// A configuration error of this field found while planning.
+    fn config_error(&self, detail: &str) -> ComponentError {
+        ComponentError::field(ErrorKind::Config)
+            .provenance(self.provenance())
+            .detail(detail)
+            .build()
+    }
+
     /// How this field's value converts, as its source describes itself.
     fn target<'a>(&'a self, provenance: &'a dyn Fn() -> Provenance) -> Target<'a> {
         let mut target = Target::new(self.spec, provenance, self.sensitive);
@@ -128,9 +159,10 @@ impl Slot {
     }
 }
 
-/// The results of a [`Plan`], taken field by field.
-pub struct Outcomes {
-    slots: Vec<Slot>,
+/// The results of one run of a [`Plan`], taken field by field.
+pub struct Outcomes<'p> {
+    slots: &'p [Slot],
+    spans: Vec<tracing::Span>,
     results: Vec<Option<(Result<Got, ComponentError>, Duration)>>,
 }
 
@@ -164,53 +196,25 @@ impl<'s> Plan<'s> {
         let lookup = |name: &str| self.sources.env().get(name);
         let (request, failure) = match FetchRequest::resolved(spec, &lookup) {
             Ok(r) => (Some(r), None),
-            Err(e) => {
-                let err = ComponentError::field(ErrorKind::Config)
-                    .provenance(provenance_of(spec, None, None))
-                    .detail(e.to_string())
-                    .build();
-                (None, Some(Route::Fail(err)))
-            }
+            Err(e) => (None, Some(Route::Fail(e.to_string().into()))),
         };
-        let span = tracing::debug_span!(
-            "component_fetch",
-            owner = spec.owner,
-            field = spec.field,
-            source = spec.source,
-            key = %SpanKey(spec),
-            outcome = tracing::field::Empty,
-            elapsed_ms = tracing::field::Empty,
-        );
         Slot {
             spec,
             source: None,
             sensitive,
-            span,
             request,
             primary: failure,
             fallback: None,
         }
     }
 
-    fn route<T: Send + 'static>(
-        &mut self,
-        name: &'static str,
-        spec: &'static FieldSpec,
-        request: Option<&FetchRequest>,
-    ) -> Route {
+    fn route<T: Send + 'static>(&mut self, name: &'static str, spec: &'static FieldSpec) -> Route {
         if let Some((last, src)) = &self.last
             && *last == name
         {
             return Route::Raw(src.clone());
         }
-        let fail = |detail: String| {
-            Route::Fail(
-                ComponentError::field(ErrorKind::Config)
-                    .provenance(provenance_of(spec, request, None))
-                    .detail(detail)
-                    .build(),
-            )
-        };
+        let fail = |detail: String| Route::Fail(detail.into());
         match self.sources.entry(name) {
             Some(Entry::Raw(s)) => {
                 self.last = Some((name, s.clone()));
@@ -242,7 +246,7 @@ impl<'s> Plan<'s> {
         let sensitive = spec.sensitive || convert::is_secret_type::<T>();
         let mut slot = self.slot(spec, sensitive);
         if slot.primary.is_none() {
-            let primary = self.route::<T>(spec.source, spec, slot.request.as_ref());
+            let primary = self.route::<T>(spec.source, spec);
             if let Route::Raw(s) = &primary {
                 // Secrecy and value handling follow the source, not its name.
                 slot.sensitive |= s.is_sensitive();
@@ -257,9 +261,7 @@ impl<'s> Plan<'s> {
                 slot.source = Some(s.clone());
             }
             slot.primary = Some(primary);
-            slot.fallback = spec
-                .fallback_to
-                .map(|name| self.route::<T>(name, spec, slot.request.as_ref()));
+            slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
         }
         self.push(slot)
     }
@@ -275,9 +277,7 @@ impl<'s> Plan<'s> {
         if slot.primary.is_none() {
             let erased: Arc<dyn DynFetcher<T>> = Arc::new(fetcher.into_fetcher());
             slot.primary = Some(Route::Typed(typed_call(erased)));
-            slot.fallback = spec
-                .fallback_to
-                .map(|name| self.route::<T>(name, spec, slot.request.as_ref()));
+            slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
         }
         self.push(slot)
     }
@@ -290,114 +290,139 @@ impl<'s> Plan<'s> {
         }
     }
 
-    /// Fetches every slot concurrently.
-    pub async fn run(mut self) -> Outcomes {
-        let n = self.slots.len();
+    /// Fetches every slot concurrently. A plan can run again (a refresh): each run asks
+    /// the same sources for the same requests and returns its own outcomes.
+    pub async fn run(&self) -> Outcomes<'_> {
+        let spans: Vec<tracing::Span> = self.slots.iter().map(Slot::span).collect();
         let mut results: Vec<Option<(Result<Got, ComponentError>, Duration)>> =
-            (0..n).map(|_| None).collect();
-        // One batch per source and layer settings: fields with `timeout`/`retry_attempts`
-        // stay in a batch with the fields that have the same settings.
-        type Settings = (Option<Duration>, u32);
-        let mut batches: Vec<(Arc<dyn Source>, Settings, Vec<usize>)> = Vec::new();
-        let mut jobs: Vec<Job> = Vec::new();
+            (0..self.slots.len()).map(|_| None).collect();
+        let jobs = self.primary_jobs(&spans, &mut results);
+        for (i, r, elapsed) in futures::future::join_all(jobs).await.into_iter().flatten() {
+            let r = r.map_err(|f| to_component_error(f, &self.slots[i]));
+            results[i] = Some((r, elapsed));
+        }
+        self.fallback_round(&spans, &mut results).await;
+        Outcomes {
+            slots: &self.slots,
+            spans,
+            results,
+        }
+    }
 
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            match slot.primary.take() {
-                Some(Route::Fail(e)) => results[i] = Some((Err(e), Duration::ZERO)),
+    /// Jobs of the first round: one per batch (a source and its fields' layer settings),
+    /// one per typed fetcher; planning errors go straight into `results`.
+    fn primary_jobs(
+        &self,
+        spans: &[tracing::Span],
+        results: &mut [Option<(Result<Got, ComponentError>, Duration)>],
+    ) -> Vec<Job> {
+        // Fields with `timeout`/`retry_attempts` stay in a batch with the fields that have
+        // the same settings; the layers wrap the whole batch.
+        type Settings = (Option<Duration>, u32);
+        let mut batches: Vec<(&Arc<dyn Source>, Settings, Vec<usize>)> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            match &slot.primary {
+                Some(Route::Fail(detail)) => {
+                    results[i] = Some((Err(slot.config_error(detail)), Duration::ZERO))
+                }
                 Some(Route::Raw(src)) => {
                     let settings = resilience::settings_of(slot.spec);
                     match batches
                         .iter_mut()
-                        .find(|(s, set, _)| Arc::ptr_eq(s, &src) && *set == settings)
+                        .find(|(s, set, _)| Arc::ptr_eq(s, src) && *set == settings)
                     {
                         Some((_, _, members)) => members.push(i),
                         None => batches.push((src, settings, vec![i])),
                     }
                 }
                 Some(Route::Typed(call)) => {
-                    jobs.push(single_typed(i, call, slot.spec, slot.span.clone()))
+                    jobs.push(single_typed(i, call.clone(), slot.spec, spans[i].clone()))
                 }
                 None => {}
             }
         }
         for (src, _, members) in batches {
-            let src = resilience::for_field(src, self.slots[members[0]].spec);
-            let requests: Vec<FetchRequest> = members
-                .iter()
-                .filter_map(|&i| self.slots[i].request.clone())
-                .collect();
-            let span = tracing::debug_span!(
-                "component_batch",
-                source = members.first().map_or("", |&i| self.slots[i].spec.source),
-                size = members.len()
-            );
-            jobs.push(Box::pin(
-                async move {
-                    let started = Instant::now();
-                    let refs: Vec<&FetchRequest> = requests.iter().collect();
-                    let answers = src.fetch_many(&refs).await;
-                    let elapsed = started.elapsed();
-                    let mut answers = answers.into_iter();
-                    members
-                        .into_iter()
-                        .map(|i| {
-                            let r = answers.next().unwrap_or_else(|| {
-                                Err(
-                                    crate::SourceError::new(ErrorKind::Unavailable).with_message(
-                                        "the source returned fewer answers than requests",
-                                    ),
-                                )
-                            });
-                            (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
-                        })
-                        .collect()
-                }
-                .instrument(span),
-            ));
+            let src = resilience::for_field(src.clone(), self.slots[members[0]].spec);
+            jobs.push(self.batch_job(src, members));
         }
+        jobs
+    }
 
-        for (i, r, elapsed) in futures::future::join_all(jobs).await.into_iter().flatten() {
-            let r = r.map_err(|f| to_component_error(f, &self.slots[i]));
-            results[i] = Some((r, elapsed));
-        }
+    /// One `fetch_many` of a batch; each member gets its answer.
+    fn batch_job(&self, src: Arc<dyn Source>, members: Vec<usize>) -> Job {
+        let requests: Vec<FetchRequest> = members
+            .iter()
+            .filter_map(|&i| self.slots[i].request.clone())
+            .collect();
+        let span = tracing::debug_span!(
+            "component_batch",
+            source = members.first().map_or("", |&i| self.slots[i].spec.source),
+            size = members.len()
+        );
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let refs: Vec<&FetchRequest> = requests.iter().collect();
+                let answers = src.fetch_many(&refs).await;
+                let elapsed = started.elapsed();
+                let mut answers = answers.into_iter();
+                members
+                    .into_iter()
+                    .map(|i| {
+                        let r = answers.next().unwrap_or_else(|| {
+                            Err(crate::SourceError::new(ErrorKind::Unavailable)
+                                .with_message("the source returned fewer answers than requests"))
+                        });
+                        (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
+                    })
+                    .collect()
+            }
+            .instrument(span),
+        )
+    }
 
-        // Second round: `fallback_to` for what failed in a way another source may fix.
+    /// Second round: `fallback_to` for what failed in a way another source may fix.
+    async fn fallback_round(
+        &self,
+        spans: &[tracing::Span],
+        results: &mut [Option<(Result<Got, ComponentError>, Duration)>],
+    ) {
         let mut retries = Vec::new();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        for (i, slot) in self.slots.iter().enumerate() {
             let failed = matches!(&results[i], Some((Err(e), _)) if fallbackable(e.kind()));
             if !failed {
                 continue;
             }
-            match (slot.fallback.take(), slot.request.clone()) {
+            match (&slot.fallback, &slot.request) {
                 (Some(Route::Raw(src)), Some(req)) => {
-                    let src = resilience::for_field(src, slot.spec);
-                    retries.push(single_raw(i, src, req, slot.span.clone()))
+                    let src = resilience::for_field(src.clone(), slot.spec);
+                    retries.push(single_raw(i, src, req.clone(), spans[i].clone()))
                 }
                 (Some(Route::Typed(call)), _) => {
-                    retries.push(single_typed(i, call, slot.spec, slot.span.clone()))
+                    retries.push(single_typed(i, call.clone(), slot.spec, spans[i].clone()))
                 }
-                (Some(Route::Fail(e)), _) => append(&mut results[i], e),
+                (Some(Route::Fail(detail)), _) => {
+                    append(&mut results[i], slot.spec, &slot.config_error(detail))
+                }
                 _ => {}
             }
         }
-        if !retries.is_empty() {
-            for (i, r, elapsed) in futures::future::join_all(retries)
-                .await
-                .into_iter()
-                .flatten()
-            {
-                match r {
-                    Ok(got) => results[i] = Some((Ok(got), elapsed)),
-                    Err(f) => {
-                        let e = to_component_error(f, &self.slots[i]);
-                        append(&mut results[i], e);
-                    }
+        if retries.is_empty() {
+            return;
+        }
+        for (i, r, elapsed) in futures::future::join_all(retries)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            match r {
+                Ok(got) => results[i] = Some((Ok(got), elapsed)),
+                Err(f) => {
+                    let e = to_component_error(f, &self.slots[i]);
+                    append(&mut results[i], self.slots[i].spec, &e);
                 }
             }
-        }
-        Outcomes {
-            slots: self.slots,
-            results,
         }
     }
 }
@@ -409,23 +434,24 @@ fn builtin_hint(name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Keeps the primary error and notes that `fallback_to` failed too.
-fn append(slot: &mut Option<(Result<Got, ComponentError>, Duration)>, fallback: ComponentError) {
+/// Keeps the primary error and notes that `fallback_to` failed too, and why.
+fn append(
+    slot: &mut Option<(Result<Got, ComponentError>, Duration)>,
+    spec: &FieldSpec,
+    fallback: &ComponentError,
+) {
     if let Some((Err(primary), _)) = slot {
+        let reason = match fallback.detail() {
+            Some(detail) => format!("{}: {detail}", fallback.kind()),
+            None => fallback.kind().to_string(),
+        };
         let note = format!(
-            "fallback_to `{}` failed too: {}",
-            fallback.source_name().unwrap_or("?"),
-            fallback_reason(&fallback)
+            "fallback_to `{}` failed too: {reason}",
+            spec.fallback_to.unwrap_or("?")
         );
         let taken = std::mem::replace(primary, ComponentError::Multiple(Vec::new()));
         *primary = taken.with_note(note);
     }
-}
-
-fn fallback_reason(e: &ComponentError) -> String {
-    let s = e.to_string();
-    // "Owner.field: source key `k`: not found" -> "not found"
-    s.rsplit_once(": ").map(|(_, r)| r.to_owned()).unwrap_or(s)
 }
 
 fn typed_call<T: Send + 'static>(f: Arc<dyn DynFetcher<T>>) -> TypedCall {
@@ -485,7 +511,7 @@ fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
     }
 }
 
-impl Outcomes {
+impl Outcomes<'_> {
     fn finish<T>(
         &mut self,
         index: usize,
@@ -536,7 +562,7 @@ impl Outcomes {
             Err(e) if fallbackable(e.kind()) => use_fallback(e, &target, fallback, &mut outcome),
             Err(e) => Err(e),
         };
-        let span = &slot.span;
+        let span = &self.spans[index];
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         match &result {
             Ok(_) => {
@@ -610,5 +636,51 @@ fn use_fallback<T>(
         }
         Some(Err(bad)) => Err(bad.with_note("while converting the `fallback` literal".to_owned())),
         None => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::resilience::{RetryLayer, SourceExt};
+    use crate::{Change, Changes, SourceError};
+
+    /// Counts fetches; its watch says once that everything changed.
+    struct Counter(AtomicU32);
+
+    #[async_trait::async_trait]
+    impl Source for Counter {
+        async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+            Ok(RawValue::Text(
+                self.0.fetch_add(1, Ordering::SeqCst).to_string(),
+            ))
+        }
+        fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
+            assert_eq!(requests.len(), 1);
+            Ok(futures::stream::iter([Ok(Change::All)]).boxed())
+        }
+    }
+
+    static SPEC: FieldSpec = FieldSpec::new("C", "n", "u32", "counter").key("n");
+
+    #[tokio::test]
+    async fn a_plan_runs_again_with_the_same_slots_and_sees_new_values() {
+        let sources = Sources::new().register("counter", Counter(AtomicU32::new(0)));
+        let mut plan = Plan::new(&sources);
+        let n = plan.add::<u32>(&SPEC);
+        assert_eq!(plan.run().await.take(n).unwrap(), 0);
+        assert_eq!(plan.run().await.take(n).unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_watch_passes_through_layers() {
+        let source = Counter(AtomicU32::new(0)).with_layer(RetryLayer::new(1));
+        let mut changes = source.watch(vec![FetchRequest::new(&SPEC)]).unwrap();
+        assert_eq!(changes.next().await.unwrap().unwrap(), Change::All);
+        assert!(changes.next().await.is_none());
     }
 }

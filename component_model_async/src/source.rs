@@ -557,6 +557,20 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// What a watched source reports (see [`Source::watch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// These watched requests (by their position in the watched list) may have new values.
+    Changed(Vec<usize>),
+    /// Any of them may have changed (after a reconnect or an index reset): read them all.
+    All,
+}
+
+/// The stream [`Source::watch`] returns; an `Err` item says the watch broke (the watcher
+/// decides whether to watch again).
+pub type Changes = futures::stream::BoxStream<'static, Result<Change, SourceError>>;
+
 /// A value as a source delivered it, before conversion into the field's type.
 ///
 /// Its `Debug` never shows the content, only its form and length.
@@ -674,6 +688,23 @@ pub trait Source: Send + Sync + 'static {
     /// `field = "..."` (a Vault secret holding one key).
     fn unwraps_single_member(&self) -> bool {
         false
+    }
+
+    /// Watches `requests`: a stream that says when some of them may have new values, so
+    /// a watcher fetches those again (through `fetch_many`, as any fetch). The default
+    /// says the source cannot watch; a watcher then polls it.
+    ///
+    /// ```
+    /// use component_model_async::{EnvSource, ErrorKind, FetchRequest, Source};
+    ///
+    /// let env = EnvSource::from_map([("PORT", "1")]);
+    /// let err = env.watch(vec![FetchRequest::for_key("env", "PORT")]).err().unwrap();
+    /// assert_eq!(err.kind(), ErrorKind::Config);
+    /// ```
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
+        let _ = requests;
+        Err(SourceError::new(crate::ErrorKind::Config)
+            .with_message("this source cannot watch its keys; poll it instead"))
     }
 
     /// Whether a field that names no `key` reads the key named after it (`env_prefix` +

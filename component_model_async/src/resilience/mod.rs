@@ -119,6 +119,12 @@ macro_rules! forward_description {
         fn keys_by_field_name(&self) -> bool {
             self.$inner.keys_by_field_name()
         }
+        fn watch(
+            &self,
+            requests: ::std::vec::Vec<$crate::FetchRequest>,
+        ) -> ::core::result::Result<$crate::Changes, $crate::SourceError> {
+            self.$inner.watch(requests)
+        }
     };
 }
 
