@@ -740,7 +740,7 @@ pub trait Source: Send + Sync + 'static {
 ///     unique.iter().map(|r| Ok(RawValue::from(r.key().unwrap()))).collect()
 /// })
 /// .await;
-/// assert_eq!(answers[1], Ok(RawValue::from("a")));
+/// assert_eq!(answers[1].as_ref().ok(), Some(&RawValue::from("a")));
 /// # });
 /// ```
 pub async fn coalesce<'r, F, Fut>(
