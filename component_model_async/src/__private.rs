@@ -90,6 +90,44 @@ pub mod probe {
         }
     }
 
+    /// Probe of whether `T` is a [`SecretValue`](crate::SecretValue).
+    pub struct SecretProbe<T>(PhantomData<fn() -> T>);
+
+    impl<T> SecretProbe<T> {
+        /// A probe.
+        pub const fn new() -> Self {
+            SecretProbe(PhantomData)
+        }
+    }
+
+    impl<T> Default for SecretProbe<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// Chosen when `T: SecretValue`.
+    pub trait ViaSecret {
+        /// `true`.
+        fn probe_secret(&self) -> bool;
+    }
+    impl<T: crate::SecretValue> ViaSecret for SecretProbe<T> {
+        fn probe_secret(&self) -> bool {
+            true
+        }
+    }
+
+    /// Chosen otherwise.
+    pub trait NotSecret {
+        /// `false`.
+        fn probe_secret(&self) -> bool;
+    }
+    impl<T> NotSecret for &SecretProbe<T> {
+        fn probe_secret(&self) -> bool {
+            false
+        }
+    }
+
     /// Chosen otherwise.
     pub trait NoDefault<T> {
         /// `None`.

@@ -65,6 +65,7 @@ mod partial;
 pub mod placeholder;
 mod plan;
 pub mod resilience;
+mod secret;
 mod source;
 mod sources;
 mod standalone;
@@ -85,20 +86,11 @@ pub use error::{
     MergeErrors, Provenance, SourceError,
 };
 pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, marker};
-#[cfg(feature = "consul")]
-pub use fetchers::consul::{ConsulFetcher, ConsulSource};
-#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
-pub use fetchers::database::{DatabaseFetcher, DatabaseSource, DbPool};
-pub use fetchers::env::{EnvFetcher, EnvSource};
-#[cfg(feature = "http")]
-pub use fetchers::http::{ApiFetcher, HttpSource};
-#[cfg(feature = "redis")]
-pub use fetchers::redis::RedisSource;
-#[cfg(feature = "vault")]
-pub use fetchers::vault::{VaultFetcher, VaultSource};
+pub use fetchers::exports::*;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub use partial::Partial;
+pub use secret::SecretValue;
 pub use source::{Change, Changes, FetchRequest, FieldSpec, RawValue, Source};
 pub use sources::{IntoEntry, Sources, register};
 pub use standalone::SourceFetcher;

@@ -238,12 +238,14 @@ impl<'s> Plan<'s> {
         }
     }
 
-    /// Adds a field fetched from a named source (`fetch_from`).
+    /// Adds a field fetched from a named source (`fetch_from`); `secret_type` says whether
+    /// its type is a [`SecretValue`](crate::SecretValue).
     pub fn add<T: DeserializeOwned + Send + 'static>(
         &mut self,
         spec: &'static FieldSpec,
+        secret_type: bool,
     ) -> Handle<T> {
-        let sensitive = spec.sensitive || convert::is_secret_type::<T>();
+        let sensitive = spec.sensitive || secret_type;
         let mut slot = self.slot(spec, sensitive);
         if slot.primary.is_none() {
             let primary = self.route::<T>(spec.source, spec);
@@ -267,12 +269,17 @@ impl<'s> Plan<'s> {
     }
 
     /// Adds a field fetched by a fetcher expression (`fetcher = ...`).
-    pub fn add_fetcher<T, F, M>(&mut self, spec: &'static FieldSpec, fetcher: F) -> Handle<T>
+    pub fn add_fetcher<T, F, M>(
+        &mut self,
+        spec: &'static FieldSpec,
+        secret_type: bool,
+        fetcher: F,
+    ) -> Handle<T>
     where
         T: Send + 'static,
         F: IntoFetcher<T, M>,
     {
-        let sensitive = spec.sensitive || convert::is_secret_type::<T>();
+        let sensitive = spec.sensitive || secret_type;
         let mut slot = self.slot(spec, sensitive);
         if slot.primary.is_none() {
             let erased: Arc<dyn DynFetcher<T>> = Arc::new(fetcher.into_fetcher());
@@ -671,7 +678,7 @@ mod tests {
     async fn a_plan_runs_again_with_the_same_slots_and_sees_new_values() {
         let sources = Sources::new().register("counter", Counter(AtomicU32::new(0)));
         let mut plan = Plan::new(&sources);
-        let n = plan.add::<u32>(&SPEC);
+        let n = plan.add::<u32>(&SPEC, false);
         assert_eq!(plan.run().await.take(n).unwrap(), 0);
         assert_eq!(plan.run().await.take(n).unwrap(), 1);
     }

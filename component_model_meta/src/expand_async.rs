@@ -195,86 +195,189 @@ fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
     out
 }
 
-pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
-    let cm = runtime_path(input, entry);
-    let name = input.ident;
-    let vis = &input.original.vis;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+/// The methods generated on the struct, with their signatures: [`expand`] gives each a
+/// body, [`fallback_stub`] gives each `unimplemented!()`, so both declare exactly the same
+/// API.
+struct Method {
+    doc: String,
+    sig: TokenStream,
+}
 
-    let live: Vec<(usize, &Field<'_>)> = input
+fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
+    let vis = &input.original.vis;
+    let timeout = struct_timeout(input);
+    let timeout_doc = humantime::format_duration(timeout).to_string();
+    let result_all = quote!(::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>>);
+    let result_partial =
+        quote!(::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>>);
+    let result_one = quote!(::core::result::Result<Self, #cm::ComponentError>);
+    let m = |doc: &str, sig: TokenStream| Method {
+        doc: doc.to_owned(),
+        sig,
+    };
+    vec![
+        m(
+            "Fetches every field that has a source, concurrently, from the process-wide `Sources` (see `Sources::set_global`); fields without a source get `Default`. Returns every error, one per failed field.",
+            quote!(#vis async fn fetch_all_components() -> #result_all),
+        ),
+        m(
+            "Fetches every field that has a source, concurrently, from `sources`. Returns every error, one per failed field.",
+            quote!(#vis async fn fetch_all_components_with(sources: &#cm::Sources) -> #result_all),
+        ),
+        m(
+            "Fetches what can be fetched from the process-wide `Sources`: failed fields take their `fallback` or `Default`, and the errors are returned beside the value. Fails only when a failed field has neither.",
+            quote!(#vis async fn fetch_available_components() -> #result_partial),
+        ),
+        m(
+            "Like `fetch_available_components`, from `sources`.",
+            quote!(#vis async fn fetch_available_components_with(sources: &#cm::Sources) -> #result_partial),
+        ),
+        m(
+            &format!(
+                "Like `fetch_all_components`, bounded by the struct's timeout ({timeout_doc}): a timeout gives `ComponentError::Timeout`, one failed field its error, several `ComponentError::Multiple`."
+            ),
+            quote!(#vis async fn fetch_with_resilience() -> #result_one),
+        ),
+        m(
+            "Like `fetch_with_resilience`, from `sources`.",
+            quote!(#vis async fn fetch_with_resilience_with(sources: &#cm::Sources) -> #result_one),
+        ),
+        m(
+            "Where each fetched field comes from, as `#[component(...)]` says, in field order.",
+            quote!(#vis fn component_sources() -> &'static [&'static #cm::FieldSpec]),
+        ),
+    ]
+}
+
+/// `fetch_<field>()` and `fetch_<field>_with(&Sources)` of one fetched field.
+fn field_methods(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>) -> [Method; 2] {
+    let vis = &input.original.vis;
+    let ty = f.ty;
+    let m = f.method("fetch", "");
+    let m_with = format_ident!("{}_with", m);
+    let result = quote!(::core::result::Result<#ty, #cm::ComponentError>);
+    [
+        Method {
+            doc: format!(
+                "Fetches only `{}` from the process-wide [`Sources`](::component_model_async::Sources).",
+                f.plain_name()
+            ),
+            sig: quote!(#vis async fn #m() -> #result),
+        },
+        Method {
+            doc: format!("Fetches only `{}` from `sources`.", f.plain_name()),
+            sig: quote!(#vis async fn #m_with(__cm_sources: &#cm::Sources) -> #result),
+        },
+    ]
+}
+
+fn struct_timeout(input: &Input<'_>) -> Duration {
+    input
+        .attrs
+        .timeout
+        .get()
+        .map(|t| t.value)
+        .unwrap_or(Duration::from_secs(30))
+}
+
+/// Fields the derive touches (not `skip`), with their index.
+fn live_fields<'a>(input: &'a Input<'_>) -> Vec<(usize, &'a Field<'a>)> {
+    input
         .fields
         .iter()
         .enumerate()
         .filter(|(_, f)| !f.attrs.skip.is_some())
-        .collect();
-    let fetched: Vec<(usize, &Field<'_>)> = live
-        .iter()
-        .copied()
-        .filter(|(_, f)| f.attrs.is_fetched())
-        .collect();
+        .collect()
+}
 
-    let specs: TokenStream = live
-        .iter()
-        .map(|(i, f)| spec_static(input, &cm, f, *i))
-        .collect();
-    let gates = backend_checks(input, entry);
-
-    let types: Vec<&Type> = live.iter().map(|(_, f)| f.ty).collect();
-    let ambiguous = shape::ambiguous(&types, input.generics);
-    let assign_impls: TokenStream = live
-        .iter()
-        .zip(&ambiguous)
-        .filter(|(_, amb)| !**amb)
-        .map(|((i, f), _)| assign_impl(input, &cm, f, *i))
-        .collect();
-
-    let n_fetched = fetched.len();
-    // The shared fetch: every fetched field's Result, in field order.
-    let adds = fetched.iter().map(|(i, f)| {
-        let ty = f.ty;
-        let spec = spec_ident(*i);
-        let h = format_ident!("__cm_h{}", i);
-        match f.attrs.fetcher.get() {
-            Some(expr) => {
-                let e = &expr.value;
-                quote_spanned! {e.span()=> let #h = __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #e); }
-            }
-            None => quote_spanned! {ty.span()=> let #h = __cm_plan.add::<#ty>(&#spec); },
+/// `let __cm_h<i> = __cm_plan.add...(&SPEC, <is it a SecretValue>, ...)` for one field.
+fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+    let ty = f.ty;
+    let spec = spec_ident(i);
+    let secret = quote_spanned! {ty.span()=> {
+        #[allow(unused_imports)]
+        use #cm::probe::{NotSecret as _, ViaSecret as _};
+        (&#cm::probe::SecretProbe::<#ty>::new()).probe_secret()
+    }};
+    match f.attrs.fetcher.get() {
+        Some(expr) => {
+            let e = &expr.value;
+            quote_spanned! {e.span()=> __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #secret, #e) }
         }
+        None => quote_spanned! {ty.span()=> __cm_plan.add::<#ty>(&#spec, #secret) },
+    }
+}
+
+/// How a field's result is taken out of the outcomes.
+fn plan_take(f: &Field<'_>) -> TokenStream {
+    let ty = f.ty;
+    if f.attrs.fetcher.is_some() && f.attrs.fallback.get().is_none() {
+        quote_spanned!(ty.span()=> take_typed::<#ty>)
+    } else {
+        quote_spanned!(ty.span()=> take::<#ty>)
+    }
+}
+
+/// The shared fetch: every fetched field's `Result`, in field order.
+fn shared_fetch(cm: &TokenStream, fetched: &[(usize, &Field<'_>)]) -> TokenStream {
+    let n = fetched.len();
+    let adds = fetched.iter().map(|(i, f)| {
+        let h = format_ident!("__cm_h{}", i);
+        let add = plan_add(cm, f, *i);
+        quote!(let #h = #add;)
     });
     let takes = fetched.iter().map(|(i, f)| {
         let h = format_ident!("__cm_h{}", i);
-        let ty = f.ty;
-        if f.attrs.fetcher.is_some() && f.attrs.fallback.get().is_none() {
-            quote_spanned!(ty.span()=> __cm_out.take_typed::<#ty>(#h))
-        } else {
-            quote_spanned!(ty.span()=> __cm_out.take::<#ty>(#h))
-        }
+        let take = plan_take(f);
+        quote!(__cm_out.#take(#h))
     });
     let result_types = fetched.iter().map(|(_, f)| {
         let ty = f.ty;
         quote!(::core::result::Result<#ty, #cm::ComponentError>)
     });
-    let fetch_fields = quote! {
+    quote! {
         #[doc(hidden)]
         #[allow(clippy::type_complexity)]
         async fn __component_model_fetch(__cm_sources: &#cm::Sources) -> ( #( #result_types, )* ) {
             #[allow(unused_mut)]
-            let mut __cm_plan = #cm::Plan::with_capacity(__cm_sources, #n_fetched);
+            let mut __cm_plan = #cm::Plan::with_capacity(__cm_sources, #n);
             #( #adds )*
             #[allow(unused_mut, unused_variables)]
             let mut __cm_out = __cm_plan.run().await;
             ( #( #takes, )* )
         }
-    };
+    }
+}
 
+/// `Self { field: value, ... }`: fetched fields from their variables, others `Default`.
+fn struct_init(input: &Input<'_>) -> TokenStream {
+    let inits = input.fields.iter().enumerate().map(|(i, f)| {
+        let member = &f.member;
+        if f.attrs.is_fetched() && !f.attrs.skip.is_some() {
+            let v = format_ident!("__cm_v{}", i);
+            quote!(#member: #v)
+        } else {
+            let ty = f.ty;
+            quote_spanned!(ty.span()=> #member: <#ty as ::core::default::Default>::default())
+        }
+    });
+    quote!(Self { #( #inits, )* })
+}
+
+/// The bodies of [`struct_methods`], in the same order.
+fn struct_bodies(
+    input: &Input<'_>,
+    cm: &TokenStream,
+    fetched: &[(usize, &Field<'_>)],
+    spec_refs: &[syn::Ident],
+) -> Vec<TokenStream> {
     let vars: Vec<syn::Ident> = fetched
         .iter()
         .map(|(i, _)| format_ident!("__cm_v{}", i))
         .collect();
-    let vars_pat = quote!(( #( #vars, )* ));
-    let collect_all = fetched.iter().map(|(i, _)| {
-        let v = format_ident!("__cm_v{}", i);
+    let n = fetched.len();
+    let init = struct_init(input);
+    let collect_all = vars.iter().map(|v| {
         quote! {
             let #v = match #v {
                 ::core::result::Result::Ok(v) => ::core::option::Option::Some(v),
@@ -282,24 +385,6 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             };
         }
     });
-    let some_pats = vars
-        .iter()
-        .map(|v| quote!(::core::option::Option::Some(#v)));
-    let inits: Vec<TokenStream> = input
-        .fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let member = &f.member;
-            if f.attrs.is_fetched() && !f.attrs.skip.is_some() {
-                let v = format_ident!("__cm_v{}", i);
-                quote!(#member: #v)
-            } else {
-                let ty = f.ty;
-                quote_spanned!(ty.span()=> #member: <#ty as ::core::default::Default>::default())
-            }
-        })
-        .collect();
     let collect_available = fetched.iter().map(|(i, f)| {
         let v = format_ident!("__cm_v{}", i);
         let ty = f.ty;
@@ -323,54 +408,110 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             };
         }
     });
-    let some_pats2 = vars
-        .iter()
-        .map(|v| quote!(::core::option::Option::Some(#v)));
-
-    let owner = name.to_string();
-    let timeout = input
-        .attrs
-        .timeout
-        .get()
-        .map(|t| t.value)
-        .unwrap_or(Duration::from_secs(30));
-    let timeout_tokens = duration_tokens(timeout);
-    let timeout_doc = humantime::format_duration(timeout).to_string();
-
-    let per_field = fetched.iter().map(|(i, f)| {
-        let ty = f.ty;
-        let spec = spec_ident(*i);
-        let m = f.method("fetch", "");
-        let m_with = format_ident!("{}_with", m);
-        let doc = format!("Fetches only `{}` from the process-wide [`Sources`]({}).", f.plain_name(), "::component_model_async::Sources");
-        let doc_with = format!("Fetches only `{}` from `sources`.", f.plain_name());
-        let (add, take) = match f.attrs.fetcher.get() {
-            Some(expr) => {
-                let e = &expr.value;
-                let take = if f.attrs.fallback.get().is_some() {
-                    quote!(take::<#ty>)
-                } else {
-                    quote!(take_typed::<#ty>)
-                };
-                (quote_spanned!(e.span()=> __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #e)), take)
-            }
-            None => (quote_spanned!(ty.span()=> __cm_plan.add::<#ty>(&#spec)), quote!(take::<#ty>)),
-        };
+    let some = quote!(( #( ::core::option::Option::Some(#vars), )* ));
+    let owner = input.ident.to_string();
+    let timeout = duration_tokens(struct_timeout(input));
+    vec![
+        quote!(Self::fetch_all_components_with(#cm::Sources::global()).await),
         quote! {
-            #[doc = #doc]
-            #vis async fn #m() -> ::core::result::Result<#ty, #cm::ComponentError> {
-                Self::#m_with(#cm::Sources::global()).await
+            let ( #( #vars, )* ) = Self::__component_model_fetch(sources).await;
+            #[allow(unused_mut)]
+            let mut __cm_errors = ::std::vec::Vec::new();
+            #( #collect_all )*
+            #[allow(irrefutable_let_patterns)]
+            if let #some = ( #( #vars, )* ) {
+                if __cm_errors.is_empty() {
+                    return ::core::result::Result::Ok(#init);
+                }
             }
-            #[doc = #doc_with]
-            #vis async fn #m_with(__cm_sources: &#cm::Sources) -> ::core::result::Result<#ty, #cm::ComponentError> {
-                let mut __cm_plan = #cm::Plan::new(__cm_sources);
-                let __cm_h = #add;
-                __cm_plan.run().await.#take(__cm_h)
+            ::core::result::Result::Err(__cm_errors)
+        },
+        quote!(Self::fetch_available_components_with(#cm::Sources::global()).await),
+        quote! {
+            let ( #( #vars, )* ) = Self::__component_model_fetch(sources).await;
+            #[allow(unused_mut)]
+            let mut __cm_errors = ::std::vec::Vec::new();
+            #( #collect_available )*
+            #[allow(irrefutable_let_patterns)]
+            if let #some = ( #( #vars, )* ) {
+                return ::core::result::Result::Ok(#cm::Partial { value: #init, errors: __cm_errors });
             }
-        }
-    });
+            ::core::result::Result::Err(__cm_errors)
+        },
+        quote!(Self::fetch_with_resilience_with(#cm::Sources::global()).await),
+        quote!(#cm::bounded(#owner, #timeout, Self::fetch_all_components_with(sources)).await),
+        quote! {
+            static __CM_SOURCES: [&#cm::FieldSpec; #n] = [ #( &#spec_refs ),* ];
+            &__CM_SOURCES
+        },
+    ]
+}
 
+/// The bodies of [`field_methods`], in the same order.
+fn field_bodies(cm: &TokenStream, f: &Field<'_>, i: usize) -> [TokenStream; 2] {
+    let m_with = format_ident!("{}_with", f.method("fetch", ""));
+    let add = plan_add(cm, f, i);
+    let take = plan_take(f);
+    [
+        quote!(Self::#m_with(#cm::Sources::global()).await),
+        quote! {
+            let mut __cm_plan = #cm::Plan::new(__cm_sources);
+            let __cm_h = #add;
+            __cm_plan.run().await.#take(__cm_h)
+        },
+    ]
+}
+
+fn with_bodies(methods: Vec<Method>, bodies: Vec<TokenStream>) -> TokenStream {
+    methods
+        .into_iter()
+        .zip(bodies)
+        .map(|(Method { doc, sig }, body)| quote!(#[doc = #doc] #sig { #body }))
+        .collect()
+}
+
+pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
+    let cm = runtime_path(input, entry);
+    let name = input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+
+    let live = live_fields(input);
+    let fetched: Vec<(usize, &Field<'_>)> = live
+        .iter()
+        .copied()
+        .filter(|(_, f)| f.attrs.is_fetched())
+        .collect();
+
+    let specs: TokenStream = live
+        .iter()
+        .map(|(i, f)| spec_static(input, &cm, f, *i))
+        .collect();
+    let gates = backend_checks(input, entry);
+
+    let types: Vec<&Type> = live.iter().map(|(_, f)| f.ty).collect();
+    let ambiguous = shape::ambiguous(&types, input.generics);
+    let assign_impls: TokenStream = live
+        .iter()
+        .zip(&ambiguous)
+        .filter(|(_, amb)| !**amb)
+        .map(|((i, f), _)| assign_impl(input, &cm, f, *i))
+        .collect();
+
+    let fetch_fields = shared_fetch(&cm, &fetched);
     let spec_refs: Vec<syn::Ident> = fetched.iter().map(|(i, _)| spec_ident(*i)).collect();
+    let methods = with_bodies(
+        struct_methods(input, &cm),
+        struct_bodies(input, &cm, &fetched, &spec_refs),
+    );
+    let per_field: TokenStream = fetched
+        .iter()
+        .map(|(i, f)| {
+            with_bodies(
+                field_methods(input, &cm, f).into(),
+                field_bodies(&cm, f, *i).into(),
+            )
+        })
+        .collect();
 
     let marker = match entry {
         Entry::Facade => {
@@ -394,67 +535,8 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             #[automatically_derived]
             impl #impl_generics #name #ty_generics #where_clause {
                 #fetch_fields
-
-                /// Fetches every field that has a source, concurrently, from the process-wide
-                /// `Sources` (see `Sources::set_global`); fields without a source get `Default`.
-                /// Returns every error, one per failed field.
-                #vis async fn fetch_all_components() -> ::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>> {
-                    Self::fetch_all_components_with(#cm::Sources::global()).await
-                }
-
-                /// Fetches every field that has a source, concurrently, from `sources`.
-                /// Returns every error, one per failed field.
-                #vis async fn fetch_all_components_with(sources: &#cm::Sources) -> ::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>> {
-                    let #vars_pat = Self::__component_model_fetch(sources).await;
-                    #[allow(unused_mut)]
-                    let mut __cm_errors = ::std::vec::Vec::new();
-                    #( #collect_all )*
-                    #[allow(irrefutable_let_patterns)]
-                    if let ( #( #some_pats, )* ) = ( #( #vars, )* ) {
-                        if __cm_errors.is_empty() {
-                            return ::core::result::Result::Ok(Self { #( #inits, )* });
-                        }
-                    }
-                    ::core::result::Result::Err(__cm_errors)
-                }
-
-                /// Fetches what can be fetched from the process-wide `Sources`: failed fields take
-                /// their `fallback` or `Default`, and the errors are returned beside the value.
-                /// Fails only when a failed field has neither.
-                #vis async fn fetch_available_components() -> ::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>> {
-                    Self::fetch_available_components_with(#cm::Sources::global()).await
-                }
-
-                /// Like `fetch_available_components`, from `sources`.
-                #vis async fn fetch_available_components_with(sources: &#cm::Sources) -> ::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>> {
-                    let #vars_pat = Self::__component_model_fetch(sources).await;
-                    #[allow(unused_mut)]
-                    let mut __cm_errors = ::std::vec::Vec::new();
-                    #( #collect_available )*
-                    #[allow(irrefutable_let_patterns)]
-                    if let ( #( #some_pats2, )* ) = ( #( #vars, )* ) {
-                        return ::core::result::Result::Ok(#cm::Partial { value: Self { #( #inits, )* }, errors: __cm_errors });
-                    }
-                    ::core::result::Result::Err(__cm_errors)
-                }
-
-                #[doc = concat!("Like `fetch_all_components`, bounded by the struct's timeout (", #timeout_doc, "): a timeout gives `ComponentError::Timeout`, one failed field its error, several `ComponentError::Multiple`.")]
-                #vis async fn fetch_with_resilience() -> ::core::result::Result<Self, #cm::ComponentError> {
-                    Self::fetch_with_resilience_with(#cm::Sources::global()).await
-                }
-
-                /// Like `fetch_with_resilience`, from `sources`.
-                #vis async fn fetch_with_resilience_with(sources: &#cm::Sources) -> ::core::result::Result<Self, #cm::ComponentError> {
-                    #cm::bounded(#owner, #timeout_tokens, Self::fetch_all_components_with(sources)).await
-                }
-
-                /// Where each fetched field comes from, as `#[component(...)]` says, in field order.
-                #vis fn component_sources() -> &'static [&'static #cm::FieldSpec] {
-                    static __CM_SOURCES: [&#cm::FieldSpec; #n_fetched] = [ #( &#spec_refs ),* ];
-                    &__CM_SOURCES
-                }
-
-                #( #per_field )*
+                #methods
+                #per_field
             }
         };
     }
@@ -539,31 +621,23 @@ fn assign_impl(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
 pub fn fallback_stub(input: &Input<'_>, entry: Entry) -> TokenStream {
     let cm = runtime_path(input, entry);
     let name = input.ident;
-    let vis = &input.original.vis;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let per_field = input
+    let stub = |methods: Vec<Method>| -> TokenStream {
+        let n = methods.len();
+        with_bodies(methods, vec![quote!(::core::unimplemented!()); n])
+    };
+    let methods = stub(struct_methods(input, &cm));
+    let per_field: TokenStream = input
         .fields
         .iter()
-        .filter(|f| f.attrs.is_fetched() && f.original.ident.is_some())
-        .map(|f| {
-            let ty = f.ty;
-            let m = f.method("fetch", "");
-            let m_with = format_ident!("{}_with", m);
-            quote! {
-                #vis async fn #m() -> ::core::result::Result<#ty, #cm::ComponentError> { ::core::unimplemented!() }
-                #vis async fn #m_with(_: &#cm::Sources) -> ::core::result::Result<#ty, #cm::ComponentError> { ::core::unimplemented!() }
-            }
-        });
+        .filter(|f| f.attrs.is_fetched() && !f.attrs.skip.is_some() && f.original.ident.is_some())
+        .map(|f| stub(field_methods(input, &cm, f).into()))
+        .collect();
     quote! {
         #[allow(dead_code, unused, clippy::all)]
         impl #impl_generics #name #ty_generics #where_clause {
-            #vis async fn fetch_all_components() -> ::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>> { ::core::unimplemented!() }
-            #vis async fn fetch_all_components_with(_: &#cm::Sources) -> ::core::result::Result<Self, ::std::vec::Vec<#cm::ComponentError>> { ::core::unimplemented!() }
-            #vis async fn fetch_available_components() -> ::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>> { ::core::unimplemented!() }
-            #vis async fn fetch_available_components_with(_: &#cm::Sources) -> ::core::result::Result<#cm::Partial<Self>, ::std::vec::Vec<#cm::ComponentError>> { ::core::unimplemented!() }
-            #vis async fn fetch_with_resilience() -> ::core::result::Result<Self, #cm::ComponentError> { ::core::unimplemented!() }
-            #vis async fn fetch_with_resilience_with(_: &#cm::Sources) -> ::core::result::Result<Self, #cm::ComponentError> { ::core::unimplemented!() }
-            #( #per_field )*
+            #methods
+            #per_field
         }
     }
 }

@@ -171,3 +171,31 @@ async fn passwords_in_urls_never_appear_in_errors_or_debug() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_type_marked_secret_value_is_never_shown() {
+    #[derive(serde::Deserialize, Debug, Default)]
+    struct Pin(#[allow(dead_code)] u32);
+    impl component_model::SecretValue for Pin {}
+
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(fetch_from = "env", key = "PIN")]
+        pin: Pin,
+        #[component(fetch_from = "env", key = "PINS")]
+        pins: Option<Vec<Pin>>,
+    }
+    let canary = "canary-pin-never-shown";
+    let sources = Sources::new().with_env(EnvSource::from_map([("PIN", canary), ("PINS", canary)]));
+    let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        let shown = format!("{e} {e:?}");
+        assert!(
+            shown.contains("a secret value of 22 bytes (not shown)"),
+            "{shown}"
+        );
+        assert!(!shown.contains(canary), "{shown}");
+    }
+}

@@ -40,7 +40,9 @@ impl<'a> Target<'a> {
     }
 }
 
-/// Whether `T` is a `secrecy` secret type, whose values are never shown.
+/// Whether `T` is a `secrecy` secret type, by its name: a best effort for generic code
+/// (standalone fetchers) that cannot ask for [`SecretValue`](crate::SecretValue); the
+/// derive asks the trait.
 pub(crate) fn is_secret_type<T>() -> bool {
     let name = std::any::type_name::<T>();
     name.starts_with("secrecy::") || name.contains("<secrecy::")

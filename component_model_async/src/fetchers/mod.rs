@@ -37,6 +37,22 @@ pub mod vault;
 
 use crate::sources::Sources;
 
+/// Each backend's public types, re-exported at the crate root (one line per backend).
+#[doc(hidden)]
+pub mod exports {
+    #[cfg(feature = "consul")]
+    pub use super::consul::{ConsulFetcher, ConsulSource};
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+    pub use super::database::{DatabaseFetcher, DatabaseSource, DbPool};
+    pub use super::env::{EnvFetcher, EnvSource};
+    #[cfg(feature = "http")]
+    pub use super::http::{ApiFetcher, HttpSource};
+    #[cfg(feature = "redis")]
+    pub use super::redis::RedisSource;
+    #[cfg(feature = "vault")]
+    pub use super::vault::{VaultFetcher, VaultSource};
+}
+
 /// What a built-in backend declares for the runtime.
 pub(crate) struct Builtin {
     /// The names `fetch_from` uses for it.

@@ -1,5 +1,5 @@
 //! The timeout layer: each attempt of a batch gets at most the limit; members not answered
-//! by then fail with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+//! by then fail with [`ErrorKind::Timeout`](crate::ErrorKind).
 
 use std::sync::Arc;
 use std::time::Duration;
