@@ -160,6 +160,7 @@ async fn thirty_two_consul_keys_with_retry_and_timeout_are_one_transaction() {
     macro_rules! config {
         ($($f:ident = $k:literal),*) => {
             #[derive(AsyncAssign, Debug)]
+            #[allow(dead_code)]
             struct Wide { $( #[component(fetch_from = "consul", key = $k, retry_attempts = 3, timeout = "2s")] $f: u32, )* }
         };
     }
