@@ -37,6 +37,7 @@ pub fn fallback_value<T: DeserializeOwned>(spec: &'static FieldSpec) -> Option<T
         source: Some(spec.source.into()),
         key_label: "fallback".into(),
         key: None,
+        bound_key: None,
         location: None,
     };
     let target = crate::convert::Target::new(spec, &provenance, spec.sensitive);

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Timeout,
     /// A circuit breaker is open for this source.
     CircuitOpen,
+    /// A response or value was larger than its size limit (`with_max_body`, `max_size`).
+    TooLarge,
     /// The configuration of the fetch itself is wrong (unknown source, missing `${VAR}`, ...).
     Config,
     /// Several errors; see [`ComponentError::errors`].
@@ -44,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Decode => "cannot decode",
             ErrorKind::Timeout => "timed out",
             ErrorKind::CircuitOpen => "circuit open",
+            ErrorKind::TooLarge => "too large",
             ErrorKind::Config => "misconfigured",
             ErrorKind::Multiple => "several errors",
             ErrorKind::Other => "failed",
@@ -180,6 +183,8 @@ pub struct Provenance {
     pub key_label: Cow<'static, str>,
     /// The native key: env var, Consul key, Vault path, SQL query or URL.
     pub key: Option<String>,
+    /// The key bound into a query (`query = "... $1", key = "checkout"`), shown after it.
+    pub bound_key: Option<String>,
     /// Where the source lives ("http://127.0.0.1:8500"), without credentials.
     pub location: Option<String>,
 }
@@ -242,6 +247,19 @@ impl fmt::Debug for ComponentError {
     }
 }
 
+/// `16 MiB`, `64 KiB`, `300 bytes`: a size for messages.
+pub(crate) fn bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    const GIB: u64 = 1024 * MIB;
+    match n {
+        n if n >= GIB && n % GIB == 0 => format!("{} GiB", n / GIB),
+        n if n >= MIB && n % MIB == 0 => format!("{} MiB", n / MIB),
+        n if n >= KIB && n % KIB == 0 => format!("{} KiB", n / KIB),
+        n => format!("{n} bytes"),
+    }
+}
+
 pub(crate) fn humanize(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
@@ -250,15 +268,98 @@ pub(crate) fn humanize(d: Duration) -> String {
     }
 }
 
+/// Every error, one per line; errors of several fields with one source-wide cause (the
+/// same source, location, kind and message: a server down, a missing registration) share
+/// one line that lists the fields.
 fn display_many(errors: &[ComponentError]) -> String {
     let mut s = format!("{} components failed:", errors.len());
-    for e in errors {
-        for (i, line) in e.to_string().lines().enumerate() {
-            s.push_str(if i == 0 { "\n  - " } else { "\n    " });
-            s.push_str(line);
+    let mut shown = vec![false; errors.len()];
+    for (i, e) in errors.iter().enumerate() {
+        if shown[i] {
+            continue;
+        }
+        let line = match e.shared_cause() {
+            Some(cause) => {
+                let mut fields = Vec::new();
+                for (j, other) in errors.iter().enumerate().skip(i) {
+                    if !shown[j] && other.shared_cause().as_ref() == Some(&cause) {
+                        shown[j] = true;
+                        fields.push(other.field_path());
+                    }
+                }
+                if fields.len() > 1 {
+                    format!("{cause} — fields: {}", fields.join(", "))
+                } else {
+                    e.to_string()
+                }
+            }
+            None => e.to_string(),
+        };
+        shown[i] = true;
+        for (k, part) in line.lines().enumerate() {
+            s.push_str(if k == 0 { "\n  - " } else { "\n    " });
+            s.push_str(part);
         }
     }
     s
+}
+
+impl ComponentError {
+    /// For an error of a kind that concerns a whole source (unavailable, timed out,
+    /// unauthorized, misconfigured, circuit open, too large) with a message: the part of
+    /// its text that other fields failing the same way share (no field, no key).
+    fn shared_cause(&self) -> Option<String> {
+        let ComponentError::Field(e) = self else {
+            return None;
+        };
+        let source_wide = matches!(
+            e.kind,
+            ErrorKind::Unavailable
+                | ErrorKind::Timeout
+                | ErrorKind::Unauthorized
+                | ErrorKind::Config
+                | ErrorKind::CircuitOpen
+                | ErrorKind::TooLarge
+        );
+        if !source_wide || (e.detail.is_none() && e.cause.is_none()) {
+            return None;
+        }
+        let p = &e.provenance;
+        let mut s = String::new();
+        if let Some(src) = &p.source {
+            s.push_str(src);
+            if let Some(loc) = &p.location {
+                s.push_str(&format!(" at {loc}"));
+            }
+            s.push_str(": ");
+        }
+        s.push_str(e.kind.as_str());
+        if let Some(d) = &e.detail {
+            s.push_str(&format!(": {d}"));
+        }
+        if let Some(c) = e
+            .cause
+            .as_ref()
+            .map(|c| c.to_string())
+            .filter(|c| !c.is_empty())
+        {
+            s.push_str(&format!(": {c}"));
+        }
+        Some(s)
+    }
+
+    /// `Owner.field`, for lists of fields.
+    fn field_path(&self) -> String {
+        match self.provenance() {
+            Some(Provenance {
+                owner: Some(o),
+                field: Some(f),
+                ..
+            }) => format!("{o}.{f}"),
+            Some(Provenance { field: Some(f), .. }) => f.to_string(),
+            _ => "?".to_owned(),
+        }
+    }
 }
 
 impl fmt::Display for FieldError {
@@ -274,6 +375,9 @@ impl fmt::Display for FieldError {
             if let Some(key) = &p.key {
                 write!(f, " {} `{key}`", p.key_label)?;
             }
+            if let Some(bound) = &p.bound_key {
+                write!(f, " with key `{bound}`")?;
+            }
             if let Some(loc) = &p.location {
                 write!(f, " at {loc}")?;
             }
@@ -284,7 +388,11 @@ impl fmt::Display for FieldError {
             write!(f, ": {d}")?;
         }
         if let Some(c) = &self.cause {
-            write!(f, ": {c}")?;
+            // A cause whose text is already in the detail displays as nothing.
+            let text = c.to_string();
+            if !text.is_empty() {
+                write!(f, ": {text}")?;
+            }
         }
         Ok(())
     }

@@ -99,6 +99,9 @@ fn provenance_of(
         field: Some(spec.field.into()),
         source: Some(spec.source.into()),
         key_label: label.into(),
+        bound_key: (label == "query")
+            .then(|| request.bound_key().map(str::to_owned))
+            .flatten(),
         key,
         location: source.and_then(Source::location),
     }
@@ -232,8 +235,8 @@ impl<'s> Plan<'s> {
                 t.type_name, spec.type_name
             )),
             None => fail(format!(
-                "no source named `{name}` is registered; register one with `Sources::new().register(\"{name}\", ...)`{}",
-                builtin_hint(name)
+                "no source named `{name}` is registered; {}",
+                self.unknown_source_hint(name)
             )),
         }
     }
@@ -434,11 +437,45 @@ impl<'s> Plan<'s> {
     }
 }
 
-/// How to get a built-in backend registered, as its module says.
-fn builtin_hint(name: &str) -> String {
-    crate::fetchers::builtin(name)
-        .map(|b| format!(" ({})", b.hint))
-        .unwrap_or_default()
+impl Plan<'_> {
+    /// For a name nothing is registered under: the closest registered or built-in name
+    /// (a typo), else how to register it (a built-in backend says how).
+    fn unknown_source_hint(&self, name: &str) -> String {
+        let registered = self.sources.names();
+        let builtins = crate::fetchers::BUILTINS
+            .iter()
+            .flat_map(|b| b.names.iter().copied());
+        let candidates = registered.iter().map(String::as_str).chain(builtins);
+        let base = name.split(':').next().unwrap_or(name);
+        let close = candidates
+            .map(|c| (edit_distance(base, c), c))
+            .filter(|(d, c)| *d > 0 && *d <= 2.max(c.len() / 4))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, c)| c);
+        let register = format!("register one with `Sources::new().register(\"{name}\", ...)`");
+        match (close, crate::fetchers::builtin(name)) {
+            (Some(c), _) if crate::fetchers::builtin(name).is_none() => {
+                format!("did you mean `{c}`? ({register})")
+            }
+            (_, Some(b)) => format!("{register} ({})", b.hint),
+            (_, None) => register,
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Keeps the primary error and notes that `fallback_to` failed too, and why.
@@ -543,7 +580,10 @@ impl Outcomes<'_> {
         });
         let mut outcome = "ok";
         let converted = match result {
-            Ok(Got::Raw(raw)) => convert_raw(raw, &target),
+            Ok(Got::Raw(raw)) => match too_large(&raw, &target) {
+                Some(e) => Err(e),
+                None => convert_raw(raw, &target),
+            },
             Ok(Got::Typed(any)) => match any.downcast::<T>() {
                 Ok(v) => Ok(*v),
                 Err(_) => Err(convert::error(
@@ -624,6 +664,23 @@ impl Outcomes<'_> {
         let target = slot.target(&provenance);
         convert::decode_text::<T>(text.to_owned(), &target).ok()
     }
+}
+
+/// The error of a value over the field's `max_size`, checked per value (a batch is never
+/// split for it).
+fn too_large(raw: &RawValue, target: &Target<'_>) -> Option<ComponentError> {
+    let max = target.spec.max_size?;
+    let len = raw.len() as u64;
+    (len > max).then(|| {
+        convert::error(
+            ErrorKind::TooLarge,
+            target,
+            format!(
+                "a value of {len} bytes, over the field's `max_size` of {}",
+                crate::error::bytes(max)
+            ),
+        )
+    })
 }
 
 fn use_fallback<T>(

@@ -29,7 +29,7 @@ pub struct FieldSpec {
     /// The field type as written, for messages.
     pub type_name: &'static str,
     /// The source name from `fetch_from` (`"consul"`, `"database:analytics"`, `"mock_api"`),
-    /// or `"fetcher"` for `fetcher = <expr>`.
+    /// or ``"fetcher `<expr>`"`` for `fetcher = <expr>` (the expression as written).
     pub source: &'static str,
     /// `key = "..."`, as written.
     pub key: Option<&'static str>,
@@ -66,6 +66,8 @@ pub struct FieldSpec {
     pub timeout: Option<Duration>,
     /// `retry_attempts = N`: extra attempts after a transient failure.
     pub retry_attempts: Option<u32>,
+    /// `max_size = "64KiB"`: the largest value (in bytes) the field accepts.
+    pub max_size: Option<u64>,
 }
 
 impl FieldSpec {
@@ -98,6 +100,7 @@ impl FieldSpec {
             sensitive: false,
             timeout: None,
             retry_attempts: None,
+            max_size: None,
         }
     }
 }
@@ -152,6 +155,8 @@ const_setters! {
     timeout: Duration => Some;
     /// Sets the number of retries.
     retry_attempts: u32 => Some;
+    /// Sets the largest value the field accepts, in bytes.
+    max_size: u64 => Some;
 }
 
 impl FieldSpec {
@@ -465,6 +470,11 @@ impl FetchRequest {
             .as_deref()
             .or(self.origin.default_key.as_deref())
     }
+    /// The key bound into the query, when the request has both (`query = "... $1"`,
+    /// `key = "checkout"`): shown after the query in messages.
+    pub fn bound_key(&self) -> Option<&str> {
+        self.query().and(self.key())
+    }
     /// The SQL query.
     pub fn query(&self) -> Option<&str> {
         self.params.query.as_deref()
@@ -589,6 +599,22 @@ pub enum RawValue {
     Bytes(Vec<u8>),
     /// A JSON document, e.g. an HTTP body or a Vault secret.
     Json(serde_json::Value),
+}
+
+impl RawValue {
+    /// The size of the value in bytes (a JSON document: its compact serialization).
+    pub fn len(&self) -> usize {
+        match self {
+            RawValue::Text(s) => s.len(),
+            RawValue::Bytes(b) => b.len(),
+            RawValue::Json(v) => serde_json::to_vec(v).map_or(0, |b| b.len()),
+        }
+    }
+
+    /// Whether the value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl fmt::Debug for RawValue {

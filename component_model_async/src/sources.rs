@@ -227,6 +227,13 @@ impl Sources {
         self.register::<register::AsFetcher<T>>(name, fetcher)
     }
 
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.entries.keys().cloned().collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Whether a source of that name is registered.
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)

@@ -86,16 +86,19 @@ impl<S: Source> SourceFetcher<S> {
     /// Where the value comes from, as the source names it.
     pub fn provenance(&self) -> Provenance {
         let r = &self.request;
-        let (key_label, key) = match self.source.native_key(r) {
-            Some((label, key)) => (label.into(), Some(key)),
-            None => ("key".into(), None),
+        let (label, key) = match self.source.native_key(r) {
+            Some((label, key)) => (label, Some(key)),
+            None => ("key", None),
         };
         let named = !r.owner().is_empty();
         Provenance {
             owner: named.then(|| r.owner().to_owned().into()),
             field: named.then(|| r.field().to_owned().into()),
             source: Some(r.source_name().to_owned().into()),
-            key_label,
+            key_label: label.into(),
+            bound_key: (label == "query")
+                .then(|| r.bound_key().map(str::to_owned))
+                .flatten(),
             key,
             location: self.source.location(),
         }

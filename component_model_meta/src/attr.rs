@@ -92,6 +92,7 @@ pub struct FieldAttrs {
     pub stream_from: Attr<String>,
     pub topic: Attr<String>,
     pub timeout: Attr<Duration>,
+    pub max_size: Attr<u64>,
     pub fetcher: Attr<Expr>,
     /// Every `#[component]` attribute on the field, for spans of derive-level errors.
     pub originals: Vec<syn::Attribute>,
@@ -131,6 +132,7 @@ impl FieldAttrs {
             stream_from: Attr::none(STREAM_FROM),
             topic: Attr::none(TOPIC),
             timeout: Attr::none(TIMEOUT),
+            max_size: Attr::none(MAX_SIZE),
             fetcher: Attr::none(FETCHER),
             originals: Vec::new(),
         };
@@ -172,6 +174,7 @@ impl FieldAttrs {
                     TTL => a.ttl.set(cx, tokens, duration(&meta)?),
                     CACHE_FOR => a.cache_for.set(cx, tokens, duration(&meta)?),
                     TIMEOUT => a.timeout.set(cx, tokens, duration(&meta)?),
+                    MAX_SIZE => a.max_size.set(cx, tokens, size(&meta)?),
                     RETRY_ATTEMPTS => a.retry_attempts.set(cx, tokens, count(&meta)?),
                     CIRCUIT_BREAKER => a.circuit_breaker.set(cx, tokens, boolean(&meta)?),
                     FALLBACK_TO => a.fallback_to.set(cx, tokens, string(&meta)?.value()),
@@ -262,6 +265,7 @@ impl FieldAttrs {
             || self.stream_from.is_some()
             || self.topic.is_some()
             || self.timeout.is_some()
+            || self.max_size.is_some()
             || self.fetcher.is_some()
     }
 }
@@ -443,6 +447,44 @@ fn count(meta: &ParseNestedMeta<'_>) -> syn::Result<u32> {
             Err(bad(&other, &text))
         }
     }
+}
+
+/// `max_size = "64KiB"`: bytes as a number, or with a unit (`B`, `KiB`, `MiB`, `GiB`,
+/// or decimal `kB`, `MB`, `GB`).
+fn size(meta: &ParseNestedMeta<'_>) -> syn::Result<u64> {
+    let lit = meta.value()?.parse::<Lit>()?;
+    let parsed = match &lit {
+        Lit::Int(i) => i.base10_parse::<u64>().ok(),
+        Lit::Str(s) => parse_size(&s.value()),
+        _ => None,
+    };
+    match parsed {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(syn::Error::new_spanned(
+            lit,
+            "`max_size` expects a size greater than zero: bytes (`65536`) or with a unit (`\"64KiB\"`, `\"16MiB\"`, `\"1GB\"`)",
+        )),
+    }
+}
+
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" | "b" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }
 
 /// Parses `"3600"` (seconds), `"30s"`, `"5m"`, `"1h"`, `"250ms"`, or an integer of seconds.

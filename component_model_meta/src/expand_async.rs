@@ -66,6 +66,23 @@ fn env_name(input: &Input<'_>, f: &Field<'_>) -> String {
     format!("{prefix}{}", f.plain_name().to_uppercase())
 }
 
+/// A `fetcher = <expr>` as written, shortened for messages.
+fn fetcher_name(expr: &syn::Expr) -> String {
+    let text = expr.to_token_stream().to_string();
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text
+        .replace(" :: ", "::")
+        .replace(" (", "(")
+        .replace("( ", "(")
+        .replace(" )", ")");
+    if text.chars().count() > 40 {
+        let cut: String = text.chars().take(37).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
 fn spec_ident(i: usize) -> syn::Ident {
     format_ident!("__CM_SPEC_{}", i)
 }
@@ -76,10 +93,11 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     let owner = input.ident.to_string();
     let field = f.plain_name();
     let type_name = f.type_string();
-    let source = match (a.fetch_from.get(), a.fetcher.is_some()) {
+    let source = match (a.fetch_from.get(), a.fetcher.get()) {
         (Some(s), _) => s.value.trim().to_owned(),
-        (None, true) => "fetcher".to_owned(),
-        (None, false) => "assign".to_owned(),
+        // Named as written, so its errors say which fetcher failed.
+        (None, Some(expr)) => format!("fetcher `{}`", fetcher_name(&expr.value)),
+        (None, None) => "assign".to_owned(),
     };
     // `fetch_from = "database", source = "analytics"` is the pool `database:analytics`.
     let source = match a.source.get() {
@@ -133,6 +151,10 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     if let Some(n) = a.retry_attempts.get() {
         let n = n.value;
         chain.extend(quote!(.retry_attempts(#n)));
+    }
+    if let Some(n) = a.max_size.get() {
+        let n = n.value;
+        chain.extend(quote!(.max_size(#n)));
     }
     quote! {
         #[allow(non_upper_case_globals)]

@@ -29,6 +29,7 @@ pub const FALLBACK_TO: &str = "fallback_to";
 pub const STREAM_FROM: &str = "stream_from";
 pub const TOPIC: &str = "topic";
 pub const TIMEOUT: &str = "timeout";
+pub const MAX_SIZE: &str = "max_size";
 pub const FETCHER: &str = "fetcher";
 
 // Container keys.
@@ -60,6 +61,7 @@ pub const FIELD_KEYS: &[&str] = &[
     STREAM_FROM,
     TOPIC,
     TIMEOUT,
+    MAX_SIZE,
     FETCHER,
 ];
 

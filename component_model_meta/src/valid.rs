@@ -153,6 +153,7 @@ fn check_keys_without_source(
     for (name, present) in [
         ("fallback", a.fallback.get().map(|s| s.to_token_stream())),
         ("timeout", a.timeout.get().map(|s| s.to_token_stream())),
+        ("max_size", a.max_size.get().map(|s| s.to_token_stream())),
         (
             "retry_attempts",
             a.retry_attempts.get().map(|s| s.to_token_stream()),

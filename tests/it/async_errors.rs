@@ -199,3 +199,61 @@ async fn a_type_marked_secret_value_is_never_shown() {
         assert!(!shown.contains(canary), "{shown}");
     }
 }
+
+#[tokio::test]
+async fn an_empty_env_value_of_a_secret_field_counts_as_absent() {
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(fetch_from = "env", key = "TOKEN", secret)]
+        token: String,
+        #[component(fetch_from = "env", key = "TOKEN", secret, fallback = "dev-token")]
+        with_fallback: String,
+        #[component(fetch_from = "env", key = "TOKEN")]
+        not_secret: String,
+    }
+    let sources = Sources::new().with_env(EnvSource::from_map([("TOKEN", "")]));
+    let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].kind(), ErrorKind::NotFound);
+    assert_eq!(
+        errors[0].to_string(),
+        "C.token: env variable `TOKEN`: not found: the variable is set but empty, and the field is secret"
+    );
+    let ok = C::fetch_available_components_with(&sources).await.unwrap();
+    assert_eq!(ok.value.with_fallback, "dev-token");
+    assert_eq!(ok.value.not_secret, "");
+}
+
+#[tokio::test]
+async fn a_source_wide_failure_is_displayed_once_with_the_fields_it_hit() {
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct A {
+        #[component(fetch_from = "database", query = "SELECT 1")]
+        x: u8,
+        #[component(fetch_from = "database", query = "SELECT 2")]
+        y: u8,
+        #[component(fetch_from = "database", query = "SELECT 3")]
+        z: u8,
+        #[component(fetch_from = "env", key = "W")]
+        w: u8,
+    }
+    let sources = Sources::new().with_env(EnvSource::from_map([("Q", "1")]));
+    let errors = A::fetch_all_components_with(&sources).await.unwrap_err();
+    // One error per field, as the API promises ...
+    assert_eq!(errors.len(), 4);
+    // ... displayed as one line for the shared cause, with the fields it hit.
+    let shown = component_model::ErrorsExt::display(&errors[..]).to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert_eq!(lines[0], "4 components failed:");
+    assert!(
+        lines[1]
+            .starts_with("  - database: misconfigured: no source named `database` is registered")
+            && lines[1].ends_with(" — fields: A.x, A.y, A.z"),
+        "{shown}"
+    );
+    assert_eq!(lines[2], "  - A.w: env variable `W`: not found");
+    assert_eq!(ComponentError::from(errors).to_string(), shown);
+}

@@ -488,7 +488,7 @@ async fn a_users_fetcher_error_becomes_the_cause_of_a_field_error() {
     assert_eq!(e.kind(), ErrorKind::Other);
     assert_eq!(
         e.to_string(),
-        "C.quota: fetcher: failed: quota service said no"
+        "C.quota: fetcher `quota`: failed: quota service said no"
     );
     // The cause's text is in the message once; `cause()` gives the error itself.
     let cause = e.cause().expect("the cause is kept");
@@ -648,4 +648,35 @@ async fn generated_fetch_futures_are_send_and_can_be_spawned() {
     });
     let (a, b, c) = handle.await.unwrap();
     assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn a_misspelled_source_name_gets_the_closest_registered_or_built_in_name() {
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(fetch_from = "setings", key = "a")]
+        a: u8,
+        #[component(fetch_from = "databse", key = "b")]
+        b: u8,
+        #[component(fetch_from = "zzz", key = "c")]
+        c: u8,
+    }
+    let sources = Sources::new().register(
+        "settings",
+        component_model::EnvSource::from_map([("a", "1")]),
+    );
+    let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        shown[0].contains("no source named `setings` is registered; did you mean `settings`?"),
+        "{}",
+        shown[0]
+    );
+    assert!(
+        shown[1].contains("no source named `databse` is registered; did you mean `database`?"),
+        "{}",
+        shown[1]
+    );
+    assert!(!shown[2].contains("did you mean"), "{}", shown[2]);
 }

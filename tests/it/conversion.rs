@@ -124,3 +124,58 @@ async fn out_of_range_and_malformed_values_are_decode_errors_naming_the_type() {
         errors[2]
     );
 }
+
+#[tokio::test]
+async fn a_decode_error_inside_a_nested_value_names_its_path_but_never_a_secrets_content() {
+    #[derive(serde::Deserialize, Debug, Default)]
+    #[allow(dead_code)]
+    struct Meta {
+        owner: String,
+    }
+    #[derive(serde::Deserialize, Debug, Default)]
+    #[allow(dead_code)]
+    struct Feature {
+        name: String,
+        meta: Meta,
+        tags: Vec<u8>,
+    }
+    #[derive(component_model::AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(fetch_from = "env", key = "FEATURE")]
+        feature: Feature,
+        #[component(fetch_from = "env", key = "TAGS_FEATURE")]
+        tagged: Feature,
+        #[component(fetch_from = "env", key = "SECRET_FEATURE", secret)]
+        secret: Feature,
+    }
+    let canary = "canary-nested-owner";
+    let sources = component_model::Sources::new().with_env(component_model::EnvSource::from_map([
+        (
+            "FEATURE",
+            r#"{"name":"beta","meta":{"owner":5},"tags":[]}"#.to_owned(),
+        ),
+        (
+            "TAGS_FEATURE",
+            r#"{"name":"beta","meta":{"owner":"o"},"tags":[1,"x"]}"#.to_owned(),
+        ),
+        (
+            "SECRET_FEATURE",
+            format!(r#"{{"name":"{canary}","meta":{{"owner":5}},"tags":[]}}"#),
+        ),
+    ]));
+    let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        shown[0].contains("(meta.owner: invalid type: integer `5`, expected a string"),
+        "{}",
+        shown[0]
+    );
+    assert!(shown[1].contains("(tags[1]: "), "{}", shown[1]);
+    assert!(
+        shown[2].contains("that does not fit at `meta.owner`"),
+        "{}",
+        shown[2]
+    );
+    assert!(!shown[2].contains(canary) && !format!("{:?}", errors[2]).contains(canary));
+}

@@ -151,14 +151,14 @@ async fn postgres_types_map_to_rust_types() {
     exec(
         &pool,
         format!(
-            "CREATE TABLE {t} (t TEXT, vc VARCHAR(20), i2 INT2, i4 INT4, i8 INT8, f8 FLOAT8, b BOOL, j JSON, jb JSONB, by BYTEA, n INT4, num NUMERIC)"
+            "CREATE TABLE {t} (t TEXT, vc VARCHAR(20), i2 INT2, i4 INT4, i8 INT8, f8 FLOAT8, b BOOL, j JSON, jb JSONB, by BYTEA, n INT4, num NUMERIC, iv INTERVAL)"
         ),
     )
     .await;
     exec(
         &pool,
         format!(
-            r#"INSERT INTO {t} VALUES ('text', 'varchar', 2, 4, 8000000000, 0.5, true, '{{"name":"a","max_conn":3}}', '[1,2]', '\x6869', NULL, 1.5)"#
+            r#"INSERT INTO {t} VALUES ('text', 'varchar', 2, 4, 8000000000, 0.5, true, '{{"name":"a","max_conn":3}}', '[1,2]', '\x6869', NULL, 1.5, '1 day')"#
         ),
     )
     .await;
@@ -237,11 +237,11 @@ async fn postgres_types_map_to_rust_types() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Decode);
     // A type we don't read says how to cast it.
-    let err = ComponentFetcher::<f64>::fetch_component(&q("num"))
+    let err = ComponentFetcher::<String>::fetch_component(&q("iv"))
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains("NUMERIC") && err.to_string().contains("::text"),
+        err.to_string().contains("INTERVAL") && err.to_string().contains("::text"),
         "{err}"
     );
     assert_eq!(
@@ -276,13 +276,13 @@ async fn mariadb_types_map_to_rust_types() {
     exec(
         &pool,
         format!(
-            "CREATE TABLE {t} (t TEXT, vc VARCHAR(20), b BOOLEAN, i INT, u BIGINT UNSIGNED, d DOUBLE, j JSON, bl BLOB, n INT, dec1 DECIMAL(5,2))"
+            "CREATE TABLE {t} (t TEXT, vc VARCHAR(20), b BOOLEAN, i INT, u BIGINT UNSIGNED, d DOUBLE, j JSON, bl BLOB, n INT, dec1 DECIMAL(5,2), y YEAR)"
         ),
     )
     .await;
     exec(
         &pool,
-        format!(r#"INSERT INTO {t} VALUES ('text', 'varchar', TRUE, -4, 18000000000000000000, 0.25, '{{"name":"m","max_conn":7}}', 'hi', NULL, 1.50)"#),
+        format!(r#"INSERT INTO {t} VALUES ('text', 'varchar', TRUE, -4, 18000000000000000000, 0.25, '{{"name":"m","max_conn":7}}', 'hi', NULL, 1.50, 2024)"#),
     )
     .await;
     let q = |col: &str| DatabaseFetcher::new(pool.clone(), format!("SELECT {col} FROM {t}"));
@@ -342,11 +342,11 @@ async fn mariadb_types_map_to_rust_types() {
             .unwrap(),
         None
     );
-    let err = ComponentFetcher::<f64>::fetch_component(&q("dec1"))
+    let err = ComponentFetcher::<u16>::fetch_component(&q("y"))
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains("DECIMAL") && err.to_string().contains("CAST"),
+        err.to_string().contains("YEAR") && err.to_string().contains("CAST"),
         "{err}"
     );
     assert_eq!(
@@ -768,4 +768,131 @@ async fn five_hundred_concurrent_fetches_stay_within_a_pool_of_five() {
     let p = results.into_iter().next().unwrap().unwrap();
     assert_eq!((p.a, p.b.as_str(), p.c, p.d), (1, "x", 2, true));
     assert!(pool.size() <= 5, "pool grew to {}", pool.size());
+}
+
+/// What the common SQL types read into: exact decimal text, RFC 3339 dates and times,
+/// hyphenated UUIDs and JSON arrays, so `String`, number types, chrono/time types (with
+/// serde) and `Vec<_>` all work.
+#[derive(AsyncAssign, Debug)]
+struct Typed {
+    #[component(fetch_from = "database", query = "SELECT num FROM typed")]
+    num_text: String,
+    #[component(fetch_from = "database", query = "SELECT num FROM typed")]
+    num_f64: f64,
+    #[component(fetch_from = "database", query = "SELECT whole FROM typed")]
+    whole: i64,
+    #[component(fetch_from = "database", query = "SELECT missing FROM typed")]
+    missing: Option<i32>,
+    #[component(fetch_from = "database", query = "SELECT d FROM typed")]
+    date: String,
+    #[component(fetch_from = "database", query = "SELECT ts FROM typed")]
+    timestamp: String,
+    #[component(fetch_from = "database", query = "SELECT tm FROM typed")]
+    time: String,
+}
+
+#[derive(AsyncAssign, Debug)]
+struct PgOnly {
+    #[component(fetch_from = "database", query = "SELECT tstz FROM typed")]
+    timestamptz: String,
+    #[component(fetch_from = "database", query = "SELECT id FROM typed")]
+    id: String,
+    #[component(fetch_from = "database", query = "SELECT tags FROM typed")]
+    tags: Vec<String>,
+    #[component(fetch_from = "database", query = "SELECT ports FROM typed")]
+    ports: Vec<u16>,
+    #[component(fetch_from = "database", query = "SELECT grid FROM typed")]
+    grid: Vec<Vec<i64>>,
+    #[component(fetch_from = "database", query = "SELECT weights FROM typed")]
+    weights: Vec<f64>,
+}
+
+fn assert_typed(t: &Typed) {
+    assert_eq!(t.num_text, "12345678901234567890.125");
+    assert_eq!(t.num_f64, 12345678901234567890.125);
+    assert_eq!(t.whole, 42);
+    assert_eq!(t.missing, None);
+    assert_eq!(t.date, "2024-03-01");
+    assert_eq!(t.timestamp, "2024-03-01T13:14:15.250000");
+    assert_eq!(t.time, "13:14:15");
+}
+
+#[tokio::test]
+async fn postgres_numeric_dates_uuid_and_arrays_decode() {
+    let Some((pool, schema)) = pg_isolated(2).await else {
+        return;
+    };
+    exec(&pool, "CREATE TABLE typed (num NUMERIC, whole NUMERIC(10,0), missing NUMERIC, d DATE, ts TIMESTAMP, tm TIME, tstz TIMESTAMPTZ, id UUID, tags TEXT[], ports INT4[], grid INT8[][], weights NUMERIC[])".to_owned()).await;
+    exec(&pool, "INSERT INTO typed VALUES (12345678901234567890.125, 42, NULL, '2024-03-01', '2024-03-01 13:14:15.25', '13:14:15', '2024-03-01 13:14:15+02', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', ARRAY['a', 'b c'], ARRAY[80, 443], ARRAY[[1,2],[3,4]], ARRAY[0.5, 2])".to_owned()).await;
+    let sources = Sources::new().register("database", DatabaseSource::new(pool.clone()));
+    let typed = Typed::fetch_all_components_with(&sources).await;
+    let pg = PgOnly::fetch_all_components_with(&sources).await;
+    drop_schema(&pool, &schema).await;
+    assert_typed(&typed.unwrap());
+    let pg = pg.unwrap();
+    assert_eq!(pg.timestamptz, "2024-03-01T11:14:15Z");
+    assert_eq!(pg.id, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    assert_eq!(pg.tags, ["a", "b c"]);
+    assert_eq!(pg.ports, [80, 443]);
+    assert_eq!(pg.grid, [[1, 2], [3, 4]]);
+    assert_eq!(pg.weights, [0.5, 2.0]);
+}
+
+#[tokio::test]
+async fn mariadb_decimal_and_dates_decode() {
+    let Some((pool, db)) = mysql_isolated().await else {
+        return;
+    };
+    exec(&pool, "CREATE TABLE typed (num DECIMAL(24,3), whole DECIMAL(10,0), missing DECIMAL(5,2), d DATE, ts DATETIME(3), tm TIME)".to_owned()).await;
+    exec(&pool, "INSERT INTO typed VALUES (12345678901234567890.125, 42, NULL, '2024-03-01', '2024-03-01 13:14:15.250', '13:14:15')".to_owned()).await;
+    let sources = Sources::new().register("database", DatabaseSource::new(pool.clone()));
+    let typed = Typed::fetch_all_components_with(&sources).await;
+    exec(&pool, format!("DROP DATABASE {db}")).await;
+    assert_typed(&typed.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_dates_and_numbers_decode() {
+    let pool = sqlite_memory().await;
+    exec(&pool, "CREATE TABLE typed (num TEXT, whole NUMERIC, missing NUMERIC, d DATE, ts DATETIME, tm TIME)".to_owned()).await;
+    exec(&pool, "INSERT INTO typed VALUES ('12345678901234567890.125', 42, NULL, '2024-03-01', '2024-03-01T13:14:15.250000', '13:14:15')".to_owned()).await;
+    let sources = Sources::new().register("database", DatabaseSource::new(pool.clone()));
+    assert_typed(&Typed::fetch_all_components_with(&sources).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_bad_database_url_is_one_misconfiguration_and_debug_keeps_the_bound_key_apart() {
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(
+            fetch_from = "database",
+            query = "SELECT v FROM t WHERE k = $1",
+            key = "checkout"
+        )]
+        v: String,
+    }
+    let sources = Sources::new().register(
+        "database",
+        DatabaseSource::lazy("oracle://scott:tiger@db/x"),
+    );
+    let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
+    let shown = errors[0].to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::Config);
+    assert_eq!(shown.matches("misconfigured").count(), 1, "{shown}");
+    assert!(
+        shown.contains("unsupported database URL scheme `oracle`"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("query `SELECT v FROM t WHERE k = $1` with key `checkout`"),
+        "{shown}"
+    );
+    assert!(!shown.contains("tiger"), "{shown}");
+    let debug = format!("{:?}", errors[0]);
+    assert!(
+        debug.contains(r#"key: Some("SELECT v FROM t WHERE k = $1")"#),
+        "{debug}"
+    );
+    assert!(debug.contains(r#"bound_key: Some("checkout")"#), "{debug}");
 }

@@ -291,8 +291,45 @@ async fn a_closed_port_is_unavailable() {
     drop(listener);
     let e = fetch_one(format!("http://{addr}/x")).await;
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
-    assert!(e.to_string().contains("cannot connect"), "{e}");
-    eprintln!("closed port: {e}");
+    // The root cause, not reqwest's "error sending request".
+    assert!(e.to_string().contains("cannot connect to http://"), "{e}");
+    assert!(
+        e.to_string().to_lowercase().contains("connection refused"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("error sending request"), "{e}");
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_says_it_did_not_finish_arriving() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"value\": 8")
+                .await;
+            held.push(socket); // 100 bytes promised, 12 sent, then silence
+        }
+    });
+    let e = <ApiFetcher as ComponentFetcher<u16>>::fetch_component(
+        &ApiFetcher::new(format!("http://{addr}/settings"))
+            .with_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        e.to_string().contains("the response body from http://")
+            && e.to_string()
+                .contains("did not finish arriving within 300ms"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("decoding"), "{e}");
+    task.abort();
 }
 
 #[tokio::test]

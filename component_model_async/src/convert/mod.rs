@@ -195,8 +195,15 @@ pub(crate) fn decode_text<T: DeserializeOwned>(
     s: String,
     t: &Target<'_>,
 ) -> Result<T, ComponentError> {
-    T::deserialize(text::Text(std::borrow::Cow::Borrowed(s.as_str())))
-        .map_err(|e| mismatch(t, || preview(&s), s.len(), &e.to_string()))
+    T::deserialize(text::Text(std::borrow::Cow::Borrowed(s.as_str()))).map_err(|e| {
+        // Cold path: decode again, tracking where inside the value it failed.
+        let path = serde_path_to_error::deserialize::<_, T>(text::Text(
+            std::borrow::Cow::Borrowed(s.as_str()),
+        ))
+        .err()
+        .map(|e| e.path().to_string());
+        mismatch(t, || preview(&s), s.len(), &e.to_string(), path)
+    })
 }
 
 /// Like [`decode_text`] for a text the caller gives away: `String` fields take it as is.
@@ -245,20 +252,40 @@ fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, Compo
         return Ok(x);
     }
     let len = v.to_string().len();
-    Err(mismatch(t, || preview_json(&v), len, &first.to_string()))
+    // Cold path: decode again, tracking where inside the value it failed.
+    let path = serde_path_to_error::deserialize::<_, T>(&v)
+        .err()
+        .map(|e| e.path().to_string());
+    Err(mismatch(
+        t,
+        || preview_json(&v),
+        len,
+        &first.to_string(),
+        path,
+    ))
 }
 
+/// "expected `T`, found <value> (<where>: <why>)"; a secret's value and serde's words
+/// about it are never shown, only its length and where inside it decoding failed.
 fn mismatch(
     t: &Target<'_>,
     show: impl FnOnce() -> String,
     len: usize,
     why: &str,
+    path: Option<String>,
 ) -> ComponentError {
     let expected = t.spec.type_name;
-    let detail = if t.sensitive {
-        format!("expected `{expected}`, found a secret value of {len} bytes (not shown)")
-    } else {
-        format!("expected `{expected}`, found {} ({why})", show())
+    // `.` is the value itself: nothing to add.
+    let path = path.filter(|p| !p.is_empty() && p != ".");
+    let detail = match (t.sensitive, path) {
+        (true, None) => {
+            format!("expected `{expected}`, found a secret value of {len} bytes (not shown)")
+        }
+        (true, Some(p)) => format!(
+            "expected `{expected}`, found a secret value of {len} bytes (not shown) that does not fit at `{p}`"
+        ),
+        (false, None) => format!("expected `{expected}`, found {} ({why})", show()),
+        (false, Some(p)) => format!("expected `{expected}`, found {} ({p}: {why})", show()),
     };
     error(ErrorKind::Decode, t, detail)
 }

@@ -89,21 +89,28 @@ impl EnvSource {
     }
 }
 
+impl EnvSource {
+    /// The variable a request reads; an empty value of a `secret` field counts as absent
+    /// (an empty secret is a deployment mistake, so `fallback` and errors apply).
+    fn read(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let name = request.key_or_default().unwrap_or(request.field());
+        match self.get_raw(name) {
+            Some(v) if request.is_sensitive() && v.is_empty() => Err(SourceError::not_found()
+                .with_message("the variable is set but empty, and the field is secret")),
+            Some(v) => Ok(v),
+            None => Err(SourceError::not_found()),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Source for EnvSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        let name = request.key_or_default().unwrap_or(request.field());
-        self.get_raw(name).ok_or_else(SourceError::not_found)
+        self.read(request)
     }
 
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        requests
-            .iter()
-            .map(|r| {
-                let name = r.key_or_default().unwrap_or(r.field());
-                self.get_raw(name).ok_or_else(SourceError::not_found)
-            })
-            .collect()
+        requests.iter().map(|r| self.read(r)).collect()
     }
 
     fn location(&self) -> Option<String> {

@@ -13,6 +13,11 @@ use crate::source_support::redact_url;
 /// the field says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest response body read by default: 16 MiB. A larger one is refused (from its
+/// `Content-Length`) or cut off (while streaming) with [`ErrorKind::TooLarge`], so a
+/// server cannot make the process allocate without limit. Per source: `with_max_body`.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
 /// Redirects followed before a request fails (a redirect loop ends here).
 pub(crate) const MAX_REDIRECTS: usize = 10;
 
@@ -32,6 +37,7 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
 pub(crate) struct Client {
     inner: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     pub(crate) timeout: Duration,
+    pub(crate) max_body: usize,
 }
 
 impl Client {
@@ -39,6 +45,7 @@ impl Client {
         Client {
             inner: Default::default(),
             timeout,
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 
@@ -46,6 +53,31 @@ impl Client {
         Client {
             inner: std::sync::Arc::new(std::sync::OnceLock::from(Ok(client))),
             timeout,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// The same client with another timeout (a new reqwest client) and the same body limit.
+    pub(crate) fn with_timeout(&self, timeout: Duration) -> Self {
+        Client {
+            max_body: self.max_body,
+            ..Client::new(timeout)
+        }
+    }
+
+    /// The same client with a reqwest client of the caller's, keeping the limits.
+    pub(crate) fn replaced_by(&self, client: reqwest::Client) -> Self {
+        Client {
+            max_body: self.max_body,
+            ..Client::with_client(client, self.timeout)
+        }
+    }
+
+    /// The limits responses are read with.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            timeout: self.timeout,
+            max_body: self.max_body,
         }
     }
 
@@ -98,11 +130,15 @@ impl Endpoint {
     }
 
     pub(crate) fn set_timeout(&mut self, timeout: Duration) {
-        self.client = Client::new(timeout);
+        self.client = self.client.with_timeout(timeout);
     }
 
     pub(crate) fn set_client(&mut self, client: reqwest::Client) {
-        self.client = Client::with_client(client, self.client.timeout);
+        self.client = self.client.replaced_by(client);
+    }
+
+    pub(crate) fn set_max_body(&mut self, bytes: usize) {
+        self.client.max_body = bytes;
     }
 
     /// The base URL joined with `segments` and `query` (see [`join_url`]).
@@ -128,7 +164,7 @@ impl Endpoint {
         if let Some(token) = &self.token {
             request = request.header(self.token_header, token.clone());
         }
-        let (status, _, body) = send(extra(request), url.as_str(), self.client.timeout).await?;
+        let (status, _, body) = send(extra(request), url.as_str(), self.client.limits()).await?;
         Ok((status, body))
     }
 }
@@ -139,6 +175,7 @@ impl fmt::Debug for Endpoint {
             .field("address", &redact_url(&self.base))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.client.timeout)
+            .field("max_body", &self.client.max_body)
             .finish()
     }
 }
@@ -153,17 +190,44 @@ pub(crate) fn status_kind(status: StatusCode) -> ErrorKind {
     }
 }
 
+/// How a response is read: within `timeout`, at most `max_body` bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) timeout: Duration,
+    pub(crate) max_body: usize,
+}
+
+/// The innermost error of `e`'s `source()` chain, as text: what actually happened
+/// ("Connection refused (os error 111)", "dns error: ...").
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
 /// A transport failure (no status received, or the body broke off) as a [`SourceError`];
-/// `url` is shown with any password redacted, the reqwest error is kept without its URL.
-pub(crate) fn transport_error(e: reqwest::Error, url: &str, timeout: Duration) -> SourceError {
+/// `url` is shown with any password redacted, with the root cause of the failure; the
+/// reqwest error is kept as the cause, without its URL.
+pub(crate) fn transport_error(
+    e: reqwest::Error,
+    url: &str,
+    limits: Limits,
+    reading_body: bool,
+) -> SourceError {
     let url = redact_url(url);
-    let (kind, message) = if e.is_timeout() {
+    let within = crate::error::humanize(limits.timeout);
+    let root = root_cause(&e);
+    let (kind, message) = if e.is_timeout() && reading_body {
         (
             ErrorKind::Timeout,
-            format!(
-                "no complete response from {url} within {}",
-                crate::error::humanize(timeout)
-            ),
+            format!("the response body from {url} did not finish arriving within {within}"),
+        )
+    } else if e.is_timeout() {
+        (
+            ErrorKind::Timeout,
+            format!("no response from {url} within {within}"),
         )
     } else if e.is_redirect() {
         (
@@ -171,39 +235,96 @@ pub(crate) fn transport_error(e: reqwest::Error, url: &str, timeout: Duration) -
             format!("{url} redirected more than {MAX_REDIRECTS} times (a redirect loop?)"),
         )
     } else if e.is_connect() {
-        (ErrorKind::Unavailable, format!("cannot connect to {url}"))
-    } else if e.is_body() || e.is_decode() {
         (
             ErrorKind::Unavailable,
-            format!("the response body from {url} broke off before it was complete"),
+            format!("cannot connect to {url}: {root}"),
+        )
+    } else if reading_body || e.is_body() || e.is_decode() {
+        (
+            ErrorKind::Unavailable,
+            format!("the response body from {url} broke off before it was complete: {root}"),
         )
     } else if e.is_builder() {
         (ErrorKind::Config, format!("invalid request URL {url}"))
     } else {
-        (ErrorKind::Unavailable, format!("request to {url} failed"))
+        (
+            ErrorKind::Unavailable,
+            format!("request to {url} failed: {root}"),
+        )
     };
+    // The message says it all; the error stays reachable as the cause, without its URL.
     SourceError::new(kind)
         .with_message(message)
-        .with_cause(e.without_url())
+        .with_cause(Quiet(e.without_url()))
 }
 
-/// Sends `request` and reads the whole body; transport failures become [`SourceError`]s.
+/// A reqwest error kept as a cause whose text is already in the message: it displays as
+/// nothing (a field error then shows no cause text), and its chain stays reachable through
+/// `source()`.
+struct Quiet(reqwest::Error);
+
+impl fmt::Debug for Quiet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Quiet {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Ok(())
+    }
+}
+
+impl std::error::Error for Quiet {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// "response larger than 16 MiB from <url>".
+fn too_large(url: &str, limits: Limits, announced: Option<u64>) -> SourceError {
+    let announced = match announced {
+        Some(n) => format!(" (it announced {n} bytes)"),
+        None => String::new(),
+    };
+    SourceError::new(ErrorKind::TooLarge).with_message(format!(
+        "response larger than {} from {}{announced}; raise the limit with `with_max_body`",
+        crate::error::bytes(limits.max_body as u64),
+        redact_url(url)
+    ))
+}
+
+/// Sends `request` and reads the body through the size bound: a `Content-Length` over
+/// `max_body` is refused before reading, a longer stream is cut off at the limit.
 pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     url: &str,
-    timeout: Duration,
+    limits: Limits,
 ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), SourceError> {
-    let response = request
+    let mut response = request
         .send()
         .await
-        .map_err(|e| transport_error(e, url, timeout))?;
+        .map_err(|e| transport_error(e, url, limits, false))?;
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .bytes()
+    let announced = response.content_length();
+    if let Some(n) = announced
+        && n > limits.max_body as u64
+    {
+        return Err(too_large(url, limits, Some(n)));
+    }
+    let mut body = Vec::with_capacity(announced.unwrap_or(0) as usize);
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| transport_error(e, url, timeout))?;
-    Ok((status, headers, body.to_vec()))
+        .map_err(|e| transport_error(e, url, limits, true))?
+    {
+        if body.len() + chunk.len() > limits.max_body {
+            return Err(too_large(url, limits, None));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body))
 }
 
 #[cfg_attr(not(any(feature = "consul", feature = "vault")), allow(dead_code))]

@@ -149,6 +149,15 @@ impl ConsulSource {
         self
     }
 
+    /// Reads response bodies of at most `bytes` (default
+    /// [`DEFAULT_MAX_BODY`](crate::fetchers::transport::DEFAULT_MAX_BODY), 16 MiB): a larger
+    /// one fails its fields with [`ErrorKind::TooLarge`] instead of being read.
+    #[must_use]
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.endpoint.set_max_body(bytes);
+        self
+    }
+
     /// Uses `client` (its own timeout, proxy and TLS settings) for every request; a later
     /// `with_timeout` replaces it with a client of this crate.
     #[must_use]

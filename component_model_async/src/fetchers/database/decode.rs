@@ -69,6 +69,58 @@ pub(crate) fn row_value<R: Row>(
     }
 }
 
+/// A value of a type read from its wire bytes ([`super::binary`]), or an error naming the
+/// column and the type when the bytes are not that type.
+fn from_wire<T>(column: &str, ty: &str, decoded: Option<T>) -> Result<T, SourceError> {
+    decoded.ok_or_else(|| {
+        SourceError::new(ErrorKind::Decode).with_message(format!(
+            "column `{column}`: the server sent an invalid {ty} value"
+        ))
+    })
+}
+
+/// PostgreSQL types read from their binary form: NUMERIC, dates and times, UUID, arrays.
+#[cfg(feature = "postgres")]
+fn pg_wire(
+    row: &sqlx::postgres::PgRow,
+    i: usize,
+    name: &str,
+    ty: &str,
+) -> Result<Option<RawValue>, SourceError> {
+    use super::binary;
+    let raw = row.try_get_raw(i).map_err(|e| decode_err(name, e))?;
+    if raw.format() == sqlx::postgres::PgValueFormat::Text {
+        return Ok(match ty {
+            "NUMERIC" | "DATE" | "TIMESTAMP" | "TIMESTAMPTZ" | "TIME" | "UUID" => {
+                Some(RawValue::Text(
+                    raw.as_str()
+                        .map_err(|e| {
+                            SourceError::new(ErrorKind::Decode)
+                                .with_message(format!("column `{name}` is not text: {e}"))
+                        })?
+                        .to_owned(),
+                ))
+            }
+            _ => None,
+        });
+    }
+    let b = raw.as_bytes().map_err(|e| {
+        SourceError::new(ErrorKind::Decode).with_message(format!("column `{name}`: {e}"))
+    })?;
+    let text = |v: Option<String>| from_wire(name, ty, v).map(|s| Some(RawValue::Text(s)));
+    match ty {
+        "NUMERIC" => text(binary::pg_numeric(b)),
+        "DATE" => text(binary::pg_date(b)),
+        "TIMESTAMP" => text(binary::pg_timestamp(b, false)),
+        "TIMESTAMPTZ" => text(binary::pg_timestamp(b, true)),
+        "TIME" => text(binary::pg_time(b)),
+        "UUID" => text(binary::uuid(b)),
+        t if t.ends_with("[]") => from_wire(name, ty, binary::pg_array(b, &binary::pg_element))
+            .map(|v| Some(RawValue::Json(v))),
+        _ => Ok(None),
+    }
+}
+
 #[cfg(feature = "postgres")]
 pub(crate) fn pg_column(row: &sqlx::postgres::PgRow, i: usize) -> Result<RawValue, SourceError> {
     let Some((name, ty)) = column_type(row, i)? else {
@@ -87,7 +139,10 @@ pub(crate) fn pg_column(row: &sqlx::postgres::PgRow, i: usize) -> Result<RawValu
         "BOOL" => RawValue::Json(row.try_get::<bool, _>(i).map_err(e)?.into()),
         "JSON" | "JSONB" => RawValue::Json(row.try_get::<Value, _>(i).map_err(e)?),
         "BYTEA" => RawValue::Bytes(row.try_get::<Vec<u8>, _>(i).map_err(e)?),
-        other => return Err(unsupported(&name, other, "`column::text`")),
+        other => match pg_wire(row, i, &name, other)? {
+            Some(v) => v,
+            None => return Err(unsupported(&name, other, "`column::text`")),
+        },
     })
 }
 
@@ -112,6 +167,17 @@ pub(crate) fn mysql_column(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<RawV
         "JSON" => RawValue::Json(row.try_get::<Value, _>(i).map_err(e)?),
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
             RawValue::Bytes(row.try_get::<Vec<u8>, _>(i).map_err(e)?)
+        }
+        // Read from the binary protocol's bytes (`binary.rs`): DECIMAL is sent as its text.
+        "DECIMAL" | "DATE" | "DATETIME" | "TIMESTAMP" | "TIME" => {
+            let b = row.try_get_unchecked::<&[u8], _>(i).map_err(e)?;
+            let decoded = match ty.as_str() {
+                "DECIMAL" => std::str::from_utf8(b).ok().map(str::to_owned),
+                "DATE" => super::binary::mysql_datetime(b, false),
+                "TIME" => super::binary::mysql_time(b),
+                _ => super::binary::mysql_datetime(b, true),
+            };
+            RawValue::Text(from_wire(&name, &ty, decoded)?)
         }
         other => return Err(unsupported(&name, other, "`CAST(column AS CHAR)`")),
     })

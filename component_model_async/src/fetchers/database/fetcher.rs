@@ -87,10 +87,8 @@ impl DatabaseFetcher {
             field: None,
             source: Some("database".into()),
             key_label: "query".into(),
-            key: Some(match &self.key {
-                Some(k) => format!("{}` with key `{k}", self.query),
-                None => self.query.clone(),
-            }),
+            key: Some(self.query.clone()),
+            bound_key: self.key.clone(),
             location: sqlx_location(&self.source),
         }
     }

@@ -23,6 +23,8 @@
 //!   coalescing: one `IN (...)` query per table, identical queries once.
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod binary;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod decode;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod fetcher;

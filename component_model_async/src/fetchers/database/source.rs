@@ -440,7 +440,9 @@ impl DatabaseSource {
     /// reports it, naming the field.
     pub fn lazy(url: &str) -> Self {
         DatabaseSource {
-            pool: DbPool::connect_lazy(url).map_err(|e| e.to_string()),
+            // The message alone: the kind is added once, when the error reaches a field.
+            pool: DbPool::connect_lazy(url)
+                .map_err(|e| e.message().map_or_else(|| e.to_string(), str::to_owned)),
             location: location_of(url),
             queries: Default::default(),
         }
@@ -575,13 +577,10 @@ impl Source for DatabaseSource {
         Some(self.location.clone())
     }
 
-    /// The query (with its bound key), or `table.key`.
+    /// The query (its bound key is shown after it), or `table.key`.
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         match (request.query(), request.table()) {
-            (Some(q), _) => match request.key() {
-                Some(k) => Some(("query", format!("{q}` with key `{k}"))),
-                None => Some(("query", q.to_owned())),
-            },
+            (Some(q), _) => Some(("query", q.to_owned())),
             (None, Some(t)) => Some(("key", format!("{t}.{}", request.key().unwrap_or("")))),
             _ => request.native_key(),
         }

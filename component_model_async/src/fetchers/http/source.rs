@@ -110,7 +110,16 @@ impl HttpSource {
     /// Limits each request (connect, headers and body) to `timeout` (default 10 s).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.client = Client::new(timeout);
+        self.client = self.client.with_timeout(timeout);
+        self
+    }
+
+    /// Reads response bodies of at most `bytes` (default
+    /// [`DEFAULT_MAX_BODY`](crate::fetchers::transport::DEFAULT_MAX_BODY), 16 MiB): a larger
+    /// one fails its fields with [`ErrorKind::TooLarge`] instead of being read.
+    #[must_use]
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.client.max_body = bytes;
         self
     }
 
@@ -118,7 +127,7 @@ impl HttpSource {
     /// `with_timeout` replaces it with a client of this crate.
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Client::with_client(client, self.client.timeout);
+        self.client = self.client.replaced_by(client);
         self
     }
 
@@ -157,7 +166,7 @@ impl HttpSource {
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        let (status, _, body) = transport::send(request, url, self.client.timeout).await?;
+        let (status, _, body) = transport::send(request, url, self.client.limits()).await?;
         let shown = redact_url(url);
         if !status.is_success() {
             return Err(SourceError::new(transport::status_kind(status))
@@ -251,6 +260,12 @@ impl ApiFetcher {
     #[must_use]
     pub fn with_timeout(self, timeout: Duration) -> Self {
         ApiFetcher(self.0.map_source(|s| s.with_timeout(timeout)))
+    }
+
+    /// Reads a body of at most `bytes` (default 16 MiB).
+    #[must_use]
+    pub fn with_max_body(self, bytes: usize) -> Self {
+        ApiFetcher(self.0.map_source(|s| s.with_max_body(bytes)))
     }
 
     /// Uses `client` (its own timeout, proxy and TLS settings) for the request; a later
