@@ -843,12 +843,26 @@ async fn mariadb_decimal_and_dates_decode() {
     let Some((pool, db)) = mysql_isolated().await else {
         return;
     };
-    exec(&pool, "CREATE TABLE typed (num DECIMAL(24,3), whole DECIMAL(10,0), missing DECIMAL(5,2), d DATE, ts DATETIME(3), tm TIME)".to_owned()).await;
-    exec(&pool, "INSERT INTO typed VALUES (12345678901234567890.125, 42, NULL, '2024-03-01', '2024-03-01 13:14:15.250', '13:14:15')".to_owned()).await;
+    exec(&pool, "CREATE TABLE typed (num DECIMAL(24,3), whole DECIMAL(10,0), missing DECIMAL(5,2), d DATE, ts DATETIME(3), tm TIME, stamp TIMESTAMP NULL, id UUID, span TIME)".to_owned()).await;
+    exec(&pool, "INSERT INTO typed VALUES (12345678901234567890.125, 42, NULL, '2024-03-01', '2024-03-01 13:14:15.250', '13:14:15', '2024-03-01 13:14:15', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '-26:03:04')".to_owned()).await;
+    #[derive(AsyncAssign, Debug)]
+    struct MariaOnly {
+        #[component(fetch_from = "database", query = "SELECT stamp FROM typed")]
+        stamp: String,
+        #[component(fetch_from = "database", query = "SELECT id FROM typed")]
+        id: String,
+        #[component(fetch_from = "database", query = "SELECT span FROM typed")]
+        span: String,
+    }
     let sources = Sources::new().register("database", DatabaseSource::new(pool.clone()));
     let typed = Typed::fetch_all_components_with(&sources).await;
+    let maria = MariaOnly::fetch_all_components_with(&sources).await;
     exec(&pool, format!("DROP DATABASE {db}")).await;
     assert_typed(&typed.unwrap());
+    let maria = maria.unwrap();
+    assert_eq!(maria.stamp, "2024-03-01T13:14:15");
+    assert_eq!(maria.id, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    assert_eq!(maria.span, "-26:03:04");
 }
 
 #[tokio::test]
