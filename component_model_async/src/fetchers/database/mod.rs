@@ -22,7 +22,7 @@
 //! * key label `query` (with its bound key) or `key` (`table.key`); values are not secret;
 //!   coalescing: one `IN (...)` query per table, identical queries once.
 
-#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod binary;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod decode;
