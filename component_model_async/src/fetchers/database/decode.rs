@@ -71,6 +71,7 @@ pub(crate) fn row_value<R: Row>(
 
 /// A value of a type read from its wire bytes ([`super::binary`]), or an error naming the
 /// column and the type when the bytes are not that type.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn from_wire<T>(column: &str, ty: &str, decoded: Option<T>) -> Result<T, SourceError> {
     decoded.ok_or_else(|| {
         SourceError::new(ErrorKind::Decode).with_message(format!(
