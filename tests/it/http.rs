@@ -248,20 +248,30 @@ async fn a_server_that_never_answers_times_out() {
     task.abort();
 }
 
-#[tokio::test]
-async fn a_connection_closed_mid_body_is_unavailable() {
+/// A server that promises 100 bytes of body and sends 12, then closes the connection
+/// (`hold = false`) or keeps it open in silence (`hold = true`).
+async fn partial_body_server(hold: bool) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
+        let mut held = Vec::new();
         while let Ok((mut socket, _)) = listener.accept().await {
             let mut buf = [0u8; 1024];
             let _ = socket.read(&mut buf).await;
             let _ = socket
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"value\": 8")
                 .await;
-            drop(socket); // 100 bytes promised, 12 sent
+            if hold {
+                held.push(socket);
+            }
         }
     });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_connection_closed_mid_body_is_unavailable() {
+    let (addr, task) = partial_body_server(false).await;
     let e = fetch_one(format!("http://{addr}/settings")).await;
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.to_string().contains("broke off"), "{e}");
@@ -302,19 +312,7 @@ async fn a_closed_port_is_unavailable() {
 
 #[tokio::test]
 async fn a_body_that_stalls_says_it_did_not_finish_arriving() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = [0u8; 1024];
-            let _ = socket.read(&mut buf).await;
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"value\": 8")
-                .await;
-            held.push(socket); // 100 bytes promised, 12 sent, then silence
-        }
-    });
+    let (addr, task) = partial_body_server(true).await;
     let e = <ApiFetcher as ComponentFetcher<u16>>::fetch_component(
         &ApiFetcher::new(format!("http://{addr}/settings"))
             .with_timeout(Duration::from_millis(300)),
