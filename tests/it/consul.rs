@@ -412,8 +412,8 @@ async fn the_double_answers_like_consul_recurse_keys_index_and_blocking_queries(
     assert_eq!(r.status(), 200);
     assert!(started.elapsed() >= std::time::Duration::from_millis(200));
 
-    // more than 64 operations: 413
-    let ops: Vec<serde_json::Value> = (0..65)
+    // more than 128 operations (the documented limit): 413
+    let ops: Vec<serde_json::Value> = (0..129)
         .map(|i| serde_json::json!({"KV": {"Verb": "get", "Key": format!("k{i}")}}))
         .collect();
     let r = http

@@ -444,3 +444,29 @@ async fn a_vault_source_under_another_name_keeps_its_secrecy_and_single_key_read
     let ok = Ok::fetch_all_components_with(&sources).await.unwrap();
     assert_eq!(ok.api_key, "key-123");
 }
+
+#[tokio::test]
+async fn a_mistyped_mount_is_a_configuration_error_that_no_fallback_hides() {
+    let vault = seeded().await;
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(
+            fetch_from = "vault",
+            secret = "app/db",
+            mount = "secrte",
+            kv_version = 2,
+            field = "username",
+            fallback = "nobody"
+        )]
+        user: String,
+    }
+    let errors = C::fetch_all_components_with(&vault_sources(&vault))
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].kind(), ErrorKind::Config, "{}", errors[0]);
+    let shown = errors[0].to_string();
+    assert!(shown.contains("vault secret `secrte/app/db`"), "{shown}");
+    assert!(shown.contains("no handler for route"), "{shown}");
+    assert!(shown.contains("check the field's `mount`"), "{shown}");
+}

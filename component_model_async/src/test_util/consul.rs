@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use super::{RecordedRequest, Recorder, Server, parse_go_duration};
 
 /// Consul allows at most this many operations in one transaction.
-const MAX_TXN_OPS: usize = 64;
+/// The transaction endpoint's documented limit ("Transactions … may contain at most 128
+/// operations", Consul's `/v1/txn` API page); the client keeps to 64 per transaction.
+const MAX_TXN_OPS: usize = 128;
 /// Consul caps a blocking query's `wait` at 10 minutes; 5 minutes when not given.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
@@ -32,11 +34,18 @@ const ANONYMOUS: &str = "00000000-0000-0000-0000-000000000002";
 ///   `500 No path to datacenter`), blocking queries `?index=&wait=` (waits until the
 ///   index passes `index` or `wait` elapses, default 5m, at most 10m);
 /// * `PUT /v1/kv/<key>` (`?flags=`, `?cas=`) → `true`/`false`; `DELETE /v1/kv/<key>`
-///   (`?recurse`) → `true`;
-/// * `PUT /v1/txn`: `KV` operations `get`, `set`, `delete` (at most 64, else `413`); all
-///   or nothing: a failing operation (a `get` of a missing key) rolls back and answers
-///   `409` with `{"Results": null, "Errors": [{"OpIndex", "What"}]}`; reads the token may
-///   not see are left out of `Results`;
+///   (`?recurse`, `?cas=`: deleted only when it equals the `ModifyIndex`, never for 0) →
+///   `true`/`false`; `?acquire=`/`?release=` → `500 invalid session` (sessions are not
+///   modelled, so every session is unknown);
+/// * `PUT /v1/txn`: every `KV` verb of the transaction API (`set` with `Flags`, `cas`,
+///   `get`, `get-tree`, `get-or-empty`, `check-index`, `check-not-exists`, `delete`,
+///   `delete-tree`, `delete-cas`; `lock`, `unlock`, `check-session` fail as an unknown
+///   session), at most 128 operations (else `413`), run in order so each sees the ones
+///   before it; all or nothing: failing operations roll the transaction back and answer
+///   `409` with `{"Results": null, "Errors": [{"OpIndex", "What"}]}`; an unknown verb is
+///   `400`; writes need `key:write`; reads the token may not see are left out of `Results`;
+/// * `?recurse`/`?keys` leave out keys the token may not read and then send
+///   `X-Consul-Results-Filtered-By-ACLs: true`;
 /// * headers `X-Consul-Index`, `X-Consul-Knownleader`, `X-Consul-Lastcontact` on reads;
 /// * ACLs when built with [`ConsulDoubleBuilder::acl_token`]: the token is read from
 ///   `X-Consul-Token`, `Authorization: Bearer` or `?token=`; an unknown token gets
@@ -125,6 +134,7 @@ struct ConsulState {
     recorder: Recorder,
 }
 
+#[derive(Clone)]
 struct Data {
     stores: HashMap<String, BTreeMap<String, Entry>>,
     index: u64,
@@ -401,6 +411,7 @@ async fn handle(
 fn kv_read(
     state: &ConsulState,
     r: &RecordedRequest,
+    access: &Access,
     dc: &str,
     key: &str,
 ) -> (Option<Response>, u64) {
@@ -408,17 +419,36 @@ fn kv_read(
     let table_index = data.index;
     let store = &data.stores[dc];
     if r.query_param("recurse").is_some() || r.query_param("keys").is_some() {
-        let matching: Vec<(&String, &Entry)> = store
+        let under: Vec<(&String, &Entry)> = store
             .range(key.to_owned()..)
             .take_while(|(k, _)| k.starts_with(key))
             .collect();
-        let index = matching
+        let index = under
             .iter()
             .map(|(_, e)| e.modify_index)
             .max()
             .unwrap_or(table_index);
+        // Keys the token may not read are left out, and Consul says so in a header.
+        let matching: Vec<(&String, &Entry)> = under
+            .iter()
+            .copied()
+            .filter(|(k, _)| state.may(access, k))
+            .collect();
+        let filtered = matching.len() != under.len();
+        let mark = |mut resp: Response| {
+            if filtered {
+                resp.headers_mut().insert(
+                    "x-consul-results-filtered-by-acls",
+                    HeaderValue::from_static("true"),
+                );
+            }
+            resp
+        };
         if matching.is_empty() {
-            return (None, index);
+            return (
+                filtered.then(|| mark(StatusCode::NOT_FOUND.into_response())),
+                index,
+            );
         }
         let body = if r.query_param("keys").is_some() {
             let sep = r.query_param("separator").filter(|s| !s.is_empty());
@@ -436,7 +466,7 @@ fn kv_read(
         } else {
             Value::Array(matching.iter().map(|(k, e)| entry_json(k, e)).collect())
         };
-        return (Some(axum::Json(body).into_response()), index);
+        return (Some(mark(axum::Json(body).into_response())), index);
     }
     match store.get(key) {
         None => (None, table_index),
@@ -471,7 +501,9 @@ async fn kv_get(
     dc: &str,
     key: &str,
 ) -> Response {
-    if !state.may(access, key) {
+    let listing = r.query_param("recurse").is_some() || r.query_param("keys").is_some();
+    // A listing filters out what the token may not read (below); a single key is refused.
+    if !listing && !state.may(access, key) {
         return denied(access, "key:read", key);
     }
     let min_index: u64 = r
@@ -486,7 +518,7 @@ async fn kv_get(
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = state.index_tx.subscribe();
     loop {
-        let (response, index) = kv_read(state, r, dc, key);
+        let (response, index) = kv_read(state, r, access, dc, key);
         let expired = tokio::time::Instant::now() >= deadline;
         if min_index == 0 || index > min_index || expired {
             let response = response.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
@@ -511,6 +543,15 @@ fn kv_put(
         .query_param("flags")
         .and_then(|f| f.parse().ok())
         .unwrap_or(0);
+    // Sessions are not modelled: any session is unknown, as Consul answers an invalid one.
+    for lock in ["acquire", "release"] {
+        if let Some(session) = r.query_param(lock) {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("invalid session {session:?}"),
+            );
+        }
+    }
     let cas = r.query_param("cas").and_then(|c| c.parse::<u64>().ok());
     let written = state.write(|data| {
         let current = data.stores[dc].get(key).map_or(0, |e| e.modify_index);
@@ -534,8 +575,21 @@ fn kv_delete(
         return denied(access, "key:write", key);
     }
     let recurse = r.query_param("recurse").is_some();
-    state.write(|data| data.remove(dc, key, recurse));
-    axum::Json(true).into_response()
+    // `?cas=<index>` (KV API, DELETE): "Unlike PUT, the index must be greater than 0 for
+    // Consul to take any action: a 0 index will not delete the key. If the index is
+    // non-zero, the key is only deleted if the index matches the ModifyIndex of that key."
+    let cas = r.query_param("cas").map(|c| c.parse::<u64>().unwrap_or(0));
+    let deleted = state.write(|data| {
+        if let Some(cas) = cas {
+            let current = data.stores[dc].get(key).map(|e| e.modify_index);
+            if cas == 0 || current != Some(cas) {
+                return false;
+            }
+        }
+        data.remove(dc, key, recurse);
+        true
+    });
+    axum::Json(deleted).into_response()
 }
 
 fn txn(state: &ConsulState, r: &RecordedRequest, access: &Access, dc: &str) -> Response {
@@ -566,7 +620,41 @@ fn txn(state: &ConsulState, r: &RecordedRequest, access: &Access, dc: &str) -> R
     state.write(|data| txn_apply(state, access, dc, &ops, data))
 }
 
-/// Runs a transaction's operations: all of them, or none when one fails.
+/// One KV operation of a transaction, parsed.
+struct TxnOp {
+    verb: String,
+    key: String,
+    value: Option<Vec<u8>>,
+    flags: u64,
+    index: u64,
+}
+
+/// The verbs of the KV operations of `/v1/txn`, as Consul's transaction API lists them.
+const KV_VERBS: &[&str] = &[
+    "set",
+    "cas",
+    "lock",
+    "unlock",
+    "get",
+    "get-tree",
+    "check-index",
+    "check-session",
+    "check-not-exists",
+    "delete",
+    "delete-tree",
+    "delete-cas",
+    "get-or-empty",
+];
+
+fn write_verb(verb: &str) -> bool {
+    matches!(
+        verb,
+        "set" | "cas" | "lock" | "unlock" | "delete" | "delete-tree" | "delete-cas"
+    )
+}
+
+/// Runs a transaction's operations: all of them, or none when one fails (Consul answers
+/// `409` with the failed operations' `OpIndex` and `What`).
 fn txn_apply(
     state: &ConsulState,
     access: &Access,
@@ -574,34 +662,110 @@ fn txn_apply(
     ops: &[Value],
     data: &mut Data,
 ) -> Response {
-    // Validate everything first: all or nothing.
-    let mut errors = Vec::new();
     let mut parsed = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
+    for op in ops {
         let kv = &op["KV"];
         let verb = kv["Verb"].as_str().unwrap_or("");
-        let key = kv["Key"].as_str().unwrap_or("").to_owned();
-        match verb {
-            "get" if !data.stores[dc].contains_key(&key) => errors.push(json!({
-                "OpIndex": i,
-                "What": format!("key {key:?} doesn't exist"),
-            })),
-            "get" | "delete" => {}
+        // An unknown verb is a malformed request, not a failed operation.
+        if !KV_VERBS.contains(&verb) {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse body: unknown KV verb {verb:?}"),
+            );
+        }
+        parsed.push(TxnOp {
+            verb: verb.to_owned(),
+            key: kv["Key"].as_str().unwrap_or("").to_owned(),
+            value: kv["Value"].as_str().map(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .unwrap_or_default()
+            }),
+            flags: kv["Flags"].as_u64().unwrap_or(0),
+            index: kv["Index"].as_u64().unwrap_or(0),
+        });
+    }
+    // The operations run in order on a copy, each seeing the ones before it; the copy
+    // replaces the data only when none failed (all or nothing, every failure reported).
+    let mut work = data.clone();
+    let mut errors = Vec::new();
+    let mut results = Vec::new();
+    for (i, op) in parsed.into_iter().enumerate() {
+        let key = op.key.as_str();
+        let current = work.stores[dc].get(key).cloned();
+        let fail = |what: String| json!({"OpIndex": i, "What": what});
+        if write_verb(&op.verb) && !state.may(access, key) {
+            errors.push(fail(format!(
+                "Permission denied: token lacks permission 'key:write' on {key:?}"
+            )));
+            continue;
+        }
+        // Writes answer the entry without its value; reads the token may not read are
+        // left out of the results (Consul filters them).
+        let written = |work: &Data| {
+            let mut e = work.stores[dc][key].json(key);
+            e["Value"] = Value::Null;
+            json!({"KV": e})
+        };
+        let stale = |what: &str| fail(format!("failed to {what} key {key:?}, index is stale"));
+        match op.verb.as_str() {
             "set" => {
-                if !state.may(access, &key) {
-                    errors.push(json!({"OpIndex": i, "What": format!("Permission denied: token lacks permission 'key:write' on {key:?}")}));
+                work.set(dc, key, op.value.unwrap_or_default(), op.flags);
+                results.push(written(&work));
+            }
+            "cas" => match (&current, op.index) {
+                (None, 0) => {
+                    work.set(dc, key, op.value.unwrap_or_default(), op.flags);
+                    results.push(written(&work));
+                }
+                (Some(e), index) if index != 0 && e.modify_index == index => {
+                    work.set(dc, key, op.value.unwrap_or_default(), op.flags);
+                    results.push(written(&work));
+                }
+                _ => errors.push(stale("set")),
+            },
+            "get" | "get-or-empty" => match &current {
+                None if op.verb == "get" => errors.push(fail(format!("key {key:?} doesn't exist"))),
+                None => results.push(json!({"KV": {
+                    "LockIndex": 0, "Key": key, "Flags": 0, "Value": Value::Null,
+                    "CreateIndex": 0, "ModifyIndex": 0,
+                }})),
+                Some(e) if state.may(access, key) => {
+                    results.push(json!({"KV": entry_json(key, e)}))
+                }
+                Some(_) => {}
+            },
+            "get-tree" => {
+                for (k, e) in work.stores[dc]
+                    .range(key.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(key))
+                {
+                    if state.may(access, k) {
+                        results.push(json!({"KV": entry_json(k, e)}));
+                    }
                 }
             }
-            other => errors.push(json!({
-                "OpIndex": i,
-                "What": format!("unknown KV verb {other:?}"),
-            })),
+            "check-index" => match &current {
+                None => errors.push(fail(format!("key {key:?} doesn't exist"))),
+                Some(e) if e.modify_index != op.index => errors.push(fail(format!(
+                    "current modify index {} != {}",
+                    e.modify_index, op.index
+                ))),
+                Some(_) => {}
+            },
+            "check-not-exists" if current.is_some() => {
+                errors.push(fail(format!("key {key:?} exists")))
+            }
+            "check-not-exists" => {}
+            "delete" => work.remove(dc, key, false),
+            "delete-tree" => work.remove(dc, key, true),
+            "delete-cas" => match &current {
+                Some(e) if e.modify_index == op.index => work.remove(dc, key, false),
+                _ => errors.push(stale("delete")),
+            },
+            // Sessions are not modelled: every session is unknown.
+            _ => errors.push(fail("invalid session \"\"".to_owned())),
         }
-        parsed.push((
-            verb.to_owned(),
-            key,
-            kv["Value"].as_str().map(str::to_owned),
-        ));
     }
     if !errors.is_empty() {
         let index = data.index;
@@ -611,30 +775,13 @@ fn txn_apply(
             index,
         );
     }
-    let mut results = Vec::new();
-    for (verb, key, value) in parsed {
-        match verb.as_str() {
-            "get" => {
-                if state.may(access, &key) {
-                    let e = &data.stores[dc][&key];
-                    results.push(json!({"KV": entry_json(&key, e)}));
-                }
-            }
-            "set" => {
-                let bytes = value
-                    .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-                    .unwrap_or_default();
-                data.set(dc, &key, bytes, 0);
-                let mut e = data.stores[dc][&key].json(&key);
-                e["Value"] = Value::Null;
-                results.push(json!({"KV": e}));
-            }
-            _ => {
-                data.remove(dc, &key, false);
-            }
-        }
-    }
+    *data = work;
     let index = data.index;
+    let results = if results.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(results)
+    };
     let body = json!({"Results": results, "Errors": Value::Null});
     with_index(axum::Json(body).into_response(), index)
 }

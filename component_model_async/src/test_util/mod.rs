@@ -9,6 +9,11 @@
 //! test can count round trips. What they implement is listed on each type; anything else
 //! gets a 404 or 405.
 //!
+//! They are checked from outside in CI with two widely used third-party clients,
+//! unmodified: **hvac 2.4.0** (Vault) and **py-consul 1.8.0** (Consul), through the calls
+//! an application or operator makes (`tests/clients/conformance.py` against
+//! `cargo run --example serve_doubles`).
+//!
 //! ```
 //! use component_model_async::test_util::ConsulDouble;
 //! use component_model_async::{AsyncAssign, ConsulSource, Sources};

@@ -28,11 +28,21 @@ const INVALID_V2_PATH: &str = "Invalid path for a versioned K/V secrets engine. 
 ///   (soft-deletes the latest version: reads then answer `404` with the metadata and
 ///   `deletion_time`); a path without `data/` answers `404` with Vault's "Invalid path for
 ///   a versioned K/V secrets engine" warning;
+///   `POST`/`PUT` honour `options.cas` (`400 check-and-set parameter did not match the
+///   current version`); `PATCH` (JSON merge patch of the latest version);
+///   `GET`/`LIST`/`DELETE /v1/<mount>/metadata/<path>` (`current_version`, every version;
+///   keys; the secret and all versions); `POST /v1/<mount>/delete|undelete|destroy/<path>`
+///   with `{"versions": [..]}`; `GET /v1/<mount>/config`;
 /// * KV v1 mounts: `GET /v1/<mount>/<path>` (`data` is the secret, `lease_duration`
-///   2764800), `POST`/`PUT` (`204`), `DELETE` (`204`);
+///   2764800), `POST`/`PUT` (`204`), `DELETE` (`204`), `LIST` (or `GET ?list=true`);
+/// * `GET /v1/auth/token/lookup-self`: the token's properties (a root token);
+/// * an unsupported operation on a known path → `405`; an unknown path → `404` whose
+///   `errors` says `no handler for route` (a missing secret's `404` has `"errors": []`);
+/// * the namespace as `X-Vault-Namespace` or as the first segments of the path;
 /// * `GET /v1/sys/internal/ui/mounts/<path>`: the mount (`path`, `type: kv`,
 ///   `options.version`), `403` when no mount matches;
-/// * `GET /v1/sys/seal-status`, `GET /v1/sys/health` (`503` when sealed);
+/// * `GET /v1/sys/seal-status`; `GET`/`HEAD /v1/sys/health` without a token (`503` when
+///   sealed; `activecode`, `sealedcode`, ... choose the codes, as documented);
 /// * missing secret → `404 {"errors": []}`; no route → `404 no handler for route`; a
 ///   missing or wrong `X-Vault-Token` (or `Authorization: Bearer`) → `403 permission
 ///   denied`; with [`VaultDoubleBuilder::namespace`], a request without that
@@ -171,6 +181,7 @@ struct Version {
     data: Map<String, Value>,
     created: SystemTime,
     deleted: Option<SystemTime>,
+    destroyed: bool,
 }
 
 impl VaultDouble {
@@ -240,6 +251,7 @@ fn write(m: &mut Mount, path: &str, data: Map<String, Value>) -> usize {
         data,
         created: SystemTime::now(),
         deleted: None,
+        destroyed: false,
     };
     let versions = m.secrets.entry(path.to_owned()).or_default();
     if m.version == 1 {
@@ -295,21 +307,7 @@ async fn handle(
                 "recovery_seal": false, "storage_type": "inmem",
             }));
         }
-        (Method::GET, "/v1/sys/health") => {
-            let status = if sealed {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::OK
-            };
-            return (
-                status,
-                axum::Json(json!({
-                    "initialized": true, "sealed": sealed, "standby": false,
-                    "performance_standby": false, "version": "1.15.0-double",
-                })),
-            )
-                .into_response();
-        }
+        (Method::GET | Method::HEAD, "/v1/sys/health") => return health(&r, sealed, &method),
         _ => {}
     }
     if sealed {
@@ -322,15 +320,43 @@ async fn handle(
     if token != Some(state.token.as_str()) {
         return errors(StatusCode::FORBIDDEN, &["permission denied"]);
     }
-    let namespace = r.header("x-vault-namespace").map(|n| n.trim_matches('/'));
-    if namespace.filter(|n| !n.is_empty()) != state.namespace.as_deref() {
-        return errors(StatusCode::FORBIDDEN, &["permission denied"]);
-    }
-    let Some(rest) = r.path.strip_prefix("/v1/") else {
+    let Some(mut rest) = r.path.strip_prefix("/v1/") else {
         return errors(StatusCode::NOT_FOUND, &[]);
     };
+    // The namespace comes from `X-Vault-Namespace`, or as a prefix of the path ("the
+    // namespace can be provided in the header or as part of the request path"), or both,
+    // header first.
+    let header_ns = r
+        .header("x-vault-namespace")
+        .map(|n| n.trim_matches('/'))
+        .filter(|n| !n.is_empty());
+    let mut namespace = header_ns.map(str::to_owned);
+    if let Some(expected) = state.namespace.as_deref()
+        && namespace.as_deref() != Some(expected)
+    {
+        let needed = match header_ns {
+            Some(h) => expected.strip_prefix(h).and_then(|p| p.strip_prefix('/')),
+            None => Some(expected),
+        };
+        if let Some(tail) = needed
+            .and_then(|n| rest.strip_prefix(n))
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            rest = tail;
+            namespace = Some(expected.to_owned());
+        }
+    }
+    if namespace.as_deref() != state.namespace.as_deref() {
+        return errors(StatusCode::FORBIDDEN, &["permission denied"]);
+    }
     if let Some(path) = rest.strip_prefix("sys/internal/ui/mounts/") {
         return ui_mount(&state, path);
+    }
+    if rest == "auth/token/lookup-self" {
+        return match method {
+            Method::GET => lookup_self(&state),
+            _ => errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]),
+        };
     }
     let rest = rest.trim_end_matches('/');
     let mut mounts = state.lock();
@@ -349,9 +375,23 @@ async fn handle(
     if mount.version == 1 {
         return kv1(&state, mount, &method, &sub, &r);
     }
-    match sub.strip_prefix("data/") {
-        Some(path) => kv2(&state, mount, &method, path, &r),
-        None => {
+    let (endpoint, path) = match sub.split_once('/') {
+        Some((e, p)) => (e, p),
+        None => (sub.as_str(), ""),
+    };
+    match endpoint {
+        "data" => kv2(&state, mount, &method, path, &r),
+        "metadata" => kv2_metadata(&state, mount, &method, path, &r),
+        "delete" | "undelete" | "destroy" => kv2_versions(mount, &method, endpoint, path, &r),
+        "config" if path.is_empty() => match method {
+            Method::GET => ok(state.envelope(
+                json!({"cas_required": false, "delete_version_after": "0s", "max_versions": 0}),
+                0,
+                None,
+            )),
+            _ => errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]),
+        },
+        _ => {
             drop(mounts);
             (
                 StatusCode::NOT_FOUND,
@@ -360,6 +400,96 @@ async fn handle(
                 .into_response()
         }
     }
+}
+
+/// `sys/health`: no token needed; `HEAD` answers the status alone; the documented
+/// query parameters choose the codes (`activecode` 200, `sealedcode` 503, `standbycode`
+/// 429, `uninitcode` 501, ...). The double is always initialized and active.
+fn health(r: &RecordedRequest, sealed: bool, method: &Method) -> Response {
+    let code = |param: &str, default: u16| {
+        r.query_param(param)
+            .and_then(|c| c.parse::<u16>().ok())
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or_else(|| StatusCode::from_u16(default).unwrap_or(StatusCode::OK))
+    };
+    let status = if sealed {
+        code("sealedcode", 503)
+    } else {
+        code("activecode", 200)
+    };
+    if *method == Method::HEAD {
+        return status.into_response();
+    }
+    (
+        status,
+        axum::Json(json!({
+            "initialized": true, "sealed": sealed, "standby": false,
+            "performance_standby": false, "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled", "server_time_utc": SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "version": "1.15.0-double", "cluster_name": "vault-double",
+            "cluster_id": "00000000-0000-4000-8000-000000000000",
+        })),
+    )
+        .into_response()
+}
+
+/// `GET auth/token/lookup-self`: the calling token's properties (a root token: no TTL).
+fn lookup_self(state: &VaultState) -> Response {
+    ok(state.envelope(
+        json!({
+            "accessor": "5a5e5ca7-0000-4000-8000-00000000a11c",
+            "creation_time": 1_700_000_000u64,
+            "creation_ttl": 0,
+            "display_name": "token",
+            "entity_id": "",
+            "expire_time": Value::Null,
+            "explicit_max_ttl": 0,
+            "id": "[redacted by the double]",
+            "meta": Value::Null,
+            "num_uses": 0,
+            "orphan": true,
+            "path": "auth/token/root",
+            "policies": ["root"],
+            "renewable": false,
+            "ttl": 0,
+            "type": "service",
+        }),
+        0,
+        None,
+    ))
+}
+
+/// Whether a request lists keys: Vault's `LIST` method, or `GET` with `?list=true`.
+fn is_list(method: &Method, r: &RecordedRequest) -> bool {
+    method.as_str() == "LIST" || (*method == Method::GET && r.query_param("list") == Some("true"))
+}
+
+/// The keys directly under `prefix` (folders end in `/`), or a 404 when there are none.
+fn list<'a>(state: &VaultState, keys: impl Iterator<Item = &'a String>, prefix: &str) -> Response {
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}/")
+    };
+    let mut names: Vec<String> = Vec::new();
+    for k in keys {
+        let Some(rest) = k.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
+        let name = match rest.find('/') {
+            Some(i) => rest[..=i].to_owned(),
+            None => rest.to_owned(),
+        };
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        return errors(StatusCode::NOT_FOUND, &[]);
+    }
+    names.sort();
+    ok(state.envelope(json!({ "keys": names }), 0, None))
 }
 
 fn ui_mount(state: &VaultState, path: &str) -> Response {
@@ -412,6 +542,9 @@ fn kv1(
     path: &str,
     r: &RecordedRequest,
 ) -> Response {
+    if is_list(method, r) {
+        return list(state, mount.secrets.keys(), path);
+    }
     match *method {
         Method::GET => match mount.secrets.get(path).and_then(|v| v.last()) {
             Some(v) => ok(state.envelope(Value::Object(v.data.clone()), KV1_LEASE_SECONDS, None)),
@@ -437,9 +570,113 @@ fn metadata(v: &Version, number: usize) -> Value {
         "created_time": rfc3339(v.created),
         "custom_metadata": Value::Null,
         "deletion_time": v.deleted.map(rfc3339).unwrap_or_default(),
-        "destroyed": false,
+        "destroyed": v.destroyed,
         "version": number,
     })
+}
+
+/// `<mount>/metadata/<path>`: `GET` (every version and `current_version`), `LIST` (keys),
+/// `DELETE` (the secret and all its versions).
+fn kv2_metadata(
+    state: &VaultState,
+    mount: &mut Mount,
+    method: &Method,
+    path: &str,
+    r: &RecordedRequest,
+) -> Response {
+    if is_list(method, r) {
+        return list(state, mount.secrets.keys(), path);
+    }
+    match *method {
+        Method::GET => {
+            let Some(versions) = mount.secrets.get(path) else {
+                return errors(StatusCode::NOT_FOUND, &[]);
+            };
+            let all: Map<String, Value> = versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    (
+                        (i + 1).to_string(),
+                        json!({
+                            "created_time": rfc3339(v.created),
+                            "deletion_time": v.deleted.map(rfc3339).unwrap_or_default(),
+                            "destroyed": v.destroyed,
+                        }),
+                    )
+                })
+                .collect();
+            let first = versions
+                .first()
+                .map(|v| rfc3339(v.created))
+                .unwrap_or_default();
+            let last = versions
+                .last()
+                .map(|v| rfc3339(v.created))
+                .unwrap_or_default();
+            ok(state.envelope(
+                json!({
+                    "cas_required": false,
+                    "created_time": first,
+                    "current_version": versions.len(),
+                    "custom_metadata": Value::Null,
+                    "delete_version_after": "0s",
+                    "max_versions": 0,
+                    "oldest_version": 0,
+                    "updated_time": last,
+                    "versions": all,
+                }),
+                0,
+                None,
+            ))
+        }
+        Method::DELETE => {
+            mount.secrets.remove(path);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]),
+    }
+}
+
+/// `<mount>/delete|undelete|destroy/<path>` with `{"versions": [..]}`: soft-delete,
+/// restore, or permanently remove the data of those versions.
+fn kv2_versions(
+    mount: &mut Mount,
+    method: &Method,
+    endpoint: &str,
+    path: &str,
+    r: &RecordedRequest,
+) -> Response {
+    if !matches!(*method, Method::POST | Method::PUT) {
+        return errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]);
+    }
+    let wanted: Vec<usize> = serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|b| b["versions"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_u64().map(|v| v as usize))
+        .collect();
+    if wanted.is_empty() {
+        return errors(StatusCode::BAD_REQUEST, &["no version number provided"]);
+    }
+    if let Some(versions) = mount.secrets.get_mut(path) {
+        for n in wanted {
+            let Some(v) = n.checked_sub(1).and_then(|i| versions.get_mut(i)) else {
+                continue;
+            };
+            match endpoint {
+                "delete" => v.deleted = Some(SystemTime::now()),
+                "undelete" if !v.destroyed => v.deleted = None,
+                "destroy" => {
+                    v.destroyed = true;
+                    v.data.clear();
+                }
+                _ => {}
+            }
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 fn kv2(
@@ -462,7 +699,7 @@ fn kv2(
             let Some(v) = versions.get(wanted - 1) else {
                 return errors(StatusCode::NOT_FOUND, &[]);
             };
-            if v.deleted.is_some() {
+            if v.deleted.is_some() || v.destroyed {
                 let body = state.envelope(
                     json!({"data": Value::Null, "metadata": metadata(v, wanted)}),
                     0,
@@ -478,12 +715,50 @@ fn kv2(
         }
         Method::POST | Method::PUT => match body_object(&r.body, true) {
             Ok(data) => {
+                // `options.cas`: write only when it equals the current version; 0 only
+                // when the secret does not exist yet (KV v2 API, "Create/Update Secret").
+                let current = mount.secrets.get(path).map_or(0, Vec::len);
+                let cas = serde_json::from_slice::<Value>(&r.body)
+                    .ok()
+                    .and_then(|b| b["options"]["cas"].as_u64());
+                if cas.is_some_and(|cas| cas as usize != current) {
+                    return errors(
+                        StatusCode::BAD_REQUEST,
+                        &["check-and-set parameter did not match the current version"],
+                    );
+                }
                 let n = write(mount, path, data);
                 let v = &mount.secrets[path][n - 1];
                 ok(state.envelope(metadata(v, n), 0, None))
             }
             Err(why) => errors(StatusCode::BAD_REQUEST, &[why]),
         },
+        // JSON merge patch of the latest version (`application/merge-patch+json`).
+        Method::PATCH => {
+            let Some(latest) = mount
+                .secrets
+                .get(path)
+                .and_then(|v| v.last())
+                .filter(|v| v.deleted.is_none())
+            else {
+                return errors(StatusCode::NOT_FOUND, &[]);
+            };
+            let patch = match body_object(&r.body, true) {
+                Ok(p) => p,
+                Err(why) => return errors(StatusCode::BAD_REQUEST, &[why]),
+            };
+            let mut data = latest.data.clone();
+            for (k, v) in patch {
+                if v.is_null() {
+                    data.remove(&k);
+                } else {
+                    data.insert(k, v);
+                }
+            }
+            let n = write(mount, path, data);
+            let v = &mount.secrets[path][n - 1];
+            ok(state.envelope(metadata(v, n), 0, None))
+        }
         Method::DELETE => {
             if let Some(v) = mount.secrets.get_mut(path).and_then(|v| v.last_mut()) {
                 v.deleted = Some(SystemTime::now());

@@ -255,6 +255,13 @@ impl VaultSource {
         if status.as_u16() == 403 && !self.endpoint.has_token() {
             message.push_str(" (no token: set VAULT_TOKEN)");
         }
+        // A missing secret is `404 {"errors": []}`; a 404 that says why ("no handler for
+        // route ...") means the path leads nowhere: a mistyped mount, not a missing key, so
+        // no `fallback` may hide it.
+        if status.as_u16() == 404 && !errors.is_empty() {
+            message.push_str(" (no such mount or endpoint: check the field's `mount` and the source's default mount)");
+            return SourceError::new(ErrorKind::Config).with_message(message);
+        }
         SourceError::new(transport::status_kind(status)).with_message(message)
     }
 

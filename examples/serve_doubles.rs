@@ -1,0 +1,48 @@
+//! Serves the Consul and Vault API doubles on 127.0.0.1 until killed, for checking them
+//! with third-party clients (`tests/clients/conformance.py`, run by `.ci/run`).
+//!
+//! Prints one JSON line with the addresses, then waits:
+//! `{"consul": "127.0.0.1:PORT", "consul_acl": "...", "vault": "http://...", "vault_ns": "http://...", "vault_v1_mount": "kv"}`
+//!
+//! * `consul`: no ACLs; `consul_acl`: ACL token `secret-token`, anonymous denied, the prefix
+//!   `private/` denied to the token;
+//! * `vault`: token `root`, KV v2 at `secret/`, KV v1 at `kv/`; `vault_ns`: the same in
+//!   namespace `ns1`.
+
+use component_model::test_util::{ConsulDouble, VaultDouble};
+
+#[tokio::main]
+async fn main() {
+    let consul = ConsulDouble::start().await;
+    let consul_acl = ConsulDouble::builder()
+        .acl_token("secret-token")
+        .deny_prefix("private/")
+        .datacenter("dc2")
+        .start()
+        .await;
+    // Keys the token may not read, for listings that must leave them out.
+    consul_acl.put("private/hidden", "not for this token");
+    consul_acl.put("pub/visible", "yes");
+    let vault = VaultDouble::builder()
+        .kv_v2("secret")
+        .kv_v1("kv")
+        .start()
+        .await;
+    let vault_ns = VaultDouble::builder()
+        .kv_v2("secret")
+        .namespace("ns1")
+        .start()
+        .await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "consul": consul.address(),
+            "consul_acl": consul_acl.address(),
+            "vault": vault.url(),
+            "vault_ns": vault_ns.url(),
+            "vault_v1_mount": "kv",
+        })
+    );
+    // Until killed.
+    std::future::pending::<()>().await;
+}

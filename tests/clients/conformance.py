@@ -1,0 +1,221 @@
+"""Checks the Consul and Vault API doubles with real third-party clients, unmodified.
+
+Run by `.ci/run` against `cargo run --example serve_doubles` (its first output line is a
+JSON object of addresses, passed here as a file path). Pinned clients: hvac 2.4.0 (Vault)
+and py-consul 1.8.0 (Consul). Prints one line per call and exits non-zero on a deviation.
+"""
+
+import base64
+import json
+import sys
+import threading
+import time
+
+import consul
+import hvac
+import hvac.exceptions
+import requests
+
+RESULTS = []
+
+
+def check(name, fn):
+    try:
+        ok = fn()
+        error = None if ok else "returned a falsy result"
+    except Exception as e:  # a client call that raised where it should not
+        ok, error = False, f"{type(e).__name__}: {e}"
+    RESULTS.append(bool(ok))
+    print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f"  ({error})" if error else ""))
+
+
+def raises(exc, fn):
+    try:
+        fn()
+    except exc:
+        return True
+    return False
+
+
+def vault_checks(url, ns_url, v1_mount):
+    c = hvac.Client(url=url, token="root")
+    bad = hvac.Client(url=url, token="wrong")
+    kv2 = c.secrets.kv.v2
+    kv1 = c.secrets.kv.v1
+
+    check("vault: is_authenticated with a valid token", lambda: c.is_authenticated() is True)
+    check("vault: is_authenticated false with a wrong token", lambda: bad.is_authenticated() is False)
+    check("vault: token lookup-self", lambda: c.auth.token.lookup_self()["data"]["policies"] == ["root"])
+    check("vault: seal status", lambda: c.sys.read_seal_status()["sealed"] is False)
+    check("vault: health (GET)", lambda: c.sys.read_health_status(method="GET")["initialized"] is True)
+    check("vault: health (HEAD, hvac's default)",
+          lambda: getattr(c.sys.read_health_status(method="HEAD"), "status_code", 200) == 200)
+    check("vault: health honours activecode",
+          lambda: requests.get(f"{url}/v1/sys/health?activecode=299").status_code == 299)
+    check("vault: HEAD health without a token", lambda: requests.head(f"{url}/v1/sys/health").status_code == 200)
+
+    check("vault: kv2 write", lambda: kv2.create_or_update_secret(path="app/db", secret={"user": "u", "password": "p"})["data"]["version"] == 1)
+    check("vault: kv2 read", lambda: kv2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"] == {"user": "u", "password": "p"})
+    check("vault: kv2 write with the right cas", lambda: kv2.create_or_update_secret(path="app/db", secret={"user": "u", "password": "p1"}, cas=1)["data"]["version"] == 2)
+    check("vault: kv2 write with a stale cas is refused",
+          lambda: raises(hvac.exceptions.InvalidRequest, lambda: kv2.create_or_update_secret(path="app/db", secret={"x": "y"}, cas=1)))
+    check("vault: kv2 cas=0 refused for an existing secret",
+          lambda: raises(hvac.exceptions.InvalidRequest, lambda: kv2.create_or_update_secret(path="app/db", secret={"x": "y"}, cas=0)))
+    check("vault: kv2 cas=0 creates a new secret", lambda: kv2.create_or_update_secret(path="app/new", secret={"a": "1"}, cas=0)["data"]["version"] == 1)
+    check("vault: kv2 patch keeps the other keys", lambda: (
+        kv2.patch(path="app/db", secret={"password": "p2"}) is not None
+        and kv2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"] == {"user": "u", "password": "p2"}))
+    check("vault: kv2 metadata holds current_version", lambda: kv2.read_secret_metadata(path="app/db")["data"]["current_version"] == 3)
+    check("vault: kv2 read an older version", lambda: kv2.read_secret_version(path="app/db", version=1, raise_on_deleted_version=True)["data"]["data"]["password"] == "p")
+    check("vault: kv2 list", lambda: sorted(kv2.list_secrets(path="app")["data"]["keys"]) == ["db", "new"])
+    check("vault: kv2 list of the mount root", lambda: kv2.list_secrets(path="")["data"]["keys"] == ["app/"])
+    check("vault: kv2 soft delete, then the read is not found", lambda: (
+        kv2.delete_latest_version_of_secret(path="app/db").status_code == 204
+        and raises(hvac.exceptions.InvalidPath, lambda: kv2.read_secret_version(path="app/db", raise_on_deleted_version=True))))
+    check("vault: kv2 undelete", lambda: (
+        kv2.undelete_secret_versions(path="app/db", versions=[3]).status_code == 204
+        and kv2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"]["password"] == "p2"))
+    check("vault: kv2 destroy a version", lambda: (
+        kv2.destroy_secret_versions(path="app/db", versions=[1]).status_code == 204
+        and kv2.read_secret_metadata(path="app/db")["data"]["versions"]["1"]["destroyed"] is True))
+    check("vault: kv2 delete metadata and all versions", lambda: (
+        kv2.delete_metadata_and_all_versions(path="app/db").status_code == 204
+        and raises(hvac.exceptions.InvalidPath, lambda: kv2.read_secret_version(path="app/db", raise_on_deleted_version=True))))
+    check("vault: kv2 missing secret is InvalidPath", lambda: raises(hvac.exceptions.InvalidPath, lambda: kv2.read_secret_version(path="nope", raise_on_deleted_version=True)))
+    check("vault: wrong token is Forbidden", lambda: raises(hvac.exceptions.Forbidden, lambda: bad.secrets.kv.v2.read_secret_version(path="app/new", raise_on_deleted_version=True)))
+    check("vault: kv2 engine configuration", lambda: kv2.read_configuration()["data"]["cas_required"] is False)
+
+    check("vault: kv1 write", lambda: kv1.create_or_update_secret(path="legacy/x", secret={"port": "5432"}, mount_point=v1_mount).status_code == 204)
+    check("vault: kv1 read", lambda: kv1.read_secret(path="legacy/x", mount_point=v1_mount)["data"] == {"port": "5432"})
+    check("vault: kv1 list", lambda: kv1.list_secrets(path="legacy", mount_point=v1_mount)["data"]["keys"] == ["x"])
+    check("vault: kv1 delete", lambda: (
+        kv1.delete_secret(path="legacy/x", mount_point=v1_mount).status_code == 204
+        and raises(hvac.exceptions.InvalidPath, lambda: kv1.read_secret(path="legacy/x", mount_point=v1_mount))))
+
+    headers = {"X-Vault-Token": "root"}
+    check("vault: an unknown route is 404 with a non-empty errors list", lambda: (
+        (lambda r: r.status_code == 404 and len(r.json()["errors"]) > 0)(requests.get(f"{url}/v1/nomount/data/x", headers=headers))))
+    check("vault: a missing secret is 404 with an empty errors list", lambda: (
+        (lambda r: r.status_code == 404 and r.json()["errors"] == [])(requests.get(f"{url}/v1/secret/data/none", headers=headers))))
+    check("vault: an unsupported operation on a known path is 405",
+          lambda: requests.patch(f"{url}/v1/{v1_mount}/legacy/x", headers=headers, json={}).status_code == 405)
+
+    ns = hvac.Client(url=ns_url, token="root", namespace="ns1")
+    check("vault: namespace header write/read", lambda: (
+        ns.secrets.kv.v2.create_or_update_secret(path="svc", secret={"k": "v"})["data"]["version"] == 1
+        and ns.secrets.kv.v2.read_secret_version(path="svc", raise_on_deleted_version=True)["data"]["data"] == {"k": "v"}))
+    check("vault: namespace as a path prefix", lambda: requests.get(f"{ns_url}/v1/ns1/secret/data/svc", headers=headers).json()["data"]["data"] == {"k": "v"})
+    check("vault: wrong namespace is Forbidden", lambda: raises(
+        hvac.exceptions.Forbidden,
+        lambda: hvac.Client(url=ns_url, token="root", namespace="other").secrets.kv.v2.read_secret_version(path="svc", raise_on_deleted_version=True)))
+
+
+def consul_checks(addr, acl_addr):
+    host, port = addr.split(":")
+    c = consul.Consul(host=host, port=int(port))
+    base = f"http://{addr}"
+
+    check("consul: put and get", lambda: c.kv.put("app/port", "8080") is True and c.kv.get("app/port")[1]["Value"] == b"8080")
+    check("consul: a missing key is None", lambda: c.kv.get("app/none")[1] is None)
+    check("consul: flags are stored", lambda: c.kv.put("app/flagged", "x", flags=42) and c.kv.get("app/flagged")[1]["Flags"] == 42)
+    check("consul: recurse", lambda: [e["Key"] for e in c.kv.get("app/", recurse=True)[1]] == ["app/flagged", "app/port"])
+    check("consul: keys with a separator", lambda: (
+        c.kv.put("app/sub/a", "1") and c.kv.get("app/", keys=True, separator="/")[1] == ["app/flagged", "app/port", "app/sub/"]))
+
+    def cas():
+        _, e = c.kv.get("app/port")
+        stale = e["ModifyIndex"]
+        return c.kv.put("app/port", "9090", cas=stale) is True and c.kv.put("app/port", "1", cas=stale) is False
+    check("consul: put with cas", cas)
+
+    def delete_cas():
+        _, e = c.kv.get("app/port")
+        return (c.kv.delete("app/port", cas=0) is False
+                and c.kv.delete("app/port", cas=e["ModifyIndex"] + 1000) is False
+                and c.kv.get("app/port")[1] is not None
+                and c.kv.delete("app/port", cas=e["ModifyIndex"]) is True
+                and c.kv.get("app/port")[1] is None)
+    check("consul: delete with cas", delete_cas)
+    check("consul: delete recurse", lambda: c.kv.delete("app/sub", recurse=True) and c.kv.get("app/sub/a")[1] is None)
+
+    def blocking_with_write():
+        c.kv.put("block/k", "1")
+        index, _ = c.kv.get("block/k")
+        threading.Timer(0.3, lambda: c.kv.put("block/k", "2")).start()
+        started = time.time()
+        new_index, e = c.kv.get("block/k", index=index, wait="5s")
+        return new_index > index and e["Value"] == b"2" and time.time() - started < 4
+    check("consul: blocking query returns on a write", blocking_with_write)
+
+    def blocking_times_out():
+        index, _ = c.kv.get("block/k")
+        started = time.time()
+        same, _ = c.kv.get("block/k", index=index, wait="1s")
+        return same == index and 0.8 < time.time() - started < 4
+    check("consul: blocking query returns after wait", blocking_times_out)
+
+    def txn():
+        value = base64.b64encode(b"v").decode()
+        r = c.txn.put([
+            {"KV": {"Verb": "set", "Key": "t/a", "Value": value, "Flags": 7}},
+            {"KV": {"Verb": "get", "Key": "t/a"}},
+            {"KV": {"Verb": "check-not-exists", "Key": "t/none"}},
+            {"KV": {"Verb": "get-tree", "Key": "t/"}},
+        ])
+        return len(r["Results"]) == 3 and r["Results"][1]["KV"]["Flags"] == 7
+    check("consul: txn set/get/check-not-exists/get-tree", txn)
+
+    def txn_rollback():
+        try:
+            c.txn.put([{"KV": {"Verb": "cas", "Key": "t/a", "Index": 1, "Value": base64.b64encode(b"x").decode()}}])
+        except Exception:
+            pass
+        return c.kv.get("t/a")[1]["Value"] == b"v"
+    check("consul: a failed txn cas changes nothing", txn_rollback)
+    check("consul: txn rollback is 409 with the failing OpIndex", lambda: (
+        (lambda r: r.status_code == 409 and r.json()["Errors"][0]["OpIndex"] == 1)(
+            requests.put(f"{base}/v1/txn", json=[{"KV": {"Verb": "get", "Key": "t/a"}}, {"KV": {"Verb": "get", "Key": "t/none"}}]))))
+    check("consul: an unknown txn verb is 400", lambda: requests.put(f"{base}/v1/txn", json=[{"KV": {"Verb": "frobnicate", "Key": "x"}}]).status_code == 400)
+    check("consul: 129 operations are 413", lambda: requests.put(f"{base}/v1/txn", json=[{"KV": {"Verb": "get", "Key": f"k{i}"}} for i in range(129)]).status_code == 413)
+    check("consul: acquire with an unknown session is refused", lambda: raises(Exception, lambda: c.kv.put("lock/k", "x", acquire="no-such-session")))
+    check("consul: an unknown datacenter is an error", lambda: raises(Exception, lambda: c.kv.get("t/a", dc="nowhere")))
+    check("consul: X-Consul-Index on a missing key", lambda: int(requests.get(f"{base}/v1/kv/t/none").headers["X-Consul-Index"]) >= 1)
+
+    ahost, aport = acl_addr.split(":")
+    acl = consul.Consul(host=ahost, port=int(aport), token="secret-token")
+    anon = consul.Consul(host=ahost, port=int(aport))
+    wrong = consul.Consul(host=ahost, port=int(aport), token="wrong-token")
+    abase = f"http://{acl_addr}"
+    check("consul acl: the token reads", lambda: acl.kv.get("pub/visible")[1]["Value"] == b"yes")
+    check("consul acl: anonymous is denied", lambda: raises(consul.ACLPermissionDenied, lambda: anon.kv.get("pub/visible")))
+    check("consul acl: a wrong token is denied", lambda: raises(consul.ACLPermissionDenied, lambda: wrong.kv.get("pub/visible")))
+    check("consul acl: a denied key is refused", lambda: raises(consul.ACLPermissionDenied, lambda: acl.kv.get("private/hidden")))
+    check("consul acl: recurse leaves denied keys out", lambda: [e["Key"] for e in acl.kv.get("", recurse=True)[1]] == ["pub/visible"])
+    check("consul acl: keys leaves denied keys out", lambda: acl.kv.get("", keys=True)[1] == ["pub/visible"])
+    check("consul acl: filtered listings say so in X-Consul-Results-Filtered-By-ACLs", lambda: requests.get(
+        f"{abase}/v1/kv/?recurse", headers={"X-Consul-Token": "secret-token"}).headers.get("X-Consul-Results-Filtered-By-ACLs") == "true")
+    check("consul acl: a txn delete of a denied key is refused", lambda: (
+        (lambda r: r.status_code == 409 and "Permission denied" in r.json()["Errors"][0]["What"])(
+            requests.put(f"{abase}/v1/txn", headers={"X-Consul-Token": "secret-token"}, json=[{"KV": {"Verb": "delete", "Key": "private/hidden"}}]))))
+    check("consul acl: an anonymous txn delete is refused", lambda: requests.put(
+        f"{abase}/v1/txn", json=[{"KV": {"Verb": "delete", "Key": "pub/visible"}}]).status_code in (403, 409)
+        and acl.kv.get("pub/visible")[1] is not None)
+    for where, kw in [("header", {"headers": {"X-Consul-Token": "secret-token"}}),
+                      ("bearer", {"headers": {"Authorization": "Bearer secret-token"}}),
+                      ("query", {"params": {"token": "secret-token"}})]:
+        check(f"consul acl: the token as {where}", lambda kw=kw: requests.get(f"{abase}/v1/kv/pub/visible", **kw).status_code == 200)
+    check("consul acl: a second datacenter", lambda: acl.kv.put("dc/k", "2", dc="dc2") and acl.kv.get("dc/k", dc="dc2")[1]["Value"] == b"2")
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        addresses = json.loads(f.readline())
+    vault_checks(addresses["vault"], addresses["vault_ns"], addresses["vault_v1_mount"])
+    consul_checks(addresses["consul"], addresses["consul_acl"])
+    passed, failed = RESULTS.count(True), RESULTS.count(False)
+    print(f"conformance (hvac {hvac.__dict__.get('__version__', '2.4.0')}, py-consul): {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
