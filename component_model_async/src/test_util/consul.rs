@@ -428,7 +428,8 @@ fn kv_read(
             .map(|(_, e)| e.modify_index)
             .max()
             .unwrap_or(table_index);
-        // Keys the token may not read are left out, and Consul says so in a header.
+        // Keys the token may not read are left out, and Consul says so in a header (ACL
+        // docs: results filtered by ACLs set `X-Consul-Results-Filtered-By-ACLs: true`).
         let matching: Vec<(&String, &Entry)> = under
             .iter()
             .copied()
@@ -543,7 +544,8 @@ fn kv_put(
         .query_param("flags")
         .and_then(|f| f.parse().ok())
         .unwrap_or(0);
-    // Sessions are not modelled: any session is unknown, as Consul answers an invalid one.
+    // `?acquire=`/`?release=` take a session ID (KV API); sessions are not modelled, so any
+    // session is unknown, and Consul refuses an invalid session with a server error.
     for lock in ["acquire", "release"] {
         if let Some(session) = r.query_param(lock) {
             return text(
@@ -629,7 +631,9 @@ struct TxnOp {
     index: u64,
 }
 
-/// The verbs of the KV operations of `/v1/txn`, as Consul's transaction API lists them.
+/// The verbs of the KV operations of `/v1/txn`, as the "KV Operations" table of Consul's
+/// transaction API lists them; each is checked against the state left by the operations
+/// before it ("operations are executed in order").
 const KV_VERBS: &[&str] = &[
     "set",
     "cas",

@@ -434,7 +434,9 @@ fn health(r: &RecordedRequest, sealed: bool, method: &Method) -> Response {
         .into_response()
 }
 
-/// `GET auth/token/lookup-self`: the calling token's properties (a root token: no TTL).
+/// `GET auth/token/lookup-self` (Token auth method API, "Lookup a token (Self)"): the
+/// calling token's properties — a root token: policies `["root"]`, no TTL, not renewable.
+/// hvac's `is_authenticated()` is this call.
 fn lookup_self(state: &VaultState) -> Response {
     ok(state.envelope(
         json!({
@@ -460,7 +462,8 @@ fn lookup_self(state: &VaultState) -> Response {
     ))
 }
 
-/// Whether a request lists keys: Vault's `LIST` method, or `GET` with `?list=true`.
+/// Whether a request lists keys: Vault's `LIST` method, or `GET` with `?list=true` (the
+/// API overview: "LIST ... can also be invoked with GET and the `list=true` parameter").
 fn is_list(method: &Method, r: &RecordedRequest) -> bool {
     method.as_str() == "LIST" || (*method == Method::GET && r.query_param("list") == Some("true"))
 }
