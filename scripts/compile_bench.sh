@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Compile-time benchmark: N structs of 10 fields each, built once with
-# #[derive(ComponentModel)] and once with #[derive(serde::Deserialize)], in the same run.
+# Compile-time benchmark: N structs of 10 fields each, built with #[derive(ComponentModel)],
+# with #[derive(AsyncAssign)] (every field `fetch_from = "env"`), and with
+# #[derive(serde::Deserialize)] (the baseline; with `Default, Debug` like the async crate),
+# in the same run.
 # Dependencies are built first; only the generated crate is timed (median of RUNS rebuilds).
 #
 #   scripts/compile_bench.sh            # N=50, RUNS=5
@@ -10,13 +12,13 @@ N=${N:-50}
 RUNS=${RUNS:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/target/compile-bench"
-rm -rf "$work/cm" "$work/serde"
-mkdir -p "$work/cm/src" "$work/serde/src"
+rm -rf "$work/cm" "$work/serde" "$work/async" "$work/serde_dd"
+mkdir -p "$work/cm/src" "$work/serde/src" "$work/async/src" "$work/serde_dd/src"
 
 cat > "$work/Cargo.toml" <<TOML
 [workspace]
 resolver = "3"
-members = ["cm", "serde"]
+members = ["cm", "serde", "async", "serde_dd"]
 TOML
 cat > "$work/cm/Cargo.toml" <<TOML
 [package]
@@ -25,6 +27,22 @@ version = "0.0.0"
 edition = "2024"
 [dependencies]
 component_model = { path = "$root/component_model" }
+TOML
+cat > "$work/async/Cargo.toml" <<TOML
+[package]
+name = "bench_async"
+version = "0.0.0"
+edition = "2024"
+[dependencies]
+component_model = { path = "$root/component_model", features = ["async"] }
+TOML
+cat > "$work/serde_dd/Cargo.toml" <<TOML
+[package]
+name = "bench_serde_dd"
+version = "0.0.0"
+edition = "2024"
+[dependencies]
+serde = { version = "1", features = ["derive"] }
 TOML
 cat > "$work/serde/Cargo.toml" <<TOML
 [package]
@@ -35,21 +53,26 @@ edition = "2024"
 serde = { version = "1", features = ["derive"] }
 TOML
 
-gen() { # $1 = derive path
+gen() { # $1 = derive path, $2 = attribute on every field (may be empty)
   echo "#![allow(dead_code)]"
   for i in $(seq 1 "$N"); do
     echo "#[derive($1)]"
     echo "pub struct S$i {"
-    echo "  pub f0: String, pub f1: u8, pub f2: u16, pub f3: u32, pub f4: u64,"
-    echo "  pub f5: i8, pub f6: i16, pub f7: Vec<String>, pub f8: Option<u64>, pub f9: bool,"
+    local types=(String u8 u16 u32 u64 i8 i16 "Vec<String>" "Option<u64>" bool)
+    for f in $(seq 0 9); do
+      echo "  $2 pub f$f: ${types[$f]},"
+    done
     echo "}"
   done
 }
-gen "component_model::ComponentModel, Default" > "$work/cm/src/lib.rs"
-gen "serde::Deserialize" > "$work/serde/src/lib.rs"
+gen "component_model::ComponentModel, Default" "" > "$work/cm/src/lib.rs"
+gen "serde::Deserialize" "" > "$work/serde/src/lib.rs"
+gen "component_model::AsyncAssign, Default, Debug" '#[component(fetch_from = "env")]' > "$work/async/src/lib.rs"
+gen "serde::Deserialize, Default, Debug" "" > "$work/serde_dd/src/lib.rs"
 
 cd "$work"
-cargo build -q -p bench_cm -p bench_serde 2>/dev/null || cargo build -p bench_cm -p bench_serde
+cargo build -q -p bench_cm -p bench_serde -p bench_async -p bench_serde_dd 2>/dev/null \
+  || cargo build -p bench_cm -p bench_serde -p bench_async -p bench_serde_dd
 
 time_build() { # $1 = package, $2 = dir; prints median seconds
   local samples=()
@@ -66,8 +89,12 @@ time_build() { # $1 = package, $2 = dir; prints median seconds
 
 cm=$(time_build bench_cm cm)
 sd=$(time_build bench_serde serde)
-ratio=$(echo "$cm / $sd" | bc -l)
+as=$(time_build bench_async async)
+sdd=$(time_build bench_serde_dd serde_dd)
 printf 'structs=%s fields=10 runs=%s\n' "$N" "$RUNS"
 printf 'ComponentModel build: %.3f s (median)\n' "$cm"
 printf 'serde::Deserialize build: %.3f s (median)\n' "$sd"
-printf 'ratio ComponentModel / serde = %.2f\n' "$ratio"
+printf 'ratio ComponentModel / serde = %.2f\n' "$(echo "$cm / $sd" | bc -l)"
+printf 'AsyncAssign (+Default, Debug; every field fetch_from = "env") build: %.3f s (median)\n' "$as"
+printf 'serde::Deserialize (+Default, Debug) build: %.3f s (median)\n' "$sdd"
+printf 'ratio AsyncAssign / serde = %.2f\n' "$(echo "$as / $sdd" | bc -l)"

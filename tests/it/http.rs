@@ -445,3 +445,31 @@ async fn an_invalid_header_or_missing_base_url_is_a_config_error_not_a_panic() {
         errors[1]
     );
 }
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_refused_so_secret_headers_stay_home() {
+    let elsewhere = MockServer::start().await;
+    let home = MockServer::start().await;
+    Mock::given(path("/settings"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/stolen", elsewhere.uri())),
+        )
+        .mount(&home)
+        .await;
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(fetch_from = "svc", path = "/settings")]
+        port: u16,
+    }
+    let sources = Sources::new().register(
+        "svc",
+        HttpSource::new(home.uri()).with_secret_header("X-Vault-Token", CANARY),
+    );
+    let errors = C::fetch_all_components_with(&sources).await.unwrap_err();
+    let shown = errors[0].to_string();
+    assert!(shown.contains("redirected to another origin"), "{shown}");
+    assert!(!shown.contains(CANARY), "{shown}");
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}

@@ -504,10 +504,10 @@ async fn values_over_the_reply_limit_are_errors_and_the_connection_recovers() {
     let err = component_model::Source::fetch(&source, &over)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
     assert!(
         err.to_string()
-            .contains("larger than the limit of 64 bytes"),
+            .contains("reply larger than 64 bytes from redis at redis://127.0.0.1:6379"),
         "{err}"
     );
     // The broken connection is replaced on the next fetch.
@@ -577,10 +577,10 @@ async fn a_hostile_server_cannot_make_the_client_allocate() {
             "took {:?}",
             started.elapsed()
         );
-        assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+        assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
         assert!(
             err.to_string()
-                .contains("larger than the limit of 16777216 bytes"),
+                .contains("reply larger than 16 MiB from redis at"),
             "{err}"
         );
     }

@@ -21,12 +21,41 @@ pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 /// Redirects followed before a request fails (a redirect loop ends here).
 pub(crate) const MAX_REDIRECTS: usize = 10;
 
+/// Follows at most [`MAX_REDIRECTS`] redirects, and only within the origin (scheme, host,
+/// port) of the first request: reqwest drops `Authorization` and cookies on a cross-host
+/// redirect, but not `X-Vault-Token`, `X-Consul-Token` or a source's secret headers, so
+/// a redirect elsewhere is refused rather than followed with them.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |u: &reqwest::Url| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port_or_known_default(),
+            )
+        };
+        let first = attempt.previous().first().map(origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            let msg = format!("redirected more than {MAX_REDIRECTS} times (a redirect loop?)");
+            attempt.error(msg)
+        } else if first.is_some_and(|f| f != origin(attempt.url())) {
+            let msg = format!(
+                "redirected to another origin ({}), refused: the source's credentials would be sent there",
+                redact_url(attempt.url().as_str())
+            );
+            attempt.error(msg)
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// A reqwest client with the request timeout and redirect limit every backend uses.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .redirect(redirect_policy())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
@@ -230,10 +259,7 @@ pub(crate) fn transport_error(
             format!("no response from {url} within {within}"),
         )
     } else if e.is_redirect() {
-        (
-            ErrorKind::Other,
-            format!("{url} redirected more than {MAX_REDIRECTS} times (a redirect loop?)"),
-        )
+        (ErrorKind::Other, format!("{url}: {root}"))
     } else if e.is_connect() {
         (
             ErrorKind::Unavailable,

@@ -176,12 +176,21 @@ pub(crate) fn pg_array(
     if ndim == 0 {
         return Some(serde_json::Value::Array(Vec::new()));
     }
+    // PostgreSQL allows at most 6 dimensions (MAXDIM); anything else is not an array.
+    if ndim > 6 {
+        return None;
+    }
     let mut dims = Vec::with_capacity(ndim);
     for d in 0..ndim {
         dims.push(usize::try_from(be_i32(b, 12 + 8 * d)?).ok()?);
     }
     let mut at = 12 + 8 * ndim;
-    let total: usize = dims.iter().product();
+    // Every element takes at least its 4-byte length: more elements than that cannot be
+    // in the buffer (and the product never overflows unchecked).
+    let total = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    if total > b.len().saturating_sub(at) / 4 {
+        return None;
+    }
     let mut flat = Vec::with_capacity(total.min(b.len()));
     for _ in 0..total {
         let len = be_i32(b, at)?;
@@ -282,7 +291,8 @@ pub(crate) fn mysql_time(b: &[u8]) -> Option<String> {
     }
     let negative = *b.first()? == 1;
     let days = u64::from(u32::from_le_bytes(b.get(1..5)?.try_into().ok()?));
-    let (h, m, s) = (u64::from(b[5]), u64::from(b[6]), u64::from(b[7]));
+    let [h, m, s]: [u8; 3] = b.get(5..8)?.try_into().ok()?;
+    let (h, m, s) = (u64::from(h), u64::from(m), u64::from(s));
     let micros = if len >= 12 {
         u64::from(u32::from_le_bytes(b.get(8..12)?.try_into().ok()?))
     } else {
@@ -372,5 +382,21 @@ mod tests {
             pg_array(&b, &int4).unwrap(),
             serde_json::json!([1, null, 3])
         );
+        // Hostile headers: too many dimensions, more elements than bytes, overflow.
+        let header = |ndim: i32, dims: &[i32]| {
+            let mut h: Vec<u8> = [ndim, 0, 23].iter().flat_map(|v| v.to_be_bytes()).collect();
+            for d in dims {
+                h.extend(d.to_be_bytes());
+                h.extend(1i32.to_be_bytes());
+            }
+            h
+        };
+        assert!(pg_array(&header(7, &[1; 7]), &int4).is_none());
+        assert!(pg_array(&header(1, &[1_000_000]), &int4).is_none());
+        assert!(pg_array(&header(4, &[65536; 4]), &int4).is_none());
+        // A MySQL TIME whose length byte lies does not panic.
+        for len in 0u8..=13 {
+            let _ = mysql_time(&[len, 0, 1, 0, 0, 0]);
+        }
     }
 }

@@ -24,6 +24,9 @@ impl Exceeded {
     }
 }
 
+/// The longest length/count line accepted: sign, 20 digits, CRLF (and a spare byte).
+const MAX_COUNT_LINE: usize = 24;
+
 /// Where the scanner is inside the reply stream.
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -58,6 +61,13 @@ impl Scanner {
         while i < bytes.len() {
             match self.state {
                 State::Type => {
+                    // Anything else is not RESP: a parser could be led to read it as data.
+                    if !b"+-:$*_,#!=(%~>|".contains(&bytes[i]) {
+                        return Err(format!(
+                            "a byte that starts no RESP reply (0x{:02x})",
+                            bytes[i]
+                        ));
+                    }
                     self.header.clear();
                     self.state = State::Line {
                         kind: bytes[i],
@@ -75,9 +85,13 @@ impl Scanner {
                     if len as u64 > self.limit.max(64) {
                         return Err(format!("a reply line longer than {} bytes", self.limit));
                     }
-                    if is_counted(kind) && self.header.len() < 32 {
-                        let keep = (32 - self.header.len()).min(taken);
-                        self.header.extend_from_slice(&rest[..keep]);
+                    // A length or count is at most 20 digits, a sign and CRLF: a longer
+                    // header (`$000…0001099511627776`) is refused, never cut short.
+                    if is_counted(kind) {
+                        if len > MAX_COUNT_LINE {
+                            return Err("a length header longer than 24 bytes".to_owned());
+                        }
+                        self.header.extend_from_slice(&rest[..taken]);
                     }
                     i += taken;
                     self.state = if done {
@@ -238,5 +252,12 @@ mod tests {
     fn huge_aggregates_and_endless_lines_fail() {
         assert!(scan(100, &[b"*1000000\r\n"]).is_err());
         assert!(scan(100, &[&[b'+'; 1000][..]]).is_err());
+    }
+
+    #[test]
+    fn padded_lengths_and_non_resp_bytes_fail() {
+        let padded = format!("${}1099511627776\r\n", "0".repeat(40));
+        assert!(scan(1 << 24, &[padded.as_bytes()]).is_err());
+        assert!(scan(1 << 24, &[b"x\r\n"]).is_err());
     }
 }

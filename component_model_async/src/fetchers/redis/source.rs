@@ -253,9 +253,9 @@ impl RedisSource {
     fn error(&self, e: &RedisError, exceeded: &Exceeded, what: &str) -> SourceError {
         let at = &self.location;
         if exceeded.is_set() {
-            return SourceError::new(ErrorKind::Other).with_message(format!(
-                "redis at {at} sent a reply larger than the limit of {} bytes for {what} (raise it with `RedisSource::with_max_reply`)",
-                self.max_reply
+            return SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                "reply larger than {} from redis at {at} for {what}; raise the limit with `RedisSource::with_max_reply`",
+                crate::error::bytes(self.max_reply as u64)
             ));
         }
         let detail = e.detail().unwrap_or_default();
