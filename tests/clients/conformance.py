@@ -29,11 +29,12 @@ def check(name, fn):
     print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f"  ({error})" if error else ""))
 
 
-def raises(exc, fn):
+def raises(exc, fn, says=None):
+    """Whether `fn` raises `exc` (whose text contains `says`, when given)."""
     try:
         fn()
-    except exc:
-        return True
+    except exc as e:
+        return says is None or says in str(e)
     return False
 
 
@@ -65,9 +66,22 @@ def vault_checks(url, ns_url, v1_mount):
     check("vault: kv2 patch keeps the other keys", lambda: (
         kv2.patch(path="app/db", secret={"password": "p2"}) is not None
         and kv2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"] == {"user": "u", "password": "p2"}))
+    # hvac's `patch` reads, updates and writes with cas; the HTTP PATCH is a merge patch.
+    check("vault: kv2 HTTP PATCH merges nested objects (RFC 7386)", lambda: (
+        kv2.create_or_update_secret(path="app/nested", secret={"db": {"host": "h", "port": 1}, "x": "y"})
+        and requests.patch(f"{url}/v1/secret/data/app/nested",
+                           headers={"X-Vault-Token": "root", "Content-Type": "application/merge-patch+json"},
+                           data=json.dumps({"data": {"db": {"port": 2}, "x": None}})).status_code == 200
+        and kv2.read_secret_version(path="app/nested", raise_on_deleted_version=True)["data"]["data"] == {"db": {"host": "h", "port": 2}}))
+    check("vault: kv2 PATCH needs the merge-patch content type", lambda: requests.patch(
+        f"{url}/v1/secret/data/app/nested", headers={"X-Vault-Token": "root", "Content-Type": "application/json"},
+        json={"data": {"a": "b"}}).status_code == 415)
+    check("vault: kv2 PATCH with a stale cas is refused", lambda: requests.patch(
+        f"{url}/v1/secret/data/app/nested", headers={"X-Vault-Token": "root", "Content-Type": "application/merge-patch+json"},
+        data=json.dumps({"data": {"a": "b"}, "options": {"cas": 1}})).status_code == 400)
     check("vault: kv2 metadata holds current_version", lambda: kv2.read_secret_metadata(path="app/db")["data"]["current_version"] == 3)
     check("vault: kv2 read an older version", lambda: kv2.read_secret_version(path="app/db", version=1, raise_on_deleted_version=True)["data"]["data"]["password"] == "p")
-    check("vault: kv2 list", lambda: sorted(kv2.list_secrets(path="app")["data"]["keys"]) == ["db", "new"])
+    check("vault: kv2 list", lambda: sorted(kv2.list_secrets(path="app")["data"]["keys"]) == ["db", "nested", "new"])
     check("vault: kv2 list of the mount root", lambda: kv2.list_secrets(path="")["data"]["keys"] == ["app/"])
     check("vault: kv2 soft delete, then the read is not found", lambda: (
         kv2.delete_latest_version_of_secret(path="app/db").status_code == 204
@@ -177,8 +191,20 @@ def consul_checks(addr, acl_addr):
             requests.put(f"{base}/v1/txn", json=[{"KV": {"Verb": "get", "Key": "t/a"}}, {"KV": {"Verb": "get", "Key": "t/none"}}]))))
     check("consul: an unknown txn verb is 400", lambda: requests.put(f"{base}/v1/txn", json=[{"KV": {"Verb": "frobnicate", "Key": "x"}}]).status_code == 400)
     check("consul: 129 operations are 413", lambda: requests.put(f"{base}/v1/txn", json=[{"KV": {"Verb": "get", "Key": f"k{i}"}} for i in range(129)]).status_code == 413)
-    check("consul: acquire with an unknown session is refused", lambda: raises(Exception, lambda: c.kv.put("lock/k", "x", acquire="no-such-session")))
-    check("consul: an unknown datacenter is an error", lambda: raises(Exception, lambda: c.kv.get("t/a", dc="nowhere")))
+    check("consul: acquire with an unknown session is refused",
+          lambda: raises(consul.ConsulException, lambda: c.kv.put("lock/k", "x", acquire="no-such-session"), says="invalid session"))
+    check("consul: an unknown datacenter is an error",
+          lambda: raises(consul.ConsulException, lambda: c.kv.get("t/a", dc="nowhere"), says="No path to datacenter"))
+
+    def blocking_recurse_wakes_on_delete():
+        c.kv.put("watch/a", "1")
+        c.kv.put("watch/b", "2")
+        index, _ = c.kv.get("watch/", recurse=True)
+        threading.Timer(0.3, lambda: c.kv.delete("watch/a")).start()
+        started = time.time()
+        new_index, entries = c.kv.get("watch/", recurse=True, index=index, wait="5s")
+        return new_index > index and [e["Key"] for e in entries] == ["watch/b"] and time.time() - started < 4
+    check("consul: a blocking recurse query returns on a delete under the prefix", blocking_recurse_wakes_on_delete)
     check("consul: X-Consul-Index on a missing key", lambda: int(requests.get(f"{base}/v1/kv/t/none").headers["X-Consul-Index"]) >= 1)
 
     ahost, aport = acl_addr.split(":")
@@ -197,6 +223,12 @@ def consul_checks(addr, acl_addr):
     check("consul acl: a txn delete of a denied key is refused", lambda: (
         (lambda r: r.status_code == 409 and "Permission denied" in r.json()["Errors"][0]["What"])(
             requests.put(f"{abase}/v1/txn", headers={"X-Consul-Token": "secret-token"}, json=[{"KV": {"Verb": "delete", "Key": "private/hidden"}}]))))
+    check("consul acl: a recursive delete over a denied prefix is refused", lambda: (
+        raises(consul.ACLPermissionDenied, lambda: acl.kv.delete("", recurse=True))
+        and acl.kv.get("pub/visible")[1] is not None))
+    check("consul acl: a txn delete-tree over a denied prefix is refused", lambda: requests.put(
+        f"{abase}/v1/txn", headers={"X-Consul-Token": "secret-token"},
+        json=[{"KV": {"Verb": "delete-tree", "Key": "pri"}}]).status_code == 409)
     check("consul acl: an anonymous txn delete is refused", lambda: requests.put(
         f"{abase}/v1/txn", json=[{"KV": {"Verb": "delete", "Key": "pub/visible"}}]).status_code in (403, 409)
         and acl.kv.get("pub/visible")[1] is not None)

@@ -470,3 +470,29 @@ async fn a_mistyped_mount_is_a_configuration_error_that_no_fallback_hides() {
     assert!(shown.contains("no handler for route"), "{shown}");
     assert!(shown.contains("check the field's `mount`"), "{shown}");
 }
+
+#[tokio::test]
+async fn kv_version_1_on_a_v2_mount_is_a_configuration_error() {
+    let vault = seeded().await;
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct C {
+        #[component(
+            fetch_from = "vault",
+            secret = "app/db",
+            kv_version = 1,
+            field = "username",
+            fallback = "x"
+        )]
+        user: String,
+    }
+    let errors = C::fetch_all_components_with(&vault_sources(&vault))
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].kind(), ErrorKind::Config, "{}", errors[0]);
+    assert!(
+        errors[0].to_string().contains("check `kv_version`"),
+        "{}",
+        errors[0]
+    );
+}

@@ -109,7 +109,11 @@ impl ConsulDoubleBuilder {
         }
         let (index_tx, _) = watch::channel(1u64);
         let state = Arc::new(ConsulState {
-            data: Mutex::new(Data { stores, index: 1 }),
+            data: Mutex::new(Data {
+                stores,
+                index: 1,
+                tombstones: HashMap::new(),
+            }),
             index_tx,
             token: self.token,
             denied: self.denied,
@@ -136,6 +140,10 @@ struct ConsulState {
 
 #[derive(Clone)]
 struct Data {
+    /// Where each deleted key was deleted (per datacenter): a listing's index counts
+    /// deletions under its prefix, as Consul's tombstones do, so a blocking `?recurse`
+    /// query wakes on a delete.
+    tombstones: HashMap<String, BTreeMap<String, u64>>,
     stores: HashMap<String, BTreeMap<String, Entry>>,
     index: u64,
 }
@@ -265,17 +273,44 @@ impl Data {
     /// Removes `key` (every key under it with `recurse`); the index moves either way.
     fn remove(&mut self, dc: &str, key: &str, recurse: bool) {
         self.index += 1;
+        let index = self.index;
         if let Some(store) = self.stores.get_mut(dc) {
-            if recurse {
-                store.retain(|k, _| !k.starts_with(key));
+            let gone: Vec<String> = if recurse {
+                store
+                    .keys()
+                    .filter(|k| k.starts_with(key))
+                    .cloned()
+                    .collect()
             } else {
-                store.remove(key);
+                store
+                    .remove_entry(key)
+                    .map(|(k, _)| k)
+                    .into_iter()
+                    .collect()
+            };
+            let tombstones = self.tombstones.entry(dc.to_owned()).or_default();
+            for k in gone {
+                store.remove(&k);
+                tombstones.insert(k, index);
             }
         }
     }
 
+    /// The latest deletion under `prefix`, if any.
+    fn deleted_under(&self, dc: &str, prefix: &str) -> Option<u64> {
+        self.tombstones.get(dc).and_then(|t| {
+            t.range(prefix.to_owned()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(_, i)| *i)
+                .max()
+        })
+    }
+
     fn set(&mut self, dc: &str, key: &str, value: Vec<u8>, flags: u64) {
         self.index += 1;
+        if let Some(t) = self.tombstones.get_mut(dc) {
+            t.remove(key);
+        }
         let index = self.index;
         if let Some(store) = self.stores.get_mut(dc) {
             let create_index = store.get(key).map_or(index, |e| e.create_index);
@@ -328,6 +363,14 @@ impl ConsulState {
             Some(t) if &t == expected => Access::Token,
             Some(_) => Access::Unknown,
         }
+    }
+
+    /// Whether the token may write every key under `prefix` (Consul's `KeyWritePrefix`:
+    /// a recursive delete needs write access to the whole tree, including any denied
+    /// prefix inside it).
+    fn may_tree(&self, access: &Access, prefix: &str) -> bool {
+        self.may(access, prefix)
+            && !(self.token.is_some() && self.denied.iter().any(|d| d.starts_with(prefix)))
     }
 
     fn may(&self, access: &Access, key: &str) -> bool {
@@ -426,6 +469,7 @@ fn kv_read(
         let index = under
             .iter()
             .map(|(_, e)| e.modify_index)
+            .chain(data.deleted_under(dc, key))
             .max()
             .unwrap_or(table_index);
         // Keys the token may not read are left out, and Consul says so in a header (ACL
@@ -573,10 +617,15 @@ fn kv_delete(
     dc: &str,
     key: &str,
 ) -> Response {
-    if !state.may(access, key) {
+    let recurse = r.query_param("recurse").is_some();
+    let allowed = if recurse {
+        state.may_tree(access, key)
+    } else {
+        state.may(access, key)
+    };
+    if !allowed {
         return denied(access, "key:write", key);
     }
-    let recurse = r.query_param("recurse").is_some();
     // `?cas=<index>` (KV API, DELETE): "Unlike PUT, the index must be greater than 0 for
     // Consul to take any action: a 0 index will not delete the key. If the index is
     // non-zero, the key is only deleted if the index matches the ModifyIndex of that key."
@@ -698,7 +747,12 @@ fn txn_apply(
         let key = op.key.as_str();
         let current = work.stores[dc].get(key).cloned();
         let fail = |what: String| json!({"OpIndex": i, "What": what});
-        if write_verb(&op.verb) && !state.may(access, key) {
+        let allowed = if op.verb == "delete-tree" {
+            state.may_tree(access, key)
+        } else {
+            state.may(access, key)
+        };
+        if write_verb(&op.verb) && !allowed {
             errors.push(fail(format!(
                 "Permission denied: token lacks permission 'key:write' on {key:?}"
             )));

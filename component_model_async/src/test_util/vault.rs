@@ -568,6 +568,28 @@ fn kv1(
     }
 }
 
+/// RFC 7386 JSON merge patch: objects merge recursively, `null` removes, anything else
+/// replaces.
+fn merge_patch(target: &mut Value, patch: Value) {
+    match patch {
+        Value::Object(patch) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in patch {
+                    if v.is_null() {
+                        t.remove(&k);
+                    } else {
+                        merge_patch(t.entry(k).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other,
+    }
+}
+
 fn metadata(v: &Version, number: usize) -> Value {
     json!({
         "created_time": rfc3339(v.created),
@@ -737,27 +759,44 @@ fn kv2(
             Err(why) => errors(StatusCode::BAD_REQUEST, &[why]),
         },
         // JSON merge patch of the latest version (`application/merge-patch+json`).
+        // "Patch Secret" (KV v2 API): `Content-Type: application/merge-patch+json` (else
+        // 415), a JSON merge patch (RFC 7386) of the latest live version, `options.cas`.
         Method::PATCH => {
+            if r.header("content-type")
+                .is_none_or(|c| !c.starts_with("application/merge-patch+json"))
+            {
+                return errors(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    &["PATCH requires Content-Type of application/merge-patch+json"],
+                );
+            }
             let Some(latest) = mount
                 .secrets
                 .get(path)
                 .and_then(|v| v.last())
-                .filter(|v| v.deleted.is_none())
+                .filter(|v| v.deleted.is_none() && !v.destroyed)
             else {
                 return errors(StatusCode::NOT_FOUND, &[]);
             };
+            let current = mount.secrets.get(path).map_or(0, Vec::len);
+            let cas = serde_json::from_slice::<Value>(&r.body)
+                .ok()
+                .and_then(|b| b["options"]["cas"].as_u64());
+            if cas.is_some_and(|cas| cas as usize != current) {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    &["check-and-set parameter did not match the current version"],
+                );
+            }
             let patch = match body_object(&r.body, true) {
                 Ok(p) => p,
                 Err(why) => return errors(StatusCode::BAD_REQUEST, &[why]),
             };
-            let mut data = latest.data.clone();
-            for (k, v) in patch {
-                if v.is_null() {
-                    data.remove(&k);
-                } else {
-                    data.insert(k, v);
-                }
-            }
+            let mut merged = Value::Object(latest.data.clone());
+            merge_patch(&mut merged, Value::Object(patch));
+            let Value::Object(data) = merged else {
+                return errors(StatusCode::BAD_REQUEST, &["no data provided"]);
+            };
             let n = write(mount, path, data);
             let v = &mount.secrets[path][n - 1];
             ok(state.envelope(metadata(v, n), 0, None))

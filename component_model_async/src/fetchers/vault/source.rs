@@ -73,7 +73,10 @@ impl fmt::Debug for Envelope {
 
 #[derive(Deserialize)]
 struct ErrorBody {
+    #[serde(default)]
     errors: Vec<String>,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
 }
 
 /// A Vault server's KV secrets engines.
@@ -237,9 +240,26 @@ impl VaultSource {
 
     fn status_error(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceError {
         let mut message = format!("HTTP {status} from vault for {what}");
-        let errors = serde_json::from_slice::<ErrorBody>(body)
-            .map(|b| b.errors)
+        let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+        let errors = parsed
+            .as_ref()
+            .map(|b| b.errors.clone())
             .unwrap_or_default();
+        // KV v2 answers a path without `data/` (a v1 read of a v2 mount) with a 404 and
+        // only a warning: the field's `kv_version` is wrong, not the secret missing.
+        if status.as_u16() == 404
+            && parsed
+                .as_ref()
+                .and_then(|b| b.warnings.as_ref())
+                .is_some_and(|w| {
+                    w.iter()
+                        .any(|w| w.contains("Invalid path for a versioned K/V"))
+                })
+        {
+            return SourceError::new(ErrorKind::Config).with_message(format!(
+                "{message}: the mount is a KV v2 engine read as KV v1 (check `kv_version`)"
+            ));
+        }
         let errors: Vec<String> = errors
             .iter()
             .map(|e| {
@@ -289,8 +309,14 @@ impl VaultSource {
             .await
         {
             Ok(e) => e,
-            // Before Vault 1.1 the endpoint does not exist: KV v1 was the only version.
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(1),
+            // Before Vault 1.1 the endpoint does not exist (a 404, with or without a route
+            // error): KV v1 was the only version.
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    || e.message().is_some_and(|m| m.starts_with("HTTP 404")) =>
+            {
+                return Ok(1);
+            }
             Err(e) => return Err(e),
         };
         let data = envelope.data.unwrap_or(Value::Null);
