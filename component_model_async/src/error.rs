@@ -306,20 +306,20 @@ fn display_many(errors: &[ComponentError]) -> String {
 
 impl ComponentError {
     /// For an error of a kind that concerns a whole source (unavailable, timed out,
-    /// unauthorized, misconfigured, circuit open, too large) with a message: the part of
+    /// misconfigured, circuit open) with a message: the part of
     /// its text that other fields failing the same way share (no field, no key).
     fn shared_cause(&self) -> Option<String> {
         let ComponentError::Field(e) = self else {
             return None;
         };
+        // Kinds that can concern a whole source; `too large` and `unauthorized` are often
+        // per key (a `max_size`, a key the token may not read), so their keys stay shown.
         let source_wide = matches!(
             e.kind,
             ErrorKind::Unavailable
                 | ErrorKind::Timeout
-                | ErrorKind::Unauthorized
                 | ErrorKind::Config
                 | ErrorKind::CircuitOpen
-                | ErrorKind::TooLarge
         );
         if !source_wide || (e.detail.is_none() && e.cause.is_none()) {
             return None;

@@ -267,6 +267,10 @@ impl<'s> Plan<'s> {
             }
             slot.primary = Some(primary);
             slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
+            // A value that may come from a secret source is secret.
+            if let Some(Route::Raw(fb)) = &slot.fallback {
+                slot.sensitive |= fb.is_sensitive();
+            }
         }
         self.push(slot)
     }

@@ -59,6 +59,16 @@ impl<S: Source> SourceFetcher<S> {
         self
     }
 
+    /// Marks the value secret: never shown in errors or logs. (A derived field knows from
+    /// its type's [`SecretValue`](crate::SecretValue); a generic fetcher cannot ask a
+    /// trait of `T`, so it recognises only `secrecy` types by name, the request's and the
+    /// source's secrecy, and this.)
+    #[must_use]
+    pub fn secret(mut self) -> Self {
+        self.request = self.request.sensitive(true);
+        self
+    }
+
     /// The source.
     pub fn source(&self) -> &S {
         &self.source

@@ -716,7 +716,7 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout_and_hides_the_p
     let text = errors[0].to_string();
     assert_eq!(errors[0].kind(), ErrorKind::Unavailable, "{text}");
     assert!(
-        text.contains("C.one: database query `SELECT 1` at mysql at 127.0.0.1:1/test: unavailable"),
+        text.contains("C.one: database query `SELECT 1` at mysql://127.0.0.1:1/test: unavailable"),
         "{text}"
     );
     assert!(!text.contains("hunter2"));
@@ -909,4 +909,38 @@ async fn a_bad_database_url_is_one_misconfiguration_and_debug_keeps_the_bound_ke
         "{debug}"
     );
     assert!(debug.contains(r#"bound_key: Some("checkout")"#), "{debug}");
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_is_one_grouped_line_naming_its_fields() {
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct Strict {
+        #[component(fetch_from = "database", query = "SELECT pool_size FROM settings")]
+        pool_size: u32,
+        #[component(fetch_from = "database", query = "SELECT timeout_ms FROM settings")]
+        timeout_ms: u64,
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://app:pw-canary@127.0.0.1:{port}/test");
+    let sources = Sources::new().register("database", DatabaseSource::lazy(&url));
+    let errors = Strict::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 2);
+    let shown = component_model::ErrorsExt::display(&errors[..]).to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 2, "{shown}");
+    assert!(
+        lines[1].starts_with("  - database at postgres://127.0.0.1:"),
+        "{shown}"
+    );
+    assert!(
+        lines[1].ends_with(" — fields: Strict.pool_size, Strict.timeout_ms"),
+        "{shown}"
+    );
+    assert!(!shown.contains("pw-canary"));
 }

@@ -2,9 +2,9 @@
 //!
 //! * One key: `GET /v1/kv/<key>` (the JSON entry list; `Value` is base64, `null` for an
 //!   empty value), or `GET /v1/kv/<key>?raw` with [`ConsulFetcher::raw`];
-//! * several keys in one fetch: ONE `PUT /v1/txn` of `get` operations (Consul allows at
-//!   most 64 operations per transaction, so more keys are split into several transactions,
-//!   sent concurrently). A `get` of a missing key makes Consul roll the transaction back
+//! * several keys in one fetch: ONE `PUT /v1/txn` of `get` operations (the client sends at
+//!   most 64 operations per transaction — current Consul documents 128, older versions
+//!   64 — so more keys are split into several transactions, sent concurrently). A `get` of a missing key makes Consul roll the transaction back
 //!   with `409 Conflict` and list the failing operations; those fields get `not found` and
 //!   the rest are read again in one more transaction. Results are matched to fields by
 //!   key, so a key the token may not read (Consul drops it from the results) is reported

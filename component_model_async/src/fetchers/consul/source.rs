@@ -21,7 +21,8 @@ use crate::standalone::SourceFetcher;
 /// The request parameter that reads a key with `?raw` (see [`ConsulFetcher::raw`]).
 const RAW: &str = "consul.raw";
 
-/// The most operations Consul accepts in one `/v1/txn` request.
+/// The most operations this client puts in one `/v1/txn` request: 64, what every Consul
+/// version accepts (current versions document 128).
 pub const MAX_TXN_OPS: usize = 64;
 
 /// A Consul agent's KV store.

@@ -328,31 +328,33 @@ async fn bounded<T>(
     })
 }
 
-/// `postgres at 127.0.0.1:5432/test` from a URL, without credentials or parameters.
+/// `postgres://127.0.0.1:5432/test` from a URL, without credentials or parameters.
 pub(super) fn location_of(url: &str) -> String {
-    let redacted = redact_url(url);
-    let (scheme, rest) = redacted
-        .split_once(':')
-        .unwrap_or(("database", redacted.as_str()));
-    let rest = rest.trim_start_matches("//");
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let rest = rest.split('?').next().unwrap_or(rest);
-    format!("{scheme} at {rest}")
+    // The URL without user, password or options: `postgres://db:5432/test`.
+    let url = url.split('?').next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{rest}")
+        }
+        None => redact_url(url),
+    }
 }
 
 /// Maps a driver error to a [`SourceError`] kind; messages never contain credentials.
-pub(super) fn map_error(e: sqlx::Error, location: &str) -> SourceError {
+/// (The location is part of every field error's provenance, so messages do not repeat it.)
+pub(super) fn map_error(e: sqlx::Error, _location: &str) -> SourceError {
     use sqlx::Error as E;
     match e {
         E::RowNotFound => SourceError::not_found(),
-        E::PoolTimedOut => SourceError::new(ErrorKind::Unavailable).with_message(format!(
-            "no connection to {location} became available in time"
-        )),
+        E::PoolTimedOut => SourceError::new(ErrorKind::Unavailable).with_message(
+            "no connection could be opened within the pool's acquire timeout (is the server up and reachable?)",
+        ),
         E::Io(io) => SourceError::new(ErrorKind::Unavailable)
-            .with_message(location.to_owned())
+            .with_message("cannot connect")
             .with_cause(io),
         E::Tls(_) | E::Protocol(_) | E::PoolClosed | E::WorkerCrashed => {
-            SourceError::new(ErrorKind::Unavailable).with_message(format!("{location}: {e}"))
+            SourceError::new(ErrorKind::Unavailable).with_message(e.to_string())
         }
         E::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -361,8 +363,7 @@ pub(super) fn map_error(e: sqlx::Error, location: &str) -> SourceError {
             } else {
                 ErrorKind::Config
             };
-            SourceError::new(kind)
-                .with_message(format!("{location}: {} (SQLSTATE {code})", db.message()))
+            SourceError::new(kind).with_message(format!("{} (SQLSTATE {code})", db.message()))
         }
         E::ColumnDecode { .. }
         | E::Decode(_)
@@ -373,9 +374,7 @@ pub(super) fn map_error(e: sqlx::Error, location: &str) -> SourceError {
         }
         E::Configuration(_) => SourceError::new(ErrorKind::Config)
             .with_message("invalid database URL or connection options"),
-        other => {
-            SourceError::new(ErrorKind::Unavailable).with_message(format!("{location}: {other}"))
-        }
+        other => SourceError::new(ErrorKind::Unavailable).with_message(other.to_string()),
     }
 }
 
