@@ -48,6 +48,8 @@ struct Slot {
     request: Option<FetchRequest>,
     primary: Option<Route>,
     fallback: Option<Route>,
+    /// The request as the `fallback_to` source reads it (its own wire form).
+    fallback_request: Option<FetchRequest>,
 }
 
 /// Which slot a result belongs to, and its type.
@@ -151,8 +153,17 @@ impl Slot {
 
     /// How this field's value converts, as its source describes itself.
     fn target<'a>(&'a self, provenance: &'a dyn Fn() -> Provenance) -> Target<'a> {
+        self.target_of(provenance, self.source.as_ref())
+    }
+
+    /// How a value that `source` answered converts.
+    fn target_of<'a>(
+        &'a self,
+        provenance: &'a dyn Fn() -> Provenance,
+        source: Option<&Arc<dyn Source>>,
+    ) -> Target<'a> {
         let mut target = Target::new(self.spec, provenance, self.sensitive);
-        if let Some(source) = &self.source {
+        if let Some(source) = source {
             if source.selects_field() {
                 target.select = None;
             }
@@ -167,6 +178,8 @@ pub struct Outcomes<'p> {
     slots: &'p [Slot],
     spans: Vec<tracing::Span>,
     results: Vec<Option<(Result<Got, ComponentError>, Duration)>>,
+    /// Which fields the `fallback_to` source answered (converted as that source says).
+    via_fallback: Vec<bool>,
 }
 
 fn fallbackable(kind: ErrorKind) -> bool {
@@ -208,6 +221,7 @@ impl<'s> Plan<'s> {
             request,
             primary: failure,
             fallback: None,
+            fallback_request: None,
         }
     }
 
@@ -255,21 +269,19 @@ impl<'s> Plan<'s> {
             if let Route::Raw(s) = &primary {
                 // Secrecy and value handling follow the source, not its name.
                 slot.sensitive |= s.is_sensitive();
-                if let Some(request) = slot.request.as_mut() {
-                    if s.selects_field() {
-                        request.select_on_wire();
-                    }
-                    if s.keys_by_field_name() {
-                        request.default_key_on_wire();
-                    }
-                }
+                slot.request = slot.request.take().map(|r| for_source(r, s.as_ref()));
                 slot.source = Some(s.clone());
             }
             slot.primary = Some(primary);
             slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
-            // A value that may come from a secret source is secret.
+            // A value that may come from a secret source is secret; the fallback source
+            // gets the request in its own wire form.
             if let Some(Route::Raw(fb)) = &slot.fallback {
                 slot.sensitive |= fb.is_sensitive();
+                let lookup = |name: &str| self.sources.env().get(name);
+                slot.fallback_request = FetchRequest::resolved(spec, &lookup)
+                    .ok()
+                    .map(|r| for_source(r, fb.as_ref()));
             }
         }
         self.push(slot)
@@ -315,11 +327,12 @@ impl<'s> Plan<'s> {
             let r = r.map_err(|f| to_component_error(f, &self.slots[i]));
             results[i] = Some((r, elapsed));
         }
-        self.fallback_round(&spans, &mut results).await;
+        let via_fallback = self.fallback_round(&spans, &mut results).await;
         Outcomes {
             slots: &self.slots,
             spans,
             results,
+            via_fallback,
         }
     }
 
@@ -358,16 +371,22 @@ impl<'s> Plan<'s> {
         }
         for (src, _, members) in batches {
             let src = resilience::for_field(src.clone(), self.slots[members[0]].spec);
-            jobs.push(self.batch_job(src, members));
+            jobs.push(self.batch_job(src, members, false));
         }
         jobs
     }
 
     /// One `fetch_many` of a batch; each member gets its answer.
-    fn batch_job(&self, src: Arc<dyn Source>, members: Vec<usize>) -> Job {
+    fn batch_job(&self, src: Arc<dyn Source>, members: Vec<usize>, fallback: bool) -> Job {
         let requests: Vec<FetchRequest> = members
             .iter()
-            .filter_map(|&i| self.slots[i].request.clone())
+            .filter_map(|&i| {
+                let slot = &self.slots[i];
+                match fallback {
+                    true => slot.fallback_request.clone(),
+                    false => slot.request.clone(),
+                }
+            })
             .collect();
         let span = tracing::debug_span!(
             "component_batch",
@@ -396,48 +415,63 @@ impl<'s> Plan<'s> {
         )
     }
 
-    /// Second round: `fallback_to` for what failed in a way another source may fix.
+    /// Second round: `fallback_to` for what failed in a way another source may fix — one
+    /// batch per fallback source and layer settings, as in the first round. Says which
+    /// fields the fallback answered.
     async fn fallback_round(
         &self,
         spans: &[tracing::Span],
         results: &mut [Option<(Result<Got, ComponentError>, Duration)>],
-    ) {
-        let mut retries = Vec::new();
+    ) -> Vec<bool> {
+        let mut answered = vec![false; self.slots.len()];
+        type Settings = (Option<Duration>, u32);
+        let mut batches: Vec<(&Arc<dyn Source>, Settings, Vec<usize>)> = Vec::new();
+        let mut jobs = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let failed = matches!(&results[i], Some((Err(e), _)) if fallbackable(e.kind()));
             if !failed {
                 continue;
             }
-            match (&slot.fallback, &slot.request) {
-                (Some(Route::Raw(src)), Some(req)) => {
-                    let src = resilience::for_field(src.clone(), slot.spec);
-                    retries.push(single_raw(i, src, req.clone(), spans[i].clone()))
+            match &slot.fallback {
+                Some(Route::Raw(src)) if slot.fallback_request.is_some() => {
+                    let settings = resilience::settings_of(slot.spec);
+                    match batches
+                        .iter_mut()
+                        .find(|(s, set, _)| Arc::ptr_eq(s, src) && *set == settings)
+                    {
+                        Some((_, _, members)) => members.push(i),
+                        None => batches.push((src, settings, vec![i])),
+                    }
                 }
-                (Some(Route::Typed(call)), _) => {
-                    retries.push(single_typed(i, call.clone(), slot.spec, spans[i].clone()))
+                Some(Route::Typed(call)) => {
+                    jobs.push(single_typed(i, call.clone(), slot.spec, spans[i].clone()))
                 }
-                (Some(Route::Fail(detail)), _) => {
+                Some(Route::Fail(detail)) => {
                     append(&mut results[i], slot.spec, &slot.config_error(detail))
                 }
                 _ => {}
             }
         }
-        if retries.is_empty() {
-            return;
+        for (src, _, members) in batches {
+            let src = resilience::for_field(src.clone(), self.slots[members[0]].spec);
+            jobs.push(self.batch_job(src, members, true));
         }
-        for (i, r, elapsed) in futures::future::join_all(retries)
-            .await
-            .into_iter()
-            .flatten()
-        {
+        if jobs.is_empty() {
+            return answered;
+        }
+        for (i, r, elapsed) in futures::future::join_all(jobs).await.into_iter().flatten() {
             match r {
-                Ok(got) => results[i] = Some((Ok(got), elapsed)),
+                Ok(got) => {
+                    results[i] = Some((Ok(got), elapsed));
+                    answered[i] = true;
+                }
                 Err(f) => {
                     let e = to_component_error(f, &self.slots[i]);
                     append(&mut results[i], self.slots[i].spec, &e);
                 }
             }
         }
+        answered
     }
 }
 
@@ -465,6 +499,18 @@ impl Plan<'_> {
             (_, None) => register,
         }
     }
+}
+
+/// `request` in the wire form `source` reads: with the `field` member when the source
+/// selects it itself, with the field's default key when it keys by field name.
+fn for_source(mut request: FetchRequest, source: &dyn Source) -> FetchRequest {
+    if source.selects_field() {
+        request.select_on_wire();
+    }
+    if source.keys_by_field_name() {
+        request.default_key_on_wire();
+    }
+    request
 }
 
 /// Levenshtein distance, for "did you mean" hints.
@@ -511,18 +557,6 @@ fn typed_call<T: Send + 'static>(f: Arc<dyn DynFetcher<T>>) -> TypedCall {
                 .map(|v| Box::new(v) as Box<dyn Any + Send>)
         })
     })
-}
-
-/// One request to a (layered) source, on its own: a `fallback_to` source.
-fn single_raw(i: usize, src: Arc<dyn Source>, req: FetchRequest, span: tracing::Span) -> Job {
-    Box::pin(
-        async move {
-            let started = Instant::now();
-            let r = src.fetch(&req).await.map_err(Failure::Source);
-            vec![(i, r.map(Got::Raw), started.elapsed())]
-        }
-        .instrument(span),
-    )
 }
 
 fn single_typed(i: usize, call: TypedCall, spec: &'static FieldSpec, span: tracing::Span) -> Job {
@@ -572,7 +606,14 @@ impl Outcomes<'_> {
     {
         let slot = &self.slots[index];
         let provenance = || slot.provenance();
-        let target = slot.target(&provenance);
+        let fallback_source = match (&slot.fallback, self.via_fallback[index]) {
+            (Some(Route::Raw(fb)), true) => Some(fb),
+            _ => None,
+        };
+        let target = match fallback_source {
+            Some(fb) => slot.target_of(&provenance, Some(fb)),
+            None => slot.target(&provenance),
+        };
         let (result, elapsed) = self.results[index].take().unwrap_or_else(|| {
             (
                 Err(ComponentError::field(ErrorKind::Config)

@@ -218,3 +218,25 @@ async fn a_registered_source_can_be_wrapped_and_clones_share_the_layer() {
     assert_eq!(got, RawValue::from("2"));
     assert_eq!(scripted.batches().len(), 2);
 }
+
+#[tokio::test]
+async fn fallback_to_fields_are_one_batch_of_the_fallback_source() {
+    // The primary knows nothing; every field falls back to `s`, in one batch.
+    let empty = component_model::EnvSource::from_map([("UNRELATED", "1")]);
+    let scripted = Scripted::default();
+    #[derive(AsyncAssign, Debug)]
+    struct Config {
+        #[component(fetch_from = "primary", key = "a", fallback_to = "s")]
+        a: u8,
+        #[component(fetch_from = "primary", key = "bb", fallback_to = "s")]
+        b: u8,
+        #[component(fetch_from = "primary", key = "ccc", fallback_to = "s")]
+        c: u8,
+    }
+    let sources = Sources::new()
+        .register("primary", empty)
+        .register("s", scripted.clone());
+    let config = Config::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!((config.a, config.b, config.c), (1, 2, 3));
+    assert_eq!(scripted.batches(), [vec!["a", "bb", "ccc"]]);
+}

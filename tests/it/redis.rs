@@ -585,3 +585,27 @@ async fn a_hostile_server_cannot_make_the_client_allocate() {
         );
     }
 }
+
+#[tokio::test]
+async fn redis_as_a_fallback_reads_a_hash_member_as_redis_does() {
+    let Some((mut conn, p, _cleanup)) = setup("cm_redis_fallback").await else {
+        return;
+    };
+    let _: () = conn.hset(format!("{p}db"), "port", "5432").await.unwrap();
+    #[derive(AsyncAssign, Debug)]
+    struct Config {
+        // Not in the environment: the Redis hash member answers, converted as Redis says.
+        #[component(
+            fetch_from = "env",
+            key = "${P}db",
+            field = "port",
+            fallback_to = "redis"
+        )]
+        port: u16,
+    }
+    let sources = Sources::new()
+        .with_env(component_model::EnvSource::from_map([("P", p.as_str())]))
+        .register("redis", RedisSource::new(REDIS_URL));
+    let config = Config::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(config.port, 5432);
+}
