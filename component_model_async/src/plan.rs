@@ -345,24 +345,14 @@ impl<'s> Plan<'s> {
     ) -> Vec<Job> {
         // Fields with `timeout`/`retry_attempts` stay in a batch with the fields that have
         // the same settings; the layers wrap the whole batch.
-        type Settings = (Option<Duration>, u32);
-        let mut batches: Vec<(&Arc<dyn Source>, Settings, Vec<usize>)> = Vec::new();
+        let mut batches: Vec<Batch<'_>> = Vec::new();
         let mut jobs: Vec<Job> = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             match &slot.primary {
                 Some(Route::Fail(detail)) => {
                     results[i] = Some((Err(slot.config_error(detail)), Duration::ZERO))
                 }
-                Some(Route::Raw(src)) => {
-                    let settings = resilience::settings_of(slot.spec);
-                    match batches
-                        .iter_mut()
-                        .find(|(s, set, _)| Arc::ptr_eq(s, src) && *set == settings)
-                    {
-                        Some((_, _, members)) => members.push(i),
-                        None => batches.push((src, settings, vec![i])),
-                    }
-                }
+                Some(Route::Raw(src)) => join_batch(&mut batches, src, slot.spec, i),
                 Some(Route::Typed(call)) => {
                     jobs.push(single_typed(i, call.clone(), slot.spec, spans[i].clone()))
                 }
@@ -424,8 +414,7 @@ impl<'s> Plan<'s> {
         results: &mut [Option<(Result<Got, ComponentError>, Duration)>],
     ) -> Vec<bool> {
         let mut answered = vec![false; self.slots.len()];
-        type Settings = (Option<Duration>, u32);
-        let mut batches: Vec<(&Arc<dyn Source>, Settings, Vec<usize>)> = Vec::new();
+        let mut batches: Vec<Batch<'_>> = Vec::new();
         let mut jobs = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let failed = matches!(&results[i], Some((Err(e), _)) if fallbackable(e.kind()));
@@ -434,14 +423,7 @@ impl<'s> Plan<'s> {
             }
             match &slot.fallback {
                 Some(Route::Raw(src)) if slot.fallback_request.is_some() => {
-                    let settings = resilience::settings_of(slot.spec);
-                    match batches
-                        .iter_mut()
-                        .find(|(s, set, _)| Arc::ptr_eq(s, src) && *set == settings)
-                    {
-                        Some((_, _, members)) => members.push(i),
-                        None => batches.push((src, settings, vec![i])),
-                    }
+                    join_batch(&mut batches, src, slot.spec, i)
                 }
                 Some(Route::Typed(call)) => {
                     jobs.push(single_typed(i, call.clone(), slot.spec, spans[i].clone()))
@@ -498,6 +480,26 @@ impl Plan<'_> {
             (_, Some(b)) => format!("{register} ({})", b.hint),
             (_, None) => register,
         }
+    }
+}
+
+/// A source, its fields' layer settings, and the slots fetched from it together.
+type Batch<'a> = (&'a Arc<dyn Source>, (Option<Duration>, u32), Vec<usize>);
+
+/// Puts slot `i` into the batch of `src` with the same layer settings, or a new one.
+fn join_batch<'a>(
+    batches: &mut Vec<Batch<'a>>,
+    src: &'a Arc<dyn Source>,
+    spec: &FieldSpec,
+    i: usize,
+) {
+    let settings = resilience::settings_of(spec);
+    match batches
+        .iter_mut()
+        .find(|(s, set, _)| Arc::ptr_eq(s, src) && *set == settings)
+    {
+        Some((_, _, members)) => members.push(i),
+        None => batches.push((src, settings, vec![i])),
     }
 }
 

@@ -568,6 +568,21 @@ fn kv1(
     }
 }
 
+/// `options.cas` of a KV v2 write: allowed only when it equals the current version (0: the
+/// secret must not exist yet); otherwise Vault's 400.
+fn cas_refusal(mount: &Mount, path: &str, r: &RecordedRequest) -> Option<Response> {
+    let current = mount.secrets.get(path).map_or(0, Vec::len);
+    let cas = serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|b| b["options"]["cas"].as_u64())?;
+    (cas as usize != current).then(|| {
+        errors(
+            StatusCode::BAD_REQUEST,
+            &["check-and-set parameter did not match the current version"],
+        )
+    })
+}
+
 /// RFC 7386 JSON merge patch: objects merge recursively, `null` removes, anything else
 /// replaces.
 fn merge_patch(target: &mut Value, patch: Value) {
@@ -742,15 +757,8 @@ fn kv2(
             Ok(data) => {
                 // `options.cas`: write only when it equals the current version; 0 only
                 // when the secret does not exist yet (KV v2 API, "Create/Update Secret").
-                let current = mount.secrets.get(path).map_or(0, Vec::len);
-                let cas = serde_json::from_slice::<Value>(&r.body)
-                    .ok()
-                    .and_then(|b| b["options"]["cas"].as_u64());
-                if cas.is_some_and(|cas| cas as usize != current) {
-                    return errors(
-                        StatusCode::BAD_REQUEST,
-                        &["check-and-set parameter did not match the current version"],
-                    );
+                if let Some(refused) = cas_refusal(mount, path, r) {
+                    return refused;
                 }
                 let n = write(mount, path, data);
                 let v = &mount.secrets[path][n - 1];
@@ -778,15 +786,8 @@ fn kv2(
             else {
                 return errors(StatusCode::NOT_FOUND, &[]);
             };
-            let current = mount.secrets.get(path).map_or(0, Vec::len);
-            let cas = serde_json::from_slice::<Value>(&r.body)
-                .ok()
-                .and_then(|b| b["options"]["cas"].as_u64());
-            if cas.is_some_and(|cas| cas as usize != current) {
-                return errors(
-                    StatusCode::BAD_REQUEST,
-                    &["check-and-set parameter did not match the current version"],
-                );
+            if let Some(refused) = cas_refusal(mount, path, r) {
+                return refused;
             }
             let patch = match body_object(&r.body, true) {
                 Ok(p) => p,
