@@ -4,10 +4,9 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-
 pub use crate::assign::{Assignment, AsyncAssign, FutureAssign};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
+pub use crate::nested::{ComponentSource, Nest, Nested, NestedOps, describe, fetch_all, fetch_available, fetch_nested};
 pub use crate::partial::Partial;
 pub use crate::plan::{Handle, Outcomes, Plan};
 pub use crate::source::FieldSpec;
@@ -26,22 +25,6 @@ pub fn future_error<E: Into<BoxError>>(spec: &'static FieldSpec, e: E) -> Compon
     } else {
         b.cause(cause).build()
     }
-}
-
-/// The `fallback` literal of `spec` converted into `T`.
-pub fn fallback_value<T: DeserializeOwned>(spec: &'static FieldSpec) -> Option<T> {
-    let text = spec.fallback?;
-    let provenance = || crate::error::Provenance {
-        owner: Some(spec.owner.into()),
-        field: Some(spec.field.into()),
-        source: Some(spec.source.into()),
-        key_label: "fallback".into(),
-        key: None,
-        bound_key: None,
-        location: None,
-    };
-    let target = crate::convert::Target::new(spec, &provenance, spec.sensitive);
-    crate::convert::decode_text::<T>(text.to_owned(), &target).ok()
 }
 
 /// `fetch_with_resilience`: bounds `fut` by `limit`.

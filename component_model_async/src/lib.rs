@@ -61,6 +61,7 @@ mod convert;
 mod error;
 mod fetcher;
 pub mod fetchers;
+mod nested;
 mod partial;
 pub mod placeholder;
 mod plan;
@@ -89,6 +90,7 @@ pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, 
 pub use fetchers::exports::*;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+pub use nested::ComponentSource;
 pub use partial::Partial;
 pub use secret::SecretValue;
 pub use source::{Change, Changes, FetchRequest, FieldSpec, RawValue, Source};

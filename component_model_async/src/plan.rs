@@ -5,6 +5,7 @@
 //! Conversion into field types happens when the generated code takes each result.
 
 use std::any::{Any, TypeId};
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,8 @@ use tracing::Instrument;
 use crate::convert::{self, Target};
 use crate::error::{BoxError, ComponentError, ErrorKind, Provenance};
 use crate::fetcher::{DynFetcher, IntoFetcher};
+use crate::nested::{ComponentSource, Nest, Nested};
+use crate::partial::Partial;
 use crate::resilience::{self, Failure};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 use crate::sources::{Entry, Sources};
@@ -40,8 +43,33 @@ enum Got {
     Typed(Box<dyn Any + Send>),
 }
 
+type Value = Box<dyn Any + Send>;
+
+/// How a field's raw values, `fallback` literal and absence become its type: chosen
+/// where the field is added (the only place that needs `T: Deserialize`).
+#[derive(Clone, Copy)]
+struct Decoders {
+    raw: fn(RawValue, &Target<'_>) -> Result<Value, ComponentError>,
+    text: fn(String, &Target<'_>) -> Result<Value, ComponentError>,
+    absent: fn() -> Option<Value>,
+}
+
+impl Decoders {
+    fn of<T: DeserializeOwned + Send + 'static>() -> Self {
+        Decoders {
+            raw: |raw, t| convert::decode::<T>(raw, t).map(|v| Box::new(v) as Value),
+            text: |text, t| convert::decode_text::<T>(text, t).map(|v| Box::new(v) as Value),
+            absent: || convert::absent::<T>().map(|v| Box::new(v) as Value),
+        }
+    }
+}
+
 struct Slot {
     spec: &'static FieldSpec,
+    /// The struct at the root of the fetch (the field's own struct unless nested).
+    owner: &'static str,
+    /// The field's path below `owner` (`replica.port` when nested).
+    field: Cow<'static, str>,
     /// The source answering, for the location in error messages.
     source: Option<Arc<dyn Source>>,
     sensitive: bool,
@@ -50,7 +78,14 @@ struct Slot {
     fallback: Option<Route>,
     /// The request as the `fallback_to` source reads it (its own wire form).
     fallback_request: Option<FetchRequest>,
+    /// `None` for a fetcher of a type that need not implement `Deserialize`.
+    decoders: Option<Decoders>,
 }
+
+/// [`Nested::plan`] of a sub-struct, as a function pointer.
+pub type PlanFn = fn(&mut Plan<'_>);
+/// [`Nested::take`] of a sub-struct, as a function pointer.
+pub type TakeFn<S> = fn(&mut Outcomes<'_>, bool) -> Option<S>;
 
 /// Which slot a result belongs to, and its type.
 pub struct Handle<T> {
@@ -72,14 +107,39 @@ pub struct Plan<'s> {
     slots: Vec<Slot>,
     /// The last source looked up by name: fields of one struct mostly share a few sources.
     last: Option<(&'static str, Arc<dyn Source>)>,
+    /// The `nested` fields being planned, innermost last.
+    scopes: Vec<Frame>,
+    /// `Option<Nested>` fields, in the order they were planned (see [`Group`]).
+    groups: Vec<Group>,
+}
+
+/// A `nested` field being planned: where its sub-struct's fields go.
+struct Frame {
+    /// The struct at the root of the fetch.
+    owner: &'static str,
+    /// `replica` or `replica.pool`.
+    path: String,
+    /// The env prefix of the sub-struct's fields (`APP_REPLICA_`).
+    env_prefix: String,
+    /// Prepended to `key`, `path` and `secret` below; `Err`: a `${VAR}` in it is unset.
+    key_prefix: Result<String, Arc<str>>,
+}
+
+/// The slots of an `Option<Nested>` field: `start..end`, and how many groups nest inside.
+#[derive(Clone, Copy)]
+struct Group {
+    start: usize,
+    end: usize,
+    inner: usize,
 }
 
 /// Where a field's value was supposed to come from; built only for error messages.
 fn provenance_of(
-    spec: &'static FieldSpec,
+    slot: &Slot,
     request: Option<&FetchRequest>,
     source: Option<&dyn Source>,
 ) -> Provenance {
+    let spec = slot.spec;
     let unresolved;
     let request = match request {
         Some(r) => r,
@@ -97,8 +157,8 @@ fn provenance_of(
         None => ("key", None),
     };
     Provenance {
-        owner: Some(spec.owner.into()),
-        field: Some(spec.field.into()),
+        owner: Some(slot.owner.into()),
+        field: Some(slot.field.clone()),
         source: Some(spec.source.into()),
         key_label: label.into(),
         bound_key: (label == "query")
@@ -109,24 +169,28 @@ fn provenance_of(
     }
 }
 
-/// The key shown in a field's span, formatted only if a subscriber records it; URLs
-/// lose their password.
-struct SpanKey(&'static FieldSpec);
+/// The key shown in a field's span (as sent: prefixes applied), formatted only if a
+/// subscriber records it; URLs lose their password.
+struct SpanKey<'a>(&'a Slot);
 
-impl std::fmt::Display for SpanKey {
+impl std::fmt::Display for SpanKey<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.0;
-        match (s.key.or(s.secret_path).or(s.path).or(s.table), s.url) {
-            (Some(k), _) => f.write_str(k),
-            (None, Some(url)) => f.write_str(&crate::source::redact_url(url)),
-            (None, None) => f.write_str(s.default_key.unwrap_or_default()),
+        let slot = self.0;
+        let native = slot.request.as_ref().and_then(|r| match &slot.source {
+            Some(s) => s.native_key(r),
+            None => r.native_key(),
+        });
+        match native {
+            Some((_, key)) => f.write_str(&key),
+            None => f.write_str(slot.spec.default_key.unwrap_or_default()),
         }
     }
 }
 
+
 impl Slot {
     fn provenance(&self) -> Provenance {
-        provenance_of(self.spec, self.request.as_ref(), self.source.as_deref())
+        provenance_of(self, self.request.as_ref(), self.source.as_deref())
     }
 
     /// This run's span of the field: recorded with its outcome and time.
@@ -134,10 +198,10 @@ impl Slot {
         let spec = self.spec;
         tracing::debug_span!(
             "component_fetch",
-            owner = spec.owner,
-            field = spec.field,
+            owner = self.owner,
+            field = &*self.field,
             source = spec.source,
-            key = %SpanKey(spec),
+            key = %SpanKey(self),
             outcome = tracing::field::Empty,
             elapsed_ms = tracing::field::Empty,
         )
@@ -176,10 +240,16 @@ impl Slot {
 /// The results of one run of a [`Plan`], taken field by field.
 pub struct Outcomes<'p> {
     slots: &'p [Slot],
+    groups: &'p [Group],
     spans: Vec<tracing::Span>,
     results: Vec<Option<(Result<Got, ComponentError>, Duration)>>,
     /// Which fields the `fallback_to` source answered (converted as that source says).
     via_fallback: Vec<bool>,
+    /// The next slot and `Option` group to take, when taken in planning order.
+    next: usize,
+    next_group: usize,
+    /// The errors of the fields taken in planning order.
+    errors: Vec<ComponentError>,
 }
 
 fn fallbackable(kind: ErrorKind) -> bool {
@@ -205,23 +275,133 @@ impl<'s> Plan<'s> {
             sources,
             slots: Vec::with_capacity(fields),
             last: None,
+            scopes: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
-    fn slot(&self, spec: &'static FieldSpec, sensitive: bool) -> Slot {
+    /// Plans the sub-struct of a `nested` field (`plan` is its [`Nested::plan`]): its
+    /// fields join this plan with their paths below the field and the field's prefixes.
+    pub fn nest(&mut self, nest: &'static Nest, plan: PlanFn) {
         let lookup = |name: &str| self.sources.env().get(name);
-        let (request, failure) = match FetchRequest::resolved(spec, &lookup) {
+        let own_key_prefix = nest
+            .key_prefix
+            .map(|p| crate::placeholder::expand(p, &lookup).map_err(|e| Arc::from(e.to_string())))
+            .transpose();
+        let segment = match nest.env_prefix {
+            Some(p) => p.to_owned(),
+            None => format!("{}_", nest.field.to_uppercase()),
+        };
+        let frame = match self.scopes.last() {
+            None => Frame {
+                owner: nest.owner,
+                path: nest.field.to_owned(),
+                env_prefix: format!("{}{segment}", nest.owner_env_prefix),
+                key_prefix: own_key_prefix.map(|p| p.map(Cow::into_owned).unwrap_or_default()),
+            },
+            Some(parent) => Frame {
+                owner: parent.owner,
+                path: format!("{}.{}", parent.path, nest.field),
+                env_prefix: format!("{}{segment}", parent.env_prefix),
+                key_prefix: match (&parent.key_prefix, own_key_prefix) {
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(_), Err(e)) => Err(e),
+                    (Ok(outer), Ok(own)) => Ok(format!("{outer}{}", own.unwrap_or_default())),
+                },
+            },
+        };
+        self.scopes.push(frame);
+        plan(self);
+        self.scopes.pop();
+    }
+
+    /// Plans `Option<S>`: its fields are remembered as a group, absent together.
+    pub fn optional<S: Nested>(&mut self) {
+        let at = self.groups.len();
+        self.groups.push(Group {
+            start: self.slots.len(),
+            end: self.slots.len(),
+            inner: 0,
+        });
+        S::plan(self);
+        let inner = self.groups.len() - at - 1;
+        let end = self.slots.len();
+        self.groups[at].end = end;
+        self.groups[at].inner = inner;
+    }
+
+    /// Every field planned so far, as the sources resolve it.
+    pub fn describe(&self) -> Vec<ComponentSource> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let p = slot.provenance();
+                ComponentSource {
+                    path: format!("{}.{}", slot.owner, slot.field),
+                    spec: slot.spec,
+                    key_label: p.key_label.into_owned(),
+                    key: p.key,
+                    location: p.location,
+                    problem: match &slot.primary {
+                        Some(Route::Fail(detail)) => Some(detail.to_string()),
+                        _ => None,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The field's request, with `${VAR}`s resolved and, when nested, its path and env
+    /// variable name in the tree.
+    fn request_for(&self, spec: &'static FieldSpec) -> Result<FetchRequest, Arc<str>> {
+        let lookup = |name: &str| self.sources.env().get(name);
+        let request =
+            FetchRequest::resolved(spec, &lookup).map_err(|e| Arc::from(e.to_string()))?;
+        Ok(match self.scopes.last() {
+            None => request,
+            Some(frame) => request
+                .in_field(frame.owner, format!("{}.{}", frame.path, spec.field))
+                .with_default_key(format!("{}{}", frame.env_prefix, spec.field.to_uppercase())),
+        })
+    }
+
+    /// `request` with the `key_prefix` of the nested fields around it, as `source` reads
+    /// it: not for a source that keys by field name (its variables take `env_prefix`),
+    /// never for SQL text nor a key bound into SQL.
+    fn prefixed(&self, request: FetchRequest, source: &dyn Source) -> Result<FetchRequest, Arc<str>> {
+        let Some(frame) = self.scopes.last() else {
+            return Ok(request);
+        };
+        let prefix = frame.key_prefix.as_ref().map_err(Arc::clone)?;
+        if prefix.is_empty() || source.keys_by_field_name() {
+            return Ok(request);
+        }
+        Ok(request.with_key_prefix(prefix))
+    }
+
+    fn slot(&self, spec: &'static FieldSpec, sensitive: bool) -> Slot {
+        let (request, failure) = match self.request_for(spec) {
             Ok(r) => (Some(r), None),
-            Err(e) => (None, Some(Route::Fail(e.to_string().into()))),
+            Err(e) => (None, Some(Route::Fail(e))),
+        };
+        let (owner, field) = match self.scopes.last() {
+            None => (spec.owner, Cow::Borrowed(spec.field)),
+            Some(frame) => (
+                frame.owner,
+                Cow::Owned(format!("{}.{}", frame.path, spec.field)),
+            ),
         };
         Slot {
             spec,
+            owner,
+            field,
             source: None,
             sensitive,
             request,
             primary: failure,
             fallback: None,
             fallback_request: None,
+            decoders: None,
         }
     }
 
@@ -264,13 +444,19 @@ impl<'s> Plan<'s> {
     ) -> Handle<T> {
         let sensitive = spec.sensitive || secret_type;
         let mut slot = self.slot(spec, sensitive);
+        slot.decoders = Some(Decoders::of::<T>());
         if slot.primary.is_none() {
-            let primary = self.route::<T>(spec.source, spec);
+            let mut primary = self.route::<T>(spec.source, spec);
             if let Route::Raw(s) = &primary {
                 // Secrecy and value handling follow the source, not its name.
                 slot.sensitive |= s.is_sensitive();
-                slot.request = slot.request.take().map(|r| for_source(r, s.as_ref()));
                 slot.source = Some(s.clone());
+                if let Some(r) = slot.request.take() {
+                    match self.prefixed(r, s.as_ref()) {
+                        Ok(r) => slot.request = Some(for_source(r, s.as_ref())),
+                        Err(e) => primary = Route::Fail(e),
+                    }
+                }
             }
             slot.primary = Some(primary);
             slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
@@ -278,8 +464,9 @@ impl<'s> Plan<'s> {
             // gets the request in its own wire form.
             if let Some(Route::Raw(fb)) = &slot.fallback {
                 slot.sensitive |= fb.is_sensitive();
-                let lookup = |name: &str| self.sources.env().get(name);
-                slot.fallback_request = FetchRequest::resolved(spec, &lookup)
+                slot.fallback_request = self
+                    .request_for(spec)
+                    .and_then(|r| self.prefixed(r, fb.as_ref()))
                     .ok()
                     .map(|r| for_source(r, fb.as_ref()));
             }
@@ -308,6 +495,14 @@ impl<'s> Plan<'s> {
         self.push(slot)
     }
 
+    /// Makes a fetcher field's `fallback` literal and `fallback_to` answers decodable.
+    pub fn decodes<T: DeserializeOwned + Send + 'static>(&mut self, handle: Handle<T>) -> Handle<T> {
+        if let Some(slot) = self.slots.get_mut(handle.index) {
+            slot.decoders = Some(Decoders::of::<T>());
+        }
+        handle
+    }
+
     fn push<T>(&mut self, slot: Slot) -> Handle<T> {
         self.slots.push(slot);
         Handle {
@@ -330,9 +525,13 @@ impl<'s> Plan<'s> {
         let via_fallback = self.fallback_round(&spans, &mut results).await;
         Outcomes {
             slots: &self.slots,
+            groups: &self.groups,
             spans,
             results,
             via_fallback,
+            next: 0,
+            next_group: 0,
+            errors: Vec::new(),
         }
     }
 
@@ -596,16 +795,8 @@ fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
 }
 
 impl Outcomes<'_> {
-    fn finish<T>(
-        &mut self,
-        index: usize,
-        convert_raw: impl FnOnce(RawValue, &Target<'_>) -> Result<T, ComponentError>,
-        absent: impl FnOnce() -> Option<T>,
-        fallback: impl FnOnce(&'static str, &Target<'_>) -> Option<Result<T, ComponentError>>,
-    ) -> Result<T, ComponentError>
-    where
-        T: 'static,
-    {
+    /// The field's value: converted, or absent, or its `fallback`; recorded in its span.
+    fn finish(&mut self, index: usize) -> Result<Value, ComponentError> {
         let slot = &self.slots[index];
         let provenance = || slot.provenance();
         let fallback_source = match (&slot.fallback, self.via_fallback[index]) {
@@ -627,32 +818,31 @@ impl Outcomes<'_> {
         });
         let mut outcome = "ok";
         let converted = match result {
-            Ok(Got::Raw(raw)) => match too_large(&raw, &target) {
-                Some(e) => Err(e),
-                None => convert_raw(raw, &target),
-            },
-            Ok(Got::Typed(any)) => match any.downcast::<T>() {
-                Ok(v) => Ok(*v),
-                Err(_) => Err(convert::error(
+            Ok(Got::Raw(raw)) => match (too_large(&raw, &target), slot.decoders) {
+                (Some(e), _) => Err(e),
+                (None, Some(d)) => (d.raw)(raw, &target),
+                (None, None) => Err(convert::error(
                     ErrorKind::Config,
                     &target,
-                    format!(
-                        "the fetcher produced another type than `{}`",
-                        slot.spec.type_name
-                    ),
+                    format!("`{}` does not implement `serde::Deserialize`; only a fetcher of that type can serve it", slot.spec.type_name),
                 )),
             },
+            Ok(Got::Typed(any)) => Ok(any),
             Err(e) => Err(e),
         };
+        let decoders = slot.decoders;
+        let fallback = |text: &'static str, t: &Target<'_>| decoders.map(|d| (d.text)(text.to_owned(), t));
         let result = match converted {
             Ok(v) => Ok(v),
-            Err(e) if e.kind() == ErrorKind::NotFound => match absent() {
-                Some(v) => {
-                    outcome = "absent";
-                    Ok(v)
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                match decoders.and_then(|d| (d.absent)()) {
+                    Some(v) => {
+                        outcome = "absent";
+                        Ok(v)
+                    }
+                    None => use_fallback(e, &target, fallback, &mut outcome),
                 }
-                None => use_fallback(e, &target, fallback, &mut outcome),
-            },
+            }
             Err(e) if fallbackable(e.kind()) => use_fallback(e, &target, fallback, &mut outcome),
             Err(e) => Err(e),
         };
@@ -673,43 +863,119 @@ impl Outcomes<'_> {
         result
     }
 
-    /// The converted value of a `fetch_from` field (absent `Option` = `None`, `fallback`
-    /// applied when the value is absent or the source failed).
-    pub fn take<T: DeserializeOwned + 'static>(
-        &mut self,
-        handle: Handle<T>,
-    ) -> Result<T, ComponentError> {
-        self.finish(
-            handle.index,
-            |raw, t| convert::decode::<T>(raw, t),
-            convert::absent::<T>,
-            |text, t| Some(convert::decode_text::<T>(text.to_owned(), t)),
-        )
-    }
-
-    /// The value of a `fetcher` field whose type need not implement `Deserialize`.
-    pub fn take_typed<T: 'static>(&mut self, handle: Handle<T>) -> Result<T, ComponentError> {
-        self.finish(
-            handle.index,
-            |_raw, t| {
-                Err(convert::error(
-                    ErrorKind::Config,
-                    t,
-                    format!("`{}` does not implement `serde::Deserialize`; only a fetcher of that type can serve it", t.spec.type_name),
+    /// The field's value in its type (absent `Option` = `None`, `fallback` applied when
+    /// the value is absent or the source failed).
+    pub fn take<T: 'static>(&mut self, handle: Handle<T>) -> Result<T, ComponentError> {
+        let value = self.finish(handle.index)?;
+        value.downcast::<T>().map(|v| *v).map_err(|_| {
+            let slot = &self.slots[handle.index];
+            ComponentError::field(ErrorKind::Config)
+                .provenance(slot.provenance())
+                .detail(format!(
+                    "the fetcher produced another type than `{}`",
+                    slot.spec.type_name
                 ))
-            },
-            || None,
-            |_, _| None,
-        )
+                .build()
+        })
     }
 
     /// The field's `fallback` literal converted, for degraded fetches.
-    pub fn fallback_value<T: DeserializeOwned + 'static>(&self, handle: &Handle<T>) -> Option<T> {
+    pub fn fallback_value<T: 'static>(&self, handle: &Handle<T>) -> Option<T> {
         let slot = &self.slots[handle.index];
         let text = slot.spec.fallback?;
+        let decoders = slot.decoders?;
         let provenance = || slot.provenance();
         let target = slot.target(&provenance);
-        convert::decode_text::<T>(text.to_owned(), &target).ok()
+        let value = (decoders.text)(text.to_owned(), &target).ok()?;
+        value.downcast::<T>().ok().map(|v| *v)
+    }
+}
+
+/// Taking results in planning order: what generated `Nested::take` implementations call.
+impl Outcomes<'_> {
+    fn next_index(&mut self) -> usize {
+        let i = self.next;
+        self.next += 1;
+        i
+    }
+
+    /// The next field's value; its error goes into the outcomes. With `available`, a
+    /// failed field takes its `fallback` literal, else `default()`.
+    pub fn field<T: 'static>(
+        &mut self,
+        available: bool,
+        default: impl FnOnce() -> Option<T>,
+    ) -> Option<T> {
+        let handle = Handle {
+            index: self.next_index(),
+            _type: PhantomData,
+        };
+        match self.take(handle) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(e);
+                available
+                    .then(|| self.fallback_value(&handle).or_else(default))
+                    .flatten()
+            }
+        }
+    }
+
+    /// The next `nested` field: its sub-struct, or, with `available`, `default()` when a
+    /// field inside failed without a `fallback` or `Default` of its own.
+    pub fn nested<S>(
+        &mut self,
+        available: bool,
+        take: TakeFn<S>,
+        default: impl FnOnce() -> Option<S>,
+    ) -> Option<S> {
+        take(self, available).or_else(|| available.then(default).flatten())
+    }
+
+    /// The next `Option<S>` field: `None` when every field of `S` (recursively) was not
+    /// found, before any `fallback`; else `S` as usual, so fields that were not found
+    /// fail (or take their `fallback`, `Option` or `Default`) one by one.
+    pub fn optional<S: Nested>(&mut self, available: bool) -> Option<Option<S>> {
+        let group = self.groups.get(self.next_group).copied();
+        self.next_group += 1;
+        if let Some(g) = group
+            && g.start == self.next
+            && g.end > g.start
+            && (g.start..g.end).all(|i| self.not_found(i))
+        {
+            for i in g.start..g.end {
+                self.results[i] = None;
+                self.spans[i].record("outcome", "absent");
+            }
+            self.next = g.end;
+            self.next_group += g.inner;
+            return Some(None);
+        }
+        S::take(self, available).map(Some)
+    }
+
+    fn not_found(&self, i: usize) -> bool {
+        matches!(&self.results[i], Some((Err(e), _)) if e.kind() == ErrorKind::NotFound)
+    }
+
+    /// `value` if every field taken was fetched, else every error.
+    pub fn into_result<T>(self, value: Option<T>) -> Result<T, Vec<ComponentError>> {
+        match value {
+            Some(v) if self.errors.is_empty() => Ok(v),
+            _ => Err(self.errors),
+        }
+    }
+
+    /// `value` with the errors of the fields that fell back, or the errors when a failed
+    /// field had nothing to fall back to.
+    pub fn into_partial<T>(self, value: Option<T>) -> Result<Partial<T>, Vec<ComponentError>> {
+        match value {
+            Some(value) => Ok(Partial {
+                value,
+                errors: self.errors,
+            }),
+            None => Err(self.errors),
+        }
     }
 }
 

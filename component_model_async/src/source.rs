@@ -428,6 +428,29 @@ impl FetchRequest {
         self
     }
 
+    /// Sets the field's default key (its env variable name in a nested struct).
+    pub(crate) fn with_default_key(mut self, key: String) -> Self {
+        self.origin.default_key = Some(Cow::Owned(key));
+        self
+    }
+
+    /// Prepends a nested field's `key_prefix` to the key, path and secret path; a key
+    /// bound into SQL (the request has a query or a table) is a value and keeps its text.
+    pub(crate) fn with_key_prefix(mut self, prefix: &str) -> Self {
+        let p = &mut self.params;
+        let add = |v: &mut Option<Text>| {
+            if let Some(v) = v {
+                *v = Cow::Owned(format!("{prefix}{v}"));
+            }
+        };
+        if p.query.is_none() && p.table.is_none() {
+            add(&mut p.key);
+        }
+        add(&mut p.path);
+        add(&mut p.secret_path);
+        self
+    }
+
     /// Makes `field = "..."` part of the request's identity: the source reads the member
     /// itself (see [`Source::selects_field`]), so two members are two requests.
     pub(crate) fn select_on_wire(&mut self) {

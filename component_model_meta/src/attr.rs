@@ -94,6 +94,12 @@ pub struct FieldAttrs {
     pub timeout: Attr<Duration>,
     pub max_size: Attr<u64>,
     pub fetcher: Attr<Expr>,
+    /// `nested`: the field's type derives `AsyncAssign` and joins this struct's fetch.
+    pub nested: Attr<()>,
+    /// `env_prefix` of a `nested` field.
+    pub env_prefix: Attr<String>,
+    /// `key_prefix` of a `nested` field.
+    pub key_prefix: Attr<String>,
     /// Every `#[component]` attribute on the field, for spans of derive-level errors.
     pub originals: Vec<syn::Attribute>,
 }
@@ -134,6 +140,9 @@ impl FieldAttrs {
             timeout: Attr::none(TIMEOUT),
             max_size: Attr::none(MAX_SIZE),
             fetcher: Attr::none(FETCHER),
+            nested: Attr::none(NESTED),
+            env_prefix: Attr::none(ENV_PREFIX),
+            key_prefix: Attr::none(KEY_PREFIX),
             originals: Vec::new(),
         };
         for attr in attrs.iter().filter(|at| at.path().is_ident(COMPONENT)) {
@@ -184,7 +193,10 @@ impl FieldAttrs {
                         let expr: Expr = meta.value()?.parse()?;
                         a.fetcher.set(cx, tokens, expr);
                     }
-                    CRATE | ENV_PREFIX => {
+                    NESTED => a.nested.set(cx, tokens, flag(&meta)?),
+                    ENV_PREFIX => a.env_prefix.set(cx, tokens, string(&meta)?.value()),
+                    KEY_PREFIX => a.key_prefix.set(cx, tokens, string(&meta)?.value()),
+                    CRATE => {
                         skip_value(&meta)?;
                         return Err(meta.error(format!(
                             "`{name}` is a container attribute; put it on the struct: `#[component({name} = ...)]`"
@@ -267,6 +279,14 @@ impl FieldAttrs {
             || self.timeout.is_some()
             || self.max_size.is_some()
             || self.fetcher.is_some()
+            || self.nested.is_some()
+            || self.env_prefix.is_some()
+            || self.key_prefix.is_some()
+    }
+
+    /// Whether the field is a `nested` sub-struct.
+    pub fn is_nested(&self) -> bool {
+        self.nested.is_some()
     }
 }
 

@@ -1,10 +1,15 @@
 //! Code generation for `#[derive(AsyncAssign)]`. Assumes `valid.rs` accepted the input.
 //!
 //! Generated, inside `const _: () = { ... };`:
-//! - one `static FieldSpec` per field (what `#[component(...)]` says);
+//! - one `static FieldSpec` per field (what `#[component(...)]` says), one `static Nest` per
+//!   `nested` field (where its sub-struct goes);
+//! - `Nested`: how the struct's fields join a plan (`plan`) and how the struct is built from
+//!   the outcomes (`take`) — the only per-struct logic; the fetch itself is generic runtime
+//!   code (`fetch_all::<Self>`), type-checked once, not once per struct;
 //! - `AsyncAssign<F, IntoT>` and `FutureAssign<F, Fut>` for each field type only one field has;
 //! - inherent `fetch_all_components[_with]`, `fetch_available_components[_with]`,
-//!   `fetch_with_resilience[_with]` and `fetch_<field>[_with]` per fetched field.
+//!   `fetch_with_resilience[_with]`, `component_sources[_with]` and `fetch_<field>[_with]`
+//!   per fetched or nested field, each a call into the runtime.
 
 use std::time::Duration;
 
@@ -85,6 +90,32 @@ fn fetcher_name(expr: &syn::Expr) -> String {
 
 fn spec_ident(i: usize) -> syn::Ident {
     format_ident!("__CM_SPEC_{}", i)
+}
+
+fn nest_ident(i: usize) -> syn::Ident {
+    format_ident!("__CM_NEST_{}", i)
+}
+
+/// `static __CM_NEST_<i>: Nest`: where a `nested` field's sub-struct goes.
+fn nest_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+    let ident = nest_ident(i);
+    let owner = input.ident.to_string();
+    let field = f.plain_name();
+    let own_prefix = input
+        .attrs
+        .env_prefix
+        .get()
+        .map(|p| p.value.clone())
+        .unwrap_or_default();
+    let mut chain = opt_lit("env_prefix", f.attrs.env_prefix.get().map(|s| s.value.as_str()));
+    chain.extend(opt_lit(
+        "key_prefix",
+        f.attrs.key_prefix.get().map(|s| s.value.as_str()),
+    ));
+    quote! {
+        #[allow(non_upper_case_globals)]
+        static #ident: #cm::Nest = #cm::Nest::new(#owner, #field, #own_prefix) #chain;
+    }
 }
 
 fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
@@ -265,8 +296,12 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
             quote!(#vis async fn fetch_with_resilience_with(sources: &#cm::Sources) -> #result_one),
         ),
         m(
-            "Where each fetched field comes from, as `#[component(...)]` says, in field order.",
+            "Where each fetched field of this struct comes from, as `#[component(...)]` says, in field order (`nested` fields are listed by `component_sources_with`).",
             quote!(#vis fn component_sources() -> &'static [&'static #cm::FieldSpec]),
+        ),
+        m(
+            "Every fetched field of the tree (nested structs included), with its full path and its key as `sources` resolve it.",
+            quote!(#vis fn component_sources_with(sources: &#cm::Sources) -> ::std::vec::Vec<#cm::ComponentSource>),
         ),
     ]
 }
@@ -324,158 +359,151 @@ fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
     match f.attrs.fetcher.get() {
         Some(expr) => {
             let e = &expr.value;
-            quote_spanned! {e.span()=> __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #secret, #e) }
+            let add = quote_spanned! {e.span()=> __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #secret, #e) };
+            // A `fallback` literal or a `fallback_to` source's answer is decoded into the type.
+            if f.attrs.fallback.is_some() || f.attrs.fallback_to.is_some() {
+                quote_spanned! {ty.span()=> { let __cm_h = #add; __cm_plan.decodes::<#ty>(__cm_h) } }
+            } else {
+                add
+            }
         }
         None => quote_spanned! {ty.span()=> __cm_plan.add::<#ty>(&#spec, #secret) },
     }
 }
 
-/// How a field's result is taken out of the outcomes.
-fn plan_take(f: &Field<'_>) -> TokenStream {
+/// The default probe of `ty`: `Some(Default::default())` when it implements `Default`.
+fn default_probe(cm: &TokenStream, ty: &Type) -> TokenStream {
+    quote_spanned! {ty.span()=> || {
+        #[allow(unused_imports)]
+        use #cm::probe::{NoDefault as _, ViaDefault as _};
+        (&#cm::probe::DefaultProbe::<#ty>::new()).probe_default()
+    }}
+}
+
+/// How a field's value is taken out of the outcomes, in planning order.
+fn take_step(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
     let ty = f.ty;
-    if f.attrs.fetcher.is_some() && f.attrs.fallback.get().is_none() {
-        quote_spanned!(ty.span()=> take_typed::<#ty>)
+    let probe = default_probe(cm, ty);
+    match nested_ops(f, i) {
+        Some(ops) => quote!(__cm_out.nested(__cm_available, Self::#ops.take, #probe)),
+        None => quote_spanned!(ty.span()=> __cm_out.field::<#ty>(__cm_available, #probe)),
+    }
+}
+
+/// The associated const holding a `nested` field's `NestedOps`.
+fn nested_ops(f: &Field<'_>, i: usize) -> Option<syn::Ident> {
+    f.attrs
+        .is_nested()
+        .then(|| format_ident!("__CM_NESTED_{}", i))
+}
+
+/// `const __CM_NESTED_<i>: NestedOps<Ty> = NestedOps::of();` for each `nested` field:
+/// the one place that requires the type to be `Nested`, so a type that is not is
+/// reported once, at the field's type.
+fn nested_consts(cm: &TokenStream, fetched: &[(usize, &Field<'_>)]) -> TokenStream {
+    fetched
+        .iter()
+        .filter_map(|(i, f)| {
+            let ops = nested_ops(f, *i)?;
+            let ty = f.ty;
+            let of = crate::ast::respan(quote!(#cm::NestedOps::<#ty>::of()), ty.span());
+            Some(quote! {
+                #[doc(hidden)]
+                #[allow(non_upper_case_globals)]
+                const #ops: #cm::NestedOps<#ty> = #of;
+            })
+        })
+        .collect()
+}
+
+/// How a field joins the plan.
+fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+    if let Some(ops) = nested_ops(f, i) {
+        let nest = nest_ident(i);
+        quote! { __cm_plan.nest(&#nest, Self::#ops.plan); }
     } else {
-        quote_spanned!(ty.span()=> take::<#ty>)
+        let add = plan_add(cm, f, i);
+        quote!(#add;)
     }
 }
 
-/// The shared fetch: every fetched field's `Result`, in field order.
-fn shared_fetch(cm: &TokenStream, fetched: &[(usize, &Field<'_>)]) -> TokenStream {
-    let n = fetched.len();
-    let adds = fetched.iter().map(|(i, f)| {
-        let h = format_ident!("__cm_h{}", i);
-        let add = plan_add(cm, f, *i);
-        quote!(let #h = #add;)
-    });
+/// `impl Nested`: the struct's fields join a plan in field order and are taken back in
+/// the same order; fields without a source get `Default`.
+fn nested_impl(
+    input: &Input<'_>,
+    cm: &TokenStream,
+    fetched: &[(usize, &Field<'_>)],
+) -> TokenStream {
+    let name = input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let plans = fetched.iter().map(|(i, f)| plan_step(cm, f, *i));
     let takes = fetched.iter().map(|(i, f)| {
-        let h = format_ident!("__cm_h{}", i);
-        let take = plan_take(f);
-        quote!(__cm_out.#take(#h))
+        let v = format_ident!("__cm_v{}", i);
+        let take = take_step(cm, f, *i);
+        quote!(let #v = #take;)
     });
-    let result_types = fetched.iter().map(|(_, f)| {
-        let ty = f.ty;
-        quote!(::core::result::Result<#ty, #cm::ComponentError>)
-    });
-    quote! {
-        #[doc(hidden)]
-        #[allow(clippy::type_complexity)]
-        async fn __component_model_fetch(__cm_sources: &#cm::Sources) -> ( #( #result_types, )* ) {
-            #[allow(unused_mut)]
-            let mut __cm_plan = #cm::Plan::with_capacity(__cm_sources, #n);
-            #( #adds )*
-            #[allow(unused_mut, unused_variables)]
-            let mut __cm_out = __cm_plan.run().await;
-            ( #( #takes, )* )
-        }
-    }
-}
-
-/// `Self { field: value, ... }`: fetched fields from their variables, others `Default`.
-fn struct_init(input: &Input<'_>) -> TokenStream {
     let inits = input.fields.iter().enumerate().map(|(i, f)| {
         let member = &f.member;
-        if f.attrs.is_fetched() && !f.attrs.skip.is_some() {
+        if (f.attrs.is_fetched() || f.attrs.is_nested()) && !f.attrs.skip.is_some() {
             let v = format_ident!("__cm_v{}", i);
-            quote!(#member: #v)
+            quote!(#member: #v?)
         } else {
             let ty = f.ty;
             quote_spanned!(ty.span()=> #member: <#ty as ::core::default::Default>::default())
         }
     });
-    quote!(Self { #( #inits, )* })
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #cm::Nested for #name #ty_generics #where_clause {
+            #[allow(unused_variables)]
+            fn plan(__cm_plan: &mut #cm::Plan<'_>) {
+                #( #plans )*
+            }
+            #[allow(unused_variables)]
+            fn take(__cm_out: &mut #cm::Outcomes<'_>, __cm_available: bool) -> ::core::option::Option<Self> {
+                #( #takes )*
+                ::core::option::Option::Some(Self { #( #inits, )* })
+            }
+        }
+    }
 }
 
-/// The bodies of [`struct_methods`], in the same order.
-fn struct_bodies(
-    input: &Input<'_>,
-    cm: &TokenStream,
-    fetched: &[(usize, &Field<'_>)],
-    spec_refs: &[syn::Ident],
-) -> Vec<TokenStream> {
-    let vars: Vec<syn::Ident> = fetched
-        .iter()
-        .map(|(i, _)| format_ident!("__cm_v{}", i))
-        .collect();
-    let n = fetched.len();
-    let init = struct_init(input);
-    let collect_all = vars.iter().map(|v| {
-        quote! {
-            let #v = match #v {
-                ::core::result::Result::Ok(v) => ::core::option::Option::Some(v),
-                ::core::result::Result::Err(e) => { __cm_errors.push(e); ::core::option::Option::None }
-            };
-        }
-    });
-    let collect_available = fetched.iter().map(|(i, f)| {
-        let v = format_ident!("__cm_v{}", i);
-        let ty = f.ty;
-        let spec = spec_ident(*i);
-        let fallback = if f.attrs.fallback.get().is_some() {
-            quote!(.or_else(|| #cm::fallback_value::<#ty>(&#spec)))
-        } else {
-            TokenStream::new()
-        };
-        quote_spanned! {ty.span()=>
-            let #v: ::core::option::Option<#ty> = match #v {
-                ::core::result::Result::Ok(v) => ::core::option::Option::Some(v),
-                ::core::result::Result::Err(e) => {
-                    __cm_errors.push(e);
-                    ::core::option::Option::None #fallback .or_else(|| {
-                        #[allow(unused_imports)]
-                        use #cm::probe::{NoDefault as _, ViaDefault as _};
-                        (&#cm::probe::DefaultProbe::<#ty>::new()).probe_default()
-                    })
-                }
-            };
-        }
-    });
-    let some = quote!(( #( ::core::option::Option::Some(#vars), )* ));
+/// The bodies of [`struct_methods`], in the same order: calls into the runtime.
+fn struct_bodies(input: &Input<'_>, cm: &TokenStream, spec_refs: &[syn::Ident]) -> Vec<TokenStream> {
+    let n = spec_refs.len();
     let owner = input.ident.to_string();
     let timeout = duration_tokens(struct_timeout(input));
     vec![
         quote!(Self::fetch_all_components_with(#cm::Sources::global()).await),
-        quote! {
-            let ( #( #vars, )* ) = Self::__component_model_fetch(sources).await;
-            #[allow(unused_mut)]
-            let mut __cm_errors = ::std::vec::Vec::new();
-            #( #collect_all )*
-            #[allow(irrefutable_let_patterns)]
-            if let #some = ( #( #vars, )* ) {
-                if __cm_errors.is_empty() {
-                    return ::core::result::Result::Ok(#init);
-                }
-            }
-            ::core::result::Result::Err(__cm_errors)
-        },
+        quote!(#cm::fetch_all::<Self>(sources).await),
         quote!(Self::fetch_available_components_with(#cm::Sources::global()).await),
-        quote! {
-            let ( #( #vars, )* ) = Self::__component_model_fetch(sources).await;
-            #[allow(unused_mut)]
-            let mut __cm_errors = ::std::vec::Vec::new();
-            #( #collect_available )*
-            #[allow(irrefutable_let_patterns)]
-            if let #some = ( #( #vars, )* ) {
-                return ::core::result::Result::Ok(#cm::Partial { value: #init, errors: __cm_errors });
-            }
-            ::core::result::Result::Err(__cm_errors)
-        },
+        quote!(#cm::fetch_available::<Self>(sources).await),
         quote!(Self::fetch_with_resilience_with(#cm::Sources::global()).await),
-        quote!(#cm::bounded(#owner, #timeout, Self::fetch_all_components_with(sources)).await),
+        quote!(#cm::bounded(#owner, #timeout, #cm::fetch_all::<Self>(sources)).await),
         quote! {
             static __CM_SOURCES: [&#cm::FieldSpec; #n] = [ #( &#spec_refs ),* ];
             &__CM_SOURCES
         },
+        quote!(#cm::describe::<Self>(sources)),
     ]
 }
 
 /// The bodies of [`field_methods`], in the same order.
 fn field_bodies(cm: &TokenStream, f: &Field<'_>, i: usize) -> [TokenStream; 2] {
     let m_with = format_ident!("{}_with", f.method("fetch", ""));
+    let global = quote!(Self::#m_with(#cm::Sources::global()).await);
+    if let Some(ops) = nested_ops(f, i) {
+        let nest = nest_ident(i);
+        return [
+            global,
+            quote!(#cm::fetch_nested(__cm_sources, &#nest, Self::#ops).await),
+        ];
+    }
     let add = plan_add(cm, f, i);
-    let take = plan_take(f);
+    let ty = f.ty;
+    let take = quote_spanned!(ty.span()=> take::<#ty>);
     [
-        quote!(Self::#m_with(#cm::Sources::global()).await),
+        global,
         quote! {
             let mut __cm_plan = #cm::Plan::new(__cm_sources);
             let __cm_h = #add;
@@ -501,13 +529,19 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
     let fetched: Vec<(usize, &Field<'_>)> = live
         .iter()
         .copied()
-        .filter(|(_, f)| f.attrs.is_fetched())
+        .filter(|(_, f)| f.attrs.is_fetched() || f.attrs.is_nested())
         .collect();
 
-    let specs: TokenStream = live
+    let mut specs: TokenStream = live
         .iter()
         .map(|(i, f)| spec_static(input, &cm, f, *i))
         .collect();
+    specs.extend(
+        fetched
+            .iter()
+            .filter(|(_, f)| f.attrs.is_nested())
+            .map(|(i, f)| nest_static(input, &cm, f, *i)),
+    );
     let gates = backend_checks(input, entry);
 
     let types: Vec<&Type> = live.iter().map(|(_, f)| f.ty).collect();
@@ -519,11 +553,16 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         .map(|((i, f), _)| assign_impl(input, &cm, f, *i))
         .collect();
 
-    let fetch_fields = shared_fetch(&cm, &fetched);
-    let spec_refs: Vec<syn::Ident> = fetched.iter().map(|(i, _)| spec_ident(*i)).collect();
+    let nested = nested_impl(input, &cm, &fetched);
+    let nested_consts = nested_consts(&cm, &fetched);
+    let spec_refs: Vec<syn::Ident> = fetched
+        .iter()
+        .filter(|(_, f)| !f.attrs.is_nested())
+        .map(|(i, _)| spec_ident(*i))
+        .collect();
     let methods = with_bodies(
         struct_methods(input, &cm),
-        struct_bodies(input, &cm, &fetched, &spec_refs),
+        struct_bodies(input, &cm, &spec_refs),
     );
     let per_field: TokenStream = fetched
         .iter()
@@ -553,10 +592,11 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             #specs
             #assign_impls
             #marker
+            #nested
 
             #[automatically_derived]
             impl #impl_generics #name #ty_generics #where_clause {
-                #fetch_fields
+                #nested_consts
                 #methods
                 #per_field
             }
@@ -652,7 +692,11 @@ pub fn fallback_stub(input: &Input<'_>, entry: Entry) -> TokenStream {
     let per_field: TokenStream = input
         .fields
         .iter()
-        .filter(|f| f.attrs.is_fetched() && !f.attrs.skip.is_some() && f.original.ident.is_some())
+        .filter(|f| {
+            (f.attrs.is_fetched() || f.attrs.is_nested())
+                && !f.attrs.skip.is_some()
+                && f.original.ident.is_some()
+        })
         .map(|f| stub(field_methods(input, &cm, f).into()))
         .collect();
     quote! {
@@ -660,6 +704,11 @@ pub fn fallback_stub(input: &Input<'_>, entry: Entry) -> TokenStream {
         impl #impl_generics #name #ty_generics #where_clause {
             #methods
             #per_field
+        }
+        #[allow(dead_code, unused, clippy::all)]
+        impl #impl_generics #cm::Nested for #name #ty_generics #where_clause {
+            fn plan(_: &mut #cm::Plan<'_>) { ::core::unimplemented!() }
+            fn take(_: &mut #cm::Outcomes<'_>, _: bool) -> ::core::option::Option<Self> { ::core::unimplemented!() }
         }
     }
 }

@@ -31,6 +31,8 @@ pub const TOPIC: &str = "topic";
 pub const TIMEOUT: &str = "timeout";
 pub const MAX_SIZE: &str = "max_size";
 pub const FETCHER: &str = "fetcher";
+pub const NESTED: &str = "nested";
+pub const KEY_PREFIX: &str = "key_prefix";
 
 // Container keys.
 pub const CRATE: &str = "crate";
@@ -63,6 +65,9 @@ pub const FIELD_KEYS: &[&str] = &[
     TIMEOUT,
     MAX_SIZE,
     FETCHER,
+    NESTED,
+    ENV_PREFIX,
+    KEY_PREFIX,
 ];
 
 /// Every key allowed on the struct itself.

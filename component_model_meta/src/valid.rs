@@ -29,11 +29,11 @@ pub fn check_sync(cx: &Ctxt, input: &Input<'_>, derive: &str, needs_names: bool)
 
 fn check_skip(cx: &Ctxt, field: &Field<'_>) {
     if let Some(skip) = field.attrs.skip.get()
-        && field.attrs.is_fetched()
+        && (field.attrs.is_fetched() || field.attrs.is_nested())
     {
         cx.error_spanned_by(
                 skip,
-                "`skip` cannot be combined with `fetch_from` or `fetcher`: a skipped field is never fetched",
+                "`skip` cannot be combined with `fetch_from`, `fetcher` or `nested`: a skipped field is never fetched",
             );
     }
 }
@@ -67,11 +67,25 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
     {
         cx.error_spanned_by(t, "`timeout` must be greater than zero");
     }
-    if let Some(p) = input.attrs.env_prefix.get()
-        && !p
-            .value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    if let Some(p) = input.attrs.env_prefix.get() {
+        check_env_prefix(cx, p);
+    }
+    for field in &input.fields {
+        check_skip(cx, field);
+        if field.attrs.is_nested() {
+            check_nested(cx, input, field);
+        } else {
+            check_prefixes_need_nested(cx, field);
+            check_async_field(cx, field);
+        }
+    }
+}
+
+fn check_env_prefix(cx: &Ctxt, p: &crate::attr::Str) {
+    if !p
+        .value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
         cx.error_spanned_by(
             p,
@@ -81,10 +95,100 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
             ),
         );
     }
-    for field in &input.fields {
-        check_skip(cx, field);
-        check_async_field(cx, field);
+}
+
+/// `env_prefix`/`key_prefix` on a field only place a `nested` sub-struct.
+fn check_prefixes_need_nested(cx: &Ctxt, field: &Field<'_>) {
+    let a = &field.attrs;
+    if let Some(p) = a.env_prefix.get() {
+        cx.error_spanned_by(
+            p,
+            "`env_prefix` on a field needs `nested` (it places a nested struct's variables); for this struct's own fields put it on the struct: `#[component(env_prefix = \"...\")]`",
+        );
     }
+    if let Some(p) = a.key_prefix.get() {
+        cx.error_spanned_by(
+            p,
+            "`key_prefix` needs `nested` on the same field: it is prepended to the keys of a nested struct's fields",
+        );
+    }
+}
+
+/// A `nested` field takes its values from its own struct's fields: it names no source and
+/// no key of its own, only where the sub-struct goes (`env_prefix`, `key_prefix`), and it
+/// cannot contain the struct it is in.
+fn check_nested(cx: &Ctxt, input: &Input<'_>, field: &Field<'_>) {
+    let a = &field.attrs;
+    let ty = field.type_string();
+    for (name, tokens) in [
+        (
+            "fetch_from",
+            a.fetch_from.get().map(|s| s.to_token_stream()),
+        ),
+        ("fetcher", a.fetcher.get().map(|s| s.to_token_stream())),
+    ] {
+        if let Some(tokens) = tokens {
+            cx.error_spanned_by(
+                tokens,
+                format!("`nested` and `{name}` cannot be used together: the fields of `{ty}` say where their values come from"),
+            );
+        }
+    }
+    let mut others: Vec<(&'static str, proc_macro2::TokenStream)> = source_keys(field)
+        .into_iter()
+        .filter_map(|(name, tokens)| tokens.map(|t| (name, t)))
+        .collect();
+    for (name, tokens) in [
+        ("secret", a.secret.get().map(|s| s.to_token_stream())),
+        ("fallback", a.fallback.get().map(|s| s.to_token_stream())),
+        ("timeout", a.timeout.get().map(|s| s.to_token_stream())),
+        ("max_size", a.max_size.get().map(|s| s.to_token_stream())),
+        (
+            "retry_attempts",
+            a.retry_attempts.get().map(|s| s.to_token_stream()),
+        ),
+        ("ttl", a.ttl.get().map(|s| s.to_token_stream())),
+        ("cache_for", a.cache_for.get().map(|s| s.to_token_stream())),
+        (
+            "circuit_breaker",
+            a.circuit_breaker.get().map(|s| s.to_token_stream()),
+        ),
+        (
+            "stream_from",
+            a.stream_from.get().map(|s| s.to_token_stream()),
+        ),
+    ] {
+        if let Some(t) = tokens {
+            others.push((name, t));
+        }
+    }
+    for (name, tokens) in others {
+        cx.error_spanned_by(
+            tokens,
+            format!("`{name}` does not apply to a `nested` field; put it on the fields of `{ty}` (a nested field takes only `env_prefix` and `key_prefix`)"),
+        );
+    }
+    if let Some(p) = a.env_prefix.get() {
+        check_env_prefix(cx, p);
+    }
+    if mentions(field.ty, input.ident) {
+        cx.error_spanned_by(
+            field.ty,
+            format!("`nested` field `{}` contains `{}` itself: a struct cannot nest itself (its fetch would never end)", field.plain_name(), input.ident),
+        );
+    }
+}
+
+/// Whether `ty` names `Self` or `ident` anywhere (`Self`, `Option<Box<Config>>`).
+fn mentions(ty: &syn::Type, ident: &syn::Ident) -> bool {
+    fn walk(tokens: proc_macro2::TokenStream, ident: &syn::Ident) -> bool {
+        tokens.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == "Self" || i == *ident,
+            proc_macro2::TokenTree::Group(g) => walk(g.stream(), ident),
+            _ => false,
+        })
+    }
+    walk(ty.to_token_stream(), ident)
 }
 
 /// One field of `#[derive(AsyncAssign)]`, in named steps. Which keys a backend reads and

@@ -1,0 +1,238 @@
+//! Nested configuration structs: `#[component(nested)]` puts every fetched field of a
+//! sub-struct (recursively) into its parent's plan, so a whole tree is one concurrent,
+//! coalesced fetch, and every error names its full path (`AppConfig.replica.port`).
+//!
+//! The derive implements [`Nested`] for every `#[derive(AsyncAssign)]` struct; the
+//! generated `fetch_*` methods are thin calls into the generic functions below.
+
+use std::fmt;
+
+use crate::error::ComponentError;
+use crate::partial::Partial;
+use crate::plan::{Outcomes, Plan, PlanFn, TakeFn};
+use crate::source::FieldSpec;
+use crate::sources::Sources;
+
+/// A struct whose fields can join a fetch plan: implemented by `#[derive(AsyncAssign)]`,
+/// and for `Option<T>` of such a struct (absent when none of its fields is found).
+///
+/// Not meant to be implemented by hand; the derive's `#[component(nested)]` requires it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `nested` component: it does not `#[derive(AsyncAssign)]`",
+    label = "`nested` needs a struct that derives `AsyncAssign` (or an `Option` of one)",
+    note = "add `#[derive(AsyncAssign)]` to the struct, or fetch this field with `fetch_from`/`fetcher` instead of `nested`"
+)]
+pub trait Nested: Sized {
+    /// Adds every fetched field of `Self`, recursively, to `plan`, in field order.
+    fn plan(plan: &mut Plan<'_>);
+
+    /// Takes `Self` out of `out`, in the order [`Nested::plan`] added its fields; errors go
+    /// into `out`. `available`: failed fields take their `fallback` or `Default`.
+    fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self>;
+}
+
+/// A sub-struct's [`Nested`] functions, taken once where a `nested` field is declared, so
+/// a type that is not `Nested` is reported there once, not at every use.
+pub struct NestedOps<T> {
+    /// `T::plan`.
+    pub plan: PlanFn,
+    /// `T::take`.
+    pub take: TakeFn<T>,
+}
+
+impl<T> Clone for NestedOps<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for NestedOps<T> {}
+
+impl<T> NestedOps<T> {
+    /// The functions of `T`.
+    pub const fn of() -> Self
+    where
+        T: Nested,
+    {
+        NestedOps {
+            plan: T::plan,
+            take: T::take,
+        }
+    }
+}
+
+impl<S: Nested> Nested for Option<S> {
+    fn plan(plan: &mut Plan<'_>) {
+        plan.optional::<S>();
+    }
+
+    fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self> {
+        out.optional::<S>(available)
+    }
+}
+
+/// Where a `nested` field puts its sub-struct: what `#[component(nested, ...)]` says.
+/// Built by the derive as a `static`.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Nest {
+    /// The struct that has the field.
+    pub owner: &'static str,
+    /// The field name.
+    pub field: &'static str,
+    /// The owner's own `env_prefix` (used when the owner is the root of the fetch).
+    pub owner_env_prefix: &'static str,
+    /// `env_prefix = "..."` on the field; `None`: the field name upper-cased and `_`.
+    pub env_prefix: Option<&'static str>,
+    /// `key_prefix = "..."` on the field.
+    pub key_prefix: Option<&'static str>,
+}
+
+impl Nest {
+    /// A nesting with no prefixes of its own.
+    pub const fn new(owner: &'static str, field: &'static str, owner_env_prefix: &'static str) -> Self {
+        Nest {
+            owner,
+            field,
+            owner_env_prefix,
+            env_prefix: None,
+            key_prefix: None,
+        }
+    }
+
+    /// Sets `env_prefix`.
+    #[must_use]
+    pub const fn env_prefix(mut self, prefix: &'static str) -> Self {
+        self.env_prefix = Some(prefix);
+        self
+    }
+
+    /// Sets `key_prefix`.
+    #[must_use]
+    pub const fn key_prefix(mut self, prefix: &'static str) -> Self {
+        self.key_prefix = Some(prefix);
+        self
+    }
+}
+
+/// One fetched field of a tree as a set of [`Sources`] resolves it: its full path, the
+/// source, the key as sent (prefixes applied, `${VAR}` resolved) and where the source
+/// lives. Returned by the generated `component_sources_with(&Sources)`.
+///
+/// ```
+/// use component_model_async::{async_trait, AsyncAssign, EnvSource, FetchRequest, RawValue, Source, SourceError, Sources};
+///
+/// #[derive(AsyncAssign, Debug)]
+/// struct Db {
+///     #[component(fetch_from = "env")]
+///     host: String,
+///     #[component(fetch_from = "kv", key = "db/port")]
+///     port: u16,
+/// }
+///
+/// #[derive(AsyncAssign, Debug)]
+/// #[component(env_prefix = "APP_")]
+/// struct App {
+///     #[component(nested)]
+///     database: Db,
+///     #[component(nested, env_prefix = "RO_", key_prefix = "replica/")]
+///     replica: Db,
+/// }
+///
+/// /// A key-value store that answers every key with "5432".
+/// struct Kv;
+/// #[async_trait]
+/// impl Source for Kv {
+///     async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+///         Ok(RawValue::Text("5432".into()))
+///     }
+/// }
+///
+/// let sources = Sources::new().with_env(EnvSource::from_map([("X", "1")])).register("kv", Kv);
+/// let listed: Vec<String> = App::component_sources_with(&sources)
+///     .iter()
+///     .map(|s| format!("{} {} {}", s.path, s.key_label, s.key.as_deref().unwrap_or("-")))
+///     .collect();
+/// assert_eq!(listed, [
+///     "App.database.host variable APP_DATABASE_HOST",
+///     "App.database.port key db/port",
+///     "App.replica.host variable APP_RO_HOST",
+///     "App.replica.port key replica/db/port",
+/// ]);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ComponentSource {
+    /// `Root.field.subfield`.
+    pub path: String,
+    /// What the field's attributes say.
+    pub spec: &'static FieldSpec,
+    /// What the key is called by the source (`key`, `variable`, `secret`, `query`, ...).
+    pub key_label: String,
+    /// The key as the source will be asked for it, if the field has one.
+    pub key: Option<String>,
+    /// Where the source lives (`http://127.0.0.1:8500`), if it says.
+    pub location: Option<String>,
+    /// Why the field cannot be fetched with these sources (an unknown source name, an
+    /// unset `${VAR}`), if it cannot.
+    pub problem: Option<String>,
+}
+
+impl fmt::Display for ComponentSource {
+    /// `App.replica.port: consul key `replica/db/port` at http://127.0.0.1:8500`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.spec.source)?;
+        if let Some(key) = &self.key {
+            write!(f, " {} `{key}`", self.key_label)?;
+        }
+        if let Some(loc) = &self.location {
+            write!(f, " at {loc}")?;
+        }
+        if let Some(problem) = &self.problem {
+            write!(f, " (cannot be fetched: {problem})")?;
+        }
+        Ok(())
+    }
+}
+
+/// `fetch_all_components_with`: the whole tree, or every error.
+pub async fn fetch_all<T: Nested>(sources: &Sources) -> Result<T, Vec<ComponentError>> {
+    let mut plan = Plan::new(sources);
+    T::plan(&mut plan);
+    let mut out = plan.run().await;
+    let value = T::take(&mut out, false);
+    out.into_result(value)
+}
+
+/// `fetch_available_components_with`: the tree with failed fields at their `fallback` or
+/// `Default`, and the errors.
+pub async fn fetch_available<T: Nested>(
+    sources: &Sources,
+) -> Result<Partial<T>, Vec<ComponentError>> {
+    let mut plan = Plan::new(sources);
+    T::plan(&mut plan);
+    let mut out = plan.run().await;
+    let value = T::take(&mut out, true);
+    out.into_partial(value)
+}
+
+/// `fetch_<field>_with` of a `nested` field: its sub-tree, with the paths and prefixes it
+/// has inside its parent.
+pub async fn fetch_nested<T>(
+    sources: &Sources,
+    nest: &'static Nest,
+    ops: NestedOps<T>,
+) -> Result<T, ComponentError> {
+    let mut plan = Plan::new(sources);
+    plan.nest(nest, ops.plan);
+    let mut out = plan.run().await;
+    let value = (ops.take)(&mut out, false);
+    out.into_result(value).map_err(ComponentError::from)
+}
+
+/// `component_sources_with`: every fetched field of the tree, resolved against `sources`.
+pub fn describe<T: Nested>(sources: &Sources) -> Vec<ComponentSource> {
+    let mut plan = Plan::new(sources);
+    T::plan(&mut plan);
+    plan.describe()
+}
