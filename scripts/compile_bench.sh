@@ -2,24 +2,37 @@
 # Compile-time benchmark: N structs of 10 fields each, built with #[derive(ComponentModel)],
 # with #[derive(AsyncAssign)] (every field `fetch_from = "env"`), and with
 # #[derive(serde::Deserialize)] (the baseline; with `Default, Debug` like the async crate),
-# in the same run.
+# in the same run; and `nested`: T trees of 3 levels with 50 leaf fields each (a root with
+# 5 fields and 3 nested structs of 5 fields, each with a nested struct of 10) against T
+# flat structs with the same 50 fields.
 # Dependencies are built first; only the generated crate is timed (median of RUNS rebuilds).
 #
 #   scripts/compile_bench.sh            # N=50, RUNS=5
-#   N=100 RUNS=3 scripts/compile_bench.sh
+#   N=100 RUNS=3 T=10 scripts/compile_bench.sh
 set -euo pipefail
 N=${N:-50}
 RUNS=${RUNS:-5}
+T=${T:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/target/compile-bench"
-rm -rf "$work/cm" "$work/serde" "$work/async" "$work/serde_dd"
-mkdir -p "$work/cm/src" "$work/serde/src" "$work/async/src" "$work/serde_dd/src"
+rm -rf "$work/cm" "$work/serde" "$work/async" "$work/serde_dd" "$work/tree" "$work/flat"
+mkdir -p "$work/cm/src" "$work/serde/src" "$work/async/src" "$work/serde_dd/src" "$work/tree/src" "$work/flat/src"
 
 cat > "$work/Cargo.toml" <<TOML
 [workspace]
 resolver = "3"
-members = ["cm", "serde", "async", "serde_dd"]
+members = ["cm", "serde", "async", "serde_dd", "tree", "flat"]
 TOML
+for k in tree flat; do
+cat > "$work/$k/Cargo.toml" <<TOML
+[package]
+name = "bench_$k"
+version = "0.0.0"
+edition = "2024"
+[dependencies]
+component_model = { path = "$root/component_model", features = ["async"] }
+TOML
+done
 cat > "$work/cm/Cargo.toml" <<TOML
 [package]
 name = "bench_cm"
@@ -70,9 +83,44 @@ gen "serde::Deserialize" "" > "$work/serde/src/lib.rs"
 gen "component_model::AsyncAssign, Default, Debug" '#[component(fetch_from = "env")]' > "$work/async/src/lib.rs"
 gen "serde::Deserialize, Default, Debug" "" > "$work/serde_dd/src/lib.rs"
 
+types=(String u8 u16 u32 u64 i8 i16 "Vec<String>" "Option<u64>" bool)
+field() { # $1 = name, $2 = index into types
+  echo "  #[component(fetch_from = \"env\")] pub $1: ${types[$(($2 % 10))]},"
+}
+gen_tree() { # T roots, each 5 fields + 3 × (5 fields + nested 10 fields) = 50 leaves
+  echo "#![allow(dead_code)]"
+  echo "use component_model::AsyncAssign;"
+  for t in $(seq 1 "$T"); do
+    for b in 1 2 3; do
+      echo "#[derive(AsyncAssign, Default, Debug)] pub struct L3_${t}_$b {"
+      for f in $(seq 0 9); do field "f$f" "$f"; done
+      echo "}"
+      echo "#[derive(AsyncAssign, Default, Debug)] pub struct L2_${t}_$b {"
+      for f in $(seq 0 4); do field "f$f" "$f"; done
+      echo "  #[component(nested)] pub inner: L3_${t}_$b,"
+      echo "}"
+    done
+    echo "#[derive(AsyncAssign, Default, Debug)] pub struct Root$t {"
+    for f in $(seq 0 4); do field "f$f" "$f"; done
+    for b in 1 2 3; do echo "  #[component(nested)] pub b$b: L2_${t}_$b,"; done
+    echo "}"
+  done
+}
+gen_flat() { # T structs of the same 50 leaves
+  echo "#![allow(dead_code)]"
+  echo "use component_model::AsyncAssign;"
+  for t in $(seq 1 "$T"); do
+    echo "#[derive(AsyncAssign, Default, Debug)] pub struct Flat$t {"
+    for f in $(seq 0 49); do field "f$f" "$f"; done
+    echo "}"
+  done
+}
+gen_tree > "$work/tree/src/lib.rs"
+gen_flat > "$work/flat/src/lib.rs"
+
 cd "$work"
-cargo build -q -p bench_cm -p bench_serde -p bench_async -p bench_serde_dd 2>/dev/null \
-  || cargo build -p bench_cm -p bench_serde -p bench_async -p bench_serde_dd
+pkgs=(-p bench_cm -p bench_serde -p bench_async -p bench_serde_dd -p bench_tree -p bench_flat)
+cargo build -q "${pkgs[@]}" 2>/dev/null || cargo build "${pkgs[@]}"
 
 time_build() { # $1 = package, $2 = dir; prints median seconds
   local samples=()
@@ -98,3 +146,8 @@ printf 'ratio ComponentModel / serde = %.2f\n' "$(echo "$cm / $sd" | bc -l)"
 printf 'AsyncAssign (+Default, Debug; every field fetch_from = "env") build: %.3f s (median)\n' "$as"
 printf 'serde::Deserialize (+Default, Debug) build: %.3f s (median)\n' "$sdd"
 printf 'ratio AsyncAssign / serde = %.2f\n' "$(echo "$as / $sdd" | bc -l)"
+tr=$(time_build bench_tree tree)
+fl=$(time_build bench_flat flat)
+printf 'nested: %s trees of 3 levels, 50 leaves each: %.3f s (median)\n' "$T" "$tr"
+printf 'flat: %s structs of the same 50 fields: %.3f s (median)\n' "$T" "$fl"
+printf 'ratio tree / flat = %.2f\n' "$(echo "$tr / $fl" | bc -l)"

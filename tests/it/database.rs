@@ -19,7 +19,7 @@ const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// A PostgreSQL pool whose connections use a schema of their own (dropped by the test), so
 /// tables named by attributes (which must be literals) are unique to this run.
-async fn pg_isolated(max: u32) -> Option<(PgPool, String)> {
+pub(crate) async fn pg_isolated(max: u32) -> Option<(PgPool, String)> {
     let admin = pg(1).await?;
     let schema = unique("cm_schema");
     exec(&admin, format!("CREATE SCHEMA {schema}")).await;
@@ -32,7 +32,7 @@ async fn pg_isolated(max: u32) -> Option<(PgPool, String)> {
     Some((pool, schema))
 }
 
-async fn drop_schema(pool: &PgPool, schema: &str) {
+pub(crate) async fn drop_schema(pool: &PgPool, schema: &str) {
     exec(pool, format!("DROP SCHEMA {schema} CASCADE")).await;
 }
 
@@ -87,7 +87,7 @@ async fn sqlite_memory() -> SqlitePool {
         .expect("in-memory sqlite")
 }
 
-async fn exec<'e, E>(db: E, sql: String)
+pub(crate) async fn exec<'e, E>(db: E, sql: String)
 where
     E: sqlx::Executor<'e>,
 {

@@ -8,6 +8,7 @@ mod conversion;
 mod database;
 mod http;
 mod layers;
+mod nested;
 mod redis;
 mod sync_model;
 mod vault;
