@@ -3,27 +3,31 @@
 # with #[derive(AsyncAssign)] (every field `fetch_from = "env"`), and with
 # #[derive(serde::Deserialize)] (the baseline; with `Default, Debug` like the async crate),
 # in the same run; and `nested`: T trees of 3 levels with 50 leaf fields each (a root with
-# 5 fields and 3 nested structs of 5 fields, each with a nested struct of 10) against T
-# flat structs with the same 50 fields.
+# 2 fields and 3 nested structs of 6 fields, each with a nested struct of 10) against T
+# flat structs with the same 50 fields, for AsyncAssign and for serde (same shapes). Leaf
+# types come in pairs within each struct, so neither layout gets per-type AsyncAssign impls
+# and the comparison is of the nesting alone.
+# Incremental compilation is off: every build runs the whole front end (a clean build, CI).
 # Dependencies are built first; only the generated crate is timed (median of RUNS rebuilds).
 #
 #   scripts/compile_bench.sh            # N=50, RUNS=5
 #   N=100 RUNS=3 T=10 scripts/compile_bench.sh
 set -euo pipefail
+export CARGO_INCREMENTAL=0
 N=${N:-50}
 RUNS=${RUNS:-5}
 T=${T:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/target/compile-bench"
-rm -rf "$work/cm" "$work/serde" "$work/async" "$work/serde_dd" "$work/tree" "$work/flat"
-mkdir -p "$work/cm/src" "$work/serde/src" "$work/async/src" "$work/serde_dd/src" "$work/tree/src" "$work/flat/src"
+rm -rf "$work/cm" "$work/serde" "$work/async" "$work/serde_dd" "$work/tree" "$work/flat" "$work/stree" "$work/sflat"
+mkdir -p "$work/cm/src" "$work/serde/src" "$work/async/src" "$work/serde_dd/src" "$work/tree/src" "$work/flat/src" "$work/stree/src" "$work/sflat/src"
 
 cat > "$work/Cargo.toml" <<TOML
 [workspace]
 resolver = "3"
-members = ["cm", "serde", "async", "serde_dd", "tree", "flat"]
+members = ["cm", "serde", "async", "serde_dd", "tree", "flat", "stree", "sflat"]
 TOML
-for k in tree flat; do
+for k in tree flat stree sflat; do
 cat > "$work/$k/Cargo.toml" <<TOML
 [package]
 name = "bench_$k"
@@ -31,6 +35,7 @@ version = "0.0.0"
 edition = "2024"
 [dependencies]
 component_model = { path = "$root/component_model", features = ["async"] }
+serde = { version = "1", features = ["derive"] }
 TOML
 done
 cat > "$work/cm/Cargo.toml" <<TOML
@@ -84,10 +89,10 @@ gen "component_model::AsyncAssign, Default, Debug" '#[component(fetch_from = "en
 gen "serde::Deserialize, Default, Debug" "" > "$work/serde_dd/src/lib.rs"
 
 types=(String u8 u16 u32 u64 i8 i16 "Vec<String>" "Option<u64>" bool)
-field() { # $1 = name, $2 = index into types
-  echo "  #[component(fetch_from = \"env\")] pub $1: ${types[$(($2 % 10))]},"
+field() { # $1 = name, $2 = index: fields 2k and 2k+1 share a type
+  echo "  #[component(fetch_from = \"env\")] pub $1: ${types[$((($2 / 2) % 10))]},"
 }
-gen_tree() { # T roots, each 5 fields + 3 × (5 fields + nested 10 fields) = 50 leaves
+gen_tree() { # T roots, each 2 fields + 3 × (6 fields + nested 10 fields) = 50 leaves
   echo "#![allow(dead_code)]"
   echo "use component_model::AsyncAssign;"
   for t in $(seq 1 "$T"); do
@@ -96,12 +101,12 @@ gen_tree() { # T roots, each 5 fields + 3 × (5 fields + nested 10 fields) = 50 
       for f in $(seq 0 9); do field "f$f" "$f"; done
       echo "}"
       echo "#[derive(AsyncAssign, Default, Debug)] pub struct L2_${t}_$b {"
-      for f in $(seq 0 4); do field "f$f" "$f"; done
+      for f in $(seq 0 5); do field "f$f" "$f"; done
       echo "  #[component(nested)] pub inner: L3_${t}_$b,"
       echo "}"
     done
     echo "#[derive(AsyncAssign, Default, Debug)] pub struct Root$t {"
-    for f in $(seq 0 4); do field "f$f" "$f"; done
+    for f in $(seq 0 1); do field "f$f" "$f"; done
     for b in 1 2 3; do echo "  #[component(nested)] pub b$b: L2_${t}_$b,"; done
     echo "}"
   done
@@ -117,9 +122,16 @@ gen_flat() { # T structs of the same 50 leaves
 }
 gen_tree > "$work/tree/src/lib.rs"
 gen_flat > "$work/flat/src/lib.rs"
+as_serde() { # the same structs with serde's derive and no attributes
+  sed -e 's/AsyncAssign, Default, Debug/serde::Deserialize, Default, Debug/' \
+      -e 's/#\[component(fetch_from = "env")\] //' -e 's/#\[component(nested)\] //' \
+      -e '/^use component_model::AsyncAssign;/d'
+}
+as_serde < "$work/tree/src/lib.rs" > "$work/stree/src/lib.rs"
+as_serde < "$work/flat/src/lib.rs" > "$work/sflat/src/lib.rs"
 
 cd "$work"
-pkgs=(-p bench_cm -p bench_serde -p bench_async -p bench_serde_dd -p bench_tree -p bench_flat)
+pkgs=(-p bench_cm -p bench_serde -p bench_async -p bench_serde_dd -p bench_tree -p bench_flat -p bench_stree -p bench_sflat)
 cargo build -q "${pkgs[@]}" 2>/dev/null || cargo build "${pkgs[@]}"
 
 time_build() { # $1 = package, $2 = dir; prints median seconds
@@ -151,3 +163,6 @@ fl=$(time_build bench_flat flat)
 printf 'nested: %s trees of 3 levels, 50 leaves each: %.3f s (median)\n' "$T" "$tr"
 printf 'flat: %s structs of the same 50 fields: %.3f s (median)\n' "$T" "$fl"
 printf 'ratio tree / flat = %.2f\n' "$(echo "$tr / $fl" | bc -l)"
+st=$(time_build bench_stree stree)
+sf=$(time_build bench_sflat sflat)
+printf 'serde (same shapes): tree %.3f s, flat %.3f s, ratio tree / flat = %.2f\n' "$st" "$sf" "$(echo "$st / $sf" | bc -l)"

@@ -6,13 +6,56 @@ use std::time::Duration;
 
 pub use crate::assign::{Assignment, AsyncAssign, FutureAssign};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
-pub use crate::nested::{ComponentSource, Nest, Nested, NestedOps, describe, fetch_all, fetch_available, fetch_nested};
+pub use crate::nested::{
+    ComponentSource, Nest, Nested, NestedOps, describe, fetch_all, fetch_available, fetch_nested,
+    fetch_one,
+};
 pub use crate::partial::Partial;
 pub use crate::plan::{Handle, Outcomes, Plan};
 pub use crate::source::FieldSpec;
 pub use crate::sources::Sources;
 
 pub use crate::__component_model_backend as backend;
+
+/// `AsyncAssign::async_assign` of a derived struct: `set` puts `value` into its field.
+pub fn assign_value<'a, S, T>(
+    target: &'a mut S,
+    value: T,
+    set: fn(&mut S, T),
+) -> Assignment<'a, S, ComponentError>
+where
+    T: Send + 'a,
+{
+    Assignment::new(target).set(move |this: &mut S| set(this, value))
+}
+
+/// `FutureAssign::future_assign` of a derived struct: runs `component`, then `set` puts
+/// what it yields into its field; a failure is tied to the field's `spec`.
+pub fn assign_future<'a, S, T, Fut, V, E>(
+    target: &'a mut S,
+    component: Fut,
+    spec: &'static FieldSpec,
+    set: fn(&mut S, T),
+) -> Assignment<'a, S, ComponentError>
+where
+    Fut: std::future::IntoFuture<Output = Result<V, E>>,
+    Fut::IntoFuture: Send + 'static,
+    V: Into<T> + Send + 'static,
+    E: Into<BoxError> + Send + 'static,
+    T: Send + 'a,
+    S: 'a,
+{
+    let fut = component.into_future();
+    Assignment::new(target).step(async move {
+        match fut.await {
+            Ok(v) => {
+                let value: T = v.into();
+                Ok(move |this: &mut S| set(this, value))
+            }
+            Err(e) => Err(future_error(spec, e)),
+        }
+    })
+}
 
 /// The error of a `future_assign` future, tied to its field.
 pub fn future_error<E: Into<BoxError>>(spec: &'static FieldSpec, e: E) -> ComponentError {

@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::error::ComponentError;
 use crate::partial::Partial;
-use crate::plan::{Outcomes, Plan, PlanFn, TakeFn};
+use crate::plan::{Handle, Outcomes, Plan, PlanFn, TakeFn};
 use crate::source::FieldSpec;
 use crate::sources::Sources;
 
@@ -90,7 +90,11 @@ pub struct Nest {
 
 impl Nest {
     /// A nesting with no prefixes of its own.
-    pub const fn new(owner: &'static str, field: &'static str, owner_env_prefix: &'static str) -> Self {
+    pub const fn new(
+        owner: &'static str,
+        field: &'static str,
+        owner_env_prefix: &'static str,
+    ) -> Self {
         Nest {
             owner,
             field,
@@ -228,6 +232,16 @@ pub async fn fetch_nested<T>(
     let mut out = plan.run().await;
     let value = (ops.take)(&mut out, false);
     out.into_result(value).map_err(ComponentError::from)
+}
+
+/// `fetch_<field>_with` of a field: `add` adds it to the plan.
+pub async fn fetch_one<T: 'static>(
+    sources: &Sources,
+    add: fn(&mut Plan<'_>) -> Handle<T>,
+) -> Result<T, ComponentError> {
+    let mut plan = Plan::new(sources);
+    let handle = add(&mut plan);
+    plan.run().await.take(handle)
 }
 
 /// `component_sources_with`: every fetched field of the tree, resolved against `sources`.

@@ -187,7 +187,6 @@ impl std::fmt::Display for SpanKey<'_> {
     }
 }
 
-
 impl Slot {
     fn provenance(&self) -> Provenance {
         provenance_of(self, self.request.as_ref(), self.source.as_deref())
@@ -368,7 +367,11 @@ impl<'s> Plan<'s> {
     /// `request` with the `key_prefix` of the nested fields around it, as `source` reads
     /// it: not for a source that keys by field name (its variables take `env_prefix`),
     /// never for SQL text nor a key bound into SQL.
-    fn prefixed(&self, request: FetchRequest, source: &dyn Source) -> Result<FetchRequest, Arc<str>> {
+    fn prefixed(
+        &self,
+        request: FetchRequest,
+        source: &dyn Source,
+    ) -> Result<FetchRequest, Arc<str>> {
         let Some(frame) = self.scopes.last() else {
             return Ok(request);
         };
@@ -496,7 +499,10 @@ impl<'s> Plan<'s> {
     }
 
     /// Makes a fetcher field's `fallback` literal and `fallback_to` answers decodable.
-    pub fn decodes<T: DeserializeOwned + Send + 'static>(&mut self, handle: Handle<T>) -> Handle<T> {
+    pub fn decodes<T: DeserializeOwned + Send + 'static>(
+        &mut self,
+        handle: Handle<T>,
+    ) -> Handle<T> {
         if let Some(slot) = self.slots.get_mut(handle.index) {
             slot.decoders = Some(Decoders::of::<T>());
         }
@@ -824,14 +830,18 @@ impl Outcomes<'_> {
                 (None, None) => Err(convert::error(
                     ErrorKind::Config,
                     &target,
-                    format!("`{}` does not implement `serde::Deserialize`; only a fetcher of that type can serve it", slot.spec.type_name),
+                    format!(
+                        "`{}` does not implement `serde::Deserialize`; only a fetcher of that type can serve it",
+                        slot.spec.type_name
+                    ),
                 )),
             },
             Ok(Got::Typed(any)) => Ok(any),
             Err(e) => Err(e),
         };
         let decoders = slot.decoders;
-        let fallback = |text: &'static str, t: &Target<'_>| decoders.map(|d| (d.text)(text.to_owned(), t));
+        let fallback =
+            |text: &'static str, t: &Target<'_>| decoders.map(|d| (d.text)(text.to_owned(), t));
         let result = match converted {
             Ok(v) => Ok(v),
             Err(e) if e.kind() == ErrorKind::NotFound => {

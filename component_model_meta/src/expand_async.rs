@@ -6,7 +6,8 @@
 //! - `Nested`: how the struct's fields join a plan (`plan`) and how the struct is built from
 //!   the outcomes (`take`) — the only per-struct logic; the fetch itself is generic runtime
 //!   code (`fetch_all::<Self>`), type-checked once, not once per struct;
-//! - `AsyncAssign<F, IntoT>` and `FutureAssign<F, Fut>` for each field type only one field has;
+//! - `AsyncAssign<F, IntoT>` and `FutureAssign<F, Fut>` for each field type only one field has
+//!   (not for `nested` fields);
 //! - inherent `fetch_all_components[_with]`, `fetch_available_components[_with]`,
 //!   `fetch_with_resilience[_with]`, `component_sources[_with]` and `fetch_<field>[_with]`
 //!   per fetched or nested field, each a call into the runtime.
@@ -107,7 +108,10 @@ fn nest_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         .get()
         .map(|p| p.value.clone())
         .unwrap_or_default();
-    let mut chain = opt_lit("env_prefix", f.attrs.env_prefix.get().map(|s| s.value.as_str()));
+    let mut chain = opt_lit(
+        "env_prefix",
+        f.attrs.env_prefix.get().map(|s| s.value.as_str()),
+    );
     chain.extend(opt_lit(
         "key_prefix",
         f.attrs.key_prefix.get().map(|s| s.value.as_str()),
@@ -254,6 +258,25 @@ fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
 struct Method {
     doc: String,
     sig: TokenStream,
+    /// The output of the future it returns, for a method that returns one.
+    output: Option<TokenStream>,
+}
+
+/// `fn name(args) -> impl Future<Output = out> [+ '_]`: a plain function returning the
+/// runtime's future (no state machine of its own to compile per struct).
+fn future_sig(
+    vis: &syn::Visibility,
+    name: &syn::Ident,
+    args: TokenStream,
+    output: &TokenStream,
+    borrows: bool,
+) -> TokenStream {
+    let lifetime = if borrows {
+        quote!(+ '_)
+    } else {
+        TokenStream::new()
+    };
+    quote!(#vis fn #name(#args) -> impl ::core::future::Future<Output = #output> #lifetime)
 }
 
 fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
@@ -267,43 +290,51 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
     let m = |doc: &str, sig: TokenStream| Method {
         doc: doc.to_owned(),
         sig,
+        output: None,
     };
-    vec![
-        m(
-            "Fetches every field that has a source, concurrently, from the process-wide `Sources` (see `Sources::set_global`); fields without a source get `Default`. Returns every error, one per failed field.",
-            quote!(#vis async fn fetch_all_components() -> #result_all),
+    let fut = |doc: &str, name: &str, output: &TokenStream| {
+        let name = format_ident!("{}", name);
+        let with = format_ident!("{}_with", name);
+        [
+            Method {
+                doc: doc.to_owned(),
+                sig: future_sig(vis, &name, TokenStream::new(), output, false),
+                output: Some(output.clone()),
+            },
+            Method {
+                doc: format!("Like `{name}`, from `sources`."),
+                sig: future_sig(vis, &with, quote!(sources: &#cm::Sources), output, true),
+                output: Some(output.clone()),
+            },
+        ]
+    };
+    let mut methods = Vec::with_capacity(8);
+    methods.extend(fut(
+        "Fetches every field that has a source (nested structs included), concurrently, from the process-wide `Sources` (see `Sources::set_global`); fields without a source get `Default`. Returns every error, one per failed field.",
+        "fetch_all_components",
+        &result_all,
+    ));
+    methods.extend(fut(
+        "Fetches what can be fetched from the process-wide `Sources`: failed fields take their `fallback` or `Default`, and the errors are returned beside the value. Fails only when a failed field has neither.",
+        "fetch_available_components",
+        &result_partial,
+    ));
+    methods.extend(fut(
+        &format!(
+            "Like `fetch_all_components`, bounded by the struct's timeout ({timeout_doc}): a timeout gives `ComponentError::Timeout`, one failed field its error, several `ComponentError::Multiple`."
         ),
-        m(
-            "Fetches every field that has a source, concurrently, from `sources`. Returns every error, one per failed field.",
-            quote!(#vis async fn fetch_all_components_with(sources: &#cm::Sources) -> #result_all),
-        ),
-        m(
-            "Fetches what can be fetched from the process-wide `Sources`: failed fields take their `fallback` or `Default`, and the errors are returned beside the value. Fails only when a failed field has neither.",
-            quote!(#vis async fn fetch_available_components() -> #result_partial),
-        ),
-        m(
-            "Like `fetch_available_components`, from `sources`.",
-            quote!(#vis async fn fetch_available_components_with(sources: &#cm::Sources) -> #result_partial),
-        ),
-        m(
-            &format!(
-                "Like `fetch_all_components`, bounded by the struct's timeout ({timeout_doc}): a timeout gives `ComponentError::Timeout`, one failed field its error, several `ComponentError::Multiple`."
-            ),
-            quote!(#vis async fn fetch_with_resilience() -> #result_one),
-        ),
-        m(
-            "Like `fetch_with_resilience`, from `sources`.",
-            quote!(#vis async fn fetch_with_resilience_with(sources: &#cm::Sources) -> #result_one),
-        ),
-        m(
-            "Where each fetched field of this struct comes from, as `#[component(...)]` says, in field order (`nested` fields are listed by `component_sources_with`).",
-            quote!(#vis fn component_sources() -> &'static [&'static #cm::FieldSpec]),
-        ),
-        m(
-            "Every fetched field of the tree (nested structs included), with its full path and its key as `sources` resolve it.",
-            quote!(#vis fn component_sources_with(sources: &#cm::Sources) -> ::std::vec::Vec<#cm::ComponentSource>),
-        ),
-    ]
+        "fetch_with_resilience",
+        &result_one,
+    ));
+    methods.push(m(
+        "Where each fetched field of this struct comes from, as `#[component(...)]` says, in field order (`nested` fields are listed by `component_sources_with`).",
+        quote!(#vis fn component_sources() -> &'static [&'static #cm::FieldSpec]),
+    ));
+    methods.push(m(
+        "Every fetched field of the tree (nested structs included), with its full path and its key as `sources` resolve it.",
+        quote!(#vis fn component_sources_with(sources: &#cm::Sources) -> ::std::vec::Vec<#cm::ComponentSource>),
+    ));
+    methods
 }
 
 /// `fetch_<field>()` and `fetch_<field>_with(&Sources)` of one fetched field.
@@ -319,11 +350,19 @@ fn field_methods(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>) -> [Method;
                 "Fetches only `{}` from the process-wide [`Sources`](::component_model_async::Sources).",
                 f.plain_name()
             ),
-            sig: quote!(#vis async fn #m() -> #result),
+            sig: future_sig(vis, &m, TokenStream::new(), &result, false),
+            output: Some(result.clone()),
         },
         Method {
             doc: format!("Fetches only `{}` from `sources`.", f.plain_name()),
-            sig: quote!(#vis async fn #m_with(__cm_sources: &#cm::Sources) -> #result),
+            sig: future_sig(
+                vis,
+                &m_with,
+                quote!(__cm_sources: &#cm::Sources),
+                &result,
+                true,
+            ),
+            output: Some(result.clone()),
         },
     ]
 }
@@ -347,15 +386,20 @@ fn live_fields<'a>(input: &'a Input<'_>) -> Vec<(usize, &'a Field<'a>)> {
         .collect()
 }
 
+/// Whether `ty` is a `SecretValue` (autoref probe).
+fn secret_probe(cm: &TokenStream, ty: &Type) -> TokenStream {
+    quote_spanned! {ty.span()=> {
+        #[allow(unused_imports)]
+        use #cm::probe::{NotSecret as _, ViaSecret as _};
+        (&#cm::probe::SecretProbe::<#ty>::new()).probe_secret()
+    }}
+}
+
 /// `let __cm_h<i> = __cm_plan.add...(&SPEC, <is it a SecretValue>, ...)` for one field.
 fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
     let ty = f.ty;
     let spec = spec_ident(i);
-    let secret = quote_spanned! {ty.span()=> {
-        #[allow(unused_imports)]
-        use #cm::probe::{NotSecret as _, ViaSecret as _};
-        (&#cm::probe::SecretProbe::<#ty>::new()).probe_secret()
-    }};
+    let secret = secret_probe(cm, ty);
     match f.attrs.fetcher.get() {
         Some(expr) => {
             let e = &expr.value;
@@ -417,14 +461,39 @@ fn nested_consts(cm: &TokenStream, fetched: &[(usize, &Field<'_>)]) -> TokenStre
 }
 
 /// How a field joins the plan.
-fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+fn plan_step(f: &Field<'_>, i: usize) -> TokenStream {
     if let Some(ops) = nested_ops(f, i) {
         let nest = nest_ident(i);
         quote! { __cm_plan.nest(&#nest, Self::#ops.plan); }
     } else {
-        let add = plan_add(cm, f, i);
-        quote!(#add;)
+        let add = add_ident(i);
+        quote!(Self::#add(__cm_plan);)
     }
+}
+
+fn add_ident(i: usize) -> syn::Ident {
+    format_ident!("__CM_ADD_{}", i)
+}
+
+/// `const __CM_ADD_<i>: fn(&mut Plan) -> Handle<Ty> = |plan| plan.add::<Ty>(...)` for each
+/// fetched field: the one place that adds it (and requires its type to be `Deserialize`),
+/// used by `Nested::plan` and by `fetch_<field>`, so a type error is reported once.
+fn add_consts(cm: &TokenStream, fetched: &[(usize, &Field<'_>)]) -> TokenStream {
+    fetched
+        .iter()
+        .filter(|(_, f)| !f.attrs.is_nested())
+        .map(|(i, f)| {
+            let ident = add_ident(*i);
+            let ty = f.ty;
+            let add = plan_add(cm, f, *i);
+            quote! {
+                #[doc(hidden)]
+                #[allow(non_upper_case_globals)]
+                const #ident: fn(&mut #cm::Plan<'_>) -> #cm::Handle<#ty> =
+                    |__cm_plan: &mut #cm::Plan<'_>| #add;
+            }
+        })
+        .collect()
 }
 
 /// `impl Nested`: the struct's fields join a plan in field order and are taken back in
@@ -436,7 +505,7 @@ fn nested_impl(
 ) -> TokenStream {
     let name = input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let plans = fetched.iter().map(|(i, f)| plan_step(cm, f, *i));
+    let plans = fetched.iter().map(|(i, f)| plan_step(f, *i));
     let takes = fetched.iter().map(|(i, f)| {
         let v = format_ident!("__cm_v{}", i);
         let take = take_step(cm, f, *i);
@@ -456,10 +525,12 @@ fn nested_impl(
         #[automatically_derived]
         impl #impl_generics #cm::Nested for #name #ty_generics #where_clause {
             #[allow(unused_variables)]
+            #[inline]
             fn plan(__cm_plan: &mut #cm::Plan<'_>) {
                 #( #plans )*
             }
             #[allow(unused_variables)]
+            #[inline]
             fn take(__cm_out: &mut #cm::Outcomes<'_>, __cm_available: bool) -> ::core::option::Option<Self> {
                 #( #takes )*
                 ::core::option::Option::Some(Self { #( #inits, )* })
@@ -469,17 +540,21 @@ fn nested_impl(
 }
 
 /// The bodies of [`struct_methods`], in the same order: calls into the runtime.
-fn struct_bodies(input: &Input<'_>, cm: &TokenStream, spec_refs: &[syn::Ident]) -> Vec<TokenStream> {
+fn struct_bodies(
+    input: &Input<'_>,
+    cm: &TokenStream,
+    spec_refs: &[syn::Ident],
+) -> Vec<TokenStream> {
     let n = spec_refs.len();
     let owner = input.ident.to_string();
     let timeout = duration_tokens(struct_timeout(input));
     vec![
-        quote!(Self::fetch_all_components_with(#cm::Sources::global()).await),
-        quote!(#cm::fetch_all::<Self>(sources).await),
-        quote!(Self::fetch_available_components_with(#cm::Sources::global()).await),
-        quote!(#cm::fetch_available::<Self>(sources).await),
-        quote!(Self::fetch_with_resilience_with(#cm::Sources::global()).await),
-        quote!(#cm::bounded(#owner, #timeout, #cm::fetch_all::<Self>(sources)).await),
+        quote!(#cm::fetch_all::<Self>(#cm::Sources::global())),
+        quote!(#cm::fetch_all::<Self>(sources)),
+        quote!(#cm::fetch_available::<Self>(#cm::Sources::global())),
+        quote!(#cm::fetch_available::<Self>(sources)),
+        quote!(#cm::bounded(#owner, #timeout, #cm::fetch_all::<Self>(#cm::Sources::global()))),
+        quote!(#cm::bounded(#owner, #timeout, #cm::fetch_all::<Self>(sources))),
         quote! {
             static __CM_SOURCES: [&#cm::FieldSpec; #n] = [ #( &#spec_refs ),* ];
             &__CM_SOURCES
@@ -491,32 +566,26 @@ fn struct_bodies(input: &Input<'_>, cm: &TokenStream, spec_refs: &[syn::Ident]) 
 /// The bodies of [`field_methods`], in the same order.
 fn field_bodies(cm: &TokenStream, f: &Field<'_>, i: usize) -> [TokenStream; 2] {
     let m_with = format_ident!("{}_with", f.method("fetch", ""));
-    let global = quote!(Self::#m_with(#cm::Sources::global()).await);
+    let global = quote!(Self::#m_with(#cm::Sources::global()));
     if let Some(ops) = nested_ops(f, i) {
         let nest = nest_ident(i);
         return [
             global,
-            quote!(#cm::fetch_nested(__cm_sources, &#nest, Self::#ops).await),
+            quote!(#cm::fetch_nested(__cm_sources, &#nest, Self::#ops)),
         ];
     }
-    let add = plan_add(cm, f, i);
-    let ty = f.ty;
-    let take = quote_spanned!(ty.span()=> take::<#ty>);
-    [
-        global,
-        quote! {
-            let mut __cm_plan = #cm::Plan::new(__cm_sources);
-            let __cm_h = #add;
-            __cm_plan.run().await.#take(__cm_h)
-        },
-    ]
+    // Monomorphized once per field type, shared by every struct.
+    let add = add_ident(i);
+    [global, quote!(#cm::fetch_one(__cm_sources, Self::#add))]
 }
 
 fn with_bodies(methods: Vec<Method>, bodies: Vec<TokenStream>) -> TokenStream {
     methods
         .into_iter()
         .zip(bodies)
-        .map(|(Method { doc, sig }, body)| quote!(#[doc = #doc] #sig { #body }))
+        // `#[inline]`: code generation happens where a method is used, not for every
+        // method of every derived struct.
+        .map(|(Method { doc, sig, .. }, body)| quote!(#[doc = #doc] #[inline] #sig { #body }))
         .collect()
 }
 
@@ -549,12 +618,16 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
     let assign_impls: TokenStream = live
         .iter()
         .zip(&ambiguous)
-        .filter(|(_, amb)| !**amb)
+        // A `nested` field is fetched as a tree, not assigned as one component: no
+        // `AsyncAssign`/`FutureAssign` for its type (each pair costs more to compile than
+        // the rest of the field; see BENCHMARKS.md).
+        .filter(|((_, f), amb)| !**amb && !f.attrs.is_nested())
         .map(|((i, f), _)| assign_impl(input, &cm, f, *i))
         .collect();
 
     let nested = nested_impl(input, &cm, &fetched);
-    let nested_consts = nested_consts(&cm, &fetched);
+    let mut nested_consts = nested_consts(&cm, &fetched);
+    nested_consts.extend(add_consts(&cm, &fetched));
     let spec_refs: Vec<syn::Ident> = fetched
         .iter()
         .filter(|(_, f)| !f.attrs.is_nested())
@@ -653,8 +726,11 @@ fn assign_impl(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
             type Error = #cm::ComponentError;
             #[inline]
             fn async_assign(&mut self, component: __IntoT) -> #cm::Assignment<'_, Self, Self::Error> {
-                let __cm_value: #ty = ::core::convert::Into::into(component);
-                #cm::Assignment::new(self).set(move |__cm_this: &mut Self| __cm_this.#member_tokens = __cm_value)
+                #cm::assign_value(
+                    self,
+                    ::core::convert::Into::<#ty>::into(component),
+                    |__cm_this: &mut Self, __cm_v: #ty| __cm_this.#member_tokens = __cm_v,
+                )
             }
         }
 
@@ -663,16 +739,12 @@ fn assign_impl(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
             type Future<'__a> = #cm::Assignment<'__a, Self, #cm::ComponentError> where Self: '__a;
             type Error = #cm::ComponentError;
             fn future_assign(&mut self, component: __Fut) -> Self::Future<'_> {
-                let __cm_fut = ::core::future::IntoFuture::into_future(component);
-                #cm::Assignment::new(self).step(async move {
-                    match __cm_fut.await {
-                        ::core::result::Result::Ok(v) => {
-                            let __cm_value: #ty = ::core::convert::Into::into(v);
-                            ::core::result::Result::Ok(move |__cm_this: &mut Self| __cm_this.#member_tokens = __cm_value)
-                        }
-                        ::core::result::Result::Err(e) => ::core::result::Result::Err(#cm::future_error(&#spec, e)),
-                    }
-                })
+                #cm::assign_future(
+                    self,
+                    component,
+                    &#spec,
+                    |__cm_this: &mut Self, __cm_v: #ty| __cm_this.#member_tokens = __cm_v,
+                )
             }
         }
     }
@@ -685,8 +757,17 @@ pub fn fallback_stub(input: &Input<'_>, entry: Entry) -> TokenStream {
     let name = input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let stub = |methods: Vec<Method>| -> TokenStream {
-        let n = methods.len();
-        with_bodies(methods, vec![quote!(::core::unimplemented!()); n])
+        let bodies = methods
+            .iter()
+            .map(|m| match &m.output {
+                Some(out) => quote!(async move {
+                    let __cm_never: #out = ::core::unimplemented!();
+                    __cm_never
+                }),
+                None => quote!(::core::unimplemented!()),
+            })
+            .collect();
+        with_bodies(methods, bodies)
     };
     let methods = stub(struct_methods(input, &cm));
     let per_field: TokenStream = input

@@ -4,8 +4,8 @@
 use component_model::secrecy::ExposeSecret;
 use component_model::test_util::{ConsulDouble, VaultDouble};
 use component_model::{
-    AsyncAssign, ComponentError, ConsulSource, DatabaseSource, EnvSource, ErrorKind, SecretString, Sources,
-    VaultSource,
+    AsyncAssign, ComponentError, ConsulSource, DatabaseSource, EnvSource, ErrorKind, SecretString,
+    Sources, VaultSource,
 };
 use component_model_tests::{CapturedLogs, capture};
 use serde_json::json;
@@ -17,7 +17,11 @@ use crate::database::{drop_schema, exec, pg_isolated};
 struct Limits {
     #[component(fetch_from = "consul", key = "limits/max_conn")]
     max_conn: u32,
-    #[component(fetch_from = "database", table = "cm_nested_settings", key = "timeout_ms")]
+    #[component(
+        fetch_from = "database",
+        table = "cm_nested_settings",
+        key = "timeout_ms"
+    )]
     timeout_ms: u64,
     #[component(fetch_from = "env", fallback = "4")]
     burst: u8,
@@ -31,10 +35,19 @@ struct DbConfig {
     host: String,
     #[component(fetch_from = "consul", key = "db/port")]
     port: u16,
-    #[component(fetch_from = "vault", secret = "db", field = "password", kv_version = 2)]
+    #[component(
+        fetch_from = "vault",
+        secret = "db",
+        field = "password",
+        kv_version = 2
+    )]
     password: SecretString,
     // A key bound into SQL is a value: `key_prefix` never touches it.
-    #[component(fetch_from = "database", table = "cm_nested_settings", key = "pool_size")]
+    #[component(
+        fetch_from = "database",
+        table = "cm_nested_settings",
+        key = "pool_size"
+    )]
     pool_size: u32,
     #[component(nested)]
     limits: Limits,
@@ -103,7 +116,10 @@ impl World {
         Sources::new()
             .with_env(EnvSource::from_map(env.iter().copied()))
             .register("consul", ConsulSource::new(self.consul.address()))
-            .register("vault", VaultSource::new(self.vault.url()).with_token("root"))
+            .register(
+                "vault",
+                VaultSource::new(self.vault.url()).with_token("root"),
+            )
             .register("database", self.db.clone())
     }
 
@@ -233,7 +249,11 @@ async fn a_nested_field_fetched_alone_keeps_its_path_and_prefixes() {
     let ro = AppConfig::fetch_replica_with(&sources).await.unwrap();
     assert_eq!((ro.host.as_str(), ro.port), ("db-2.internal", 5433));
     assert_eq!(ro.limits.max_conn, 50);
-    assert_eq!(w.consul.requests().len(), 1, "only the replica's keys, one txn");
+    assert_eq!(
+        w.consul.requests().len(),
+        1,
+        "only the replica's keys, one txn"
+    );
 
     // `DbConfig` on its own is a root: its own `env_prefix`, no key prefix.
     w.consul.put("db/port", "6000");
@@ -433,7 +453,11 @@ struct Leafy {
     path: String,
     #[component(fetch_from = "echo", secret = "s")]
     secret: String,
-    #[component(fetch_from = "echo", query = "SELECT v FROM t WHERE k = $1", key = "bound")]
+    #[component(
+        fetch_from = "echo",
+        query = "SELECT v FROM t WHERE k = $1",
+        key = "bound"
+    )]
     bound: String,
     #[component(fetch_from = "echo", key = "missing/x", fallback_to = "echo2")]
     via_fallback: String,
@@ -483,6 +507,7 @@ async fn key_prefixes_concatenate_resolve_placeholders_and_spare_sql_keys_and_fe
 #[tokio::test]
 async fn an_unset_placeholder_in_a_key_prefix_fails_each_field_below_naming_it() {
     #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
     struct Strict {
         #[component(nested, key_prefix = "${TENANT}/")]
         leafy: Leafy,
