@@ -1,14 +1,12 @@
 //! What generated code reaches through `component_model_async::__private`. Not public API.
 
-use std::future::Future;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 pub use crate::assign::{Assignment, AsyncAssign, FutureAssign};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
 pub use crate::nested::{
-    ComponentSource, Nest, Nested, NestedOps, describe, fetch_all, fetch_available, fetch_nested,
-    fetch_one,
+    ComponentSource, FetchFuture, Nest, Nested, NestedOps, describe, fetch_all, fetch_available,
+    fetch_bounded, fetch_nested, fetch_one,
 };
 pub use crate::partial::Partial;
 pub use crate::plan::{Handle, Outcomes, Plan};
@@ -67,22 +65,6 @@ pub fn future_error<E: Into<BoxError>>(spec: &'static FieldSpec, e: E) -> Compon
             .build()
     } else {
         b.cause(cause).build()
-    }
-}
-
-/// `fetch_with_resilience`: bounds `fut` by `limit`.
-pub async fn bounded<T>(
-    owner: &'static str,
-    limit: Duration,
-    fut: impl Future<Output = Result<T, Vec<ComponentError>>>,
-) -> Result<T, ComponentError> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(errors)) => Err(ComponentError::from(errors)),
-        Err(_) => Err(ComponentError::Timeout {
-            target: owner.into(),
-            after: limit,
-        }),
     }
 }
 

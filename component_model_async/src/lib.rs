@@ -90,7 +90,7 @@ pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, 
 pub use fetchers::exports::*;
 #[cfg(feature = "test-util")]
 pub mod test_util;
-pub use nested::ComponentSource;
+pub use nested::{ComponentSource, FetchFuture};
 pub use partial::Partial;
 pub use secret::SecretValue;
 pub use source::{Change, Changes, FetchRequest, FieldSpec, RawValue, Source};

@@ -6,12 +6,66 @@
 //! generated `fetch_*` methods are thin calls into the generic functions below.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::error::ComponentError;
 use crate::partial::Partial;
 use crate::plan::{Handle, Outcomes, Plan, PlanFn, TakeFn};
 use crate::source::FieldSpec;
 use crate::sources::Sources;
+
+/// The future returned by the `fetch_*` methods `#[derive(AsyncAssign)]` generates:
+/// `.await` it for their result. It is `Send` (spawn it on any runtime) and does nothing
+/// until polled.
+///
+/// A named type rather than `impl Future` so that each generated method is a plain call
+/// (cheap to compile for every struct); the work itself is one boxed future, allocated once
+/// per call.
+///
+/// ```
+/// use component_model_async::{AsyncAssign, FetchFuture, Sources};
+///
+/// #[derive(AsyncAssign, Debug, Default)]
+/// struct Cfg {
+///     #[component(fetch_from = "env", key = "FETCH_FUTURE_DOC_PORT", fallback = "8080")]
+///     port: u16,
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sources = Sources::new();
+/// let fut: FetchFuture<'_, Result<u16, _>> = Cfg::fetch_port_with(&sources);
+/// assert_eq!(fut.await.unwrap(), 8080);
+/// # });
+/// ```
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct FetchFuture<'a, T> {
+    inner: Pin<Box<dyn Future<Output = T> + Send + 'a>>,
+}
+
+impl<'a, T> FetchFuture<'a, T> {
+    fn new(fut: impl Future<Output = T> + Send + 'a) -> Self {
+        FetchFuture {
+            inner: Box::pin(fut),
+        }
+    }
+}
+
+impl<T> Future for FetchFuture<'_, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<T> fmt::Debug for FetchFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FetchFuture")
+    }
+}
 
 /// A struct whose fields can join a fetch plan: implemented by `#[derive(AsyncAssign)]`,
 /// and for `Option<T>` of such a struct (absent when none of its fields is found).
@@ -200,48 +254,77 @@ impl fmt::Display for ComponentSource {
 }
 
 /// `fetch_all_components_with`: the whole tree, or every error.
-pub async fn fetch_all<T: Nested>(sources: &Sources) -> Result<T, Vec<ComponentError>> {
-    let mut plan = Plan::new(sources);
-    T::plan(&mut plan);
-    let mut out = plan.run().await;
-    let value = T::take(&mut out, false);
-    out.into_result(value)
+pub fn fetch_all<T: Nested + Send>(
+    sources: &Sources,
+) -> FetchFuture<'_, Result<T, Vec<ComponentError>>> {
+    FetchFuture::new(async move {
+        let mut plan = Plan::new(sources);
+        T::plan(&mut plan);
+        let mut out = plan.run().await;
+        let value = T::take(&mut out, false);
+        out.into_result(value)
+    })
 }
 
 /// `fetch_available_components_with`: the tree with failed fields at their `fallback` or
 /// `Default`, and the errors.
-pub async fn fetch_available<T: Nested>(
+pub fn fetch_available<T: Nested + Send>(
     sources: &Sources,
-) -> Result<Partial<T>, Vec<ComponentError>> {
-    let mut plan = Plan::new(sources);
-    T::plan(&mut plan);
-    let mut out = plan.run().await;
-    let value = T::take(&mut out, true);
-    out.into_partial(value)
+) -> FetchFuture<'_, Result<Partial<T>, Vec<ComponentError>>> {
+    FetchFuture::new(async move {
+        let mut plan = Plan::new(sources);
+        T::plan(&mut plan);
+        let mut out = plan.run().await;
+        let value = T::take(&mut out, true);
+        out.into_partial(value)
+    })
+}
+
+/// `fetch_with_resilience_with`: [`fetch_all`] bounded by the struct's `limit`; a timeout
+/// is `ComponentError::Timeout` naming `owner`, several errors one `Multiple`.
+pub fn fetch_bounded<'a, T: Nested + Send>(
+    owner: &'static str,
+    limit: Duration,
+    sources: &'a Sources,
+) -> FetchFuture<'a, Result<T, ComponentError>> {
+    FetchFuture::new(async move {
+        match tokio::time::timeout(limit, fetch_all::<T>(sources)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(errors)) => Err(ComponentError::from(errors)),
+            Err(_) => Err(ComponentError::Timeout {
+                target: owner.into(),
+                after: limit,
+            }),
+        }
+    })
 }
 
 /// `fetch_<field>_with` of a `nested` field: its sub-tree, with the paths and prefixes it
 /// has inside its parent.
-pub async fn fetch_nested<T>(
-    sources: &Sources,
+pub fn fetch_nested<'a, T: Send + 'a>(
+    sources: &'a Sources,
     nest: &'static Nest,
     ops: NestedOps<T>,
-) -> Result<T, ComponentError> {
-    let mut plan = Plan::new(sources);
-    plan.nest(nest, ops.plan);
-    let mut out = plan.run().await;
-    let value = (ops.take)(&mut out, false);
-    out.into_result(value).map_err(ComponentError::from)
+) -> FetchFuture<'a, Result<T, ComponentError>> {
+    FetchFuture::new(async move {
+        let mut plan = Plan::new(sources);
+        plan.nest(nest, ops.plan);
+        let mut out = plan.run().await;
+        let value = (ops.take)(&mut out, false);
+        out.into_result(value).map_err(ComponentError::from)
+    })
 }
 
 /// `fetch_<field>_with` of a field: `add` adds it to the plan.
-pub async fn fetch_one<T: 'static>(
+pub fn fetch_one<T: Send + 'static>(
     sources: &Sources,
     add: fn(&mut Plan<'_>) -> Handle<T>,
-) -> Result<T, ComponentError> {
-    let mut plan = Plan::new(sources);
-    let handle = add(&mut plan);
-    plan.run().await.take(handle)
+) -> FetchFuture<'_, Result<T, ComponentError>> {
+    FetchFuture::new(async move {
+        let mut plan = Plan::new(sources);
+        let handle = add(&mut plan);
+        plan.run().await.take(handle)
+    })
 }
 
 /// `component_sources_with`: every fetched field of the tree, resolved against `sources`.

@@ -258,25 +258,20 @@ fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
 struct Method {
     doc: String,
     sig: TokenStream,
-    /// The output of the future it returns, for a method that returns one.
-    output: Option<TokenStream>,
 }
 
-/// `fn name(args) -> impl Future<Output = out> [+ '_]`: a plain function returning the
-/// runtime's future (no state machine of its own to compile per struct).
+/// `fn name(args) -> FetchFuture<'_ | 'static, out>`: a plain function returning the
+/// runtime's named future (no state machine, no opaque type of its own to check per struct).
 fn future_sig(
+    cm: &TokenStream,
     vis: &syn::Visibility,
     name: &syn::Ident,
     args: TokenStream,
     output: &TokenStream,
     borrows: bool,
 ) -> TokenStream {
-    let lifetime = if borrows {
-        quote!(+ '_)
-    } else {
-        TokenStream::new()
-    };
-    quote!(#vis fn #name(#args) -> impl ::core::future::Future<Output = #output> #lifetime)
+    let lifetime = if borrows { quote!('_) } else { quote!('static) };
+    quote!(#vis fn #name(#args) -> #cm::FetchFuture<#lifetime, #output>)
 }
 
 fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
@@ -290,7 +285,6 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
     let m = |doc: &str, sig: TokenStream| Method {
         doc: doc.to_owned(),
         sig,
-        output: None,
     };
     let fut = |doc: &str, name: &str, output: &TokenStream| {
         let name = format_ident!("{}", name);
@@ -298,13 +292,11 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
         [
             Method {
                 doc: doc.to_owned(),
-                sig: future_sig(vis, &name, TokenStream::new(), output, false),
-                output: Some(output.clone()),
+                sig: future_sig(cm, vis, &name, TokenStream::new(), output, false),
             },
             Method {
                 doc: format!("Like `{name}`, from `sources`."),
-                sig: future_sig(vis, &with, quote!(sources: &#cm::Sources), output, true),
-                output: Some(output.clone()),
+                sig: future_sig(cm, vis, &with, quote!(sources: &#cm::Sources), output, true),
             },
         ]
     };
@@ -350,19 +342,18 @@ fn field_methods(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>) -> [Method;
                 "Fetches only `{}` from the process-wide [`Sources`](::component_model_async::Sources).",
                 f.plain_name()
             ),
-            sig: future_sig(vis, &m, TokenStream::new(), &result, false),
-            output: Some(result.clone()),
+            sig: future_sig(cm, vis, &m, TokenStream::new(), &result, false),
         },
         Method {
             doc: format!("Fetches only `{}` from `sources`.", f.plain_name()),
             sig: future_sig(
+                cm,
                 vis,
                 &m_with,
                 quote!(__cm_sources: &#cm::Sources),
                 &result,
                 true,
             ),
-            output: Some(result.clone()),
         },
     ]
 }
@@ -553,8 +544,8 @@ fn struct_bodies(
         quote!(#cm::fetch_all::<Self>(sources)),
         quote!(#cm::fetch_available::<Self>(#cm::Sources::global())),
         quote!(#cm::fetch_available::<Self>(sources)),
-        quote!(#cm::bounded(#owner, #timeout, #cm::fetch_all::<Self>(#cm::Sources::global()))),
-        quote!(#cm::bounded(#owner, #timeout, #cm::fetch_all::<Self>(sources))),
+        quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, #cm::Sources::global())),
+        quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, sources)),
         quote! {
             static __CM_SOURCES: [&#cm::FieldSpec; #n] = [ #( &#spec_refs ),* ];
             &__CM_SOURCES
@@ -585,7 +576,7 @@ fn with_bodies(methods: Vec<Method>, bodies: Vec<TokenStream>) -> TokenStream {
         .zip(bodies)
         // `#[inline]`: code generation happens where a method is used, not for every
         // method of every derived struct.
-        .map(|(Method { doc, sig, .. }, body)| quote!(#[doc = #doc] #[inline] #sig { #body }))
+        .map(|(Method { doc, sig }, body)| quote!(#[doc = #doc] #[inline] #sig { #body }))
         .collect()
 }
 
@@ -759,13 +750,7 @@ pub fn fallback_stub(input: &Input<'_>, entry: Entry) -> TokenStream {
     let stub = |methods: Vec<Method>| -> TokenStream {
         let bodies = methods
             .iter()
-            .map(|m| match &m.output {
-                Some(out) => quote!(async move {
-                    let __cm_never: #out = ::core::unimplemented!();
-                    __cm_never
-                }),
-                None => quote!(::core::unimplemented!()),
-            })
+            .map(|_| quote!(::core::unimplemented!()))
             .collect();
         with_bodies(methods, bodies)
     };
