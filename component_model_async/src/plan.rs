@@ -420,6 +420,20 @@ impl<'s> Plan<'s> {
                 self.last = Some((name, s.clone()));
                 Route::Raw(s.clone())
             }
+            Some(Entry::Typed(_))
+                if spec.cache_for.is_some()
+                    || spec.circuit_breaker
+                    || spec.max_concurrency.is_some() =>
+            {
+                let key = match (spec.cache_for, spec.circuit_breaker) {
+                    (Some(_), _) => "cache_for",
+                    (None, true) => "circuit_breaker",
+                    (None, false) => "max_concurrency",
+                };
+                fail(format!(
+                    "`{key}` works on a `Source`, and `{name}` is registered as a typed `ComponentFetcher` (only `timeout` and `retry_attempts` apply to one): register a `Source` under `{name}`, or drop `{key}`"
+                ))
+            }
             Some(Entry::Typed(t)) if t.type_id == TypeId::of::<T>() => match t.downcast::<T>() {
                 Some(f) => Route::Typed(typed_call(f)),
                 None => fail(format!(
@@ -565,7 +579,10 @@ impl<'s> Plan<'s> {
             }
         }
         for (src, _, members) in batches {
-            let src = resilience::for_field(src.clone(), self.slots[members[0]].spec);
+            let src = self
+                .sources
+                .layers()
+                .layered(src, self.slots[members[0]].spec);
             jobs.push(self.batch_job(src, members, false));
         }
         jobs
@@ -640,7 +657,10 @@ impl<'s> Plan<'s> {
             }
         }
         for (src, _, members) in batches {
-            let src = resilience::for_field(src.clone(), self.slots[members[0]].spec);
+            let src = self
+                .sources
+                .layers()
+                .layered(src, self.slots[members[0]].spec);
             jobs.push(self.batch_job(src, members, true));
         }
         if jobs.is_empty() {
@@ -689,7 +709,7 @@ impl Plan<'_> {
 }
 
 /// A source, its fields' layer settings, and the slots fetched from it together.
-type Batch<'a> = (&'a Arc<dyn Source>, (Option<Duration>, u32), Vec<usize>);
+type Batch<'a> = (&'a Arc<dyn Source>, resilience::Settings, Vec<usize>);
 
 /// Puts slot `i` into the batch of `src` with the same layer settings, or a new one.
 fn join_batch<'a>(
@@ -698,7 +718,7 @@ fn join_batch<'a>(
     spec: &FieldSpec,
     i: usize,
 ) {
-    let settings = resilience::settings_of(spec);
+    let settings = resilience::Settings::of(spec);
     match batches
         .iter_mut()
         .find(|(s, set, _)| Arc::ptr_eq(s, src) && *set == settings)

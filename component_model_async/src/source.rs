@@ -68,6 +68,17 @@ pub struct FieldSpec {
     pub retry_attempts: Option<u32>,
     /// `max_size = "64KiB"`: the largest value (in bytes) the field accepts.
     pub max_size: Option<u64>,
+    /// `retry_backoff = "100ms"`: the first retry's delay (doubling after).
+    pub retry_backoff: Option<Duration>,
+    /// `cache_for = "1h"` (or `ttl`): how long a fetched value is served from memory.
+    pub cache_for: Option<Duration>,
+    /// `stale_for = "10m"`: how long an expired value is kept to be served when its
+    /// refresh fails.
+    pub stale_for: Option<Duration>,
+    /// `circuit_breaker = true`: fail fast while the source keeps failing.
+    pub circuit_breaker: bool,
+    /// `max_concurrency = N`: at most N calls of the source in flight.
+    pub max_concurrency: Option<u32>,
 }
 
 impl FieldSpec {
@@ -101,6 +112,11 @@ impl FieldSpec {
             timeout: None,
             retry_attempts: None,
             max_size: None,
+            retry_backoff: None,
+            cache_for: None,
+            stale_for: None,
+            circuit_breaker: false,
+            max_concurrency: None,
         }
     }
 }
@@ -157,6 +173,16 @@ const_setters! {
     retry_attempts: u32 => Some;
     /// Sets the largest value the field accepts, in bytes.
     max_size: u64 => Some;
+    /// Sets the first retry's delay.
+    retry_backoff: Duration => Some;
+    /// Sets how long a value is cached.
+    cache_for: Duration => Some;
+    /// Sets how long an expired value may be served when its refresh fails.
+    stale_for: Duration => Some;
+    /// Puts the source behind a circuit breaker.
+    circuit_breaker: bool => core::convert::identity;
+    /// Sets the most calls of the source in flight at once.
+    max_concurrency: u32 => Some;
 }
 
 impl FieldSpec {

@@ -119,6 +119,8 @@ where
 pub struct Sources {
     entries: HashMap<String, Entry>,
     env: EnvSource,
+    /// Layers built for the attributes, and their state (cache, circuits, permits).
+    layers: Arc<crate::resilience::Registry>,
 }
 
 impl fmt::Debug for Sources {
@@ -148,7 +150,11 @@ impl Sources {
         let env = EnvSource::process();
         let mut entries = HashMap::new();
         entries.insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
-        crate::fetchers::http::defaults(Sources { entries, env })
+        crate::fetchers::http::defaults(Sources {
+            entries,
+            env,
+            layers: Arc::default(),
+        })
     }
 
     /// The built-in backends configured from the conventional environment variables.
@@ -250,6 +256,34 @@ impl Sources {
     /// The environment used for `env` fields and `${VAR}` placeholders.
     pub fn env(&self) -> &EnvSource {
         &self.env
+    }
+
+    /// Forgets the values cached (by `cache_for`/`ttl` fields) from the source registered
+    /// as `name` under `key` (a Consul key, a Vault `mount/path`, a URL, an env variable, a
+    /// query's bound key), so the next fetch asks the source. Returns how many were
+    /// forgotten (several when fields read the key differently, e.g. two `field`s).
+    ///
+    /// ```
+    /// use component_model_async::Sources;
+    ///
+    /// let sources = Sources::new();
+    /// assert_eq!(sources.invalidate("env", "PORT"), 0); // nothing cached yet
+    /// sources.invalidate_all();
+    /// ```
+    pub fn invalidate(&self, name: &str, key: &str) -> usize {
+        match self.entries.get(name) {
+            Some(Entry::Raw(source)) => self.layers.invalidate(source, key),
+            _ => 0,
+        }
+    }
+
+    /// Forgets every value cached through these `Sources` (and their clones).
+    pub fn invalidate_all(&self) {
+        self.layers.invalidate_all();
+    }
+
+    pub(crate) fn layers(&self) -> &crate::resilience::Registry {
+        &self.layers
     }
 
     pub(crate) fn entry(&self, name: &str) -> Option<&Entry> {

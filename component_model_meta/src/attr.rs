@@ -88,6 +88,9 @@ pub struct FieldAttrs {
     pub cache_for: Attr<Duration>,
     pub retry_attempts: Attr<u32>,
     pub circuit_breaker: Attr<bool>,
+    pub stale_for: Attr<Duration>,
+    pub retry_backoff: Attr<Duration>,
+    pub max_concurrency: Attr<u32>,
     pub fallback_to: Attr<String>,
     pub stream_from: Attr<String>,
     pub topic: Attr<String>,
@@ -134,6 +137,9 @@ impl FieldAttrs {
             cache_for: Attr::none(CACHE_FOR),
             retry_attempts: Attr::none(RETRY_ATTEMPTS),
             circuit_breaker: Attr::none(CIRCUIT_BREAKER),
+            stale_for: Attr::none(STALE_FOR),
+            retry_backoff: Attr::none(RETRY_BACKOFF),
+            max_concurrency: Attr::none(MAX_CONCURRENCY),
             fallback_to: Attr::none(FALLBACK_TO),
             stream_from: Attr::none(STREAM_FROM),
             topic: Attr::none(TOPIC),
@@ -186,6 +192,9 @@ impl FieldAttrs {
                     MAX_SIZE => a.max_size.set(cx, tokens, size(&meta)?),
                     RETRY_ATTEMPTS => a.retry_attempts.set(cx, tokens, count(&meta)?),
                     CIRCUIT_BREAKER => a.circuit_breaker.set(cx, tokens, boolean(&meta)?),
+                    STALE_FOR => a.stale_for.set(cx, tokens, duration(&meta)?),
+                    RETRY_BACKOFF => a.retry_backoff.set(cx, tokens, duration(&meta)?),
+                    MAX_CONCURRENCY => a.max_concurrency.set(cx, tokens, count(&meta)?),
                     FALLBACK_TO => a.fallback_to.set(cx, tokens, string(&meta)?.value()),
                     STREAM_FROM => a.stream_from.set(cx, tokens, string(&meta)?.value()),
                     TOPIC => a.topic.set(cx, tokens, string(&meta)?.value()),
@@ -273,6 +282,9 @@ impl FieldAttrs {
             || self.cache_for.is_some()
             || self.retry_attempts.is_some()
             || self.circuit_breaker.is_some()
+            || self.stale_for.is_some()
+            || self.retry_backoff.is_some()
+            || self.max_concurrency.is_some()
             || self.fallback_to.is_some()
             || self.stream_from.is_some()
             || self.topic.is_some()

@@ -191,6 +191,25 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         let n = n.value;
         chain.extend(quote!(.max_size(#n)));
     }
+    if let Some(d) = a.retry_backoff.get() {
+        let d = duration_tokens(d.value);
+        chain.extend(quote!(.retry_backoff(#d)));
+    }
+    if let Some(d) = a.cache_for.get().or(a.ttl.get()) {
+        let d = duration_tokens(d.value);
+        chain.extend(quote!(.cache_for(#d)));
+    }
+    if let Some(d) = a.stale_for.get() {
+        let d = duration_tokens(d.value);
+        chain.extend(quote!(.stale_for(#d)));
+    }
+    if a.circuit_breaker.get().is_some_and(|b| b.value) {
+        chain.extend(quote!(.circuit_breaker(true)));
+    }
+    if let Some(n) = a.max_concurrency.get() {
+        let n = n.value;
+        chain.extend(quote!(.max_concurrency(#n)));
+    }
     quote! {
         #[allow(non_upper_case_globals)]
         static #ident: #cm::FieldSpec = #cm::FieldSpec::new(#owner, #field, #type_name, #source) #chain;
@@ -316,6 +335,11 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
             "Like `fetch_all_components`, bounded by the struct's timeout ({timeout_doc}): a timeout gives `ComponentError::Timeout`, one failed field its error, several `ComponentError::Multiple`."
         ),
         "fetch_with_resilience",
+        &result_one,
+    ));
+    methods.extend(fut(
+        "The seed's name for a fetch that honours `cache_for`: like `fetch_with_resilience` (every fetch method answers `cache_for`/`ttl` fields from the cache of the `Sources` while fresh).",
+        "fetch_with_cache",
         &result_one,
     ));
     methods.push(m(
@@ -544,6 +568,8 @@ fn struct_bodies(
         quote!(#cm::fetch_all::<Self>(sources)),
         quote!(#cm::fetch_available::<Self>(#cm::Sources::global())),
         quote!(#cm::fetch_available::<Self>(sources)),
+        quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, #cm::Sources::global())),
+        quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, sources)),
         quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, #cm::Sources::global())),
         quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, sources)),
         quote! {

@@ -25,6 +25,9 @@ pub const TTL: &str = "ttl";
 pub const CACHE_FOR: &str = "cache_for";
 pub const RETRY_ATTEMPTS: &str = "retry_attempts";
 pub const CIRCUIT_BREAKER: &str = "circuit_breaker";
+pub const STALE_FOR: &str = "stale_for";
+pub const RETRY_BACKOFF: &str = "retry_backoff";
+pub const MAX_CONCURRENCY: &str = "max_concurrency";
 pub const FALLBACK_TO: &str = "fallback_to";
 pub const STREAM_FROM: &str = "stream_from";
 pub const TOPIC: &str = "topic";
@@ -58,6 +61,9 @@ pub const FIELD_KEYS: &[&str] = &[
     TTL,
     CACHE_FOR,
     RETRY_ATTEMPTS,
+    RETRY_BACKOFF,
+    STALE_FOR,
+    MAX_CONCURRENCY,
     CIRCUIT_BREAKER,
     FALLBACK_TO,
     STREAM_FROM,

@@ -67,6 +67,7 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
     {
         cx.error_spanned_by(t, "`timeout` must be greater than zero");
     }
+
     if let Some(p) = input.attrs.env_prefix.get() {
         check_env_prefix(cx, p);
     }
@@ -153,6 +154,15 @@ fn check_nested(cx: &Ctxt, input: &Input<'_>, field: &Field<'_>) {
             "circuit_breaker",
             a.circuit_breaker.get().map(|s| s.to_token_stream()),
         ),
+        ("stale_for", a.stale_for.get().map(|s| s.to_token_stream())),
+        (
+            "retry_backoff",
+            a.retry_backoff.get().map(|s| s.to_token_stream()),
+        ),
+        (
+            "max_concurrency",
+            a.max_concurrency.get().map(|s| s.to_token_stream()),
+        ),
         (
             "stream_from",
             a.stream_from.get().map(|s| s.to_token_stream()),
@@ -211,6 +221,12 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     check_values(cx, field);
     if !a.fetch_from.is_some() && a.fetcher.is_some() {
         check_fetcher_keys(cx, &dependent);
+        for (name, tokens) in layer_keys(field) {
+            cx.error_spanned_by(
+                tokens,
+                format!("`{name}` wraps a named source (`fetch_from`); a `fetcher` expression gets only `timeout` and `retry_attempts`"),
+            );
+        }
     }
     if let Some(from) = a.fetch_from.get()
         && check_source_name(cx, from)
@@ -262,6 +278,10 @@ fn check_keys_without_source(
             "retry_attempts",
             a.retry_attempts.get().map(|s| s.to_token_stream()),
         ),
+        (
+            "retry_backoff",
+            a.retry_backoff.get().map(|s| s.to_token_stream()),
+        ),
     ] {
         if let Some(tokens) = present {
             cx.error_spanned_by(
@@ -269,6 +289,14 @@ fn check_keys_without_source(
                 format!("`{name}` needs `fetch_from` or `fetcher` on the same field"),
             );
         }
+    }
+    for (name, tokens) in layer_keys(field) {
+        cx.error_spanned_by(
+            tokens,
+            format!(
+                "`{name}` needs `fetch_from = \"...\"` on the same field: it wraps a named source"
+            ),
+        );
     }
 }
 
@@ -281,27 +309,45 @@ fn check_planned_keys(cx: &Ctxt, field: &Field<'_>) {
             "`stream_from` (live updates) is not available in this version of component_model; fetch the value with `fetch_from` and re-fetch to refresh",
         );
     }
-    for (name, tokens) in [
-        ("ttl", a.ttl.get().map(|s| s.to_token_stream())),
-        ("cache_for", a.cache_for.get().map(|s| s.to_token_stream())),
-        (
-            "circuit_breaker",
-            a.circuit_breaker.get().map(|s| s.to_token_stream()),
-        ),
-    ] {
-        if let Some(tokens) = tokens {
-            cx.error_spanned_by(
-                tokens,
-                format!("`{name}` is not available in this version of component_model (caching and circuit breaking are planned); `timeout`, `retry_attempts`, `fallback` and `fallback_to` are"),
-            );
-        }
-    }
 }
 
 /// Values that are wrong whatever the source: a zero timeout, a pointer without `/`, a
 /// fallback that cannot be the field's type.
 fn check_values(cx: &Ctxt, field: &Field<'_>) {
     let a = &field.attrs;
+    for d in [&a.ttl, &a.cache_for].into_iter().filter_map(|d| d.get()) {
+        if d.value.is_zero() {
+            cx.error_spanned_by(
+                d,
+                "a cache duration must be greater than zero (leave the key out not to cache)",
+            );
+        }
+    }
+    if let (Some(_), Some(c)) = (a.ttl.get(), a.cache_for.get()) {
+        cx.error_spanned_by(
+            c,
+            "`ttl` and `cache_for` are the same setting: write one of them",
+        );
+    }
+    if let Some(s) = a.stale_for.get()
+        && !a.ttl.is_some()
+        && !a.cache_for.is_some()
+    {
+        cx.error_spanned_by(s, "`stale_for` needs `cache_for` (or `ttl`) on the same field: only a cached value can be served stale");
+    }
+    if let Some(n) = a.max_concurrency.get()
+        && n.value == 0
+    {
+        cx.error_spanned_by(n, "`max_concurrency` must be at least 1");
+    }
+    if let Some(b) = a.retry_backoff.get()
+        && a.retry_attempts.get().is_none_or(|n| n.value == 0)
+    {
+        cx.error_spanned_by(
+            b,
+            "`retry_backoff` needs `retry_attempts` (at least 1) on the same field",
+        );
+    }
     if let Some(t) = a.timeout.get()
         && t.value.is_zero()
     {
@@ -319,6 +365,28 @@ fn check_values(cx: &Ctxt, field: &Field<'_>) {
     if let Some(fb) = a.fallback.get() {
         check_fallback_literal(cx, field, fb);
     }
+}
+
+/// The keys that wrap a named source in layers (cache, circuit breaker, concurrency
+/// limit), with their tokens when present.
+fn layer_keys(field: &Field<'_>) -> Vec<(&'static str, proc_macro2::TokenStream)> {
+    let a = &field.attrs;
+    [
+        ("ttl", a.ttl.get().map(|s| s.to_token_stream())),
+        ("cache_for", a.cache_for.get().map(|s| s.to_token_stream())),
+        ("stale_for", a.stale_for.get().map(|s| s.to_token_stream())),
+        (
+            "circuit_breaker",
+            a.circuit_breaker.get().map(|s| s.to_token_stream()),
+        ),
+        (
+            "max_concurrency",
+            a.max_concurrency.get().map(|s| s.to_token_stream()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, t)| t.map(|t| (name, t)))
+    .collect()
 }
 
 /// A `fetcher` expression gets no source keys.

@@ -3,6 +3,7 @@
 mod async_assign;
 mod async_errors;
 mod async_fetch;
+mod cache;
 mod consul;
 mod conversion;
 mod database;

@@ -37,7 +37,7 @@ async fn admin() -> Option<redis::aio::MultiplexedConnection> {
 }
 
 /// Deletes every key under `prefix` when dropped.
-struct Cleanup {
+pub(crate) struct Cleanup {
     conn: redis::aio::MultiplexedConnection,
     prefix: String,
 }
@@ -63,7 +63,9 @@ impl Drop for Cleanup {
     }
 }
 
-async fn setup(tag: &str) -> Option<(redis::aio::MultiplexedConnection, String, Cleanup)> {
+pub(crate) async fn setup(
+    tag: &str,
+) -> Option<(redis::aio::MultiplexedConnection, String, Cleanup)> {
     let conn = admin().await?;
     let prefix = format!("{}:", unique(tag));
     let cleanup = Cleanup {
@@ -78,7 +80,10 @@ async fn setup(tag: &str) -> Option<(redis::aio::MultiplexedConnection, String, 
 }
 
 /// Every command `MONITOR` saw mentioning `prefix` while `during` ran.
-async fn monitored<F: std::future::Future>(prefix: &str, during: F) -> (F::Output, Vec<String>) {
+pub(crate) async fn monitored<F: std::future::Future>(
+    prefix: &str,
+    during: F,
+) -> (F::Output, Vec<String>) {
     let mut stream = tokio::net::TcpStream::connect("127.0.0.1:6379")
         .await
         .expect("monitor connection");
@@ -106,7 +111,7 @@ async fn monitored<F: std::future::Future>(prefix: &str, during: F) -> (F::Outpu
 }
 
 /// The command name of a MONITOR line: `123.4 [0 127.0.0.1:5] "MGET" "k"` → `MGET`.
-fn command(line: &str) -> String {
+pub(crate) fn command(line: &str) -> String {
     line.split('"').nth(1).unwrap_or("").to_ascii_uppercase()
 }
 

@@ -4,11 +4,21 @@
 //!
 //! * [`TimeoutLayer`] ([`timeout`]): each attempt of a batch gets at most the limit;
 //! * [`RetryLayer`] ([`retry`]): the members of a batch that failed transiently are asked
-//!   again, together, with exponential backoff and full jitter (backon's policy).
+//!   again, together, with exponential backoff and jitter (backon's policy);
+//! * [`CacheLayer`] ([`cache`]): hits from memory, misses together in one call, one
+//!   upstream call for concurrent misses (single flight), stale-if-error;
+//! * [`CircuitBreakerLayer`] ([`breaker`]): fail fast while a source keeps failing;
+//! * [`ConcurrencyLimitLayer`] ([`limit`]): at most N calls of a source in flight.
 //!
-//! The derive's `timeout` and `retry_attempts` attributes use these layers: the engine
-//! groups a source's fields by their settings and wraps the source once per group, so
-//! fields with the same settings share one batch. In code, wrap a source before
+//! The derive's attributes use these layers (`timeout`, `retry_attempts`, `retry_backoff`,
+//! `cache_for`/`ttl`, `stale_for`, `circuit_breaker`, `max_concurrency`): the engine groups
+//! a source's fields by their settings and wraps the source once per group, so fields with
+//! the same settings share one batch. Around a source, from the outside in: cache, circuit
+//! breaker, retry, timeout (each attempt, including its wait for a permit), concurrency
+//! limit. The state of what the attributes build (cache, circuit, permits) belongs to the
+//! [`Sources`](crate::Sources) and is shared by its clones, by every struct and task that
+//! uses them: one circuit and one cache per registered source, one set of permits per
+//! source and limit. In code, wrap a source before
 //! registering it, or wrap a registered one:
 //!
 //! ```
@@ -25,12 +35,20 @@
 //!
 //! Layer state lives in the wrapping source, which the clones of a `Sources` share.
 
+pub mod breaker;
+pub mod cache;
+pub mod limit;
 pub mod retry;
 pub mod timeout;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+pub use breaker::{BreakerSource, CircuitBreakerLayer};
+pub use cache::{CacheLayer, CacheSource};
+pub use limit::{ConcurrencyLimitLayer, LimitSource};
 pub use retry::{RetryLayer, RetrySource};
 pub use timeout::{TimeoutLayer, TimeoutSource};
 
@@ -128,22 +146,142 @@ macro_rules! forward_description {
     };
 }
 
-/// The layers a field's attributes ask for around `source`: a timeout on each attempt
-/// inside the retries.
-pub(crate) fn for_field(source: Arc<dyn Source>, spec: &FieldSpec) -> Arc<dyn Source> {
-    let mut source = source;
-    if let Some(limit) = spec.timeout {
-        source = TimeoutLayer::new(limit).layer(source);
-    }
-    if let Some(n) = spec.retry_attempts.filter(|n| *n > 0) {
-        source = RetryLayer::new(n).layer(source);
-    }
-    source
+/// The settings that decide a field's layers: fields with equal settings share a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Settings {
+    timeout: Option<Duration>,
+    retry_attempts: u32,
+    retry_backoff: Option<Duration>,
+    cache_for: Option<Duration>,
+    stale_for: Option<Duration>,
+    circuit_breaker: bool,
+    max_concurrency: Option<u32>,
 }
 
-/// The settings that decide a field's layers: fields with equal settings share a batch.
-pub(crate) fn settings_of(spec: &FieldSpec) -> (Option<std::time::Duration>, u32) {
-    (spec.timeout, spec.retry_attempts.unwrap_or(0))
+impl Settings {
+    pub(crate) fn of(spec: &FieldSpec) -> Self {
+        Settings {
+            timeout: spec.timeout,
+            retry_attempts: spec.retry_attempts.unwrap_or(0),
+            retry_backoff: spec.retry_backoff,
+            cache_for: spec.cache_for,
+            stale_for: spec.stale_for,
+            circuit_breaker: spec.circuit_breaker,
+            max_concurrency: spec.max_concurrency,
+        }
+    }
+
+    fn is_plain(&self) -> bool {
+        *self
+            == Settings {
+                retry_backoff: self.retry_backoff,
+                stale_for: self.stale_for,
+                ..Settings::default()
+            }
+    }
+}
+
+/// The layers the attributes asked for, built once per source and settings and kept by
+/// [`Sources`](crate::Sources) (shared by its clones), with their state: one cache and one
+/// circuit per source, one semaphore per source and limit.
+#[derive(Default)]
+pub(crate) struct Registry {
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    /// Keyed by the address of the registered source (kept alive by the entry here).
+    layered: HashMap<(usize, Settings), Arc<dyn Source>>,
+    caches: HashMap<usize, (Arc<dyn Source>, Arc<cache::CacheState>)>,
+    breakers: HashMap<usize, Arc<breaker::BreakerState>>,
+    limits: HashMap<(usize, u32), Arc<tokio::sync::Semaphore>>,
+}
+
+fn address(source: &Arc<dyn Source>) -> usize {
+    Arc::as_ptr(source).cast::<()>() as usize
+}
+
+impl Registry {
+    /// `source` wrapped in the layers `spec` asks for (itself when it asks for none).
+    pub(crate) fn layered(&self, source: &Arc<dyn Source>, spec: &FieldSpec) -> Arc<dyn Source> {
+        let settings = Settings::of(spec);
+        if settings.is_plain() {
+            return source.clone();
+        }
+        let at = address(source);
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(built) = inner.layered.get(&(at, settings)) {
+            return built.clone();
+        }
+        let mut layered = source.clone();
+        if let Some(max) = settings.max_concurrency {
+            let permits = inner
+                .limits
+                .entry((at, max))
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(max.max(1) as usize)))
+                .clone();
+            layered = ConcurrencyLimitLayer::sharing(permits).layer(layered);
+        }
+        if let Some(limit) = settings.timeout {
+            layered = TimeoutLayer::new(limit).layer(layered);
+        }
+        if settings.retry_attempts > 0 {
+            let mut policy = retry::RetryPolicy::new(settings.retry_attempts);
+            if let Some(d) = settings.retry_backoff {
+                policy.min_delay = d;
+                policy.max_delay = policy.max_delay.max(d);
+            }
+            layered = RetryLayer::with_policy(policy).layer(layered);
+        }
+        if settings.circuit_breaker {
+            let state = inner
+                .breakers
+                .entry(at)
+                .or_insert_with(|| {
+                    Arc::new(breaker::BreakerState::new(
+                        breaker::DEFAULT_FAILURE_THRESHOLD,
+                        breaker::DEFAULT_OPEN_FOR,
+                    ))
+                })
+                .clone();
+            layered = CircuitBreakerLayer::sharing(state).layer(layered);
+        }
+        if let Some(ttl) = settings.cache_for {
+            let state = inner
+                .caches
+                .entry(at)
+                .or_insert_with(|| {
+                    (
+                        source.clone(),
+                        Arc::new(cache::CacheState::new(cache::DEFAULT_CAPACITY)),
+                    )
+                })
+                .1
+                .clone();
+            let stale_for = settings.stale_for.unwrap_or(cache::DEFAULT_STALE_FOR);
+            layered = CacheLayer::sharing(ttl, stale_for, state).layer(layered);
+        }
+        inner.layered.insert((at, settings), layered.clone());
+        layered
+    }
+
+    /// Forgets the cached values of `source` whose key is `key`; how many.
+    pub(crate) fn invalidate(&self, source: &Arc<dyn Source>, key: &str) -> usize {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .caches
+            .get(&address(source))
+            .map_or(0, |(_, state)| state.invalidate_key(key))
+    }
+
+    /// Forgets every cached value.
+    pub(crate) fn invalidate_all(&self) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, state) in inner.caches.values() {
+            state.invalidate_all();
+        }
+    }
 }
 
 /// Why one attempt of a typed fetcher (`fetcher = ...`) failed, before the field's
@@ -203,10 +341,10 @@ where
             }
         }
     };
-    retry::run_single(
-        spec.retry_attempts.unwrap_or(0),
-        attempt,
-        Failure::is_transient,
-    )
-    .await
+    let mut policy = retry::RetryPolicy::new(spec.retry_attempts.unwrap_or(0));
+    if let Some(d) = spec.retry_backoff {
+        policy.min_delay = d;
+        policy.max_delay = policy.max_delay.max(d);
+    }
+    retry::run_single(policy, attempt, Failure::is_transient).await
 }

@@ -79,6 +79,15 @@ impl RetryLayer {
     pub fn with_policy(policy: RetryPolicy) -> Self {
         RetryLayer { policy }
     }
+
+    /// Waits `first` before the first retry, doubling after (capped at 2 s, or `first`
+    /// when that is larger).
+    #[must_use]
+    pub fn backoff(mut self, first: Duration) -> Self {
+        self.policy.min_delay = first;
+        self.policy.max_delay = self.policy.max_delay.max(first);
+        self
+    }
 }
 
 impl SourceLayer for RetryLayer {
@@ -147,7 +156,7 @@ impl Source for RetrySource {
 
 /// The same loop for one operation that is not a source (a typed fetcher).
 pub(crate) async fn run_single<T, E, F, Fut>(
-    attempts: u32,
+    policy: RetryPolicy,
     mut op: F,
     retries: impl Fn(&E) -> bool,
 ) -> Result<T, E>
@@ -155,7 +164,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut delays = RetryPolicy::new(attempts).delays();
+    let mut delays = policy.delays();
     loop {
         match op().await {
             Err(e) if retries(&e) => match delays.next() {
