@@ -233,10 +233,7 @@ fn open(failures: u32, retry_in: Duration) -> SourceError {
 #[async_trait::async_trait]
 impl Source for BreakerSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        self.fetch_many(&[request])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(SourceError::not_found()))
+        super::one(self.fetch_many(&[request]).await)
     }
 
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {

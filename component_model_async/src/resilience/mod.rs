@@ -53,7 +53,7 @@ pub use retry::{RetryLayer, RetrySource};
 pub use timeout::{TimeoutLayer, TimeoutSource};
 
 use crate::error::{BoxError, ComponentError, ErrorKind, SourceError};
-use crate::source::{FieldSpec, Source};
+use crate::source::{FieldSpec, RawValue, Source};
 
 /// Wraps a [`Source`] in another that adds one concern (tower's `Layer`, for sources).
 ///
@@ -144,6 +144,16 @@ macro_rules! forward_description {
             self.$inner.watch(requests)
         }
     };
+}
+
+/// A layer's `fetch`: the one answer of a batch of one (a source that answered nothing
+/// failed, it did not say "not found").
+pub(crate) fn one(
+    mut answers: Vec<Result<RawValue, SourceError>>,
+) -> Result<RawValue, SourceError> {
+    answers.pop().unwrap_or_else(|| {
+        Err(SourceError::new(ErrorKind::Unavailable).with_message("the source returned no answer"))
+    })
 }
 
 /// The settings that decide a field's layers: fields with equal settings share a batch.

@@ -115,10 +115,7 @@ impl RetrySource {
 #[async_trait::async_trait]
 impl Source for RetrySource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        self.fetch_many(&[request])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(SourceError::not_found()))
+        super::one(self.fetch_many(&[request]).await)
     }
 
     /// One `fetch_many` of the whole batch, then one per retry of only the members that
