@@ -6,10 +6,11 @@ pub use crate::assign::{Assignment, AsyncAssign, FutureAssign};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
 pub use crate::nested::{
     ComponentSource, FetchFuture, Nest, Nested, NestedOps, describe, fetch_all, fetch_available,
-    fetch_bounded, fetch_nested, fetch_one,
+    fetch_bounded, fetch_nested, fetch_one, fetch_report,
 };
 pub use crate::partial::Partial;
 pub use crate::plan::{Handle, Outcomes, Plan};
+pub use crate::report::FetchReport;
 pub use crate::source::FieldSpec;
 pub use crate::sources::Sources;
 

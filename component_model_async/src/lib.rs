@@ -65,11 +65,13 @@ mod nested;
 mod partial;
 pub mod placeholder;
 mod plan;
+mod report;
 pub mod resilience;
 mod secret;
 mod source;
 mod sources;
 mod standalone;
+mod task;
 
 /// Helpers for writing a [`Source`].
 pub mod source_support {
@@ -92,8 +94,9 @@ pub use fetchers::exports::*;
 pub mod test_util;
 pub use nested::{ComponentSource, FetchFuture};
 pub use partial::Partial;
+pub use report::{FetchReport, FieldReport, Outcome};
 pub use secret::SecretValue;
-pub use source::{Change, Changes, FetchRequest, FieldSpec, RawValue, Source};
+pub use source::{Change, Changes, FetchRequest, FieldSpec, RawValue, Remembering, Source};
 pub use sources::{IntoEntry, Sources, register};
 pub use standalone::SourceFetcher;
 

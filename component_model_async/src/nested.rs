@@ -266,6 +266,29 @@ pub fn fetch_all<T: Nested + Send>(
     })
 }
 
+/// `fetch_all` with a [`FetchReport`](crate::FetchReport): where each field's value came
+/// from, how long it took, how it failed.
+pub fn fetch_report<'a, T: Nested + Send>(
+    owner: &'static str,
+    sources: &'a Sources,
+) -> FetchFuture<'a, crate::report::FetchReport<T>> {
+    FetchFuture::new(async move {
+        let started = std::time::Instant::now();
+        let mut plan = Plan::new(sources);
+        T::plan(&mut plan);
+        let notes = std::sync::Arc::new(crate::report::Notes::default());
+        let mut out = plan.run_noting(Some(notes)).await;
+        let value = T::take(&mut out, false);
+        let fields = out.report();
+        crate::report::FetchReport {
+            result: out.into_result(value),
+            fields,
+            owner,
+            elapsed: started.elapsed(),
+        }
+    })
+}
+
 /// `fetch_available_components_with`: the tree with failed fields at their `fallback` or
 /// `Default`, and the errors.
 pub fn fetch_available<T: Nested + Send>(

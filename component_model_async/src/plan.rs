@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
@@ -19,6 +20,7 @@ use crate::error::{BoxError, ComponentError, ErrorKind, Provenance};
 use crate::fetcher::{DynFetcher, IntoFetcher};
 use crate::nested::{ComponentSource, Nest, Nested};
 use crate::partial::Partial;
+use crate::report::{FieldReport, Notes, Outcome};
 use crate::resilience::{self, Failure};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 use crate::sources::{Entry, Sources};
@@ -249,6 +251,10 @@ pub struct Outcomes<'p> {
     next_group: usize,
     /// The errors of the fields taken in planning order.
     errors: Vec<ComponentError>,
+    /// How each field got its value, once taken.
+    outcomes: Vec<Option<(Outcome, Duration)>>,
+    /// What the layers said, when a report is collected.
+    notes: Option<Arc<Notes>>,
 }
 
 fn fallbackable(kind: ErrorKind) -> bool {
@@ -534,6 +540,19 @@ impl<'s> Plan<'s> {
     /// Fetches every slot concurrently. A plan can run again (a refresh): each run asks
     /// the same sources for the same requests and returns its own outcomes.
     pub async fn run(&self) -> Outcomes<'_> {
+        self.run_noting(None).await
+    }
+
+    /// Like [`Plan::run`], collecting what the layers did for each request into `notes`
+    /// (for a [`FetchReport`](crate::FetchReport)).
+    pub(crate) async fn run_noting(&self, notes: Option<Arc<Notes>>) -> Outcomes<'_> {
+        match &notes {
+            Some(n) => crate::report::collecting(n.clone(), self.run_inner(notes)).await,
+            None => self.run_inner(None).await,
+        }
+    }
+
+    async fn run_inner(&self, notes: Option<Arc<Notes>>) -> Outcomes<'_> {
         let spans: Vec<tracing::Span> = self.slots.iter().map(Slot::span).collect();
         let mut results: Vec<Option<(Result<Got, ComponentError>, Duration)>> =
             (0..self.slots.len()).map(|_| None).collect();
@@ -542,7 +561,12 @@ impl<'s> Plan<'s> {
             let r = r.map_err(|f| to_component_error(f, &self.slots[i]));
             results[i] = Some((r, elapsed));
         }
-        let via_fallback = self.fallback_round(&spans, &mut results).await;
+        let remembering = self.remember(&results);
+        let (via_fallback, ()) = futures::future::join(
+            self.fallback_round(&spans, &mut results),
+            futures::future::join_all(remembering).map(drop),
+        )
+        .await;
         Outcomes {
             slots: &self.slots,
             groups: &self.groups,
@@ -552,7 +576,45 @@ impl<'s> Plan<'s> {
             next: 0,
             next_group: 0,
             errors: Vec::new(),
+            outcomes: vec![None; self.slots.len()],
+            notes,
         }
+    }
+
+    /// Hands the values the first round fetched to the `fallback_to` sources that keep
+    /// them (last-known-good), one call per source; never a secret value.
+    fn remember(
+        &self,
+        results: &[Option<(Result<Got, ComponentError>, Duration)>],
+    ) -> Vec<crate::source::Remembering> {
+        type Kept = Vec<(FetchRequest, RawValue)>;
+        let mut keep: Vec<(&Arc<dyn Source>, Kept)> = Vec::new();
+        for (slot, result) in self.slots.iter().zip(results) {
+            let (Some(Route::Raw(fb)), Some((Ok(Got::Raw(raw)), _)), Some(request)) =
+                (&slot.fallback, result, &slot.fallback_request)
+            else {
+                continue;
+            };
+            if !fb.keeps_answers() {
+                continue;
+            }
+            if slot.sensitive {
+                tracing::warn!(
+                    field = format_args!("{}.{}", slot.owner, slot.field),
+                    fallback_to = slot.spec.fallback_to.unwrap_or_default(),
+                    "the value is secret: it is not stored for fallback"
+                );
+                continue;
+            }
+            let answer = (request.clone(), raw.clone());
+            match keep.iter_mut().find(|(s, _)| Arc::ptr_eq(s, fb)) {
+                Some((_, answers)) => answers.push(answer),
+                None => keep.push((fb, vec![answer])),
+            }
+        }
+        keep.into_iter()
+            .filter_map(|(fb, answers)| fb.remember(answers))
+            .collect()
     }
 
     /// Jobs of the first round: one per batch (a source and its fields' layer settings),
@@ -843,6 +905,7 @@ impl Outcomes<'_> {
             )
         });
         let mut outcome = "ok";
+        let fetched = result.is_ok();
         let converted = match result {
             Ok(Got::Raw(raw)) => match (too_large(&raw, &target), slot.decoders) {
                 (Some(e), _) => Err(e),
@@ -876,6 +939,14 @@ impl Outcomes<'_> {
             Err(e) if fallbackable(e.kind()) => use_fallback(e, &target, fallback, &mut outcome),
             Err(e) => Err(e),
         };
+        let how = match (&result, outcome) {
+            (Err(e), _) => Outcome::Failed(e.kind()),
+            (Ok(_), "absent") => Outcome::Absent,
+            (Ok(_), "fallback") => Outcome::Fallback,
+            (Ok(_), _) if fetched => self.fetched_outcome(index),
+            (Ok(_), _) => Outcome::Fetched,
+        };
+        self.outcomes[index] = Some((how, elapsed));
         let span = &self.spans[index];
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         match &result {
@@ -891,6 +962,52 @@ impl Outcomes<'_> {
             }
         }
         result
+    }
+
+    /// How a fetched value came: from the primary source (and how its layers answered)
+    /// or from the `fallback_to` source.
+    fn fetched_outcome(&self, index: usize) -> Outcome {
+        let slot = &self.slots[index];
+        let note = |r: Option<&FetchRequest>| match (&self.notes, r) {
+            (Some(notes), Some(r)) => notes.get(r),
+            _ => crate::report::Note::default(),
+        };
+        if self.via_fallback[index] {
+            return Outcome::FallbackTo {
+                source: slot.spec.fallback_to.unwrap_or_default(),
+                age: note(slot.fallback_request.as_ref()).stored,
+            };
+        }
+        let n = note(slot.request.as_ref());
+        match n {
+            _ if n.stale.is_some() => Outcome::Stale {
+                age: n.stale.unwrap_or_default(),
+            },
+            _ if n.cache_hit => Outcome::CacheHit,
+            _ if n.retries > 0 => Outcome::Retried { retries: n.retries },
+            _ => Outcome::Fetched,
+        }
+    }
+
+    /// One row per field taken so far (all of them after the struct is taken).
+    pub(crate) fn report(&self) -> Vec<FieldReport> {
+        self.slots
+            .iter()
+            .zip(&self.outcomes)
+            .filter_map(|(slot, taken)| {
+                let (outcome, elapsed) = (*taken)?;
+                let p = slot.provenance();
+                Some(FieldReport {
+                    path: format!("{}.{}", slot.owner, slot.field),
+                    source: slot.spec.source,
+                    key_label: p.key_label.into_owned(),
+                    key: p.key,
+                    location: p.location,
+                    elapsed,
+                    outcome,
+                })
+            })
+            .collect()
     }
 
     /// The field's value in its type (absent `Option` = `None`, `fallback` applied when
@@ -944,9 +1061,19 @@ impl Outcomes<'_> {
             Ok(v) => Some(v),
             Err(e) => {
                 self.errors.push(e);
-                available
-                    .then(|| self.fallback_value(&handle).or_else(default))
-                    .flatten()
+                if !available {
+                    return None;
+                }
+                let (value, how) = match self.fallback_value(&handle) {
+                    Some(v) => (Some(v), Outcome::Fallback),
+                    None => (default(), Outcome::Default),
+                };
+                if value.is_some()
+                    && let Some((outcome, _)) = &mut self.outcomes[handle.index]
+                {
+                    *outcome = how;
+                }
+                value
             }
         }
     }
@@ -974,7 +1101,8 @@ impl Outcomes<'_> {
             && (g.start..g.end).all(|i| self.not_found(i))
         {
             for i in g.start..g.end {
-                self.results[i] = None;
+                let elapsed = self.results[i].take().map_or(Duration::ZERO, |(_, d)| d);
+                self.outcomes[i] = Some((Outcome::Absent, elapsed));
                 self.spans[i].record("outcome", "absent");
             }
             self.next = g.end;

@@ -840,12 +840,32 @@ pub trait Source: Send + Sync + 'static {
         false
     }
 
+    /// Called when this source is a field's `fallback_to` and the field's own source
+    /// answered: `answers` are those values (never a secret one: the engine keeps secret
+    /// values from every fallback source, with a warning naming the field), each with the
+    /// request in this source's form. A source that keeps last-known-good values
+    /// ([`LocalCacheSource`](crate::LocalCacheSource)) returns the future that stores them;
+    /// the fetch awaits it. The default stores nothing.
+    fn remember(&self, answers: Vec<(FetchRequest, RawValue)>) -> Option<Remembering> {
+        let _ = answers;
+        None
+    }
+
+    /// Whether [`Source::remember`] keeps values: the engine hands it the answers of the
+    /// fields it backs up only then (and warns about the secret ones it withholds).
+    fn keeps_answers(&self) -> bool {
+        false
+    }
+
     /// Whether the source itself reads `field = "..."` (Redis: a member of a hash), so the
     /// value it returns is already the selected one and conversion must not select again.
     fn selects_field(&self) -> bool {
         false
     }
 }
+
+/// What [`Source::remember`] returns: the work of storing the values.
+pub type Remembering = futures::future::BoxFuture<'static, ()>;
 
 /// Answers `requests` by asking `fetch` once per distinct request and giving each answer
 /// to every request equal to it (`FetchRequest`'s `Eq`: the same wire parameters), in the

@@ -169,7 +169,9 @@ impl Sources {
     /// * `vault` (feature `vault`): [`VaultSource`](crate::VaultSource) from `VAULT_ADDR`
     ///   (default `https://127.0.0.1:8200`), `VAULT_TOKEN`, `VAULT_NAMESPACE`;
     /// * `redis` (feature `redis`): [`RedisSource`](crate::RedisSource) from `REDIS_URL`,
-    ///   when it is set.
+    ///   when it is set;
+    /// * `local_cache`: [`LocalCacheSource`](crate::LocalCacheSource) storing under
+    ///   `COMPONENT_MODEL_CACHE_DIR`, else the platform cache directory.
     ///
     /// Variables are read from the process environment once, here.
     pub fn from_env() -> Self {
@@ -220,6 +222,23 @@ impl Sources {
             ),
         }
         self
+    }
+
+    /// Registers a [`LocalCacheSource`](crate::LocalCacheSource) storing under `dir` as
+    /// `local_cache`: fields with `fallback_to = "local_cache"` have their values stored
+    /// there after each successful fetch and read back when their source fails.
+    /// ([`Sources::from_env`] registers one on `COMPONENT_MODEL_CACHE_DIR` or the platform
+    /// cache directory.)
+    ///
+    /// ```
+    /// use component_model_async::Sources;
+    ///
+    /// let sources = Sources::new().with_local_cache("/var/cache/my-service");
+    /// assert!(sources.contains("local_cache"));
+    /// ```
+    #[must_use]
+    pub fn with_local_cache(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.register("local_cache", crate::LocalCacheSource::new(dir))
     }
 
     /// Registers a fetcher of `T` under `name`, naming `T` explicitly.

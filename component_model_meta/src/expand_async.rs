@@ -319,7 +319,7 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
             },
         ]
     };
-    let mut methods = Vec::with_capacity(8);
+    let mut methods = Vec::with_capacity(12);
     methods.extend(fut(
         "Fetches every field that has a source (nested structs included), concurrently, from the process-wide `Sources` (see `Sources::set_global`); fields without a source get `Default`. Returns every error, one per failed field.",
         "fetch_all_components",
@@ -341,6 +341,11 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
         "The seed's name for a fetch that honours `cache_for`: like `fetch_with_resilience` (every fetch method answers `cache_for`/`ttl` fields from the cache of the `Sources` while fresh).",
         "fetch_with_cache",
         &result_one,
+    ));
+    methods.extend(fut(
+        "Like `fetch_all_components`, with a report of where each field's value came from (fetched, cache hit, stale, retried, fallback, default) and how long it took; `Display` prints it as a table. Values are never shown.",
+        "fetch_report",
+        &quote!(#cm::FetchReport<Self>),
     ));
     methods.push(m(
         "Where each fetched field of this struct comes from, as `#[component(...)]` says, in field order (`nested` fields are listed by `component_sources_with`).",
@@ -572,6 +577,8 @@ fn struct_bodies(
         quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, sources)),
         quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, #cm::Sources::global())),
         quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, sources)),
+        quote!(#cm::fetch_report::<Self>(#owner, #cm::Sources::global())),
+        quote!(#cm::fetch_report::<Self>(#owner, sources)),
         quote! {
             static __CM_SOURCES: [&#cm::FieldSpec; #n] = [ #( &#spec_refs ),* ];
             &__CM_SOURCES

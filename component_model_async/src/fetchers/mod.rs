@@ -30,6 +30,7 @@ pub mod consul;
 pub mod database;
 pub mod env;
 pub mod http;
+pub mod local_cache;
 pub mod redis;
 #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
 pub mod transport;
@@ -47,6 +48,7 @@ pub mod exports {
     pub use super::env::{EnvFetcher, EnvSource};
     #[cfg(feature = "http")]
     pub use super::http::{ApiFetcher, HttpSource};
+    pub use super::local_cache::LocalCacheSource;
     #[cfg(feature = "redis")]
     pub use super::redis::RedisSource;
     #[cfg(feature = "vault")]
@@ -72,6 +74,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     consul::BUILTIN,
     vault::BUILTIN,
     redis::BUILTIN,
+    local_cache::BUILTIN,
 ];
 
 /// The built-in backend named `name` (`database:analytics` is `database`).

@@ -274,6 +274,7 @@ impl Source for CacheSource {
             for (i, request) in requests.iter().enumerate() {
                 match self.state.entries.get(*request) {
                     Some(hit) if hit.fresh_until > now => {
+                        crate::report::note(request, |n| n.cache_hit = true);
                         answers[i] = Some(Ok(hit.value.clone()));
                         continue;
                     }
@@ -321,11 +322,14 @@ impl Source for CacheSource {
                     (Err(e), Some(old)) if e.kind().is_transient() => {
                         let age = old.stored.elapsed();
                         tracing::warn!(
+                            field = format_args!("{}.{}", request.owner(), request.field()),
+                            source = request.source_name(),
                             key = request.native_key().map(|(_, k)| k).unwrap_or_default(),
                             age_s = age.as_secs(),
                             error = %e.kind(),
                             "serving a stale cached value: its refresh failed"
                         );
+                        crate::report::note(request, |n| n.stale = Some(age));
                         Ok(old.value.clone())
                     }
                     (answer, _) => answer,

@@ -86,7 +86,8 @@ use crate::source::{FieldSpec, RawValue, Source};
 /// ```
 ///
 /// A layer's source should forward `location`, `native_key`, `is_sensitive`,
-/// `unwraps_single_member` and `selects_field` to its inner source; the built-in layers do
+/// `unwraps_single_member`, `selects_field`, `keys_by_field_name`, `watch`, `remember` and `keeps_answers`
+/// to its inner source; the built-in layers do
 /// (see [`forward_description!`](crate::forward_description)).
 pub trait SourceLayer: Send + Sync + 'static {
     /// Wraps `inner`.
@@ -136,6 +137,15 @@ macro_rules! forward_description {
         }
         fn keys_by_field_name(&self) -> bool {
             self.$inner.keys_by_field_name()
+        }
+        fn remember(
+            &self,
+            answers: ::std::vec::Vec<($crate::FetchRequest, $crate::RawValue)>,
+        ) -> ::core::option::Option<$crate::Remembering> {
+            self.$inner.remember(answers)
+        }
+        fn keeps_answers(&self) -> bool {
+            self.$inner.keeps_answers()
         }
         fn watch(
             &self,

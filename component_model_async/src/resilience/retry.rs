@@ -141,6 +141,9 @@ impl Source for RetrySource {
             );
             tokio::time::sleep(delay).await;
             let again: Vec<&FetchRequest> = failed.iter().map(|&i| requests[i]).collect();
+            for r in &again {
+                crate::report::note(r, |n| n.retries += 1);
+            }
             for (i, answer) in failed.into_iter().zip(self.inner.fetch_many(&again).await) {
                 answers[i] = answer;
             }

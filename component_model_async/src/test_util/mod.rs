@@ -38,6 +38,7 @@
 //! ```
 
 mod consul;
+mod fault;
 mod vault;
 
 use std::future::Future;
@@ -48,7 +49,16 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
 
 pub use consul::{ConsulDouble, ConsulDoubleBuilder};
+pub use fault::{Fault, FaultProxy};
 pub use vault::{VaultDouble, VaultDoubleBuilder};
+
+/// How many tasks spawned by this crate are alive now, in the whole process (a Redis
+/// connection's driver while the connection is in use; the blocking write of
+/// `local_cache`). Tasks of the crates underneath (hyper's connections, sqlx's pools) are
+/// not counted. For tests that check no task outlives a fetch.
+pub fn library_tasks_alive() -> usize {
+    crate::task::alive()
+}
 
 /// One request a double received.
 #[derive(Clone, PartialEq, Eq)]

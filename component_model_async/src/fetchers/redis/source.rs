@@ -203,7 +203,7 @@ impl RedisSource {
         match opened {
             Ok(Ok((multiplexed, driver))) => {
                 // Ends when the last clone of the connection is dropped.
-                tokio::spawn(driver);
+                crate::task::spawn(driver);
                 Ok(Connection {
                     multiplexed,
                     exceeded,

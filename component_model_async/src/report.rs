@@ -1,0 +1,264 @@
+//! The fetch report: what a person wants to see at start-up — for each field, where its
+//! value came from and how (fetched, from the cache, stale, after retries, from a
+//! fallback, from storage), how long it took, or why it failed. Values are never shown,
+//! only keys, so a report of secret fields is safe to log.
+//!
+//! Layers say what they did for a request through [`note`]: a no-op unless a report is
+//! being collected by the task that runs the fetch.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::error::{ComponentError, ErrorKind};
+use crate::source::FetchRequest;
+
+/// How one field got its value, or did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Fetched from its source.
+    Fetched,
+    /// Answered from the cache (`cache_for`), fresh.
+    CacheHit,
+    /// The refresh failed and an expired cached value was served; its age.
+    Stale {
+        /// Time since the value was fetched.
+        age: Duration,
+    },
+    /// Fetched after `retries` failed attempts.
+    Retried {
+        /// Attempts that failed before the one that answered.
+        retries: u32,
+    },
+    /// The source failed or had nothing; the `fallback` literal was used.
+    Fallback,
+    /// The source failed; the `fallback_to` source answered.
+    FallbackTo {
+        /// The `fallback_to` source.
+        source: &'static str,
+        /// When that source served a stored value (`local_cache`), its age.
+        age: Option<Duration>,
+    },
+    /// Not found, and the field is an `Option`: `None`.
+    Absent,
+    /// Failed, and `fetch_available_components` gave the field its `Default`.
+    Default,
+    /// Failed (see the errors).
+    Failed(ErrorKind),
+}
+
+impl Outcome {
+    /// Whether the field has a value (every outcome but [`Outcome::Failed`]).
+    pub fn is_ok(&self) -> bool {
+        !matches!(self, Outcome::Failed(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Fetched => f.write_str("fetched"),
+            Outcome::CacheHit => f.write_str("cache hit"),
+            Outcome::Stale { age } => write!(f, "stale ({} old)", Age(*age)),
+            Outcome::Retried { retries: 1 } => f.write_str("fetched after 1 retry"),
+            Outcome::Retried { retries } => write!(f, "fetched after {retries} retries"),
+            Outcome::Fallback => f.write_str("fallback literal"),
+            Outcome::FallbackTo { source, age: None } => write!(f, "fallback_to {source}"),
+            Outcome::FallbackTo {
+                source,
+                age: Some(age),
+            } => write!(f, "fallback_to {source} (stored {} ago)", Age(*age)),
+            Outcome::Absent => f.write_str("absent (None)"),
+            Outcome::Default => f.write_str("default"),
+            Outcome::Failed(kind) => write!(f, "FAILED: {kind}"),
+        }
+    }
+}
+
+/// A duration as a person reads it: `850ms`, `12s`, `3m 5s`, `2h 1m`.
+struct Age(Duration);
+
+impl fmt::Display for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        let s = self.0.as_secs();
+        match () {
+            () if ms < 1000 => write!(f, "{ms}ms"),
+            () if s < 60 => write!(f, "{s}s"),
+            () if s < 3600 => write!(f, "{}m {}s", s / 60, s % 60),
+            () => write!(f, "{}h {}m", s / 3600, s % 3600 / 60),
+        }
+    }
+}
+
+/// One field of a [`FetchReport`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FieldReport {
+    /// `AppConfig.replica.port`.
+    pub path: String,
+    /// The source named by `fetch_from` (or the fetcher expression).
+    pub source: &'static str,
+    /// What the key is called at that source (`key`, `secret`, `query`, `url`, `env variable`).
+    pub key_label: String,
+    /// The key as sent (prefixes and `${VAR}`s applied; never a value).
+    pub key: Option<String>,
+    /// Where the source lives (an address, a database), when it says.
+    pub location: Option<String>,
+    /// Time until the field's answer arrived (its batch's time; fallbacks included).
+    pub elapsed: Duration,
+    /// How the field got its value.
+    pub outcome: Outcome,
+}
+
+/// A fetch's value (or errors) with, per field, where the value came from: the generated
+/// `fetch_report()`/`fetch_report_with(&sources)` return it. `Display` prints a table.
+///
+/// ```
+/// use component_model_async::{AsyncAssign, EnvSource, Outcome, Sources};
+///
+/// #[derive(AsyncAssign, Debug)]
+/// struct App {
+///     #[component(fetch_from = "env")]
+///     port: u16,
+///     #[component(fetch_from = "env", fallback = "info")]
+///     log_level: String,
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sources = Sources::new().with_env(EnvSource::from_map([("PORT", "8080")]));
+/// let report = App::fetch_report_with(&sources).await;
+/// assert_eq!(report.fields[0].outcome, Outcome::Fetched);
+/// assert_eq!(report.fields[1].outcome, Outcome::Fallback);
+/// println!("{report}");
+/// let app = report.into_result().unwrap();
+/// assert_eq!(app.port, 8080);
+/// # });
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FetchReport<T> {
+    /// The struct, or every error (as `fetch_all_components` returns them).
+    pub result: Result<T, Vec<ComponentError>>,
+    /// One row per fetched field of the tree, in field order.
+    pub fields: Vec<FieldReport>,
+    /// The struct whose fetch this is.
+    pub owner: &'static str,
+    /// Time the whole fetch took.
+    pub elapsed: Duration,
+}
+
+impl<T> FetchReport<T> {
+    /// The value, or the errors.
+    pub fn into_result(self) -> Result<T, Vec<ComponentError>> {
+        self.result
+    }
+
+    /// Whether every field has a value.
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+impl<T> fmt::Display for FetchReport<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failed = self.fields.iter().filter(|r| !r.outcome.is_ok()).count();
+        writeln!(
+            f,
+            "{}: {} fields in {}, {} failed",
+            self.owner,
+            self.fields.len(),
+            Age(self.elapsed),
+            failed
+        )?;
+        let rows: Vec<[String; 5]> = self
+            .fields
+            .iter()
+            .map(|r| {
+                let key = match &r.key {
+                    Some(k) => format!("{} {k}", r.key_label),
+                    None => String::from("-"),
+                };
+                let source = match &r.location {
+                    Some(loc) => format!("{} ({loc})", r.source),
+                    None => r.source.to_owned(),
+                };
+                [
+                    r.path.clone(),
+                    source,
+                    key,
+                    r.outcome.to_string(),
+                    Age(r.elapsed).to_string(),
+                ]
+            })
+            .collect();
+        let header = ["FIELD", "SOURCE", "KEY", "OUTCOME", "TIME"].map(String::from);
+        let mut widths = header.clone().map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&header).chain(&rows) {
+            let mut line = String::new();
+            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<w$}  "));
+                }
+            }
+            writeln!(f, "  {}", line.trim_end())?;
+        }
+        if let Err(errors) = &self.result {
+            for e in errors {
+                writeln!(f, "  error: {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a layer or source did for one request, merged per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Note {
+    pub(crate) cache_hit: bool,
+    pub(crate) stale: Option<Duration>,
+    pub(crate) retries: u32,
+    pub(crate) stored: Option<Duration>,
+}
+
+/// What layers said during one fetch, per request.
+#[derive(Default)]
+pub(crate) struct Notes(Mutex<HashMap<FetchRequest, Note>>);
+
+impl Notes {
+    pub(crate) fn get(&self, request: &FetchRequest) -> Note {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(request)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+tokio::task_local! {
+    static NOTES: Arc<Notes>;
+}
+
+/// Runs `fut` collecting what layers note about its requests into `notes`.
+pub(crate) async fn collecting<F: std::future::Future>(notes: Arc<Notes>, fut: F) -> F::Output {
+    NOTES.scope(notes, fut).await
+}
+
+/// Says what was done for `request`, when a report is being collected (else nothing,
+/// at the cost of one task-local lookup).
+pub(crate) fn note(request: &FetchRequest, update: impl FnOnce(&mut Note)) {
+    let _ = NOTES.try_with(|notes| {
+        let mut map = notes.0.lock().unwrap_or_else(PoisonError::into_inner);
+        update(map.entry(request.clone()).or_default());
+    });
+}

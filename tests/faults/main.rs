@@ -1,0 +1,479 @@
+//! Resilience proven against real servers through `test_util::FaultProxy`: retries recover
+//! from resets inside one batch, the circuit breaker opens, fails fast, probes once and
+//! closes, a blackhole times out on time, stale-if-error serves the old value from a real
+//! PostgreSQL, `max_concurrency` holds at the server, `local_cache` restarts a service
+//! whose source is down, and no task this library spawned outlives its fetch.
+//!
+//! Alone in its binary: the count of the library's live tasks is per process, and the other
+//! binaries' Redis tests keep connection drivers alive.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use component_model::resilience::{CircuitBreakerLayer, SourceExt};
+use component_model::test_util::{ConsulDouble, Fault, FaultProxy, library_tasks_alive};
+use component_model::{
+    AsyncAssign, ConsulSource, DatabaseSource, ErrorKind, HttpSource, Outcome, Sources, VaultSource,
+};
+use component_model_tests::{skip, unique};
+
+async fn consul_behind_proxy() -> (ConsulDouble, FaultProxy) {
+    let consul = ConsulDouble::start().await;
+    let proxy = FaultProxy::start(consul.address().parse().expect("address"))
+        .await
+        .expect("proxy");
+    (consul, proxy)
+}
+
+#[derive(AsyncAssign, Debug)]
+struct Retried {
+    #[component(
+        fetch_from = "consul",
+        key = "app/a",
+        retry_attempts = 3,
+        retry_backoff = "10ms"
+    )]
+    a: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "app/b",
+        retry_attempts = 3,
+        retry_backoff = "10ms"
+    )]
+    b: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "app/c",
+        retry_attempts = 3,
+        retry_backoff = "10ms"
+    )]
+    c: u32,
+}
+
+#[tokio::test]
+async fn retry_recovers_from_resets_inside_one_batch() {
+    let (consul, proxy) = consul_behind_proxy().await;
+    for (k, v) in [("app/a", "1"), ("app/b", "2"), ("app/c", "3")] {
+        consul.put(k, v);
+    }
+    let sources = Sources::new().register("consul", ConsulSource::new(proxy.address().to_string()));
+    proxy.reset_next(2);
+    let report = Retried::fetch_report_with(&sources).await;
+    let r = report.result.as_ref().expect("fetched after two resets");
+    assert_eq!((r.a, r.b, r.c), (1, 2, 3));
+    // Three attempts, each one connection carrying the whole batch; one reached Consul.
+    assert_eq!(proxy.accepted(), 3);
+    assert_eq!(consul.requests_to("/v1/txn").len(), 1);
+    assert_eq!(consul.requests_to("/v1/kv").len(), 0);
+    for field in &report.fields {
+        assert_eq!(field.outcome, Outcome::Retried { retries: 2 }, "{report}");
+    }
+}
+
+#[derive(AsyncAssign, Debug)]
+struct Guarded {
+    #[component(fetch_from = "consul", key = "app/port")]
+    port: u16,
+}
+
+#[tokio::test]
+async fn the_breaker_opens_fails_fast_lets_one_probe_through_and_closes() {
+    let (consul, proxy) = consul_behind_proxy().await;
+    consul.put("app/port", "8080");
+    let open_for = Duration::from_millis(400);
+    let guarded = ConsulSource::new(proxy.address().to_string()).with_layer(
+        CircuitBreakerLayer::new()
+            .failure_threshold(3)
+            .open_for(open_for),
+    );
+    let sources = Sources::new().register("consul", guarded);
+
+    proxy.set(Fault::Reset);
+    for _ in 0..3 {
+        let e = Guarded::fetch_all_components_with(&sources)
+            .await
+            .unwrap_err();
+        assert_eq!(e[0].kind(), ErrorKind::Unavailable, "{}", e[0]);
+    }
+    assert_eq!(proxy.accepted(), 3);
+
+    // Open: fails at once, without a connection, naming field, source, key and the probe.
+    let started = Instant::now();
+    let e = Guarded::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(50));
+    assert_eq!(e[0].kind(), ErrorKind::CircuitOpen);
+    let text = e[0].to_string();
+    assert!(
+        text.starts_with("Guarded.port: consul key `app/port`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("circuit is open") && text.contains("next probe in"),
+        "{text}"
+    );
+    assert_eq!(proxy.accepted(), 3);
+
+    // Half open: of ten concurrent callers, one probe goes through; it succeeds and closes.
+    proxy.set(Fault::Latency(Duration::from_millis(150)));
+    tokio::time::sleep(open_for + Duration::from_millis(50)).await;
+    consul.clear_requests();
+    let results =
+        futures::future::join_all((0..10).map(|_| Guarded::fetch_all_components_with(&sources)))
+            .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let open = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e[0].kind() == ErrorKind::CircuitOpen))
+        .count();
+    assert_eq!((ok, open), (1, 9));
+    assert_eq!(consul.requests().len(), 1, "one probe reached the server");
+    proxy.set(Fault::Pass);
+    let closed =
+        futures::future::join_all((0..5).map(|_| Guarded::fetch_all_components_with(&sources)))
+            .await;
+    assert!(closed.iter().all(Result::is_ok), "closed again");
+}
+
+#[derive(AsyncAssign, Debug)]
+struct Bounded {
+    #[component(fetch_from = "consul", key = "app/port", timeout = "300ms")]
+    port: u16,
+    #[component(fetch_from = "env", fallback = "x")]
+    other: String,
+}
+
+#[tokio::test]
+async fn a_blackhole_times_out_within_the_deadline() {
+    let (consul, proxy) = consul_behind_proxy().await;
+    consul.put("app/port", "8080");
+    let sources = Sources::new().register("consul", ConsulSource::new(proxy.address().to_string()));
+    proxy.set(Fault::Blackhole);
+    let started = Instant::now();
+    let e = Bounded::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].kind(), ErrorKind::Timeout, "{}", e[0]);
+    assert!(
+        e[0].to_string()
+            .starts_with("Bounded.port: consul key `app/port`"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(550),
+        "timed out after {took:?}"
+    );
+    // A response cut short is an error too, on time, and not a panic.
+    proxy.set(Fault::CutAfter(20));
+    let e = Bounded::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e[0].kind(), ErrorKind::Unavailable | ErrorKind::Decode),
+        "{}",
+        e[0]
+    );
+}
+
+// Multi-threaded: `local_cache` writes on a blocking task there (inline on one thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_or_failed_fetch_leaves_no_task_of_ours_behind() {
+    let (consul, proxy) = consul_behind_proxy().await;
+    consul.put("app/port", "8080");
+    consul.put("app/name", "billing");
+    let dir = std::env::temp_dir().join(unique("cm_tasks"));
+    let sources = Sources::new()
+        .register("consul", ConsulSource::new(proxy.address().to_string()))
+        .with_local_cache(&dir);
+    assert_eq!(
+        Cached::fetch_all_components_with(&sources)
+            .await
+            .unwrap()
+            .port,
+        8080
+    );
+    proxy.set(Fault::Blackhole);
+    // Cancelled from outside while waiting on a blackhole, and failed on its own timeout.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(50),
+        Bounded::fetch_all_components_with(&sources),
+    )
+    .await;
+    assert!(cancelled.is_err());
+    assert!(Bounded::fetch_all_components_with(&sources).await.is_err());
+    proxy.set(Fault::Reset);
+    assert_eq!(
+        Cached::fetch_all_components_with(&sources)
+            .await
+            .unwrap()
+            .port,
+        8080
+    );
+    assert_eq!(
+        library_tasks_alive(),
+        0,
+        "no task of this library outlives a fetch"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[derive(AsyncAssign, Debug)]
+struct Cached {
+    #[component(fetch_from = "consul", key = "app/port", fallback_to = "local_cache")]
+    port: u16,
+    #[component(fetch_from = "consul", key = "app/name", fallback_to = "local_cache")]
+    name: String,
+}
+
+#[tokio::test]
+async fn local_cache_starts_a_service_whose_source_is_down_with_the_stored_values() {
+    let (consul, proxy) = consul_behind_proxy().await;
+    consul.put("app/port", "8080");
+    consul.put("app/name", "billing");
+    let dir = std::env::temp_dir().join(unique("cm_lkg"));
+    let first = Sources::new()
+        .register("consul", ConsulSource::new(proxy.address().to_string()))
+        .with_local_cache(&dir);
+    let up = Cached::fetch_all_components_with(&first).await.unwrap();
+    assert_eq!((up.port, up.name.as_str()), (8080, "billing"));
+    let file = dir.join("Cached.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    drop(first);
+
+    // The source goes down; the service restarts (new `Sources`, same directory).
+    proxy.set(Fault::Reset);
+    let restarted = Sources::new()
+        .register("consul", ConsulSource::new(proxy.address().to_string()))
+        .with_local_cache(&dir);
+    let report = Cached::fetch_report_with(&restarted).await;
+    let value = report
+        .result
+        .as_ref()
+        .expect("started from the stored values");
+    assert_eq!((value.port, value.name.as_str()), (8080, "billing"));
+    for field in &report.fields {
+        assert!(
+            matches!(
+                field.outcome,
+                Outcome::FallbackTo {
+                    source: "local_cache",
+                    age: Some(_)
+                }
+            ),
+            "{report}"
+        );
+    }
+    assert!(
+        report
+            .to_string()
+            .contains("fallback_to local_cache (stored"),
+        "{report}"
+    );
+
+    // A corrupt file is an error naming it, kept beside the primary error; never a panic.
+    std::fs::write(&file, b"{ not json").unwrap();
+    let e = Cached::fetch_all_components_with(&restarted)
+        .await
+        .unwrap_err();
+    let text = e[0].to_string();
+    assert!(
+        text.contains("fallback_to `local_cache` failed too"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Cached.json") && text.contains("corrupt"),
+        "{text}"
+    );
+
+    // The source comes back: the next fetch stores over the corrupt file.
+    proxy.set(Fault::Pass);
+    consul.put("app/port", "9090");
+    assert_eq!(
+        Cached::fetch_all_components_with(&restarted)
+            .await
+            .unwrap()
+            .port,
+        9090
+    );
+    assert!(std::fs::read_to_string(&file).unwrap().contains("9090"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[derive(AsyncAssign, Debug)]
+struct SecretBackup {
+    #[component(
+        fetch_from = "vault",
+        secret = "app/db",
+        field = "password",
+        fallback_to = "local_cache"
+    )]
+    password: component_model::SecretString,
+    #[component(
+        fetch_from = "vault",
+        secret = "app/db",
+        field = "user",
+        fallback_to = "local_cache"
+    )]
+    user: String,
+}
+
+#[tokio::test]
+async fn secret_values_are_never_written_to_the_local_cache() {
+    let vault = component_model::test_util::VaultDouble::start().await;
+    vault.put(
+        "secret",
+        "app/db",
+        serde_json::json!({"password": "canary-9f3e", "user": "svc"}),
+    );
+    let dir = std::env::temp_dir().join(unique("cm_secret_lkg"));
+    let sources = Sources::new()
+        .register("vault", VaultSource::new(vault.url()).with_token("root"))
+        .with_local_cache(&dir);
+    let got = SecretBackup::fetch_all_components_with(&sources)
+        .await
+        .unwrap();
+    assert_eq!(got.user, "svc");
+    // Every value of a Vault source is secret: nothing is stored, not even `user`.
+    let stored = std::fs::read_to_string(dir.join("SecretBackup.json")).unwrap_or_default();
+    assert!(
+        !stored.contains("canary-9f3e") && !stored.contains("svc"),
+        "{stored}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn exec(db: &sqlx::PgPool, sql: String) {
+    use sqlx::Executor;
+    db.execute(sqlx::AssertSqlSafe(sql)).await.expect("setup SQL");
+}
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(AsyncAssign, Debug)]
+struct Pricing {
+    #[component(
+        fetch_from = "postgres",
+        query = "SELECT value FROM cm_prices WHERE name = $1",
+        key = "base",
+        cache_for = "200ms",
+        stale_for = "1h"
+    )]
+    base: String,
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_the_old_value_when_postgres_is_cut_off() {
+    let admin = match sqlx::PgPool::connect(PG_URL).await {
+        Ok(p) => p,
+        Err(e) => return skip("PostgreSQL at 127.0.0.1:5432", e),
+    };
+    let schema = unique("cm_faults");
+    exec(&admin, format!("CREATE SCHEMA {schema}")).await;
+    let setup = format!(
+        "CREATE TABLE {schema}.cm_prices (name text primary key, value text);
+         INSERT INTO {schema}.cm_prices VALUES ('base', 'v1')"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup)).execute(&admin).await.unwrap();
+
+    let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap())
+        .await
+        .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = PG_URL.parse().unwrap();
+    let options = options
+        .port(proxy.address().port())
+        .options([("search_path", schema.as_str())]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options);
+    let sources = Sources::new().register("postgres", DatabaseSource::new(pool));
+
+    assert_eq!(
+        Pricing::fetch_all_components_with(&sources)
+            .await
+            .unwrap()
+            .base,
+        "v1"
+    );
+    exec(&admin, format!("UPDATE {schema}.cm_prices SET value = 'v2'")).await;
+    let report = Pricing::fetch_report_with(&sources).await;
+    assert_eq!(report.fields[0].outcome, Outcome::CacheHit);
+
+    proxy.set(Fault::Reset);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let report = Pricing::fetch_report_with(&sources).await;
+    assert_eq!(
+        report.result.as_ref().expect("stale value").base,
+        "v1",
+        "{report}"
+    );
+    assert!(
+        matches!(report.fields[0].outcome, Outcome::Stale { .. }),
+        "{report}"
+    );
+
+    proxy.set(Fault::Pass);
+    let fresh = Pricing::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(fresh.base, "v2");
+    exec(&admin, format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+/// An HTTP server that answers `7` after `delay`, counting requests in flight.
+async fn counting_server(
+    delay: Duration,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let now = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (n, m) = (now.clone(), most.clone());
+    let app = axum::Router::new().route(
+        "/v",
+        axum::routing::get(move || {
+            let (n, m) = (n.clone(), m.clone());
+            async move {
+                let at = n.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(at, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                "7"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, now, most)
+}
+
+#[derive(AsyncAssign, Debug)]
+struct Limited {
+    #[component(fetch_from = "slow_api", path = "/v", max_concurrency = 4)]
+    v: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_callers_never_put_more_than_max_concurrency_requests_in_flight() {
+    let (addr, _, most) = counting_server(Duration::from_millis(1)).await;
+    let proxy = FaultProxy::start(addr).await.unwrap();
+    let sources = Sources::new().register("slow_api", HttpSource::new(proxy.url()));
+    let callers = (0..10_000).map(|_| {
+        let sources = sources.clone();
+        async move { Limited::fetch_all_components_with(&sources).await }
+    });
+    let results = futures::future::join_all(callers).await;
+    assert!(results.iter().all(|r| matches!(r, Ok(l) if l.v == 7)));
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (1..=4).contains(&most),
+        "{most} requests in flight at the server"
+    );
+}
