@@ -493,6 +493,11 @@ impl<'s> Plan<'s> {
                     .ok()
                     .map(|r| for_source(r, fb.as_ref()));
             }
+            // Layers (a shared cache tier) see what the engine knows: the value is secret.
+            if slot.sensitive {
+                slot.request = slot.request.take().map(|r| r.sensitive(true));
+                slot.fallback_request = slot.fallback_request.take().map(|r| r.sensitive(true));
+            }
         }
         self.push(slot)
     }

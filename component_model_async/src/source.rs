@@ -224,7 +224,7 @@ pub struct FetchRequest {
 type Text = Cow<'static, str>;
 
 /// What goes on the wire; the request's identity.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Debug)]
 struct Params {
     key: Option<Text>,
     query: Option<Text>,
@@ -495,6 +495,12 @@ impl FetchRequest {
     pub fn spec(&self) -> Option<&'static FieldSpec> {
         self.origin.spec
     }
+    /// The request's identity (its wire parameters) as text, the same in every process
+    /// and build: what a cache shared between processes keys on.
+    pub(crate) fn identity(&self) -> String {
+        format!("{:?}", self.params)
+    }
+
     /// The struct the request is for (empty for a request built in code).
     pub fn owner(&self) -> &str {
         &self.origin.owner
@@ -861,6 +867,35 @@ pub trait Source: Send + Sync + 'static {
     /// value it returns is already the selected one and conversion must not select again.
     fn selects_field(&self) -> bool {
         false
+    }
+}
+
+/// A [`RawValue`] as stored outside the process (`local_cache` files, the shared cache tier).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StoredValue {
+    Text(String),
+    Bytes(Vec<u8>),
+    Json(serde_json::Value),
+}
+
+impl From<RawValue> for StoredValue {
+    fn from(raw: RawValue) -> Self {
+        match raw {
+            RawValue::Text(s) => StoredValue::Text(s),
+            RawValue::Bytes(b) => StoredValue::Bytes(b),
+            RawValue::Json(v) => StoredValue::Json(v),
+        }
+    }
+}
+
+impl From<StoredValue> for RawValue {
+    fn from(v: StoredValue) -> Self {
+        match v {
+            StoredValue::Text(s) => RawValue::Text(s),
+            StoredValue::Bytes(b) => RawValue::Bytes(b),
+            StoredValue::Json(v) => RawValue::Json(v),
+        }
     }
 }
 

@@ -241,6 +241,25 @@ impl Sources {
         self.register("local_cache", crate::LocalCacheSource::new(dir))
     }
 
+    /// Puts a cache shared by processes behind the in-memory cache of every `cache_for`
+    /// field: e.g. a [`RedisSource`](crate::RedisSource), so the instances of a fleet
+    /// starting together fetch each key once between them, not once each (see
+    /// [`resilience::cache`](crate::resilience::cache)). Secret values stay in memory.
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// use component_model_async::{RedisSource, Sources};
+    ///
+    /// let sources = Sources::from_env().with_shared_cache(RedisSource::new("redis://127.0.0.1:6379"));
+    /// # let _ = sources;
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_shared_cache(self, tier: impl crate::resilience::CacheTier) -> Self {
+        self.layers.set_tier(Arc::new(tier));
+        self
+    }
+
     /// Registers a fetcher of `T` under `name`, naming `T` explicitly.
     #[must_use]
     pub fn register_fetcher<T, F>(self, name: impl Into<String>, fetcher: F) -> Self

@@ -354,7 +354,9 @@ async fn secret_values_are_never_written_to_the_local_cache() {
 
 async fn exec(db: &sqlx::PgPool, sql: String) {
     use sqlx::Executor;
-    db.execute(sqlx::AssertSqlSafe(sql)).await.expect("setup SQL");
+    db.execute(sqlx::AssertSqlSafe(sql))
+        .await
+        .expect("setup SQL");
 }
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -383,7 +385,10 @@ async fn stale_if_error_serves_the_old_value_when_postgres_is_cut_off() {
         "CREATE TABLE {schema}.cm_prices (name text primary key, value text);
          INSERT INTO {schema}.cm_prices VALUES ('base', 'v1')"
     );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(setup)).execute(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+        .execute(&admin)
+        .await
+        .unwrap();
 
     let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap())
         .await
@@ -405,7 +410,11 @@ async fn stale_if_error_serves_the_old_value_when_postgres_is_cut_off() {
             .base,
         "v1"
     );
-    exec(&admin, format!("UPDATE {schema}.cm_prices SET value = 'v2'")).await;
+    exec(
+        &admin,
+        format!("UPDATE {schema}.cm_prices SET value = 'v2'"),
+    )
+    .await;
     let report = Pricing::fetch_report_with(&sources).await;
     assert_eq!(report.fields[0].outcome, Outcome::CacheHit);
 

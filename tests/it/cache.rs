@@ -518,3 +518,125 @@ async fn redis_values_are_cached_until_invalidated() {
     let third = R::fetch_all_components_with(&sources).await.unwrap();
     assert_eq!(third.port, 9090);
 }
+
+#[derive(AsyncAssign, Debug)]
+struct Fleet {
+    #[component(fetch_from = "consul", key = "fleet/a", cache_for = "30s")]
+    a: u32,
+    #[component(fetch_from = "consul", key = "fleet/b", cache_for = "30s")]
+    b: u32,
+    #[component(fetch_from = "consul", key = "fleet/c", cache_for = "30s")]
+    c: String,
+}
+
+#[tokio::test]
+async fn instances_starting_together_fetch_each_key_once_through_the_shared_redis_tier() {
+    use component_model::resilience::CacheTier;
+    let Some((_conn, prefix, _cleanup)) = crate::redis::setup("cm_tier").await else {
+        return;
+    };
+    let consul = component_model::test_util::ConsulDouble::start().await;
+    for (k, v) in [("fleet/a", "1"), ("fleet/b", "2"), ("fleet/c", "three")] {
+        consul.put(k, v);
+    }
+    // Eight instances of one service, each with its own `Sources` (and memory cache).
+    let instances: Vec<Sources> = (0..8)
+        .map(|_| {
+            Sources::new()
+                .register(
+                    "consul",
+                    component_model::ConsulSource::new(consul.address()),
+                )
+                .with_shared_cache(
+                    RedisSource::new("redis://127.0.0.1:6379").namespaced(prefix.clone()),
+                )
+        })
+        .collect();
+    let (results, seen) = crate::redis::monitored(
+        &prefix,
+        futures::future::join_all(instances.iter().map(Fleet::fetch_all_components_with)),
+    )
+    .await;
+    for r in &results {
+        let f = r.as_ref().unwrap();
+        assert_eq!((f.a, f.b, f.c.as_str()), (1, 2, "three"));
+    }
+    assert_eq!(
+        consul.requests().len(),
+        1,
+        "one transaction for the whole fleet"
+    );
+    assert_eq!(consul.requests_to("/v1/txn").len(), 1);
+    let sets = seen
+        .iter()
+        .filter(|l| {
+            crate::redis::command(l) == "SET" && l.contains("\"PX\"") && !l.contains("\"NX\"")
+        })
+        .count();
+    assert_eq!(sets, 3, "each value stored once: {seen:#?}");
+
+    // A later instance (a restart) reads the tier: still no new upstream call.
+    let late = Sources::new()
+        .register(
+            "consul",
+            component_model::ConsulSource::new(consul.address()),
+        )
+        .with_shared_cache(RedisSource::new("redis://127.0.0.1:6379").namespaced(prefix.clone()));
+    let report = Fleet::fetch_report_with(&late).await;
+    assert!(report.is_ok(), "{report}");
+    assert!(
+        report
+            .fields
+            .iter()
+            .all(|f| f.outcome == component_model::Outcome::CacheHit),
+        "{report}"
+    );
+    assert_eq!(consul.requests().len(), 1);
+}
+
+#[derive(AsyncAssign, Debug)]
+struct FleetSecret {
+    #[component(
+        fetch_from = "vault",
+        secret = "app/api",
+        field = "token",
+        cache_for = "30s"
+    )]
+    token: component_model::SecretString,
+}
+
+#[tokio::test]
+async fn secret_values_never_reach_the_shared_tier() {
+    use component_model::resilience::CacheTier;
+    let Some((_conn, prefix, _cleanup)) = crate::redis::setup("cm_tier_secret").await else {
+        return;
+    };
+    let vault = component_model::test_util::VaultDouble::start().await;
+    vault.put(
+        "secret",
+        "app/api",
+        serde_json::json!({"token": "canary-51c0"}),
+    );
+    let instances: Vec<Sources> = (0..3)
+        .map(|_| {
+            Sources::new()
+                .register(
+                    "vault",
+                    component_model::VaultSource::new(vault.url()).with_token("root"),
+                )
+                .with_shared_cache(
+                    RedisSource::new("redis://127.0.0.1:6379").namespaced(prefix.clone()),
+                )
+        })
+        .collect();
+    let (results, seen) = crate::redis::monitored(
+        &prefix,
+        futures::future::join_all(instances.iter().map(FleetSecret::fetch_all_components_with)),
+    )
+    .await;
+    assert!(results.iter().all(Result::is_ok));
+    assert!(
+        seen.is_empty(),
+        "a secret field touched the shared tier: {seen:#?}"
+    );
+}

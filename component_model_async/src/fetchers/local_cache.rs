@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::Builtin;
-use crate::source::{FetchRequest, RawValue, Remembering, Source};
+use crate::source::{FetchRequest, RawValue, Remembering, Source, StoredValue};
 
 /// The variable naming the directory when none is given in code.
 pub const DIR_VARIABLE: &str = "COMPONENT_MODEL_CACHE_DIR";
@@ -95,35 +95,7 @@ struct Entry {
     request: String,
     /// Seconds since the Unix epoch.
     stored_at: u64,
-    value: Value,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Value {
-    Text(String),
-    Bytes(Vec<u8>),
-    Json(serde_json::Value),
-}
-
-impl From<RawValue> for Value {
-    fn from(raw: RawValue) -> Self {
-        match raw {
-            RawValue::Text(s) => Value::Text(s),
-            RawValue::Bytes(b) => Value::Bytes(b),
-            RawValue::Json(v) => Value::Json(v),
-        }
-    }
-}
-
-impl From<Value> for RawValue {
-    fn from(v: Value) -> Self {
-        match v {
-            Value::Text(s) => RawValue::Text(s),
-            Value::Bytes(b) => RawValue::Bytes(b),
-            Value::Json(v) => RawValue::Json(v),
-        }
-    }
+    value: StoredValue,
 }
 
 /// What identifies a request in a stored entry: its key as the source names it.
@@ -251,7 +223,7 @@ impl LocalCacheSource {
                 let value = stored
                     .fields
                     .get_mut(field)
-                    .map(|e| std::mem::replace(&mut e.value, Value::Text(String::new())));
+                    .map(|e| std::mem::replace(&mut e.value, StoredValue::Text(String::new())));
                 match value {
                     Some(v) => Ok(RawValue::from(v)),
                     None => Err(SourceError::not_found()),

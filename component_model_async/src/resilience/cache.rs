@@ -3,6 +3,13 @@
 //! flight, across batches and tasks); an expired value is kept for `stale_for` and served
 //! when its refresh fails transiently.
 //!
+//! With a shared tier ([`CacheTier`], e.g. a [`RedisSource`](crate::RedisSource)), a miss
+//! in memory is looked up there before the source, and a value fetched is put there for
+//! `ttl`, so the instances of a fleet fetch each key once between them: the first to miss
+//! takes a short lock per key (`SET NX`), the others wait for its value (polling the tier)
+//! instead of asking the source. Secret values never go to the tier. The tier failing
+//! never fails a fetch: the source is asked as without it.
+//!
 //! Storage is moka (bounded, per-entry expiry). The single flight is written here because
 //! moka's (`try_get_with`) loads one key at a time, and a batch must stay one call: each
 //! flight is one `fetch_many` shared by every caller waiting for one of its requests.
@@ -25,6 +32,101 @@ pub const DEFAULT_STALE_FOR: Duration = Duration::from_secs(300);
 /// How many values one cache holds at most, by default.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
 
+/// How long an instance holds the lock on a key of the shared tier while it fetches it
+/// (the others wait at most this long for its value before asking the source themselves).
+pub const TIER_LOCK_FOR: Duration = Duration::from_secs(5);
+
+/// How often an instance waiting for another's value looks at the shared tier.
+const TIER_POLL: Duration = Duration::from_millis(20);
+
+/// A cache shared by processes (a fleet's instances), behind the in-memory one: the
+/// [`RedisSource`](crate::RedisSource) implements it. Keys are built here (a prefix, the
+/// source's location and a digest of the request); values are opaque bytes.
+#[async_trait::async_trait]
+pub trait CacheTier: Send + Sync + 'static {
+    /// The values stored under `keys`, in order (`None`: absent).
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, SourceError>;
+    /// Stores each value under its key for `ttl`.
+    async fn put_many(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<(), SourceError>;
+    /// Takes the lock named by each key for `ttl` where nobody holds it (`SET NX`); says,
+    /// in order, which were taken.
+    async fn lock_many(&self, keys: &[String], ttl: Duration) -> Result<Vec<bool>, SourceError>;
+    /// Releases locks taken with `lock_many`.
+    async fn unlock_many(&self, keys: &[String]) -> Result<(), SourceError>;
+
+    /// This tier with every key prefixed by `prefix` (keys otherwise start with
+    /// `component_model:cache:`).
+    fn namespaced(self, prefix: impl Into<String>) -> Namespaced<Self>
+    where
+        Self: Sized,
+    {
+        Namespaced::new(self, prefix)
+    }
+}
+
+/// A tier whose keys all start with `prefix` (one application's or test's key space).
+#[derive(Debug, Clone)]
+pub struct Namespaced<T> {
+    tier: T,
+    prefix: String,
+}
+
+impl<T: CacheTier> Namespaced<T> {
+    /// `tier` with every key prefixed by `prefix`.
+    pub fn new(tier: T, prefix: impl Into<String>) -> Self {
+        Namespaced {
+            tier,
+            prefix: prefix.into(),
+        }
+    }
+
+    fn keys(&self, keys: &[String]) -> Vec<String> {
+        keys.iter().map(|k| format!("{}{k}", self.prefix)).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: CacheTier> CacheTier for Namespaced<T> {
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, SourceError> {
+        self.tier.get_many(&self.keys(keys)).await
+    }
+    async fn put_many(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<(), SourceError> {
+        let entries: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|(k, v)| (format!("{}{k}", self.prefix), v.clone()))
+            .collect();
+        self.tier.put_many(&entries, ttl).await
+    }
+    async fn lock_many(&self, keys: &[String], ttl: Duration) -> Result<Vec<bool>, SourceError> {
+        self.tier.lock_many(&self.keys(keys), ttl).await
+    }
+    async fn unlock_many(&self, keys: &[String]) -> Result<(), SourceError> {
+        self.tier.unlock_many(&self.keys(keys)).await
+    }
+}
+
+/// What the shared tier holds for a request: the value, and the request it answers (a
+/// digest collision is a miss, never another key's value).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TierEntry {
+    request: String,
+    value: crate::source::StoredValue,
+}
+
+/// FNV-1a, 64 bits: the same digest in every process and build.
+fn digest(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 /// Caches the answers of the wrapped source for `ttl` (see the [module](self)).
 ///
 /// Clones of the layer, and every source it wraps, share one cache.
@@ -44,6 +146,7 @@ pub struct CacheLayer {
     ttl: Duration,
     stale_for: Duration,
     state: Arc<CacheState>,
+    tier: Option<Arc<dyn CacheTier>>,
 }
 
 impl std::fmt::Debug for CacheLayer {
@@ -52,6 +155,7 @@ impl std::fmt::Debug for CacheLayer {
             .field("ttl", &self.ttl)
             .field("stale_for", &self.stale_for)
             .field("entries", &self.state.entries.entry_count())
+            .field("shared_tier", &self.tier.is_some())
             .finish()
     }
 }
@@ -63,7 +167,17 @@ impl CacheLayer {
             ttl,
             stale_for: DEFAULT_STALE_FOR,
             state: Arc::new(CacheState::new(DEFAULT_CAPACITY)),
+            tier: None,
         }
+    }
+
+    /// Puts a shared tier behind the memory (see the [module](self)): e.g. a
+    /// [`RedisSource`](crate::RedisSource), so instances starting together fetch each key
+    /// once between them.
+    #[must_use]
+    pub fn shared(mut self, tier: impl CacheTier) -> Self {
+        self.tier = Some(Arc::new(tier));
+        self
     }
 
     /// How long an expired value is kept to be served when its refresh fails transiently
@@ -86,11 +200,17 @@ impl CacheLayer {
         self.state.invalidate_all();
     }
 
-    pub(crate) fn sharing(ttl: Duration, stale_for: Duration, state: Arc<CacheState>) -> Self {
+    pub(crate) fn sharing(
+        ttl: Duration,
+        stale_for: Duration,
+        state: Arc<CacheState>,
+        tier: Option<Arc<dyn CacheTier>>,
+    ) -> Self {
         CacheLayer {
             ttl,
             stale_for,
             state,
+            tier,
         }
     }
 }
@@ -102,6 +222,7 @@ impl SourceLayer for CacheLayer {
             ttl: self.ttl,
             stale_for: self.stale_for,
             state: self.state.clone(),
+            tier: self.tier.clone(),
         })
     }
 }
@@ -211,6 +332,7 @@ pub struct CacheSource {
     ttl: Duration,
     stale_for: Duration,
     state: Arc<CacheState>,
+    tier: Option<Arc<dyn CacheTier>>,
 }
 
 impl CacheSource {
@@ -223,11 +345,17 @@ impl CacheSource {
     fn start_flight(&self, requests: Vec<FetchRequest>) -> Flight {
         let inner = self.inner.clone();
         let state = self.state.clone();
+        let tier = self.tier.clone();
         let (ttl, stale_for) = (self.ttl, self.stale_for);
         let owned = requests.clone();
         let flight: Flight = async move {
-            let refs: Vec<&FetchRequest> = owned.iter().collect();
-            let answers = inner.fetch_many(&refs).await;
+            let answers = match tier {
+                None => {
+                    let refs: Vec<&FetchRequest> = owned.iter().collect();
+                    inner.fetch_many(&refs).await
+                }
+                Some(tier) => through_tier(tier.as_ref(), &inner, &owned, ttl).await,
+            };
             let now = Instant::now();
             for (request, answer) in owned.iter().zip(&answers) {
                 if let Ok(value) = answer {
@@ -339,4 +467,183 @@ impl Source for CacheSource {
     }
 
     crate::forward_description!(inner);
+}
+
+/// The shared tier's key of `request` from `source`, and of its lock.
+fn tier_key(source: &dyn Source, request: &FetchRequest) -> (String, String) {
+    let identity = request.identity();
+    let location = source.location().unwrap_or_default();
+    let key = format!(
+        "component_model:cache:{:016x}",
+        digest(&format!("{location}\n{identity}"))
+    );
+    let lock = format!("{key}:lock");
+    (key, lock)
+}
+
+fn decode_entry(bytes: &[u8], request: &FetchRequest) -> Option<RawValue> {
+    let entry: TierEntry = serde_json::from_slice(bytes).ok()?;
+    (entry.request == request.identity()).then(|| entry.value.into())
+}
+
+/// Answers `requests` through the shared tier: its values first, then the source for the
+/// keys this instance could lock (one `fetch_many`), while waiting for the values of the
+/// keys another instance is fetching; what never comes is asked of the source.
+async fn through_tier(
+    tier: &dyn CacheTier,
+    inner: &Arc<dyn Source>,
+    requests: &[FetchRequest],
+    ttl: Duration,
+) -> Vec<Result<RawValue, SourceError>> {
+    let shareable: Vec<usize> = (0..requests.len())
+        .filter(|&i| !requests[i].is_sensitive() && !inner.is_sensitive())
+        .collect();
+    let keys: Vec<(String, String)> = shareable
+        .iter()
+        .map(|&i| tier_key(inner.as_ref(), &requests[i]))
+        .collect();
+    let mut answers: Vec<Option<Result<RawValue, SourceError>>> = vec![None; requests.len()];
+    let tier_down = |e: &SourceError| {
+        tracing::warn!(error = %e, "the shared cache tier failed; asking the source");
+    };
+    // 1. What the tier has.
+    let values: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
+    match tier.get_many(&values).await {
+        Ok(found) => {
+            for ((&i, bytes), _) in shareable.iter().zip(found).zip(&keys) {
+                if let Some(v) = bytes.and_then(|b| decode_entry(&b, &requests[i])) {
+                    crate::report::note(&requests[i], |n| n.cache_hit = true);
+                    answers[i] = Some(Ok(v));
+                }
+            }
+        }
+        Err(e) => tier_down(&e),
+    }
+    // 2. Locks on the rest: ours are fetched here, the others' awaited.
+    let missing: Vec<usize> = (0..shareable.len())
+        .filter(|&j| answers[shareable[j]].is_none())
+        .collect();
+    let locks: Vec<String> = missing.iter().map(|&j| keys[j].1.clone()).collect();
+    let taken = match locks.is_empty() {
+        true => Vec::new(),
+        false => tier
+            .lock_many(&locks, TIER_LOCK_FOR)
+            .await
+            .unwrap_or_else(|e| {
+                tier_down(&e);
+                vec![true; locks.len()]
+            }),
+    };
+    let mut mine: Vec<usize> = (0..requests.len())
+        .filter(|i| !shareable.contains(i))
+        .collect();
+    let mut theirs: Vec<usize> = Vec::new();
+    let mut held: Vec<String> = Vec::new();
+    let mut locked: Vec<usize> = Vec::new();
+    for (&j, taken) in missing.iter().zip(&taken) {
+        if *taken {
+            locked.push(j);
+            held.push(keys[j].1.clone());
+        } else {
+            theirs.push(j);
+        }
+    }
+    // Another instance may have stored a value between our read and our lock.
+    if !locked.is_empty() {
+        let ks: Vec<String> = locked.iter().map(|&j| keys[j].0.clone()).collect();
+        let found = tier.get_many(&ks).await.unwrap_or_default();
+        let mut found = found.into_iter();
+        for &j in &locked {
+            let i = shareable[j];
+            match found
+                .next()
+                .flatten()
+                .and_then(|b| decode_entry(&b, &requests[i]))
+            {
+                Some(v) => {
+                    crate::report::note(&requests[i], |n| n.cache_hit = true);
+                    answers[i] = Some(Ok(v));
+                }
+                None => mine.push(i),
+            }
+        }
+    }
+    let fetch_mine = async {
+        if mine.is_empty() {
+            return Vec::new();
+        }
+        let refs: Vec<&FetchRequest> = mine.iter().map(|&i| &requests[i]).collect();
+        let got = inner.fetch_many(&refs).await;
+        let put: Vec<(String, Vec<u8>)> = mine
+            .iter()
+            .zip(&got)
+            .filter_map(|(&i, answer)| {
+                let j = shareable.iter().position(|&s| s == i)?;
+                let value = answer.as_ref().ok()?.clone();
+                let entry = TierEntry {
+                    request: requests[i].identity(),
+                    value: value.into(),
+                };
+                Some((keys[j].0.clone(), serde_json::to_vec(&entry).ok()?))
+            })
+            .collect();
+        if !put.is_empty()
+            && let Err(e) = tier.put_many(&put, ttl).await
+        {
+            tier_down(&e);
+        }
+        if !held.is_empty()
+            && let Err(e) = tier.unlock_many(&held).await
+        {
+            tier_down(&e);
+        }
+        mine.iter().copied().zip(got).collect::<Vec<_>>()
+    };
+    let wait_theirs = async {
+        let mut waiting = theirs.clone();
+        let mut got: Vec<(usize, RawValue)> = Vec::new();
+        let deadline = tokio::time::Instant::now() + TIER_LOCK_FOR;
+        while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(TIER_POLL).await;
+            let ks: Vec<String> = waiting.iter().map(|&j| keys[j].0.clone()).collect();
+            let Ok(found) = tier.get_many(&ks).await else {
+                break;
+            };
+            let mut still = Vec::new();
+            for (&j, bytes) in waiting.iter().zip(found) {
+                let i = shareable[j];
+                match bytes.and_then(|b| decode_entry(&b, &requests[i])) {
+                    Some(v) => got.push((i, v)),
+                    None => still.push(j),
+                }
+            }
+            waiting = still;
+        }
+        (got, waiting)
+    };
+    let (from_source, (from_others, never)) = futures::future::join(fetch_mine, wait_theirs).await;
+    for (i, answer) in from_source {
+        answers[i] = Some(answer);
+    }
+    for (i, v) in from_others {
+        crate::report::note(&requests[i], |n| n.cache_hit = true);
+        answers[i] = Some(Ok(v));
+    }
+    // 3. Values another instance was to fetch and did not: asked here.
+    if !never.is_empty() {
+        let late: Vec<usize> = never.iter().map(|&j| shareable[j]).collect();
+        let refs: Vec<&FetchRequest> = late.iter().map(|&i| &requests[i]).collect();
+        for (i, answer) in late.iter().zip(inner.fetch_many(&refs).await) {
+            answers[*i] = Some(answer);
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| {
+                Err(SourceError::new(crate::ErrorKind::Unavailable)
+                    .with_message("the source returned fewer answers than requests"))
+            })
+        })
+        .collect()
 }

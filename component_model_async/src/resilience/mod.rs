@@ -10,6 +10,9 @@
 //! * [`CircuitBreakerLayer`] ([`breaker`]): fail fast while a source keeps failing;
 //! * [`ConcurrencyLimitLayer`] ([`limit`]): at most N calls of a source in flight.
 //!
+//! For a single [`ComponentFetcher`](crate::ComponentFetcher), [`AsyncRetry`] and
+//! [`WithTimeout`] ([`fetcher`]) do the same standalone.
+//!
 //! The derive's attributes use these layers (`timeout`, `retry_attempts`, `retry_backoff`,
 //! `cache_for`/`ttl`, `stale_for`, `circuit_breaker`, `max_concurrency`): the engine groups
 //! a source's fields by their settings and wraps the source once per group, so fields with
@@ -37,6 +40,7 @@
 
 pub mod breaker;
 pub mod cache;
+pub mod fetcher;
 pub mod limit;
 pub mod retry;
 pub mod timeout;
@@ -47,7 +51,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use breaker::{BreakerSource, CircuitBreakerLayer};
-pub use cache::{CacheLayer, CacheSource};
+pub use cache::{CacheLayer, CacheSource, CacheTier, Namespaced};
+pub use fetcher::{AsyncRetry, WithTimeout};
 pub use limit::{ConcurrencyLimitLayer, LimitSource};
 pub use retry::{RetryLayer, RetrySource};
 pub use timeout::{TimeoutLayer, TimeoutSource};
@@ -216,6 +221,8 @@ struct RegistryInner {
     caches: HashMap<usize, (Arc<dyn Source>, Arc<cache::CacheState>)>,
     breakers: HashMap<usize, Arc<breaker::BreakerState>>,
     limits: HashMap<(usize, u32), Arc<tokio::sync::Semaphore>>,
+    /// The shared cache tier of every cache the attributes build.
+    tier: Option<Arc<dyn cache::CacheTier>>,
 }
 
 fn address(source: &Arc<dyn Source>) -> usize {
@@ -280,7 +287,7 @@ impl Registry {
                 .1
                 .clone();
             let stale_for = settings.stale_for.unwrap_or(cache::DEFAULT_STALE_FOR);
-            layered = CacheLayer::sharing(ttl, stale_for, state).layer(layered);
+            layered = CacheLayer::sharing(ttl, stale_for, state, inner.tier.clone()).layer(layered);
         }
         inner.layered.insert((at, settings), layered.clone());
         layered
@@ -293,6 +300,15 @@ impl Registry {
             .caches
             .get(&address(source))
             .map_or(0, |(_, state)| state.invalidate_key(key))
+    }
+
+    /// Puts `tier` behind the caches built from now on.
+    pub(crate) fn set_tier(&self, tier: Arc<dyn cache::CacheTier>) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.tier = Some(tier);
+        inner
+            .layered
+            .retain(|(_, settings), _| settings.cache_for.is_none());
     }
 
     /// Forgets every cached value.

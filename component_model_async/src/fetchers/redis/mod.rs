@@ -25,6 +25,11 @@
 //! * attribute keys: `key` (required); `field` reads a hash member (the source selects
 //!   it itself, [`Source::selects_field`](crate::Source::selects_field));
 //! * key label `key`; values are not secret; coalescing: one pipeline per fetch.
+//!
+//! A `RedisSource` is also a shared cache tier
+//! ([`CacheTier`](crate::resilience::CacheTier)):
+//! [`Sources::with_shared_cache`](crate::Sources::with_shared_cache) or
+//! [`CacheLayer::shared`](crate::resilience::CacheLayer::shared).
 
 #[cfg(feature = "redis")]
 mod bounded;
@@ -32,6 +37,8 @@ mod bounded;
 mod source;
 #[cfg(feature = "redis")]
 pub use source::*;
+#[cfg(feature = "redis")]
+mod tier;
 
 use crate::fetchers::Builtin;
 

@@ -219,7 +219,7 @@ impl RedisSource {
     }
 
     /// Sends `pipe` (errors of single commands kept per command) on the connection.
-    async fn round_trip(
+    pub(super) async fn round_trip(
         &self,
         pipe: &::redis::Pipeline,
         what: &str,
