@@ -50,3 +50,9 @@ if None not in rem.values():
 va = {b: mean_ns("vault_8_fields_one_path", b, required=False) for b in ("one_read", "one_read_per_field")}
 if None not in va.values():
     show("8 fields of one vault secret: one read / 8 reads", va["one_read"], va["one_read_per_field"])
+lay = mean_ns("consul_32_keys", "layers_no_faults", required=False)
+if lay and rem["one_txn"]:
+    show("32 consul keys: timeout+retry+breaker+limit layers / none", lay, rem["one_txn"], 1.05)
+ch = {b: mean_ns("cache_hit_16", b, required=False) for b in ("generated", "moka_gets")}
+if None not in ch.values():
+    show("16 cached fields: fetch_all_components / 16 moka gets + parse", ch["generated"], ch["moka_gets"], 2.0)

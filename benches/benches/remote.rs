@@ -1,8 +1,9 @@
 //! Coalescing of the remote backends, against the in-process API doubles on loopback:
 //!
 //! * 32 Consul keys: `fetch_all_components` (ONE `PUT /v1/txn`) against the same 32 fields
-//!   each read alone (`timeout` on a field takes it out of the batch: 32 concurrent
-//!   `GET /v1/kv/<key>`);
+//!   each read alone (a different `timeout` on each field puts each in a batch of its own:
+//!   32 concurrent `GET /v1/kv/<key>`), and against the same 32 fields behind timeout,
+//!   retry, circuit breaker and concurrency limit layers (no faults: still ONE transaction);
 //! * 8 fields from one Vault secret: ONE read against 8 reads of the same path.
 //!
 //! Round trips are counted from the doubles' request logs and printed before the timings.
@@ -86,73 +87,369 @@ struct ConsulTxn {
     f31: u32,
 }
 
-/// The same 32 keys, each a GET of its own (a per-field `timeout` reads a field alone).
+/// The same 32 keys behind a timeout, retry, circuit breaker and concurrency limit (no
+/// faults): still one transaction.
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct ConsulLayered {
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k00",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f00: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k01",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f01: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k02",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f02: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k03",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f03: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k04",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f04: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k05",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f05: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k06",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f06: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k07",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f07: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k08",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f08: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k09",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f09: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k10",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f10: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k11",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f11: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k12",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f12: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k13",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f13: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k14",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f14: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k15",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f15: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k16",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f16: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k17",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f17: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k18",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f18: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k19",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f19: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k20",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f20: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k21",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f21: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k22",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f22: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k23",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f23: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k24",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f24: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k25",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f25: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k26",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f26: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k27",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f27: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k28",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f28: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k29",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f29: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k30",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f30: u32,
+    #[component(
+        fetch_from = "consul",
+        key = "bench/k31",
+        timeout = "2s",
+        retry_attempts = 3,
+        circuit_breaker = true,
+        max_concurrency = 16
+    )]
+    f31: u32,
+}
+
+/// The same 32 keys, each a GET of its own: fields with different layer settings are
+/// batched apart (each field a different `timeout`), and a batch of one key is one GET.
 #[derive(AsyncAssign, Debug)]
 #[allow(dead_code)]
 struct ConsulGets {
-    #[component(fetch_from = "consul", key = "bench/k00", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k00", timeout = "10000ms")]
     f00: u32,
-    #[component(fetch_from = "consul", key = "bench/k01", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k01", timeout = "10001ms")]
     f01: u32,
-    #[component(fetch_from = "consul", key = "bench/k02", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k02", timeout = "10002ms")]
     f02: u32,
-    #[component(fetch_from = "consul", key = "bench/k03", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k03", timeout = "10003ms")]
     f03: u32,
-    #[component(fetch_from = "consul", key = "bench/k04", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k04", timeout = "10004ms")]
     f04: u32,
-    #[component(fetch_from = "consul", key = "bench/k05", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k05", timeout = "10005ms")]
     f05: u32,
-    #[component(fetch_from = "consul", key = "bench/k06", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k06", timeout = "10006ms")]
     f06: u32,
-    #[component(fetch_from = "consul", key = "bench/k07", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k07", timeout = "10007ms")]
     f07: u32,
-    #[component(fetch_from = "consul", key = "bench/k08", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k08", timeout = "10008ms")]
     f08: u32,
-    #[component(fetch_from = "consul", key = "bench/k09", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k09", timeout = "10009ms")]
     f09: u32,
-    #[component(fetch_from = "consul", key = "bench/k10", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k10", timeout = "10010ms")]
     f10: u32,
-    #[component(fetch_from = "consul", key = "bench/k11", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k11", timeout = "10011ms")]
     f11: u32,
-    #[component(fetch_from = "consul", key = "bench/k12", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k12", timeout = "10012ms")]
     f12: u32,
-    #[component(fetch_from = "consul", key = "bench/k13", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k13", timeout = "10013ms")]
     f13: u32,
-    #[component(fetch_from = "consul", key = "bench/k14", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k14", timeout = "10014ms")]
     f14: u32,
-    #[component(fetch_from = "consul", key = "bench/k15", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k15", timeout = "10015ms")]
     f15: u32,
-    #[component(fetch_from = "consul", key = "bench/k16", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k16", timeout = "10016ms")]
     f16: u32,
-    #[component(fetch_from = "consul", key = "bench/k17", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k17", timeout = "10017ms")]
     f17: u32,
-    #[component(fetch_from = "consul", key = "bench/k18", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k18", timeout = "10018ms")]
     f18: u32,
-    #[component(fetch_from = "consul", key = "bench/k19", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k19", timeout = "10019ms")]
     f19: u32,
-    #[component(fetch_from = "consul", key = "bench/k20", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k20", timeout = "10020ms")]
     f20: u32,
-    #[component(fetch_from = "consul", key = "bench/k21", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k21", timeout = "10021ms")]
     f21: u32,
-    #[component(fetch_from = "consul", key = "bench/k22", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k22", timeout = "10022ms")]
     f22: u32,
-    #[component(fetch_from = "consul", key = "bench/k23", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k23", timeout = "10023ms")]
     f23: u32,
-    #[component(fetch_from = "consul", key = "bench/k24", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k24", timeout = "10024ms")]
     f24: u32,
-    #[component(fetch_from = "consul", key = "bench/k25", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k25", timeout = "10025ms")]
     f25: u32,
-    #[component(fetch_from = "consul", key = "bench/k26", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k26", timeout = "10026ms")]
     f26: u32,
-    #[component(fetch_from = "consul", key = "bench/k27", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k27", timeout = "10027ms")]
     f27: u32,
-    #[component(fetch_from = "consul", key = "bench/k28", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k28", timeout = "10028ms")]
     f28: u32,
-    #[component(fetch_from = "consul", key = "bench/k29", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k29", timeout = "10029ms")]
     f29: u32,
-    #[component(fetch_from = "consul", key = "bench/k30", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k30", timeout = "10030ms")]
     f30: u32,
-    #[component(fetch_from = "consul", key = "bench/k31", timeout = "10s")]
+    #[component(fetch_from = "consul", key = "bench/k31", timeout = "10031ms")]
     f31: u32,
 }
 
@@ -218,7 +515,7 @@ struct VaultOne {
     f7: String,
 }
 
-/// The same 8 keys, one read each.
+/// The same 8 keys, one read each (a different `timeout` per field: a batch each).
 #[derive(AsyncAssign, Debug)]
 #[allow(dead_code)]
 struct VaultEach {
@@ -227,7 +524,7 @@ struct VaultEach {
         secret = "bench/app",
         field = "k0",
         kv_version = 2,
-        timeout = "10s"
+        timeout = "10000ms"
     )]
     f0: String,
     #[component(
@@ -235,7 +532,7 @@ struct VaultEach {
         secret = "bench/app",
         field = "k1",
         kv_version = 2,
-        timeout = "10s"
+        timeout = "10001ms"
     )]
     f1: String,
     #[component(
@@ -243,7 +540,7 @@ struct VaultEach {
         secret = "bench/app",
         field = "k2",
         kv_version = 2,
-        timeout = "10s"
+        timeout = "10002ms"
     )]
     f2: String,
     #[component(
@@ -251,7 +548,7 @@ struct VaultEach {
         secret = "bench/app",
         field = "k3",
         kv_version = 2,
-        timeout = "10s"
+        timeout = "10003ms"
     )]
     f3: String,
     #[component(
@@ -259,7 +556,7 @@ struct VaultEach {
         secret = "bench/app",
         field = "k4",
         kv_version = 2,
-        timeout = "10s"
+        timeout = "10004ms"
     )]
     f4: String,
     #[component(
@@ -267,7 +564,7 @@ struct VaultEach {
         secret = "bench/app",
         field = "k5",
         kv_version = 2,
-        timeout = "10s"
+        timeout = "10005ms"
     )]
     f5: String,
     #[component(
@@ -275,7 +572,7 @@ struct VaultEach {
         secret = "bench/app",
         field = "k6",
         kv_version = 2,
-        timeout = "10s"
+        timeout = "10006ms"
     )]
     f6: String,
     #[component(
@@ -283,7 +580,7 @@ struct VaultEach {
         secret = "bench/app",
         field = "k7",
         kv_version = 2,
-        timeout = "10s"
+        timeout = "10007ms"
     )]
     f7: String,
 }
@@ -323,13 +620,16 @@ fn bench(c: &mut Criterion) {
         consul.clear_requests();
         ConsulGets::fetch_all_components_with(&sources).await.expect("consul gets");
         let gets = consul.requests().len();
+        consul.clear_requests();
+        ConsulLayered::fetch_all_components_with(&sources).await.expect("consul layered");
+        let layered = consul.requests().len();
         vault.clear_requests();
         VaultOne::fetch_all_components_with(&sources).await.expect("vault one");
         let one = vault.requests().len();
         vault.clear_requests();
         VaultEach::fetch_all_components_with(&sources).await.expect("vault each");
         let each = vault.requests().len();
-        println!("round trips: consul 32 keys: {txn} (txn) vs {gets} (one GET per key); vault 8 fields of one path: {one} vs {each}");
+        println!("round trips: consul 32 keys: {txn} (txn) vs {gets} (one GET per key), {layered} with timeout+retry+breaker+limit layers; vault 8 fields of one path: {one} vs {each}");
     });
 
     let mut g = c.benchmark_group("consul_32_keys");
@@ -339,6 +639,15 @@ fn bench(c: &mut Criterion) {
                 ConsulTxn::fetch_all_components_with(&sources)
                     .await
                     .expect("txn"),
+            )
+        })
+    });
+    g.bench_function("layers_no_faults", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                ConsulLayered::fetch_all_components_with(&sources)
+                    .await
+                    .expect("layered"),
             )
         })
     });

@@ -1007,6 +1007,7 @@ impl Outcomes<'_> {
                     source: slot.spec.source,
                     key_label: p.key_label.into_owned(),
                     key: p.key,
+                    bound_key: p.bound_key,
                     location: p.location,
                     elapsed,
                     outcome,

@@ -105,6 +105,8 @@ pub struct FieldReport {
     pub key_label: String,
     /// The key as sent (prefixes and `${VAR}`s applied; never a value).
     pub key: Option<String>,
+    /// The key bound into a `query` (its `key`), when there is one.
+    pub bound_key: Option<String>,
     /// Where the source lives (an address, a database), when it says.
     pub location: Option<String>,
     /// Time until the field's answer arrived (its batch's time; fallbacks included).
@@ -177,9 +179,10 @@ impl<T> fmt::Display for FetchReport<T> {
             .fields
             .iter()
             .map(|r| {
-                let key = match &r.key {
-                    Some(k) => format!("{} {k}", r.key_label),
-                    None => String::from("-"),
+                let key = match (&r.key, &r.bound_key) {
+                    (Some(k), Some(b)) => format!("{} {k} [{b}]", r.key_label),
+                    (Some(k), None) => format!("{} {k}", r.key_label),
+                    (None, _) => String::from("-"),
                 };
                 let source = match &r.location {
                     Some(loc) => format!("{} ({loc})", r.source),

@@ -871,7 +871,7 @@ pub trait Source: Send + Sync + 'static {
 }
 
 /// A [`RawValue`] as stored outside the process (`local_cache` files, the shared cache tier).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum StoredValue {
     Text(String),

@@ -240,3 +240,89 @@ async fn fallback_to_fields_are_one_batch_of_the_fallback_source() {
     assert_eq!((config.a, config.b, config.c), (1, 2, 3));
     assert_eq!(scripted.batches(), [vec!["a", "bb", "ccc"]]);
 }
+
+/// Fails (with its own error) the first `fail` calls, then answers 8080 after `delay`.
+struct Flaky {
+    calls: std::sync::atomic::AtomicU32,
+    fail: u32,
+    delay: Duration,
+}
+
+#[async_trait]
+impl component_model::ComponentFetcher<u16> for Flaky {
+    type Error = std::io::Error;
+    async fn fetch_component(&self) -> Result<u16, std::io::Error> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        match n < self.fail {
+            true => Err(std::io::Error::other("connection reset by peer")),
+            false => Ok(8080),
+        }
+    }
+}
+
+#[derive(AsyncAssign, Debug)]
+struct Registry {
+    #[component(fetch_from = "registry")]
+    port: u16,
+}
+
+#[tokio::test]
+async fn async_retry_and_with_timeout_wrap_any_fetcher_and_register_as_a_source() {
+    use component_model::resilience::{AsyncRetry, WithTimeout};
+    let flaky = Flaky {
+        calls: 0.into(),
+        fail: 2,
+        delay: Duration::ZERO,
+    };
+    let sources = Sources::new().register(
+        "registry",
+        AsyncRetry::new(flaky, 3, Duration::from_millis(1)),
+    );
+    assert_eq!(
+        Registry::fetch_all_components_with(&sources)
+            .await
+            .unwrap()
+            .port,
+        8080
+    );
+
+    // Too few attempts: the fetcher's own error, naming the field.
+    let sources = Sources::new().register(
+        "registry",
+        AsyncRetry::new(
+            Flaky {
+                calls: 0.into(),
+                fail: 5,
+                delay: Duration::ZERO,
+            },
+            3,
+            Duration::from_millis(1),
+        ),
+    );
+    let e = Registry::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert!(
+        e[0].to_string().contains("connection reset by peer"),
+        "{}",
+        e[0]
+    );
+
+    // Each attempt bounded: a slow first attempt times out, the retry answers.
+    let slow_then_fast = WithTimeout::new(
+        Flaky {
+            calls: 0.into(),
+            fail: 0,
+            delay: Duration::from_millis(300),
+        },
+        Duration::from_millis(50),
+    );
+    let started = Instant::now();
+    let e =
+        Registry::fetch_all_components_with(&Sources::new().register("registry", slow_then_fast))
+            .await
+            .unwrap_err();
+    assert_eq!(e[0].kind(), ErrorKind::Timeout, "{}", e[0]);
+    assert!(started.elapsed() < Duration::from_millis(250));
+}

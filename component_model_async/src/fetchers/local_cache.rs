@@ -24,6 +24,9 @@ use crate::source::{FetchRequest, RawValue, Remembering, Source, StoredValue};
 /// The variable naming the directory when none is given in code.
 pub const DIR_VARIABLE: &str = "COMPONENT_MODEL_CACHE_DIR";
 
+/// An unchanged value is written again (its age reset) after this many seconds.
+const REWRITE_AFTER_S: u64 = 60;
+
 /// A stored file larger than this is refused (a cache of configuration values).
 const MAX_FILE: u64 = 16 * 1024 * 1024;
 
@@ -253,6 +256,18 @@ impl LocalCacheSource {
                 }
             };
             stored.version = 1;
+            // Values confirmed less than a minute ago are not written again (a cached
+            // field would otherwise rewrite its file on every fetch).
+            let unchanged = answers.iter().all(|(request, value)| {
+                stored.fields.get(request.field()).is_some_and(|e| {
+                    e.request == identity(request)
+                        && stored_at.saturating_sub(e.stored_at) < REWRITE_AFTER_S
+                        && RawValue::from(e.value.clone()) == *value
+                })
+            });
+            if unchanged {
+                continue;
+            }
             for (request, value) in answers {
                 stored.fields.insert(
                     request.field().to_owned(),
