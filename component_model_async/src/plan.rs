@@ -1067,19 +1067,9 @@ impl Outcomes<'_> {
             Ok(v) => Some(v),
             Err(e) => {
                 self.errors.push(e);
-                if !available {
-                    return None;
-                }
-                let (value, how) = match self.fallback_value(&handle) {
-                    Some(v) => (Some(v), Outcome::Fallback),
-                    None => (default(), Outcome::Default),
-                };
-                if value.is_some()
-                    && let Some((outcome, _)) = &mut self.outcomes[handle.index]
-                {
-                    *outcome = how;
-                }
-                value
+                available
+                    .then(|| self.fallback_value(&handle).or_else(default))
+                    .flatten()
             }
         }
     }

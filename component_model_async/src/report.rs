@@ -43,8 +43,6 @@ pub enum Outcome {
     },
     /// Not found, and the field is an `Option`: `None`.
     Absent,
-    /// Failed, and `fetch_available_components` gave the field its `Default`.
-    Default,
     /// Failed (see the errors).
     Failed(ErrorKind),
 }
@@ -71,7 +69,6 @@ impl fmt::Display for Outcome {
                 age: Some(age),
             } => write!(f, "fallback_to {source} (stored {} ago)", Age(*age)),
             Outcome::Absent => f.write_str("absent (None)"),
-            Outcome::Default => f.write_str("default"),
             Outcome::Failed(kind) => write!(f, "FAILED: {kind}"),
         }
     }

@@ -18,6 +18,10 @@ use component_model::{
 };
 use component_model_tests::{skip, unique};
 
+/// Taken by the tests that assert timings and by the one that loads the CPU (10,000
+/// callers), so one does not skew the other on a 2-core machine.
+static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn consul_behind_proxy() -> (ConsulDouble, FaultProxy) {
     let consul = ConsulDouble::start().await;
     let proxy = FaultProxy::start(consul.address().parse().expect("address"))
@@ -79,6 +83,7 @@ struct Guarded {
 
 #[tokio::test]
 async fn the_breaker_opens_fails_fast_lets_one_probe_through_and_closes() {
+    let _serial = TIMING.lock().await;
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
     let open_for = Duration::from_millis(400);
@@ -147,6 +152,7 @@ struct Bounded {
 
 #[tokio::test]
 async fn a_blackhole_times_out_within_the_deadline() {
+    let _serial = TIMING.lock().await;
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
     let sources = Sources::new().register("consul", ConsulSource::new(proxy.address().to_string()));
@@ -471,6 +477,7 @@ struct Limited {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_callers_never_put_more_than_max_concurrency_requests_in_flight() {
+    let _serial = TIMING.lock().await;
     let (addr, _, most) = counting_server(Duration::from_millis(1)).await;
     let proxy = FaultProxy::start(addr).await.unwrap();
     let sources = Sources::new().register("slow_api", HttpSource::new(proxy.url()));

@@ -11,5 +11,6 @@ mod http;
 mod layers;
 mod nested;
 mod redis;
+mod report;
 mod sync_model;
 mod vault;

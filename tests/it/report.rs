@@ -1,0 +1,82 @@
+//! The fetch report: one row per field of the tree with its outcome, never a value.
+
+use component_model::{AsyncAssign, EnvSource, ErrorKind, Outcome, SecretString, Sources};
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Db {
+    #[component(fetch_from = "env")]
+    host: String,
+    #[component(fetch_from = "env", fallback = "5432")]
+    port: u16,
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Tracing {
+    #[component(fetch_from = "env")]
+    endpoint: String,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(env_prefix = "APP_")]
+struct Reported {
+    #[component(fetch_from = "env")]
+    name: String,
+    #[component(fetch_from = "env")]
+    token: SecretString,
+    #[component(fetch_from = "env")]
+    workers: u8,
+    #[component(nested)]
+    db: Db,
+    #[component(nested)]
+    tracing: Option<Tracing>,
+}
+
+#[tokio::test]
+async fn the_report_names_every_leaf_with_its_outcome_and_never_a_value() {
+    let env = EnvSource::from_map([
+        ("APP_NAME", "billing"),
+        ("APP_TOKEN", "canary-7d1e"),
+        ("APP_WORKERS", "many"),
+        ("APP_DB_HOST", "db.internal"),
+    ]);
+    let sources = Sources::new().with_env(env);
+    let report = Reported::fetch_report_with(&sources).await;
+    let rows: Vec<(&str, Outcome)> = report
+        .fields
+        .iter()
+        .map(|r| (r.path.as_str(), r.outcome))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("Reported.name", Outcome::Fetched),
+            ("Reported.token", Outcome::Fetched),
+            ("Reported.workers", Outcome::Failed(ErrorKind::Decode)),
+            ("Reported.db.host", Outcome::Fetched),
+            ("Reported.db.port", Outcome::Fallback),
+            ("Reported.tracing.endpoint", Outcome::Absent),
+        ]
+    );
+    assert_eq!(report.fields[3].key.as_deref(), Some("APP_DB_HOST"));
+    let errors = report.result.as_ref().unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let text = report.to_string();
+    assert!(text.starts_with("Reported: 6 fields in "), "{text}");
+    assert!(text.contains("1 failed"), "{text}");
+    assert!(text.contains("FAILED: cannot decode"), "{text}");
+    assert!(
+        text.contains("error: Reported.workers: env variable `APP_WORKERS`"),
+        "{text}"
+    );
+    for value in ["canary-7d1e", "billing", "db.internal"] {
+        assert!(!text.contains(value), "the report shows a value: {text}");
+        assert!(!format!("{report:?}").contains("canary-7d1e"));
+    }
+    // Columns line up: every row's outcome starts at the header's OUTCOME column.
+    let lines: Vec<&str> = text.lines().skip(1).take(7).collect();
+    let at = lines[0].find("OUTCOME").unwrap();
+    for line in &lines[1..] {
+        assert_ne!(&line[at..at + 1], " ", "misaligned: {line:?}");
+        assert_eq!(&line[at - 2..at], "  ", "misaligned: {line:?}");
+    }
+}
