@@ -18,6 +18,7 @@ struct Tracing {
 
 #[derive(AsyncAssign, Debug)]
 #[component(env_prefix = "APP_")]
+#[allow(dead_code)] // only the report is read
 struct Reported {
     #[component(fetch_from = "env")]
     name: String,
