@@ -24,6 +24,7 @@ impl Drop for Alive {
 }
 
 /// How many tasks this crate spawned are alive now, in the whole process.
+#[cfg_attr(not(feature = "test-util"), allow(dead_code))]
 pub(crate) fn alive() -> usize {
     ALIVE.load(Ordering::SeqCst)
 }
