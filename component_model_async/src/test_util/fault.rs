@@ -50,7 +50,7 @@ impl Shared {
     }
 }
 
-/// A fault-injecting TCP proxy on 127.0.0.1 (see the [module](self)); stops when dropped.
+/// A fault-injecting TCP proxy on 127.0.0.1 (see [`Fault`]); stops when dropped.
 ///
 /// ```
 /// use component_model_async::test_util::{ConsulDouble, Fault, FaultProxy};
