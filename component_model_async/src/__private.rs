@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 
 pub use crate::assign::{Assignment, AsyncAssign, FutureAssign};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
+pub use crate::live::{ConfigUpdates, Live, watch, watch_for_updates};
 pub use crate::nested::{
     ComponentSource, FetchFuture, Nest, Nested, NestedOps, describe, fetch_all, fetch_available,
     fetch_bounded, fetch_nested, fetch_one, fetch_report,

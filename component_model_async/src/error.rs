@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Multiple,
     /// A user's fetcher failed with its own error (see `source()`).
     Other,
+    /// The value was fetched, and a validator refused it (a [`Live`](crate::Live)'s).
+    Invalid,
 }
 
 impl ErrorKind {
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Config => "misconfigured",
             ErrorKind::Multiple => "several errors",
             ErrorKind::Other => "failed",
+            ErrorKind::Invalid => "rejected by validation",
         }
     }
 
@@ -231,6 +234,14 @@ pub enum ComponentError {
     /// Several errors, one per field (display prints one per line).
     #[error("{}", display_many(.0))]
     Multiple(Vec<ComponentError>),
+    /// The whole value was fetched, and a validator refused it.
+    #[error("{target}: rejected by validation: {reason}")]
+    Invalid {
+        /// The struct.
+        target: Cow<'static, str>,
+        /// The validator's message.
+        reason: String,
+    },
 }
 
 impl fmt::Debug for ComponentError {
@@ -243,6 +254,11 @@ impl fmt::Debug for ComponentError {
                 .field("after", after)
                 .finish(),
             ComponentError::Multiple(v) => f.debug_tuple("Multiple").field(v).finish(),
+            ComponentError::Invalid { target, reason } => f
+                .debug_struct("Invalid")
+                .field("target", target)
+                .field("reason", reason)
+                .finish(),
         }
     }
 }
@@ -472,6 +488,7 @@ impl ComponentError {
             ComponentError::Field(e) => e.kind,
             ComponentError::Timeout { .. } => ErrorKind::Timeout,
             ComponentError::Multiple(_) => ErrorKind::Multiple,
+            ComponentError::Invalid { .. } => ErrorKind::Invalid,
         }
     }
 

@@ -61,6 +61,7 @@ mod convert;
 mod error;
 mod fetcher;
 pub mod fetchers;
+mod live;
 mod nested;
 mod partial;
 pub mod placeholder;
@@ -92,6 +93,9 @@ pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, 
 pub use fetchers::exports::*;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+pub use live::{
+    ConfigUpdate, ConfigUpdates, FieldChange, Live, LiveBuilder, UnknownVersion, Version,
+};
 pub use nested::{ComponentSource, FetchFuture};
 pub use partial::Partial;
 pub use report::{FetchReport, FieldReport, Outcome};

@@ -46,7 +46,7 @@ pub struct FetchFuture<'a, T> {
 }
 
 impl<'a, T> FetchFuture<'a, T> {
-    fn new(fut: impl Future<Output = T> + Send + 'a) -> Self {
+    pub(crate) fn new(fut: impl Future<Output = T> + Send + 'a) -> Self {
         FetchFuture {
             inner: Box::pin(fut),
         }

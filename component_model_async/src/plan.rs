@@ -775,6 +775,55 @@ impl Plan<'_> {
     }
 }
 
+/// What a [`Live`](crate::Live) watches: a source and the requests of its watched fields
+/// (`None`: typed fetchers, polled), and the shortest `watch_interval` among them.
+pub(crate) struct Watched {
+    pub(crate) source: Option<Arc<dyn Source>>,
+    pub(crate) requests: Vec<FetchRequest>,
+    pub(crate) interval: Option<Duration>,
+}
+
+impl Plan<'_> {
+    /// The watched fields (those marked `watch`, else all) grouped by source.
+    pub(crate) fn watched(&self) -> Vec<Watched> {
+        let marked = self.slots.iter().any(|s| s.spec.watch);
+        let mut groups: Vec<Watched> = Vec::new();
+        for slot in self.slots.iter().filter(|s| !marked || s.spec.watch) {
+            let (source, request) = match (&slot.primary, &slot.request) {
+                (Some(Route::Raw(src)), Some(r)) => (Some(src.clone()), Some(r.clone())),
+                (Some(Route::Typed(_)), _) => (None, None),
+                _ => continue,
+            };
+            let at = groups.iter().position(|g| match (&g.source, &source) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            });
+            let group = match at {
+                Some(at) => &mut groups[at],
+                None => {
+                    groups.push(Watched {
+                        source,
+                        requests: Vec::new(),
+                        interval: None,
+                    });
+                    groups.last_mut().expect("just pushed")
+                }
+            };
+            if let Some(r) = request
+                && !group.requests.contains(&r)
+            {
+                group.requests.push(r);
+            }
+            group.interval = match (group.interval, slot.spec.watch_interval) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        groups
+    }
+}
+
 /// A source, its fields' layer settings, and the slots fetched from it together.
 type Batch<'a> = (&'a Arc<dyn Source>, resilience::Settings, Vec<usize>);
 
@@ -1041,6 +1090,29 @@ impl Outcomes<'_> {
         let target = slot.target(&provenance);
         let value = (decoders.text)(text.to_owned(), &target).ok()?;
         value.downcast::<T>().ok().map(|v| *v)
+    }
+}
+
+impl Outcomes<'_> {
+    /// Every field with its raw value (before conversion), for a live update's diff.
+    pub(crate) fn watch_slots(&self) -> Vec<crate::live::Slot> {
+        self.slots
+            .iter()
+            .zip(&self.results)
+            .map(|(slot, result)| {
+                let p = slot.provenance();
+                crate::live::Slot {
+                    path: format!("{}.{}", slot.owner, slot.field),
+                    source: slot.spec.source,
+                    key: p.key,
+                    secret: slot.sensitive,
+                    raw: match result {
+                        Some((Ok(Got::Raw(raw)), _)) => Some(raw.clone()),
+                        _ => None,
+                    },
+                }
+            })
+            .collect()
     }
 }
 

@@ -79,6 +79,11 @@ pub struct FieldSpec {
     pub circuit_breaker: bool,
     /// `max_concurrency = N`: at most N calls of the source in flight.
     pub max_concurrency: Option<u32>,
+    /// `watch`: a [`Live`](crate::Live) watches this field (when no field is marked,
+    /// every field is watched).
+    pub watch: bool,
+    /// `watch_interval = "30s"`: how often to poll the source when it cannot watch.
+    pub watch_interval: Option<Duration>,
 }
 
 impl FieldSpec {
@@ -117,6 +122,8 @@ impl FieldSpec {
             stale_for: None,
             circuit_breaker: false,
             max_concurrency: None,
+            watch: false,
+            watch_interval: None,
         }
     }
 }
@@ -183,6 +190,10 @@ const_setters! {
     circuit_breaker: bool => core::convert::identity;
     /// Sets the most calls of the source in flight at once.
     max_concurrency: u32 => Some;
+    /// Marks the field watched.
+    watch: bool => core::convert::identity;
+    /// Sets the polling interval of a source that cannot watch.
+    watch_interval: Duration => Some;
 }
 
 impl FieldSpec {

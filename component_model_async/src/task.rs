@@ -30,7 +30,6 @@ pub(crate) fn alive() -> usize {
 }
 
 /// `tokio::spawn`, counted.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: Future + Send + 'static,

@@ -91,6 +91,8 @@ pub struct FieldAttrs {
     pub stale_for: Attr<Duration>,
     pub retry_backoff: Attr<Duration>,
     pub max_concurrency: Attr<u32>,
+    pub watch: Attr<bool>,
+    pub watch_interval: Attr<Duration>,
     pub fallback_to: Attr<String>,
     pub stream_from: Attr<String>,
     pub topic: Attr<String>,
@@ -112,6 +114,8 @@ pub struct ContainerAttrs {
     pub krate: Attr<syn::Path>,
     pub timeout: Attr<Duration>,
     pub env_prefix: Attr<String>,
+    pub watch: Attr<bool>,
+    pub watch_interval: Attr<Duration>,
     pub originals: Vec<syn::Attribute>,
 }
 
@@ -140,6 +144,8 @@ impl FieldAttrs {
             stale_for: Attr::none(STALE_FOR),
             retry_backoff: Attr::none(RETRY_BACKOFF),
             max_concurrency: Attr::none(MAX_CONCURRENCY),
+            watch: Attr::none(WATCH),
+            watch_interval: Attr::none(WATCH_INTERVAL),
             fallback_to: Attr::none(FALLBACK_TO),
             stream_from: Attr::none(STREAM_FROM),
             topic: Attr::none(TOPIC),
@@ -195,6 +201,8 @@ impl FieldAttrs {
                     STALE_FOR => a.stale_for.set(cx, tokens, duration(&meta)?),
                     RETRY_BACKOFF => a.retry_backoff.set(cx, tokens, duration(&meta)?),
                     MAX_CONCURRENCY => a.max_concurrency.set(cx, tokens, count(&meta)?),
+                    WATCH => a.watch.set(cx, tokens, boolean(&meta)?),
+                    WATCH_INTERVAL => a.watch_interval.set(cx, tokens, duration(&meta)?),
                     FALLBACK_TO => a.fallback_to.set(cx, tokens, string(&meta)?.value()),
                     STREAM_FROM => a.stream_from.set(cx, tokens, string(&meta)?.value()),
                     TOPIC => a.topic.set(cx, tokens, string(&meta)?.value()),
@@ -285,6 +293,8 @@ impl FieldAttrs {
             || self.stale_for.is_some()
             || self.retry_backoff.is_some()
             || self.max_concurrency.is_some()
+            || self.watch.is_some()
+            || self.watch_interval.is_some()
             || self.fallback_to.is_some()
             || self.stream_from.is_some()
             || self.topic.is_some()
@@ -308,6 +318,8 @@ impl ContainerAttrs {
             krate: Attr::none(CRATE),
             timeout: Attr::none(TIMEOUT),
             env_prefix: Attr::none(ENV_PREFIX),
+            watch: Attr::none(WATCH),
+            watch_interval: Attr::none(WATCH_INTERVAL),
             originals: Vec::new(),
         };
         for attr in attrs.iter().filter(|at| at.path().is_ident(COMPONENT)) {
@@ -328,6 +340,8 @@ impl ContainerAttrs {
                     }
                     TIMEOUT => a.timeout.set(cx, tokens, duration(&meta)?),
                     ENV_PREFIX => a.env_prefix.set(cx, tokens, string(&meta)?.value()),
+                    WATCH => a.watch.set(cx, tokens, boolean(&meta)?),
+                    WATCH_INTERVAL => a.watch_interval.set(cx, tokens, duration(&meta)?),
                     other if FIELD_KEYS.contains(&other) => {
                         skip_value(&meta)?;
                         return Err(meta.error(format!(

@@ -210,6 +210,16 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         let n = n.value;
         chain.extend(quote!(.max_concurrency(#n)));
     }
+    // `watch` on the field, else on the struct.
+    let c = &input.attrs;
+    let watch = a.watch.get().or(c.watch.get()).is_some_and(|w| w.value);
+    if watch {
+        chain.extend(quote!(.watch(true)));
+    }
+    if let Some(d) = a.watch_interval.get().or(c.watch_interval.get()) {
+        let d = duration_tokens(d.value);
+        chain.extend(quote!(.watch_interval(#d)));
+    }
     quote! {
         #[allow(non_upper_case_globals)]
         static #ident: #cm::FieldSpec = #cm::FieldSpec::new(#owner, #field, #type_name, #source) #chain;
@@ -319,7 +329,7 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
             },
         ]
     };
-    let mut methods = Vec::with_capacity(12);
+    let mut methods = Vec::with_capacity(15);
     methods.extend(fut(
         "Fetches every field that has a source (nested structs included), concurrently, from the process-wide `Sources` (see `Sources::set_global`); fields without a source get `Default`. Returns every error, one per failed field.",
         "fetch_all_components",
@@ -346,6 +356,24 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
         "Like `fetch_all_components`, with a report of where each field's value came from (fetched, cache hit, stale, retried, fallback, default) and how long it took; `Display` prints it as a table. Values are never shown.",
         "fetch_report",
         &quote!(#cm::FetchReport<Self>),
+    ));
+    // A `Live` is shared between tasks: the struct must be `Send + Sync + 'static`. The
+    // bound is higher-ranked so that a struct which is not only loses these methods.
+    let shareable =
+        quote!(where for<'__cm> Self: ::core::marker::Send + ::core::marker::Sync + 'static);
+    let live =
+        quote!(::core::result::Result<#cm::Live<Self>, ::std::vec::Vec<#cm::ComponentError>>);
+    methods.push(m(
+        "Fetches the struct, then keeps it current: a `Live<Self>` watching the fields marked `watch` (all of them when none is), from the process-wide `Sources`. See `Live::builder` for validation, history and quiescence.",
+        quote!(#vis fn watch() -> #cm::FetchFuture<'static, #live> #shareable),
+    ));
+    methods.push(m(
+        "Like `watch`, from `sources`.",
+        quote!(#vis fn watch_with(sources: &#cm::Sources) -> #cm::FetchFuture<'_, #live> #shareable),
+    ));
+    methods.push(m(
+        "The seed's live updates: fills `self` from the process-wide `Sources`, then yields each `ConfigUpdate` of a `Live` watching them (`updates.live::<Self>()` reads the applied versions).",
+        quote!(#vis fn watch_for_updates(&mut self) -> #cm::FetchFuture<'_, #cm::ConfigUpdates> #shareable),
     ));
     methods.push(m(
         "Where each fetched field of this struct comes from, as `#[component(...)]` says, in field order (`nested` fields are listed by `component_sources_with`).",
@@ -579,6 +607,9 @@ fn struct_bodies(
         quote!(#cm::fetch_bounded::<Self>(#owner, #timeout, sources)),
         quote!(#cm::fetch_report::<Self>(#owner, #cm::Sources::global())),
         quote!(#cm::fetch_report::<Self>(#owner, sources)),
+        quote!(#cm::watch::<Self>(#cm::Sources::global())),
+        quote!(#cm::watch::<Self>(sources)),
+        quote!(#cm::watch_for_updates(self)),
         quote! {
             static __CM_SOURCES: [&#cm::FieldSpec; #n] = [ #( &#spec_refs ),* ];
             &__CM_SOURCES

@@ -36,6 +36,8 @@ pub const MAX_SIZE: &str = "max_size";
 pub const FETCHER: &str = "fetcher";
 pub const NESTED: &str = "nested";
 pub const KEY_PREFIX: &str = "key_prefix";
+pub const WATCH: &str = "watch";
+pub const WATCH_INTERVAL: &str = "watch_interval";
 
 // Container keys.
 pub const CRATE: &str = "crate";
@@ -74,10 +76,12 @@ pub const FIELD_KEYS: &[&str] = &[
     NESTED,
     ENV_PREFIX,
     KEY_PREFIX,
+    WATCH,
+    WATCH_INTERVAL,
 ];
 
 /// Every key allowed on the struct itself.
-pub const CONTAINER_KEYS: &[&str] = &[CRATE, TIMEOUT, ENV_PREFIX];
+pub const CONTAINER_KEYS: &[&str] = &[CRATE, TIMEOUT, ENV_PREFIX, WATCH, WATCH_INTERVAL];
 
 /// Returns the known key closest to `unknown`, when one is close enough to be a typo.
 pub fn suggest(unknown: &str, known: &[&'static str]) -> Option<&'static str> {

@@ -67,6 +67,11 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
     {
         cx.error_spanned_by(t, "`timeout` must be greater than zero");
     }
+    if let Some(t) = input.attrs.watch_interval.get()
+        && t.value.is_zero()
+    {
+        cx.error_spanned_by(t, "`watch_interval` must be greater than zero");
+    }
 
     if let Some(p) = input.attrs.env_prefix.get() {
         check_env_prefix(cx, p);
@@ -166,6 +171,11 @@ fn check_nested(cx: &Ctxt, input: &Input<'_>, field: &Field<'_>) {
         (
             "stream_from",
             a.stream_from.get().map(|s| s.to_token_stream()),
+        ),
+        ("watch", a.watch.get().map(|s| s.to_token_stream())),
+        (
+            "watch_interval",
+            a.watch_interval.get().map(|s| s.to_token_stream()),
         ),
     ] {
         if let Some(t) = tokens {
@@ -282,6 +292,11 @@ fn check_keys_without_source(
             "retry_backoff",
             a.retry_backoff.get().map(|s| s.to_token_stream()),
         ),
+        ("watch", a.watch.get().map(|s| s.to_token_stream())),
+        (
+            "watch_interval",
+            a.watch_interval.get().map(|s| s.to_token_stream()),
+        ),
     ] {
         if let Some(tokens) = present {
             cx.error_spanned_by(
@@ -352,6 +367,11 @@ fn check_values(cx: &Ctxt, field: &Field<'_>) {
         && t.value.is_zero()
     {
         cx.error_spanned_by(t, "`timeout` must be greater than zero");
+    }
+    if let Some(t) = a.watch_interval.get()
+        && t.value.is_zero()
+    {
+        cx.error_spanned_by(t, "`watch_interval` must be greater than zero");
     }
     if let Some(p) = a.pointer.get()
         && !p.value.is_empty()

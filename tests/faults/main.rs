@@ -22,6 +22,9 @@ use component_model_tests::{skip, unique};
 /// callers), so one does not skew the other on a 2-core machine.
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Taken by the tests that count the library's live tasks (a per-process count).
+static TASKS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn consul_behind_proxy() -> (ConsulDouble, FaultProxy) {
     let consul = ConsulDouble::start().await;
     let proxy = FaultProxy::start(consul.address().parse().expect("address"))
@@ -189,6 +192,8 @@ async fn a_blackhole_times_out_within_the_deadline() {
 // Multi-threaded: `local_cache` writes on a blocking task there (inline on one thread).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_or_failed_fetch_leaves_no_task_of_ours_behind() {
+    let _serial = TASKS.lock().await;
+    assert_eq!(settled().await, 0, "no task of ours is alive before");
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
     consul.put("app/name", "billing");
@@ -492,4 +497,88 @@ async fn ten_thousand_callers_never_put_more_than_max_concurrency_requests_in_fl
         (1..=4).contains(&most),
         "{most} requests in flight at the server"
     );
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch)]
+struct Watched {
+    #[component(fetch_from = "consul", key = "app/port")]
+    port: u16,
+}
+
+/// Waits (at most 2 s) until no task of the library is alive.
+async fn settled() -> usize {
+    for _ in 0..200 {
+        if library_tasks_alive() == 0 {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    library_tasks_alive()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_live_or_stopping_it_ends_its_watcher_even_through_a_blackhole() {
+    let _serial = TASKS.lock().await;
+    assert_eq!(settled().await, 0, "no task of ours is alive before");
+    let (consul, proxy) = consul_behind_proxy().await;
+    consul.put("app/port", "8080");
+    let sources = Sources::new().register("consul", ConsulSource::new(proxy.address().to_string()));
+    let live = Watched::watch_with(&sources).await.unwrap();
+    let reader = live.clone();
+    assert_eq!(library_tasks_alive(), 1, "one watcher for the struct");
+    drop(live);
+    assert_eq!(library_tasks_alive(), 1, "a clone keeps it");
+    // The watcher is blocked on a query the proxy never answers: it still ends.
+    proxy.set(Fault::Blackhole);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(reader);
+    assert_eq!(settled().await, 0, "no task outlives the last Live");
+
+    proxy.set(Fault::Pass);
+    let live = Watched::watch_with(&sources).await.unwrap();
+    assert_eq!(library_tasks_alive(), 1);
+    live.stop();
+    assert_eq!(settled().await, 0, "stop() ends the watcher");
+    assert_eq!(live.get().port, 8080, "the value stays readable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_recovers_after_its_connection_is_reset_and_reads_again() {
+    let _serial = TASKS.lock().await;
+    let (consul, proxy) = consul_behind_proxy().await;
+    consul.put("app/port", "8080");
+    let sources = Sources::new().register("consul", ConsulSource::new(proxy.address().to_string()));
+    let live = component_model::Live::<Watched>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The server goes away (every connection reset) while the value changes.
+    proxy.set(Fault::Reset);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    consul.put("app/port", "9090"); // its answer to the waiting query is reset
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(live.get().port, 8080);
+    proxy.set(Fault::Pass);
+    let update = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut updates),
+    )
+    .await
+    .expect("an update after the outage")
+    .unwrap();
+    assert!(
+        matches!(update, component_model::ConfigUpdate::Applied { .. }),
+        "{update:?}"
+    );
+    assert_eq!(
+        live.get().port,
+        9090,
+        "the change made during the outage is not lost"
+    );
+    live.stop();
+    assert_eq!(settled().await, 0);
 }

@@ -9,6 +9,7 @@ mod conversion;
 mod database;
 mod http;
 mod layers;
+mod live;
 mod nested;
 mod redis;
 mod report;

@@ -180,6 +180,28 @@ impl Endpoint {
     }
 
     /// Sends `method url` with the token (and what `extra` adds); the status and body.
+    /// The client's timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.client.timeout
+    }
+
+    /// Like [`Endpoint::send`], with the response headers.
+    pub(crate) async fn send_full(
+        &self,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+        extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), SourceError> {
+        if let Some(why) = &self.invalid {
+            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
+        }
+        let mut request = self.client.get()?.request(method, url.clone());
+        if let Some(token) = &self.token {
+            request = request.header(self.token_header, token.clone());
+        }
+        send(extra(request), url.as_str(), self.client.limits()).await
+    }
+
     pub(crate) async fn send(
         &self,
         method: reqwest::Method,

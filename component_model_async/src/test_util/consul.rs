@@ -112,6 +112,7 @@ impl ConsulDoubleBuilder {
             data: Mutex::new(Data {
                 stores,
                 index: 1,
+                restores: 0,
                 tombstones: HashMap::new(),
             }),
             index_tx,
@@ -146,6 +147,8 @@ struct Data {
     tombstones: HashMap<String, BTreeMap<String, u64>>,
     stores: HashMap<String, BTreeMap<String, Entry>>,
     index: u64,
+    /// How many snapshot restores happened: each abandons the blocking queries waiting.
+    restores: u64,
 }
 
 #[derive(Clone)]
@@ -224,6 +227,27 @@ impl ConsulDouble {
     /// Deletes `key` in `dc1`.
     pub fn delete(&self, key: &str) {
         self.state.write(|data| data.remove("dc1", key, false));
+    }
+
+    /// Simulates a snapshot restore (or a new cluster) at raft index `index`: every
+    /// entry's indexes drop to at most `index`, and the blocking queries waiting are
+    /// abandoned, as Consul does, so they answer at once with the lower index (clients
+    /// must then reset theirs to 0).
+    pub fn restore_snapshot(&self, index: u64) {
+        let index = index.max(1);
+        {
+            let mut data = self.state.lock();
+            data.index = index;
+            data.restores += 1;
+            data.tombstones.clear();
+            for store in data.stores.values_mut() {
+                for e in store.values_mut() {
+                    e.create_index = e.create_index.min(index);
+                    e.modify_index = e.modify_index.min(index);
+                }
+            }
+        }
+        self.state.index_tx.send_replace(index);
     }
 
     /// The current raft index (`X-Consul-Index` of the latest write).
@@ -562,10 +586,12 @@ async fn kv_get(
         .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = state.index_tx.subscribe();
+    let restores = state.lock().restores;
     loop {
         let (response, index) = kv_read(state, r, access, dc, key);
         let expired = tokio::time::Instant::now() >= deadline;
-        if min_index == 0 || index > min_index || expired {
+        let abandoned = state.lock().restores != restores;
+        if min_index == 0 || index > min_index || expired || abandoned {
             let response = response.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
             return with_index(response, index);
         }

@@ -16,6 +16,10 @@
 //! [`ConsulSource::with_datacenter`] picks the datacenter (`?dc=`). 404 → not found,
 //! 403 → unauthorized, 5xx → unavailable.
 //!
+//! Watched (`watch`, for a [`Live`](crate::Live)) with blocking queries on
+//! `X-Consul-Index`: one on the keys' common prefix with `recurse` when it is selective,
+//! else one per distinct key (see the `watch` module).
+//!
 //! ## What this module declares
 //!
 //! * name `consul`, cargo feature `consul`, registered by
@@ -28,6 +32,8 @@
 mod source;
 #[cfg(feature = "consul")]
 pub use source::*;
+#[cfg(feature = "consul")]
+mod watch;
 
 use crate::fetchers::Builtin;
 

@@ -172,6 +172,18 @@ impl ConsulSource {
         self.endpoint.base()
     }
 
+    pub(super) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub(super) fn timeout(&self) -> Duration {
+        self.endpoint.timeout()
+    }
+
+    pub(super) fn query_pairs<'a>(&'a self, dc: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+        self.query(dc)
+    }
+
     fn query<'a>(&'a self, dc: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
         let mut q = Vec::new();
         if let Some(dc) = dc.or(self.datacenter.as_deref()) {
@@ -183,7 +195,12 @@ impl ConsulSource {
         q
     }
 
-    fn status_error(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceError {
+    pub(super) fn status_error(
+        &self,
+        status: reqwest::StatusCode,
+        body: &[u8],
+        what: &str,
+    ) -> SourceError {
         if status == reqwest::StatusCode::NOT_FOUND {
             return SourceError::not_found();
         }
@@ -470,6 +487,12 @@ impl Source for ConsulSource {
 
     fn location(&self) -> Option<String> {
         Some(redact_url(self.endpoint.base()))
+    }
+
+    /// Blocking queries (see the `watch` module): on the keys' common prefix when it is
+    /// selective, else one per distinct key.
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<crate::Changes, SourceError> {
+        Ok(self.watch_keys(requests))
     }
 }
 

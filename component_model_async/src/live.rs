@@ -1,0 +1,788 @@
+//! Live configuration: a [`Live<T>`] holds the current value of a derived struct and keeps
+//! it current. It fetches once, then watches the sources of its watched fields (a source's
+//! own [`Source::watch`], else polling at `watch_interval`); after a change settles (a
+//! quiescence window), it fetches the whole struct again, validates the candidate, and
+//! swaps it in — or keeps the old value and says why. Every swap is a numbered version;
+//! the last N are kept for [`Live::rollback`].
+//!
+//! Reads never wait: [`Live::get`] is an `ArcSwap` load (no lock), and a slow consumer of
+//! [`Live::changes`] never blocks the watcher (a bounded channel; a consumer that falls
+//! behind is told how many updates it missed).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::error::ComponentError;
+use crate::nested::{FetchFuture, Nested};
+use crate::plan::{Plan, Watched};
+use crate::source::RawValue;
+use crate::sources::Sources;
+
+/// How long a watched source without a watch of its own is polled, by default.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How many versions [`Live::history`] keeps, by default.
+pub const DEFAULT_HISTORY: usize = 10;
+
+/// How many updates a [`Live::changes`] stream may fall behind before it is told it
+/// missed some.
+const CHANNEL: usize = 64;
+
+/// One field's change in an applied update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FieldChange {
+    /// `AppConfig.db.port`.
+    pub field: String,
+    /// The source name.
+    pub source: String,
+    /// The key as sent.
+    pub key: Option<String>,
+    /// The value before, as text (`None` when the field had none, or is secret).
+    pub old: Option<String>,
+    /// The value after, as text (`None` when the field has none now, or is secret).
+    pub new: Option<String>,
+    /// The value is secret: `old` and `new` are never carried, only that it changed.
+    pub secret: bool,
+}
+
+impl fmt::Display for FieldChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.secret {
+            return write!(f, "{}: changed (secret)", self.field);
+        }
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
+        write!(
+            f,
+            "{}: {} -> {}",
+            self.field,
+            show(&self.old),
+            show(&self.new)
+        )
+    }
+}
+
+/// What a [`Live`] did after its sources changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigUpdate {
+    /// A new version was swapped in.
+    Applied {
+        /// Its number (the first fetch is version 1).
+        version: u64,
+        /// The fields whose values changed.
+        fields: Vec<FieldChange>,
+        /// When it was swapped in.
+        at: SystemTime,
+    },
+    /// The candidate was refused; the old value stays.
+    Rejected {
+        /// Why: the validator's message, or the fetch errors.
+        reason: String,
+        /// The fields concerned (those that failed, or those that changed).
+        fields: Vec<String>,
+    },
+    /// [`Live::rollback`] swapped an earlier version back in.
+    RolledBack {
+        /// The version now current.
+        to_version: u64,
+    },
+    /// This stream fell behind; it missed that many updates (the value itself is current:
+    /// read it with [`Live::get`]).
+    Lagged {
+        /// How many updates were dropped for this stream.
+        missed: u64,
+    },
+}
+
+impl fmt::Display for ConfigUpdate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigUpdate::Applied {
+                version, fields, ..
+            } => {
+                write!(f, "version {version} applied")?;
+                for (i, c) in fields.iter().enumerate() {
+                    f.write_str(if i == 0 { ": " } else { "; " })?;
+                    write!(f, "{c}")?;
+                }
+                Ok(())
+            }
+            ConfigUpdate::Rejected { reason, fields } => {
+                write!(f, "update rejected ({}): {reason}", fields.join(", "))
+            }
+            ConfigUpdate::RolledBack { to_version } => {
+                write!(f, "rolled back to version {to_version}")
+            }
+            ConfigUpdate::Lagged { missed } => write!(f, "{missed} updates missed"),
+        }
+    }
+}
+
+/// A version kept by [`Live::history`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Version<T> {
+    /// Its number.
+    pub version: u64,
+    /// The value.
+    pub value: Arc<T>,
+    /// When it was swapped in.
+    pub at: SystemTime,
+}
+
+impl<T> Clone for Version<T> {
+    fn clone(&self) -> Self {
+        Version {
+            version: self.version,
+            value: self.value.clone(),
+            at: self.at,
+        }
+    }
+}
+
+/// The error of [`Live::rollback`] to a version no longer (or never) kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("version {0} is not in the history (see `Live::history`)")]
+pub struct UnknownVersion(pub u64);
+
+type Check<T> = Arc<dyn Fn(Arc<T>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// Options of a [`Live`]: validation, history, quiescence. Start one with
+/// [`Live::builder`]; the generated `watch_with(&sources)` uses the defaults.
+pub struct LiveBuilder<'s, T> {
+    sources: &'s Sources,
+    checks: Vec<Check<T>>,
+    history: usize,
+    quiet: Duration,
+    max_wait: Duration,
+}
+
+impl<T> fmt::Debug for LiveBuilder<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveBuilder")
+            .field("validators", &self.checks.len())
+            .field("history", &self.history)
+            .field("quiet", &self.quiet)
+            .field("max_wait", &self.max_wait)
+            .finish()
+    }
+}
+
+impl<'s, T: Nested + Send + Sync + 'static> LiveBuilder<'s, T> {
+    /// Validates every candidate, the first fetch included: an `Err` keeps the old value
+    /// (the first time, `start` fails) and is reported as [`ConfigUpdate::Rejected`].
+    #[must_use]
+    pub fn validate<E: fmt::Display>(
+        mut self,
+        check: impl Fn(&T) -> Result<(), E> + Send + Sync + 'static,
+    ) -> Self {
+        let check = Arc::new(check);
+        self.checks.push(Arc::new(move |candidate: Arc<T>| {
+            let r = check(&candidate).map_err(|e| e.to_string());
+            async move { r }.boxed()
+        }));
+        self
+    }
+
+    /// Like [`validate`](Self::validate), with an async check (e.g. "the port is free",
+    /// a query against a database).
+    #[must_use]
+    pub fn validate_async<E, F>(
+        mut self,
+        check: impl Fn(Arc<T>) -> F + Send + Sync + 'static,
+    ) -> Self
+    where
+        E: fmt::Display,
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    {
+        self.checks.push(Arc::new(move |candidate: Arc<T>| {
+            let fut = check(candidate);
+            async move { fut.await.map_err(|e| e.to_string()) }.boxed()
+        }));
+        self
+    }
+
+    /// Keeps the last `n` versions (default [`DEFAULT_HISTORY`], at least 1).
+    #[must_use]
+    pub fn history(mut self, n: usize) -> Self {
+        self.history = n.max(1);
+        self
+    }
+
+    /// After a change, waits until the sources have been quiet for `quiet`, but never
+    /// longer than `max_wait` after the first change, before fetching (default 100 ms and
+    /// 1 s): a burst of writes becomes one swap per `max_wait`.
+    #[must_use]
+    pub fn quiescence(mut self, quiet: Duration, max_wait: Duration) -> Self {
+        self.quiet = quiet;
+        self.max_wait = max_wait.max(quiet);
+        self
+    }
+
+    /// Fetches and validates the first version, then starts watching.
+    pub fn start(self) -> FetchFuture<'s, Result<Live<T>, Vec<ComponentError>>> {
+        FetchFuture::new(start(self))
+    }
+}
+
+/// The current value of a derived struct, kept current (see the [module](self)).
+///
+/// Clones share one value and one watcher; dropping the last clone stops the watcher.
+///
+/// ```
+/// use std::time::Duration;
+/// use component_model_async::{AsyncAssign, EnvSource, Live, Sources};
+///
+/// #[derive(AsyncAssign, Debug)]
+/// struct App {
+///     #[component(fetch_from = "env", watch, watch_interval = "1s")]
+///     port: u16,
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let sources = Sources::new().with_env(EnvSource::from_map([("PORT", "8080")]));
+/// let live = Live::<App>::builder(&sources)
+///     .validate(|app: &App| if app.port < 1024 { Err("a privileged port") } else { Ok(()) })
+///     .start()
+///     .await
+///     .unwrap();
+/// assert_eq!(live.get().port, 8080);
+/// assert_eq!(live.version(), 1);
+/// # });
+/// ```
+pub struct Live<T> {
+    shared: Arc<Shared<T>>,
+    /// Dropped with the last clone: the watcher ends (even in the middle of a refresh,
+    /// when it holds `shared` itself).
+    stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+}
+
+impl<T> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Live {
+            shared: self.shared.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Live<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Live")
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the clones of one [`Live`] and its watcher share.
+struct Shared<T> {
+    current: ArcSwap<T>,
+    state: tokio::sync::Mutex<State<T>>,
+    history_view: Mutex<VecDeque<Version<T>>>,
+    updates: broadcast::Sender<ConfigUpdate>,
+    checks: Vec<Check<T>>,
+    history: usize,
+    sources: Sources,
+}
+
+/// What only one refresh at a time may touch.
+struct State<T> {
+    version: u64,
+    latest: u64,
+    /// The raw values of the current version, per slot, for diffs.
+    raws: Arc<Vec<Slot>>,
+    /// The raw values of each kept version.
+    kept: VecDeque<(u64, Arc<Vec<Slot>>)>,
+    _value: std::marker::PhantomData<fn() -> T>,
+}
+
+/// One field of a fetched version, as the diff sees it.
+#[derive(Clone)]
+pub(crate) struct Slot {
+    pub(crate) path: String,
+    pub(crate) source: &'static str,
+    pub(crate) key: Option<String>,
+    pub(crate) secret: bool,
+    pub(crate) raw: Option<RawValue>,
+}
+
+/// A raw value as text for an update (JSON compact).
+fn shown(raw: &RawValue) -> String {
+    match raw {
+        RawValue::Text(s) => s.clone(),
+        RawValue::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        RawValue::Json(v) => v.to_string(),
+    }
+}
+
+fn diff(old: &[Slot], new: &[Slot]) -> Vec<FieldChange> {
+    old.iter()
+        .zip(new)
+        .filter(|(a, b)| a.raw != b.raw)
+        .map(|(a, b)| {
+            let secret = a.secret || b.secret;
+            FieldChange {
+                field: b.path.clone(),
+                source: b.source.to_owned(),
+                key: b.key.clone(),
+                old: (!secret).then(|| a.raw.as_ref().map(shown)).flatten(),
+                new: (!secret).then(|| b.raw.as_ref().map(shown)).flatten(),
+                secret,
+            }
+        })
+        .collect()
+}
+
+/// One fetch of the whole struct, validated: the value and its slots, or why not.
+async fn candidate<T: Nested + Send + Sync + 'static>(
+    plan: &Plan<'_>,
+    checks: &[Check<T>],
+) -> Result<(Arc<T>, Vec<Slot>), (String, Vec<String>, Vec<ComponentError>)> {
+    let mut out = plan.run().await;
+    let slots = out.watch_slots();
+    let value = T::take(&mut out, false);
+    let value = out.into_result(value).map_err(|errors| {
+        let fields = errors.iter().filter_map(error_path).collect();
+        let reason = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        (reason, fields, errors)
+    })?;
+    let value = Arc::new(value);
+    for check in checks {
+        if let Err(reason) = check(value.clone()).await {
+            let fields = slots.iter().map(|s| s.path.clone()).collect();
+            return Err((reason, fields, Vec::new()));
+        }
+    }
+    Ok((value, slots))
+}
+
+fn error_path(e: &ComponentError) -> Option<String> {
+    let p = e.provenance()?;
+    Some(format!("{}.{}", p.owner.as_deref()?, p.field.as_deref()?))
+}
+
+async fn start<T: Nested + Send + Sync + 'static>(
+    builder: LiveBuilder<'_, T>,
+) -> Result<Live<T>, Vec<ComponentError>> {
+    let sources = builder.sources.clone();
+    let mut plan = Plan::new(&sources);
+    T::plan(&mut plan);
+    let (value, slots) = match candidate(&plan, &builder.checks).await {
+        Ok(v) => v,
+        Err((_, _, errors)) if !errors.is_empty() => return Err(errors),
+        Err((reason, _, _)) => {
+            return Err(vec![ComponentError::Invalid {
+                target: std::any::type_name::<T>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+                    .into(),
+                reason,
+            }]);
+        }
+    };
+    let watched = plan.watched();
+    drop(plan);
+    let (updates, _) = broadcast::channel(CHANNEL);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let slots = Arc::new(slots);
+    let at = SystemTime::now();
+    let shared = Arc::new(Shared {
+        current: ArcSwap::new(value.clone()),
+        state: tokio::sync::Mutex::new(State {
+            version: 1,
+            latest: 1,
+            raws: slots.clone(),
+            kept: VecDeque::from([(1, slots)]),
+            _value: std::marker::PhantomData,
+        }),
+        history_view: Mutex::new(VecDeque::from([Version {
+            version: 1,
+            value,
+            at,
+        }])),
+        updates,
+        checks: builder.checks,
+        history: builder.history,
+        sources,
+    });
+    if !watched.is_empty() {
+        let weak = Arc::downgrade(&shared);
+        let (quiet, max_wait) = (builder.quiet, builder.max_wait);
+        drop(crate::task::spawn(watch_loop(
+            weak, watched, stop_rx, quiet, max_wait,
+        )));
+    }
+    Ok(Live {
+        shared,
+        stop: Arc::new(Mutex::new(Some(stop_tx))),
+    })
+}
+
+impl<T: Nested + Send + Sync + 'static> Live<T> {
+    /// Options before the first fetch: validators, history, quiescence.
+    pub fn builder(sources: &Sources) -> LiveBuilder<'_, T> {
+        LiveBuilder {
+            sources,
+            checks: Vec::new(),
+            history: DEFAULT_HISTORY,
+            quiet: Duration::from_millis(100),
+            max_wait: Duration::from_secs(1),
+        }
+    }
+
+    /// Fetches again now (e.g. on SIGHUP), validates and swaps as a watched change would.
+    /// `None` when nothing changed.
+    pub async fn refresh(&self) -> Option<ConfigUpdate> {
+        let sources = self.shared.sources.clone();
+        let mut plan = Plan::new(&sources);
+        T::plan(&mut plan);
+        self.shared.refresh(&plan).await
+    }
+}
+
+impl<T> Live<T> {
+    /// The current value: a lock-free load, cheap enough for every request. Hold the guard
+    /// briefly (it pins this version); keep [`Live::snapshot`] instead to hold on to it.
+    pub fn get(&self) -> arc_swap::Guard<Arc<T>> {
+        self.shared.current.load()
+    }
+
+    /// The current value, to keep.
+    pub fn snapshot(&self) -> Arc<T> {
+        self.shared.current.load_full()
+    }
+
+    /// The number of the current version (1 for the first fetch).
+    pub fn version(&self) -> u64 {
+        self.history().last().map_or(0, |v| v.version)
+    }
+
+    /// The updates from now on. A consumer that falls more than 64 updates behind gets
+    /// [`ConfigUpdate::Lagged`] and continues with the newest.
+    pub fn changes(&self) -> ConfigUpdates {
+        let rx = self.shared.updates.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(u) => Some((u, rx)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Some((ConfigUpdate::Lagged { missed }, rx))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        ConfigUpdates {
+            inner: stream.boxed(),
+            live: None,
+        }
+    }
+
+    /// The kept versions, oldest first, the current one last (its order of application:
+    /// after a rollback, the version rolled back to is last).
+    pub fn history(&self) -> Vec<Version<T>> {
+        self.shared
+            .history_view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Swaps version `version` (from [`Live::history`]) back in and emits
+    /// [`ConfigUpdate::RolledBack`]. Later changes of the sources are applied on top of it
+    /// as usual.
+    pub async fn rollback(&self, version: u64) -> Result<(), UnknownVersion> {
+        let mut state = self.shared.state.lock().await;
+        let value = {
+            let history = self
+                .shared
+                .history_view
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            history
+                .iter()
+                .find(|v| v.version == version)
+                .map(|v| v.value.clone())
+                .ok_or(UnknownVersion(version))?
+        };
+        let raws = state
+            .kept
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, r)| r.clone())
+            .ok_or(UnknownVersion(version))?;
+        self.shared.current.store(value.clone());
+        state.version = version;
+        state.raws = raws;
+        {
+            let mut history = self
+                .shared
+                .history_view
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(at) = history.iter().position(|v| v.version == version) {
+                let v = history.remove(at).map(|mut v| {
+                    v.at = SystemTime::now();
+                    v
+                });
+                history.extend(v);
+            }
+        }
+        let _ = self.shared.updates.send(ConfigUpdate::RolledBack {
+            to_version: version,
+        });
+        Ok(())
+    }
+
+    /// Stops watching now (the value stays readable); dropping the last clone does too.
+    pub fn stop(&self) {
+        let tx = self
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(tx) = tx {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl<T: Nested + Send + Sync + 'static> Shared<T> {
+    /// Fetches, validates, and swaps when something changed.
+    async fn refresh(&self, plan: &Plan<'_>) -> Option<ConfigUpdate> {
+        let mut state = self.state.lock().await;
+        let update = match candidate(plan, &self.checks).await {
+            Err((reason, fields, _)) => ConfigUpdate::Rejected { reason, fields },
+            Ok((value, slots)) => {
+                let fields = diff(&state.raws, &slots);
+                if fields.is_empty() {
+                    return None;
+                }
+                state.latest += 1;
+                let version = state.latest;
+                let slots = Arc::new(slots);
+                let at = SystemTime::now();
+                self.current.store(value.clone());
+                state.version = version;
+                state.raws = slots.clone();
+                state.kept.push_back((version, slots));
+                while state.kept.len() > self.history {
+                    state.kept.pop_front();
+                }
+                let mut history = self
+                    .history_view
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                history.push_back(Version { version, value, at });
+                while history.len() > self.history {
+                    history.pop_front();
+                }
+                ConfigUpdate::Applied {
+                    version,
+                    fields,
+                    at,
+                }
+            }
+        };
+        if let ConfigUpdate::Rejected { reason, .. } = &update {
+            tracing::warn!(reason = %reason, "a configuration update was rejected; the old value stays");
+        }
+        let _ = self.updates.send(update.clone());
+        Some(update)
+    }
+}
+
+/// The stream of [`Live::changes`] (and of the generated `watch_for_updates`).
+pub struct ConfigUpdates {
+    inner: BoxStream<'static, ConfigUpdate>,
+    /// The `Live` a `watch_for_updates` stream keeps alive (its watcher stops with it).
+    live: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl ConfigUpdates {
+    /// The [`Live`] behind a `watch_for_updates` stream, to read each applied version
+    /// (`None` for another `T`, or when the first fetch failed).
+    pub fn live<T: Send + Sync + 'static>(&self) -> Option<Live<T>> {
+        self.live.as_ref()?.downcast_ref::<Live<T>>().cloned()
+    }
+}
+
+impl fmt::Debug for ConfigUpdates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConfigUpdates")
+    }
+}
+
+impl Stream for ConfigUpdates {
+    type Item = ConfigUpdate;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ConfigUpdate>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+/// Why the watcher looks again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A source said something changed: wait for quiet first.
+    Change,
+    /// A polling interval passed: read now.
+    Poll,
+}
+
+/// The triggers of one watched group: the source's own watch, re-established after it
+/// ends or fails (after a backoff with jitter), each time starting with a `Change` (what
+/// changed before the watch was in place is read again); or, for a source that cannot
+/// watch, a `Poll` every `watch_interval`.
+fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
+    let every = group.interval.unwrap_or(DEFAULT_WATCH_INTERVAL);
+    let first = group
+        .source
+        .as_ref()
+        .map(|s| s.watch(group.requests.clone()));
+    match first {
+        Some(Ok(changes)) => {
+            let watch = move |changes: crate::Changes| {
+                futures::stream::iter([Trigger::Change])
+                    .chain(
+                        changes
+                            .take_while(|c| futures::future::ready(c.is_ok()))
+                            .map(|_| Trigger::Change),
+                    )
+                    .boxed()
+            };
+            let first = watch(changes);
+            let again =
+                futures::stream::unfold((group, 0u32), move |(group, failures)| async move {
+                    let backoff =
+                        Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
+                            .min(Duration::from_secs(30));
+                    let jitter = SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::from(d.subsec_millis()) % 250);
+                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                    let next: BoxStream<'static, Trigger> = match group
+                        .source
+                        .as_ref()
+                        .map(|s| s.watch(group.requests.clone()))
+                    {
+                        Some(Ok(changes)) => watch(changes),
+                        _ => futures::stream::iter([Trigger::Change]).boxed(),
+                    };
+                    Some((next, (group, failures.saturating_add(1))))
+                })
+                .flatten();
+            first.chain(again).boxed()
+        }
+        // No watch of its own: polled.
+        _ => futures::stream::unfold((), move |()| async move {
+            tokio::time::sleep(every).await;
+            Some((Trigger::Poll, ()))
+        })
+        .boxed(),
+    }
+}
+
+async fn watch_loop<T: Nested + Send + Sync + 'static>(
+    weak: Weak<Shared<T>>,
+    watched: Vec<Watched>,
+    mut stop: oneshot::Receiver<()>,
+    quiet: Duration,
+    max_wait: Duration,
+) {
+    let mut triggers = futures::stream::select_all(watched.into_iter().map(triggers));
+    loop {
+        let trigger = tokio::select! {
+            _ = &mut stop => return,
+            t = triggers.next() => match t { Some(t) => t, None => return },
+        };
+        // A change waits for quiet (at most `max_wait`): a burst becomes one fetch. A
+        // poll reads at once.
+        if trigger == Trigger::Change {
+            let deadline = tokio::time::Instant::now() + max_wait;
+            loop {
+                let until = (tokio::time::Instant::now() + quiet).min(deadline);
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep_until(until) => break,
+                    t = triggers.next() => match t {
+                        None => return,
+                        Some(Trigger::Change) if tokio::time::Instant::now() >= deadline => break,
+                        Some(_) => {}
+                    },
+                }
+            }
+        }
+        let Some(shared) = weak.upgrade() else { return };
+        let sources = shared.sources.clone();
+        let mut plan = Plan::new(&sources);
+        T::plan(&mut plan);
+        // Stopping ends a refresh under way too (a fetch can wait on its timeouts).
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = shared.refresh(&plan) => {}
+        }
+    }
+}
+
+/// `watch_with(&sources)` of a derived struct: a [`Live`] with the default options.
+pub fn watch<T: Nested + Send + Sync + 'static>(
+    sources: &Sources,
+) -> FetchFuture<'_, Result<Live<T>, Vec<ComponentError>>> {
+    Live::builder(sources).start()
+}
+
+/// The seed's `watch_for_updates(&mut self)` of a derived struct: fills `target` from the
+/// process-wide sources, then yields the updates of a [`Live`] started on them (read
+/// each applied version with [`ConfigUpdates::live`]). When the first fetch fails,
+/// `target` is left as it was and the stream yields one [`ConfigUpdate::Rejected`].
+pub fn watch_for_updates<T: Nested + Send + Sync + 'static>(
+    target: &mut T,
+) -> FetchFuture<'_, ConfigUpdates> {
+    FetchFuture::new(async move {
+        let sources = Sources::global();
+        let failed = |errors: Vec<ComponentError>| {
+            let fields = errors.iter().filter_map(error_path).collect();
+            let reason = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            ConfigUpdates {
+                inner: futures::stream::iter([ConfigUpdate::Rejected { reason, fields }]).boxed(),
+                live: None,
+            }
+        };
+        // The struct is not `Clone`: it is read once into `target`, once for the watcher.
+        match crate::nested::fetch_all::<T>(sources).await {
+            Ok(value) => *target = value,
+            Err(errors) => return failed(errors),
+        }
+        match watch::<T>(sources).await {
+            Ok(live) => {
+                let mut updates = live.changes();
+                updates.live = Some(Arc::new(live));
+                updates
+            }
+            Err(errors) => failed(errors),
+        }
+    })
+}

@@ -1,0 +1,421 @@
+//! Live configuration: `Live<T>` sees changes, validates before the swap, keeps the old
+//! value on a failed fetch or a refused candidate, versions and rolls back, coalesces
+//! bursts, polls sources that cannot watch, and never shows a secret in an update.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use component_model::{
+    AsyncAssign, Change, Changes, ConfigUpdate, FetchRequest, Live, RawValue, SecretString, Source,
+    SourceError, Sources, async_trait,
+};
+use futures::StreamExt;
+
+/// An in-memory store that can watch: every `set` tells its watchers.
+#[derive(Clone)]
+struct Store {
+    values: Arc<Mutex<HashMap<String, String>>>,
+    changed: tokio::sync::broadcast::Sender<()>,
+    fetches: Arc<AtomicUsize>,
+    watches: bool,
+}
+
+impl Store {
+    fn new(pairs: &[(&str, &str)]) -> Self {
+        Store {
+            values: Arc::new(Mutex::new(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )),
+            changed: tokio::sync::broadcast::channel(1024).0,
+            fetches: Arc::default(),
+            watches: true,
+        }
+    }
+    fn polled(pairs: &[(&str, &str)]) -> Self {
+        Store {
+            watches: false,
+            ..Store::new(pairs)
+        }
+    }
+    fn set(&self, key: &str, value: &str) {
+        self.values
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), value.to_owned());
+        let _ = self.changed.send(());
+    }
+    fn remove(&self, key: &str) {
+        self.values.lock().unwrap().remove(key);
+        let _ = self.changed.send(());
+    }
+}
+
+#[async_trait]
+impl Source for Store {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        let key = request.key().unwrap_or_default();
+        self.values
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .map(RawValue::Text)
+            .ok_or_else(SourceError::not_found)
+    }
+    fn watch(&self, _requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
+        if !self.watches {
+            return Err(
+                SourceError::new(component_model::ErrorKind::Config).with_message("cannot watch")
+            );
+        }
+        let rx = self.changed.subscribe();
+        Ok(futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(()) => return Some((Ok(Change::All), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+        .boxed())
+    }
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Service {
+    #[component(fetch_from = "store", key = "port", watch)]
+    port: u16,
+    #[component(fetch_from = "store", key = "pool", watch)]
+    pool: u32,
+    #[component(fetch_from = "store", key = "token", watch)]
+    token: SecretString,
+}
+
+fn service_store() -> Store {
+    Store::new(&[("port", "8080"), ("pool", "10"), ("token", "canary-a1")])
+}
+
+async fn next(updates: &mut component_model::ConfigUpdates) -> ConfigUpdate {
+    tokio::time::timeout(Duration::from_secs(5), updates.next())
+        .await
+        .expect("an update within 5 s")
+        .expect("the stream goes on")
+}
+
+fn quick(sources: &Sources) -> component_model::LiveBuilder<'_, Service> {
+    Live::<Service>::builder(sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .validate(|s: &Service| match s.pool {
+            0 => Err("the pool must not be empty"),
+            _ => Ok(()),
+        })
+}
+
+#[tokio::test]
+async fn a_change_is_applied_with_its_diff_and_secrets_say_only_changed() {
+    let store = service_store();
+    let sources = Sources::new().register("store", store.clone());
+    let live = quick(&sources).start().await.unwrap();
+    let mut updates = live.changes();
+    assert_eq!((live.get().port, live.version()), (8080, 1));
+
+    store.set("port", "9090");
+    match next(&mut updates).await {
+        ConfigUpdate::Applied {
+            version, fields, ..
+        } => {
+            assert_eq!(version, 2);
+            assert_eq!(fields.len(), 1);
+            assert_eq!(fields[0].field, "Service.port");
+            assert_eq!(fields[0].key.as_deref(), Some("port"));
+            assert_eq!(
+                (fields[0].old.as_deref(), fields[0].new.as_deref()),
+                (Some("8080"), Some("9090"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live.get().port, 9090);
+
+    store.set("token", "canary-b2");
+    let update = next(&mut updates).await;
+    let text = format!("{update} {update:?}");
+    assert!(text.contains("Service.token: changed (secret)"), "{text}");
+    assert!(!text.contains("canary"), "{text}");
+}
+
+#[tokio::test]
+async fn a_refused_candidate_or_a_failed_field_keeps_the_old_value() {
+    let store = service_store();
+    let sources = Sources::new().register("store", store.clone());
+    let live = quick(&sources).start().await.unwrap();
+    let mut updates = live.changes();
+
+    store.set("pool", "0");
+    match next(&mut updates).await {
+        ConfigUpdate::Rejected { reason, .. } => {
+            assert_eq!(reason, "the pool must not be empty")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((live.get().pool, live.version()), (10, 1));
+
+    store.set("pool", "12");
+    store.remove("port");
+    match next(&mut updates).await {
+        ConfigUpdate::Rejected { reason, fields } => {
+            assert_eq!(fields, ["Service.port"]);
+            assert!(
+                reason.contains("Service.port: store key `port`: not found"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Never half-updated: `pool` changed too, and is not applied alone.
+    assert_eq!((live.get().port, live.get().pool), (8080, 10));
+}
+
+#[tokio::test]
+async fn the_first_fetch_is_validated_too() {
+    let store = Store::new(&[("port", "8080"), ("pool", "0"), ("token", "t")]);
+    let sources = Sources::new().register("store", store);
+    let errors = quick(&sources).start().await.unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].kind(), component_model::ErrorKind::Invalid);
+    assert!(errors[0].to_string().contains("the pool must not be empty"));
+}
+
+#[tokio::test]
+async fn versions_are_kept_and_one_can_be_rolled_back() {
+    let store = service_store();
+    let sources = Sources::new().register("store", store.clone());
+    let live = quick(&sources).history(3).start().await.unwrap();
+    let mut updates = live.changes();
+    for port in ["8081", "8082", "8083"] {
+        store.set("port", port);
+        assert!(matches!(
+            next(&mut updates).await,
+            ConfigUpdate::Applied { .. }
+        ));
+    }
+    let kept: Vec<u64> = live.history().iter().map(|v| v.version).collect();
+    assert_eq!(kept, [2, 3, 4], "the last 3 versions");
+    assert_eq!(
+        live.rollback(1).await.unwrap_err().to_string(),
+        "version 1 is not in the history (see `Live::history`)"
+    );
+    live.rollback(2).await.unwrap();
+    assert_eq!(
+        next(&mut updates).await,
+        ConfigUpdate::RolledBack { to_version: 2 }
+    );
+    assert_eq!((live.get().port, live.version()), (8081, 2));
+    // The next change applies on top of the rolled-back version, with a new number.
+    store.set("pool", "11");
+    match next(&mut updates).await {
+        ConfigUpdate::Applied {
+            version, fields, ..
+        } => {
+            assert_eq!(version, 5);
+            let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(names, ["Service.port", "Service.pool"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_writes_makes_few_swaps() {
+    let store = service_store();
+    let sources = Sources::new().register("store", store.clone());
+    let live = Live::<Service>::builder(&sources)
+        .quiescence(Duration::from_millis(30), Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    let started = tokio::time::Instant::now();
+    for i in 0..100 {
+        store.set("pool", &(100 + i).to_string());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let burst = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut applied = 0;
+    while let Ok(Some(u)) = tokio::time::timeout(Duration::from_millis(50), updates.next()).await {
+        assert!(matches!(u, ConfigUpdate::Applied { .. }), "{u:?}");
+        applied += 1;
+    }
+    let bound = (burst.as_millis() / 200 + 1) as usize + 1;
+    assert!(
+        (1..=bound).contains(&applied),
+        "{applied} swaps for a {burst:?} burst (bound {bound})"
+    );
+    assert_eq!(live.get().pool, 199, "the last value wins");
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch, watch_interval = "50ms")]
+#[allow(dead_code)]
+struct Polled {
+    #[component(fetch_from = "plain", key = "level")]
+    level: String,
+}
+
+#[tokio::test]
+async fn a_source_that_cannot_watch_is_polled_at_watch_interval() {
+    let store = Store::polled(&[("level", "info")]);
+    let sources = Sources::new().register("plain", store.clone());
+    let live = Polled::watch_with(&sources).await.unwrap();
+    let mut updates = live.changes();
+    store.set("level", "debug");
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { version: 2, .. }
+    ));
+    assert_eq!(live.get().level, "debug");
+    // Polling with nothing changed applies nothing.
+    let before = store.fetches.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.fetches.load(Ordering::SeqCst) > before, "polled");
+    assert_eq!(live.version(), 2);
+}
+
+#[tokio::test]
+async fn refresh_reads_now_and_a_slow_consumer_is_told_what_it_missed() {
+    let store = Store::polled(&[("port", "1"), ("pool", "1"), ("token", "t")]);
+    let sources = Sources::new().register("store", store.clone());
+    let live = Live::<Service>::builder(&sources).start().await.unwrap();
+    let mut slow = live.changes();
+    assert_eq!(live.refresh().await, None, "nothing changed");
+    for i in 2..100 {
+        store.set("pool", &i.to_string());
+        assert!(matches!(
+            live.refresh().await,
+            Some(ConfigUpdate::Applied { .. })
+        ));
+    }
+    assert_eq!(live.get().pool, 99);
+    match next(&mut slow).await {
+        ConfigUpdate::Lagged { missed } => assert_eq!(missed, 98 - 64),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        next(&mut slow).await,
+        ConfigUpdate::Applied { .. }
+    ));
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch)]
+#[allow(dead_code)]
+struct FromConsul {
+    #[component(fetch_from = "consul", key = "live/app/port")]
+    port: u16,
+    #[component(fetch_from = "consul", key = "live/app/name")]
+    name: String,
+    #[component(fetch_from = "consul", key = "live/app/name")]
+    name_again: String,
+}
+
+#[tokio::test]
+async fn consul_changes_arrive_through_one_blocking_query_on_the_common_prefix() {
+    let consul = component_model::test_util::ConsulDouble::start().await;
+    consul.put("live/app/port", "8080");
+    consul.put("live/app/name", "billing");
+    let sources = Sources::new().register(
+        "consul",
+        component_model::ConsulSource::new(consul.address()),
+    );
+    let live = Live::<FromConsul>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(200)).await; // the watch is in place
+    consul.put("live/app/port", "9090");
+    match next(&mut updates).await {
+        ConfigUpdate::Applied { fields, .. } => {
+            assert_eq!(fields.len(), 1);
+            assert_eq!(fields[0].field, "FromConsul.port");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live.get().port, 9090);
+    // One blocking query on `live/app/` (recurse) carries the watch, not one per key/field.
+    let blocking: Vec<_> = consul
+        .requests_to("/v1/kv")
+        .into_iter()
+        .filter(|r| r.query_param("index").is_some())
+        .collect();
+    assert!(!blocking.is_empty());
+    assert!(
+        blocking
+            .iter()
+            .all(|r| r.path == "/v1/kv/live/app/" && r.query_param("recurse").is_some()),
+        "{:?}",
+        blocking.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+
+    // A snapshot restore sends the index backwards: the watcher resets and reads again.
+    consul.restore_snapshot(1);
+    consul.put("live/app/name", "orders");
+    match next(&mut updates).await {
+        ConfigUpdate::Applied { fields, .. } => {
+            let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(names, ["FromConsul.name", "FromConsul.name_again"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live.get().name, "orders");
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Scattered {
+    #[component(fetch_from = "consul", key = "alpha/port", watch)]
+    port: u16,
+    #[component(fetch_from = "consul", key = "beta/name", watch)]
+    name: String,
+    #[component(fetch_from = "consul", key = "beta/unwatched")]
+    other: String,
+}
+
+#[tokio::test]
+async fn keys_without_a_common_prefix_get_one_blocking_query_each_and_unmarked_fields_none() {
+    let consul = component_model::test_util::ConsulDouble::start().await;
+    consul.put("alpha/port", "1");
+    consul.put("beta/name", "a");
+    consul.put("beta/unwatched", "x");
+    let sources = Sources::new().register(
+        "consul",
+        component_model::ConsulSource::new(consul.address()),
+    );
+    let live = Scattered::watch_with(&sources).await.unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    consul.put("beta/name", "b");
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { .. }
+    ));
+    let mut watched: Vec<String> = consul
+        .requests_to("/v1/kv")
+        .into_iter()
+        .filter(|r| r.query_param("index").is_some())
+        .map(|r| r.path)
+        .collect();
+    watched.sort();
+    watched.dedup();
+    assert_eq!(watched, ["/v1/kv/alpha/port", "/v1/kv/beta/name"]);
+}
