@@ -582,3 +582,76 @@ async fn a_watcher_recovers_after_its_connection_is_reset_and_reads_again() {
     live.stop();
     assert_eq!(settled().await, 0);
 }
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch)]
+struct LivePg {
+    #[component(fetch_from = "postgres", table = "cm_live_outage", key = "level")]
+    level: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_listener_cut_off_reconnects_and_reads_what_changed_meanwhile() {
+    let _serial = TASKS.lock().await;
+    let admin = match sqlx::PgPool::connect(PG_URL).await {
+        Ok(p) => p,
+        Err(e) => return skip("PostgreSQL at 127.0.0.1:5432", e),
+    };
+    let schema = unique("cm_live_faults");
+    exec(&admin, format!("CREATE SCHEMA {schema}")).await;
+    exec(
+        &admin,
+        format!(
+            "CREATE TABLE {schema}.cm_live_outage (key text primary key, value text);
+             INSERT INTO {schema}.cm_live_outage VALUES ('level', 'info')"
+        ),
+    )
+    .await;
+    let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap())
+        .await
+        .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = PG_URL.parse().unwrap();
+    let options = options
+        .port(proxy.address().port())
+        .options([("search_path", schema.as_str())]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options);
+    let db = DatabaseSource::new(pool);
+    db.install_notify_trigger("cm_live_outage").await.unwrap();
+    let sources = Sources::new().register("postgres", db);
+    let live = component_model::Live::<LivePg>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The database goes away (connections reset) while the value changes.
+    proxy.set(Fault::Reset);
+    exec(
+        &admin,
+        format!("UPDATE {schema}.cm_live_outage SET value = 'debug'"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(live.get().level, "info");
+    proxy.set(Fault::Pass);
+    let update = tokio::time::timeout(
+        Duration::from_secs(15),
+        futures::StreamExt::next(&mut updates),
+    )
+    .await
+    .expect("an update after the outage")
+    .unwrap();
+    assert!(
+        matches!(update, component_model::ConfigUpdate::Applied { .. }),
+        "{update:?}"
+    );
+    assert_eq!(live.get().level, "debug");
+    live.stop();
+    assert_eq!(settled().await, 0);
+    exec(&admin, format!("DROP SCHEMA {schema} CASCADE")).await;
+}

@@ -419,3 +419,78 @@ async fn keys_without_a_common_prefix_get_one_blocking_query_each_and_unmarked_f
     watched.dedup();
     assert_eq!(watched, ["/v1/kv/alpha/port", "/v1/kv/beta/name"]);
 }
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch)]
+#[allow(dead_code)]
+struct FromPostgres {
+    #[component(fetch_from = "postgres", table = "cm_live_settings", key = "port")]
+    port: u16,
+    #[component(fetch_from = "postgres", table = "cm_live_settings", key = "mode")]
+    mode: String,
+    #[component(
+        fetch_from = "postgres",
+        query = "SELECT value FROM cm_live_flags WHERE name = $1",
+        key = "beta"
+    )]
+    beta: bool,
+}
+
+#[tokio::test]
+async fn postgres_changes_arrive_by_listen_notify_on_the_tables_channel_and_a_user_channel() {
+    use component_model::fetchers::database::notify_channel;
+    let Some((pool, schema)) = crate::database::pg_isolated(4).await else {
+        return;
+    };
+    crate::database::exec(
+        &pool,
+        "CREATE TABLE cm_live_settings (key text primary key, value text);
+         INSERT INTO cm_live_settings VALUES ('port', '8080'), ('mode', 'a');
+         CREATE TABLE cm_live_flags (name text primary key, value text);
+         INSERT INTO cm_live_flags VALUES ('beta', 'false');"
+            .to_owned(),
+    )
+    .await;
+    // The user channel is per run: tests in parallel must not hear each other's.
+    let channel = format!("{schema}_flags");
+    let db = component_model::DatabaseSource::new(pool.clone()).with_notify_channel(&channel);
+    db.install_notify_trigger("cm_live_settings").await.unwrap();
+    let sources = Sources::new().register("postgres", db);
+    let live = Live::<FromPostgres>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(200)).await; // LISTEN is in place
+
+    crate::database::exec(
+        &pool,
+        "UPDATE cm_live_settings SET value = '9090' WHERE key = 'port'".to_owned(),
+    )
+    .await;
+    match next(&mut updates).await {
+        ConfigUpdate::Applied { fields, .. } => {
+            assert_eq!(fields.len(), 1);
+            assert_eq!(fields[0].field, "FromPostgres.port");
+            assert_eq!(fields[0].key.as_deref(), Some("cm_live_settings.port"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live.get().port, 9090);
+
+    // A query field: the application notifies its own channel.
+    crate::database::exec(
+        &pool,
+        format!("UPDATE cm_live_flags SET value = 'true'; NOTIFY {channel}"),
+    )
+    .await;
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { .. }
+    ));
+    assert!(live.get().beta);
+    assert_eq!(notify_channel("cm_live_settings"), "cm_cm_live_settings");
+    drop(live);
+    crate::database::drop_schema(&pool, &schema).await;
+}

@@ -12,6 +12,11 @@
 //! identical queries run once. Connections come from the sqlx pool, so concurrent fetches
 //! never open more connections than the pool's maximum.
 //!
+//! PostgreSQL is watched (for a [`Live`](crate::Live)) with LISTEN/NOTIFY: a table's
+//! fields on the channel [`notify_channel`]`(table)`, notified by the trigger
+//! [`notify_trigger_sql`] makes; `query` fields on the channel of
+//! [`DatabaseSource::with_notify_channel`]. MariaDB and SQLite are polled.
+//!
 //! ## What this module declares
 //!
 //! * names `database`, `database:<pool>`, `postgres`, `mysql`, `sqlite`; cargo features
@@ -34,6 +39,10 @@ mod source;
 pub use fetcher::{DatabaseFetcher, FromDbRow, Row};
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub use source::*;
+#[cfg(feature = "postgres")]
+mod watch;
+#[cfg(feature = "postgres")]
+pub use watch::{notify_channel, notify_trigger_sql};
 
 use crate::fetchers::Builtin;
 

@@ -178,7 +178,7 @@ enum KeyList {
 }
 
 /// Whether `table` is `name` or `schema.name` made of plain identifiers.
-fn valid_table(table: &str) -> bool {
+pub(super) fn valid_table(table: &str) -> bool {
     !table.is_empty()
         && table.split('.').all(|part| {
             let mut chars = part.chars();
@@ -405,6 +405,8 @@ pub struct DatabaseSource {
     pool: Result<DbPool, String>,
     location: String,
     queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The NOTIFY channel of `query` fields (see the `watch` module).
+    notify_channel: Option<String>,
 }
 
 impl fmt::Debug for DatabaseSource {
@@ -423,6 +425,7 @@ impl DatabaseSource {
             location: pool.driver().to_owned(),
             pool: Ok(pool),
             queries: Default::default(),
+            notify_channel: None,
         }
     }
 
@@ -432,6 +435,7 @@ impl DatabaseSource {
             pool: Ok(DbPool::connect(url).await?),
             location: location_of(url),
             queries: Default::default(),
+            notify_channel: None,
         })
     }
 
@@ -444,7 +448,23 @@ impl DatabaseSource {
                 .map_err(|e| e.message().map_or_else(|| e.to_string(), str::to_owned)),
             location: location_of(url),
             queries: Default::default(),
+            notify_channel: None,
         }
+    }
+
+    /// Watches `query = "..."` fields on this NOTIFY channel (PostgreSQL): a `Live` reads
+    /// them again when your application or trigger sends `NOTIFY <channel>`. (`table`
+    /// fields are watched on their table's channel, see
+    /// [`notify_trigger_sql`](crate::fetchers::database::notify_trigger_sql).)
+    #[must_use]
+    pub fn with_notify_channel(mut self, channel: impl Into<String>) -> Self {
+        self.notify_channel = Some(channel.into());
+        self
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(super) fn notify_channel(&self) -> Option<&str> {
+        self.notify_channel.as_deref()
     }
 
     /// How many queries (round trips) this source and its clones have sent so far.
@@ -574,6 +594,20 @@ impl Source for DatabaseSource {
 
     fn location(&self) -> Option<String> {
         Some(self.location.clone())
+    }
+
+    /// PostgreSQL: LISTEN/NOTIFY on each table's channel and the source's channel for
+    /// queries (see the `watch` module); other databases are polled.
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<crate::Changes, SourceError> {
+        #[cfg(feature = "postgres")]
+        return self.watch_postgres(requests);
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = requests;
+            Err(SourceError::new(ErrorKind::Config).with_message(
+                "only PostgreSQL pools are watched (LISTEN/NOTIFY); others are polled",
+            ))
+        }
     }
 
     /// The query (its bound key is shown after it), or `table.key`.
