@@ -650,55 +650,67 @@ enum Trigger {
 
 /// The triggers of one watched group: the source's own watch, re-established after it
 /// ends or fails (after a backoff with jitter), each time starting with a `Change` (what
-/// changed before the watch was in place is read again); or, for a source that cannot
-/// watch, a `Poll` every `watch_interval`.
+/// changed before the watch was in place is read again); a `Poll` every `watch_interval`
+/// for a source that cannot watch (its watch fails with a configuration error: not
+/// built, not enabled on the server, nothing to watch on).
 fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
-    let every = group.interval.unwrap_or(DEFAULT_WATCH_INTERVAL);
-    let first = group
-        .source
-        .as_ref()
-        .map(|s| s.watch(group.requests.clone()));
-    match first {
-        Some(Ok(changes)) => {
-            let watch = move |changes: crate::Changes| {
-                futures::stream::iter([Trigger::Change])
-                    .chain(
-                        changes
-                            .take_while(|c| futures::future::ready(c.is_ok()))
-                            .map(|_| Trigger::Change),
-                    )
-                    .boxed()
-            };
-            let first = watch(changes);
-            let again =
-                futures::stream::unfold((group, 0u32), move |(group, failures)| async move {
-                    let backoff =
-                        Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
-                            .min(Duration::from_secs(30));
-                    let jitter = SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| u64::from(d.subsec_millis()) % 250);
-                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
-                    let next: BoxStream<'static, Trigger> = match group
-                        .source
-                        .as_ref()
-                        .map(|s| s.watch(group.requests.clone()))
-                    {
-                        Some(Ok(changes)) => watch(changes),
-                        _ => futures::stream::iter([Trigger::Change]).boxed(),
-                    };
-                    Some((next, (group, failures.saturating_add(1))))
-                })
-                .flatten();
-            first.chain(again).boxed()
-        }
-        // No watch of its own: polled.
-        _ => futures::stream::unfold((), move |()| async move {
-            tokio::time::sleep(every).await;
-            Some((Trigger::Poll, ()))
-        })
-        .boxed(),
+    enum Mode {
+        Start,
+        Watching(crate::Changes),
+        Waiting(u32),
+        Polling,
     }
+    let every = group.interval.unwrap_or(DEFAULT_WATCH_INTERVAL);
+    let poll = move |why: &dyn fmt::Display| {
+        tracing::warn!(
+            every_s = every.as_secs_f64(),
+            reason = %why,
+            "a watched source cannot watch; polling it"
+        );
+        Mode::Polling
+    };
+    futures::stream::unfold((group, Mode::Start), move |(group, mut mode)| async move {
+        loop {
+            mode = match mode {
+                Mode::Start | Mode::Waiting(_) => {
+                    if let Mode::Waiting(failures) = mode {
+                        let backoff = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
+                            .min(Duration::from_secs(30));
+                        let jitter = SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| u64::from(d.subsec_millis()) % 250);
+                        tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                    }
+                    let failures = match mode {
+                        Mode::Waiting(f) => f,
+                        _ => 0,
+                    };
+                    match group.source.as_ref().map(|s| s.watch(group.requests.clone())) {
+                        Some(Ok(changes)) => {
+                            return Some((Trigger::Change, (group, Mode::Watching(changes))));
+                        }
+                        Some(Err(e)) if e.kind() == crate::ErrorKind::Config => poll(&e),
+                        Some(Err(_)) => Mode::Waiting(failures.saturating_add(1)),
+                        None => Mode::Polling,
+                    }
+                }
+                Mode::Watching(mut changes) => match changes.next().await {
+                    Some(Ok(_)) => return Some((Trigger::Change, (group, Mode::Watching(changes)))),
+                    Some(Err(e)) if e.kind() == crate::ErrorKind::Config => poll(&e),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "a watch failed; watching again after a backoff");
+                        Mode::Waiting(1)
+                    }
+                    None => Mode::Waiting(1),
+                },
+                Mode::Polling => {
+                    tokio::time::sleep(every).await;
+                    return Some((Trigger::Poll, (group, Mode::Polling)));
+                }
+            };
+        }
+    })
+    .boxed()
 }
 
 async fn watch_loop<T: Nested + Send + Sync + 'static>(

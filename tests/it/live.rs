@@ -494,3 +494,116 @@ async fn postgres_changes_arrive_by_listen_notify_on_the_tables_channel_and_a_us
     drop(live);
     crate::database::drop_schema(&pool, &schema).await;
 }
+
+#[tokio::test]
+async fn redis_changes_arrive_by_keyspace_notifications() {
+    use redis::AsyncCommands;
+    let Some((mut conn, prefix, _cleanup)) = crate::redis::setup("cm_live").await else {
+        return;
+    };
+    let port_key = format!("{prefix}port");
+    let db_key = format!("{prefix}db");
+    let _: () = conn.set(&port_key, "8080").await.unwrap();
+    let _: () = conn.hset(&db_key, "pool", "10").await.unwrap();
+    // Keys are per run: the struct names them through `${VAR}` placeholders.
+    let sources = Sources::new().register(
+        "redis",
+        component_model::RedisSource::new("redis://127.0.0.1:6379"),
+    );
+    let live =
+        Live::<RedisWatched>::builder(&sources.with_env(component_model::EnvSource::from_map([
+            ("PORT_KEY", port_key.as_str()),
+            ("DB_KEY", db_key.as_str()),
+        ])))
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(200)).await; // SUBSCRIBE is in place
+    let _: () = conn.hset(&db_key, "pool", "20").await.unwrap();
+    match next(&mut updates).await {
+        ConfigUpdate::Applied { fields, .. } => {
+            assert_eq!(fields.len(), 1);
+            assert_eq!(fields[0].field, "RedisWatched.pool");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live.get().pool, 20);
+    let _: () = conn.set(&port_key, "9090").await.unwrap();
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { .. }
+    ));
+    assert_eq!(live.get().port, 9090);
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch)]
+#[allow(dead_code)]
+struct RedisWatched {
+    #[component(fetch_from = "redis", key = "${PORT_KEY}")]
+    port: u16,
+    #[component(fetch_from = "redis", key = "${DB_KEY}", field = "pool")]
+    pool: u32,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch, watch_interval = "100ms")]
+#[allow(dead_code)]
+struct FromVault {
+    #[component(fetch_from = "vault", secret = "live/db", field = "password")]
+    password: SecretString,
+    #[component(fetch_from = "vault", secret = "live/db", field = "user")]
+    user: String,
+}
+
+#[tokio::test]
+async fn a_new_vault_secret_version_is_seen_through_its_metadata_and_never_shown() {
+    let vault = component_model::test_util::VaultDouble::start().await;
+    vault.put(
+        "secret",
+        "live/db",
+        serde_json::json!({"password": "canary-p1", "user": "svc"}),
+    );
+    let sources = Sources::new().register(
+        "vault",
+        component_model::VaultSource::new(vault.url()).with_token("root"),
+    );
+    let live = Live::<FromVault>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    vault.clear_requests();
+    vault.put(
+        "secret",
+        "live/db",
+        serde_json::json!({"password": "canary-p2", "user": "svc2"}),
+    );
+    let update = next(&mut updates).await;
+    match &update {
+        ConfigUpdate::Applied { fields, .. } => {
+            let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(names, ["FromVault.password", "FromVault.user"]);
+            assert!(
+                fields
+                    .iter()
+                    .all(|f| f.secret && f.old.is_none() && f.new.is_none())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = format!("{update} {update:?}");
+    assert!(!text.contains("canary") && !text.contains("svc"), "{text}");
+    assert_eq!(live.get().user, "svc2");
+    // One metadata read per interval for the secret, not one per field.
+    let metadata = vault.requests_to("/v1/secret/metadata/live/db").len();
+    let data = vault.requests_to("/v1/secret/data/live/db").len();
+    assert!(
+        metadata >= 1 && data == 1,
+        "metadata {metadata}, data {data}"
+    );
+}

@@ -26,6 +26,10 @@
 //!   it itself, [`Source::selects_field`](crate::Source::selects_field));
 //! * key label `key`; values are not secret; coalescing: one pipeline per fetch.
 //!
+//! Watched (for a [`Live`](crate::Live)) with keyspace notifications on one pub/sub
+//! connection (turned on with `CONFIG SET notify-keyspace-events KA` when they are off
+//! and `CONFIG` is allowed; see the `watch` module).
+//!
 //! A `RedisSource` is also a shared cache tier
 //! ([`CacheTier`](crate::resilience::CacheTier)):
 //! [`Sources::with_shared_cache`](crate::Sources::with_shared_cache) or
@@ -39,6 +43,8 @@ mod source;
 pub use source::*;
 #[cfg(feature = "redis")]
 mod tier;
+#[cfg(feature = "redis")]
+mod watch;
 
 use crate::fetchers::Builtin;
 

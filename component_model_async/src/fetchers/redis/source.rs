@@ -118,6 +118,20 @@ impl RedisSource {
         &self.location
     }
 
+    pub(super) fn connection_info(&self) -> Result<&::redis::ConnectionInfo, SourceError> {
+        self.info
+            .as_deref()
+            .map_err(|why| SourceError::new(ErrorKind::Config).with_message(why.clone()))
+    }
+
+    pub(super) fn response_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(super) fn max_reply(&self) -> usize {
+        self.max_reply
+    }
+
     /// The open connection, or a new one.
     async fn connection(&self) -> Result<Connection, SourceError> {
         let mut slot = self.connection.lock().await;
@@ -533,6 +547,11 @@ impl Source for RedisSource {
     }
 
     /// `field = "..."` is a member of a hash, read by HGET/HMGET.
+    /// Keyspace notifications (see the `watch` module).
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<crate::Changes, SourceError> {
+        self.watch_keys(requests)
+    }
+
     fn selects_field(&self) -> bool {
         true
     }

@@ -19,6 +19,9 @@
 //! Address, token and namespace come from `VAULT_ADDR` (default `https://127.0.0.1:8200`),
 //! `VAULT_TOKEN` (sent as `X-Vault-Token`) and `VAULT_NAMESPACE` (`X-Vault-Namespace`).
 //!
+//! Watched (for a [`Live`](crate::Live)) by polling KV v2 metadata for `current_version`
+//! every `watch_interval` (default 10 s; see the `watch` module); KV v1 secrets are polled.
+//!
 //! ## What this module declares
 //!
 //! * name `vault`, cargo feature `vault`, registered by
@@ -31,6 +34,10 @@
 mod source;
 #[cfg(feature = "vault")]
 pub use source::*;
+#[cfg(feature = "vault")]
+mod watch;
+#[cfg(feature = "vault")]
+pub use watch::DEFAULT_VAULT_WATCH;
 
 use crate::fetchers::Builtin;
 

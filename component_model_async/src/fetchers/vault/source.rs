@@ -208,7 +208,11 @@ impl VaultSource {
         self.endpoint.base()
     }
 
-    async fn call(&self, segments: &[&str], what: &str) -> Result<Envelope, SourceError> {
+    pub(super) async fn call(
+        &self,
+        segments: &[&str],
+        what: &str,
+    ) -> Result<Envelope, SourceError> {
         let url = self.endpoint.url(segments, &[])?;
         let (status, body) = self
             .endpoint
@@ -283,6 +287,14 @@ impl VaultSource {
             return SourceError::new(ErrorKind::Config).with_message(message);
         }
         SourceError::new(transport::status_kind(status)).with_message(message)
+    }
+
+    pub(super) fn default_mount(&self) -> &str {
+        &self.default_mount
+    }
+
+    pub(super) async fn kv_version_of(&self, mount: &str, path: &str) -> Result<u8, SourceError> {
+        self.version(mount, path).await
     }
 
     /// The KV version of `mount`: configured, else detected once (single flight).
@@ -413,6 +425,11 @@ impl Source for VaultSource {
     }
 
     /// Every Vault value is a secret.
+    /// KV v2 metadata polled for `current_version` (see the `watch` module).
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<crate::Changes, SourceError> {
+        self.watch_secrets(requests)
+    }
+
     fn is_sensitive(&self) -> bool {
         true
     }

@@ -1,0 +1,164 @@
+//! Watching Redis keys with keyspace notifications: one pub/sub connection (read through
+//! the same size bound as every reply) subscribed to `__keyspace@<db>__:<key>` for each
+//! watched key. Notifications must be on (`notify-keyspace-events` with `K` and the event
+//! classes of strings and hashes, e.g. `KA`): the watch checks with `CONFIG GET` and, when
+//! they are off, turns them on with `CONFIG SET` (adding `KA`); where `CONFIG` is refused
+//! (managed Redis), enable them in the server's configuration, or the fields are polled.
+//!
+//! When the pub/sub connection closes, the watch ends; a `Live` watches again after a
+//! backoff and reads everything, so a change during the outage is not lost.
+
+use ::redis::aio::PubSub;
+use ::redis::{ConnectionAddr, Value};
+use futures::StreamExt;
+
+use super::bounded::BoundedStream;
+use super::source::RedisSource;
+use crate::error::{ErrorKind, SourceError};
+use crate::source::{Change, Changes, FetchRequest};
+
+/// Whether `flags` (a `notify-keyspace-events` value) publish keyspace events of strings,
+/// hashes and generic commands (`DEL`, `EXPIRE`, `RENAME`).
+fn enough(flags: &str) -> bool {
+    flags.contains('K')
+        && (flags.contains('A') || ["$", "h", "g"].iter().all(|c| flags.contains(c)))
+}
+
+impl RedisSource {
+    /// Turns keyspace notifications on when they are off.
+    async fn ensure_notifications(&self) -> Result<(), SourceError> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("CONFIG").arg("GET").arg("notify-keyspace-events");
+        let reply = self.round_trip(&pipe, "CONFIG GET").await?.pop();
+        let flags = match reply {
+            Some(Ok(v)) => config_value(v),
+            _ => String::new(),
+        };
+        if enough(&flags) {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg(format!("{flags}KA"));
+        match self.round_trip(&pipe, "CONFIG SET").await?.pop() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                "redis at {}: keyspace notifications are off (notify-keyspace-events = {flags:?}) and CONFIG SET was refused ({e}); set `notify-keyspace-events KA` in the server's configuration to watch, else the fields are polled",
+                self.address()
+            ))),
+            None => Err(SourceError::new(ErrorKind::Config)
+                .with_message("redis answered CONFIG SET with nothing")),
+        }
+    }
+
+    /// A pub/sub connection, read through the size bound.
+    async fn pubsub(&self) -> Result<PubSub, SourceError> {
+        let info = self.connection_info()?;
+        let failed = |e: &dyn std::fmt::Display| {
+            SourceError::new(ErrorKind::Unavailable).with_message(format!(
+                "cannot open a pub/sub connection to redis at {}: {e}",
+                self.address()
+            ))
+        };
+        let limit = self.response_timeout();
+        let opened = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                let stream = tokio::time::timeout(
+                    limit,
+                    tokio::net::TcpStream::connect((host.as_str(), *port)),
+                )
+                .await
+                .map_err(|_| failed(&"timed out"))?
+                .map_err(|e| failed(&e))?;
+                let (stream, _) = BoundedStream::new(stream, self.max_reply());
+                tokio::time::timeout(limit, PubSub::new(info.redis_settings(), stream)).await
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => {
+                let stream = tokio::time::timeout(limit, tokio::net::UnixStream::connect(path))
+                    .await
+                    .map_err(|_| failed(&"timed out"))?
+                    .map_err(|e| failed(&e))?;
+                let (stream, _) = BoundedStream::new(stream, self.max_reply());
+                tokio::time::timeout(limit, PubSub::new(info.redis_settings(), stream)).await
+            }
+            _ => {
+                return Err(SourceError::new(ErrorKind::Config)
+                    .with_message("TLS (`rediss://`) is not supported by this version"));
+            }
+        };
+        opened
+            .map_err(|_| failed(&"timed out"))?
+            .map_err(|e| failed(&e))
+    }
+
+    /// Subscribes to the keyspace channels of `keys`.
+    async fn keyspace(&self, keys: Vec<String>) -> Result<Changes, SourceError> {
+        self.ensure_notifications().await?;
+        let db = self.connection_info()?.redis_settings().db();
+        let mut pubsub = self.pubsub().await?;
+        for key in &keys {
+            pubsub
+                .subscribe(format!("__keyspace@{db}__:{key}"))
+                .await
+                .map_err(|e| {
+                    SourceError::new(ErrorKind::Unavailable)
+                        .with_message(format!("SUBSCRIBE on redis at {}: {e}", self.address()))
+                })?;
+        }
+        Ok(pubsub.into_on_message().map(|_| Ok(Change::All)).boxed())
+    }
+
+    /// [`Source::watch`](crate::Source::watch) of the Redis source.
+    pub(super) fn watch_keys(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
+        let mut keys: Vec<String> = requests
+            .iter()
+            .filter_map(|r| r.key().map(str::to_owned))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Err(SourceError::new(ErrorKind::Config).with_message("no key to watch"));
+        }
+        let this = self.clone();
+        Ok(
+            futures::stream::once(async move { this.keyspace(keys).await })
+                .flat_map(|subscribed| match subscribed {
+                    Ok(changes) => changes,
+                    Err(e) => futures::stream::iter([Err(e)]).boxed(),
+                })
+                .boxed(),
+        )
+    }
+}
+
+/// The value of a `CONFIG GET` reply (`[name, value]` in RESP2, a map in RESP3).
+fn config_value(v: Value) -> String {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        _ => String::new(),
+    };
+    match v {
+        Value::Array(items) => items.get(1).map(text).unwrap_or_default(),
+        Value::Map(pairs) => pairs.first().map(|(_, v)| text(v)).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enough;
+
+    #[test]
+    fn which_flags_publish_the_events_a_watch_needs() {
+        assert!(enough("KA"));
+        assert!(enough("AKE"));
+        assert!(enough("K$hg"));
+        assert!(!enough(""));
+        assert!(!enough("E$hg"));
+        assert!(!enough("K$"));
+    }
+}
