@@ -346,6 +346,7 @@ fn diff(old: &[Slot], new: &[Slot]) -> Vec<FieldChange> {
 async fn candidate<T: Nested + Send + Sync + 'static>(
     plan: &Plan<'_>,
     checks: &[Check<T>],
+    current: Option<&[Slot]>,
 ) -> Result<(Arc<T>, Vec<Slot>), (String, Vec<String>, Vec<ComponentError>)> {
     let mut out = plan.run().await;
     let slots = out.watch_slots();
@@ -362,7 +363,11 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
     let value = Arc::new(value);
     for check in checks {
         if let Err(reason) = check(value.clone()).await {
-            let fields = slots.iter().map(|s| s.path.clone()).collect();
+            // The fields that changed (all of them for the first value).
+            let fields = match current {
+                Some(old) => diff(old, &slots).into_iter().map(|c| c.field).collect(),
+                None => slots.iter().map(|s| s.path.clone()).collect(),
+            };
             return Err((reason, fields, Vec::new()));
         }
     }
@@ -380,7 +385,7 @@ async fn start<T: Nested + Send + Sync + 'static>(
     let sources = builder.sources.clone();
     let mut plan = Plan::new(&sources);
     T::plan(&mut plan);
-    let (value, slots) = match candidate(&plan, &builder.checks).await {
+    let (value, slots) = match candidate(&plan, &builder.checks, None).await {
         Ok(v) => v,
         Err((_, _, errors)) if !errors.is_empty() => return Err(errors),
         Err((reason, _, _)) => {
@@ -566,7 +571,7 @@ impl<T: Nested + Send + Sync + 'static> Shared<T> {
     /// Fetches, validates, and swaps when something changed.
     async fn refresh(&self, plan: &Plan<'_>) -> Option<ConfigUpdate> {
         let mut state = self.state.lock().await;
-        let update = match candidate(plan, &self.checks).await {
+        let update = match candidate(plan, &self.checks, Some(&state.raws)).await {
             Err((reason, fields, _)) => ConfigUpdate::Rejected { reason, fields },
             Ok((value, slots)) => {
                 let fields = diff(&state.raws, &slots);

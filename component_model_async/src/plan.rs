@@ -1107,12 +1107,44 @@ impl Outcomes<'_> {
                     key: p.key,
                     secret: slot.sensitive,
                     raw: match result {
-                        Some((Ok(Got::Raw(raw)), _)) => Some(raw.clone()),
+                        Some((Ok(Got::Raw(raw)), _)) => {
+                            let provenance = || slot.provenance();
+                            let target = slot.target(&provenance);
+                            Some(narrowed(raw, target.select, target.pointer))
+                        }
                         _ => None,
                     },
                 }
             })
             .collect()
+    }
+}
+
+/// The part of `raw` a field reads (`field`, then `pointer`), for a live update's diff:
+/// two fields of one document change apart. `raw` itself when nothing is selected or the
+/// selection fails (the conversion reports that).
+fn narrowed(raw: &RawValue, select: Option<&str>, pointer: Option<&str>) -> RawValue {
+    if select.is_none() && pointer.is_none() {
+        return raw.clone();
+    }
+    let doc = match raw {
+        RawValue::Json(v) => Some(v.clone()),
+        RawValue::Text(s) => serde_json::from_str(s).ok(),
+        RawValue::Bytes(b) => serde_json::from_slice(b).ok(),
+    };
+    let picked = doc.and_then(|mut v| {
+        if let Some(f) = select {
+            v = v.get_mut(f).map(serde_json::Value::take)?;
+        }
+        if let Some(p) = pointer {
+            v = v.pointer_mut(p).map(serde_json::Value::take)?;
+        }
+        Some(v)
+    });
+    match picked {
+        Some(serde_json::Value::String(s)) => RawValue::Text(s),
+        Some(v) => RawValue::Json(v),
+        None => raw.clone(),
     }
 }
 

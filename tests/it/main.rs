@@ -7,6 +7,7 @@ mod cache;
 mod consul;
 mod conversion;
 mod database;
+mod file;
 mod http;
 mod layers;
 mod live;

@@ -29,6 +29,7 @@
 pub mod consul;
 pub mod database;
 pub mod env;
+pub mod file;
 pub mod http;
 pub mod local_cache;
 pub mod redis;
@@ -46,6 +47,8 @@ pub mod exports {
     #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
     pub use super::database::{DatabaseFetcher, DatabaseSource, DbPool};
     pub use super::env::{EnvFetcher, EnvSource};
+    #[cfg(feature = "file")]
+    pub use super::file::FileSource;
     #[cfg(feature = "http")]
     pub use super::http::{ApiFetcher, HttpSource};
     pub use super::local_cache::LocalCacheSource;
@@ -74,6 +77,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     consul::BUILTIN,
     vault::BUILTIN,
     redis::BUILTIN,
+    file::BUILTIN,
     local_cache::BUILTIN,
 ];
 
@@ -97,6 +101,7 @@ macro_rules! __component_model_backend {
     ("consul" $($t:tt)*) => { $crate::__component_model_rules_consul! { $($t)* } };
     ("vault" $($t:tt)*) => { $crate::__component_model_rules_vault! { $($t)* } };
     ("redis" $($t:tt)*) => { $crate::__component_model_rules_redis! { $($t)* } };
+    ("file" $($t:tt)*) => { $crate::__component_model_rules_file! { $($t)* } };
     // A registered name: checked at run time only.
     ($other:literal $($t:tt)*) => {};
 }

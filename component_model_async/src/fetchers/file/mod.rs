@@ -1,0 +1,75 @@
+//! The `file` source: values from configuration files on disk.
+//!
+//! `#[component(fetch_from = "file", path = "config.toml", pointer = "/server/port")]`
+//! reads `config.toml` (relative to the working directory, or to
+//! [`FileSource::with_base_dir`]), parses it by its extension — `.toml`, `.json`,
+//! `.yaml`/`.yml` — into a JSON document, and takes the `pointer` (or `field`) out of it;
+//! a file with another extension is one text value. Every distinct file of one fetch is
+//! read once, through a size bound (16 MiB by default, [`FileSource::with_max_size`]).
+//! A missing file or pointer is not found; a file that does not parse is a decode error
+//! naming the file, line and column.
+//!
+//! Watched (for a [`Live`](crate::Live)) with the notify crate on the files' directories,
+//! not the files, so editors that write a new file and rename it over the old one (vim,
+//! `sed -i`) and Kubernetes ConfigMap volumes (a `..data` symlink swapped atomically) are
+//! seen; a watch that fails is re-established by the `Live` and everything re-read.
+//!
+//! ## What this module declares
+//!
+//! * name `file`, cargo feature `file`, always registered by
+//!   [`Sources::from_env`](crate::Sources::from_env) (relative to the working directory);
+//! * attribute keys: `path` (required), with `pointer`/`field` to select; any other
+//!   backend key is a compile error;
+//! * key label `path`; values are not secret; coalescing: one read per distinct file.
+
+#[cfg(feature = "file")]
+mod source;
+#[cfg(feature = "file")]
+pub use source::*;
+
+use crate::fetchers::Builtin;
+
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["file"],
+    hint: "`Sources::from_env()` registers it with cargo feature `file`; or register a `FileSource`",
+    from_env: |sources| {
+        #[cfg(feature = "file")]
+        let sources = sources.register("file", FileSource::new());
+        sources
+    },
+};
+
+/// Compile-time rules of `fetch_from = "file"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_file {
+    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=$u:tt path=0 mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+        $crate::__component_model_feature_file! { $entry }
+        ::core::compile_error!("the `file` source needs `path = \"...\"`, the file to read (e.g. `path = \"config.toml\", pointer = \"/server/port\"`)");
+    };
+    ($entry:tt needs $present:tt) => {
+        $crate::__component_model_feature_file! { $entry }
+    };
+    ($entry:tt uses path) => {};
+    ($entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other "file" }
+    };
+}
+
+#[cfg(feature = "file")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_file {
+    ($entry:tt) => {};
+}
+#[cfg(not(feature = "file"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_file {
+    (facade) => {
+        ::core::compile_error!("backend `file` needs cargo feature `file` of component_model: `component_model = { features = [\"file\"] }`");
+    };
+    (direct) => {
+        ::core::compile_error!("backend `file` needs cargo feature `file` of component_model_async");
+    };
+}
