@@ -61,7 +61,7 @@ mod convert;
 mod error;
 mod fetcher;
 pub mod fetchers;
-mod live;
+pub mod live;
 mod nested;
 mod partial;
 pub mod placeholder;

@@ -1,6 +1,6 @@
 //! Live configuration: a [`Live<T>`] holds the current value of a derived struct and keeps
 //! it current. It fetches once, then watches the sources of its watched fields (a source's
-//! own [`Source::watch`], else polling at `watch_interval`); after a change settles (a
+//! own [`Source::watch`](crate::Source::watch), else polling at `watch_interval`); after a change settles (a
 //! quiescence window), it fetches the whole struct again, validates the candidate, and
 //! swaps it in — or keeps the old value and says why. Every swap is a numbered version;
 //! the last N are kept for [`Live::rollback`].

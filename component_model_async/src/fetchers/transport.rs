@@ -181,11 +181,13 @@ impl Endpoint {
 
     /// Sends `method url` with the token (and what `extra` adds); the status and body.
     /// The client's timeout.
+    #[cfg_attr(not(feature = "consul"), allow(dead_code))]
     pub(crate) fn timeout(&self) -> Duration {
         self.client.timeout
     }
 
     /// Like [`Endpoint::send`], with the response headers.
+    #[cfg_attr(not(feature = "consul"), allow(dead_code))]
     pub(crate) async fn send_full(
         &self,
         method: reqwest::Method,
