@@ -56,3 +56,6 @@ if lay and rem["one_txn"]:
 ch = {b: mean_ns("cache_hit_16", b, required=False) for b in ("generated", "moka_gets")}
 if None not in ch.values():
     show("16 cached fields: fetch_all_components / 16 moka gets + parse", ch["generated"], ch["moka_gets"], 2.0)
+lg = {b: mean_ns("live_get", b, required=False) for b in ("live_get", "arc_swap_load")}
+if None not in lg.values():
+    print(f"{'Live::get / ArcSwap::load':<58} {lg['live_get']:9.2f} ns / {lg['arc_swap_load']:9.2f} ns = {lg['live_get']/lg['arc_swap_load']:6.3f}  (goal <= 1.5)")

@@ -499,7 +499,7 @@ async fn ten_thousand_callers_never_put_more_than_max_concurrency_requests_in_fl
     );
 }
 
-#[derive(AsyncAssign, Debug)]
+#[derive(AsyncAssign, Debug, Default)]
 #[component(watch)]
 struct Watched {
     #[component(fetch_from = "consul", key = "app/port")]
@@ -651,7 +651,120 @@ async fn a_postgres_listener_cut_off_reconnects_and_reads_what_changed_meanwhile
         "{update:?}"
     );
     assert_eq!(live.get().level, "debug");
-    live.stop();
+    // The watcher ends with the Live; the Redis connection's driver with the last
+    // holder of the source.
+    drop((live, updates, sources));
     assert_eq!(settled().await, 0);
     exec(&admin, format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_watch_for_updates_fills_self_then_yields_updates() {
+    // The only test in this binary that sets the process-wide default.
+    let _serial = TASKS.lock().await;
+    let consul = ConsulDouble::start().await;
+    consul.put("app/port", "8080");
+    Sources::set_global(Sources::new().register("consul", ConsulSource::new(consul.address())))
+        .expect("the first global");
+    let mut config = Watched::default();
+    let mut updates = config.watch_for_updates().await;
+    assert_eq!(config.port, 8080, "filled before the first update");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    consul.put("app/port", "9090");
+    let update = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::StreamExt::next(&mut updates),
+    )
+    .await
+    .expect("an update")
+    .unwrap();
+    assert!(
+        matches!(
+            update,
+            component_model::ConfigUpdate::Applied { version: 2, .. }
+        ),
+        "{update:?}"
+    );
+    // How a user applies it: read the applied version from the stream's `Live`.
+    let live = updates.live::<Watched>().expect("the stream's Live");
+    config.port = live.get().port;
+    assert_eq!(config.port, 9090);
+    drop(live);
+    drop(updates);
+    assert_eq!(settled().await, 0, "dropping the stream stops its watcher");
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch)]
+struct LiveRedis {
+    #[component(fetch_from = "redis", key = "${CM_FAULT_KEY}")]
+    level: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_watch_cut_off_reconnects_and_reads_what_changed_meanwhile() {
+    let _serial = TASKS.lock().await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = match client.get_multiplexed_async_connection().await {
+        Ok(c) => c,
+        Err(e) => return skip("Redis at 127.0.0.1:6379", e),
+    };
+    let key = unique("cm_fault_live");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("info")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start("127.0.0.1:6379".parse().unwrap())
+        .await
+        .unwrap();
+    let sources = Sources::new()
+        .with_env(component_model::EnvSource::from_map([(
+            "CM_FAULT_KEY",
+            key.as_str(),
+        )]))
+        .register(
+            "redis",
+            component_model::RedisSource::new(format!("redis://{}", proxy.address()))
+                .with_timeout(Duration::from_millis(500)),
+        );
+    let live = component_model::Live::<LiveRedis>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.set(Fault::Reset);
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("debug")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(live.get().level, "info");
+    proxy.set(Fault::Pass);
+    let update = tokio::time::timeout(
+        Duration::from_secs(15),
+        futures::StreamExt::next(&mut updates),
+    )
+    .await
+    .expect("an update after the outage")
+    .unwrap();
+    assert!(
+        matches!(update, component_model::ConfigUpdate::Applied { .. }),
+        "{update:?}"
+    );
+    assert_eq!(live.get().level, "debug");
+    // The watcher ends with the Live; the Redis connection's driver with the last
+    // holder of the source.
+    drop((live, updates, sources));
+    assert_eq!(settled().await, 0);
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }

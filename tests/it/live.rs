@@ -607,3 +607,41 @@ async fn a_new_vault_secret_version_is_seen_through_its_metadata_and_never_shown
         "metadata {metadata}, data {data}"
     );
 }
+
+#[tokio::test]
+async fn an_async_validator_sees_every_candidate() {
+    let store = service_store();
+    let sources = Sources::new().register("store", store.clone());
+    let checked = Arc::new(AtomicUsize::new(0));
+    let seen = checked.clone();
+    let live = Live::<Service>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .validate_async(move |s: Arc<Service>| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await; // e.g. a query
+                match s.port {
+                    p if p < 1024 => Err(format!("port {p} needs privileges")),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    store.set("port", "80");
+    match next(&mut updates).await {
+        ConfigUpdate::Rejected { reason, fields } => {
+            assert_eq!(reason, "port 80 needs privileges");
+            assert_eq!(fields, ["Service.port"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live.get().port, 8080);
+    assert!(
+        checked.load(Ordering::SeqCst) >= 2,
+        "the first value and the candidate"
+    );
+}
