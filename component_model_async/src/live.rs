@@ -300,6 +300,9 @@ struct State<T> {
     latest: u64,
     /// The raw values of the current version, per slot, for diffs.
     raws: Arc<Vec<Slot>>,
+    /// The raw values of the latest fetch (after a rollback, not the current version's):
+    /// a refresh that reads these again applies nothing.
+    fetched: Arc<Vec<Slot>>,
     /// The raw values of each kept version.
     kept: VecDeque<(u64, Arc<Vec<Slot>>)>,
     _value: std::marker::PhantomData<fn() -> T>,
@@ -342,36 +345,69 @@ fn diff(old: &[Slot], new: &[Slot]) -> Vec<FieldChange> {
         .collect()
 }
 
-/// One fetch of the whole struct, validated: the value and its slots, or why not.
+/// What one fetch of the whole struct gave.
+enum Candidate<T> {
+    /// Fetched, converted and valid.
+    Valid(Arc<T>, Vec<Slot>),
+    /// A field failed to fetch or convert.
+    Failed {
+        reason: String,
+        fields: Vec<String>,
+        errors: Vec<ComponentError>,
+    },
+    /// Fetched, and refused: by a validator, or (in a refresh) because a field's source
+    /// failed and only its `fallback` literal stood in.
+    Refused { reason: String, slots: Vec<Slot> },
+}
+
+/// One fetch of the whole struct, validated. A refresh reads `fresh`: past the caches of
+/// `cache_for` fields (and stores what it read in them), or a watched change would be
+/// answered from the cache.
 async fn candidate<T: Nested + Send + Sync + 'static>(
     plan: &Plan<'_>,
     checks: &[Check<T>],
-    current: Option<&[Slot]>,
-) -> Result<(Arc<T>, Vec<Slot>), (String, Vec<String>, Vec<ComponentError>)> {
-    let mut out = plan.run().await;
+    fresh: bool,
+) -> Candidate<T> {
+    let mut out = match fresh {
+        true => crate::resilience::cache::fresh(plan.run()).await,
+        false => plan.run().await,
+    };
     let slots = out.watch_slots();
     let value = T::take(&mut out, false);
-    let value = out.into_result(value).map_err(|errors| {
-        let fields = errors.iter().filter_map(error_path).collect();
-        let reason = errors
+    let degraded = out.degraded();
+    let value = match out.into_result(value) {
+        Ok(v) => v,
+        Err(errors) => {
+            let fields = errors.iter().filter_map(error_path).collect();
+            let reason = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Candidate::Failed {
+                reason,
+                fields,
+                errors,
+            };
+        }
+    };
+    if fresh && !degraded.is_empty() {
+        let reason = degraded
             .iter()
-            .map(ToString::to_string)
+            .map(|(field, why)| {
+                format!("{why} (the current value of `{field}` is kept rather than its `fallback`)")
+            })
             .collect::<Vec<_>>()
             .join("; ");
-        (reason, fields, errors)
-    })?;
+        return Candidate::Refused { reason, slots };
+    }
     let value = Arc::new(value);
     for check in checks {
         if let Err(reason) = check(value.clone()).await {
-            // The fields that changed (all of them for the first value).
-            let fields = match current {
-                Some(old) => diff(old, &slots).into_iter().map(|c| c.field).collect(),
-                None => slots.iter().map(|s| s.path.clone()).collect(),
-            };
-            return Err((reason, fields, Vec::new()));
+            return Candidate::Refused { reason, slots };
         }
     }
-    Ok((value, slots))
+    Candidate::Valid(value, slots)
 }
 
 fn error_path(e: &ComponentError) -> Option<String> {
@@ -385,10 +421,10 @@ async fn start<T: Nested + Send + Sync + 'static>(
     let sources = builder.sources.clone();
     let mut plan = Plan::new(&sources);
     T::plan(&mut plan);
-    let (value, slots) = match candidate(&plan, &builder.checks, None).await {
-        Ok(v) => v,
-        Err((_, _, errors)) if !errors.is_empty() => return Err(errors),
-        Err((reason, _, _)) => {
+    let (value, slots) = match candidate(&plan, &builder.checks, false).await {
+        Candidate::Valid(value, slots) => (value, slots),
+        Candidate::Failed { errors, .. } => return Err(errors),
+        Candidate::Refused { reason, .. } => {
             return Err(vec![ComponentError::Invalid {
                 target: std::any::type_name::<T>()
                     .rsplit("::")
@@ -412,6 +448,7 @@ async fn start<T: Nested + Send + Sync + 'static>(
             version: 1,
             latest: 1,
             raws: slots.clone(),
+            fetched: slots.clone(),
             kept: VecDeque::from([(1, slots)]),
             _value: std::marker::PhantomData,
         }),
@@ -525,12 +562,16 @@ impl<T> Live<T> {
                 .map(|v| v.value.clone())
                 .ok_or(UnknownVersion(version))?
         };
-        let raws = state
+        let at = state
             .kept
             .iter()
-            .find(|(v, _)| *v == version)
-            .map(|(_, r)| r.clone())
+            .position(|(v, _)| *v == version)
             .ok_or(UnknownVersion(version))?;
+        // Kept in the order of application, like the history: the rolled-back-to version
+        // is now the newest, the last to be evicted.
+        let kept = state.kept.remove(at).ok_or(UnknownVersion(version))?;
+        let raws = kept.1.clone();
+        state.kept.push_back(kept);
         self.shared.current.store(value.clone());
         state.version = version;
         state.raws = raws;
@@ -571,16 +612,34 @@ impl<T: Nested + Send + Sync + 'static> Shared<T> {
     /// Fetches, validates, and swaps when something changed.
     async fn refresh(&self, plan: &Plan<'_>) -> Option<ConfigUpdate> {
         let mut state = self.state.lock().await;
-        let update = match candidate(plan, &self.checks, Some(&state.raws)).await {
-            Err((reason, fields, _)) => ConfigUpdate::Rejected { reason, fields },
-            Ok((value, slots)) => {
+        let update = match candidate(plan, &self.checks, true).await {
+            Candidate::Failed { reason, fields, .. } => ConfigUpdate::Rejected { reason, fields },
+            Candidate::Refused { reason, slots } => {
+                // The same refused values read again were reported already.
+                if diff(&state.fetched, &slots).is_empty() {
+                    return None;
+                }
+                let fields = diff(&state.raws, &slots)
+                    .into_iter()
+                    .map(|c| c.field)
+                    .collect();
+                state.fetched = Arc::new(slots);
+                ConfigUpdate::Rejected { reason, fields }
+            }
+            Candidate::Valid(value, slots) => {
+                // Nothing changed at the sources since the last fetch (after a rollback,
+                // the sources still hold what was rolled back from): nothing to apply.
+                if diff(&state.fetched, &slots).is_empty() {
+                    return None;
+                }
                 let fields = diff(&state.raws, &slots);
+                let slots = Arc::new(slots);
+                state.fetched = slots.clone();
                 if fields.is_empty() {
                     return None;
                 }
                 state.latest += 1;
                 let version = state.latest;
-                let slots = Arc::new(slots);
                 let at = SystemTime::now();
                 self.current.store(value.clone());
                 state.version = version;
@@ -654,14 +713,18 @@ enum Trigger {
 }
 
 /// The triggers of one watched group: the source's own watch, re-established after it
-/// ends or fails (after a backoff with jitter), each time starting with a `Change` (what
-/// changed before the watch was in place is read again); a `Poll` every `watch_interval`
-/// for a source that cannot watch (its watch fails with a configuration error: not
-/// built, not enabled on the server, nothing to watch on).
+/// ends or fails, with a backoff (500 ms doubling to 30 s, with jitter) that grows until
+/// a re-established watch delivers something; a `Poll` every `watch_interval` for a
+/// source that cannot watch (its watch fails with a configuration error: not built, not
+/// enabled on the server, nothing to watch on).
+///
+/// A source says `Change::All` once its watch is in place (the built-in ones do), so what
+/// changed before — since the first read, or during an outage — is read again; the first
+/// watch also starts with a `Change` here, for sources that do not.
 fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
     enum Mode {
         Start,
-        Watching(crate::Changes),
+        Watching(crate::Changes, u32),
         Waiting(u32),
         Polling,
     }
@@ -678,35 +741,40 @@ fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
         loop {
             mode = match mode {
                 Mode::Start | Mode::Waiting(_) => {
-                    if let Mode::Waiting(failures) = mode {
-                        let backoff = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
-                            .min(Duration::from_secs(30));
+                    let (first, failures) = match mode {
+                        Mode::Waiting(f) => (false, f),
+                        _ => (true, 0),
+                    };
+                    if !first {
+                        let backoff = Duration::from_millis(
+                            500u64.saturating_mul(1 << failures.saturating_sub(1).min(6)),
+                        )
+                        .min(Duration::from_secs(30));
                         let jitter = SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| u64::from(d.subsec_millis()) % 250);
                         tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
                     }
-                    let failures = match mode {
-                        Mode::Waiting(f) => f,
-                        _ => 0,
-                    };
                     match group.source.as_ref().map(|s| s.watch(group.requests.clone())) {
-                        Some(Ok(changes)) => {
-                            return Some((Trigger::Change, (group, Mode::Watching(changes))));
+                        Some(Ok(changes)) if first => {
+                            return Some((Trigger::Change, (group, Mode::Watching(changes, 0))));
                         }
+                        Some(Ok(changes)) => Mode::Watching(changes, failures),
                         Some(Err(e)) if e.kind() == crate::ErrorKind::Config => poll(&e),
                         Some(Err(_)) => Mode::Waiting(failures.saturating_add(1)),
                         None => Mode::Polling,
                     }
                 }
-                Mode::Watching(mut changes) => match changes.next().await {
-                    Some(Ok(_)) => return Some((Trigger::Change, (group, Mode::Watching(changes)))),
+                Mode::Watching(mut changes, failures) => match changes.next().await {
+                    Some(Ok(_)) => {
+                        return Some((Trigger::Change, (group, Mode::Watching(changes, 0))));
+                    }
                     Some(Err(e)) if e.kind() == crate::ErrorKind::Config => poll(&e),
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "a watch failed; watching again after a backoff");
-                        Mode::Waiting(1)
+                        Mode::Waiting(failures.saturating_add(1))
                     }
-                    None => Mode::Waiting(1),
+                    None => Mode::Waiting(failures.saturating_add(1)),
                 },
                 Mode::Polling => {
                     tokio::time::sleep(every).await;

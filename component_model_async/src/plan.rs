@@ -255,6 +255,9 @@ pub struct Outcomes<'p> {
     outcomes: Vec<Option<(Outcome, Duration)>>,
     /// What the layers said, when a report is collected.
     notes: Option<Arc<Notes>>,
+    /// Why a field took its `fallback` literal after its source failed (not merely had
+    /// nothing): a live refresh keeps the current value instead.
+    degraded: Vec<Option<String>>,
 }
 
 fn fallbackable(kind: ErrorKind) -> bool {
@@ -583,6 +586,7 @@ impl<'s> Plan<'s> {
             errors: Vec::new(),
             outcomes: vec![None; self.slots.len()],
             notes,
+            degraded: vec![None; self.slots.len()],
         }
     }
 
@@ -601,6 +605,17 @@ impl<'s> Plan<'s> {
                 continue;
             };
             if !fb.keeps_answers() {
+                continue;
+            }
+            // Only a value the field accepts is last-known-good: one that does not convert
+            // (or is over `max_size`) must not replace a good one.
+            let provenance = || slot.provenance();
+            let target = slot.target(&provenance);
+            let converts = too_large(raw, &target).is_none()
+                && slot
+                    .decoders
+                    .is_some_and(|d| (d.raw)(raw.clone(), &target).is_ok());
+            if !converts {
                 continue;
             }
             if slot.sensitive {
@@ -990,7 +1005,14 @@ impl Outcomes<'_> {
                     None => use_fallback(e, &target, fallback, &mut outcome),
                 }
             }
-            Err(e) if fallbackable(e.kind()) => use_fallback(e, &target, fallback, &mut outcome),
+            Err(e) if fallbackable(e.kind()) => {
+                let why = e.to_string();
+                let r = use_fallback(e, &target, fallback, &mut outcome);
+                if outcome == "fallback" {
+                    self.degraded[index] = Some(why);
+                }
+                r
+            }
             Err(e) => Err(e),
         };
         let how = match (&result, outcome) {
@@ -1094,6 +1116,18 @@ impl Outcomes<'_> {
 }
 
 impl Outcomes<'_> {
+    /// The fields taken so far that fell back to their `fallback` literal because their
+    /// source failed, with the failure.
+    pub(crate) fn degraded(&self) -> Vec<(String, String)> {
+        self.slots
+            .iter()
+            .zip(&self.degraded)
+            .filter_map(|(slot, why)| {
+                Some((format!("{}.{}", slot.owner, slot.field), why.clone()?))
+            })
+            .collect()
+    }
+
     /// Every field with its raw value (before conversion), for a live update's diff.
     pub(crate) fn watch_slots(&self) -> Vec<crate::live::Slot> {
         self.slots

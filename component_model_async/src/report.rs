@@ -254,6 +254,20 @@ pub(crate) async fn collecting<F: std::future::Future>(notes: Arc<Notes>, fut: F
     NOTES.scope(notes, fut).await
 }
 
+/// `fut`, collecting into the report of the task that calls this (if any) wherever `fut`
+/// runs: for work handed to a task of its own.
+pub(crate) fn carrying<F: std::future::Future>(
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
+    let notes = NOTES.try_with(Arc::clone).ok();
+    async move {
+        match notes {
+            Some(n) => NOTES.scope(n, fut).await,
+            None => fut.await,
+        }
+    }
+}
+
 /// Says what was done for `request`, when a report is being collected (else nothing,
 /// at the cost of one task-local lookup).
 pub(crate) fn note(request: &FetchRequest, update: impl FnOnce(&mut Note)) {

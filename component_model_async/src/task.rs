@@ -53,3 +53,16 @@ pub(crate) fn spawn_blocking<T: Send + 'static>(
         work()
     })
 }
+
+/// Runs blocking work (file I/O) on tokio's blocking threads when a multi-threaded
+/// runtime is there, inline otherwise; counted while it runs.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread => {
+            spawn_blocking(&handle, work).await.ok()
+        }
+        _ => Some(work()),
+    }
+}

@@ -768,3 +768,34 @@ async fn a_redis_watch_cut_off_reconnects_and_reads_what_changed_meanwhile() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_value_that_does_not_convert_never_replaces_the_last_known_good_one() {
+    let (consul, proxy) = consul_behind_proxy().await;
+    consul.put("app/port", "8080");
+    consul.put("app/name", "billing");
+    let dir = std::env::temp_dir().join(unique("cm_lkg_bad"));
+    let sources = Sources::new()
+        .register("consul", ConsulSource::new(proxy.address().to_string()))
+        .with_local_cache(&dir);
+    Cached::fetch_all_components_with(&sources).await.unwrap();
+    consul.put("app/port", "eighty"); // not a u16
+    assert!(Cached::fetch_all_components_with(&sources).await.is_err());
+    let stored = std::fs::read_to_string(dir.join("Cached.json")).unwrap();
+    assert!(
+        stored.contains("8080") && !stored.contains("eighty"),
+        "{stored}"
+    );
+    proxy.set(Fault::Reset);
+    let restarted = Sources::new()
+        .register("consul", ConsulSource::new(proxy.address().to_string()))
+        .with_local_cache(&dir);
+    assert_eq!(
+        Cached::fetch_all_components_with(&restarted)
+            .await
+            .unwrap()
+            .port,
+        8080
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

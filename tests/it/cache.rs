@@ -640,3 +640,47 @@ async fn secret_values_never_reach_the_shared_tier() {
         "a secret field touched the shared tier: {seen:#?}"
     );
 }
+
+#[derive(AsyncAssign, Debug)]
+struct FleetOptional {
+    #[component(fetch_from = "consul", key = "fleet/absent", cache_for = "30s")]
+    absent: Option<u32>,
+}
+
+#[tokio::test]
+async fn waiting_instances_stop_waiting_when_the_lock_holder_found_nothing() {
+    use component_model::resilience::CacheTier;
+    let Some((_conn, prefix, _cleanup)) = crate::redis::setup("cm_tier_absent").await else {
+        return;
+    };
+    let consul = component_model::test_util::ConsulDouble::start().await;
+    let instances: Vec<Sources> = (0..6)
+        .map(|_| {
+            Sources::new()
+                .register(
+                    "consul",
+                    component_model::ConsulSource::new(consul.address()),
+                )
+                .with_shared_cache(
+                    RedisSource::new("redis://127.0.0.1:6379").namespaced(prefix.clone()),
+                )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let results = futures::future::join_all(
+        instances
+            .iter()
+            .map(FleetOptional::fetch_all_components_with),
+    )
+    .await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(f) if f.absent.is_none()))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "instances waited for a value that never comes: {:?}",
+        started.elapsed()
+    );
+}

@@ -208,3 +208,28 @@ async fn two_fields_of_one_file_are_diffed_apart() {
         other => panic!("{other:?}"),
     }
 }
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Secrets {
+    #[component(
+        fetch_from = "file",
+        path = "secrets.toml",
+        pointer = "/db/password",
+        secret
+    )]
+    password: component_model::SecretString,
+}
+
+#[tokio::test]
+async fn a_broken_toml_file_is_reported_without_its_content() {
+    let dir = TempDir::new();
+    dir.write("secrets.toml", "[db]\npassword = \"canary-77 \n");
+    let e = Secrets::fetch_all_components_with(&sources(&dir.0))
+        .await
+        .unwrap_err();
+    let text = format!("{} {:?}", e[0], e[0]);
+    assert!(text.contains("secrets.toml is not valid TOML"), "{text}");
+    assert!(text.contains("line 2"), "{text}");
+    assert!(!text.contains("canary"), "{text}");
+}

@@ -49,6 +49,14 @@ impl Store {
             .insert(key.to_owned(), value.to_owned());
         let _ = self.changed.send(());
     }
+    /// `key` answers `unavailable` from now on.
+    fn fail_key(&self, key: &str) {
+        self.values
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), "\u{0}down".to_owned());
+        let _ = self.changed.send(());
+    }
     fn remove(&self, key: &str) {
         self.values.lock().unwrap().remove(key);
         let _ = self.changed.send(());
@@ -60,13 +68,14 @@ impl Source for Store {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let key = request.key().unwrap_or_default();
-        self.values
-            .lock()
-            .unwrap()
-            .get(key)
-            .cloned()
-            .map(RawValue::Text)
-            .ok_or_else(SourceError::not_found)
+        match self.values.lock().unwrap().get(key).cloned() {
+            Some(v) if v == "\u{0}down" => {
+                Err(SourceError::new(component_model::ErrorKind::Unavailable)
+                    .with_message("the store is down"))
+            }
+            Some(v) => Ok(RawValue::Text(v)),
+            None => Err(SourceError::not_found()),
+        }
     }
     fn watch(&self, _requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
         if !self.watches {
@@ -644,4 +653,78 @@ async fn an_async_validator_sees_every_candidate() {
         checked.load(Ordering::SeqCst) >= 2,
         "the first value and the candidate"
     );
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct CachedAndWatched {
+    #[component(fetch_from = "store", key = "port", cache_for = "1h", watch)]
+    port: u16,
+    #[component(fetch_from = "store", key = "pool", fallback = "5", watch)]
+    pool: u32,
+}
+
+#[tokio::test]
+async fn a_watched_change_is_read_past_the_cache_and_an_outage_keeps_the_value_not_the_fallback() {
+    let store = service_store();
+    let sources = Sources::new().register("store", store.clone());
+    let live = Live::<CachedAndWatched>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    store.set("port", "9090");
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { .. }
+    ));
+    assert_eq!(live.get().port, 9090, "not the cached 8080");
+    // The cache was refreshed too: a plain fetch sees the new value.
+    let plain = CachedAndWatched::fetch_all_components_with(&sources)
+        .await
+        .unwrap();
+    assert_eq!(plain.port, 9090);
+
+    // `pool`'s source fails: the current 10 stays, not the fallback 5.
+    store.fail_key("pool");
+    match next(&mut updates).await {
+        ConfigUpdate::Rejected { reason, .. } => {
+            assert!(reason.contains("rather than its `fallback`"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live.get().pool, 10);
+}
+
+#[tokio::test]
+async fn a_rollback_stays_until_the_sources_change_and_history_and_rollback_agree() {
+    let store = Store::polled(&[("port", "8081"), ("pool", "1"), ("token", "t")]);
+    let sources = Sources::new().register("store", store.clone());
+    let live = Live::<Service>::builder(&sources)
+        .history(3)
+        .start()
+        .await
+        .unwrap();
+    for port in ["8082", "8083"] {
+        store.set("port", port);
+        live.refresh().await.unwrap();
+    }
+    live.rollback(1).await.unwrap();
+    assert_eq!(
+        live.refresh().await,
+        None,
+        "the sources did not change: v1 stays"
+    );
+    assert_eq!(live.get().port, 8081);
+    store.set("port", "8084");
+    assert!(matches!(
+        live.refresh().await,
+        Some(ConfigUpdate::Applied { version: 4, .. })
+    ));
+    let kept: Vec<u64> = live.history().iter().map(|v| v.version).collect();
+    assert_eq!(kept, [3, 1, 4]);
+    for v in kept {
+        live.rollback(v).await.unwrap();
+    }
 }

@@ -334,16 +334,6 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_: &Path) {}
 
-/// Runs blocking file work off the async threads when a tokio runtime is there.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread => {
-            crate::task::spawn_blocking(&handle, work).await.ok()
-        }
-        _ => Some(work()),
-    }
-}
-
 #[async_trait::async_trait]
 impl Source for LocalCacheSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -383,7 +373,7 @@ impl Source for LocalCacheSource {
     fn remember(&self, answers: Vec<(FetchRequest, RawValue)>) -> Option<Remembering> {
         let this = self.clone();
         Some(Box::pin(async move {
-            blocking(move || this.store(answers)).await;
+            crate::task::blocking(move || this.store(answers)).await;
         }))
     }
 }

@@ -284,11 +284,29 @@ impl moka::Expiry<FetchRequest, Arc<Cached>> for KeepFor {
 
 type Answers = Arc<Vec<Result<RawValue, SourceError>>>;
 type Flight = Shared<BoxFuture<'static, Answers>>;
+/// A flight registered for a request: the flight, the request's place in it, its number.
+type Registered = (Flight, usize, u64);
+
+tokio::task_local! {
+    static FRESH: ();
+}
+
+/// Runs `fut` reading past the caches: every cached request is asked of its source (and
+/// the answer stored), as a live refresh after a watched change must.
+pub(crate) async fn fresh<F: std::future::Future>(fut: F) -> F::Output {
+    FRESH.scope((), fut).await
+}
+
+fn is_fresh() -> bool {
+    FRESH.try_with(|()| ()).is_ok()
+}
 
 /// One cache: values by request, and the upstream calls in flight.
 pub(crate) struct CacheState {
     entries: moka::sync::Cache<FetchRequest, Arc<Cached>>,
-    inflight: Mutex<HashMap<FetchRequest, (Flight, usize)>>,
+    inflight: Mutex<HashMap<FetchRequest, Registered>>,
+    /// Numbers flights, so a flight unregisters only itself.
+    flights: std::sync::atomic::AtomicU64,
 }
 
 impl CacheState {
@@ -299,6 +317,7 @@ impl CacheState {
                 .expire_after(KeepFor)
                 .build(),
             inflight: Mutex::new(HashMap::new()),
+            flights: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -321,7 +340,7 @@ impl CacheState {
         matching.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FetchRequest, (Flight, usize)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FetchRequest, Registered>> {
         self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -341,23 +360,24 @@ impl CacheSource {
         &self.inner
     }
 
-    /// Starts one upstream `fetch_many` for `requests`, registered as in flight for each.
-    fn start_flight(&self, requests: Vec<FetchRequest>) -> Flight {
+    /// One upstream `fetch_many` for `requests`, run as a task of its own so it finishes
+    /// (and unregisters) even when every caller waiting for it is cancelled; never
+    /// suspended half-way holding a connection or a permit. The caller registers it.
+    fn flight(&self, requests: Vec<FetchRequest>, fresh: bool, id: u64) -> Flight {
         let inner = self.inner.clone();
         let state = self.state.clone();
         let tier = self.tier.clone();
         let (ttl, stale_for) = (self.ttl, self.stale_for);
-        let owned = requests.clone();
-        let flight: Flight = async move {
+        let work = async move {
             let answers = match tier {
                 None => {
-                    let refs: Vec<&FetchRequest> = owned.iter().collect();
+                    let refs: Vec<&FetchRequest> = requests.iter().collect();
                     inner.fetch_many(&refs).await
                 }
-                Some(tier) => through_tier(tier.as_ref(), &inner, &owned, ttl).await,
+                Some(tier) => through_tier(tier.as_ref(), &inner, &requests, ttl, fresh).await,
             };
             let now = Instant::now();
-            for (request, answer) in owned.iter().zip(&answers) {
+            for (request, answer) in requests.iter().zip(&answers) {
                 if let Ok(value) = answer {
                     let cached = Cached {
                         value: value.clone(),
@@ -369,18 +389,23 @@ impl CacheSource {
                 }
             }
             let mut inflight = state.lock();
-            for request in &owned {
-                inflight.remove(request);
+            for request in &requests {
+                if inflight.get(request).is_some_and(|(_, _, at)| *at == id) {
+                    inflight.remove(request);
+                }
             }
             Arc::new(answers)
+        };
+        // What the layers below note for a fetch report goes to the caller's report.
+        let work = crate::report::carrying(work);
+        let task = crate::task::spawn(work);
+        async move {
+            task.await.unwrap_or_else(|_| {
+                Arc::new(Vec::new()) // the task panicked: every waiter gets "no answer"
+            })
         }
         .boxed()
-        .shared();
-        let mut inflight = self.state.lock();
-        for (i, request) in requests.into_iter().enumerate() {
-            inflight.insert(request, (flight.clone(), i));
-        }
-        flight
+        .shared()
     }
 }
 
@@ -392,16 +417,19 @@ impl Source for CacheSource {
 
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
         let now = Instant::now();
+        let fresh = is_fresh();
         let mut answers: Vec<Option<Result<RawValue, SourceError>>> = vec![None; requests.len()];
         let mut stale: Vec<Option<Arc<Cached>>> = vec![None; requests.len()];
-        // Waiting on flights already started (by anyone), and our own misses.
+        // Waiting on flights already started (by anyone), and our own misses; looked up
+        // and registered under one hold of the lock, so concurrent misses of a request
+        // start one flight.
         let mut waits: Vec<(usize, Flight, usize)> = Vec::new();
-        let mut misses: Vec<usize> = Vec::new();
         {
-            let inflight = self.state.lock();
+            let mut inflight = self.state.lock();
+            let mut misses: Vec<usize> = Vec::new();
             for (i, request) in requests.iter().enumerate() {
                 match self.state.entries.get(*request) {
-                    Some(hit) if hit.fresh_until > now => {
+                    Some(hit) if hit.fresh_until > now && !fresh => {
                         crate::report::note(request, |n| n.cache_hit = true);
                         answers[i] = Some(Ok(hit.value.clone()));
                         continue;
@@ -410,27 +438,35 @@ impl Source for CacheSource {
                     None => {}
                 }
                 match inflight.get(*request) {
-                    Some((flight, at)) => waits.push((i, flight.clone(), *at)),
-                    None => misses.push(i),
+                    // A fresh read does not take an answer already on its way.
+                    Some((flight, at, _)) if !fresh => waits.push((i, flight.clone(), *at)),
+                    _ => misses.push(i),
                 }
             }
-        }
-        // A request asked twice in one batch goes up once.
-        let mut own: Vec<FetchRequest> = Vec::new();
-        let mut own_index: Vec<usize> = Vec::with_capacity(misses.len());
-        for &i in &misses {
-            match own.iter().position(|r| r == requests[i]) {
-                Some(at) => own_index.push(at),
-                None => {
-                    own_index.push(own.len());
-                    own.push(requests[i].clone());
+            // A request asked twice in one batch goes up once.
+            let mut own: Vec<FetchRequest> = Vec::new();
+            let mut own_index: Vec<usize> = Vec::with_capacity(misses.len());
+            for &i in &misses {
+                match own.iter().position(|r| r == requests[i]) {
+                    Some(at) => own_index.push(at),
+                    None => {
+                        own_index.push(own.len());
+                        own.push(requests[i].clone());
+                    }
                 }
             }
-        }
-        let own_flight = (!own.is_empty()).then(|| self.start_flight(own));
-        if let Some(flight) = &own_flight {
-            for (&i, &at) in misses.iter().zip(&own_index) {
-                waits.push((i, flight.clone(), at));
+            if !own.is_empty() {
+                let id = self
+                    .state
+                    .flights
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let flight = self.flight(own.clone(), fresh, id);
+                for (at, request) in own.into_iter().enumerate() {
+                    inflight.insert(request, (flight.clone(), at, id));
+                }
+                for (&i, &at) in misses.iter().zip(&own_index) {
+                    waits.push((i, flight.clone(), at));
+                }
             }
         }
         for (i, flight, at) in waits {
@@ -494,6 +530,7 @@ async fn through_tier(
     inner: &Arc<dyn Source>,
     requests: &[FetchRequest],
     ttl: Duration,
+    fresh: bool,
 ) -> Vec<Result<RawValue, SourceError>> {
     let shareable: Vec<usize> = (0..requests.len())
         .filter(|&i| !requests[i].is_sensitive() && !inner.is_sensitive())
@@ -506,9 +543,13 @@ async fn through_tier(
     let tier_down = |e: &SourceError| {
         tracing::warn!(error = %e, "the shared cache tier failed; asking the source");
     };
-    // 1. What the tier has.
+    // 1. What the tier has (a fresh read asks the source for everything, and stores it).
     let values: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
-    match tier.get_many(&values).await {
+    let found = match fresh {
+        true => Ok(vec![None; values.len()]),
+        false => tier.get_many(&values).await,
+    };
+    match found {
         Ok(found) => {
             for ((&i, bytes), _) in shareable.iter().zip(found).zip(&keys) {
                 if let Some(v) = bytes.and_then(|b| decode_entry(&b, &requests[i])) {
@@ -526,6 +567,7 @@ async fn through_tier(
     let locks: Vec<String> = missing.iter().map(|&j| keys[j].1.clone()).collect();
     let taken = match locks.is_empty() {
         true => Vec::new(),
+        false if fresh => vec![true; locks.len()],
         false => tier
             .lock_many(&locks, TIER_LOCK_FOR)
             .await
@@ -551,7 +593,10 @@ async fn through_tier(
     // Another instance may have stored a value between our read and our lock.
     if !locked.is_empty() {
         let ks: Vec<String> = locked.iter().map(|&j| keys[j].0.clone()).collect();
-        let found = tier.get_many(&ks).await.unwrap_or_default();
+        let found = match fresh {
+            true => Vec::new(),
+            false => tier.get_many(&ks).await.unwrap_or_default(),
+        };
         let mut found = found.into_iter();
         for &j in &locked {
             let i = shareable[j];
@@ -602,23 +647,33 @@ async fn through_tier(
     let wait_theirs = async {
         let mut waiting = theirs.clone();
         let mut got: Vec<(usize, RawValue)> = Vec::new();
+        let mut given_up: Vec<usize> = Vec::new();
         let deadline = tokio::time::Instant::now() + TIER_LOCK_FOR;
         while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(TIER_POLL).await;
-            let ks: Vec<String> = waiting.iter().map(|&j| keys[j].0.clone()).collect();
+            // Each value, and its lock: a lock released without a value (the holder got
+            // not-found or an error) ends the wait at once.
+            let ks: Vec<String> = waiting
+                .iter()
+                .flat_map(|&j| [keys[j].0.clone(), keys[j].1.clone()])
+                .collect();
             let Ok(found) = tier.get_many(&ks).await else {
                 break;
             };
+            let mut found = found.into_iter();
             let mut still = Vec::new();
-            for (&j, bytes) in waiting.iter().zip(found) {
+            for &j in &waiting {
+                let (value, lock) = (found.next().flatten(), found.next().flatten());
                 let i = shareable[j];
-                match bytes.and_then(|b| decode_entry(&b, &requests[i])) {
+                match value.and_then(|b| decode_entry(&b, &requests[i])) {
                     Some(v) => got.push((i, v)),
+                    None if lock.is_none() => given_up.push(j),
                     None => still.push(j),
                 }
             }
             waiting = still;
         }
+        waiting.extend(given_up);
         (got, waiting)
     };
     let (from_source, (from_others, never)) = futures::future::join(fetch_mine, wait_theirs).await;

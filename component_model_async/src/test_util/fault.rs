@@ -42,6 +42,8 @@ struct Shared {
     upstream: SocketAddr,
     fault: Mutex<Fault>,
     stats: Stats,
+    /// Closed when the proxy is dropped: every open connection ends (reset).
+    gone: tokio::sync::watch::Receiver<()>,
 }
 
 impl Shared {
@@ -50,7 +52,8 @@ impl Shared {
     }
 }
 
-/// A fault-injecting TCP proxy on 127.0.0.1 (see [`Fault`]); stops when dropped.
+/// A fault-injecting TCP proxy on 127.0.0.1 (see [`Fault`]); dropping it stops it and
+/// closes every connection it relays.
 ///
 /// ```
 /// use component_model_async::test_util::{ConsulDouble, Fault, FaultProxy};
@@ -90,22 +93,33 @@ impl FaultProxy {
     pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let (gone_tx, gone) = tokio::sync::watch::channel(());
         let shared = Arc::new(Shared {
             upstream,
             fault: Mutex::new(Fault::Pass),
             stats: Stats::default(),
+            gone,
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let accepting = shared.clone();
         super::spawn(async move {
             loop {
                 let conn = tokio::select! {
-                    _ = &mut rx => return,
+                    _ = &mut rx => {
+                        drop(gone_tx); // ends every open connection
+                        return;
+                    }
                     conn = listener.accept() => conn,
                 };
                 let Ok((client, _)) = conn else { continue };
                 let shared = accepting.clone();
-                super::spawn(serve(client, shared));
+                let mut gone = shared.gone.clone();
+                super::spawn(async move {
+                    tokio::select! {
+                        _ = serve(client, shared) => {}
+                        _ = gone.changed() => {} // the proxy was dropped: the sockets close
+                    }
+                });
             }
         });
         Ok(FaultProxy {

@@ -199,6 +199,17 @@ impl ConsulSource {
                 }
                 let started = Instant::now();
                 match s.source.block(&s.q, s.index).await {
+                    // Not an outage: a blocking query that cannot work (a token without read,
+                    // no `X-Consul-Index`, an answer over the body bound) is said once, and
+                    // a `Live` polls instead.
+                    Err(e) if !e.kind().is_transient() && e.kind() != ErrorKind::NotFound => {
+                        let why = SourceError::new(ErrorKind::Config).with_message(format!(
+                            "watching consul key `{}` failed: {}",
+                            s.q.key,
+                            e.message().unwrap_or(e.kind().as_str())
+                        ));
+                        return Some((Err(why), s));
+                    }
                     Err(e) => {
                         s.failures += 1;
                         tracing::debug!(key = %s.q.key, error = %e, "a consul blocking query failed; backing off");

@@ -155,11 +155,11 @@ impl DatabaseSource {
                     .await;
                     match connected {
                         Ok(l) => {
+                            // Listening now: read again what may have changed before
+                            // (since the first read, or during an outage).
                             s.listener = Some(l);
-                            let reconnected = std::mem::take(&mut s.failures) > 0;
-                            if reconnected {
-                                return Some((Ok(Change::All), s));
-                            }
+                            s.failures = 0;
+                            return Some((Ok(Change::All), s));
                         }
                         Err(e) => {
                             s.failures += 1;

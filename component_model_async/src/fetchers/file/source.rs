@@ -136,9 +136,13 @@ impl FileSource {
             Format::Json => {
                 RawValue::Json(serde_json::from_slice(&bytes).map_err(|e| invalid("JSON", &e))?)
             }
-            Format::Toml => RawValue::Json(
-                toml::from_str::<serde_json::Value>(&text()?).map_err(|e| invalid("TOML", &e))?,
-            ),
+            Format::Toml => {
+                let text = text()?;
+                RawValue::Json(
+                    toml::from_str::<serde_json::Value>(&text)
+                        .map_err(|e| invalid("TOML", &toml_error(&e, &text)))?,
+                )
+            }
             Format::Yaml => RawValue::Json(
                 serde_norway::from_slice::<serde_json::Value>(&bytes)
                     .map_err(|e| invalid("YAML", &e))?,
@@ -150,6 +154,21 @@ impl FileSource {
         request.path().ok_or_else(|| {
             SourceError::new(ErrorKind::Config).with_message("the field names no `path = \"...\"`")
         })
+    }
+}
+
+/// A TOML error without the quoted source line (it could hold a secret): the message and
+/// where.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("{message} at line {line}, column {column}")
+        }
+        None => message.to_owned(),
     }
 }
 
@@ -198,35 +217,53 @@ fn watch_files(files: Vec<PathBuf>) -> Result<Changes, SourceError> {
                     .with_message(format!("cannot watch {}: {e}", dir.display()))
             })?;
     }
-    // The watcher lives as long as the stream.
-    Ok(
-        futures::stream::unfold((rx, watcher), |(mut rx, watcher)| async move {
-            rx.recv().await.map(|()| (Ok(Change::All), (rx, watcher)))
-        })
-        .boxed(),
-    )
+    // In place now: read once more what may have changed before. The watcher lives as
+    // long as the stream.
+    let changes = futures::stream::unfold((rx, watcher), |(mut rx, watcher)| async move {
+        rx.recv().await.map(|()| (Ok(Change::All), (rx, watcher)))
+    });
+    Ok(futures::stream::iter([Ok(Change::All)])
+        .chain(changes)
+        .boxed())
 }
 
 #[async_trait::async_trait]
 impl Source for FileSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        let path = self.resolve(Self::path_of(request)?);
-        self.load(&path)
+        crate::resilience::one(self.fetch_many(&[request]).await)
     }
 
-    /// Each distinct file once.
+    /// Each distinct file once, read and parsed on a blocking thread (a slow disk or a
+    /// FIFO does not hold up the runtime).
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        let mut loaded: HashMap<PathBuf, Result<RawValue, SourceError>> = HashMap::new();
-        requests
+        let paths: Vec<Result<PathBuf, SourceError>> = requests
             .iter()
-            .map(|r| {
-                let path = self.resolve(Self::path_of(r)?);
-                loaded
-                    .entry(path.clone())
-                    .or_insert_with(|| self.load(&path))
-                    .clone()
-            })
-            .collect()
+            .map(|r| Self::path_of(r).map(|p| self.resolve(p)))
+            .collect();
+        let this = self.clone();
+        let read = crate::task::blocking(move || {
+            let mut loaded: HashMap<PathBuf, Result<RawValue, SourceError>> = HashMap::new();
+            paths
+                .into_iter()
+                .map(|path| {
+                    let path = path?;
+                    loaded
+                        .entry(path.clone())
+                        .or_insert_with(|| this.load(&path))
+                        .clone()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        read.unwrap_or_else(|| {
+            requests
+                .iter()
+                .map(|_| {
+                    Err(SourceError::new(ErrorKind::Unavailable)
+                        .with_message("reading the file was interrupted"))
+                })
+                .collect()
+        })
     }
 
     fn location(&self) -> Option<String> {

@@ -1,6 +1,7 @@
 //! A [`RedisSource`] as the shared tier of the cache layer ([`CacheTier`]): values with
-//! `SET key value PX ttl`, read with one `MGET`, locks with `SET lock 1 NX PX ttl`, all
-//! pipelined, through the source's bounded, timed connection.
+//! `SET key value PX ttl`, read with one `MGET`, locks with `SET lock <token> NX PX ttl`
+//! released only by their holder (a compare-and-delete script), all pipelined, through
+//! the source's bounded, timed connection.
 
 use std::time::Duration;
 
@@ -9,6 +10,21 @@ use ::redis::Value;
 use super::source::RedisSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::resilience::CacheTier;
+
+/// This process's lock token: a lock is released only by its holder (a slow holder whose
+/// lock expired and was taken by another instance must not release that one).
+fn token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos}", std::process::id())
+    })
+}
+
+/// Deletes `KEYS[1]` when it still holds `ARGV[1]`.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -70,7 +86,7 @@ impl CacheTier for RedisSource {
         for key in keys {
             pipe.cmd("SET")
                 .arg(key)
-                .arg(1)
+                .arg(token())
                 .arg("NX")
                 .arg("PX")
                 .arg(millis(ttl));
@@ -87,7 +103,14 @@ impl CacheTier for RedisSource {
 
     async fn unlock_many(&self, keys: &[String]) -> Result<(), SourceError> {
         let mut pipe = ::redis::pipe();
-        pipe.cmd("DEL").arg(keys).ignore();
+        for key in keys {
+            pipe.cmd("EVAL")
+                .arg(RELEASE)
+                .arg(1)
+                .arg(key)
+                .arg(token())
+                .ignore();
+        }
         self.round_trip(&pipe, "shared cache unlock")
             .await
             .map(drop)

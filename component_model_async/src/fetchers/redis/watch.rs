@@ -108,7 +108,10 @@ impl RedisSource {
                         .with_message(format!("SUBSCRIBE on redis at {}: {e}", self.address()))
                 })?;
         }
-        Ok(pubsub.into_on_message().map(|_| Ok(Change::All)).boxed())
+        // Subscribed now: read again what may have changed before.
+        Ok(futures::stream::iter([Ok(Change::All)])
+            .chain(pubsub.into_on_message().map(|_| Ok(Change::All)))
+            .boxed())
     }
 
     /// [`Source::watch`](crate::Source::watch) of the Redis source.
