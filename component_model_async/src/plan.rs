@@ -486,6 +486,15 @@ impl<'s> Plan<'s> {
             }
             slot.primary = Some(primary);
             slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
+            if let Some(Route::Fail(why)) = &slot.fallback {
+                // Said now, not only when the fallback is needed.
+                tracing::warn!(
+                    field = format_args!("{}.{}", slot.owner, slot.field),
+                    fallback_to = spec.fallback_to.unwrap_or_default(),
+                    reason = %why,
+                    "the field's `fallback_to` source cannot be used"
+                );
+            }
             // A value that may come from a secret source is secret; the fallback source
             // gets the request in its own wire form.
             if let Some(Route::Raw(fb)) = &slot.fallback {
@@ -726,6 +735,16 @@ impl<'s> Plan<'s> {
                 continue;
             }
             match &slot.fallback {
+                // A source that keeps last-known-good values never got this secret one.
+                Some(Route::Raw(src)) if slot.sensitive && src.keeps_answers() => {
+                    let why = ComponentError::field(ErrorKind::NotFound)
+                        .provenance(slot.provenance())
+                        .detail(
+                            "the value is secret, and secret values are never stored for fallback",
+                        )
+                        .build();
+                    append(&mut results[i], slot.spec, &why)
+                }
                 Some(Route::Raw(src)) if slot.fallback_request.is_some() => {
                     join_batch(&mut batches, src, slot.spec, i)
                 }
@@ -749,6 +768,8 @@ impl<'s> Plan<'s> {
             return answered;
         }
         for (i, r, elapsed) in futures::future::join_all(jobs).await.into_iter().flatten() {
+            // The field waited for its own source first.
+            let elapsed = results[i].as_ref().map_or(Duration::ZERO, |(_, d)| *d) + elapsed;
             match r {
                 Ok(got) => {
                     results[i] = Some((Ok(got), elapsed));
@@ -782,7 +803,7 @@ impl Plan<'_> {
         let register = format!("register one with `Sources::new().register(\"{name}\", ...)`");
         match (close, crate::fetchers::builtin(name)) {
             (Some(c), _) if crate::fetchers::builtin(name).is_none() => {
-                format!("did you mean `{c}`? ({register})")
+                format!("did you mean `{c}`?")
             }
             (_, Some(b)) => format!("{register} ({})", b.hint),
             (_, None) => register,

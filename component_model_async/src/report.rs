@@ -164,13 +164,13 @@ impl<T> FetchReport<T> {
 impl<T> fmt::Display for FetchReport<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let failed = self.fields.iter().filter(|r| !r.outcome.is_ok()).count();
+        let n = self.fields.len();
         writeln!(
             f,
-            "{}: {} fields in {}, {} failed",
+            "{}: {n} field{} in {}, {failed} failed",
             self.owner,
-            self.fields.len(),
+            if n == 1 { "" } else { "s" },
             Age(self.elapsed),
-            failed
         )?;
         let rows: Vec<[String; 5]> = self
             .fields

@@ -799,3 +799,36 @@ async fn a_value_that_does_not_convert_never_replaces_the_last_known_good_one() 
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_secret_field_falling_back_to_local_cache_says_why_it_finds_nothing() {
+    let vault = component_model::test_util::VaultDouble::start().await;
+    vault.put(
+        "secret",
+        "app/db",
+        serde_json::json!({"password": "canary-5e", "user": "svc"}),
+    );
+    let proxy = FaultProxy::start(vault.url().trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(unique("cm_secret_why"));
+    let sources = Sources::new()
+        .register("vault", VaultSource::new(proxy.url()).with_token("root"))
+        .with_local_cache(&dir);
+    SecretBackup::fetch_all_components_with(&sources)
+        .await
+        .unwrap();
+    proxy.set(Fault::Reset);
+    let errors = SecretBackup::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    for e in &errors {
+        let text = e.to_string();
+        assert!(
+            text.contains("secret values are never stored for fallback"),
+            "{text}"
+        );
+        assert!(!text.contains("canary"), "{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

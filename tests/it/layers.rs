@@ -303,11 +303,12 @@ async fn async_retry_and_with_timeout_wrap_any_fetcher_and_register_as_a_source(
     let e = Registry::fetch_all_components_with(&sources)
         .await
         .unwrap_err();
+    let text = e[0].to_string();
     assert!(
-        e[0].to_string().contains("connection reset by peer"),
-        "{}",
-        e[0]
+        text.contains("gave up after 3 attempts: connection reset by peer"),
+        "{text}"
     );
+    assert_eq!(text.matches("connection reset by peer").count(), 1, "{text}");
 
     // Each attempt bounded: a slow first attempt times out, the retry answers.
     let slow_then_fast = WithTimeout::new(

@@ -81,3 +81,52 @@ async fn the_report_names_every_leaf_with_its_outcome_and_never_a_value() {
         assert_eq!(&line[at - 2..at], "  ", "misaligned: {line:?}");
     }
 }
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Fallen {
+    #[component(fetch_from = "slow_down", key = "k", fallback_to = "backup")]
+    v: String,
+}
+
+/// Waits, then fails (a source that is down after a timeout).
+struct SlowDown;
+
+#[component_model::async_trait]
+impl component_model::Source for SlowDown {
+    async fn fetch(
+        &self,
+        _: &component_model::FetchRequest,
+    ) -> Result<component_model::RawValue, component_model::SourceError> {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        Err(component_model::SourceError::new(ErrorKind::Unavailable))
+    }
+}
+
+#[tokio::test]
+async fn a_fallback_rows_time_includes_the_wait_for_its_own_source() {
+    let sources = Sources::new()
+        .register("slow_down", SlowDown)
+        .register("backup", EnvSource::from_map([("k", "from backup")]));
+    let report = Fallen::fetch_report_with(&sources).await;
+    assert_eq!(report.fields.len(), 1);
+    assert!(
+        report.to_string().starts_with("Fallen: 1 field in "),
+        "{report}"
+    );
+    assert!(
+        matches!(
+            report.fields[0].outcome,
+            Outcome::FallbackTo {
+                source: "backup",
+                ..
+            }
+        ),
+        "{report}"
+    );
+    assert!(
+        report.fields[0].elapsed >= std::time::Duration::from_millis(150),
+        "{:?}",
+        report.fields[0].elapsed
+    );
+}

@@ -79,15 +79,32 @@ where
     type Error = BoxError;
 
     async fn fetch_component(&self) -> Result<T, BoxError> {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let retried = |e: &BoxError| {
+            let kind = super::kind_of(e.as_ref());
+            kind == crate::ErrorKind::Other || kind.is_transient()
+        };
         run_single(
             self.policy,
-            || async { self.fetcher.fetch_component().await.map_err(Into::into) },
-            |e: &BoxError| {
-                let kind = super::kind_of(e.as_ref());
-                kind == crate::ErrorKind::Other || kind.is_transient()
+            || async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.fetcher.fetch_component().await.map_err(Into::into)
             },
+            retried,
         )
         .await
+        .map_err(|e| {
+            let n = calls.load(std::sync::atomic::Ordering::Relaxed);
+            match n {
+                // Not retried (one call, or an error never retried): as it is.
+                0 | 1 => e,
+                _ => Box::new(
+                    crate::SourceError::new(super::kind_of(e.as_ref()))
+                        .with_message(format!("gave up after {n} attempts: {e}"))
+                        .with_cause(e),
+                ) as BoxError,
+            }
+        })
     }
 }
 

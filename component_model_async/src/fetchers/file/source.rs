@@ -266,13 +266,20 @@ impl Source for FileSource {
         })
     }
 
-    fn location(&self) -> Option<String> {
-        self.base.as_ref().map(|b| b.display().to_string())
-    }
-
+    /// The file and the place in it: `/etc/app/app.toml#/server/port` (the path is
+    /// absolute already, so no location is added).
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
-        let path = request.path()?;
-        Some(("path", self.resolve(path).display().to_string()))
+        let path = self.resolve(request.path()?).display().to_string();
+        let spec = request.spec();
+        Some((
+            "path",
+            match (spec.and_then(|s| s.select), spec.and_then(|s| s.pointer)) {
+                (Some(f), Some(p)) => format!("{path}#{f}{p}"),
+                (Some(f), None) => format!("{path}#{f}"),
+                (None, Some(p)) => format!("{path}#{p}"),
+                (None, None) => path,
+            },
+        ))
     }
 
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
