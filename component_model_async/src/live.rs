@@ -378,12 +378,7 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
     let value = match out.into_result(value) {
         Ok(v) => v,
         Err(errors) => {
-            let fields = errors.iter().filter_map(error_path).collect();
-            let reason = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let (reason, fields) = rejection(&errors);
             return Candidate::Failed {
                 reason,
                 fields,
@@ -408,6 +403,16 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
         }
     }
     Candidate::Valid(value, slots)
+}
+
+/// Fetch errors as a rejected update's reason (every error) and fields (their paths).
+fn rejection(errors: &[ComponentError]) -> (String, Vec<String>) {
+    let reason = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    (reason, errors.iter().filter_map(error_path).collect())
 }
 
 fn error_path(e: &ComponentError) -> Option<String> {
@@ -845,12 +850,7 @@ pub fn watch_for_updates<T: Nested + Send + Sync + 'static>(
     FetchFuture::new(async move {
         let sources = Sources::global();
         let failed = |errors: Vec<ComponentError>| {
-            let fields = errors.iter().filter_map(error_path).collect();
-            let reason = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let (reason, fields) = rejection(&errors);
             ConfigUpdates {
                 inner: futures::stream::iter([ConfigUpdate::Rejected { reason, fields }]).boxed(),
                 live: None,

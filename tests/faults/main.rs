@@ -506,6 +506,18 @@ struct Watched {
     port: u16,
 }
 
+/// The next update, within 15 s, is an applied one (after an outage ends).
+async fn applied_after_outage(updates: &mut component_model::ConfigUpdates) {
+    let update = tokio::time::timeout(Duration::from_secs(15), futures::StreamExt::next(updates))
+        .await
+        .expect("an update after the outage")
+        .unwrap();
+    assert!(
+        matches!(update, component_model::ConfigUpdate::Applied { .. }),
+        "{update:?}"
+    );
+}
+
 /// Waits (at most 2 s) until no task of the library is alive.
 async fn settled() -> usize {
     for _ in 0..200 {
@@ -563,17 +575,7 @@ async fn a_watcher_recovers_after_its_connection_is_reset_and_reads_again() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(live.get().port, 8080);
     proxy.set(Fault::Pass);
-    let update = tokio::time::timeout(
-        Duration::from_secs(10),
-        futures::StreamExt::next(&mut updates),
-    )
-    .await
-    .expect("an update after the outage")
-    .unwrap();
-    assert!(
-        matches!(update, component_model::ConfigUpdate::Applied { .. }),
-        "{update:?}"
-    );
+    applied_after_outage(&mut updates).await;
     assert_eq!(
         live.get().port,
         9090,
@@ -639,17 +641,7 @@ async fn a_postgres_listener_cut_off_reconnects_and_reads_what_changed_meanwhile
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(live.get().level, "info");
     proxy.set(Fault::Pass);
-    let update = tokio::time::timeout(
-        Duration::from_secs(15),
-        futures::StreamExt::next(&mut updates),
-    )
-    .await
-    .expect("an update after the outage")
-    .unwrap();
-    assert!(
-        matches!(update, component_model::ConfigUpdate::Applied { .. }),
-        "{update:?}"
-    );
+    applied_after_outage(&mut updates).await;
     assert_eq!(live.get().level, "debug");
     // The watcher ends with the Live; the Redis connection's driver with the last
     // holder of the source.
@@ -746,17 +738,7 @@ async fn a_redis_watch_cut_off_reconnects_and_reads_what_changed_meanwhile() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(live.get().level, "info");
     proxy.set(Fault::Pass);
-    let update = tokio::time::timeout(
-        Duration::from_secs(15),
-        futures::StreamExt::next(&mut updates),
-    )
-    .await
-    .expect("an update after the outage")
-    .unwrap();
-    assert!(
-        matches!(update, component_model::ConfigUpdate::Applied { .. }),
-        "{update:?}"
-    );
+    applied_after_outage(&mut updates).await;
     assert_eq!(live.get().level, "debug");
     // The watcher ends with the Live; the Redis connection's driver with the last
     // holder of the source.

@@ -308,7 +308,11 @@ async fn async_retry_and_with_timeout_wrap_any_fetcher_and_register_as_a_source(
         text.contains("gave up after 3 attempts: connection reset by peer"),
         "{text}"
     );
-    assert_eq!(text.matches("connection reset by peer").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("connection reset by peer").count(),
+        1,
+        "{text}"
+    );
 
     // Each attempt bounded: a slow first attempt times out, the retry answers.
     let slow_then_fast = WithTimeout::new(
