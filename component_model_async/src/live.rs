@@ -751,14 +751,11 @@ fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
                         _ => (true, 0),
                     };
                     if !first {
-                        let backoff = Duration::from_millis(
-                            500u64.saturating_mul(1 << failures.saturating_sub(1).min(6)),
-                        )
-                        .min(Duration::from_secs(30));
-                        let jitter = SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| u64::from(d.subsec_millis()) % 250);
-                        tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                        tokio::time::sleep(crate::resilience::retry::reconnect_delay(
+                            Duration::from_millis(500),
+                            failures.saturating_sub(1),
+                        ))
+                        .await;
                     }
                     match group.source.as_ref().map(|s| s.watch(group.requests.clone())) {
                         Some(Ok(changes)) if first => {

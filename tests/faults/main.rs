@@ -370,6 +370,23 @@ async fn exec(db: &sqlx::PgPool, sql: String) {
         .expect("setup SQL");
 }
 
+/// A proxy in front of the real PostgreSQL, and a pool through it whose connections use
+/// `schema`.
+async fn postgres_behind_proxy(schema: &str) -> (FaultProxy, sqlx::PgPool) {
+    let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap())
+        .await
+        .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = PG_URL.parse().unwrap();
+    let options = options
+        .port(proxy.address().port())
+        .options([("search_path", schema)]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options);
+    (proxy, pool)
+}
+
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 #[derive(AsyncAssign, Debug)]
@@ -401,17 +418,7 @@ async fn stale_if_error_serves_the_old_value_when_postgres_is_cut_off() {
         .await
         .unwrap();
 
-    let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap())
-        .await
-        .unwrap();
-    let options: sqlx::postgres::PgConnectOptions = PG_URL.parse().unwrap();
-    let options = options
-        .port(proxy.address().port())
-        .options([("search_path", schema.as_str())]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy_with(options);
+    let (proxy, pool) = postgres_behind_proxy(&schema).await;
     let sources = Sources::new().register("postgres", DatabaseSource::new(pool));
 
     assert_eq!(
@@ -609,17 +616,7 @@ async fn a_postgres_listener_cut_off_reconnects_and_reads_what_changed_meanwhile
         ),
     )
     .await;
-    let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap())
-        .await
-        .unwrap();
-    let options: sqlx::postgres::PgConnectOptions = PG_URL.parse().unwrap();
-    let options = options
-        .port(proxy.address().port())
-        .options([("search_path", schema.as_str())]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy_with(options);
+    let (proxy, pool) = postgres_behind_proxy(&schema).await;
     let db = DatabaseSource::new(pool);
     db.install_notify_trigger("cm_live_outage").await.unwrap();
     let sources = Sources::new().register("postgres", db);

@@ -540,18 +540,7 @@ async fn instances_starting_together_fetch_each_key_once_through_the_shared_redi
         consul.put(k, v);
     }
     // Eight instances of one service, each with its own `Sources` (and memory cache).
-    let instances: Vec<Sources> = (0..8)
-        .map(|_| {
-            Sources::new()
-                .register(
-                    "consul",
-                    component_model::ConsulSource::new(consul.address()),
-                )
-                .with_shared_cache(
-                    RedisSource::new("redis://127.0.0.1:6379").namespaced(prefix.clone()),
-                )
-        })
-        .collect();
+    let instances = fleet(8, &consul, &prefix);
     let (results, seen) = crate::redis::monitored(
         &prefix,
         futures::future::join_all(instances.iter().map(Fleet::fetch_all_components_with)),
@@ -649,23 +638,11 @@ struct FleetOptional {
 
 #[tokio::test]
 async fn waiting_instances_stop_waiting_when_the_lock_holder_found_nothing() {
-    use component_model::resilience::CacheTier;
     let Some((_conn, prefix, _cleanup)) = crate::redis::setup("cm_tier_absent").await else {
         return;
     };
     let consul = component_model::test_util::ConsulDouble::start().await;
-    let instances: Vec<Sources> = (0..6)
-        .map(|_| {
-            Sources::new()
-                .register(
-                    "consul",
-                    component_model::ConsulSource::new(consul.address()),
-                )
-                .with_shared_cache(
-                    RedisSource::new("redis://127.0.0.1:6379").namespaced(prefix.clone()),
-                )
-        })
-        .collect();
+    let instances = fleet(6, &consul, &prefix);
     let started = std::time::Instant::now();
     let results = futures::future::join_all(
         instances
@@ -683,4 +660,26 @@ async fn waiting_instances_stop_waiting_when_the_lock_holder_found_nothing() {
         "instances waited for a value that never comes: {:?}",
         started.elapsed()
     );
+}
+
+/// `n` instances of one service: each its own `Sources` on the Consul double, sharing the
+/// Redis tier under `prefix`.
+fn fleet(
+    n: usize,
+    consul: &component_model::test_util::ConsulDouble,
+    prefix: &str,
+) -> Vec<Sources> {
+    use component_model::resilience::CacheTier;
+    (0..n)
+        .map(|_| {
+            Sources::new()
+                .register(
+                    "consul",
+                    component_model::ConsulSource::new(consul.address()),
+                )
+                .with_shared_cache(
+                    RedisSource::new("redis://127.0.0.1:6379").namespaced(prefix.to_owned()),
+                )
+        })
+        .collect()
 }

@@ -181,3 +181,20 @@ where
         }
     }
 }
+
+/// How long a watch waits before reconnecting after `attempt` failures in a row (0 for the
+/// first retry): `first` doubling, at most 30 s, plus up to half of `first` of jitter so
+/// that the instances of a fleet do not reconnect in step.
+pub(crate) fn reconnect_delay(first: Duration, attempt: u32) -> Duration {
+    let base = first
+        .saturating_mul(1 << attempt.min(6))
+        .min(Duration::from_secs(30));
+    let half = u64::try_from(first.as_millis() / 2)
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_millis()))
+        % half;
+    base + Duration::from_millis(jitter)
+}

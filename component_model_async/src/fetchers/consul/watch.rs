@@ -64,11 +64,7 @@ fn with_slash(mut url: reqwest::Url, key: &str) -> reqwest::Url {
 }
 
 fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_secs(1).saturating_mul(1 << failures.min(5));
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_millis() as u64 % 500);
-    base.min(Duration::from_secs(30)) + Duration::from_millis(jitter)
+    crate::resilience::retry::reconnect_delay(Duration::from_secs(1), failures)
 }
 
 impl ConsulSource {

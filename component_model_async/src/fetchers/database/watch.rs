@@ -72,11 +72,7 @@ CREATE TRIGGER component_model_notify
 }
 
 fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_millis(500).saturating_mul(1 << failures.min(6));
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_millis()) % 250);
-    base.min(Duration::from_secs(30)) + Duration::from_millis(jitter)
+    crate::resilience::retry::reconnect_delay(Duration::from_millis(500), failures)
 }
 
 impl DatabaseSource {
