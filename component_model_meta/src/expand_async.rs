@@ -168,6 +168,7 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         chain.extend(quote!(.kv_version(#v)));
     }
     chain.extend(opt_lit("table", a.table.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit("topic", a.topic.get().map(|s| s.value.as_str())));
     chain.extend(opt_lit(
         "fallback",
         a.fallback.get().map(|s| s.value.as_str()),
@@ -212,7 +213,7 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     }
     // `watch` on the field, else on the struct.
     let c = &input.attrs;
-    let watch = a.watch.get().or(c.watch.get()).is_some_and(|w| w.value);
+    let watch = a.is_streamed() || a.watch.get().or(c.watch.get()).is_some_and(|w| w.value);
     if watch {
         chain.extend(quote!(.watch(true)));
     }

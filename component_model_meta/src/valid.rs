@@ -129,7 +129,10 @@ fn check_nested(cx: &Ctxt, input: &Input<'_>, field: &Field<'_>) {
     for (name, tokens) in [
         (
             "fetch_from",
-            a.fetch_from.get().map(|s| s.to_token_stream()),
+            a.fetch_from
+                .get()
+                .filter(|_| !a.is_streamed())
+                .map(|s| s.to_token_stream()),
         ),
         ("fetcher", a.fetcher.get().map(|s| s.to_token_stream())),
     ] {
@@ -227,7 +230,6 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     if !a.is_fetched() {
         check_keys_without_source(cx, field, &dependent);
     }
-    check_planned_keys(cx, field);
     check_values(cx, field);
     if !a.fetch_from.is_some() && a.fetcher.is_some() {
         check_fetcher_keys(cx, &dependent);
@@ -259,7 +261,6 @@ fn source_keys(field: &Field<'_>) -> Vec<(&'static str, Option<proc_macro2::Toke
         "fallback_to",
         a.fallback_to.get().map(|s| s.to_token_stream()),
     ));
-    keys.push(("topic", a.topic.get().map(|s| s.to_token_stream())));
     keys
 }
 
@@ -270,9 +271,6 @@ fn check_keys_without_source(
 ) {
     let a = &field.attrs;
     for (name, tokens) in dependent {
-        if *name == "topic" && a.stream_from.is_some() {
-            continue;
-        }
         if let Some(tokens) = tokens {
             cx.error_spanned_by(
                 tokens,
@@ -311,17 +309,6 @@ fn check_keys_without_source(
             format!(
                 "`{name}` needs `fetch_from = \"...\"` on the same field: it wraps a named source"
             ),
-        );
-    }
-}
-
-/// Keys of the specification whose features are not built yet: refused, never ignored.
-fn check_planned_keys(cx: &Ctxt, field: &Field<'_>) {
-    let a = &field.attrs;
-    if let Some(s) = a.stream_from.get() {
-        cx.error_spanned_by(
-            s,
-            "`stream_from` (live updates) is not available in this version of component_model; fetch the value with `fetch_from` and re-fetch to refresh",
         );
     }
 }
@@ -412,7 +399,7 @@ fn layer_keys(field: &Field<'_>) -> Vec<(&'static str, proc_macro2::TokenStream)
 /// A `fetcher` expression gets no source keys.
 fn check_fetcher_keys(cx: &Ctxt, dependent: &[(&'static str, Option<proc_macro2::TokenStream>)]) {
     for (name, tokens) in dependent {
-        if matches!(*name, "fallback_to" | "topic") {
+        if *name == "fallback_to" {
             continue;
         }
         if let Some(tokens) = tokens {

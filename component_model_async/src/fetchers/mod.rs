@@ -7,7 +7,11 @@
 //! | `api`, `http`, or a registered `HttpSource` name | [`http`](mod@http) | `http` |
 //! | `consul` | [`consul`](mod@consul) | `consul` |
 //! | `vault` | [`vault`](mod@vault) | `vault` |
-//! | `redis` | [`redis`](mod@redis) | `redis` |
+//! | `redis` (keys; a stream with `topic`) | [`redis`](mod@redis) | `redis` |
+//! | `file` | [`file`](mod@file) | `file` |
+//! | `kafka` (push stream) | [`kafka`](mod@kafka) | `kafka` |
+//! | `nats` (push stream) | [`nats`](mod@nats) | `nats` |
+//! | `websocket` (push stream) | [`websocket`](mod@websocket) | `websocket` |
 //!
 //! A backend module says everything about its backend, in one place: its names, the
 //! attribute keys it reads and their rules (checked at compile time by a `macro_rules!`
@@ -21,7 +25,7 @@
 //! For each field with `fetch_from = "<name>"` the derive emits, spanned at `fetch_from`,
 //! `__component_model_backend! { "<name>" <entry> needs [key=1 query=0 ...] }` (which of
 //! the backend keys `key`, `query`, `secret_path`, `url`, `path`, `mount`, `kv_version`,
-//! `dc`, `table`, `source` the field has), and for each backend key present, spanned at
+//! `dc`, `table`, `source`, `topic` the field has), and for each backend key present, spanned at
 //! that key, `__component_model_backend! { "<name>" <entry> uses <key> }`. `<entry>` is
 //! `facade` or `direct`: the crate the user depends on, named in feature errors. A name
 //! not in the table (a source registered by the user) is not checked at compile time.
@@ -31,11 +35,21 @@ pub mod database;
 pub mod env;
 pub mod file;
 pub mod http;
+pub mod kafka;
 pub mod local_cache;
+pub mod nats;
 pub mod redis;
+#[cfg(any(
+    feature = "kafka",
+    feature = "nats",
+    feature = "websocket",
+    feature = "redis"
+))]
+pub(crate) mod stream;
 #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
 pub mod transport;
 pub mod vault;
+pub mod websocket;
 
 use crate::sources::Sources;
 
@@ -51,11 +65,17 @@ pub mod exports {
     pub use super::file::FileSource;
     #[cfg(feature = "http")]
     pub use super::http::{ApiFetcher, HttpSource};
+    #[cfg(feature = "kafka")]
+    pub use super::kafka::KafkaSource;
     pub use super::local_cache::LocalCacheSource;
+    #[cfg(feature = "nats")]
+    pub use super::nats::NatsSource;
     #[cfg(feature = "redis")]
     pub use super::redis::RedisSource;
     #[cfg(feature = "vault")]
     pub use super::vault::{VaultFetcher, VaultSource};
+    #[cfg(feature = "websocket")]
+    pub use super::websocket::WebSocketSource;
 }
 
 /// What a built-in backend declares for the runtime.
@@ -78,6 +98,9 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     vault::BUILTIN,
     redis::BUILTIN,
     file::BUILTIN,
+    kafka::BUILTIN,
+    nats::BUILTIN,
+    websocket::BUILTIN,
     local_cache::BUILTIN,
 ];
 
@@ -102,6 +125,9 @@ macro_rules! __component_model_backend {
     ("vault" $($t:tt)*) => { $crate::__component_model_rules_vault! { $($t)* } };
     ("redis" $($t:tt)*) => { $crate::__component_model_rules_redis! { $($t)* } };
     ("file" $($t:tt)*) => { $crate::__component_model_rules_file! { $($t)* } };
+    ("kafka" $($t:tt)*) => { $crate::__component_model_rules_kafka! { $($t)* } };
+    ("nats" $($t:tt)*) => { $crate::__component_model_rules_nats! { $($t)* } };
+    ("websocket" $($t:tt)*) => { $crate::__component_model_rules_websocket! { $($t)* } };
     // A registered name: checked at run time only.
     ($other:literal $($t:tt)*) => {};
 }

@@ -1,4 +1,5 @@
-//! In-process **API doubles** of Consul and Vault for tests (feature `test-util`).
+//! In-process **API doubles** of Consul and Vault for tests (feature `test-util`), and
+//! [`WebSocketServer`], a websocket configuration service double.
 //!
 //! [`ConsulDouble`] and [`VaultDouble`] are not Consul or Vault: they are small HTTP
 //! servers on `127.0.0.1` that answer the endpoints this crate uses the way HashiCorp's
@@ -40,6 +41,7 @@
 mod consul;
 mod fault;
 mod vault;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,6 +53,7 @@ use axum::http::{HeaderMap, Method, Uri};
 pub use consul::{ConsulDouble, ConsulDoubleBuilder};
 pub use fault::{Fault, FaultProxy};
 pub use vault::{VaultDouble, VaultDoubleBuilder};
+pub use websocket::WebSocketServer;
 
 /// How many tasks spawned by this crate are alive now, in the whole process (a Redis
 /// connection's driver while the connection is in use; the blocking write of

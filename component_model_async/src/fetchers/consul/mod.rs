@@ -54,7 +54,7 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_consul {
-    ($entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+    ($entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
         $crate::__component_model_feature_consul! { $entry }
         ::core::compile_error!("the `consul` source needs `key = \"...\"`, the Consul KV key to read (e.g. `key = \"app/port\"`)");
     };

@@ -71,7 +71,7 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_database {
-    ($name:tt $entry:tt needs [key=$k:tt query=0 secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=0 source=$o:tt]) => {
+    ($name:tt $entry:tt needs [key=$k:tt query=0 secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=0 source=$o:tt topic=$tp:tt]) => {
         $crate::__component_model_feature_database! { $name $entry }
         ::core::compile_error!(::core::concat!(
             "the `",
@@ -79,11 +79,11 @@ macro_rules! __component_model_rules_database {
             "` source needs `query = \"SELECT ...\"`, or `table = \"...\"` with `key = \"...\"`"
         ));
     };
-    ($name:tt $entry:tt needs [key=$k:tt query=1 secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=1 source=$o:tt]) => {
+    ($name:tt $entry:tt needs [key=$k:tt query=1 secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=1 source=$o:tt topic=$tp:tt]) => {
         $crate::__component_model_feature_database! { $name $entry }
         ::core::compile_error!("use either `query` or `table`, not both");
     };
-    ($name:tt $entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=1 source=$o:tt]) => {
+    ($name:tt $entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=1 source=$o:tt topic=$tp:tt]) => {
         $crate::__component_model_feature_database! { $name $entry }
         ::core::compile_error!(
             "`table` needs `key = \"...\"`: the row to read is chosen by a bound key parameter"

@@ -43,7 +43,7 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_file {
-    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=$u:tt path=0 mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=$u:tt path=0 mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
         $crate::__component_model_feature_file! { $entry }
         ::core::compile_error!("the `file` source needs `path = \"...\"`, the file to read (e.g. `path = \"config.toml\", pointer = \"/server/port\"`)");
     };

@@ -64,7 +64,7 @@ pub(crate) fn defaults(sources: crate::Sources) -> crate::Sources {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_http {
-    ($name:tt $entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=0 path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+    ($name:tt $entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=0 path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
         $crate::__component_model_feature_http! { $entry }
         ::core::compile_error!(::core::concat!("the `", $name, "` source needs `url = \"https://...\"`; to use a registered base URL, register an HttpSource by name and use `path`"));
     };

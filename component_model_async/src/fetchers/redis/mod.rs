@@ -22,8 +22,15 @@
 //!
 //! * name `redis`, cargo feature `redis`, registered by
 //!   [`Sources::from_env`](crate::Sources::from_env) from `REDIS_URL` when it is set;
-//! * attribute keys: `key` (required); `field` reads a hash member (the source selects
-//!   it itself, [`Source::selects_field`](crate::Source::selects_field));
+//! * attribute keys: `key` (or `topic`); `field` reads a hash member, or a member of a
+//!   stream entry (the source selects it itself,
+//!   [`Source::selects_field`](crate::Source::selects_field));
+//! * `topic = "config:app"` (with `stream_from = "redis"`) reads a **Redis stream**: the
+//!   last entry at start (`XREVRANGE ... COUNT 1`), then every new entry (`XREAD BLOCK`
+//!   on a connection of its own, from the last entry ID seen, so a reconnect skips
+//!   nothing). A stream rather than pub/sub because a stream keeps its entries: there is
+//!   a value at start and nothing is lost while reconnecting. An entry's value is the
+//!   member named by `field`, else its only member, else all members as a JSON object;
 //! * key label `key`; values are not secret; coalescing: one pipeline per fetch.
 //!
 //! Watched (for a [`Live`](crate::Live)) with keyspace notifications on one pub/sub
@@ -41,6 +48,8 @@ mod bounded;
 mod source;
 #[cfg(feature = "redis")]
 pub use source::*;
+#[cfg(feature = "redis")]
+mod stream;
 #[cfg(feature = "redis")]
 mod tier;
 #[cfg(feature = "redis")]
@@ -65,14 +74,19 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_redis {
-    ($entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+    ($entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=0]) => {
         $crate::__component_model_feature_redis! { $entry }
-        ::core::compile_error!("the `redis` source needs `key = \"...\"`, the Redis key to read (e.g. `key = \"app:port\"`; add `field = \"...\"` for a member of a hash)");
+        ::core::compile_error!("the `redis` source needs `key = \"...\"`, the Redis key to read (e.g. `key = \"app:port\"`; add `field = \"...\"` for a member of a hash), or `topic = \"...\"`, a Redis stream");
+    };
+    ($entry:tt needs [key=1 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=1]) => {
+        $crate::__component_model_feature_redis! { $entry }
+        ::core::compile_error!("the `redis` source reads either a key (`key = \"...\"`) or a stream (`topic = \"...\"`), not both");
     };
     ($entry:tt needs $present:tt) => {
         $crate::__component_model_feature_redis! { $entry }
     };
     ($entry:tt uses key) => {};
+    ($entry:tt uses topic) => {};
     ($entry:tt uses $other:ident) => {
         $crate::__component_model_not_used! { $other "redis" }
     };

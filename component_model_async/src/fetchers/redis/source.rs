@@ -38,6 +38,8 @@ pub struct RedisSource {
     max_reply: usize,
     timeout: Duration,
     connection: Arc<tokio::sync::Mutex<Option<Connection>>>,
+    /// The latest entry of each watched stream (`topic`).
+    latest: Arc<crate::fetchers::stream::Latest>,
 }
 
 /// An open connection and the flag its reader sets when a reply broke the size bound.
@@ -73,6 +75,7 @@ impl RedisSource {
             max_reply: DEFAULT_MAX_REPLY,
             timeout: DEFAULT_TIMEOUT,
             connection: Default::default(),
+            latest: Default::default(),
         }
     }
 
@@ -141,6 +144,16 @@ impl RedisSource {
         let opened = self.connect().await?;
         *slot = Some(opened.clone());
         Ok(opened)
+    }
+
+    /// A connection of its own (for a blocking command), not shared.
+    pub(super) async fn dedicated(&self) -> Result<MultiplexedConnection, SourceError> {
+        Ok(self.connect().await?.multiplexed)
+    }
+
+    /// The latest entries of watched streams.
+    pub(super) fn latest(&self) -> &Arc<crate::fetchers::stream::Latest> {
+        &self.latest
     }
 
     async fn forget_connection(&self) {
@@ -529,17 +542,53 @@ impl RedisSource {
 #[async_trait::async_trait]
 impl Source for RedisSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        let read = [Read::of(request)];
-        self.read_all(&read)
+        self.fetch_many(&[request])
             .await
             .pop()
             .unwrap_or_else(|| Err(SourceError::not_found()))
     }
 
-    /// One pipeline for every request: MGET for string keys, HMGET per hash.
+    /// One pipeline for every request: MGET for string keys, HMGET per hash; another
+    /// for the streams (`topic`) no watch holds the latest entry of.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        let reads: Vec<_> = requests.iter().map(|r| Read::of(r)).collect();
-        self.read_all(&reads).await
+        if requests.iter().all(|r| r.topic().is_none()) {
+            let reads: Vec<_> = requests.iter().map(|r| Read::of(r)).collect();
+            return self.read_all(&reads).await;
+        }
+        let mut out: Vec<Option<Result<RawValue, SourceError>>> = requests
+            .iter()
+            .map(|r| r.topic().and_then(|_| self.latest.get(r)))
+            .collect();
+        let (mut keys, mut streams) = (Vec::new(), Vec::new());
+        for (i, r) in requests.iter().enumerate() {
+            match (out[i].is_some(), r.topic().is_some()) {
+                (true, _) => {}
+                (false, true) => streams.push(i),
+                (false, false) => keys.push(i),
+            }
+        }
+        let key_reads: Vec<_> = keys.iter().map(|&i| Read::of(requests[i])).collect();
+        let stream_reads: Vec<&FetchRequest> = streams.iter().map(|&i| requests[i]).collect();
+        let (k, s) = futures::join!(
+            async {
+                match key_reads.is_empty() {
+                    true => Vec::new(),
+                    false => self.read_all(&key_reads).await,
+                }
+            },
+            async {
+                match stream_reads.is_empty() {
+                    true => Vec::new(),
+                    false => self.read_streams(&stream_reads).await,
+                }
+            }
+        );
+        for (i, v) in keys.into_iter().zip(k).chain(streams.into_iter().zip(s)) {
+            out[i] = Some(v);
+        }
+        out.into_iter()
+            .map(|v| v.unwrap_or_else(|| Err(SourceError::not_found())))
+            .collect()
     }
 
     fn location(&self) -> Option<String> {
@@ -548,8 +597,22 @@ impl Source for RedisSource {
 
     /// `field = "..."` is a member of a hash, read by HGET/HMGET.
     /// Keyspace notifications (see the `watch` module).
+    /// Streams (`topic`): XREAD BLOCK from the last entry seen (see the `stream` module).
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<crate::Changes, SourceError> {
-        self.watch_keys(requests)
+        let (streams, keys): (Vec<_>, Vec<_>) = requests
+            .into_iter()
+            .enumerate()
+            .partition(|(_, r)| r.topic().is_some());
+        if streams.is_empty() {
+            return self.watch_keys(keys.into_iter().map(|(_, r)| r).collect());
+        }
+        let (positions, streams): (Vec<usize>, Vec<FetchRequest>) = streams.into_iter().unzip();
+        let pushed = self.watch_streams(streams, positions);
+        if keys.is_empty() {
+            return Ok(pushed);
+        }
+        let keys = self.watch_keys(keys.into_iter().map(|(_, r)| r).collect())?;
+        Ok(Box::pin(futures::stream::select(pushed, keys)))
     }
 
     fn selects_field(&self) -> bool {

@@ -58,7 +58,7 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_vault {
-    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=0 url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt]) => {
+    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=0 url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
         $crate::__component_model_feature_vault! { $entry }
         ::core::compile_error!("the `vault` source needs `secret = \"...\"`, the secret's path (e.g. `secret = \"app/api-key\"`)");
     };

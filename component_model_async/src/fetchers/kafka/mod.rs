@@ -1,0 +1,100 @@
+//! The `kafka` push source: `stream_from = "kafka", topic = "config-updates"` (optionally
+//! `key = "app"`) — the field's value is the newest message of the topic (with that key),
+//! and every later one is a candidate update. A pure-Rust client (rskafka): no librdkafka
+//! to build or install.
+//!
+//! * **At start** (a fetch with no watch), each partition's last
+//!   [`DEFAULT_LOOKBACK`] messages ([`KafkaSource::with_lookback`]) are read and the
+//!   newest message with the key (any message when the field names no key) is the value;
+//!   newest means the highest record timestamp across partitions. The partition of a key
+//!   depends on the producer's partitioner, so every partition is read; a key whose last
+//!   message lies further back than the look-back is `not found` (the field's `fallback`
+//!   applies). Use a **compacted topic** (`cleanup.policy=compact`) for configuration:
+//!   the broker then keeps the last message of every key. A message without a value (a
+//!   compaction tombstone) is the key deleted: `not found`.
+//! * **Watched** (`stream_from` fields always are), one consumer per field reads every
+//!   partition from where the start-up read ended, with long polls (500 ms). Its position
+//!   (the next offset of each partition) is kept across failures: after a broker restart
+//!   or a lost connection it goes on from there — no message is read twice or skipped by
+//!   the consumer (a burst is still one update: the `Live` waits for quiet). When the
+//!   broker's log no longer reaches that position (a broker that lost its data, or
+//!   retention), the consumer restarts from the oldest message kept. Reconnects back off
+//!   from 500 ms to 30 s.
+//! * Bounded: a record value larger than [`DEFAULT_MAX_MESSAGE`]
+//!   ([`KafkaSource::with_max_message`]) is refused (the update is rejected with the
+//!   reason); each fetch request asks for at most that many bytes, and the client refuses
+//!   response frames over four times that.
+//! * `KAFKA_BROKERS` (comma-separated `host:port`) registers the source in
+//!   [`Sources::from_env`](crate::Sources::from_env).
+//!
+//! Kafka API requests used (through rskafka 0.6, which negotiates versions with
+//! ApiVersions): Metadata, Fetch (also to find a partition's bounds: a small fetch from
+//! offset 0 gives the high watermark and the first offset kept) and, only when a log no
+//! longer starts at offset 0, ListOffsets (tansu 0.6 answers ListOffsets with no topic,
+//! so it is not relied on); the tests also use CreateTopics, DeleteTopics and Produce. Tested against
+//! **tansu** 0.6 (a Kafka-compatible broker, memory storage), not against Apache Kafka
+//! itself; plain TCP only (no TLS or SASL yet). Records compressed with gzip or snappy are
+//! read; lz4 and zstd are not (they need C libraries).
+//!
+//! ## What this module declares
+//!
+//! * name `kafka`, cargo feature `kafka`, registered by
+//!   [`Sources::from_env`](crate::Sources::from_env) from `KAFKA_BROKERS`;
+//! * attribute keys: `topic` (required), `key` (the message key to follow);
+//! * key label `topic` (`config-updates, key app`); values are not secret.
+
+#[cfg(feature = "kafka")]
+mod source;
+#[cfg(feature = "kafka")]
+pub use source::*;
+
+use crate::fetchers::Builtin;
+
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["kafka"],
+    hint: "`Sources::from_env()` registers it from KAFKA_BROKERS with cargo feature `kafka`; or register a `KafkaSource`",
+    from_env: |sources| {
+        #[cfg(feature = "kafka")]
+        let sources = match KafkaSource::from_env_source(sources.env()) {
+            Some(kafka) => sources.register("kafka", kafka),
+            None => sources,
+        };
+        sources
+    },
+};
+
+/// Compile-time rules of `fetch_from`/`stream_from = "kafka"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_kafka {
+    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=0]) => {
+        $crate::__component_model_feature_kafka! { $entry }
+        ::core::compile_error!("the `kafka` source needs `topic = \"...\"`, the topic to read (e.g. `stream_from = \"kafka\", topic = \"config-updates\", key = \"app\"`)");
+    };
+    ($entry:tt needs $present:tt) => {
+        $crate::__component_model_feature_kafka! { $entry }
+    };
+    ($entry:tt uses topic) => {};
+    ($entry:tt uses key) => {};
+    ($entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other "kafka" }
+    };
+}
+
+#[cfg(feature = "kafka")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_kafka {
+    ($entry:tt) => {};
+}
+#[cfg(not(feature = "kafka"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_kafka {
+    (facade) => {
+        ::core::compile_error!("backend `kafka` needs cargo feature `kafka` of component_model: `component_model = { features = [\"kafka\"] }`");
+    };
+    (direct) => {
+        ::core::compile_error!("backend `kafka` needs cargo feature `kafka` of component_model_async");
+    };
+}

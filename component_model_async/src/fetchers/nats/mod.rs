@@ -1,0 +1,82 @@
+//! The `nats` push source: `stream_from = "nats", topic = "config.app"` — the field's
+//! value is the latest message on the subject.
+//!
+//! * **At start** (a fetch with no watch): when a JetStream stream keeps the subject, its
+//!   last message on the subject (`$JS.API.STREAM.MSG.GET` with `last_by_subj`); else, a
+//!   core subject keeps nothing, so the first message published within a deadline
+//!   (10 s, [`NatsSource::with_first_message_timeout`]) is the value, and none is
+//!   `not found` (the field's `fallback` applies).
+//! * **Watched** (`stream_from` fields always are): a JetStream subject is followed with
+//!   an ordered push consumer delivering the last message per subject and then every new
+//!   one (the client recreates it from the last sequence seen after a reconnect: nothing
+//!   is skipped or read twice); a core subject is a plain subscription (the client
+//!   subscribes again after a reconnect; what was published meanwhile is not seen — core
+//!   NATS keeps nothing). A failed subscription is opened again with a backoff.
+//! * Bounded: a message larger than the server's `max_payload` never arrives (the server
+//!   refuses it); larger than [`DEFAULT_MAX_MESSAGE`] ([`NatsSource::with_max_message`])
+//!   is refused here and the update is rejected with the reason.
+//! * `NATS_URL` (`nats://host:4222`, several comma-separated) registers the source in
+//!   [`Sources::from_env`](crate::Sources::from_env). Credentials in the URL are never
+//!   shown.
+//!
+//! ## What this module declares
+//!
+//! * name `nats`, cargo feature `nats`, registered by
+//!   [`Sources::from_env`](crate::Sources::from_env) from `NATS_URL`;
+//! * attribute keys: `topic` (required: the subject);
+//! * key label `topic`; values are not secret.
+
+#[cfg(feature = "nats")]
+mod source;
+#[cfg(feature = "nats")]
+pub use source::*;
+
+use crate::fetchers::Builtin;
+
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["nats"],
+    hint: "`Sources::from_env()` registers it from NATS_URL with cargo feature `nats`; or register a `NatsSource`",
+    from_env: |sources| {
+        #[cfg(feature = "nats")]
+        let sources = match NatsSource::from_env_source(sources.env()) {
+            Some(nats) => sources.register("nats", nats),
+            None => sources,
+        };
+        sources
+    },
+};
+
+/// Compile-time rules of `fetch_from`/`stream_from = "nats"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_nats {
+    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=0]) => {
+        $crate::__component_model_feature_nats! { $entry }
+        ::core::compile_error!("the `nats` source needs `topic = \"...\"`, the subject to read (e.g. `stream_from = \"nats\", topic = \"config.app\"`)");
+    };
+    ($entry:tt needs $present:tt) => {
+        $crate::__component_model_feature_nats! { $entry }
+    };
+    ($entry:tt uses topic) => {};
+    ($entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other "nats" }
+    };
+}
+
+#[cfg(feature = "nats")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_nats {
+    ($entry:tt) => {};
+}
+#[cfg(not(feature = "nats"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_nats {
+    (facade) => {
+        ::core::compile_error!("backend `nats` needs cargo feature `nats` of component_model: `component_model = { features = [\"nats\"] }`");
+    };
+    (direct) => {
+        ::core::compile_error!("backend `nats` needs cargo feature `nats` of component_model_async");
+    };
+}

@@ -1,0 +1,345 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push::OrderedConfig};
+use futures::StreamExt;
+
+use crate::EnvSource;
+use crate::error::{ErrorKind, SourceError};
+use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
+use crate::source::{Changes, FetchRequest, RawValue, Source, redact_url};
+
+/// The largest message a [`NatsSource`] accepts, by default (1 MiB, NATS's own default
+/// `max_payload`).
+pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
+
+/// The `nats` push source (see the [module](crate::fetchers::nats)).
+///
+/// ```
+/// use component_model_async::{NatsSource, Sources};
+///
+/// let nats = NatsSource::new("nats://127.0.0.1:4222");
+/// let sources = Sources::new().register("nats", nats);
+/// ```
+#[derive(Clone)]
+pub struct NatsSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    first_message: Duration,
+    max_message: usize,
+    timeout: Duration,
+    client: tokio::sync::Mutex<Option<async_nats::Client>>,
+    latest: Arc<Latest>,
+}
+
+impl std::fmt::Debug for NatsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSource")
+            .field("url", &redact_url(&self.inner.url))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a subject's messages are kept, if anywhere.
+enum Kept {
+    /// In this JetStream stream.
+    Stream(Box<jetstream::stream::Stream>),
+    /// Nowhere: a core subject.
+    Core,
+}
+
+impl NatsSource {
+    /// A source for the server(s) at `url` (`nats://host:4222`, comma-separated for a
+    /// cluster).
+    pub fn new(url: impl Into<String>) -> Self {
+        NatsSource {
+            inner: Arc::new(Inner {
+                url: url.into(),
+                first_message: DEFAULT_FIRST_MESSAGE,
+                max_message: DEFAULT_MAX_MESSAGE,
+                timeout: Duration::from_secs(10),
+                client: tokio::sync::Mutex::new(None),
+                latest: Arc::default(),
+            }),
+        }
+    }
+
+    /// The source `NATS_URL` names, if it is set.
+    pub fn from_env_source(env: &EnvSource) -> Option<Self> {
+        env.get("NATS_URL")
+            .filter(|u| !u.trim().is_empty())
+            .map(Self::new)
+    }
+
+    fn with(self, f: impl FnOnce(&mut Inner)) -> Self {
+        let i = &self.inner;
+        let mut inner = Inner {
+            url: i.url.clone(),
+            first_message: i.first_message,
+            max_message: i.max_message,
+            timeout: i.timeout,
+            client: tokio::sync::Mutex::new(None),
+            latest: Arc::default(),
+        };
+        f(&mut inner);
+        NatsSource {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// How long the start-up read of a core subject waits for a first message.
+    #[must_use]
+    pub fn with_first_message_timeout(self, limit: Duration) -> Self {
+        self.with(|i| i.first_message = limit)
+    }
+
+    /// The largest message accepted.
+    #[must_use]
+    pub fn with_max_message(self, bytes: usize) -> Self {
+        self.with(|i| i.max_message = bytes.max(1))
+    }
+
+    /// Limits connecting and each JetStream request, 10 s by default.
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.with(|i| i.timeout = timeout)
+    }
+
+    /// The server's URL, credentials masked.
+    pub fn address(&self) -> String {
+        redact_url(&self.inner.url)
+    }
+}
+
+impl Inner {
+    fn shown(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    fn unavailable(&self, subject: &str, e: &dyn std::fmt::Display) -> SourceError {
+        SourceError::new(ErrorKind::Unavailable).with_message(format!(
+            "nats at {}, subject `{subject}`: {e}",
+            self.shown()
+        ))
+    }
+
+    async fn client(&self, subject: &str) -> Result<async_nats::Client, SourceError> {
+        let mut held = self.client.lock().await;
+        if let Some(c) = held.as_ref() {
+            return Ok(c.clone());
+        }
+        let options = async_nats::ConnectOptions::new()
+            .connection_timeout(self.timeout)
+            .request_timeout(Some(self.timeout))
+            .name("component_model");
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .url
+            .split(',')
+            .map(|u| u.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                SourceError::new(ErrorKind::Config)
+                    .with_message(format!("`{}` is not a NATS URL: {e}", self.shown()))
+            })?;
+        let client = tokio::time::timeout(self.timeout, options.connect(addrs))
+            .await
+            .map_err(|_| self.unavailable(subject, &"no connection within the timeout"))?
+            .map_err(|e| {
+                let kind = if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation {
+                    ErrorKind::Unauthorized
+                } else {
+                    ErrorKind::Unavailable
+                };
+                SourceError::new(kind).with_message(format!(
+                    "nats at {}, subject `{subject}`: cannot connect: {e}",
+                    self.shown()
+                ))
+            })?;
+        *held = Some(client.clone());
+        Ok(client)
+    }
+
+    /// The JetStream stream that keeps `subject`, if one does.
+    async fn kept(&self, client: &async_nats::Client, subject: &str) -> Result<Kept, SourceError> {
+        let js = jetstream::new(client.clone());
+        let found = tokio::time::timeout(self.timeout, js.stream_by_subject(subject)).await;
+        let name = match found {
+            Ok(Ok(name)) => name,
+            // No stream keeps it (or JetStream is not enabled): a core subject.
+            Ok(Err(e)) => {
+                tracing::debug!(subject, error = %e, "nats: no JetStream stream keeps the subject");
+                return Ok(Kept::Core);
+            }
+            Err(_) => return Err(self.unavailable(subject, &"JetStream did not answer in time")),
+        };
+        let stream = tokio::time::timeout(self.timeout, js.get_stream(&name))
+            .await
+            .map_err(|_| self.unavailable(subject, &"JetStream did not answer in time"))?
+            .map_err(|e| self.unavailable(subject, &format_args!("stream `{name}`: {e}")))?;
+        Ok(Kept::Stream(Box::new(stream)))
+    }
+
+    fn value(&self, subject: &str, payload: &[u8]) -> Message {
+        if payload.len() > self.max_message {
+            return Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                "nats subject `{subject}`: a message of {} bytes, over the limit of {} bytes",
+                payload.len(),
+                self.max_message
+            )));
+        }
+        Ok(stream::body(payload.to_vec()))
+    }
+
+    /// The start-up read.
+    async fn newest(&self, subject: &str) -> Result<RawValue, SourceError> {
+        let client = self.client(subject).await?;
+        match self.kept(&client, subject).await? {
+            Kept::Stream(stream) => {
+                let got = tokio::time::timeout(
+                    self.timeout,
+                    stream.get_last_raw_message_by_subject(subject),
+                )
+                .await
+                .map_err(|_| self.unavailable(subject, &"JetStream did not answer in time"))?;
+                match got {
+                    Ok(m) => self.value(subject, &m.payload),
+                    Err(e)
+                        if e.kind()
+                            == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                    {
+                        Err(SourceError::not_found().with_message(format!(
+                            "nats at {}: JetStream stream `{}` has no message on subject `{subject}`",
+                            self.shown(),
+                            stream.cached_info().config.name
+                        )))
+                    }
+                    Err(e) => Err(self.unavailable(subject, &e)),
+                }
+            }
+            Kept::Core => {
+                let mut sub = client
+                    .subscribe(subject.to_owned())
+                    .await
+                    .map_err(|e| self.unavailable(subject, &e))?;
+                let first = tokio::time::timeout(self.first_message, sub.next()).await;
+                let _ = sub.unsubscribe().await;
+                match first {
+                    Ok(Some(m)) => self.value(subject, &m.payload),
+                    _ => Err(SourceError::not_found().with_message(format!(
+                        "nats at {}: no JetStream stream keeps subject `{subject}`, and no message was published on it within {:?}",
+                        self.shown(),
+                        self.first_message
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Follows `feed`'s subject until nobody watches.
+    async fn subscribe(self: Arc<Self>, feed: Feed) {
+        let Some(subject) = feed.request().topic().map(str::to_owned) else {
+            feed.push(Err(no_topic()));
+            return;
+        };
+        let mut failures = 0u32;
+        loop {
+            let ended = match self.follow(&feed, &subject, &mut failures).await {
+                Ok(ended) => ended,
+                Err(e) => {
+                    tracing::debug!(error = %e, "nats watch: subscribing failed");
+                    false
+                }
+            };
+            if ended {
+                return;
+            }
+            failures = failures.saturating_add(1);
+            if !feed.pause(stream::backoff(failures - 1)).await {
+                return;
+            }
+        }
+    }
+
+    /// One subscription; `Ok(true)` when nobody watches any more.
+    async fn follow(
+        &self,
+        feed: &Feed,
+        subject: &str,
+        failures: &mut u32,
+    ) -> Result<bool, SourceError> {
+        let client = self.client(subject).await?;
+        let mut messages: futures::stream::BoxStream<'static, Result<Vec<u8>, String>> =
+            match self.kept(&client, subject).await? {
+                Kept::Stream(stream) => {
+                    let consumer = stream
+                        .create_consumer(OrderedConfig {
+                            deliver_subject: client.new_inbox(),
+                            filter_subject: subject.to_owned(),
+                            deliver_policy: DeliverPolicy::LastPerSubject,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| self.unavailable(subject, &e))?;
+                    consumer
+                        .messages()
+                        .await
+                        .map_err(|e| self.unavailable(subject, &e))?
+                        .map(|m| m.map(|m| m.payload.to_vec()).map_err(|e| e.to_string()))
+                        .boxed()
+                }
+                Kept::Core => client
+                    .subscribe(subject.to_owned())
+                    .await
+                    .map_err(|e| self.unavailable(subject, &e))?
+                    .map(|m| Ok(m.payload.to_vec()))
+                    .boxed(),
+            };
+        loop {
+            tokio::select! {
+                _ = feed.closed() => return Ok(true),
+                next = messages.next() => match next {
+                    Some(Ok(payload)) => {
+                        *failures = 0;
+                        if !feed.push(self.value(subject, &payload)) {
+                            return Ok(true);
+                        }
+                    }
+                    Some(Err(e)) => return Err(self.unavailable(subject, &e)),
+                    None => return Ok(false),
+                },
+            }
+        }
+    }
+}
+
+fn no_topic() -> SourceError {
+    SourceError::new(ErrorKind::Config)
+        .with_message("the `nats` source needs `topic = \"...\"` (the subject)")
+}
+
+#[async_trait::async_trait]
+impl Source for NatsSource {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        if let Some(message) = self.inner.latest.get(request) {
+            return message;
+        }
+        let subject = request.topic().ok_or_else(no_topic)?;
+        self.inner.newest(subject).await
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(format!("nats at {}", self.inner.shown()))
+    }
+
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
+        let inner = self.inner.clone();
+        Ok(stream::watch_pushed(
+            &self.inner.latest,
+            requests,
+            move |feed| inner.clone().subscribe(feed),
+        ))
+    }
+}

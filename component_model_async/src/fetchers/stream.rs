@@ -1,0 +1,227 @@
+//! What the push sources (`stream_from`: Kafka, NATS, websockets, Redis streams) share.
+//!
+//! A push source answers a fetch with the latest message of its stream. While a
+//! [`Live`](crate::Live) watches a request, the watch's subscription keeps that latest
+//! message here ([`Latest`]), and each new one is a [`Change`] for the request: the
+//! `Live` then fetches again (after its quiescence window, so a burst is one update),
+//! and the fetch answers from here — the value the message carried, with no read of the
+//! broker. Without a watch, a fetch reads the broker (the start-up read: the last
+//! message the broker keeps, or the first one within a deadline).
+//!
+//! A subscription runs as one task per watched request, reconnecting with a backoff on
+//! its own (the last message stays the value meanwhile); it ends when the `Live` stops
+//! watching (the [`Changes`] stream is dropped).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use crate::error::SourceError;
+use crate::source::{Change, Changes, FetchRequest, RawValue};
+
+/// How long a start-up read waits for a first message where the broker keeps none
+/// (a websocket, a core NATS subject), by default.
+#[cfg_attr(not(any(feature = "websocket", feature = "nats")), allow(dead_code))]
+pub const DEFAULT_FIRST_MESSAGE: Duration = Duration::from_secs(10);
+
+/// A message's value, or why it cannot be one (too large, a deleted key): either is
+/// what a fetch of the request answers until the next message.
+pub(crate) type Message = Result<RawValue, SourceError>;
+
+/// The latest message of each watched request of one source.
+#[derive(Default)]
+pub(crate) struct Latest {
+    held: Mutex<HashMap<FetchRequest, Held>>,
+}
+
+struct Held {
+    /// How many watches hold the request.
+    watches: usize,
+    /// The latest message, once one arrived.
+    message: Option<Message>,
+}
+
+impl Latest {
+    /// The latest message of `request`, when a watch holds one.
+    pub(crate) fn get(&self, request: &FetchRequest) -> Option<Message> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.get(request)?.message.clone()
+    }
+
+    fn set(&self, request: &FetchRequest, message: Message) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = held.get_mut(request) {
+            h.message = Some(message);
+        }
+    }
+
+    fn hold(self: &Arc<Self>, request: &FetchRequest) -> Holding {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.entry(request.clone())
+            .or_insert(Held {
+                watches: 0,
+                message: None,
+            })
+            .watches += 1;
+        Holding {
+            latest: self.clone(),
+            request: request.clone(),
+        }
+    }
+}
+
+/// A watch's hold on one request: the message is forgotten when the last hold ends.
+struct Holding {
+    latest: Arc<Latest>,
+    request: FetchRequest,
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let mut held = self
+            .latest
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = held.get_mut(&self.request) {
+            h.watches -= 1;
+            if h.watches == 0 {
+                held.remove(&self.request);
+            }
+        }
+    }
+}
+
+/// What a subscription task uses to hand on messages.
+pub(crate) struct Feed {
+    index: usize,
+    request: FetchRequest,
+    latest: Arc<Latest>,
+    tx: mpsc::Sender<usize>,
+}
+
+impl Feed {
+    /// The request this subscription serves.
+    pub(crate) fn request(&self) -> &FetchRequest {
+        &self.request
+    }
+
+    /// Keeps `message` as the request's latest and says it changed. `false` when nobody
+    /// watches any more (the subscription should end).
+    pub(crate) fn push(&self, message: Message) -> bool {
+        self.latest.set(&self.request, message);
+        // A signal already waiting makes the same refresh read this message: a full
+        // channel loses nothing.
+        !matches!(
+            self.tx.try_send(self.index),
+            Err(mpsc::error::TrySendError::Closed(_))
+        )
+    }
+
+    /// Whether nobody watches any more.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Resolves when nobody watches any more.
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await
+    }
+
+    /// Waits `delay` (a reconnect backoff); `false` when the watch ended meanwhile.
+    pub(crate) async fn pause(&self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = self.tx.closed() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+/// The watch of a push source: one subscription task per request (`run` gets its
+/// [`Feed`]), each message a `Change::Changed` of its request. The tasks end when the
+/// returned stream is dropped.
+pub(crate) fn watch_pushed<F, Fut>(
+    latest: &Arc<Latest>,
+    requests: Vec<FetchRequest>,
+    run: F,
+) -> Changes
+where
+    F: Fn(Feed) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    let mut holdings = Vec::with_capacity(requests.len());
+    let mut tasks = Vec::with_capacity(requests.len());
+    for (index, request) in requests.into_iter().enumerate() {
+        holdings.push(latest.hold(&request));
+        let feed = Feed {
+            index,
+            request,
+            latest: latest.clone(),
+            tx: tx.clone(),
+        };
+        tasks.push(crate::task::spawn(run(feed)));
+    }
+    Box::pin(Pushed {
+        rx,
+        tasks,
+        _holdings: holdings,
+    })
+}
+
+struct Pushed {
+    rx: mpsc::Receiver<usize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _holdings: Vec<Holding>,
+}
+
+impl Stream for Pushed {
+    type Item = Result<Change, SourceError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.rx.poll_recv(cx) {
+            std::task::Poll::Ready(Some(first)) => {
+                let mut changed = vec![first];
+                while let Ok(i) = this.rx.try_recv() {
+                    if !changed.contains(&i) {
+                        changed.push(i);
+                    }
+                }
+                std::task::Poll::Ready(Some(Ok(Change::Changed(changed))))
+            }
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Pushed {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The reconnect delay after `failures` failed attempts in a row (500 ms doubling to
+/// 30 s, with jitter), as for every watch.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    crate::resilience::retry::reconnect_delay(Duration::from_millis(500), failures)
+}
+
+/// A raw message body as a value: text when it is UTF-8, bytes otherwise.
+pub(crate) fn body(bytes: Vec<u8>) -> RawValue {
+    match String::from_utf8(bytes) {
+        Ok(s) => RawValue::Text(s),
+        Err(e) => RawValue::Bytes(e.into_bytes()),
+    }
+}

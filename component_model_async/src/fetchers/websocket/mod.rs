@@ -1,0 +1,79 @@
+//! The `websocket` push source: `stream_from = "websocket", url = "ws://..."` — each text
+//! or binary message on the connection is the field's new value (JSON for a struct).
+//!
+//! * at start (a fetch with no watch), the value is the first message within a deadline
+//!   after connecting (10 s by default,
+//!   [`WebSocketSource::with_first_message_timeout`]): a configuration service is expected
+//!   to send its current value when a client connects; none in time is `not found` (the
+//!   field's `fallback` then applies);
+//! * watched (`stream_from` fields always are), one connection per URL stays open: every
+//!   message is a candidate update; a ping goes out every 15 s and a connection silent
+//!   for two intervals is dropped; a closed or failed connection is opened again with a
+//!   backoff (500 ms doubling to 30 s), and the first message after it is read as the
+//!   current value, so nothing said during the outage is lost beyond what the server no
+//!   longer says;
+//! * every message is bounded ([`DEFAULT_MAX_MESSAGE`], [`WebSocketSource::with_max_message`]):
+//!   a larger one is refused by the reader before it is buffered, and the field's update
+//!   is rejected with the reason (the old value stays);
+//! * `wss://` uses rustls with the system's root certificates; `${VAR}` in the URL is
+//!   resolved like every URL; [`WebSocketSource::resolve`] pins a host name to an address
+//!   (as curl's `--resolve`), e.g. to point `ws://config.service` at a test server.
+//!
+//! ## What this module declares
+//!
+//! * name `websocket`, cargo feature `websocket`, always registered by
+//!   [`Sources::from_env`](crate::Sources::from_env) (it needs no address of its own);
+//! * attribute keys: `url` (required); `field`/`pointer` select inside a JSON message;
+//! * key label `url` (credentials in it are masked); values are not secret.
+
+#[cfg(feature = "websocket")]
+mod source;
+#[cfg(feature = "websocket")]
+pub use source::*;
+
+use crate::fetchers::Builtin;
+
+pub(crate) const BUILTIN: Builtin = Builtin {
+    names: &["websocket"],
+    hint: "`Sources::from_env()` registers it with cargo feature `websocket`; or register a `WebSocketSource`",
+    from_env: |sources| {
+        #[cfg(feature = "websocket")]
+        let sources = sources.register("websocket", WebSocketSource::new());
+        sources
+    },
+};
+
+/// Compile-time rules of `fetch_from`/`stream_from = "websocket"` (see `fetchers/mod.rs`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_rules_websocket {
+    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=0 path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
+        $crate::__component_model_feature_websocket! { $entry }
+        ::core::compile_error!("the `websocket` source needs `url = \"ws://...\"`, the websocket to read (e.g. `url = \"ws://${CONFIG_HOST}/flags\"`)");
+    };
+    ($entry:tt needs $present:tt) => {
+        $crate::__component_model_feature_websocket! { $entry }
+    };
+    ($entry:tt uses url) => {};
+    ($entry:tt uses $other:ident) => {
+        $crate::__component_model_not_used! { $other "websocket" }
+    };
+}
+
+#[cfg(feature = "websocket")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_websocket {
+    ($entry:tt) => {};
+}
+#[cfg(not(feature = "websocket"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_feature_websocket {
+    (facade) => {
+        ::core::compile_error!("backend `websocket` needs cargo feature `websocket` of component_model: `component_model = { features = [\"websocket\"] }`");
+    };
+    (direct) => {
+        ::core::compile_error!("backend `websocket` needs cargo feature `websocket` of component_model_async");
+    };
+}

@@ -1,0 +1,349 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::error::{ErrorKind, SourceError};
+use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
+use crate::source::{Changes, FetchRequest, RawValue, Source, redact_url};
+
+/// The largest message a [`WebSocketSource`] reads, by default (1 MiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
+
+/// How often a watched connection is pinged.
+const PING_EVERY: Duration = Duration::from_secs(15);
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The `websocket` push source (see the [module](crate::fetchers::websocket)).
+///
+/// ```
+/// use component_model_async::{Sources, WebSocketSource};
+/// use std::time::Duration;
+///
+/// let ws = WebSocketSource::new()
+///     .resolve("config.service", "127.0.0.1:9000".parse().unwrap())
+///     .with_first_message_timeout(Duration::from_secs(2))
+///     .with_max_message(64 * 1024);
+/// let sources = Sources::new().register("websocket", ws);
+/// ```
+#[derive(Clone)]
+pub struct WebSocketSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    resolve: Vec<(String, SocketAddr)>,
+    max_message: usize,
+    first_message: Duration,
+    ping_every: Duration,
+    latest: Arc<Latest>,
+}
+
+impl Default for WebSocketSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for WebSocketSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketSource")
+            .field("resolve", &self.inner.resolve)
+            .field("max_message", &self.inner.max_message)
+            .field("first_message", &self.inner.first_message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocketSource {
+    /// A source with the defaults: 1 MiB messages, 10 s for a first message.
+    pub fn new() -> Self {
+        WebSocketSource {
+            inner: Arc::new(Inner {
+                resolve: Vec::new(),
+                max_message: DEFAULT_MAX_MESSAGE,
+                first_message: DEFAULT_FIRST_MESSAGE,
+                ping_every: PING_EVERY,
+                latest: Arc::default(),
+            }),
+        }
+    }
+
+    fn with(self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            resolve: shared.resolve.clone(),
+            max_message: shared.max_message,
+            first_message: shared.first_message,
+            ping_every: shared.ping_every,
+            latest: Arc::default(),
+        });
+        f(&mut inner);
+        WebSocketSource {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Connects to `addr` for URLs whose host is `host` (the URL, `Host` header and TLS
+    /// name stay as written), as curl's `--resolve`.
+    #[must_use]
+    pub fn resolve(self, host: impl Into<String>, addr: SocketAddr) -> Self {
+        let host = host.into();
+        self.with(|i| i.resolve.push((host, addr)))
+    }
+
+    /// The largest message read (larger ones are refused before they are buffered).
+    #[must_use]
+    pub fn with_max_message(self, bytes: usize) -> Self {
+        self.with(|i| i.max_message = bytes.max(1))
+    }
+
+    /// How long a fetch waits for the first message after connecting.
+    #[must_use]
+    pub fn with_first_message_timeout(self, limit: Duration) -> Self {
+        self.with(|i| i.first_message = limit)
+    }
+
+    /// How often a watched connection is pinged (a connection silent for two intervals
+    /// is dropped and opened again). 15 s by default.
+    #[must_use]
+    pub fn with_ping_interval(self, every: Duration) -> Self {
+        self.with(|i| i.ping_every = every.max(Duration::from_millis(10)))
+    }
+}
+
+impl Inner {
+    fn config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_message))
+            .max_frame_size(Some(self.max_message))
+    }
+
+    /// Opens the connection (TCP, TLS for `wss://`, the handshake) within the first
+    /// message's deadline.
+    async fn connect(&self, url: &str) -> Result<Socket, SourceError> {
+        let shown = redact_url(url);
+        let request = url.into_client_request().map_err(|e| {
+            SourceError::new(ErrorKind::Config)
+                .with_message(format!("`{shown}` is not a websocket URL: {e}"))
+        })?;
+        let uri = request.uri().clone();
+        let host = uri.host().unwrap_or_default().to_owned();
+        let tls = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let pinned = self
+            .resolve
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(&host))
+            .map(|(_, a)| *a);
+        let unavailable = |what: &dyn std::fmt::Display| {
+            SourceError::new(ErrorKind::Unavailable)
+                .with_message(format!("websocket {shown}: {what}"))
+        };
+        let open = async {
+            let tcp = match pinned {
+                Some(addr) => TcpStream::connect(addr).await,
+                None => TcpStream::connect((host.as_str(), port)).await,
+            }
+            .map_err(|e| unavailable(&format_args!("cannot connect: {e}")))?;
+            let _ = tcp.set_nodelay(true);
+            tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(self.config()), None)
+                .await
+                .map(|(socket, _)| socket)
+                .map_err(|e| match e {
+                    WsError::Http(response) => {
+                        let status = response.status();
+                        let kind = match status.as_u16() {
+                            401 | 403 => ErrorKind::Unauthorized,
+                            404 => ErrorKind::NotFound,
+                            _ => ErrorKind::Unavailable,
+                        };
+                        SourceError::new(kind).with_message(format!(
+                            "websocket {shown}: the server refused the upgrade with HTTP {status}"
+                        ))
+                    }
+                    other => unavailable(&format_args!("handshake failed: {other}")),
+                })
+        };
+        tokio::time::timeout(self.first_message, open)
+            .await
+            .map_err(|_| {
+                SourceError::new(ErrorKind::Timeout).with_message(format!(
+                    "websocket {shown}: no connection within {:?}",
+                    self.first_message
+                ))
+            })?
+    }
+
+    /// The next value on `socket`: `Ok(None)` when the connection ended.
+    async fn next_message(
+        &self,
+        socket: &mut Socket,
+        url: &str,
+    ) -> Result<Option<Message>, SourceError> {
+        while let Some(frame) = socket.next().await {
+            match frame {
+                Ok(WsMessage::Text(text)) => return Ok(Some(Ok(RawValue::Text(text.to_string())))),
+                Ok(WsMessage::Binary(bytes)) => return Ok(Some(Ok(stream::body(bytes.to_vec())))),
+                Ok(WsMessage::Close(_)) => return Ok(None),
+                Ok(_) => {} // ping (answered by the reader), pong
+                Err(WsError::Capacity(e)) => {
+                    // The reader refused the message before buffering it; the connection
+                    // cannot go on past it.
+                    return Ok(Some(Err(SourceError::new(ErrorKind::TooLarge).with_message(
+                        format!(
+                            "websocket {}: a message was larger than the limit of {} bytes ({e}); the connection is opened again",
+                            redact_url(url),
+                            self.max_message
+                        ),
+                    ))));
+                }
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Ok(None),
+                Err(e) => {
+                    return Err(SourceError::new(ErrorKind::Unavailable)
+                        .with_message(format!("websocket {}: {e}", redact_url(url))));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The start-up read: the first message within the deadline.
+    async fn first(&self, url: &str) -> Result<RawValue, SourceError> {
+        let started = tokio::time::Instant::now();
+        let mut socket = self.connect(url).await?;
+        let left = self.first_message.saturating_sub(started.elapsed());
+        let got = tokio::time::timeout(left, self.next_message(&mut socket, url)).await;
+        let _ = socket.close(None).await;
+        match got {
+            Ok(Ok(Some(message))) => message,
+            Ok(Ok(None)) => Err(SourceError::not_found().with_message(format!(
+                "websocket {}: the server closed the connection before sending a message",
+                redact_url(url)
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SourceError::not_found().with_message(format!(
+                "websocket {}: no message within {:?} of connecting",
+                redact_url(url),
+                self.first_message
+            ))),
+        }
+    }
+
+    /// One watched connection after another until nobody watches.
+    async fn subscribe(self: Arc<Self>, feed: Feed) {
+        let Some(url) = feed.request().url().map(str::to_owned) else {
+            feed.push(Err(no_url()));
+            return;
+        };
+        let mut failures = 0u32;
+        loop {
+            match self.connect(&url).await {
+                Ok(mut socket) => {
+                    if self.serve(&mut socket, &feed, &url, &mut failures).await {
+                        return;
+                    }
+                    let _ = socket.close(None).await;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket watch: connecting failed");
+                    failures = failures.saturating_add(1);
+                }
+            }
+            if !feed
+                .pause(stream::backoff(failures.saturating_sub(1)))
+                .await
+            {
+                return;
+            }
+        }
+    }
+
+    /// Reads one connection into `feed`; `true` when nobody watches any more.
+    async fn serve(&self, socket: &mut Socket, feed: &Feed, url: &str, failures: &mut u32) -> bool {
+        let mut ping = tokio::time::interval(self.ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut heard = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = feed.closed() => return true,
+                _ = ping.tick() => {
+                    if heard.elapsed() > self.ping_every * 2 {
+                        tracing::debug!(url = %redact_url(url), "websocket watch: no answer to pings; reconnecting");
+                        return false;
+                    }
+                    if socket.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                        return false;
+                    }
+                }
+                frame = socket.next() => {
+                    heard = tokio::time::Instant::now();
+                    let message = match frame {
+                        Some(Ok(WsMessage::Text(text))) => Ok(RawValue::Text(text.to_string())),
+                        Some(Ok(WsMessage::Binary(bytes))) => Ok(stream::body(bytes.to_vec())),
+                        Some(Ok(WsMessage::Close(_))) | None => return false,
+                        Some(Ok(_)) => continue,
+                        Some(Err(WsError::Capacity(e))) => Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                            "websocket {}: a message was larger than the limit of {} bytes ({e}); the connection is opened again",
+                            redact_url(url),
+                            self.max_message
+                        ))),
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "websocket watch: the connection failed");
+                            return false;
+                        }
+                    };
+                    let failed = message.is_err();
+                    if !feed.push(message) {
+                        return true;
+                    }
+                    if failed {
+                        *failures = failures.saturating_add(1);
+                        return false;
+                    }
+                    *failures = 0;
+                }
+            }
+        }
+    }
+}
+
+fn no_url() -> SourceError {
+    SourceError::new(ErrorKind::Config)
+        .with_message("the `websocket` source needs `url = \"ws://...\"`")
+}
+
+#[async_trait::async_trait]
+impl Source for WebSocketSource {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        if let Some(message) = self.inner.latest.get(request) {
+            return message;
+        }
+        let url = request.url().ok_or_else(no_url)?;
+        self.inner.first(url).await
+    }
+
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        request.url().map(|u| ("url", redact_url(u)))
+    }
+
+    fn location(&self) -> Option<String> {
+        None
+    }
+
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
+        let inner = self.inner.clone();
+        Ok(stream::watch_pushed(
+            &self.inner.latest,
+            requests,
+            move |feed| inner.clone().subscribe(feed),
+        ))
+    }
+}

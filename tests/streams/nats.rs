@@ -1,0 +1,152 @@
+//! `stream_from = "nats"` against the machine's NATS with JetStream (127.0.0.1:4222).
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use component_model::{AsyncAssign, ErrorKind, NatsSource, Sources};
+use component_model_tests::{skip, unique};
+
+use crate::{applied, next_update, rejected};
+
+pub const NATS: &str = "nats://127.0.0.1:4222";
+
+pub async fn client() -> Option<async_nats::Client> {
+    match tokio::time::timeout(Duration::from_secs(5), async_nats::connect(NATS)).await {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(e)) => {
+            skip("NATS at 127.0.0.1:4222", e);
+            None
+        }
+        Err(_) => {
+            skip("NATS at 127.0.0.1:4222", "no answer within 5s");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jetstream_subject_starts_from_its_last_message_and_follows_every_new_one() {
+    let Some(nc) = client().await else { return };
+    let js = jetstream::new(nc.clone());
+    let name = unique("CM_STREAM");
+    let subject = format!("cm.config.{}", unique("app"));
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            storage: jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    drop(stream);
+    js.publish(subject.clone(), "1".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.publish(subject.clone(), "2".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    #[derive(AsyncAssign, Debug)]
+    struct App {
+        #[component(stream_from = "nats", topic = "${CM_SUBJECT}")]
+        workers: u32,
+    }
+    let sources = Sources::new()
+        .with_env(component_model::EnvSource::from_map([(
+            "CM_SUBJECT",
+            subject.as_str(),
+        )]))
+        .register("nats", NatsSource::new(NATS));
+    let live = App::watch_with(&sources).await.unwrap();
+    assert_eq!(
+        live.get().workers,
+        2,
+        "the stream's last message on the subject"
+    );
+    let mut updates = live.changes();
+
+    js.publish(subject.clone(), "3".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    applied(&next_update(&mut updates, Duration::from_secs(10)).await);
+    assert_eq!(live.get().workers, 3);
+
+    js.publish(subject.clone(), "many".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let update = next_update(&mut updates, Duration::from_secs(10)).await;
+    let reason = rejected(&update);
+    assert!(
+        reason.contains("App.workers") && reason.contains(&subject),
+        "{reason}"
+    );
+    assert_eq!(live.get().workers, 3);
+
+    live.stop();
+    let _ = js.delete_stream(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_subject_waits_for_a_first_message_else_the_fallback_or_a_clear_error() {
+    let Some(nc) = client().await else { return };
+    let subject = format!("cm.core.{}", unique("flags"));
+
+    #[derive(AsyncAssign, Debug)]
+    struct Plain {
+        #[component(stream_from = "nats", topic = "${CM_SUBJECT}")]
+        level: u8,
+    }
+    let sources = Sources::new()
+        .with_env(component_model::EnvSource::from_map([(
+            "CM_SUBJECT",
+            subject.as_str(),
+        )]))
+        .register(
+            "nats",
+            NatsSource::new(NATS).with_first_message_timeout(Duration::from_millis(300)),
+        );
+    let errors = Plain::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let e = errors[0].to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::NotFound, "{e}");
+    assert!(
+        e.contains("Plain.level")
+            && e.contains(&subject)
+            && e.contains("no JetStream stream keeps"),
+        "{e}"
+    );
+
+    #[derive(AsyncAssign, Debug)]
+    struct WithFallback {
+        #[component(stream_from = "nats", topic = "${CM_SUBJECT}", fallback = "1")]
+        level: u8,
+    }
+    let live = WithFallback::watch_with(&sources).await.unwrap();
+    assert_eq!(live.get().level, 1);
+    let mut updates = live.changes();
+    // The subscription is in place once the watch runs; publish until it is seen.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while live.get().level != 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the published value never arrived"
+        );
+        nc.publish(subject.clone(), "5".into()).await.unwrap();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(300),
+            next_update(&mut updates, Duration::from_secs(10)),
+        )
+        .await;
+    }
+    live.stop();
+}
