@@ -820,30 +820,44 @@ pub(crate) struct Watched {
 }
 
 impl Plan<'_> {
-    /// The watched fields (those marked `watch`, else all) grouped by source.
+    /// The watched fields (those marked `watch`, else all; `stream_from` fields always)
+    /// grouped by source, and apart by kind: a source's streams (`topic`) and its keys
+    /// are watched separately, so one cannot stop the other (a Redis source watches
+    /// both, and its keys may fall back to polling).
     pub(crate) fn watched(&self) -> Vec<Watched> {
         let marked = self.slots.iter().any(|s| s.spec.watch);
-        let mut groups: Vec<Watched> = Vec::new();
-        for slot in self.slots.iter().filter(|s| !marked || s.spec.watch) {
+        let mut groups: Vec<(Watched, bool)> = Vec::new();
+        for slot in self
+            .slots
+            .iter()
+            .filter(|s| !marked || s.spec.watch || s.spec.streamed)
+        {
             let (source, request) = match (&slot.primary, &slot.request) {
                 (Some(Route::Raw(src)), Some(r)) => (Some(src.clone()), Some(r.clone())),
                 (Some(Route::Typed(_)), _) => (None, None),
                 _ => continue,
             };
-            let at = groups.iter().position(|g| match (&g.source, &source) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
+            let stream = request.as_ref().is_some_and(|r| r.topic().is_some());
+            let at = groups.iter().position(|(g, s)| {
+                *s == stream
+                    && match (&g.source, &source) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    }
             });
             let group = match at {
-                Some(at) => &mut groups[at],
+                Some(at) => &mut groups[at].0,
                 None => {
-                    groups.push(Watched {
-                        source,
-                        requests: Vec::new(),
-                        interval: None,
-                    });
-                    groups.last_mut().expect("just pushed")
+                    groups.push((
+                        Watched {
+                            source,
+                            requests: Vec::new(),
+                            interval: None,
+                        },
+                        stream,
+                    ));
+                    &mut groups.last_mut().expect("just pushed").0
                 }
             };
             if let Some(r) = request
@@ -856,7 +870,7 @@ impl Plan<'_> {
                 (a, b) => a.or(b),
             };
         }
-        groups
+        groups.into_iter().map(|(g, _)| g).collect()
     }
 }
 

@@ -84,6 +84,9 @@ pub struct FieldSpec {
     /// `watch`: a [`Live`](crate::Live) watches this field (when no field is marked,
     /// every field is watched).
     pub watch: bool,
+    /// Written with `stream_from`: a push stream, always watched (it does not count as a
+    /// `watch` mark: the struct's other fields are watched as if it were not there).
+    pub streamed: bool,
     /// `watch_interval = "30s"`: how often to poll the source when it cannot watch.
     pub watch_interval: Option<Duration>,
 }
@@ -126,6 +129,7 @@ impl FieldSpec {
             circuit_breaker: false,
             max_concurrency: None,
             watch: false,
+            streamed: false,
             watch_interval: None,
         }
     }
@@ -197,6 +201,8 @@ const_setters! {
     max_concurrency: u32 => Some;
     /// Marks the field watched.
     watch: bool => core::convert::identity;
+    /// Marks the field a push stream (`stream_from`), always watched.
+    streamed: bool => core::convert::identity;
     /// Sets the polling interval of a source that cannot watch.
     watch_interval: Duration => Some;
 }

@@ -213,9 +213,12 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     }
     // `watch` on the field, else on the struct.
     let c = &input.attrs;
-    let watch = a.is_streamed() || a.watch.get().or(c.watch.get()).is_some_and(|w| w.value);
+    let watch = a.watch.get().or(c.watch.get()).is_some_and(|w| w.value);
     if watch {
         chain.extend(quote!(.watch(true)));
+    }
+    if a.is_streamed() {
+        chain.extend(quote!(.streamed(true)));
     }
     if let Some(d) = a.watch_interval.get().or(c.watch_interval.get()) {
         let d = duration_tokens(d.value);
@@ -278,6 +281,13 @@ fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
                 span_of(tokens),
             ));
         }
+    }
+    // Only a push backend takes `stream_from`.
+    if let Some(s) = f.attrs.stream_from.get() {
+        out.extend(crate::ast::respan(
+            quote! { #cm::backend!{ #name #entry uses stream_from } },
+            span_of(&s.tokens),
+        ));
     }
     out
 }

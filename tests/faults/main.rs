@@ -811,3 +811,49 @@ async fn a_secret_field_falling_back_to_local_cache_says_why_it_finds_nothing() 
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_watch_ends_its_subscription_tasks_with_the_live_even_through_a_blackhole() {
+    use component_model::WebSocketSource;
+    use component_model::test_util::WebSocketServer;
+    #[derive(AsyncAssign, Debug)]
+    struct Pushed {
+        #[component(stream_from = "websocket", url = "ws://config.service/n")]
+        n: u32,
+    }
+    let _serial = TASKS.lock().await;
+    assert_eq!(settled().await, 0, "no task of ours is alive before");
+    let server = WebSocketServer::start().await;
+    server.set("1");
+    let proxy = FaultProxy::start(server.address()).await.unwrap();
+    let sources = Sources::new().register(
+        "websocket",
+        WebSocketSource::new().resolve("config.service", proxy.address()),
+    );
+    let live = Pushed::watch_with(&sources).await.unwrap();
+    let mut updates = live.changes();
+    server.set("2");
+    let update = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut updates),
+    )
+    .await
+    .expect("an update")
+    .unwrap();
+    assert!(
+        matches!(update, component_model::ConfigUpdate::Applied { .. }),
+        "{update:?}"
+    );
+    assert_eq!(live.get().n, 2);
+    // The watcher and one subscription per stream request.
+    assert_eq!(library_tasks_alive(), 2);
+    proxy.set(Fault::Blackhole);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    live.stop();
+    assert_eq!(
+        settled().await,
+        0,
+        "stop() ends the watcher and the subscription"
+    );
+    assert_eq!(live.get().n, 2, "the value stays readable");
+}

@@ -193,3 +193,99 @@ async fn binary_frames_and_selected_members_convert() {
     assert!(picked.beta);
     assert_eq!(picked.max, 9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_field_does_not_stop_the_other_fields_being_watched() {
+    use component_model::ConsulSource;
+    use component_model::test_util::ConsulDouble;
+    // No field is marked `watch`: all are watched, the stream as well as the Consul key.
+    #[derive(AsyncAssign, Debug)]
+    struct Mixed {
+        #[component(stream_from = "websocket", url = "ws://config.service/flags")]
+        flags: FeatureFlags,
+        #[component(fetch_from = "consul", key = "app/workers")]
+        workers: u32,
+    }
+    let server = WebSocketServer::start().await;
+    server.set(r#"{"beta": false, "max_items": 1}"#);
+    let consul = ConsulDouble::start().await;
+    consul.put("app/workers", "2");
+    let sources = sources(&server, WebSocketSource::new())
+        .register("consul", ConsulSource::new(consul.address()));
+    let live = Mixed::watch_with(&sources).await.unwrap();
+    let mut updates = live.changes();
+    consul.put("app/workers", "3");
+    applied(&next_update(&mut updates, Duration::from_secs(10)).await);
+    assert_eq!(live.get().workers, 3);
+    server.set(r#"{"beta": true, "max_items": 1}"#);
+    applied(&next_update(&mut updates, Duration::from_secs(10)).await);
+    assert!(live.get().flags.beta);
+    live.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_to_a_server_without_tls_is_an_error_not_a_panic() {
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct Secure {
+        #[component(stream_from = "websocket", url = "wss://config.service/flags")]
+        flags: FeatureFlags,
+    }
+    let server = WebSocketServer::start().await;
+    server.set(r#"{"beta": false, "max_items": 1}"#);
+    let sources = sources(
+        &server,
+        WebSocketSource::new().with_first_message_timeout(Duration::from_secs(2)),
+    );
+    let errors = Secure::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let e = errors[0].to_string();
+    assert!(
+        e.contains("Secure.flags") && e.contains("wss://config.service/flags"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_hangs_up_at_once_is_retried_with_a_growing_backoff() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Completes the websocket handshake, then closes without a message.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counting = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                counting.fetch_add(1, Ordering::SeqCst);
+                drop(ws);
+            }
+        }
+    });
+    #[derive(AsyncAssign, Debug)]
+    struct Hung {
+        #[component(
+            stream_from = "websocket",
+            url = "ws://config.service/x",
+            fallback = "1"
+        )]
+        n: u32,
+    }
+    let sources = Sources::new().register(
+        "websocket",
+        WebSocketSource::new()
+            .resolve("config.service", addr)
+            .with_first_message_timeout(Duration::from_millis(200)),
+    );
+    let live = Hung::watch_with(&sources).await.unwrap();
+    assert_eq!(live.get().n, 1);
+    let before = accepted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = accepted.load(Ordering::SeqCst) - before;
+    // 500 ms doubling (with jitter): a handful of attempts in 4 s, not one every 500 ms.
+    assert!(during <= 5, "{during} connections in 4 s");
+    live.stop();
+    server.abort();
+}

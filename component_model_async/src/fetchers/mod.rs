@@ -143,6 +143,15 @@ macro_rules! __component_model_not_used {
             "` source has none (register another source name instead)"
         ));
     };
+    (stream_from $name:tt) => {
+        ::core::compile_error!(::core::concat!(
+            "the `",
+            $name,
+            "` source is not a push stream: read it with `fetch_from = \"",
+            $name,
+            "\"` (add `watch` for live updates); `stream_from` takes `kafka`, `nats`, `websocket` or `redis`"
+        ));
+    };
     (secret_path $name:tt) => {
         ::core::compile_error!(::core::concat!(
             "`secret = \"...\"` (a secret's path) is not used by the `",

@@ -32,7 +32,8 @@ pub const DEFAULT_FIRST_MESSAGE: Duration = Duration::from_secs(10);
 /// what a fetch of the request answers until the next message.
 pub(crate) type Message = Result<RawValue, SourceError>;
 
-/// The latest message of each watched request of one source.
+/// The latest message of each watched request of one source. A request a watch holds
+/// but has no message for yet (its subscription is starting) is read from the broker.
 #[derive(Default)]
 pub(crate) struct Latest {
     held: Mutex<HashMap<FetchRequest, Held>>,
@@ -52,9 +53,11 @@ impl Latest {
         held.get(request)?.message.clone()
     }
 
-    fn set(&self, request: &FetchRequest, message: Message) {
+    fn set(&self, request: &FetchRequest, message: Message, replace: bool) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(h) = held.get_mut(request) {
+        if let Some(h) = held.get_mut(request)
+            && (replace || h.message.is_none())
+        {
             h.message = Some(message);
         }
     }
@@ -113,13 +116,21 @@ impl Feed {
     /// Keeps `message` as the request's latest and says it changed. `false` when nobody
     /// watches any more (the subscription should end).
     pub(crate) fn push(&self, message: Message) -> bool {
-        self.latest.set(&self.request, message);
+        self.latest.set(&self.request, message, true);
         // A signal already waiting makes the same refresh read this message: a full
         // channel loses nothing.
         !matches!(
             self.tx.try_send(self.index),
             Err(mpsc::error::TrySendError::Closed(_))
         )
+    }
+
+    /// Says the broker has no message for the request yet (`why`, a `not found`), when no
+    /// message arrived: fetches answer that instead of reading the broker again (a
+    /// websocket or core NATS subject would make each one wait for a first message).
+    /// No change is signalled.
+    pub(crate) fn none_yet(&self, why: SourceError) {
+        self.latest.set(&self.request, Err(why), false);
     }
 
     /// Whether nobody watches any more.

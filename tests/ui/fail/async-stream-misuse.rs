@@ -23,6 +23,9 @@ struct Config {
     // A Redis field reads a key or a stream, not both.
     #[component(stream_from = "redis", key = "k", topic = "s")]
     redis_both: String,
+    // Consul is read (and watched with `watch`), not streamed.
+    #[component(stream_from = "consul", key = "app/port")]
+    consul_stream: u16,
 }
 
 fn main() {}

@@ -14,16 +14,19 @@
 //!   compaction tombstone) is the key deleted: `not found`.
 //! * **Watched** (`stream_from` fields always are), one consumer per field reads every
 //!   partition from where the start-up read ended, with long polls (500 ms). Its position
-//!   (the next offset of each partition) is kept across failures: after a broker restart
-//!   or a lost connection it goes on from there — no message is read twice or skipped by
-//!   the consumer (a burst is still one update: the `Live` waits for quiet). When the
-//!   broker's log no longer reaches that position (a broker that lost its data, or
-//!   retention), the consumer restarts from the oldest message kept. Reconnects back off
-//!   from 500 ms to 30 s.
+//!   (the next offset of each partition) is kept across failures: after a lost
+//!   connection it goes on from there, reads what it missed and applies only the newest
+//!   message of it (a value, not a log: old values are not applied one by one; a burst is
+//!   one update too, as the `Live` waits for quiet). No message is read twice. When the
+//!   consumer is more than the look-back behind, or the log no longer reaches its
+//!   position (a broker that lost its data, retention), it reads the newest message again
+//!   as at start. Reconnects back off from 500 ms to 30 s. A broker that answers a poll
+//!   at once when nothing is new is polled at most every 500 ms.
 //! * Bounded: a record value larger than [`DEFAULT_MAX_MESSAGE`]
 //!   ([`KafkaSource::with_max_message`]) is refused (the update is rejected with the
-//!   reason); each fetch request asks for at most that many bytes, and the client refuses
-//!   response frames over four times that.
+//!   reason; fetches of the field answer that error until the next message); each fetch
+//!   request asks for at most that many bytes, and the client refuses response frames
+//!   over four times that (a batch that large is reported and stepped over).
 //! * `KAFKA_BROKERS` (comma-separated `host:port`) registers the source in
 //!   [`Sources::from_env`](crate::Sources::from_env).
 //!
@@ -76,6 +79,7 @@ macro_rules! __component_model_rules_kafka {
     };
     ($entry:tt uses topic) => {};
     ($entry:tt uses key) => {};
+    ($entry:tt uses stream_from) => {};
     ($entry:tt uses $other:ident) => {
         $crate::__component_model_not_used! { $other "kafka" }
     };

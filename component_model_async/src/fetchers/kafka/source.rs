@@ -126,11 +126,23 @@ impl KafkaSource {
     }
 }
 
-/// Where one watched partition stands.
+/// Where one watched partition stands, and its client (kept between polls, made again
+/// after a failure).
 struct Position {
     partition: i32,
     next: i64,
+    client: Option<PartitionClient>,
 }
+
+/// A consumer's state between polls.
+struct Following {
+    positions: Vec<Position>,
+    /// When the topic's partitions were last listed (new ones are read from their start).
+    listed: tokio::time::Instant,
+}
+
+/// How often a consumer looks for partitions added to its topic.
+const RELIST_EVERY: Duration = Duration::from_secs(30);
 
 impl Inner {
     fn shown(&self) -> String {
@@ -264,8 +276,9 @@ impl Inner {
     /// answered by every Kafka-compatible broker: tansu 0.6 answers it with no topic);
     /// ListOffsets only when the log no longer starts at 0.
     async fn bounds(&self, pc: &PartitionClient, topic: &str) -> Result<(i64, i64), SourceError> {
-        let max = i32::try_from(self.max_message).unwrap_or(i32::MAX);
-        match tokio::time::timeout(self.timeout, pc.fetch_records(0, 1..max, 10)).await {
+        // At most one batch comes back (a broker sends the first batch whole even when
+        // it is over the asked size).
+        match tokio::time::timeout(self.timeout, pc.fetch_records(0, 1..2, 10)).await {
             Ok(Ok((records, end))) => Ok((records.first().map_or(end, |r| r.offset), end)),
             Ok(Err(KafkaError::ServerError {
                 protocol_error: ProtocolError::OffsetOutOfRange,
@@ -287,16 +300,18 @@ impl Inner {
         }
     }
 
-    /// Reads `[from, to)` of a partition; the records, in order.
-    async fn read_range(
+    /// Reads `[from, to)` of a partition and keeps the newest record of `request` in it
+    /// (no more than one record is held at a time).
+    async fn newest_in(
         &self,
         pc: &PartitionClient,
-        topic: &str,
+        request: &FetchRequest,
         mut from: i64,
         to: i64,
-    ) -> Result<Vec<RecordAndOffset>, SourceError> {
-        let mut out = Vec::new();
+    ) -> Result<Option<RecordAndOffset>, SourceError> {
+        let topic = request.topic().unwrap_or_default();
         let max = i32::try_from(self.max_message).unwrap_or(i32::MAX);
+        let mut newest = None;
         while from < to {
             let (records, _) = self
                 .bounded(topic, pc.fetch_records(from, 1..max, 10))
@@ -304,10 +319,15 @@ impl Inner {
             let Some(last) = records.last().map(|r| r.offset) else {
                 break;
             };
-            from = last + 1;
-            out.extend(records.into_iter().filter(|r| r.offset < to));
+            from = last.saturating_add(1);
+            if let Some(r) = records
+                .into_iter()
+                .rfind(|r| r.offset < to && Self::matches(request, r))
+            {
+                newest = Some(r);
+            }
         }
-        Ok(out)
+        Ok(newest)
     }
 
     /// The start-up read: the newest message of `request` in the look-back of every
@@ -324,12 +344,8 @@ impl Inner {
         for partition in partitions {
             let pc = self.partition(&client, topic, partition).await?;
             let (first, end) = self.bounds(&pc, topic).await?;
-            let from = first.max(end - self.lookback);
-            let records = self.read_range(&pc, topic, from, end).await?;
-            if let Some(r) = records
-                .into_iter()
-                .rev()
-                .find(|r| Self::matches(request, r))
+            let from = first.max(end.saturating_sub(self.lookback));
+            if let Some(r) = self.newest_in(&pc, request, from, end).await?
                 && newest
                     .as_ref()
                     .is_none_or(|n| r.record.timestamp > n.record.timestamp)
@@ -339,6 +355,7 @@ impl Inner {
             positions.push(Position {
                 partition,
                 next: end,
+                client: Some(pc),
             });
         }
         Ok((newest.map(|r| self.value(request, r)), positions))
@@ -365,30 +382,43 @@ impl Inner {
             return;
         };
         let mut failures = 0u32;
-        let mut positions: Option<Vec<Position>> = None;
+        let mut following: Option<Following> = None;
         loop {
-            let result = match positions.as_mut() {
-                // The first read, and every read until one succeeds: the newest message.
+            let result = match following.as_mut() {
+                // The first read, and every read after a reset: the newest message.
                 None => match self.newest(&request).await {
                     Ok((message, at)) => {
-                        if let Some(message) = message
-                            && !feed.push(message)
-                        {
+                        let sent = match message {
+                            Some(message) => feed.push(message),
+                            None => {
+                                feed.none_yet(self.none_found(&request));
+                                true
+                            }
+                        };
+                        if !sent {
                             return;
                         }
-                        positions = Some(at);
-                        Ok(())
+                        following = Some(Following {
+                            positions: at,
+                            listed: tokio::time::Instant::now(),
+                        });
+                        Ok(Step::Polled)
                     }
                     Err(e) => Err(e),
                 },
-                Some(at) => self.follow(&feed, &topic, at).await,
+                Some(f) => self.follow(&feed, &topic, f).await,
             };
             match result {
-                Ok(()) => failures = 0,
+                Ok(Step::Polled) => failures = 0,
+                Ok(Step::Reset) => following = None,
                 Err(e) => {
                     tracing::debug!(error = %e, "kafka watch: reading failed; trying again after a backoff");
                     if e.kind() == ErrorKind::Unavailable || e.kind() == ErrorKind::Timeout {
                         self.forget().await;
+                    }
+                    // Clients are made again; positions stay.
+                    for at in following.iter_mut().flat_map(|f| f.positions.iter_mut()) {
+                        at.client = None;
                     }
                     failures = failures.saturating_add(1);
                     if !feed.pause(stream::backoff(failures - 1)).await {
@@ -402,118 +432,168 @@ impl Inner {
         }
     }
 
-    /// One long poll of every partition from its position; pushes the newest matching
-    /// message of what arrived.
+    /// One long poll of every partition from its position, reading on until each is
+    /// caught up; pushes the newest matching message of what arrived (so a consumer
+    /// catching up after an outage applies only the newest value, not every old one).
+    /// `Step::Reset` when a partition's log no longer reaches the position (a broker
+    /// that lost its data) or the consumer is more than the look-back behind: the
+    /// newest message is then read again as at start.
     async fn follow(
         &self,
         feed: &Feed,
         topic: &str,
-        positions: &mut Vec<Position>,
-    ) -> Result<(), SourceError> {
+        following: &mut Following,
+    ) -> Result<Step, SourceError> {
+        let started = tokio::time::Instant::now();
         let client = self.client(topic).await?;
-        let known = self.partitions(&client, topic).await?;
-        // Partitions added since: read from their start.
-        for p in &known {
-            if !positions.iter().any(|at| at.partition == *p) {
-                positions.push(Position {
-                    partition: *p,
-                    next: 0,
-                });
+        if following.listed.elapsed() >= RELIST_EVERY {
+            let known = self.partitions(&client, topic).await?;
+            // Partitions added since: read from their start.
+            for p in known {
+                if !following.positions.iter().any(|at| at.partition == p) {
+                    following.positions.push(Position {
+                        partition: p,
+                        next: 0,
+                        client: None,
+                    });
+                }
             }
+            following.listed = tokio::time::Instant::now();
         }
         let max = i32::try_from(self.max_message).unwrap_or(i32::MAX);
-        let wait = LONG_POLL_MS / i32::try_from(positions.len().max(1)).unwrap_or(1);
+        let parts = i32::try_from(following.positions.len().max(1)).unwrap_or(i32::MAX);
+        let wait = (LONG_POLL_MS / parts).max(10);
         let mut newest: Option<RecordAndOffset> = None;
-        for at in positions.iter_mut() {
-            let pc = self.partition(&client, topic, at.partition).await?;
-            let polled = tokio::select! {
-                _ = feed.closed() => return Ok(()),
-                r = tokio::time::timeout(self.timeout, pc.fetch_records(at.next, 1..max, wait.max(10))) => r,
+        let mut arrived = false;
+        for at in following.positions.iter_mut() {
+            if at.client.is_none() {
+                at.client = Some(self.partition(&client, topic, at.partition).await?);
+            }
+            let Some(pc) = at.client.as_ref() else {
+                continue;
             };
-            let records = match polled {
-                // A log that ends before the position lost its data (a broker restarted
-                // on memory storage, a topic made again): go on from its oldest message.
-                Ok(Ok((_, end))) if at.next > end => {
-                    let (first, _) = self.bounds(&pc, topic).await?;
-                    tracing::warn!(
-                        topic,
-                        partition = at.partition,
-                        position = at.next,
-                        first,
-                        end,
-                        "kafka watch: the partition's log ends before the consumer's position; reading from its oldest message"
-                    );
-                    at.next = first;
-                    continue;
+            // The first poll waits for news; the ones catching up do not.
+            let mut poll_wait = wait;
+            loop {
+                let polled = tokio::select! {
+                    _ = feed.closed() => return Ok(Step::Polled),
+                    r = tokio::time::timeout(self.timeout, pc.fetch_records(at.next, 1..max, poll_wait)) => r,
+                };
+                poll_wait = 10;
+                let (records, end) = match polled {
+                    Ok(Ok(got)) => got,
+                    Ok(Err(KafkaError::ServerError {
+                        protocol_error: ProtocolError::OffsetOutOfRange,
+                        ..
+                    })) => return Ok(self.reset(topic, at, "is out of the partition's range")),
+                    Ok(Err(e)) if too_large(&e) => {
+                        // One batch over the frame bound: say so, and step past it.
+                        let position = at.next;
+                        at.next = at.next.saturating_add(1);
+                        feed.push(Err(SourceError::new(ErrorKind::TooLarge).with_message(
+                            format!(
+                                "kafka topic `{topic}`: the batch at offset {position} of partition {} is larger than {} bytes; it is skipped",
+                                at.partition,
+                                self.max_message.saturating_mul(4)
+                            ),
+                        )));
+                        return Err(self.error(topic, &e));
+                    }
+                    Ok(Err(e)) => {
+                        // Some brokers (tansu) answer a fetch at the end with no topic at
+                        // all: look at the bounds to tell "nothing new" from a failure.
+                        let (first, end) = self.bounds(pc, topic).await?;
+                        if at.next == end {
+                            break;
+                        }
+                        if at.next > end || at.next < first {
+                            return Ok(self.reset(topic, at, "is out of the partition's range"));
+                        }
+                        return Err(self.error(topic, &e));
+                    }
+                    Err(_) => {
+                        return Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
+                            "kafka at {}, topic `{topic}`: no answer within {:?}",
+                            self.shown(),
+                            self.timeout
+                        )));
+                    }
+                };
+                if at.next > end {
+                    return Ok(self.reset(topic, at, "is past the end of the partition's log"));
                 }
-                Ok(Ok((records, _))) => records,
-                Ok(Err(KafkaError::ServerError {
-                    protocol_error: ProtocolError::OffsetOutOfRange,
-                    ..
-                })) => {
-                    // The log no longer reaches the position: go on from its oldest message.
-                    let (first, end) = self.bounds(&pc, topic).await?;
-                    tracing::warn!(
-                        topic,
-                        partition = at.partition,
-                        position = at.next,
-                        first,
-                        end,
-                        "kafka watch: the partition's log does not reach the consumer's position; reading from its oldest message"
-                    );
-                    at.next = first;
-                    continue;
+                if end.saturating_sub(at.next) > self.lookback {
+                    return Ok(self.reset(topic, at, "is more than the look-back behind"));
                 }
-                Ok(Err(e)) => {
-                    // Some brokers (tansu) answer a fetch at or past the end with no topic
-                    // at all rather than an empty one or OffsetOutOfRange: look at the
-                    // partition's bounds to tell "nothing new" and "a log that lost its
-                    // data" from a failure.
-                    let (first, end) = self.bounds(&pc, topic).await?;
-                    if at.next == end {
+                let was = at.next;
+                for r in records {
+                    if r.offset < at.next {
                         continue;
                     }
-                    if at.next > end || at.next < first {
-                        tracing::warn!(
-                            topic,
-                            partition = at.partition,
-                            position = at.next,
-                            first,
-                            end,
-                            "kafka watch: the partition's log does not reach the consumer's position; reading from its oldest message"
-                        );
-                        at.next = first;
-                        continue;
+                    at.next = r.offset.saturating_add(1);
+                    arrived = true;
+                    if Self::matches(feed.request(), &r)
+                        && newest
+                            .as_ref()
+                            .is_none_or(|n| r.record.timestamp >= n.record.timestamp)
+                    {
+                        newest = Some(r);
                     }
-                    return Err(self.error(topic, &e));
                 }
-                Err(_) => {
-                    return Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                        "kafka at {}, topic `{topic}`: no answer within {:?}",
-                        self.shown(),
-                        self.timeout
-                    )));
+                // No record below the end: control records (transaction markers), which
+                // the client leaves out. Step over one.
+                if at.next == was && at.next < end {
+                    at.next = at.next.saturating_add(1);
                 }
-            };
-            for r in records {
-                if r.offset < at.next {
-                    continue;
-                }
-                at.next = r.offset + 1;
-                if Self::matches(feed.request(), &r)
-                    && newest
-                        .as_ref()
-                        .is_none_or(|n| r.record.timestamp >= n.record.timestamp)
-                {
-                    newest = Some(r);
+                if at.next >= end {
+                    break;
                 }
             }
         }
         if let Some(r) = newest {
             feed.push(self.value(feed.request(), r));
         }
-        Ok(())
+        // A broker that answers at once when there is nothing new must not be polled in
+        // a tight loop.
+        if !arrived {
+            let rest = Duration::from_millis(LONG_POLL_MS as u64).saturating_sub(started.elapsed());
+            if !feed.pause(rest).await {
+                return Ok(Step::Polled);
+            }
+        }
+        Ok(Step::Polled)
     }
+
+    fn reset(&self, topic: &str, at: &Position, why: &str) -> Step {
+        tracing::warn!(
+            topic,
+            partition = at.partition,
+            position = at.next,
+            "kafka watch: the consumer's position {why}; reading the newest message again"
+        );
+        Step::Reset
+    }
+}
+
+/// What one step of a consumer did.
+enum Step {
+    /// Polled (maybe pushed a message).
+    Polled,
+    /// Start over from the newest message.
+    Reset,
+}
+
+/// Whether `e` is a response frame over the client's bound.
+fn too_large(e: &KafkaError) -> bool {
+    // rskafka reports it through its connection (`ReadError::MessageTooLarge`), wrapped
+    // in request and connection errors: its text is the stable part.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.contains("Message too large")
 }
 
 fn no_topic() -> SourceError {

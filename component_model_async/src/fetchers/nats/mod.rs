@@ -8,10 +8,14 @@
 //!   `not found` (the field's `fallback` applies).
 //! * **Watched** (`stream_from` fields always are): a JetStream subject is followed with
 //!   an ordered push consumer delivering the last message per subject and then every new
-//!   one (the client recreates it from the last sequence seen after a reconnect: nothing
-//!   is skipped or read twice); a core subject is a plain subscription (the client
-//!   subscribes again after a reconnect; what was published meanwhile is not seen — core
-//!   NATS keeps nothing). A failed subscription is opened again with a backoff.
+//!   one (the client recreates it from the last sequence seen after a reconnect, so
+//!   nothing is skipped; when the consumer itself is made again after a failure, it starts
+//!   with the last message, which is the current value again and changes nothing); a
+//!   core subject is a plain subscription (the client subscribes again after a
+//!   reconnect; what was published meanwhile is not seen — core NATS keeps nothing). A
+//!   failed subscription is opened again with a backoff. Which stream keeps a subject is
+//!   asked of JetStream; only "no stream" (or no JetStream on the server) makes it a core
+//!   subject — a timeout or a refusal is an error, retried.
 //! * Bounded: a message larger than the server's `max_payload` never arrives (the server
 //!   refuses it); larger than [`DEFAULT_MAX_MESSAGE`] ([`NatsSource::with_max_message`])
 //!   is refused here and the update is rejected with the reason.
@@ -58,6 +62,7 @@ macro_rules! __component_model_rules_nats {
         $crate::__component_model_feature_nats! { $entry }
     };
     ($entry:tt uses topic) => {};
+    ($entry:tt uses stream_from) => {};
     ($entry:tt uses $other:ident) => {
         $crate::__component_model_not_used! { $other "nats" }
     };

@@ -38,7 +38,7 @@ struct Inner {
 impl std::fmt::Debug for NatsSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsSource")
-            .field("url", &redact_url(&self.inner.url))
+            .field("url", &redact_all(&self.inner.url))
             .finish_non_exhaustive()
     }
 }
@@ -110,13 +110,21 @@ impl NatsSource {
 
     /// The server's URL, credentials masked.
     pub fn address(&self) -> String {
-        redact_url(&self.inner.url)
+        redact_all(&self.inner.url)
     }
+}
+
+/// `url` (comma-separated servers) with every password masked.
+fn redact_all(url: &str) -> String {
+    url.split(',')
+        .map(|u| redact_url(u.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Inner {
     fn shown(&self) -> String {
-        redact_url(&self.url)
+        redact_all(&self.url)
     }
 
     fn unavailable(&self, subject: &str, e: &dyn std::fmt::Display) -> SourceError {
@@ -166,12 +174,29 @@ impl Inner {
     async fn kept(&self, client: &async_nats::Client, subject: &str) -> Result<Kept, SourceError> {
         let js = jetstream::new(client.clone());
         let found = tokio::time::timeout(self.timeout, js.stream_by_subject(subject)).await;
+        use jetstream::context::GetStreamByNameErrorKind as Kind;
         let name = match found {
             Ok(Ok(name)) => name,
-            // No stream keeps it (or JetStream is not enabled): a core subject.
-            Ok(Err(e)) => {
+            // No stream keeps it, or the server has no JetStream: a core subject.
+            Ok(Err(e))
+                if matches!(e.kind(), Kind::NotFound)
+                    || (matches!(e.kind(), Kind::Request)
+                        && e.to_string().to_ascii_lowercase().contains("no responders")) =>
+            {
                 tracing::debug!(subject, error = %e, "nats: no JetStream stream keeps the subject");
                 return Ok(Kept::Core);
+            }
+            Ok(Err(e)) if matches!(e.kind(), Kind::InvalidSubject) => {
+                return Err(SourceError::new(ErrorKind::Config)
+                    .with_message(format!("nats: `{subject}` is not a valid subject")));
+            }
+            // Anything else (a timeout, a permission error) is not "no stream": a watch
+            // must not settle for a core subscription because JetStream was slow once.
+            Ok(Err(e)) => {
+                return Err(self.unavailable(
+                    subject,
+                    &format_args!("asking JetStream which stream keeps the subject: {e}"),
+                ));
             }
             Err(_) => return Err(self.unavailable(subject, &"JetStream did not answer in time")),
         };
@@ -297,11 +322,23 @@ impl Inner {
                     .map(|m| Ok(m.payload.to_vec()))
                     .boxed(),
             };
+        // No message within the deadline: fetches say so instead of waiting again.
+        let first_due = tokio::time::sleep(self.first_message);
+        tokio::pin!(first_due);
+        let mut heard = false;
         loop {
             tokio::select! {
                 _ = feed.closed() => return Ok(true),
+                _ = &mut first_due, if !heard => {
+                    heard = true;
+                    feed.none_yet(SourceError::not_found().with_message(format!(
+                        "nats at {}: no message on subject `{subject}` yet",
+                        self.shown()
+                    )));
+                }
                 next = messages.next() => match next {
                     Some(Ok(payload)) => {
+                        heard = true;
                         *failures = 0;
                         if !feed.push(self.value(subject, &payload)) {
                             return Ok(true);

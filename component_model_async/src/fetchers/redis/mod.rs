@@ -87,6 +87,7 @@ macro_rules! __component_model_rules_redis {
     };
     ($entry:tt uses key) => {};
     ($entry:tt uses topic) => {};
+    ($entry:tt uses stream_from) => {};
     ($entry:tt uses $other:ident) => {
         $crate::__component_model_not_used! { $other "redis" }
     };

@@ -44,9 +44,9 @@ pub struct RedisSource {
 
 /// An open connection and the flag its reader sets when a reply broke the size bound.
 #[derive(Clone)]
-struct Connection {
-    multiplexed: MultiplexedConnection,
-    exceeded: Exceeded,
+pub(super) struct Connection {
+    pub(super) multiplexed: MultiplexedConnection,
+    pub(super) exceeded: Exceeded,
 }
 
 impl fmt::Debug for RedisSource {
@@ -146,9 +146,10 @@ impl RedisSource {
         Ok(opened)
     }
 
-    /// A connection of its own (for a blocking command), not shared.
-    pub(super) async fn dedicated(&self) -> Result<MultiplexedConnection, SourceError> {
-        Ok(self.connect().await?.multiplexed)
+    /// A connection of its own (for a blocking command), not shared, and the flag its
+    /// reader sets when a reply broke the size bound.
+    pub(super) async fn dedicated(&self) -> Result<Connection, SourceError> {
+        self.connect().await
     }
 
     /// The latest entries of watched streams.
@@ -277,7 +278,7 @@ impl RedisSource {
     }
 
     /// A redis-rs error as a [`SourceError`] of the right kind.
-    fn error(&self, e: &RedisError, exceeded: &Exceeded, what: &str) -> SourceError {
+    pub(super) fn error(&self, e: &RedisError, exceeded: &Exceeded, what: &str) -> SourceError {
         let at = &self.location;
         if exceeded.is_set() {
             return SourceError::new(ErrorKind::TooLarge).with_message(format!(
@@ -611,7 +612,15 @@ impl Source for RedisSource {
         if keys.is_empty() {
             return Ok(pushed);
         }
-        let keys = self.watch_keys(keys.into_iter().map(|(_, r)| r).collect())?;
+        // (A `Live` watches streams and keys apart; this is for a direct caller.) The keys'
+        // watch ending ends the whole: the caller watches again.
+        let keys = futures::StreamExt::chain(
+            self.watch_keys(keys.into_iter().map(|(_, r)| r).collect())?,
+            futures::stream::once(async {
+                Err(SourceError::new(ErrorKind::Unavailable)
+                    .with_message("the keyspace watch ended"))
+            }),
+        );
         Ok(Box::pin(futures::stream::select(pushed, keys)))
     }
 

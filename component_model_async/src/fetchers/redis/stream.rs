@@ -1,11 +1,13 @@
 //! Redis streams as a push source: `stream_from = "redis", topic = "config:app"`.
 //!
 //! A stream (`XADD`) rather than pub/sub: a stream keeps its entries, so the start-up
-//! read has a value (`XREVRANGE <topic> + - COUNT 1`, the last entry) and a watch that
-//! lost its connection goes on from the last entry ID it saw (`XREAD BLOCK ... STREAMS
-//! <topic> <id>`): nothing published during the outage is skipped, nothing is read twice.
-//! Pub/sub delivers only to connected subscribers and keeps nothing, so it has no
-//! start-up value and loses what is published while reconnecting.
+//! read has a value (`XREVRANGE <topic> + - COUNT 1`, the last entry) and a watch follows
+//! it from the last entry ID it saw (`XREAD BLOCK ... STREAMS <topic> <id>`, on a
+//! connection of its own). After a lost connection it reads the last entry again: when
+//! entries were added during the outage, the newest is applied (a value, not a log: the
+//! older ones are not applied one by one). Pub/sub delivers only to connected
+//! subscribers and keeps nothing, so it has no start-up value and loses what is published
+//! while reconnecting.
 //!
 //! An entry's value: the member named by `field = "..."`; else the only member of an
 //! entry with one (`XADD config:app * value '{"port":8080}'`); else all members as a JSON
@@ -192,6 +194,10 @@ impl RedisSource {
     }
 
     /// One connection's worth of following; `Ok(true)` when nobody watches any more.
+    ///
+    /// It starts with the stream's last entry: at the first start that is the current
+    /// value; after a reconnect, when entries were added meanwhile, only the newest of
+    /// them is applied (not every old one in turn).
     async fn follow(
         &self,
         feed: &Feed,
@@ -199,24 +205,38 @@ impl RedisSource {
         topic: &str,
         position: &mut Option<String>,
     ) -> Result<bool, SourceError> {
-        if position.is_none() {
-            let (id, last) = self.last_id(topic).await?;
-            if let Some(e) = last
-                && !feed.push(value(request, topic, e))
-            {
-                return Ok(true);
+        let (id, last) = match self.last_id(topic).await {
+            Ok(found) => found,
+            Err(e) => {
+                if e.kind() == ErrorKind::TooLarge && !feed.push(Err(e.clone())) {
+                    return Ok(true);
+                }
+                return Err(e);
             }
-            *position = Some(id);
+        };
+        match last {
+            Some(e) if position.as_deref() != Some(id.as_str()) => {
+                if !feed.push(value(request, topic, e)) {
+                    return Ok(true);
+                }
+            }
+            Some(_) => {}
+            None => feed.none_yet(SourceError::not_found().with_message(format!(
+                "redis stream `{topic}` has no entry (or there is no such key)"
+            ))),
         }
-        let mut own = self.dedicated().await?;
+        *position = Some(id);
+        let own = self.dedicated().await?;
+        let mut connection = own.multiplexed;
         let block = BLOCK_MS
             .min(self.response_timeout().as_millis() as u64 / 2)
             .max(1);
         loop {
             let from = position.clone().unwrap_or_else(|| "$".to_owned());
             let mut cmd = ::redis::cmd("XREAD");
+            // A few entries per reply: each is bounded by the source's reply bound.
             cmd.arg("COUNT")
-                .arg(100)
+                .arg(16)
                 .arg("BLOCK")
                 .arg(block)
                 .arg("STREAMS")
@@ -224,12 +244,23 @@ impl RedisSource {
                 .arg(&from);
             let reply = tokio::select! {
                 _ = feed.closed() => return Ok(true),
-                r = cmd.query_async::<Value>(&mut own) => r,
+                r = cmd.query_async::<Value>(&mut connection) => r,
             };
-            let reply = reply.map_err(|e| {
-                SourceError::new(ErrorKind::Unavailable)
-                    .with_message(format!("redis at {}, XREAD `{topic}`: {e}", self.address()))
-            })?;
+            let reply = match reply {
+                Ok(v) => v,
+                Err(e) => {
+                    let e = self.error(&e, &own.exceeded, &format!("XREAD `{topic}`"));
+                    if e.kind() == ErrorKind::TooLarge {
+                        // The newest entry is read again (and refused again) after the
+                        // backoff, until a new one arrives.
+                        *position = None;
+                        if !feed.push(Err(e.clone())) {
+                            return Ok(true);
+                        }
+                    }
+                    return Err(e);
+                }
+            };
             // `[[topic, [entry, ...]]]` (RESP2) or `{topic: [entry, ...]}` (RESP3); nil
             // when the block timed out.
             let entries = match reply {
@@ -241,18 +272,28 @@ impl RedisSource {
                 Value::Map(mut pairs) => pairs.pop().map(|(_, v)| v),
                 _ => None,
             };
+            let odd = || {
+                SourceError::new(ErrorKind::Decode).with_message(format!(
+                    "redis at {} answered XREAD `{topic}` with a reply that is not stream entries",
+                    self.address()
+                ))
+            };
             let Some(Value::Array(entries)) = entries else {
-                continue;
+                return Err(odd());
             };
             let mut newest = None;
             for e in entries.into_iter().filter_map(entry) {
                 *position = Some(e.id.clone());
                 newest = Some(e);
             }
-            if let Some(e) = newest
-                && !feed.push(value(request, topic, e))
-            {
-                return Ok(true);
+            match newest {
+                Some(e) => {
+                    if !feed.push(value(request, topic, e)) {
+                        return Ok(true);
+                    }
+                }
+                // Entries that do not parse: never the same read again at once.
+                None => return Err(odd()),
             }
         }
     }

@@ -14,8 +14,9 @@
 //!   longer says;
 //! * every message is bounded ([`DEFAULT_MAX_MESSAGE`], [`WebSocketSource::with_max_message`]):
 //!   a larger one is refused by the reader before it is buffered, and the field's update
-//!   is rejected with the reason (the old value stays);
-//! * `wss://` uses rustls with the system's root certificates; `${VAR}` in the URL is
+//!   is rejected with the reason (the old value stays; fetches of the field answer that
+//!   error until the next message);
+//! * `wss://` uses rustls (ring) with the system's root certificates; `${VAR}` in the URL is
 //!   resolved like every URL; [`WebSocketSource::resolve`] pins a host name to an address
 //!   (as curl's `--resolve`), e.g. to point `ws://config.service` at a test server.
 //!
@@ -55,6 +56,7 @@ macro_rules! __component_model_rules_websocket {
         $crate::__component_model_feature_websocket! { $entry }
     };
     ($entry:tt uses url) => {};
+    ($entry:tt uses stream_from) => {};
     ($entry:tt uses $other:ident) => {
         $crate::__component_model_not_used! { $other "websocket" }
     };

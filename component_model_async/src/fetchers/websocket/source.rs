@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
@@ -20,6 +20,41 @@ pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(15);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long closing a connection may take.
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
+/// The TLS configuration of `wss://` connections: rustls with ring and the system's root
+/// certificates, made once. (Built with an explicit provider: rustls cannot pick one by
+/// itself when several are compiled into the program.)
+fn tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(format!(
+                    "no root certificate could be loaded from the system ({} errors)",
+                    found.errors.len()
+                ));
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
+/// Closes `socket`, waiting at most [`CLOSE_WITHIN`] (a server that stops reading
+/// cannot hold it up).
+async fn close(socket: &mut Socket) {
+    let _ = tokio::time::timeout(CLOSE_WITHIN, socket.close(None)).await;
+}
 
 /// The `websocket` push source (see the [module](crate::fetchers::websocket)).
 ///
@@ -135,8 +170,8 @@ impl Inner {
         })?;
         let uri = request.uri().clone();
         let host = uri.host().unwrap_or_default().to_owned();
-        let tls = uri.scheme_str() == Some("wss");
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let secure = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let pinned = self
             .resolve
             .iter()
@@ -153,23 +188,35 @@ impl Inner {
             }
             .map_err(|e| unavailable(&format_args!("cannot connect: {e}")))?;
             let _ = tcp.set_nodelay(true);
-            tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(self.config()), None)
-                .await
-                .map(|(socket, _)| socket)
-                .map_err(|e| match e {
-                    WsError::Http(response) => {
-                        let status = response.status();
-                        let kind = match status.as_u16() {
-                            401 | 403 => ErrorKind::Unauthorized,
-                            404 => ErrorKind::NotFound,
-                            _ => ErrorKind::Unavailable,
-                        };
-                        SourceError::new(kind).with_message(format!(
-                            "websocket {shown}: the server refused the upgrade with HTTP {status}"
-                        ))
-                    }
-                    other => unavailable(&format_args!("handshake failed: {other}")),
-                })
+            let connector = match secure {
+                true => Connector::Rustls(tls().map_err(|e| {
+                    SourceError::new(ErrorKind::Config)
+                        .with_message(format!("websocket {shown}: TLS is not usable: {e}"))
+                })?),
+                false => Connector::Plain,
+            };
+            tokio_tungstenite::client_async_tls_with_config(
+                request,
+                tcp,
+                Some(self.config()),
+                Some(connector),
+            )
+            .await
+            .map(|(socket, _)| socket)
+            .map_err(|e| match e {
+                WsError::Http(response) => {
+                    let status = response.status();
+                    let kind = match status.as_u16() {
+                        401 | 403 => ErrorKind::Unauthorized,
+                        404 => ErrorKind::NotFound,
+                        _ => ErrorKind::Unavailable,
+                    };
+                    SourceError::new(kind).with_message(format!(
+                        "websocket {shown}: the server refused the upgrade with HTTP {status}"
+                    ))
+                }
+                other => unavailable(&format_args!("handshake failed: {other}")),
+            })
         };
         tokio::time::timeout(self.first_message, open)
             .await
@@ -220,7 +267,7 @@ impl Inner {
         let mut socket = self.connect(url).await?;
         let left = self.first_message.saturating_sub(started.elapsed());
         let got = tokio::time::timeout(left, self.next_message(&mut socket, url)).await;
-        let _ = socket.close(None).await;
+        close(&mut socket).await;
         match got {
             Ok(Ok(Some(message))) => message,
             Ok(Ok(None)) => Err(SourceError::not_found().with_message(format!(
@@ -249,7 +296,7 @@ impl Inner {
                     if self.serve(&mut socket, &feed, &url, &mut failures).await {
                         return;
                     }
-                    let _ = socket.close(None).await;
+                    close(&mut socket).await;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "websocket watch: connecting failed");
@@ -265,22 +312,44 @@ impl Inner {
         }
     }
 
-    /// Reads one connection into `feed`; `true` when nobody watches any more.
+    /// Reads one connection into `feed`; `true` when nobody watches any more. A
+    /// connection that ends before its first message counts as a failure (the backoff
+    /// grows), as does one whose message is refused.
     async fn serve(&self, socket: &mut Socket, feed: &Feed, url: &str, failures: &mut u32) -> bool {
         let mut ping = tokio::time::interval(self.ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         let mut heard = tokio::time::Instant::now();
+        let first_due = tokio::time::sleep(self.first_message);
+        tokio::pin!(first_due);
+        // A message arrived (or the first one's deadline passed) on this connection.
+        let mut received = false;
+        let ended = |failures: &mut u32, received: bool| {
+            if !received {
+                *failures = failures.saturating_add(1);
+            }
+            false
+        };
         loop {
             tokio::select! {
                 _ = feed.closed() => return true,
+                _ = &mut first_due, if !received => {
+                    received = true; // (only once)
+                    *failures = failures.saturating_add(1);
+                    feed.none_yet(SourceError::not_found().with_message(format!(
+                        "websocket {}: no message within {:?} of connecting",
+                        redact_url(url),
+                        self.first_message
+                    )));
+                }
                 _ = ping.tick() => {
                     if heard.elapsed() > self.ping_every * 2 {
                         tracing::debug!(url = %redact_url(url), "websocket watch: no answer to pings; reconnecting");
-                        return false;
+                        return ended(failures, received);
                     }
-                    if socket.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
-                        return false;
+                    let sent = tokio::time::timeout(self.ping_every, socket.send(WsMessage::Ping(Vec::new().into()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return ended(failures, received);
                     }
                 }
                 frame = socket.next() => {
@@ -288,7 +357,7 @@ impl Inner {
                     let message = match frame {
                         Some(Ok(WsMessage::Text(text))) => Ok(RawValue::Text(text.to_string())),
                         Some(Ok(WsMessage::Binary(bytes))) => Ok(stream::body(bytes.to_vec())),
-                        Some(Ok(WsMessage::Close(_))) | None => return false,
+                        Some(Ok(WsMessage::Close(_))) | None => return ended(failures, received),
                         Some(Ok(_)) => continue,
                         Some(Err(WsError::Capacity(e))) => Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
                             "websocket {}: a message was larger than the limit of {} bytes ({e}); the connection is opened again",
@@ -297,9 +366,10 @@ impl Inner {
                         ))),
                         Some(Err(e)) => {
                             tracing::debug!(error = %e, "websocket watch: the connection failed");
-                            return false;
+                            return ended(failures, received);
                         }
                     };
+                    received = true;
                     let failed = message.is_err();
                     if !feed.push(message) {
                         return true;
