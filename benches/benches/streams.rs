@@ -1,7 +1,8 @@
 //! Push streams: how fast a published message reaches `Live::changes()`, against the bare
 //! client's receive latency measured in the same run.
 //!
-//! 200 messages each, p50/p99 (publish → item), for Kafka (tansu at 127.0.0.1:9092),
+//! 200 messages each, p50/p99 (publish → item), for Kafka (tansu at 127.0.0.1:9092, with
+//! the default 500 ms long poll and with 50 ms: tansu holds a poll for the whole wait),
 //! the in-process websocket server, NATS (a core subject at 127.0.0.1:4222) and a Redis
 //! stream (127.0.0.1:6379). The baseline is the same message received by a bare client of
 //! the same crate (an rskafka long-poll loop, a tokio-tungstenite client, an async-nats
@@ -63,7 +64,7 @@ fn report(name: &str, raw: Vec<Duration>, live: Vec<Duration>) {
     let (l50, l99) = percentiles(live);
     let goal = r99 + QUIET + Duration::from_millis(5);
     println!(
-        "{name:<10} bare p50 {:>7.2} ms p99 {:>7.2} ms | live p50 {:>7.2} ms p99 {:>7.2} ms | goal p99 <= {:.2} ms: {}",
+        "{name:<12} bare p50 {:>7.2} ms p99 {:>7.2} ms | live p50 {:>7.2} ms p99 {:>7.2} ms | goal p99 <= {:.2} ms: {}",
         r50.as_secs_f64() * 1e3,
         r99.as_secs_f64() * 1e3,
         l50.as_secs_f64() * 1e3,
@@ -118,7 +119,7 @@ async fn bare_latency(
     out
 }
 
-async fn kafka_rows() {
+async fn kafka_rows(wait: Duration) {
     use rskafka::client::partition::{Compression, UnknownTopicHandling};
     use rskafka::record::Record;
     let Ok(Ok(client)) = tokio::time::timeout(
@@ -130,7 +131,11 @@ async fn kafka_rows() {
         println!("kafka      skipped: tansu at 127.0.0.1:9092 is not up");
         return;
     };
-    let topic = format!("cm_bench_stream_{}", std::process::id());
+    let topic = format!(
+        "cm_bench_stream_{}_{}",
+        std::process::id(),
+        wait.as_millis()
+    );
     client
         .controller_client()
         .expect("controller")
@@ -170,7 +175,7 @@ async fn kafka_rows() {
             let mut next = 1;
             loop {
                 let (records, _) = pc
-                    .fetch_records(next, 1..1_000_000, 500)
+                    .fetch_records(next, 1..1_000_000, wait.as_millis() as i32)
                     .await
                     .expect("fetch");
                 for r in records {
@@ -182,14 +187,17 @@ async fn kafka_rows() {
     };
     let bare = bare_latency(&publish, &mut rx).await;
     consumer.abort();
-    let sources = sources_for(&topic).register("kafka", KafkaSource::new(["127.0.0.1:9092"]));
+    let sources = sources_for(&topic).register(
+        "kafka",
+        KafkaSource::new(["127.0.0.1:9092"]).with_long_poll(wait),
+    );
     let live = Live::<FromKafka>::builder(&sources)
         .quiescence(QUIET, QUIET * 4)
         .start()
         .await
         .expect("live");
     let samples = live_latency(&live, publish).await;
-    report("kafka", bare, samples);
+    report(&format!("kafka {}ms", wait.as_millis()), bare, samples);
     drop(live);
     let _ = client
         .controller_client()
@@ -387,7 +395,8 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         println!("propagation, {MESSAGES} messages each, quiescence {QUIET:?}:");
-        kafka_rows().await;
+        kafka_rows(Duration::from_millis(500)).await;
+        kafka_rows(Duration::from_millis(50)).await;
         websocket_rows().await;
         nats_rows().await;
         redis_rows().await;

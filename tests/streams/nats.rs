@@ -150,3 +150,122 @@ async fn a_core_subject_waits_for_a_first_message_else_the_fallback_or_a_clear_e
     }
     live.stop();
 }
+
+/// A nats-server of our own with JetStream on a free port, to restart.
+struct Server {
+    child: tokio::process::Child,
+}
+
+fn nats_server_binary() -> Option<String> {
+    [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .map(str::to_owned)
+}
+
+impl Server {
+    async fn start(binary: &str, port: u16, store: &std::path::Path) -> Server {
+        let child = tokio::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nats-server");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Server { child }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_keeps_the_old_value_and_the_subject_is_followed_after_it() {
+    let Some(binary) = nats_server_binary() else {
+        skip("the nats-server binary", "not found");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = std::env::temp_dir().join(unique("cm_nats_store"));
+    let server = Server::start(&binary, port, &store).await;
+    let url = format!("nats://127.0.0.1:{port}");
+    let publisher = async_nats::connect(&url).await.unwrap();
+    let js = jetstream::new(publisher.clone());
+    js.create_stream(jetstream::stream::Config {
+        name: "CONFIG".into(),
+        subjects: vec!["config.app".into()],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish("config.app", "1".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    #[derive(AsyncAssign, Debug)]
+    struct App {
+        #[component(stream_from = "nats", topic = "config.app")]
+        level: u32,
+    }
+    let sources = Sources::new().register("nats", NatsSource::new(&url));
+    let live = App::watch_with(&sources).await.unwrap();
+    assert_eq!(live.get().level, 1);
+    let mut updates = live.changes();
+
+    server.stop().await;
+    drop(publisher);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        live.get().level,
+        1,
+        "the old value stays while the server is down"
+    );
+    let server = Server::start(&binary, port, &store).await;
+    let publisher = async_nats::connect(&url).await.unwrap();
+    let js = jetstream::new(publisher);
+    js.publish("config.app", "2".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while live.get().level != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no update after the restart"
+        );
+        let _ = tokio::time::timeout(
+            Duration::from_millis(300),
+            next_update(&mut updates, Duration::from_secs(30)),
+        )
+        .await;
+    }
+    live.stop();
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&store);
+}

@@ -141,3 +141,92 @@ async fn an_empty_stream_or_a_key_of_another_type_is_a_clear_error() {
     );
     let _: () = conn.del(&plain).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_keeps_the_old_value_and_the_newest_entry_after_it_applies() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    async fn connected(url: &str) -> redis::aio::MultiplexedConnection {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Ok(c)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                redis::Client::open(url)
+                    .unwrap()
+                    .get_multiplexed_async_connection(),
+            )
+            .await
+            {
+                return c;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut server = match start() {
+        Ok(c) => c,
+        Err(e) => {
+            skip("the redis-server binary", e);
+            return;
+        }
+    };
+    let mut conn = connected(&url).await;
+    xadd(&mut conn, "config:app", &[("value", "1")]).await;
+
+    #[derive(AsyncAssign, Debug)]
+    struct App {
+        #[component(stream_from = "redis", topic = "config:app")]
+        level: u32,
+    }
+    let sources = Sources::new().register(
+        "redis",
+        RedisSource::new(&url).with_timeout(Duration::from_secs(2)),
+    );
+    let live = App::watch_with(&sources).await.unwrap();
+    assert_eq!(live.get().level, 1);
+    let mut updates = live.changes();
+
+    let _ = server.kill().await;
+    let _ = server.wait().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        live.get().level,
+        1,
+        "the old value stays while the server is down"
+    );
+    // Back, empty (no persistence); two entries are added: the newest applies.
+    let mut server = start().expect("restart redis-server");
+    let mut conn = connected(&url).await;
+    xadd(&mut conn, "config:app", &[("value", "2")]).await;
+    xadd(&mut conn, "config:app", &[("value", "3")]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while live.get().level != 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no update after the restart"
+        );
+        let _ = tokio::time::timeout(
+            Duration::from_millis(300),
+            next_update(&mut updates, Duration::from_secs(30)),
+        )
+        .await;
+    }
+    live.stop();
+    let _ = server.kill().await;
+}

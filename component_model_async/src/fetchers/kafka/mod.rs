@@ -13,7 +13,8 @@
 //!   the broker then keeps the last message of every key. A message without a value (a
 //!   compaction tombstone) is the key deleted: `not found`.
 //! * **Watched** (`stream_from` fields always are), one consumer per field reads every
-//!   partition from where the start-up read ended, with long polls (500 ms). Its position
+//!   partition from where the start-up read ended, with long polls (500 ms,
+//!   [`KafkaSource::with_long_poll`]). Its position
 //!   (the next offset of each partition) is kept across failures: after a lost
 //!   connection it goes on from there, reads what it missed and applies only the newest
 //!   message of it (a value, not a log: old values are not applied one by one; a burst is

@@ -18,8 +18,8 @@ pub const DEFAULT_LOOKBACK: i64 = 500;
 /// The largest record value a [`KafkaSource`] accepts, by default (1 MiB).
 pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
 
-/// How long one long poll of a watched partition waits for new records.
-const LONG_POLL_MS: i32 = 500;
+/// How long one long poll of a watched topic waits for new records, by default.
+pub const DEFAULT_LONG_POLL: Duration = Duration::from_millis(500);
 
 /// The `kafka` push source (see the [module](crate::fetchers::kafka)).
 ///
@@ -39,6 +39,7 @@ struct Inner {
     lookback: i64,
     max_message: usize,
     timeout: Duration,
+    long_poll: Duration,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
     latest: Arc<Latest>,
 }
@@ -72,6 +73,7 @@ impl KafkaSource {
                 lookback: DEFAULT_LOOKBACK,
                 max_message: DEFAULT_MAX_MESSAGE,
                 timeout: Duration::from_secs(10),
+                long_poll: DEFAULT_LONG_POLL,
                 client: tokio::sync::Mutex::new(None),
                 latest: Arc::default(),
             }),
@@ -92,6 +94,7 @@ impl KafkaSource {
             lookback: i.lookback,
             max_message: i.max_message,
             timeout: i.timeout,
+            long_poll: i.long_poll,
             client: tokio::sync::Mutex::new(None),
             latest: Arc::default(),
         };
@@ -118,6 +121,15 @@ impl KafkaSource {
     #[must_use]
     pub fn with_timeout(self, timeout: Duration) -> Self {
         self.with(|i| i.timeout = timeout)
+    }
+
+    /// How long one poll of a watched topic waits for new records (500 ms by default,
+    /// at least 10 ms). Apache Kafka answers a poll as soon as a record arrives; a broker
+    /// that holds every poll for the whole wait (tansu does) delivers updates that much
+    /// later, so a shorter wait trades requests for latency there.
+    #[must_use]
+    pub fn with_long_poll(self, wait: Duration) -> Self {
+        self.with(|i| i.long_poll = wait.max(Duration::from_millis(10)))
     }
 
     /// The brokers, as given.
@@ -462,7 +474,8 @@ impl Inner {
         }
         let max = i32::try_from(self.max_message).unwrap_or(i32::MAX);
         let parts = i32::try_from(following.positions.len().max(1)).unwrap_or(i32::MAX);
-        let wait = (LONG_POLL_MS / parts).max(10);
+        let total = i32::try_from(self.long_poll.as_millis()).unwrap_or(i32::MAX);
+        let wait = (total / parts).max(10);
         let mut newest: Option<RecordAndOffset> = None;
         let mut arrived = false;
         for at in following.positions.iter_mut() {
@@ -556,7 +569,7 @@ impl Inner {
         // A broker that answers at once when there is nothing new must not be polled in
         // a tight loop.
         if !arrived {
-            let rest = Duration::from_millis(LONG_POLL_MS as u64).saturating_sub(started.elapsed());
+            let rest = self.long_poll.saturating_sub(started.elapsed());
             if !feed.pause(rest).await {
                 return Ok(Step::Polled);
             }
