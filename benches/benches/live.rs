@@ -21,9 +21,16 @@ use component_model::{AsyncAssign, ConsulSource, DatabaseSource, Live, RedisSour
 use criterion::{Criterion, criterion_group};
 use futures::StreamExt;
 
-const CHANGES: usize = 200;
-/// The `Live`'s quiescence window in these runs.
-const QUIET: Duration = Duration::from_millis(5);
+use component_model_benches::propagation::{CHANGES, QUIET, report};
+
+/// Write → `changes()` item for each of [`CHANGES`] writes.
+async fn live_latency<T: Send + Sync + 'static>(
+    live: &Live<T>,
+    write: impl FnMut(u64),
+) -> Vec<std::time::Duration> {
+    component_model_benches::propagation::live_latency(live, Duration::from_millis(200), write)
+        .await
+}
 
 #[derive(AsyncAssign, Debug, Clone, Default)]
 #[component(watch)]
@@ -44,48 +51,6 @@ struct FromPg {
 struct FromRedis {
     #[component(fetch_from = "redis", key = "${CM_BENCH_KEY}")]
     n: u64,
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    (at(0.50), at(0.99))
-}
-
-fn report(name: &str, raw: Vec<Duration>, live: Vec<Duration>) {
-    let (r50, r99) = percentiles(raw);
-    let (l50, l99) = percentiles(live);
-    let goal = r99 + QUIET + Duration::from_millis(5);
-    println!(
-        "{name:<10} raw p50 {:>7.2} ms p99 {:>7.2} ms | live p50 {:>7.2} ms p99 {:>7.2} ms | goal p99 <= {:.2} ms: {}",
-        r50.as_secs_f64() * 1e3,
-        r99.as_secs_f64() * 1e3,
-        l50.as_secs_f64() * 1e3,
-        l99.as_secs_f64() * 1e3,
-        goal.as_secs_f64() * 1e3,
-        if l99 <= goal { "met" } else { "NOT met" }
-    );
-}
-
-/// Write → `changes()` item, `CHANGES` times; each write waits for its update.
-async fn live_latency<T>(live: &Live<T>, mut write: impl FnMut(u64)) -> Vec<Duration> {
-    let mut updates = live.changes();
-    tokio::time::sleep(Duration::from_millis(200)).await; // the watch is in place
-    let mut out = Vec::with_capacity(CHANGES);
-    for i in 0..CHANGES as u64 {
-        let started = Instant::now();
-        write(1_000 + i);
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), updates.next()).await {
-                Ok(Some(component_model::ConfigUpdate::Applied { .. })) => break,
-                Ok(Some(_)) => continue,
-                _ => panic!("no update for change {i}"),
-            }
-        }
-        out.push(started.elapsed());
-    }
-    out
 }
 
 async fn consul_rows() {
@@ -115,7 +80,7 @@ async fn consul_rows() {
         .await
         .expect("live");
     let samples = live_latency(&live, |n| consul.put("bench/live/n", n.to_string())).await;
-    report("consul", raw, samples);
+    report("consul", "raw", raw, samples);
 }
 
 async fn postgres_rows() {
@@ -174,7 +139,7 @@ async fn postgres_rows() {
         .await
         .expect("live");
     let samples = live_latency(&live, update).await;
-    report("postgres", raw, samples);
+    report("postgres", "raw", raw, samples);
     drop(live);
     admin
         .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
@@ -249,7 +214,7 @@ async fn redis_rows() {
         .await
         .expect("live");
     let samples = live_latency(&live, set).await;
-    report("redis", raw, samples);
+    report("redis", "raw", raw, samples);
     let _: () = redis::cmd("DEL")
         .arg(&key)
         .query_async(&mut conn)

@@ -19,14 +19,11 @@ use std::time::{Duration, Instant};
 
 use component_model::test_util::WebSocketServer;
 use component_model::{
-    AsyncAssign, ConfigUpdate, EnvSource, KafkaSource, Live, NatsSource, RedisSource, Sources,
-    WebSocketSource,
+    AsyncAssign, EnvSource, KafkaSource, Live, NatsSource, RedisSource, Sources, WebSocketSource,
 };
 use futures::StreamExt;
 
-const MESSAGES: usize = 200;
-/// The `Live`'s quiescence window in these runs.
-const QUIET: Duration = Duration::from_millis(5);
+use component_model_benches::propagation::{CHANGES as MESSAGES, QUIET, report};
 
 #[derive(AsyncAssign, Debug)]
 struct FromKafka {
@@ -52,53 +49,17 @@ struct FromRedis {
     n: u64,
 }
 
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    (at(0.50), at(0.99))
-}
-
-fn report(name: &str, raw: Vec<Duration>, live: Vec<Duration>) {
-    let (r50, r99) = percentiles(raw);
-    let (l50, l99) = percentiles(live);
-    let goal = r99 + QUIET + Duration::from_millis(5);
-    println!(
-        "{name:<12} bare p50 {:>7.2} ms p99 {:>7.2} ms | live p50 {:>7.2} ms p99 {:>7.2} ms | goal p99 <= {:.2} ms: {}",
-        r50.as_secs_f64() * 1e3,
-        r99.as_secs_f64() * 1e3,
-        l50.as_secs_f64() * 1e3,
-        l99.as_secs_f64() * 1e3,
-        goal.as_secs_f64() * 1e3,
-        if l99 <= goal { "met" } else { "NOT met" }
-    );
-}
-
 fn sources_for(topic: &str) -> Sources {
     Sources::new().with_env(EnvSource::from_map([("CM_BENCH_TOPIC", topic)]))
 }
 
-/// Publish → `changes()` item, `MESSAGES` times; each publish waits for its update.
+/// Publish → `changes()` item for each of the messages.
 async fn live_latency<T: Send + Sync + 'static>(
     live: &Live<T>,
-    mut publish: impl FnMut(u64),
+    publish: impl FnMut(u64),
 ) -> Vec<Duration> {
-    let mut updates = live.changes();
-    tokio::time::sleep(Duration::from_millis(300)).await; // the watch is in place
-    let mut out = Vec::with_capacity(MESSAGES);
-    for i in 0..MESSAGES as u64 {
-        let started = Instant::now();
-        publish(1_000 + i);
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), updates.next()).await {
-                Ok(Some(ConfigUpdate::Applied { .. })) => break,
-                Ok(Some(_)) => continue,
-                _ => panic!("no update for message {i}"),
-            }
-        }
-        out.push(started.elapsed());
-    }
-    out
+    component_model_benches::propagation::live_latency(live, Duration::from_millis(300), publish)
+        .await
 }
 
 /// Bare receive latency: `publish`, then wait for `received` to say it arrived.
@@ -197,7 +158,12 @@ async fn kafka_rows(wait: Duration) {
         .await
         .expect("live");
     let samples = live_latency(&live, publish).await;
-    report(&format!("kafka {}ms", wait.as_millis()), bare, samples);
+    report(
+        &format!("kafka {}ms", wait.as_millis()),
+        "bare",
+        bare,
+        samples,
+    );
     drop(live);
     let _ = client
         .controller_client()
@@ -236,7 +202,7 @@ async fn websocket_rows() {
         .await
         .expect("live");
     let samples = live_latency(&live, publish).await;
-    report("websocket", bare, samples);
+    report("websocket", "bare", bare, samples);
 }
 
 async fn nats_rows() {
@@ -285,7 +251,7 @@ async fn nats_rows() {
         .await
         .expect("live");
     let samples = live_latency(&live, publish).await;
-    report("nats", bare, samples);
+    report("nats", "bare", bare, samples);
 }
 
 async fn redis_rows() {
@@ -354,7 +320,7 @@ async fn redis_rows() {
         .await
         .expect("live");
     let samples = live_latency(&live, publish).await;
-    report("redis", bare, samples);
+    report("redis", "bare", bare, samples);
     drop(live);
     let mut conn = conn;
     let _: () = redis::cmd("DEL")

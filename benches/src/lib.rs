@@ -1,4 +1,7 @@
-//! Sources used by the benchmarks: an in-memory map with an optional fixed latency.
+//! Sources used by the benchmarks: an in-memory map with an optional fixed latency; and
+//! the propagation helpers of the `live` and `streams` benchmarks.
+
+pub mod propagation;
 
 use std::collections::HashMap;
 use std::time::Duration;

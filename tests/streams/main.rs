@@ -35,6 +35,58 @@ pub async fn next_update(updates: &mut ConfigUpdates, limit: Duration) -> Config
     }
 }
 
+/// Waits (checking every 20 ms) until `done()`, at most `limit`; else panics with `what()`.
+/// The value of a `Live` is read with `get()`, so no update stream needs draining.
+pub async fn eventually(limit: Duration, done: impl Fn() -> bool, what: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free local port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// A server process of a test's own (a broker to restart), killed when dropped.
+pub struct Process(tokio::process::Child);
+
+impl Process {
+    /// Starts `command` (output discarded) and waits until it listens on `port`.
+    pub async fn start(command: &mut tokio::process::Command, port: u16) -> Process {
+        let what = format!("{:?}", command.as_std().get_program());
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Process(child)
+    }
+
+    /// Kills it and waits for it to end.
+    pub async fn stop(mut self) {
+        let _ = self.0.kill().await;
+        let _ = self.0.wait().await;
+    }
+}
+
 /// The reason of a rejected update, or a panic naming what came instead.
 pub fn rejected(update: &ConfigUpdate) -> &str {
     match update {

@@ -6,7 +6,7 @@ use async_nats::jetstream;
 use component_model::{AsyncAssign, ErrorKind, NatsSource, Sources};
 use component_model_tests::{skip, unique};
 
-use crate::{applied, next_update, rejected};
+use crate::{Process, applied, eventually, free_port, next_update, rejected};
 
 pub const NATS: &str = "nats://127.0.0.1:4222";
 
@@ -151,11 +151,6 @@ async fn a_core_subject_waits_for_a_first_message_else_the_fallback_or_a_clear_e
     live.stop();
 }
 
-/// A nats-server of our own with JetStream on a free port, to restart.
-struct Server {
-    child: tokio::process::Child,
-}
-
 fn nats_server_binary() -> Option<String> {
     [
         "/usr/sbin/nats-server",
@@ -167,34 +162,13 @@ fn nats_server_binary() -> Option<String> {
     .map(str::to_owned)
 }
 
-impl Server {
-    async fn start(binary: &str, port: u16, store: &std::path::Path) -> Server {
-        let child = tokio::process::Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start nats-server");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nats-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Server { child }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        let _ = self.child.wait().await;
-    }
+/// A nats-server of our own with JetStream (file storage in `store`), to restart.
+async fn nats_server(binary: &str, port: u16, store: &std::path::Path) -> Process {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store);
+    Process::start(&mut command, port).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,13 +177,9 @@ async fn a_server_restart_keeps_the_old_value_and_the_subject_is_followed_after_
         skip("the nats-server binary", "not found");
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let store = std::env::temp_dir().join(unique("cm_nats_store"));
-    let server = Server::start(&binary, port, &store).await;
+    let server = nats_server(&binary, port, &store).await;
     let url = format!("nats://127.0.0.1:{port}");
     let publisher = async_nats::connect(&url).await.unwrap();
     let js = jetstream::new(publisher.clone());
@@ -235,7 +205,6 @@ async fn a_server_restart_keeps_the_old_value_and_the_subject_is_followed_after_
     let sources = Sources::new().register("nats", NatsSource::new(&url));
     let live = App::watch_with(&sources).await.unwrap();
     assert_eq!(live.get().level, 1);
-    let mut updates = live.changes();
 
     server.stop().await;
     drop(publisher);
@@ -245,7 +214,7 @@ async fn a_server_restart_keeps_the_old_value_and_the_subject_is_followed_after_
         1,
         "the old value stays while the server is down"
     );
-    let server = Server::start(&binary, port, &store).await;
+    let server = nats_server(&binary, port, &store).await;
     let publisher = async_nats::connect(&url).await.unwrap();
     let js = jetstream::new(publisher);
     js.publish("config.app", "2".into())
@@ -253,18 +222,12 @@ async fn a_server_restart_keeps_the_old_value_and_the_subject_is_followed_after_
         .unwrap()
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while live.get().level != 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no update after the restart"
-        );
-        let _ = tokio::time::timeout(
-            Duration::from_millis(300),
-            next_update(&mut updates, Duration::from_secs(30)),
-        )
-        .await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        || live.get().level == 2,
+        || "no update after the restart".to_owned(),
+    )
+    .await;
     live.stop();
     server.stop().await;
     let _ = std::fs::remove_dir_all(&store);

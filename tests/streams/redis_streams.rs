@@ -6,7 +6,7 @@ use component_model::{AsyncAssign, ErrorKind, RedisSource, Sources};
 use component_model_tests::{skip, unique};
 use redis::AsyncCommands;
 
-use crate::{applied, next_update, rejected};
+use crate::{applied, eventually, free_port, next_update, rejected};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -144,11 +144,7 @@ async fn an_empty_stream_or_a_key_of_another_type_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_keeps_the_old_value_and_the_newest_entry_after_it_applies() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let start = || {
         tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -200,7 +196,6 @@ async fn a_server_restart_keeps_the_old_value_and_the_newest_entry_after_it_appl
     );
     let live = App::watch_with(&sources).await.unwrap();
     assert_eq!(live.get().level, 1);
-    let mut updates = live.changes();
 
     let _ = server.kill().await;
     let _ = server.wait().await;
@@ -215,18 +210,12 @@ async fn a_server_restart_keeps_the_old_value_and_the_newest_entry_after_it_appl
     let mut conn = connected(&url).await;
     xadd(&mut conn, "config:app", &[("value", "2")]).await;
     xadd(&mut conn, "config:app", &[("value", "3")]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while live.get().level != 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no update after the restart"
-        );
-        let _ = tokio::time::timeout(
-            Duration::from_millis(300),
-            next_update(&mut updates, Duration::from_secs(30)),
-        )
-        .await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        || live.get().level == 3,
+        || "no update after the restart".to_owned(),
+    )
+    .await;
     live.stop();
     let _ = server.kill().await;
 }

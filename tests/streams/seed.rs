@@ -8,6 +8,7 @@ use component_model::{AsyncAssign, ConfigUpdate, KafkaSource, Sources, WebSocket
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 
+use crate::eventually;
 use crate::kafka::{BROKER, admin, produce};
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,12 +87,10 @@ async fn the_seeds_streaming_config_runs_as_written() {
 
     let next = format!(r#"{{"workers": 8, "run": "{run}"}}"#);
     produce(&admin, "config-updates", 0, None, Some(&next)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while live.get().live_settings.workers != 8 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the Kafka update never applied"
-        );
-        let _ = tokio::time::timeout(Duration::from_millis(200), updates.next()).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        || live.get().live_settings.workers == 8,
+        || "the Kafka update never applied".to_owned(),
+    )
+    .await;
 }

@@ -6,7 +6,7 @@ use component_model::test_util::WebSocketServer;
 use component_model::{AsyncAssign, ErrorKind, Sources, WebSocketSource};
 use serde::Deserialize;
 
-use crate::{applied, next_update, rejected};
+use crate::{applied, eventually, next_update, rejected};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 struct FeatureFlags {
@@ -77,15 +77,12 @@ async fn malformed_and_oversize_messages_are_rejected_and_the_old_value_stays() 
 
     // The connection is opened again; a good message is applied.
     server.set(r#"{"beta": true, "max_items": 3}"#);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while live.get().flags.max_items != 3 {
-        assert!(tokio::time::Instant::now() < deadline, "never recovered");
-        let _ = tokio::time::timeout(
-            Duration::from_millis(200),
-            next_update(&mut updates, Duration::from_secs(10)),
-        )
-        .await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        || live.get().flags.max_items == 3,
+        || "never recovered".to_owned(),
+    )
+    .await;
     live.stop();
 }
 
@@ -98,14 +95,12 @@ async fn a_dropped_connection_is_opened_again_and_the_current_value_read() {
     let mut updates = live.changes();
 
     // The watch's connection is open (the start-up read's is closed).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !(server.accepted() >= 2 && server.connections() == 1) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the watch never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        || server.accepted() >= 2 && server.connections() == 1,
+        || "the watch never connected".to_owned(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The value changes and the push is lost; then the connection drops. The watch
     // connects again and reads the current value, the first message after connecting.
