@@ -1181,6 +1181,15 @@ impl Outcomes<'_> {
                             let target = slot.target(&provenance);
                             Some(narrowed(raw, target.select, target.pointer))
                         }
+                        // The `fallback` literal stands in: an update from it shows it as
+                        // the old value (not "none").
+                        Some((Err(e), _))
+                            if fallbackable(e.kind())
+                                && !(e.kind() == ErrorKind::NotFound
+                                    && slot.decoders.is_some_and(|d| (d.absent)().is_some())) =>
+                        {
+                            slot.spec.fallback.map(|f| RawValue::Text(f.to_owned()))
+                        }
                         _ => None,
                     },
                 }

@@ -107,6 +107,8 @@ pub struct FieldAttrs {
     pub key_prefix: Attr<String>,
     /// Every `#[component]` attribute on the field, for spans of derive-level errors.
     pub originals: Vec<syn::Attribute>,
+    /// `stream_from` together with `fetch_from` or `fetcher` (reported once).
+    conflict: bool,
 }
 
 /// Attributes found on the struct.
@@ -156,6 +158,7 @@ impl FieldAttrs {
             env_prefix: Attr::none(ENV_PREFIX),
             key_prefix: Attr::none(KEY_PREFIX),
             originals: Vec::new(),
+            conflict: false,
         };
         for attr in attrs.iter().filter(|at| at.path().is_ident(COMPONENT)) {
             a.originals.push(attr.clone());
@@ -246,6 +249,7 @@ impl FieldAttrs {
                 &stream,
                 "`stream_from` already names the source (and watches it): remove `fetch_from`/`fetcher`, or use `fetch_from` with `watch` for a source that is read again on change",
             );
+            self.conflict = true;
             return;
         }
         if let Some(w) = self.watch.get()
@@ -257,6 +261,11 @@ impl FieldAttrs {
             );
         }
         self.fetch_from.value = Some(stream);
+    }
+
+    /// Whether `stream_from` came with `fetch_from` or `fetcher` (an error already).
+    pub fn sources_conflict(&self) -> bool {
+        self.conflict
     }
 
     /// Whether the field was written with `stream_from` (it is always watched).

@@ -250,6 +250,10 @@ fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
     let Some(from) = f.attrs.fetch_from.get() else {
         return TokenStream::new();
     };
+    // `stream_from` and `fetch_from` together: that error is the one to read.
+    if f.attrs.sources_conflict() {
+        return TokenStream::new();
+    }
     let name = split_source(from.value.trim()).base.to_owned();
     let entry = match entry {
         Entry::Facade => quote!(facade),
@@ -282,12 +286,19 @@ fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
             ));
         }
     }
-    // Only a push backend takes `stream_from`.
+    // Only a push backend takes `stream_from`: the checks above run inside
+    // `backend!{ name entry streamed { ... } }`, which a pull backend answers with one
+    // error (its other rules would only add noise), spanned at `stream_from`.
     if let Some(s) = f.attrs.stream_from.get() {
-        out.extend(crate::ast::respan(
-            quote! { #cm::backend!{ #name #entry uses stream_from } },
-            span_of(&s.tokens),
-        ));
+        use proc_macro2::{Delimiter, Group};
+        let span = span_of(&s.tokens);
+        let head = crate::ast::respan(quote! { #cm::backend! }, span);
+        let inner = crate::ast::respan(quote! { #name #entry streamed }, span);
+        let mut checks = Group::new(Delimiter::Brace, out);
+        checks.set_span(span);
+        let mut call = Group::new(Delimiter::Brace, quote! { #inner #checks });
+        call.set_span(span);
+        return quote! { #head #call };
     }
     out
 }

@@ -134,19 +134,31 @@ async fn a_core_subject_waits_for_a_first_message_else_the_fallback_or_a_clear_e
     let live = WithFallback::watch_with(&sources).await.unwrap();
     assert_eq!(live.get().level, 1);
     let mut updates = live.changes();
-    // The subscription is in place once the watch runs; publish until it is seen.
+    // The subscription is in place once the watch runs; publish until it is seen. The
+    // update shows the fallback literal as the old value.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while live.get().level != 5 {
+    let update = loop {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the published value never arrived"
         );
         nc.publish(subject.clone(), "5".into()).await.unwrap();
-        let _ = tokio::time::timeout(
+        if let Ok(u) = tokio::time::timeout(
             Duration::from_millis(300),
             next_update(&mut updates, Duration::from_secs(10)),
         )
-        .await;
+        .await
+        {
+            break u;
+        }
+    };
+    assert_eq!(live.get().level, 5);
+    match update {
+        component_model::ConfigUpdate::Applied { fields, .. } => {
+            assert_eq!(fields[0].old.as_deref(), Some("1"), "{fields:?}");
+            assert_eq!(fields[0].new.as_deref(), Some("5"), "{fields:?}");
+        }
+        other => panic!("expected an applied update, got {other}"),
     }
     live.stop();
 }

@@ -114,6 +114,19 @@ pub(crate) fn builtin(name: &str) -> Option<&'static Builtin> {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_backend {
+    // `stream_from`: a pull backend says only that it is not a push stream; a push
+    // backend (or a registered name) runs the checks inside.
+    ("env" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "env" } };
+    ("database" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "database" } };
+    ("postgres" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "postgres" } };
+    ("mysql" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "mysql" } };
+    ("sqlite" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "sqlite" } };
+    ("api" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "api" } };
+    ("http" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "http" } };
+    ("consul" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "consul" } };
+    ("vault" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "vault" } };
+    ("file" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "file" } };
+    ($name:literal $entry:tt streamed { $($checks:tt)* }) => { $($checks)* };
     ("env" $($t:tt)*) => { $crate::__component_model_rules_env! { $($t)* } };
     ("database" $($t:tt)*) => { $crate::__component_model_rules_database! { "database" $($t)* } };
     ("postgres" $($t:tt)*) => { $crate::__component_model_rules_database! { "postgres" $($t)* } };

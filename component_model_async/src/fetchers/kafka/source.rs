@@ -161,7 +161,7 @@ impl Inner {
         self.brokers.join(",")
     }
 
-    fn error(&self, topic: &str, e: &KafkaError) -> SourceError {
+    fn error(&self, e: &KafkaError) -> SourceError {
         let kind = match e {
             KafkaError::ServerError {
                 protocol_error: ProtocolError::UnknownTopicOrPartition,
@@ -181,10 +181,7 @@ impl Inner {
             KafkaError::ServerError { protocol_error, .. } => protocol_error.to_string(),
             other => other.to_string(),
         };
-        SourceError::new(kind).with_message(format!(
-            "kafka at {}, topic `{topic}`: {what}",
-            self.shown()
-        ))
+        SourceError::new(kind).with_message(what)
     }
 
     async fn bounded<T>(
@@ -194,10 +191,9 @@ impl Inner {
     ) -> Result<T, SourceError> {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.error(topic, &e)),
+            Ok(Err(e)) => Err(self.error(&e)),
             Err(_) => Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                "kafka at {}, topic `{topic}`: no answer within {:?}",
-                self.shown(),
+                "no answer within {:?} (topic `{topic}`)",
                 self.timeout
             ))),
         }
@@ -235,10 +231,7 @@ impl Inner {
         let topics = self.bounded(topic, client.list_topics()).await?;
         match topics.into_iter().find(|t| t.name == topic) {
             Some(t) if !t.partitions.is_empty() => Ok(t.partitions.into_iter().collect()),
-            _ => Err(SourceError::not_found().with_message(format!(
-                "kafka at {}: there is no topic `{topic}`",
-                self.shown()
-            ))),
+            _ => Err(SourceError::not_found().with_message(format!("there is no topic `{topic}`"))),
         }
     }
 
@@ -264,21 +257,19 @@ impl Inner {
     }
 
     /// A record as the field's value.
-    fn value(&self, request: &FetchRequest, record: RecordAndOffset) -> Message {
-        let topic = request.topic().unwrap_or_default();
+    fn value(&self, record: RecordAndOffset) -> Message {
         match record.record.value {
             None => Err(SourceError::not_found().with_message(format!(
-                "kafka topic `{topic}`: the newest message (offset {}) has no value: the key was deleted",
+                "the newest message (offset {}) has no value: the key was deleted",
                 record.offset
             ))),
-            Some(v) if v.len() > self.max_message => {
-                Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
-                    "kafka topic `{topic}`: the message at offset {} is {} bytes, over the limit of {} bytes",
+            Some(v) if v.len() > self.max_message => Err(SourceError::new(ErrorKind::TooLarge)
+                .with_message(format!(
+                    "the message at offset {} is {} bytes, over the limit of {} bytes",
                     record.offset,
                     v.len(),
                     self.max_message
-                )))
-            }
+                ))),
             Some(v) => Ok(stream::body(v)),
         }
     }
@@ -303,10 +294,9 @@ impl Inner {
                 };
                 Ok((first, high_watermark))
             }
-            Ok(Err(e)) => Err(self.error(topic, &e)),
+            Ok(Err(e)) => Err(self.error(&e)),
             Err(_) => Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                "kafka at {}, topic `{topic}`: no answer within {:?}",
-                self.shown(),
+                "no answer within {:?} (topic `{topic}`)",
                 self.timeout
             ))),
         }
@@ -370,7 +360,7 @@ impl Inner {
                 client: Some(pc),
             });
         }
-        Ok((newest.map(|r| self.value(request, r)), positions))
+        Ok((newest.map(|r| self.value(r)), positions))
     }
 
     fn none_found(&self, request: &FetchRequest) -> SourceError {
@@ -380,8 +370,7 @@ impl Inner {
             None => String::new(),
         };
         SourceError::not_found().with_message(format!(
-            "kafka at {}: no message {which}in the last {} messages of each partition of topic `{topic}` (use a compacted topic to keep the last message of every key)",
-            self.shown(),
+            "no message {which}in the last {} messages of each partition of topic `{topic}` (use a compacted topic to keep the last message of every key)",
             self.lookback
         ))
     }
@@ -424,7 +413,7 @@ impl Inner {
                 Ok(Step::Polled) => failures = 0,
                 Ok(Step::Reset) => following = None,
                 Err(e) => {
-                    tracing::debug!(error = %e, "kafka watch: reading failed; trying again after a backoff");
+                    tracing::debug!(topic = %topic, error = %e, "kafka watch: reading failed; trying again after a backoff");
                     if e.kind() == ErrorKind::Unavailable || e.kind() == ErrorKind::Timeout {
                         self.forget().await;
                     }
@@ -505,12 +494,12 @@ impl Inner {
                         at.next = at.next.saturating_add(1);
                         feed.push(Err(SourceError::new(ErrorKind::TooLarge).with_message(
                             format!(
-                                "kafka topic `{topic}`: the batch at offset {position} of partition {} is larger than {} bytes; it is skipped",
+                                "the batch at offset {position} of partition {} is larger than {} bytes; it is skipped",
                                 at.partition,
                                 self.max_message.saturating_mul(4)
                             ),
                         )));
-                        return Err(self.error(topic, &e));
+                        return Err(self.error(&e));
                     }
                     Ok(Err(e)) => {
                         // Some brokers (tansu) answer a fetch at the end with no topic at
@@ -522,12 +511,11 @@ impl Inner {
                         if at.next > end || at.next < first {
                             return Ok(self.reset(topic, at, "is out of the partition's range"));
                         }
-                        return Err(self.error(topic, &e));
+                        return Err(self.error(&e));
                     }
                     Err(_) => {
                         return Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                            "kafka at {}, topic `{topic}`: no answer within {:?}",
-                            self.shown(),
+                            "no answer within {:?} (topic `{topic}`)",
                             self.timeout
                         )));
                     }
@@ -564,7 +552,7 @@ impl Inner {
             }
         }
         if let Some(r) = newest {
-            feed.push(self.value(feed.request(), r));
+            feed.push(self.value(r));
         }
         // A broker that answers at once when there is nothing new must not be polled in
         // a tight loop.
@@ -626,7 +614,7 @@ impl Source for KafkaSource {
     }
 
     fn location(&self) -> Option<String> {
-        Some(format!("kafka at {}", self.inner.shown()))
+        Some(self.inner.shown())
     }
 
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {

@@ -127,14 +127,11 @@ impl Inner {
         redact_all(&self.url)
     }
 
-    fn unavailable(&self, subject: &str, e: &dyn std::fmt::Display) -> SourceError {
-        SourceError::new(ErrorKind::Unavailable).with_message(format!(
-            "nats at {}, subject `{subject}`: {e}",
-            self.shown()
-        ))
+    fn unavailable(&self, e: &dyn std::fmt::Display) -> SourceError {
+        SourceError::new(ErrorKind::Unavailable).with_message(format!("{e}"))
     }
 
-    async fn client(&self, subject: &str) -> Result<async_nats::Client, SourceError> {
+    async fn client(&self) -> Result<async_nats::Client, SourceError> {
         let mut held = self.client.lock().await;
         if let Some(c) = held.as_ref() {
             return Ok(c.clone());
@@ -154,17 +151,14 @@ impl Inner {
             })?;
         let client = tokio::time::timeout(self.timeout, options.connect(addrs))
             .await
-            .map_err(|_| self.unavailable(subject, &"no connection within the timeout"))?
+            .map_err(|_| self.unavailable(&"no connection within the timeout"))?
             .map_err(|e| {
                 let kind = if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation {
                     ErrorKind::Unauthorized
                 } else {
                     ErrorKind::Unavailable
                 };
-                SourceError::new(kind).with_message(format!(
-                    "nats at {}, subject `{subject}`: cannot connect: {e}",
-                    self.shown()
-                ))
+                SourceError::new(kind).with_message(format!("cannot connect: {e}"))
             })?;
         *held = Some(client.clone());
         Ok(client)
@@ -188,29 +182,28 @@ impl Inner {
             }
             Ok(Err(e)) if matches!(e.kind(), Kind::InvalidSubject) => {
                 return Err(SourceError::new(ErrorKind::Config)
-                    .with_message(format!("nats: `{subject}` is not a valid subject")));
+                    .with_message(format!("`{subject}` is not a valid NATS subject")));
             }
             // Anything else (a timeout, a permission error) is not "no stream": a watch
             // must not settle for a core subscription because JetStream was slow once.
             Ok(Err(e)) => {
-                return Err(self.unavailable(
-                    subject,
-                    &format_args!("asking JetStream which stream keeps the subject: {e}"),
-                ));
+                return Err(self.unavailable(&format_args!(
+                    "asking JetStream which stream keeps the subject: {e}"
+                )));
             }
-            Err(_) => return Err(self.unavailable(subject, &"JetStream did not answer in time")),
+            Err(_) => return Err(self.unavailable(&"JetStream did not answer in time")),
         };
         let stream = tokio::time::timeout(self.timeout, js.get_stream(&name))
             .await
-            .map_err(|_| self.unavailable(subject, &"JetStream did not answer in time"))?
-            .map_err(|e| self.unavailable(subject, &format_args!("stream `{name}`: {e}")))?;
+            .map_err(|_| self.unavailable(&"JetStream did not answer in time"))?
+            .map_err(|e| self.unavailable(&format_args!("stream `{name}`: {e}")))?;
         Ok(Kept::Stream(Box::new(stream)))
     }
 
-    fn value(&self, subject: &str, payload: &[u8]) -> Message {
+    fn value(&self, payload: &[u8]) -> Message {
         if payload.len() > self.max_message {
             return Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
-                "nats subject `{subject}`: a message of {} bytes, over the limit of {} bytes",
+                "a message of {} bytes, over the limit of {} bytes",
                 payload.len(),
                 self.max_message
             )));
@@ -220,7 +213,7 @@ impl Inner {
 
     /// The start-up read.
     async fn newest(&self, subject: &str) -> Result<RawValue, SourceError> {
-        let client = self.client(subject).await?;
+        let client = self.client().await?;
         match self.kept(&client, subject).await? {
             Kept::Stream(stream) => {
                 let got = tokio::time::timeout(
@@ -228,34 +221,32 @@ impl Inner {
                     stream.get_last_raw_message_by_subject(subject),
                 )
                 .await
-                .map_err(|_| self.unavailable(subject, &"JetStream did not answer in time"))?;
+                .map_err(|_| self.unavailable(&"JetStream did not answer in time"))?;
                 match got {
-                    Ok(m) => self.value(subject, &m.payload),
+                    Ok(m) => self.value(&m.payload),
                     Err(e)
                         if e.kind()
                             == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
                     {
                         Err(SourceError::not_found().with_message(format!(
-                            "nats at {}: JetStream stream `{}` has no message on subject `{subject}`",
-                            self.shown(),
+                            "JetStream stream `{}` has no message on subject `{subject}`",
                             stream.cached_info().config.name
                         )))
                     }
-                    Err(e) => Err(self.unavailable(subject, &e)),
+                    Err(e) => Err(self.unavailable(&e)),
                 }
             }
             Kept::Core => {
                 let mut sub = client
                     .subscribe(subject.to_owned())
                     .await
-                    .map_err(|e| self.unavailable(subject, &e))?;
+                    .map_err(|e| self.unavailable(&e))?;
                 let first = tokio::time::timeout(self.first_message, sub.next()).await;
                 let _ = sub.unsubscribe().await;
                 match first {
-                    Ok(Some(m)) => self.value(subject, &m.payload),
+                    Ok(Some(m)) => self.value(&m.payload),
                     _ => Err(SourceError::not_found().with_message(format!(
-                        "nats at {}: no JetStream stream keeps subject `{subject}`, and no message was published on it within {:?}",
-                        self.shown(),
+                        "no JetStream stream keeps subject `{subject}`, and no message was published on it within {:?}",
                         self.first_message
                     ))),
                 }
@@ -274,7 +265,7 @@ impl Inner {
             let ended = match self.follow(&feed, &subject, &mut failures).await {
                 Ok(ended) => ended,
                 Err(e) => {
-                    tracing::debug!(error = %e, "nats watch: subscribing failed");
+                    tracing::debug!(subject = %subject, error = %e, "nats watch: subscribing failed");
                     false
                 }
             };
@@ -295,7 +286,7 @@ impl Inner {
         subject: &str,
         failures: &mut u32,
     ) -> Result<bool, SourceError> {
-        let client = self.client(subject).await?;
+        let client = self.client().await?;
         let mut messages: futures::stream::BoxStream<'static, Result<Vec<u8>, String>> =
             match self.kept(&client, subject).await? {
                 Kept::Stream(stream) => {
@@ -307,18 +298,18 @@ impl Inner {
                             ..Default::default()
                         })
                         .await
-                        .map_err(|e| self.unavailable(subject, &e))?;
+                        .map_err(|e| self.unavailable(&e))?;
                     consumer
                         .messages()
                         .await
-                        .map_err(|e| self.unavailable(subject, &e))?
+                        .map_err(|e| self.unavailable(&e))?
                         .map(|m| m.map(|m| m.payload.to_vec()).map_err(|e| e.to_string()))
                         .boxed()
                 }
                 Kept::Core => client
                     .subscribe(subject.to_owned())
                     .await
-                    .map_err(|e| self.unavailable(subject, &e))?
+                    .map_err(|e| self.unavailable(&e))?
                     .map(|m| Ok(m.payload.to_vec()))
                     .boxed(),
             };
@@ -332,19 +323,18 @@ impl Inner {
                 _ = &mut first_due, if !heard => {
                     heard = true;
                     feed.none_yet(SourceError::not_found().with_message(format!(
-                        "nats at {}: no message on subject `{subject}` yet",
-                        self.shown()
+                        "no message on subject `{subject}` yet"
                     )));
                 }
                 next = messages.next() => match next {
                     Some(Ok(payload)) => {
                         heard = true;
                         *failures = 0;
-                        if !feed.push(self.value(subject, &payload)) {
+                        if !feed.push(self.value(&payload)) {
                             return Ok(true);
                         }
                     }
-                    Some(Err(e)) => return Err(self.unavailable(subject, &e)),
+                    Some(Err(e)) => return Err(self.unavailable(&e)),
                     None => return Ok(false),
                 },
             }
@@ -368,7 +358,7 @@ impl Source for NatsSource {
     }
 
     fn location(&self) -> Option<String> {
-        Some(format!("nats at {}", self.inner.shown()))
+        Some(self.inner.shown())
     }
 
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {

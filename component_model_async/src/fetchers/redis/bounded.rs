@@ -9,20 +9,33 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Set once a reply went over the limit on this connection.
+/// Set once a reply went over the limit on this connection (or was not RESP).
 #[derive(Clone, Default, Debug)]
-pub(crate) struct Exceeded(Arc<AtomicBool>);
+pub(crate) struct Exceeded(Arc<AtomicU8>);
 
 impl Exceeded {
+    /// Whether a reply broke the bound, or was not RESP at all.
     pub(crate) fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed) != CLEAR
+    }
+
+    /// Whether what broke the scan was not RESP (another kind of server answered).
+    pub(crate) fn not_redis(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == NOT_RESP
     }
 }
+
+const CLEAR: u8 = 0;
+const OVER: u8 = 1;
+const NOT_RESP: u8 = 2;
+
+/// The start of the scanner's message for bytes that are not RESP.
+const NOT_RESP_REASON: &str = "a byte that starts no RESP reply";
 
 /// The longest length/count line accepted: sign, 20 digits, CRLF (and a spare byte).
 const MAX_COUNT_LINE: usize = 24;
@@ -63,10 +76,7 @@ impl Scanner {
                 State::Type => {
                     // Anything else is not RESP: a parser could be led to read it as data.
                     if !b"+-:$*_,#!=(%~>|".contains(&bytes[i]) {
-                        return Err(format!(
-                            "a byte that starts no RESP reply (0x{:02x})",
-                            bytes[i]
-                        ));
+                        return Err(format!("{NOT_RESP_REASON} (0x{:02x})", bytes[i]));
                     }
                     self.header.clear();
                     self.state = State::Line {
@@ -184,7 +194,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for BoundedStream<S> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if let Err(why) = this.scanner.feed(&buf.filled()[before..]) {
-                    this.exceeded.0.store(true, Ordering::Relaxed);
+                    let kind = if why.starts_with(NOT_RESP_REASON) {
+                        NOT_RESP
+                    } else {
+                        OVER
+                    };
+                    this.exceeded.0.store(kind, Ordering::Relaxed);
                     buf.set_filled(before);
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
                 }

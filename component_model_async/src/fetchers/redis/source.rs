@@ -280,6 +280,11 @@ impl RedisSource {
     /// A redis-rs error as a [`SourceError`] of the right kind.
     pub(super) fn error(&self, e: &RedisError, exceeded: &Exceeded, what: &str) -> SourceError {
         let at = &self.location;
+        if exceeded.not_redis() {
+            return SourceError::new(ErrorKind::Unavailable).with_message(format!(
+                "the server at {at} does not speak the Redis protocol (its answer to {what} is not RESP); check REDIS_URL"
+            ));
+        }
         if exceeded.is_set() {
             return SourceError::new(ErrorKind::TooLarge).with_message(format!(
                 "reply larger than {} from redis at {at} for {what}; raise the limit with `RedisSource::with_max_reply`",

@@ -178,8 +178,7 @@ impl Inner {
             .find(|(h, _)| h.eq_ignore_ascii_case(&host))
             .map(|(_, a)| *a);
         let unavailable = |what: &dyn std::fmt::Display| {
-            SourceError::new(ErrorKind::Unavailable)
-                .with_message(format!("websocket {shown}: {what}"))
+            SourceError::new(ErrorKind::Unavailable).with_message(what.to_string())
         };
         let open = async {
             let tcp = match pinned {
@@ -191,7 +190,7 @@ impl Inner {
             let connector = match secure {
                 true => Connector::Rustls(tls().map_err(|e| {
                     SourceError::new(ErrorKind::Config)
-                        .with_message(format!("websocket {shown}: TLS is not usable: {e}"))
+                        .with_message(format!("TLS is not usable: {e}"))
                 })?),
                 false => Connector::Plain,
             };
@@ -211,9 +210,8 @@ impl Inner {
                         404 => ErrorKind::NotFound,
                         _ => ErrorKind::Unavailable,
                     };
-                    SourceError::new(kind).with_message(format!(
-                        "websocket {shown}: the server refused the upgrade with HTTP {status}"
-                    ))
+                    SourceError::new(kind)
+                        .with_message(format!("the server refused the upgrade with HTTP {status}"))
                 }
                 other => unavailable(&format_args!("handshake failed: {other}")),
             })
@@ -221,19 +219,13 @@ impl Inner {
         tokio::time::timeout(self.first_message, open)
             .await
             .map_err(|_| {
-                SourceError::new(ErrorKind::Timeout).with_message(format!(
-                    "websocket {shown}: no connection within {:?}",
-                    self.first_message
-                ))
+                SourceError::new(ErrorKind::Timeout)
+                    .with_message(format!("no connection within {:?}", self.first_message))
             })?
     }
 
     /// The next value on `socket`: `Ok(None)` when the connection ended.
-    async fn next_message(
-        &self,
-        socket: &mut Socket,
-        url: &str,
-    ) -> Result<Option<Message>, SourceError> {
+    async fn next_message(&self, socket: &mut Socket) -> Result<Option<Message>, SourceError> {
         while let Some(frame) = socket.next().await {
             match frame {
                 Ok(WsMessage::Text(text)) => return Ok(Some(Ok(RawValue::Text(text.to_string())))),
@@ -245,16 +237,16 @@ impl Inner {
                     // cannot go on past it.
                     return Ok(Some(Err(SourceError::new(ErrorKind::TooLarge).with_message(
                         format!(
-                            "websocket {}: a message was larger than the limit of {} bytes ({e}); the connection is opened again",
-                            redact_url(url),
+                            "a message was larger than the limit of {} bytes ({e}); the connection is opened again",
                             self.max_message
                         ),
                     ))));
                 }
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Ok(None),
                 Err(e) => {
-                    return Err(SourceError::new(ErrorKind::Unavailable)
-                        .with_message(format!("websocket {}: {e}", redact_url(url))));
+                    return Err(
+                        SourceError::new(ErrorKind::Unavailable).with_message(e.to_string())
+                    );
                 }
             }
         }
@@ -266,18 +258,15 @@ impl Inner {
         let started = tokio::time::Instant::now();
         let mut socket = self.connect(url).await?;
         let left = self.first_message.saturating_sub(started.elapsed());
-        let got = tokio::time::timeout(left, self.next_message(&mut socket, url)).await;
+        let got = tokio::time::timeout(left, self.next_message(&mut socket)).await;
         close(&mut socket).await;
         match got {
             Ok(Ok(Some(message))) => message,
-            Ok(Ok(None)) => Err(SourceError::not_found().with_message(format!(
-                "websocket {}: the server closed the connection before sending a message",
-                redact_url(url)
-            ))),
+            Ok(Ok(None)) => Err(SourceError::not_found()
+                .with_message("the server closed the connection before sending a message")),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::not_found().with_message(format!(
-                "websocket {}: no message within {:?} of connecting",
-                redact_url(url),
+                "no message within {:?} of connecting",
                 self.first_message
             ))),
         }
@@ -299,7 +288,7 @@ impl Inner {
                     close(&mut socket).await;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "websocket watch: connecting failed");
+                    tracing::debug!(url = %redact_url(&url), error = %e, "websocket watch: connecting failed");
                     failures = failures.saturating_add(1);
                 }
             }
@@ -337,8 +326,7 @@ impl Inner {
                     received = true; // (only once)
                     *failures = failures.saturating_add(1);
                     feed.none_yet(SourceError::not_found().with_message(format!(
-                        "websocket {}: no message within {:?} of connecting",
-                        redact_url(url),
+                        "no message within {:?} of connecting",
                         self.first_message
                     )));
                 }
@@ -360,8 +348,7 @@ impl Inner {
                         Some(Ok(WsMessage::Close(_))) | None => return ended(failures, received),
                         Some(Ok(_)) => continue,
                         Some(Err(WsError::Capacity(e))) => Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
-                            "websocket {}: a message was larger than the limit of {} bytes ({e}); the connection is opened again",
-                            redact_url(url),
+                            "a message was larger than the limit of {} bytes ({e}); the connection is opened again",
                             self.max_message
                         ))),
                         Some(Err(e)) => {
