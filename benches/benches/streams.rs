@@ -1,7 +1,8 @@
 //! Push streams: how fast a published message reaches `Live::changes()`, against the bare
 //! client's receive latency measured in the same run.
 //!
-//! 200 messages each, p50/p99 (publish → item), for Kafka (tansu at 127.0.0.1:9092, with
+//! 200 messages each, p50/p99 (publish → item), for MQTT (Mosquitto at 127.0.0.1:1883,
+//! retained publishes; the bare client is a rumqttc subscription), Kafka (tansu at 127.0.0.1:9092, with
 //! the default 500 ms long poll and with 50 ms: tansu holds a poll for the whole wait),
 //! the in-process websocket server, NATS (a core subject at 127.0.0.1:4222) and a Redis
 //! stream (127.0.0.1:6379). The baseline is the same message received by a bare client of
@@ -19,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use component_model::test_util::WebSocketServer;
 use component_model::{
-    AsyncAssign, EnvSource, KafkaSource, Live, NatsSource, RedisSource, Sources, WebSocketSource,
+    AsyncAssign, EnvSource, KafkaSource, Live, MqttSource, NatsSource, RedisSource, Sources,
+    WebSocketSource,
 };
 use futures::StreamExt;
 
@@ -40,6 +42,12 @@ struct FromWebSocket {
 #[derive(AsyncAssign, Debug)]
 struct FromNats {
     #[component(stream_from = "nats", topic = "${CM_BENCH_TOPIC}", fallback = "0")]
+    n: u64,
+}
+
+#[derive(AsyncAssign, Debug)]
+struct FromMqtt {
+    #[component(stream_from = "mqtt", topic = "${CM_BENCH_TOPIC}")]
     n: u64,
 }
 
@@ -254,6 +262,82 @@ async fn nats_rows() {
     report("nats", "bare", bare, samples);
 }
 
+async fn mqtt_rows() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    if tokio::net::TcpStream::connect("127.0.0.1:1883")
+        .await
+        .is_err()
+    {
+        println!("mqtt         skipped: Mosquitto at 127.0.0.1:1883 is not up");
+        return;
+    }
+    let topic = format!("cm/bench/{}", std::process::id());
+    let (client, mut events) = AsyncClient::new(
+        MqttOptions::new(
+            format!("cm-bench-pub-{}", std::process::id()),
+            "127.0.0.1",
+            1883,
+        ),
+        64,
+    );
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let publish = {
+        let client = client.clone();
+        let topic = topic.clone();
+        move |n: u64| {
+            let client = client.clone();
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                client
+                    .publish(topic, QoS::AtLeastOnce, true, n.to_string())
+                    .await
+                    .expect("publish");
+            });
+        }
+    };
+    publish(0);
+    // Bare: a rumqttc subscription.
+    let (sub, mut sub_events) = AsyncClient::new(
+        MqttOptions::new(
+            format!("cm-bench-sub-{}", std::process::id()),
+            "127.0.0.1",
+            1883,
+        ),
+        64,
+    );
+    sub.subscribe(&topic, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let reader = tokio::spawn(async move {
+        let mut first = true;
+        while let Ok(event) = sub_events.poll().await {
+            if let Event::Incoming(Packet::Publish(_)) = event {
+                // The retained message on subscribing is not one of the 200.
+                if !std::mem::take(&mut first) {
+                    let _ = tx.send(()).await;
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bare = bare_latency(&publish, &mut rx).await;
+    reader.abort();
+    let sources = sources_for(&topic).register("mqtt", MqttSource::new("mqtt://127.0.0.1:1883"));
+    let live = Live::<FromMqtt>::builder(&sources)
+        .quiescence(QUIET, QUIET * 4)
+        .start()
+        .await
+        .expect("live");
+    let samples = live_latency(&live, publish).await;
+    report("mqtt", "bare", bare, samples);
+    drop(live);
+    let _ = client
+        .publish(&topic, QoS::AtLeastOnce, true, Vec::new())
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 async fn redis_rows() {
     let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") else {
         return;
@@ -365,6 +449,7 @@ fn main() {
         kafka_rows(Duration::from_millis(50)).await;
         websocket_rows().await;
         nats_rows().await;
+        mqtt_rows().await;
         redis_rows().await;
     });
 }

@@ -3,12 +3,13 @@
 //! messages rejected with the old value kept, broker restarts and dropped connections
 //! survived. Against real brokers: tansu (Kafka-compatible, 127.0.0.1:9092, and private
 //! instances started here), NATS with JetStream (127.0.0.1:4222), Redis (127.0.0.1:6379),
-//! and the in-process websocket server of `test_util`.
+//! Mosquitto (127.0.0.1:1883), and the in-process websocket server of `test_util`.
 //!
 //! Its own binary: the seed's example runs `watch_for_updates()`, which reads the
 //! process-wide sources (`Sources::set_global`, once per process).
 
 mod kafka;
+mod mqtt;
 mod nats;
 mod redis_streams;
 mod seed;

@@ -11,6 +11,7 @@
 //! | `file` | [`file`](mod@file) | `file` |
 //! | `kafka` (push stream) | [`kafka`](mod@kafka) | `kafka` |
 //! | `nats` (push stream) | [`nats`](mod@nats) | `nats` |
+//! | `mqtt` (push stream) | [`mqtt`](mod@mqtt) | `mqtt` |
 //! | `websocket` (push stream) | [`websocket`](mod@websocket) | `websocket` |
 //!
 //! A backend module says everything about its backend, in one place: its names, the
@@ -37,11 +38,13 @@ pub mod file;
 pub mod http;
 pub mod kafka;
 pub mod local_cache;
+pub mod mqtt;
 pub mod nats;
 pub mod redis;
 #[cfg(any(
     feature = "kafka",
     feature = "nats",
+    feature = "mqtt",
     feature = "websocket",
     feature = "redis"
 ))]
@@ -68,6 +71,8 @@ pub mod exports {
     #[cfg(feature = "kafka")]
     pub use super::kafka::KafkaSource;
     pub use super::local_cache::LocalCacheSource;
+    #[cfg(feature = "mqtt")]
+    pub use super::mqtt::MqttSource;
     #[cfg(feature = "nats")]
     pub use super::nats::NatsSource;
     #[cfg(feature = "redis")]
@@ -100,6 +105,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     file::BUILTIN,
     kafka::BUILTIN,
     nats::BUILTIN,
+    mqtt::BUILTIN,
     websocket::BUILTIN,
     local_cache::BUILTIN,
 ];
@@ -140,6 +146,7 @@ macro_rules! __component_model_backend {
     ("file" $($t:tt)*) => { $crate::__component_model_rules_file! { $($t)* } };
     ("kafka" $($t:tt)*) => { $crate::__component_model_rules_kafka! { $($t)* } };
     ("nats" $($t:tt)*) => { $crate::__component_model_rules_nats! { $($t)* } };
+    ("mqtt" $($t:tt)*) => { $crate::__component_model_rules_mqtt! { $($t)* } };
     ("websocket" $($t:tt)*) => { $crate::__component_model_rules_websocket! { $($t)* } };
     // A registered name: checked at run time only.
     ($other:literal $($t:tt)*) => {};
@@ -162,7 +169,7 @@ macro_rules! __component_model_not_used {
             $name,
             "` source is not a push stream: read it with `fetch_from = \"",
             $name,
-            "\"` (add `watch` for live updates); `stream_from` takes `kafka`, `nats`, `websocket` or `redis`"
+            "\"` (add `watch` for live updates); `stream_from` takes `kafka`, `nats`, `mqtt`, `websocket` or `redis`"
         ));
     };
     (secret_path $name:tt) => {

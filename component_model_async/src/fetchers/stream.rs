@@ -25,7 +25,10 @@ use crate::source::{Change, Changes, FetchRequest, RawValue};
 
 /// How long a start-up read waits for a first message where the broker keeps none
 /// (a websocket, a core NATS subject), by default.
-#[cfg_attr(not(any(feature = "websocket", feature = "nats")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "websocket", feature = "nats", feature = "mqtt")),
+    allow(dead_code)
+)]
 pub const DEFAULT_FIRST_MESSAGE: Duration = Duration::from_secs(10);
 
 /// A message's value, or why it cannot be one (too large, a deleted key): either is
