@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -108,6 +109,8 @@ pub(crate) struct Feed {
     request: FetchRequest,
     latest: Arc<Latest>,
     tx: mpsc::Sender<usize>,
+    /// Failed attempts in a row (reset by every message), for the reconnect backoff.
+    failures: AtomicU32,
 }
 
 impl Feed {
@@ -119,6 +122,10 @@ impl Feed {
     /// Keeps `message` as the request's latest and says it changed. `false` when nobody
     /// watches any more (the subscription should end).
     pub(crate) fn push(&self, message: Message) -> bool {
+        if message.is_ok() {
+            // A message arrived: the subscription is healthy again.
+            self.failures.store(0, Ordering::Relaxed);
+        }
         self.latest.set(&self.request, message, true);
         // A signal already waiting makes the same refresh read this message: a full
         // channel loses nothing.
@@ -178,6 +185,7 @@ where
             request,
             latest: latest.clone(),
             tx: tx.clone(),
+            failures: AtomicU32::new(0),
         };
         tasks.push(crate::task::spawn(run(feed)));
     }
@@ -230,6 +238,43 @@ impl Drop for Pushed {
 /// 30 s, with jitter), as for every watch.
 pub(crate) fn backoff(failures: u32) -> Duration {
     crate::resilience::retry::reconnect_delay(Duration::from_millis(500), failures)
+}
+
+/// A subscription's life: `attempt` (one connection's worth of following) again and
+/// again until nobody watches — `Ok(true)` from it says so. Between attempts, a backoff
+/// that grows with each attempt that ended without a message since the last one
+/// ([`Feed::push`] of a message resets it). A message refused for its size is handed on
+/// as the request's answer before the next attempt.
+#[cfg_attr(
+    not(any(
+        feature = "websocket",
+        feature = "nats",
+        feature = "mqtt",
+        feature = "redis"
+    )),
+    allow(dead_code)
+)]
+pub(crate) async fn reconnecting<F, Fut>(feed: &Feed, what: &str, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, SourceError>>,
+{
+    loop {
+        match attempt().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(watch = what, error = %e, "a stream watch failed; watching again after a backoff");
+                if e.kind() == crate::ErrorKind::TooLarge && !feed.push(Err(e)) {
+                    return;
+                }
+            }
+        }
+        let failed = feed.failures.fetch_add(1, Ordering::Relaxed);
+        if !feed.pause(backoff(failed)).await {
+            return;
+        }
+    }
 }
 
 /// A raw message body as a value: text when it is UTF-8, bytes otherwise.

@@ -273,32 +273,12 @@ impl Inner {
             feed.push(Err(no_topic()));
             return;
         };
-        let mut failures = 0u32;
-        loop {
-            match self.follow(&feed, &topic, &mut failures).await {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::debug!(topic = %topic, error = %e, "mqtt watch failed; subscribing again after a backoff");
-                    if e.kind() == ErrorKind::TooLarge && !feed.push(Err(e)) {
-                        return;
-                    }
-                }
-            }
-            failures = failures.saturating_add(1);
-            if !feed.pause(stream::backoff(failures - 1)).await {
-                return;
-            }
-        }
+        let what = format!("mqtt topic {topic}");
+        stream::reconnecting(&feed, &what, || self.follow(&feed, &topic)).await;
     }
 
     /// One connection; `Ok(true)` when nobody watches any more.
-    async fn follow(
-        &self,
-        feed: &Feed,
-        topic: &str,
-        failures: &mut u32,
-    ) -> Result<bool, SourceError> {
+    async fn follow(&self, feed: &Feed, topic: &str) -> Result<bool, SourceError> {
         let (_client, mut events) = self.open(topic).await?;
         let first_due = tokio::time::sleep(self.first_message);
         tokio::pin!(first_due);
@@ -315,7 +295,6 @@ impl Inner {
                 next = self.next(&mut events) => {
                     if let Some(payload) = next? {
                         heard = true;
-                        *failures = 0;
                         if !feed.push(self.value(payload)) {
                             return Ok(true);
                         }

@@ -260,32 +260,12 @@ impl Inner {
             feed.push(Err(no_topic()));
             return;
         };
-        let mut failures = 0u32;
-        loop {
-            let ended = match self.follow(&feed, &subject, &mut failures).await {
-                Ok(ended) => ended,
-                Err(e) => {
-                    tracing::debug!(subject = %subject, error = %e, "nats watch: subscribing failed");
-                    false
-                }
-            };
-            if ended {
-                return;
-            }
-            failures = failures.saturating_add(1);
-            if !feed.pause(stream::backoff(failures - 1)).await {
-                return;
-            }
-        }
+        let what = format!("nats subject {subject}");
+        stream::reconnecting(&feed, &what, || self.follow(&feed, &subject)).await;
     }
 
     /// One subscription; `Ok(true)` when nobody watches any more.
-    async fn follow(
-        &self,
-        feed: &Feed,
-        subject: &str,
-        failures: &mut u32,
-    ) -> Result<bool, SourceError> {
+    async fn follow(&self, feed: &Feed, subject: &str) -> Result<bool, SourceError> {
         let client = self.client().await?;
         let mut messages: futures::stream::BoxStream<'static, Result<Vec<u8>, String>> =
             match self.kept(&client, subject).await? {
@@ -329,7 +309,6 @@ impl Inner {
                 next = messages.next() => match next {
                     Some(Ok(payload)) => {
                         heard = true;
-                        *failures = 0;
                         if !feed.push(self.value(&payload)) {
                             return Ok(true);
                         }

@@ -175,22 +175,14 @@ impl RedisSource {
     async fn subscribe_stream(self, feed: Feed) {
         let request = feed.request().clone();
         let topic = request.topic().unwrap_or_default().to_owned();
-        let mut failures = 0u32;
-        let mut position: Option<String> = None;
-        loop {
-            let result = self.follow(&feed, &request, &topic, &mut position).await;
-            match result {
-                Ok(true) => return,
-                Ok(false) => failures = 0,
-                Err(e) => {
-                    tracing::debug!(error = %e, "redis stream watch failed; watching again after a backoff");
-                    failures = failures.saturating_add(1);
-                    if !feed.pause(stream::backoff(failures - 1)).await {
-                        return;
-                    }
-                }
-            }
-        }
+        // The last entry ID seen, kept across attempts.
+        let position = tokio::sync::Mutex::new(None::<String>);
+        let what = format!("redis stream {topic}");
+        stream::reconnecting(&feed, &what, || async {
+            let mut position = position.lock().await;
+            self.follow(&feed, &request, &topic, &mut position).await
+        })
+        .await;
     }
 
     /// One connection's worth of following; `Ok(true)` when nobody watches any more.
@@ -205,15 +197,7 @@ impl RedisSource {
         topic: &str,
         position: &mut Option<String>,
     ) -> Result<bool, SourceError> {
-        let (id, last) = match self.last_id(topic).await {
-            Ok(found) => found,
-            Err(e) => {
-                if e.kind() == ErrorKind::TooLarge && !feed.push(Err(e.clone())) {
-                    return Ok(true);
-                }
-                return Err(e);
-            }
-        };
+        let (id, last) = self.last_id(topic).await?;
         match last {
             Some(e) if position.as_deref() != Some(id.as_str()) => {
                 if !feed.push(value(request, topic, e)) {
@@ -254,9 +238,6 @@ impl RedisSource {
                         // The newest entry is read again (and refused again) after the
                         // backoff, until a new one arrives.
                         *position = None;
-                        if !feed.push(Err(e.clone())) {
-                            return Ok(true);
-                        }
                     }
                     return Err(e);
                 }

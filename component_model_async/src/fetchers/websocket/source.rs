@@ -278,33 +278,20 @@ impl Inner {
             feed.push(Err(no_url()));
             return;
         };
-        let mut failures = 0u32;
-        loop {
-            match self.connect(&url).await {
-                Ok(mut socket) => {
-                    if self.serve(&mut socket, &feed, &url, &mut failures).await {
-                        return;
-                    }
-                    close(&mut socket).await;
-                }
-                Err(e) => {
-                    tracing::debug!(url = %redact_url(&url), error = %e, "websocket watch: connecting failed");
-                    failures = failures.saturating_add(1);
-                }
-            }
-            if !feed
-                .pause(stream::backoff(failures.saturating_sub(1)))
-                .await
-            {
-                return;
-            }
-        }
+        let what = format!("websocket {}", redact_url(&url));
+        stream::reconnecting(&feed, &what, || async {
+            let mut socket = self.connect(&url).await?;
+            let ended = self.serve(&mut socket, &feed, &url).await;
+            close(&mut socket).await;
+            Ok(ended)
+        })
+        .await;
     }
 
-    /// Reads one connection into `feed`; `true` when nobody watches any more. A
-    /// connection that ends before its first message counts as a failure (the backoff
-    /// grows), as does one whose message is refused.
-    async fn serve(&self, socket: &mut Socket, feed: &Feed, url: &str, failures: &mut u32) -> bool {
+    /// Reads one connection into `feed`; `true` when nobody watches any more. (A
+    /// connection that ends before its first message, or with a refused one, leaves the
+    /// backoff growing: only a message resets it.)
+    async fn serve(&self, socket: &mut Socket, feed: &Feed, url: &str) -> bool {
         let mut ping = tokio::time::interval(self.ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
@@ -313,18 +300,11 @@ impl Inner {
         tokio::pin!(first_due);
         // A message arrived (or the first one's deadline passed) on this connection.
         let mut received = false;
-        let ended = |failures: &mut u32, received: bool| {
-            if !received {
-                *failures = failures.saturating_add(1);
-            }
-            false
-        };
         loop {
             tokio::select! {
                 _ = feed.closed() => return true,
                 _ = &mut first_due, if !received => {
                     received = true; // (only once)
-                    *failures = failures.saturating_add(1);
                     feed.none_yet(SourceError::not_found().with_message(format!(
                         "no message within {:?} of connecting",
                         self.first_message
@@ -333,11 +313,11 @@ impl Inner {
                 _ = ping.tick() => {
                     if heard.elapsed() > self.ping_every * 2 {
                         tracing::debug!(url = %redact_url(url), "websocket watch: no answer to pings; reconnecting");
-                        return ended(failures, received);
+                        return false;
                     }
                     let sent = tokio::time::timeout(self.ping_every, socket.send(WsMessage::Ping(Vec::new().into()))).await;
                     if !matches!(sent, Ok(Ok(()))) {
-                        return ended(failures, received);
+                        return false;
                     }
                 }
                 frame = socket.next() => {
@@ -345,7 +325,7 @@ impl Inner {
                     let message = match frame {
                         Some(Ok(WsMessage::Text(text))) => Ok(RawValue::Text(text.to_string())),
                         Some(Ok(WsMessage::Binary(bytes))) => Ok(stream::body(bytes.to_vec())),
-                        Some(Ok(WsMessage::Close(_))) | None => return ended(failures, received),
+                        Some(Ok(WsMessage::Close(_))) | None => return false,
                         Some(Ok(_)) => continue,
                         Some(Err(WsError::Capacity(e))) => Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
                             "a message was larger than the limit of {} bytes ({e}); the connection is opened again",
@@ -353,19 +333,18 @@ impl Inner {
                         ))),
                         Some(Err(e)) => {
                             tracing::debug!(error = %e, "websocket watch: the connection failed");
-                            return ended(failures, received);
+                            return false;
                         }
                     };
                     received = true;
-                    let failed = message.is_err();
+                    let refused = message.is_err();
                     if !feed.push(message) {
                         return true;
                     }
-                    if failed {
-                        *failures = failures.saturating_add(1);
+                    if refused {
+                        // The reader cannot go on past a refused message.
                         return false;
                     }
-                    *failures = 0;
                 }
             }
         }
