@@ -1,13 +1,14 @@
 //! [`AsyncAssign`] and [`FutureAssign`]: assigning components that arrive asynchronously,
 //! and [`Assignment`], the future both return, which also chains and builds.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::future::{BoxFuture, JoinAll, join_all};
 
-use crate::error::MergeErrors;
+use crate::error::{BoxError, ComponentError, MergeErrors};
+use crate::source::FieldSpec;
 
 /// Assigns a component of type `T` from `IntoT`, asynchronously.
 ///
@@ -103,6 +104,78 @@ pub trait FutureAssign<T, IntoT> {
             this.future_assign(component).await?;
             Ok(this)
         }
+    }
+}
+
+/// The field of type `T` of a `#[derive(AsyncAssign)]` struct, for any `IntoT: Into<T>`:
+/// the one impl the derive writes per field type (that only one field has).
+/// [`AsyncAssign`] and [`FutureAssign`] are implemented once, here, for every struct with
+/// one; the `IntoT: Into<T>` bound of each impl is what picks the field from the type of
+/// the value assigned. Not public API.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no field that a `{IntoT}` can be assigned to",
+    label = "no field of `{Self}` takes a `{IntoT}`",
+    note = "`#[derive(AsyncAssign)]` assigns to a field whose type `{IntoT}` converts `Into`, when no other field has that type"
+)]
+pub trait FieldSlot<T, IntoT> {
+    /// What `#[component(...)]` says about the field (names it in errors; hides a secret's
+    /// cause).
+    const SPEC: &'static FieldSpec;
+    /// The field.
+    fn slot(&mut self) -> &mut T;
+}
+
+impl<S, T, IntoT> AsyncAssign<T, IntoT> for S
+where
+    S: FieldSlot<T, IntoT>,
+    IntoT: Into<T>,
+    T: Send + 'static,
+{
+    type Error = ComponentError;
+
+    #[inline]
+    fn async_assign(&mut self, component: IntoT) -> Assignment<'_, Self, ComponentError> {
+        let value: T = component.into();
+        Assignment::new(self).set(move |this: &mut S| *this.slot() = value)
+    }
+}
+
+impl<S, T, Fut, V, E> FutureAssign<T, Fut> for S
+where
+    S: FieldSlot<T, V> + Send,
+    Fut: IntoFuture<Output = Result<V, E>>,
+    Fut::IntoFuture: Send + 'static,
+    V: Into<T> + Send + 'static,
+    E: Into<BoxError> + Send + 'static,
+{
+    type Future<'a>
+        = Assignment<'a, S, ComponentError>
+    where
+        Self: 'a;
+    type Error = ComponentError;
+
+    fn future_assign(&mut self, component: Fut) -> Self::Future<'_> {
+        let fut = component.into_future();
+        Assignment::new(self).step(async move {
+            match fut.await {
+                Ok(v) => Ok(move |this: &mut S| *this.slot() = v.into()),
+                Err(e) => Err(future_error(<S as FieldSlot<T, V>>::SPEC, e)),
+            }
+        })
+    }
+}
+
+/// The error of a `future_assign` future, tied to its field.
+fn future_error<E: Into<BoxError>>(spec: &'static FieldSpec, e: E) -> ComponentError {
+    let cause: BoxError = e.into();
+    let kind = crate::resilience::kind_of(cause.as_ref());
+    let b = ComponentError::field(kind).in_field(spec.owner, spec.field);
+    if spec.sensitive {
+        b.detail("the future failed (its message is hidden because the field is secret)")
+            .build()
+    } else {
+        b.cause(cause).build()
     }
 }
 

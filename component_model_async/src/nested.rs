@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::error::ComponentError;
 use crate::partial::Partial;
-use crate::plan::{Handle, Outcomes, Plan, PlanFn, TakeFn};
+use crate::plan::{Outcomes, Plan, PlanFn, TakeFn};
 use crate::source::FieldSpec;
 use crate::sources::Sources;
 
@@ -338,14 +338,21 @@ pub fn fetch_nested<'a, T: Send + 'a>(
     })
 }
 
-/// `fetch_<field>_with` of a field: `add` adds it to the plan.
-pub fn fetch_one<T: Send + 'static>(
-    sources: &Sources,
-    add: fn(&mut Plan<'_>) -> Handle<T>,
-) -> FetchFuture<'_, Result<T, ComponentError>> {
+/// `fetch_<field>_with` of a field: the struct's own `Nested::plan`, passing over every
+/// field but the one with `spec`.
+pub fn fetch_field<'a, S: Nested, T: Send + 'static>(
+    sources: &'a Sources,
+    spec: &'static FieldSpec,
+) -> FetchFuture<'a, Result<T, ComponentError>> {
     FetchFuture::new(async move {
-        let mut plan = Plan::new(sources);
-        let handle = add(&mut plan);
+        let mut plan = Plan::only(sources, spec);
+        S::plan(&mut plan);
+        let handle = plan.first::<T>().ok_or_else(|| {
+            ComponentError::field(crate::ErrorKind::Other)
+                .in_field(spec.owner, spec.field)
+                .detail("the field is not in its struct's plan")
+                .build()
+        })?;
         plan.run().await.take(handle)
     })
 }

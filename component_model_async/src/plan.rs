@@ -103,6 +103,16 @@ impl<T> Clone for Handle<T> {
 
 impl<T> Copy for Handle<T> {}
 
+impl<T> Handle<T> {
+    /// The handle of a field a [`Plan::only`] passed over: it names no slot.
+    fn passed() -> Self {
+        Handle {
+            index: usize::MAX,
+            _type: PhantomData,
+        }
+    }
+}
+
 /// One struct's fetch, being planned. Built by generated code; see the crate docs.
 pub struct Plan<'s> {
     sources: &'s Sources,
@@ -113,6 +123,8 @@ pub struct Plan<'s> {
     scopes: Vec<Frame>,
     /// `Option<Nested>` fields, in the order they were planned (see [`Group`]).
     groups: Vec<Group>,
+    /// `fetch_<field>`: the one field planned; every other is passed over.
+    only: Option<&'static FieldSpec>,
 }
 
 /// A `nested` field being planned: where its sub-struct's fields go.
@@ -285,12 +297,32 @@ impl<'s> Plan<'s> {
             last: None,
             scopes: Vec::new(),
             groups: Vec::new(),
+            only: None,
         }
+    }
+
+    /// A plan of one field of a struct: its `Nested::plan` passes over every field but
+    /// the one with `spec` (and every nested struct), so a `fetch_<field>` method needs no
+    /// code of its own per field.
+    pub fn only(sources: &'s Sources, spec: &'static FieldSpec) -> Self {
+        let mut plan = Self::with_capacity(sources, 1);
+        plan.only = Some(spec);
+        plan
+    }
+
+    /// Whether the field with `spec` is planned (not in a [`Plan::only`] of another field):
+    /// a `fetcher = ...` expression is evaluated only then.
+    #[inline]
+    pub fn wants(&self, spec: &'static FieldSpec) -> bool {
+        self.only.is_none_or(|only| std::ptr::eq(only, spec))
     }
 
     /// Plans the sub-struct of a `nested` field (`plan` is its [`Nested::plan`]): its
     /// fields join this plan with their paths below the field and the field's prefixes.
     pub fn nest(&mut self, nest: &'static Nest, plan: PlanFn) {
+        if self.only.is_some() {
+            return;
+        }
         let lookup = |name: &str| self.sources.env().get(name);
         let own_key_prefix = nest
             .key_prefix
@@ -325,6 +357,9 @@ impl<'s> Plan<'s> {
 
     /// Plans `Option<S>`: its fields are remembered as a group, absent together.
     pub fn optional<S: Nested>(&mut self) {
+        if self.only.is_some() {
+            return;
+        }
         let at = self.groups.len();
         self.groups.push(Group {
             start: self.slots.len(),
@@ -468,6 +503,9 @@ impl<'s> Plan<'s> {
         spec: &'static FieldSpec,
         secret_type: bool,
     ) -> Handle<T> {
+        if !self.wants(spec) {
+            return Handle::passed();
+        }
         let sensitive = spec.sensitive || secret_type;
         let mut slot = self.slot(spec, sensitive);
         slot.decoders = Some(Decoders::of::<T>());
@@ -525,6 +563,9 @@ impl<'s> Plan<'s> {
         T: Send + 'static,
         F: IntoFetcher<T, M>,
     {
+        if !self.wants(spec) {
+            return Handle::passed();
+        }
         let sensitive = spec.sensitive || secret_type;
         let mut slot = self.slot(spec, sensitive);
         if slot.primary.is_none() {
@@ -544,6 +585,14 @@ impl<'s> Plan<'s> {
             slot.decoders = Some(Decoders::of::<T>());
         }
         handle
+    }
+
+    /// The first field planned: in a [`Plan::only`], the one field.
+    pub(crate) fn first<T>(&self) -> Option<Handle<T>> {
+        (!self.slots.is_empty()).then_some(Handle {
+            index: 0,
+            _type: PhantomData,
+        })
     }
 
     fn push<T>(&mut self, slot: Slot) -> Handle<T> {
@@ -1236,11 +1285,7 @@ impl Outcomes<'_> {
 
     /// The next field's value; its error goes into the outcomes. With `available`, a
     /// failed field takes its `fallback` literal, else `default()`.
-    pub fn field<T: 'static>(
-        &mut self,
-        available: bool,
-        default: impl FnOnce() -> Option<T>,
-    ) -> Option<T> {
+    pub fn field<T: 'static>(&mut self, available: bool, default: Option<fn() -> T>) -> Option<T> {
         let handle = Handle {
             index: self.next_index(),
             _type: PhantomData,
@@ -1250,7 +1295,10 @@ impl Outcomes<'_> {
             Err(e) => {
                 self.errors.push(e);
                 available
-                    .then(|| self.fallback_value(&handle).or_else(default))
+                    .then(|| {
+                        self.fallback_value(&handle)
+                            .or_else(|| default.map(|d| d()))
+                    })
                     .flatten()
             }
         }
@@ -1262,9 +1310,9 @@ impl Outcomes<'_> {
         &mut self,
         available: bool,
         take: TakeFn<S>,
-        default: impl FnOnce() -> Option<S>,
+        default: Option<fn() -> S>,
     ) -> Option<S> {
-        take(self, available).or_else(|| available.then(default).flatten())
+        take(self, available).or_else(|| default.filter(|_| available).map(|d| d()))
     }
 
     /// The next `Option<S>` field: `None` when every field of `S` (recursively) was not

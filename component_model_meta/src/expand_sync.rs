@@ -303,7 +303,6 @@ fn setters(input: &Input<'_>, live: &[&Field<'_>]) -> TokenStream {
         }
     });
     quote! {
-        #[automatically_derived]
         impl #impl_generics #name #ty_generics #where_clause {
             #( #methods )*
         }
