@@ -596,6 +596,38 @@ async fn per_field_fetch_methods_reach_each_field() {
 }
 
 #[tokio::test]
+async fn a_per_field_fetch_runs_only_its_own_fetcher_and_source() {
+    // `fetch_<field>` plans the struct for one field: every other field's fetcher
+    // expression is not even evaluated, and other sources are not asked.
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    fn counted() -> MockDb {
+        MADE.fetch_add(1, Ordering::SeqCst);
+        MockDb
+    }
+    #[derive(AsyncAssign, Debug)]
+    struct C {
+        #[component(fetcher = counted())]
+        answer: i32,
+        #[component(fetch_from = "env", fallback = "7")]
+        port: u16,
+        #[component(fetch_from = "nowhere")]
+        broken: String,
+    }
+    let sources = env(&[("PORT", "81")]);
+    assert_eq!(C::fetch_port_with(&sources).await.unwrap(), 81);
+    assert_eq!(MADE.load(Ordering::SeqCst), 0);
+    assert_eq!(C::fetch_port_with(&env(&[])).await.unwrap(), 7);
+    assert_eq!(C::fetch_answer_with(&sources).await.unwrap(), 42);
+    assert_eq!(MADE.load(Ordering::SeqCst), 1);
+    let err = C::fetch_broken_with(&sources).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("C.broken: "),
+        "names the field: {err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+#[tokio::test]
 async fn secret_string_fields_deserialize_and_never_print() {
     #[derive(AsyncAssign, Debug)]
     struct C {
