@@ -4,6 +4,9 @@
 //!   `fetch_all_16` vs `slowest_single_field` (one 20 ms fetch) and `sequential_16`.
 //! * `overhead_0ms/*`: the same 16 fields from memory, `generated` vs `hand_written_join`
 //!   (`futures::join!` of the 16 fetches through the same `Source`, parsed with `str::parse`).
+//! * `typed_0ms/*`: 16 `u32` fields, each from its own registered `ComponentFetcher<u32>`
+//!   answering at once: `generated` vs `hand_written_join_all` (`join_all` of the same 16
+//!   `fetch_component()` calls).
 //!
 //! Ratios: `python3 scripts/bench_ratios.py` after `cargo bench -p component_model_benches`.
 
@@ -13,7 +16,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use component_model::{AsyncAssign, FetchRequest, FieldSpec, RawValue, Source, Sources};
+use component_model::{
+    AsyncAssign, ComponentFetcher, FetchRequest, FieldSpec, RawValue, Source, Sources, async_trait,
+};
 use component_model_benches::MemorySource;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -184,5 +189,106 @@ fn overhead(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, latency, overhead);
+/// A typed fetcher answering at once.
+struct Const(u32);
+
+#[async_trait]
+impl ComponentFetcher<u32> for Const {
+    type Error = std::io::Error;
+    async fn fetch_component(&self) -> Result<u32, Self::Error> {
+        Ok(self.0)
+    }
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)] // the values are only produced, through black_box
+struct SixteenTyped {
+    #[component(fetch_from = "t0")]
+    f0: u32,
+    #[component(fetch_from = "t1")]
+    f1: u32,
+    #[component(fetch_from = "t2")]
+    f2: u32,
+    #[component(fetch_from = "t3")]
+    f3: u32,
+    #[component(fetch_from = "t4")]
+    f4: u32,
+    #[component(fetch_from = "t5")]
+    f5: u32,
+    #[component(fetch_from = "t6")]
+    f6: u32,
+    #[component(fetch_from = "t7")]
+    f7: u32,
+    #[component(fetch_from = "t8")]
+    f8: u32,
+    #[component(fetch_from = "t9")]
+    f9: u32,
+    #[component(fetch_from = "t10")]
+    f10: u32,
+    #[component(fetch_from = "t11")]
+    f11: u32,
+    #[component(fetch_from = "t12")]
+    f12: u32,
+    #[component(fetch_from = "t13")]
+    f13: u32,
+    #[component(fetch_from = "t14")]
+    f14: u32,
+    #[component(fetch_from = "t15")]
+    f15: u32,
+}
+
+const TYPED: [&str; 16] = [
+    "t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11", "t12", "t13", "t14",
+    "t15",
+];
+
+fn typed(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut sources = Sources::new();
+    for (i, name) in TYPED.iter().enumerate() {
+        sources = sources.register(*name, Const(i as u32));
+    }
+    let fetchers: Vec<Const> = (0..16).map(Const).collect();
+    let mut g = c.benchmark_group("typed_0ms");
+    g.bench_function("generated", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                SixteenTyped::fetch_all_components_with(&sources)
+                    .await
+                    .expect("fetch"),
+            )
+        })
+    });
+    g.bench_function("hand_written_join_all", |b| {
+        b.to_async(&rt).iter(|| async {
+            let values =
+                futures::future::join_all(fetchers.iter().map(|f| f.fetch_component())).await;
+            let v: Vec<u32> = values.into_iter().map(|r| r.unwrap_or_default()).collect();
+            black_box(SixteenTyped {
+                f0: v[0],
+                f1: v[1],
+                f2: v[2],
+                f3: v[3],
+                f4: v[4],
+                f5: v[5],
+                f6: v[6],
+                f7: v[7],
+                f8: v[8],
+                f9: v[9],
+                f10: v[10],
+                f11: v[11],
+                f12: v[12],
+                f13: v[13],
+                f14: v[14],
+                f15: v[15],
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, latency, overhead, typed);
 criterion_main!(benches);

@@ -27,7 +27,8 @@ use crate::sources::{Entry, Sources};
 
 /// What one concurrent job reports: slot index, result, time taken.
 type JobResults = Vec<(usize, Result<Got, Failure>, Duration)>;
-type Job = BoxFuture<'static, JobResults>;
+/// A job borrows the plan it runs for: its requests are read in place, not cloned per run.
+type Job<'p> = BoxFuture<'p, JobResults>;
 
 type TypedCall =
     Arc<dyn Fn() -> BoxFuture<'static, Result<Box<dyn Any + Send>, BoxError>> + Send + Sync>;
@@ -701,11 +702,11 @@ impl<'s> Plan<'s> {
         &self,
         spans: &[tracing::Span],
         results: &mut [Option<(Result<Got, ComponentError>, Duration)>],
-    ) -> Vec<Job> {
+    ) -> Vec<Job<'_>> {
         // Fields with `timeout`/`retry_attempts` stay in a batch with the fields that have
         // the same settings; the layers wrap the whole batch.
         let mut batches: Vec<Batch<'_>> = Vec::new();
-        let mut jobs: Vec<Job> = Vec::new();
+        let mut jobs: Vec<Job<'_>> = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             match &slot.primary {
                 Some(Route::Fail(detail)) => {
@@ -729,14 +730,14 @@ impl<'s> Plan<'s> {
     }
 
     /// One `fetch_many` of a batch; each member gets its answer.
-    fn batch_job(&self, src: Arc<dyn Source>, members: Vec<usize>, fallback: bool) -> Job {
-        let requests: Vec<FetchRequest> = members
+    fn batch_job(&self, src: Arc<dyn Source>, members: Vec<usize>, fallback: bool) -> Job<'_> {
+        let requests: Vec<&FetchRequest> = members
             .iter()
             .filter_map(|&i| {
                 let slot = &self.slots[i];
                 match fallback {
-                    true => slot.fallback_request.clone(),
-                    false => slot.request.clone(),
+                    true => slot.fallback_request.as_ref(),
+                    false => slot.request.as_ref(),
                 }
             })
             .collect();
@@ -748,8 +749,7 @@ impl<'s> Plan<'s> {
         Box::pin(
             async move {
                 let started = Instant::now();
-                let refs: Vec<&FetchRequest> = requests.iter().collect();
-                let answers = src.fetch_many(&refs).await;
+                let answers = src.fetch_many(&requests).await;
                 let elapsed = started.elapsed();
                 let mut answers = answers.into_iter();
                 members
@@ -1001,7 +1001,12 @@ fn typed_call<T: Send + 'static>(f: Arc<dyn DynFetcher<T>>) -> TypedCall {
     })
 }
 
-fn single_typed(i: usize, call: TypedCall, spec: &'static FieldSpec, span: tracing::Span) -> Job {
+fn single_typed(
+    i: usize,
+    call: TypedCall,
+    spec: &'static FieldSpec,
+    span: tracing::Span,
+) -> Job<'static> {
     Box::pin(
         async move {
             let started = Instant::now();
