@@ -258,8 +258,7 @@ pub fn fetch_all<T: Nested + Send>(
     sources: &Sources,
 ) -> FetchFuture<'_, Result<T, Vec<ComponentError>>> {
     FetchFuture::new(async move {
-        let mut plan = Plan::new(sources);
-        T::plan(&mut plan);
+        let plan = Plan::of::<T>(sources);
         let mut out = plan.run().await;
         let value = T::take(&mut out, false);
         out.into_result(value)
@@ -274,8 +273,7 @@ pub fn fetch_report<'a, T: Nested + Send>(
 ) -> FetchFuture<'a, crate::report::FetchReport<T>> {
     FetchFuture::new(async move {
         let started = std::time::Instant::now();
-        let mut plan = Plan::new(sources);
-        T::plan(&mut plan);
+        let plan = Plan::of::<T>(sources);
         let notes = std::sync::Arc::new(crate::report::Notes::default());
         let mut out = plan.run_noting(Some(notes)).await;
         let value = T::take(&mut out, false);
@@ -295,8 +293,7 @@ pub fn fetch_available<T: Nested + Send>(
     sources: &Sources,
 ) -> FetchFuture<'_, Result<Partial<T>, Vec<ComponentError>>> {
     FetchFuture::new(async move {
-        let mut plan = Plan::new(sources);
-        T::plan(&mut plan);
+        let plan = Plan::of::<T>(sources);
         let mut out = plan.run().await;
         let value = T::take(&mut out, true);
         out.into_partial(value)

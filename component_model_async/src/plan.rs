@@ -6,8 +6,10 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -67,6 +69,7 @@ impl Decoders {
     }
 }
 
+#[derive(Clone)]
 struct Slot {
     spec: &'static FieldSpec,
     /// The struct at the root of the fetch (the field's own struct unless nested).
@@ -117,15 +120,53 @@ impl<T> Handle<T> {
 /// One struct's fetch, being planned. Built by generated code; see the crate docs.
 pub struct Plan<'s> {
     sources: &'s Sources,
-    slots: Vec<Slot>,
+    /// Shared with the [`Sources`]' plan cache once built (see [`Plan::of`]).
+    slots: Arc<Vec<Slot>>,
     /// The last source looked up by name: fields of one struct mostly share a few sources.
     last: Option<(&'static str, Arc<dyn Source>)>,
     /// The `nested` fields being planned, innermost last.
     scopes: Vec<Frame>,
     /// `Option<Nested>` fields, in the order they were planned (see [`Group`]).
-    groups: Vec<Group>,
+    groups: Arc<Vec<Group>>,
     /// `fetch_<field>`: the one field planned; every other is passed over.
     only: Option<&'static FieldSpec>,
+    /// Whether the plan is the same on every fetch from these `Sources`: no `${VAR}` was
+    /// read, no `fetcher = ...` value was made, nothing failed to plan (its error or
+    /// warning is said on every fetch).
+    reusable: AtomicBool,
+}
+
+/// Plans already built from one [`Sources`], by struct type: a struct's requests, routes
+/// and batches are the same on every fetch unless a `${VAR}` is read while planning, so
+/// `fetch_*` plans a struct once per `Sources` and runs it many times. A clone of the
+/// `Sources` starts empty, and every method that changes one (`register`, `with_env`,
+/// `layer`) empties it.
+#[derive(Default)]
+pub(crate) struct PlanCache(std::sync::Mutex<HashMap<PlanKey, Built>>);
+
+impl Clone for PlanCache {
+    fn clone(&self) -> Self {
+        PlanCache::default()
+    }
+}
+
+/// A struct type: its `type_name` and its `Nested::plan` function (neither alone is
+/// guaranteed unique; both together are).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PlanKey(usize, usize, usize);
+
+impl PlanKey {
+    fn of<T: Nested>() -> Self {
+        let name = std::any::type_name::<T>();
+        let plan: PlanFn = T::plan;
+        PlanKey(name.as_ptr() as usize, name.len(), plan as usize)
+    }
+}
+
+#[derive(Clone)]
+struct Built {
+    slots: Arc<Vec<Slot>>,
+    groups: Arc<Vec<Group>>,
 }
 
 /// A `nested` field being planned: where its sub-struct's fields go.
@@ -294,12 +335,51 @@ impl<'s> Plan<'s> {
     pub fn with_capacity(sources: &'s Sources, fields: usize) -> Self {
         Plan {
             sources,
-            slots: Vec::with_capacity(fields),
+            slots: Arc::new(Vec::with_capacity(fields)),
             last: None,
             scopes: Vec::new(),
-            groups: Vec::new(),
+            groups: Arc::default(),
             only: None,
+            reusable: AtomicBool::new(true),
         }
+    }
+
+    /// The plan of `T` from `sources`: built by `T::plan` the first time, then taken from
+    /// the `Sources`' cache while nothing in it can differ (see [`PlanCache`]).
+    pub(crate) fn of<T: Nested>(sources: &'s Sources) -> Self {
+        let key = PlanKey::of::<T>();
+        let cache = &sources.plans().0;
+        let hit = cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(built) = hit {
+            let mut plan = Self::new(sources);
+            plan.slots = built.slots;
+            plan.groups = built.groups;
+            return plan;
+        }
+        let mut plan = Self::new(sources);
+        T::plan(&mut plan);
+        if plan.reusable.load(Ordering::Relaxed) {
+            let built = Built {
+                slots: plan.slots.clone(),
+                groups: plan.groups.clone(),
+            };
+            cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key, built);
+        }
+        plan
+    }
+
+    /// The environment of the `Sources`, for `${VAR}` placeholders: reading it makes the
+    /// plan one of this fetch only.
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.reusable.store(false, Ordering::Relaxed);
+        self.sources.env().get(name)
     }
 
     /// A plan of one field of a struct: its `Nested::plan` passes over every field but
@@ -324,7 +404,7 @@ impl<'s> Plan<'s> {
         if self.only.is_some() {
             return;
         }
-        let lookup = |name: &str| self.sources.env().get(name);
+        let lookup = |name: &str| self.lookup(name);
         let own_key_prefix = nest
             .key_prefix
             .map(|p| crate::placeholder::expand(p, &lookup).map_err(|e| Arc::from(e.to_string())))
@@ -362,16 +442,18 @@ impl<'s> Plan<'s> {
             return;
         }
         let at = self.groups.len();
-        self.groups.push(Group {
-            start: self.slots.len(),
-            end: self.slots.len(),
+        let start = self.slots.len();
+        Arc::make_mut(&mut self.groups).push(Group {
+            start,
+            end: start,
             inner: 0,
         });
         S::plan(self);
         let inner = self.groups.len() - at - 1;
         let end = self.slots.len();
-        self.groups[at].end = end;
-        self.groups[at].inner = inner;
+        let groups = Arc::make_mut(&mut self.groups);
+        groups[at].end = end;
+        groups[at].inner = inner;
     }
 
     /// Every field planned so far, as the sources resolve it.
@@ -398,7 +480,7 @@ impl<'s> Plan<'s> {
     /// The field's request, with `${VAR}`s resolved and, when nested, its path and env
     /// variable name in the tree.
     fn request_for(&self, spec: &'static FieldSpec) -> Result<FetchRequest, Arc<str>> {
-        let lookup = |name: &str| self.sources.env().get(name);
+        let lookup = |name: &str| self.lookup(name);
         let request =
             FetchRequest::resolved(spec, &lookup).map_err(|e| Arc::from(e.to_string()))?;
         Ok(match self.scopes.last() {
@@ -567,6 +649,8 @@ impl<'s> Plan<'s> {
         if !self.wants(spec) {
             return Handle::passed();
         }
+        // The fetcher value is made by the struct's `plan` on every fetch.
+        self.reusable.store(false, Ordering::Relaxed);
         let sensitive = spec.sensitive || secret_type;
         let mut slot = self.slot(spec, sensitive);
         if slot.primary.is_none() {
@@ -582,7 +666,7 @@ impl<'s> Plan<'s> {
         &mut self,
         handle: Handle<T>,
     ) -> Handle<T> {
-        if let Some(slot) = self.slots.get_mut(handle.index) {
+        if let Some(slot) = Arc::make_mut(&mut self.slots).get_mut(handle.index) {
             slot.decoders = Some(Decoders::of::<T>());
         }
         handle
@@ -597,7 +681,12 @@ impl<'s> Plan<'s> {
     }
 
     fn push<T>(&mut self, slot: Slot) -> Handle<T> {
-        self.slots.push(slot);
+        if matches!(slot.primary, Some(Route::Fail(_)))
+            || matches!(slot.fallback, Some(Route::Fail(_)))
+        {
+            self.reusable.store(false, Ordering::Relaxed);
+        }
+        Arc::make_mut(&mut self.slots).push(slot);
         Handle {
             index: self.slots.len() - 1,
             _type: PhantomData,

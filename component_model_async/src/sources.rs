@@ -121,6 +121,8 @@ pub struct Sources {
     env: EnvSource,
     /// Layers built for the attributes, and their state (cache, circuits, permits).
     layers: Arc<crate::resilience::Registry>,
+    /// Structs planned from these sources (emptied by every change, empty in a clone).
+    plans: crate::plan::PlanCache,
 }
 
 impl fmt::Debug for Sources {
@@ -143,6 +145,11 @@ impl Default for Sources {
 static GLOBAL: OnceLock<Sources> = OnceLock::new();
 
 impl Sources {
+    /// The structs already planned from these sources.
+    pub(crate) fn plans(&self) -> &crate::plan::PlanCache {
+        &self.plans
+    }
+
     /// A registry with `env` (the process environment) and, with feature `http`, `api` and
     /// `http` (an [`HttpSource`](crate::HttpSource) without a base URL, for fields with an
     /// absolute `url`).
@@ -154,6 +161,7 @@ impl Sources {
             entries,
             env,
             layers: Arc::default(),
+            plans: crate::plan::PlanCache::default(),
         })
     }
 
@@ -186,6 +194,7 @@ impl Sources {
         self.entries
             .insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
         self.env = env;
+        self.plans = crate::plan::PlanCache::default();
         self
     }
 
@@ -196,6 +205,7 @@ impl Sources {
     #[must_use]
     pub fn register<M>(mut self, name: impl Into<String>, source: impl IntoEntry<M>) -> Self {
         self.entries.insert(name.into(), source.into_entry().0);
+        self.plans = crate::plan::PlanCache::default();
         self
     }
 
@@ -221,6 +231,7 @@ impl Sources {
                 "no `Source` is registered under this name; the layer was not applied"
             ),
         }
+        self.plans = crate::plan::PlanCache::default();
         self
     }
 

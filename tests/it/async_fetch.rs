@@ -595,6 +595,103 @@ async fn per_field_fetch_methods_reach_each_field() {
     );
 }
 
+/// Answers every request with its key, prefixed by its name: which source answered.
+struct Echo(&'static str);
+
+#[async_trait]
+impl Source for Echo {
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        Ok(RawValue::from(format!(
+            "{}:{}",
+            self.0,
+            request.key().unwrap_or_default()
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_struct_planned_once_per_sources_still_sees_placeholders_and_new_registrations() {
+    #[derive(AsyncAssign, Debug)]
+    struct C {
+        #[component(fetch_from = "echo", key = "fixed")]
+        fixed: String,
+        #[component(fetch_from = "echo", key = "${CM_PLAN_CACHE_TEST_KEY}/x")]
+        placed: String,
+    }
+    #[derive(AsyncAssign, Debug)]
+    struct Plain {
+        #[component(fetch_from = "echo", key = "fixed")]
+        fixed: String,
+    }
+    // A `${VAR}` read while planning: planned again on every fetch.
+    let var = "CM_PLAN_CACHE_TEST_KEY";
+    let sources = |v: &str| {
+        Sources::new()
+            .with_env(EnvSource::from_map([(var, v)]))
+            .register("echo", Echo("one"))
+    };
+    let first = sources("a");
+    let c = C::fetch_all_components_with(&first).await.unwrap();
+    assert_eq!(
+        (c.fixed.as_str(), c.placed.as_str()),
+        ("one:fixed", "one:a/x")
+    );
+    let c = C::fetch_all_components_with(&first).await.unwrap();
+    assert_eq!(c.placed, "one:a/x");
+    // The same struct type from another `Sources`, and a clone with a new registration:
+    // neither answers from the plan of the first.
+    let c = C::fetch_all_components_with(&sources("b")).await.unwrap();
+    assert_eq!(c.placed, "one:b/x");
+    let plain = Sources::new().register("echo", Echo("one"));
+    assert_eq!(
+        Plain::fetch_all_components_with(&plain)
+            .await
+            .unwrap()
+            .fixed,
+        "one:fixed"
+    );
+    assert_eq!(
+        Plain::fetch_all_components_with(&plain)
+            .await
+            .unwrap()
+            .fixed,
+        "one:fixed"
+    );
+    let replaced = plain.clone().register("echo", Echo("two"));
+    assert_eq!(
+        Plain::fetch_all_components_with(&replaced)
+            .await
+            .unwrap()
+            .fixed,
+        "two:fixed"
+    );
+    assert_eq!(
+        Plain::fetch_available_components_with(&replaced)
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap()
+            .fixed,
+        "two:fixed"
+    );
+    assert_eq!(
+        Plain::fetch_all_components_with(&plain)
+            .await
+            .unwrap()
+            .fixed,
+        "one:fixed"
+    );
+    // Changing a `Sources` that has planned the struct (not a clone) plans it again.
+    let plain = plain.register("echo", Echo("three"));
+    assert_eq!(
+        Plain::fetch_all_components_with(&plain)
+            .await
+            .unwrap()
+            .fixed,
+        "three:fixed"
+    );
+}
+
 #[tokio::test]
 async fn a_per_field_fetch_runs_only_its_own_fetcher_and_source() {
     // `fetch_<field>` plans the struct for one field: every other field's fetcher
