@@ -712,14 +712,20 @@ impl<'s> Plan<'s> {
         let spans: Vec<tracing::Span> = self.slots.iter().map(Slot::span).collect();
         let mut results: Vec<Option<(Result<Got, ComponentError>, Duration)>> =
             (0..self.slots.len()).map(|_| None).collect();
-        let jobs = self.primary_jobs(&spans, &mut results);
+        // How long each field took is for the report, a span someone records and the
+        // warning of a failed field; a clock read costs more than a fetcher answering
+        // from memory, so only when one of them can be seen.
+        let timed = notes.is_some()
+            || tracing::enabled!(tracing::Level::WARN)
+            || spans.iter().any(|s| !s.is_disabled());
+        let jobs = self.primary_jobs(&spans, &mut results, timed);
         for (i, r, elapsed) in futures::future::join_all(jobs).await.into_iter().flatten() {
             let r = r.map_err(|f| to_component_error(f, &self.slots[i]));
             results[i] = Some((r, elapsed));
         }
         let remembering = self.remember(&results);
         let (via_fallback, ()) = futures::future::join(
-            self.fallback_round(&spans, &mut results),
+            self.fallback_round(&spans, &mut results, timed),
             futures::future::join_all(remembering).map(drop),
         )
         .await;
@@ -791,6 +797,7 @@ impl<'s> Plan<'s> {
         &self,
         spans: &[tracing::Span],
         results: &mut [Option<(Result<Got, ComponentError>, Duration)>],
+        timed: bool,
     ) -> Vec<Job<'_>> {
         // Fields with `timeout`/`retry_attempts` stay in a batch with the fields that have
         // the same settings; the layers wrap the whole batch.
@@ -802,9 +809,13 @@ impl<'s> Plan<'s> {
                     results[i] = Some((Err(slot.config_error(detail)), Duration::ZERO))
                 }
                 Some(Route::Raw(src)) => join_batch(&mut batches, src, slot.spec, i),
-                Some(Route::Typed(call)) => {
-                    jobs.push(single_typed(i, call.clone(), slot.spec, spans[i].clone()))
-                }
+                Some(Route::Typed(call)) => jobs.push(single_typed(
+                    i,
+                    call.clone(),
+                    slot.spec,
+                    spans[i].clone(),
+                    timed,
+                )),
                 None => {}
             }
         }
@@ -813,13 +824,19 @@ impl<'s> Plan<'s> {
                 .sources
                 .layers()
                 .layered(src, self.slots[members[0]].spec);
-            jobs.push(self.batch_job(src, members, false));
+            jobs.push(self.batch_job(src, members, false, timed));
         }
         jobs
     }
 
     /// One `fetch_many` of a batch; each member gets its answer.
-    fn batch_job(&self, src: Arc<dyn Source>, members: Vec<usize>, fallback: bool) -> Job<'_> {
+    fn batch_job(
+        &self,
+        src: Arc<dyn Source>,
+        members: Vec<usize>,
+        fallback: bool,
+        timed: bool,
+    ) -> Job<'_> {
         let requests: Vec<&FetchRequest> = members
             .iter()
             .filter_map(|&i| {
@@ -837,9 +854,9 @@ impl<'s> Plan<'s> {
         );
         Box::pin(
             async move {
-                let started = Instant::now();
+                let started = timed.then(Instant::now);
                 let answers = src.fetch_many(&requests).await;
-                let elapsed = started.elapsed();
+                let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
                 let mut answers = answers.into_iter();
                 members
                     .into_iter()
@@ -863,6 +880,7 @@ impl<'s> Plan<'s> {
         &self,
         spans: &[tracing::Span],
         results: &mut [Option<(Result<Got, ComponentError>, Duration)>],
+        timed: bool,
     ) -> Vec<bool> {
         let mut answered = vec![false; self.slots.len()];
         let mut batches: Vec<Batch<'_>> = Vec::new();
@@ -886,9 +904,13 @@ impl<'s> Plan<'s> {
                 Some(Route::Raw(src)) if slot.fallback_request.is_some() => {
                     join_batch(&mut batches, src, slot.spec, i)
                 }
-                Some(Route::Typed(call)) => {
-                    jobs.push(single_typed(i, call.clone(), slot.spec, spans[i].clone()))
-                }
+                Some(Route::Typed(call)) => jobs.push(single_typed(
+                    i,
+                    call.clone(),
+                    slot.spec,
+                    spans[i].clone(),
+                    timed,
+                )),
                 Some(Route::Fail(detail)) => {
                     append(&mut results[i], slot.spec, &slot.config_error(detail))
                 }
@@ -900,7 +922,7 @@ impl<'s> Plan<'s> {
                 .sources
                 .layers()
                 .layered(src, self.slots[members[0]].spec);
-            jobs.push(self.batch_job(src, members, true));
+            jobs.push(self.batch_job(src, members, true, timed));
         }
         if jobs.is_empty() {
             return answered;
@@ -1095,16 +1117,18 @@ fn single_typed(
     call: TypedCall,
     spec: &'static FieldSpec,
     span: tracing::Span,
+    timed: bool,
 ) -> Job<'static> {
     Box::pin(
         async move {
-            let started = Instant::now();
+            let started = timed.then(Instant::now);
             let r = resilience::call(spec, || {
                 let fut = call();
                 async move { fut.await.map_err(Failure::Fetcher) }
             })
             .await;
-            vec![(i, r.map(Got::Typed), started.elapsed())]
+            let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+            vec![(i, r.map(Got::Typed), elapsed)]
         }
         .instrument(span),
     )

@@ -366,6 +366,11 @@ where
     Fut: Future<Output = Result<T, Failure>>,
 {
     let limit = spec.timeout;
+    if limit.is_none() && spec.retry_attempts.unwrap_or(0) == 0 {
+        // No layer: the call itself (a retry policy and its futures cost more than a
+        // fetcher answering from memory).
+        return op().await;
+    }
     let attempt = || {
         let fut = op();
         async move {
