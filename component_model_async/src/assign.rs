@@ -12,8 +12,8 @@ use crate::source::FieldSpec;
 
 /// Assigns a component of type `T` from `IntoT`, asynchronously.
 ///
-/// `#[derive(AsyncAssign)]` implements it for every field type `T` that only one field
-/// has, for any `IntoT: Into<T> + Send`:
+/// `#[derive(AsyncAssign)]` implements it for every `'static` field type `T` that only one
+/// field has, for any `IntoT: Into<T>`:
 ///
 /// ```
 /// use component_model_async::AsyncAssign;
@@ -116,7 +116,7 @@ pub trait FutureAssign<T, IntoT> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no field that a `{IntoT}` can be assigned to",
     label = "no field of `{Self}` takes a `{IntoT}`",
-    note = "`#[derive(AsyncAssign)]` assigns to a field whose type `{IntoT}` converts `Into`, when no other field has that type"
+    note = "`#[derive(AsyncAssign)]` assigns a value to the one field of a type the value converts `Into` (a type no other field has)"
 )]
 pub trait FieldSlot<T, IntoT> {
     /// What `#[component(...)]` says about the field (names it in errors; hides a secret's

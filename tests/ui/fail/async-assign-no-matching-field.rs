@@ -1,5 +1,5 @@
-// `async_assign` / `future_assign` with a value no field takes: one error naming the
-// struct and the type, not a wall of trait bounds.
+// `async_assign` / `future_assign` with a value no field takes: an error naming the
+// struct and the type (rustc adds its unsatisfied-bound error for the same call).
 use component_model::{AsyncAssign, FutureAssign};
 
 #[derive(AsyncAssign, Default)]
