@@ -642,54 +642,24 @@ async fn a_struct_planned_once_per_sources_still_sees_placeholders_and_new_regis
     // neither answers from the plan of the first.
     let c = C::fetch_all_components_with(&sources("b")).await.unwrap();
     assert_eq!(c.placed, "one:b/x");
+    async fn fixed(sources: &Sources) -> String {
+        Plain::fetch_all_components_with(sources)
+            .await
+            .unwrap()
+            .fixed
+    }
     let plain = Sources::new().register("echo", Echo("one"));
-    assert_eq!(
-        Plain::fetch_all_components_with(&plain)
-            .await
-            .unwrap()
-            .fixed,
-        "one:fixed"
-    );
-    assert_eq!(
-        Plain::fetch_all_components_with(&plain)
-            .await
-            .unwrap()
-            .fixed,
-        "one:fixed"
-    );
+    // The second fetch runs the plan the first one kept.
+    assert_eq!(fixed(&plain).await, "one:fixed");
+    assert_eq!(fixed(&plain).await, "one:fixed");
     let replaced = plain.clone().register("echo", Echo("two"));
-    assert_eq!(
-        Plain::fetch_all_components_with(&replaced)
-            .await
-            .unwrap()
-            .fixed,
-        "two:fixed"
-    );
-    assert_eq!(
-        Plain::fetch_available_components_with(&replaced)
-            .await
-            .unwrap()
-            .into_result()
-            .unwrap()
-            .fixed,
-        "two:fixed"
-    );
-    assert_eq!(
-        Plain::fetch_all_components_with(&plain)
-            .await
-            .unwrap()
-            .fixed,
-        "one:fixed"
-    );
+    assert_eq!(fixed(&replaced).await, "two:fixed");
+    let partial = Plain::fetch_available_components_with(&replaced).await;
+    assert_eq!(partial.unwrap().into_result().unwrap().fixed, "two:fixed");
+    assert_eq!(fixed(&plain).await, "one:fixed");
     // Changing a `Sources` that has planned the struct (not a clone) plans it again.
     let plain = plain.register("echo", Echo("three"));
-    assert_eq!(
-        Plain::fetch_all_components_with(&plain)
-            .await
-            .unwrap()
-            .fixed,
-        "three:fixed"
-    );
+    assert_eq!(fixed(&plain).await, "three:fixed");
 }
 
 #[tokio::test]
