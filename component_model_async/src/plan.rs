@@ -48,23 +48,36 @@ enum Got {
     Typed(Box<dyn Any + Send>),
 }
 
-type Value = Box<dyn Any + Send>;
+/// Where a field's decoded value goes: the `&mut Option<T>` of [`Outcomes::take`], as
+/// `dyn Any` (decoding writes in place: no box per field).
+type Out<'o> = &'o mut dyn Any;
+
+/// A typed fetcher's answer, boxed by its call, or nothing when the value was written to
+/// the [`Out`].
+type Value = Option<Box<dyn Any + Send>>;
+
+fn put<T: 'static>(out: Out<'_>, value: T) {
+    if let Some(slot) = out.downcast_mut::<Option<T>>() {
+        *slot = Some(value);
+    }
+}
 
 /// How a field's raw values, `fallback` literal and absence become its type: chosen
 /// where the field is added (the only place that needs `T: Deserialize`).
 #[derive(Clone, Copy)]
 struct Decoders {
-    raw: fn(RawValue, &Target<'_>) -> Result<Value, ComponentError>,
-    text: fn(String, &Target<'_>) -> Result<Value, ComponentError>,
-    absent: fn() -> Option<Value>,
+    raw: fn(RawValue, &Target<'_>, Out<'_>) -> Result<(), ComponentError>,
+    text: fn(String, &Target<'_>, Out<'_>) -> Result<(), ComponentError>,
+    /// Whether the type has a value for "absent" (an `Option`), written to the out.
+    absent: fn(Out<'_>) -> bool,
 }
 
 impl Decoders {
     fn of<T: DeserializeOwned + Send + 'static>() -> Self {
         Decoders {
-            raw: |raw, t| convert::decode::<T>(raw, t).map(|v| Box::new(v) as Value),
-            text: |text, t| convert::decode_text::<T>(text, t).map(|v| Box::new(v) as Value),
-            absent: || convert::absent::<T>().map(|v| Box::new(v) as Value),
+            raw: |raw, t, out| convert::decode::<T>(raw, t).map(|v| put(out, v)),
+            text: |text, t, out| convert::decode_text::<T>(text, t).map(|v| put(out, v)),
+            absent: |out| convert::absent::<T>().map(|v| put(out, v)).is_some(),
         }
     }
 }
@@ -768,7 +781,7 @@ impl<'s> Plan<'s> {
             let converts = too_large(raw, &target).is_none()
                 && slot
                     .decoders
-                    .is_some_and(|d| (d.raw)(raw.clone(), &target).is_ok());
+                    .is_some_and(|d| (d.raw)(raw.clone(), &target, &mut ()).is_ok());
             if !converts {
                 continue;
             }
@@ -1155,7 +1168,7 @@ fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
 
 impl Outcomes<'_> {
     /// The field's value: converted, or absent, or its `fallback`; recorded in its span.
-    fn finish(&mut self, index: usize) -> Result<Value, ComponentError> {
+    fn finish(&mut self, index: usize, out: Out<'_>) -> Result<Value, ComponentError> {
         let slot = &self.slots[index];
         let provenance = || slot.provenance();
         let fallback_source = match (&slot.fallback, self.via_fallback[index]) {
@@ -1180,7 +1193,7 @@ impl Outcomes<'_> {
         let converted = match result {
             Ok(Got::Raw(raw)) => match (too_large(&raw, &target), slot.decoders) {
                 (Some(e), _) => Err(e),
-                (None, Some(d)) => (d.raw)(raw, &target),
+                (None, Some(d)) => (d.raw)(raw, &target, &mut *out).map(|()| None),
                 (None, None) => Err(convert::error(
                     ErrorKind::Config,
                     &target,
@@ -1190,26 +1203,26 @@ impl Outcomes<'_> {
                     ),
                 )),
             },
-            Ok(Got::Typed(any)) => Ok(any),
+            Ok(Got::Typed(any)) => Ok(Some(any)),
             Err(e) => Err(e),
         };
         let decoders = slot.decoders;
-        let fallback =
-            |text: &'static str, t: &Target<'_>| decoders.map(|d| (d.text)(text.to_owned(), t));
+        let fallback = |text: &'static str, t: &Target<'_>, out: Out<'_>| {
+            decoders.map(|d| (d.text)(text.to_owned(), t, out).map(|()| None))
+        };
         let result = match converted {
             Ok(v) => Ok(v),
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                match decoders.and_then(|d| (d.absent)()) {
-                    Some(v) => {
-                        outcome = "absent";
-                        Ok(v)
-                    }
-                    None => use_fallback(e, &target, fallback, &mut outcome),
+                if decoders.is_some_and(|d| (d.absent)(&mut *out)) {
+                    outcome = "absent";
+                    Ok(None)
+                } else {
+                    use_fallback(e, &target, |t, tg| fallback(t, tg, out), &mut outcome)
                 }
             }
             Err(e) if fallbackable(e.kind()) => {
                 let why = e.to_string();
-                let r = use_fallback(e, &target, fallback, &mut outcome);
+                let r = use_fallback(e, &target, |t, tg| fallback(t, tg, out), &mut outcome);
                 if outcome == "fallback" {
                     self.degraded[index] = Some(why);
                 }
@@ -1292,8 +1305,13 @@ impl Outcomes<'_> {
     /// The field's value in its type (absent `Option` = `None`, `fallback` applied when
     /// the value is absent or the source failed).
     pub fn take<T: 'static>(&mut self, handle: Handle<T>) -> Result<T, ComponentError> {
-        let value = self.finish(handle.index)?;
-        value.downcast::<T>().map(|v| *v).map_err(|_| {
+        let mut out: Option<T> = None;
+        let boxed = self.finish(handle.index, &mut out)?;
+        let value = match boxed {
+            Some(any) => any.downcast::<T>().ok().map(|v| *v),
+            None => out,
+        };
+        value.ok_or_else(|| {
             let slot = &self.slots[handle.index];
             ComponentError::field(ErrorKind::Config)
                 .provenance(slot.provenance())
@@ -1312,8 +1330,9 @@ impl Outcomes<'_> {
         let decoders = slot.decoders?;
         let provenance = || slot.provenance();
         let target = slot.target(&provenance);
-        let value = (decoders.text)(text.to_owned(), &target).ok()?;
-        value.downcast::<T>().ok().map(|v| *v)
+        let mut out: Option<T> = None;
+        (decoders.text)(text.to_owned(), &target, &mut out).ok()?;
+        out
     }
 }
 
@@ -1353,7 +1372,7 @@ impl Outcomes<'_> {
                         Some((Err(e), _))
                             if fallbackable(e.kind())
                                 && !(e.kind() == ErrorKind::NotFound
-                                    && slot.decoders.is_some_and(|d| (d.absent)().is_some())) =>
+                                    && slot.decoders.is_some_and(|d| (d.absent)(&mut ()))) =>
                         {
                             slot.spec.fallback.map(|f| RawValue::Text(f.to_owned()))
                         }
