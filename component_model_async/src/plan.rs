@@ -163,8 +163,8 @@ impl Clone for PlanCache {
     }
 }
 
-/// A struct type: its `type_name` and its `Nested::plan` function (neither alone is
-/// guaranteed unique; both together are).
+/// A struct type: its `type_name` and its `Nested::plan` function (`type_name` alone is not
+/// guaranteed unique; two types sharing both would have identical plans anyway).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct PlanKey(usize, usize, usize);
 
