@@ -285,14 +285,15 @@ impl Slot {
 
     /// How this field's value converts, as its source describes itself.
     fn target<'a>(&'a self, provenance: &'a dyn Fn() -> Provenance) -> Target<'a> {
-        self.target_of(provenance, self.source.as_ref())
+        self.target_of(provenance, self.source.as_ref(), self.request.as_ref())
     }
 
-    /// How a value that `source` answered converts.
+    /// How a value that `source` answered for `request` converts.
     fn target_of<'a>(
         &'a self,
         provenance: &'a dyn Fn() -> Provenance,
-        source: Option<&Arc<dyn Source>>,
+        source: Option<&'a Arc<dyn Source>>,
+        request: Option<&'a FetchRequest>,
     ) -> Target<'a> {
         let mut target = Target::new(self.spec, provenance, self.sensitive);
         if let Some(source) = source {
@@ -300,6 +301,7 @@ impl Slot {
                 target.select = None;
             }
             target.unwrap_single = source.unwraps_single_member();
+            target.origin = request.map(|r| (source.as_ref(), r));
         }
         target
     }
@@ -516,7 +518,7 @@ impl<'s> Plan<'s> {
             return Ok(request);
         };
         let prefix = frame.key_prefix.as_ref().map_err(Arc::clone)?;
-        if prefix.is_empty() || source.keys_by_field_name() {
+        if prefix.is_empty() || !source.takes_key_prefix() {
             return Ok(request);
         }
         Ok(request.with_key_prefix(prefix))
@@ -1176,7 +1178,7 @@ impl Outcomes<'_> {
             _ => None,
         };
         let target = match fallback_source {
-            Some(fb) => slot.target_of(&provenance, Some(fb)),
+            Some(fb) => slot.target_of(&provenance, Some(fb), slot.fallback_request.as_ref()),
             None => slot.target(&provenance),
         };
         let (result, elapsed) = self.results[index].take().unwrap_or_else(|| {

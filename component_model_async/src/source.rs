@@ -884,6 +884,21 @@ pub trait Source: Send + Sync + 'static {
         false
     }
 
+    /// Whether a `nested` field's `key_prefix` is prepended to this source's keys. The
+    /// default: unless the source keys by field name (`env` takes `env_prefix` instead).
+    /// A source whose keys are file paths answers `false`.
+    fn takes_key_prefix(&self) -> bool {
+        !self.keys_by_field_name()
+    }
+
+    /// Whether the value this source answered for `request` must never be shown, beyond
+    /// [`Source::is_sensitive`]: asked only when an error would show a value. The `env`
+    /// source answers `true` for a value it read from an `X_FILE` secret file.
+    fn conceals(&self, request: &FetchRequest) -> bool {
+        let _ = request;
+        self.is_sensitive()
+    }
+
     /// Called when this source is a field's `fallback_to` and the field's own source
     /// answered: `answers` are those values (never a secret one: the engine keeps secret
     /// values from every fallback source, with a warning naming the field), each with the

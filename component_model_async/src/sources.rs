@@ -150,13 +150,21 @@ impl Sources {
         &self.plans
     }
 
-    /// A registry with `env` (the process environment) and, with feature `http`, `api` and
+    /// A registry with `env` (the process environment), `secret_file` (a
+    /// [`SecretFileSource`](crate::SecretFileSource), for `secret_file = "..."` fields) and,
+    /// with feature `http`, `api` and
     /// `http` (an [`HttpSource`](crate::HttpSource) without a base URL, for fields with an
     /// absolute `url`).
     pub fn new() -> Self {
         let env = EnvSource::process();
         let mut entries = HashMap::new();
         entries.insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
+        entries.insert(
+            "secret_file".to_owned(),
+            Entry::Raw(Arc::new(
+                crate::fetchers::secret_file::SecretFileSource::new(),
+            )),
+        );
         crate::fetchers::http::defaults(Sources {
             entries,
             env,

@@ -74,6 +74,9 @@ pub struct FieldAttrs {
     pub key: Attr<String>,
     pub query: Attr<String>,
     pub secret: Attr<SecretAttr>,
+    /// `secret_file = "path"`: the value is the file's content (turned into
+    /// `fetch_from = "secret_file", key = "path", secret`).
+    pub secret_file: Attr<String>,
     pub field: Attr<String>,
     pub url: Attr<String>,
     pub path: Attr<String>,
@@ -129,6 +132,7 @@ impl FieldAttrs {
             key: Attr::none(KEY),
             query: Attr::none(QUERY),
             secret: Attr::none(SECRET),
+            secret_file: Attr::none(SECRET_FILE),
             field: Attr::none(FIELD),
             url: Attr::none(URL),
             path: Attr::none(PATH),
@@ -185,6 +189,7 @@ impl FieldAttrs {
                         };
                         a.secret.set(cx, tokens, value);
                     }
+                    SECRET_FILE => a.secret_file.set(cx, tokens, string(&meta)?.value()),
                     FIELD => a.field.set(cx, tokens, string(&meta)?.value()),
                     URL => a.url.set(cx, tokens, string(&meta)?.value()),
                     PATH => a.path.set(cx, tokens, string(&meta)?.value()),
@@ -234,7 +239,64 @@ impl FieldAttrs {
             }
         }
         a.stream_to_fetch(cx);
+        a.secret_file_to_fetch(cx);
         a
+    }
+
+    /// `secret_file = "path"` is `fetch_from = "secret_file", key = "path", secret`, spanned
+    /// at `secret_file`; it names the whole source, so another source or key is an error.
+    fn secret_file_to_fetch(&mut self, cx: &Ctxt) {
+        let Some(file) = self.secret_file.get().cloned() else {
+            return;
+        };
+        let path_secret = match self.secret.get() {
+            Some(s) if matches!(s.value, SecretAttr::Path(_)) => Some(s.to_token_stream()),
+            _ => None,
+        };
+        let mut conflict = false;
+        for (name, tokens) in [
+            (
+                "fetch_from",
+                self.fetch_from.get().map(|s| s.to_token_stream()),
+            ),
+            (
+                "stream_from",
+                self.stream_from.get().map(|s| s.to_token_stream()),
+            ),
+            ("fetcher", self.fetcher.get().map(|s| s.to_token_stream())),
+            ("key", self.key.get().map(|s| s.to_token_stream())),
+            ("secret = \"...\"", path_secret),
+            ("nested", self.nested.get().map(|s| s.to_token_stream())),
+        ] {
+            if let Some(tokens) = tokens {
+                cx.error_spanned_by(
+                    tokens,
+                    format!("`secret_file` already says where the value comes from (the file's content): remove `{name}`"),
+                );
+                conflict = true;
+            }
+        }
+        let spanned = |value| Spanned {
+            value,
+            tokens: file.tokens.clone(),
+        };
+        if conflict {
+            // Said once: the field still reads as a `secret_file` field from here on, so
+            // no "`key` needs `fetch_from`" follows.
+            self.conflict = true;
+            if !self.is_fetched() && self.stream_from.get().is_none() {
+                self.fetch_from.value = Some(spanned("secret_file".to_owned()));
+            }
+            return;
+        }
+        self.fetch_from.value = Some(spanned("secret_file".to_owned()));
+        self.key.value = Some(spanned(file.value.clone()));
+        if self.secret.value.is_none() {
+            self.secret.value = Some(Spanned {
+                value: SecretAttr::Flag,
+                tokens: file.tokens.clone(),
+            });
+        }
     }
 
     /// `stream_from = "kafka"` is `fetch_from = "kafka"` on a field that is always watched:
@@ -263,7 +325,7 @@ impl FieldAttrs {
         self.fetch_from.value = Some(stream);
     }
 
-    /// Whether `stream_from` came with `fetch_from` or `fetcher` (an error already).
+    /// Whether `stream_from` or `secret_file` came with another source (an error already).
     pub fn sources_conflict(&self) -> bool {
         self.conflict
     }
@@ -314,6 +376,7 @@ impl FieldAttrs {
 
     fn has_async_keys(&self) -> bool {
         self.fetch_from.is_some()
+            || self.secret_file.is_some()
             || self.key.is_some()
             || self.query.is_some()
             || self.secret.is_some()

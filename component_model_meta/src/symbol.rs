@@ -11,6 +11,7 @@ pub const FETCH_FROM: &str = "fetch_from";
 pub const KEY: &str = "key";
 pub const QUERY: &str = "query";
 pub const SECRET: &str = "secret";
+pub const SECRET_FILE: &str = "secret_file";
 pub const FIELD: &str = "field";
 pub const URL: &str = "url";
 pub const PATH: &str = "path";
@@ -50,6 +51,7 @@ pub const FIELD_KEYS: &[&str] = &[
     KEY,
     QUERY,
     SECRET,
+    SECRET_FILE,
     FIELD,
     URL,
     PATH,

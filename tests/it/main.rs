@@ -14,5 +14,6 @@ mod live;
 mod nested;
 mod redis;
 mod report;
+mod secret_files;
 mod sync_model;
 mod vault;

@@ -21,6 +21,9 @@ pub(crate) struct Target<'a> {
     pub unwrap_single: bool,
     /// `pointer = "..."` to apply.
     pub pointer: Option<&'a str>,
+    /// The source and request the value came from, asked whether to conceal it
+    /// ([`Source::conceals`](crate::Source::conceals)) only when an error would show it.
+    pub origin: Option<(&'a dyn crate::Source, &'a crate::FetchRequest)>,
 }
 
 impl<'a> Target<'a> {
@@ -36,7 +39,14 @@ impl<'a> Target<'a> {
             select: spec.select,
             unwrap_single: false,
             pointer: spec.pointer,
+            origin: None,
         }
+    }
+
+    /// Whether an error may not show the value: a secret field, or a value its source
+    /// conceals.
+    pub(crate) fn hides(&self) -> bool {
+        self.sensitive || self.origin.is_some_and(|(s, r)| s.conceals(r))
     }
 }
 
@@ -137,7 +147,7 @@ fn parse_document(
             _ => "a value".to_owned(),
         };
         let mut msg = format!("expected a JSON document to take {what} from");
-        if !t.sensitive {
+        if !t.hides() {
             msg.push_str(&format!(", found {}: {e}", preview(s)));
         }
         error(ErrorKind::Decode, t, msg)
@@ -277,7 +287,7 @@ fn mismatch(
     let expected = t.spec.type_name;
     // `.` is the value itself: nothing to add.
     let path = path.filter(|p| !p.is_empty() && p != ".");
-    let detail = match (t.sensitive, path) {
+    let detail = match (t.hides(), path) {
         (true, None) => {
             format!("expected `{expected}`, found a secret value of {len} bytes (not shown)")
         }

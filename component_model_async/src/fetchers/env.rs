@@ -2,7 +2,9 @@
 //!
 //! Declares: name `env` (always built in, always registered); attribute key `key` (the
 //! variable; defaults to the field name upper-cased with the container's `env_prefix`);
-//! key label `variable`; a bare `secret` marks a value secret.
+//! key label `variable`; a bare `secret` marks a value secret. When the variable is not
+//! set and `<variable>_FILE` is, the file it names is read (see
+//! [`secret_file`](super::secret_file)).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -98,8 +100,20 @@ impl EnvSource {
             Some(v) if request.is_sensitive() && v.is_empty() => Err(SourceError::not_found()
                 .with_message("the variable is set but empty, and the field is secret")),
             Some(v) => Ok(v),
-            None => Err(SourceError::not_found()),
+            None => match crate::fetchers::secret_file::env_file(self, name) {
+                Some(from_file) => from_file,
+                None => Err(SourceError::not_found()),
+            },
         }
+    }
+
+    /// Whether `request` reads a secret file (`X_FILE` set, `X` not).
+    fn reads_file(&self, request: &FetchRequest) -> bool {
+        let name = request.key_or_default().unwrap_or(request.field());
+        self.get_raw(name).is_none()
+            && self
+                .get(&format!("{name}_FILE"))
+                .is_some_and(|p| !p.is_empty())
     }
 }
 
@@ -120,6 +134,11 @@ impl Source for EnvSource {
     /// A field without `key` reads the variable named after it.
     fn keys_by_field_name(&self) -> bool {
         true
+    }
+
+    /// A value read from an `X_FILE` secret file is never shown.
+    fn conceals(&self, request: &FetchRequest) -> bool {
+        self.reads_file(request)
     }
 
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {

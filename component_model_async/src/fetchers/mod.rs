@@ -3,6 +3,7 @@
 //! | `fetch_from` | module | feature |
 //! |---|---|---|
 //! | `env` | [`env`](mod@env) | always on |
+//! | `secret_file` (also `secret_file = "path"`) | [`secret_file`](mod@secret_file) | always on |
 //! | `database`, `database:<name>`, `postgres`, `mysql`, `sqlite` | [`database`](mod@database) | `postgres`, `mysql`, `sqlite` |
 //! | `api`, `http`, or a registered `HttpSource` name | [`http`](mod@http) | `http` |
 //! | `consul` | [`consul`](mod@consul) | `consul` |
@@ -41,6 +42,7 @@ pub mod local_cache;
 pub mod mqtt;
 pub mod nats;
 pub mod redis;
+pub mod secret_file;
 #[cfg(any(
     feature = "kafka",
     feature = "nats",
@@ -77,6 +79,7 @@ pub mod exports {
     pub use super::nats::NatsSource;
     #[cfg(feature = "redis")]
     pub use super::redis::RedisSource;
+    pub use super::secret_file::SecretFileSource;
     #[cfg(feature = "vault")]
     pub use super::vault::{VaultFetcher, VaultSource};
     #[cfg(feature = "websocket")]
@@ -108,6 +111,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     mqtt::BUILTIN,
     websocket::BUILTIN,
     local_cache::BUILTIN,
+    secret_file::BUILTIN,
 ];
 
 /// The built-in backend named `name` (`database:analytics` is `database`).
@@ -133,7 +137,9 @@ macro_rules! __component_model_backend {
     ("vault" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "vault" } };
     ("file" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "file" } };
     ($name:literal $entry:tt streamed { $($checks:tt)* }) => { $($checks)* };
+    ("secret_file" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "secret_file" } };
     ("env" $($t:tt)*) => { $crate::__component_model_rules_env! { $($t)* } };
+    ("secret_file" $($t:tt)*) => { $crate::__component_model_rules_secret_file! { $($t)* } };
     ("database" $($t:tt)*) => { $crate::__component_model_rules_database! { "database" $($t)* } };
     ("postgres" $($t:tt)*) => { $crate::__component_model_rules_database! { "postgres" $($t)* } };
     ("mysql" $($t:tt)*) => { $crate::__component_model_rules_database! { "mysql" $($t)* } };

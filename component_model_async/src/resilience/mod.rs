@@ -91,7 +91,7 @@ use crate::source::{FieldSpec, RawValue, Source};
 /// ```
 ///
 /// A layer's source should forward `location`, `native_key`, `is_sensitive`,
-/// `unwraps_single_member`, `selects_field`, `keys_by_field_name`, `watch`, `remember` and `keeps_answers`
+/// `unwraps_single_member`, `selects_field`, `keys_by_field_name`, `takes_key_prefix`, `conceals`, `watch`, `remember` and `keeps_answers`
 /// to its inner source; the built-in layers do
 /// (see [`forward_description!`](crate::forward_description)).
 pub trait SourceLayer: Send + Sync + 'static {
@@ -142,6 +142,12 @@ macro_rules! forward_description {
         }
         fn keys_by_field_name(&self) -> bool {
             self.$inner.keys_by_field_name()
+        }
+        fn takes_key_prefix(&self) -> bool {
+            self.$inner.takes_key_prefix()
+        }
+        fn conceals(&self, request: &$crate::FetchRequest) -> bool {
+            self.$inner.conceals(request)
         }
         fn remember(
             &self,
