@@ -191,9 +191,25 @@ impl Sources {
     ///
     /// Variables are read from the process environment once, here.
     pub fn from_env() -> Self {
+        Self::from_env_source(EnvSource::process())
+    }
+
+    /// Like [`Sources::from_env`], reading every variable from `env` (which also becomes
+    /// the `env` source): the same deployment, described by a map in a test.
+    ///
+    /// ```
+    /// use component_model_async::{EnvSource, Sources};
+    ///
+    /// let sources = Sources::from_env_source(EnvSource::from_map([("VAULT_ADDR", "http://127.0.0.1:8200")]));
+    /// # #[cfg(feature = "vault")]
+    /// assert!(sources.contains("vault"));
+    /// ```
+    pub fn from_env_source(env: EnvSource) -> Self {
         crate::fetchers::BUILTINS
             .iter()
-            .fold(Self::new(), |sources, backend| (backend.from_env)(sources))
+            .fold(Self::new().with_env(env), |sources, backend| {
+                (backend.from_env)(sources)
+            })
     }
 
     /// Replaces the environment used by the `env` source and by `${VAR}` placeholders.

@@ -16,4 +16,5 @@ mod redis;
 mod report;
 mod secret_files;
 mod sync_model;
+mod tls;
 mod vault;

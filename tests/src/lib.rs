@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod tls;
+
 /// Whether service-backed tests must fail instead of skipping (`CM_REQUIRE_SERVICES=1`,
 /// set by `.ci/run`).
 pub fn required() -> bool {

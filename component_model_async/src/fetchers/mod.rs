@@ -52,6 +52,8 @@ pub mod secret_file;
 ))]
 pub(crate) mod stream;
 #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
+pub mod tls;
+#[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
 pub mod transport;
 pub mod vault;
 pub mod websocket;
@@ -80,6 +82,8 @@ pub mod exports {
     #[cfg(feature = "redis")]
     pub use super::redis::RedisSource;
     pub use super::secret_file::SecretFileSource;
+    #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
+    pub use super::tls::TlsConfig;
     #[cfg(feature = "vault")]
     pub use super::vault::{VaultFetcher, VaultSource};
     #[cfg(feature = "websocket")]

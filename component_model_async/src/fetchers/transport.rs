@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::error::{ErrorKind, SourceError};
+use crate::fetchers::tls::TlsConfig;
 use crate::source_support::redact_url;
 
 /// How long one HTTP request (connect, headers and body) may take, unless the source or
@@ -50,12 +51,25 @@ fn redirect_policy() -> reqwest::redirect::Policy {
     })
 }
 
-/// A reqwest client with the request timeout and redirect limit every backend uses.
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+/// A reqwest client with the request timeout and redirect limit every backend uses, and
+/// the TLS settings when some are given.
+pub(crate) fn client(
+    timeout: Duration,
+    tls: Option<&TlsConfig>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .redirect(redirect_policy())
+        .redirect(redirect_policy());
+    if let Some(tls) = tls {
+        if tls.skips_verify() {
+            tracing::warn!(
+                "TLS verification is OFF for this source (VAULT_SKIP_VERIFY / CONSUL_HTTP_SSL_VERIFY=false / `danger_skip_verify`): anyone on the network path can read its token and secrets"
+            );
+        }
+        builder = builder.tls_backend_preconfigured(tls.client_config()?);
+    }
+    builder
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
@@ -67,6 +81,8 @@ pub(crate) struct Client {
     inner: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     pub(crate) timeout: Duration,
     pub(crate) max_body: usize,
+    /// TLS settings of the clients this crate builds (not of a caller's client).
+    tls: Option<std::sync::Arc<TlsConfig>>,
 }
 
 impl Client {
@@ -75,6 +91,7 @@ impl Client {
             inner: Default::default(),
             timeout,
             max_body: DEFAULT_MAX_BODY,
+            tls: None,
         }
     }
 
@@ -83,14 +100,26 @@ impl Client {
             inner: std::sync::Arc::new(std::sync::OnceLock::from(Ok(client))),
             timeout,
             max_body: DEFAULT_MAX_BODY,
+            tls: None,
         }
     }
 
-    /// The same client with another timeout (a new reqwest client) and the same body limit.
+    /// The same client with another timeout (a new reqwest client) and the same body limit
+    /// and TLS settings.
     pub(crate) fn with_timeout(&self, timeout: Duration) -> Self {
         Client {
             max_body: self.max_body,
+            tls: self.tls.clone(),
             ..Client::new(timeout)
+        }
+    }
+
+    /// The same limits with TLS settings (a new reqwest client, built on first use).
+    pub(crate) fn with_tls(&self, tls: TlsConfig) -> Self {
+        Client {
+            max_body: self.max_body,
+            tls: Some(std::sync::Arc::new(tls)),
+            ..Client::new(self.timeout)
         }
     }
 
@@ -112,7 +141,7 @@ impl Client {
 
     pub(crate) fn get(&self) -> Result<&reqwest::Client, SourceError> {
         self.inner
-            .get_or_init(|| client(self.timeout))
+            .get_or_init(|| client(self.timeout, self.tls.as_deref()))
             .as_ref()
             .map_err(|e| SourceError::new(ErrorKind::Config).with_message(e.clone()))
     }
@@ -160,6 +189,15 @@ impl Endpoint {
 
     pub(crate) fn set_timeout(&mut self, timeout: Duration) {
         self.client = self.client.with_timeout(timeout);
+    }
+
+    pub(crate) fn set_tls(&mut self, tls: TlsConfig) {
+        self.client = self.client.with_tls(tls);
+    }
+
+    /// Makes every request fail with `why` (a setting that cannot be used).
+    pub(crate) fn set_invalid(&mut self, why: String) {
+        self.invalid = Some(why);
     }
 
     pub(crate) fn set_client(&mut self, client: reqwest::Client) {
@@ -271,7 +309,9 @@ pub(crate) fn transport_error(
 ) -> SourceError {
     let url = redact_url(url);
     let within = crate::error::humanize(limits.timeout);
-    let root = root_cause(&e);
+    // A failed TLS check says which one, whenever it surfaces (a client certificate the
+    // server refuses arrives after the handshake, with TLS 1.3).
+    let root = super::tls::explain(&e).unwrap_or_else(|| root_cause(&e));
     let (kind, message) = if e.is_timeout() && reading_body {
         (
             ErrorKind::Timeout,
@@ -285,9 +325,10 @@ pub(crate) fn transport_error(
     } else if e.is_redirect() {
         (ErrorKind::Other, format!("{url}: {root}"))
     } else if e.is_connect() {
+        let why = super::tls::explain(&e).unwrap_or(root);
         (
             ErrorKind::Unavailable,
-            format!("cannot connect to {url}: {root}"),
+            format!("cannot connect to {url}: {why}"),
         )
     } else if reading_body || e.is_body() || e.is_decode() {
         (

@@ -90,7 +90,8 @@ impl ConsulSource {
         }
     }
 
-    /// The agent named by `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_SSL`, `CONSUL_HTTP_TOKEN` and
+    /// The agent named by `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_SSL`, `CONSUL_HTTP_TOKEN`, the TLS
+    /// variables of [`TlsConfig::consul_from_env`](crate::TlsConfig::consul_from_env) and
     /// `CONSUL_NAMESPACE` of the process environment.
     pub fn from_env() -> Self {
         Self::from_env_source(&EnvSource::process())
@@ -118,6 +119,11 @@ impl ConsulSource {
         }
         if let Some(ns) = env.get("CONSUL_NAMESPACE").filter(|t| !t.is_empty()) {
             source = source.with_namespace(ns);
+        }
+        match crate::TlsConfig::consul_from_env(env) {
+            Ok(Some(tls)) => source = source.with_tls(tls),
+            Ok(None) => {}
+            Err(why) => source.endpoint.set_invalid(why),
         }
         source
     }
@@ -164,6 +170,14 @@ impl ConsulSource {
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.endpoint.set_client(client);
+        self
+    }
+
+    /// Connects with these TLS settings (CA, client certificate, server name; see
+    /// [`TlsConfig`](crate::TlsConfig)); replaces a client given with `with_client`.
+    #[must_use]
+    pub fn with_tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.endpoint.set_tls(tls);
         self
     }
 

@@ -131,6 +131,14 @@ impl HttpSource {
         self
     }
 
+    /// Connects with these TLS settings (CA, client certificate, server name; see
+    /// [`TlsConfig`](crate::TlsConfig)); replaces a client given with `with_client`.
+    #[must_use]
+    pub fn with_tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.client = self.client.with_tls(tls);
+        self
+    }
+
     /// The base URL, if any.
     pub fn base_url(&self) -> Option<&str> {
         self.base.as_deref()

@@ -147,6 +147,11 @@ impl VaultSource {
         if let Some(ns) = env.get("VAULT_NAMESPACE").filter(|t| !t.is_empty()) {
             source = source.with_namespace(ns);
         }
+        match crate::TlsConfig::vault_from_env(env) {
+            Ok(Some(tls)) => source = source.with_tls(tls),
+            Ok(None) => {}
+            Err(why) => source.endpoint.set_invalid(why),
+        }
         source
     }
 
@@ -200,6 +205,14 @@ impl VaultSource {
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.endpoint.set_client(client);
+        self
+    }
+
+    /// Connects with these TLS settings (CA, client certificate, server name; see
+    /// [`TlsConfig`](crate::TlsConfig)); replaces a client given with `with_client`.
+    #[must_use]
+    pub fn with_tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.endpoint.set_tls(tls);
         self
     }
 
