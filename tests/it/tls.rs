@@ -312,3 +312,123 @@ async fn postgres_verify_full_through_database_url() {
     assert!(text.contains("Db.probe"), "{text}");
     assert!(text.contains("not valid for name"), "{text}");
 }
+
+fn free_port() -> Option<u16> {
+    Some(
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port(),
+    )
+}
+
+/// A redis-server of the test's own: TLS on one port (requiring a client certificate
+/// signed by `pki`), plain TCP on another (for the test to write keys). `None` when
+/// redis-server cannot be started here.
+async fn redis_with_tls(pki: &Pki) -> Option<(tokio::process::Child, u16, u16)> {
+    let server = pki.server("redis", &["localhost", "127.0.0.1"], false);
+    let (port, plain) = (free_port()?, free_port()?);
+    let child = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &plain.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string()])
+        .arg("--tls-cert-file")
+        .arg(&server.cert_file)
+        .arg("--tls-key-file")
+        .arg(&server.key_file)
+        .arg("--tls-ca-cert-file")
+        .arg(&pki.ca_file)
+        .args(["--tls-auth-clients", "yes", "--dir"])
+        .arg(pki.dir())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some((child, port, plain));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_rediss_and_the_redis_tls_variables() {
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct Cached {
+        #[component(fetch_from = "redis", key = "tls:port")]
+        port: u16,
+    }
+    let pki = Pki::new("redis");
+    let Some((_server, port, plain)) = redis_with_tls(&pki).await else {
+        component_model_tests::skip("redis-server with TLS", "could not be started");
+        return;
+    };
+    let client = pki.client("client", "app");
+    let env = |extra: &[(&str, String)]| {
+        let mut vars: Vec<(String, String)> =
+            vec![("REDIS_URL".into(), format!("rediss://localhost:{port}"))];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Sources::from_env_source(EnvSource::from_map(vars))
+    };
+    let tls = [
+        ("REDIS_CACERT", pki.ca_file.display().to_string()),
+        ("REDIS_CLIENT_CERT", client.cert_file.display().to_string()),
+        ("REDIS_CLIENT_KEY", client.key_file.display().to_string()),
+    ];
+    let sources = env(&tls);
+    let err = only(
+        Cached::fetch_all_components_with(&sources)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "over TLS, the key is not there yet: {err}"
+    );
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{plain}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::AsyncCommands::set(&mut conn, "tls:port", "6380")
+        .await
+        .unwrap();
+    let got = Cached::fetch_all_components_with(&env(&tls)).await.unwrap();
+    assert_eq!(got.port, 6380);
+
+    // No CA: the system roots do not know the test's CA.
+    let err = only(
+        Cached::fetch_all_components_with(&env(&[]))
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.to_string().contains("not signed by a CA"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("rediss://localhost:{port}")),
+        "{err}"
+    );
+    // The CA but no client certificate: the server refuses.
+    let err = only(
+        Cached::fetch_all_components_with(&env(&tls[..1]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}

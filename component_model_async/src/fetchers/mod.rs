@@ -51,7 +51,12 @@ pub mod secret_file;
     feature = "redis"
 ))]
 pub(crate) mod stream;
-#[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
+#[cfg(any(
+    feature = "http",
+    feature = "consul",
+    feature = "vault",
+    feature = "redis"
+))]
 pub mod tls;
 #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
 pub mod transport;
@@ -82,7 +87,12 @@ pub mod exports {
     #[cfg(feature = "redis")]
     pub use super::redis::RedisSource;
     pub use super::secret_file::SecretFileSource;
-    #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
+    #[cfg(any(
+        feature = "http",
+        feature = "consul",
+        feature = "vault",
+        feature = "redis"
+    ))]
     pub use super::tls::TlsConfig;
     #[cfg(feature = "vault")]
     pub use super::vault::{VaultFetcher, VaultSource};

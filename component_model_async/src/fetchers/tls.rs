@@ -183,6 +183,27 @@ impl TlsConfig {
         )
     }
 
+    /// For `redis` (no CLI convention exists; the Vault names with `REDIS_`):
+    /// `REDIS_CACERT`, `REDIS_CAPATH`, `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY`,
+    /// `REDIS_TLS_SERVER_NAME`, `REDIS_SKIP_VERIFY`. They apply to a `rediss://` URL (and
+    /// make a `redis://` one TLS too).
+    ///
+    /// # Errors
+    /// As [`TlsConfig::consul_from_env`].
+    pub fn redis_from_env(env: &EnvSource) -> Result<Option<Self>, String> {
+        Self::from_vars(
+            env,
+            Vars {
+                ca_cert: "REDIS_CACERT",
+                ca_path: "REDIS_CAPATH",
+                client_cert: "REDIS_CLIENT_CERT",
+                client_key: "REDIS_CLIENT_KEY",
+                server_name: "REDIS_TLS_SERVER_NAME",
+                verify: ("REDIS_SKIP_VERIFY", true),
+            },
+        )
+    }
+
     fn from_vars(env: &EnvSource, v: Vars) -> Result<Option<Self>, String> {
         let get = |name: &str| env.get(name).filter(|s| !s.trim().is_empty());
         let mut tls = TlsConfig::new();

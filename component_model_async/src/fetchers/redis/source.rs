@@ -7,6 +7,15 @@ use std::time::Duration;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{ConnectionAddr, IntoConnectionInfo, RedisError, RedisResult, Value};
 
+use crate::fetchers::tls::TlsConfig;
+
+/// A byte stream to a server (TCP, TLS or Unix socket).
+pub(super) trait Io:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
 use super::bounded::{BoundedStream, Exceeded};
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::env::EnvSource;
@@ -34,6 +43,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct RedisSource {
     info: Result<Arc<::redis::ConnectionInfo>, String>,
+    /// TLS settings (`rediss://`, or `with_tls`): connections are TLS over TCP.
+    tls: Option<Arc<TlsConfig>>,
     location: String,
     max_reply: usize,
     timeout: Duration,
@@ -65,12 +76,29 @@ impl RedisSource {
     /// configuration error (never a panic).
     pub fn new(url: impl AsRef<str>) -> Self {
         let url = url.as_ref().trim();
-        let info = url
+        // `rediss://` is TLS through this crate's own TLS settings (the system roots by
+        // default; `#insecure`, as redis-rs reads it, skips verification).
+        let (plain, tls) = match url.strip_prefix("rediss://") {
+            Some(rest) => {
+                let (rest, insecure) = match rest.strip_suffix("#insecure") {
+                    Some(r) => (r, true),
+                    None => (rest, false),
+                };
+                (
+                    format!("redis://{rest}"),
+                    Some(Arc::new(TlsConfig::new().danger_skip_verify(insecure))),
+                )
+            }
+            None => (url.to_owned(), None),
+        };
+        let info = plain
+            .as_str()
             .into_connection_info()
             .map(Arc::new)
             .map_err(|_| format!("invalid Redis URL {}", redact_url(url)));
         RedisSource {
             info,
+            tls,
             location: redact_url(url),
             max_reply: DEFAULT_MAX_REPLY,
             timeout: DEFAULT_TIMEOUT,
@@ -94,9 +122,30 @@ impl RedisSource {
     /// assert!(RedisSource::from_env_source(&EnvSource::from_map([("X", "1")])).is_none());
     /// ```
     pub fn from_env_source(env: &EnvSource) -> Option<Self> {
-        env.get("REDIS_URL")
+        let mut source = env
+            .get("REDIS_URL")
             .filter(|u| !u.trim().is_empty())
-            .map(Self::new)
+            .map(Self::new)?;
+        match TlsConfig::redis_from_env(env) {
+            Ok(Some(mut tls)) => {
+                if source.tls.as_ref().is_some_and(|t| t.skips_verify()) {
+                    tls = tls.danger_skip_verify(true);
+                }
+                source.tls = Some(Arc::new(tls));
+            }
+            Ok(None) => {}
+            Err(why) => source.info = Err(why),
+        }
+        Some(source)
+    }
+
+    /// Connects over TLS with these settings (CA, client certificate, server name; see
+    /// [`TlsConfig`]), whatever the URL's scheme.
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self.connection = Default::default();
+        self
     }
 
     /// Accepts values (and replies of as many elements) up to `bytes` long; a longer one
@@ -162,10 +211,16 @@ impl RedisSource {
     }
 
     async fn connect(&self) -> Result<Connection, SourceError> {
-        let info = self
-            .info
-            .as_ref()
-            .map_err(|why| SourceError::new(ErrorKind::Config).with_message(why.clone()))?;
+        let info = self.connection_info()?;
+        let stream = self.open_stream(info).await?;
+        self.handshake(info, stream).await
+    }
+
+    /// A new byte stream to the server: TCP, TLS over TCP, or a Unix socket.
+    pub(super) async fn open_stream(
+        &self,
+        info: &::redis::ConnectionInfo,
+    ) -> Result<Box<dyn Io>, SourceError> {
         let unreachable = |e: std::io::Error| {
             SourceError::new(ErrorKind::Unavailable)
                 .with_message(format!("cannot connect to redis at {}: {e}", self.location))
@@ -177,7 +232,10 @@ impl RedisSource {
                     .await?
                     .map_err(unreachable)?;
                 let _ = stream.set_nodelay(true);
-                self.handshake(info, stream).await
+                match &self.tls {
+                    None => Ok(Box::new(stream)),
+                    Some(tls) => Ok(Box::new(self.tls_handshake(tls, host, stream).await?)),
+                }
             }
             #[cfg(unix)]
             ConnectionAddr::Unix(path) => {
@@ -185,13 +243,51 @@ impl RedisSource {
                     .within(tokio::net::UnixStream::connect(path))
                     .await?
                     .map_err(unreachable)?;
-                self.handshake(info, stream).await
+                Ok(Box::new(stream))
             }
             _ => Err(SourceError::new(ErrorKind::Config).with_message(format!(
-                "redis at {}: TLS (`rediss://`) is not supported by this version",
+                "redis at {}: this kind of address is not supported",
                 self.location
             ))),
         }
+    }
+
+    /// TLS over `stream`, verified against `host` (or the configured server name).
+    async fn tls_handshake(
+        &self,
+        tls: &TlsConfig,
+        host: &str,
+        stream: tokio::net::TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, SourceError> {
+        let config = tls.client_config().map_err(|why| {
+            SourceError::new(ErrorKind::Config)
+                .with_message(format!("redis at {}: {why}", self.location))
+        })?;
+        if tls.skips_verify() {
+            tracing::warn!(
+                address = %self.location,
+                "TLS verification is OFF for this redis source (`#insecure` / REDIS_SKIP_VERIFY): anyone on the network path can read its traffic"
+            );
+        }
+        let mut config = config;
+        config.alpn_protocols.clear();
+        let name = tls.server_name().unwrap_or(host).trim_matches(['[', ']']);
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|_| {
+            SourceError::new(ErrorKind::Config).with_message(format!(
+                "redis at {}: `{name}` is not a valid TLS server name",
+                self.location
+            ))
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        self.within(connector.connect(name, stream))
+            .await?
+            .map_err(|e| {
+                let why = crate::fetchers::tls::explain(&e).unwrap_or_else(|| e.to_string());
+                SourceError::new(ErrorKind::Unavailable).with_message(format!(
+                    "cannot connect to redis at {}: {why}",
+                    self.location
+                ))
+            })
     }
 
     /// `connecting` bounded by the timeout.

@@ -8,8 +8,8 @@
 //! When the pub/sub connection closes, the watch ends; a `Live` watches again after a
 //! backoff and reads everything, so a change during the outage is not lost.
 
+use ::redis::Value;
 use ::redis::aio::PubSub;
-use ::redis::{ConnectionAddr, Value};
 use futures::StreamExt;
 
 use super::bounded::BoundedStream;
@@ -63,32 +63,9 @@ impl RedisSource {
             ))
         };
         let limit = self.response_timeout();
-        let opened = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => {
-                let stream = tokio::time::timeout(
-                    limit,
-                    tokio::net::TcpStream::connect((host.as_str(), *port)),
-                )
-                .await
-                .map_err(|_| failed(&"timed out"))?
-                .map_err(|e| failed(&e))?;
-                let (stream, _) = BoundedStream::new(stream, self.max_reply());
-                tokio::time::timeout(limit, PubSub::new(info.redis_settings(), stream)).await
-            }
-            #[cfg(unix)]
-            ConnectionAddr::Unix(path) => {
-                let stream = tokio::time::timeout(limit, tokio::net::UnixStream::connect(path))
-                    .await
-                    .map_err(|_| failed(&"timed out"))?
-                    .map_err(|e| failed(&e))?;
-                let (stream, _) = BoundedStream::new(stream, self.max_reply());
-                tokio::time::timeout(limit, PubSub::new(info.redis_settings(), stream)).await
-            }
-            _ => {
-                return Err(SourceError::new(ErrorKind::Config)
-                    .with_message("TLS (`rediss://`) is not supported by this version"));
-            }
-        };
+        let stream = self.open_stream(info).await?;
+        let (stream, _) = BoundedStream::new(stream, self.max_reply());
+        let opened = tokio::time::timeout(limit, PubSub::new(info.redis_settings(), stream)).await;
         opened
             .map_err(|_| failed(&"timed out"))?
             .map_err(|e| failed(&e))
