@@ -62,6 +62,7 @@ mod error;
 mod fetcher;
 pub mod fetchers;
 pub mod live;
+pub mod metrics;
 mod nested;
 mod partial;
 pub mod placeholder;

@@ -731,6 +731,7 @@ impl<'s> Plan<'s> {
         // warning of a failed field; a clock read costs more than a fetcher answering
         // from memory, so only when one of them can be seen.
         let timed = notes.is_some()
+            || crate::metrics::ENABLED
             || tracing::enabled!(tracing::Level::WARN)
             || spans.iter().any(|s| !s.is_disabled());
         let jobs = self.primary_jobs(&spans, &mut results, timed);
@@ -862,16 +863,20 @@ impl<'s> Plan<'s> {
                 }
             })
             .collect();
-        let span = tracing::debug_span!(
-            "component_batch",
-            source = members.first().map_or("", |&i| self.slots[i].spec.source),
-            size = members.len()
-        );
+        let source = members.first().map_or("", |&i| {
+            let spec = self.slots[i].spec;
+            match fallback {
+                true => spec.fallback_to.unwrap_or_default(),
+                false => spec.source,
+            }
+        });
+        let span = tracing::debug_span!("component_batch", source, size = members.len());
         Box::pin(
             async move {
                 let started = timed.then(Instant::now);
-                let answers = src.fetch_many(&requests).await;
+                let answers = crate::metrics::scope(source, src.fetch_many(&requests)).await;
                 let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+                crate::metrics::call(source, members.len(), elapsed);
                 let mut answers = answers.into_iter();
                 members
                     .into_iter()
@@ -880,6 +885,9 @@ impl<'s> Plan<'s> {
                             Err(crate::SourceError::new(ErrorKind::Unavailable)
                                 .with_message("the source returned fewer answers than requests"))
                         });
+                        if let Err(e) = &r {
+                            crate::metrics::error(source, e.kind());
+                        }
                         (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
                     })
                     .collect()
@@ -1143,6 +1151,10 @@ fn single_typed(
             })
             .await;
             let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+            crate::metrics::call(spec.source, 1, elapsed);
+            if let Err(e) = &r {
+                crate::metrics::error(spec.source, e.kind());
+            }
             vec![(i, r.map(Got::Typed), elapsed)]
         }
         .instrument(span),

@@ -11,6 +11,7 @@ mod file;
 mod http;
 mod layers;
 mod live;
+mod metrics;
 mod nested;
 mod redis;
 mod report;

@@ -392,6 +392,7 @@ pub(crate) async fn send(
     url: &str,
     limits: Limits,
 ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), SourceError> {
+    crate::metrics::round_trip();
     let mut response = request
         .send()
         .await

@@ -397,7 +397,7 @@ impl CacheSource {
             Arc::new(answers)
         };
         // What the layers below note for a fetch report goes to the caller's report.
-        let work = crate::report::carrying(work);
+        let work = crate::metrics::carrying(crate::report::carrying(work));
         let task = crate::task::spawn(work);
         async move {
             task.await.unwrap_or_else(|_| {
@@ -429,14 +429,15 @@ impl Source for CacheSource {
             let mut misses: Vec<usize> = Vec::new();
             for (i, request) in requests.iter().enumerate() {
                 match self.state.entries.get(*request) {
-                    Some(hit) if hit.fresh_until > now && !fresh => {
-                        crate::report::note(request, |n| n.cache_hit = true);
-                        answers[i] = Some(Ok(hit.value.clone()));
+                    Some(cached) if cached.fresh_until > now && !fresh => {
+                        hit(request);
+                        answers[i] = Some(Ok(cached.value.clone()));
                         continue;
                     }
                     Some(old) => stale[i] = Some(old),
                     None => {}
                 }
+                crate::metrics::cache(request.source_name(), false);
                 match inflight.get(*request) {
                     // A fresh read does not take an answer already on its way.
                     Some((flight, at, _)) if !fresh => waits.push((i, flight.clone(), *at)),
@@ -505,6 +506,18 @@ impl Source for CacheSource {
     crate::forward_description!(inner);
 }
 
+/// A read the cache answered: for the report and the metrics.
+fn hit(request: &FetchRequest) {
+    crate::report::note(request, |n| n.cache_hit = true);
+    crate::metrics::cache(request.source_name(), true);
+}
+
+/// A read the shared tier answered (after the in-process cache missed).
+fn tier_hit(request: &FetchRequest) {
+    crate::report::note(request, |n| n.cache_hit = true);
+    crate::metrics::shared_cache_hit(request.source_name());
+}
+
 /// The shared tier's key of `request` from `source`, and of its lock.
 fn tier_key(source: &dyn Source, request: &FetchRequest) -> (String, String) {
     let identity = request.identity();
@@ -553,7 +566,7 @@ async fn through_tier(
         Ok(found) => {
             for ((&i, bytes), _) in shareable.iter().zip(found).zip(&keys) {
                 if let Some(v) = bytes.and_then(|b| decode_entry(&b, &requests[i])) {
-                    crate::report::note(&requests[i], |n| n.cache_hit = true);
+                    tier_hit(&requests[i]);
                     answers[i] = Some(Ok(v));
                 }
             }
@@ -606,7 +619,7 @@ async fn through_tier(
                 .and_then(|b| decode_entry(&b, &requests[i]))
             {
                 Some(v) => {
-                    crate::report::note(&requests[i], |n| n.cache_hit = true);
+                    tier_hit(&requests[i]);
                     answers[i] = Some(Ok(v));
                 }
                 None => mine.push(i),
@@ -681,7 +694,7 @@ async fn through_tier(
         answers[i] = Some(answer);
     }
     for (i, v) in from_others {
-        crate::report::note(&requests[i], |n| n.cache_hit = true);
+        tier_hit(&requests[i]);
         answers[i] = Some(Ok(v));
     }
     // 3. Values another instance was to fetch and did not: asked here.

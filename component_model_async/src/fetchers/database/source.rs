@@ -475,6 +475,7 @@ impl DatabaseSource {
     fn count_query(&self) {
         self.queries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::round_trip();
     }
 
     /// The pool, if the source was configured correctly.

@@ -349,6 +349,7 @@ impl RedisSource {
         what: &str,
     ) -> Result<Vec<RedisResult<Value>>, SourceError> {
         let mut connection = self.connection().await?;
+        crate::metrics::round_trip();
         let sent = tokio::time::timeout(
             self.timeout,
             pipe.query_async::<Vec<RedisResult<Value>>>(&mut connection.multiplexed),
