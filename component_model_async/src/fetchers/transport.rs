@@ -191,6 +191,11 @@ impl Endpoint {
         self.client = self.client.with_timeout(timeout);
     }
 
+    #[cfg_attr(not(feature = "vault"), allow(dead_code))]
+    pub(crate) fn clear_token(&mut self) {
+        self.token = None;
+    }
+
     pub(crate) fn set_tls(&mut self, tls: TlsConfig) {
         self.client = self.client.with_tls(tls);
     }
@@ -240,6 +245,22 @@ impl Endpoint {
             request = request.header(self.token_header, token.clone());
         }
         send(extra(request), url.as_str(), self.client.limits()).await
+    }
+
+    /// Like [`Endpoint::send`], without the source's own token (`extra` adds what it needs).
+    #[cfg_attr(not(feature = "vault"), allow(dead_code))]
+    pub(crate) async fn send_anonymous(
+        &self,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+        extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), SourceError> {
+        if let Some(why) = &self.invalid {
+            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
+        }
+        let request = self.client.get()?.request(method, url.clone());
+        let (status, _, body) = send(extra(request), url.as_str(), self.client.limits()).await?;
+        Ok((status, body))
     }
 
     pub(crate) async fn send(

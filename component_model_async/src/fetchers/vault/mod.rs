@@ -31,6 +31,8 @@
 //!   under); a one-key secret reads into a scalar; coalescing: one read per path.
 
 #[cfg(feature = "vault")]
+pub mod auth;
+#[cfg(feature = "vault")]
 mod source;
 #[cfg(feature = "vault")]
 pub use source::*;

@@ -13,6 +13,8 @@ use tokio::sync::OnceCell;
 use crate::error::{ComponentError, ErrorKind, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
+use crate::fetchers::vault::auth::{Auth, Conn, Credential, Method};
+use secrecy::SecretString;
 use crate::fetchers::transport::{self, Endpoint};
 use crate::source::{FetchRequest, RawValue, Source};
 use crate::source_support::{coalesce, redact_url};
@@ -98,6 +100,8 @@ pub struct VaultSource {
     configured: HashMap<String, u8>,
     /// Detected KV versions, one single-flight cell per mount.
     detected: Arc<Mutex<HashMap<String, Arc<OnceCell<u8>>>>>,
+    /// A token the source obtains and renews itself (token file, AppRole, Kubernetes).
+    auth: Option<Arc<Auth>>,
 }
 
 impl fmt::Debug for VaultSource {
@@ -106,6 +110,7 @@ impl fmt::Debug for VaultSource {
             .field("endpoint", &self.endpoint)
             .field("namespace", &self.namespace)
             .field("default_mount", &self.default_mount)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -119,11 +124,17 @@ impl VaultSource {
             default_mount: DEFAULT_MOUNT.to_owned(),
             configured: HashMap::new(),
             detected: Arc::default(),
+            auth: None,
         }
     }
 
-    /// The server named by `VAULT_ADDR`, `VAULT_TOKEN` and `VAULT_NAMESPACE` of the process
-    /// environment.
+    /// The server named by `VAULT_ADDR`, `VAULT_NAMESPACE`, the TLS variables of
+    /// [`TlsConfig::vault_from_env`](crate::TlsConfig::vault_from_env), and the first
+    /// credentials set of: `VAULT_TOKEN` (used as given); `VAULT_TOKEN_FILE` (Vault Agent's
+    /// sink, renewed); `VAULT_ROLE_ID` with `VAULT_SECRET_ID` or `VAULT_SECRET_ID_FILE`
+    /// (AppRole login, renewed); `VAULT_K8S_ROLE` with `VAULT_K8S_JWT_PATH` (default the
+    /// pod's service-account token; Kubernetes login, renewed). `VAULT_AUTH_MOUNT` names
+    /// the auth method's mount when it is not the default (`approle`, `kubernetes`).
     pub fn from_env() -> Self {
         Self::from_env_source(&EnvSource::process())
     }
@@ -141,8 +152,27 @@ impl VaultSource {
             .get("VAULT_ADDR")
             .unwrap_or_else(|| "https://127.0.0.1:8200".to_owned());
         let mut source = VaultSource::new(addr);
-        if let Some(token) = env.get("VAULT_TOKEN").filter(|t| !t.is_empty()) {
+        let get = |name: &str| env.get(name).filter(|t| !t.trim().is_empty());
+        // The first that is set: a static token, a token file, AppRole, Kubernetes.
+        if let Some(token) = get("VAULT_TOKEN") {
             source = source.with_token(token);
+        } else if let Some(path) = get("VAULT_TOKEN_FILE") {
+            source = source.with_token_file(path);
+        } else if let Some(role_id) = get("VAULT_ROLE_ID") {
+            match (get("VAULT_SECRET_ID"), get("VAULT_SECRET_ID_FILE")) {
+                (Some(secret_id), _) => source = source.with_approle(role_id, secret_id),
+                (None, Some(file)) => source = source.with_approle_secret_id_file(role_id, file),
+                (None, None) => source.endpoint.set_invalid(
+                    "VAULT_ROLE_ID is set but neither VAULT_SECRET_ID nor VAULT_SECRET_ID_FILE is: an AppRole login needs the secret id".to_owned(),
+                ),
+            }
+        } else if let Some(role) = get("VAULT_K8S_ROLE") {
+            let jwt = get("VAULT_K8S_JWT_PATH")
+                .unwrap_or_else(|| super::auth::KUBERNETES_JWT_PATH.to_owned());
+            source = source.with_kubernetes(role, jwt);
+        }
+        if let Some(mount) = get("VAULT_AUTH_MOUNT") {
+            source = source.with_auth_mount(mount);
         }
         if let Some(ns) = env.get("VAULT_NAMESPACE").filter(|t| !t.is_empty()) {
             source = source.with_namespace(ns);
@@ -155,11 +185,104 @@ impl VaultSource {
         source
     }
 
-    /// Sends `X-Vault-Token: <token>` (kept secret) with every request.
+    /// Sends `X-Vault-Token: <token>` (kept secret) with every request, as given: no
+    /// lookup, no renewal (replaces a login method set before).
     #[must_use]
     pub fn with_token(mut self, token: impl AsRef<str>) -> Self {
         self.endpoint.set_token(token.as_ref());
+        self.auth = None;
         self
+    }
+
+    /// Reads the token from `path` (Vault Agent's sink), looks it up and renews it at 2/3
+    /// of its TTL; reads the file again when it fails (see [`auth`](super::auth)).
+    #[must_use]
+    pub fn with_token_file(self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.with_auth(Method::TokenFile(path.into()))
+    }
+
+    /// Logs in with AppRole (`auth/approle`; see [`VaultSource::with_auth_mount`]) and keeps
+    /// the token renewed; logs in again when renewal fails.
+    ///
+    /// ```
+    /// use component_model_async::VaultSource;
+    ///
+    /// let vault = VaultSource::new("https://vault.internal:8200")
+    ///     .with_approle("0b6a-role-id", "s3cret-id");
+    /// assert!(!format!("{vault:?}").contains("s3cret-id"));
+    /// ```
+    #[must_use]
+    pub fn with_approle(self, role_id: impl Into<String>, secret_id: impl Into<String>) -> Self {
+        self.with_auth(Method::AppRole {
+            mount: "approle".to_owned(),
+            role_id: role_id.into(),
+            secret_id: Credential::Value(SecretString::from(secret_id.into())),
+        })
+    }
+
+    /// Like [`VaultSource::with_approle`], reading the secret id from a file at each login
+    /// (a response-wrapped or rotated secret id delivered by the platform).
+    #[must_use]
+    pub fn with_approle_secret_id_file(
+        self,
+        role_id: impl Into<String>,
+        secret_id_file: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.with_auth(Method::AppRole {
+            mount: "approle".to_owned(),
+            role_id: role_id.into(),
+            secret_id: Credential::File(secret_id_file.into()),
+        })
+    }
+
+    /// Logs in with the Kubernetes auth method (`auth/kubernetes`) as `role`, with the
+    /// pod's service-account token read from `jwt_file` at each login
+    /// ([`KUBERNETES_JWT_PATH`](super::auth::KUBERNETES_JWT_PATH) in a pod).
+    #[must_use]
+    pub fn with_kubernetes(
+        self,
+        role: impl Into<String>,
+        jwt_file: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.with_auth(Method::Kubernetes {
+            mount: "kubernetes".to_owned(),
+            role: role.into(),
+            jwt: Credential::File(jwt_file.into()),
+        })
+    }
+
+    /// The path the AppRole or Kubernetes auth method is mounted at (`approle`,
+    /// `kubernetes` by default).
+    #[must_use]
+    pub fn with_auth_mount(mut self, mount: impl Into<String>) -> Self {
+        let mount = mount.into().trim_matches('/').to_owned();
+        if let Some(auth) = &self.auth {
+            let method = match auth.method().clone() {
+                Method::AppRole {
+                    role_id, secret_id, ..
+                } => Method::AppRole {
+                    mount,
+                    role_id,
+                    secret_id,
+                },
+                Method::Kubernetes { role, jwt, .. } => Method::Kubernetes { mount, role, jwt },
+                other => other,
+            };
+            self = self.with_auth(method);
+        }
+        self
+    }
+
+    fn with_auth(mut self, method: Method) -> Self {
+        self.endpoint.clear_token();
+        self.auth = Some(Auth::new(method));
+        self
+    }
+
+    /// How many times the source obtained a token itself (logins, token-file reads); 0
+    /// with a static token.
+    pub fn logins(&self) -> u64 {
+        self.auth.as_ref().map_or(0, |a| a.obtained())
     }
 
     /// Sends `X-Vault-Namespace: <ns>` (Vault Enterprise / HCP namespaces).
@@ -227,13 +350,41 @@ impl VaultSource {
         what: &str,
     ) -> Result<Envelope, SourceError> {
         let url = self.endpoint.url(segments, &[])?;
-        let (status, body) = self
-            .endpoint
-            .send(reqwest::Method::GET, &url, |r| match &self.namespace {
-                Some(ns) => r.header("X-Vault-Namespace", ns.as_str()),
-                None => r,
-            })
-            .await?;
+        let namespaced = |r: reqwest::RequestBuilder| match &self.namespace {
+            Some(ns) => r.header("X-Vault-Namespace", ns.as_str()),
+            None => r,
+        };
+        let (status, body) = match &self.auth {
+            None => {
+                self.endpoint
+                    .send(reqwest::Method::GET, &url, namespaced)
+                    .await?
+            }
+            Some(auth) => {
+                let conn = Conn {
+                    endpoint: self.endpoint.clone(),
+                    namespace: self.namespace.clone(),
+                };
+                let mut attempt = 0;
+                loop {
+                    let token = auth.header(&conn).await?;
+                    let (status, body) = self
+                        .endpoint
+                        .send_anonymous(reqwest::Method::GET, &url, |r| {
+                            namespaced(r.header("X-Vault-Token", token.clone()))
+                        })
+                        .await?;
+                    // 403 with a managed token: revoked or expired early; once more with
+                    // a new one.
+                    if status.as_u16() == 403 && attempt == 0 {
+                        auth.refused(&token).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    break (status, body);
+                }
+            }
+        };
         if !status.is_success() {
             return Err(self.status_error(status, &body, what));
         }
@@ -289,7 +440,7 @@ impl VaultSource {
         if !errors.is_empty() {
             message.push_str(&format!(": {}", errors.join("; ")));
         }
-        if status.as_u16() == 403 && !self.endpoint.has_token() {
+        if status.as_u16() == 403 && !self.endpoint.has_token() && self.auth.is_none() {
             message.push_str(" (no token: set VAULT_TOKEN)");
         }
         // A missing secret is `404 {"errors": []}`; a 404 that says why ("no handler for

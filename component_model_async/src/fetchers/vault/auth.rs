@@ -1,0 +1,450 @@
+//! Vault tokens the source obtains and keeps alive itself: a token file (Vault Agent's
+//! sink), AppRole and Kubernetes logins.
+//!
+//! * The token is obtained on first use: the token file is read and looked up
+//!   (`GET auth/token/lookup-self`: its `ttl` and `renewable`), or a login
+//!   (`POST auth/<mount>/login`) answers it with `lease_duration` and `renewable`.
+//! * At 2/3 of its TTL it is renewed (`POST auth/token/renew-self`), by a task that lives
+//!   as long as the source (a `Sources` a `Live` or a cache keeps using) and ends when the
+//!   last clone of the source is dropped; a fetch that finds the token past 2/3 of its
+//!   TTL renews it first.
+//! * When renewal fails, or cannot extend the token any more (its `max_ttl` reached), or
+//!   Vault answers a read with `403` (the token was revoked), the token is obtained again:
+//!   a new login, or the token file read again (the agent rewrites it).
+//! * A static token (`VAULT_TOKEN`, [`VaultSource::with_token`](super::VaultSource::with_token))
+//!   is used as given, as the `vault` CLI does: its lifecycle is the operator's.
+//!
+//! No token, secret id or JWT is ever logged, shown in `Debug` or put in an error.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::error::{ErrorKind, SourceError};
+use crate::fetchers::transport::{self, Endpoint};
+
+/// Where the service-account token of a Kubernetes pod is mounted.
+pub const KUBERNETES_JWT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// A secret given as a value or as a file to read at each login.
+#[derive(Clone)]
+pub(crate) enum Credential {
+    Value(SecretString),
+    File(PathBuf),
+}
+
+impl Credential {
+    fn read(&self, what: &str) -> Result<SecretString, SourceError> {
+        match self {
+            Credential::Value(v) => Ok(v.clone()),
+            Credential::File(path) => {
+                match crate::fetchers::secret_file::read_secret_file(path, what)? {
+                    crate::RawValue::Text(s) => Ok(SecretString::from(s.trim().to_owned())),
+                    _ => Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                        "{what} {} is not UTF-8 text",
+                        path.display()
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// How the token is obtained.
+#[derive(Clone)]
+pub(crate) enum Method {
+    /// A file holding the token (Vault Agent's sink), read again when the token fails.
+    TokenFile(PathBuf),
+    /// `POST auth/<mount>/login` with `role_id` and `secret_id`.
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: Credential,
+    },
+    /// `POST auth/<mount>/login` with `role` and the pod's service-account `jwt`.
+    Kubernetes {
+        mount: String,
+        role: String,
+        jwt: Credential,
+    },
+}
+
+impl Method {
+    fn name(&self) -> String {
+        match self {
+            Method::TokenFile(path) => format!("the token file {}", path.display()),
+            Method::AppRole { mount, .. } => format!("the AppRole login (auth/{mount})"),
+            Method::Kubernetes { mount, .. } => format!("the Kubernetes login (auth/{mount})"),
+        }
+    }
+}
+
+/// The token in use.
+#[derive(Clone)]
+struct Token {
+    header: HeaderValue,
+    /// When its TTL was last (re)started: obtained or renewed.
+    since: Instant,
+    /// `None`: it does not expire.
+    ttl: Option<Duration>,
+    renewable: bool,
+}
+
+impl Token {
+    fn renew_at(&self) -> Option<Instant> {
+        self.ttl.map(|ttl| self.since + ttl * 2 / 3)
+    }
+    fn expired(&self) -> bool {
+        self.ttl.is_some_and(|ttl| self.since.elapsed() >= ttl)
+    }
+}
+
+/// A managed token, shared by the clones of a source.
+pub(crate) struct Auth {
+    method: Method,
+    token: tokio::sync::Mutex<Option<Token>>,
+    /// Dropped with the last clone of the source: the renewal task then ends.
+    stop: StdMutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Successful obtains (logins or file reads), for tests and logs.
+    obtained: std::sync::atomic::AtomicU64,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultAuth")
+            .field("method", &self.method.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What Vault's login and renew endpoints answer under `auth`.
+#[derive(Deserialize)]
+struct AuthBlock {
+    client_token: String,
+    #[serde(default)]
+    lease_duration: u64,
+    #[serde(default)]
+    renewable: bool,
+}
+
+#[derive(Deserialize)]
+struct AuthEnvelope {
+    auth: Option<AuthBlock>,
+}
+
+#[derive(Deserialize)]
+struct LookupEnvelope {
+    data: Option<LookupData>,
+}
+
+#[derive(Deserialize)]
+struct LookupData {
+    #[serde(default)]
+    ttl: u64,
+    #[serde(default)]
+    renewable: bool,
+}
+
+/// What the auth endpoints are sent through: the source's endpoint and namespace.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) namespace: Option<String>,
+}
+
+impl Auth {
+    pub(crate) fn new(method: Method) -> Arc<Auth> {
+        Arc::new(Auth {
+            method,
+            token: tokio::sync::Mutex::new(None),
+            stop: StdMutex::new(None),
+            obtained: Default::default(),
+        })
+    }
+
+    /// The token to send: the current one, renewed or obtained again first when due.
+    pub(crate) async fn header(self: &Arc<Self>, conn: &Conn) -> Result<HeaderValue, SourceError> {
+        let mut slot = self.token.lock().await;
+        match slot.as_ref() {
+            Some(t) if !t.expired() && t.renew_at().is_none_or(|at| Instant::now() < at) => {
+                return Ok(t.header.clone());
+            }
+            _ => {}
+        }
+        let fresh = self.refresh(conn, slot.take()).await?;
+        let header = fresh.header.clone();
+        let schedule = fresh.ttl.is_some();
+        *slot = Some(fresh);
+        drop(slot);
+        if schedule {
+            self.start_renewing(conn);
+        }
+        Ok(header)
+    }
+
+    /// Forgets `header` when it is still the current token (Vault refused it: revoked),
+    /// so the next fetch obtains a new one.
+    pub(crate) async fn refused(&self, header: &HeaderValue) {
+        let mut slot = self.token.lock().await;
+        if slot.as_ref().is_some_and(|t| t.header == *header) {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// Successful logins or token-file reads so far.
+    pub(crate) fn obtained(&self) -> u64 {
+        self.obtained.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `old` renewed when it can be, else a new token.
+    async fn refresh(&self, conn: &Conn, old: Option<Token>) -> Result<Token, SourceError> {
+        if let Some(old) = old.filter(|t| t.renewable && !t.expired()) {
+            match renew(conn, &old).await {
+                Ok(t) => return Ok(t),
+                Err(e) => tracing::warn!(
+                    target: "component_model::vault",
+                    address = %crate::source_support::redact_url(conn.endpoint.base()),
+                    error = %e,
+                    "renewing the Vault token failed; obtaining a new one with {}",
+                    self.method.name()
+                ),
+            }
+        }
+        let token = self.obtain(conn).await?;
+        self.obtained
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(token)
+    }
+
+    async fn obtain(&self, conn: &Conn) -> Result<Token, SourceError> {
+        let failed = |e: SourceError| {
+            let kind = match e.kind() {
+                // A refused login is a credentials problem whatever the status says
+                // (Vault answers a wrong AppRole secret id with 400).
+                ErrorKind::Other | ErrorKind::NotFound => ErrorKind::Unauthorized,
+                k => k,
+            };
+            SourceError::new(kind).with_message(format!(
+                "{} failed: {}",
+                self.method.name(),
+                e.message().unwrap_or(kind.as_str())
+            ))
+        };
+        match &self.method {
+            Method::TokenFile(path) => {
+                let token = Credential::File(path.clone())
+                    .read("VAULT_TOKEN_FILE")
+                    .map_err(failed)?;
+                let header = transport::secret_header("X-Vault-Token", token.expose_secret())
+                    .map_err(failed)?;
+                lookup(conn, header).await.map_err(failed)
+            }
+            Method::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => {
+                let secret_id = secret_id.read("VAULT_SECRET_ID_FILE").map_err(failed)?;
+                let body = serde_json::json!({
+                    "role_id": role_id,
+                    "secret_id": secret_id.expose_secret(),
+                });
+                login(conn, mount, body).await.map_err(failed)
+            }
+            Method::Kubernetes { mount, role, jwt } => {
+                let jwt = jwt.read("the service-account token").map_err(failed)?;
+                let body = serde_json::json!({ "role": role, "jwt": jwt.expose_secret() });
+                login(conn, mount, body).await.map_err(failed)
+            }
+        }
+    }
+
+    /// Starts the renewal task once (when a runtime is there to run it).
+    fn start_renewing(self: &Arc<Self>, conn: &Conn) {
+        let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        if stop.is_some() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        *stop = Some(tx);
+        crate::task::spawn(renew_loop(Arc::downgrade(self), conn.clone(), rx));
+    }
+}
+
+/// Renews (or obtains again) the token at 2/3 of its TTL until the source is dropped.
+async fn renew_loop(weak: Weak<Auth>, conn: Conn, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    loop {
+        let due = {
+            let Some(auth) = weak.upgrade() else { return };
+            let slot = auth.token.lock().await;
+            let due = slot.as_ref().and_then(Token::renew_at);
+            if due.is_none() {
+                // No token to keep (it does not expire, or obtaining it failed): the next
+                // fetch that obtains one starts a new task.
+                *auth.stop.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                return;
+            }
+            due
+        };
+        let Some(due) = due else { return };
+        tokio::select! {
+            _ = &mut stopped => return,
+            () = tokio::time::sleep_until(due.into()) => {}
+        }
+        let Some(auth) = weak.upgrade() else { return };
+        let mut slot = auth.token.lock().await;
+        // A fetch may have renewed it meanwhile.
+        if slot
+            .as_ref()
+            .and_then(Token::renew_at)
+            .is_some_and(|at| Instant::now() < at)
+        {
+            continue;
+        }
+        match auth.refresh(&conn, slot.take()).await {
+            Ok(t) => *slot = Some(t),
+            Err(e) => {
+                tracing::warn!(
+                    target: "component_model::vault",
+                    error = %e,
+                    "the Vault token could not be renewed or obtained again; the next fetch tries again"
+                );
+                // The loop ends at its next look (no token); the next fetch tries again.
+            }
+        }
+    }
+}
+
+/// `POST path` with a JSON body (no token), the namespace header; the envelope's body.
+async fn post(
+    conn: &Conn,
+    segments: &[&str],
+    token: Option<&HeaderValue>,
+    body: &serde_json::Value,
+    what: &str,
+) -> Result<Vec<u8>, SourceError> {
+    let url = conn.endpoint.url(segments, &[])?;
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let (status, body) = conn
+        .endpoint
+        .send_anonymous(reqwest::Method::POST, &url, |r| {
+            let r = r
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+            let r = match token {
+                Some(t) => r.header("X-Vault-Token", t.clone()),
+                None => r,
+            };
+            match &conn.namespace {
+                Some(ns) => r.header("X-Vault-Namespace", ns.as_str()),
+                None => r,
+            }
+        })
+        .await?;
+    if !status.is_success() {
+        return Err(status_error(status, &body, what));
+    }
+    Ok(body)
+}
+
+fn status_error(status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceError {
+    #[derive(Deserialize)]
+    struct Errors {
+        #[serde(default)]
+        errors: Vec<String>,
+    }
+    let errors = serde_json::from_slice::<Errors>(body)
+        .map(|e| e.errors.join("; "))
+        .unwrap_or_default();
+    let mut message = format!("HTTP {status} from vault for {what}");
+    if !errors.is_empty() {
+        message.push_str(&format!(": {errors}"));
+    }
+    SourceError::new(transport::status_kind(status)).with_message(message)
+}
+
+async fn login(conn: &Conn, mount: &str, body: serde_json::Value) -> Result<Token, SourceError> {
+    let bytes = post(conn, &["v1", "auth", mount, "login"], None, &body, "the login").await?;
+    token_from_auth(&bytes, "the login")
+}
+
+async fn renew(conn: &Conn, old: &Token) -> Result<Token, SourceError> {
+    let bytes = post(
+        conn,
+        &["v1", "auth", "token", "renew-self"],
+        Some(&old.header),
+        &serde_json::json!({}),
+        "renew-self",
+    )
+    .await?;
+    let token = token_from_auth(&bytes, "renew-self")?;
+    // A renewal that no longer extends the token (its max TTL reached) is a failure:
+    // the caller logs in again instead of renewing a dying token every few seconds.
+    if token.ttl.is_some_and(|ttl| ttl < Duration::from_secs(2)) {
+        return Err(SourceError::new(ErrorKind::Unauthorized)
+            .with_message("the token is at its maximum TTL and cannot be renewed further"));
+    }
+    Ok(token)
+}
+
+fn token_from_auth(bytes: &[u8], what: &str) -> Result<Token, SourceError> {
+    let envelope: AuthEnvelope = serde_json::from_slice(bytes).map_err(|e| {
+        SourceError::new(ErrorKind::Decode).with_message(format!(
+            "vault's answer to {what} is not a response envelope: {}",
+            transport::json_error(&e)
+        ))
+    })?;
+    let auth = envelope.auth.ok_or_else(|| {
+        SourceError::new(ErrorKind::Decode)
+            .with_message(format!("vault's answer to {what} has no `auth` block"))
+    })?;
+    let header = transport::secret_header("X-Vault-Token", &auth.client_token)?;
+    Ok(Token {
+        header,
+        since: Instant::now(),
+        ttl: (auth.lease_duration > 0).then(|| Duration::from_secs(auth.lease_duration)),
+        renewable: auth.renewable,
+    })
+}
+
+/// The TTL and renewability of a token read from a file.
+async fn lookup(conn: &Conn, header: HeaderValue) -> Result<Token, SourceError> {
+    let url = conn.endpoint.url(&["v1", "auth", "token", "lookup-self"], &[])?;
+    let (status, body) = conn
+        .endpoint
+        .send_anonymous(reqwest::Method::GET, &url, |r| {
+            let r = r.header("X-Vault-Token", header.clone());
+            match &conn.namespace {
+                Some(ns) => r.header("X-Vault-Namespace", ns.as_str()),
+                None => r,
+            }
+        })
+        .await?;
+    if !status.is_success() {
+        return Err(status_error(status, &body, "lookup-self"));
+    }
+    let envelope: LookupEnvelope = serde_json::from_slice(&body).map_err(|e| {
+        SourceError::new(ErrorKind::Decode).with_message(format!(
+            "vault's answer to lookup-self is not a response envelope: {}",
+            transport::json_error(&e)
+        ))
+    })?;
+    let data = envelope.data.ok_or_else(|| {
+        SourceError::new(ErrorKind::Decode).with_message("vault's lookup-self answer has no data")
+    })?;
+    Ok(Token {
+        header,
+        since: Instant::now(),
+        ttl: (data.ttl > 0).then(|| Duration::from_secs(data.ttl)),
+        renewable: data.renewable,
+    })
+}
