@@ -98,6 +98,18 @@ pub(crate) fn error(source: &'static str, kind: ErrorKind) {
 }
 
 /// One network round trip of the source whose call is running (none outside a call).
+#[cfg_attr(
+    not(any(
+        feature = "http",
+        feature = "consul",
+        feature = "vault",
+        feature = "redis",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "sqlite"
+    )),
+    allow(dead_code)
+)]
 #[inline]
 pub(crate) fn round_trip() {
     #[cfg(feature = "metrics")]
