@@ -6,8 +6,10 @@
 //!
 //! * `consul`: no ACLs; `consul_acl`: ACL token `secret-token`, anonymous denied, the prefix
 //!   `private/` denied to the token;
-//! * `vault`: token `root`, KV v2 at `secret/`, KV v1 at `kv/`; `vault_ns`: the same in
-//!   namespace `ns1`.
+//! * `vault`: token `root`, KV v2 at `secret/`, KV v1 at `kv/`, an AppRole role (role id
+//!   `conformance-role`, secret id `conformance-secret`) and a Kubernetes role (`app`,
+//!   JWT `conformance.jwt`) issuing tokens of 1h renewable up to 2h; `vault_ns`: the KV v2
+//!   mount in namespace `ns1`.
 
 use component_model::test_util::{ConsulDouble, VaultDouble};
 
@@ -26,6 +28,10 @@ async fn main() {
     let vault = VaultDouble::builder()
         .kv_v2("secret")
         .kv_v1("kv")
+        .approle("conformance-role", "conformance-secret")
+        .kubernetes("app", "conformance.jwt")
+        .token_ttl(std::time::Duration::from_secs(3600))
+        .token_max_ttl(std::time::Duration::from_secs(7200))
         .start()
         .await;
     let vault_ns = VaultDouble::builder()

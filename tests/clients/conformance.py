@@ -124,6 +124,48 @@ def vault_checks(url, ns_url, v1_mount):
         lambda: hvac.Client(url=ns_url, token="root", namespace="other").secrets.kv.v2.read_secret_version(path="svc", raise_on_deleted_version=True)))
 
 
+def vault_auth_checks(url):
+    """AppRole and Kubernetes logins, lookup-self and renew-self of the issued tokens."""
+    c = hvac.Client(url=url)
+    login = c.auth.approle.login(role_id="conformance-role", secret_id="conformance-secret")
+    token = login["auth"]["client_token"]
+    check("vault: approle login issues a renewable service token",
+          lambda: login["auth"]["renewable"] is True and login["auth"]["lease_duration"] == 3600
+          and login["auth"]["token_type"] == "service" and login["data"] is None)
+    check("vault: the client uses the login token", lambda: c.token == token and c.is_authenticated())
+    check("vault: a KV read with the login token",
+          lambda: c.secrets.kv.v2.create_or_update_secret(path="auth/probe", secret={"x": "1"})["data"]["version"] >= 1)
+    looked = c.auth.token.lookup_self()["data"]
+    check("vault: lookup-self of the login token (ttl, renewable, path)",
+          lambda: 0 < looked["ttl"] <= 3600 and looked["renewable"] is True
+          and looked["path"] == "auth/approle/login" and looked["creation_ttl"] == 3600)
+    renewed = c.auth.token.renew_self()
+    check("vault: renew-self answers an auth block", lambda: renewed["auth"]["client_token"] == token
+          and renewed["auth"]["lease_duration"] == 3600)
+    renewed = c.auth.token.renew_self(increment="30m")
+    check("vault: renew-self with an increment", lambda: renewed["auth"]["lease_duration"] == 1800)
+    capped = c.auth.token.renew_self(increment="10h")
+    check("vault: renew-self is capped at the max TTL, with a warning",
+          lambda: capped["auth"]["lease_duration"] <= 7200 and capped["warnings"])
+    check("vault: approle login with a wrong secret id is InvalidRequest (400)",
+          lambda: raises(hvac.exceptions.InvalidRequest,
+                         lambda: hvac.Client(url=url).auth.approle.login(role_id="conformance-role", secret_id="wrong"),
+                         "invalid role or secret ID"))
+    k = hvac.Client(url=url)
+    k8s = k.auth.kubernetes.login(role="app", jwt="conformance.jwt")
+    check("vault: kubernetes login", lambda: k8s["auth"]["metadata"]["role"] == "app" and k.is_authenticated())
+    check("vault: kubernetes login with a wrong jwt is Forbidden",
+          lambda: raises(hvac.exceptions.Forbidden,
+                         lambda: hvac.Client(url=url).auth.kubernetes.login(role="app", jwt="wrong")))
+    check("vault: kubernetes login with an unknown role is InvalidRequest",
+          lambda: raises(hvac.exceptions.InvalidRequest,
+                         lambda: hvac.Client(url=url).auth.kubernetes.login(role="nope", jwt="conformance.jwt"),
+                         "invalid role name"))
+    root = hvac.Client(url=url, token="root")
+    check("vault: renew-self of the root token is InvalidRequest (not renewable)",
+          lambda: raises(hvac.exceptions.InvalidRequest, lambda: root.auth.token.renew_self(), "lease is not renewable"))
+
+
 def consul_checks(addr, acl_addr):
     host, port = addr.split(":")
     c = consul.Consul(host=host, port=int(port))
@@ -243,6 +285,7 @@ def main():
     with open(sys.argv[1]) as f:
         addresses = json.loads(f.readline())
     vault_checks(addresses["vault"], addresses["vault_ns"], addresses["vault_v1_mount"])
+    vault_auth_checks(addresses["vault"])
     consul_checks(addresses["consul"], addresses["consul_acl"])
     passed, failed = RESULTS.count(True), RESULTS.count(False)
     print(f"conformance (hvac {hvac.__dict__.get('__version__', '2.4.0')}, py-consul): {passed} passed, {failed} failed")

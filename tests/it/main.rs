@@ -19,3 +19,4 @@ mod secret_files;
 mod sync_model;
 mod tls;
 mod vault;
+mod vault_auth;

@@ -41,6 +41,7 @@
 mod consul;
 mod fault;
 mod vault;
+mod vault_auth;
 mod websocket;
 
 use std::future::Future;

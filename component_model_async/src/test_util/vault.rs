@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::vault_auth::{AuthConfig, Tokens};
 use super::{RecordedRequest, Recorder, Server, rfc3339};
 
 /// KV v1 reports its default refresh interval (768h) as `lease_duration`.
@@ -35,7 +36,21 @@ const INVALID_V2_PATH: &str = "Invalid path for a versioned K/V secrets engine. 
 ///   with `{"versions": [..]}`; `GET /v1/<mount>/config`;
 /// * KV v1 mounts: `GET /v1/<mount>/<path>` (`data` is the secret, `lease_duration`
 ///   2764800), `POST`/`PUT` (`204`), `DELETE` (`204`), `LIST` (or `GET ?list=true`);
-/// * `GET /v1/auth/token/lookup-self`: the token's properties (a root token);
+/// * `GET /v1/auth/token/lookup-self`: the token's properties (the root token: no TTL, not
+///   renewable; an issued token: `ttl` left, `creation_ttl`, `expire_time`, `renewable`,
+///   `path`, `meta`, ...);
+/// * `POST /v1/auth/approle/login` (`role_id`, `secret_id`) and
+///   `POST /v1/auth/kubernetes/login` (`role`, `jwt`) for the roles of
+///   [`VaultDoubleBuilder::approle`] and [`VaultDoubleBuilder::kubernetes`]: a service
+///   token under `auth` (`client_token`, `accessor`, `policies`, `metadata`,
+///   `lease_duration`, `renewable`, ...); a wrong secret id `400 invalid role or secret ID`,
+///   a wrong JWT `403`, an unknown Kubernetes role `400 invalid role name` (see the
+///   `vault_auth` module for the evidence);
+/// * `POST`/`PUT /v1/auth/token/renew-self` (`increment` in seconds or as `"1h"`): the
+///   token's TTL restarted, capped at [`VaultDoubleBuilder::token_max_ttl`] after its
+///   creation with Vault's warning; `400 lease is not renewable` for a token that is not;
+///   issued tokens ([`VaultDouble::issue_token`]) expire and can be revoked
+///   ([`VaultDouble::revoke_token`]), then answer `403 permission denied`;
 /// * an unsupported operation on a known path → `405`; an unknown path → `404` whose
 ///   `errors` says `no handler for route` (a missing secret's `404` has `"errors": []`);
 /// * the namespace as `X-Vault-Namespace` or as the first segments of the path;
@@ -92,6 +107,7 @@ pub struct VaultDoubleBuilder {
     token: String,
     namespace: Option<String>,
     mounts: Vec<(String, u8)>,
+    auth: AuthConfig,
 }
 
 impl VaultDoubleBuilder {
@@ -125,6 +141,37 @@ impl VaultDoubleBuilder {
         self
     }
 
+    /// An AppRole role (auth mount `approle`) whose login takes this role id and secret
+    /// id; several calls add several roles.
+    #[must_use]
+    pub fn approle(mut self, role_id: impl Into<String>, secret_id: impl Into<String>) -> Self {
+        self.auth.approles.push((role_id.into(), secret_id.into()));
+        self
+    }
+
+    /// A Kubernetes auth role (auth mount `kubernetes`) that accepts this service-account
+    /// JWT (the double does no token review: the JWT must be exactly this one).
+    #[must_use]
+    pub fn kubernetes(mut self, role: impl Into<String>, jwt: impl Into<String>) -> Self {
+        self.auth.kubernetes.push((role.into(), jwt.into()));
+        self
+    }
+
+    /// The TTL of the tokens logins issue (default 768h, Vault's default).
+    #[must_use]
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.auth.ttl = ttl;
+        self
+    }
+
+    /// How long after its creation renewals may extend a token (default 768h); a
+    /// renewal past it is capped, with Vault's warning.
+    #[must_use]
+    pub fn token_max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.auth.max_ttl = max_ttl;
+        self
+    }
+
     /// Starts serving on a free port of 127.0.0.1.
     ///
     /// # Panics
@@ -144,6 +191,8 @@ impl VaultDoubleBuilder {
             })
             .collect();
         let state = Arc::new(VaultState {
+            auth: self.auth,
+            tokens: Tokens::default(),
             token: self.token,
             namespace: self.namespace,
             mounts: Mutex::new(mounts),
@@ -162,6 +211,8 @@ impl VaultDoubleBuilder {
 }
 
 struct VaultState {
+    auth: AuthConfig,
+    tokens: Tokens,
     token: String,
     namespace: Option<String>,
     mounts: Mutex<HashMap<String, Mount>>,
@@ -196,6 +247,7 @@ impl VaultDouble {
             token: "root".to_owned(),
             namespace: None,
             mounts: vec![("secret".to_owned(), 2)],
+            auth: AuthConfig::default(),
         }
     }
 
@@ -218,6 +270,30 @@ impl VaultDouble {
             .get_mut(mount.trim_matches('/'))
             .unwrap_or_else(|| panic!("no mount {mount}"));
         write(m, path.trim_matches('/'), data);
+    }
+
+    /// A service token that reads what the root token reads until `ttl` passes (or it is
+    /// revoked), as `vault token create -ttl=.. [-renewable=false]` makes one; renewals
+    /// are capped at [`VaultDoubleBuilder::token_max_ttl`] after its creation.
+    pub fn issue_token(&self, ttl: Duration, renewable: bool) -> String {
+        self.state.tokens.issue(
+            ttl,
+            self.state.auth.max_ttl,
+            renewable,
+            "auth/token/create",
+            "token",
+            Value::Null,
+        )
+    }
+
+    /// Revokes an issued token: from now on it gets `403 permission denied`.
+    pub fn revoke_token(&self, token: &str) {
+        self.state.tokens.revoke(token);
+    }
+
+    /// Successful logins (AppRole and Kubernetes) so far.
+    pub fn logins(&self) -> u64 {
+        self.state.tokens.logins()
     }
 
     /// Seals the server: every request but `sys/seal-status` answers `503`.
@@ -264,6 +340,22 @@ fn write(m: &mut Mount, path: &str, data: Map<String, Value>) -> usize {
 impl VaultState {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Mount>> {
         self.mounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The envelope of a login or renewal: `data` null, the token under `auth`.
+    fn auth_envelope(&self, auth: Value, warnings: Vec<String>) -> Value {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        json!({
+            "request_id": format!("{:08x}-0000-4000-8000-{:012x}", n, n),
+            "lease_id": "",
+            "renewable": false,
+            "lease_duration": 0,
+            "data": Value::Null,
+            "wrap_info": Value::Null,
+            "warnings": (!warnings.is_empty()).then_some(warnings),
+            "auth": auth,
+            "mount_type": "",
+        })
     }
 
     fn envelope(&self, data: Value, lease_duration: u64, warnings: Option<Vec<&str>>) -> Value {
@@ -313,12 +405,48 @@ async fn handle(
     if sealed {
         return errors(StatusCode::SERVICE_UNAVAILABLE, &["Vault is sealed"]);
     }
+    // Logins need no token.
+    let auth_envelope = |auth: Value, warnings: Vec<String>| state.auth_envelope(auth, warnings);
+    match (&method, r.path.as_str()) {
+        (&Method::POST | &Method::PUT, "/v1/auth/approle/login") => {
+            return state
+                .tokens
+                .approle_login(&state.auth, &r.body, auth_envelope);
+        }
+        (&Method::POST | &Method::PUT, "/v1/auth/kubernetes/login") => {
+            return state
+                .tokens
+                .kubernetes_login(&state.auth, &r.body, auth_envelope);
+        }
+        _ => {}
+    }
     let token = r.header("x-vault-token").or_else(|| {
         r.header("authorization")
             .and_then(|a| a.strip_prefix("Bearer "))
     });
-    if token != Some(state.token.as_str()) {
+    let root = token == Some(state.token.as_str());
+    if !root && !token.is_some_and(|t| state.tokens.valid(t)) {
         return errors(StatusCode::FORBIDDEN, &["permission denied"]);
+    }
+    // The token endpoints of an issued token.
+    if !root && let Some(token) = token {
+        match (&method, r.path.as_str()) {
+            (&Method::GET, "/v1/auth/token/lookup-self") => {
+                if let Some(data) = state.tokens.lookup(token) {
+                    return ok(state.envelope(data, 0, None));
+                }
+            }
+            (&Method::POST | &Method::PUT, "/v1/auth/token/renew-self") => {
+                if let Some(answer) = state.tokens.renew(token, &r.body, auth_envelope) {
+                    return answer;
+                }
+            }
+            _ => {}
+        }
+    }
+    if root && r.path == "/v1/auth/token/renew-self" && matches!(method, Method::POST | Method::PUT)
+    {
+        return errors(StatusCode::BAD_REQUEST, &["lease is not renewable"]);
     }
     let Some(mut rest) = r.path.strip_prefix("/v1/") else {
         return errors(StatusCode::NOT_FOUND, &[]);

@@ -1,0 +1,227 @@
+//! Vault logins from the environment: AppRole (secret id as a value or a file),
+//! Kubernetes (service-account JWT file), a token file (Vault Agent's sink); the token is
+//! looked up, renewed at 2/3 of its TTL by a task that ends with the source, and obtained
+//! again when renewal fails or Vault revokes it. Against the Vault double's login,
+//! lookup-self and renew-self endpoints.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use component_model::secrecy::ExposeSecret;
+use component_model::test_util::VaultDouble;
+use component_model::{AsyncAssign, EnvSource, ErrorKind, SecretString, Sources, VaultSource};
+use component_model_tests::{CapturedLogs, capture, unique};
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Secrets {
+    #[component(fetch_from = "vault", secret = "app/db", field = "password")]
+    password: SecretString,
+}
+
+const ROLE_ID: &str = "5f1c-role-id";
+const SECRET_ID: &str = "CANARY-secret-id";
+const JWT: &str = "CANARY.jwt.token";
+
+async fn vault(ttl: Duration, max_ttl: Duration) -> VaultDouble {
+    let vault = VaultDouble::builder()
+        .approle(ROLE_ID, SECRET_ID)
+        .kubernetes("app", JWT)
+        .token_ttl(ttl)
+        .token_max_ttl(max_ttl)
+        .start()
+        .await;
+    vault.put("secret", "app/db", serde_json::json!({"password": "pw-1"}));
+    vault
+}
+
+fn env_sources(vault: &VaultDouble, vars: &[(&str, &str)]) -> Sources {
+    let mut all = vec![("VAULT_ADDR".to_owned(), vault.url())];
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Sources::from_env_source(EnvSource::from_map(all))
+}
+
+fn secret_file(content: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(unique("cm_vault_cred"));
+    std::fs::write(&path, content).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
+#[tokio::test]
+async fn approle_from_the_environment_logs_in_once_for_many_fetches() {
+    let vault = vault(Duration::from_secs(3600), Duration::from_secs(7200)).await;
+    let sources = env_sources(
+        &vault,
+        &[("VAULT_ROLE_ID", ROLE_ID), ("VAULT_SECRET_ID", SECRET_ID)],
+    );
+    for _ in 0..3 {
+        let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+        assert_eq!(s.password.expose_secret(), "pw-1");
+    }
+    assert_eq!(vault.requests_to("/v1/auth/approle/login").len(), 1);
+    // The secret id went in the login body, never as a token.
+    let login = &vault.requests_to("/v1/auth/approle/login")[0];
+    assert!(login.header("x-vault-token").is_none());
+
+    // From a file (trimmed), at each login.
+    let file = secret_file(&format!("{SECRET_ID}\n"));
+    let sources = env_sources(
+        &vault,
+        &[
+            ("VAULT_ROLE_ID", ROLE_ID),
+            ("VAULT_SECRET_ID_FILE", file.to_str().unwrap()),
+        ],
+    );
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    let _ = std::fs::remove_file(file);
+}
+
+#[tokio::test]
+async fn a_refused_login_is_unauthorized_names_the_field_and_never_shows_the_secret_id() {
+    let vault = vault(Duration::from_secs(3600), Duration::from_secs(7200)).await;
+    let logs = CapturedLogs::default();
+    let _guard = capture(&logs);
+    let sources = env_sources(
+        &vault,
+        &[
+            ("VAULT_ROLE_ID", ROLE_ID),
+            ("VAULT_SECRET_ID", "CANARY-wrong-secret"),
+        ],
+    );
+    let errors = Secrets::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let text = errors[0].to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::Unauthorized, "{text}");
+    assert!(text.contains("Secrets.password"), "{text}");
+    assert!(text.contains("AppRole login"), "{text}");
+    let everything = format!("{text} {errors:?} {sources:?} {}", logs.text());
+    assert!(
+        !everything.contains("CANARY"),
+        "a credential leaked: {everything}"
+    );
+
+    // A role id without a secret id: a config error naming the variables.
+    let sources = sources_without_secret(&vault);
+    let errors = Secrets::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].kind(), ErrorKind::Config);
+    assert!(
+        errors[0].to_string().contains("VAULT_SECRET_ID"),
+        "{}",
+        errors[0]
+    );
+}
+
+fn sources_without_secret(vault: &VaultDouble) -> Sources {
+    env_sources(vault, &[("VAULT_ROLE_ID", ROLE_ID)])
+}
+
+#[tokio::test]
+async fn kubernetes_login_reads_the_service_account_token_file() {
+    let vault = vault(Duration::from_secs(3600), Duration::from_secs(7200)).await;
+    let jwt = secret_file(JWT);
+    let sources = env_sources(
+        &vault,
+        &[
+            ("VAULT_K8S_ROLE", "app"),
+            ("VAULT_K8S_JWT_PATH", jwt.to_str().unwrap()),
+        ],
+    );
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    assert_eq!(vault.requests_to("/v1/auth/kubernetes/login").len(), 1);
+
+    std::fs::write(&jwt, "CANARY-not-the-jwt").unwrap();
+    let vault2 = vault_with_role_only().await;
+    let sources = env_sources(
+        &vault2,
+        &[
+            ("VAULT_K8S_ROLE", "app"),
+            ("VAULT_K8S_JWT_PATH", jwt.to_str().unwrap()),
+        ],
+    );
+    let errors = Secrets::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].kind(), ErrorKind::Unauthorized, "{}", errors[0]);
+    assert!(!errors[0].to_string().contains("CANARY"));
+    let _ = std::fs::remove_file(jwt);
+}
+
+async fn vault_with_role_only() -> VaultDouble {
+    vault(Duration::from_secs(3600), Duration::from_secs(7200)).await
+}
+
+#[tokio::test]
+async fn a_token_file_is_looked_up_renewed_at_two_thirds_of_its_ttl_and_read_again_when_revoked() {
+    let vault = vault(Duration::from_secs(3600), Duration::from_secs(7200)).await;
+    let token = vault.issue_token(Duration::from_secs(3), true);
+    let file = secret_file(&format!("{token}\n"));
+    let sources = env_sources(&vault, &[("VAULT_TOKEN_FILE", file.to_str().unwrap())]);
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    assert_eq!(vault.requests_to("/v1/auth/token/lookup-self").len(), 1);
+    assert!(vault.requests_to("/v1/auth/token/renew-self").is_empty());
+
+    // 2/3 of 3 s is 2 s: the background task renews it; the token never expires.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(vault.requests_to("/v1/auth/token/renew-self").len(), 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(
+        s.password.expose_secret(),
+        "pw-1",
+        "4.6 s after a 3 s token"
+    );
+
+    // Revoked (and the agent wrote a new one): the read's 403 makes the source read the
+    // file again, and the fetch succeeds.
+    vault.revoke_token(&token);
+    let next = vault.issue_token(Duration::from_secs(3600), true);
+    std::fs::write(&file, &next).unwrap();
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    assert_eq!(vault.requests_to("/v1/auth/token/lookup-self").len(), 2);
+    let _ = std::fs::remove_file(file);
+}
+
+#[tokio::test]
+async fn a_token_at_its_max_ttl_is_obtained_again_by_login_and_renewal_stops_with_the_source() {
+    // Tokens of 3 s that cannot live past 4 s: one renewal (at 2 s, capped to 2 s more),
+    // then renewal cannot extend it and the source logs in again.
+    let vault = vault(Duration::from_secs(3), Duration::from_secs(4)).await;
+    let vault_source = VaultSource::new(vault.url()).with_approle(ROLE_ID, SECRET_ID);
+    let sources = Sources::new().register("vault", vault_source.clone());
+    Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(vault_source.logins(), 1);
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    assert!(
+        !vault.requests_to("/v1/auth/token/renew-self").is_empty(),
+        "{:?}",
+        vault.requests()
+    );
+    assert!(
+        vault_source.logins() >= 2,
+        "logged in again: {}",
+        vault_source.logins()
+    );
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+
+    // Dropped: no more renewals.
+    drop(sources);
+    drop(vault_source);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = vault.requests().len();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(vault.requests().len(), before, "{:?}", vault.requests());
+}
