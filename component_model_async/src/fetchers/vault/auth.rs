@@ -45,10 +45,8 @@ impl Credential {
             Credential::File(path) => {
                 match crate::fetchers::secret_file::read_secret_file(path, what)? {
                     crate::RawValue::Text(s) => Ok(SecretString::from(s.trim().to_owned())),
-                    _ => Err(SourceError::new(ErrorKind::Config).with_message(format!(
-                        "{what} {} is not UTF-8 text",
-                        path.display()
-                    ))),
+                    _ => Err(SourceError::new(ErrorKind::Config)
+                        .with_message(format!("{what} {} is not UTF-8 text", path.display()))),
                 }
             }
         }
@@ -373,7 +371,14 @@ fn status_error(status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceE
 }
 
 async fn login(conn: &Conn, mount: &str, body: serde_json::Value) -> Result<Token, SourceError> {
-    let bytes = post(conn, &["v1", "auth", mount, "login"], None, &body, "the login").await?;
+    let bytes = post(
+        conn,
+        &["v1", "auth", mount, "login"],
+        None,
+        &body,
+        "the login",
+    )
+    .await?;
     token_from_auth(&bytes, "the login")
 }
 
@@ -418,7 +423,9 @@ fn token_from_auth(bytes: &[u8], what: &str) -> Result<Token, SourceError> {
 
 /// The TTL and renewability of a token read from a file.
 async fn lookup(conn: &Conn, header: HeaderValue) -> Result<Token, SourceError> {
-    let url = conn.endpoint.url(&["v1", "auth", "token", "lookup-self"], &[])?;
+    let url = conn
+        .endpoint
+        .url(&["v1", "auth", "token", "lookup-self"], &[])?;
     let (status, body) = conn
         .endpoint
         .send_anonymous(reqwest::Method::GET, &url, |r| {

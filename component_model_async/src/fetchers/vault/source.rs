@@ -13,12 +13,12 @@ use tokio::sync::OnceCell;
 use crate::error::{ComponentError, ErrorKind, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
-use crate::fetchers::vault::auth::{Auth, Conn, Credential, Method};
-use secrecy::SecretString;
 use crate::fetchers::transport::{self, Endpoint};
+use crate::fetchers::vault::auth::{Auth, Conn, Credential, Method};
 use crate::source::{FetchRequest, RawValue, Source};
 use crate::source_support::{coalesce, redact_url};
 use crate::standalone::SourceFetcher;
+use secrecy::SecretString;
 
 /// The mount used when a field names none: where a Vault dev server mounts KV v2.
 pub const DEFAULT_MOUNT: &str = "secret";
