@@ -28,6 +28,15 @@ use serde::Deserialize;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::transport::{self, Endpoint};
 
+/// The longest TTL taken from a server (a larger one is read as this: no arithmetic on
+/// instants can overflow, whatever a server answers).
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A TTL in seconds as the server said it; `None` for 0 (the token does not expire).
+fn ttl_of(seconds: u64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds).min(MAX_TTL))
+}
+
 /// Where the service-account token of a Kubernetes pod is mounted.
 pub const KUBERNETES_JWT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
@@ -416,7 +425,7 @@ fn token_from_auth(bytes: &[u8], what: &str) -> Result<Token, SourceError> {
     Ok(Token {
         header,
         since: Instant::now(),
-        ttl: (auth.lease_duration > 0).then(|| Duration::from_secs(auth.lease_duration)),
+        ttl: ttl_of(auth.lease_duration),
         renewable: auth.renewable,
     })
 }
@@ -451,7 +460,25 @@ async fn lookup(conn: &Conn, header: HeaderValue) -> Result<Token, SourceError> 
     Ok(Token {
         header,
         since: Instant::now(),
-        ttl: (data.ttl > 0).then(|| Duration::from_secs(data.ttl)),
+        ttl: ttl_of(data.ttl),
         renewable: data.renewable,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_cannot_make_the_renewal_time_overflow() {
+        let t = Token {
+            header: HeaderValue::from_static("t"),
+            since: Instant::now(),
+            ttl: ttl_of(u64::MAX),
+            renewable: true,
+        };
+        assert!(t.renew_at().is_some());
+        assert!(!t.expired());
+        assert_eq!(ttl_of(0), None);
+    }
 }
