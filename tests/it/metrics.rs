@@ -27,7 +27,9 @@ struct App {
 }
 
 /// (name, labels sorted) → counter value or histogram sample count.
-fn snapshot(recorder: &DebuggingRecorder) -> HashMap<(String, Vec<(String, String)>), u64> {
+type Snapshot = HashMap<(String, Vec<(String, String)>), u64>;
+
+fn snapshot(recorder: &DebuggingRecorder) -> Snapshot {
     recorder
         .snapshotter()
         .snapshot()
@@ -50,11 +52,7 @@ fn snapshot(recorder: &DebuggingRecorder) -> HashMap<(String, Vec<(String, Strin
         .collect()
 }
 
-fn get(
-    m: &HashMap<(String, Vec<(String, String)>), u64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> u64 {
+fn get(m: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
     let mut labels: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
