@@ -237,13 +237,7 @@ impl Endpoint {
         url: &reqwest::Url,
         extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), SourceError> {
-        if let Some(why) = &self.invalid {
-            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
-        }
-        let mut request = self.client.get()?.request(method, url.clone());
-        if let Some(token) = &self.token {
-            request = request.header(self.token_header, token.clone());
-        }
+        let request = self.request(method, url, true)?;
         send(extra(request), url.as_str(), self.client.limits()).await
     }
 
@@ -255,10 +249,7 @@ impl Endpoint {
         url: &reqwest::Url,
         extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), SourceError> {
-        if let Some(why) = &self.invalid {
-            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
-        }
-        let request = self.client.get()?.request(method, url.clone());
+        let request = self.request(method, url, false)?;
         let (status, _, body) = send(extra(request), url.as_str(), self.client.limits()).await?;
         Ok((status, body))
     }
@@ -269,15 +260,27 @@ impl Endpoint {
         url: &reqwest::Url,
         extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), SourceError> {
+        let request = self.request(method, url, true)?;
+        let (status, _, body) = send(extra(request), url.as_str(), self.client.limits()).await?;
+        Ok((status, body))
+    }
+
+    /// `method url` on the client, with the source's token when `with_token`; the reason
+    /// a setting was invalid instead.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+        with_token: bool,
+    ) -> Result<reqwest::RequestBuilder, SourceError> {
         if let Some(why) = &self.invalid {
             return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
         }
         let mut request = self.client.get()?.request(method, url.clone());
-        if let Some(token) = &self.token {
+        if let Some(token) = self.token.as_ref().filter(|_| with_token) {
             request = request.header(self.token_header, token.clone());
         }
-        let (status, _, body) = send(extra(request), url.as_str(), self.client.limits()).await?;
-        Ok((status, body))
+        Ok(request)
     }
 }
 

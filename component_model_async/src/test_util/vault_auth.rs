@@ -153,6 +153,20 @@ impl Tokens {
         })
     }
 
+    /// A successful login: a renewable token of the configured TTL, under `auth`.
+    fn logged_in(
+        &self,
+        config: &AuthConfig,
+        path: &str,
+        display_name: &str,
+        meta: Value,
+        envelope: impl Fn(Value, Vec<String>) -> Value,
+    ) -> Response {
+        let token = self.issue(config.ttl, config.max_ttl, true, path, display_name, meta);
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        axum::Json(envelope(self.auth_block(&token, config.ttl), Vec::new())).into_response()
+    }
+
     /// `POST auth/approle/login`.
     pub(super) fn approle_login(
         &self,
@@ -176,16 +190,7 @@ impl Tokens {
         }
         let meta =
             json!({ "role_name": format!("role-{}", role_id.chars().take(8).collect::<String>()) });
-        let token = self.issue(
-            config.ttl,
-            config.max_ttl,
-            true,
-            "auth/approle/login",
-            "approle",
-            meta,
-        );
-        self.logins.fetch_add(1, Ordering::Relaxed);
-        axum::Json(envelope(self.auth_block(&token, config.ttl), Vec::new())).into_response()
+        self.logged_in(config, "auth/approle/login", "approle", meta, envelope)
     }
 
     /// `POST auth/kubernetes/login`.
@@ -224,16 +229,13 @@ impl Tokens {
             "service_account_secret_name": "",
             "service_account_uid": "00000000-0000-4000-8000-00000000cafe",
         });
-        let token = self.issue(
-            config.ttl,
-            config.max_ttl,
-            true,
+        self.logged_in(
+            config,
             "auth/kubernetes/login",
             "kubernetes-default-default",
             meta,
-        );
-        self.logins.fetch_add(1, Ordering::Relaxed);
-        axum::Json(envelope(self.auth_block(&token, config.ttl), Vec::new())).into_response()
+            envelope,
+        )
     }
 
     /// `GET auth/token/lookup-self` of an issued token (`None`: not one of them).
