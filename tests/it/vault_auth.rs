@@ -225,3 +225,34 @@ async fn a_token_at_its_max_ttl_is_obtained_again_by_login_and_renewal_stops_wit
     tokio::time::sleep(Duration::from_millis(3000)).await;
     assert_eq!(vault.requests().len(), before, "{:?}", vault.requests());
 }
+
+#[tokio::test]
+async fn a_token_with_time_left_is_kept_when_renewal_and_a_new_token_both_fail() {
+    // A 4 s token that cannot be extended (max TTL 4 s), from a file that is then gone.
+    // Its lookup says 3 s (Vault rounds down): at 2 s renewal cannot extend it and the
+    // file cannot be read again, yet the token has time left, so a fetch at 2.5 s still
+    // succeeds with it.
+    let vault = VaultDouble::builder()
+        .token_max_ttl(Duration::from_secs(4))
+        .start()
+        .await;
+    vault.put("secret", "app/db", serde_json::json!({"password": "pw-1"}));
+    let token = vault.issue_token(Duration::from_secs(4), true);
+    let file = secret_file(&token);
+    let sources = env_sources(&vault, &[("VAULT_TOKEN_FILE", file.to_str().unwrap())]);
+    Secrets::fetch_all_components_with(&sources).await.unwrap();
+    std::fs::remove_file(&file).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    // Once it has expired, the failure is reported, naming the file.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let errors = Secrets::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert!(
+        errors[0].to_string().contains("token file"),
+        "{}",
+        errors[0]
+    );
+}

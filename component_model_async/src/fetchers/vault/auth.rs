@@ -183,7 +183,20 @@ impl Auth {
             }
             _ => {}
         }
-        let fresh = self.refresh(conn, slot.take()).await?;
+        let old = slot.take();
+        let fresh = match self.refresh(conn, old.clone()).await {
+            Ok(fresh) => fresh,
+            // Vault could not renew or log in just now, but the token still has time:
+            // keep using it (the next fetch, or the renewal task, tries again).
+            Err(e) => match old.filter(|t| !t.expired()) {
+                Some(old) => {
+                    let header = old.header.clone();
+                    *slot = Some(old);
+                    return Ok(header);
+                }
+                None => return Err(e),
+            },
+        };
         let header = fresh.header.clone();
         let schedule = fresh.ttl.is_some();
         *slot = Some(fresh);
@@ -317,19 +330,39 @@ async fn renew_loop(weak: Weak<Auth>, conn: Conn, mut stopped: tokio::sync::ones
         {
             continue;
         }
-        match auth.refresh(&conn, slot.take()).await {
+        let old = slot.take();
+        match auth.refresh(&conn, old.clone()).await {
             Ok(t) => *slot = Some(t),
             Err(e) => {
                 tracing::warn!(
                     target: "component_model::vault",
                     error = %e,
-                    "the Vault token could not be renewed or obtained again; the next fetch tries again"
+                    "the Vault token could not be renewed or obtained again; trying again in a few seconds"
                 );
-                // The loop ends at its next look (no token); the next fetch tries again.
+                // A token with time left is kept; without one the loop ends at its next
+                // look and the next fetch obtains one.
+                *slot = old.filter(|t| !t.expired());
+                let left = slot
+                    .as_ref()
+                    .and_then(|t| t.ttl.map(|ttl| ttl.saturating_sub(t.since.elapsed())));
+                drop(slot);
+                drop(auth);
+                let pause = left.map_or(RETRY_PAUSE, |l| {
+                    (l / 4).clamp(Duration::from_millis(100), RETRY_PAUSE)
+                });
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                // Due again at once: the loop's renewal-time check passes.
+                continue;
             }
         }
     }
 }
+
+/// The longest pause between failed renewals.
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 /// `POST path` with a JSON body (no token), the namespace header; the envelope's body.
 async fn post(
