@@ -86,6 +86,13 @@ pub mod probe {
         }
     }
 
+    /// `Some(T::default)` for a type the derive knows implements `Default` (a standard
+    /// type): one generic call instead of a probe.
+    #[inline]
+    pub const fn default_of<T: Default>() -> Option<fn() -> T> {
+        Some(T::default)
+    }
+
     /// Chosen otherwise.
     pub trait NoDefault<T> {
         /// `None`.

@@ -121,6 +121,9 @@ pub struct ContainerAttrs {
     pub env_prefix: Attr<String>,
     pub watch: Attr<bool>,
     pub watch_interval: Attr<Duration>,
+    /// `nested_only`: fetched only as a `nested` field of another struct, so no fetch
+    /// methods of its own.
+    pub nested_only: Attr<bool>,
     pub originals: Vec<syn::Attribute>,
 }
 
@@ -424,6 +427,7 @@ impl ContainerAttrs {
             env_prefix: Attr::none(ENV_PREFIX),
             watch: Attr::none(WATCH),
             watch_interval: Attr::none(WATCH_INTERVAL),
+            nested_only: Attr::none(NESTED_ONLY),
             originals: Vec::new(),
         };
         for attr in attrs.iter().filter(|at| at.path().is_ident(COMPONENT)) {
@@ -446,6 +450,7 @@ impl ContainerAttrs {
                     ENV_PREFIX => a.env_prefix.set(cx, tokens, string(&meta)?.value()),
                     WATCH => a.watch.set(cx, tokens, boolean(&meta)?),
                     WATCH_INTERVAL => a.watch_interval.set(cx, tokens, duration(&meta)?),
+                    NESTED_ONLY => a.nested_only.set(cx, tokens, boolean(&meta)?),
                     other if FIELD_KEYS.contains(&other) => {
                         skip_value(&meta)?;
                         return Err(meta.error(format!(
@@ -471,7 +476,12 @@ impl ContainerAttrs {
     }
 
     pub fn has_async_keys(&self) -> bool {
-        self.timeout.is_some() || self.env_prefix.is_some()
+        self.timeout.is_some() || self.env_prefix.is_some() || self.nested_only.is_some()
+    }
+
+    /// Whether the struct is fetched only as a `nested` field (`nested_only`).
+    pub fn is_nested_only(&self) -> bool {
+        self.nested_only.get().is_some_and(|b| b.value)
     }
 }
 

@@ -460,17 +460,22 @@ fn live_fields<'a>(input: &'a Input<'_>) -> Vec<(usize, &'a Field<'a>)> {
 
 /// Whether `ty` is a `SecretValue` (autoref probe; the probe traits are imported once at
 /// the top of the generated block).
-fn secret_probe(cm: &TokenStream, ty: &Type) -> TokenStream {
+/// A standard type (see [`shape::is_plain_std`]) is known not to be one: no probe to
+/// resolve (each probe is a method lookup per field, paid again in every function).
+fn secret_probe(cm: &TokenStream, ty: &Type, generics: &syn::Generics) -> TokenStream {
+    if shape::is_plain_std(ty, generics) {
+        return quote!(false);
+    }
     quote_spanned! {ty.span()=> (&#cm::probe::SecretProbe::<#ty>::new()).probe_secret() }
 }
 
 /// `__cm_plan.add...(&SPEC, <is it a SecretValue>, ...)` for one field: the one place that
 /// requires its type to be `Deserialize` (`fetch_<field>` runs the same `Nested::plan`), so a
 /// type error is reported once.
-fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize, generics: &syn::Generics) -> TokenStream {
     let ty = f.ty;
     let spec = spec_ident(i);
-    let secret = secret_probe(cm, ty);
+    let secret = secret_probe(cm, ty, generics);
     match f.attrs.fetcher.get() {
         Some(expr) => {
             let e = &expr.value;
@@ -487,15 +492,19 @@ fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
 }
 
 /// The default probe of `ty`: `Some(<ty as Default>::default)` when it implements
-/// `Default` (a function pointer: no closure to type-check per field).
-fn default_probe(cm: &TokenStream, ty: &Type) -> TokenStream {
+/// `Default` (a function pointer: no closure to type-check per field); a standard type
+/// (see [`shape::is_plain_std`]) is known to, and takes a plain generic call, not a probe.
+fn default_probe(cm: &TokenStream, ty: &Type, generics: &syn::Generics) -> TokenStream {
+    if shape::is_plain_std(ty, generics) {
+        return quote_spanned! {ty.span()=> #cm::probe::default_of::<#ty>() };
+    }
     quote_spanned! {ty.span()=> (&#cm::probe::DefaultProbe::<#ty>::new()).probe_default() }
 }
 
 /// How a field's value is taken out of the outcomes, in planning order.
-fn take_step(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+fn take_step(cm: &TokenStream, f: &Field<'_>, i: usize, generics: &syn::Generics) -> TokenStream {
     let ty = f.ty;
-    let probe = default_probe(cm, ty);
+    let probe = default_probe(cm, ty, generics);
     match nested_ops(f, i) {
         Some(ops) => quote!(__cm_out.nested(__cm_available, Self::#ops.take, #probe)),
         None => quote_spanned!(ty.span()=> __cm_out.field::<#ty>(__cm_available, #probe)),
@@ -530,12 +539,12 @@ fn nested_consts(cm: &TokenStream, fetched: &[(usize, &Field<'_>)]) -> TokenStre
 
 /// How a field joins the plan. A `fetcher = ...` expression is evaluated only when the
 /// field is planned (`Plan::wants`: not while `fetch_<other field>` plans its one field).
-fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize) -> TokenStream {
+fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize, generics: &syn::Generics) -> TokenStream {
     if let Some(ops) = nested_ops(f, i) {
         let nest = nest_ident(i);
         return quote! { __cm_plan.nest(&#nest, Self::#ops.plan); };
     }
-    let add = plan_add(cm, f, i);
+    let add = plan_add(cm, f, i, generics);
     if f.attrs.fetcher.is_some() {
         let spec = spec_ident(i);
         quote! { if __cm_plan.wants(&#spec) { #add; } }
@@ -553,17 +562,33 @@ fn nested_impl(
 ) -> TokenStream {
     let name = input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let plans = fetched.iter().map(|(i, f)| plan_step(cm, f, *i));
+    let generics = input.generics;
+    let plans = fetched.iter().map(|(i, f)| plan_step(cm, f, *i, generics));
     let takes = fetched.iter().map(|(i, f)| {
         let v = format_ident!("__cm_v{}", i);
-        let take = take_step(cm, f, *i);
+        let take = take_step(cm, f, *i, generics);
         quote!(let #v = #take;)
     });
+    // Every field is taken (so every error is collected) before one `let ... else`
+    // checks them all: a `?` per field costs a `Try` desugaring to type-check each.
+    let vs: Vec<syn::Ident> = fetched
+        .iter()
+        .map(|(i, _)| format_ident!("__cm_v{}", i))
+        .collect();
+    let check = if vs.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! {
+            let ( #( ::core::option::Option::Some(#vs), )* ) = ( #( #vs, )* ) else {
+                return ::core::option::Option::None;
+            };
+        }
+    };
     let inits = input.fields.iter().enumerate().map(|(i, f)| {
         let member = &f.member;
         if (f.attrs.is_fetched() || f.attrs.is_nested()) && !f.attrs.skip.is_some() {
             let v = format_ident!("__cm_v{}", i);
-            quote!(#member: #v?)
+            quote!(#member: #v)
         } else {
             let ty = f.ty;
             quote_spanned!(ty.span()=> #member: <#ty as ::core::default::Default>::default())
@@ -581,6 +606,7 @@ fn nested_impl(
             #[inline]
             fn take(__cm_out: &mut #cm::Outcomes<'_>, __cm_available: bool) -> ::core::option::Option<Self> {
                 #( #takes )*
+                #check
                 ::core::option::Option::Some(Self { #( #inits, )* })
             }
         }
@@ -695,12 +721,21 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         .filter(|(_, f)| !f.attrs.is_nested())
         .map(|(i, _)| spec_ident(*i))
         .collect();
-    let methods = with_bodies(
-        struct_methods(input, &cm),
-        struct_bodies(input, &cm, &spec_refs),
-    );
+    // A `nested_only` struct is fetched only as part of its parents: no fetch methods of
+    // its own (its keys without the parent's prefixes would be the wrong ones), and none
+    // of their compile time.
+    let nested_only = input.attrs.is_nested_only();
+    let methods = if nested_only {
+        TokenStream::new()
+    } else {
+        with_bodies(
+            struct_methods(input, &cm),
+            struct_bodies(input, &cm, &spec_refs),
+        )
+    };
     let per_field: TokenStream = fetched
         .iter()
+        .filter(|_| !nested_only)
         .map(|(i, f)| {
             with_bodies(
                 field_methods(input, &cm, f).into(),
@@ -781,12 +816,18 @@ pub fn fallback_stub(input: &Input<'_>, entry: Entry) -> TokenStream {
             .collect();
         with_bodies(methods, bodies)
     };
-    let methods = stub(struct_methods(input, &cm));
+    let nested_only = input.attrs.is_nested_only();
+    let methods = if nested_only {
+        TokenStream::new()
+    } else {
+        stub(struct_methods(input, &cm))
+    };
     let per_field: TokenStream = input
         .fields
         .iter()
         .filter(|f| {
-            (f.attrs.is_fetched() || f.attrs.is_nested())
+            !nested_only
+                && (f.attrs.is_fetched() || f.attrs.is_nested())
                 && !f.attrs.skip.is_some()
                 && f.original.ident.is_some()
         })

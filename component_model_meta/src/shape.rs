@@ -126,3 +126,42 @@ pub fn is_uncovered_param(ty: &Type, generics: &Generics) -> bool {
         _ => false,
     }
 }
+
+/// Whether `ty` is a standard type the derive can judge by name: a primitive, `String`,
+/// or a `Vec`/`Option` of one. Every such type implements `Default` and none is a
+/// `SecretValue` (that trait is the runtime's; a user cannot implement it for these), so
+/// the generated code needs no autoref probe for it. A user type that shadows one of these
+/// names is the only way to be misjudged; a type parameter is never judged.
+pub fn is_plain_std(ty: &Type, generics: &Generics) -> bool {
+    plain(ty, &type_params(generics))
+}
+
+fn plain(ty: &Type, params: &[String]) -> bool {
+    const LEAVES: &[&str] = &[
+        "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
+        "i128", "isize", "f32", "f64", "String",
+    ];
+    const WRAPPERS: &[&str] = &["Vec", "Option"];
+    let p = match ty {
+        Type::Paren(p) => return plain(&p.elem, params),
+        Type::Group(g) => return plain(&g.elem, params),
+        Type::Path(p) => p,
+        _ => return false,
+    };
+    if p.qself.is_some() || p.path.leading_colon.is_some() || p.path.segments.len() != 1 {
+        return false;
+    }
+    let seg = &p.path.segments[0];
+    let name = seg.ident.to_string();
+    if params.contains(&name) {
+        return false;
+    }
+    match &seg.arguments {
+        PathArguments::None => LEAVES.contains(&name.as_str()),
+        PathArguments::AngleBracketed(args) if WRAPPERS.contains(&name.as_str()) => {
+            args.args.len() == 1
+                && matches!(args.args.first(), Some(GenericArgument::Type(t)) if plain(t, params))
+        }
+        _ => false,
+    }
+}

@@ -43,6 +43,7 @@ pub const WATCH_INTERVAL: &str = "watch_interval";
 // Container keys.
 pub const CRATE: &str = "crate";
 pub const ENV_PREFIX: &str = "env_prefix";
+pub const NESTED_ONLY: &str = "nested_only";
 
 /// Every key allowed on a field, for "unknown key" messages and suggestions.
 pub const FIELD_KEYS: &[&str] = &[
@@ -83,7 +84,14 @@ pub const FIELD_KEYS: &[&str] = &[
 ];
 
 /// Every key allowed on the struct itself.
-pub const CONTAINER_KEYS: &[&str] = &[CRATE, TIMEOUT, ENV_PREFIX, WATCH, WATCH_INTERVAL];
+pub const CONTAINER_KEYS: &[&str] = &[
+    CRATE,
+    TIMEOUT,
+    ENV_PREFIX,
+    WATCH,
+    WATCH_INTERVAL,
+    NESTED_ONLY,
+];
 
 /// Returns the known key closest to `unknown`, when one is close enough to be a typo.
 pub fn suggest(unknown: &str, known: &[&'static str]) -> Option<&'static str> {

@@ -67,6 +67,14 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
     {
         cx.error_spanned_by(t, "`timeout` must be greater than zero");
     }
+    if let Some(t) = input.attrs.timeout.get()
+        && input.attrs.is_nested_only()
+    {
+        cx.error_spanned_by(
+            t,
+            "`timeout` bounds `fetch_with_resilience`, which a `nested_only` struct does not have; the parent's `timeout` bounds the whole tree",
+        );
+    }
     if let Some(t) = input.attrs.watch_interval.get()
         && t.value.is_zero()
     {

@@ -562,3 +562,79 @@ async fn optional_groups_inside_optional_groups_stay_aligned() {
     );
     assert_eq!(r.last, "last");
 }
+
+/// `nested_only`: fetched only as part of its parents (no fetch methods of its own).
+#[derive(AsyncAssign, Debug, Default, PartialEq)]
+#[component(nested_only)]
+struct Endpoint {
+    #[component(fetch_from = "env")]
+    host: String,
+    #[component(fetch_from = "echo", key = "port")]
+    port: String,
+    #[component(fetch_from = "env", fallback = "3")]
+    retries: u8,
+}
+
+#[derive(AsyncAssign, Debug, Default, PartialEq)]
+#[component(env_prefix = "SVC_")]
+struct Service {
+    #[component(nested, key_prefix = "up/")]
+    upstream: Endpoint,
+    #[component(nested, env_prefix = "DOWN_", key_prefix = "down/")]
+    downstream: Option<Endpoint>,
+}
+
+#[tokio::test]
+async fn a_nested_only_struct_is_fetched_through_its_parents_with_their_prefixes() {
+    let env = [
+        ("SVC_UPSTREAM_HOST", "a.internal"),
+        ("SVC_DOWN_HOST", "b.internal"),
+        ("SVC_DOWN_RETRIES", "5"),
+    ];
+    let s = Service::fetch_all_components_with(&echo_sources(&env))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.upstream,
+        Endpoint {
+            host: "a.internal".into(),
+            port: "up/port".into(),
+            retries: 3,
+        }
+    );
+    let down = s.downstream.expect("present");
+    assert_eq!(
+        (down.host.as_str(), down.port.as_str()),
+        ("b.internal", "down/port")
+    );
+    assert_eq!(down.retries, 5);
+
+    // The parent's per-branch method reaches it, with the branch's prefixes.
+    let up = Service::fetch_upstream_with(&echo_sources(&env))
+        .await
+        .unwrap();
+    assert_eq!(up.port, "up/port");
+
+    // Its fields are in the parent's tree, with full paths.
+    let listed = Service::component_sources_with(&echo_sources(&env));
+    let paths: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("Service.downstream.port: echo")),
+        "{paths:#?}"
+    );
+
+    // An error inside it names the whole path.
+    let errors = Service::fetch_all_components_with(&echo_sources(&[("SVC_DOWN_HOST", "b")]))
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("Service.upstream.host: env"),
+        "{}",
+        errors[0]
+    );
+}

@@ -17,9 +17,19 @@ struct Pool<T: serde::de::DeserializeOwned + Send + Default + 'static> {
     size: T,
 }
 
+/// Fetched only as part of `App`: no fetch methods of its own.
+#[derive(AsyncAssign, Debug, Default)]
+#[component(nested_only, watch)]
+struct Tls {
+    #[component(fetch_from = "env")]
+    cert: String,
+}
+
 #[derive(AsyncAssign, Debug, Default)]
 #[component(env_prefix = "APP_", timeout = "5s")]
 struct App {
+    #[component(nested)]
+    tls: Tls,
     #[component(nested)]
     database: Db,
     #[component(nested, env_prefix = "RO_", key_prefix = "replica/")]
@@ -40,6 +50,7 @@ async fn all(sources: &Sources) {
     let _: Result<Db, ComponentError> = App::fetch_database_with(sources).await;
     let _: Result<Option<Db>, ComponentError> = App::fetch_replica_with(sources).await;
     let _: Result<String, ComponentError> = App::fetch_name_with(sources).await;
+    let _: Result<Tls, ComponentError> = App::fetch_tls_with(sources).await;
     let _: Vec<ComponentSource> = App::component_sources_with(sources);
     assert_eq!(App::component_sources().len(), 1);
 }
