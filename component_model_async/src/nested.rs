@@ -71,6 +71,46 @@ impl<T> fmt::Debug for FetchFuture<'_, T> {
 /// and for `Option<T>` of such a struct (absent when none of its fields is found).
 ///
 /// Not meant to be implemented by hand; the derive's `#[component(nested)]` requires it.
+///
+/// A struct fetched only as part of others can say `#[component(nested_only)]`: it keeps
+/// this impl (and so its place in any tree) but gets no fetch methods of its own, which
+/// saves their compile time (16 methods, plus two per field):
+///
+/// ```
+/// use component_model_async::{AsyncAssign, EnvSource, Sources};
+///
+/// #[derive(AsyncAssign, Debug, Default)]
+/// #[component(nested_only)] // only ever fetched as a branch of `App`
+/// struct Endpoint {
+///     #[component(fetch_from = "env")]
+///     host: String,
+///     #[component(fetch_from = "env", fallback = "443")]
+///     port: u16,
+/// }
+///
+/// #[derive(AsyncAssign, Debug)]
+/// #[component(env_prefix = "APP_")]
+/// struct App {
+///     #[component(nested)]
+///     primary: Endpoint, // APP_PRIMARY_HOST
+///     #[component(nested, env_prefix = "RO_")]
+///     replica: Endpoint, // APP_RO_HOST
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sources = Sources::new().with_env(EnvSource::from_map([
+///     ("APP_PRIMARY_HOST", "db-1"),
+///     ("APP_RO_HOST", "db-2"),
+///     ("APP_RO_PORT", "5433"),
+/// ]));
+/// let app = App::fetch_all_components_with(&sources).await.unwrap();
+/// assert_eq!((app.primary.host.as_str(), app.primary.port), ("db-1", 443));
+/// assert_eq!((app.replica.host.as_str(), app.replica.port), ("db-2", 5433));
+/// // One branch alone, through the parent (the prefixes are the parent's):
+/// let replica = App::fetch_replica_with(&sources).await.unwrap();
+/// assert_eq!(replica.host, "db-2");
+/// # });
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a `nested` component: it does not `#[derive(AsyncAssign)]`",
     label = "`nested` needs a struct that derives `AsyncAssign` (or an `Option` of one)",
