@@ -74,7 +74,7 @@ impl<T> fmt::Debug for FetchFuture<'_, T> {
 ///
 /// A struct fetched only as part of others can say `#[component(nested_only)]`: it keeps
 /// this impl (and so its place in any tree) but gets no fetch methods of its own, which
-/// saves their compile time (16 methods, plus two per field):
+/// saves their compile time (15 methods, plus two per field):
 ///
 /// ```
 /// use component_model_async::{AsyncAssign, EnvSource, Sources};
