@@ -86,8 +86,36 @@ pub mod probe {
         }
     }
 
-    /// `Some(T::default)` for a type the derive knows implements `Default` (a standard
-    /// type): one generic call instead of a probe.
+    /// A standard type the derive recognised by its name (a primitive, `String`, or a
+    /// `Vec`/`Option` of one): it implements `Default` and is not a
+    /// [`SecretValue`](crate::SecretValue), so its field needs no probe. A local type that
+    /// shadows one of those names fails this bound at compile time instead of being
+    /// misjudged.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is named like a standard type but is not the standard one",
+        label = "`#[derive(AsyncAssign)]` took this for the standard type of that name",
+        note = "write the type's path (for example `self::String` or `crate::m::String`) so the derive checks it like any other type"
+    )]
+    pub trait Plain: Default {}
+
+    macro_rules! plain {
+        ($($t:ty),*) => { $(impl Plain for $t {})* };
+    }
+    plain!(
+        bool, char, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64,
+        String
+    );
+    impl<T: Plain> Plain for Vec<T> {}
+    impl<T: Plain> Plain for Option<T> {}
+
+    /// `false`: a standard type is never a secret type (one bound instead of a probe).
+    #[inline]
+    pub const fn not_secret<T: Plain>() -> bool {
+        false
+    }
+
+    /// `Some(T::default)` for a standard type: one generic call instead of a probe. (Only
+    /// `Default` is required here: [`not_secret`] checks [`Plain`] once per field.)
     #[inline]
     pub const fn default_of<T: Default>() -> Option<fn() -> T> {
         Some(T::default)

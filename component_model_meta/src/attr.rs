@@ -230,6 +230,12 @@ impl FieldAttrs {
                             "`{name}` is a container attribute; put it on the struct: `#[component({name} = ...)]`"
                         )));
                     }
+                    NESTED_ONLY => {
+                        skip_value(&meta)?;
+                        return Err(meta.error(
+                            "`nested_only` is a container attribute: put `#[component(nested_only)]` on the sub-struct; this field needs only `nested`",
+                        ));
+                    }
                     _ => {
                         skip_value(&meta)?;
                         return Err(meta.error(unknown_message(&name, FIELD_KEYS, "field")));

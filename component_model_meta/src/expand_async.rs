@@ -464,7 +464,7 @@ fn live_fields<'a>(input: &'a Input<'_>) -> Vec<(usize, &'a Field<'a>)> {
 /// resolve (each probe is a method lookup per field, paid again in every function).
 fn secret_probe(cm: &TokenStream, ty: &Type, generics: &syn::Generics) -> TokenStream {
     if shape::is_plain_std(ty, generics) {
-        return quote!(false);
+        return quote_spanned! {ty.span()=> #cm::probe::not_secret::<#ty>() };
     }
     quote_spanned! {ty.span()=> (&#cm::probe::SecretProbe::<#ty>::new()).probe_secret() }
 }

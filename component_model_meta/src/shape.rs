@@ -131,7 +131,8 @@ pub fn is_uncovered_param(ty: &Type, generics: &Generics) -> bool {
 /// or a `Vec`/`Option` of one. Every such type implements `Default` and none is a
 /// `SecretValue` (that trait is the runtime's; a user cannot implement it for these), so
 /// the generated code needs no autoref probe for it. A user type that shadows one of these
-/// names is the only way to be misjudged; a type parameter is never judged.
+/// names fails the runtime's `probe::Plain` bound (a compile error asking for its path),
+/// so it is never misjudged; a type parameter is never judged.
 pub fn is_plain_std(ty: &Type, generics: &Generics) -> bool {
     plain(ty, &type_params(generics))
 }

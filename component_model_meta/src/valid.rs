@@ -72,7 +72,7 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
     {
         cx.error_spanned_by(
             t,
-            "`timeout` bounds `fetch_with_resilience`, which a `nested_only` struct does not have; the parent's `timeout` bounds the whole tree",
+            "`timeout` bounds `fetch_with_resilience` and `fetch_with_cache`, which a `nested_only` struct does not have; the parent's `timeout` bounds the whole tree",
         );
     }
     if let Some(t) = input.attrs.watch_interval.get()

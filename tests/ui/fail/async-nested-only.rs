@@ -22,6 +22,9 @@ struct App {
     db: Db,
     #[component(nested)]
     cache: Cache,
+    // `nested_only` belongs on the sub-struct.
+    #[component(nested, nested_only)]
+    other: Db,
 }
 
 #[allow(dead_code)]
