@@ -462,8 +462,8 @@ fn live_fields<'a>(input: &'a Input<'_>) -> Vec<(usize, &'a Field<'a>)> {
 /// the top of the generated block).
 /// A standard type (see [`shape::is_plain_std`]) is known not to be one: no probe to
 /// resolve (each probe is a method lookup per field, paid again in every function).
-fn secret_probe(cm: &TokenStream, ty: &Type, generics: &syn::Generics) -> TokenStream {
-    if shape::is_plain_std(ty, generics) {
+fn secret_probe(cm: &TokenStream, ty: &Type, params: &[String]) -> TokenStream {
+    if shape::is_plain_std(ty, params) {
         return quote_spanned! {ty.span()=> #cm::probe::not_secret::<#ty>() };
     }
     quote_spanned! {ty.span()=> (&#cm::probe::SecretProbe::<#ty>::new()).probe_secret() }
@@ -472,10 +472,10 @@ fn secret_probe(cm: &TokenStream, ty: &Type, generics: &syn::Generics) -> TokenS
 /// `__cm_plan.add...(&SPEC, <is it a SecretValue>, ...)` for one field: the one place that
 /// requires its type to be `Deserialize` (`fetch_<field>` runs the same `Nested::plan`), so a
 /// type error is reported once.
-fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize, generics: &syn::Generics) -> TokenStream {
+fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> TokenStream {
     let ty = f.ty;
     let spec = spec_ident(i);
-    let secret = secret_probe(cm, ty, generics);
+    let secret = secret_probe(cm, ty, params);
     match f.attrs.fetcher.get() {
         Some(expr) => {
             let e = &expr.value;
@@ -494,17 +494,17 @@ fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize, generics: &syn::Generics)
 /// The default probe of `ty`: `Some(<ty as Default>::default)` when it implements
 /// `Default` (a function pointer: no closure to type-check per field); a standard type
 /// (see [`shape::is_plain_std`]) is known to, and takes a plain generic call, not a probe.
-fn default_probe(cm: &TokenStream, ty: &Type, generics: &syn::Generics) -> TokenStream {
-    if shape::is_plain_std(ty, generics) {
+fn default_probe(cm: &TokenStream, ty: &Type, params: &[String]) -> TokenStream {
+    if shape::is_plain_std(ty, params) {
         return quote_spanned! {ty.span()=> #cm::probe::default_of::<#ty>() };
     }
     quote_spanned! {ty.span()=> (&#cm::probe::DefaultProbe::<#ty>::new()).probe_default() }
 }
 
 /// How a field's value is taken out of the outcomes, in planning order.
-fn take_step(cm: &TokenStream, f: &Field<'_>, i: usize, generics: &syn::Generics) -> TokenStream {
+fn take_step(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> TokenStream {
     let ty = f.ty;
-    let probe = default_probe(cm, ty, generics);
+    let probe = default_probe(cm, ty, params);
     match nested_ops(f, i) {
         Some(ops) => quote!(__cm_out.nested(__cm_available, Self::#ops.take, #probe)),
         None => quote_spanned!(ty.span()=> __cm_out.field::<#ty>(__cm_available, #probe)),
@@ -539,12 +539,12 @@ fn nested_consts(cm: &TokenStream, fetched: &[(usize, &Field<'_>)]) -> TokenStre
 
 /// How a field joins the plan. A `fetcher = ...` expression is evaluated only when the
 /// field is planned (`Plan::wants`: not while `fetch_<other field>` plans its one field).
-fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize, generics: &syn::Generics) -> TokenStream {
+fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> TokenStream {
     if let Some(ops) = nested_ops(f, i) {
         let nest = nest_ident(i);
         return quote! { __cm_plan.nest(&#nest, Self::#ops.plan); };
     }
-    let add = plan_add(cm, f, i, generics);
+    let add = plan_add(cm, f, i, params);
     if f.attrs.fetcher.is_some() {
         let spec = spec_ident(i);
         quote! { if __cm_plan.wants(&#spec) { #add; } }
@@ -562,11 +562,13 @@ fn nested_impl(
 ) -> TokenStream {
     let name = input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let generics = input.generics;
-    let plans = fetched.iter().map(|(i, f)| plan_step(cm, f, *i, generics));
+    // The struct's type parameters, once: a field whose type mentions one is never judged
+    // a standard type.
+    let params = shape::type_params(input.generics);
+    let plans = fetched.iter().map(|(i, f)| plan_step(cm, f, *i, &params));
     let takes = fetched.iter().map(|(i, f)| {
         let v = format_ident!("__cm_v{}", i);
-        let take = take_step(cm, f, *i, generics);
+        let take = take_step(cm, f, *i, &params);
         quote!(let #v = #take;)
     });
     // Every field is taken (so every error is collected) before one `let ... else`

@@ -132,20 +132,17 @@ pub fn is_uncovered_param(ty: &Type, generics: &Generics) -> bool {
 /// `SecretValue` (that trait is the runtime's; a user cannot implement it for these), so
 /// the generated code needs no autoref probe for it. A user type that shadows one of these
 /// names fails the runtime's `probe::Plain` bound (a compile error asking for its path),
-/// so it is never misjudged; a type parameter is never judged.
-pub fn is_plain_std(ty: &Type, generics: &Generics) -> bool {
-    plain(ty, &type_params(generics))
-}
-
-fn plain(ty: &Type, params: &[String]) -> bool {
+/// so it is never misjudged; a name in `params` (the struct's type parameters, from
+/// [`type_params`]) is never judged.
+pub fn is_plain_std(ty: &Type, params: &[String]) -> bool {
     const LEAVES: &[&str] = &[
         "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
         "i128", "isize", "f32", "f64", "String",
     ];
     const WRAPPERS: &[&str] = &["Vec", "Option"];
     let p = match ty {
-        Type::Paren(p) => return plain(&p.elem, params),
-        Type::Group(g) => return plain(&g.elem, params),
+        Type::Paren(p) => return is_plain_std(&p.elem, params),
+        Type::Group(g) => return is_plain_std(&g.elem, params),
         Type::Path(p) => p,
         _ => return false,
     };
@@ -161,7 +158,7 @@ fn plain(ty: &Type, params: &[String]) -> bool {
         PathArguments::None => LEAVES.contains(&name.as_str()),
         PathArguments::AngleBracketed(args) if WRAPPERS.contains(&name.as_str()) => {
             args.args.len() == 1
-                && matches!(args.args.first(), Some(GenericArgument::Type(t)) if plain(t, params))
+                && matches!(args.args.first(), Some(GenericArgument::Type(t)) if is_plain_std(t, params))
         }
         _ => false,
     }
