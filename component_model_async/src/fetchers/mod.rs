@@ -55,7 +55,8 @@ pub(crate) mod stream;
     feature = "http",
     feature = "consul",
     feature = "vault",
-    feature = "redis"
+    feature = "redis",
+    feature = "nats"
 ))]
 pub mod tls;
 #[cfg(any(feature = "http", feature = "consul", feature = "vault"))]

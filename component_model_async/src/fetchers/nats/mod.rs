@@ -16,12 +16,20 @@
 //!   failed subscription is opened again with a backoff. Which stream keeps a subject is
 //!   asked of JetStream; only "no stream" (or no JetStream on the server) makes it a core
 //!   subject — a timeout or a refusal is an error, retried.
-//! * Bounded: a message larger than the server's `max_payload` never arrives (the server
-//!   refuses it); larger than [`DEFAULT_MAX_MESSAGE`] ([`NatsSource::with_max_message`])
-//!   is refused here and the update is rejected with the reason.
+//! * Bounded before anything is buffered: async-nats reads a message by the size the
+//!   server announces and has no receive limit, so it reaches the servers through a relay
+//!   of ours on 127.0.0.1 that reads the protocol first. A message announced larger than
+//!   [`DEFAULT_MAX_MESSAGE`] ([`NatsSource::with_max_message`]; a third more for a
+//!   JetStream answer, which carries it in base64) is refused before its payload is read
+//!   — a fetch fails with `TooLarge` naming the announced size and the subject, a watched
+//!   update is rejected with the reason — and that server connection is closed (the
+//!   client reconnects). Control lines are bounded at 64 KiB. TLS (`tls://`, or a server
+//!   that requires it) is done by the relay with [`NatsSource::with_tls`]'s settings
+//!   (system roots by default).
 //! * `NATS_URL` (`nats://host:4222`, several comma-separated) registers the source in
-//!   [`Sources::from_env`](crate::Sources::from_env). Credentials in the URL are never
-//!   shown.
+//!   [`Sources::from_env`](crate::Sources::from_env). Credentials in the URL
+//!   (`nats://user:password@host`, or `nats://token@host`) are handed to async-nats as
+//!   connect options, never inside a URL it may log, and are never shown.
 //!
 //! ## What this module declares
 //!
@@ -30,6 +38,8 @@
 //! * attribute keys: `topic` (required: the subject);
 //! * key label `topic`; values are not secret.
 
+#[cfg(feature = "nats")]
+mod relay;
 #[cfg(feature = "nats")]
 mod source;
 #[cfg(feature = "nats")]

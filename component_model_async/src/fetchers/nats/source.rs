@@ -4,9 +4,11 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push::OrderedConfig};
 use futures::StreamExt;
 
+use super::relay::{Refused, Relay, Shared, TOO_LARGE, Upstream};
 use crate::EnvSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
+use crate::fetchers::tls::TlsConfig;
 use crate::source::{Changes, FetchRequest, RawValue, Source, redact_url};
 
 /// The largest message a [`NatsSource`] accepts, by default (1 MiB, NATS's own default
@@ -31,8 +33,17 @@ struct Inner {
     first_message: Duration,
     max_message: usize,
     timeout: Duration,
-    client: tokio::sync::Mutex<Option<async_nats::Client>>,
+    tls: TlsConfig,
+    client: tokio::sync::Mutex<Option<Connected>>,
+    /// What the relays of the current client share (the last message they refused).
+    relayed: std::sync::Mutex<Option<Arc<Shared>>>,
     latest: Arc<Latest>,
+}
+
+/// A client and the relays it reaches the servers through (they end when dropped).
+struct Connected {
+    client: async_nats::Client,
+    _relays: Vec<Relay>,
 }
 
 impl std::fmt::Debug for NatsSource {
@@ -61,7 +72,9 @@ impl NatsSource {
                 first_message: DEFAULT_FIRST_MESSAGE,
                 max_message: DEFAULT_MAX_MESSAGE,
                 timeout: Duration::from_secs(10),
+                tls: TlsConfig::new(),
                 client: tokio::sync::Mutex::new(None),
+                relayed: std::sync::Mutex::new(None),
                 latest: Arc::default(),
             }),
         }
@@ -81,7 +94,9 @@ impl NatsSource {
             first_message: i.first_message,
             max_message: i.max_message,
             timeout: i.timeout,
+            tls: i.tls.clone(),
             client: tokio::sync::Mutex::new(None),
+            relayed: std::sync::Mutex::new(None),
             latest: Arc::default(),
         };
         f(&mut inner);
@@ -100,6 +115,13 @@ impl NatsSource {
     #[must_use]
     pub fn with_max_message(self, bytes: usize) -> Self {
         self.with(|i| i.max_message = bytes.max(1))
+    }
+
+    /// TLS settings for servers that require TLS (or `tls://` URLs): the CA to trust,
+    /// a client certificate, the expected name. The system's roots by default.
+    #[must_use]
+    pub fn with_tls(self, tls: TlsConfig) -> Self {
+        self.with(|i| i.tls = tls)
     }
 
     /// Limits connecting and each JetStream request, 10 s by default.
@@ -131,37 +153,120 @@ impl Inner {
         SourceError::new(ErrorKind::Unavailable).with_message(format!("{e}"))
     }
 
-    async fn client(&self) -> Result<async_nats::Client, SourceError> {
-        let mut held = self.client.lock().await;
-        if let Some(c) = held.as_ref() {
-            return Ok(c.clone());
-        }
-        let options = async_nats::ConnectOptions::new()
-            .connection_timeout(self.timeout)
-            .request_timeout(Some(self.timeout))
-            .name("component_model");
-        let addrs: Vec<async_nats::ServerAddr> = self
-            .url
-            .split(',')
-            .map(|u| u.trim().parse())
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
+    /// The largest message the relay lets through: a JetStream answer carries a
+    /// message in base64 inside JSON, so a third more and room for the envelope.
+    fn relay_limit(&self) -> u64 {
+        let max = self.max_message as u64;
+        max.saturating_add(max / 3).saturating_add(64 * 1024)
+    }
+
+    /// The servers of the URL and the credentials it carries (given to async-nats as
+    /// options, never inside a URL it may log).
+    fn servers(&self) -> Result<(Vec<Upstream>, Option<Credentials>), SourceError> {
+        let mut upstreams = Vec::new();
+        let mut credentials = None;
+        for url in self.url.split(',').map(str::trim) {
+            let addr: async_nats::ServerAddr = url.parse().map_err(|e: std::io::Error| {
                 SourceError::new(ErrorKind::Config)
                     .with_message(format!("`{}` is not a NATS URL: {e}", self.shown()))
             })?;
-        let client = tokio::time::timeout(self.timeout, options.connect(addrs))
-            .await
-            .map_err(|_| self.unavailable(&"no connection within the timeout"))?
+            if addr.is_websocket() {
+                return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                    "`{}`: NATS over websockets is not supported; use nats:// or tls://",
+                    self.shown()
+                )));
+            }
+            if credentials.is_none() {
+                credentials = Credentials::of(&addr);
+            }
+            upstreams.push(Upstream {
+                host: addr.host().to_owned(),
+                port: addr.port(),
+                tls: addr.tls_required(),
+            });
+        }
+        Ok((upstreams, credentials))
+    }
+
+    async fn client(&self) -> Result<async_nats::Client, SourceError> {
+        let mut held = self.client.lock().await;
+        if let Some(c) = held.as_ref() {
+            return Ok(c.client.clone());
+        }
+        let (upstreams, credentials) = self.servers()?;
+        let shared = Arc::new(Shared::new(
+            self.relay_limit(),
+            self.timeout,
+            self.tls.clone(),
+        ));
+        let mut relays = Vec::with_capacity(upstreams.len());
+        for upstream in upstreams {
+            relays.push(
+                Relay::start(upstream, shared.clone())
+                    .await
+                    .map_err(|e| self.unavailable(&format_args!("cannot start the relay: {e}")))?,
+            );
+        }
+        let mut options = async_nats::ConnectOptions::new()
+            .connection_timeout(self.timeout)
+            .request_timeout(Some(self.timeout))
+            // Servers the cluster announces would bypass the relay.
+            .ignore_discovered_servers()
+            .name("component_model");
+        options = match credentials {
+            Some(Credentials::UserPassword(user, password)) => {
+                options.user_and_password(user, password)
+            }
+            Some(Credentials::Token(token)) => options.token(token),
+            None => options,
+        };
+        let addrs: Vec<async_nats::ServerAddr> = relays
+            .iter()
+            .map(|r| r.url().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.unavailable(&e))?;
+        let connected = tokio::time::timeout(self.timeout, options.connect(addrs)).await;
+        // Why the relay could not reach a server says more than the client's error.
+        let why = |e: &dyn std::fmt::Display| match shared.take_failure() {
+            Some(failure) => format!("cannot connect: {failure}"),
+            None => format!("cannot connect: {e}"),
+        };
+        let client = connected
+            .map_err(|_| self.unavailable(&why(&"no connection within the timeout")))?
             .map_err(|e| {
                 let kind = if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation {
                     ErrorKind::Unauthorized
                 } else {
                     ErrorKind::Unavailable
                 };
-                SourceError::new(kind).with_message(format!("cannot connect: {e}"))
+                SourceError::new(kind).with_message(why(&e))
             })?;
-        *held = Some(client.clone());
+        *self
+            .relayed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shared);
+        *held = Some(Connected {
+            client: client.clone(),
+            _relays: relays,
+        });
         Ok(client)
+    }
+
+    /// The message the relay refused since the last call, if it did.
+    fn refused(&self) -> Option<Refused> {
+        self.relayed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()?
+            .take_refused()
+    }
+
+    /// `error`, unless it came of a message the relay refused: then that.
+    fn or_refused(&self, error: SourceError) -> SourceError {
+        match self.refused() {
+            Some(r) => too_large(&r),
+            None => error,
+        }
     }
 
     /// The JetStream stream that keeps `subject`, if one does.
@@ -211,6 +316,28 @@ impl Inner {
         Ok(stream::body(payload.to_vec()))
     }
 
+    /// A delivered message's value: the relay's stand-in for one it refused says so.
+    fn message(
+        &self,
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        payload: &[u8],
+    ) -> Message {
+        let announced = headers
+            .and_then(|h| h.get(TOO_LARGE))
+            .and_then(|v| v.as_str().parse::<u64>().ok());
+        match announced {
+            Some(bytes) => {
+                let _ = self.refused();
+                Err(too_large(&Refused {
+                    subject: subject.to_owned(),
+                    bytes,
+                }))
+            }
+            None => self.value(payload),
+        }
+    }
+
     /// The start-up read.
     async fn newest(&self, subject: &str) -> Result<RawValue, SourceError> {
         let client = self.client().await?;
@@ -221,7 +348,7 @@ impl Inner {
                     stream.get_last_raw_message_by_subject(subject),
                 )
                 .await
-                .map_err(|_| self.unavailable(&"JetStream did not answer in time"))?;
+                .map_err(|_| self.or_refused(self.unavailable(&"JetStream did not answer in time")))?;
                 match got {
                     Ok(m) => self.value(&m.payload),
                     Err(e)
@@ -233,7 +360,7 @@ impl Inner {
                             stream.cached_info().config.name
                         )))
                     }
-                    Err(e) => Err(self.unavailable(&e)),
+                    Err(e) => Err(self.or_refused(self.unavailable(&e))),
                 }
             }
             Kept::Core => {
@@ -244,7 +371,7 @@ impl Inner {
                 let first = tokio::time::timeout(self.first_message, sub.next()).await;
                 let _ = sub.unsubscribe().await;
                 match first {
-                    Ok(Some(m)) => self.value(&m.payload),
+                    Ok(Some(m)) => self.message(subject, m.headers.as_ref(), &m.payload),
                     _ => Err(SourceError::not_found().with_message(format!(
                         "no JetStream stream keeps subject `{subject}`, and no message was published on it within {:?}",
                         self.first_message
@@ -267,7 +394,7 @@ impl Inner {
     /// One subscription; `Ok(true)` when nobody watches any more.
     async fn follow(&self, feed: &Feed, subject: &str) -> Result<bool, SourceError> {
         let client = self.client().await?;
-        let mut messages: futures::stream::BoxStream<'static, Result<Vec<u8>, String>> =
+        let mut messages: futures::stream::BoxStream<'_, Result<Message, String>> =
             match self.kept(&client, subject).await? {
                 Kept::Stream(stream) => {
                     let consumer = stream
@@ -283,14 +410,17 @@ impl Inner {
                         .messages()
                         .await
                         .map_err(|e| self.unavailable(&e))?
-                        .map(|m| m.map(|m| m.payload.to_vec()).map_err(|e| e.to_string()))
+                        .map(|m| {
+                            m.map(|m| self.message(subject, m.headers.as_ref(), &m.payload))
+                                .map_err(|e| e.to_string())
+                        })
                         .boxed()
                 }
                 Kept::Core => client
                     .subscribe(subject.to_owned())
                     .await
                     .map_err(|e| self.unavailable(&e))?
-                    .map(|m| Ok(m.payload.to_vec()))
+                    .map(|m| Ok(self.message(subject, m.headers.as_ref(), &m.payload)))
                     .boxed(),
             };
         // No message within the deadline: fetches say so instead of waiting again.
@@ -307,9 +437,9 @@ impl Inner {
                     )));
                 }
                 next = messages.next() => match next {
-                    Some(Ok(payload)) => {
+                    Some(Ok(message)) => {
                         heard = true;
-                        if !feed.push(self.value(&payload)) {
+                        if !feed.push(message) {
                             return Ok(true);
                         }
                     }
@@ -319,6 +449,34 @@ impl Inner {
             }
         }
     }
+}
+
+/// Credentials a URL carried, percent-decoded.
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+impl Credentials {
+    fn of(addr: &async_nats::ServerAddr) -> Option<Self> {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let user = decode(addr.username()?);
+        Some(match addr.password() {
+            Some(password) => Credentials::UserPassword(user, decode(password)),
+            None => Credentials::Token(user),
+        })
+    }
+}
+
+fn too_large(refused: &Refused) -> SourceError {
+    SourceError::new(ErrorKind::TooLarge).with_message(format!(
+        "the server announced a message of {} bytes on subject `{}`, over the limit; refused before reading it",
+        refused.bytes, refused.subject
+    ))
 }
 
 fn no_topic() -> SourceError {
