@@ -256,7 +256,7 @@ impl TlsConfig {
 
     /// The rustls configuration these settings make: files read now.
     pub(crate) fn client_config(&self) -> Result<rustls::ClientConfig, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = provider();
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS setup failed: {e}"))?;
@@ -364,6 +364,22 @@ impl TlsConfig {
         }
         Ok(roots)
     }
+}
+
+/// The cryptography every TLS client of this crate uses: the one the application installed
+/// as the process default (`CryptoProvider::install_default`, e.g. a FIPS build), else
+/// rustls' recommended provider, aws-lc-rs, whose default key exchange includes the
+/// post-quantum hybrid `X25519MLKEM768` (preferred, with the `prefer-post-quantum`
+/// feature). *ring*'s provider offers no post-quantum key exchange and is deprecated by
+/// the newest rustls.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    if let Some(installed) = CryptoProvider::get_default() {
+        return installed.clone();
+    }
+    static AWS_LC_RS: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    AWS_LC_RS
+        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
 }
 
 struct Vars {

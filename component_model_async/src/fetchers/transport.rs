@@ -76,9 +76,15 @@ pub(crate) fn client(
 
 /// A reqwest client built on first use (so registering a source costs nothing), shared by
 /// the clones of a source; or the reason none could be built, reported by each fetch.
+///
+/// Building one costs milliseconds of CPU (TLS setup: the crypto provider, the system's
+/// root certificates) that must not stall the async runtime, so it is built on tokio's
+/// blocking pool ([`off_runtime`]); and clients on the system's roots (no [`TlsConfig`])
+/// are built once per process for each timeout and shared by every source that uses them
+/// (see [`system_roots_client`]), so a hundred sources cost one build.
 #[derive(Clone)]
 pub(crate) struct Client {
-    inner: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    inner: std::sync::Arc<tokio::sync::OnceCell<Result<reqwest::Client, String>>>,
     pub(crate) timeout: Duration,
     pub(crate) max_body: usize,
     /// TLS settings of the clients this crate builds (not of a caller's client).
@@ -97,7 +103,7 @@ impl Client {
 
     pub(crate) fn with_client(client: reqwest::Client, timeout: Duration) -> Self {
         Client {
-            inner: std::sync::Arc::new(std::sync::OnceLock::from(Ok(client))),
+            inner: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(Ok(client)))),
             timeout,
             max_body: DEFAULT_MAX_BODY,
             tls: None,
@@ -139,11 +145,56 @@ impl Client {
         }
     }
 
-    pub(crate) fn get(&self) -> Result<&reqwest::Client, SourceError> {
+    /// The reqwest client, built on the first call (off the runtime's workers).
+    pub(crate) async fn get(&self) -> Result<&reqwest::Client, SourceError> {
+        let (timeout, tls) = (self.timeout, self.tls.clone());
         self.inner
-            .get_or_init(|| client(self.timeout, self.tls.as_deref()))
+            .get_or_init(|| async move {
+                match tls {
+                    None => system_roots_client(timeout).await,
+                    Some(tls) => off_runtime(move || client(timeout, Some(&tls))).await,
+                }
+            })
+            .await
             .as_ref()
             .map_err(|e| SourceError::new(ErrorKind::Config).with_message(e.clone()))
+    }
+}
+
+/// The process's client on the system's roots for `timeout`: built once (off the runtime),
+/// then shared. A failed build is not kept: the next fetch tries again.
+async fn system_roots_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    type Cell = std::sync::Arc<tokio::sync::OnceCell<reqwest::Client>>;
+    static CLIENTS: std::sync::Mutex<Vec<(Duration, Cell)>> = std::sync::Mutex::new(Vec::new());
+    let cell = {
+        let mut clients = CLIENTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match clients.iter().find(|(t, _)| *t == timeout) {
+            Some((_, cell)) => cell.clone(),
+            None => {
+                let cell = Cell::default();
+                clients.push((timeout, cell.clone()));
+                cell
+            }
+        }
+    };
+    cell.get_or_try_init(|| off_runtime(move || client(timeout, None)))
+        .await
+        .cloned()
+}
+
+/// Runs `build` on tokio's blocking pool when called on a runtime (its CPU time then
+/// stalls no worker), else here.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    build: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(build)
+            .await
+            .unwrap_or_else(|e| Err(format!("building the HTTP client failed: {e}"))),
+        Err(_) => build(),
     }
 }
 
@@ -237,7 +288,7 @@ impl Endpoint {
         url: &reqwest::Url,
         extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), SourceError> {
-        let request = self.request(method, url, true)?;
+        let request = self.request(method, url, true).await?;
         send(extra(request), url.as_str(), self.client.limits()).await
     }
 
@@ -249,7 +300,7 @@ impl Endpoint {
         url: &reqwest::Url,
         extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), SourceError> {
-        let request = self.request(method, url, false)?;
+        let request = self.request(method, url, false).await?;
         let (status, _, body) = send(extra(request), url.as_str(), self.client.limits()).await?;
         Ok((status, body))
     }
@@ -260,14 +311,14 @@ impl Endpoint {
         url: &reqwest::Url,
         extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), SourceError> {
-        let request = self.request(method, url, true)?;
+        let request = self.request(method, url, true).await?;
         let (status, _, body) = send(extra(request), url.as_str(), self.client.limits()).await?;
         Ok((status, body))
     }
 
     /// `method url` on the client, with the source's token when `with_token`; the reason
     /// a setting was invalid instead.
-    fn request(
+    async fn request(
         &self,
         method: reqwest::Method,
         url: &reqwest::Url,
@@ -276,7 +327,7 @@ impl Endpoint {
         if let Some(why) = &self.invalid {
             return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
         }
-        let mut request = self.client.get()?.request(method, url.clone());
+        let mut request = self.client.get().await?.request(method, url.clone());
         if let Some(token) = self.token.as_ref().filter(|_| with_token) {
             request = request.header(self.token_header, token.clone());
         }
@@ -549,6 +600,90 @@ mod tests {
         )
         .unwrap();
         assert_eq!(url.as_str(), "http://h:1/base/v1/kv/app/a%20b%3F?dc=eu&raw");
+    }
+
+    /// Nanoseconds this thread has spent on a CPU (Linux `schedstat`): unlike a clock, it
+    /// does not count the time other processes of a busy machine held the CPU.
+    fn thread_cpu() -> Option<Duration> {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(ns))
+    }
+
+    /// An HTTP server on a thread of its own (not on the runtime under test) answering `{}`.
+    fn http_server() -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(4) {
+                let Ok(mut stream) = stream else { continue };
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    /// The first request of a source builds its reqwest client (TLS setup, root
+    /// certificates: ~20 ms of CPU) on tokio's blocking pool, not on the worker that runs
+    /// the fetch: the worker's own CPU time for that request stays small, and a ticker task
+    /// on the same single-threaded runtime keeps ticking.
+    #[test]
+    fn the_first_request_builds_its_client_off_the_runtime() {
+        let url = http_server();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let ticker = tokio::spawn({
+                let ticking = ticking.clone();
+                async move {
+                    let mut longest = Duration::ZERO;
+                    let mut last = std::time::Instant::now();
+                    while ticking.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        longest = longest.max(last.elapsed());
+                        last = std::time::Instant::now();
+                    }
+                    longest
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            // A timeout no other test uses: this process has not built that client yet.
+            let client = Client::new(Duration::from_millis(9_871));
+            let cpu_before = thread_cpu();
+            let started = std::time::Instant::now();
+            let request = client.get().await.unwrap().get(&url);
+            let (status, _, body) = send(request, &url, client.limits()).await.unwrap();
+            let elapsed = started.elapsed();
+            let cpu = thread_cpu().zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
+            ticking.store(false, std::sync::atomic::Ordering::SeqCst);
+            let longest = ticker.await.unwrap();
+            assert_eq!((status.as_u16(), body.as_slice()), (200, &b"{}"[..]));
+            eprintln!(
+                "first request: {elapsed:?}, runtime thread CPU {cpu:?}, longest ticker gap {longest:?}"
+            );
+            // Building the client on this thread cost ~18-20 ms of its CPU; the request
+            // itself well under 5.
+            if let Some(cpu) = cpu {
+                assert!(
+                    cpu < Duration::from_millis(8),
+                    "the runtime's thread spent {cpu:?} of CPU on the first request: the client was built on it"
+                );
+            }
+        });
     }
 
     #[test]

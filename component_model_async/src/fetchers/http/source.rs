@@ -169,7 +169,7 @@ impl HttpSource {
         if let Some(why) = &self.invalid {
             return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
         }
-        let client = self.client.get()?;
+        let client = self.client.get().await?;
         let mut request = client.get(url).header("accept", "application/json");
         for (name, value) in &self.headers {
             request = request.header(name, value);

@@ -41,7 +41,9 @@ fn tls() -> Result<Arc<rustls::ClientConfig>, String> {
                     found.errors.len()
                 ));
             }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = rustls::crypto::CryptoProvider::get_default()
+                .cloned()
+                .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
             rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
