@@ -4,10 +4,72 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use component_model_tests::{CapturedLogs, capture};
+pub use component_model_tests::CapturedLogs;
 
 /// The secret every case hands a client; it must appear in no error, `Debug` or log line.
 pub const CANARY: &str = "Canary-5ecret-7f3a9";
+
+/// Everything logged while the guard lives, at TRACE for every target: `tracing` events
+/// and spans, and the `log` records of client libraries that log through the `log` crate
+/// (rumqttc, tungstenite, rustls, sqlx, redis) — what an application that bridges `log`
+/// into `tracing` (tracing-subscriber's default) would write.
+pub fn capture(logs: &CapturedLogs) -> Capture {
+    static BRIDGE: std::sync::Once = std::sync::Once::new();
+    BRIDGE.call_once(|| {
+        if log::set_boxed_logger(Box::new(LogBridge)).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+    });
+    *LOG_SINK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(logs.clone());
+    Capture {
+        _tracing: component_model_tests::capture(logs),
+    }
+}
+
+/// Captures until dropped (see [`capture`]).
+pub struct Capture {
+    _tracing: tracing::subscriber::DefaultGuard,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        *LOG_SINK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
+/// Where `log` records go while a [`Capture`] lives.
+static LOG_SINK: std::sync::Mutex<Option<CapturedLogs>> = std::sync::Mutex::new(None);
+
+struct LogBridge;
+
+impl log::Log for LogBridge {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let sink = LOG_SINK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(mut sink) = sink {
+            use std::io::Write;
+            let _ = writeln!(
+                sink,
+                "{} {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
 
 /// Held by every case: resident memory is measured per process.
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
