@@ -4,11 +4,24 @@
 //! when its refresh fails transiently.
 //!
 //! With a shared tier ([`CacheTier`], e.g. a [`RedisSource`](crate::RedisSource)), a miss
-//! in memory is looked up there before the source, and a value fetched is put there for
-//! `ttl`, so the instances of a fleet fetch each key once between them: the first to miss
-//! takes a short lock per key (`SET NX`), the others wait for its value (polling the tier)
-//! instead of asking the source. Secret values never go to the tier. The tier failing
-//! never fails a fetch: the source is asked as without it.
+//! in memory is looked up there before the source, and a value fetched is put there, so
+//! the instances of a fleet fetch each key once between them: the first to miss takes a
+//! short lock per key (`SET NX`), the others wait for its value (polling the tier) instead
+//! of asking the source. Values stay in the tier `ttl + stale_for`, marked with when they
+//! were fetched: fresh for `ttl`, then served (as stale, with their age in the fetch
+//! report) only when the source fails — also to an instance that starts during an outage
+//! with nothing in memory.
+//!
+//! When the lock holder's fetch fails transiently (unavailable, timed out), it leaves a
+//! short "failing" mark on the key ([`TIER_FAILING_FOR`] after a first failure, doubling
+//! with each failure in a row up to [`TIER_FAILING_FOR_MAX`]); until it ends, no instance
+//! asks that source for that key: the waiters and every instance that misses serve their
+//! stale value, or fail at once with the holder's error kind (a message saying the fleet
+//! saw it fail). So an outage costs the upstream one attempt per mark for the whole
+//! fleet, not one per instance, when it is weakest.
+//!
+//! Secret values never go to the tier. The tier failing never fails a fetch: the source is
+//! asked as without it.
 //!
 //! Storage is moka (bounded, per-entry expiry). The single flight is written here because
 //! moka's (`try_get_with`) loads one key at a time, and a batch must stay one call: each
@@ -38,6 +51,13 @@ pub const TIER_LOCK_FOR: Duration = Duration::from_secs(5);
 
 /// How often an instance waiting for another's value looks at the shared tier.
 const TIER_POLL: Duration = Duration::from_millis(20);
+
+/// How long the fleet leaves a source alone for a key after a first failed fetch of it
+/// (see the [module](self)); doubled with each failure in a row.
+pub const TIER_FAILING_FOR: Duration = Duration::from_secs(1);
+
+/// The longest the fleet leaves a failing source alone for a key.
+pub const TIER_FAILING_FOR_MAX: Duration = Duration::from_secs(30);
 
 /// A cache shared by processes (a fleet's instances), behind the in-memory one: the
 /// [`RedisSource`](crate::RedisSource) implements it. Keys are built here (a prefix, the
@@ -113,12 +133,80 @@ impl<T: CacheTier> CacheTier for Namespaced<T> {
     }
 }
 
-/// What the shared tier holds for a request: the value, and the request it answers (a
-/// digest collision is a miss, never another key's value).
+/// What the shared tier holds for a request: the value, the request it answers (a digest
+/// collision is a miss, never another key's value), when it was fetched and until when it
+/// is fresh (milliseconds since the Unix epoch: the instances of a fleet share no clock
+/// but the wall clock).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct TierEntry {
     request: String,
     value: crate::source::StoredValue,
+    stored_ms: u64,
+    fresh_until_ms: u64,
+}
+
+/// A value read from the tier: fresh, or kept past its freshness for stale-if-error.
+struct FromTier {
+    value: RawValue,
+    fresh: bool,
+    age: Duration,
+}
+
+/// The mark an instance leaves when its fetch of a key failed: no instance asks the source
+/// for that key before `retry_at_ms`. Kept a while after that (`failures` in a row set the
+/// next mark's length).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FailingMark {
+    /// `"timeout"` or `"unavailable"`: the failed fetch's kind.
+    kind: String,
+    failures: u32,
+    since_ms: u64,
+    retry_at_ms: u64,
+}
+
+impl FailingMark {
+    fn active(&self, now_ms: u64) -> bool {
+        now_ms < self.retry_at_ms
+    }
+
+    /// The error a fetch the mark holds back answers with.
+    fn error(&self, now_ms: u64) -> SourceError {
+        let kind = match self.kind.as_str() {
+            "timeout" => crate::ErrorKind::Timeout,
+            _ => crate::ErrorKind::Unavailable,
+        };
+        let ago = Duration::from_millis(now_ms.saturating_sub(self.since_ms));
+        let left = Duration::from_millis(self.retry_at_ms.saturating_sub(now_ms));
+        let times = match self.failures {
+            1 => "once".to_owned(),
+            n => format!("{n} times in a row"),
+        };
+        let ago = match ago.as_secs() {
+            0 => "just now".to_owned(),
+            s => format!("{} ago", crate::error::humanize(Duration::from_secs(s))),
+        };
+        SourceError::new(kind).with_message(format!(
+            "the source is failing: an instance sharing this cache saw it fail {times}, {ago}; not asked again for {} (the shared cache's failure mark)",
+            crate::error::humanize(Duration::from_secs(left.as_secs().max(1))),
+        ))
+    }
+}
+
+/// The length of the mark left after `failures` failures in a row.
+fn failing_for(failures: u32) -> Duration {
+    let doubled = TIER_FAILING_FOR.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    doubled.min(TIER_FAILING_FOR_MAX)
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// FNV-1a, 64 bits: the same digest in every process and build.
@@ -369,12 +457,15 @@ impl CacheSource {
         let tier = self.tier.clone();
         let (ttl, stale_for) = (self.ttl, self.stale_for);
         let work = async move {
-            let answers = match tier {
+            let (answers, from_tier) = match tier {
                 None => {
                     let refs: Vec<&FetchRequest> = requests.iter().collect();
-                    inner.fetch_many(&refs).await
+                    (inner.fetch_many(&refs).await, Vec::new())
                 }
-                Some(tier) => through_tier(tier.as_ref(), &inner, &requests, ttl, fresh).await,
+                Some(tier) => {
+                    let times = (ttl, stale_for);
+                    through_tier(tier.as_ref(), &inner, &requests, times, fresh).await
+                }
             };
             let now = Instant::now();
             for (request, answer) in requests.iter().zip(&answers) {
@@ -387,6 +478,29 @@ impl CacheSource {
                     };
                     state.entries.insert(request.clone(), Arc::new(cached));
                 }
+            }
+            // The tier's stale values of failed requests go to memory, expired, unless it
+            // holds a newer one: served below as any stale value is.
+            for (request, stale) in requests.iter().zip(from_tier) {
+                let Some(FromTier { value, age, .. }) = stale else {
+                    continue;
+                };
+                let keep_for = ttl.saturating_add(stale_for).saturating_sub(age);
+                let stored = now.checked_sub(age).unwrap_or(now);
+                let newer = state
+                    .entries
+                    .get(request)
+                    .is_some_and(|c| c.stored >= stored);
+                if keep_for.is_zero() || newer {
+                    continue;
+                }
+                let cached = Cached {
+                    value,
+                    stored,
+                    fresh_until: now,
+                    keep_for,
+                };
+                state.entries.insert(request.clone(), Arc::new(cached));
             }
             let mut inflight = state.lock();
             for request in &requests {
@@ -483,7 +597,18 @@ impl Source for CacheSource {
             .zip(requests)
             .map(|((answer, stale), request)| {
                 let answer = answer.unwrap_or_else(|| Err(SourceError::not_found()));
+                // What memory holds now: the flight may have put the shared tier's stale
+                // value there (an instance that started with nothing), or a newer one.
+                let now = Instant::now();
+                let stale = match (self.state.entries.get(*request), stale) {
+                    (Some(a), Some(b)) if b.stored > a.stored => Some(b),
+                    (a, b) => a.or(b),
+                };
                 match (answer, stale) {
+                    (Err(e), Some(old)) if e.kind().is_transient() && old.fresh_until > now => {
+                        hit(request);
+                        Ok(old.value.clone())
+                    }
                     (Err(e), Some(old)) if e.kind().is_transient() => {
                         let age = old.stored.elapsed();
                         tracing::warn!(
@@ -518,76 +643,143 @@ fn tier_hit(request: &FetchRequest) {
     crate::metrics::shared_cache_hit(request.source_name());
 }
 
-/// The shared tier's key of `request` from `source`, and of its lock.
-fn tier_key(source: &dyn Source, request: &FetchRequest) -> (String, String) {
+/// The shared tier's keys of a request: its value, its lock, its failure mark.
+struct TierKeys {
+    value: String,
+    lock: String,
+    failing: String,
+}
+
+/// The keys of `request` from `source`. The digest covers a format version: entries carry
+/// their freshness since `v2`, and they are kept past it; an older reader would take such
+/// an entry for a fresh one, so the two never share keys.
+fn tier_keys(source: &dyn Source, request: &FetchRequest) -> TierKeys {
     let identity = request.identity();
     let location = source.location().unwrap_or_default();
-    let key = format!(
+    let value = format!(
         "component_model:cache:{:016x}",
-        digest(&format!("{location}\n{identity}"))
+        digest(&format!("v2\n{location}\n{identity}"))
     );
-    let lock = format!("{key}:lock");
-    (key, lock)
+    TierKeys {
+        lock: format!("{value}:lock"),
+        failing: format!("{value}:failing"),
+        value,
+    }
 }
 
-fn decode_entry(bytes: &[u8], request: &FetchRequest) -> Option<RawValue> {
+fn decode_entry(bytes: &[u8], request: &FetchRequest, now_ms: u64) -> Option<FromTier> {
     let entry: TierEntry = serde_json::from_slice(bytes).ok()?;
-    (entry.request == request.identity()).then(|| entry.value.into())
+    (entry.request == request.identity()).then(|| FromTier {
+        value: entry.value.into(),
+        fresh: now_ms < entry.fresh_until_ms,
+        age: Duration::from_millis(now_ms.saturating_sub(entry.stored_ms)),
+    })
 }
 
-/// Answers `requests` through the shared tier: its values first, then the source for the
-/// keys this instance could lock (one `fetch_many`), while waiting for the values of the
-/// keys another instance is fetching; what never comes is asked of the source.
+/// What the tier says of a key.
+enum Seen {
+    /// A fresh value.
+    Fresh(RawValue),
+    /// Another instance saw the source fail: its error, until the mark ends.
+    Marked(SourceError),
+    /// Neither: the source is to be asked (by us or by the lock holder).
+    Missing,
+}
+
+/// Reads a key's `value` and failure `mark` as the tier holds them; keeps a stale value
+/// in `stale` and the failures in a row the mark counts in `failures`.
+fn seen(
+    value: Option<Vec<u8>>,
+    mark: Option<Vec<u8>>,
+    request: &FetchRequest,
+    stale: &mut Option<FromTier>,
+    failures: &mut u32,
+) -> Seen {
+    let now = now_ms();
+    if let Some(entry) = value.and_then(|b| decode_entry(&b, request, now)) {
+        if entry.fresh {
+            return Seen::Fresh(entry.value);
+        }
+        *stale = Some(entry);
+    }
+    if let Some(mark) = mark.and_then(|b| serde_json::from_slice::<FailingMark>(&b).ok()) {
+        *failures = mark.failures;
+        if mark.active(now) {
+            return Seen::Marked(mark.error(now));
+        }
+    }
+    Seen::Missing
+}
+
+/// How long a failure mark stays in the tier: past its end, for the count of failures in
+/// a row (the next mark's length), at most this.
+const MARK_KEPT_FOR: Duration = Duration::from_secs(120);
+
+/// What [`through_tier`] answers: one answer per request, and for each failed one the
+/// stale value the tier kept, when it has one.
+type TierAnswers = (Vec<Result<RawValue, SourceError>>, Vec<Option<FromTier>>);
+
+/// Answers `requests` through the shared tier: its fresh values first; then the source for
+/// the keys this instance could lock (one `fetch_many`), while waiting for the values of
+/// the keys another instance is fetching; what never comes is asked of the source. A key
+/// marked failing is asked of no source until the mark ends (see the [module](self)).
 async fn through_tier(
     tier: &dyn CacheTier,
     inner: &Arc<dyn Source>,
     requests: &[FetchRequest],
-    ttl: Duration,
+    times: (Duration, Duration),
     fresh: bool,
-) -> Vec<Result<RawValue, SourceError>> {
+) -> TierAnswers {
     let shareable: Vec<usize> = (0..requests.len())
         .filter(|&i| !requests[i].is_sensitive() && !inner.is_sensitive())
         .collect();
-    let keys: Vec<(String, String)> = shareable
+    let keys: Vec<TierKeys> = shareable
         .iter()
-        .map(|&i| tier_key(inner.as_ref(), &requests[i]))
+        .map(|&i| tier_keys(inner.as_ref(), &requests[i]))
         .collect();
     let mut answers: Vec<Option<Result<RawValue, SourceError>>> = vec![None; requests.len()];
-    let tier_down = |e: &SourceError| {
-        tracing::warn!(error = %e, "the shared cache tier failed; asking the source");
-    };
-    // 1. What the tier has (a fresh read asks the source for everything, and stores it).
-    let values: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
+    let mut stale: Vec<Option<FromTier>> = (0..requests.len()).map(|_| None).collect();
+    // By shareable index: the failures in a row the key's mark counted.
+    let mut failures: Vec<u32> = vec![0; shareable.len()];
+    // 1. Each key's value and mark (a fresh read asks the source for everything, and
+    // stores it).
+    let mut missing: Vec<usize> = Vec::new();
+    let pairs: Vec<String> = keys
+        .iter()
+        .flat_map(|k| [k.value.clone(), k.failing.clone()])
+        .collect();
     let found = match fresh {
-        true => Ok(vec![None; values.len()]),
-        false => tier.get_many(&values).await,
+        true => Ok(vec![None; pairs.len()]),
+        false => tier.get_many(&pairs).await,
     };
-    match found {
-        Ok(found) => {
-            for ((&i, bytes), _) in shareable.iter().zip(found).zip(&keys) {
-                if let Some(v) = bytes.and_then(|b| decode_entry(&b, &requests[i])) {
-                    tier_hit(&requests[i]);
-                    answers[i] = Some(Ok(v));
-                }
+    let found = found.unwrap_or_else(|e| {
+        tier_down(&e);
+        vec![None; pairs.len()]
+    });
+    let mut found = found.into_iter();
+    for (j, &i) in shareable.iter().enumerate() {
+        let (value, mark) = (found.next().flatten(), found.next().flatten());
+        match seen(value, mark, &requests[i], &mut stale[i], &mut failures[j]) {
+            Seen::Fresh(v) => {
+                tier_hit(&requests[i]);
+                answers[i] = Some(Ok(v));
             }
+            Seen::Marked(e) => answers[i] = Some(Err(e)),
+            Seen::Missing => missing.push(j),
         }
-        Err(e) => tier_down(&e),
     }
     // 2. Locks on the rest: ours are fetched here, the others' awaited.
-    let missing: Vec<usize> = (0..shareable.len())
-        .filter(|&j| answers[shareable[j]].is_none())
-        .collect();
-    let locks: Vec<String> = missing.iter().map(|&j| keys[j].1.clone()).collect();
-    let taken = match locks.is_empty() {
-        true => Vec::new(),
-        false if fresh => vec![true; locks.len()],
-        false => tier
-            .lock_many(&locks, TIER_LOCK_FOR)
-            .await
-            .unwrap_or_else(|e| {
+    let locks: Vec<String> = missing.iter().map(|&j| keys[j].lock.clone()).collect();
+    let (taken, locking) = match locks.is_empty() {
+        true => (Vec::new(), false),
+        false if fresh => (vec![true; locks.len()], false),
+        false => match tier.lock_many(&locks, TIER_LOCK_FOR).await {
+            Ok(taken) => (taken, true),
+            Err(e) => {
                 tier_down(&e);
-                vec![true; locks.len()]
-            }),
+                (vec![true; locks.len()], false)
+            }
+        },
     };
     let mut mine: Vec<usize> = (0..requests.len())
         .filter(|i| !shareable.contains(i))
@@ -598,14 +790,20 @@ async fn through_tier(
     for (&j, taken) in missing.iter().zip(&taken) {
         if *taken {
             locked.push(j);
-            held.push(keys[j].1.clone());
+            if locking {
+                held.push(keys[j].lock.clone());
+            }
         } else {
             theirs.push(j);
         }
     }
-    // Another instance may have stored a value between our read and our lock.
+    // Another instance may have stored a value, or marked the key, between our read and
+    // our lock.
     if !locked.is_empty() {
-        let ks: Vec<String> = locked.iter().map(|&j| keys[j].0.clone()).collect();
+        let ks: Vec<String> = locked
+            .iter()
+            .flat_map(|&j| [keys[j].value.clone(), keys[j].failing.clone()])
+            .collect();
         let found = match fresh {
             true => Vec::new(),
             false => tier.get_many(&ks).await.unwrap_or_default(),
@@ -613,62 +811,51 @@ async fn through_tier(
         let mut found = found.into_iter();
         for &j in &locked {
             let i = shareable[j];
-            match found
-                .next()
-                .flatten()
-                .and_then(|b| decode_entry(&b, &requests[i]))
-            {
-                Some(v) => {
+            let (value, mark) = (found.next().flatten(), found.next().flatten());
+            match seen(value, mark, &requests[i], &mut stale[i], &mut failures[j]) {
+                Seen::Fresh(v) => {
                     tier_hit(&requests[i]);
                     answers[i] = Some(Ok(v));
                 }
-                None => mine.push(i),
+                Seen::Marked(e) => answers[i] = Some(Err(e)),
+                Seen::Missing => mine.push(i),
             }
         }
     }
+    let share = Sharing {
+        tier,
+        inner,
+        requests,
+        shareable: &shareable,
+        keys: &keys,
+        failures: &failures,
+        times,
+    };
     let fetch_mine = async {
-        if mine.is_empty() {
-            return Vec::new();
-        }
-        let refs: Vec<&FetchRequest> = mine.iter().map(|&i| &requests[i]).collect();
-        let got = inner.fetch_many(&refs).await;
-        let put: Vec<(String, Vec<u8>)> = mine
-            .iter()
-            .zip(&got)
-            .filter_map(|(&i, answer)| {
-                let j = shareable.iter().position(|&s| s == i)?;
-                let value = answer.as_ref().ok()?.clone();
-                let entry = TierEntry {
-                    request: requests[i].identity(),
-                    value: value.into(),
-                };
-                Some((keys[j].0.clone(), serde_json::to_vec(&entry).ok()?))
-            })
-            .collect();
-        if !put.is_empty()
-            && let Err(e) = tier.put_many(&put, ttl).await
-        {
-            tier_down(&e);
-        }
+        let got = share.fetch(&mine).await;
         if !held.is_empty()
             && let Err(e) = tier.unlock_many(&held).await
         {
             tier_down(&e);
         }
-        mine.iter().copied().zip(got).collect::<Vec<_>>()
+        got
     };
     let wait_theirs = async {
         let mut waiting = theirs.clone();
-        let mut got: Vec<(usize, RawValue)> = Vec::new();
+        let mut got: Vec<(usize, Result<RawValue, SourceError>)> = Vec::new();
+        let mut stale_seen: Vec<(usize, FromTier)> = Vec::new();
         let mut given_up: Vec<usize> = Vec::new();
         let deadline = tokio::time::Instant::now() + TIER_LOCK_FOR;
         while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(TIER_POLL).await;
-            // Each value, and its lock: a lock released without a value (the holder got
-            // not-found or an error) ends the wait at once.
+            // Each value, its lock and its mark: a lock released without a value ends
+            // the wait at once — with the holder's failure when it marked the key.
             let ks: Vec<String> = waiting
                 .iter()
-                .flat_map(|&j| [keys[j].0.clone(), keys[j].1.clone()])
+                .flat_map(|&j| {
+                    let k = &keys[j];
+                    [k.value.clone(), k.lock.clone(), k.failing.clone()]
+                })
                 .collect();
             let Ok(found) = tier.get_many(&ks).await else {
                 break;
@@ -676,36 +863,46 @@ async fn through_tier(
             let mut found = found.into_iter();
             let mut still = Vec::new();
             for &j in &waiting {
-                let (value, lock) = (found.next().flatten(), found.next().flatten());
+                let (value, lock, mark) = (
+                    found.next().flatten(),
+                    found.next().flatten(),
+                    found.next().flatten(),
+                );
                 let i = shareable[j];
-                match value.and_then(|b| decode_entry(&b, &requests[i])) {
-                    Some(v) => got.push((i, v)),
-                    None if lock.is_none() => given_up.push(j),
-                    None => still.push(j),
+                let (mut old, mut ignored) = (None, 0);
+                match seen(value, mark, &requests[i], &mut old, &mut ignored) {
+                    Seen::Fresh(v) => {
+                        tier_hit(&requests[i]);
+                        got.push((i, Ok(v)));
+                    }
+                    Seen::Marked(e) => got.push((i, Err(e))),
+                    Seen::Missing if lock.is_none() => given_up.push(j),
+                    Seen::Missing => still.push(j),
+                }
+                if let Some(old) = old {
+                    stale_seen.push((i, old));
                 }
             }
             waiting = still;
         }
         waiting.extend(given_up);
-        (got, waiting)
+        (got, stale_seen, waiting)
     };
-    let (from_source, (from_others, never)) = futures::future::join(fetch_mine, wait_theirs).await;
-    for (i, answer) in from_source {
+    let (from_source, (from_others, stale_seen, never)) =
+        futures::future::join(fetch_mine, wait_theirs).await;
+    for (i, answer) in from_source.into_iter().chain(from_others) {
         answers[i] = Some(answer);
     }
-    for (i, v) in from_others {
-        tier_hit(&requests[i]);
-        answers[i] = Some(Ok(v));
+    for (i, old) in stale_seen {
+        stale[i] = Some(old);
     }
-    // 3. Values another instance was to fetch and did not: asked here.
-    if !never.is_empty() {
-        let late: Vec<usize> = never.iter().map(|&j| shareable[j]).collect();
-        let refs: Vec<&FetchRequest> = late.iter().map(|&i| &requests[i]).collect();
-        for (i, answer) in late.iter().zip(inner.fetch_many(&refs).await) {
-            answers[*i] = Some(answer);
-        }
+    // 3. Values another instance was to fetch and did not (it found nothing, or failed
+    // for good): asked here.
+    let late: Vec<usize> = never.iter().map(|&j| shareable[j]).collect();
+    for (i, answer) in share.fetch(&late).await {
+        answers[i] = Some(answer);
     }
-    answers
+    let answers: Vec<Result<RawValue, SourceError>> = answers
         .into_iter()
         .map(|a| {
             a.unwrap_or_else(|| {
@@ -713,5 +910,134 @@ async fn through_tier(
                     .with_message("the source returned fewer answers than requests"))
             })
         })
-        .collect()
+        .collect();
+    // A stale value is handed back only where the fetch failed transiently.
+    let stale = stale
+        .into_iter()
+        .zip(&answers)
+        .map(|(old, answer)| old.filter(|_| matches!(answer, Err(e) if e.kind().is_transient())))
+        .collect();
+    (answers, stale)
+}
+
+fn tier_down(e: &SourceError) {
+    tracing::warn!(error = %e, "the shared cache tier failed; asking the source");
+}
+
+/// What asking the source through the tier needs: the requests, their keys in the tier,
+/// the failures in a row each key's mark counted, `(ttl, stale_for)`.
+struct Sharing<'a> {
+    tier: &'a dyn CacheTier,
+    inner: &'a Arc<dyn Source>,
+    requests: &'a [FetchRequest],
+    shareable: &'a [usize],
+    keys: &'a [TierKeys],
+    failures: &'a [u32],
+    times: (Duration, Duration),
+}
+
+impl Sharing<'_> {
+    /// Asks the source for the requests at `indices` (one `fetch_many`) and shares what
+    /// came: values go to the tier for `ttl + stale_for`; a transient failure marks the
+    /// key failing (one more in a row); a success clears a key's earlier mark.
+    async fn fetch(&self, indices: &[usize]) -> Vec<(usize, Result<RawValue, SourceError>)> {
+        if indices.is_empty() {
+            return Vec::new();
+        }
+        let refs: Vec<&FetchRequest> = indices.iter().map(|&i| &self.requests[i]).collect();
+        let got = self.inner.fetch_many(&refs).await;
+        let (ttl, stale_for) = self.times;
+        let now = now_ms();
+        let mut values: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut marks: Vec<(String, Vec<u8>)> = Vec::new();
+        for (&i, answer) in indices.iter().zip(&got) {
+            let Some(j) = self.shareable.iter().position(|&s| s == i) else {
+                continue;
+            };
+            let keys = &self.keys[j];
+            let before = self.failures[j];
+            let mark = match answer {
+                Ok(value) => {
+                    let entry = TierEntry {
+                        request: self.requests[i].identity(),
+                        value: value.clone().into(),
+                        stored_ms: now,
+                        fresh_until_ms: now.saturating_add(millis(ttl)),
+                    };
+                    if let Ok(bytes) = serde_json::to_vec(&entry) {
+                        values.push((keys.value.clone(), bytes));
+                    }
+                    // Back: the next failure starts the count again.
+                    (before > 0).then_some(FailingMark {
+                        kind: String::new(),
+                        failures: 0,
+                        since_ms: now,
+                        retry_at_ms: 0,
+                    })
+                }
+                Err(e) if e.kind().is_transient() => {
+                    let failures = before.saturating_add(1);
+                    let kind = match e.kind() {
+                        crate::ErrorKind::Timeout => "timeout",
+                        _ => "unavailable",
+                    };
+                    Some(FailingMark {
+                        kind: kind.to_owned(),
+                        failures,
+                        since_ms: now,
+                        retry_at_ms: now.saturating_add(millis(failing_for(failures))),
+                    })
+                }
+                Err(_) => None,
+            };
+            if let Some(bytes) = mark.and_then(|m| serde_json::to_vec(&m).ok()) {
+                marks.push((keys.failing.clone(), bytes));
+            }
+        }
+        if !values.is_empty()
+            && let Err(e) = self
+                .tier
+                .put_many(&values, ttl.saturating_add(stale_for))
+                .await
+        {
+            tier_down(&e);
+        }
+        if !marks.is_empty()
+            && let Err(e) = self.tier.put_many(&marks, MARK_KEPT_FOR).await
+        {
+            tier_down(&e);
+        }
+        indices.iter().copied().zip(got).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_mark_doubles_with_each_failure_in_a_row_up_to_its_maximum() {
+        let secs = |n| failing_for(n).as_secs();
+        assert_eq!([secs(1), secs(2), secs(3), secs(5)], [1, 2, 4, 16]);
+        assert_eq!(failing_for(6), TIER_FAILING_FOR_MAX);
+        assert_eq!(failing_for(u32::MAX), TIER_FAILING_FOR_MAX);
+        assert_eq!(failing_for(0), TIER_FAILING_FOR);
+    }
+
+    #[test]
+    fn a_failure_mark_holds_until_its_end_and_says_so() {
+        let mark = FailingMark {
+            kind: "timeout".to_owned(),
+            failures: 3,
+            since_ms: 10_000,
+            retry_at_ms: 14_000,
+        };
+        assert!(mark.active(13_999));
+        assert!(!mark.active(14_000));
+        let e = mark.error(12_000);
+        assert_eq!(e.kind(), crate::ErrorKind::Timeout);
+        let text = e.message().unwrap_or_default();
+        assert!(text.contains("3 times in a row, 2s ago"), "{text}");
+        assert!(text.contains("not asked again for 2s"), "{text}");
+    }
 }
