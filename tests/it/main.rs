@@ -14,6 +14,7 @@ mod layers;
 mod live;
 mod metrics;
 mod nested;
+mod openbao;
 mod redis;
 mod report;
 mod secret_files;

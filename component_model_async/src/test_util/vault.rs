@@ -11,11 +11,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::vault_auth::{AuthConfig, Tokens};
+use super::vault_auth::{AuthConfig, POLICY_DENIED, Policy, Tokens};
 use super::{RecordedRequest, Recorder, Server, rfc3339};
 
 /// KV v1 reports its default refresh interval (768h) as `lease_duration`.
 const KV1_LEASE_SECONDS: u64 = 2_764_800;
+/// Vault's answer to an operation a known path does not support (`405`), wrapped as its
+/// multierror (OpenBao 2.7.2 answers exactly this).
+const UNSUPPORTED: &str = "1 error occurred:\n\t* unsupported operation\n\n";
 const INVALID_V2_PATH: &str = "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' for this operation.";
 
 /// An in-process **API double** of a Vault server's KV secrets engines (not Vault itself).
@@ -50,18 +53,29 @@ const INVALID_V2_PATH: &str = "Invalid path for a versioned K/V secrets engine. 
 ///   token's TTL restarted, capped at [`VaultDoubleBuilder::token_max_ttl`] after its
 ///   creation with Vault's warning; `400 lease is not renewable` for a token that is not;
 ///   issued tokens ([`VaultDouble::issue_token`]) expire and can be revoked
-///   ([`VaultDouble::revoke_token`]), then answer `403 permission denied`;
-/// * an unsupported operation on a known path → `405`; an unknown path → `404` whose
-///   `errors` says `no handler for route` (a missing secret's `404` has `"errors": []`);
-/// * the namespace as `X-Vault-Namespace` or as the first segments of the path;
+///   ([`VaultDouble::revoke_token`], or `POST /v1/auth/token/revoke-self`: `204`), then
+///   answer `403 permission denied`;
+/// * policies, as far as reads go: a token of [`VaultDouble::issue_scoped_token`] or of a
+///   login after [`VaultDoubleBuilder::login_policy`] reads only under its path prefixes,
+///   and elsewhere gets `403` with Vault's multierror text
+///   (`1 error occurred:\n\t* permission denied\n\n`); one without the `default` policy
+///   gets that on `lookup-self`, `renew-self` and `revoke-self` too;
+/// * an unsupported operation on a known path → `405` (`1 error occurred: … unsupported
+///   operation`); an unknown path → `404` whose `errors` says `no handler for route` (a
+///   missing secret's `404` has `"errors": []`); any `PATCH` without
+///   `Content-Type: application/merge-patch+json` → `415` (`400 mime: no media type`
+///   without a content type), before routing, as OpenBao answers;
+/// * the namespace as `X-Vault-Namespace` or as the first segments of the path; a
+///   namespace that does not exist → `404 namespace not found`; no namespace (the root
+///   namespace, which has no mounts when [`VaultDoubleBuilder::namespace`] is set) → `404
+///   no handler for route`;
 /// * `GET /v1/sys/internal/ui/mounts/<path>`: the mount (`path`, `type: kv`,
 ///   `options.version`), `403` when no mount matches;
 /// * `GET /v1/sys/seal-status`; `GET`/`HEAD /v1/sys/health` without a token (`503` when
 ///   sealed; `activecode`, `sealedcode`, ... choose the codes, as documented);
 /// * missing secret → `404 {"errors": []}`; no route → `404 no handler for route`; a
 ///   missing or wrong `X-Vault-Token` (or `Authorization: Bearer`) → `403 permission
-///   denied`; with [`VaultDoubleBuilder::namespace`], a request without that
-///   `X-Vault-Namespace` → `403`; sealed ([`VaultDouble::seal`]) → `503 Vault is sealed`.
+///   denied`; sealed ([`VaultDouble::seal`]) → `503 Vault is sealed`.
 ///
 /// The default double has a KV v2 mount `secret/` and token `root`, like `vault server -dev`.
 /// Every request is recorded ([`VaultDouble::requests`]).
@@ -154,6 +168,19 @@ impl VaultDoubleBuilder {
     #[must_use]
     pub fn kubernetes(mut self, role: impl Into<String>, jwt: impl Into<String>) -> Self {
         self.auth.kubernetes.push((role.into(), jwt.into()));
+        self
+    }
+
+    /// What the tokens logins issue may read: only paths (after `/v1/`) starting with one
+    /// of `readable` (e.g. `secret/data/app/`); with `default_policy` false they also may
+    /// not look themselves up, renew or revoke themselves (a role with
+    /// `token_no_default_policy`). Default: everything, with the `default` policy.
+    #[must_use]
+    pub fn login_policy(mut self, readable: &[&str], default_policy: bool) -> Self {
+        self.auth.policy = Policy {
+            readable: Some(readable.iter().map(|p| (*p).to_owned()).collect()),
+            default_policy,
+        };
         self
     }
 
@@ -283,6 +310,30 @@ impl VaultDouble {
             "auth/token/create",
             "token",
             Value::Null,
+            Policy::default(),
+        )
+    }
+
+    /// A service token that may read only paths (after `/v1/`) starting with one of
+    /// `readable`, as `vault token create -policy=app [-no-default-policy]` makes one;
+    /// without `default_policy` it may not look itself up, renew or revoke itself.
+    pub fn issue_scoped_token(
+        &self,
+        ttl: Duration,
+        readable: &[&str],
+        default_policy: bool,
+    ) -> String {
+        self.state.tokens.issue(
+            ttl,
+            self.state.auth.max_ttl,
+            true,
+            "auth/token/create",
+            "token",
+            Value::Null,
+            Policy {
+                readable: Some(readable.iter().map(|p| (*p).to_owned()).collect()),
+                default_policy,
+            },
         )
     }
 
@@ -430,7 +481,15 @@ async fn handle(
     }
     // The token endpoints of an issued token.
     if !root && let Some(token) = token {
+        let own = r.path.trim_start_matches("/v1/");
+        if own.starts_with("auth/token/") && !state.tokens.allows(token, own) {
+            return errors(StatusCode::FORBIDDEN, &[POLICY_DENIED]);
+        }
         match (&method, r.path.as_str()) {
+            (&Method::POST | &Method::PUT, "/v1/auth/token/revoke-self") => {
+                state.tokens.revoke(token);
+                return StatusCode::NO_CONTENT.into_response();
+            }
             (&Method::GET, "/v1/auth/token/lookup-self") => {
                 if let Some(data) = state.tokens.lookup(token) {
                     return ok(state.envelope(data, 0, None));
@@ -447,6 +506,20 @@ async fn handle(
     if root && r.path == "/v1/auth/token/renew-self" && matches!(method, Method::POST | Method::PUT)
     {
         return errors(StatusCode::BAD_REQUEST, &["lease is not renewable"]);
+    }
+    // OpenBao checks a PATCH's content type before routing it.
+    if method == Method::PATCH {
+        match r.header("content-type") {
+            None => return errors(StatusCode::BAD_REQUEST, &["mime: no media type"]),
+            Some(c) if !c.starts_with("application/merge-patch+json") => {
+                let msg = format!(
+                    "PATCH requires Content-Type of application/merge-patch+json, provided {}",
+                    c.split(';').next().unwrap_or(c).trim()
+                );
+                return errors(StatusCode::UNSUPPORTED_MEDIA_TYPE, &[msg.as_str()]);
+            }
+            Some(_) => {}
+        }
     }
     let Some(mut rest) = r.path.strip_prefix("/v1/") else {
         return errors(StatusCode::NOT_FOUND, &[]);
@@ -475,7 +548,16 @@ async fn handle(
         }
     }
     if namespace.as_deref() != state.namespace.as_deref() {
-        return errors(StatusCode::FORBIDDEN, &["permission denied"]);
+        // OpenBao: an unknown namespace is `404 namespace not found`; the root namespace
+        // (no header) has none of the double's mounts.
+        if namespace.is_some() {
+            return errors(StatusCode::NOT_FOUND, &["namespace not found"]);
+        }
+        let msg = format!("no handler for route \"{rest}\". route entry not found.");
+        return errors(StatusCode::NOT_FOUND, &[msg.as_str()]);
+    }
+    if !root && token.is_some_and(|t| !state.tokens.allows(t, rest)) {
+        return errors(StatusCode::FORBIDDEN, &[POLICY_DENIED]);
     }
     if let Some(path) = rest.strip_prefix("sys/internal/ui/mounts/") {
         return ui_mount(&state, path);
@@ -483,7 +565,7 @@ async fn handle(
     if rest == "auth/token/lookup-self" {
         return match method {
             Method::GET => lookup_self(&state),
-            _ => errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]),
+            _ => errors(StatusCode::METHOD_NOT_ALLOWED, &[UNSUPPORTED]),
         };
     }
     let rest = rest.trim_end_matches('/');
@@ -517,7 +599,7 @@ async fn handle(
                 0,
                 None,
             )),
-            _ => errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]),
+            _ => errors(StatusCode::METHOD_NOT_ALLOWED, &[UNSUPPORTED]),
         },
         _ => {
             drop(mounts);
@@ -692,7 +774,7 @@ fn kv1(
             mount.secrets.remove(path);
             StatusCode::NO_CONTENT.into_response()
         }
-        _ => errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]),
+        _ => errors(StatusCode::METHOD_NOT_ALLOWED, &[UNSUPPORTED]),
     }
 }
 
@@ -802,7 +884,7 @@ fn kv2_metadata(
             mount.secrets.remove(path);
             StatusCode::NO_CONTENT.into_response()
         }
-        _ => errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]),
+        _ => errors(StatusCode::METHOD_NOT_ALLOWED, &[UNSUPPORTED]),
     }
 }
 
@@ -816,7 +898,7 @@ fn kv2_versions(
     r: &RecordedRequest,
 ) -> Response {
     if !matches!(*method, Method::POST | Method::PUT) {
-        return errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]);
+        return errors(StatusCode::METHOD_NOT_ALLOWED, &[UNSUPPORTED]);
     }
     let wanted: Vec<usize> = serde_json::from_slice::<Value>(&r.body)
         .ok()
@@ -936,6 +1018,6 @@ fn kv2(
             }
             StatusCode::NO_CONTENT.into_response()
         }
-        _ => errors(StatusCode::METHOD_NOT_ALLOWED, &["unsupported operation"]),
+        _ => errors(StatusCode::METHOD_NOT_ALLOWED, &[UNSUPPORTED]),
     }
 }

@@ -9,7 +9,12 @@
 //!   secret id" — never 403); a body without `role_id`: `400 missing role_id`;
 //! * Kubernetes login with an unknown role: `400 invalid role name "<role>"`; a JWT the
 //!   token review refuses: `403 permission denied`;
-//! * an expired or revoked token, anywhere: `403 permission denied`;
+//! * an expired or revoked token, anywhere: `403 {"errors":["permission denied"]}`;
+//! * a valid token its policies do not allow on a path: `403` with the error wrapped as
+//!   Vault's multierror, `"1 error occurred:\n\t* permission denied\n\n"` (OpenBao 2.7.2
+//!   answers both exactly so); a token without the `default` policy gets this on
+//!   `lookup-self`, `renew-self` and `revoke-self` too;
+//! * `revoke-self`: `204`, the token then refused everywhere;
 //! * `renew-self` of a token that is not renewable (a root token, or one created so):
 //!   `400 lease is not renewable`.
 
@@ -34,7 +39,48 @@ pub(super) struct AuthConfig {
     pub(super) kubernetes: Vec<(String, String)>,
     pub(super) ttl: Duration,
     pub(super) max_ttl: Duration,
+    /// What the tokens logins issue may do.
+    pub(super) policy: Policy,
 }
+
+/// What an issued token may do: read under some path prefixes (or everywhere), and use
+/// the token endpoints of Vault's `default` policy (`lookup-self`, `renew-self`,
+/// `revoke-self`).
+#[derive(Debug, Clone)]
+pub(super) struct Policy {
+    /// Path prefixes (after `/v1/`, e.g. `secret/data/app/`); `None`: every path.
+    pub(super) readable: Option<Vec<String>>,
+    pub(super) default_policy: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            readable: None,
+            default_policy: true,
+        }
+    }
+}
+
+impl Policy {
+    fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.readable.is_some() {
+            names.push("app");
+        }
+        if self.default_policy {
+            names.push("default");
+        }
+        if names.is_empty() {
+            names.push("app");
+        }
+        names
+    }
+}
+
+/// Vault's answer to a valid token its policies refuse (a multierror, unlike the plain
+/// `permission denied` of a bad token).
+pub(super) const POLICY_DENIED: &str = "1 error occurred:\n\t* permission denied\n\n";
 
 impl Default for AuthConfig {
     fn default() -> Self {
@@ -43,6 +89,7 @@ impl Default for AuthConfig {
             kubernetes: Vec::new(),
             ttl: DEFAULT_TTL,
             max_ttl: DEFAULT_TTL,
+            policy: Policy::default(),
         }
     }
 }
@@ -60,6 +107,7 @@ struct Issued {
     path: String,
     display_name: String,
     metadata: Value,
+    policy: Policy,
 }
 
 /// The issued tokens.
@@ -86,7 +134,31 @@ impl Tokens {
             .is_some_and(|t| !t.revoked && Instant::now() < t.expires_at)
     }
 
+    /// Whether the valid token `token` may use `path` (after `/v1/`): the `default`
+    /// policy's token endpoints, else its readable prefixes.
+    pub(super) fn allows(&self, token: &str, path: &str) -> bool {
+        let issued = self.lock();
+        let Some(t) = issued.get(token) else {
+            return false;
+        };
+        if matches!(
+            path,
+            "auth/token/lookup-self" | "auth/token/renew-self" | "auth/token/revoke-self"
+        ) {
+            return t.policy.default_policy;
+        }
+        // The mount of a path is shown to any token (`sys/internal/ui/mounts`).
+        if path.starts_with("sys/internal/ui/mounts/") {
+            return true;
+        }
+        t.policy
+            .readable
+            .as_ref()
+            .is_none_or(|prefixes| prefixes.iter().any(|p| path.starts_with(p.as_str())))
+    }
+
     /// A new service token.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn issue(
         &self,
         ttl: Duration,
@@ -95,6 +167,7 @@ impl Tokens {
         path: &str,
         display_name: &str,
         metadata: Value,
+        policy: Policy,
     ) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
         let nanos = SystemTime::now()
@@ -116,6 +189,7 @@ impl Tokens {
                 path: path.to_owned(),
                 display_name: display_name.to_owned(),
                 metadata,
+                policy,
             },
         );
         token
@@ -137,11 +211,12 @@ impl Tokens {
         let Some(t) = issued.get(token) else {
             return Value::Null;
         };
+        let policies = t.policy.names();
         json!({
             "client_token": token,
             "accessor": t.accessor,
-            "policies": ["default"],
-            "token_policies": ["default"],
+            "policies": policies,
+            "token_policies": policies,
             "metadata": t.metadata,
             "lease_duration": lease.as_secs(),
             "renewable": t.renewable,
@@ -162,7 +237,15 @@ impl Tokens {
         meta: Value,
         envelope: impl Fn(Value, Vec<String>) -> Value,
     ) -> Response {
-        let token = self.issue(config.ttl, config.max_ttl, true, path, display_name, meta);
+        let token = self.issue(
+            config.ttl,
+            config.max_ttl,
+            true,
+            path,
+            display_name,
+            meta,
+            config.policy.clone(),
+        );
         self.logins.fetch_add(1, Ordering::Relaxed);
         axum::Json(envelope(self.auth_block(&token, config.ttl), Vec::new())).into_response()
     }
@@ -262,7 +345,7 @@ impl Tokens {
             "num_uses": 0,
             "orphan": true,
             "path": t.path,
-            "policies": ["default"],
+            "policies": t.policy.names(),
             "renewable": t.renewable,
             "ttl": remaining.as_secs(),
             "type": "service",

@@ -8,9 +8,24 @@
 //!   as long as the source (a `Sources` a `Live` or a cache keeps using) and ends when the
 //!   last clone of the source is dropped; a fetch that finds the token past 2/3 of its
 //!   TTL renews it first.
-//! * When renewal fails, or cannot extend the token any more (its `max_ttl` reached), or
-//!   Vault answers a read with `403` (the token was revoked), the token is obtained again:
-//!   a new login, or the token file read again (the agent rewrites it).
+//! * A token file's token that may not look itself up (a token created with
+//!   `-no-default-policy`: `403` on `lookup-self`) is used as is, as the Vault CLI and
+//!   Vault Agent do: its TTL is unknown and the source does not renew it.
+//! * When renewal fails, or cannot extend the token any more (its `max_ttl` reached), the
+//!   token is obtained again: a new login, or the token file read again (the agent
+//!   rewrites it); a token of the source's own login that is given up this way is revoked
+//!   (`POST auth/token/revoke-self`), and so is the current one when the last clone of the
+//!   source is dropped.
+//! * Vault answers a revoked token and a path its policies deny alike (`403 permission
+//!   denied`), so a read answered `403` does not simply log in again. A token file is read
+//!   again first (a new token there is used at once); otherwise the token is looked up
+//!   (`lookup-self`): when that answers, the token is fine and the path is denied by
+//!   policy — reported as [`Unauthorized`](crate::ErrorKind::Unauthorized), no new login.
+//!   Only a token that could look itself up before (or holds the `default` policy) and no
+//!   longer can is bad: it is dropped and a new one obtained, once per token (the read is
+//!   retried once with the new token). A token that may not look itself up cannot be told
+//!   apart from a revoked one: the denial is reported, and a new login follows when its
+//!   renewal fails.
 //! * A static token (`VAULT_TOKEN`, [`VaultSource::with_token`](super::VaultSource::with_token))
 //!   is used as given, as the `vault` CLI does: its lifecycle is the operator's.
 //!
@@ -100,6 +115,21 @@ struct Token {
     /// `None`: it does not expire.
     ttl: Option<Duration>,
     renewable: bool,
+    /// Whether a `403` on `lookup-self` means the token itself is bad: it looked itself up
+    /// before, or it holds the `default` policy (which allows that).
+    can_look_up: bool,
+    /// Obtained by the source's own login (revoked when given up); a token file's token
+    /// belongs to whoever wrote the file.
+    owned: bool,
+}
+
+/// What a read answered `403` should do next (see [`Auth::refused`]).
+pub(crate) enum Refusal {
+    /// The token was bad and is replaced: read once more.
+    Retry,
+    /// The token is fine, or cannot be told from a bad one: the path is denied. Why, for
+    /// the error.
+    Denied(String),
 }
 
 impl Token {
@@ -119,6 +149,28 @@ pub(crate) struct Auth {
     stop: StdMutex<Option<tokio::sync::oneshot::Sender<()>>>,
     /// Successful obtains (logins or file reads), for tests and logs.
     obtained: std::sync::atomic::AtomicU64,
+    /// The connection last used, to revoke the source's own token when it is dropped.
+    conn: StdMutex<Option<Conn>>,
+}
+
+impl Drop for Auth {
+    /// Revokes the token of the source's own login, which nobody can use any more (when a
+    /// runtime is there to send the request; best effort).
+    fn drop(&mut self) {
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let token = self.token.get_mut().take();
+        if let (Some(conn), Some(token)) = (conn, token.filter(|t| t.owned && !t.expired()))
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            drop(crate::task::spawn(async move {
+                revoke(&conn, &token.header).await;
+            }));
+        }
+    }
 }
 
 impl fmt::Debug for Auth {
@@ -137,6 +189,10 @@ struct AuthBlock {
     lease_duration: u64,
     #[serde(default)]
     renewable: bool,
+    #[serde(default)]
+    policies: Vec<String>,
+    #[serde(default)]
+    token_policies: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -171,11 +227,18 @@ impl Auth {
             token: tokio::sync::Mutex::new(None),
             stop: StdMutex::new(None),
             obtained: Default::default(),
+            conn: StdMutex::new(None),
         })
     }
 
     /// The token to send: the current one, renewed or obtained again first when due.
     pub(crate) async fn header(self: &Arc<Self>, conn: &Conn) -> Result<HeaderValue, SourceError> {
+        {
+            let mut last = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_none() {
+                *last = Some(conn.clone());
+            }
+        }
         let mut slot = self.token.lock().await;
         match slot.as_ref() {
             Some(t) if !t.expired() && t.renew_at().is_none_or(|at| Instant::now() < at) => {
@@ -207,12 +270,50 @@ impl Auth {
         Ok(header)
     }
 
-    /// Forgets `header` when it is still the current token (Vault refused it: revoked),
-    /// so the next fetch obtains a new one.
-    pub(crate) async fn refused(&self, header: &HeaderValue) {
+    /// Vault answered a read sent with `header` with `403`: decides whether the token is
+    /// bad (then it is forgotten, so the retry obtains a new one) or the path is denied
+    /// (see the module's documentation). Each token is given up at most once: a second
+    /// `403` for a token already replaced retries with the replacement.
+    pub(crate) async fn refused(&self, conn: &Conn, header: &HeaderValue) -> Refusal {
         let mut slot = self.token.lock().await;
-        if slot.as_ref().is_some_and(|t| t.header == *header) {
-            *slot = None;
+        let current = match slot.as_ref() {
+            Some(t) if t.header == *header => t.clone(),
+            // Replaced (or being replaced) meanwhile by another read or the renewal task.
+            _ => return Refusal::Retry,
+        };
+        if let Method::TokenFile(path) = &self.method {
+            // The agent may have written a new token: use it at once.
+            let on_file = Credential::File(path.clone()).read("VAULT_TOKEN_FILE");
+            if on_file.is_ok_and(|t| {
+                transport::secret_header("X-Vault-Token", t.expose_secret())
+                    .is_ok_and(|h| h != *header)
+            }) {
+                *slot = None;
+                return Refusal::Retry;
+            }
+        }
+        match lookup(conn, header.clone()).await {
+            Ok(Some(_)) => Refusal::Denied(
+                "denied by policy: the token is valid (it looks itself up) but may not read this path"
+                    .to_owned(),
+            ),
+            Ok(None) if current.can_look_up => {
+                tracing::info!(
+                    target: "component_model::vault",
+                    address = %crate::source_support::redact_url(conn.endpoint.base()),
+                    "the Vault token was refused and may no longer look itself up (revoked or expired); obtaining a new one with {}",
+                    self.method.name()
+                );
+                *slot = None;
+                Refusal::Retry
+            }
+            Ok(None) => Refusal::Denied(match self.method {
+                Method::TokenFile(_) => "the token may not look itself up (no `default` policy), so a denied path and a revoked token look alike; the token file holds the same token".to_owned(),
+                _ => "the token may not look itself up (no `default` policy), so a denied path and a revoked token look alike; a new login follows when its renewal fails".to_owned(),
+            }),
+            Err(e) => Refusal::Denied(format!(
+                "whether the token is still valid could not be checked: {e}"
+            )),
         }
     }
 
@@ -225,10 +326,11 @@ impl Auth {
         self.obtained.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// `old` renewed when it can be, else a new token.
+    /// `old` renewed when it can be, else a new token (then `old`, when the source's own
+    /// and still alive, is revoked).
     async fn refresh(&self, conn: &Conn, old: Option<Token>) -> Result<Token, SourceError> {
-        if let Some(old) = old.filter(|t| t.renewable && !t.expired()) {
-            match renew(conn, &old).await {
+        if let Some(old) = old.as_ref().filter(|t| t.renewable && !t.expired()) {
+            match renew(conn, old).await {
                 Ok(t) => return Ok(t),
                 Err(e) => tracing::warn!(
                     target: "component_model::vault",
@@ -242,6 +344,9 @@ impl Auth {
         let token = self.obtain(conn).await?;
         self.obtained
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(old) = old.filter(|t| t.owned && !t.expired() && t.header != token.header) {
+            revoke(conn, &old.header).await;
+        }
         Ok(token)
     }
 
@@ -266,7 +371,26 @@ impl Auth {
                     .map_err(failed)?;
                 let header = transport::secret_header("X-Vault-Token", token.expose_secret())
                     .map_err(failed)?;
-                lookup(conn, header).await.map_err(failed)
+                match lookup(conn, header.clone()).await.map_err(failed)? {
+                    Some(token) => Ok(token),
+                    // A token without the `default` policy may not look itself up: used as
+                    // is (TTL unknown, not renewed by the source), as the Vault CLI does.
+                    None => {
+                        tracing::debug!(
+                            target: "component_model::vault",
+                            "the token of {} may not look itself up (403): used as is, not renewed",
+                            self.method.name()
+                        );
+                        Ok(Token {
+                            header,
+                            since: Instant::now(),
+                            ttl: None,
+                            renewable: false,
+                            can_look_up: false,
+                            owned: false,
+                        })
+                    }
+                }
             }
             Method::AppRole {
                 mount,
@@ -433,7 +557,9 @@ async fn renew(conn: &Conn, old: &Token) -> Result<Token, SourceError> {
         "renew-self",
     )
     .await?;
-    let token = token_from_auth(&bytes, "renew-self")?;
+    let mut token = token_from_auth(&bytes, "renew-self")?;
+    token.can_look_up |= old.can_look_up;
+    token.owned = old.owned;
     // A renewal that no longer extends the token (its max TTL reached) is a failure:
     // the caller logs in again instead of renewing a dying token every few seconds.
     if token.ttl.is_some_and(|ttl| ttl < Duration::from_secs(2)) {
@@ -455,16 +581,44 @@ fn token_from_auth(bytes: &[u8], what: &str) -> Result<Token, SourceError> {
             .with_message(format!("vault's answer to {what} has no `auth` block"))
     })?;
     let header = transport::secret_header("X-Vault-Token", &auth.client_token)?;
+    let can_look_up = auth
+        .policies
+        .iter()
+        .chain(&auth.token_policies)
+        .any(|p| p == "default" || p == "root");
     Ok(Token {
         header,
         since: Instant::now(),
         ttl: ttl_of(auth.lease_duration),
         renewable: auth.renewable,
+        can_look_up,
+        owned: true,
     })
 }
 
-/// The TTL and renewability of a token read from a file.
-async fn lookup(conn: &Conn, header: HeaderValue) -> Result<Token, SourceError> {
+/// `POST auth/token/revoke-self`: gives up a token of the source's own login. Best effort:
+/// a failure is logged (a token left alive expires at its TTL).
+async fn revoke(conn: &Conn, header: &HeaderValue) {
+    if let Err(e) = post(
+        conn,
+        &["v1", "auth", "token", "revoke-self"],
+        Some(header),
+        &serde_json::json!({}),
+        "revoke-self",
+    )
+    .await
+    {
+        tracing::debug!(
+            target: "component_model::vault",
+            error = %e,
+            "revoking a Vault token the source gave up failed; it expires at its TTL"
+        );
+    }
+}
+
+/// The TTL and renewability of a token (read from a file); `None` when Vault answers
+/// `403`: the token is bad or may not look itself up.
+async fn lookup(conn: &Conn, header: HeaderValue) -> Result<Option<Token>, SourceError> {
     let url = conn
         .endpoint
         .url(&["v1", "auth", "token", "lookup-self"], &[])?;
@@ -478,6 +632,9 @@ async fn lookup(conn: &Conn, header: HeaderValue) -> Result<Token, SourceError> 
             }
         })
         .await?;
+    if status.as_u16() == 403 {
+        return Ok(None);
+    }
     if !status.is_success() {
         return Err(status_error(status, &body, "lookup-self"));
     }
@@ -490,12 +647,14 @@ async fn lookup(conn: &Conn, header: HeaderValue) -> Result<Token, SourceError> 
     let data = envelope.data.ok_or_else(|| {
         SourceError::new(ErrorKind::Decode).with_message("vault's lookup-self answer has no data")
     })?;
-    Ok(Token {
+    Ok(Some(Token {
         header,
         since: Instant::now(),
         ttl: ttl_of(data.ttl),
         renewable: data.renewable,
-    })
+        can_look_up: true,
+        owned: false,
+    }))
 }
 
 #[cfg(test)]
@@ -509,6 +668,8 @@ mod tests {
             since: Instant::now(),
             ttl: ttl_of(u64::MAX),
             renewable: true,
+            can_look_up: true,
+            owned: false,
         };
         assert!(t.renew_at().is_some());
         assert!(!t.expired());

@@ -14,11 +14,14 @@ use crate::error::{ComponentError, ErrorKind, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
 use crate::fetchers::transport::{self, Endpoint};
-use crate::fetchers::vault::auth::{Auth, Conn, Credential, Method};
+use crate::fetchers::vault::auth::{Auth, Conn, Credential, Method, Refusal};
 use crate::source::{FetchRequest, RawValue, Source};
 use crate::source_support::{coalesce, redact_url};
 use crate::standalone::SourceFetcher;
 use secrecy::SecretString;
+
+/// Vault's error for an `X-Vault-Namespace` that does not exist (with `404`).
+const NAMESPACE_NOT_FOUND: &str = "namespace not found";
 
 /// The mount used when a field names none: where a Vault dev server mounts KV v2.
 pub const DEFAULT_MOUNT: &str = "secret";
@@ -354,6 +357,8 @@ impl VaultSource {
             Some(ns) => r.header("X-Vault-Namespace", ns.as_str()),
             None => r,
         };
+        // Why a 403 with a managed token is a denial, for the error.
+        let mut why_denied = None;
         let (status, body) = match &self.auth {
             None => {
                 self.endpoint
@@ -365,7 +370,7 @@ impl VaultSource {
                     endpoint: self.endpoint.clone(),
                     namespace: self.namespace.clone(),
                 };
-                let mut attempt = 0;
+                let mut retried = false;
                 loop {
                     let token = auth.header(&conn).await?;
                     let (status, body) = self
@@ -374,19 +379,34 @@ impl VaultSource {
                             namespaced(r.header("X-Vault-Token", token.clone()))
                         })
                         .await?;
-                    // 403 with a managed token: revoked or expired early; once more with
-                    // a new one.
-                    if status.as_u16() == 403 && attempt == 0 {
-                        auth.refused(&token).await;
-                        attempt += 1;
-                        continue;
+                    if status.as_u16() != 403 {
+                        break (status, body);
                     }
-                    break (status, body);
+                    if retried {
+                        why_denied = Some("refused again with a newly obtained token".to_owned());
+                        break (status, body);
+                    }
+                    // A revoked token and a denied path both answer 403: a new token
+                    // only when the token itself is bad (see the `auth` module).
+                    match auth.refused(&conn, &token).await {
+                        Refusal::Retry => retried = true,
+                        Refusal::Denied(why) => {
+                            why_denied = Some(why);
+                            break (status, body);
+                        }
+                    }
                 }
             }
         };
         if !status.is_success() {
-            return Err(self.status_error(status, &body, what));
+            let e = self.status_error(status, &body, what);
+            return Err(match why_denied {
+                Some(why) => {
+                    let message = format!("{} ({why})", e.message().unwrap_or_default());
+                    e.with_message(message)
+                }
+                None => e,
+            });
         }
         let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
             SourceError::new(ErrorKind::Decode).with_message(format!(
@@ -443,6 +463,14 @@ impl VaultSource {
         if status.as_u16() == 403 && !self.endpoint.has_token() && self.auth.is_none() {
             message.push_str(" (no token: set VAULT_TOKEN)");
         }
+        // Vault and OpenBao answer a namespace that does not exist `404 namespace not found`.
+        if status.as_u16() == 404 && errors.iter().any(|e| e == NAMESPACE_NOT_FOUND) {
+            message.push_str(&format!(
+                " (the namespace `{}` does not exist on this server: check VAULT_NAMESPACE)",
+                self.namespace.as_deref().unwrap_or_default()
+            ));
+            return SourceError::new(ErrorKind::Config).with_message(message);
+        }
         // A missing secret is `404 {"errors": []}`; a 404 that says why ("no handler for
         // route ...") means the path leads nowhere: a mistyped mount, not a missing key, so
         // no `fallback` may hide it.
@@ -489,7 +517,9 @@ impl VaultSource {
             // error): KV v1 was the only version.
             Err(e)
                 if e.kind() == ErrorKind::NotFound
-                    || e.message().is_some_and(|m| m.starts_with("HTTP 404")) =>
+                    || e.message().is_some_and(|m| {
+                        m.starts_with("HTTP 404") && !m.contains(NAMESPACE_NOT_FOUND)
+                    }) =>
             {
                 return Ok(1);
             }
