@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
-use super::source::{DatabaseSource, DbPool, map_error};
+use super::source::{Checkout, DatabaseSource, DbPool};
 use crate::convert::{self, Target};
 use crate::error::{ComponentError, ErrorKind, Provenance, SourceError};
 use crate::fetcher::ComponentFetcher;
@@ -213,17 +213,19 @@ impl<T: FromDbRow> ComponentFetcher<Row<T>> for DatabaseFetcher {
     type Error = ComponentError;
 
     async fn fetch_component(&self) -> Result<Row<T>, ComponentError> {
-        let location = sqlx_location(&self.source).unwrap_or_default();
+        let before = self.source.overflows();
+        let location = sqlx_location(&self.source);
         let fail = |e: sqlx::Error| {
-            source_error(map_error(e, &location), &self.query, Some(location.clone()))
-        };
-        let pool = self.source.pool().ok_or_else(|| {
             source_error(
-                SourceError::new(ErrorKind::Config).with_message("invalid database URL"),
+                self.source.sql_error(e, before),
                 &self.query,
-                None,
+                location.clone(),
             )
-        })?;
+        };
+        let pool = self
+            .source
+            .pool_or_error()
+            .map_err(|e| source_error(e, &self.query, None))?;
         with_rows(pool, &self.query, self.key.as_deref())
             .await
             .map_err(fail)
@@ -271,22 +273,33 @@ impl Rows {
     }
 }
 
-/// At most two rows (enough to tell "exactly one").
+/// At most two rows (enough to tell "exactly one"), on a connection that is closed unless
+/// the answer was read to its end (see [`Checkout`]).
 async fn with_rows(pool: &DbPool, sql: &str, key: Option<&str>) -> Result<Vec<Rows>, sqlx::Error> {
     use futures::TryStreamExt;
     macro_rules! two {
         ($p:expr, $variant:ident) => {{
+            let mut conn = Checkout::new($p.acquire().await?);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
             if let Some(k) = key {
                 q = q.bind(k.to_owned());
             }
-            let mut stream = q.fetch($p);
+            let mut stream = q.fetch(conn.connection());
             let mut out = Vec::new();
+            let mut ended = false;
             while out.len() < 2 {
                 match stream.try_next().await? {
                     Some(r) => out.push(Rows::$variant(r)),
-                    None => break,
+                    None => {
+                        ended = true;
+                        break;
+                    }
                 }
+                tokio::task::consume_budget().await;
+            }
+            drop(stream);
+            if ended {
+                conn.finished();
             }
             Ok(out)
         }};

@@ -33,6 +33,8 @@ mod binary;
 mod decode;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod fetcher;
+#[cfg(all(unix, any(feature = "postgres", feature = "mysql")))]
+mod relay;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod source;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]

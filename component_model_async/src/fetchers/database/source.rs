@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -206,72 +207,269 @@ impl DbPool {
     /// `mysql://`, `mariadb://`, `sqlite:`). Fails with `unavailable` within
     /// [`DEFAULT_ACQUIRE_TIMEOUT`] when the server can't be reached; the error never
     /// contains the URL's password.
+    ///
+    /// On Unix, a PostgreSQL or MySQL server reached over TCP is read through a local relay
+    /// that bounds each answer to [`DEFAULT_MAX_RESPONSE`] (see
+    /// [`DatabaseSource::with_max_response`]).
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
-        let location = location_of(url);
-        let t = DEFAULT_ACQUIRE_TIMEOUT;
-        let fail = |e: sqlx::Error| map_error(e, &location);
-        match Scheme::of(url)? {
-            #[cfg(feature = "postgres")]
-            Scheme::Postgres => bounded(
-                t,
-                sqlx::postgres::PgPoolOptions::new()
-                    .acquire_timeout(t)
-                    .connect(url),
-                &location,
-            )
-            .await?
-            .map(DbPool::Postgres)
-            .map_err(fail),
-            #[cfg(feature = "mysql")]
-            Scheme::MySql => bounded(
-                t,
-                sqlx::mysql::MySqlPoolOptions::new()
-                    .acquire_timeout(t)
-                    .connect(&mysql_url(url)),
-                &location,
-            )
-            .await?
-            .map(DbPool::MySql)
-            .map_err(fail),
-            #[cfg(feature = "sqlite")]
-            Scheme::Sqlite => bounded(
-                t,
-                sqlx::sqlite::SqlitePoolOptions::new()
-                    .acquire_timeout(t)
-                    .connect(url),
-                &location,
-            )
-            .await?
-            .map(DbPool::Sqlite)
-            .map_err(fail),
-        }
+        Ok(Planned::of(url)?.connect(url).await?.0)
     }
 
     /// Like [`DbPool::connect`] but connects on first use (for `Sources::from_env`).
     pub fn connect_lazy(url: &str) -> Result<Self, SourceError> {
+        Ok(Planned::of(url)?.connect_lazy(url)?.0)
+    }
+
+    /// The relay under this pool's connections, if this module made it.
+    pub(super) fn relay(&self) -> Option<Arc<RelayGuard>> {
+        #[cfg(all(unix, any(feature = "postgres", feature = "mysql")))]
+        match self {
+            #[cfg(feature = "postgres")]
+            DbPool::Postgres(p) => p
+                .connect_options()
+                .get_socket()
+                .and_then(|s| relay::relay_of(s)),
+            #[cfg(feature = "mysql")]
+            DbPool::MySql(p) => p
+                .connect_options()
+                .get_socket()
+                .and_then(|s| relay::relay_of(s)),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+        #[cfg(not(all(unix, any(feature = "postgres", feature = "mysql"))))]
+        None
+    }
+}
+
+#[cfg(all(unix, any(feature = "postgres", feature = "mysql")))]
+use super::relay::{self, RelayGuard};
+
+/// Without Unix sockets (or without a network driver) there is no relay: a pool's answers
+/// are bounded only by the row limit.
+#[cfg(not(all(unix, any(feature = "postgres", feature = "mysql"))))]
+#[derive(Debug)]
+pub(super) enum RelayGuard {}
+
+#[cfg(not(all(unix, any(feature = "postgres", feature = "mysql"))))]
+impl RelayGuard {
+    pub(super) fn ensure_running(&self) {
+        match *self {}
+    }
+    pub(super) fn budget(&self) -> &NoBudget {
+        match *self {}
+    }
+}
+
+/// The budget of a relay that cannot exist (see [`RelayGuard`]).
+#[cfg(not(all(unix, any(feature = "postgres", feature = "mysql"))))]
+pub(super) enum NoBudget {}
+
+#[cfg(not(all(unix, any(feature = "postgres", feature = "mysql"))))]
+impl NoBudget {
+    pub(super) fn limit(&self) -> usize {
+        match *self {}
+    }
+    pub(super) fn set_limit(&self, _bytes: usize) {
+        match *self {}
+    }
+    pub(super) fn overflows(&self) -> u64 {
+        match *self {}
+    }
+    pub(super) fn upstream_error(&self) -> Option<String> {
+        match *self {}
+    }
+}
+
+/// A pool about to be made from a URL: its options, and the relay its connections go
+/// through (PostgreSQL and MySQL over TCP, on Unix).
+struct Planned {
+    pool: PlannedPool,
+    relay: Option<Arc<RelayGuard>>,
+}
+
+enum PlannedPool {
+    #[cfg(feature = "postgres")]
+    Postgres(
+        sqlx::postgres::PgPoolOptions,
+        sqlx::postgres::PgConnectOptions,
+    ),
+    #[cfg(feature = "mysql")]
+    MySql(
+        sqlx::mysql::MySqlPoolOptions,
+        sqlx::mysql::MySqlConnectOptions,
+    ),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::sqlite::SqlitePoolOptions),
+}
+
+/// Keeps the relay as long as the pool lives (the pool keeps its `after_connect` hook).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! keep_alive {
+    ($options:expr, $relay:expr) => {
+        match $relay.clone() {
+            Some(relay) => $options.after_connect(move |_conn, _meta| {
+                let _relay = &relay;
+                Box::pin(async { Ok(()) })
+            }),
+            None => $options,
+        }
+    };
+}
+
+impl Planned {
+    fn of(url: &str) -> Result<Self, SourceError> {
         let location = location_of(url);
         let t = DEFAULT_ACQUIRE_TIMEOUT;
         let fail = |e: sqlx::Error| map_error(e, &location);
-        match Scheme::of(url)? {
+        let _ = &fail;
+        Ok(match Scheme::of(url)? {
             #[cfg(feature = "postgres")]
-            Scheme::Postgres => sqlx::postgres::PgPoolOptions::new()
-                .acquire_timeout(t)
-                .connect_lazy(url)
-                .map(DbPool::Postgres)
-                .map_err(fail),
+            Scheme::Postgres => {
+                let mut options: sqlx::postgres::PgConnectOptions = url.parse().map_err(fail)?;
+                let port = options.get_port();
+                // sqlx connects to `<dir>/.s.PGSQL.<port>` for the socket directory `dir`.
+                let relay = relayed(
+                    options.get_socket().is_some(),
+                    options.get_host(),
+                    port,
+                    &format!(".s.PGSQL.{port}"),
+                )?;
+                if let Some((dir, _)) = &relay {
+                    options = options.socket(dir);
+                }
+                let relay = relay.map(|(_, guard)| guard);
+                let pool = sqlx::postgres::PgPoolOptions::new().acquire_timeout(t);
+                Planned {
+                    pool: PlannedPool::Postgres(keep_alive!(pool, relay), options),
+                    relay,
+                }
+            }
             #[cfg(feature = "mysql")]
-            Scheme::MySql => sqlx::mysql::MySqlPoolOptions::new()
-                .acquire_timeout(t)
-                .connect_lazy(&mysql_url(url))
-                .map(DbPool::MySql)
-                .map_err(fail),
+            Scheme::MySql => {
+                let mut options: sqlx::mysql::MySqlConnectOptions =
+                    mysql_url(url).parse().map_err(fail)?;
+                let relay = relayed(
+                    options.get_socket().is_some(),
+                    options.get_host(),
+                    options.get_port(),
+                    "mysql.sock",
+                )?;
+                if let Some((dir, _)) = &relay {
+                    options = options.socket(dir.join("mysql.sock"));
+                }
+                let relay = relay.map(|(_, guard)| guard);
+                let pool = sqlx::mysql::MySqlPoolOptions::new().acquire_timeout(t);
+                Planned {
+                    pool: PlannedPool::MySql(keep_alive!(pool, relay), options),
+                    relay,
+                }
+            }
             #[cfg(feature = "sqlite")]
-            Scheme::Sqlite => sqlx::sqlite::SqlitePoolOptions::new()
-                .acquire_timeout(t)
-                .connect_lazy(url)
-                .map(DbPool::Sqlite)
-                .map_err(fail),
+            Scheme::Sqlite => Planned {
+                pool: PlannedPool::Sqlite(
+                    sqlx::sqlite::SqlitePoolOptions::new().acquire_timeout(t),
+                ),
+                relay: None,
+            },
+        })
+    }
+
+    async fn connect(self, url: &str) -> Result<(DbPool, Option<Arc<RelayGuard>>), SourceError> {
+        let location = location_of(url);
+        let t = DEFAULT_ACQUIRE_TIMEOUT;
+        let pool = match self.pool {
+            #[cfg(feature = "postgres")]
+            PlannedPool::Postgres(pool, options) => {
+                bounded(t, pool.connect_with(options), &location)
+                    .await?
+                    .map(DbPool::Postgres)
+            }
+            #[cfg(feature = "mysql")]
+            PlannedPool::MySql(pool, options) => bounded(t, pool.connect_with(options), &location)
+                .await?
+                .map(DbPool::MySql),
+            #[cfg(feature = "sqlite")]
+            PlannedPool::Sqlite(pool) => bounded(t, pool.connect(url), &location)
+                .await?
+                .map(DbPool::Sqlite),
+        };
+        match pool {
+            Ok(pool) => Ok((pool, self.relay)),
+            Err(e) => Err(connect_error(
+                map_error(e, &location),
+                self.relay.as_deref(),
+            )),
         }
+    }
+
+    fn connect_lazy(self, url: &str) -> Result<(DbPool, Option<Arc<RelayGuard>>), SourceError> {
+        let pool = match self.pool {
+            #[cfg(feature = "postgres")]
+            PlannedPool::Postgres(pool, options) => {
+                DbPool::Postgres(pool.connect_lazy_with(options))
+            }
+            #[cfg(feature = "mysql")]
+            PlannedPool::MySql(pool, options) => DbPool::MySql(pool.connect_lazy_with(options)),
+            #[cfg(feature = "sqlite")]
+            PlannedPool::Sqlite(pool) => DbPool::Sqlite(
+                pool.connect_lazy(url)
+                    .map_err(|e| map_error(e, &location_of(url)))?,
+            ),
+        };
+        let _ = url;
+        Ok((pool, self.relay))
+    }
+}
+
+/// Starts a relay to `host:port` unless the URL names a Unix socket (`socket`, or a host
+/// that is a path); returns its directory and guard.
+#[cfg(all(unix, any(feature = "postgres", feature = "mysql")))]
+fn relayed(
+    has_socket: bool,
+    host: &str,
+    port: u16,
+    socket_name: &str,
+) -> Result<Option<(std::path::PathBuf, Arc<RelayGuard>)>, SourceError> {
+    if has_socket || host.starts_with('/') {
+        return Ok(None);
+    }
+    let upstream = relay::Upstream {
+        host: host.to_owned(),
+        port,
+    };
+    relay::start(upstream, socket_name, DEFAULT_MAX_RESPONSE)
+        .map(Some)
+        .map_err(|e| {
+            SourceError::new(ErrorKind::Unavailable)
+                .with_message(format!(
+                    "cannot open the local socket that bounds the server's answers (in {})",
+                    std::env::temp_dir().display()
+                ))
+                .with_cause(e)
+        })
+}
+
+#[cfg(all(not(unix), any(feature = "postgres", feature = "mysql")))]
+fn relayed(
+    _has_socket: bool,
+    _host: &str,
+    _port: u16,
+    _socket_name: &str,
+) -> Result<Option<(std::path::PathBuf, Arc<RelayGuard>)>, SourceError> {
+    Ok(None)
+}
+
+/// A connection error, with why the relay could not reach the server (sqlx only sees the
+/// relay close the connection) when it could not.
+pub(super) fn connect_error(e: SourceError, relay: Option<&RelayGuard>) -> SourceError {
+    match relay.and_then(|r| r.budget().upstream_error()) {
+        Some(why) if e.kind() == ErrorKind::Unavailable => {
+            let message = e.message().map_or_else(|| e.to_string(), str::to_owned);
+            SourceError::new(ErrorKind::Unavailable)
+                .with_message(format!("{message} (connecting to the server: {why})"))
+        }
+        _ => e,
     }
 }
 
@@ -407,49 +605,114 @@ pub struct DatabaseSource {
     queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The NOTIFY channel of `query` fields (see the `watch` module).
     notify_channel: Option<String>,
+    /// The relay that bounds the pool's answers (see the `relay` module), if any.
+    relay: Option<Arc<RelayGuard>>,
+    /// The most rows a `table` read takes.
+    max_rows: usize,
 }
 
 impl fmt::Debug for DatabaseSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSource")
             .field("location", &self.location)
+            .field("max_response", &self.max_response())
+            .field("max_rows", &self.max_rows)
             .finish_non_exhaustive()
     }
 }
 
+/// The most bytes a server may send in answer to one request of a pool this module made
+/// from a URL, by default: 16 MiB (see [`DatabaseSource::with_max_response`]).
+pub const DEFAULT_MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// The most rows a `table` read takes, by default: 10,000 (see
+/// [`DatabaseSource::with_max_rows`]).
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+
 impl DatabaseSource {
-    /// A source over an existing pool (its limits and timeouts apply).
-    pub fn new(pool: impl Into<DbPool>) -> Self {
-        let pool = pool.into();
+    fn with_pool(pool: Result<DbPool, String>, location: String) -> Self {
+        let relay = pool.as_ref().ok().and_then(DbPool::relay);
         DatabaseSource {
-            location: pool.driver().to_owned(),
-            pool: Ok(pool),
+            pool,
+            location,
             queries: Default::default(),
             notify_channel: None,
+            relay,
+            max_rows: DEFAULT_MAX_ROWS,
         }
+    }
+
+    /// A source over an existing pool (its limits and timeouts apply). Its answers are
+    /// bounded in bytes only if the pool was made by [`DbPool::connect`] or
+    /// [`DbPool::connect_lazy`] (see [`DatabaseSource::with_max_response`]); `table`
+    /// reads are bounded in rows whatever the pool.
+    pub fn new(pool: impl Into<DbPool>) -> Self {
+        let pool = pool.into();
+        let location = pool.driver().to_owned();
+        Self::with_pool(Ok(pool), location)
     }
 
     /// Connects now (see [`DbPool::connect`]).
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
-        Ok(DatabaseSource {
-            pool: Ok(DbPool::connect(url).await?),
-            location: location_of(url),
-            queries: Default::default(),
-            notify_channel: None,
-        })
+        let (pool, _relay) = Planned::of(url)?.connect(url).await?;
+        Ok(Self::with_pool(Ok(pool), location_of(url)))
     }
 
     /// Connects on first use. A bad URL is not an error here: every fetch from this source
     /// reports it, naming the field.
     pub fn lazy(url: &str) -> Self {
-        DatabaseSource {
-            // The message alone: the kind is added once, when the error reaches a field.
-            pool: DbPool::connect_lazy(url)
-                .map_err(|e| e.message().map_or_else(|| e.to_string(), str::to_owned)),
-            location: location_of(url),
-            queries: Default::default(),
-            notify_channel: None,
+        // The message alone: the kind is added once, when the error reaches a field.
+        let pool = DbPool::connect_lazy(url)
+            .map_err(|e| e.message().map_or_else(|| e.to_string(), str::to_owned));
+        Self::with_pool(pool, location_of(url))
+    }
+
+    /// Accepts answers of at most `bytes` from the server to each request (default
+    /// [`DEFAULT_MAX_RESPONSE`], 16 MiB): once a server sends more (a huge value, endless
+    /// rows or notices), the connection is closed and the read fails its fields with
+    /// [`ErrorKind::TooLarge`] — what sqlx buffered is at most this much, whatever size
+    /// the server announced.
+    ///
+    /// The limit is counted on the connection's socket, through a local relay (a Unix
+    /// socket in a private directory) that the pool's connections take to the server: it
+    /// applies to PostgreSQL and MySQL pools made from a URL ([`DatabaseSource::connect`],
+    /// [`DatabaseSource::lazy`], `Sources::from_env`, [`DbPool::connect`]) on Unix, over
+    /// TCP, with or without TLS; it is shared by the clones of this source and every
+    /// source over the same pool. A pool you built yourself is not relayed: this setting
+    /// does nothing for it.
+    ///
+    /// ```
+    /// use component_model_async::fetchers::database::DatabaseSource;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let source = DatabaseSource::lazy("postgres://app@db.internal/app")
+    ///     .with_max_response(1024 * 1024)
+    ///     .with_max_rows(500);
+    /// assert_eq!(source.max_response(), Some(1024 * 1024));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_max_response(self, bytes: usize) -> Self {
+        if let Some(relay) = &self.relay {
+            relay.budget().set_limit(bytes);
         }
+        self
+    }
+
+    /// The limit of [`DatabaseSource::with_max_response`], if this source's answers are
+    /// counted (`None` for a pool that is not relayed, such as SQLite or one you built).
+    pub fn max_response(&self) -> Option<usize> {
+        self.relay.as_ref().map(|r| r.budget().limit())
+    }
+
+    /// Takes at most `rows` rows from a `table` read (default [`DEFAULT_MAX_ROWS`]): a
+    /// server that sends more fails the read's fields with [`ErrorKind::TooLarge`] and
+    /// its connection is closed. (A `query` read takes at most two rows: one is the
+    /// answer, a second is an error.)
+    #[must_use]
+    pub fn with_max_rows(mut self, rows: usize) -> Self {
+        self.max_rows = rows;
+        self
     }
 
     /// Watches `query = "..."` fields on this NOTIFY channel (PostgreSQL): a `Live` reads
@@ -483,10 +746,37 @@ impl DatabaseSource {
         self.pool.as_ref().ok()
     }
 
-    fn pool_or_error(&self) -> Result<&DbPool, SourceError> {
+    /// The pool, with its relay running (it starts on first use when the source was made
+    /// outside a runtime).
+    pub(super) fn pool_or_error(&self) -> Result<&DbPool, SourceError> {
+        if let Some(relay) = &self.relay {
+            relay.ensure_running();
+        }
         self.pool
             .as_ref()
             .map_err(|msg| SourceError::new(ErrorKind::Config).with_message(msg.clone()))
+    }
+
+    /// Where this source's relay stands, to tell later whether it closed a connection
+    /// for its size meanwhile (see [`DatabaseSource::sql_error`]).
+    pub(super) fn overflows(&self) -> u64 {
+        self.relay.as_ref().map_or(0, |r| r.budget().overflows())
+    }
+
+    /// A driver error of a read that started when [`DatabaseSource::overflows`] was
+    /// `before`: [`ErrorKind::TooLarge`] when the relay closed a connection for its size
+    /// since (the driver only sees the connection end).
+    pub(super) fn sql_error(&self, e: sqlx::Error, before: u64) -> SourceError {
+        if let Some(relay) = &self.relay {
+            let budget = relay.budget();
+            if budget.overflows() > before {
+                return SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                    "the server's answer exceeded {}; the connection was closed (raise the limit with `DatabaseSource::with_max_response`)",
+                    crate::error::bytes(budget.limit() as u64)
+                ));
+            }
+        }
+        connect_error(map_error(e, &self.location), self.relay.as_deref())
     }
 
     /// Runs `sql` (binding `key` as its parameter when given) and returns the one row's value.
@@ -496,32 +786,36 @@ impl DatabaseSource {
         key: Option<&str>,
     ) -> Result<RawValue, SourceError> {
         let pool = self.pool_or_error()?;
-        let location = self.location.as_str();
         self.count_query();
+        let before = self.overflows();
+        let fail = |e| self.sql_error(e, before);
         with_pool!(pool, |p, col, _d| {
+            let mut conn = Checkout::new(p.acquire().await.map_err(fail)?);
             let mut q = sqlx::query(AssertSqlSafe(sql.to_owned()));
             if let Some(k) = key {
                 q = q.bind(k.to_owned());
             }
-            let mut rows = q.fetch(p);
-            let first = rows.try_next().await.map_err(|e| map_error(e, location))?;
+            let mut rows = q.fetch(conn.connection());
+            let first = rows.try_next().await.map_err(fail)?;
             let Some(first) = first else {
+                drop(rows);
+                conn.finished();
                 return Err(SourceError::not_found().with_message("the query returned no rows"));
             };
-            if rows
-                .try_next()
-                .await
-                .map_err(|e| map_error(e, location))?
-                .is_some()
-            {
+            tokio::task::consume_budget().await;
+            if rows.try_next().await.map_err(fail)?.is_some() {
+                // The rest of the answer is left unread: the connection is closed.
                 return Err(SourceError::new(ErrorKind::Decode)
                     .with_message("the query returned more than one row where one was expected (add a WHERE clause or LIMIT 1)"));
             }
+            drop(rows);
+            conn.finished();
             decode::row_value(&first, col)
         })
     }
 
-    /// One `SELECT key, value FROM table WHERE key IN (...)` for all `keys`.
+    /// One `SELECT key, value FROM table WHERE key IN (...)` for all `keys`, streamed: at
+    /// most [`DatabaseSource::with_max_rows`] rows, only the requested keys kept.
     async fn table_values(
         &self,
         table: &str,
@@ -533,8 +827,10 @@ impl DatabaseSource {
             )));
         }
         let pool = self.pool_or_error()?;
-        let location = self.location.as_str();
         self.count_query();
+        let before = self.overflows();
+        let fail = |e| self.sql_error(e, before);
+        let max_rows = self.max_rows;
         with_pool!(pool, |p, col, d| {
             let table_sql = table
                 .split('.')
@@ -547,16 +843,31 @@ impl DatabaseSource {
                 KeyList::Placeholders(list) => format!("IN ({list})"),
             };
             let sql = format!("SELECT {k}, {v} FROM {table_sql} WHERE {k} {list}");
+            let mut conn = Checkout::new(p.acquire().await.map_err(fail)?);
             let q = BindKeys::bind_keys(sqlx::query(AssertSqlSafe(sql)), keys);
-            let rows = q.fetch_all(p).await.map_err(|e| map_error(e, location))?;
+            let mut rows = q.fetch(conn.connection());
             let mut out: HashMap<String, Result<RawValue, SourceError>> =
-                HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let key = match sqlx::Row::try_get::<String, _>(row, 0) {
+                HashMap::with_capacity(keys.len());
+            let mut taken = 0usize;
+            while let Some(row) = rows.try_next().await.map_err(fail)? {
+                taken += 1;
+                if taken > max_rows {
+                    // The rest of the answer is left unread: the connection is closed.
+                    return Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                        "table `{table}` returned more than {max_rows} rows for {} key(s); the read stopped there (raise the limit with `DatabaseSource::with_max_rows`)",
+                        keys.len()
+                    )));
+                }
+                // A long answer must not keep the worker from its timers.
+                tokio::task::consume_budget().await;
+                let key = match sqlx::Row::try_get::<String, _>(&row, 0) {
                     Ok(k) => k,
-                    Err(e) => return Err(map_error(e, location)),
+                    Err(e) => return Err(fail(e)),
                 };
-                let value = col(row, 1);
+                if !keys.contains(&key.as_str()) {
+                    continue;
+                }
+                let value = col(&row, 1);
                 match out.entry(key) {
                     std::collections::hash_map::Entry::Occupied(mut seen) => {
                         let _previous = seen
@@ -569,8 +880,46 @@ impl DatabaseSource {
                     }
                 }
             }
+            drop(rows);
+            conn.finished();
             Ok(out)
         })
+    }
+}
+
+/// A connection taken from the pool for one read: closed when dropped, unless the read
+/// took its whole answer ([`Checkout::finished`]). A read that failed, stopped early or
+/// was cancelled by its field's timeout leaves a connection with an answer pending: given
+/// back to the pool, sqlx would read that answer to its end in a task of its own (however
+/// long the server keeps sending), so it is closed instead.
+pub(super) struct Checkout<DB: sqlx::Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    finished: bool,
+}
+
+impl<DB: sqlx::Database> Checkout<DB> {
+    pub(super) fn new(conn: sqlx::pool::PoolConnection<DB>) -> Self {
+        Checkout {
+            conn,
+            finished: false,
+        }
+    }
+
+    pub(super) fn connection(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+
+    /// The answer was read to its end: the connection goes back to the pool.
+    pub(super) fn finished(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl<DB: sqlx::Database> Drop for Checkout<DB> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
+        }
     }
 }
 

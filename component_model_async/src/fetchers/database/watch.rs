@@ -118,7 +118,7 @@ impl DatabaseSource {
         &self,
         requests: Vec<FetchRequest>,
     ) -> Result<Changes, SourceError> {
-        let Some(DbPool::Postgres(pool)) = self.pool().cloned() else {
+        let Some(DbPool::Postgres(pool)) = self.pool_or_error().ok().cloned() else {
             return Err(SourceError::new(ErrorKind::Config).with_message(
                 "only PostgreSQL pools are watched (LISTEN/NOTIFY); others are polled",
             ));

@@ -1,0 +1,311 @@
+//! A byte budget on the sockets of PostgreSQL and MySQL pools: a local relay between sqlx
+//! and the server counts what the server sends in answer to each request, and closes the
+//! connection once it exceeds the source's limit.
+//!
+//! sqlx buffers every protocol message whole, as long as the server says it is (a
+//! `DataRow` may announce 2 GiB, a MySQL value may chain 16 MiB packets without end), and
+//! it offers no hook to supply or wrap its socket. So a pool made from a URL connects to a
+//! Unix socket of ours instead (a fresh directory, mode 0700, under the temporary
+//! directory), and one task per connection copies bytes to and from the server's TCP
+//! address. Whatever the client writes opens a new answer; once the server has sent more
+//! than the limit since, the relay closes both sides: sqlx sees the connection end, and
+//! the source reports [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) for the read
+//! that was running. TLS is unaffected: sqlx still negotiates it with the server, over the
+//! relay, under the URL's host name (the relay copies the encrypted bytes unread).
+//!
+//! A limit on bytes also bounds how long sqlx may parse without returning `Pending` (its
+//! reads never yield while the socket has data, so a flood of notices would otherwise keep
+//! the timer of a field timeout from running).
+//!
+//! The relay lives as long as the pool: a guard kept in the pool's `after_connect` hook
+//! stops its tasks and removes its directory when the last clone of the pool is dropped.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::task::{AbortHandle, JoinSet};
+
+/// What a relay shares with the sources over its pool: the limit, and what it refused.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    /// The most bytes the server may send in answer to one request.
+    limit: AtomicUsize,
+    /// How many connections were closed for exceeding the limit.
+    overflows: AtomicU64,
+    /// Why the last connection to the server failed, if it did.
+    upstream_error: Mutex<Option<String>>,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Self {
+        Budget {
+            limit: AtomicUsize::new(limit),
+            overflows: AtomicU64::new(0),
+            upstream_error: Mutex::new(None),
+        }
+    }
+
+    /// The limit in bytes.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Sets the limit in bytes (for every connection of the pool, from its next read on).
+    pub(crate) fn set_limit(&self, bytes: usize) {
+        self.limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// How many connections were closed for exceeding the limit so far.
+    pub(crate) fn overflows(&self) -> u64 {
+        self.overflows.load(Ordering::Relaxed)
+    }
+
+    /// Why the last attempt to reach the server failed (`None` once one succeeded).
+    pub(crate) fn upstream_error(&self) -> Option<String> {
+        self.upstream_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_upstream_error(&self, error: Option<String>) {
+        *self
+            .upstream_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = error;
+    }
+}
+
+/// Stops the relay and removes its directory when dropped (kept by the pool, see above).
+#[derive(Debug)]
+pub(crate) struct RelayGuard {
+    dir: PathBuf,
+    accept: Mutex<Accept>,
+    budget: Arc<Budget>,
+}
+
+#[derive(Debug)]
+enum Accept {
+    /// Bound, but no runtime was running when the pool was made: started on first use.
+    Pending(std::os::unix::net::UnixListener, Upstream, Arc<Budget>),
+    Running(AbortHandle),
+    Stopped,
+}
+
+impl RelayGuard {
+    /// The relay's limit and what it refused.
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Starts accepting connections (on the current runtime) if it did not yet.
+    pub(crate) fn ensure_running(&self) {
+        let mut accept = self.accept.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*accept, Accept::Pending(..)) || tokio::runtime::Handle::try_current().is_err()
+        {
+            return;
+        }
+        if let Accept::Pending(listener, upstream, budget) =
+            std::mem::replace(&mut *accept, Accept::Stopped)
+        {
+            *accept = match spawn_accept(listener, upstream, budget) {
+                Ok(handle) => Accept::Running(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the database relay could not start");
+                    Accept::Stopped
+                }
+            };
+        }
+    }
+}
+
+impl Drop for RelayGuard {
+    fn drop(&mut self) {
+        if let Accept::Running(handle) =
+            &*self.accept.lock().unwrap_or_else(PoisonError::into_inner)
+        {
+            handle.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The server the relay connects to.
+#[derive(Clone, Debug)]
+pub(crate) struct Upstream {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+/// How long the relay waits for the server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes copied per read, each way.
+const CHUNK: usize = 64 * 1024;
+
+/// The running relays, by their socket's directory, so a source made from a pool
+/// ([`DatabaseSource::new`](super::DatabaseSource::new)) finds the relay of a pool this
+/// module made.
+static RELAYS: Mutex<Vec<(PathBuf, Weak<RelayGuard>)>> = Mutex::new(Vec::new());
+
+/// The relay whose socket is `socket` (a file or directory in the relay's directory), if
+/// it still runs.
+pub(crate) fn relay_of(socket: &Path) -> Option<Arc<RelayGuard>> {
+    let mut relays = RELAYS.lock().unwrap_or_else(PoisonError::into_inner);
+    relays.retain(|(_, weak)| weak.strong_count() > 0);
+    relays
+        .iter()
+        .find(|(dir, _)| socket.starts_with(dir))
+        .and_then(|(_, weak)| weak.upgrade())
+}
+
+/// Binds a relay to `upstream` at `<dir>/<socket_name>` in a fresh private directory and
+/// starts it if a runtime is running (else on [`RelayGuard::ensure_running`]). Returns the
+/// directory and the guard.
+pub(crate) fn start(
+    upstream: Upstream,
+    socket_name: &str,
+    limit: usize,
+) -> io::Result<(PathBuf, Arc<RelayGuard>)> {
+    let dir = private_dir()?;
+    let listener = match std::os::unix::net::UnixListener::bind(dir.join(socket_name)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    let budget = Arc::new(Budget::new(limit));
+    let guard = Arc::new(RelayGuard {
+        dir: dir.clone(),
+        accept: Mutex::new(Accept::Pending(listener, upstream, budget.clone())),
+        budget,
+    });
+    RELAYS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((dir.clone(), Arc::downgrade(&guard)));
+    guard.ensure_running();
+    Ok((dir, guard))
+}
+
+/// A new directory only this user may enter, under the temporary directory.
+fn private_dir() -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    static N: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    let mut last = None;
+    for _ in 0..8 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!(
+            "component_model-sql-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no directory for the database relay")))
+}
+
+fn spawn_accept(
+    listener: std::os::unix::net::UnixListener,
+    upstream: Upstream,
+    budget: Arc<Budget>,
+) -> io::Result<AbortHandle> {
+    listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(listener)?;
+    let task = tokio::spawn(async move {
+        // The connections' tasks end with the accept loop (when the pool is dropped).
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((client, _)) => {
+                        connections.spawn(relay(client, upstream.clone(), budget.clone()));
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the database relay could not accept");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    });
+    Ok(task.abort_handle())
+}
+
+/// Copies one connection both ways until either side ends or the server's answer to a
+/// request exceeds the budget.
+async fn relay(client: UnixStream, upstream: Upstream, budget: Arc<Budget>) {
+    let connected = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((upstream.host.as_str(), upstream.port)),
+    )
+    .await;
+    let server = match connected {
+        Ok(Ok(server)) => server,
+        Ok(Err(e)) => {
+            budget.set_upstream_error(Some(e.to_string()));
+            return;
+        }
+        Err(_) => {
+            budget.set_upstream_error(Some(format!(
+                "no answer to connecting within {CONNECT_TIMEOUT:?}"
+            )));
+            return;
+        }
+    };
+    budget.set_upstream_error(None);
+    let _ = server.set_nodelay(true);
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // Bytes the server sent since the client last wrote.
+    let answered = AtomicUsize::new(0);
+
+    let requests = async {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = client_read.read(&mut buf).await?;
+            if n == 0 {
+                return io::Result::Ok(());
+            }
+            answered.store(0, Ordering::Relaxed);
+            server_write.write_all(&buf[..n]).await?;
+        }
+    };
+    let answers = async {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = server_read.read(&mut buf).await?;
+            if n == 0 {
+                return io::Result::Ok(());
+            }
+            let total = answered.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+            if total > budget.limit() {
+                budget.overflows.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    limit = budget.limit(),
+                    "a database answer exceeded the response limit; closing its connection"
+                );
+                return Ok(());
+            }
+            client_write.write_all(&buf[..n]).await?;
+        }
+    };
+    // Whichever direction ends first ends both: dropping the halves closes the sockets.
+    tokio::select! {
+        _ = requests => {}
+        _ = answers => {}
+    }
+}
