@@ -1,8 +1,10 @@
 //! Vault logins from the environment: AppRole (secret id as a value or a file),
 //! Kubernetes (service-account JWT file), a token file (Vault Agent's sink); the token is
 //! looked up, renewed at 2/3 of its TTL by a task that ends with the source, and obtained
-//! again when renewal fails or Vault revokes it. Against the Vault double's login,
-//! lookup-self and renew-self endpoints.
+//! again when renewal fails or Vault revokes it; a path denied by policy is reported
+//! without a new login; a token that may not look itself up is used as is. Against the
+//! Vault double's login, lookup-self, renew-self and revoke-self endpoints and its
+//! policies (the same rules against OpenBao: `openbao.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +18,13 @@ use component_model_tests::{CapturedLogs, capture, unique};
 #[allow(dead_code)]
 struct Secrets {
     #[component(fetch_from = "vault", secret = "app/db", field = "password")]
+    password: SecretString,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Other {
+    #[component(fetch_from = "vault", secret = "other/db", field = "password")]
     password: SecretString,
 }
 
@@ -217,10 +226,18 @@ async fn a_token_at_its_max_ttl_is_obtained_again_by_login_and_renewal_stops_wit
     let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
     assert_eq!(s.password.expose_secret(), "pw-1");
 
-    // Dropped: no more renewals.
+    // The token given up at its max TTL was revoked (it was still alive).
+    let revoked = vault.requests_to("/v1/auth/token/revoke-self").len();
+    assert!(revoked >= 1, "{:?}", vault.requests());
+
+    // Dropped: the current token revoked, then no more renewals.
     drop(sources);
     drop(vault_source);
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        vault.requests_to("/v1/auth/token/revoke-self").len(),
+        revoked + 1
+    );
     let before = vault.requests().len();
     tokio::time::sleep(Duration::from_millis(3000)).await;
     assert_eq!(vault.requests().len(), before, "{:?}", vault.requests());
@@ -255,4 +272,88 @@ async fn a_token_with_time_left_is_kept_when_renewal_and_a_new_token_both_fail()
         "{}",
         errors[0]
     );
+}
+
+#[tokio::test]
+async fn a_policy_denied_path_is_reported_without_a_new_login_and_a_revoked_token_replaced_once() {
+    let vault = VaultDouble::builder()
+        .approle(ROLE_ID, SECRET_ID)
+        .login_policy(&["secret/data/app/"], true)
+        .start()
+        .await;
+    vault.put("secret", "app/db", serde_json::json!({"password": "pw-1"}));
+    vault.put(
+        "secret",
+        "other/db",
+        serde_json::json!({"password": "pw-no"}),
+    );
+    let source = VaultSource::new(vault.url()).with_approle(ROLE_ID, SECRET_ID);
+    let sources = Sources::new().register("vault", source.clone());
+    for _ in 0..3 {
+        let errors = Other::fetch_all_components_with(&sources)
+            .await
+            .unwrap_err();
+        let text = errors[0].to_string();
+        assert_eq!(errors[0].kind(), ErrorKind::Unauthorized, "{text}");
+        assert!(text.starts_with("Other.password: vault"), "{text}");
+        assert!(text.contains("secret/other/db"), "{text}");
+        assert!(text.contains("denied by policy"), "{text}");
+    }
+    // Before: 4 logins and 6 reads. Now: one login, one read and one lookup per fetch.
+    assert_eq!(vault.logins(), 1);
+    assert_eq!(vault.requests_to("/v1/secret/data/other/db").len(), 3);
+    assert_eq!(vault.requests_to("/v1/auth/token/lookup-self").len(), 3);
+
+    // Revoked behind the source's back: lookup-self is refused too, so the token is bad:
+    // one new login, and the read succeeds.
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    let used = vault.requests_to("/v1/secret/data/app/db")[0]
+        .header("x-vault-token")
+        .unwrap()
+        .to_owned();
+    vault.revoke_token(&used);
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    assert_eq!((vault.logins(), source.logins()), (2, 2));
+    assert_eq!(vault.requests_to("/v1/auth/token/lookup-self").len(), 4);
+}
+
+#[tokio::test]
+async fn a_token_file_token_that_may_not_look_itself_up_is_used_as_is() {
+    let vault = vault(Duration::from_secs(3600), Duration::from_secs(7200)).await;
+    vault.put(
+        "secret",
+        "other/db",
+        serde_json::json!({"password": "pw-no"}),
+    );
+    // `vault token create -policy=app -no-default-policy`.
+    let token = vault.issue_scoped_token(Duration::from_secs(3600), &["secret/data/app/"], false);
+    let file = secret_file(&token);
+    let sources = env_sources(&vault, &[("VAULT_TOKEN_FILE", file.to_str().unwrap())]);
+    // Before: "the token file … failed: HTTP 403 Forbidden from vault for lookup-self".
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    assert_eq!(vault.requests_to("/v1/auth/token/lookup-self").len(), 1);
+
+    // A denied path: the same token in the file, and it cannot be told from a revoked
+    // one: the denial is reported, once.
+    let errors = Other::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let text = errors[0].to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::Unauthorized, "{text}");
+    assert!(text.contains("may not look itself up"), "{text}");
+    assert_eq!(vault.requests_to("/v1/secret/data/other/db").len(), 1);
+
+    // Revoked, and a new token in the file: the refused read reads the file again.
+    vault.revoke_token(&token);
+    let next = vault.issue_scoped_token(Duration::from_secs(3600), &["secret/data/app/"], false);
+    std::fs::write(&file, &next).unwrap();
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    // Neither renewed nor revoked by the source: the agent's tokens.
+    assert!(vault.requests_to("/v1/auth/token/renew-self").is_empty());
+    assert!(vault.requests_to("/v1/auth/token/revoke-self").is_empty());
+    let _ = std::fs::remove_file(file);
 }
