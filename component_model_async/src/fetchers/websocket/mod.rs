@@ -5,7 +5,10 @@
 //!   after connecting (10 s by default,
 //!   [`WebSocketSource::with_first_message_timeout`]): a configuration service is expected
 //!   to send its current value when a client connects; none in time is `not found` (the
-//!   field's `fallback` then applies);
+//!   field's `fallback` then applies). It is one deadline over connecting and reading,
+//!   whatever control frames arrive: a flood of pings or pongs cannot stretch it, and
+//!   pongs owed to a server that does not read are buffered up to 256 KiB (then only the
+//!   latest waits);
 //! * watched (`stream_from` fields always are), one connection per URL stays open: every
 //!   message is a candidate update; a ping goes out every 15 s and a connection silent
 //!   for two intervals is dropped; a closed or failed connection is opened again with a

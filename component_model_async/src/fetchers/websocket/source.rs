@@ -24,6 +24,13 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long closing a connection may take.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
+/// Outgoing frames are written once this many bytes are buffered.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The most a connection buffers for sending (pongs, pings, the close frame) while the
+/// server does not read.
+const MAX_WRITE_BUFFER: usize = 256 * 1024;
+
 /// The TLS configuration of `wss://` connections: rustls with ring and the system's root
 /// certificates, made once. (Built with an explicit provider: rustls cannot pick one by
 /// itself when several are compiled into the program.)
@@ -160,6 +167,11 @@ impl Inner {
         WebSocketConfig::default()
             .max_message_size(Some(self.max_message))
             .max_frame_size(Some(self.max_message))
+            // The reader queues a pong for every ping; a server that floods pings and
+            // never reads would grow the write buffer without end (unbounded by
+            // default). Past this bound only the latest pong waits.
+            .write_buffer_size(WRITE_BUFFER)
+            .max_write_buffer_size(MAX_WRITE_BUFFER)
     }
 
     /// Opens the connection (TCP, TLS for `wss://`, the handshake) within the first
@@ -227,13 +239,20 @@ impl Inner {
     }
 
     /// The next value on `socket`: `Ok(None)` when the connection ended.
+    ///
+    /// Every frame that is no message (a ping, a pong: RFC 6455 allows unsolicited pongs)
+    /// costs a unit of the task's cooperative budget: a server flooding control frames
+    /// keeps the socket readable, and the reader takes many frames from one read, so
+    /// without it the loop would not return `Pending` for seconds and the caller's
+    /// deadline (a timer) could not fire.
     async fn next_message(&self, socket: &mut Socket) -> Result<Option<Message>, SourceError> {
         while let Some(frame) = socket.next().await {
             match frame {
                 Ok(WsMessage::Text(text)) => return Ok(Some(Ok(RawValue::Text(text.to_string())))),
                 Ok(WsMessage::Binary(bytes)) => return Ok(Some(Ok(stream::body(bytes.to_vec())))),
                 Ok(WsMessage::Close(_)) => return Ok(None),
-                Ok(_) => {} // ping (answered by the reader), pong
+                // A ping (answered by the reader) or a pong.
+                Ok(_) => tokio::task::coop::consume_budget().await,
                 Err(WsError::Capacity(e)) => {
                     // The reader refused the message before buffering it; the connection
                     // cannot go on past it.
@@ -256,12 +275,16 @@ impl Inner {
     }
 
     /// The start-up read: the first message within the deadline.
+    ///
+    /// One deadline for connecting and reading, whatever frames arrive; closing is a
+    /// courtesy within what is left of it (a server that stops reading cannot hold the
+    /// fetch past it).
     async fn first(&self, url: &str) -> Result<RawValue, SourceError> {
-        let started = tokio::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + self.first_message;
         let mut socket = self.connect(url).await?;
-        let left = self.first_message.saturating_sub(started.elapsed());
-        let got = tokio::time::timeout(left, self.next_message(&mut socket)).await;
-        close(&mut socket).await;
+        let got = tokio::time::timeout_at(deadline, self.next_message(&mut socket)).await;
+        let close_by = deadline.min(tokio::time::Instant::now() + CLOSE_WITHIN);
+        let _ = tokio::time::timeout_at(close_by, socket.close(None)).await;
         match got {
             Ok(Ok(Some(message))) => message,
             Ok(Ok(None)) => Err(SourceError::not_found()
@@ -328,7 +351,12 @@ impl Inner {
                         Some(Ok(WsMessage::Text(text))) => Ok(RawValue::Text(text.to_string())),
                         Some(Ok(WsMessage::Binary(bytes))) => Ok(stream::body(bytes.to_vec())),
                         Some(Ok(WsMessage::Close(_))) | None => return false,
-                        Some(Ok(_)) => continue,
+                        Some(Ok(_)) => {
+                            // A ping or pong: a flood of them must let the timers
+                            // (the first message's deadline, the pings) have their turn.
+                            tokio::task::coop::consume_budget().await;
+                            continue;
+                        }
                         Some(Err(WsError::Capacity(e))) => Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
                             "a message was larger than the limit of {} bytes ({e}); the connection is opened again",
                             self.max_message
