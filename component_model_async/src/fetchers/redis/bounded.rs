@@ -1,10 +1,17 @@
 //! A stream wrapper that reads Redis replies (RESP2/RESP3) through a size bound.
 //!
 //! redis-rs trusts the length a reply announces (`$1099511627776\r\n` makes it reserve a
-//! terabyte), so every byte read from the server passes a small scanner first: a bulk
-//! string, verbatim string or blob error longer than the limit, an aggregate announcing
-//! more elements than the limit, or a line longer than the limit fails the read with an
-//! I/O error before the parser sees it, and [`Exceeded`] remembers why.
+//! terabyte) and builds every element of an aggregate it is told of, so every byte read
+//! from the server passes a small scanner first. It fails the read with an I/O error
+//! before the parser sees the bytes, and [`Exceeded`] remembers why, when
+//!
+//! * a bulk string, verbatim string or blob error is longer than the limit, or a line is;
+//! * a reply would make the parser hold more than its memory budget ([`Scanner::budget`]:
+//!   twice the limit, at least 64 KiB): every element costs [`SLOT`] bytes (a
+//!   `redis::Value` in a vector grown by doubling; a map's pairs twice) plus the bytes it
+//!   carries. An aggregate is charged for all the elements it announces when its header
+//!   arrives, so `*16000000` of `:0` is refused at its first line, not after 16 million
+//!   values were built. (The read buffer holds at most one value's raw bytes besides.)
 
 use std::io;
 use std::pin::Pin;
@@ -40,6 +47,14 @@ const NOT_RESP_REASON: &str = "a byte that starts no RESP reply";
 /// The longest length/count line accepted: sign, 20 digits, CRLF (and a spare byte).
 const MAX_COUNT_LINE: usize = 24;
 
+/// What one element of a reply makes the parser hold besides its bytes: a `redis::Value`
+/// in a vector that may have grown by doubling.
+pub(crate) const SLOT: u64 = 2 * std::mem::size_of::<::redis::Value>() as u64;
+
+/// The smallest memory budget of a reply, whatever the limit: enough for the replies of
+/// the handshake and for a few values at a small limit.
+const MIN_BUDGET: u64 = 64 * 1024;
+
 /// Where the scanner is inside the reply stream.
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -51,12 +66,17 @@ enum State {
     Payload { remaining: u64 },
 }
 
-/// The RESP scanner: feeds on bytes, says when a reply breaks the limit.
+/// The RESP scanner: feeds on bytes, says when a reply breaks the limit or its memory
+/// budget.
 #[derive(Debug)]
 pub(crate) struct Scanner {
     state: State,
     header: Vec<u8>,
     limit: u64,
+    /// What the reply being read makes the parser hold so far, in bytes (0 between replies).
+    held: u64,
+    /// The aggregates being read, outermost first: how many elements each still expects.
+    open: Vec<u64>,
 }
 
 impl Scanner {
@@ -65,7 +85,42 @@ impl Scanner {
             state: State::Type,
             header: Vec::with_capacity(24),
             limit: limit as u64,
+            held: 0,
+            open: Vec::new(),
         }
+    }
+
+    /// The most memory one reply may make the parser hold: twice the limit (a value at
+    /// the limit always fits, with room for its elements), at least [`MIN_BUDGET`].
+    pub(crate) fn budget(&self) -> u64 {
+        self.limit.saturating_mul(2).max(MIN_BUDGET)
+    }
+
+    /// Counts `bytes` more held by the reply; `Err` when that is over the budget.
+    fn charge(&mut self, bytes: u64, what: impl FnOnce() -> String) -> Result<(), String> {
+        self.held = self.held.saturating_add(bytes);
+        if self.held > self.budget() {
+            return Err(format!(
+                "{}: the reply would hold more than {} bytes in memory (the limit of {} bytes, twice, at least {MIN_BUDGET})",
+                what(),
+                self.budget(),
+                self.limit
+            ));
+        }
+        Ok(())
+    }
+
+    /// An element was read whole: its aggregate expects one fewer (and may be whole in
+    /// turn); a reply read whole frees its budget.
+    fn completed(&mut self) {
+        while let Some(left) = self.open.last_mut() {
+            *left = left.saturating_sub(1);
+            if *left > 0 {
+                return;
+            }
+            self.open.pop();
+        }
+        self.held = 0;
     }
 
     /// Scans `bytes`; `Err` names what broke the limit.
@@ -77,6 +132,11 @@ impl Scanner {
                     // Anything else is not RESP: a parser could be led to read it as data.
                     if !b"+-:$*_,#!=(%~>|".contains(&bytes[i]) {
                         return Err(format!("{NOT_RESP_REASON} (0x{:02x})", bytes[i]));
+                    }
+                    // A reply's first element costs its slot; the others' were paid
+                    // by their aggregate.
+                    if self.open.is_empty() {
+                        self.charge(SLOT, || "a reply".to_owned())?;
                     }
                     self.header.clear();
                     self.state = State::Line {
@@ -105,6 +165,10 @@ impl Scanner {
                     }
                     i += taken;
                     self.state = if done {
+                        if !is_counted(kind) {
+                            // A simple string, error or number holds its line.
+                            self.charge(len as u64, || format!("a reply line of {len} bytes"))?;
+                        }
                         self.after_line(kind)?
                     } else {
                         State::Line { kind, len }
@@ -114,7 +178,10 @@ impl Scanner {
                     let take = remaining.min((bytes.len() - i) as u64);
                     i += take as usize;
                     self.state = match remaining - take {
-                        0 => State::Type,
+                        0 => {
+                            self.completed();
+                            State::Type
+                        }
                         left => State::Payload { remaining: left },
                     };
                 }
@@ -123,28 +190,51 @@ impl Scanner {
         Ok(())
     }
 
+    /// The element's line is read: what follows it (its payload, its elements, the next
+    /// element), and what it costs.
     fn after_line(&mut self, kind: u8) -> Result<State, String> {
         if !is_counted(kind) {
+            self.completed();
             return Ok(State::Type);
         }
         let text = std::str::from_utf8(&self.header).unwrap_or("").trim();
         // `-1` (null) or a streamed `?` length: nothing to bound here; the parser decides.
         let Ok(n) = text.parse::<u64>() else {
+            self.completed();
             return Ok(State::Type);
         };
-        if n > self.limit {
-            let what = if is_bulk(kind) {
-                format!("a value of {n} bytes")
-            } else {
-                format!("a reply of {n} elements")
-            };
-            return Err(format!("{what}, over the limit of {} bytes", self.limit));
+        if is_bulk(kind) {
+            if n > self.limit {
+                return Err(format!(
+                    "a value of {n} bytes, over the limit of {} bytes",
+                    self.limit
+                ));
+            }
+            self.charge(n, || format!("a value of {n} bytes"))?;
+            return Ok(State::Payload { remaining: n + 2 });
         }
-        Ok(if is_bulk(kind) {
-            State::Payload { remaining: n + 2 }
+        // The elements an aggregate announces, each a slot; a map's (and an attribute's)
+        // pairs are collected first and then paired: twice.
+        let (elements, slots) = match kind {
+            b'%' => (n.saturating_mul(2), n.saturating_mul(4)),
+            b'|' => (n.saturating_mul(2) + 1, n.saturating_mul(4) + 1),
+            _ => (n, n),
+        };
+        if n > self.limit {
+            return Err(format!(
+                "a reply of {n} elements, over the limit of {} bytes",
+                self.limit
+            ));
+        }
+        self.charge(slots.saturating_mul(SLOT), || {
+            format!("a reply of {n} elements")
+        })?;
+        if elements == 0 {
+            self.completed();
         } else {
-            State::Type
-        })
+            self.open.push(elements);
+        }
+        Ok(State::Type)
     }
 }
 
@@ -230,7 +320,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BoundedStream<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::Scanner;
+    use super::{SLOT, Scanner};
 
     fn scan(limit: usize, chunks: &[&[u8]]) -> Result<(), String> {
         let mut s = Scanner::new(limit);
@@ -267,6 +357,56 @@ mod tests {
     fn huge_aggregates_and_endless_lines_fail() {
         assert!(scan(100, &[b"*1000000\r\n"]).is_err());
         assert!(scan(100, &[&[b'+'; 1000][..]]).is_err());
+    }
+
+    #[test]
+    fn an_aggregate_is_charged_its_elements_memory_at_its_header() {
+        // 16 million small integers: far under 16 MiB on the wire, about a gigabyte
+        // once parsed. Refused at the first line.
+        let err = scan(16 * 1024 * 1024, &[b"*16000000\r\n"]).unwrap_err();
+        assert!(err.contains("16000000 elements"), "{err}");
+        assert!(err.contains("in memory"), "{err}");
+
+        // At a limit of 64 KiB the budget is 128 KiB: one slot for the reply itself,
+        // the rest for its elements.
+        let limit = 64 * 1024;
+        let fits = 2 * limit as u64 / SLOT - 1;
+        let header = format!("*{fits}\r\n");
+        let mut s = Scanner::new(limit);
+        s.feed(header.as_bytes()).unwrap();
+        assert_eq!(s.open, vec![fits]);
+        // Its elements' lines count as well: the last ones no longer fit.
+        let err = (0..fits).try_for_each(|_| s.feed(b"+x\r\n")).unwrap_err();
+        assert!(err.contains("a reply line of 3 bytes"), "{err}");
+        let over = format!("*{}\r\n", fits + 1);
+        assert!(scan(limit, &[over.as_bytes()]).is_err());
+    }
+
+    #[test]
+    fn the_elements_bytes_count_too_and_a_finished_reply_frees_its_budget() {
+        // Two values of 40 KiB fit a 64 KiB limit (a 128 KiB budget); four do not.
+        let value = format!("$40960\r\n{}\r\n", "v".repeat(40960));
+        let two = format!("*2\r\n{value}{value}");
+        let four = format!("*4\r\n{value}{value}{value}{value}");
+        let mut s = Scanner::new(64 * 1024);
+        for _ in 0..10 {
+            s.feed(two.as_bytes()).unwrap();
+        }
+        let err = scan(64 * 1024, &[four.as_bytes()]).unwrap_err();
+        assert!(err.contains("more than 131072 bytes in memory"), "{err}");
+    }
+
+    #[test]
+    fn nested_aggregates_and_maps_end_where_they_end() {
+        let mut s = Scanner::new(1024);
+        s.feed(b"*2\r\n*2\r\n:1\r\n:2\r\n%1\r\n+k\r\n$1\r\nv\r\n")
+            .unwrap();
+        assert!(s.open.is_empty() && s.held == 0, "{s:?}");
+        s.feed(b"*0\r\n*-1\r\n$-1\r\n|1\r\n+a\r\n+b\r\n:7\r\n")
+            .unwrap();
+        assert!(s.open.is_empty() && s.held == 0, "{s:?}");
+        s.feed(b"*3\r\n:1\r\n").unwrap();
+        assert_eq!(s.open, vec![2]);
     }
 
     #[test]

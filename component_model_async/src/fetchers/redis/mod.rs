@@ -13,7 +13,9 @@
 //!
 //! Every reply is read through a size bound ([`DEFAULT_MAX_REPLY`], per source with
 //! [`RedisSource::with_max_reply`]): a value announced larger than that is an error, never
-//! an allocation. A connection refused is `unavailable`, `WRONGPASS`/`NOAUTH` are
+//! an allocation, and so is a reply that would hold more than twice that in memory once
+//! parsed (each element counted at its parsed cost plus its bytes; an array of 16 million
+//! small integers is refused at its first line). A connection refused is `unavailable`, `WRONGPASS`/`NOAUTH` are
 //! `unauthorized`, `WRONGTYPE` (a string read of a hash, a member read of a string) is a
 //! decode error; each names the field, the source and the key, and the password of the
 //! URL is never shown.

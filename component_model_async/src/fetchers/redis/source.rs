@@ -22,8 +22,9 @@ use crate::fetchers::env::EnvSource;
 use crate::source::{FetchRequest, RawValue, Source};
 use crate::source_support::redact_url;
 
-/// The largest value (and the most elements in one reply) a [`RedisSource`] accepts by
-/// default: 16 MiB.
+/// The largest value a [`RedisSource`] accepts by default: 16 MiB. One reply may make it
+/// hold twice that in memory once parsed (every element counted at its cost there, a
+/// fixed ~100 bytes, plus its bytes; see [`RedisSource::with_max_reply`]).
 pub const DEFAULT_MAX_REPLY: usize = 16 * 1024 * 1024;
 
 /// How long connecting, and then each round trip, may take by default.
@@ -148,8 +149,11 @@ impl RedisSource {
         self
     }
 
-    /// Accepts values (and replies of as many elements) up to `bytes` long; a longer one
-    /// fails its fields with an error instead of being read.
+    /// Accepts values up to `bytes` long, and replies that hold at most twice that in
+    /// memory once parsed (at least 64 KiB): every element counts a fixed cost (a parsed
+    /// value in a vector, ~100 bytes) plus its bytes, and an array is counted for all the
+    /// elements it announces as soon as it announces them. A longer value, or a larger
+    /// reply, fails its fields with an error instead of being read.
     #[must_use]
     pub fn with_max_reply(mut self, bytes: usize) -> Self {
         self.max_reply = bytes;
