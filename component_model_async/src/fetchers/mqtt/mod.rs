@@ -5,7 +5,9 @@
 //! * **At start** (a fetch with no watch): a clean session subscribes to the topic (QoS 1)
 //!   and takes the first message within a deadline (10 s,
 //!   [`MqttSource::with_first_message_timeout`]): the broker sends the topic's retained
-//!   message at once when it has one. None: `not found` (the field's `fallback` applies).
+//!   message at once when it has one. None: `not found` (the field's `fallback` applies);
+//!   a broker that has not even accepted the connection (no CONNACK) by then: `timeout`.
+//!   One deadline over connecting, subscribing and reading, whatever packets arrive.
 //! * **Watched** (`stream_from` fields always are): one connection per field, subscribed
 //!   to the topic; every message is a candidate update. After a lost connection it
 //!   connects again with a backoff (500 ms doubling to 30 s) and subscribes again; the

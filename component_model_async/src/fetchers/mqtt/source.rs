@@ -216,11 +216,16 @@ impl Inner {
         }
     }
 
-    /// The next message on `topic`'s subscription (`None`: nothing but protocol traffic
-    /// so far; the caller polls again).
-    async fn next(&self, events: &mut EventLoop) -> Result<Option<Vec<u8>>, SourceError> {
+    /// The next event of the connection: a message on the subscription, the broker's
+    /// CONNACK, or other protocol traffic (the caller polls again).
+    ///
+    /// Protocol traffic costs a unit of the task's cooperative budget: a broker flooding
+    /// packets (`PINGRESP`s, say) keeps the socket readable, and the client takes many
+    /// packets from one read, so without it the loop would not return `Pending` and the
+    /// caller's deadline (a timer) could not fire.
+    async fn next(&self, events: &mut EventLoop) -> Result<Step, SourceError> {
         match events.poll().await {
-            Ok(Event::Incoming(Packet::Publish(p))) => Ok(Some(p.payload.to_vec())),
+            Ok(Event::Incoming(Packet::Publish(p))) => Ok(Step::Message(p.payload.to_vec())),
             Ok(Event::Incoming(Packet::SubAck(ack)))
                 if ack
                     .return_codes
@@ -230,7 +235,13 @@ impl Inner {
                 Err(SourceError::new(ErrorKind::Unauthorized)
                     .with_message("the broker refused the subscription"))
             }
-            Ok(_) => Ok(None),
+            Ok(event) => {
+                tokio::task::coop::consume_budget().await;
+                Ok(match event {
+                    Event::Incoming(Packet::ConnAck(_)) => Step::Connected,
+                    _ => Step::Other,
+                })
+            }
             Err(e) => Err(self.failed(&e)),
         }
     }
@@ -247,12 +258,19 @@ impl Inner {
     }
 
     /// The start-up read: the first message (the retained one) within the deadline.
+    ///
+    /// One deadline for connecting, subscribing and reading, whatever packets arrive. A
+    /// broker that has not accepted the connection (no CONNACK) by then is a timeout, not
+    /// a topic without a message.
     async fn first(&self, topic: &str) -> Result<RawValue, SourceError> {
         let (client, mut events) = self.open(topic).await?;
+        let mut connected = false;
         let read = async {
             loop {
-                if let Some(payload) = self.next(&mut events).await? {
-                    return self.value(payload);
+                match self.next(&mut events).await? {
+                    Step::Message(payload) => return self.value(payload),
+                    Step::Connected => connected = true,
+                    Step::Other => {}
                 }
             }
         };
@@ -260,6 +278,12 @@ impl Inner {
         let _ = client.try_disconnect();
         match got {
             Ok(result) => result,
+            Err(_) if !connected => {
+                Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
+                    "the broker did not accept the connection (no CONNACK) within {:?}",
+                    self.first_message
+                )))
+            }
             Err(_) => Err(SourceError::not_found().with_message(format!(
                 "no message on topic `{topic}` within {:?} of subscribing (no retained message)",
                 self.first_message
@@ -293,7 +317,7 @@ impl Inner {
                     )));
                 }
                 next = self.next(&mut events) => {
-                    if let Some(payload) = next? {
+                    if let Step::Message(payload) = next? {
                         heard = true;
                         if !feed.push(self.value(payload)) {
                             return Ok(true);
@@ -303,6 +327,16 @@ impl Inner {
             }
         }
     }
+}
+
+/// What one poll of the connection brought.
+enum Step {
+    /// A message on the subscription (its payload).
+    Message(Vec<u8>),
+    /// The broker accepted the connection (CONNACK).
+    Connected,
+    /// Other protocol traffic.
+    Other,
 }
 
 fn no_topic() -> SourceError {
