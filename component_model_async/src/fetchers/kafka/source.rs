@@ -161,7 +161,19 @@ impl Inner {
         self.brokers.join(",")
     }
 
+    /// The largest response frame the client reads: four times the largest message
+    /// (a fetch response carries a batch and its framing), at least 1 MiB.
+    fn frame_bound(&self) -> usize {
+        self.max_message.saturating_mul(4).max(1 << 20)
+    }
+
     fn error(&self, e: &KafkaError) -> SourceError {
+        if too_large(e) {
+            return SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                "a response larger than the client's bound of {} bytes (it was read past, not kept): {e}",
+                self.frame_bound()
+            ));
+        }
         let kind = match e {
             KafkaError::ServerError {
                 protocol_error: ProtocolError::UnknownTopicOrPartition,
@@ -210,7 +222,7 @@ impl Inner {
         }
         let builder = ClientBuilder::new(self.brokers.clone())
             .client_id("component_model")
-            .max_message_size(self.max_message.saturating_mul(4).max(1 << 20))
+            .max_message_size(self.frame_bound())
             .backoff_config(BackoffConfig {
                 init_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_secs(1),
@@ -414,7 +426,11 @@ impl Inner {
                 Ok(Step::Reset) => following = None,
                 Err(e) => {
                     tracing::debug!(topic = %topic, error = %e, "kafka watch: reading failed; trying again after a backoff");
-                    if e.kind() == ErrorKind::Unavailable || e.kind() == ErrorKind::Timeout {
+                    // A frame over the bound poisons the connection: a new client too.
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::TooLarge
+                    ) {
                         self.forget().await;
                     }
                     // Clients are made again; positions stay.
@@ -496,7 +512,7 @@ impl Inner {
                             format!(
                                 "the batch at offset {position} of partition {} is larger than {} bytes; it is skipped",
                                 at.partition,
-                                self.max_message.saturating_mul(4)
+                                self.frame_bound()
                             ),
                         )));
                         return Err(self.error(&e));
