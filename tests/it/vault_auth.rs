@@ -287,13 +287,17 @@ async fn a_policy_denied_path_is_reported_without_a_new_login_and_a_revoked_toke
         "other/db",
         serde_json::json!({"password": "pw-no"}),
     );
+    let logs = CapturedLogs::default();
+    let _guard = capture(&logs);
     let source = VaultSource::new(vault.url()).with_approle(ROLE_ID, SECRET_ID);
     let sources = Sources::new().register("vault", source.clone());
+    let mut shown = String::new();
     for _ in 0..3 {
         let errors = Other::fetch_all_components_with(&sources)
             .await
             .unwrap_err();
         let text = errors[0].to_string();
+        shown.push_str(&format!("{text} {errors:?}"));
         assert_eq!(errors[0].kind(), ErrorKind::Unauthorized, "{text}");
         assert!(text.starts_with("Other.password: vault"), "{text}");
         assert!(text.contains("secret/other/db"), "{text}");
@@ -317,6 +321,16 @@ async fn a_policy_denied_path_is_reported_without_a_new_login_and_a_revoked_toke
     assert_eq!(s.password.expose_secret(), "pw-1");
     assert_eq!((vault.logins(), source.logins()), (2, 2));
     assert_eq!(vault.requests_to("/v1/auth/token/lookup-self").len(), 4);
+    // Neither the secret id nor a token in errors or logs (TRACE, every target).
+    assert!(
+        logs.text().contains("may no longer look itself up"),
+        "the re-login is logged: {}",
+        logs.text()
+    );
+    let everything = format!("{shown} {source:?} {}", logs.text());
+    assert!(!everything.contains("CANARY"), "{everything}");
+    assert!(!everything.contains(&used), "a token leaked: {everything}");
+    assert!(!everything.contains("pw-no"), "{everything}");
 }
 
 #[tokio::test]

@@ -11,8 +11,11 @@
 //!
 //! The whole response envelope is parsed (`request_id`, `lease_id`, `renewable`,
 //! `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`); `warnings` are logged;
-//! `{"errors": [...]}` bodies are surfaced in the error. 403 → unauthorized, 404 → not
-//! found, 503 (sealed, standby) and 5xx → unavailable. Fields reading the same secret in
+//! `{"errors": [...]}` bodies are surfaced in the error. 403 → unauthorized (with a token
+//! the source obtains itself, a 403 leads to a new token only when `lookup-self` shows the
+//! token is bad; a path denied by policy is reported as such: see [`auth`]), 404 → not
+//! found (`namespace not found` → misconfigured), 503 (sealed, standby) and 5xx →
+//! unavailable. Fields reading the same secret in
 //! one fetch share ONE read; `field = "..."` then picks each one's key. Every value read
 //! from Vault is secret: it never appears in errors or logs.
 //!
