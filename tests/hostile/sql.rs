@@ -606,6 +606,11 @@ struct Expect {
     timeout: Duration,
     /// What the error must name (field, source, key).
     names: &'static [&'static str],
+    /// A response limit other than the default.
+    max_response: Option<usize>,
+    /// Whether to capture the TRACE log (sqlx logs every notice: a flood of notices
+    /// captured fills memory with the log itself).
+    trace: bool,
 }
 
 async fn run<F, Fut>(protocol: Protocol, hostile: Hostile, fetch: F, expect: Expect)
@@ -615,13 +620,16 @@ where
 {
     let _s = serial().await;
     let logs = CapturedLogs::default();
-    let _logging = capture(&logs);
+    let _logging = expect.trace.then(|| capture(&logs));
     let server = server(protocol, hostile);
     let url = match protocol {
         Protocol::Postgres => format!("postgres://app:{CANARY}@127.0.0.1:{}/test", server.port),
         Protocol::MySql => format!("mysql://app:{CANARY}@127.0.0.1:{}/test", server.port),
     };
-    let source = DatabaseSource::lazy(&url);
+    let mut source = DatabaseSource::lazy(&url);
+    if let Some(bytes) = expect.max_response {
+        source = source.with_max_response(bytes);
+    }
     let debug = format!("{source:?}");
     let sources = Sources::new().register("database", source);
     let Measured {
@@ -694,6 +702,8 @@ async fn postgres_data_row_announcing_2_gib_is_refused_within_the_response_limit
             "SELECT value FROM config WHERE key = $1",
             "answer",
         ],
+        max_response: None,
+        trace: true,
     };
     run(
         Protocol::Postgres,
@@ -710,6 +720,8 @@ async fn postgres_endless_rows_of_a_table_read_stop_at_the_row_limit() {
         kinds: TOO_LARGE,
         timeout: Duration::from_secs(10),
         names: &["Table10.db_url", "database", "config.db_url"],
+        max_response: None,
+        trace: true,
     };
     run(
         Protocol::Postgres,
@@ -730,6 +742,33 @@ async fn postgres_endless_notices_cannot_outlast_the_field_timeout() {
             "database",
             "SELECT value FROM config WHERE key = $1",
         ],
+        max_response: None,
+        trace: true,
+    };
+    run(
+        Protocol::Postgres,
+        Hostile::EndlessNotices,
+        fetch!(Query3),
+        expect,
+    )
+    .await;
+}
+
+/// The field timeout fires while the socket always has data: with a limit too large to
+/// end the flood, on a runtime whose other worker keeps the client's socket full, the read
+/// must still give the timer its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_endless_notices_under_a_huge_limit_still_time_out() {
+    let expect = Expect {
+        kinds: LATE,
+        timeout: Duration::from_secs(3),
+        names: &[
+            "Query3.value",
+            "database",
+            "SELECT value FROM config WHERE key = $1",
+        ],
+        max_response: Some(1 << 40),
+        trace: false,
     };
     run(
         Protocol::Postgres,
@@ -750,6 +789,8 @@ async fn postgres_one_byte_a_second_times_out() {
             "database",
             "SELECT value FROM config WHERE key = $1",
         ],
+        max_response: None,
+        trace: true,
     };
     run(
         Protocol::Postgres,
@@ -770,6 +811,8 @@ async fn postgres_never_answering_times_out() {
             "database",
             "SELECT value FROM config WHERE key = $1",
         ],
+        max_response: None,
+        trace: true,
     };
     run(Protocol::Postgres, Hostile::Silent, fetch!(Query3), expect).await;
 }
@@ -785,6 +828,8 @@ async fn mysql_value_chained_to_4_gib_is_refused_within_the_response_limit() {
             "SELECT value FROM config WHERE `key` = ?",
             "answer",
         ],
+        max_response: None,
+        trace: true,
     };
     run(
         Protocol::MySql,
@@ -801,6 +846,8 @@ async fn mysql_endless_rows_of_a_table_read_stop_at_the_row_limit() {
         kinds: TOO_LARGE,
         timeout: Duration::from_secs(10),
         names: &["Table10.db_url", "database", "config.db_url"],
+        max_response: None,
+        trace: true,
     };
     run(
         Protocol::MySql,
@@ -821,6 +868,8 @@ async fn mysql_one_byte_a_second_times_out() {
             "database",
             "SELECT value FROM config WHERE `key` = ?",
         ],
+        max_response: None,
+        trace: true,
     };
     run(
         Protocol::MySql,
@@ -841,6 +890,8 @@ async fn mysql_never_answering_times_out() {
             "database",
             "SELECT value FROM config WHERE `key` = ?",
         ],
+        max_response: None,
+        trace: true,
     };
     run(Protocol::MySql, Hostile::Silent, fetch!(MyQuery3), expect).await;
 }

@@ -13,9 +13,15 @@
 //! that was running. TLS is unaffected: sqlx still negotiates it with the server, over the
 //! relay, under the URL's host name (the relay copies the encrypted bytes unread).
 //!
-//! A limit on bytes also bounds how long sqlx may parse without returning `Pending` (its
-//! reads never yield while the socket has data, so a flood of notices would otherwise keep
-//! the timer of a field timeout from running).
+//! sqlx's reads never return `Pending` while the socket has data, so a flood (of notices,
+//! which sqlx reads and logs without returning) could keep the timer of a field timeout
+//! from running. The limit bounds how long that can last, and the relay pauses for a
+//! millisecond after every MiB of one answer, so the client's socket runs empty and its
+//! task yields to the timer even under a large limit.
+//!
+//! A connection that only listens (`LISTEN`, for a `Live`) counts every notification as
+//! part of one answer: after the limit's worth of notifications it is closed, and the
+//! listener connects again and reads everything again (nothing is lost).
 //!
 //! The relay lives as long as the pool: a guard kept in the pool's `after_connect` hook
 //! stops its tasks and removes its directory when the last clone of the pool is dropped.
@@ -147,6 +153,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes copied per read, each way.
 const CHUNK: usize = 64 * 1024;
+
+/// After this much of one answer the relay pauses for [`PAUSE`], so that the client's
+/// socket runs empty and its reading task returns `Pending` (see the module's docs).
+const PACE_EVERY: usize = 1024 * 1024;
+
+/// How long the relay pauses every [`PACE_EVERY`] bytes: at most 16 ms over an answer
+/// of the default 16 MiB limit.
+const PAUSE: Duration = Duration::from_millis(1);
 
 /// The running relays, by their socket's directory, so a source made from a pool
 /// ([`DatabaseSource::new`](super::DatabaseSource::new)) finds the relay of a pool this
@@ -301,11 +315,91 @@ async fn relay(client: UnixStream, upstream: Upstream, budget: Arc<Budget>) {
                 return Ok(());
             }
             client_write.write_all(&buf[..n]).await?;
+            if total / PACE_EVERY != (total - n) / PACE_EVERY {
+                tokio::time::sleep(PAUSE).await;
+            }
         }
     };
     // Whichever direction ends first ends both: dropping the halves closes the sockets.
     tokio::select! {
         _ = requests => {}
         _ = answers => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that answers every request (any bytes) with `answer` bytes.
+    async fn server(answer: usize) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 16];
+            while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                if socket.write_all(&vec![b'x'; answer]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        port
+    }
+
+    async fn read_answer(client: &mut UnixStream, want: usize) -> usize {
+        let mut got = 0;
+        let mut buf = vec![0u8; CHUNK];
+        while got < want {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn each_answer_is_counted_from_the_last_request_and_one_over_the_limit_closes() {
+        let port = server(3000).await;
+        let upstream = Upstream {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let (dir, guard) = start(upstream, "s", 5000).unwrap();
+        let mut client = UnixStream::connect(dir.join("s")).await.unwrap();
+        // Two answers of 3000 bytes, each under the limit of 5000: both pass.
+        for _ in 0..2 {
+            client.write_all(b"q").await.unwrap();
+            assert_eq!(read_answer(&mut client, 3000).await, 3000);
+        }
+        assert_eq!(guard.budget().overflows(), 0);
+        // The limit lowered below one answer: the connection ends before it.
+        guard.budget().set_limit(1000);
+        client.write_all(b"q").await.unwrap();
+        assert!(read_answer(&mut client, 3000).await < 3000);
+        assert_eq!(guard.budget().overflows(), 1);
+        // Dropping the last guard stops the relay and removes its directory.
+        assert!(relay_of(&dir.join("s")).is_some());
+        drop(guard);
+        assert!(!dir.exists());
+        assert!(relay_of(&dir.join("s")).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_remembered_for_the_error() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let upstream = Upstream {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let (dir, guard) = start(upstream, "s", 5000).unwrap();
+        let mut client = UnixStream::connect(dir.join("s")).await.unwrap();
+        assert_eq!(read_answer(&mut client, 1).await, 0);
+        let why = guard.budget().upstream_error().unwrap();
+        assert!(why.contains("refused"), "{why}");
     }
 }
