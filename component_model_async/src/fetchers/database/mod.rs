@@ -12,6 +12,14 @@
 //! identical queries run once. Connections come from the sqlx pool, so concurrent fetches
 //! never open more connections than the pool's maximum.
 //!
+//! Bounded: a server's answer to each request is at most [`DEFAULT_MAX_RESPONSE`] bytes
+//! ([`DatabaseSource::with_max_response`]), counted on the connection's socket before sqlx
+//! buffers it (through a local relay, for PostgreSQL and MySQL pools made from a URL, on
+//! Unix); a `table` read takes at most [`DEFAULT_MAX_ROWS`] rows
+//! ([`DatabaseSource::with_max_rows`]), streamed. Either limit exceeded fails the fields
+//! with `too large`; a read that failed, stopped early or timed out closes its connection
+//! rather than giving it back to the pool with an answer still pending.
+//!
 //! PostgreSQL is watched (for a [`Live`](crate::Live)) with LISTEN/NOTIFY: a table's
 //! fields on the channel [`notify_channel`]`(table)`, notified by the trigger
 //! [`notify_trigger_sql`] makes; `query` fields on the channel of

@@ -208,18 +208,23 @@ pub(crate) fn start(
     Ok((dir, guard))
 }
 
+/// The prefix of the relays' directories: `<prefix><pid>-<n>-<nanos>`.
+const DIR_PREFIX: &str = "component_model-sql-";
+
 /// A new directory only this user may enter, under the temporary directory.
 fn private_dir() -> io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     static N: AtomicU64 = AtomicU64::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
     let base = std::env::temp_dir();
+    SWEPT.call_once(|| sweep(&base));
     let mut last = None;
     for _ in 0..8 {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let dir = base.join(format!(
-            "component_model-sql-{}-{}-{nanos}",
+            "{DIR_PREFIX}{}-{}-{nanos}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
@@ -229,6 +234,37 @@ fn private_dir() -> io::Result<PathBuf> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no directory for the database relay")))
+}
+
+/// Removes the directories that relays of processes no longer running left behind (a
+/// pool kept until the process exited is never dropped). Only where `/proc` tells which
+/// processes run, and only this user's directories.
+fn sweep(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry
+            .metadata()
+            .is_ok_and(|m| m.is_dir() && Some(m.uid()) == uid);
+        if ours && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn spawn_accept(
@@ -384,6 +420,22 @@ mod tests {
         drop(guard);
         assert!(!dir.exists());
         assert!(relay_of(&dir.join("s")).is_none());
+    }
+
+    #[test]
+    fn directories_of_processes_gone_are_swept_and_ours_kept() {
+        let base = std::env::temp_dir().join(format!("cm-sweep-{}", std::process::id()));
+        // A pid no process has (above the kernel's maximum, 2^22), and ours.
+        let gone = base.join(format!("{DIR_PREFIX}4194305-0-1"));
+        let mine = base.join(format!("{DIR_PREFIX}{}-0-1", std::process::id()));
+        let other = base.join("unrelated-4194305");
+        for d in [&gone, &mine, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        sweep(&base);
+        let (gone_left, mine_left, other_left) = (gone.exists(), mine.exists(), other.exists());
+        let _ = std::fs::remove_dir_all(&base);
+        assert!(!gone_left && mine_left && other_left);
     }
 
     #[tokio::test]
