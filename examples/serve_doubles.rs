@@ -8,8 +8,9 @@
 //!   `private/` denied to the token;
 //! * `vault`: token `root`, KV v2 at `secret/`, KV v1 at `kv/`, an AppRole role (role id
 //!   `conformance-role`, secret id `conformance-secret`) and a Kubernetes role (`app`,
-//!   JWT `conformance.jwt`) issuing tokens of 1h renewable up to 2h; `vault_ns`: the KV v2
-//!   mount in namespace `ns1`.
+//!   JWT `conformance.jwt`) issuing tokens of 1h renewable up to 2h; `vault_scoped` and
+//!   `vault_scoped_no_default`: tokens that may read only `secret/data/app/*`, with and
+//!   without the default policy; `vault_ns`: the KV v2 mount in namespace `ns1`.
 
 use component_model::test_util::{ConsulDouble, VaultDouble};
 
@@ -34,6 +35,10 @@ async fn main() {
         .token_max_ttl(std::time::Duration::from_secs(7200))
         .start()
         .await;
+    // Tokens that may read only `secret/data/app/*`, with and without the default policy.
+    let hour = std::time::Duration::from_secs(3600);
+    let scoped = vault.issue_scoped_token(hour, &["secret/data/app/"], true);
+    let scoped_no_default = vault.issue_scoped_token(hour, &["secret/data/app/"], false);
     let vault_ns = VaultDouble::builder()
         .kv_v2("secret")
         .namespace("ns1")
@@ -47,6 +52,8 @@ async fn main() {
             "vault": vault.url(),
             "vault_ns": vault_ns.url(),
             "vault_v1_mount": "kv",
+            "vault_scoped": scoped,
+            "vault_scoped_no_default": scoped_no_default,
         })
     );
     // Until killed.

@@ -398,6 +398,10 @@ def main():
         addresses = json.loads(f.readline())
     vault_checks(addresses["vault"], addresses["vault_ns"], addresses["vault_v1_mount"])
     vault_auth_checks(addresses["vault"])
+    # The secret the scoped tokens may read (the checks above leave `app/db` in any state).
+    hvac.Client(url=addresses["vault"], token="root").secrets.kv.v2.create_or_update_secret(
+        path="app/db", secret={"password": "p"}, mount_point="secret")
+    vault_policy_checks(addresses["vault"], addresses["vault_scoped"], addresses["vault_scoped_no_default"])
     consul_checks(addresses["consul"], addresses["consul_acl"])
     passed, failed = RESULTS.count(True), RESULTS.count(False)
     print(f"conformance (hvac {hvac.__dict__.get('__version__', '2.4.0')}, py-consul): {passed} passed, {failed} failed")
