@@ -1,8 +1,10 @@
 //! Hostile servers: kafka. A raw TCP server that answers the client's first request (the
 //! `ApiVersions` handshake) with a frame announcing 2 GiB, a frame over the client's bound,
-//! a flood of frames for requests never made, one byte a second, or nothing at all.
-//! rskafka reads the 4-byte frame length first and refuses a frame over its
-//! `max_message_size` (the source sets 4 × the largest message) without buffering it.
+//! a flood of frames for requests never made, one byte a second, or nothing at all; and a
+//! broker double speaking just enough of the protocol (ApiVersions, Metadata v0, Fetch v4)
+//! to serve a gzip batch that inflates to 256 MiB. Every connection goes through the
+//! source's relay, which refuses a frame over the bound (4 × the largest message) from
+//! its length and a batch that would inflate past 4 × that before rskafka inflates it.
 //! The source takes no credentials (no SASL in this version): the canary checks of
 //! these cases hold as long as nothing else leaks it, and pin that.
 
@@ -58,8 +60,8 @@ async fn fetch(port: u16) -> Measured<Result<App, Vec<ComponentError>>> {
     measure(App::fetch_all_components_with(&sources)).await
 }
 
-/// A response announcing 2 GiB (i32::MAX), then silence: nothing is buffered on the
-/// server's word; the request's deadline.
+/// A response announcing 2 GiB (i32::MAX), then silence: refused from its length by the
+/// source's relay (rskafka alone would read past it in 4 MiB steps until the deadline).
 #[tokio::test]
 async fn a_response_announcing_two_gib_is_not_buffered() {
     let _s = serial().await;
@@ -76,15 +78,15 @@ async fn a_response_announcing_two_gib_is_not_buffered() {
     assert_bounded(&m, LIMIT, 16);
     assert_failed(
         m.output,
-        ErrorKind::Timeout,
+        ErrorKind::TooLarge,
         "App.config",
         "kafka",
         &logs.text(),
     );
 }
 
-/// A whole response of 5 MiB, over the client's frame bound (4 MiB): read past in
-/// steps, never held, and said to be too large.
+/// A whole response of 5 MiB, over the client's frame bound (4 MiB): never held, and
+/// said to be too large, with the size.
 #[tokio::test]
 async fn a_response_over_the_frame_bound_is_refused() {
     let _s = serial().await;
@@ -108,7 +110,7 @@ async fn a_response_over_the_frame_bound_is_refused() {
         "kafka",
         &logs.text(),
     );
-    assert!(e.to_string().contains("larger than"), "{e}");
+    assert!(e.to_string().contains("5242880 bytes"), "{e}");
 }
 
 /// Responses to requests never made (correlation id -1), as fast as the socket takes
@@ -205,4 +207,238 @@ async fn a_server_that_never_answers_times_out() {
         "kafka",
         &logs.text(),
     );
+}
+
+/// A broker double: just enough Kafka for the start-up read of topic `config` (one
+/// partition, led by the double itself), whose Fetch is answered with one gzip batch.
+mod double {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7F) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn zigzag(v: i64) -> u64 {
+        ((v << 1) ^ (v >> 63)) as u64
+    }
+
+    /// A deflate bit stream (least significant bit first; Huffman codes from their top).
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        n: u32,
+    }
+
+    impl Bits {
+        fn put(&mut self, v: u64, n: u32) {
+            self.acc |= v << self.n;
+            self.n += n;
+            while self.n >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.n -= 8;
+            }
+        }
+        fn code(&mut self, c: u32, n: u32) {
+            for i in (0..n).rev() {
+                self.put(u64::from((c >> i) & 1), 1);
+            }
+        }
+        /// A literal byte in the fixed Huffman code.
+        fn literal(&mut self, v: u8) {
+            match v {
+                0..=143 => self.code(0x30 + u32::from(v), 8),
+                _ => self.code(0x190 + u32::from(v) - 144, 9),
+            }
+        }
+    }
+
+    fn crc32c(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0x82F6_3B78
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A record batch (magic 2, gzip) of one record whose value is `258 * k` zero bytes:
+    /// a deflate stream of one literal and `k` copies of 258 bytes at distance 1 (13 bits
+    /// each). The gzip trailer is left zero: rskafka inflates the whole record before it
+    /// gets there.
+    pub(super) fn gzip_bomb(k: usize) -> Vec<u8> {
+        let value = (k * 258) as i64;
+        let mut value_len = Vec::new();
+        varint(zigzag(value), &mut value_len);
+        // Attributes, timestamp delta, offset delta, key length -1; the value; no headers.
+        let rest = 4 + value_len.len() as i64 + value + 1;
+        let mut prefix = Vec::new();
+        varint(zigzag(rest), &mut prefix);
+        prefix.extend_from_slice(&[0, 0, 0, 1]);
+        prefix.extend_from_slice(&value_len);
+        let mut bits = Bits {
+            out: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff],
+            acc: 0,
+            n: 0,
+        };
+        bits.put(1, 1); // the final block
+        bits.put(1, 2); // fixed Huffman codes
+        for &b in &prefix {
+            bits.literal(b);
+        }
+        // The value's zeros and the header count (0) after them.
+        bits.literal(0);
+        for _ in 0..k {
+            bits.code(0xC5, 8); // length 258
+            bits.code(0, 5); // distance 1
+        }
+        bits.code(0, 7); // end of block
+        bits.put(0, 7);
+        bits.out.extend_from_slice(&[0; 8]);
+        let mut body = Vec::new();
+        body.extend_from_slice(&1i16.to_be_bytes()); // attributes: gzip
+        body.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+        body.extend_from_slice(&[0; 16]); // timestamps
+        body.extend_from_slice(&(-1i64).to_be_bytes()); // producer ID
+        body.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+        body.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        body.extend_from_slice(&1i32.to_be_bytes()); // one record
+        body.extend_from_slice(&bits.out);
+        let mut batch = 0i64.to_be_bytes().to_vec();
+        batch.extend_from_slice(&((4 + 1 + 4 + body.len()) as i32).to_be_bytes());
+        batch.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
+        batch.push(2);
+        batch.extend_from_slice(&crc32c(&body).to_be_bytes());
+        batch.extend_from_slice(&body);
+        batch
+    }
+
+    fn string(s: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    fn ints(values: &[i32], out: &mut Vec<u8>) {
+        for v in values {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    /// Answers ApiVersions (any version: ApiVersions 0-3, Metadata 0, Fetch 4), Metadata
+    /// (one broker: this one; topic `config`, partition 0) and Fetch (`records`), until
+    /// the client goes away.
+    pub(super) async fn serve(mut s: TcpStream, port: u16, records: &'static [u8]) {
+        loop {
+            let Ok(len) = s.read_u32().await else { return };
+            if len > 64 * 1024 {
+                return;
+            }
+            let mut request = vec![0u8; len as usize];
+            if len < 8 || s.read_exact(&mut request).await.is_err() {
+                return;
+            }
+            let key = i16::from_be_bytes([request[0], request[1]]);
+            let version = i16::from_be_bytes([request[2], request[3]]);
+            let mut body = request[4..8].to_vec(); // the correlation ID
+            match key {
+                18 => {
+                    body.extend_from_slice(&0i16.to_be_bytes());
+                    let keys: [[i16; 3]; 3] = [[18, 0, 3], [3, 0, 0], [1, 4, 4]];
+                    if version >= 3 {
+                        body.push(keys.len() as u8 + 1);
+                    } else {
+                        ints(&[keys.len() as i32], &mut body);
+                    }
+                    for k in keys {
+                        for v in k {
+                            body.extend_from_slice(&v.to_be_bytes());
+                        }
+                        if version >= 3 {
+                            body.push(0);
+                        }
+                    }
+                    if version >= 1 {
+                        ints(&[0], &mut body);
+                    }
+                    if version >= 3 {
+                        body.push(0);
+                    }
+                }
+                3 => {
+                    ints(&[1, 0], &mut body);
+                    string("127.0.0.1", &mut body);
+                    ints(&[i32::from(port), 1], &mut body);
+                    body.extend_from_slice(&0i16.to_be_bytes());
+                    string("config", &mut body);
+                    ints(&[1], &mut body);
+                    body.extend_from_slice(&0i16.to_be_bytes());
+                    ints(&[0, 0, 1, 0, 1, 0], &mut body);
+                }
+                1 => {
+                    ints(&[0, 1], &mut body);
+                    string("config", &mut body);
+                    ints(&[1, 0], &mut body);
+                    body.extend_from_slice(&0i16.to_be_bytes());
+                    body.extend_from_slice(&1i64.to_be_bytes());
+                    body.extend_from_slice(&1i64.to_be_bytes());
+                    ints(&[0, records.len() as i32], &mut body);
+                    body.extend_from_slice(records);
+                }
+                _ => return,
+            }
+            let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            if s.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A gzip batch of 1.7 MB, within the frame bound, holding one record of 256 MiB of
+/// zeros. rskafka inflates a batch whole inside one poll: before the relay, the process
+/// grew by 276 MiB in 2.8 s of CPU that no deadline could interrupt. Now the relay
+/// inflates it into nothing up to the batch bound (16 MiB) and refuses it.
+#[tokio::test]
+async fn a_gzip_batch_inflating_to_256_mib_is_refused_before_it_is_inflated() {
+    let _s = serial().await;
+    let logs = CapturedLogs::default();
+    let _g = capture(&logs);
+    let records: &'static [u8] = double::gzip_bomb(1_040_000).leak();
+    assert!(records.len() < 2 * MIB, "{}", records.len());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local address").port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(double::serve(s, port, records));
+        }
+    });
+    let m = fetch(port).await;
+    eprintln!("kafka gzip bomb: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
+    assert_bounded(&m, LIMIT, 32);
+    let e = assert_failed(
+        m.output,
+        ErrorKind::TooLarge,
+        "App.config",
+        "kafka",
+        &logs.text(),
+    );
+    assert!(e.to_string().contains("inflates past the bound"), "{e}");
 }

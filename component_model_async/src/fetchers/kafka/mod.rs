@@ -26,8 +26,13 @@
 //! * Bounded: a record value larger than [`DEFAULT_MAX_MESSAGE`]
 //!   ([`KafkaSource::with_max_message`]) is refused (the update is rejected with the
 //!   reason; fetches of the field answer that error until the next message); each fetch
-//!   request asks for at most that many bytes, and the client refuses response frames
-//!   over four times that (a batch that large is reported and stepped over).
+//!   request asks for at most that many bytes. Every connection to a broker goes
+//!   through a relay of the source's on 127.0.0.1 (rskafka connects through it as a
+//!   SOCKS5 proxy; it reaches only the configured brokers and those their metadata
+//!   names), which reads each response first: a frame over four times the largest
+//!   message, or a gzip or snappy batch that would inflate past four times that, is
+//!   refused before rskafka buffers or inflates it (rskafka inflates a batch whole: a
+//!   1.7 MB gzip batch of zeros held 256 MiB) — reported as too large and stepped over.
 //! * `KAFKA_BROKERS` (comma-separated `host:port`) registers the source in
 //!   [`Sources::from_env`](crate::Sources::from_env).
 //!
@@ -47,6 +52,8 @@
 //! * attribute keys: `topic` (required), `key` (the message key to follow);
 //! * key label `topic` (`config-updates, key app`); values are not secret.
 
+#[cfg(feature = "kafka")]
+mod relay;
 #[cfg(feature = "kafka")]
 mod source;
 #[cfg(feature = "kafka")]

@@ -7,6 +7,7 @@ use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::RecordAndOffset;
 
+use super::relay::Relay;
 use crate::EnvSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, Feed, Latest, Message};
@@ -41,6 +42,9 @@ struct Inner {
     timeout: Duration,
     long_poll: Duration,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    /// The bounded relay every connection of the client goes through (started with the
+    /// first client).
+    relay: tokio::sync::OnceCell<Relay>,
     latest: Arc<Latest>,
 }
 
@@ -75,6 +79,7 @@ impl KafkaSource {
                 timeout: Duration::from_secs(10),
                 long_poll: DEFAULT_LONG_POLL,
                 client: tokio::sync::Mutex::new(None),
+                relay: tokio::sync::OnceCell::new(),
                 latest: Arc::default(),
             }),
         }
@@ -96,6 +101,7 @@ impl KafkaSource {
             timeout: i.timeout,
             long_poll: i.long_poll,
             client: tokio::sync::Mutex::new(None),
+            relay: tokio::sync::OnceCell::new(),
             latest: Arc::default(),
         };
         f(&mut inner);
@@ -167,12 +173,42 @@ impl Inner {
         self.max_message.saturating_mul(4).max(1 << 20)
     }
 
-    fn error(&self, e: &KafkaError) -> SourceError {
-        if too_large(e) {
-            return SourceError::new(ErrorKind::TooLarge).with_message(format!(
-                "a response larger than the client's bound of {} bytes (it was read past, not kept): {e}",
+    /// The most a record batch may inflate to (gzip, snappy): four times the frame bound.
+    fn batch_bound(&self) -> u64 {
+        (self.frame_bound() as u64).saturating_mul(4)
+    }
+
+    /// Why `e` came of a response too large to read: refused by the relay (a frame over the
+    /// bound, a batch inflating past it), or over rskafka's own frame bound.
+    fn refused(&self, e: &KafkaError) -> Option<String> {
+        if let Some(why) = self.relay.get().and_then(Relay::take_refused) {
+            return Some(why);
+        }
+        too_large(e).then(|| {
+            format!(
+                "a response larger than the client's bound of {} bytes",
                 self.frame_bound()
-            ));
+            )
+        })
+    }
+
+    /// No answer in time: a timeout, unless the relay refused the response meanwhile
+    /// (rskafka retries a connection the relay closed until its deadline).
+    fn timed_out(&self, topic: &str) -> SourceError {
+        match self.relay.get().and_then(Relay::take_refused) {
+            Some(why) => SourceError::new(ErrorKind::TooLarge)
+                .with_message(format!("{why}; it was not read")),
+            None => SourceError::new(ErrorKind::Timeout).with_message(format!(
+                "no answer within {:?} (topic `{topic}`)",
+                self.timeout
+            )),
+        }
+    }
+
+    fn error(&self, e: &KafkaError) -> SourceError {
+        if let Some(why) = self.refused(e) {
+            return SourceError::new(ErrorKind::TooLarge)
+                .with_message(format!("{why}; it was not read"));
         }
         let kind = match e {
             KafkaError::ServerError {
@@ -204,10 +240,7 @@ impl Inner {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.error(&e)),
-            Err(_) => Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                "no answer within {:?} (topic `{topic}`)",
-                self.timeout
-            ))),
+            Err(_) => Err(self.timed_out(topic)),
         }
     }
 
@@ -229,6 +262,23 @@ impl Inner {
                 base: 2.,
                 deadline: Some(self.timeout),
             });
+        let relay = self
+            .relay
+            .get_or_try_init(|| {
+                Relay::start(
+                    &self.brokers,
+                    self.frame_bound(),
+                    self.batch_bound(),
+                    self.timeout,
+                )
+            })
+            .await
+            .map_err(|e| {
+                SourceError::new(ErrorKind::Unavailable).with_message(format!(
+                    "the relay to the brokers cannot listen on 127.0.0.1: {e}"
+                ))
+            })?;
+        let builder = builder.socks5_proxy(relay.addr().to_string());
         let client = Arc::new(self.bounded(topic, builder.build()).await?);
         *held = Some(client.clone());
         Ok(client)
@@ -307,10 +357,7 @@ impl Inner {
                 Ok((first, high_watermark))
             }
             Ok(Err(e)) => Err(self.error(&e)),
-            Err(_) => Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                "no answer within {:?} (topic `{topic}`)",
-                self.timeout
-            ))),
+            Err(_) => Err(self.timed_out(topic)),
         }
     }
 
@@ -498,25 +545,29 @@ impl Inner {
                     r = tokio::time::timeout(self.timeout, pc.fetch_records(at.next, 1..max, poll_wait)) => r,
                 };
                 poll_wait = 10;
+                // A batch too large to read (refused by the relay, or over rskafka's frame
+                // bound), however the poll ended: say so, and step past it.
+                let refusal = match &polled {
+                    Ok(Err(e)) => self.refused(e),
+                    Err(_) => self.relay.get().and_then(Relay::take_refused),
+                    Ok(Ok(_)) => None,
+                };
+                if let Some(why) = refusal {
+                    let position = at.next;
+                    at.next = at.next.saturating_add(1);
+                    let error = SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                        "the batch at offset {position} of partition {} is too large to read ({why}); it is skipped",
+                        at.partition
+                    ));
+                    feed.push(Err(error.clone()));
+                    return Err(error);
+                }
                 let (records, end) = match polled {
                     Ok(Ok(got)) => got,
                     Ok(Err(KafkaError::ServerError {
                         protocol_error: ProtocolError::OffsetOutOfRange,
                         ..
                     })) => return Ok(self.reset(topic, at, "is out of the partition's range")),
-                    Ok(Err(e)) if too_large(&e) => {
-                        // One batch over the frame bound: say so, and step past it.
-                        let position = at.next;
-                        at.next = at.next.saturating_add(1);
-                        feed.push(Err(SourceError::new(ErrorKind::TooLarge).with_message(
-                            format!(
-                                "the batch at offset {position} of partition {} is larger than {} bytes; it is skipped",
-                                at.partition,
-                                self.frame_bound()
-                            ),
-                        )));
-                        return Err(self.error(&e));
-                    }
                     Ok(Err(e)) => {
                         // Some brokers (tansu) answer a fetch at the end with no topic at
                         // all: look at the bounds to tell "nothing new" from a failure.
@@ -529,12 +580,7 @@ impl Inner {
                         }
                         return Err(self.error(&e));
                     }
-                    Err(_) => {
-                        return Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
-                            "no answer within {:?} (topic `{topic}`)",
-                            self.timeout
-                        )));
-                    }
+                    Err(_) => return Err(self.timed_out(topic)),
                 };
                 if at.next > end {
                     return Ok(self.reset(topic, at, "is past the end of the partition's log"));

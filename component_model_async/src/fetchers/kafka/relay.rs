@@ -1,0 +1,584 @@
+//! A bounded relay between rskafka and the brokers: every response is read here first, so
+//! a compressed batch that would inflate past the bound is refused before rskafka inflates
+//! it.
+//!
+//! rskafka bounds a response frame (`max_message_size`) but decompresses a gzip batch in
+//! it whole, inside one poll of the task that reads it: a 1.7 MB gzip batch (one record of
+//! 256 MiB of zeros) grew the process by 276 MiB, in 2.8 s of CPU that no deadline could
+//! interrupt. (Snappy is decompressed into at most the size its header claims.) rskafka
+//! has no hook to wrap its socket, but it connects through a SOCKS5 proxy when told to
+//! (`ClientBuilder::socks5_proxy`, feature `transport-socks5`) — to every broker, those the
+//! metadata names included. So the source runs a SOCKS5 listener of its own on 127.0.0.1
+//! ([`Relay`]); each connection learns its broker from the SOCKS request (only the
+//! configured brokers and those a metadata response named are reached: the listener is no
+//! open proxy), passes the client's requests on as they are (noting each one's API key,
+//! version and correlation ID), and reads the broker's responses frame by frame, each at
+//! most the frame bound. A record batch of a Fetch response (version 4, the one rskafka
+//! speaks) is checked before it is passed on: gzip is inflated into nothing, stopping at
+//! the batch bound (on a blocking thread); snappy's claimed sizes are added up. A
+//! response over either bound closes the connection and is remembered
+//! ([`Relay::take_refused`]): the source reports it as too large.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// API keys the relay reads.
+const FETCH: i16 = 1;
+const METADATA: i16 = 3;
+
+/// The most requests of one connection waiting for their response that the relay keeps
+/// track of (rskafka has a handful in flight).
+const MAX_PENDING: usize = 1024;
+
+/// What the relay's connections share with the source.
+struct Shared {
+    /// The largest response frame passed on, in bytes.
+    frame_bound: usize,
+    /// The most a record batch may inflate to, in bytes.
+    batch_bound: u64,
+    /// How long reaching a broker may take.
+    connect_timeout: Duration,
+    /// The brokers that may be reached: `(host, port)`, host in lower case.
+    allowed: Mutex<HashSet<(String, u16)>>,
+    /// Why the last response was refused, until the source takes it.
+    refused: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn refuse(&self, why: String) {
+        tracing::debug!(%why, "kafka relay: a response was refused");
+        *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+    }
+
+    fn allows(&self, host: &str, port: u16) -> bool {
+        let allowed = self.allowed.lock().unwrap_or_else(PoisonError::into_inner);
+        allowed.contains(&(host.to_ascii_lowercase(), port))
+    }
+
+    fn allow(&self, brokers: impl IntoIterator<Item = (String, u16)>) {
+        let mut allowed = self.allowed.lock().unwrap_or_else(PoisonError::into_inner);
+        for (host, port) in brokers {
+            // A cluster names a handful of brokers; a server naming thousands is not one.
+            if allowed.len() < 4096 {
+                allowed.insert((host.to_ascii_lowercase(), port));
+            }
+        }
+    }
+}
+
+/// The relay's SOCKS5 listener and its connections; all of them end when it is dropped.
+pub(crate) struct Relay {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Relay {
+    /// Listens on 127.0.0.1 for rskafka's connections to `brokers` (`host:port`) and the
+    /// brokers their metadata names.
+    pub(crate) async fn start(
+        brokers: &[String],
+        frame_bound: usize,
+        batch_bound: u64,
+        connect_timeout: Duration,
+    ) -> std::io::Result<Relay> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            frame_bound,
+            batch_bound,
+            connect_timeout,
+            allowed: Mutex::default(),
+            refused: Mutex::default(),
+        });
+        shared.allow(brokers.iter().filter_map(|b| {
+            let (host, port) = b.rsplit_once(':')?;
+            Some((host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
+        }));
+        let for_task = shared.clone();
+        let task = crate::task::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                match listener.accept().await {
+                    Ok((client, _)) => {
+                        let _ = client.set_nodelay(true);
+                        connections.spawn(relay(client, for_task.clone()));
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "kafka relay: accepting failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Ok(Relay { addr, shared, task })
+    }
+
+    /// The listener's address, for `ClientBuilder::socks5_proxy`.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Why a response was refused since the last call, if one was.
+    pub(crate) fn take_refused(&self) -> Option<String> {
+        self.shared
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// One client connection: the SOCKS5 handshake, then both directions until either ends.
+async fn relay(mut client: TcpStream, shared: Arc<Shared>) {
+    let handshake = tokio::time::timeout(shared.connect_timeout, socks(&mut client, &shared));
+    let Ok(Some(server)) = handshake.await else {
+        return;
+    };
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let pending = Mutex::new(HashMap::new());
+    tokio::select! {
+        _ = requests(client_read, server_write, &pending, &shared) => {}
+        _ = responses(server_read, client_write, &pending, &shared) => {}
+    }
+}
+
+/// The SOCKS5 handshake (no authentication, CONNECT): the broker's connection, or `None`
+/// (the client was told why, as far as SOCKS can say it).
+async fn socks(client: &mut TcpStream, shared: &Shared) -> Option<TcpStream> {
+    let mut head = [0u8; 2];
+    client.read_exact(&mut head).await.ok()?;
+    let mut methods = vec![0u8; usize::from(head[1])];
+    client.read_exact(&mut methods).await.ok()?;
+    if head[0] != 5 || !methods.contains(&0) {
+        let _ = client.write_all(&[5, 0xFF]).await;
+        return None;
+    }
+    client.write_all(&[5, 0]).await.ok()?;
+    let mut request = [0u8; 4];
+    client.read_exact(&mut request).await.ok()?;
+    let host = match request[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            client.read_exact(&mut ip).await.ok()?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let len = client.read_u8().await.ok()?;
+            let mut name = vec![0u8; usize::from(len)];
+            client.read_exact(&mut name).await.ok()?;
+            String::from_utf8(name).ok()?
+        }
+        4 => {
+            let mut ip = [0u8; 16];
+            client.read_exact(&mut ip).await.ok()?;
+            std::net::Ipv6Addr::from(ip).to_string()
+        }
+        _ => return None,
+    };
+    let port = client.read_u16().await.ok()?;
+    // 2: not allowed by the rule set; 5: refused; 7: command not supported.
+    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
+    if request[1] != 1 {
+        let _ = client.write_all(&reply(7)).await;
+        return None;
+    }
+    if !shared.allows(&host, port) {
+        tracing::debug!(%host, port, "kafka relay: a broker no configuration or metadata named was refused");
+        let _ = client.write_all(&reply(2)).await;
+        return None;
+    }
+    match TcpStream::connect((host.as_str(), port)).await {
+        Ok(server) => {
+            let _ = server.set_nodelay(true);
+            client.write_all(&reply(0)).await.ok()?;
+            Some(server)
+        }
+        Err(_) => {
+            let _ = client.write_all(&reply(5)).await;
+            None
+        }
+    }
+}
+
+/// Reads one frame (a 4-byte length, then that many bytes) of at most `bound` bytes.
+/// `Err` with the announced length when it is over.
+async fn frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    bound: usize,
+) -> std::io::Result<Result<Vec<u8>, u64>> {
+    let len = reader.read_u32().await?;
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(Err(u64::from(len)));
+    };
+    if len > bound {
+        return Ok(Err(len as u64));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    Ok(Ok(body))
+}
+
+/// The client's requests, passed on as they are; each one's API key and version noted by
+/// its correlation ID.
+async fn requests<R, W>(
+    mut client: R,
+    mut server: W,
+    pending: &Mutex<HashMap<i32, (i16, i16)>>,
+    shared: &Shared,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        let Ok(Ok(body)) = frame(&mut client, shared.frame_bound).await else {
+            return;
+        };
+        if let Some(head) = body.get(..8) {
+            let key = i16::from_be_bytes([head[0], head[1]]);
+            let version = i16::from_be_bytes([head[2], head[3]]);
+            let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+            let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if pending.len() >= MAX_PENDING {
+                pending.clear();
+            }
+            pending.insert(correlation, (key, version));
+        }
+        let len = (body.len() as u32).to_be_bytes();
+        if server.write_all(&len).await.is_err() || server.write_all(&body).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The broker's responses, each read whole (at most the frame bound) and checked before it
+/// is passed on.
+async fn responses<R, W>(
+    mut server: R,
+    mut client: W,
+    pending: &Mutex<HashMap<i32, (i16, i16)>>,
+    shared: &Arc<Shared>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        let body = match frame(&mut server, shared.frame_bound).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(announced)) => {
+                shared.refuse(format!(
+                    "a response of {announced} bytes, over the bound of {} bytes",
+                    shared.frame_bound
+                ));
+                return;
+            }
+            Err(_) => return,
+        };
+        let request = body.get(..4).and_then(|c| {
+            let correlation = i32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+            pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&correlation)
+        });
+        let body = match request {
+            Some((FETCH, 4)) => {
+                let bound = shared.batch_bound;
+                // Inflating takes time (up to the bound): on a blocking thread.
+                let handle = tokio::runtime::Handle::current();
+                let checked = crate::task::spawn_blocking(&handle, move || {
+                    let verdict = check_fetch(&body[4..], bound);
+                    (body, verdict)
+                })
+                .await;
+                match checked {
+                    Ok((body, Ok(()))) => body,
+                    Ok((_, Err(why))) => {
+                        shared.refuse(why);
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+            Some((METADATA, version)) => {
+                shared.allow(metadata_brokers(&body[4..], version));
+                body
+            }
+            _ => body,
+        };
+        let len = (body.len() as u32).to_be_bytes();
+        if client.write_all(&len).await.is_err() || client.write_all(&body).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A reader of Kafka's big-endian primitives over a byte slice; `None` past its end.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let len = self.i16()?;
+        self.take(usize::try_from(len).ok()?)
+    }
+    /// An array's length (a null array is empty).
+    fn count(&mut self) -> Option<usize> {
+        Some(usize::try_from(self.i32()?).unwrap_or(0))
+    }
+}
+
+/// The brokers (`host`, `port`) a Metadata response (versions 0 to 4) names; what cannot be
+/// read is left out.
+fn metadata_brokers(body: &[u8], version: i16) -> Vec<(String, u16)> {
+    let mut c = Cursor(body);
+    let mut brokers = Vec::new();
+    let mut read = || -> Option<()> {
+        if version >= 3 {
+            c.i32()?; // throttle time
+        }
+        for _ in 0..c.count()?.min(4096) {
+            c.i32()?; // node ID
+            let host = String::from_utf8(c.string()?.to_vec()).ok()?;
+            let port = u16::try_from(c.i32()?).ok()?;
+            if version >= 1 {
+                c.string(); // rack (nullable: length -1)
+            }
+            brokers.push((host, port));
+        }
+        Some(())
+    };
+    let _ = read();
+    brokers
+}
+
+/// Whether the record batches of a Fetch response (version 4) stay within `bound` bytes
+/// once inflated. What cannot be read is let through (rskafka reports it).
+fn check_fetch(body: &[u8], bound: u64) -> Result<(), String> {
+    let mut c = Cursor(body);
+    let mut batches = Vec::new();
+    let mut read = || -> Option<()> {
+        c.i32()?; // throttle time
+        for _ in 0..c.count()? {
+            c.string()?; // topic
+            for _ in 0..c.count()? {
+                c.take(4 + 2 + 8 + 8)?; // partition, error, high watermark, last stable offset
+                let aborted = c.count()?;
+                c.take(aborted.checked_mul(16)?)?;
+                let records = c.i32()?;
+                let Ok(len) = usize::try_from(records) else {
+                    continue; // null
+                };
+                batches.push(c.take(len)?);
+            }
+        }
+        Some(())
+    };
+    let _ = read();
+    batches
+        .into_iter()
+        .try_for_each(|records| check_records(records, bound))
+}
+
+/// The batches of one partition's records.
+fn check_records(records: &[u8], bound: u64) -> Result<(), String> {
+    let mut c = Cursor(records);
+    while let (Some(base_offset), Some(len)) = (c.take(8), c.i32()) {
+        let Some(batch) = usize::try_from(len).ok().and_then(|l| c.take(l)) else {
+            return Ok(()); // a partial batch at the end: rskafka drops it
+        };
+        let offset = i64::from_be_bytes(base_offset.try_into().unwrap_or([0; 8]));
+        check_batch(batch, bound).map_err(|why| format!("the batch at offset {offset} {why}"))?;
+    }
+    Ok(())
+}
+
+/// One batch (after its length): leader epoch, magic, CRC, attributes, then the fixed
+/// fields and the records, compressed as the attributes say.
+fn check_batch(batch: &[u8], bound: u64) -> Result<(), String> {
+    // Epoch 4, magic 1, CRC 4, attributes 2, last offset delta 4, timestamps 16,
+    // producer ID 8, producer epoch 2, base sequence 4, record count 4.
+    const RECORDS_AT: usize = 49;
+    let (Some(&2), Some(attributes), Some(payload)) =
+        (batch.get(4), batch.get(9..11), batch.get(RECORDS_AT..))
+    else {
+        return Ok(());
+    };
+    match attributes[1] & 0x07 {
+        1 => {
+            let mut inflating = flate2::read::GzDecoder::new(payload).take(bound + 1);
+            let inflated = std::io::copy(&mut inflating, &mut std::io::sink()).unwrap_or(0);
+            if inflated > bound {
+                return Err(format!(
+                    "(gzip, {} bytes) inflates past the bound of {bound} bytes",
+                    payload.len()
+                ));
+            }
+        }
+        2 => {
+            let claimed = snappy_claims(payload);
+            if claimed > bound {
+                return Err(format!(
+                    "(snappy, {} bytes) claims {claimed} bytes once inflated, over the bound of {bound} bytes",
+                    payload.len()
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// What snappy data claims to inflate to: the length at the head of raw snappy, or the sum
+/// over the chunks of Java's framing (as rskafka reads them).
+fn snappy_claims(payload: &[u8]) -> u64 {
+    const JAVA_MAGIC: &[u8] = &[0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+    fn uvarint(bytes: &[u8]) -> u64 {
+        let mut value = 0u64;
+        for (i, b) in bytes.iter().take(10).enumerate() {
+            value |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        value
+    }
+    let Some(framed) = payload.strip_prefix(JAVA_MAGIC) else {
+        return uvarint(payload);
+    };
+    let mut c = Cursor(framed.get(8..).unwrap_or_default()); // version, compatibility
+    let mut claimed = 0u64;
+    while let Some(len) = c.i32() {
+        let Some(chunk) = usize::try_from(len).ok().and_then(|l| c.take(l)) else {
+            break;
+        };
+        claimed = claimed.saturating_add(uvarint(chunk));
+    }
+    claimed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A Fetch v4 response body (after the correlation ID) with one partition whose
+    /// records are `records`.
+    fn fetch_body(records: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&6i16.to_be_bytes());
+        b.extend_from_slice(b"config");
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&[0; 4 + 2 + 8 + 8]);
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&(records.len() as i32).to_be_bytes());
+        b.extend_from_slice(records);
+        b
+    }
+
+    /// A batch (with its offset and length) of `compression` over `payload`.
+    fn batch(compression: u8, payload: &[u8]) -> Vec<u8> {
+        let mut body = vec![0, 0, 0, 0, 2, 0, 0, 0, 0, 0, compression];
+        body.resize(49, 0);
+        body.extend_from_slice(payload);
+        let mut b = 7i64.to_be_bytes().to_vec();
+        b.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        b.extend_from_slice(&body);
+        b
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_batch_is_inflated_up_to_the_bound_only() {
+        let small = fetch_body(&batch(1, &gzip(&[0; 1000])));
+        assert_eq!(check_fetch(&small, 1000), Ok(()));
+        let bomb = fetch_body(&batch(1, &gzip(&vec![0; 16 * 1024 * 1024])));
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        let err = check_fetch(&bomb, 1024 * 1024).unwrap_err();
+        assert!(err.contains("the batch at offset 7 (gzip"), "{err}");
+        assert!(err.contains("past the bound of 1048576 bytes"), "{err}");
+    }
+
+    #[test]
+    fn snappy_claims_are_added_up_and_other_batches_pass() {
+        // Raw snappy claiming 2^32 - 1 bytes (a length varint and nothing else).
+        let raw = fetch_body(&batch(2, &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F]));
+        assert!(
+            check_fetch(&raw, 1 << 20)
+                .unwrap_err()
+                .contains("claims 4294967295")
+        );
+        let mut java = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        for _ in 0..3 {
+            java.extend_from_slice(&2i32.to_be_bytes());
+            java.extend_from_slice(&[0x80, 0x40]); // 8 KiB claimed
+        }
+        assert_eq!(
+            check_fetch(&fetch_body(&batch(2, &java)), 24 * 1024),
+            Ok(())
+        );
+        assert!(check_fetch(&fetch_body(&batch(2, &java)), 24 * 1024 - 1).is_err());
+        // Uncompressed, truncated, empty: let through.
+        assert_eq!(check_fetch(&fetch_body(&batch(0, &[1; 100])), 10), Ok(()));
+        assert_eq!(
+            check_fetch(&fetch_body(&batch(1, &gzip(&[0; 99]))[..30]), 10),
+            Ok(())
+        );
+        assert_eq!(check_fetch(&[], 10), Ok(()));
+    }
+
+    #[test]
+    fn metadata_names_its_brokers() {
+        let mut b = 1i32.to_be_bytes().to_vec();
+        b.extend_from_slice(&3i32.to_be_bytes());
+        b.extend_from_slice(&9i16.to_be_bytes());
+        b.extend_from_slice(b"Broker-1.");
+        b.extend_from_slice(&9093i32.to_be_bytes());
+        assert_eq!(
+            metadata_brokers(&b, 0),
+            vec![("Broker-1.".to_owned(), 9093)]
+        );
+        let mut v1 = b.clone();
+        v1.extend_from_slice(&(-1i16).to_be_bytes());
+        assert_eq!(metadata_brokers(&v1, 1).len(), 1);
+        let mut v3 = 0i32.to_be_bytes().to_vec();
+        v3.extend_from_slice(&v1);
+        assert_eq!(metadata_brokers(&v3, 3).len(), 1);
+    }
+}
