@@ -91,16 +91,12 @@ impl Budget {
 #[derive(Debug)]
 pub(crate) struct RelayGuard {
     dir: PathBuf,
-    accept: Mutex<Accept>,
+    /// The bound listener (each accept loop takes a clone of it).
+    listener: std::os::unix::net::UnixListener,
+    upstream: Upstream,
     budget: Arc<Budget>,
-}
-
-#[derive(Debug)]
-enum Accept {
-    /// Bound, but no runtime was running when the pool was made: started on first use.
-    Pending(std::os::unix::net::UnixListener, Upstream, Arc<Budget>),
-    Running(AbortHandle),
-    Stopped,
+    /// The accept loop, once started.
+    accept: Mutex<Option<AbortHandle>>,
 }
 
 impl RelayGuard {
@@ -109,32 +105,29 @@ impl RelayGuard {
         &self.budget
     }
 
-    /// Starts accepting connections (on the current runtime) if it did not yet.
+    /// Starts accepting connections on the current runtime, unless a loop runs already:
+    /// the pool may have been made outside a runtime (`Sources::from_env` in a plain
+    /// `main`), or in one that has ended since.
     pub(crate) fn ensure_running(&self) {
         let mut accept = self.accept.lock().unwrap_or_else(PoisonError::into_inner);
-        if !matches!(*accept, Accept::Pending(..)) || tokio::runtime::Handle::try_current().is_err()
+        if accept.as_ref().is_some_and(|h| !h.is_finished())
+            || tokio::runtime::Handle::try_current().is_err()
         {
             return;
         }
-        if let Accept::Pending(listener, upstream, budget) =
-            std::mem::replace(&mut *accept, Accept::Stopped)
-        {
-            *accept = match spawn_accept(listener, upstream, budget) {
-                Ok(handle) => Accept::Running(handle),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the database relay could not start");
-                    Accept::Stopped
-                }
-            };
+        let started = self.listener.try_clone().and_then(|listener| {
+            spawn_accept(listener, self.upstream.clone(), self.budget.clone())
+        });
+        match started {
+            Ok(handle) => *accept = Some(handle),
+            Err(e) => tracing::warn!(error = %e, "the database relay could not start"),
         }
     }
 }
 
 impl Drop for RelayGuard {
     fn drop(&mut self) {
-        if let Accept::Running(handle) =
-            &*self.accept.lock().unwrap_or_else(PoisonError::into_inner)
-        {
+        if let Some(handle) = &*self.accept.lock().unwrap_or_else(PoisonError::into_inner) {
             handle.abort();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -195,10 +188,13 @@ pub(crate) fn start(
         }
     };
     let budget = Arc::new(Budget::new(limit));
+    listener.set_nonblocking(true)?;
     let guard = Arc::new(RelayGuard {
         dir: dir.clone(),
-        accept: Mutex::new(Accept::Pending(listener, upstream, budget.clone())),
+        listener,
+        upstream,
         budget,
+        accept: Mutex::new(None),
     });
     RELAYS
         .lock()
@@ -272,7 +268,6 @@ fn spawn_accept(
     upstream: Upstream,
     budget: Arc<Budget>,
 ) -> io::Result<AbortHandle> {
-    listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
     let task = tokio::spawn(async move {
         // The connections' tasks end with the accept loop (when the pool is dropped).
@@ -369,15 +364,25 @@ mod tests {
 
     /// A server that answers every request (any bytes) with `answer` bytes.
     async fn server(answer: usize) -> u16 {
+        server_answering_each(answer, 1).await
+    }
+
+    /// A server taking `connections` connections, answering every request on each with
+    /// `answer` bytes.
+    async fn server_answering_each(answer: usize, connections: usize) -> u16 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 16];
-            while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
-                if socket.write_all(&vec![b'x'; answer]).await.is_err() {
-                    return;
-                }
+            for _ in 0..connections {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 16];
+                    while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                        if socket.write_all(&vec![b'x'; answer]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
             }
         });
         port
@@ -420,6 +425,43 @@ mod tests {
         drop(guard);
         assert!(!dir.exists());
         assert!(relay_of(&dir.join("s")).is_none());
+    }
+
+    /// Made outside a runtime, used in one that ends, then in another: each starts it.
+    #[test]
+    fn the_relay_starts_in_whichever_runtime_uses_it() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let server = runtime();
+        let port = server.block_on(server_answering_each(100, 2));
+        let server_thread = std::thread::spawn(move || {
+            server.block_on(async { tokio::time::sleep(Duration::from_secs(3)).await });
+        });
+        let (dir, guard) = start(
+            Upstream {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            "s",
+            5000,
+        )
+        .unwrap();
+        for _ in 0..2 {
+            runtime().block_on(async {
+                guard.ensure_running();
+                let mut client = UnixStream::connect(dir.join("s")).await.unwrap();
+                client.write_all(b"q").await.unwrap();
+                let answer =
+                    tokio::time::timeout(Duration::from_secs(2), read_answer(&mut client, 100));
+                assert_eq!(answer.await.ok(), Some(100));
+            });
+        }
+        drop(guard);
+        drop(server_thread);
     }
 
     #[test]
