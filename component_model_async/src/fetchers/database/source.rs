@@ -212,12 +212,12 @@ impl DbPool {
     /// that bounds each answer to [`DEFAULT_MAX_RESPONSE`] (see
     /// [`DatabaseSource::with_max_response`]).
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
-        Ok(Planned::of(url)?.connect(url).await?.0)
+        Planned::of(url)?.connect(url).await
     }
 
     /// Like [`DbPool::connect`] but connects on first use (for `Sources::from_env`).
     pub fn connect_lazy(url: &str) -> Result<Self, SourceError> {
-        Ok(Planned::of(url)?.connect_lazy(url)?.0)
+        Planned::of(url)?.connect_lazy(url)
     }
 
     /// The relay under this pool's connections, if this module made it.
@@ -375,7 +375,7 @@ impl Planned {
         })
     }
 
-    async fn connect(self, url: &str) -> Result<(DbPool, Option<Arc<RelayGuard>>), SourceError> {
+    async fn connect(self, url: &str) -> Result<DbPool, SourceError> {
         let location = location_of(url);
         let t = DEFAULT_ACQUIRE_TIMEOUT;
         let pool = match self.pool {
@@ -394,16 +394,10 @@ impl Planned {
                 .await?
                 .map(DbPool::Sqlite),
         };
-        match pool {
-            Ok(pool) => Ok((pool, self.relay)),
-            Err(e) => Err(connect_error(
-                map_error(e, &location),
-                self.relay.as_deref(),
-            )),
-        }
+        pool.map_err(|e| connect_error(map_error(e, &location), self.relay.as_deref()))
     }
 
-    fn connect_lazy(self, url: &str) -> Result<(DbPool, Option<Arc<RelayGuard>>), SourceError> {
+    fn connect_lazy(self, url: &str) -> Result<DbPool, SourceError> {
         let pool = match self.pool {
             #[cfg(feature = "postgres")]
             PlannedPool::Postgres(pool, options) => {
@@ -418,7 +412,7 @@ impl Planned {
             ),
         };
         let _ = url;
-        Ok((pool, self.relay))
+        Ok(pool)
     }
 }
 
@@ -654,7 +648,7 @@ impl DatabaseSource {
 
     /// Connects now (see [`DbPool::connect`]).
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
-        let (pool, _relay) = Planned::of(url)?.connect(url).await?;
+        let pool = DbPool::connect(url).await?;
         Ok(Self::with_pool(Ok(pool), location_of(url)))
     }
 
