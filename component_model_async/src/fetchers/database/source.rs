@@ -758,10 +758,12 @@ impl DatabaseSource {
     }
 
     /// A driver error of a read that started when [`DatabaseSource::overflows`] was
-    /// `before`: [`ErrorKind::TooLarge`] when the relay closed a connection for its size
-    /// since (the driver only sees the connection end).
+    /// `before`: [`ErrorKind::TooLarge`] when the connection ended (an I/O or protocol
+    /// error: the driver only sees the connection end) and the relay closed a connection
+    /// of this pool for its size since.
     pub(super) fn sql_error(&self, e: sqlx::Error, before: u64) -> SourceError {
-        if let Some(relay) = &self.relay {
+        let ended = matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_));
+        if let Some(relay) = self.relay.as_ref().filter(|_| ended) {
             let budget = relay.budget();
             if budget.overflows() > before {
                 return SourceError::new(ErrorKind::TooLarge).with_message(format!(
