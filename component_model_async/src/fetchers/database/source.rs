@@ -1042,3 +1042,46 @@ impl DatabaseSource {
             .collect()
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    async fn table_with(rows: usize) -> DatabaseSource {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE config (key TEXT, value TEXT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for i in 0..rows {
+            sqlx::query("INSERT INTO config VALUES ('k', ?)")
+                .bind(i.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        DatabaseSource::new(pool)
+    }
+
+    #[tokio::test]
+    async fn a_table_read_stops_at_the_row_limit() {
+        let source = table_with(5).await.with_max_rows(3);
+        let err = source.table_values("config", &["k"]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+        assert!(err.to_string().contains("more than 3 rows"), "{err}");
+        // Under the limit, the duplicate is reported for its key.
+        let source = table_with(2).await.with_max_rows(3);
+        let values = source.table_values("config", &["k"]).await.unwrap();
+        assert_eq!(values["k"].as_ref().unwrap_err().kind(), ErrorKind::Decode);
+    }
+
+    #[tokio::test]
+    async fn a_pool_not_made_from_a_url_has_no_response_limit() {
+        let source = table_with(0).await.with_max_response(10);
+        assert_eq!(source.max_response(), None);
+    }
+}
