@@ -15,13 +15,15 @@
 //! version and correlation ID), and reads the broker's responses frame by frame, each at
 //! most the frame bound. A record batch of a Fetch response (version 4, the one rskafka
 //! speaks) is checked before it is passed on: gzip is inflated into nothing, stopping at
-//! the batch bound (on a blocking thread); snappy's claimed sizes are added up. A
+//! the batch bound (on a blocking thread, which stops too when the connection ends);
+//! snappy's claimed sizes are added up. A
 //! response over either bound closes the connection and is remembered
 //! ([`Relay::take_refused`]): the source reports it as too large.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -277,6 +279,9 @@ async fn responses<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // Set when the connection ends (the relay dropped, the client gone): an inflation
+    // under way on a blocking thread stops at its next step.
+    let given_up = GivenUp::default();
     loop {
         let body = match frame(&mut server, shared.frame_bound).await {
             Ok(Ok(body)) => body,
@@ -301,8 +306,9 @@ async fn responses<R, W>(
                 let bound = shared.batch_bound;
                 // Inflating takes time (up to the bound): on a blocking thread.
                 let handle = tokio::runtime::Handle::current();
+                let gone = given_up.0.clone();
                 let checked = crate::task::spawn_blocking(&handle, move || {
-                    let verdict = check_fetch(&body[4..], bound);
+                    let verdict = check_fetch(&body[4..], bound, &gone);
                     (body, verdict)
                 })
                 .await;
@@ -325,6 +331,16 @@ async fn responses<R, W>(
         if client.write_all(&len).await.is_err() || client.write_all(&body).await.is_err() {
             return;
         }
+    }
+}
+
+/// Set when dropped.
+#[derive(Default)]
+struct GivenUp(Arc<AtomicBool>);
+
+impl Drop for GivenUp {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -382,8 +398,9 @@ fn metadata_brokers(body: &[u8], version: i16) -> Vec<(String, u16)> {
 }
 
 /// Whether the record batches of a Fetch response (version 4) stay within `bound` bytes
-/// once inflated. What cannot be read is let through (rskafka reports it).
-fn check_fetch(body: &[u8], bound: u64) -> Result<(), String> {
+/// once inflated. What cannot be read is let through (rskafka reports it); so is all of
+/// it once `gone` is set (nobody waits for the answer).
+fn check_fetch(body: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), String> {
     let mut c = Cursor(body);
     let mut batches = Vec::new();
     let mut read = || -> Option<()> {
@@ -406,25 +423,26 @@ fn check_fetch(body: &[u8], bound: u64) -> Result<(), String> {
     let _ = read();
     batches
         .into_iter()
-        .try_for_each(|records| check_records(records, bound))
+        .try_for_each(|records| check_records(records, bound, gone))
 }
 
 /// The batches of one partition's records.
-fn check_records(records: &[u8], bound: u64) -> Result<(), String> {
+fn check_records(records: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), String> {
     let mut c = Cursor(records);
     while let (Some(base_offset), Some(len)) = (c.take(8), c.i32()) {
         let Some(batch) = usize::try_from(len).ok().and_then(|l| c.take(l)) else {
             return Ok(()); // a partial batch at the end: rskafka drops it
         };
         let offset = i64::from_be_bytes(base_offset.try_into().unwrap_or([0; 8]));
-        check_batch(batch, bound).map_err(|why| format!("the batch at offset {offset} {why}"))?;
+        check_batch(batch, bound, gone)
+            .map_err(|why| format!("the batch at offset {offset} {why}"))?;
     }
     Ok(())
 }
 
 /// One batch (after its length): leader epoch, magic, CRC, attributes, then the fixed
 /// fields and the records, compressed as the attributes say.
-fn check_batch(batch: &[u8], bound: u64) -> Result<(), String> {
+fn check_batch(batch: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), String> {
     // Epoch 4, magic 1, CRC 4, attributes 2, last offset delta 4, timestamps 16,
     // producer ID 8, producer epoch 2, base sequence 4, record count 4.
     const RECORDS_AT: usize = 49;
@@ -435,8 +453,15 @@ fn check_batch(batch: &[u8], bound: u64) -> Result<(), String> {
     };
     match attributes[1] & 0x07 {
         1 => {
-            let mut inflating = flate2::read::GzDecoder::new(payload).take(bound + 1);
-            let inflated = std::io::copy(&mut inflating, &mut std::io::sink()).unwrap_or(0);
+            let mut inflating = flate2::read::GzDecoder::new(payload);
+            let mut step = vec![0u8; 64 * 1024];
+            let mut inflated = 0u64;
+            while inflated <= bound && !gone.load(Ordering::Relaxed) {
+                match inflating.read(&mut step) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => inflated += n as u64,
+                }
+            }
             if inflated > bound {
                 return Err(format!(
                     "(gzip, {} bytes) inflates past the bound of {bound} bytes",
@@ -491,6 +516,9 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Somebody waits for every answer.
+    static GONE: AtomicBool = AtomicBool::new(false);
+
     /// A Fetch v4 response body (after the correlation ID) with one partition whose
     /// records are `records`.
     fn fetch_body(records: &[u8]) -> Vec<u8> {
@@ -527,10 +555,15 @@ mod tests {
     #[test]
     fn a_gzip_batch_is_inflated_up_to_the_bound_only() {
         let small = fetch_body(&batch(1, &gzip(&[0; 1000])));
-        assert_eq!(check_fetch(&small, 1000), Ok(()));
+        assert_eq!(check_fetch(&small, 1000, &GONE), Ok(()));
         let bomb = fetch_body(&batch(1, &gzip(&vec![0; 16 * 1024 * 1024])));
         assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
-        let err = check_fetch(&bomb, 1024 * 1024).unwrap_err();
+        // Nobody waits: nothing more is inflated.
+        assert_eq!(
+            check_fetch(&bomb, 1024 * 1024, &AtomicBool::new(true)),
+            Ok(())
+        );
+        let err = check_fetch(&bomb, 1024 * 1024, &GONE).unwrap_err();
         assert!(err.contains("the batch at offset 7 (gzip"), "{err}");
         assert!(err.contains("past the bound of 1048576 bytes"), "{err}");
     }
@@ -540,7 +573,7 @@ mod tests {
         // Raw snappy claiming 2^32 - 1 bytes (a length varint and nothing else).
         let raw = fetch_body(&batch(2, &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F]));
         assert!(
-            check_fetch(&raw, 1 << 20)
+            check_fetch(&raw, 1 << 20, &GONE)
                 .unwrap_err()
                 .contains("claims 4294967295")
         );
@@ -550,17 +583,20 @@ mod tests {
             java.extend_from_slice(&[0x80, 0x40]); // 8 KiB claimed
         }
         assert_eq!(
-            check_fetch(&fetch_body(&batch(2, &java)), 24 * 1024),
+            check_fetch(&fetch_body(&batch(2, &java)), 24 * 1024, &GONE),
             Ok(())
         );
-        assert!(check_fetch(&fetch_body(&batch(2, &java)), 24 * 1024 - 1).is_err());
+        assert!(check_fetch(&fetch_body(&batch(2, &java)), 24 * 1024 - 1, &GONE).is_err());
         // Uncompressed, truncated, empty: let through.
-        assert_eq!(check_fetch(&fetch_body(&batch(0, &[1; 100])), 10), Ok(()));
         assert_eq!(
-            check_fetch(&fetch_body(&batch(1, &gzip(&[0; 99]))[..30]), 10),
+            check_fetch(&fetch_body(&batch(0, &[1; 100])), 10, &GONE),
             Ok(())
         );
-        assert_eq!(check_fetch(&[], 10), Ok(()));
+        assert_eq!(
+            check_fetch(&fetch_body(&batch(1, &gzip(&[0; 99]))[..30]), 10, &GONE),
+            Ok(())
+        );
+        assert_eq!(check_fetch(&[], 10, &GONE), Ok(()));
     }
 
     #[test]
