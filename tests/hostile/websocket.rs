@@ -464,3 +464,40 @@ async fn a_server_that_never_answers_times_out() {
         &logs.text(),
     );
 }
+
+/// A watched connection flooded with pongs after its first message: once the watch
+/// stops, nothing reads on. (A pin: the watch's read loop also polls the watch's own
+/// channel, which gives the runtime its turn, so this held before the fix too.)
+#[test]
+fn a_watch_flooded_with_pongs_ends_when_it_stops() {
+    let watch = CanaryWatch::default();
+    on_workers(&watch, async {
+        let _s = serial().await;
+        let port = thread_server(|mut s| async move {
+            if upgrade(&mut s).await && s.write_all(&[0x81, 2, b'v', b'1']).await.is_ok() {
+                flood(&mut s, &[0x8A, 0x00].repeat(32 * 1024)).await;
+            }
+        });
+        let url = format!("ws://user:{CANARY}@127.0.0.1:{port}/flags");
+        let sources = Sources::new()
+            .with_env(EnvSource::from_map([("WS_URL", url.as_str())]))
+            .register(
+                "websocket",
+                WebSocketSource::new().with_first_message_timeout(LIMIT),
+            );
+        let live = Flags::watch_with(&sources).await.expect("watched");
+        assert_eq!(live.get().flags, "v1");
+        // The watch's own connection is flooded meanwhile.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        live.stop();
+        drop(live);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let busy = busy_during(Duration::from_secs(1)).await;
+        eprintln!("watch under a pong flood: {busy:?} of CPU in the second after it stopped");
+        assert!(
+            busy < Duration::from_millis(300),
+            "busy for {busy:?} after the watch stopped"
+        );
+        assert_no_canary("the logs", &watch.found().0);
+    })
+}
