@@ -33,6 +33,8 @@
 //!   message, or a gzip or snappy batch that would inflate past four times that, is
 //!   refused before rskafka buffers or inflates it (rskafka inflates a batch whole: a
 //!   1.7 MB gzip batch of zeros held 256 MiB) — reported as too large and stepped over.
+//!   A broker answering requests it was never sent is cut off (`unavailable`), not read
+//!   on (rskafka logs a warning for each such answer).
 //! * `KAFKA_BROKERS` (comma-separated `host:port`) registers the source in
 //!   [`Sources::from_env`](crate::Sources::from_env).
 //!

@@ -18,7 +18,9 @@
 //! the batch bound (on a blocking thread, which stops too when the connection ends);
 //! snappy's claimed sizes are added up. A
 //! response over either bound closes the connection and is remembered
-//! ([`Relay::take_refused`]): the source reports it as too large.
+//! ([`Relay::take_refused`]): the source reports it as too large. A response to a request
+//! never sent (rskafka would log a warning for each and read on) breaks the connection
+//! off ([`Relay::take_broken`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -51,12 +53,20 @@ struct Shared {
     allowed: Mutex<HashSet<(String, u16)>>,
     /// Why the last response was refused, until the source takes it.
     refused: Mutex<Option<String>>,
+    /// Why the last connection was broken off (the broker broke the protocol), until the
+    /// source takes it.
+    broken: Mutex<Option<String>>,
 }
 
 impl Shared {
     fn refuse(&self, why: String) {
         tracing::debug!(%why, "kafka relay: a response was refused");
         *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+    }
+
+    fn break_off(&self, why: String) {
+        tracing::debug!(%why, "kafka relay: a connection was broken off");
+        *self.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
     }
 
     fn allows(&self, host: &str, port: u16) -> bool {
@@ -105,6 +115,7 @@ impl Relay {
             connect_timeout,
             allowed: Mutex::default(),
             refused: Mutex::default(),
+            broken: Mutex::default(),
         });
         shared.allow(brokers.iter().filter_map(|b| {
             let (host, port) = b.rsplit_once(':')?;
@@ -135,10 +146,20 @@ impl Relay {
         self.addr
     }
 
-    /// Why a response was refused since the last call, if one was.
+    /// Why a response was refused for its size since the last call, if one was.
     pub(crate) fn take_refused(&self) -> Option<String> {
         self.shared
             .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Why a connection was broken off since the last call (the broker answered a request
+    /// it was never sent), if one was.
+    pub(crate) fn take_broken(&self) -> Option<String> {
+        self.shared
+            .broken
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
@@ -294,15 +315,26 @@ async fn responses<R, W>(
             }
             Err(_) => return,
         };
-        let request = body.get(..4).and_then(|c| {
-            let correlation = i32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        let correlation = body
+            .get(..4)
+            .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        let request = correlation.and_then(|c| {
             pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(&correlation)
+                .remove(&c)
         });
+        // A response to no request: rskafka would log a warning for each one and read on
+        // (a flood of them is a flood of log lines); the connection is broken off instead.
+        let Some(request) = request else {
+            shared.break_off(format!(
+                "the broker answered a request it was never sent (correlation ID {})",
+                correlation.map_or_else(|| "missing".to_owned(), |c| c.to_string())
+            ));
+            return;
+        };
         let body = match request {
-            Some((FETCH, 4)) => {
+            (FETCH, 4) => {
                 let bound = shared.batch_bound;
                 // Inflating takes time (up to the bound): on a blocking thread.
                 let handle = tokio::runtime::Handle::current();
@@ -321,7 +353,7 @@ async fn responses<R, W>(
                     Err(_) => return,
                 }
             }
-            Some((METADATA, version)) => {
+            (METADATA, version) => {
                 shared.allow(metadata_brokers(&body[4..], version));
                 body
             }

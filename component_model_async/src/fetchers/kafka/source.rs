@@ -195,20 +195,33 @@ impl Inner {
     /// No answer in time: a timeout, unless the relay refused the response meanwhile
     /// (rskafka retries a connection the relay closed until its deadline).
     fn timed_out(&self, topic: &str) -> SourceError {
-        match self.relay.get().and_then(Relay::take_refused) {
-            Some(why) => SourceError::new(ErrorKind::TooLarge)
-                .with_message(format!("{why}; it was not read")),
-            None => SourceError::new(ErrorKind::Timeout).with_message(format!(
-                "no answer within {:?} (topic `{topic}`)",
-                self.timeout
-            )),
+        if let Some(why) = self.relay.get().and_then(Relay::take_refused) {
+            return SourceError::new(ErrorKind::TooLarge)
+                .with_message(format!("{why}; it was not read"));
         }
+        if let Some(e) = self.broken() {
+            return e;
+        }
+        SourceError::new(ErrorKind::Timeout).with_message(format!(
+            "no answer within {:?} (topic `{topic}`)",
+            self.timeout
+        ))
+    }
+
+    /// The broker broke the protocol (the relay broke the connection off), if it did
+    /// since the last call.
+    fn broken(&self) -> Option<SourceError> {
+        let why = self.relay.get().and_then(Relay::take_broken)?;
+        Some(SourceError::new(ErrorKind::Unavailable).with_message(why))
     }
 
     fn error(&self, e: &KafkaError) -> SourceError {
         if let Some(why) = self.refused(e) {
             return SourceError::new(ErrorKind::TooLarge)
                 .with_message(format!("{why}; it was not read"));
+        }
+        if let Some(e) = self.broken() {
+            return e;
         }
         let kind = match e {
             KafkaError::ServerError {
