@@ -21,11 +21,23 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Set once a reply went over the limit on this connection (or was not RESP).
+/// Set once a reply went over the limit on this connection (or was not RESP), with why.
 #[derive(Clone, Default, Debug)]
-pub(crate) struct Exceeded(Arc<AtomicU8>);
+pub(crate) struct Exceeded(Arc<AtomicU8>, Arc<std::sync::Mutex<String>>);
 
 impl Exceeded {
+    /// What broke the bound (empty while nothing did).
+    pub(crate) fn reason(&self) -> String {
+        self.1.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, kind: u8, why: &str) {
+        if let Ok(mut reason) = self.1.lock() {
+            why.clone_into(&mut reason);
+        }
+        self.0.store(kind, Ordering::Relaxed);
+    }
+
     /// Whether a reply broke the bound, or was not RESP at all.
     pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::Relaxed) != CLEAR
@@ -289,7 +301,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for BoundedStream<S> {
                     } else {
                         OVER
                     };
-                    this.exceeded.0.store(kind, Ordering::Relaxed);
+                    this.exceeded.set(kind, &why);
                     buf.set_filled(before);
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
                 }

@@ -388,8 +388,9 @@ impl RedisSource {
         }
         if exceeded.is_set() {
             return SourceError::new(ErrorKind::TooLarge).with_message(format!(
-                "reply larger than {} from redis at {at} for {what}; raise the limit with `RedisSource::with_max_reply`",
-                crate::error::bytes(self.max_reply as u64)
+                "reply larger than {} from redis at {at} for {what} ({}); raise the limit with `RedisSource::with_max_reply`",
+                crate::error::bytes(self.max_reply as u64),
+                exceeded.reason()
             ));
         }
         let detail = e.detail().unwrap_or_default();
