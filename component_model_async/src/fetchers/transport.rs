@@ -62,11 +62,6 @@ pub(crate) fn client(
         .connect_timeout(timeout)
         .redirect(redirect_policy());
     if let Some(tls) = tls {
-        if tls.skips_verify() {
-            tracing::warn!(
-                "TLS verification is OFF for this source (VAULT_SKIP_VERIFY / CONSUL_HTTP_SSL_VERIFY=false / `danger_skip_verify`): anyone on the network path can read its token and secrets"
-            );
-        }
         builder = builder.tls_backend_preconfigured(tls.client_config()?);
     }
     builder
@@ -152,7 +147,16 @@ impl Client {
             .get_or_init(|| async move {
                 match tls {
                     None => system_roots_client(timeout).await,
-                    Some(tls) => off_runtime(move || client(timeout, Some(&tls))).await,
+                    Some(tls) => {
+                        // Here, not on the blocking thread: the caller's subscriber and
+                        // span see it.
+                        if tls.skips_verify() {
+                            tracing::warn!(
+                                "TLS verification is OFF for this source (VAULT_SKIP_VERIFY / CONSUL_HTTP_SSL_VERIFY=false / `danger_skip_verify`): anyone on the network path can read its token and secrets"
+                            );
+                        }
+                        off_runtime(move || client(timeout, Some(&tls))).await
+                    }
                 }
             })
             .await
@@ -190,8 +194,7 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
     build: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => runtime
-            .spawn_blocking(build)
+        Ok(runtime) => crate::task::spawn_blocking(&runtime, build)
             .await
             .unwrap_or_else(|e| Err(format!("building the HTTP client failed: {e}"))),
         Err(_) => build(),
@@ -460,14 +463,101 @@ fn too_large(url: &str, limits: Limits, announced: Option<u64>) -> SourceError {
     ))
 }
 
+/// What [`send`] answers: the status, the headers and the body.
+type Exchange = (StatusCode, reqwest::header::HeaderMap, Vec<u8>);
+
 /// Sends `request` and reads the body through the size bound: a `Content-Length` over
 /// `max_body` is refused before reading, a longer stream is cut off at the limit.
+///
+/// The exchange runs on [`http_runtime`], a thread of its own, and the caller waits for it
+/// on its runtime, at most `timeout` (and a grace for reqwest's own timeout to tell what
+/// was late); it is aborted when the caller gives up. A server can make hyper's connection
+/// task parse without end — a flood of interim `100 Continue` responses, thousands in each
+/// read, holds the thread that polls it for seconds per poll — and on the caller's runtime
+/// that held a worker, and the timers with it: a field's 2 s deadline was met after 5–7 s.
 pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     url: &str,
     limits: Limits,
-) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), SourceError> {
+) -> Result<Exchange, SourceError> {
     crate::metrics::round_trip();
+    // The caller's subscriber and span go along: what reqwest and hyper log while sending
+    // (connecting, the TLS handshake, the pool) reaches the caller's subscriber under the
+    // field's span. hyper's connection task (spawned by hyper) logs to the global one.
+    let work = tracing::instrument::WithSubscriber::with_current_subscriber(
+        tracing::Instrument::instrument(
+            exchange(request, url.to_owned(), limits),
+            tracing::Span::current(),
+        ),
+    );
+    // Not counted among the crate's tasks (`crate::task`): it lives exactly as long as its
+    // caller waits, which aborts it when it gives up, like hyper's own tasks under it.
+    let task = match http_runtime() {
+        Some(runtime) => runtime.spawn(work),
+        None => tokio::spawn(work),
+    };
+    let _abort = AbortOnDrop(task.abort_handle());
+    let within = limits.timeout.saturating_add(TIMEOUT_GRACE);
+    match tokio::time::timeout(within, task).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => Err(
+            SourceError::new(ErrorKind::Unavailable).with_message(format!(
+                "the request to {} ended without an answer: {e}",
+                redact_url(url)
+            )),
+        ),
+        Err(_) => Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
+            "no complete response from {} within {}",
+            redact_url(url),
+            crate::error::humanize(limits.timeout)
+        ))),
+    }
+}
+
+/// How much longer than its timeout [`send`] waits for an exchange: reqwest's own timeout,
+/// which says whether the head or the body was late, normally ends it first.
+const TIMEOUT_GRACE: Duration = Duration::from_millis(250);
+
+/// The runtime every HTTP exchange of this crate runs on: one thread of its own
+/// (`component-model-http`), started on first use, for the life of the process; `None`
+/// when no thread could be started (exchanges then run on the caller's runtime). Its
+/// connections outlive the caller's runtimes (a runtime per test, or per `block_on`, no
+/// longer leaves dead connections in a client's pool).
+fn http_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Handle>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("component-model-http".to_owned())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Aborts a task when dropped (its caller gave up).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The exchange of [`send`].
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    url: String,
+    limits: Limits,
+) -> Result<Exchange, SourceError> {
+    let url = url.as_str();
     let mut response = request
         .send()
         .await
