@@ -89,25 +89,31 @@ impl Shared {
 pub(crate) struct Relay {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    /// The bound listener (each accept loop takes a clone of it).
+    listener: std::net::TcpListener,
+    /// The accept loop, once started.
+    accept: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(accept) = &*self.accept.lock().unwrap_or_else(PoisonError::into_inner) {
+            accept.abort();
+        }
     }
 }
 
 impl Relay {
-    /// Listens on 127.0.0.1 for rskafka's connections to `brokers` (`host:port`) and the
-    /// brokers their metadata names.
-    pub(crate) async fn start(
+    /// Binds a listener on 127.0.0.1 for rskafka's connections to `brokers` (`host:port`)
+    /// and the brokers their metadata names; [`Relay::ensure_running`] accepts them.
+    pub(crate) fn bind(
         brokers: &[String],
         frame_bound: usize,
         batch_bound: u64,
         connect_timeout: Duration,
     ) -> std::io::Result<Relay> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             frame_bound,
@@ -121,14 +127,31 @@ impl Relay {
             let (host, port) = b.rsplit_once(':')?;
             Some((host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
         }));
-        let for_task = shared.clone();
+        Ok(Relay {
+            addr,
+            shared,
+            listener,
+            accept: Mutex::default(),
+        })
+    }
+
+    /// Accepts connections on the current runtime, unless a loop runs already: the
+    /// source may be used in one runtime that ends, then in another (the loop and its
+    /// connections end with their runtime).
+    pub(crate) fn ensure_running(&self) -> std::io::Result<()> {
+        let mut accept = self.accept.lock().unwrap_or_else(PoisonError::into_inner);
+        if accept.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        let listener = TcpListener::from_std(self.listener.try_clone()?)?;
+        let shared = self.shared.clone();
         let task = crate::task::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 match listener.accept().await {
                     Ok((client, _)) => {
                         let _ = client.set_nodelay(true);
-                        connections.spawn(relay(client, for_task.clone()));
+                        connections.spawn(relay(client, shared.clone()));
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "kafka relay: accepting failed");
@@ -138,7 +161,8 @@ impl Relay {
                 while connections.try_join_next().is_some() {}
             }
         });
-        Ok(Relay { addr, shared, task })
+        *accept = Some(task.abort_handle());
+        Ok(())
     }
 
     /// The listener's address, for `ClientBuilder::socks5_proxy`.
@@ -629,6 +653,42 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_fetch(&[], 10, &GONE), Ok(()));
+    }
+
+    /// Bound outside a runtime, used in one that ends, then in another: each starts it.
+    #[test]
+    fn the_relay_answers_in_whichever_runtime_uses_it() {
+        let relay = Relay::bind(
+            &["127.0.0.1:9".to_owned()],
+            1024,
+            1024,
+            Duration::from_secs(1),
+        )
+        .expect("bound");
+        for _ in 0..2 {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                relay.ensure_running().expect("running");
+                let mut client = TcpStream::connect(relay.addr()).await.expect("connected");
+                client.write_all(&[5, 1, 0]).await.expect("greeting");
+                let mut answer = [0u8; 2];
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut answer));
+                read.await.expect("answered in time").expect("answered");
+                assert_eq!(answer, [5, 0]);
+                // A broker nobody named is refused.
+                client
+                    .write_all(&[5, 1, 0, 1, 10, 0, 0, 1, 0, 80])
+                    .await
+                    .expect("request");
+                let mut reply = [0u8; 10];
+                client.read_exact(&mut reply).await.expect("reply");
+                assert_eq!(reply[1], 2);
+            });
+        }
     }
 
     #[test]

@@ -259,6 +259,13 @@ impl Inner {
 
     async fn client(&self, topic: &str) -> Result<Arc<Client>, SourceError> {
         let mut held = self.client.lock().await;
+        // The relay's loop ends with the runtime it ran on: the client reconnects through
+        // a loop on this one.
+        if let Some(relay) = self.relay.get()
+            && let Err(e) = relay.ensure_running()
+        {
+            tracing::warn!(error = %e, "kafka: the relay to the brokers could not start");
+        }
         if let Some(c) = held.as_ref() {
             return Ok(c.clone());
         }
@@ -277,8 +284,8 @@ impl Inner {
             });
         let relay = self
             .relay
-            .get_or_try_init(|| {
-                Relay::start(
+            .get_or_try_init(|| async {
+                Relay::bind(
                     &self.brokers,
                     self.frame_bound(),
                     self.batch_bound(),
@@ -286,6 +293,7 @@ impl Inner {
                 )
             })
             .await
+            .and_then(|relay| relay.ensure_running().map(|()| relay))
             .map_err(|e| {
                 SourceError::new(ErrorKind::Unavailable).with_message(format!(
                     "the relay to the brokers cannot listen on 127.0.0.1: {e}"
