@@ -645,6 +645,20 @@ mod tests {
     }
 
     #[test]
+    fn tls_uses_aws_lc_rs_preferring_the_post_quantum_key_exchange() {
+        assert!(
+            CryptoProvider::get_default().is_none(),
+            "no test installs a process default"
+        );
+        let provider = provider();
+        let first = provider.kx_groups.first().map(|g| g.name());
+        assert_eq!(first, Some(rustls::NamedGroup::X25519MLKEM768));
+        // Built with it: a client configuration of these settings takes it.
+        let config = TlsConfig::new().danger_skip_verify(true).client_config();
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
     fn names_the_variable_of_a_missing_file() {
         let env = EnvSource::from_map([("VAULT_CACERT", "/nonexistent/ca.pem")]);
         let tls = TlsConfig::vault_from_env(&env).unwrap().unwrap();
