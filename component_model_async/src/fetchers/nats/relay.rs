@@ -211,7 +211,9 @@ async fn open(upstream: &Upstream, shared: &Shared) -> std::io::Result<(Vec<u8>,
     if !reader.buffer().is_empty() {
         return Err(invalid("the server sent data before the TLS handshake"));
     }
-    let config = shared.tls.client_config().map_err(std::io::Error::other)?;
+    let mut config = shared.tls.client_config().map_err(std::io::Error::other)?;
+    // NATS is no HTTP: offer no application protocol.
+    config.alpn_protocols.clear();
     let name = shared
         .tls
         .server_name()

@@ -31,6 +31,8 @@
 //! * key label `url` (credentials in it are masked); values are not secret.
 
 #[cfg(feature = "websocket")]
+mod handshake;
+#[cfg(feature = "websocket")]
 mod source;
 #[cfg(feature = "websocket")]
 pub use source::*;

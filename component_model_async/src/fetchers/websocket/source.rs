@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
@@ -201,34 +201,33 @@ impl Inner {
             }
             .map_err(|e| unavailable(&format_args!("cannot connect: {e}")))?;
             let _ = tcp.set_nodelay(true);
-            let connector = match secure {
-                true => Connector::Rustls(tls().map_err(|e| {
+            let mut stream = if secure {
+                let config = tls().map_err(|e| {
                     SourceError::new(ErrorKind::Config)
                         .with_message(format!("TLS is not usable: {e}"))
-                })?),
-                false => Connector::Plain,
+                })?;
+                let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| {
+                    SourceError::new(ErrorKind::Config)
+                        .with_message(format!("`{host}` is not a valid TLS server name"))
+                })?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| unavailable(&format_args!("TLS: {e}")))?;
+                MaybeTlsStream::Rustls(tls)
+            } else {
+                MaybeTlsStream::Plain(tcp)
             };
-            tokio_tungstenite::client_async_tls_with_config(
-                request,
-                tcp,
+            // Our own handshake: tungstenite's logs the request (query and headers) at
+            // TRACE.
+            let read_ahead = super::handshake::open(&mut stream, &uri).await?;
+            Ok(WebSocketStream::from_partially_read(
+                stream,
+                read_ahead,
+                tokio_tungstenite::tungstenite::protocol::Role::Client,
                 Some(self.config()),
-                Some(connector),
             )
-            .await
-            .map(|(socket, _)| socket)
-            .map_err(|e| match e {
-                WsError::Http(response) => {
-                    let status = response.status();
-                    let kind = match status.as_u16() {
-                        401 | 403 => ErrorKind::Unauthorized,
-                        404 => ErrorKind::NotFound,
-                        _ => ErrorKind::Unavailable,
-                    };
-                    SourceError::new(kind)
-                        .with_message(format!("the server refused the upgrade with HTTP {status}"))
-                }
-                other => unavailable(&format_args!("handshake failed: {other}")),
-            })
+            .await)
         };
         tokio::time::timeout(self.first_message, open)
             .await
