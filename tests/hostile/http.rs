@@ -428,3 +428,45 @@ fn the_source_timeout_holds_under_endless_interim_responses() {
 fn the_source_timeout_holds_against_a_response_at_one_byte_a_second() {
     case_held_to(Hostile::TrickleBody, ErrorKind::Timeout, Limit::Source);
 }
+
+/// While a hostile server floods one source with interim responses (hyper parses them for
+/// seconds per poll), a healthy Consul next to it answers as usual: the HTTP exchanges run
+/// on threads of their own, and one held leaves the other.
+#[test]
+fn a_flooding_server_does_not_hold_up_a_healthy_neighbour() {
+    let logs = CapturedLogs::default();
+    let for_workers = logs.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || std::mem::forget(capture(&for_workers)))
+        .build()
+        .expect("a runtime");
+    let _g = capture(&logs);
+    let (port, open) = thread_server(Hostile::EndlessInterim);
+    runtime.block_on(async {
+        let _s = serial().await;
+        let consul = component_model::test_util::ConsulDouble::start().await;
+        consul.put("app/port", "8080");
+        let hostile = tokio::spawn(Backend::Consul.fetch(port, Limit::Field));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let sources = Sources::new().register("consul", ConsulSource::new(consul.address()));
+            let got = Kv::fetch_all_components_with(&sources).await;
+            let elapsed = started.elapsed();
+            eprintln!("healthy neighbour during the flood: {elapsed:?}");
+            assert_eq!(got.map(|k| k.port).ok(), Some(8080));
+            assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let errors = hostile
+            .await
+            .expect("the hostile fetch")
+            .expect_err("no value from the flood");
+        assert_eq!(errors[0].kind(), ErrorKind::Timeout, "{}", errors[0]);
+        assert_no_canary("the error", &format!("{} {:?}", errors[0], errors));
+        closed_within(&open, CLOSED_WITHIN).await;
+    });
+    assert_no_canary("the TRACE logs", &logs.text());
+}

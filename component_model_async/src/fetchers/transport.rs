@@ -518,29 +518,30 @@ pub(crate) async fn send(
 /// which says whether the head or the body was late, normally ends it first.
 const TIMEOUT_GRACE: Duration = Duration::from_millis(250);
 
-/// The runtime every HTTP exchange of this crate runs on: one thread of its own
-/// (`component-model-http`), started on first use, for the life of the process; `None`
-/// when no thread could be started (exchanges then run on the caller's runtime). Its
+/// The runtime every HTTP exchange of this crate runs on: [`HTTP_THREADS`] threads of its
+/// own (`component-model-http`), started on first use, for the life of the process; `None`
+/// when none could be started (exchanges then run on the caller's runtime). Its
 /// connections outlive the caller's runtimes (a runtime per test, or per `block_on`, no
 /// longer leaves dead connections in a client's pool).
 fn http_runtime() -> Option<&'static tokio::runtime::Handle> {
-    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Handle>> =
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
         std::sync::OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(HTTP_THREADS)
+                .thread_name("component-model-http")
                 .enable_all()
                 .build()
-                .ok()?;
-            let handle = runtime.handle().clone();
-            std::thread::Builder::new()
-                .name("component-model-http".to_owned())
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
-                .ok()?;
-            Some(handle)
+                .ok()
         })
         .as_ref()
+        .map(tokio::runtime::Runtime::handle)
 }
+
+/// The threads of [`http_runtime`]: two, so one held by a hostile server's connection (a
+/// flood hyper parses for seconds per poll) leaves the other to every other source.
+const HTTP_THREADS: usize = 2;
 
 /// Aborts a task when dropped (its caller gave up).
 struct AbortOnDrop(tokio::task::AbortHandle);
