@@ -1,5 +1,7 @@
-//! What the HTTP-based backends (`http`, `consul`, `vault`) share: one reqwest client per
-//! source, how transport failures and status codes become [`ErrorKind`]s, and base URLs.
+//! What the HTTP-based backends (`http`, `consul`, `vault`) share: their reqwest clients
+//! (built off the runtime, shared by the process for the system's roots), the runtime their
+//! exchanges run on, how transport failures and status codes become [`ErrorKind`]s, and
+//! base URLs.
 
 use std::fmt;
 use std::time::Duration;
@@ -469,7 +471,7 @@ type Exchange = (StatusCode, reqwest::header::HeaderMap, Vec<u8>);
 /// Sends `request` and reads the body through the size bound: a `Content-Length` over
 /// `max_body` is refused before reading, a longer stream is cut off at the limit.
 ///
-/// The exchange runs on [`http_runtime`], a thread of its own, and the caller waits for it
+/// The exchange runs on [`http_runtime`], threads of its own, and the caller waits for it
 /// on its runtime, at most `timeout` (and a grace for reqwest's own timeout to tell what
 /// was late); it is aborted when the caller gives up. A server can make hyper's connection
 /// task parse without end — a flood of interim `100 Continue` responses, thousands in each
