@@ -124,7 +124,7 @@ pub async fn tls_front(
     server: &Issued,
     client_ca: Option<&str>,
 ) -> SocketAddr {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
