@@ -115,7 +115,10 @@ fn an_array_of_sixteen_million_integers_is_refused_at_its_header() {
             &watch.found().0,
         );
         assert!(e.to_string().contains("reply larger than 16 MiB"), "{e}");
-        assert!(e.to_string().contains("a reply of 16000000 elements"), "{e}");
+        assert!(
+            e.to_string().contains("a reply of 16000000 elements"),
+            "{e}"
+        );
         assert!(e.to_string().contains("bytes in memory"), "{e}");
     })
 }

@@ -21,7 +21,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -242,7 +244,13 @@ fn client_info(line: &[u8]) -> std::io::Result<(Vec<u8>, bool)> {
         .get("tls_required")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
-    for key in ["tls_required", "tls_verify", "tls_available", "connect_urls", "ws_connect_urls"] {
+    for key in [
+        "tls_required",
+        "tls_verify",
+        "tls_available",
+        "connect_urls",
+        "ws_connect_urls",
+    ] {
         info.remove(key);
     }
     let mut out = b"INFO ".to_vec();
@@ -257,7 +265,10 @@ fn invalid(what: &str) -> std::io::Error {
 
 /// Reads one line ending in `\n` into `line` (without `\r\n`), refusing one longer than
 /// [`MAX_CONTROL_LINE`] before buffering more.
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<()> {
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<()> {
     line.clear();
     loop {
         let available = reader.fill_buf().await?;
@@ -307,7 +318,10 @@ fn message_header(line: &str) -> std::io::Result<Option<Header<'_>>> {
     if words.len() < 2 + sizes || words.len() > 3 + sizes {
         return Err(invalid("a malformed MSG/HMSG line"));
     }
-    let number = |w: &str| w.parse::<u64>().map_err(|_| invalid("a malformed message size"));
+    let number = |w: &str| {
+        w.parse::<u64>()
+            .map_err(|_| invalid("a malformed message size"))
+    };
     let total = number(words[words.len() - 1])?;
     if headers && number(words[words.len() - 2])? > total {
         return Err(invalid("a header size over the message size"));
@@ -329,7 +343,8 @@ where
     let mut line = Vec::new();
     loop {
         read_line(&mut server, &mut line).await?;
-        let text = std::str::from_utf8(&line).map_err(|_| invalid("a control line that is not UTF-8"))?;
+        let text =
+            std::str::from_utf8(&line).map_err(|_| invalid("a control line that is not UTF-8"))?;
         if let Some(header) = message_header(text)? {
             if header.total > shared.limit {
                 shared.refuse(Refused {
@@ -346,7 +361,9 @@ where
                 );
                 client.write_all(stand_in.as_bytes()).await?;
                 client.flush().await?;
-                return Err(invalid("a message over the limit (stood in for; connection closed)"));
+                return Err(invalid(
+                    "a message over the limit (stood in for; connection closed)",
+                ));
             }
             client.write_all(&line).await?;
             client.write_all(b"\r\n").await?;
@@ -378,7 +395,9 @@ mod tests {
     fn message_lines_are_read_with_and_without_reply_and_headers() {
         let h = message_header("MSG a.b 7 12").unwrap().unwrap();
         assert_eq!((h.subject, h.sid, h.reply, h.total), ("a.b", "7", None, 12));
-        let h = message_header("hmsg a 1 _INBOX.x 10 2147483648").unwrap().unwrap();
+        let h = message_header("hmsg a 1 _INBOX.x 10 2147483648")
+            .unwrap()
+            .unwrap();
         assert_eq!((h.reply, h.total), (Some("_INBOX.x"), 2_147_483_648));
         assert!(message_header("PING").unwrap().is_none());
         assert!(message_header("MSG a 1 x y z 12").is_err());
@@ -394,8 +413,14 @@ mod tests {
         .unwrap();
         assert!(tls);
         let text = String::from_utf8(info).unwrap();
-        assert!(text.starts_with("INFO {") && text.ends_with("}\r\n"), "{text}");
-        assert!(!text.contains("tls_required") && !text.contains("connect_urls"), "{text}");
+        assert!(
+            text.starts_with("INFO {") && text.ends_with("}\r\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("tls_required") && !text.contains("connect_urls"),
+            "{text}"
+        );
         assert!(text.contains("\"max_payload\":1048576"), "{text}");
         assert!(client_info(b"PING").is_err());
     }

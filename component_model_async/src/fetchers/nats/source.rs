@@ -348,7 +348,9 @@ impl Inner {
                     stream.get_last_raw_message_by_subject(subject),
                 )
                 .await
-                .map_err(|_| self.or_refused(self.unavailable(&"JetStream did not answer in time")))?;
+                .map_err(|_| {
+                    self.or_refused(self.unavailable(&"JetStream did not answer in time"))
+                })?;
                 match got {
                     Ok(m) => self.value(&m.payload),
                     Err(e)

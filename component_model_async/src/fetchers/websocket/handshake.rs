@@ -7,8 +7,8 @@
 
 use base64::Engine;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::error::{ErrorKind, SourceError};
@@ -18,9 +18,7 @@ pub(crate) const MAX_HEAD: usize = 16 * 1024;
 
 /// The request line and headers for `uri`, and the key the answer must prove it read.
 fn request(uri: &Uri) -> Result<(Vec<u8>, String), SourceError> {
-    let host = uri
-        .host()
-        .ok_or_else(|| config("the URL has no host"))?;
+    let host = uri.host().ok_or_else(|| config("the URL has no host"))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let path = if path.is_empty() { "/" } else { path };
     let key = generate_key();
@@ -37,7 +35,11 @@ fn request(uri: &Uri) -> Result<(Vec<u8>, String), SourceError> {
     let mut out = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
     );
-    if let Some(userinfo) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')).map(|(u, _)| u) {
+    if let Some(userinfo) = uri
+        .authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .map(|(u, _)| u)
+    {
         let decoded = percent_encoding::percent_decode_str(userinfo).decode_utf8_lossy();
         let basic = base64::engine::general_purpose::STANDARD.encode(decoded.as_bytes());
         out.push_str("Authorization: Basic ");
@@ -69,10 +71,15 @@ where
     let end = loop {
         let before = buffer.len();
         buffer.resize(before + 1024, 0);
-        let n = stream.read(&mut buffer[before..]).await.map_err(unavailable)?;
+        let n = stream
+            .read(&mut buffer[before..])
+            .await
+            .map_err(unavailable)?;
         buffer.truncate(before + n);
         if n == 0 {
-            return Err(unavailable("the server closed the connection before answering"));
+            return Err(unavailable(
+                "the server closed the connection before answering",
+            ));
         }
         // Search from a little before what was just read: the end may straddle reads.
         let from = before.saturating_sub(3);
@@ -125,16 +132,16 @@ fn check(head: &[u8], key: &str) -> Result<(), SourceError> {
             .map(|h| String::from_utf8_lossy(h.value).into_owned())
     };
     let says = |name: &str, token: &str| {
-        header(name).is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case(token))
-        })
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     if !says("upgrade", "websocket") || !says("connection", "upgrade") {
         return Err(unavailable("the answer does not upgrade to a websocket"));
     }
-    if header("sec-websocket-accept").as_deref() != Some(derive_accept_key(key.as_bytes()).as_str()) {
-        return Err(unavailable("the answer's Sec-WebSocket-Accept does not match the key sent"));
+    if header("sec-websocket-accept").as_deref() != Some(derive_accept_key(key.as_bytes()).as_str())
+    {
+        return Err(unavailable(
+            "the answer's Sec-WebSocket-Accept does not match the key sent",
+        ));
     }
     Ok(())
 }
@@ -151,7 +158,10 @@ mod tests {
     }
 
     /// The request the client wrote, and its key.
-    async fn served(uri: &str, reply: impl FnOnce(&str) -> String + Send + 'static) -> (Result<Vec<u8>, SourceError>, String) {
+    async fn served(
+        uri: &str,
+        reply: impl FnOnce(&str) -> String + Send + 'static,
+    ) -> (Result<Vec<u8>, SourceError>, String) {
         let (mut client, mut server) = tokio::io::duplex(64 * 1024);
         let uri: Uri = uri.parse().unwrap();
         let serve = tokio::spawn(async move {
@@ -172,11 +182,20 @@ mod tests {
 
     #[tokio::test]
     async fn the_request_carries_path_query_host_and_basic_credentials() {
-        let (out, request) = served("ws://app:p%40ss@example.test:8080/flags?token=t", |k| answer(k, "\u{81}\u{2}12")).await;
+        let (out, request) = served("ws://app:p%40ss@example.test:8080/flags?token=t", |k| {
+            answer(k, "\u{81}\u{2}12")
+        })
+        .await;
         assert_eq!(out.unwrap(), "\u{81}\u{2}12".as_bytes());
-        assert!(request.starts_with("GET /flags?token=t HTTP/1.1\r\nHost: example.test:8080\r\n"), "{request}");
+        assert!(
+            request.starts_with("GET /flags?token=t HTTP/1.1\r\nHost: example.test:8080\r\n"),
+            "{request}"
+        );
         // base64("app:p@ss")
-        assert!(request.contains("Authorization: Basic YXBwOnBAc3M=\r\n"), "{request}");
+        assert!(
+            request.contains("Authorization: Basic YXBwOnBAc3M=\r\n"),
+            "{request}"
+        );
     }
 
     #[tokio::test]
@@ -185,8 +204,15 @@ mod tests {
         let e = out.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthorized);
         let (out, _) = served("ws://h/x", |_| answer("another key", "")).await;
-        assert!(out.unwrap_err().to_string().contains("Sec-WebSocket-Accept"));
-        let (out, _) = served("ws://h/x", |_| format!("HTTP/1.1 101 OK\r\n{}", "X-Flood: y\r\n".repeat(4000))).await;
+        assert!(
+            out.unwrap_err()
+                .to_string()
+                .contains("Sec-WebSocket-Accept")
+        );
+        let (out, _) = served("ws://h/x", |_| {
+            format!("HTTP/1.1 101 OK\r\n{}", "X-Flood: y\r\n".repeat(4000))
+        })
+        .await;
         assert_eq!(out.unwrap_err().kind(), ErrorKind::TooLarge);
     }
 }
