@@ -230,3 +230,33 @@ async fn a_server_that_never_answers_times_out() {
         &logs.text(),
     );
 }
+
+/// A watch whose broker never accepts the connection says so once the first message is
+/// due — a timeout, not a topic without a retained message (before: `not found`).
+#[tokio::test]
+async fn a_watch_whose_broker_sends_no_connack_is_a_timeout() {
+    use component_model::{FetchRequest, Source};
+    let _s = serial().await;
+    let port = tcp_server(|mut s| async move {
+        // Reads the CONNECT and says nothing, for at most 20 s.
+        let mut sink = vec![0; 4096];
+        let _ = tokio::time::timeout(SERVER_FOR, async {
+            while let Ok(n) = s.read(&mut sink).await {
+                if n == 0 {
+                    return;
+                }
+            }
+        })
+        .await;
+    })
+    .await;
+    let source = MqttSource::new(format!("mqtt://127.0.0.1:{port}"))
+        .with_first_message_timeout(Duration::from_millis(500));
+    let request = FetchRequest::for_source("mqtt").with_topic("devices/42/config");
+    let changes = source.watch(vec![request.clone()]).expect("watch");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let e = source.fetch(&request).await.unwrap_err();
+    drop(changes);
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.to_string().contains("no CONNACK"), "{e}");
+}

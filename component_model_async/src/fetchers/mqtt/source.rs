@@ -307,23 +307,35 @@ impl Inner {
         let first_due = tokio::time::sleep(self.first_message);
         tokio::pin!(first_due);
         let mut heard = false;
+        let mut connected = false;
         loop {
             tokio::select! {
                 _ = feed.closed() => return Ok(true),
                 _ = &mut first_due, if !heard => {
                     heard = true;
-                    feed.none_yet(SourceError::not_found().with_message(format!(
-                        "no message on topic `{topic}` yet (no retained message)"
-                    )));
+                    // A broker that has not accepted the connection says nothing of
+                    // the topic: a timeout, not "no retained message".
+                    feed.none_yet(if connected {
+                        SourceError::not_found().with_message(format!(
+                            "no message on topic `{topic}` yet (no retained message)"
+                        ))
+                    } else {
+                        SourceError::new(ErrorKind::Timeout).with_message(format!(
+                            "the broker did not accept the connection (no CONNACK) within {:?}",
+                            self.first_message
+                        ))
+                    });
                 }
-                next = self.next(&mut events) => {
-                    if let Step::Message(payload) = next? {
+                next = self.next(&mut events) => match next? {
+                    Step::Message(payload) => {
                         heard = true;
                         if !feed.push(self.value(payload)) {
                             return Ok(true);
                         }
                     }
-                }
+                    Step::Connected => connected = true,
+                    Step::Other => {}
+                },
             }
         }
     }
