@@ -1,8 +1,16 @@
 //! What every hostile case shares: one case at a time, the peak resident memory of a
-//! future, a canary secret and the TRACE log it must never reach.
+//! future, a canary secret and the TRACE log it must never reach; the servers a case
+//! runs (on the test's runtime or a thread of their own), the runtime of two workers a
+//! flood case runs on, and the assertions every case ends with.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use component_model::{ComponentError, ErrorKind};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 pub use component_model_tests::CapturedLogs;
 
@@ -138,4 +146,220 @@ where
         }
     });
     port
+}
+
+/// What a case may take beyond its deadline: scheduling on a machine that is busy
+/// building (a flood that starves the timer overshoots by 0.4 s to 3.5 s).
+pub const MARGIN: Duration = Duration::from_millis(300);
+
+/// How long a hostile server goes on at most (its loops are bounded in time as well).
+pub const SERVER_FOR: Duration = Duration::from_secs(20);
+
+/// Like [`tcp_server`], but on a thread and runtime of its own, for [`SERVER_FOR`]: a
+/// flood then keeps the socket full while the client reads, as a remote server would
+/// (in the test's runtime, the server would only write while the client waits). Shared
+/// by the websocket, Redis, MQTT and Kafka cases.
+pub fn thread_server<F, Fut>(serve: F) -> u16
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local address").port();
+    listener.set_nonblocking(true).expect("non-blocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let _ = tokio::time::timeout(SERVER_FOR, async {
+                while let Ok((socket, _)) = listener.accept().await {
+                    tokio::spawn(serve(socket));
+                }
+            })
+            .await;
+        });
+    });
+    port
+}
+
+/// Writes `chunk` again and again until the client goes away or [`SERVER_FOR`] passed.
+pub async fn flood(socket: &mut TcpStream, chunk: &[u8]) {
+    let until = tokio::time::Instant::now() + SERVER_FOR;
+    while tokio::time::Instant::now() < until {
+        if socket.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The TRACE log of a flood case: every line is scanned for the canary as it is written,
+/// and only the lines holding it are kept. (A flood logs a line per frame at TRACE, a
+/// hundred megabytes in two seconds: kept whole, as [`CapturedLogs`] does, they would be
+/// what the case measures.)
+#[derive(Clone, Default)]
+pub struct CanaryWatch {
+    found: Arc<Mutex<String>>,
+    lines: Arc<AtomicUsize>,
+}
+
+impl CanaryWatch {
+    /// The lines that held the canary (none, when all is well), and how many were seen.
+    pub fn found(&self) -> (String, usize) {
+        let found = self.found.lock().map(|f| f.clone()).unwrap_or_default();
+        (found, self.lines.load(Ordering::Relaxed))
+    }
+}
+
+impl std::io::Write for CanaryWatch {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        let line = String::from_utf8_lossy(buf);
+        if line.contains(CANARY)
+            && let Ok(mut found) = self.found.lock()
+        {
+            found.push_str(&line);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CanaryWatch {
+    type Writer = CanaryWatch;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Makes everything logged on this thread, at TRACE for every target, go through `watch`
+/// until the guard drops (as [`capture`] does for [`CapturedLogs`]).
+fn watched(watch: &CanaryWatch) -> tracing::subscriber::DefaultGuard {
+    // The global dispatcher `capture` installs first (see there), once.
+    drop(capture(&CapturedLogs::default()));
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(watch.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
+
+/// Runs `case` on a runtime of two workers, as a service runs, every thread of which
+/// (the test's and the workers') logs through `watch` at TRACE. A flood shows there what
+/// a single thread hides: a reader whose socket other threads keep readable. Shared by
+/// the websocket, Redis, MQTT and Kafka cases.
+pub fn on_workers<F: Future>(watch: &CanaryWatch, case: F) -> F::Output {
+    let for_workers = watch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        // The guard lives as long as the worker thread (it ends with the runtime).
+        .on_thread_start(move || std::mem::forget(watched(&for_workers)))
+        .build()
+        .expect("a runtime");
+    let _g = watched(watch);
+    runtime.block_on(case)
+}
+
+/// The CPU time this process spends over the next `span` (user and system, from
+/// `/proc/self/stat`, in 10 ms ticks) while the caller only waits: after a field failed,
+/// nothing of its read may keep a worker busy.
+pub async fn busy_during(span: Duration) -> Duration {
+    fn ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // After the command name's closing parenthesis: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        field(14).unwrap_or(0) + field(15).unwrap_or(0)
+    }
+    let before = ticks();
+    tokio::time::sleep(span).await;
+    Duration::from_millis(ticks().saturating_sub(before) * 10)
+}
+
+/// Asserts that a fetch failed with one error of `kind` naming the field `path`, the
+/// source `source` and a key, and that the canary is in no error (text or `Debug`) and
+/// not in `logs` (the captured TRACE log, or the lines a [`CanaryWatch`] kept). Shared by the websocket, Redis, MQTT and Kafka cases.
+#[track_caller]
+pub fn assert_failed<T: std::fmt::Debug>(
+    got: Result<T, Vec<ComponentError>>,
+    kind: ErrorKind,
+    path: &str,
+    source: &str,
+    logs: &str,
+) -> ComponentError {
+    let errors = got.expect_err("the fetch must fail");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let e = errors.into_iter().next().expect("one error");
+    let text = e.to_string();
+    assert_eq!(e.kind(), kind, "{text}");
+    assert!(text.starts_with(&format!("{path}: ")), "{text}");
+    assert_eq!(e.source_name(), Some(source), "{text}");
+    assert!(e.key().is_some_and(|k| !k.is_empty()), "{text}");
+    assert_no_canary("the error", &text);
+    assert_no_canary("the error's Debug", &format!("{e:?}"));
+    assert_no_canary("the logs", logs);
+    e
+}
+
+/// Asserts the case ended within `limit` (plus [`MARGIN`]) and grew the process by less
+/// than `mib` MiB.
+#[track_caller]
+pub fn assert_bounded<T>(m: &Measured<T>, limit: Duration, mib: usize) {
+    assert!(
+        m.elapsed < limit + MARGIN,
+        "took {:?}, over the deadline of {limit:?}",
+        m.elapsed
+    );
+    assert!(
+        m.peak < mib * MIB,
+        "resident memory grew by {} MiB, over {mib} MiB",
+        m.peak / MIB
+    );
+}
+
+/// The tail every websocket, Redis, MQTT and Kafka case ends with: prints the figures
+/// (`what`: elapsed time, memory growth and, for a flood case, the CPU time `busy` the
+/// process spent in the second after the fetch, from [`busy_during`]), asserts them
+/// ([`assert_bounded`] to `limit` and `mib` MiB; `busy` under 300 ms), then
+/// [`assert_failed`] with `kind`, `path`, `source` and `logs`. Returns the error, for the
+/// case's own checks of its text.
+#[track_caller]
+#[allow(clippy::too_many_arguments)] // one flat call per case, as the assertions it replaces
+pub fn assert_case<T: std::fmt::Debug>(
+    what: &str,
+    m: Measured<Result<T, Vec<ComponentError>>>,
+    busy: Option<Duration>,
+    limit: Duration,
+    mib: usize,
+    kind: ErrorKind,
+    path: &str,
+    source: &str,
+    logs: &str,
+) -> ComponentError {
+    match busy {
+        Some(busy) => eprintln!(
+            "{what}: {:?}, +{} MiB, then {busy:?} of CPU in 1 s",
+            m.elapsed,
+            m.peak / MIB
+        ),
+        None => eprintln!("{what}: {:?}, +{} MiB", m.elapsed, m.peak / MIB),
+    }
+    assert_bounded(&m, limit, mib);
+    if let Some(busy) = busy {
+        assert!(
+            busy < Duration::from_millis(300),
+            "busy for {busy:?} after the fetch failed"
+        );
+    }
+    assert_failed(m.output, kind, path, source, logs)
 }

@@ -14,9 +14,10 @@ use component_model::{AsyncAssign, ComponentError, ErrorKind, KafkaSource, Sourc
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{CapturedLogs, MIB, Measured, capture, measure, serial, tcp_server};
-use crate::websocket::{
-    CanaryWatch, assert_bounded, assert_failed, busy_during, on_workers, thread_server,
+use crate::common::{
+    CanaryWatch, CapturedLogs, MIB, Measured, SERVER_FOR, assert_bounded, assert_case,
+    assert_failed, busy_during, capture, flood, measure, on_workers, serial, tcp_server,
+    thread_server,
 };
 
 #[derive(AsyncAssign, Debug)]
@@ -28,9 +29,6 @@ struct App {
 /// The time limit of every case (connecting, and each request).
 const LIMIT: Duration = Duration::from_secs(2);
 
-/// How long a hostile server goes on at most.
-const SERVER_FOR: Duration = Duration::from_secs(20);
-
 /// Reads one request frame (at most 64 KiB); `false` when the client went away.
 async fn request(socket: &mut TcpStream) -> bool {
     let Ok(len) = socket.read_u32().await else {
@@ -41,16 +39,6 @@ async fn request(socket: &mut TcpStream) -> bool {
     }
     let mut body = vec![0u8; len as usize];
     socket.read_exact(&mut body).await.is_ok()
-}
-
-/// Writes `chunk` again and again until the client goes away or [`SERVER_FOR`] passed.
-async fn flood(socket: &mut TcpStream, chunk: &[u8]) {
-    let until = tokio::time::Instant::now() + SERVER_FOR;
-    while tokio::time::Instant::now() < until {
-        if socket.write_all(chunk).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Fetches `App` from the broker at `127.0.0.1:port`, measured.
@@ -74,10 +62,12 @@ async fn a_response_announcing_two_gib_is_not_buffered() {
     })
     .await;
     let m = fetch(port).await;
-    eprintln!("kafka 2 GiB frame: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
-    assert_bounded(&m, LIMIT, 16);
-    assert_failed(
-        m.output,
+    assert_case(
+        "kafka 2 GiB frame",
+        m,
+        None,
+        LIMIT,
+        16,
         ErrorKind::TooLarge,
         "App.config",
         "kafka",
@@ -101,10 +91,12 @@ async fn a_response_over_the_frame_bound_is_refused() {
     })
     .await;
     let m = fetch(port).await;
-    eprintln!("kafka 5 MiB frame: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
-    assert_bounded(&m, LIMIT, 32);
-    let e = assert_failed(
-        m.output,
+    let e = assert_case(
+        "kafka 5 MiB frame",
+        m,
+        None,
+        LIMIT,
+        32,
         ErrorKind::TooLarge,
         "App.config",
         "kafka",
@@ -171,14 +163,12 @@ async fn a_response_one_byte_a_second_times_out() {
     })
     .await;
     let m = fetch(port).await;
-    eprintln!(
-        "kafka slow response: {:?}, +{} MiB",
-        m.elapsed,
-        m.peak / MIB
-    );
-    assert_bounded(&m, LIMIT, 16);
-    assert_failed(
-        m.output,
+    assert_case(
+        "kafka slow response",
+        m,
+        None,
+        LIMIT,
+        16,
         ErrorKind::Timeout,
         "App.config",
         "kafka",
@@ -198,14 +188,12 @@ async fn a_server_that_never_answers_times_out() {
     })
     .await;
     let m = fetch(port).await;
-    eprintln!(
-        "kafka silent server: {:?}, +{} MiB",
-        m.elapsed,
-        m.peak / MIB
-    );
-    assert_bounded(&m, LIMIT, 16);
-    assert_failed(
-        m.output,
+    assert_case(
+        "kafka silent server",
+        m,
+        None,
+        LIMIT,
+        16,
         ErrorKind::Timeout,
         "App.config",
         "kafka",
@@ -435,10 +423,12 @@ async fn a_gzip_batch_inflating_to_256_mib_is_refused_before_it_is_inflated() {
         }
     });
     let m = fetch(port).await;
-    eprintln!("kafka gzip bomb: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
-    assert_bounded(&m, LIMIT, 32);
-    let e = assert_failed(
-        m.output,
+    let e = assert_case(
+        "kafka gzip bomb",
+        m,
+        None,
+        LIMIT,
+        32,
         ErrorKind::TooLarge,
         "App.config",
         "kafka",

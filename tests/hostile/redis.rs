@@ -9,9 +9,9 @@ use component_model::{AsyncAssign, ComponentError, ErrorKind, RedisSource, Sourc
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{CANARY, CapturedLogs, MIB, Measured, capture, measure, serial, tcp_server};
-use crate::websocket::{
-    CanaryWatch, assert_bounded, assert_failed, busy_during, on_workers, thread_server,
+use crate::common::{
+    CANARY, CanaryWatch, CapturedLogs, Measured, SERVER_FOR, assert_case, busy_during, capture,
+    measure, on_workers, serial, tcp_server, thread_server,
 };
 
 #[derive(AsyncAssign, Debug)]
@@ -22,9 +22,6 @@ struct Config {
 
 /// The time limit of every case (connecting, and each round trip).
 const LIMIT: Duration = Duration::from_secs(2);
-
-/// How long a hostile server goes on at most.
-const SERVER_FOR: Duration = Duration::from_secs(20);
 
 /// What the server does once the read (`GET`/`MGET`) arrives.
 #[derive(Clone, Copy)]
@@ -96,19 +93,12 @@ fn an_array_of_sixteen_million_integers_is_refused_at_its_header() {
         let _s = serial().await;
         let port = thread_server(|s| serve(s, Then::Answer(b"*16000000\r\n", b":0\r\n")));
         let m = fetch(port).await;
-        let busy = busy_during(Duration::from_secs(1)).await;
-        eprintln!(
-            "redis *16000000: {:?}, +{} MiB, then {busy:?} of CPU in 1 s",
-            m.elapsed,
-            m.peak / MIB
-        );
-        assert_bounded(&m, LIMIT, 16);
-        assert!(
-            busy < Duration::from_millis(300),
-            "busy for {busy:?} after the fetch failed"
-        );
-        let e = assert_failed(
-            m.output,
+        let e = assert_case(
+            "redis *16000000",
+            m,
+            Some(busy_during(Duration::from_secs(1)).await),
+            LIMIT,
+            16,
             ErrorKind::TooLarge,
             "Config.port",
             "redis",
@@ -136,14 +126,12 @@ fn nested_arrays_share_one_budget() {
             .leak();
         let port = thread_server(move |s| serve(s, Then::Answer(b"*100000\r\n", tail)));
         let m = fetch(port).await;
-        eprintln!(
-            "redis nested arrays: {:?}, +{} MiB",
-            m.elapsed,
-            m.peak / MIB
-        );
-        assert_bounded(&m, LIMIT, 32);
-        assert_failed(
-            m.output,
+        assert_case(
+            "redis nested arrays",
+            m,
+            None,
+            LIMIT,
+            32,
             ErrorKind::TooLarge,
             "Config.port",
             "redis",
@@ -160,10 +148,12 @@ async fn a_value_announcing_a_terabyte_is_refused_before_it_is_buffered() {
     let _g = capture(&logs);
     let port = tcp_server(|s| serve(s, Then::Answer(b"$1099511627776\r\n", b"x"))).await;
     let m = fetch(port).await;
-    eprintln!("redis $2^40: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
-    assert_bounded(&m, LIMIT, 16);
-    assert_failed(
-        m.output,
+    assert_case(
+        "redis $2^40",
+        m,
+        None,
+        LIMIT,
+        16,
         ErrorKind::TooLarge,
         "Config.port",
         "redis",
@@ -187,19 +177,12 @@ fn a_flood_of_pushes_does_not_stretch_the_deadline() {
         // The sources outlive the fetch, as in a service: their connection must not.
         let sources = sources(port);
         let m = measure(Config::fetch_all_components_with(&sources)).await;
-        let busy = busy_during(Duration::from_secs(1)).await;
-        eprintln!(
-            "redis push flood: {:?}, +{} MiB, then {busy:?} of CPU in 1 s",
-            m.elapsed,
-            m.peak / MIB
-        );
-        assert_bounded(&m, LIMIT, 64);
-        assert!(
-            busy < Duration::from_millis(300),
-            "busy for {busy:?} after the fetch failed"
-        );
-        assert_failed(
-            m.output,
+        assert_case(
+            "redis push flood",
+            m,
+            Some(busy_during(Duration::from_secs(1)).await),
+            LIMIT,
+            64,
             ErrorKind::Timeout,
             "Config.port",
             "redis",
@@ -216,10 +199,12 @@ async fn an_answer_one_byte_a_second_times_out() {
     let _g = capture(&logs);
     let port = tcp_server(|s| serve(s, Then::Trickle(b"*1\r\n$4\r\n8080\r\n"))).await;
     let m = fetch(port).await;
-    eprintln!("redis slow answer: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
-    assert_bounded(&m, LIMIT, 16);
-    assert_failed(
-        m.output,
+    assert_case(
+        "redis slow answer",
+        m,
+        None,
+        LIMIT,
+        16,
         ErrorKind::Timeout,
         "Config.port",
         "redis",
@@ -239,14 +224,12 @@ async fn a_server_that_never_answers_times_out() {
     })
     .await;
     let m = fetch(port).await;
-    eprintln!(
-        "redis silent server: {:?}, +{} MiB",
-        m.elapsed,
-        m.peak / MIB
-    );
-    assert_bounded(&m, LIMIT, 16);
-    assert_failed(
-        m.output,
+    assert_case(
+        "redis silent server",
+        m,
+        None,
+        LIMIT,
+        16,
         ErrorKind::Timeout,
         "Config.port",
         "redis",
