@@ -36,6 +36,25 @@ pub(crate) const MAX_CONTROL_LINE: usize = 64 * 1024;
 /// size the server announced.
 pub(crate) const TOO_LARGE: &str = "Component-Model-Too-Large";
 
+/// The name the server sees for the source's connections.
+pub(crate) const CLIENT_NAME: &str = "component_model";
+
+/// 128 bits no other process can guess: SipHash keyed from the operating system's
+/// randomness (std's `RandomState`), twice.
+fn unguessable() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}", word(), word())
+}
+
 /// A message the relay refused: what the server announced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Refused {
@@ -68,6 +87,10 @@ pub(crate) struct Shared {
     refused: Mutex<Option<Refused>>,
     /// Why the last connection to a server failed, for the client's connect error.
     failed: Mutex<Option<String>>,
+    /// What our client's `CONNECT` carries as its name: the listener is on 127.0.0.1, and
+    /// anything else that connects to it (another local user) is closed before a byte
+    /// of it reaches the server.
+    pass: String,
 }
 
 impl Shared {
@@ -79,7 +102,13 @@ impl Shared {
             tls,
             refused: Mutex::new(None),
             failed: Mutex::new(None),
+            pass: format!("{CLIENT_NAME} {}", unguessable()),
         }
+    }
+
+    /// The connection name our client must give (see [`Shared::pass`]).
+    pub(crate) fn client_name(&self) -> &str {
+        &self.pass
     }
 
     /// The last message refused since the last call.
@@ -181,8 +210,31 @@ async fn relay(mut client: TcpStream, upstream: Upstream, shared: Arc<Shared>) {
     }
     let (server_read, mut server_write) = tokio::io::split(server);
     let (client_read, mut client_write) = client.split();
-    let mut client_read = client_read;
-    let upward = tokio::io::copy(&mut client_read, &mut server_write);
+    let mut client_read = tokio::io::BufReader::with_capacity(16 * 1024, client_read);
+    // Our client's first line is its CONNECT, named with the pass; anything else is not
+    // our client.
+    let mut line = Vec::new();
+    let first = tokio::time::timeout(
+        shared.connect_timeout,
+        read_line(&mut client_read, &mut line),
+    )
+    .await;
+    let connect = match first {
+        Ok(Ok(())) => admitted(&line, &shared.pass),
+        _ => None,
+    };
+    let Some(connect) = connect else {
+        tracing::warn!(
+            host = %upstream.host,
+            port = upstream.port,
+            "nats relay: a local connection that is not this source's client was closed"
+        );
+        return;
+    };
+    if server_write.write_all(&connect).await.is_err() {
+        return;
+    }
+    let upward = tokio::io::copy_buf(&mut client_read, &mut server_write);
     let downward = pump(
         tokio::io::BufReader::with_capacity(64 * 1024, server_read),
         &mut client_write,
@@ -227,6 +279,26 @@ async fn open(upstream: &Upstream, shared: &Shared) -> std::io::Result<(Vec<u8>,
         .connect(name, reader.into_inner())
         .await?;
     Ok((info, Box::new(tls)))
+}
+
+/// Our client's `CONNECT` line as the server should see it (the pass taken out of its
+/// name), or `None` when `line` is not a `CONNECT` naming `pass`.
+fn admitted(line: &[u8], pass: &str) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(line).ok()?;
+    let (op, rest) = text.split_once([' ', '\t'])?;
+    if !op.eq_ignore_ascii_case("CONNECT") {
+        return None;
+    }
+    let mut connect: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(rest.trim()).ok()?;
+    if connect.get("name").and_then(serde_json::Value::as_str) != Some(pass) {
+        return None;
+    }
+    connect.insert("name".into(), CLIENT_NAME.into());
+    let mut out = b"CONNECT ".to_vec();
+    serde_json::to_writer(&mut out, &connect).ok()?;
+    out.extend_from_slice(b"\r\n");
+    Some(out)
 }
 
 /// The `INFO` line as the client should see it (no TLS asked of it: the relay does TLS;
@@ -361,14 +433,26 @@ where
                 );
                 client.write_all(stand_in.as_bytes()).await?;
                 client.flush().await?;
-                return Err(invalid(
-                    "a message over the limit (stood in for; connection closed)",
-                ));
+                // A message a few times the limit is read past (a buffer at a time), so
+                // the connection and the other subjects on it go on; a larger one is a
+                // server to stop reading.
+                if header.total > shared.limit.saturating_mul(4) {
+                    return Err(invalid(
+                        "a message over four times the limit (stood in for; connection closed)",
+                    ));
+                }
+                let body = header.total.saturating_add(2);
+                let skipped =
+                    tokio::io::copy(&mut (&mut server).take(body), &mut tokio::io::sink()).await?;
+                if skipped < body {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                continue;
             }
             client.write_all(&line).await?;
             client.write_all(b"\r\n").await?;
             // The payload and its CRLF, streamed: at most the buffer is held.
-            let body = header.total + 2;
+            let body = header.total.saturating_add(2);
             let copied = tokio::io::copy(&mut (&mut server).take(body), client).await?;
             if copied < body {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -434,7 +518,7 @@ mod tests {
         let e = pump(tokio::io::BufReader::new(server), &mut client, &shared)
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("over the limit"), "{e}");
+        assert!(e.to_string().contains("over four times the limit"), "{e}");
         let text = String::from_utf8(client).unwrap();
         let marker = format!("NATS/1.0\r\n{TOO_LARGE}: 2147483648\r\n\r\n");
         assert_eq!(
@@ -450,6 +534,47 @@ mod tests {
                 subject: "big".into(),
                 bytes: 2_147_483_648
             })
+        );
+    }
+
+    #[test]
+    fn only_a_connect_naming_the_pass_is_admitted_and_the_pass_never_reaches_the_server() {
+        let pass = "component_model 0123abcd";
+        let ours = format!(r#"CONNECT {{"verbose":false,"name":"{pass}","pass":"p"}}"#);
+        let forwarded = String::from_utf8(admitted(ours.as_bytes(), pass).unwrap()).unwrap();
+        assert!(forwarded.starts_with("CONNECT {") && forwarded.ends_with("}\r\n"));
+        assert!(
+            forwarded.contains(r#""name":"component_model""#),
+            "{forwarded}"
+        );
+        assert!(!forwarded.contains("0123abcd") && forwarded.contains(r#""pass":"p""#));
+        for other in [
+            r#"CONNECT {"verbose":false,"name":"component_model"}"#.to_owned(),
+            r#"CONNECT {"verbose":false}"#.to_owned(),
+            "PING".to_owned(),
+            format!("PUB x 1 {pass}"),
+        ] {
+            assert!(admitted(other.as_bytes(), pass).is_none(), "{other}");
+        }
+        assert_ne!(unguessable(), unguessable());
+    }
+
+    #[tokio::test]
+    async fn a_message_a_few_times_the_limit_is_read_past_and_the_connection_goes_on() {
+        let shared = Shared::new(16, Duration::from_secs(1), TlsConfig::new());
+        let server: &[u8] =
+            b"MSG big 1 40\r\n0123456789012345678901234567890123456789\r\nMSG s 2 2\r\nok\r\n";
+        let mut client = Vec::new();
+        let e = pump(tokio::io::BufReader::new(server), &mut client, &shared)
+            .await
+            .unwrap_err();
+        // The stream ended after the second message: nothing but EOF stopped it.
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+        let text = String::from_utf8(client).unwrap();
+        assert!(text.starts_with("HMSG big 1 "), "{text}");
+        assert!(
+            text.ends_with("MSG s 2 2\r\nok\r\n") && !text.contains("0123"),
+            "{text}"
         );
     }
 

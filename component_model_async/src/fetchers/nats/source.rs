@@ -212,7 +212,8 @@ impl Inner {
             .request_timeout(Some(self.timeout))
             // Servers the cluster announces would bypass the relay.
             .ignore_discovered_servers()
-            .name("component_model");
+            // The relay admits only a client of this name (no other local process).
+            .name(shared.client_name());
         options = match credentials {
             Some(Credentials::UserPassword(user, password)) => {
                 options.user_and_password(user, password)

@@ -105,7 +105,8 @@ where
 
 /// Whether `head` accepts the upgrade asked with `key`.
 fn check(head: &[u8], key: &str) -> Result<(), SourceError> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    // As many as tungstenite accepts: proxies add headers to a 101 answer.
+    let mut headers = [httparse::EMPTY_HEADER; 124];
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
@@ -196,6 +197,13 @@ mod tests {
             request.contains("Authorization: Basic YXBwOnBAc3M=\r\n"),
             "{request}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_host_keeps_its_brackets_in_the_host_header() {
+        let (out, request) = served("ws://[::1]:8080/x", |k| answer(k, "")).await;
+        assert!(out.unwrap().is_empty());
+        assert!(request.contains("\r\nHost: [::1]:8080\r\n"), "{request}");
     }
 
     #[tokio::test]

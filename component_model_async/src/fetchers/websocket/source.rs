@@ -183,7 +183,14 @@ impl Inner {
                 .with_message(format!("`{shown}` is not a websocket URL: {e}"))
         })?;
         let uri = request.uri().clone();
-        let host = uri.host().unwrap_or_default().to_owned();
+        // `Uri::host` keeps an IPv6 literal's brackets: connecting, TLS names and
+        // `resolve` want the address alone.
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let secure = uri.scheme_str() == Some("wss");
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let pinned = self
