@@ -7,8 +7,9 @@
 //! it offers no hook to supply or wrap its socket. So a pool made from a URL connects to a
 //! Unix socket of ours instead (a fresh directory, mode 0700, under the temporary
 //! directory), and one task per connection copies bytes to and from the server's TCP
-//! address. Whatever the client writes opens a new answer; once the server has sent more
-//! than the limit since, the relay closes both sides: sqlx sees the connection end, and
+//! address. Whatever the client writes opens a new answer (but see [`starts_answer`]: a
+//! tiny TLS record does not); once the server has sent more than the limit since, the
+//! relay closes both sides: sqlx sees the connection end, and
 //! the source reports [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) for the read
 //! that was running. TLS is unaffected: sqlx still negotiates it with the server, over the
 //! relay, under the URL's host name (the relay copies the encrypted bytes unread).
@@ -137,8 +138,25 @@ impl Drop for RelayGuard {
 /// The server the relay connects to.
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
+    /// A host name or an IP address, without brackets.
     pub(crate) host: String,
     pub(crate) port: u16,
+}
+
+impl Upstream {
+    /// The server at `host:port`, `host` as sqlx's options give it: an IPv6 address keeps
+    /// the URL's brackets there (`[::1]`), which sqlx trims before connecting, and so
+    /// does this (name resolution knows no `[::1]`).
+    pub(crate) fn new(host: &str, port: u16) -> Self {
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        Upstream {
+            host: host.to_owned(),
+            port,
+        }
+    }
 }
 
 /// How long the relay waits for the server to accept a connection.
@@ -154,6 +172,30 @@ const PACE_EVERY: usize = 1024 * 1024;
 /// How long the relay pauses every [`PACE_EVERY`] bytes: at most 16 ms over an answer
 /// of the default 16 MiB limit.
 const PAUSE: Duration = Duration::from_millis(1);
+
+/// The largest client write that may be a TLS record the client sends without being
+/// asked a question: a TLS 1.2 `no_renegotiation` alert (23 to 31 bytes, the client's
+/// answer to a server's `HelloRequest`) or a TLS 1.3 `KeyUpdate` (27 bytes, in answer to
+/// a server's `KeyUpdate` with `update_requested`). A request over TLS is larger, unless
+/// it carries fewer than 11 bytes of protocol (a bare `Sync` or `COM_PING`).
+const CONTROL_RECORD_MAX: usize = 32;
+
+/// Whether `write`, one read of what the client wrote, starts a new answer.
+///
+/// A hostile server must not be able to make the client write in the middle of an
+/// answer and so start the count again: that is what a TLS server can do with a
+/// renegotiation request or a key update, which rustls answers with a short record of
+/// its own. So a write of at most [`CONTROL_RECORD_MAX`] bytes that begins like a TLS
+/// record after the handshake (content type alert or application data, version 0x0303)
+/// continues the answer under way. The cost: a request that small over TLS (a ping) has
+/// its answer counted with the one before. A plain-text request never looks like that (a
+/// PostgreSQL message starts with a letter or a zero length byte, a short MySQL packet
+/// has a zero in its second byte), so there every write starts an answer: MySQL's
+/// execution of a prepared statement takes only 14 to 32 bytes.
+fn starts_answer(write: &[u8]) -> bool {
+    let tls_record = matches!(write, [0x15 | 0x17, 0x03, 0x03, ..]);
+    !(tls_record && write.len() <= CONTROL_RECORD_MAX)
+}
 
 /// The running relays, by their socket's directory, so a source made from a pool
 /// ([`DatabaseSource::new`](super::DatabaseSource::new)) finds the relay of a pool this
@@ -234,7 +276,9 @@ fn private_dir() -> io::Result<PathBuf> {
 
 /// Removes the directories that relays of processes no longer running left behind (a
 /// pool kept until the process exited is never dropped). Only where `/proc` tells which
-/// processes run, and only this user's directories.
+/// processes run, only this user's directories, and only those nobody listens in: a
+/// process of another pid namespace (a container sharing the temporary directory) has a
+/// pid `/proc` does not show, but its relay still accepts.
 fn sweep(base: &Path) {
     use std::os::unix::fs::MetadataExt;
     if !Path::new("/proc/self").exists() {
@@ -257,10 +301,34 @@ fn sweep(base: &Path) {
         let ours = entry
             .metadata()
             .is_ok_and(|m| m.is_dir() && Some(m.uid()) == uid);
-        if ours && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        if ours
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && !listened_in(&entry.path())
+        {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Whether a socket in the relay directory `dir` may still have a listener: connecting
+/// to it fails otherwise with "refused" (the socket file of a closed listener) or "not
+/// found". Any other outcome (accepted, or an error that says nothing, such as a
+/// permission denied) counts as listened in. An accepted connection is closed at once;
+/// the relay sees it end.
+fn listened_in(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    entries.flatten().any(
+        |entry| match std::os::unix::net::UnixStream::connect(entry.path()) {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+            ),
+        },
+    )
 }
 
 fn spawn_accept(
@@ -315,7 +383,7 @@ async fn relay(client: UnixStream, upstream: Upstream, budget: Arc<Budget>) {
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    // Bytes the server sent since the client last wrote.
+    // Bytes the server sent since the client's last request began.
     let answered = AtomicUsize::new(0);
 
     let requests = async {
@@ -325,7 +393,9 @@ async fn relay(client: UnixStream, upstream: Upstream, budget: Arc<Budget>) {
             if n == 0 {
                 return io::Result::Ok(());
             }
-            answered.store(0, Ordering::Relaxed);
+            if starts_answer(&buf[..n]) {
+                answered.store(0, Ordering::Relaxed);
+            }
             server_write.write_all(&buf[..n]).await?;
         }
     };
@@ -376,7 +446,8 @@ mod tests {
             for _ in 0..connections {
                 let (mut socket, _) = listener.accept().await.unwrap();
                 tokio::spawn(async move {
-                    let mut buf = [0u8; 16];
+                    // Each request arrives in one read (the client writes it whole).
+                    let mut buf = [0u8; 4096];
                     while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
                         if socket.write_all(&vec![b'x'; answer]).await.is_err() {
                             return;
@@ -464,6 +535,27 @@ mod tests {
         drop(server_thread);
     }
 
+    /// A directory of a pid `/proc` does not show is kept while its socket accepts
+    /// (a relay of another pid namespace), and removed once connecting is refused.
+    #[test]
+    fn a_relay_of_another_pid_namespace_is_not_swept() {
+        let base = std::env::temp_dir().join(format!("cm-sweep-ns-{}", std::process::id()));
+        let live = base.join(format!("{DIR_PREFIX}4194305-0-1"));
+        let closed = base.join(format!("{DIR_PREFIX}4194305-1-1"));
+        for d in [&live, &closed] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let listener = std::os::unix::net::UnixListener::bind(live.join("mysql.sock")).unwrap();
+        // A socket file whose listener is gone: connecting is refused.
+        drop(std::os::unix::net::UnixListener::bind(closed.join("mysql.sock")).unwrap());
+        sweep(&base);
+        let (live_left, closed_left) = (live.exists(), closed.exists());
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&base);
+        assert!(live_left, "a listened-in relay directory was swept");
+        assert!(!closed_left, "a relay directory nobody listens in was kept");
+    }
+
     #[test]
     fn directories_of_processes_gone_are_swept_and_ours_kept() {
         let base = std::env::temp_dir().join(format!("cm-sweep-{}", std::process::id()));
@@ -478,6 +570,93 @@ mod tests {
         let (gone_left, mine_left, other_left) = (gone.exists(), mine.exists(), other.exists());
         let _ = std::fs::remove_dir_all(&base);
         assert!(!gone_left && mine_left && other_left);
+    }
+
+    /// A short TLS record from the client (its answer to a server's renegotiation
+    /// request or key update) continues the answer under way; any other write, however
+    /// short, and a longer record start a new one.
+    #[tokio::test]
+    async fn a_short_tls_record_does_not_start_a_new_answer() {
+        let port = server(3000).await;
+        let (dir, guard) = start(Upstream::new("127.0.0.1", port), "s", 5000).unwrap();
+        let mut client = UnixStream::connect(dir.join("s")).await.unwrap();
+        // A plain-text request as short as a MySQL statement execution, twice: each
+        // starts an answer of its own.
+        let execute = [0x0a, 0, 0, 0, 0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0];
+        for _ in 0..2 {
+            client.write_all(&execute).await.unwrap();
+            assert_eq!(read_answer(&mut client, 3000).await, 3000);
+        }
+        // A request over TLS (a record longer than 32 bytes): a new answer.
+        let mut request = vec![0x17, 0x03, 0x03, 0, 36];
+        request.resize(41, 0xaa);
+        client.write_all(&request).await.unwrap();
+        assert_eq!(read_answer(&mut client, 3000).await, 3000);
+        assert_eq!(guard.budget().overflows(), 0);
+        // A TLS 1.3 KeyUpdate record (27 bytes): counted with the answer before, which
+        // together exceed the limit.
+        let mut key_update = vec![0x17, 0x03, 0x03, 0, 22];
+        key_update.resize(27, 0xbb);
+        client.write_all(&key_update).await.unwrap();
+        assert!(read_answer(&mut client, 3000).await < 3000);
+        assert_eq!(guard.budget().overflows(), 1);
+    }
+
+    #[test]
+    fn the_rule_of_a_new_answer() {
+        let record = |kind: u8, len: usize| {
+            let mut r = vec![kind, 0x03, 0x03, 0, 0];
+            r.resize(len, 0);
+            r
+        };
+        // A TLS 1.2 no_renegotiation alert (AES-GCM 31, ChaCha20 23) and a TLS 1.3
+        // KeyUpdate: no new answer.
+        assert!(!starts_answer(&record(0x15, 31)));
+        assert!(!starts_answer(&record(0x15, 23)));
+        assert!(!starts_answer(&record(0x17, 27)));
+        assert!(!starts_answer(&record(0x17, CONTROL_RECORD_MAX)));
+        // Longer records, and short plain text (PostgreSQL Sync, a MySQL packet whose
+        // payload length is 0x15 or 0x17), start one.
+        assert!(starts_answer(&record(0x17, CONTROL_RECORD_MAX + 1)));
+        assert!(starts_answer(b"S\0\0\0\x04"));
+        assert!(starts_answer(&[0x15, 0, 0, 0, 0x17]));
+        assert!(starts_answer(&[0x17, 0, 0, 0, 0x17]));
+        assert!(starts_answer(b"q"));
+    }
+
+    #[test]
+    fn an_ipv6_host_loses_its_brackets() {
+        assert_eq!(Upstream::new("[::1]", 5432).host, "::1");
+        assert_eq!(Upstream::new("::1", 5432).host, "::1");
+        assert_eq!(Upstream::new("db.example", 3306).host, "db.example");
+        assert_eq!(Upstream::new("[fe80::1%lo]", 1).host, "fe80::1%lo");
+    }
+
+    /// The relay reaches a server on the IPv6 loopback from the host a URL gives sqlx.
+    #[tokio::test]
+    async fn a_server_at_an_ipv6_address_is_reached() {
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            eprintln!("no IPv6 loopback here; skipped");
+            return;
+        };
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 16];
+            if socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                let _ = socket.write_all(b"pong").await;
+            }
+        });
+        let (dir, guard) = start(Upstream::new("[::1]", port), "s", 5000).unwrap();
+        let mut client = UnixStream::connect(dir.join("s")).await.unwrap();
+        client.write_all(b"q").await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut client, 4));
+        assert_eq!(
+            answer.await.ok(),
+            Some(4),
+            "{:?}",
+            guard.budget().upstream_error()
+        );
     }
 
     #[tokio::test]

@@ -428,20 +428,20 @@ fn relayed(
     if has_socket || host.starts_with('/') {
         return Ok(None);
     }
-    let upstream = relay::Upstream {
-        host: host.to_owned(),
-        port,
-    };
-    relay::start(upstream, socket_name, DEFAULT_MAX_RESPONSE)
-        .map(Some)
-        .map_err(|e| {
-            SourceError::new(ErrorKind::Unavailable)
-                .with_message(format!(
-                    "cannot open the local socket that bounds the server's answers (in {})",
-                    std::env::temp_dir().display()
-                ))
-                .with_cause(e)
-        })
+    relay::start(
+        relay::Upstream::new(host, port),
+        socket_name,
+        DEFAULT_MAX_RESPONSE,
+    )
+    .map(Some)
+    .map_err(|e| {
+        SourceError::new(ErrorKind::Unavailable)
+            .with_message(format!(
+                "cannot open the local socket that bounds the server's answers (in {})",
+                std::env::temp_dir().display()
+            ))
+            .with_cause(e)
+    })
 }
 
 #[cfg(all(not(unix), any(feature = "postgres", feature = "mysql")))]
