@@ -22,8 +22,11 @@
 //!   [`DEFAULT_MAX_MESSAGE`] ([`NatsSource::with_max_message`]; a third more for a
 //!   JetStream answer, which carries it in base64) is refused before its payload is read
 //!   — a fetch fails with `TooLarge` naming the announced size and the subject, a watched
-//!   update is rejected with the reason — and that server connection is closed (the
-//!   client reconnects). Control lines are bounded at 64 KiB. TLS (`tls://`, or a server
+//!   update is rejected with the reason —; its payload is read past a buffer at a time
+//!   when it is at most four times the bound, else that server connection is closed (the
+//!   client reconnects). Control lines are bounded at 64 KiB. The relay listens on
+//!   127.0.0.1 and admits only its own client (a per-relay pass in the `CONNECT` name):
+//!   another local process that connects is closed before a byte reaches the server. TLS (`tls://`, or a server
 //!   that requires it) is done by the relay with [`NatsSource::with_tls`]'s settings
 //!   (system roots by default).
 //! * `NATS_URL` (`nats://host:4222`, several comma-separated) registers the source in

@@ -7,8 +7,10 @@
 //! the protocol (control lines bounded at [`MAX_CONTROL_LINE`]), streams each message of
 //! at most the limit through unchanged, and answers a larger one with an empty `HMSG` that
 //! carries the announced size in the [`TOO_LARGE`] header — before reading any of its
-//! payload — then closes the server connection (async-nats reconnects through the relay
-//! with its own backoff). Reading a message costs at most one limit of memory, whatever
+//! payload — then reads past that payload a buffer at a time when it is at most four
+//! times the limit, or else closes the server connection (async-nats reconnects through
+//! the relay with its own backoff). Only the source's own client is admitted: its
+//! `CONNECT` names a pass no other process can know. Reading a message costs at most one limit of memory, whatever
 //! the server announces.
 //!
 //! TLS to the server (a `tls://` URL, or an `INFO` that requires it) is done here too, with
