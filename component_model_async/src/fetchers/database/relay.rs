@@ -176,8 +176,10 @@ const PAUSE: Duration = Duration::from_millis(1);
 /// The largest client write that may be a TLS record the client sends without being
 /// asked a question: a TLS 1.2 `no_renegotiation` alert (23 to 31 bytes, the client's
 /// answer to a server's `HelloRequest`) or a TLS 1.3 `KeyUpdate` (27 bytes, in answer to
-/// a server's `KeyUpdate` with `update_requested`). A request over TLS is larger, unless
-/// it carries fewer than 11 bytes of protocol (a bare `Sync` or `COM_PING`).
+/// a server's `KeyUpdate` with `update_requested`; rustls sends it with the client's next
+/// request, but another TLS library may not). A request over TLS is larger, unless it
+/// carries at most 11 bytes of protocol (21 to 29 bytes of TLS around it): a bare `Sync`,
+/// a `COM_PING`.
 const CONTROL_RECORD_MAX: usize = 32;
 
 /// Whether `write`, one read of what the client wrote, starts a new answer.
