@@ -371,3 +371,103 @@ async fn a_token_file_token_that_may_not_look_itself_up_is_used_as_is() {
     assert!(vault.requests_to("/v1/auth/token/revoke-self").is_empty());
     let _ = std::fs::remove_file(file);
 }
+
+#[tokio::test]
+async fn a_default_policy_without_lookup_self_costs_one_extra_login_and_every_token_given_up_is_revoked()
+ {
+    // The `default` policy edited not to allow `lookup-self`: the login's token lists
+    // `default`, yet its lookup is refused, exactly as a revoked token's would be.
+    let vault = VaultDouble::builder()
+        .approle(ROLE_ID, SECRET_ID)
+        .login_policy(&["secret/data/app/"], true)
+        .default_policy_without_lookup_self()
+        .start()
+        .await;
+    vault.put("secret", "app/db", serde_json::json!({"password": "pw-1"}));
+    vault.put(
+        "secret",
+        "other/db",
+        serde_json::json!({"password": "pw-no"}),
+    );
+    let source = VaultSource::new(vault.url()).with_approle(ROLE_ID, SECRET_ID);
+    let sources = Sources::new().register("vault", source.clone());
+    for _ in 0..3 {
+        let errors = Other::fetch_all_components_with(&sources)
+            .await
+            .unwrap_err();
+        assert_eq!(errors[0].kind(), ErrorKind::Unauthorized, "{}", errors[0]);
+    }
+    // Before: a login, a lookup-self and two reads per fetch (4 logins, 6 reads, 3
+    // lookups), and no token given up revoked. Now: the first token is presumed bad once
+    // (one extra login), its replacement refused too is taken as one that may not look
+    // itself up: one read and one lookup per later fetch.
+    let reads = vault.requests_to("/v1/secret/data/other/db");
+    assert_eq!(vault.logins(), 2, "{:?}", vault.requests());
+    assert_eq!(reads.len(), 4);
+    assert_eq!(vault.requests_to("/v1/auth/token/lookup-self").len(), 3);
+    // The allowed path still reads with the current token, no new login.
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    assert_eq!(vault.logins(), 2);
+
+    // Every token sent but the current one was revoked (in the background).
+    let mut tokens: Vec<String> = Vec::new();
+    for r in &reads {
+        let t = r.header("x-vault-token").unwrap().to_owned();
+        if !tokens.contains(&t) {
+            tokens.push(t);
+        }
+    }
+    assert_eq!(tokens.len(), 2);
+    let revoked = || {
+        vault
+            .requests_to("/v1/auth/token/revoke-self")
+            .iter()
+            .filter_map(|r| r.header("x-vault-token").map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !revoked().contains(&tokens[0]) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(revoked(), vec![tokens[0].clone()]);
+    // And the current one when the source is dropped.
+    drop(sources);
+    drop(source);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while revoked().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(revoked(), tokens);
+}
+
+#[tokio::test]
+async fn a_fetch_does_not_wait_for_the_revocation_of_a_token_given_up() {
+    // Tokens of 4 s that cannot live longer: at 2.7 s renewal cannot extend one (1 s
+    // left), so the renewal task logs in again and gives the old token up, and Vault
+    // takes 2 s to answer that revoke-self.
+    let vault = vault(Duration::from_secs(4), Duration::from_secs(4)).await;
+    vault.delay("/v1/auth/token/revoke-self", Duration::from_secs(2));
+    let source = VaultSource::new(vault.url()).with_approle(ROLE_ID, SECRET_ID);
+    let sources = Sources::new().register("vault", source.clone());
+    Secrets::fetch_all_components_with(&sources).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while source.logins() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(source.logins(), 2);
+    // Before: the new token was stored only after the revocation answered, under the
+    // lock every fetch takes, so this fetch waited about 2 s.
+    let started = std::time::Instant::now();
+    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
+    let took = started.elapsed();
+    eprintln!("a fetch while a revoke-self takes 2 s: {took:?}");
+    assert_eq!(s.password.expose_secret(), "pw-1");
+    assert!(
+        took < Duration::from_millis(1000),
+        "the fetch took {took:?}"
+    );
+    // The old token's revocation was sent all the same.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(vault.requests_to("/v1/auth/token/revoke-self").len(), 1);
+}

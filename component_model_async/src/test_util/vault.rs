@@ -59,7 +59,9 @@ const INVALID_V2_PATH: &str = "Invalid path for a versioned K/V secrets engine. 
 ///   login after [`VaultDoubleBuilder::login_policy`] reads only under its path prefixes,
 ///   and elsewhere gets `403` with Vault's multierror text
 ///   (`1 error occurred:\n\t* permission denied\n\n`); one without the `default` policy
-///   gets that on `lookup-self`, `renew-self` and `revoke-self` too;
+///   gets that on `lookup-self`, `renew-self` and `revoke-self` too, and every issued
+///   token on `lookup-self` after
+///   [`VaultDoubleBuilder::default_policy_without_lookup_self`];
 /// * an unsupported operation on a known path → `405` (`1 error occurred: … unsupported
 ///   operation`); an unknown path → `404` whose `errors` says `no handler for route` (a
 ///   missing secret's `404` has `"errors": []`); any `PATCH` without
@@ -184,6 +186,15 @@ impl VaultDoubleBuilder {
         self
     }
 
+    /// The `default` policy edited so that it no longer allows `auth/token/lookup-self`
+    /// (it still allows `renew-self` and `revoke-self`): issued tokens then get `403` with
+    /// Vault's multierror text on `lookup-self`, though their policies list `default`.
+    #[must_use]
+    pub fn default_policy_without_lookup_self(mut self) -> Self {
+        self.auth.default_lookup_self = false;
+        self
+    }
+
     /// The TTL of the tokens logins issue (default 768h, Vault's default).
     #[must_use]
     pub fn token_ttl(mut self, ttl: Duration) -> Self {
@@ -226,6 +237,7 @@ impl VaultDoubleBuilder {
             sealed: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             recorder: Recorder::default(),
+            delays: Mutex::new(Vec::new()),
         });
         let router = axum::Router::new()
             .fallback(handle)
@@ -246,6 +258,8 @@ struct VaultState {
     sealed: AtomicBool,
     requests: AtomicU64,
     recorder: Recorder,
+    /// Path prefixes whose answers come late, and how late ([`VaultDouble::delay`]).
+    delays: Mutex<Vec<(String, Duration)>>,
 }
 
 struct Mount {
@@ -335,6 +349,16 @@ impl VaultDouble {
                 default_policy,
             },
         )
+    }
+
+    /// Answers requests whose path starts with `prefix` (e.g. `/v1/auth/token/revoke-self`)
+    /// `by` late, from now on (a slow server, for timeouts and for what waits on what).
+    pub fn delay(&self, prefix: &str, by: Duration) {
+        self.state
+            .delays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((prefix.to_owned(), by));
     }
 
     /// Revokes an issued token: from now on it gets `403 permission denied`.
@@ -441,6 +465,17 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let r = state.recorder.record(&method, &uri, &headers, &body);
+    let delay = state
+        .delays
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|(prefix, _)| r.path.starts_with(prefix.as_str()))
+        .map(|(_, by)| *by)
+        .max();
+    if let Some(by) = delay {
+        tokio::time::sleep(by).await;
+    }
     let sealed = state.sealed.load(Ordering::SeqCst);
     match (method.clone(), r.path.as_str()) {
         (Method::GET, "/v1/sys/seal-status") => {
@@ -482,7 +517,7 @@ async fn handle(
     // The token endpoints of an issued token.
     if !root && let Some(token) = token {
         let own = r.path.trim_start_matches("/v1/");
-        if own.starts_with("auth/token/") && !state.tokens.allows(token, own) {
+        if own.starts_with("auth/token/") && !state.tokens.allows(&state.auth, token, own) {
             return errors(StatusCode::FORBIDDEN, &[POLICY_DENIED]);
         }
         match (&method, r.path.as_str()) {
@@ -556,7 +591,7 @@ async fn handle(
         let msg = format!("no handler for route \"{rest}\". route entry not found.");
         return errors(StatusCode::NOT_FOUND, &[msg.as_str()]);
     }
-    if !root && token.is_some_and(|t| !state.tokens.allows(t, rest)) {
+    if !root && token.is_some_and(|t| !state.tokens.allows(&state.auth, t, rest)) {
         return errors(StatusCode::FORBIDDEN, &[POLICY_DENIED]);
     }
     if let Some(path) = rest.strip_prefix("sys/internal/ui/mounts/") {

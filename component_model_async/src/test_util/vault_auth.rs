@@ -41,6 +41,9 @@ pub(super) struct AuthConfig {
     pub(super) max_ttl: Duration,
     /// What the tokens logins issue may do.
     pub(super) policy: Policy,
+    /// Whether the `default` policy allows `auth/token/lookup-self` (Vault's does; an
+    /// operator may edit it not to).
+    pub(super) default_lookup_self: bool,
 }
 
 /// What an issued token may do: read under some path prefixes (or everywhere), and use
@@ -90,6 +93,7 @@ impl Default for AuthConfig {
             ttl: DEFAULT_TTL,
             max_ttl: DEFAULT_TTL,
             policy: Policy::default(),
+            default_lookup_self: true,
         }
     }
 }
@@ -135,12 +139,16 @@ impl Tokens {
     }
 
     /// Whether the valid token `token` may use `path` (after `/v1/`): the `default`
-    /// policy's token endpoints, else its readable prefixes.
-    pub(super) fn allows(&self, token: &str, path: &str) -> bool {
+    /// policy's token endpoints (`lookup-self` only when `config` leaves it there), else
+    /// its readable prefixes.
+    pub(super) fn allows(&self, config: &AuthConfig, token: &str, path: &str) -> bool {
         let issued = self.lock();
         let Some(t) = issued.get(token) else {
             return false;
         };
+        if path == "auth/token/lookup-self" && !config.default_lookup_self {
+            return false;
+        }
         if matches!(
             path,
             "auth/token/lookup-self" | "auth/token/renew-self" | "auth/token/revoke-self"

@@ -21,11 +21,18 @@
 //!   again first (a new token there is used at once); otherwise the token is looked up
 //!   (`lookup-self`): when that answers, the token is fine and the path is denied by
 //!   policy — reported as [`Unauthorized`](crate::ErrorKind::Unauthorized), no new login.
-//!   Only a token that could look itself up before (or holds the `default` policy) and no
-//!   longer can is bad: it is dropped and a new one obtained, once per token (the read is
-//!   retried once with the new token). A token that may not look itself up cannot be told
-//!   apart from a revoked one: the denial is reported, and a new login follows when its
-//!   renewal fails.
+//!   Only a token that looked itself up before and no longer can is known bad; one that
+//!   never tried but holds the `default` policy (which allows it unless an operator edited
+//!   it) is presumed bad. Either is dropped (revoked when the source's own, in the
+//!   background) and a new one obtained, once per token: the read is retried once with
+//!   the new token. When that retry is refused too, the new token is taken as one that
+//!   may not look itself up (the `default` policy edited, or a standby that does not
+//!   know it yet), so one extra login at most, not one per fetch. A token that may not
+//!   look itself up cannot be told apart from a revoked one: the denial is reported, and
+//!   a new login follows when its renewal fails.
+//! * A token given up is replaced in the source first and revoked afterwards, by a task
+//!   of its own: no fetch waits for the revocation, and a fetch cancelled (its timeout)
+//!   while a new token is obtained leaves the old one in place.
 //! * A static token (`VAULT_TOKEN`, [`VaultSource::with_token`](super::VaultSource::with_token))
 //!   is used as given, as the `vault` CLI does: its lifecycle is the operator's.
 //!
@@ -115,12 +122,25 @@ struct Token {
     /// `None`: it does not expire.
     ttl: Option<Duration>,
     renewable: bool,
-    /// Whether a `403` on `lookup-self` means the token itself is bad: it looked itself up
-    /// before, or it holds the `default` policy (which allows that).
-    can_look_up: bool,
+    /// What a `403` on `lookup-self` says about the token.
+    look_up: LookUp,
     /// Obtained by the source's own login (revoked when given up); a token file's token
     /// belongs to whoever wrote the file.
     owned: bool,
+}
+
+/// Whether a token may look itself up (`lookup-self`), as far as the source knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LookUp {
+    /// A lookup answered for it: a refused one now means the token is bad.
+    Seen,
+    /// Not tried yet, but it holds the `default` (or `root`) policy, which allows it
+    /// unless edited: a refused lookup is taken as a bad token, once
+    /// ([`Auth::refused_again`] demotes the replacement to [`LookUp::No`]).
+    Presumed,
+    /// It may not (no `default` policy, or refused though brand-new): a refused lookup
+    /// says nothing.
+    No,
 }
 
 /// What a read answered `403` should do next (see [`Auth::refused`]).
@@ -246,24 +266,25 @@ impl Auth {
             }
             _ => {}
         }
-        let old = slot.take();
-        let fresh = match self.refresh(conn, old.clone()).await {
+        // The old token stays in the slot until a new one replaces it: a caller's timeout
+        // that drops this future while Vault answers leaves it there, not lost.
+        let fresh = match self.refresh(conn, slot.as_ref()).await {
             Ok(fresh) => fresh,
             // Vault could not renew or log in just now, but the token still has time:
             // keep using it (the next fetch, or the renewal task, tries again).
-            Err(e) => match old.filter(|t| !t.expired()) {
-                Some(old) => {
-                    let header = old.header.clone();
-                    *slot = Some(old);
-                    return Ok(header);
+            Err(e) => match slot.as_ref().filter(|t| !t.expired()) {
+                Some(old) => return Ok(old.header.clone()),
+                None => {
+                    *slot = None;
+                    return Err(e);
                 }
-                None => return Err(e),
             },
         };
         let header = fresh.header.clone();
         let schedule = fresh.ttl.is_some();
-        *slot = Some(fresh);
+        let old = slot.replace(fresh);
         drop(slot);
+        give_up(conn, old, Some(&header));
         if schedule {
             self.start_renewing(conn);
         }
@@ -293,18 +314,27 @@ impl Auth {
             }
         }
         match lookup(conn, header.clone()).await {
-            Ok(Some(_)) => Refusal::Denied(
-                "denied by policy: the token is valid (it looks itself up) but may not read this path"
-                    .to_owned(),
-            ),
-            Ok(None) if current.can_look_up => {
+            Ok(Some(_)) => {
+                if let Some(t) = slot.as_mut() {
+                    t.look_up = LookUp::Seen;
+                }
+                Refusal::Denied(
+                    "denied by policy: the token is valid (it looks itself up) but may not read this path"
+                        .to_owned(),
+                )
+            }
+            Ok(None) if current.look_up != LookUp::No => {
                 tracing::info!(
                     target: "component_model::vault",
                     address = %crate::source_support::redact_url(conn.endpoint.base()),
                     "the Vault token was refused and may no longer look itself up (revoked or expired); obtaining a new one with {}",
                     self.method.name()
                 );
-                *slot = None;
+                // Revoked in case it is alive after all (its lookup denied by an edited
+                // `default` policy); best effort, in the background.
+                let dropped = slot.take();
+                drop(slot);
+                give_up(conn, dropped, None);
                 Refusal::Retry
             }
             Ok(None) => Refusal::Denied(match self.method {
@@ -317,6 +347,24 @@ impl Auth {
         }
     }
 
+    /// The read retried with the token sent as `header` — obtained because the one before
+    /// was judged bad — was refused too. A token presumed able to look itself up is then
+    /// taken as one that may not (the `default` policy edited, or a standby that does not
+    /// know it yet): its later `403`s are denials, not one more login per fetch.
+    pub(crate) async fn refused_again(&self, header: &HeaderValue) {
+        let mut slot = self.token.lock().await;
+        if let Some(t) = slot
+            .as_mut()
+            .filter(|t| t.header == *header && t.look_up == LookUp::Presumed)
+        {
+            tracing::debug!(
+                target: "component_model::vault",
+                "a newly obtained Vault token was refused too: it is taken as one that may not look itself up"
+            );
+            t.look_up = LookUp::No;
+        }
+    }
+
     pub(crate) fn method(&self) -> &Method {
         &self.method
     }
@@ -326,10 +374,10 @@ impl Auth {
         self.obtained.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// `old` renewed when it can be, else a new token (then `old`, when the source's own
-    /// and still alive, is revoked).
-    async fn refresh(&self, conn: &Conn, old: Option<Token>) -> Result<Token, SourceError> {
-        if let Some(old) = old.as_ref().filter(|t| t.renewable && !t.expired()) {
+    /// `old` renewed when it can be, else a new token (the caller stores it, then gives
+    /// `old` up with [`give_up`]).
+    async fn refresh(&self, conn: &Conn, old: Option<&Token>) -> Result<Token, SourceError> {
+        if let Some(old) = old.filter(|t| t.renewable && !t.expired()) {
             match renew(conn, old).await {
                 Ok(t) => return Ok(t),
                 Err(e) => tracing::warn!(
@@ -344,9 +392,6 @@ impl Auth {
         let token = self.obtain(conn).await?;
         self.obtained
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(old) = old.filter(|t| t.owned && !t.expired() && t.header != token.header) {
-            revoke(conn, &old.header).await;
-        }
         Ok(token)
     }
 
@@ -386,7 +431,7 @@ impl Auth {
                             since: Instant::now(),
                             ttl: None,
                             renewable: false,
-                            can_look_up: false,
+                            look_up: LookUp::No,
                             owned: false,
                         })
                     }
@@ -454,9 +499,13 @@ async fn renew_loop(weak: Weak<Auth>, conn: Conn, mut stopped: tokio::sync::ones
         {
             continue;
         }
-        let old = slot.take();
-        match auth.refresh(&conn, old.clone()).await {
-            Ok(t) => *slot = Some(t),
+        match auth.refresh(&conn, slot.as_ref()).await {
+            Ok(t) => {
+                let header = t.header.clone();
+                let old = slot.replace(t);
+                drop(slot);
+                give_up(&conn, old, Some(&header));
+            }
             Err(e) => {
                 tracing::warn!(
                     target: "component_model::vault",
@@ -465,7 +514,9 @@ async fn renew_loop(weak: Weak<Auth>, conn: Conn, mut stopped: tokio::sync::ones
                 );
                 // A token with time left is kept; without one the loop ends at its next
                 // look and the next fetch obtains one.
-                *slot = old.filter(|t| !t.expired());
+                if slot.as_ref().is_some_and(Token::expired) {
+                    *slot = None;
+                }
                 let left = slot
                     .as_ref()
                     .and_then(|t| t.ttl.map(|ttl| ttl.saturating_sub(t.since.elapsed())));
@@ -558,11 +609,16 @@ async fn renew(conn: &Conn, old: &Token) -> Result<Token, SourceError> {
     )
     .await?;
     let mut token = token_from_auth(&bytes, "renew-self")?;
-    token.can_look_up |= old.can_look_up;
+    // The renewal's policy list tells no more than the login's did.
+    token.look_up = old.look_up;
     token.owned = old.owned;
     // A renewal that no longer extends the token (its max TTL reached) is a failure:
-    // the caller logs in again instead of renewing a dying token every few seconds.
-    if token.ttl.is_some_and(|ttl| ttl < Duration::from_secs(2)) {
+    // the caller logs in again instead of renewing a dying token every few seconds. A
+    // token that had a TTL granted `0` (less than a second left, rounded down) is one
+    // too, not a token that no longer expires.
+    if token.ttl.is_some_and(|ttl| ttl < Duration::from_secs(2))
+        || (token.ttl.is_none() && old.ttl.is_some())
+    {
         return Err(SourceError::new(ErrorKind::Unauthorized)
             .with_message("the token is at its maximum TTL and cannot be renewed further"));
     }
@@ -581,19 +637,41 @@ fn token_from_auth(bytes: &[u8], what: &str) -> Result<Token, SourceError> {
             .with_message(format!("vault's answer to {what} has no `auth` block"))
     })?;
     let header = transport::secret_header("X-Vault-Token", &auth.client_token)?;
-    let can_look_up = auth
+    // Presumed only: the `default` policy can be edited not to allow `lookup-self`.
+    let look_up = if auth
         .policies
         .iter()
         .chain(&auth.token_policies)
-        .any(|p| p == "default" || p == "root");
+        .any(|p| p == "default" || p == "root")
+    {
+        LookUp::Presumed
+    } else {
+        LookUp::No
+    };
     Ok(Token {
         header,
         since: Instant::now(),
         ttl: ttl_of(auth.lease_duration),
         renewable: auth.renewable,
-        can_look_up,
+        look_up,
         owned: true,
     })
+}
+
+/// Revokes `old` — replaced by the token sent as `current` (`None`: dropped as bad) —
+/// when it is the source's own, still alive and not `current` (renewed): best effort, by
+/// a task of its own, so that no fetch waits for it (and none can cancel it halfway).
+fn give_up(conn: &Conn, old: Option<Token>, current: Option<&HeaderValue>) {
+    let Some(old) = old.filter(|t| t.owned && !t.expired() && Some(&t.header) != current) else {
+        return;
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let conn = conn.clone();
+    drop(crate::task::spawn(async move {
+        revoke(&conn, &old.header).await;
+    }));
 }
 
 /// `POST auth/token/revoke-self`: gives up a token of the source's own login. Best effort:
@@ -652,7 +730,7 @@ async fn lookup(conn: &Conn, header: HeaderValue) -> Result<Option<Token>, Sourc
         since: Instant::now(),
         ttl: ttl_of(data.ttl),
         renewable: data.renewable,
-        can_look_up: true,
+        look_up: LookUp::Seen,
         owned: false,
     }))
 }
@@ -668,7 +746,7 @@ mod tests {
             since: Instant::now(),
             ttl: ttl_of(u64::MAX),
             renewable: true,
-            can_look_up: true,
+            look_up: LookUp::Seen,
             owned: false,
         };
         assert!(t.renew_at().is_some());

@@ -383,6 +383,8 @@ impl VaultSource {
                         break (status, body);
                     }
                     if retried {
+                        // Not a bad token after all: later 403s with it are denials.
+                        auth.refused_again(&token).await;
                         why_denied = Some("refused again with a newly obtained token".to_owned());
                         break (status, body);
                     }
