@@ -1,6 +1,7 @@
 //! A fleet in one process: 50 instances of a service, each its own `Sources` (and memory
 //! cache), sharing the real Redis tier (127.0.0.1:6379, a key prefix per test, deleted
-//! after), in front of the Consul double behind a [`FaultProxy`] switched to failing.
+//! after), in front of the Consul double behind a [`FaultProxy`] switched to failing
+//! (refusing, or hanging).
 //!
 //! Upstream attempts are counted at the proxy: the instances' HTTP client keeps no idle
 //! connection, so every request the source sends (and any retry of the HTTP client) is a
@@ -36,9 +37,14 @@ fn instance(proxy: &FaultProxy, client: &reqwest::Client, prefix: &str) -> Sourc
 /// A client that opens a connection for every request (none kept idle), so the proxy
 /// counts attempts.
 fn unpooled() -> reqwest::Client {
+    unpooled_for(Duration::from_secs(5))
+}
+
+/// [`unpooled`], its requests timing out after `timeout`.
+fn unpooled_for(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
+        .timeout(timeout)
         .build()
         .expect("reqwest client")
 }
@@ -155,4 +161,72 @@ async fn a_newcomer_without_a_stale_value_fails_fast_while_the_upstream_is_marke
         .await
         .expect("the upstream is back");
     assert_eq!(value.port, 8080);
+}
+
+/// The upstream hangs (accepts, never answers) longer than the shared tier's lock lasts
+/// unrenewed ([`TIER_LOCK_FOR`], 5 s): the holder keeps its lock while its request is
+/// out, the instances waiting for it answer Timeout at the end of their wait (serving
+/// their stale value) and those starting meanwhile wait too; none sends a request of its
+/// own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_upstream_gets_one_request_from_the_fleet_not_one_per_instance() {
+    use component_model::resilience::cache::TIER_LOCK_FOR;
+    let Some((_conn, prefix, _cleanup)) = crate::redis::setup("cm_fleet_blackhole").await else {
+        return;
+    };
+    let consul = ConsulDouble::start().await;
+    consul.put("fleet/port", "8080");
+    let proxy = FaultProxy::start(consul.address().parse().expect("address"))
+        .await
+        .expect("proxy");
+    // The source gives up after 6 s: past the lock's unrenewed life.
+    let source_timeout = TIER_LOCK_FOR + Duration::from_secs(1);
+    let client = unpooled_for(source_timeout);
+    let fleet: Vec<Sources> = (0..50)
+        .map(|_| instance(&proxy, &client, &prefix))
+        .collect();
+    let started =
+        futures::future::join_all(fleet.iter().map(Service::fetch_all_components_with)).await;
+    assert!(started.iter().all(|r| matches!(r, Ok(s) if s.port == 8080)));
+    assert_eq!(proxy.accepted(), 1);
+
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    proxy.set(Fault::Blackhole);
+    let before = proxy.accepted();
+    let clock = std::time::Instant::now();
+    // The fleet refreshes; half a second after the lock would have ended unrenewed, ten
+    // instances start (nothing in memory).
+    let newcomers: Vec<Sources> = (0..10)
+        .map(|_| instance(&proxy, &client, &prefix))
+        .collect();
+    let late_start = TIER_LOCK_FOR + Duration::from_millis(500);
+    let (reports, late) = futures::future::join(
+        futures::future::join_all(fleet.iter().map(Service::fetch_report_with)),
+        async {
+            tokio::time::sleep(late_start).await;
+            futures::future::join_all(newcomers.iter().map(Service::fetch_report_with)).await
+        },
+    )
+    .await;
+    let elapsed = clock.elapsed();
+    let attempts = proxy.accepted() - before;
+    eprintln!(
+        "upstream attempts of 60 instances while it hangs: {attempts}, all answered in {elapsed:?}"
+    );
+    for report in reports.iter().chain(&late) {
+        assert!(report.is_ok(), "{report}");
+        assert!(
+            matches!(report.fields[0].outcome, Outcome::Stale { .. }),
+            "{report}"
+        );
+    }
+    assert!(
+        attempts <= 2,
+        "60 instances asked the hanging upstream {attempts} times"
+    );
+    // Each waited at most its wait or the holder's request.
+    assert!(
+        elapsed < late_start + TIER_LOCK_FOR + Duration::from_secs(2),
+        "{elapsed:?}"
+    );
 }

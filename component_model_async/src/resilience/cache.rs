@@ -7,7 +7,11 @@
 //! in memory is looked up there before the source, and a value fetched is put there, so
 //! the instances of a fleet fetch each key once between them: the first to miss takes a
 //! short lock per key (`SET NX`), the others wait for its value (polling the tier) instead
-//! of asking the source. Values stay in the tier `ttl + stale_for`, marked with when they
+//! of asking the source. The holder renews its lock while its request is out; a waiter
+//! whose wait ([`TIER_LOCK_FOR`]) ends with the lock still held answers
+//! [`Timeout`](crate::ErrorKind::Timeout) (serving a stale value) rather than send a
+//! second request to a source that hangs; only a lock released with neither value nor
+//! failure mark sends the waiter to the source. Values stay in the tier `ttl + stale_for`, marked with when they
 //! were fetched: fresh for `ttl`, then served (as stale, with their age in the fetch
 //! report) only when the source fails — also to an instance that starts during an outage
 //! with nothing in memory.
@@ -45,9 +49,20 @@ pub const DEFAULT_STALE_FOR: Duration = Duration::from_secs(300);
 /// How many values one cache holds at most, by default.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
 
-/// How long an instance holds the lock on a key of the shared tier while it fetches it
-/// (the others wait at most this long for its value before asking the source themselves).
+/// How long the lock an instance takes on a key of the shared tier lasts unless renewed:
+/// its holder renews it while it fetches (a holder that died frees the key within this),
+/// and the others wait at most this long for its value. A waiter whose wait ends with the
+/// lock still held answers [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (so a stale
+/// value is served) rather than asking a source that already has one slow request.
 pub const TIER_LOCK_FOR: Duration = Duration::from_secs(5);
+
+/// How long a holder renews its lock at most (a fetch that takes longer than this has
+/// no timeout worth the name; the lock then ends and another instance may try).
+pub const TIER_LOCK_RENEWED_FOR: Duration = Duration::from_secs(120);
+
+/// The longest time a value stays in the shared tier (`ttl + stale_for` is cut to this: a
+/// store has a largest expiry it accepts, and `Duration::MAX` is past it).
+pub const TIER_KEPT_AT_MOST: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How often an instance waiting for another's value looks at the shared tier.
 const TIER_POLL: Duration = Duration::from_millis(20);
@@ -77,6 +92,9 @@ pub trait CacheTier: Send + Sync + 'static {
     async fn lock_many(&self, keys: &[String], ttl: Duration) -> Result<Vec<bool>, SourceError>;
     /// Releases locks taken with `lock_many`.
     async fn unlock_many(&self, keys: &[String]) -> Result<(), SourceError>;
+    /// Makes the locks this process holds among `keys` (taken with `lock_many`) last `ttl`
+    /// from now; leaves the others alone.
+    async fn extend_many(&self, keys: &[String], ttl: Duration) -> Result<(), SourceError>;
 
     /// This tier with every key prefixed by `prefix` (keys otherwise start with
     /// `component_model:cache:`).
@@ -131,6 +149,9 @@ impl<T: CacheTier> CacheTier for Namespaced<T> {
     async fn unlock_many(&self, keys: &[String]) -> Result<(), SourceError> {
         self.tier.unlock_many(&self.keys(keys)).await
     }
+    async fn extend_many(&self, keys: &[String], ttl: Duration) -> Result<(), SourceError> {
+        self.tier.extend_many(&self.keys(keys), ttl).await
+    }
 }
 
 /// What the shared tier holds for a request: the value, the request it answers (a digest
@@ -165,8 +186,12 @@ struct FailingMark {
 }
 
 impl FailingMark {
+    /// Whether the mark holds at `now_ms` (this reader's clock). A mark ending further
+    /// ahead than the longest mark can was written by a clock running ahead of ours: it
+    /// is not believed, so such a writer cannot silence a source for longer than
+    /// [`TIER_FAILING_FOR_MAX`].
     fn active(&self, now_ms: u64) -> bool {
-        now_ms < self.retry_at_ms
+        now_ms < self.retry_at_ms && self.retry_at_ms - now_ms <= millis(TIER_FAILING_FOR_MAX)
     }
 
     /// The error a fetch the mark holds back answers with.
@@ -207,6 +232,11 @@ fn now_ms() -> u64 {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long a value stays in the tier: `ttl + stale_for`, at most [`TIER_KEPT_AT_MOST`].
+fn tier_ttl(ttl: Duration, stale_for: Duration) -> Duration {
+    ttl.saturating_add(stale_for).min(TIER_KEPT_AT_MOST)
 }
 
 /// FNV-1a, 64 bits: the same digest in every process and build.
@@ -605,7 +635,10 @@ impl Source for CacheSource {
                     (a, b) => a.or(b),
                 };
                 match (answer, stale) {
-                    (Err(e), Some(old)) if e.kind().is_transient() && old.fresh_until > now => {
+                    // A fresh read (a live refresh) that failed is served stale, and says so.
+                    (Err(e), Some(old))
+                        if e.kind().is_transient() && old.fresh_until > now && !fresh =>
+                    {
                         hit(request);
                         Ok(old.value.clone())
                     }
@@ -667,12 +700,22 @@ fn tier_keys(source: &dyn Source, request: &FetchRequest) -> TierKeys {
     }
 }
 
-fn decode_entry(bytes: &[u8], request: &FetchRequest, now_ms: u64) -> Option<FromTier> {
+/// An entry of the tier as this reader sees it at `now_ms`, with its values fresh for
+/// `ttl`. The writer's clock may differ from ours: an entry fresh for longer than `ttl`
+/// from now was written by a clock running ahead and is taken for stale (the source is
+/// asked), and one stored "in the future" is as old as one stored now.
+fn decode_entry(
+    bytes: &[u8],
+    request: &FetchRequest,
+    now_ms: u64,
+    ttl: Duration,
+) -> Option<FromTier> {
     let entry: TierEntry = serde_json::from_slice(bytes).ok()?;
+    let fresh = now_ms < entry.fresh_until_ms && entry.fresh_until_ms - now_ms <= millis(ttl);
     (entry.request == request.identity()).then(|| FromTier {
         value: entry.value.into(),
-        fresh: now_ms < entry.fresh_until_ms,
-        age: Duration::from_millis(now_ms.saturating_sub(entry.stored_ms)),
+        fresh,
+        age: Duration::from_millis(now_ms.saturating_sub(entry.stored_ms.min(now_ms))),
     })
 }
 
@@ -686,17 +729,18 @@ enum Seen {
     Missing,
 }
 
-/// Reads a key's `value` and failure `mark` as the tier holds them; keeps a stale value
-/// in `stale` and the failures in a row the mark counts in `failures`.
+/// Reads a key's `value` and failure `mark` as the tier holds them (values fresh for
+/// `ttl`); keeps a stale value in `stale` and the failures in a row the mark counts in
+/// `failures`.
 fn seen(
-    value: Option<Vec<u8>>,
-    mark: Option<Vec<u8>>,
+    (value, mark): (Option<Vec<u8>>, Option<Vec<u8>>),
     request: &FetchRequest,
+    ttl: Duration,
     stale: &mut Option<FromTier>,
     failures: &mut u32,
 ) -> Seen {
     let now = now_ms();
-    if let Some(entry) = value.and_then(|b| decode_entry(&b, request, now)) {
+    if let Some(entry) = value.and_then(|b| decode_entry(&b, request, now, ttl)) {
         if entry.fresh {
             return Seen::Fresh(entry.value);
         }
@@ -730,6 +774,7 @@ async fn through_tier(
     times: (Duration, Duration),
     fresh: bool,
 ) -> TierAnswers {
+    let ttl = times.0;
     let shareable: Vec<usize> = (0..requests.len())
         .filter(|&i| !requests[i].is_sensitive() && !inner.is_sensitive())
         .collect();
@@ -759,7 +804,13 @@ async fn through_tier(
     let mut found = found.into_iter();
     for (j, &i) in shareable.iter().enumerate() {
         let (value, mark) = (found.next().flatten(), found.next().flatten());
-        match seen(value, mark, &requests[i], &mut stale[i], &mut failures[j]) {
+        match seen(
+            (value, mark),
+            &requests[i],
+            ttl,
+            &mut stale[i],
+            &mut failures[j],
+        ) {
             Seen::Fresh(v) => {
                 tier_hit(&requests[i]);
                 answers[i] = Some(Ok(v));
@@ -812,7 +863,13 @@ async fn through_tier(
         for &j in &locked {
             let i = shareable[j];
             let (value, mark) = (found.next().flatten(), found.next().flatten());
-            match seen(value, mark, &requests[i], &mut stale[i], &mut failures[j]) {
+            match seen(
+                (value, mark),
+                &requests[i],
+                ttl,
+                &mut stale[i],
+                &mut failures[j],
+            ) {
                 Seen::Fresh(v) => {
                     tier_hit(&requests[i]);
                     answers[i] = Some(Ok(v));
@@ -832,7 +889,19 @@ async fn through_tier(
         times,
     };
     let fetch_mine = async {
-        let got = share.fetch(&mine).await;
+        // Our locks are renewed while the source works: a slow (hanging) source keeps
+        // its one request, the others wait, then answer Timeout.
+        let got = match held.is_empty() {
+            true => share.fetch(&mine).await,
+            false => {
+                let fetching = std::pin::pin!(share.fetch(&mine));
+                let renewing = std::pin::pin!(renew(tier, &held));
+                match futures::future::select(fetching, renewing).await {
+                    futures::future::Either::Left((got, _)) => got,
+                    futures::future::Either::Right(((), fetching)) => fetching.await,
+                }
+            }
+        };
         if !held.is_empty()
             && let Err(e) = tier.unlock_many(&held).await
         {
@@ -845,6 +914,7 @@ async fn through_tier(
         let mut got: Vec<(usize, Result<RawValue, SourceError>)> = Vec::new();
         let mut stale_seen: Vec<(usize, FromTier)> = Vec::new();
         let mut given_up: Vec<usize> = Vec::new();
+        let mut tier_failed = false;
         let deadline = tokio::time::Instant::now() + TIER_LOCK_FOR;
         while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(TIER_POLL).await;
@@ -858,6 +928,7 @@ async fn through_tier(
                 })
                 .collect();
             let Ok(found) = tier.get_many(&ks).await else {
+                tier_failed = true;
                 break;
             };
             let mut found = found.into_iter();
@@ -870,7 +941,7 @@ async fn through_tier(
                 );
                 let i = shareable[j];
                 let (mut old, mut ignored) = (None, 0);
-                match seen(value, mark, &requests[i], &mut old, &mut ignored) {
+                match seen((value, mark), &requests[i], ttl, &mut old, &mut ignored) {
                     Seen::Fresh(v) => {
                         tier_hit(&requests[i]);
                         got.push((i, Ok(v)));
@@ -885,6 +956,13 @@ async fn through_tier(
             }
             waiting = still;
         }
+        // Still locked at the deadline: the holder's request is still out (a slow or
+        // hanging source); asking it once more per waiter is what the lock prevents.
+        if !tier_failed {
+            for j in std::mem::take(&mut waiting) {
+                got.push((shareable[j], Err(still_fetched())));
+            }
+        }
         waiting.extend(given_up);
         (got, stale_seen, waiting)
     };
@@ -896,8 +974,9 @@ async fn through_tier(
     for (i, old) in stale_seen {
         stale[i] = Some(old);
     }
-    // 3. Values another instance was to fetch and did not (it found nothing, or failed
-    // for good): asked here.
+    // 3. Values another instance was to fetch and did not (its lock ended without a value
+    // nor a mark: it found nothing, failed for good or died), or when the tier failed:
+    // asked here.
     let late: Vec<usize> = never.iter().map(|&j| shareable[j]).collect();
     for (i, answer) in share.fetch(&late).await {
         answers[i] = Some(answer);
@@ -918,6 +997,27 @@ async fn through_tier(
         .map(|(old, answer)| old.filter(|_| matches!(answer, Err(e) if e.kind().is_transient())))
         .collect();
     (answers, stale)
+}
+
+/// What a waiter answers when the lock holder's fetch outlasts its wait.
+fn still_fetched() -> SourceError {
+    SourceError::new(crate::ErrorKind::Timeout).with_message(format!(
+        "an instance sharing this cache has been fetching it for over {} without an answer; not asked again from here (the shared cache's lock)",
+        crate::error::humanize(TIER_LOCK_FOR)
+    ))
+}
+
+/// Renews `held` locks every third of [`TIER_LOCK_FOR`], for at most
+/// [`TIER_LOCK_RENEWED_FOR`] (or until the tier fails).
+async fn renew(tier: &dyn CacheTier, held: &[String]) {
+    let until = tokio::time::Instant::now() + TIER_LOCK_RENEWED_FOR;
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(TIER_LOCK_FOR / 3).await;
+        if let Err(e) = tier.extend_many(held, TIER_LOCK_FOR).await {
+            tier_down(&e);
+            return;
+        }
+    }
 }
 
 fn tier_down(e: &SourceError) {
@@ -995,10 +1095,7 @@ impl Sharing<'_> {
             }
         }
         if !values.is_empty()
-            && let Err(e) = self
-                .tier
-                .put_many(&values, ttl.saturating_add(stale_for))
-                .await
+            && let Err(e) = self.tier.put_many(&values, tier_ttl(ttl, stale_for)).await
         {
             tier_down(&e);
         }
@@ -1039,5 +1136,81 @@ mod tests {
         let text = e.message().unwrap_or_default();
         assert!(text.contains("3 times in a row, 2s ago"), "{text}");
         assert!(text.contains("not asked again for 2s"), "{text}");
+    }
+
+    #[test]
+    fn a_failure_mark_from_a_clock_running_ahead_is_not_believed() {
+        // Written by an instance whose clock is an hour ahead: "retry in an hour".
+        let now = 1_000_000_000;
+        let mark = FailingMark {
+            kind: "unavailable".to_owned(),
+            failures: 1,
+            since_ms: now + 3_600_000,
+            retry_at_ms: now + 3_601_000,
+        };
+        assert!(!mark.active(now), "an hour-long mark is not believed");
+        // Its end comes within the longest mark: believed from then.
+        let max = millis(TIER_FAILING_FOR_MAX);
+        assert!(!mark.active(now + 3_601_000 - max - 1));
+        assert!(mark.active(now + 3_601_000 - max));
+        // A writer a little ahead (a 16 s mark seen as 20 s long) still holds.
+        let near = FailingMark {
+            retry_at_ms: now + 20_000,
+            ..mark
+        };
+        assert!(near.active(now));
+    }
+
+    #[test]
+    fn a_tier_entry_from_a_clock_running_ahead_is_not_believed_fresh_nor_younger_than_now() {
+        static SPEC: crate::source::FieldSpec =
+            crate::source::FieldSpec::new("App", "port", "u16", "consul").key("app/port");
+        let request = FetchRequest::new(&SPEC);
+        let ttl = Duration::from_secs(60);
+        let now = 1_000_000_000;
+        // The writer's clock is an hour ahead: stored "in an hour", fresh for an hour more.
+        let entry = TierEntry {
+            request: request.identity(),
+            value: RawValue::Text("8080".to_owned()).into(),
+            stored_ms: now + 3_600_000,
+            fresh_until_ms: now + 3_660_000,
+        };
+        let bytes = serde_json::to_vec(&entry).expect("json");
+        let ahead = decode_entry(&bytes, &request, now, ttl).expect("entry");
+        assert!(
+            !ahead.fresh,
+            "fresh for an hour with a ttl of a minute: not believed"
+        );
+        assert_eq!(ahead.age, Duration::ZERO);
+        // A writer a little ahead (fresh for 50 s more of a 60 s ttl): fresh.
+        let near = TierEntry {
+            request: request.identity(),
+            value: RawValue::Text("8080".to_owned()).into(),
+            stored_ms: now + 5_000,
+            fresh_until_ms: now + 50_000,
+        };
+        let bytes = serde_json::to_vec(&near).expect("json");
+        let near = decode_entry(&bytes, &request, now, ttl).expect("entry");
+        assert!(near.fresh);
+        assert_eq!(near.age, Duration::ZERO);
+        // A writer an hour behind: the entry expired long ago for this reader.
+        let behind = TierEntry {
+            request: request.identity(),
+            value: RawValue::Text("8080".to_owned()).into(),
+            stored_ms: now - 3_600_000,
+            fresh_until_ms: now - 3_540_000,
+        };
+        let bytes = serde_json::to_vec(&behind).expect("json");
+        let old = decode_entry(&bytes, &request, now, ttl).expect("entry");
+        assert!(!old.fresh);
+        assert_eq!(old.age, Duration::from_secs(3_600));
+    }
+
+    #[test]
+    fn a_value_stays_in_the_tier_ttl_plus_stale_for_at_most_a_year() {
+        let (ttl, stale) = (Duration::from_secs(60), Duration::from_secs(600));
+        assert_eq!(tier_ttl(ttl, stale), Duration::from_secs(660));
+        assert_eq!(tier_ttl(ttl, Duration::MAX), TIER_KEPT_AT_MOST);
+        assert_eq!(tier_ttl(Duration::MAX, Duration::MAX), TIER_KEPT_AT_MOST);
     }
 }

@@ -1,7 +1,7 @@
 //! A [`RedisSource`] as the shared tier of the cache layer ([`CacheTier`]): values with
 //! `SET key value PX ttl`, read with one `MGET`, locks with `SET lock <token> NX PX ttl`
-//! released only by their holder (a compare-and-delete script), all pipelined, through
-//! the source's bounded, timed connection.
+//! released and renewed only by their holder (compare-and-delete, compare-and-`PEXPIRE`
+//! scripts), all pipelined, through the source's bounded, timed connection.
 
 use std::time::Duration;
 
@@ -26,8 +26,18 @@ fn token() -> &'static str {
 /// Deletes `KEYS[1]` when it still holds `ARGV[1]`.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
+/// Makes `KEYS[1]` expire in `ARGV[2]` milliseconds when it still holds `ARGV[1]`.
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
+/// The longest expiry sent to Redis: a year (it refuses one whose end in milliseconds
+/// overflows a signed 64-bit number, so `Duration::MAX` would store nothing).
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `d` in milliseconds for `PX` / `PEXPIRE`: at least 1, at most [`LONGEST`].
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.min(LONGEST).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 fn unexpected(what: &str) -> SourceError {
@@ -114,5 +124,34 @@ impl CacheTier for RedisSource {
         self.round_trip(&pipe, "shared cache unlock")
             .await
             .map(drop)
+    }
+
+    async fn extend_many(&self, keys: &[String], ttl: Duration) -> Result<(), SourceError> {
+        let mut pipe = ::redis::pipe();
+        for key in keys {
+            pipe.cmd("EVAL")
+                .arg(RENEW)
+                .arg(1)
+                .arg(key)
+                .arg(token())
+                .arg(millis(ttl))
+                .ignore();
+        }
+        self.round_trip(&pipe, "shared cache lock renewal")
+            .await
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_sent_to_redis_is_at_least_a_millisecond_and_at_most_a_year() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_millis(1_500)), 1_500);
+        assert_eq!(millis(Duration::MAX), 365 * 24 * 3600 * 1000);
+        assert!(millis(Duration::MAX) < i64::MAX as u64 / 2);
     }
 }
