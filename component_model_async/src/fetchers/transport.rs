@@ -142,13 +142,17 @@ impl Client {
         }
     }
 
-    /// The reqwest client, built on the first call (off the runtime's workers).
+    /// The reqwest client, built on the first call (off the runtime's workers). A build
+    /// that failed for a reason that will not change (the TLS settings, the builder
+    /// refusing them) is kept and reported by every call; one that could not run (the
+    /// blocking pool gone, as during a runtime's shutdown) or found no system roots is
+    /// not: the next call tries again.
     pub(crate) async fn get(&self) -> Result<&reqwest::Client, SourceError> {
         let (timeout, tls) = (self.timeout, self.tls.clone());
         self.inner
-            .get_or_init(|| async move {
+            .get_or_try_init(|| async move {
                 match tls {
-                    None => system_roots_client(timeout).await,
+                    None => system_roots_client(timeout).await.map(Ok),
                     Some(tls) => {
                         // Here, not on the blocking thread: the caller's subscriber and
                         // span see it.
@@ -157,11 +161,14 @@ impl Client {
                                 "TLS verification is OFF for this source (VAULT_SKIP_VERIFY / CONSUL_HTTP_SSL_VERIFY=false / `danger_skip_verify`): anyone on the network path can read its token and secrets"
                             );
                         }
-                        off_runtime(move || client(timeout, Some(&tls))).await
+                        // The outer error: the build did not run (not kept); the inner
+                        // one: it ran and failed (kept).
+                        off_runtime(move || Ok(client(timeout, Some(&tls)))).await
                     }
                 }
             })
             .await
+            .map_err(|e| SourceError::new(ErrorKind::Config).with_message(e))?
             .as_ref()
             .map_err(|e| SourceError::new(ErrorKind::Config).with_message(e.clone()))
     }
@@ -674,6 +681,28 @@ pub(crate) fn secret_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_build_that_could_not_run_is_tried_again() {
+        // A runtime shut down: its blocking pool runs nothing (as during shutdown).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let gone = runtime.handle().clone();
+        runtime.shutdown_background();
+        let client = Client::new(Duration::from_secs(1)).with_tls(TlsConfig::new());
+        {
+            let _on = gone.enter();
+            let first = futures::executor::block_on(client.get());
+            assert!(first.is_err(), "the build could not run");
+        }
+        // Off any runtime now: built here, and kept.
+        let second = futures::executor::block_on(client.get());
+        assert!(second.is_ok(), "{:?}", second.err());
+        assert!(futures::executor::block_on(client.get()).is_ok());
+    }
 
     #[test]
     fn base_urls() {
