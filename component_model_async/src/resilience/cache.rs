@@ -1206,6 +1206,40 @@ mod tests {
         assert_eq!(old.age, Duration::from_secs(3_600));
     }
 
+    /// Answers `8080`, or fails transiently once `failing` is set.
+    struct Switch(std::sync::atomic::AtomicBool);
+
+    #[async_trait::async_trait]
+    impl Source for Switch {
+        async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+            match self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Err(SourceError::new(crate::ErrorKind::Unavailable)),
+                false => Ok(RawValue::Text("8080".to_owned())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_refresh_that_fails_is_served_the_cached_value_as_stale_not_as_a_hit() {
+        static SPEC: crate::source::FieldSpec =
+            crate::source::FieldSpec::new("App", "port", "u16", "switch").key("app/port");
+        let request = FetchRequest::new(&SPEC);
+        let switch = Arc::new(Switch(std::sync::atomic::AtomicBool::new(false)));
+        let cached = CacheLayer::new(Duration::from_secs(60)).layer(switch.clone());
+        assert!(cached.fetch(&request).await.is_ok());
+        switch.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Within its ttl; read past the cache (a live refresh), the source failing.
+        let notes = Arc::new(crate::report::Notes::default());
+        let got = crate::report::collecting(notes.clone(), fresh(cached.fetch(&request))).await;
+        assert!(
+            matches!(got, Ok(RawValue::Text(ref t)) if t == "8080"),
+            "{got:?}"
+        );
+        let note = notes.get(&request);
+        assert!(!note.cache_hit, "reported as a cache hit");
+        assert!(note.stale.is_some(), "not reported stale");
+    }
+
     #[test]
     fn a_value_stays_in_the_tier_ttl_plus_stale_for_at_most_a_year() {
         let (ttl, stale) = (Duration::from_secs(60), Duration::from_secs(600));
