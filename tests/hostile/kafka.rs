@@ -2,9 +2,10 @@
 //! `ApiVersions` handshake) with a frame announcing 2 GiB, a frame over the client's bound,
 //! a flood of frames for requests never made, one byte a second, or nothing at all; and a
 //! broker double speaking just enough of the protocol (ApiVersions, Metadata v0, Fetch v4)
-//! to serve a gzip batch that inflates to 256 MiB. Every connection goes through the
-//! source's relay, which refuses a frame over the bound (4 × the largest message) from
-//! its length and a batch that would inflate past 4 × that before rskafka inflates it.
+//! to serve a gzip batch that inflates to 256 MiB, or 30 batches of one response that
+//! inflate to 16 MB each. Every connection goes through the source's relay, which refuses
+//! a frame over the bound (4 × the largest message) from its length, and a response whose
+//! batches would inflate past 4 × that together before rskafka inflates them.
 //! The source takes no credentials (no SASL in this version): the canary checks of
 //! these cases hold as long as nothing else leaks it, and pin that.
 
@@ -269,11 +270,32 @@ mod double {
         !crc
     }
 
+    /// The CRC-32 of gzip (IEEE, reflected), a byte at a time.
+    fn crc32(data: impl Iterator<Item = u8>) -> u32 {
+        let mut table = [0u32; 256];
+        for (i, t) in table.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+            }
+            *t = c;
+        }
+        let mut crc = !0u32;
+        for b in data {
+            crc = table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
+        }
+        !crc
+    }
+
     /// A record batch (magic 2, gzip) of one record whose value is `258 * k` zero bytes:
     /// a deflate stream of one literal and `k` copies of 258 bytes at distance 1 (13 bits
-    /// each). The gzip trailer is left zero: rskafka inflates the whole record before it
-    /// gets there.
-    pub(super) fn gzip_bomb(k: usize) -> Vec<u8> {
+    /// each). Unless `whole`, the gzip trailer is left zero: rskafka inflates the whole
+    /// record before it gets there (then fails on it); `whole` batches are read whole.
+    pub(super) fn gzip_bomb(k: usize, whole: bool) -> Vec<u8> {
         let value = (k * 258) as i64;
         let mut value_len = Vec::new();
         varint(zigzag(value), &mut value_len);
@@ -301,7 +323,15 @@ mod double {
         }
         bits.code(0, 7); // end of block
         bits.put(0, 7);
-        bits.out.extend_from_slice(&[0; 8]);
+        if whole {
+            let zeros = std::iter::repeat_n(0u8, k * 258 + 1);
+            let crc = crc32(prefix.iter().copied().chain(zeros));
+            bits.out.extend_from_slice(&crc.to_le_bytes());
+            let inflated = (prefix.len() + k * 258 + 1) as u32;
+            bits.out.extend_from_slice(&inflated.to_le_bytes());
+        } else {
+            bits.out.extend_from_slice(&[0; 8]);
+        }
         let mut body = Vec::new();
         body.extend_from_slice(&1i16.to_be_bytes()); // attributes: gzip
         body.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
@@ -402,17 +432,8 @@ mod double {
     }
 }
 
-/// A gzip batch of 1.7 MB, within the frame bound, holding one record of 256 MiB of
-/// zeros. rskafka inflates a batch whole inside one poll: before the relay, the process
-/// grew by 276 MiB in 2.8 s of CPU that no deadline could interrupt. Now the relay
-/// inflates it into nothing up to the batch bound (16 MiB) and refuses it.
-#[tokio::test]
-async fn a_gzip_batch_inflating_to_256_mib_is_refused_before_it_is_inflated() {
-    let _s = serial().await;
-    let logs = CapturedLogs::default();
-    let _g = capture(&logs);
-    let records: &'static [u8] = double::gzip_bomb(1_040_000).leak();
-    assert!(records.len() < 2 * MIB, "{}", records.len());
+/// Serves the broker double on 127.0.0.1 with `records` as every Fetch's answer; its port.
+async fn double_broker(records: &'static [u8]) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
@@ -422,6 +443,21 @@ async fn a_gzip_batch_inflating_to_256_mib_is_refused_before_it_is_inflated() {
             tokio::spawn(double::serve(s, port, records));
         }
     });
+    port
+}
+
+/// A gzip batch of 1.7 MB, within the frame bound, holding one record of 256 MiB of
+/// zeros. rskafka inflates a batch whole inside one poll: before the relay, the process
+/// grew by 276 MiB in 2.8 s of CPU that no deadline could interrupt. Now the relay
+/// inflates it into nothing up to the batch bound (16 MiB) and refuses it.
+#[tokio::test]
+async fn a_gzip_batch_inflating_to_256_mib_is_refused_before_it_is_inflated() {
+    let _s = serial().await;
+    let logs = CapturedLogs::default();
+    let _g = capture(&logs);
+    let records: &'static [u8] = double::gzip_bomb(1_040_000, false).leak();
+    assert!(records.len() < 2 * MIB, "{}", records.len());
+    let port = double_broker(records).await;
     let m = fetch(port).await;
     let e = assert_case(
         "kafka gzip bomb",
@@ -435,4 +471,36 @@ async fn a_gzip_batch_inflating_to_256_mib_is_refused_before_it_is_inflated() {
         &logs.text(),
     );
     assert!(e.to_string().contains("inflates past the bound"), "{e}");
+}
+
+/// One Fetch response of 3.2 MB (within the frame bound) holding 30 gzip batches of
+/// 106 KB, each inflating to 16 MB: each under the batch bound (16 MiB), 480 MiB together.
+/// rskafka inflates every batch of a response in one decode: when the relay weighed each
+/// batch alone, all passed and the process held them all. Now the response's batches
+/// share one bound, and the response is refused once they pass it together.
+#[tokio::test]
+async fn many_gzip_batches_of_one_response_share_one_bound() {
+    let _s = serial().await;
+    let logs = CapturedLogs::default();
+    let _g = capture(&logs);
+    // Zeros per batch: under the batch bound.
+    const K: usize = 65_000;
+    const { assert!(K * 258 < 16 * MIB) };
+    let one = double::gzip_bomb(K, true);
+    let records: &'static [u8] = one.repeat(30).leak();
+    assert!(records.len() < 4 * MIB - 4096, "{}", records.len());
+    let port = double_broker(records).await;
+    let m = fetch(port).await;
+    let e = assert_case(
+        "kafka many gzip batches",
+        m,
+        None,
+        LIMIT,
+        32,
+        ErrorKind::TooLarge,
+        "App.config",
+        "kafka",
+        &logs.text(),
+    );
+    assert!(e.to_string().contains("for one response"), "{e}");
 }

@@ -30,13 +30,19 @@
 //!   through a relay of the source's on 127.0.0.1 (rskafka connects through it as a
 //!   SOCKS5 proxy; it reaches only the configured brokers and those their metadata
 //!   names), which reads each response first: a frame over four times the largest
-//!   message, or a gzip or snappy batch that would inflate past four times that, is
-//!   refused before rskafka buffers or inflates it (rskafka inflates a batch whole: a
-//!   1.7 MB gzip batch of zeros held 256 MiB) — reported as too large and stepped over.
+//!   message, or a response whose gzip and snappy batches would inflate past four times
+//!   that together, is refused before rskafka buffers or inflates it (rskafka inflates
+//!   every batch of a response in one decode: a 1.7 MB gzip batch of zeros held 256 MiB,
+//!   30 batches of 16 MB each 480 MiB) — reported as too large, and the watch of that
+//!   partition steps over the batch (the watch of another partition does not).
 //!   A broker answering requests it was never sent is cut off (`unavailable`), not read
 //!   on (rskafka logs a warning for each such answer).
 //! * `KAFKA_BROKERS` (comma-separated `host:port`) registers the source in
-//!   [`Sources::from_env`](crate::Sources::from_env).
+//!   [`Sources::from_env`](crate::Sources::from_env). A broker given as an IPv6 literal
+//!   (`[::1]:9092`) is a `Config` error naming it: rskafka hands its SOCKS5 proxy (the
+//!   relay) the host cut at the first `:`, and reaching the broker around the relay
+//!   would leave its responses unbounded; name it by a host name that resolves to the
+//!   address. (A broker the metadata names by an IPv6 address cannot be reached either.)
 //!
 //! Kafka API requests used (through rskafka 0.6, which negotiates versions with
 //! ApiVersions): Metadata, Fetch (also to find a partition's bounds: a small fetch from

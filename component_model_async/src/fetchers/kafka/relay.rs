@@ -13,21 +13,24 @@
 //! configured brokers and those a metadata response named are reached: the listener is no
 //! open proxy), passes the client's requests on as they are (noting each one's API key,
 //! version and correlation ID), and reads the broker's responses frame by frame, each at
-//! most the frame bound. A record batch of a Fetch response (version 4, the one rskafka
-//! speaks) is checked before it is passed on: gzip is inflated into nothing, stopping at
-//! the batch bound (on a blocking thread, which stops too when the connection ends);
-//! snappy's claimed sizes are added up. A
-//! response over either bound closes the connection and is remembered
-//! ([`Relay::take_refused`]): the source reports it as too large. A response to a request
+//! most the frame bound. The record batches of a Fetch response (version 4, the one rskafka
+//! speaks) are checked before it is passed on, against one budget for the whole response
+//! (rskafka inflates every batch of every partition of a response in one decode): gzip is
+//! inflated into nothing, stopping once the response's batches pass the batch bound
+//! together (on a blocking thread, which stops too when the connection ends); snappy's
+//! claimed sizes are added in. A response over either bound closes the connection and is
+//! remembered with the topic and partition its request asked for
+//! ([`Relay::take_refused`]): the source reports it as too large, and a consumer of that
+//! partition steps over the batch. A response to a request
 //! never sent (rskafka would log a warning for each and read on) breaks the connection
 //! off ([`Relay::take_broken`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,6 +44,27 @@ const METADATA: i16 = 3;
 /// track of (rskafka has a handful in flight).
 const MAX_PENDING: usize = 1024;
 
+/// The most refusals kept until the source takes them (the oldest go first).
+const MAX_REFUSALS: usize = 64;
+
+/// The partition a Fetch request asked for, `(topic, partition)` (rskafka asks for one at
+/// a time); `None` for other requests, or when it cannot be told.
+type Partition = Option<(String, i32)>;
+
+/// A request waiting for its response: API key, version, the partition of a Fetch.
+struct Pending {
+    key: i16,
+    version: i16,
+    partition: Partition,
+}
+
+/// A response refused for its size, until the source takes it.
+struct Refusal {
+    partition: Partition,
+    why: String,
+    at: Instant,
+}
+
 /// What the relay's connections share with the source.
 struct Shared {
     /// The largest response frame passed on, in bytes.
@@ -51,17 +75,26 @@ struct Shared {
     connect_timeout: Duration,
     /// The brokers that may be reached: `(host, port)`, host in lower case.
     allowed: Mutex<HashSet<(String, u16)>>,
-    /// Why the last response was refused, until the source takes it.
-    refused: Mutex<Option<String>>,
+    /// The responses refused lately, oldest first (at most [`MAX_REFUSALS`]), until the
+    /// source takes them.
+    refused: Mutex<VecDeque<Refusal>>,
     /// Why the last connection was broken off (the broker broke the protocol), until the
     /// source takes it.
     broken: Mutex<Option<String>>,
 }
 
 impl Shared {
-    fn refuse(&self, why: String) {
-        tracing::debug!(%why, "kafka relay: a response was refused");
-        *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+    fn refuse(&self, partition: Partition, why: String) {
+        tracing::debug!(%why, ?partition, "kafka relay: a response was refused");
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if refused.len() >= MAX_REFUSALS {
+            refused.pop_front();
+        }
+        refused.push_back(Refusal {
+            partition,
+            why,
+            at: Instant::now(),
+        });
     }
 
     fn break_off(&self, why: String) {
@@ -170,13 +203,27 @@ impl Relay {
         self.addr
     }
 
-    /// Why a response was refused for its size since the last call, if one was.
-    pub(crate) fn take_refused(&self) -> Option<String> {
-        self.shared
+    /// Why a response was refused for its size, if one was lately (within twice the
+    /// connect timeout: rskafka retries a closed connection until its deadline, then the
+    /// source asks). With a `partition`, only a refusal of a Fetch of that partition of
+    /// `topic` is taken (a consumer steps over the batch it names: never one of another
+    /// consumer); without, one of any partition of `topic` or of no partition.
+    pub(crate) fn take_refused(&self, topic: &str, partition: Option<i32>) -> Option<String> {
+        let mut refused = self
+            .shared
             .refused
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+            .unwrap_or_else(PoisonError::into_inner);
+        let fresh = self.shared.connect_timeout.saturating_mul(2);
+        refused.retain(|r| r.at.elapsed() <= fresh);
+        let at = refused
+            .iter()
+            .position(|r| match (&r.partition, partition) {
+                (Some((t, p)), Some(want)) => t == topic && *p == want,
+                (Some((t, _)), None) => t == topic,
+                (None, want) => want.is_none(),
+            })?;
+        refused.remove(at).map(|r| r.why)
     }
 
     /// Why a connection was broken off since the last call (the broker answered a request
@@ -198,7 +245,7 @@ async fn relay(mut client: TcpStream, shared: Arc<Shared>) {
     };
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let pending = Mutex::new(HashMap::new());
+    let pending = Mutex::new(HashMap::<i32, Pending>::new());
     tokio::select! {
         _ = requests(client_read, server_write, &pending, &shared) => {}
         _ = responses(server_read, client_write, &pending, &shared) => {}
@@ -286,7 +333,7 @@ async fn frame<R: AsyncRead + Unpin>(
 async fn requests<R, W>(
     mut client: R,
     mut server: W,
-    pending: &Mutex<HashMap<i32, (i16, i16)>>,
+    pending: &Mutex<HashMap<i32, Pending>>,
     shared: &Shared,
 ) where
     R: AsyncRead + Unpin,
@@ -300,11 +347,22 @@ async fn requests<R, W>(
             let key = i16::from_be_bytes([head[0], head[1]]);
             let version = i16::from_be_bytes([head[2], head[3]]);
             let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+            let partition = match (key, version) {
+                (FETCH, 4) => fetch_partition(&body[8..]),
+                _ => None,
+            };
             let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
             if pending.len() >= MAX_PENDING {
                 pending.clear();
             }
-            pending.insert(correlation, (key, version));
+            pending.insert(
+                correlation,
+                Pending {
+                    key,
+                    version,
+                    partition,
+                },
+            );
         }
         let len = (body.len() as u32).to_be_bytes();
         if server.write_all(&len).await.is_err() || server.write_all(&body).await.is_err() {
@@ -318,7 +376,7 @@ async fn requests<R, W>(
 async fn responses<R, W>(
     mut server: R,
     mut client: W,
-    pending: &Mutex<HashMap<i32, (i16, i16)>>,
+    pending: &Mutex<HashMap<i32, Pending>>,
     shared: &Arc<Shared>,
 ) where
     R: AsyncRead + Unpin,
@@ -331,10 +389,14 @@ async fn responses<R, W>(
         let body = match frame(&mut server, shared.frame_bound).await {
             Ok(Ok(body)) => body,
             Ok(Err(announced)) => {
-                shared.refuse(format!(
-                    "a response of {announced} bytes, over the bound of {} bytes",
-                    shared.frame_bound
-                ));
+                let partition = oversized(&mut server, pending).await;
+                shared.refuse(
+                    partition,
+                    format!(
+                        "a response of {announced} bytes, over the bound of {} bytes",
+                        shared.frame_bound
+                    ),
+                );
                 return;
             }
             Err(_) => return,
@@ -357,7 +419,7 @@ async fn responses<R, W>(
             ));
             return;
         };
-        let body = match request {
+        let body = match (request.key, request.version) {
             (FETCH, 4) => {
                 let bound = shared.batch_bound;
                 // Inflating takes time (up to the bound): on a blocking thread.
@@ -371,7 +433,7 @@ async fn responses<R, W>(
                 match checked {
                     Ok((body, Ok(()))) => body,
                     Ok((_, Err(why))) => {
-                        shared.refuse(why);
+                        shared.refuse(request.partition, why);
                         return;
                     }
                     Err(_) => return,
@@ -388,6 +450,42 @@ async fn responses<R, W>(
             return;
         }
     }
+}
+
+/// The partition of the request a response over the frame bound answers, when it can be
+/// told: the only request waiting, or the one its correlation ID (the 4 bytes after the
+/// length) names, if they come within 200 ms.
+async fn oversized<R: AsyncRead + Unpin>(
+    server: &mut R,
+    pending: &Mutex<HashMap<i32, Pending>>,
+) -> Partition {
+    {
+        let pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() <= 1 {
+            return pending.values().next().and_then(|p| p.partition.clone());
+        }
+    }
+    let read = tokio::time::timeout(Duration::from_millis(200), server.read_i32());
+    let correlation = read.await.ok()?.ok()?;
+    let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+    pending.remove(&correlation)?.partition
+}
+
+/// The topic and partition a Fetch request (version 4, after its correlation ID) asks for,
+/// when it asks for exactly one.
+fn fetch_partition(body: &[u8]) -> Partition {
+    let mut c = Cursor(body);
+    let client_id = c.i16()?;
+    c.take(usize::try_from(client_id).unwrap_or(0))?; // nullable
+    c.take(4 + 4 + 4 + 4 + 1)?; // replica, max wait, min bytes, max bytes, isolation level
+    if c.count()? != 1 {
+        return None;
+    }
+    let topic = String::from_utf8(c.string()?.to_vec()).ok()?;
+    if c.count()? != 1 {
+        return None;
+    }
+    Some((topic, c.i32()?))
 }
 
 /// Set when dropped.
@@ -454,8 +552,10 @@ fn metadata_brokers(body: &[u8], version: i16) -> Vec<(String, u16)> {
 }
 
 /// Whether the record batches of a Fetch response (version 4) stay within `bound` bytes
-/// once inflated. What cannot be read is let through (rskafka reports it); so is all of
-/// it once `gone` is set (nobody waits for the answer).
+/// once inflated, all of them together (rskafka inflates every batch of every partition
+/// of a response in one decode: many small batches each under the bound are as much as
+/// one over it). What cannot be read is let through (rskafka reports it); so is all of it
+/// once `gone` is set (nobody waits for the answer).
 fn check_fetch(body: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), String> {
     let mut c = Cursor(body);
     let mut batches = Vec::new();
@@ -477,20 +577,53 @@ fn check_fetch(body: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), String>
         Some(())
     };
     let _ = read();
+    let mut budget = Budget {
+        bound,
+        remaining: bound,
+    };
     batches
         .into_iter()
-        .try_for_each(|records| check_records(records, bound, gone))
+        .try_for_each(|records| check_records(records, &mut budget, gone))
+}
+
+/// What the batches of one response may still inflate to.
+struct Budget {
+    /// The bound of the whole response.
+    bound: u64,
+    /// What is left of it.
+    remaining: u64,
+}
+
+impl Budget {
+    /// Takes `n` bytes; `false` (and nothing taken) when fewer remain.
+    fn take(&mut self, n: u64) -> bool {
+        match self.remaining.checked_sub(n) {
+            Some(left) => {
+                self.remaining = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Says, after "past the bound of … bytes", what the batches before took.
+    fn before(&self) -> String {
+        match self.bound - self.remaining {
+            0 => String::new(),
+            used => format!(" for one response (its batches before it inflate to {used} bytes)"),
+        }
+    }
 }
 
 /// The batches of one partition's records.
-fn check_records(records: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), String> {
+fn check_records(records: &[u8], budget: &mut Budget, gone: &AtomicBool) -> Result<(), String> {
     let mut c = Cursor(records);
     while let (Some(base_offset), Some(len)) = (c.take(8), c.i32()) {
         let Some(batch) = usize::try_from(len).ok().and_then(|l| c.take(l)) else {
             return Ok(()); // a partial batch at the end: rskafka drops it
         };
         let offset = i64::from_be_bytes(base_offset.try_into().unwrap_or([0; 8]));
-        check_batch(batch, bound, gone)
+        check_batch(batch, budget, gone)
             .map_err(|why| format!("the batch at offset {offset} {why}"))?;
     }
     Ok(())
@@ -498,7 +631,7 @@ fn check_records(records: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), St
 
 /// One batch (after its length): leader epoch, magic, CRC, attributes, then the fixed
 /// fields and the records, compressed as the attributes say.
-fn check_batch(batch: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), String> {
+fn check_batch(batch: &[u8], budget: &mut Budget, gone: &AtomicBool) -> Result<(), String> {
     // Epoch 4, magic 1, CRC 4, attributes 2, last offset delta 4, timestamps 16,
     // producer ID 8, producer epoch 2, base sequence 4, record count 4.
     const RECORDS_AT: usize = 49;
@@ -512,25 +645,29 @@ fn check_batch(batch: &[u8], bound: u64, gone: &AtomicBool) -> Result<(), String
             let mut inflating = flate2::read::GzDecoder::new(payload);
             let mut step = vec![0u8; 64 * 1024];
             let mut inflated = 0u64;
-            while inflated <= bound && !gone.load(Ordering::Relaxed) {
+            while inflated <= budget.remaining && !gone.load(Ordering::Relaxed) {
                 match inflating.read(&mut step) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => inflated += n as u64,
                 }
             }
-            if inflated > bound {
+            if !budget.take(inflated) {
                 return Err(format!(
-                    "(gzip, {} bytes) inflates past the bound of {bound} bytes",
-                    payload.len()
+                    "(gzip, {} bytes) inflates past the bound of {} bytes{}",
+                    payload.len(),
+                    budget.bound,
+                    budget.before()
                 ));
             }
         }
         2 => {
             let claimed = snappy_claims(payload);
-            if claimed > bound {
+            if !budget.take(claimed) {
                 return Err(format!(
-                    "(snappy, {} bytes) claims {claimed} bytes once inflated, over the bound of {bound} bytes",
-                    payload.len()
+                    "(snappy, {} bytes) claims {claimed} bytes once inflated, over the bound of {} bytes{}",
+                    payload.len(),
+                    budget.bound,
+                    budget.before()
                 ));
             }
         }
@@ -653,6 +790,79 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_fetch(&[], 10, &GONE), Ok(()));
+    }
+
+    /// Many gzip batches of one response, each under the bound, are refused once they pass
+    /// it together (rskafka inflates them all in one decode); so are snappy claims.
+    #[test]
+    fn the_batches_of_one_response_share_one_bound() {
+        let one = batch(1, &gzip(&vec![0; 64 * 1024]));
+        let mut records = Vec::new();
+        for _ in 0..20 {
+            records.extend_from_slice(&one);
+        }
+        let bound = 1024 * 1024;
+        assert_eq!(check_fetch(&fetch_body(&one), bound, &GONE), Ok(()));
+        let err = check_fetch(&fetch_body(&records), bound, &GONE).unwrap_err();
+        assert!(err.contains("past the bound of 1048576 bytes"), "{err}");
+        assert!(
+            err.contains("for one response (its batches before it inflate to 1048576 bytes)"),
+            "{err}"
+        );
+        // Exactly the bound together passes.
+        assert_eq!(
+            check_fetch(&fetch_body(&records[..16 * one.len()]), bound, &GONE),
+            Ok(())
+        );
+        let snappy = batch(2, &[0x80, 0x80, 0x20]); // 512 KiB claimed
+        let two = [snappy.clone(), snappy.clone()].concat();
+        assert_eq!(check_fetch(&fetch_body(&two), bound, &GONE), Ok(()));
+        let three = [two, snappy].concat();
+        assert!(check_fetch(&fetch_body(&three), bound, &GONE).is_err());
+    }
+
+    #[test]
+    fn a_fetch_request_names_its_partition() {
+        let mut b = 15i16.to_be_bytes().to_vec();
+        b.extend_from_slice(b"component_model");
+        b.extend_from_slice(&[0; 17]);
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&6i16.to_be_bytes());
+        b.extend_from_slice(b"config");
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&3i32.to_be_bytes());
+        assert_eq!(fetch_partition(&b), Some(("config".to_owned(), 3)));
+        let mut null_id = (-1i16).to_be_bytes().to_vec();
+        null_id.extend_from_slice(&b[17..]);
+        assert_eq!(fetch_partition(&null_id), Some(("config".to_owned(), 3)));
+        assert_eq!(fetch_partition(&b[..b.len() - 1]), None);
+    }
+
+    /// A consumer takes only the refusal of its own partition; an unkeyed one goes to a
+    /// caller that names no partition.
+    #[test]
+    fn refusals_are_taken_by_their_partition() {
+        let relay = Relay::bind(&[], 1024, 1024, Duration::from_secs(10)).expect("bound");
+        let shared = &relay.shared;
+        shared.refuse(Some(("config".to_owned(), 1)), "one".to_owned());
+        shared.refuse(None, "unkeyed".to_owned());
+        assert_eq!(relay.take_refused("config", Some(0)), None);
+        assert_eq!(relay.take_refused("other", Some(1)), None);
+        assert_eq!(
+            relay.take_refused("config", Some(1)).as_deref(),
+            Some("one")
+        );
+        assert_eq!(relay.take_refused("config", Some(1)), None);
+        assert_eq!(
+            relay.take_refused("config", None).as_deref(),
+            Some("unkeyed")
+        );
+        shared.refuse(Some(("config".to_owned(), 2)), "two".to_owned());
+        assert_eq!(relay.take_refused("config", None).as_deref(), Some("two"));
+        for i in 0..2 * MAX_REFUSALS {
+            shared.refuse(None, i.to_string());
+        }
+        assert_eq!(shared.refused.lock().unwrap().len(), MAX_REFUSALS);
     }
 
     /// Bound outside a runtime, used in one that ends, then in another: each starts it.

@@ -179,9 +179,11 @@ impl Inner {
     }
 
     /// Why `e` came of a response too large to read: refused by the relay (a frame over the
-    /// bound, a batch inflating past it), or over rskafka's own frame bound.
-    fn refused(&self, e: &KafkaError) -> Option<String> {
-        if let Some(why) = self.relay.get().and_then(Relay::take_refused) {
+    /// bound, a batch inflating past it), or over rskafka's own frame bound. With a
+    /// `partition`, only the relay's refusal of a fetch of that partition counts (see
+    /// [`Relay::take_refused`]).
+    fn refused(&self, e: &KafkaError, topic: &str, partition: Option<i32>) -> Option<String> {
+        if let Some(why) = self.take_refused(topic, partition) {
             return Some(why);
         }
         too_large(e).then(|| {
@@ -192,10 +194,15 @@ impl Inner {
         })
     }
 
+    /// The relay's refusal of a response for `topic` (and `partition`), if there was one.
+    fn take_refused(&self, topic: &str, partition: Option<i32>) -> Option<String> {
+        self.relay.get()?.take_refused(topic, partition)
+    }
+
     /// No answer in time: a timeout, unless the relay refused the response meanwhile
     /// (rskafka retries a connection the relay closed until its deadline).
-    fn timed_out(&self, topic: &str) -> SourceError {
-        if let Some(why) = self.relay.get().and_then(Relay::take_refused) {
+    fn timed_out(&self, topic: &str, partition: Option<i32>) -> SourceError {
+        if let Some(why) = self.take_refused(topic, partition) {
             return SourceError::new(ErrorKind::TooLarge)
                 .with_message(format!("{why}; it was not read"));
         }
@@ -215,8 +222,8 @@ impl Inner {
         Some(SourceError::new(ErrorKind::Unavailable).with_message(why))
     }
 
-    fn error(&self, e: &KafkaError) -> SourceError {
-        if let Some(why) = self.refused(e) {
+    fn error(&self, e: &KafkaError, topic: &str, partition: Option<i32>) -> SourceError {
+        if let Some(why) = self.refused(e, topic, partition) {
             return SourceError::new(ErrorKind::TooLarge)
                 .with_message(format!("{why}; it was not read"));
         }
@@ -250,10 +257,20 @@ impl Inner {
         topic: &str,
         work: impl std::future::Future<Output = Result<T, KafkaError>>,
     ) -> Result<T, SourceError> {
+        self.bounded_in(topic, None, work).await
+    }
+
+    /// [`Inner::bounded`], for a request about one partition.
+    async fn bounded_in<T>(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        work: impl std::future::Future<Output = Result<T, KafkaError>>,
+    ) -> Result<T, SourceError> {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.error(&e)),
-            Err(_) => Err(self.timed_out(topic)),
+            Ok(Err(e)) => Err(self.error(&e, topic, partition)),
+            Err(_) => Err(self.timed_out(topic, partition)),
         }
     }
 
@@ -273,6 +290,7 @@ impl Inner {
             return Err(SourceError::new(ErrorKind::Config)
                 .with_message("the kafka source has no broker address (set KAFKA_BROKERS)"));
         }
+        check_brokers(&self.brokers)?;
         let builder = ClientBuilder::new(self.brokers.clone())
             .client_id("component_model")
             .max_message_size(self.frame_bound())
@@ -377,8 +395,8 @@ impl Inner {
                 };
                 Ok((first, high_watermark))
             }
-            Ok(Err(e)) => Err(self.error(&e)),
-            Err(_) => Err(self.timed_out(topic)),
+            Ok(Err(e)) => Err(self.error(&e, topic, Some(pc.partition()))),
+            Err(_) => Err(self.timed_out(topic, Some(pc.partition()))),
         }
     }
 
@@ -396,7 +414,11 @@ impl Inner {
         let mut newest = None;
         while from < to {
             let (records, _) = self
-                .bounded(topic, pc.fetch_records(from, 1..max, 10))
+                .bounded_in(
+                    topic,
+                    Some(pc.partition()),
+                    pc.fetch_records(from, 1..max, 10),
+                )
                 .await?;
             let Some(last) = records.last().map(|r| r.offset) else {
                 break;
@@ -566,11 +588,12 @@ impl Inner {
                     r = tokio::time::timeout(self.timeout, pc.fetch_records(at.next, 1..max, poll_wait)) => r,
                 };
                 poll_wait = 10;
-                // A batch too large to read (refused by the relay, or over rskafka's frame
-                // bound), however the poll ended: say so, and step past it.
+                // A batch of this partition too large to read (refused by the relay, or
+                // over rskafka's frame bound), however the poll ended: say so, and step
+                // past it. (A refusal of another partition is not this one's to skip.)
                 let refusal = match &polled {
-                    Ok(Err(e)) => self.refused(e),
-                    Err(_) => self.relay.get().and_then(Relay::take_refused),
+                    Ok(Err(e)) => self.refused(e, topic, Some(at.partition)),
+                    Err(_) => self.take_refused(topic, Some(at.partition)),
                     Ok(Ok(_)) => None,
                 };
                 if let Some(why) = refusal {
@@ -599,9 +622,9 @@ impl Inner {
                         if at.next > end || at.next < first {
                             return Ok(self.reset(topic, at, "is out of the partition's range"));
                         }
-                        return Err(self.error(&e));
+                        return Err(self.error(&e, topic, Some(at.partition)));
                     }
-                    Err(_) => return Err(self.timed_out(topic)),
+                    Err(_) => return Err(self.timed_out(topic, Some(at.partition))),
                 };
                 if at.next > end {
                     return Ok(self.reset(topic, at, "is past the end of the partition's log"));
@@ -680,6 +703,19 @@ fn too_large(e: &KafkaError) -> bool {
     text.contains("Message too large")
 }
 
+/// Refuses a broker given as an IPv6 literal (`[::1]:9092`): rskafka hands the relay (its
+/// SOCKS5 proxy) the host cut at the first `:`, so it could not be reached — said here,
+/// naming the broker, rather than as rskafka's `InvalidHostPort` after retries. Reaching
+/// it around the relay would leave its responses unbounded.
+fn check_brokers(brokers: &[String]) -> Result<(), SourceError> {
+    match brokers.iter().find(|b| b.matches(':').count() > 1) {
+        Some(b) => Err(SourceError::new(ErrorKind::Config).with_message(format!(
+            "the kafka broker `{b}` is an IPv6 address, which this source cannot reach (its client splits host and port at the first `:`); name it by a host name that resolves to it"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn no_topic() -> SourceError {
     SourceError::new(ErrorKind::Config).with_message("the `kafka` source needs `topic = \"...\"`")
 }
@@ -707,5 +743,26 @@ impl Source for KafkaSource {
             requests,
             move |feed| inner.clone().subscribe(feed),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_broker_is_a_config_error_naming_it() {
+        let brokers = ["127.0.0.1:9092".to_owned(), "[::1]:9092".to_owned()];
+        let e = check_brokers(&brokers).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(
+            e.to_string().contains("`[::1]:9092` is an IPv6 address"),
+            "{e}"
+        );
+        let named = [
+            "kafka-1.example:9092".to_owned(),
+            "10.0.0.1:9092".to_owned(),
+        ];
+        assert!(check_brokers(&named).is_ok());
     }
 }
