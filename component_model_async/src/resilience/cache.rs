@@ -93,8 +93,16 @@ pub trait CacheTier: Send + Sync + 'static {
     /// Releases locks taken with `lock_many`.
     async fn unlock_many(&self, keys: &[String]) -> Result<(), SourceError>;
     /// Makes the locks this process holds among `keys` (taken with `lock_many`) last `ttl`
-    /// from now; leaves the others alone.
-    async fn extend_many(&self, keys: &[String], ttl: Duration) -> Result<(), SourceError>;
+    /// from now; leaves the others alone. The holder calls it while its fetch is out, so
+    /// a slow source is not asked again by the instances waiting for it.
+    ///
+    /// By default it does nothing (a tier written before this method existed keeps
+    /// working): a lock then expires after the `ttl` it was taken with, and an instance
+    /// that finds it gone with no value may ask the source itself.
+    async fn extend_many(&self, keys: &[String], ttl: Duration) -> Result<(), SourceError> {
+        let _ = (keys, ttl);
+        Ok(())
+    }
 
     /// This tier with every key prefixed by `prefix` (keys otherwise start with
     /// `component_model:cache:`).
