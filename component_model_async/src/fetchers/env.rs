@@ -100,10 +100,13 @@ impl EnvSource {
             Some(v) if request.is_sensitive() && v.is_empty() => Err(SourceError::not_found()
                 .with_message("the variable is set but empty, and the field is secret")),
             Some(v) => Ok(v),
-            None => match crate::fetchers::secret_file::env_file(self, name) {
-                Some(from_file) => from_file,
-                None => Err(SourceError::not_found()),
-            },
+            None => {
+                let file_var = format!("{name}_FILE");
+                match self.get(&file_var).filter(|p| !p.is_empty()) {
+                    Some(path) => crate::fetchers::secret_file::env_file(&path, &file_var),
+                    None => Err(SourceError::not_found()),
+                }
+            }
         }
     }
 

@@ -50,7 +50,6 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::Builtin;
-use crate::fetchers::env::EnvSource;
 use crate::source::{FetchRequest, RawValue, Source};
 
 /// The largest secret file read: 1 MiB (secrets are keys, passwords and certificates).
@@ -244,21 +243,19 @@ impl Source for SecretFileSource {
     }
 }
 
-/// `X_FILE` for `env` fields: the file named by `<variable>_FILE`, when the variable itself
-/// is not set (`None` when neither is).
-pub(crate) fn env_file(env: &EnvSource, variable: &str) -> Option<Result<RawValue, SourceError>> {
-    let file_var = format!("{variable}_FILE");
-    let path = env.get(&file_var).filter(|p| !p.is_empty())?;
+/// `X_FILE` for `env` fields: the file at `path`, which the variable `file_var`
+/// (`<variable>_FILE`) names while the variable itself is not set.
+pub(crate) fn env_file(path: &str, file_var: &str) -> Result<RawValue, SourceError> {
     // The variable names the file on purpose: a missing file is a deployment mistake,
     // not an absent value.
-    Some(read_secret_file(Path::new(&path), &file_var).map_err(|e| {
+    read_secret_file(Path::new(path), file_var).map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
             SourceError::new(ErrorKind::Config)
                 .with_message(e.message().unwrap_or_default().to_owned())
         } else {
             e
         }
-    }))
+    })
 }
 
 /// Compile-time rules of `fetch_from = "secret_file"` (and of `secret_file = "..."`, which
