@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::error::ComponentError;
 use crate::nested::{FetchFuture, Nested};
-use crate::plan::{Plan, Watched};
+use crate::plan::{FieldView, Plan, Watched};
 use crate::source::RawValue;
 use crate::sources::Sources;
 
@@ -299,23 +299,13 @@ struct State<T> {
     version: u64,
     latest: u64,
     /// The raw values of the current version, per slot, for diffs.
-    raws: Arc<Vec<Slot>>,
+    raws: Arc<Vec<FieldView>>,
     /// The raw values of the latest fetch (after a rollback, not the current version's):
     /// a refresh that reads these again applies nothing.
-    fetched: Arc<Vec<Slot>>,
+    fetched: Arc<Vec<FieldView>>,
     /// The raw values of each kept version.
-    kept: VecDeque<(u64, Arc<Vec<Slot>>)>,
+    kept: VecDeque<(u64, Arc<Vec<FieldView>>)>,
     _value: std::marker::PhantomData<fn() -> T>,
-}
-
-/// One field of a fetched version, as the diff sees it.
-#[derive(Clone)]
-pub(crate) struct Slot {
-    pub(crate) path: String,
-    pub(crate) source: &'static str,
-    pub(crate) key: Option<String>,
-    pub(crate) secret: bool,
-    pub(crate) raw: Option<RawValue>,
 }
 
 /// A raw value as text for an update (JSON compact).
@@ -327,7 +317,7 @@ fn shown(raw: &RawValue) -> String {
     }
 }
 
-fn diff(old: &[Slot], new: &[Slot]) -> Vec<FieldChange> {
+fn diff(old: &[FieldView], new: &[FieldView]) -> Vec<FieldChange> {
     old.iter()
         .zip(new)
         .filter(|(a, b)| a.raw != b.raw)
@@ -348,7 +338,7 @@ fn diff(old: &[Slot], new: &[Slot]) -> Vec<FieldChange> {
 /// What one fetch of the whole struct gave.
 enum Candidate<T> {
     /// Fetched, converted and valid.
-    Valid(Arc<T>, Vec<Slot>),
+    Valid(Arc<T>, Vec<FieldView>),
     /// A field failed to fetch or convert.
     Failed {
         reason: String,
@@ -357,7 +347,10 @@ enum Candidate<T> {
     },
     /// Fetched, and refused: by a validator, or (in a refresh) because a field's source
     /// failed and only its `fallback` literal stood in.
-    Refused { reason: String, slots: Vec<Slot> },
+    Refused {
+        reason: String,
+        slots: Vec<FieldView>,
+    },
 }
 
 /// One fetch of the whole struct, validated. A refresh reads `fresh`: past the caches of

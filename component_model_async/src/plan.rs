@@ -1364,13 +1364,13 @@ impl Outcomes<'_> {
     }
 
     /// Every field with its raw value (before conversion), for a live update's diff.
-    pub(crate) fn watch_slots(&self) -> Vec<crate::live::Slot> {
+    pub(crate) fn watch_slots(&self) -> Vec<FieldView> {
         self.slots
             .iter()
             .zip(&self.results)
             .map(|(slot, result)| {
                 let p = slot.provenance();
-                crate::live::Slot {
+                FieldView {
                     path: format!("{}.{}", slot.owner, slot.field),
                     source: slot.spec.source,
                     key: p.key,
@@ -1549,6 +1549,17 @@ fn use_fallback<T>(
         Some(Err(bad)) => Err(bad.with_note("while converting the `fallback` literal".to_owned())),
         None => Err(e),
     }
+}
+
+/// One field of a fetched version as `Live` sees it (its diff of two versions): the
+/// engine hands `live` this view, not its slots.
+#[derive(Clone)]
+pub(crate) struct FieldView {
+    pub(crate) path: String,
+    pub(crate) source: &'static str,
+    pub(crate) key: Option<String>,
+    pub(crate) secret: bool,
+    pub(crate) raw: Option<RawValue>,
 }
 
 #[cfg(test)]
