@@ -3,8 +3,8 @@
 paths), collapsed to top-level modules (`fetchers::<backend>`, `resilience::<layer>` kept
 apart), and every cycle in it. Exit status 1 when there is a cycle.
 
-Not yet run by `.ci/run`: today it finds one cycle, `sources`, `fetchers`, `plan`,
-`nested` (of issue 30's knot, `live` and `fetchers::env` ⇄ `fetchers::secret_file` are out).
+Not yet run by `.ci/run`: today it finds one cycle, `sources`, `plan`, `nested` (of issue
+30's knot, `live`, `fetchers` and `fetchers::env` ⇄ `fetchers::secret_file` are out).
 Once the layout imports one way, add `python3 scripts/layers.py` to `.ci/run`.
 
     python3 scripts/layers.py        # the cycles

@@ -165,12 +165,15 @@ impl Sources {
                 crate::fetchers::secret_file::SecretFileSource::new(),
             )),
         );
-        crate::fetchers::http::defaults(Sources {
+        for (name, source) in crate::fetchers::http::defaults() {
+            entries.insert(name.to_owned(), Entry::Raw(source));
+        }
+        Sources {
             entries,
             env,
             layers: Arc::default(),
             plans: crate::plan::PlanCache::default(),
-        })
+        }
     }
 
     /// The built-in backends configured from the conventional environment variables.
@@ -205,10 +208,14 @@ impl Sources {
     /// assert!(sources.contains("vault"));
     /// ```
     pub fn from_env_source(env: EnvSource) -> Self {
-        crate::fetchers::BUILTINS
+        let registrations: Vec<_> = crate::fetchers::BUILTINS
             .iter()
-            .fold(Self::new().with_env(env), |sources, backend| {
-                (backend.from_env)(sources)
+            .flat_map(|backend| (backend.from_env)(&env))
+            .collect();
+        registrations
+            .into_iter()
+            .fold(Self::new().with_env(env), |sources, (name, source)| {
+                sources.register(name, source)
             })
     }
 

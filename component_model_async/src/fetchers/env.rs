@@ -158,7 +158,7 @@ impl Source for EnvSource {
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["env"],
     hint: "always registered; replace it with `Sources::with_env`",
-    from_env: |sources| sources,
+    from_env: |_| Vec::new(),
 };
 
 /// Compile-time rules of `fetch_from = "env"` (see `fetchers/mod.rs`).

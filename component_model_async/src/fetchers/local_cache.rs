@@ -33,12 +33,16 @@ const MAX_FILE: u64 = 16 * 1024 * 1024;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["local_cache"],
     hint: "`Sources::from_env()` registers it (directory from COMPONENT_MODEL_CACHE_DIR, else the platform cache directory); or `Sources::with_local_cache(dir)`",
-    from_env: |sources| {
-        let dir = LocalCacheSource::dir_from_env(sources.env());
-        match dir {
-            Some(dir) => sources.register("local_cache", LocalCacheSource::new(dir)),
-            None => sources,
-        }
+    from_env: |env| {
+        LocalCacheSource::dir_from_env(env)
+            .map(|dir| {
+                (
+                    "local_cache",
+                    std::sync::Arc::new(LocalCacheSource::new(dir)) as _,
+                )
+            })
+            .into_iter()
+            .collect()
     },
 };
 

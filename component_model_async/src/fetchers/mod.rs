@@ -64,7 +64,10 @@ pub mod transport;
 pub mod vault;
 pub mod websocket;
 
-use crate::sources::Sources;
+use std::sync::Arc;
+
+use crate::fetchers::env::EnvSource;
+use crate::source::Source;
 
 /// Each backend's public types, re-exported at the crate root (one line per backend).
 #[doc(hidden)]
@@ -107,9 +110,14 @@ pub(crate) struct Builtin {
     pub(crate) names: &'static [&'static str],
     /// How to get it registered, for "no source named ..." errors.
     pub(crate) hint: &'static str,
-    /// Registers it in [`Sources::from_env`] (no-op when its feature is off).
-    pub(crate) from_env: fn(Sources) -> Sources,
+    /// What [`Sources::from_env`](crate::Sources::from_env) registers for it, read from
+    /// the environment: names and sources (nothing when its feature is off). The
+    /// registry registers them; a backend knows no registry.
+    pub(crate) from_env: fn(&EnvSource) -> Registrations,
 }
+
+/// What a built-in backend asks to have registered: `(name, source)` pairs.
+pub(crate) type Registrations = Vec<(&'static str, Arc<dyn Source>)>;
 
 /// The built-in backends, for the runtime (one entry per module; see also the
 /// compile-time table below).

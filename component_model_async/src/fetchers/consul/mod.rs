@@ -40,13 +40,17 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["consul"],
     hint: "`Sources::from_env()` registers it with cargo feature `consul`; or register a `ConsulSource`",
-    from_env: |sources| {
+    from_env: |env| {
         #[cfg(feature = "consul")]
-        let sources = {
-            let consul = ConsulSource::from_env_source(sources.env());
-            sources.register("consul", consul)
-        };
-        sources
+        return vec![(
+            "consul",
+            std::sync::Arc::new(ConsulSource::from_env_source(env)) as _,
+        )];
+        #[cfg(not(feature = "consul"))]
+        {
+            let _ = env;
+            Vec::new()
+        }
     },
 };
 

@@ -59,20 +59,18 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["database", "postgres", "mysql", "sqlite"],
     hint: "`Sources::from_env()` registers it when DATABASE_URL is set; a named pool is registered with `DatabaseSource::new(pool)`",
-    from_env: |sources| {
+    from_env: |env| {
         #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
-        let sources = match sources.env().get("DATABASE_URL") {
-            Some(url) => {
-                let db = DatabaseSource::lazy(&url);
-                let sources = match db.pool().map(|p| p.driver()) {
-                    Some(driver) => sources.register(driver, db.clone()),
-                    None => sources,
-                };
-                sources.register("database", db)
-            }
-            None => sources,
-        };
-        sources
+        if let Some(url) = env.get("DATABASE_URL") {
+            let db = DatabaseSource::lazy(&url);
+            let driver = db.pool().map(|p| p.driver());
+            let db: std::sync::Arc<dyn crate::Source> = std::sync::Arc::new(db);
+            let mut registered = vec![("database", db.clone())];
+            registered.extend(driver.map(|driver| (driver, db)));
+            return registered;
+        }
+        let _ = env;
+        Vec::new()
     },
 };
 

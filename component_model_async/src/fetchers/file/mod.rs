@@ -32,10 +32,11 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["file"],
     hint: "`Sources::from_env()` registers it with cargo feature `file`; or register a `FileSource`",
-    from_env: |sources| {
+    from_env: |_| {
         #[cfg(feature = "file")]
-        let sources = sources.register("file", FileSource::new());
-        sources
+        return vec![("file", std::sync::Arc::new(FileSource::new()) as _)];
+        #[cfg(not(feature = "file"))]
+        Vec::new()
     },
 };
 

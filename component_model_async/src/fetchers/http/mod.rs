@@ -47,17 +47,18 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["api", "http"],
     hint: "present in `Sources::new()` with cargo feature `http`",
-    from_env: |sources| sources,
+    from_env: |_| Vec::new(),
 };
 
 /// `api` and `http`, in every `Sources::new()`: an [`HttpSource`] without a base URL.
-pub(crate) fn defaults(sources: crate::Sources) -> crate::Sources {
+pub(crate) fn defaults() -> crate::fetchers::Registrations {
     #[cfg(feature = "http")]
-    let sources = {
+    {
         let http: std::sync::Arc<dyn crate::Source> = std::sync::Arc::new(HttpSource::default());
-        sources.register("api", http.clone()).register("http", http)
-    };
-    sources
+        vec![("api", http.clone()), ("http", http)]
+    }
+    #[cfg(not(feature = "http"))]
+    Vec::new()
 }
 
 /// Compile-time rules of `fetch_from = "api"` / `"http"` (see `fetchers/mod.rs`).

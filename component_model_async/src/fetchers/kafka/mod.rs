@@ -72,13 +72,17 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["kafka"],
     hint: "`Sources::from_env()` registers it from KAFKA_BROKERS with cargo feature `kafka`; or register a `KafkaSource`",
-    from_env: |sources| {
+    from_env: |env| {
         #[cfg(feature = "kafka")]
-        let sources = match KafkaSource::from_env_source(sources.env()) {
-            Some(kafka) => sources.register("kafka", kafka),
-            None => sources,
-        };
-        sources
+        return KafkaSource::from_env_source(env)
+            .map(|s| ("kafka", std::sync::Arc::new(s) as _))
+            .into_iter()
+            .collect();
+        #[cfg(not(feature = "kafka"))]
+        {
+            let _ = env;
+            Vec::new()
+        }
     },
 };
 

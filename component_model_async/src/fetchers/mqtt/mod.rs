@@ -37,13 +37,17 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["mqtt"],
     hint: "`Sources::from_env()` registers it from MQTT_URL with cargo feature `mqtt`; or register an `MqttSource`",
-    from_env: |sources| {
+    from_env: |env| {
         #[cfg(feature = "mqtt")]
-        let sources = match MqttSource::from_env_source(sources.env()) {
-            Some(mqtt) => sources.register("mqtt", mqtt),
-            None => sources,
-        };
-        sources
+        return MqttSource::from_env_source(env)
+            .map(|s| ("mqtt", std::sync::Arc::new(s) as _))
+            .into_iter()
+            .collect();
+        #[cfg(not(feature = "mqtt"))]
+        {
+            let _ = env;
+            Vec::new()
+        }
     },
 };
 

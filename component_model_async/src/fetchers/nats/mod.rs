@@ -53,13 +53,17 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["nats"],
     hint: "`Sources::from_env()` registers it from NATS_URL with cargo feature `nats`; or register a `NatsSource`",
-    from_env: |sources| {
+    from_env: |env| {
         #[cfg(feature = "nats")]
-        let sources = match NatsSource::from_env_source(sources.env()) {
-            Some(nats) => sources.register("nats", nats),
-            None => sources,
-        };
-        sources
+        return NatsSource::from_env_source(env)
+            .map(|s| ("nats", std::sync::Arc::new(s) as _))
+            .into_iter()
+            .collect();
+        #[cfg(not(feature = "nats"))]
+        {
+            let _ = env;
+            Vec::new()
+        }
     },
 };
 

@@ -62,13 +62,17 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["redis"],
     hint: "`Sources::from_env()` registers it from REDIS_URL with cargo feature `redis`; or register a `RedisSource`",
-    from_env: |sources| {
+    from_env: |env| {
         #[cfg(feature = "redis")]
-        let sources = match RedisSource::from_env_source(sources.env()) {
-            Some(redis) => sources.register("redis", redis),
-            None => sources,
-        };
-        sources
+        return RedisSource::from_env_source(env)
+            .map(|s| ("redis", std::sync::Arc::new(s) as _))
+            .into_iter()
+            .collect();
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = env;
+            Vec::new()
+        }
     },
 };
 

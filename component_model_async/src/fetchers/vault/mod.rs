@@ -49,13 +49,17 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["vault"],
     hint: "`Sources::from_env()` registers it with cargo feature `vault`; or register a `VaultSource`",
-    from_env: |sources| {
+    from_env: |env| {
         #[cfg(feature = "vault")]
-        let sources = {
-            let vault = VaultSource::from_env_source(sources.env());
-            sources.register("vault", vault)
-        };
-        sources
+        return vec![(
+            "vault",
+            std::sync::Arc::new(VaultSource::from_env_source(env)) as _,
+        )];
+        #[cfg(not(feature = "vault"))]
+        {
+            let _ = env;
+            Vec::new()
+        }
     },
 };
 

@@ -42,10 +42,14 @@ use crate::fetchers::Builtin;
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["websocket"],
     hint: "`Sources::from_env()` registers it with cargo feature `websocket`; or register a `WebSocketSource`",
-    from_env: |sources| {
+    from_env: |_| {
         #[cfg(feature = "websocket")]
-        let sources = sources.register("websocket", WebSocketSource::new());
-        sources
+        return vec![(
+            "websocket",
+            std::sync::Arc::new(WebSocketSource::new()) as _,
+        )];
+        #[cfg(not(feature = "websocket"))]
+        Vec::new()
     },
 };
 
