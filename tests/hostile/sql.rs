@@ -613,6 +613,19 @@ struct Expect {
     trace: bool,
 }
 
+impl Expect {
+    /// A server that answers late or never: the field's 3 s timeout ends the read.
+    fn late(names: &'static [&'static str]) -> Self {
+        Expect {
+            kinds: LATE,
+            timeout: Duration::from_secs(3),
+            names,
+            max_response: None,
+            trace: true,
+        }
+    }
+}
+
 async fn run<F, Fut>(protocol: Protocol, hostile: Hostile, fetch: F, expect: Expect)
 where
     F: FnOnce(Sources) -> Fut,
@@ -781,17 +794,11 @@ async fn postgres_endless_notices_under_a_huge_limit_still_time_out() {
 
 #[tokio::test]
 async fn postgres_one_byte_a_second_times_out() {
-    let expect = Expect {
-        kinds: LATE,
-        timeout: Duration::from_secs(3),
-        names: &[
-            "Query3.value",
-            "database",
-            "SELECT value FROM config WHERE key = $1",
-        ],
-        max_response: None,
-        trace: true,
-    };
+    let expect = Expect::late(&[
+        "Query3.value",
+        "database",
+        "SELECT value FROM config WHERE key = $1",
+    ]);
     run(
         Protocol::Postgres,
         Hostile::OneByteASecond,
@@ -803,17 +810,11 @@ async fn postgres_one_byte_a_second_times_out() {
 
 #[tokio::test]
 async fn postgres_never_answering_times_out() {
-    let expect = Expect {
-        kinds: LATE,
-        timeout: Duration::from_secs(3),
-        names: &[
-            "Query3.value",
-            "database",
-            "SELECT value FROM config WHERE key = $1",
-        ],
-        max_response: None,
-        trace: true,
-    };
+    let expect = Expect::late(&[
+        "Query3.value",
+        "database",
+        "SELECT value FROM config WHERE key = $1",
+    ]);
     run(Protocol::Postgres, Hostile::Silent, fetch!(Query3), expect).await;
 }
 
@@ -860,17 +861,11 @@ async fn mysql_endless_rows_of_a_table_read_stop_at_the_row_limit() {
 
 #[tokio::test]
 async fn mysql_one_byte_a_second_times_out() {
-    let expect = Expect {
-        kinds: LATE,
-        timeout: Duration::from_secs(3),
-        names: &[
-            "MyQuery3.value",
-            "database",
-            "SELECT value FROM config WHERE `key` = ?",
-        ],
-        max_response: None,
-        trace: true,
-    };
+    let expect = Expect::late(&[
+        "MyQuery3.value",
+        "database",
+        "SELECT value FROM config WHERE `key` = ?",
+    ]);
     run(
         Protocol::MySql,
         Hostile::OneByteASecond,
@@ -882,16 +877,10 @@ async fn mysql_one_byte_a_second_times_out() {
 
 #[tokio::test]
 async fn mysql_never_answering_times_out() {
-    let expect = Expect {
-        kinds: LATE,
-        timeout: Duration::from_secs(3),
-        names: &[
-            "MyQuery3.value",
-            "database",
-            "SELECT value FROM config WHERE `key` = ?",
-        ],
-        max_response: None,
-        trace: true,
-    };
+    let expect = Expect::late(&[
+        "MyQuery3.value",
+        "database",
+        "SELECT value FROM config WHERE `key` = ?",
+    ]);
     run(Protocol::MySql, Hostile::Silent, fetch!(MyQuery3), expect).await;
 }
