@@ -6,7 +6,6 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,31 +148,16 @@ pub struct Plan<'s> {
     reusable: AtomicBool,
 }
 
-/// Plans already built from one [`Sources`], by struct type: a struct's requests, routes
-/// and batches are the same on every fetch unless a `${VAR}` is read while planning, so
-/// `fetch_*` plans a struct once per `Sources` and runs it many times. A clone of the
-/// `Sources` starts empty, and every method that changes one (`register`, `with_env`,
-/// `layer`) empties it.
-#[derive(Default)]
-pub(crate) struct PlanCache(std::sync::Mutex<HashMap<PlanKey, Built>>);
-
-impl Clone for PlanCache {
-    fn clone(&self) -> Self {
-        PlanCache::default()
-    }
-}
-
 /// A struct type: its `type_name` and its `Nested::plan` function (`type_name` alone is not
-/// guaranteed unique; two types sharing both would have identical plans anyway).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct PlanKey(usize, usize, usize);
-
-impl PlanKey {
-    fn of<T: Nested>() -> Self {
-        let name = std::any::type_name::<T>();
-        let plan: PlanFn = T::plan;
-        PlanKey(name.as_ptr() as usize, name.len(), plan as usize)
-    }
+/// guaranteed unique; two types sharing both would have identical plans anyway). Plans are
+/// kept in the `Sources`' memo under it: a struct's requests, routes and batches are the
+/// same on every fetch unless a `${VAR}` is read while planning, so `fetch_*` plans a
+/// struct once per `Sources` and runs it many times. A clone of the `Sources` starts
+/// empty, and every method that changes one (`register`, `with_env`, `layer`) empties it.
+fn plan_key<T: Nested>() -> crate::sources::MemoKey {
+    let name = std::any::type_name::<T>();
+    let plan: PlanFn = T::plan;
+    (name.as_ptr() as usize, name.len(), plan as usize)
 }
 
 #[derive(Clone)]
@@ -362,17 +346,11 @@ impl<'s> Plan<'s> {
     /// The plan of `T` from `sources`: built by `T::plan` the first time, then taken from
     /// the `Sources`' cache while nothing in it can differ (see [`PlanCache`]).
     pub(crate) fn of<T: Nested>(sources: &'s Sources) -> Self {
-        let key = PlanKey::of::<T>();
-        let cache = &sources.plans().0;
-        let hit = cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        if let Some(built) = hit {
+        let key = plan_key::<T>();
+        if let Some(built) = sources.memo().get::<Built>(key) {
             let mut plan = Self::new(sources);
-            plan.slots = built.slots;
-            plan.groups = built.groups;
+            plan.slots = built.slots.clone();
+            plan.groups = built.groups.clone();
             return plan;
         }
         let mut plan = Self::new(sources);
@@ -382,10 +360,7 @@ impl<'s> Plan<'s> {
                 slots: plan.slots.clone(),
                 groups: plan.groups.clone(),
             };
-            cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(key, built);
+            sources.memo().insert(key, Arc::new(built));
         }
         plan
     }

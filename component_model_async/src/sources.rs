@@ -11,6 +11,42 @@ use crate::fetcher::{ComponentFetcher, DynFetcher};
 use crate::fetchers::env::EnvSource;
 use crate::source::Source;
 
+/// What a user of the registry (the engine: its plans) keeps per [`Sources`] value, by a
+/// key of its own: emptied by every change of the registry, empty in a clone. The registry
+/// stores it without knowing what it is (it knows no engine).
+#[derive(Default)]
+pub(crate) struct Memo(std::sync::Mutex<HashMap<MemoKey, Arc<dyn Any + Send + Sync>>>);
+
+/// A key of the [`Memo`]: three words the user of the memo chooses (the engine: a struct
+/// type's name pointer and length, and its `plan` function).
+pub(crate) type MemoKey = (usize, usize, usize);
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Memo::default()
+    }
+}
+
+impl Memo {
+    /// What is kept under `key`, if it is a `T`.
+    pub(crate) fn get<T: Any + Send + Sync>(&self, key: MemoKey) -> Option<Arc<T>> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&key).cloned()?.downcast::<T>().ok()
+    }
+
+    /// Keeps `value` under `key`.
+    pub(crate) fn insert<T: Any + Send + Sync>(&self, key: MemoKey, value: Arc<T>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(key, value);
+    }
+}
+
 /// A named backend as stored in [`Sources`].
 #[derive(Clone)]
 pub(crate) enum Entry {
@@ -121,8 +157,9 @@ pub struct Sources {
     env: EnvSource,
     /// Layers built for the attributes, and their state (cache, circuits, permits).
     layers: Arc<crate::resilience::Registry>,
-    /// Structs planned from these sources (emptied by every change, empty in a clone).
-    plans: crate::plan::PlanCache,
+    /// What the engine built from these sources, kept for the next fetch (emptied by
+    /// every change, empty in a clone).
+    memo: Memo,
 }
 
 impl fmt::Debug for Sources {
@@ -145,9 +182,9 @@ impl Default for Sources {
 static GLOBAL: OnceLock<Sources> = OnceLock::new();
 
 impl Sources {
-    /// The structs already planned from these sources.
-    pub(crate) fn plans(&self) -> &crate::plan::PlanCache {
-        &self.plans
+    /// What the engine built from these sources and keeps for the next fetch (its plans).
+    pub(crate) fn memo(&self) -> &Memo {
+        &self.memo
     }
 
     /// A registry with `env` (the process environment), `secret_file` (a
@@ -172,7 +209,7 @@ impl Sources {
             entries,
             env,
             layers: Arc::default(),
-            plans: crate::plan::PlanCache::default(),
+            memo: Memo::default(),
         }
     }
 
@@ -225,7 +262,7 @@ impl Sources {
         self.entries
             .insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
         self.env = env;
-        self.plans = crate::plan::PlanCache::default();
+        self.memo = Memo::default();
         self
     }
 
@@ -236,7 +273,7 @@ impl Sources {
     #[must_use]
     pub fn register<M>(mut self, name: impl Into<String>, source: impl IntoEntry<M>) -> Self {
         self.entries.insert(name.into(), source.into_entry().0);
-        self.plans = crate::plan::PlanCache::default();
+        self.memo = Memo::default();
         self
     }
 
@@ -262,7 +299,7 @@ impl Sources {
                 "no `Source` is registered under this name; the layer was not applied"
             ),
         }
-        self.plans = crate::plan::PlanCache::default();
+        self.memo = Memo::default();
         self
     }
 

@@ -1,0 +1,420 @@
+//! [`FetchRequest`]: one field's request to a source, its identity and its wire parameters.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::redact::redact_url;
+use super::spec::FieldSpec;
+
+/// One field's request to a source, with `${VAR}` placeholders already resolved.
+///
+/// A request owns its parameters (what goes on the wire: key, query, secret path, url,
+/// path, mount, table, datacenter, KV version and any backend-defined parameter), so it
+/// can be built at run time, kept, and used as a cache key: `Hash`/`Eq` cover exactly
+/// those parameters — not the field it came from, nor the `field`/`pointer` selection made
+/// after fetching — so two fields reading one key make equal requests. A backend reads
+/// what it needs; it never needs the field's Rust type.
+///
+/// ```
+/// use component_model_async::{FetchRequest, FieldSpec};
+///
+/// static SPEC: FieldSpec = FieldSpec::new("AppConfig", "port", "u16", "consul").key("${APP:-web}/port");
+/// let request = FetchRequest::resolved(&SPEC, &|_| None).unwrap();
+/// assert_eq!(request.key(), Some("web/port"));
+/// assert_eq!(request.native_key(), Some(("key", "web/port".to_owned())));
+///
+/// // Built in code, it is the same request.
+/// assert_eq!(request, FetchRequest::for_key("consul", "web/port"));
+/// ```
+#[derive(Clone)]
+pub struct FetchRequest {
+    params: Params,
+    origin: Origin,
+}
+
+type Text = Cow<'static, str>;
+
+/// What goes on the wire; the request's identity.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Debug)]
+struct Params {
+    key: Option<Text>,
+    query: Option<Text>,
+    secret_path: Option<Text>,
+    url: Option<Text>,
+    path: Option<Text>,
+    mount: Option<Text>,
+    table: Option<Text>,
+    dc: Option<Text>,
+    topic: Option<Text>,
+    kv_version: Option<u8>,
+    /// `field = "..."` when the source reads it itself (a Redis hash member).
+    member: Option<Text>,
+    /// Backend-defined parameters, sorted by name.
+    extra: Vec<(Text, Text)>,
+}
+
+/// Where the request comes from; not part of its identity.
+#[derive(Clone)]
+struct Origin {
+    spec: Option<&'static FieldSpec>,
+    source: Text,
+    owner: Text,
+    field: Text,
+    /// The field's default key (see [`FieldSpec::default_key`]).
+    default_key: Option<Text>,
+    select: Option<Text>,
+    sensitive: bool,
+}
+
+impl PartialEq for FetchRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.params == other.params
+    }
+}
+
+impl Eq for FetchRequest {}
+
+impl std::hash::Hash for FetchRequest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.params.hash(state);
+    }
+}
+
+impl fmt::Debug for FetchRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.params;
+        let mut d = f.debug_struct("FetchRequest");
+        d.field(
+            "field",
+            &format_args!("{}.{}", self.origin.owner, self.origin.field),
+        )
+        .field("source", &self.origin.source);
+        let mut opt = |name: &str, v: &Option<Text>| {
+            if let Some(v) = v {
+                d.field(name, v);
+            }
+        };
+        opt("key", &p.key);
+        opt("query", &p.query);
+        opt("secret_path", &p.secret_path);
+        opt("url", &p.url.as_deref().map(|u| Cow::Owned(redact_url(u))));
+        opt("path", &p.path);
+        opt("mount", &p.mount);
+        opt("table", &p.table);
+        opt("dc", &p.dc);
+        opt("topic", &p.topic);
+        opt("member", &p.member);
+        if !p.extra.is_empty() {
+            d.field("extra", &p.extra);
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+impl FetchRequest {
+    /// A request for `spec` with no placeholders to resolve (see [`FetchRequest::resolved`]).
+    pub fn new(spec: &'static FieldSpec) -> Self {
+        Self::from_spec(spec, |v| {
+            Ok::<_, std::convert::Infallible>(Cow::Borrowed(v))
+        })
+        .unwrap_or_else(|never| match never {})
+    }
+
+    /// A request for `spec` whose `${VAR}` / `${VAR:-default}` placeholders in `key`,
+    /// `secret`, `url`, `path`, `mount` and `topic` are looked up with `lookup`.
+    pub fn resolved(
+        spec: &'static FieldSpec,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::placeholder::PlaceholderError> {
+        Self::from_spec(spec, |v| crate::placeholder::expand(v, lookup))
+    }
+
+    fn from_spec<E>(
+        spec: &'static FieldSpec,
+        resolve: impl Fn(&'static str) -> Result<Text, E>,
+    ) -> Result<Self, E> {
+        let r = |v: Option<&'static str>| v.map(&resolve).transpose();
+        let fixed = |v: Option<&'static str>| v.map(Cow::Borrowed);
+        Ok(FetchRequest {
+            params: Params {
+                key: r(spec.key)?,
+                query: fixed(spec.query),
+                secret_path: r(spec.secret_path)?,
+                url: r(spec.url)?,
+                path: r(spec.path)?,
+                mount: r(spec.mount)?,
+                table: fixed(spec.table),
+                dc: fixed(spec.dc),
+                topic: r(spec.topic)?,
+                kv_version: spec.kv_version,
+                member: None,
+                extra: Vec::new(),
+            },
+            origin: Origin {
+                spec: Some(spec),
+                source: Cow::Borrowed(spec.source),
+                owner: Cow::Borrowed(spec.owner),
+                field: Cow::Borrowed(spec.field),
+                default_key: fixed(spec.default_key),
+                select: fixed(spec.select),
+                sensitive: spec.sensitive,
+            },
+        })
+    }
+
+    /// An empty request to the source named `source`, to build in code with the `with_*`
+    /// methods (a standalone fetcher, a test, a cache warm-up).
+    ///
+    /// ```
+    /// use component_model_async::FetchRequest;
+    ///
+    /// let r = FetchRequest::for_source("vault").with_secret_path("app/db").with_mount("kv");
+    /// assert_eq!((r.secret_path(), r.mount()), (Some("app/db"), Some("kv")));
+    /// ```
+    pub fn for_source(source: impl Into<Text>) -> Self {
+        FetchRequest {
+            params: Params::default(),
+            origin: Origin {
+                spec: None,
+                source: source.into(),
+                owner: Cow::Borrowed(""),
+                field: Cow::Borrowed("value"),
+                default_key: None,
+                select: None,
+                sensitive: false,
+            },
+        }
+    }
+
+    /// A request for `key` to the source named `source`.
+    pub fn for_key(source: impl Into<Text>, key: impl Into<Text>) -> Self {
+        Self::for_source(source).with_key(key)
+    }
+}
+
+macro_rules! request_setters {
+    ($($(#[$m:meta])* $with:ident => $field:ident: $ty:ty, $conv:expr;)*) => {
+        impl FetchRequest {
+            $(
+                $(#[$m])*
+                #[must_use]
+                pub fn $with(mut self, value: $ty) -> Self {
+                    self.params.$field = Some($conv(value));
+                    self
+                }
+            )*
+        }
+    };
+}
+
+request_setters! {
+    /// Sets the key (env variable, Consul/Redis key, SQL key parameter).
+    with_key => key: impl Into<Text>, Into::into;
+    /// Sets the SQL query.
+    with_query => query: impl Into<Text>, Into::into;
+    /// Sets the secret's path (Vault).
+    with_secret_path => secret_path: impl Into<Text>, Into::into;
+    /// Sets the URL.
+    with_url => url: impl Into<Text>, Into::into;
+    /// Sets the path under a registered base URL.
+    with_path => path: impl Into<Text>, Into::into;
+    /// Sets the mount (Vault).
+    with_mount => mount: impl Into<Text>, Into::into;
+    /// Sets the table (SQL).
+    with_table => table: impl Into<Text>, Into::into;
+    /// Sets the Consul datacenter.
+    with_dc => dc: impl Into<Text>, Into::into;
+    /// Sets the topic, stream or subject of a push source.
+    with_topic => topic: impl Into<Text>, Into::into;
+    /// Sets the Vault KV engine version.
+    with_kv_version => kv_version: u8, core::convert::identity;
+}
+
+impl FetchRequest {
+    /// Sets `field = "..."`: the member to take out of the fetched JSON object (or, for a
+    /// source that reads it itself, such as a Redis hash, the member to read). Built in
+    /// code, the member is part of the request's identity, so it is right for either kind
+    /// of source; the derive leaves it out for sources that select after fetching, so
+    /// fields reading different members of one document share one read.
+    #[must_use]
+    pub fn with_select(mut self, member: impl Into<Text>) -> Self {
+        let member = member.into();
+        self.params.member = Some(member.clone());
+        self.origin.select = Some(member);
+        self
+    }
+
+    /// Sets a backend-defined parameter (part of the request's identity).
+    #[must_use]
+    pub fn with_param(mut self, name: impl Into<Text>, value: impl Into<Text>) -> Self {
+        let name = name.into();
+        let extra = &mut self.params.extra;
+        extra.retain(|(n, _)| *n != name);
+        let at = extra.partition_point(|(n, _)| *n < name);
+        extra.insert(at, (name, value.into()));
+        self
+    }
+
+    /// Names the struct and field the request is for (used in messages).
+    #[must_use]
+    pub fn in_field(mut self, owner: impl Into<Text>, field: impl Into<Text>) -> Self {
+        self.origin.owner = owner.into();
+        self.origin.field = field.into();
+        self
+    }
+
+    /// Marks the value secret.
+    #[must_use]
+    pub fn sensitive(mut self, yes: bool) -> Self {
+        self.origin.sensitive = yes;
+        self
+    }
+
+    /// Sets the field's default key (its env variable name in a nested struct).
+    pub(crate) fn with_default_key(mut self, key: String) -> Self {
+        self.origin.default_key = Some(Cow::Owned(key));
+        self
+    }
+
+    /// Prepends a nested field's `key_prefix` to the key, path and secret path; a key
+    /// bound into SQL (the request has a query or a table) is a value and keeps its text.
+    pub(crate) fn with_key_prefix(mut self, prefix: &str) -> Self {
+        let p = &mut self.params;
+        let add = |v: &mut Option<Text>| {
+            if let Some(v) = v {
+                *v = Cow::Owned(format!("{prefix}{v}"));
+            }
+        };
+        if p.query.is_none() && p.table.is_none() {
+            add(&mut p.key);
+        }
+        add(&mut p.path);
+        add(&mut p.secret_path);
+        self
+    }
+
+    /// Makes `field = "..."` part of the request's identity: the source reads the member
+    /// itself (see [`Source::selects_field`](crate::Source::selects_field)), so two members are two requests.
+    pub(crate) fn select_on_wire(&mut self) {
+        self.params.member = self.origin.select.clone();
+    }
+
+    /// Makes the field's default key its key when it names none: the source reads a key
+    /// named after the field (see [`Source::keys_by_field_name`](crate::Source::keys_by_field_name)).
+    pub(crate) fn default_key_on_wire(&mut self) {
+        if self.params.key.is_none() {
+            self.params.key = self.origin.default_key.clone();
+        }
+    }
+
+    /// The compile-time description of the field, for requests made by the derive.
+    pub fn spec(&self) -> Option<&'static FieldSpec> {
+        self.origin.spec
+    }
+    /// The request's identity (its wire parameters) as text, the same in every process
+    /// and build: what a cache shared between processes keys on.
+    pub(crate) fn identity(&self) -> String {
+        format!("{:?}", self.params)
+    }
+
+    /// The struct the request is for (empty for a request built in code).
+    pub fn owner(&self) -> &str {
+        &self.origin.owner
+    }
+    /// The field name.
+    pub fn field(&self) -> &str {
+        &self.origin.field
+    }
+    /// The source name (`fetch_from`).
+    pub fn source_name(&self) -> &str {
+        &self.origin.source
+    }
+    /// The key (env variable, Consul/Redis key, SQL key parameter).
+    pub fn key(&self) -> Option<&str> {
+        self.params.key.as_deref()
+    }
+    /// The key the field names, else its default key (the `env` variable name that
+    /// `env_prefix` and the field name make).
+    pub fn key_or_default(&self) -> Option<&str> {
+        self.params
+            .key
+            .as_deref()
+            .or(self.origin.default_key.as_deref())
+    }
+    /// The key bound into the query, when the request has both (`query = "... $1"`,
+    /// `key = "checkout"`): shown after the query in messages.
+    pub fn bound_key(&self) -> Option<&str> {
+        self.query().and(self.key())
+    }
+    /// The SQL query.
+    pub fn query(&self) -> Option<&str> {
+        self.params.query.as_deref()
+    }
+    /// The secret's path (Vault).
+    pub fn secret_path(&self) -> Option<&str> {
+        self.params.secret_path.as_deref()
+    }
+    /// The member to select (`field = "..."`).
+    pub fn select(&self) -> Option<&str> {
+        self.origin.select.as_deref()
+    }
+    /// The URL.
+    pub fn url(&self) -> Option<&str> {
+        self.params.url.as_deref()
+    }
+    /// The path under a registered base URL.
+    pub fn path(&self) -> Option<&str> {
+        self.params.path.as_deref()
+    }
+    /// The mount (Vault).
+    pub fn mount(&self) -> Option<&str> {
+        self.params.mount.as_deref()
+    }
+    /// The Vault KV engine version named by `kv_version`, if any.
+    pub fn kv_version(&self) -> Option<u8> {
+        self.params.kv_version
+    }
+    /// The Consul datacenter named by `dc`, if any.
+    pub fn dc(&self) -> Option<&str> {
+        self.params.dc.as_deref()
+    }
+    /// The topic, stream or subject of a push source (`topic = "..."`), if any.
+    pub fn topic(&self) -> Option<&str> {
+        self.params.topic.as_deref()
+    }
+    /// The table (SQL).
+    pub fn table(&self) -> Option<&str> {
+        self.params.table.as_deref()
+    }
+    /// A backend-defined parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .extra
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref())
+    }
+    /// Whether the value is secret: never log or display it.
+    pub fn is_sensitive(&self) -> bool {
+        self.origin.sensitive
+    }
+
+    /// What the native key is called and its value, for messages, when the source has
+    /// no more specific name for it ([`Source::native_key`](crate::Source::native_key)): the topic (with the key,
+    /// if any) of a stream, else the first of key, url
+    /// (password redacted), path, secret and query the request has.
+    pub fn native_key(&self) -> Option<(&'static str, String)> {
+        if let Some(topic) = self.topic() {
+            return Some(match self.key() {
+                Some(key) => ("topic", format!("{topic}, key {key}")),
+                None => ("topic", topic.to_owned()),
+            });
+        }
+        self.key()
+            .map(|k| ("key", k.to_owned()))
+            .or_else(|| self.url().map(|u| ("url", redact_url(u))))
+            .or_else(|| self.path().map(|p| ("path", p.to_owned())))
+            .or_else(|| self.secret_path().map(|p| ("secret", p.to_owned())))
+            .or_else(|| self.query().map(|q| ("query", q.to_owned())))
+    }
+}
