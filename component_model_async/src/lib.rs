@@ -101,7 +101,9 @@ pub use nested::{ComponentSource, FetchFuture};
 pub use partial::Partial;
 pub use report::{FetchReport, FieldReport, Outcome};
 pub use secret::SecretValue;
-pub use source::{Change, Changes, FetchRequest, FieldSpec, RawValue, Remembering, Source};
+pub use source::{
+    Change, Changes, FetchRequest, FieldSpec, RawValue, Remembering, Revision, Source,
+};
 pub use sources::{IntoEntry, Sources, register};
 pub use standalone::SourceFetcher;
 

@@ -9,13 +9,16 @@
 
 mod change;
 mod coalesce;
+mod context;
 mod raw;
 mod redact;
 mod request;
 mod spec;
 
-pub use change::{Change, Changes};
+pub use change::{Change, Changes, Revision};
 pub use coalesce::coalesce;
+pub(crate) use context::{Note, Notes};
+pub use context::FetchContext;
 pub use raw::RawValue;
 pub(crate) use raw::{StoredValue, json_kind};
 pub use redact::redact_url;
@@ -55,6 +58,36 @@ pub trait Source: Send + Sync + 'static {
     /// The default runs `fetch` for each request concurrently.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
         futures::future::join_all(requests.iter().map(|r| self.fetch(r))).await
+    }
+
+    /// [`Source::fetch_many`] within the context of one fetch ([`FetchContext`]: the
+    /// report being collected, a read that must pass caches, the deadline): what the
+    /// engine calls. The default ignores the context and calls `fetch_many`; a layer
+    /// overrides it and hands the context on to the source it wraps.
+    ///
+    /// ```
+    /// use component_model_async::{async_trait, FetchContext, FetchRequest, RawValue, Source, SourceError};
+    ///
+    /// struct Fixed;
+    /// #[async_trait]
+    /// impl Source for Fixed {
+    ///     async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+    ///         Ok(RawValue::from("1"))
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let r = FetchRequest::for_key("fixed", "a");
+    /// let answers = Fixed.fetch_many_in(&FetchContext::new(), &[&r]).await;
+    /// assert_eq!(answers[0].as_ref().ok(), Some(&RawValue::from("1")));
+    /// # });
+    /// ```
+    async fn fetch_many_in(
+        &self,
+        cx: &FetchContext,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
+        let _ = cx;
+        self.fetch_many(requests).await
     }
 
     /// Where the source lives, for error messages (never with credentials).

@@ -295,6 +295,18 @@ impl RedisSource {
                     .filter_map(|i| positions.get(i).copied())
                     .collect(),
             )),
+            Ok(Change::Value {
+                index,
+                value,
+                revision,
+            }) => match positions.get(index) {
+                Some(&index) => Ok(Change::Value {
+                    index,
+                    value,
+                    revision,
+                }),
+                None => Ok(Change::Changed(Vec::new())),
+            },
             other => other,
         })
         .boxed()
