@@ -2,9 +2,12 @@
 //!
 //! A push source answers a fetch with the latest message of its stream. While a
 //! [`Live`](crate::Live) watches a request, the watch's subscription keeps that latest
-//! message here ([`Latest`]), and each new one is a [`Change`] for the request: the
-//! `Live` then fetches again (after its quiescence window, so a burst is one update),
-//! and the fetch answers from here — the value the message carried, with no read of the
+//! message here ([`Latest`]), and each new one is a [`Change::Value`] of the request
+//! carrying the message (and its revision where the broker has one: a Kafka offset, a
+//! JetStream sequence): the `Live` applies it (after its quiescence window, so a burst
+//! is one update, the newest message) without reading the broker. A message that cannot
+//! be a value (too large, a deleted key) is a [`Change::Changed`]: the `Live` fetches the
+//! request, and the fetch answers from here — the same error, with no read of the
 //! broker. Without a watch, a fetch reads the broker (the start-up read: the last
 //! message the broker keeps, or the first one within a deadline).
 //!
@@ -12,7 +15,7 @@
 //! its own (the last message stays the value meanwhile); it ends when the `Live` stops
 //! watching (the [`Changes`] stream is dropped).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,7 +25,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use crate::error::SourceError;
-use crate::source::{Change, Changes, FetchRequest, RawValue};
+use crate::source::{Change, Changes, FetchRequest, RawValue, Revision};
 
 /// How long a start-up read waits for a first message where the broker keeps none
 /// (a websocket, a core NATS subject), by default.
@@ -48,6 +51,8 @@ struct Held {
     watches: usize,
     /// The latest message, once one arrived.
     message: Option<Message>,
+    /// Its revision (where the broker has one).
+    revision: Option<Revision>,
 }
 
 impl Latest {
@@ -57,12 +62,34 @@ impl Latest {
         held.get(request)?.message.clone()
     }
 
-    fn set(&self, request: &FetchRequest, message: Message, replace: bool) {
+    /// The latest message of `request` as a change of watched request `index`: its value,
+    /// or (no value: an error, nothing yet) `None`, to read it.
+    fn change(&self, request: &FetchRequest, index: usize) -> Option<Change> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = held.get(request)?;
+        match &h.message {
+            Some(Ok(value)) => Some(Change::Value {
+                index,
+                value: value.clone(),
+                revision: h.revision.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn set(
+        &self,
+        request: &FetchRequest,
+        message: Message,
+        revision: Option<Revision>,
+        replace: bool,
+    ) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(h) = held.get_mut(request)
             && (replace || h.message.is_none())
         {
             h.message = Some(message);
+            h.revision = revision;
         }
     }
 
@@ -72,6 +99,7 @@ impl Latest {
             .or_insert(Held {
                 watches: 0,
                 message: None,
+                revision: None,
             })
             .watches += 1;
         Holding {
@@ -122,11 +150,17 @@ impl Feed {
     /// Keeps `message` as the request's latest and says it changed. `false` when nobody
     /// watches any more (the subscription should end).
     pub(crate) fn push(&self, message: Message) -> bool {
+        self.push_at(message, None)
+    }
+
+    /// [`push`](Self::push) with the message's revision in the broker (a Kafka offset,
+    /// a JetStream sequence), handed on with the value.
+    pub(crate) fn push_at(&self, message: Message, revision: Option<Revision>) -> bool {
         if message.is_ok() {
             // A message arrived: the subscription is healthy again.
             self.failures.store(0, Ordering::Relaxed);
         }
-        self.latest.set(&self.request, message, true);
+        self.latest.set(&self.request, message, revision, true);
         // A signal already waiting makes the same refresh read this message: a full
         // channel loses nothing.
         !matches!(
@@ -140,7 +174,7 @@ impl Feed {
     /// websocket or core NATS subject would make each one wait for a first message).
     /// No change is signalled.
     pub(crate) fn none_yet(&self, why: SourceError) {
-        self.latest.set(&self.request, Err(why), false);
+        self.latest.set(&self.request, Err(why), None, false);
     }
 
     /// Whether nobody watches any more.
@@ -164,8 +198,9 @@ impl Feed {
 }
 
 /// The watch of a push source: one subscription task per request (`run` gets its
-/// [`Feed`]), each message a `Change::Changed` of its request. The tasks end when the
-/// returned stream is dropped.
+/// [`Feed`]), each message a [`Change::Value`] of its request (its newest message when
+/// several arrived meanwhile), or a [`Change::Changed`] when the message is no value (an
+/// error to read). The tasks end when the returned stream is dropped.
 pub(crate) fn watch_pushed<F, Fut>(
     latest: &Arc<Latest>,
     requests: Vec<FetchRequest>,
@@ -192,14 +227,18 @@ where
     Box::pin(Pushed {
         rx,
         tasks,
-        _holdings: holdings,
+        holdings,
+        queue: VecDeque::new(),
     })
 }
 
 struct Pushed {
     rx: mpsc::Receiver<usize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    _holdings: Vec<Holding>,
+    /// One per watched request, in order.
+    holdings: Vec<Holding>,
+    /// Changes taken from the channel and not handed on yet.
+    queue: VecDeque<Change>,
 }
 
 impl Stream for Pushed {
@@ -210,15 +249,34 @@ impl Stream for Pushed {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some(change) = this.queue.pop_front() {
+            return std::task::Poll::Ready(Some(Ok(change)));
+        }
         match this.rx.poll_recv(cx) {
             std::task::Poll::Ready(Some(first)) => {
-                let mut changed = vec![first];
+                let mut signalled = vec![first];
                 while let Ok(i) = this.rx.try_recv() {
-                    if !changed.contains(&i) {
-                        changed.push(i);
+                    if !signalled.contains(&i) {
+                        signalled.push(i);
                     }
                 }
-                std::task::Poll::Ready(Some(Ok(Change::Changed(changed))))
+                // Each request's newest message, read now (a later one replaced those
+                // signalled before it); those without a value are read by the watcher.
+                let mut read = Vec::new();
+                for i in signalled {
+                    let held = this.holdings.get(i);
+                    match held.and_then(|h| h.latest.change(&h.request, i)) {
+                        Some(change) => this.queue.push_back(change),
+                        None => read.push(i),
+                    }
+                }
+                if !read.is_empty() {
+                    this.queue.push_back(Change::Changed(read));
+                }
+                match this.queue.pop_front() {
+                    Some(change) => std::task::Poll::Ready(Some(Ok(change))),
+                    None => std::task::Poll::Ready(Some(Ok(Change::Changed(Vec::new())))),
+                }
             }
             std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
             std::task::Poll::Pending => std::task::Poll::Pending,

@@ -8,15 +8,26 @@
 //! changed); an index below 1 is treated as 1; after an error the next query waits a
 //! backoff with jitter (1 s doubling to 30 s); an answer that comes back at once with the
 //! same index waits a short while before the next query.
+//!
+//! What changed: a blocking query answers with the entries themselves (their values and
+//! `ModifyIndex`), so the watch says [`Change::Value`] for each watched key whose
+//! `ModifyIndex` moved (its revision), and a `Live` applies it without reading Consul
+//! again; a key that disappeared, or whose value cannot be decoded, is a
+//! [`Change::Changed`] (the `Live` reads it and reports what it finds). The first answer,
+//! and the first after errors, hand on every watched key (what changed since the values
+//! were read, or during the outage, is then known).
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use base64::Engine as _;
 
 use futures::StreamExt;
 use reqwest::Method;
 
 use super::source::ConsulSource;
 use crate::error::{ErrorKind, SourceError};
-use crate::source::{Change, Changes, FetchRequest};
+use crate::source::{Change, Changes, FetchRequest, RawValue, Revision};
 
 /// How long one blocking query waits at Consul (its `wait`).
 const WAIT: Duration = Duration::from_secs(60);
@@ -63,13 +74,42 @@ fn with_slash(mut url: reqwest::Url, key: &str) -> reqwest::Url {
     url
 }
 
+/// One entry of a blocking query's answer (the fields a watch needs).
+#[derive(Clone, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Entry {
+    key: String,
+    value: Option<String>,
+    #[serde(default)]
+    modify_index: u64,
+}
+
+/// What one blocking query answered: the index, and the entries (keys and values).
+struct Answer {
+    index: u64,
+    entries: Vec<Entry>,
+}
+
+/// A base64 `Value` (`null`: empty) as the fetch would answer it: text when UTF-8, else
+/// bytes. `None` when it is not valid base64 (the watcher then reads the key, and the
+/// read reports the error).
+fn decode(value: Option<&str>) -> Option<RawValue> {
+    let Some(encoded) = value else {
+        return Some(RawValue::Text(String::new()));
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    Some(crate::fetchers::stream::body(bytes))
+}
+
 fn backoff(failures: u32) -> Duration {
     crate::resilience::retry::reconnect_delay(Duration::from_secs(1), failures)
 }
 
 impl ConsulSource {
-    /// One blocking query; the index Consul answered with.
-    async fn block(&self, q: &Query, index: u64) -> Result<u64, SourceError> {
+    /// One blocking query; the index Consul answered with, and the entries.
+    async fn block(&self, q: &Query, index: u64) -> Result<Answer, SourceError> {
         let mut query: Vec<(&str, String)> = self
             .query_pairs(q.dc.as_deref())
             .into_iter()
@@ -94,7 +134,7 @@ impl ConsulSource {
         if !status.is_success() && status != reqwest::StatusCode::NOT_FOUND {
             return Err(self.status_error(status, &body, &format!("watching `{key}`")));
         }
-        headers
+        let index = headers
             .get("X-Consul-Index")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
@@ -102,7 +142,14 @@ impl ConsulSource {
                 SourceError::new(ErrorKind::Decode).with_message(format!(
                     "consul answered a blocking query on `{key}` without an `X-Consul-Index` header"
                 ))
-            })
+            })?;
+        // A 404 (nothing under the key) has an empty body: no entries. An answer that is
+        // not an entry list names no values: every covered key is then read again.
+        let entries = match status.is_success() {
+            true => serde_json::from_slice(&body).unwrap_or_default(),
+            false => Vec::new(),
+        };
+        Ok(Answer { index, entries })
     }
 
     /// How many entries `prefix` holds (`?keys`, no values), to decide on `recurse`.
@@ -174,22 +221,42 @@ impl ConsulSource {
         queries
     }
 
-    /// Blocking queries on `q` forever: a change whenever its index moves.
-    fn blocking(self, q: Query) -> Changes {
+    /// Blocking queries on `q` forever: the changed keys whenever its index moves.
+    fn blocking(self, q: Query, requests: &[FetchRequest]) -> Changes {
         struct S {
             source: ConsulSource,
             q: Query,
+            /// The key of each covered request (as Consul names it: no leading `/`).
+            keys: Vec<(usize, String)>,
             index: u64,
             failures: u32,
+            /// The `ModifyIndex` last handed on per key (absent: gone, or not seen yet).
+            seen: HashMap<String, u64>,
+            /// Changes of one answer not handed on yet.
+            queue: VecDeque<Change>,
         }
+        let keys = q
+            .covers
+            .iter()
+            .filter_map(|&i| {
+                let key = requests.get(i)?.key()?;
+                Some((i, key.trim_start_matches('/').to_owned()))
+            })
+            .collect();
         let state = S {
             source: self,
             q,
+            keys,
             index: 0,
             failures: 0,
+            seen: HashMap::new(),
+            queue: VecDeque::new(),
         };
         futures::stream::unfold(state, |mut s| async move {
             loop {
+                if let Some(change) = s.queue.pop_front() {
+                    return Some((Ok(change), s));
+                }
                 if s.failures > 0 {
                     tokio::time::sleep(backoff(s.failures - 1)).await;
                 }
@@ -210,22 +277,25 @@ impl ConsulSource {
                         s.failures += 1;
                         tracing::debug!(key = %s.q.key, error = %e, "a consul blocking query failed; backing off");
                     }
-                    Ok(new) => {
+                    Ok(answer) => {
                         let recovered = std::mem::take(&mut s.failures) > 0;
-                        let new = new.max(1);
+                        let new = answer.index.max(1);
                         let old = s.index;
                         if new < old {
                             // The index went backwards (a restored snapshot, a new leader):
                             // start again from 0 and read everything.
                             s.index = 0;
+                            s.seen.clear();
                             return Some((Ok(Change::All), s));
                         }
                         s.index = new;
-                        // The first answer (the watch is in place: read again what may
-                        // have changed since the values were read), a change, or the
-                        // first answer after errors.
+                        // The first answer (the watch is in place: what may have changed
+                        // since the values were read), the first after errors (what may
+                        // have changed meanwhile): every key. Else the keys that moved.
                         if old == 0 || new > old || recovered {
-                            return Some((Ok(Change::Changed(s.q.covers.clone())), s));
+                            let every = old == 0 || recovered;
+                            s.queue = changes(&s.keys, &answer.entries, &mut s.seen, every);
+                            continue;
                         }
                         // Same index: the wait ended. Never spin on quick answers.
                         if started.elapsed() < Duration::from_millis(100) {
@@ -243,16 +313,136 @@ impl ConsulSource {
         let source = self.clone();
         futures::stream::once(async move {
             let queries = source.plan_watch(&requests).await;
-            futures::stream::select_all(queries.into_iter().map(|q| source.clone().blocking(q)))
+            futures::stream::select_all(
+                queries
+                    .into_iter()
+                    .map(|q| source.clone().blocking(q, &requests)),
+            )
         })
         .flatten()
         .boxed()
     }
 }
 
+/// What an answer changed for the covered `keys` (request position, key), given the
+/// `ModifyIndex` each key had when last handed on (`seen`, updated; `every`: hand on
+/// every key, after the first answer or an outage): a
+/// [`Change::Value`] per present key whose `ModifyIndex` differs, at that revision (every
+/// request of the key); one [`Change::Changed`] for the keys that disappeared or whose
+/// value does not decode (they are read again).
+fn changes(
+    keys: &[(usize, String)],
+    entries: &[Entry],
+    seen: &mut HashMap<String, u64>,
+    every: bool,
+) -> VecDeque<Change> {
+    let by_key: HashMap<&str, &Entry> = entries.iter().map(|e| (e.key.as_str(), e)).collect();
+    let mut out = VecDeque::new();
+    let mut read = Vec::new();
+    for (i, key) in keys {
+        match by_key.get(key.as_str()) {
+            Some(e) if !every && seen.get(key) == Some(&e.modify_index) => {}
+            Some(e) => match decode(e.value.as_deref()) {
+                Some(value) => out.push_back(Change::Value {
+                    index: *i,
+                    value,
+                    revision: Some(Revision::Index(e.modify_index)),
+                }),
+                None => read.push(*i),
+            },
+            None if every || seen.contains_key(key) => read.push(*i),
+            None => {}
+        }
+    }
+    for (_, key) in keys {
+        match by_key.get(key.as_str()) {
+            Some(e) => seen.insert(key.clone(), e.modify_index),
+            None => seen.remove(key),
+        };
+    }
+    if !read.is_empty() {
+        out.push_back(Change::Changed(read));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::common_dir;
+    use super::*;
+
+    fn entry(key: &str, value: &str, modify_index: u64) -> Entry {
+        Entry {
+            key: key.to_owned(),
+            value: Some(base64::engine::general_purpose::STANDARD.encode(value)),
+            modify_index,
+        }
+    }
+
+    #[test]
+    fn an_answer_says_which_keys_moved_with_their_values() {
+        let keys = vec![
+            (0, "app/a".to_owned()),
+            (1, "app/b".to_owned()),
+            (2, "app/a".to_owned()),
+            (3, "app/gone".to_owned()),
+        ];
+        let mut seen = HashMap::new();
+        // The first answer hands on every key; the absent one is read.
+        let first = changes(
+            &keys,
+            &[entry("app/a", "1", 5), entry("app/b", "x", 6)],
+            &mut seen,
+            true,
+        );
+        assert_eq!(
+            Vec::from(first),
+            vec![
+                Change::Value {
+                    index: 0,
+                    value: RawValue::from("1"),
+                    revision: Some(Revision::Index(5))
+                },
+                Change::Value {
+                    index: 1,
+                    value: RawValue::from("x"),
+                    revision: Some(Revision::Index(6))
+                },
+                Change::Value {
+                    index: 2,
+                    value: RawValue::from("1"),
+                    revision: Some(Revision::Index(5))
+                },
+                Change::Changed(vec![3]),
+            ]
+        );
+        // Only `app/b` moved.
+        let next = changes(
+            &keys,
+            &[entry("app/a", "1", 5), entry("app/b", "y", 9)],
+            &mut seen,
+            false,
+        );
+        assert_eq!(
+            Vec::from(next),
+            vec![Change::Value {
+                index: 1,
+                value: RawValue::from("y"),
+                revision: Some(Revision::Index(9))
+            }]
+        );
+        // `app/a` was deleted: both of its requests are read; an undecodable value too.
+        let mut bad = entry("app/b", "", 10);
+        bad.value = Some("%%%".to_owned());
+        let gone = changes(&keys, &[bad.clone()], &mut seen, false);
+        assert_eq!(Vec::from(gone), vec![Change::Changed(vec![0, 1, 2])]);
+        // Nothing moved: nothing to say.
+        assert!(changes(&keys, &[bad.clone()], &mut seen, false).is_empty());
+        // After an outage, every key again.
+        assert_eq!(
+            Vec::from(changes(&keys, &[bad], &mut seen, true)),
+            vec![Change::Changed(vec![0, 1, 2, 3])]
+        );
+    }
 
     #[test]
     fn the_common_directory_of_keys() {

@@ -9,6 +9,9 @@
 //! options). When it is lost, it reconnects (backoff 500 ms doubling to 30 s, with
 //! jitter) and says that everything may have changed, so a change made during the outage
 //! is read, never lost.
+//!
+//! A notification names its channel, not the rows: it is a [`Change::Changed`] of the
+//! requests watched on that channel (a `Live` reads those fields, not the others).
 
 use std::time::Duration;
 
@@ -93,10 +96,14 @@ impl DatabaseSource {
         }
     }
 
-    /// The channels that watch `requests`: each table's, and the user's for queries.
-    fn channels(&self, requests: &[FetchRequest]) -> Result<Vec<String>, SourceError> {
-        let mut channels: Vec<String> = Vec::new();
-        for r in requests {
+    /// The channels that watch `requests` (each table's, and the user's for queries), each
+    /// with the positions of its requests.
+    fn channels(
+        &self,
+        requests: &[FetchRequest],
+    ) -> Result<Vec<(String, Vec<usize>)>, SourceError> {
+        let mut channels: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
             let channel = match (r.table(), r.query(), self.notify_channel()) {
                 (Some(t), _, _) => notify_channel(t),
                 (None, Some(_), Some(c)) => c.to_owned(),
@@ -106,8 +113,9 @@ impl DatabaseSource {
                     ));
                 }
             };
-            if !channels.contains(&channel) {
-                channels.push(channel);
+            match channels.iter_mut().find(|(c, _)| *c == channel) {
+                Some((_, positions)) => positions.push(i),
+                None => channels.push((channel, vec![i])),
             }
         }
         Ok(channels)
@@ -126,7 +134,7 @@ impl DatabaseSource {
         let channels = self.channels(&requests)?;
         struct S {
             pool: sqlx::PgPool,
-            channels: Vec<String>,
+            channels: Vec<(String, Vec<usize>)>,
             listener: Option<PgListener>,
             failures: u32,
         }
@@ -142,7 +150,7 @@ impl DatabaseSource {
                     if s.failures > 0 {
                         tokio::time::sleep(backoff(s.failures - 1)).await;
                     }
-                    let channels: Vec<&str> = s.channels.iter().map(String::as_str).collect();
+                    let channels: Vec<&str> = s.channels.iter().map(|(c, _)| c.as_str()).collect();
                     let connected = async {
                         let mut l = PgListener::connect_with(&s.pool).await?;
                         l.listen_all(channels).await?;
@@ -165,7 +173,14 @@ impl DatabaseSource {
                     continue;
                 };
                 match listener.try_recv().await {
-                    Ok(Some(_)) => return Some((Ok(Change::All), s)),
+                    // The requests of the channel notified (another channel: everything).
+                    Ok(Some(n)) => {
+                        let change = match s.channels.iter().find(|(c, _)| c == n.channel()) {
+                            Some((_, positions)) => Change::Changed(positions.clone()),
+                            None => Change::All,
+                        };
+                        return Some((Ok(change), s));
+                    }
                     // The connection was lost and sqlx reconnected: notifications may be lost.
                     Ok(None) => return Some((Ok(Change::All), s)),
                     Err(e) => {

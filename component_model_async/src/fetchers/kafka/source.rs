@@ -11,7 +11,7 @@ use super::relay::Relay;
 use crate::EnvSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, Feed, Latest, Message};
-use crate::source::{Changes, FetchRequest, RawValue, Source};
+use crate::source::{Changes, FetchRequest, RawValue, Revision, Source};
 
 /// How many messages of each partition the start-up read looks at, by default.
 pub const DEFAULT_LOOKBACK: i64 = 500;
@@ -357,6 +357,15 @@ impl Inner {
         }
     }
 
+    /// A record of `partition` as a message, and its position as the revision.
+    fn revised(&self, partition: i32, record: RecordAndOffset) -> (Message, Revision) {
+        let at = Revision::Offset {
+            partition,
+            offset: record.offset,
+        };
+        (self.value(record), at)
+    }
+
     /// A record as the field's value.
     fn value(&self, record: RecordAndOffset) -> Message {
         match record.record.value {
@@ -435,15 +444,15 @@ impl Inner {
     }
 
     /// The start-up read: the newest message of `request` in the look-back of every
-    /// partition, and where each partition ended.
+    /// partition (with its partition and offset), and where each partition ended.
     async fn newest(
         &self,
         request: &FetchRequest,
-    ) -> Result<(Option<Message>, Vec<Position>), SourceError> {
+    ) -> Result<(Option<(Message, Revision)>, Vec<Position>), SourceError> {
         let topic = request.topic().ok_or_else(no_topic)?;
         let client = self.client(topic).await?;
         let partitions = self.partitions(&client, topic).await?;
-        let mut newest: Option<RecordAndOffset> = None;
+        let mut newest: Option<(i32, RecordAndOffset)> = None;
         let mut positions = Vec::with_capacity(partitions.len());
         for partition in partitions {
             let pc = self.partition(&client, topic, partition).await?;
@@ -452,9 +461,9 @@ impl Inner {
             if let Some(r) = self.newest_in(&pc, request, from, end).await?
                 && newest
                     .as_ref()
-                    .is_none_or(|n| r.record.timestamp > n.record.timestamp)
+                    .is_none_or(|(_, n)| r.record.timestamp > n.record.timestamp)
             {
-                newest = Some(r);
+                newest = Some((partition, r));
             }
             positions.push(Position {
                 partition,
@@ -462,7 +471,7 @@ impl Inner {
                 client: Some(pc),
             });
         }
-        Ok((newest.map(|r| self.value(r)), positions))
+        Ok((newest.map(|(p, r)| self.revised(p, r)), positions))
     }
 
     fn none_found(&self, request: &FetchRequest) -> SourceError {
@@ -492,7 +501,7 @@ impl Inner {
                 None => match self.newest(&request).await {
                     Ok((message, at)) => {
                         let sent = match message {
-                            Some(message) => feed.push(message),
+                            Some((message, at)) => feed.push_at(message, Some(at)),
                             None => {
                                 feed.none_yet(self.none_found(&request));
                                 true
@@ -571,7 +580,7 @@ impl Inner {
         let parts = i32::try_from(following.positions.len().max(1)).unwrap_or(i32::MAX);
         let total = i32::try_from(self.long_poll.as_millis()).unwrap_or(i32::MAX);
         let wait = (total / parts).max(10);
-        let mut newest: Option<RecordAndOffset> = None;
+        let mut newest: Option<(i32, RecordAndOffset)> = None;
         let mut arrived = false;
         for at in following.positions.iter_mut() {
             if at.client.is_none() {
@@ -642,9 +651,9 @@ impl Inner {
                     if Self::matches(feed.request(), &r)
                         && newest
                             .as_ref()
-                            .is_none_or(|n| r.record.timestamp >= n.record.timestamp)
+                            .is_none_or(|(_, n)| r.record.timestamp >= n.record.timestamp)
                     {
-                        newest = Some(r);
+                        newest = Some((at.partition, r));
                     }
                 }
                 // No record below the end: control records (transaction markers), which
@@ -657,8 +666,9 @@ impl Inner {
                 }
             }
         }
-        if let Some(r) = newest {
-            feed.push(self.value(r));
+        if let Some((partition, r)) = newest {
+            let (message, at) = self.revised(partition, r);
+            feed.push_at(message, Some(at));
         }
         // A broker that answers at once when there is nothing new must not be polled in
         // a tight loop.
@@ -727,7 +737,7 @@ impl Source for KafkaSource {
             return message;
         }
         match self.inner.newest(request).await? {
-            (Some(message), _) => message,
+            (Some((message, _)), _) => message,
             (None, _) => Err(self.inner.none_found(request)),
         }
     }

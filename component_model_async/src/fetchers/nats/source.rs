@@ -9,7 +9,7 @@ use crate::EnvSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
 use crate::fetchers::tls::TlsConfig;
-use crate::source::{Changes, FetchRequest, RawValue, Source, redact_url};
+use crate::source::{Changes, FetchRequest, RawValue, Revision, Source, redact_url};
 
 /// The largest message a [`NatsSource`] accepts, by default (1 MiB, NATS's own default
 /// `max_payload`).
@@ -394,10 +394,12 @@ impl Inner {
         stream::reconnecting(&feed, &what, || self.follow(&feed, &subject)).await;
     }
 
-    /// One subscription; `Ok(true)` when nobody watches any more.
+    /// One subscription; `Ok(true)` when nobody watches any more. A JetStream message
+    /// carries its stream sequence as the revision; a core NATS message has none.
     async fn follow(&self, feed: &Feed, subject: &str) -> Result<bool, SourceError> {
         let client = self.client().await?;
-        let mut messages: futures::stream::BoxStream<'_, Result<Message, String>> =
+        type Revised = (Message, Option<Revision>);
+        let mut messages: futures::stream::BoxStream<'_, Result<Revised, String>> =
             match self.kept(&client, subject).await? {
                 Kept::Stream(stream) => {
                     let consumer = stream
@@ -414,8 +416,11 @@ impl Inner {
                         .await
                         .map_err(|e| self.unavailable(&e))?
                         .map(|m| {
-                            m.map(|m| self.message(subject, m.headers.as_ref(), &m.payload))
-                                .map_err(|e| e.to_string())
+                            m.map(|m| {
+                                let at = m.info().ok().map(|i| Revision::Index(i.stream_sequence));
+                                (self.message(subject, m.headers.as_ref(), &m.payload), at)
+                            })
+                            .map_err(|e| e.to_string())
                         })
                         .boxed()
                 }
@@ -423,7 +428,7 @@ impl Inner {
                     .subscribe(subject.to_owned())
                     .await
                     .map_err(|e| self.unavailable(&e))?
-                    .map(|m| Ok(self.message(subject, m.headers.as_ref(), &m.payload)))
+                    .map(|m| Ok((self.message(subject, m.headers.as_ref(), &m.payload), None)))
                     .boxed(),
             };
         // No message within the deadline: fetches say so instead of waiting again.
@@ -440,9 +445,9 @@ impl Inner {
                     )));
                 }
                 next = messages.next() => match next {
-                    Some(Ok(message)) => {
+                    Some(Ok((message, at))) => {
                         heard = true;
-                        if !feed.push(message) {
+                        if !feed.push_at(message, at) {
                             return Ok(true);
                         }
                     }

@@ -712,7 +712,7 @@ impl Source for RedisSource {
             .enumerate()
             .partition(|(_, r)| r.topic().is_some());
         if streams.is_empty() {
-            return self.watch_keys(keys.into_iter().map(|(_, r)| r).collect());
+            return self.watch_keys(keys);
         }
         let (positions, streams): (Vec<usize>, Vec<FetchRequest>) = streams.into_iter().unzip();
         let pushed = self.watch_streams(streams, positions);
@@ -722,7 +722,7 @@ impl Source for RedisSource {
         // (A `Live` watches streams and keys apart; this is for a direct caller.) The keys'
         // watch ending ends the whole: the caller watches again.
         let keys = futures::StreamExt::chain(
-            self.watch_keys(keys.into_iter().map(|(_, r)| r).collect())?,
+            self.watch_keys(keys)?,
             futures::stream::once(async {
                 Err(SourceError::new(ErrorKind::Unavailable)
                     .with_message("the keyspace watch ended"))

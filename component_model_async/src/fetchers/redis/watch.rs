@@ -5,8 +5,14 @@
 //! they are off, turns them on with `CONFIG SET` (adding `KA`); where `CONFIG` is refused
 //! (managed Redis), enable them in the server's configuration, or the fields are polled.
 //!
+//! A notification names its key but carries no value: it is a [`Change::Changed`] of the
+//! requests reading that key (a `Live` reads those, not the other fields).
+//!
 //! When the pub/sub connection closes, the watch ends; a `Live` watches again after a
-//! backoff and reads everything, so a change during the outage is not lost.
+//! backoff and reads everything (the watch starts with [`Change::All`]), so a change
+//! during the outage is not lost.
+
+use std::collections::HashMap;
 
 use ::redis::Value;
 use ::redis::aio::PubSub;
@@ -71,34 +77,46 @@ impl RedisSource {
             .map_err(|e| failed(&e))
     }
 
-    /// Subscribes to the keyspace channels of `keys`.
-    async fn keyspace(&self, keys: Vec<String>) -> Result<Changes, SourceError> {
+    /// Subscribes to the keyspace channels of `keys` (each with the positions of the
+    /// requests reading it).
+    async fn keyspace(&self, keys: Vec<(String, Vec<usize>)>) -> Result<Changes, SourceError> {
         self.ensure_notifications().await?;
         let db = self.connection_info()?.redis_settings().db();
         let mut pubsub = self.pubsub().await?;
-        for key in &keys {
-            pubsub
-                .subscribe(format!("__keyspace@{db}__:{key}"))
-                .await
-                .map_err(|e| {
-                    SourceError::new(ErrorKind::Unavailable)
-                        .with_message(format!("SUBSCRIBE on redis at {}: {e}", self.address()))
-                })?;
+        let mut readers: HashMap<String, Vec<usize>> = HashMap::with_capacity(keys.len());
+        for (key, positions) in keys {
+            let channel = format!("__keyspace@{db}__:{key}");
+            pubsub.subscribe(&channel).await.map_err(|e| {
+                SourceError::new(ErrorKind::Unavailable)
+                    .with_message(format!("SUBSCRIBE on redis at {}: {e}", self.address()))
+            })?;
+            readers.insert(channel, positions);
         }
-        // Subscribed now: read again what may have changed before.
+        // Subscribed now: read again what may have changed before. Then each event: the
+        // requests of its key (a channel not subscribed to: everything).
+        let changed = move |msg: ::redis::Msg| match readers.get(msg.get_channel_name()) {
+            Some(positions) => Ok(Change::Changed(positions.clone())),
+            None => Ok(Change::All),
+        };
         Ok(futures::stream::iter([Ok(Change::All)])
-            .chain(pubsub.into_on_message().map(|_| Ok(Change::All)))
+            .chain(pubsub.into_on_message().map(changed))
             .boxed())
     }
 
-    /// [`Source::watch`](crate::Source::watch) of the Redis source.
-    pub(super) fn watch_keys(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
-        let mut keys: Vec<String> = requests
-            .iter()
-            .filter_map(|r| r.key().map(str::to_owned))
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
+    /// [`Source::watch`](crate::Source::watch) of the Redis source's keys: `requests`
+    /// with their positions in the watched list (the changes name those).
+    pub(super) fn watch_keys(
+        &self,
+        requests: Vec<(usize, FetchRequest)>,
+    ) -> Result<Changes, SourceError> {
+        let mut keys: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, r) in &requests {
+            let Some(key) = r.key() else { continue };
+            match keys.iter_mut().find(|(k, _)| k == key) {
+                Some((_, positions)) => positions.push(*i),
+                None => keys.push((key.to_owned(), vec![*i])),
+            }
+        }
         if keys.is_empty() {
             return Err(SourceError::new(ErrorKind::Config).with_message("no key to watch"));
         }
