@@ -1,14 +1,27 @@
 #!/usr/bin/env python3
-"""The runtime crate's import graph: which module imports which (`crate::…` and `super::…`
-paths), collapsed to top-level modules (`fetchers::<backend>`, `resilience::<layer>` kept
-apart), and every cycle in it. Exit status 1 when there is a cycle.
+"""The runtime crate's import graph, checked: which module imports which (`crate::…` and
+`super::…` paths), collapsed to top-level modules (`fetchers::<backend>`,
+`resilience::<layer>` kept apart; `engine::*` and `source::*` are one module each), every
+import checked against the layer order below (an import may point to its own layer or
+one below, never up), and every cycle. Exit status 1 on an upward import, a cycle, or a
+module that has no layer. `.ci/run` runs it.
 
-Not yet run by `.ci/run`: today it finds one cycle, `sources`, `plan`, `nested` (of issue
-30's knot, `live`, `fetchers` and `fetchers::env` ⇄ `fetchers::secret_file` are out).
-Once the layout imports one way, add `python3 scripts/layers.py` to `.ci/run`.
+Layers, from the bottom (the crate's top-level docs show the same map):
 
-    python3 scripts/layers.py        # the cycles
-    python3 scripts/layers.py -v     # and every edge
+  0 seam      the Source trait and what it speaks: spec, request, raw value, change,
+              fetch context; errors; placeholders; typed fetchers; secrets
+  1 support   what every backend may use: transport, TLS, bounded reads,
+              conversion, tasks, metrics, report rows, the environment (env and
+              secret_file are also backends, but every backend reads the environment)
+  2 backends and layers: fetchers::<backend> (and fetchers::stream, shared by the push
+              backends), resilience::<layer>, test doubles
+  3 catalog   fetchers (the table of built-in backends)
+  4 registry  sources (Sources: named sources and their layers; knows no engine)
+  5 engine    engine (the pipeline of stages)
+  6 api       api (generated methods' runtime), live, assign, __private, the crate root
+
+    python3 scripts/layers.py        # problems only
+    python3 scripts/layers.py -v     # and every edge with its layers
 """
 import os,re,sys,collections
 root=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'component_model_async', 'src')
@@ -44,8 +57,20 @@ for d,_,fs in os.walk(root):
 # collapse to top-level groups
 def top(m):
     s=m.split('::')
-    if s[0] in ('fetchers','resilience','test_util','convert') and len(s)>1: return s[0]+'::'+s[1]
+    if s[0] in ('fetchers','resilience','test_util') and len(s)>1: return s[0]+'::'+s[1]
     return s[0]
+
+SUPPORT_FETCHERS={'fetchers::transport','fetchers::tls','fetchers::env','fetchers::secret_file'}
+def layer(m):
+    if m in ('error','placeholder','source','fetcher','secret','partial'): return 0
+    if m in ('task','metrics','convert','report','standalone') or m in SUPPORT_FETCHERS: return 1
+    if m.startswith('fetchers::') or m=='resilience' or m.startswith('resilience::') or m=='test_util' or m.startswith('test_util::'): return 2
+    if m=='fetchers': return 3
+    if m=='sources': return 4
+    if m=='engine': return 5
+    if m in ('api','live','assign','__private','crate'): return 6
+    return None
+NAMES=['seam','support','backends/layers','catalog','registry','engine','api']
 g=collections.defaultdict(set)
 for a,bs in edges.items():
     for b in bs:
@@ -67,8 +92,20 @@ def sc(v):
 sys.setrecursionlimit(10000)
 for v in list(g): 
     if v not in idx: sc(v)
+bad=0
 for c in sccs:
-    if len(c)>1: print('CYCLE:',sorted(c))
+    if len(c)>1:
+        print('CYCLE:',sorted(c)); bad+=1
+nodes=set(g)|{b for bs in g.values() for b in bs}
+for m in sorted(nodes):
+    if layer(m) is None:
+        print(f'NO LAYER: {m} (add it to layer() in scripts/layers.py)'); bad+=1
+for a in sorted(g):
+    for b in sorted(g[a]):
+        la,lb=layer(a),layer(b)
+        if la is not None and lb is not None and lb>la:
+            print(f'UP: {a} ({NAMES[la]}) imports {b} ({NAMES[lb]})'); bad+=1
 if '-v' in sys.argv:
-    for a in sorted(g): print(a,'->',sorted(g[a]))
-sys.exit(1 if any(len(c) > 1 for c in sccs) else 0)
+    for a in sorted(g): print(a,f'[{NAMES[layer(a)] if layer(a) is not None else "?"}]','->',sorted(g[a]))
+print(f'layers: {len(nodes)} modules, {sum(len(v) for v in g.values())} imports, {bad} problem(s)')
+sys.exit(1 if bad else 0)

@@ -2,15 +2,16 @@
 
 use std::marker::PhantomData;
 
+pub use crate::api::{
+    FetchFuture, describe, fetch_all, fetch_available, fetch_bounded, fetch_field, fetch_nested,
+    fetch_report,
+};
 pub use crate::assign::{Assignment, AsyncAssign, FieldSlot, FutureAssign};
+pub use crate::engine::{Check, Handle, Outcomes, Plan};
+pub use crate::engine::{ComponentSource, Nest, Nested, NestedOps};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
 pub use crate::live::{ConfigUpdates, Live, watch, watch_for_updates};
-pub use crate::nested::{
-    ComponentSource, FetchFuture, Nest, Nested, NestedOps, describe, fetch_all, fetch_available,
-    fetch_bounded, fetch_field, fetch_nested, fetch_report,
-};
 pub use crate::partial::Partial;
-pub use crate::plan::{Handle, Outcomes, Plan};
 pub use crate::report::FetchReport;
 pub use crate::source::FieldSpec;
 pub use crate::sources::Sources;

@@ -56,17 +56,17 @@
 
 #![forbid(unsafe_code)]
 
+mod api;
 mod assign;
 mod convert;
+mod engine;
 mod error;
 mod fetcher;
 pub mod fetchers;
 pub mod live;
 pub mod metrics;
-mod nested;
 mod partial;
 pub mod placeholder;
-mod plan;
 mod report;
 pub mod resilience;
 mod secret;
@@ -94,15 +94,16 @@ pub use fetcher::{AsyncFnFetcher, ComponentFetcher, IntoFetcher, SyncFnFetcher, 
 pub use fetchers::exports::*;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+pub use api::FetchFuture;
+pub use engine::ComponentSource;
 pub use live::{
     ConfigUpdate, ConfigUpdates, FieldChange, Live, LiveBuilder, UnknownVersion, Version,
 };
-pub use nested::{ComponentSource, FetchFuture};
 pub use partial::Partial;
 pub use report::{FetchReport, FieldReport, Outcome};
 pub use secret::SecretValue;
 pub use source::{
-    Change, Changes, FetchRequest, FieldSpec, RawValue, Remembering, Revision, Source,
+    Change, Changes, FetchContext, FetchRequest, FieldSpec, RawValue, Remembering, Revision, Source,
 };
 pub use sources::{IntoEntry, Sources, register};
 pub use standalone::SourceFetcher;

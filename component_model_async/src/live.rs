@@ -20,9 +20,9 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::api::FetchFuture;
+use crate::engine::{FieldView, Nested, Plan, Watched};
 use crate::error::ComponentError;
-use crate::nested::{FetchFuture, Nested};
-use crate::plan::{FieldView, Plan, Watched};
 use crate::source::RawValue;
 use crate::sources::Sources;
 
@@ -362,7 +362,10 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
     fresh: bool,
 ) -> Candidate<T> {
     let mut out = match fresh {
-        true => crate::resilience::cache::fresh(plan.run()).await,
+        true => {
+            plan.run_in(crate::FetchContext::new().fresh_read(true))
+                .await
+        }
         false => plan.run().await,
     };
     let slots = out.watch_slots();
@@ -847,7 +850,7 @@ pub fn watch_for_updates<T: Nested + Send + Sync + 'static>(
             }
         };
         // The struct is not `Clone`: it is read once into `target`, once for the watcher.
-        match crate::nested::fetch_all::<T>(sources).await {
+        match crate::api::fetch_all::<T>(sources).await {
             Ok(value) => *target = value,
             Err(errors) => return failed(errors),
         }

@@ -3,16 +3,13 @@
 //! fallback, from storage), how long it took, or why it failed. Values are never shown,
 //! only keys, so a report of secret fields is safe to log.
 //!
-//! Layers say what they did for a request through [`note`]: a no-op unless a report is
-//! being collected by the task that runs the fetch.
+//! Layers say what they did for a request through the fetch's
+//! [`FetchContext`](crate::FetchContext): a no-op unless a report is being collected.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::error::{ComponentError, ErrorKind};
-use crate::source::FetchRequest;
 
 /// How one field got its value, or did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,60 +216,4 @@ impl<T> fmt::Display for FetchReport<T> {
         }
         Ok(())
     }
-}
-
-/// What a layer or source did for one request, merged per request.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Note {
-    pub(crate) cache_hit: bool,
-    pub(crate) stale: Option<Duration>,
-    pub(crate) retries: u32,
-    pub(crate) stored: Option<Duration>,
-}
-
-/// What layers said during one fetch, per request.
-#[derive(Default)]
-pub(crate) struct Notes(Mutex<HashMap<FetchRequest, Note>>);
-
-impl Notes {
-    pub(crate) fn get(&self, request: &FetchRequest) -> Note {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(request)
-            .copied()
-            .unwrap_or_default()
-    }
-}
-
-tokio::task_local! {
-    static NOTES: Arc<Notes>;
-}
-
-/// Runs `fut` collecting what layers note about its requests into `notes`.
-pub(crate) async fn collecting<F: std::future::Future>(notes: Arc<Notes>, fut: F) -> F::Output {
-    NOTES.scope(notes, fut).await
-}
-
-/// `fut`, collecting into the report of the task that calls this (if any) wherever `fut`
-/// runs: for work handed to a task of its own.
-pub(crate) fn carrying<F: std::future::Future>(
-    fut: F,
-) -> impl std::future::Future<Output = F::Output> {
-    let notes = NOTES.try_with(Arc::clone).ok();
-    async move {
-        match notes {
-            Some(n) => NOTES.scope(n, fut).await,
-            None => fut.await,
-        }
-    }
-}
-
-/// Says what was done for `request`, when a report is being collected (else nothing,
-/// at the cost of one task-local lookup).
-pub(crate) fn note(request: &FetchRequest, update: impl FnOnce(&mut Note)) {
-    let _ = NOTES.try_with(|notes| {
-        let mut map = notes.0.lock().unwrap_or_else(PoisonError::into_inner);
-        update(map.entry(request.clone()).or_default());
-    });
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::Builtin;
-use crate::source::{FetchRequest, RawValue, Remembering, Source, StoredValue};
+use crate::source::{FetchContext, FetchRequest, RawValue, Remembering, Source, StoredValue};
 
 /// The variable naming the directory when none is given in code.
 pub const DIR_VARIABLE: &str = "COMPONENT_MODEL_CACHE_DIR";
@@ -195,6 +195,7 @@ impl LocalCacheSource {
     /// Answers from one struct's file.
     fn lookup(
         &self,
+        cx: &FetchContext,
         owner: &str,
         requests: &[&FetchRequest],
     ) -> Vec<Result<RawValue, SourceError>> {
@@ -225,7 +226,7 @@ impl LocalCacheSource {
                     file = %path.display(),
                     "using the last-known-good value stored on disk"
                 );
-                crate::report::note(request, |n| n.stored = Some(age));
+                cx.note(request, |n| n.stored = Some(age));
                 // Several requests may name one field only if they are the same request.
                 let value = stored
                     .fields
@@ -345,6 +346,15 @@ impl Source for LocalCacheSource {
     }
 
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        self.fetch_many_in(&FetchContext::new(), requests).await
+    }
+
+    /// The fetch's context says where the report notes a value's age on disk.
+    async fn fetch_many_in(
+        &self,
+        cx: &FetchContext,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
         let mut owners: Vec<&str> = requests.iter().map(|r| r.owner()).collect();
         owners.sort_unstable();
         owners.dedup();
@@ -356,7 +366,7 @@ impl Source for LocalCacheSource {
                 .filter(|(_, r)| r.owner() == owner)
                 .map(|(i, r)| (i, *r))
                 .unzip();
-            for (i, answer) in at.into_iter().zip(self.lookup(owner, &mine)) {
+            for (i, answer) in at.into_iter().zip(self.lookup(cx, owner, &mine)) {
                 answers[i] = Some(answer);
             }
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::SourceLayer;
 use crate::error::{ErrorKind, SourceError};
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::source::{FetchContext, FetchRequest, RawValue, Source};
 
 /// Failed calls in a row that open the circuit, by default.
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 5;
@@ -237,6 +237,14 @@ impl Source for BreakerSource {
     }
 
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        self.fetch_many_in(&FetchContext::new(), requests).await
+    }
+
+    async fn fetch_many_in(
+        &self,
+        cx: &FetchContext,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
         let probe = match self.state.admit() {
             Admit::Reject { failures, retry_in } => {
                 return requests
@@ -251,7 +259,7 @@ impl Source for BreakerSource {
             state: &self.state,
             done: !probe,
         };
-        let answers = self.inner.fetch_many(requests).await;
+        let answers = self.inner.fetch_many_in(cx, requests).await;
         let failed = !answers.is_empty()
             && answers
                 .iter()

@@ -41,7 +41,7 @@ use zeroize::Zeroize;
 
 use super::SourceLayer;
 use crate::error::SourceError;
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::source::{FetchContext, FetchRequest, RawValue, Source};
 
 /// How long an expired value may still be served when its refresh fails, by default.
 pub const DEFAULT_STALE_FOR: Duration = Duration::from_secs(300);
@@ -413,20 +413,6 @@ type Flight = Shared<BoxFuture<'static, Answers>>;
 /// A flight registered for a request: the flight, the request's place in it, its number.
 type Registered = (Flight, usize, u64);
 
-tokio::task_local! {
-    static FRESH: ();
-}
-
-/// Runs `fut` reading past the caches: every cached request is asked of its source (and
-/// the answer stored), as a live refresh after a watched change must.
-pub(crate) async fn fresh<F: std::future::Future>(fut: F) -> F::Output {
-    FRESH.scope((), fut).await
-}
-
-fn is_fresh() -> bool {
-    FRESH.try_with(|()| ()).is_ok()
-}
-
 /// One cache: values by request, and the upstream calls in flight.
 pub(crate) struct CacheState {
     entries: moka::sync::Cache<FetchRequest, Arc<Cached>>,
@@ -489,7 +475,9 @@ impl CacheSource {
     /// One upstream `fetch_many` for `requests`, run as a task of its own so it finishes
     /// (and unregisters) even when every caller waiting for it is cancelled; never
     /// suspended half-way holding a connection or a permit. The caller registers it.
-    fn flight(&self, requests: Vec<FetchRequest>, fresh: bool, id: u64) -> Flight {
+    fn flight(&self, requests: Vec<FetchRequest>, cx: &FetchContext, id: u64) -> Flight {
+        // What the layers below note for a fetch report goes to the caller's report.
+        let cx = cx.clone();
         let inner = self.inner.clone();
         let state = self.state.clone();
         let tier = self.tier.clone();
@@ -498,11 +486,11 @@ impl CacheSource {
             let (answers, from_tier) = match tier {
                 None => {
                     let refs: Vec<&FetchRequest> = requests.iter().collect();
-                    (inner.fetch_many(&refs).await, Vec::new())
+                    (inner.fetch_many_in(&cx, &refs).await, Vec::new())
                 }
                 Some(tier) => {
                     let times = (ttl, stale_for);
-                    through_tier(tier.as_ref(), &inner, &requests, times, fresh).await
+                    through_tier(tier.as_ref(), &inner, &requests, times, &cx).await
                 }
             };
             let now = Instant::now();
@@ -548,8 +536,7 @@ impl CacheSource {
             }
             Arc::new(answers)
         };
-        // What the layers below note for a fetch report goes to the caller's report.
-        let work = crate::metrics::carrying(crate::report::carrying(work));
+        let work = crate::metrics::carrying(work);
         let task = crate::task::spawn(work);
         async move {
             task.await.unwrap_or_else(|_| {
@@ -568,8 +555,17 @@ impl Source for CacheSource {
     }
 
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        self.fetch_many_in(&FetchContext::new(), requests).await
+    }
+
+    async fn fetch_many_in(
+        &self,
+        cx: &FetchContext,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
         let now = Instant::now();
-        let fresh = is_fresh();
+        // A fresh read (a live refresh after a watched change) passes the cache.
+        let fresh = cx.is_fresh_read();
         let mut answers: Vec<Option<Result<RawValue, SourceError>>> = vec![None; requests.len()];
         let mut stale: Vec<Option<Arc<Cached>>> = vec![None; requests.len()];
         // Waiting on flights already started (by anyone), and our own misses; looked up
@@ -582,7 +578,7 @@ impl Source for CacheSource {
             for (i, request) in requests.iter().enumerate() {
                 match self.state.entries.get(*request) {
                     Some(cached) if cached.fresh_until > now && !fresh => {
-                        hit(request);
+                        hit(cx, request);
                         answers[i] = Some(Ok(cached.value.clone()));
                         continue;
                     }
@@ -613,7 +609,7 @@ impl Source for CacheSource {
                     .state
                     .flights
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let flight = self.flight(own.clone(), fresh, id);
+                let flight = self.flight(own.clone(), cx, id);
                 for (at, request) in own.into_iter().enumerate() {
                     inflight.insert(request, (flight.clone(), at, id));
                 }
@@ -647,7 +643,7 @@ impl Source for CacheSource {
                     (Err(e), Some(old))
                         if e.kind().is_transient() && old.fresh_until > now && !fresh =>
                     {
-                        hit(request);
+                        hit(cx, request);
                         Ok(old.value.clone())
                     }
                     (Err(e), Some(old)) if e.kind().is_transient() => {
@@ -660,7 +656,7 @@ impl Source for CacheSource {
                             error = %e.kind(),
                             "serving a stale cached value: its refresh failed"
                         );
-                        crate::report::note(request, |n| n.stale = Some(age));
+                        cx.note(request, |n| n.stale = Some(age));
                         Ok(old.value.clone())
                     }
                     (answer, _) => answer,
@@ -673,14 +669,14 @@ impl Source for CacheSource {
 }
 
 /// A read the cache answered: for the report and the metrics.
-fn hit(request: &FetchRequest) {
-    crate::report::note(request, |n| n.cache_hit = true);
+fn hit(cx: &FetchContext, request: &FetchRequest) {
+    cx.note(request, |n| n.cache_hit = true);
     crate::metrics::cache(request.source_name(), true);
 }
 
 /// A read the shared tier answered (after the in-process cache missed).
-fn tier_hit(request: &FetchRequest) {
-    crate::report::note(request, |n| n.cache_hit = true);
+fn tier_hit(cx: &FetchContext, request: &FetchRequest) {
+    cx.note(request, |n| n.cache_hit = true);
     crate::metrics::shared_cache_hit(request.source_name());
 }
 
@@ -780,8 +776,9 @@ async fn through_tier(
     inner: &Arc<dyn Source>,
     requests: &[FetchRequest],
     times: (Duration, Duration),
-    fresh: bool,
+    cx: &FetchContext,
 ) -> TierAnswers {
+    let fresh = cx.is_fresh_read();
     let ttl = times.0;
     let shareable: Vec<usize> = (0..requests.len())
         .filter(|&i| !requests[i].is_sensitive() && !inner.is_sensitive())
@@ -820,7 +817,7 @@ async fn through_tier(
             &mut failures[j],
         ) {
             Seen::Fresh(v) => {
-                tier_hit(&requests[i]);
+                tier_hit(cx, &requests[i]);
                 answers[i] = Some(Ok(v));
             }
             Seen::Marked(e) => answers[i] = Some(Err(e)),
@@ -879,7 +876,7 @@ async fn through_tier(
                 &mut failures[j],
             ) {
                 Seen::Fresh(v) => {
-                    tier_hit(&requests[i]);
+                    tier_hit(cx, &requests[i]);
                     answers[i] = Some(Ok(v));
                 }
                 Seen::Marked(e) => answers[i] = Some(Err(e)),
@@ -895,6 +892,7 @@ async fn through_tier(
         keys: &keys,
         failures: &failures,
         times,
+        cx,
     };
     let fetch_mine = async {
         // Our locks are renewed while the source works: a slow (hanging) source keeps
@@ -951,7 +949,7 @@ async fn through_tier(
                 let (mut old, mut ignored) = (None, 0);
                 match seen((value, mark), &requests[i], ttl, &mut old, &mut ignored) {
                     Seen::Fresh(v) => {
-                        tier_hit(&requests[i]);
+                        tier_hit(cx, &requests[i]);
                         got.push((i, Ok(v)));
                     }
                     Seen::Marked(e) => got.push((i, Err(e))),
@@ -1042,6 +1040,7 @@ struct Sharing<'a> {
     keys: &'a [TierKeys],
     failures: &'a [u32],
     times: (Duration, Duration),
+    cx: &'a FetchContext,
 }
 
 impl Sharing<'_> {
@@ -1053,7 +1052,7 @@ impl Sharing<'_> {
             return Vec::new();
         }
         let refs: Vec<&FetchRequest> = indices.iter().map(|&i| &self.requests[i]).collect();
-        let got = self.inner.fetch_many(&refs).await;
+        let got = self.inner.fetch_many_in(self.cx, &refs).await;
         let (ttl, stale_for) = self.times;
         let now = now_ms();
         let mut values: Vec<(String, Vec<u8>)> = Vec::new();
@@ -1237,8 +1236,11 @@ mod tests {
         assert!(cached.fetch(&request).await.is_ok());
         switch.0.store(true, std::sync::atomic::Ordering::SeqCst);
         // Within its ttl; read past the cache (a live refresh), the source failing.
-        let notes = Arc::new(crate::report::Notes::default());
-        let got = crate::report::collecting(notes.clone(), fresh(cached.fetch(&request))).await;
+        let notes = Arc::new(crate::source::Notes::default());
+        let cx = FetchContext::new()
+            .fresh_read(true)
+            .collecting(notes.clone());
+        let got = crate::resilience::one(cached.fetch_many_in(&cx, &[&request]).await);
         assert!(
             matches!(got, Ok(RawValue::Text(ref t)) if t == "8080"),
             "{got:?}"

@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 
 use super::SourceLayer;
 use crate::error::{ErrorKind, SourceError};
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::source::{FetchContext, FetchRequest, RawValue, Source};
 
 /// Keeps at most `max` calls of the wrapped source in flight. Clones of the layer, and
 /// every source it wraps, share the permits.
@@ -67,6 +67,14 @@ impl Source for LimitSource {
     }
 
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        self.fetch_many_in(&FetchContext::new(), requests).await
+    }
+
+    async fn fetch_many_in(
+        &self,
+        cx: &FetchContext,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
         let Ok(_permit) = self.permits.acquire().await else {
             return requests
                 .iter()
@@ -76,7 +84,7 @@ impl Source for LimitSource {
                 })
                 .collect();
         };
-        self.inner.fetch_many(requests).await
+        self.inner.fetch_many_in(cx, requests).await
     }
 
     crate::forward_description!(inner);

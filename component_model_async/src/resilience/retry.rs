@@ -14,7 +14,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::SourceLayer;
 use crate::error::SourceError;
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::source::{FetchContext, FetchRequest, RawValue, Source};
 
 /// Which failures are retried and how long to wait between attempts.
 #[derive(Debug, Clone, Copy)]
@@ -119,9 +119,17 @@ impl Source for RetrySource {
     }
 
     /// One `fetch_many` of the whole batch, then one per retry of only the members that
-    /// failed transiently.
+    /// failed transiently; no retry whose wait would end past the fetch's deadline.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        let mut answers = self.inner.fetch_many(requests).await;
+        self.fetch_many_in(&FetchContext::new(), requests).await
+    }
+
+    async fn fetch_many_in(
+        &self,
+        cx: &FetchContext,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
+        let mut answers = self.inner.fetch_many_in(cx, requests).await;
         let mut delays = self.policy.delays();
         loop {
             let failed: Vec<usize> = answers
@@ -134,6 +142,9 @@ impl Source for RetrySource {
                 break;
             }
             let Some(delay) = delays.next() else { break };
+            if cx.remaining().is_some_and(|left| left <= delay) {
+                break; // the answer could not come in time: say the failure now
+            }
             tracing::debug!(
                 failed = failed.len(),
                 retry_in_ms = delay.as_millis() as u64,
@@ -142,9 +153,12 @@ impl Source for RetrySource {
             tokio::time::sleep(delay).await;
             let again: Vec<&FetchRequest> = failed.iter().map(|&i| requests[i]).collect();
             for r in &again {
-                crate::report::note(r, |n| n.retries += 1);
+                cx.note(r, |n| n.retries += 1);
             }
-            for (i, answer) in failed.into_iter().zip(self.inner.fetch_many(&again).await) {
+            for (i, answer) in failed
+                .into_iter()
+                .zip(self.inner.fetch_many_in(cx, &again).await)
+            {
                 answers[i] = answer;
             }
         }

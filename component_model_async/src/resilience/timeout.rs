@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::SourceLayer;
 use crate::error::{ErrorKind, SourceError};
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::source::{FetchContext, FetchRequest, RawValue, Source};
 
 /// Bounds each `fetch`/`fetch_many` of the wrapped source by `limit`.
 ///
@@ -66,7 +66,15 @@ impl Source for TimeoutSource {
     }
 
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        match tokio::time::timeout(self.limit, self.inner.fetch_many(requests)).await {
+        self.fetch_many_in(&FetchContext::new(), requests).await
+    }
+
+    async fn fetch_many_in(
+        &self,
+        cx: &FetchContext,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
+        match tokio::time::timeout(self.limit, self.inner.fetch_many_in(cx, requests)).await {
             Ok(answers) => answers,
             Err(_) => requests.iter().map(|_| Err(elapsed(self.limit))).collect(),
         }

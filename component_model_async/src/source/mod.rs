@@ -17,8 +17,8 @@ mod spec;
 
 pub use change::{Change, Changes, Revision};
 pub use coalesce::coalesce;
-pub(crate) use context::{Note, Notes};
 pub use context::FetchContext;
+pub(crate) use context::{Note, Notes};
 pub use raw::RawValue;
 pub(crate) use raw::{StoredValue, json_kind};
 pub use redact::redact_url;

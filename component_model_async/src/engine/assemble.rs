@@ -1,0 +1,172 @@
+//! The assemble stage: the generated code takes each field's value in planning order
+//! ([`Outcomes::field`], [`Outcomes::nested`], [`Outcomes::optional`]) and builds the
+//! struct; every failed field's error is kept, so the fetch reports all of them at once.
+
+use std::marker::PhantomData;
+
+use super::contract::Nested;
+use super::plan::{Handle, TakeFn};
+use super::state::Outcomes;
+use crate::error::{ComponentError, ErrorKind};
+use crate::partial::Partial;
+use crate::report::{FieldReport, Outcome};
+
+impl Outcomes<'_> {
+    /// The field's value in its type (absent `Option` = `None`, `fallback` applied when
+    /// the value is absent or the source failed).
+    pub fn take<T: 'static>(&mut self, handle: Handle<T>) -> Result<T, ComponentError> {
+        let i = handle.index;
+        let value = match self.fields[i].converted.take() {
+            // Converted (and checked) ahead of assembly.
+            Some(converted) => converted?.downcast::<Option<T>>().ok().and_then(|v| *v),
+            None => {
+                let mut out: Option<T> = None;
+                match self.finish(i, &mut out)? {
+                    Some(any) => any.downcast::<T>().ok().map(|v| *v),
+                    None => out,
+                }
+            }
+        };
+        value.ok_or_else(|| {
+            let slot = &self.slots[i];
+            ComponentError::field(ErrorKind::Config)
+                .provenance(slot.provenance())
+                .detail(format!(
+                    "the fetcher produced another type than `{}`",
+                    slot.spec.type_name
+                ))
+                .build()
+        })
+    }
+
+    /// The field's `fallback` literal converted, for degraded fetches.
+    pub fn fallback_value<T: 'static>(&self, handle: &Handle<T>) -> Option<T> {
+        let slot = &self.slots[handle.index];
+        let text = slot.spec.fallback?;
+        let decoders = slot.decoders?;
+        let provenance = || slot.provenance();
+        let target = slot.target(&provenance);
+        let mut out: Option<T> = None;
+        (decoders.text)(text.to_owned(), &target, &mut out).ok()?;
+        out
+    }
+
+    fn next_index(&mut self) -> usize {
+        let i = self.next;
+        self.next += 1;
+        i
+    }
+
+    /// The next field's value; its error goes into the outcomes. With `available`, a
+    /// failed field takes its `fallback` literal, else `default()`.
+    pub fn field<T: 'static>(&mut self, available: bool, default: Option<fn() -> T>) -> Option<T> {
+        let handle = Handle {
+            index: self.next_index(),
+            _type: PhantomData,
+        };
+        match self.take(handle) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(e);
+                available
+                    .then(|| {
+                        self.fallback_value(&handle)
+                            .or_else(|| default.map(|d| d()))
+                    })
+                    .flatten()
+            }
+        }
+    }
+
+    /// The next `nested` field: its sub-struct, or, with `available`, `default()` when a
+    /// field inside failed without a `fallback` or `Default` of its own.
+    pub fn nested<S>(
+        &mut self,
+        available: bool,
+        take: TakeFn<S>,
+        default: Option<fn() -> S>,
+    ) -> Option<S> {
+        take(self, available).or_else(|| default.filter(|_| available).map(|d| d()))
+    }
+
+    /// The next `Option<S>` field: `None` when every field of `S` (recursively) was not
+    /// found, before any `fallback`; else `S` as usual, so fields that were not found
+    /// fail (or take their `fallback`, `Option` or `Default`) one by one.
+    pub fn optional<S: Nested>(&mut self, available: bool) -> Option<Option<S>> {
+        let group = self.groups.get(self.next_group).copied();
+        self.next_group += 1;
+        if let Some(g) = group
+            && g.start == self.next
+            && g.end > g.start
+            && (g.start..g.end).all(|i| self.not_found(i))
+        {
+            for i in g.start..g.end {
+                let field = &mut self.fields[i];
+                field.result = None;
+                field.converted = None;
+                field.outcome = Some(Outcome::Absent);
+                field.span.record("outcome", "absent");
+            }
+            self.next = g.end;
+            self.next_group += g.inner;
+            return Some(None);
+        }
+        S::take(self, available).map(Some)
+    }
+
+    fn not_found(&self, i: usize) -> bool {
+        matches!(&self.fields[i].result, Some(Err(e)) if e.kind() == ErrorKind::NotFound)
+    }
+
+    /// `value` if every field taken was fetched, else every error.
+    pub fn into_result<T>(self, value: Option<T>) -> Result<T, Vec<ComponentError>> {
+        match value {
+            Some(v) if self.errors.is_empty() => Ok(v),
+            _ => Err(self.errors),
+        }
+    }
+
+    /// `value` with the errors of the fields that fell back, or the errors when a failed
+    /// field had nothing to fall back to.
+    pub fn into_partial<T>(self, value: Option<T>) -> Result<Partial<T>, Vec<ComponentError>> {
+        match value {
+            Some(value) => Ok(Partial {
+                value,
+                errors: self.errors,
+            }),
+            None => Err(self.errors),
+        }
+    }
+
+    /// One row per field taken so far (all of them after the struct is taken).
+    pub(crate) fn report(&self) -> Vec<FieldReport> {
+        self.slots
+            .iter()
+            .zip(&self.fields)
+            .filter_map(|(slot, field)| {
+                let outcome = field.outcome?;
+                let p = slot.provenance();
+                Some(FieldReport {
+                    path: slot.path(),
+                    source: slot.spec.source,
+                    key_label: p.key_label.into_owned(),
+                    key: p.key,
+                    bound_key: p.bound_key,
+                    location: p.location,
+                    elapsed: field.elapsed,
+                    outcome,
+                })
+            })
+            .collect()
+    }
+
+    /// The fields taken so far that fell back to their `fallback` literal because their
+    /// source failed, with the failure.
+    pub(crate) fn degraded(&self) -> Vec<(String, String)> {
+        self.slots
+            .iter()
+            .zip(&self.fields)
+            .filter_map(|(slot, field)| Some((slot.path(), field.degraded.clone()?)))
+            .collect()
+    }
+}

@@ -1,0 +1,234 @@
+//! The choose stage: which source each field asks in a round, and how the round's answers
+//! settle into the field's result. A run chooses twice today: every field asks its own
+//! source ([`Round::Primary`]); then a field whose source failed in a way another source
+//! may mend asks its `fallback_to` ([`Round::FallbackTo`]), keeping the first error (with
+//! a note) when that fails too. Choosing among several candidates for one field (a
+//! precedence of sources) is a further use of this stage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::slot::{Got, Route, Slot, TypedCall, fallbackable};
+use super::state::Outcomes;
+use crate::error::{ComponentError, ErrorKind};
+use crate::resilience::Failure;
+use crate::source::{FetchRequest, RawValue, Remembering, Source};
+
+/// A round of asking.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Round {
+    /// Every field not yet answered asks its own source.
+    Primary,
+    /// A field whose source failed (not found, unavailable, timed out, circuit open)
+    /// asks its `fallback_to` source.
+    FallbackTo,
+}
+
+/// The rounds of a wave, in order.
+pub(super) const ROUNDS: [Round; 2] = [Round::Primary, Round::FallbackTo];
+
+/// One field's question in a round.
+pub(super) enum Ask<'p> {
+    /// A request to a source, batched with the other requests to it.
+    Source {
+        source: &'p Arc<dyn Source>,
+        request: &'p FetchRequest,
+        /// The name it is registered under (for metrics and spans).
+        name: &'static str,
+    },
+    /// A typed fetcher's call, on its own, in the field's span.
+    Typed(&'p TypedCall, tracing::Span),
+}
+
+impl Round {
+    /// The fields of `wave` that ask in this round, and how. Fields this round settles
+    /// without asking (a planning error, a secret value no fallback may keep) are
+    /// settled here.
+    pub(super) fn asks<'p>(self, out: &mut Outcomes<'p>, wave: &[usize]) -> Vec<(usize, Ask<'p>)> {
+        let slots: &'p [Slot] = out.slots;
+        let mut asks = Vec::with_capacity(wave.len());
+        for &i in wave {
+            let slot = &slots[i];
+            let field = &mut out.fields[i];
+            match self {
+                Round::Primary => {
+                    if field.result.is_some() {
+                        continue; // given (a live update), or settled before
+                    }
+                    match (&slot.primary, &slot.request) {
+                        (Some(Route::Fail(detail)), _) => {
+                            field.result = Some(Err(slot.config_error(detail)));
+                        }
+                        (Some(Route::Raw(source)), Some(request)) => asks.push((
+                            i,
+                            Ask::Source {
+                                source,
+                                request,
+                                name: slot.spec.source,
+                            },
+                        )),
+                        (Some(Route::Typed(call)), _) => {
+                            asks.push((i, Ask::Typed(call, field.span.clone())))
+                        }
+                        _ => {}
+                    }
+                }
+                Round::FallbackTo => {
+                    let failed = matches!(&field.result, Some(Err(e)) if fallbackable(e.kind()));
+                    if !failed || field.via_fallback {
+                        continue;
+                    }
+                    match &slot.fallback {
+                        // A source that keeps last-known-good values never got this secret one.
+                        Some(Route::Raw(source)) if slot.sensitive && source.keeps_answers() => {
+                            let why = ComponentError::field(ErrorKind::NotFound)
+                                .provenance(slot.provenance())
+                                .detail("the value is secret, and secret values are never stored for fallback")
+                                .build();
+                            append(&mut field.result, slot, &why);
+                        }
+                        Some(Route::Raw(source)) => {
+                            if let Some(request) = &slot.fallback_request {
+                                asks.push((
+                                    i,
+                                    Ask::Source {
+                                        source,
+                                        request,
+                                        name: slot.spec.fallback_to.unwrap_or_default(),
+                                    },
+                                ));
+                            }
+                        }
+                        Some(Route::Typed(call)) => {
+                            asks.push((i, Ask::Typed(call, field.span.clone())))
+                        }
+                        Some(Route::Fail(detail)) => {
+                            let e = slot.config_error(detail);
+                            append(&mut field.result, slot, &e);
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        asks
+    }
+
+    /// Work done alongside this round's fetches: before the `fallback_to` round, what
+    /// the first round fetched goes to the `fallback_to` sources that keep last-known-good
+    /// values (one call per source; never a secret value, never one that does not convert).
+    pub(super) fn alongside(self, out: &Outcomes<'_>, wave: &[usize]) -> Vec<Remembering> {
+        if self != Round::FallbackTo {
+            return Vec::new();
+        }
+        type Kept = Vec<(FetchRequest, RawValue)>;
+        let mut keep: Vec<(&Arc<dyn Source>, Kept)> = Vec::new();
+        for &i in wave {
+            let (slot, field) = (&out.slots[i], &out.fields[i]);
+            let (Some(Route::Raw(fb)), Some(Ok(Got::Raw(raw))), Some(request), false) = (
+                &slot.fallback,
+                &field.result,
+                &slot.fallback_request,
+                field.via_fallback,
+            ) else {
+                continue;
+            };
+            if !fb.keeps_answers() {
+                continue;
+            }
+            // Only a value the field accepts is last-known-good: one that does not convert
+            // (or is over `max_size`) must not replace a good one.
+            let provenance = || slot.provenance();
+            let target = slot.target(&provenance);
+            let converts = super::convert::too_large(raw, &target).is_none()
+                && slot
+                    .decoders
+                    .is_some_and(|d| (d.raw)(raw.clone(), &target, &mut ()).is_ok());
+            if !converts {
+                continue;
+            }
+            if slot.sensitive {
+                tracing::warn!(
+                    field = format_args!("{}.{}", slot.owner, slot.field),
+                    fallback_to = slot.spec.fallback_to.unwrap_or_default(),
+                    "the value is secret: it is not stored for fallback"
+                );
+                continue;
+            }
+            let answer = (request.clone(), raw.clone());
+            match keep.iter_mut().find(|(s, _)| Arc::ptr_eq(s, fb)) {
+                Some((_, answers)) => answers.push(answer),
+                None => keep.push((fb, vec![answer])),
+            }
+        }
+        keep.into_iter()
+            .filter_map(|(fb, answers)| fb.remember(answers))
+            .collect()
+    }
+
+    /// Settles field `i`'s answer of this round.
+    pub(super) fn settle(
+        self,
+        out: &mut Outcomes<'_>,
+        i: usize,
+        answer: Result<Got, Failure>,
+        elapsed: Duration,
+    ) {
+        let slot = &out.slots[i];
+        let field = &mut out.fields[i];
+        // A field asked twice waited for both.
+        field.elapsed += elapsed;
+        match (self, answer) {
+            (Round::Primary, r) => field.result = Some(r.map_err(|f| to_component_error(f, slot))),
+            (Round::FallbackTo, Ok(got)) => {
+                field.result = Some(Ok(got));
+                field.via_fallback = true;
+            }
+            (Round::FallbackTo, Err(f)) => {
+                let e = to_component_error(f, slot);
+                append(&mut field.result, slot, &e);
+            }
+        }
+    }
+}
+
+/// Keeps the primary error and notes that `fallback_to` failed too, and why.
+fn append(
+    result: &mut Option<Result<Got, ComponentError>>,
+    slot: &Slot,
+    fallback: &ComponentError,
+) {
+    if let Some(Err(primary)) = result {
+        let reason = match fallback.detail() {
+            Some(detail) => format!("{}: {detail}", fallback.kind()),
+            None => fallback.kind().to_string(),
+        };
+        let note = format!(
+            "fallback_to `{}` failed too: {reason}",
+            slot.spec.fallback_to.unwrap_or("?")
+        );
+        let taken = std::mem::replace(primary, ComponentError::Multiple(Vec::new()));
+        *primary = taken.with_note(note);
+    }
+}
+
+/// A failure as the field's error, naming field, source and key; a secret field's
+/// fetcher message is not shown.
+fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
+    let kind = f.kind();
+    let builder = ComponentError::field(kind).provenance(slot.provenance());
+    match f {
+        Failure::Source(e) => e.into_field_error(builder),
+        Failure::Fetcher(e) => {
+            if slot.sensitive {
+                builder
+                    .detail(
+                        "the fetcher failed (its message is hidden because the field is secret)",
+                    )
+                    .build()
+            } else {
+                builder.cause(e).build()
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The engine's contract with generated code: [`Nested`] (a struct plans its fields and
+//! takes them back), [`NestedOps`], and [`Nest`] (how a `nested` field's prefixes apply).
+//! The derive implements `Nested` for every `#[derive(AsyncAssign)]` struct.
+
+use super::plan::{Plan, PlanFn, TakeFn};
+use super::state::Outcomes;
+
+/// A struct whose fields can join a fetch plan: implemented by `#[derive(AsyncAssign)]`,
+/// and for `Option<T>` of such a struct (absent when none of its fields is found).
+///
+/// Not meant to be implemented by hand; the derive's `#[component(nested)]` requires it.
+///
+/// A struct fetched only as part of others can say `#[component(nested_only)]`: it keeps
+/// this impl (and so its place in any tree) but gets no fetch methods of its own, which
+/// saves their compile time (15 methods, plus two per field):
+///
+/// ```
+/// use component_model_async::{AsyncAssign, EnvSource, Sources};
+///
+/// #[derive(AsyncAssign, Debug, Default)]
+/// #[component(nested_only)] // only ever fetched as a branch of `App`
+/// struct Endpoint {
+///     #[component(fetch_from = "env")]
+///     host: String,
+///     #[component(fetch_from = "env", fallback = "443")]
+///     port: u16,
+/// }
+///
+/// #[derive(AsyncAssign, Debug)]
+/// #[component(env_prefix = "APP_")]
+/// struct App {
+///     #[component(nested)]
+///     primary: Endpoint, // APP_PRIMARY_HOST
+///     #[component(nested, env_prefix = "RO_")]
+///     replica: Endpoint, // APP_RO_HOST
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sources = Sources::new().with_env(EnvSource::from_map([
+///     ("APP_PRIMARY_HOST", "db-1"),
+///     ("APP_RO_HOST", "db-2"),
+///     ("APP_RO_PORT", "5433"),
+/// ]));
+/// let app = App::fetch_all_components_with(&sources).await.unwrap();
+/// assert_eq!((app.primary.host.as_str(), app.primary.port), ("db-1", 443));
+/// assert_eq!((app.replica.host.as_str(), app.replica.port), ("db-2", 5433));
+/// // One branch alone, through the parent (the prefixes are the parent's):
+/// let replica = App::fetch_replica_with(&sources).await.unwrap();
+/// assert_eq!(replica.host, "db-2");
+/// # });
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `nested` component: it does not `#[derive(AsyncAssign)]`",
+    label = "`nested` needs a struct that derives `AsyncAssign` (or an `Option` of one)",
+    note = "add `#[derive(AsyncAssign)]` to the struct, or fetch this field with `fetch_from`/`fetcher` instead of `nested`"
+)]
+pub trait Nested: Sized {
+    /// Adds every fetched field of `Self`, recursively, to `plan`, in field order.
+    fn plan(plan: &mut Plan<'_>);
+
+    /// Takes `Self` out of `out`, in the order [`Nested::plan`] added its fields; errors go
+    /// into `out`. `available`: failed fields take their `fallback` or `Default`.
+    fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self>;
+}
+
+/// A sub-struct's [`Nested`] functions, taken once where a `nested` field is declared, so
+/// a type that is not `Nested` is reported there once, not at every use.
+pub struct NestedOps<T> {
+    /// `T::plan`.
+    pub plan: PlanFn,
+    /// `T::take`.
+    pub take: TakeFn<T>,
+}
+
+impl<T> Clone for NestedOps<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for NestedOps<T> {}
+
+impl<T> NestedOps<T> {
+    /// The functions of `T`.
+    pub const fn of() -> Self
+    where
+        T: Nested,
+    {
+        NestedOps {
+            plan: T::plan,
+            take: T::take,
+        }
+    }
+}
+
+impl<S: Nested> Nested for Option<S> {
+    fn plan(plan: &mut Plan<'_>) {
+        plan.optional::<S>();
+    }
+
+    fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self> {
+        out.optional::<S>(available)
+    }
+}
+
+/// Where a `nested` field puts its sub-struct: what `#[component(nested, ...)]` says.
+/// Built by the derive as a `static`.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Nest {
+    /// The struct that has the field.
+    pub owner: &'static str,
+    /// The field name.
+    pub field: &'static str,
+    /// The owner's own `env_prefix` (used when the owner is the root of the fetch).
+    pub owner_env_prefix: &'static str,
+    /// `env_prefix = "..."` on the field; `None`: the field name upper-cased and `_`.
+    pub env_prefix: Option<&'static str>,
+    /// `key_prefix = "..."` on the field.
+    pub key_prefix: Option<&'static str>,
+}
+
+impl Nest {
+    /// A nesting with no prefixes of its own.
+    pub const fn new(
+        owner: &'static str,
+        field: &'static str,
+        owner_env_prefix: &'static str,
+    ) -> Self {
+        Nest {
+            owner,
+            field,
+            owner_env_prefix,
+            env_prefix: None,
+            key_prefix: None,
+        }
+    }
+
+    /// Sets `env_prefix`.
+    #[must_use]
+    pub const fn env_prefix(mut self, prefix: &'static str) -> Self {
+        self.env_prefix = Some(prefix);
+        self
+    }
+
+    /// Sets `key_prefix`.
+    #[must_use]
+    pub const fn key_prefix(mut self, prefix: &'static str) -> Self {
+        self.key_prefix = Some(prefix);
+        self
+    }
+}

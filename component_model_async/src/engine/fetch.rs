@@ -1,0 +1,154 @@
+//! The fetch stage: the round's questions, asked concurrently — requests to one source
+//! with the same layer settings in one batch (`fetch_many_in` through the layers the
+//! fields' attributes build, which is where backends coalesce round trips), each typed
+//! fetcher on its own.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tracing::Instrument;
+
+use super::choose::Ask;
+use super::slot::{Got, Slot};
+use crate::error::ErrorKind;
+use crate::resilience::{self, Failure};
+use crate::source::{FetchContext, FetchRequest, Source};
+use crate::sources::Sources;
+
+/// What one job answers: field index, answer, time taken.
+pub(super) type Answers = Vec<(usize, Result<Got, Failure>, Duration)>;
+
+/// A job borrows the plan it runs for: its requests are read in place, not cloned per run.
+type Job<'p> = BoxFuture<'p, Answers>;
+
+/// A source, its fields' layer settings and name, and the fields asking it together.
+struct Batch<'p> {
+    source: &'p Arc<dyn Source>,
+    settings: resilience::Settings,
+    name: &'static str,
+    members: Vec<usize>,
+    requests: Vec<&'p FetchRequest>,
+}
+
+/// Asks every question of `asks` concurrently; answers in no particular order.
+pub(super) async fn fetch<'p>(
+    sources: &Sources,
+    slots: &'p [Slot],
+    asks: Vec<(usize, Ask<'p>)>,
+    cx: &FetchContext,
+    timed: bool,
+) -> Answers {
+    if asks.is_empty() {
+        return Vec::new();
+    }
+    let mut batches: Vec<Batch<'p>> = Vec::new();
+    let mut jobs: Vec<Job<'p>> = Vec::new();
+    for (i, ask) in asks {
+        match ask {
+            Ask::Source {
+                source,
+                request,
+                name,
+            } => {
+                // Fields with `timeout`/`retry_attempts` stay in a batch with the fields
+                // that have the same settings; the layers wrap the whole batch.
+                let settings = resilience::Settings::of(slots[i].spec);
+                match batches.iter_mut().find(|b| {
+                    Arc::ptr_eq(b.source, source) && b.settings == settings && b.name == name
+                }) {
+                    Some(b) => {
+                        b.members.push(i);
+                        b.requests.push(request);
+                    }
+                    None => batches.push(Batch {
+                        source,
+                        settings,
+                        name,
+                        members: vec![i],
+                        requests: vec![request],
+                    }),
+                }
+            }
+            Ask::Typed(call, span) => {
+                jobs.push(typed_job(i, call.clone(), slots[i].spec, span, timed))
+            }
+        }
+    }
+    for b in batches {
+        let layered = sources.layers().layered(b.source, slots[b.members[0]].spec);
+        let cx = cx.for_source(b.name);
+        jobs.push(batch_job(layered, b, cx, timed));
+    }
+    if jobs.len() == 1 {
+        return jobs.pop().expect("one job").await;
+    }
+    futures::future::join_all(jobs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// One `fetch_many_in` of a batch; each member gets its answer.
+fn batch_job<'p>(
+    source: Arc<dyn Source>,
+    batch: Batch<'p>,
+    cx: FetchContext,
+    timed: bool,
+) -> Job<'p> {
+    let name = batch.name;
+    let span = tracing::debug_span!("component_batch", source = name, size = batch.members.len());
+    Box::pin(
+        async move {
+            let started = timed.then(Instant::now);
+            let answers =
+                crate::metrics::scope(name, source.fetch_many_in(&cx, &batch.requests)).await;
+            let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+            crate::metrics::call(name, batch.members.len(), elapsed);
+            let mut answers = answers.into_iter();
+            batch
+                .members
+                .into_iter()
+                .map(|i| {
+                    let r = answers.next().unwrap_or_else(|| {
+                        Err(crate::SourceError::new(ErrorKind::Unavailable)
+                            .with_message("the source returned fewer answers than requests"))
+                    });
+                    if let Err(e) = &r {
+                        crate::metrics::error(name, e.kind());
+                    }
+                    (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
+                })
+                .collect()
+        }
+        .instrument(span),
+    )
+}
+
+/// One typed fetcher's call (with `timeout`/`retry_attempts` when the field has them).
+fn typed_job(
+    i: usize,
+    call: super::slot::TypedCall,
+    spec: &'static crate::source::FieldSpec,
+    span: tracing::Span,
+    timed: bool,
+) -> Job<'static> {
+    Box::pin(
+        async move {
+            let started = timed.then(Instant::now);
+            let r = resilience::call(spec, || {
+                let fut = call();
+                async move { fut.await.map_err(Failure::Fetcher) }
+            })
+            .await;
+            let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+            crate::metrics::call(spec.source, 1, elapsed);
+            if let Err(e) = &r {
+                crate::metrics::error(spec.source, e.kind());
+            }
+            vec![(i, r.map(Got::Typed), elapsed)]
+        }
+        .instrument(span),
+    )
+}

@@ -1,0 +1,107 @@
+//! The engine: one struct's fetch as a pipeline of stages, each a module with one job.
+//!
+//! | stage | module | job |
+//! |---|---|---|
+//! | plan | `plan` (fields: `slot`; "no source named" hints: `hints`) | what generated code builds: a slot per field with its request, routes and conversion; kept per `Sources` |
+//! | resolve | `resolve` | the order fields can be fetched in: waves, each after the fields it reads |
+//! | choose | `choose` | per round, which source each field asks, and how answers settle: its own source, then `fallback_to` for what failed |
+//! | fetch | `fetch` | the round's questions, concurrently: one `fetch_many_in` per source and layer settings, each typed fetcher on its own |
+//! | convert | `convert` | a result becomes the field's type (`max_size`, `Option` for absent, the `fallback` literal) |
+//! | validate | `validate` | checks of converted values, concurrently, may `await`; every message of a field in its error |
+//! | assemble | `assemble` | the generated code takes each value in planning order; every error is kept |
+//!
+//! A run's state is one vector of per-field states (`state`); the stages hand it on. The
+//! context of the fetch ([`FetchContext`]: the report being collected, a fresh read, the
+//! deadline) is passed explicitly to the stages and, through
+//! [`Source::fetch_many_in`](crate::Source::fetch_many_in), to the layers.
+//!
+//! Below the engine are the registry ([`Sources`](crate::Sources), which knows no engine),
+//! the backends and layers, and the seam ([`Source`](crate::Source)); above it are the
+//! generated methods' entry points (`api`) and [`Live`](crate::Live), which see the
+//! engine's runs through read-only views (`view`). Adding a stage is one module and one
+//! line in [`Plan::run_given`].
+
+mod assemble;
+mod choose;
+mod contract;
+mod convert;
+mod fetch;
+mod hints;
+mod plan;
+mod resolve;
+mod slot;
+mod state;
+mod validate;
+mod view;
+
+pub use contract::{Nest, Nested, NestedOps};
+pub use plan::{Handle, Plan};
+pub use state::Outcomes;
+pub use validate::Check;
+pub use view::ComponentSource;
+pub(crate) use view::{FieldView, Given, Watched};
+
+use crate::source::FetchContext;
+
+impl Plan<'_> {
+    /// Fetches every field concurrently. A plan can run again (a refresh): each run asks
+    /// the same sources for the same requests and returns its own outcomes.
+    pub async fn run(&self) -> Outcomes<'_> {
+        self.run_given(FetchContext::new(), None).await
+    }
+
+    /// [`Plan::run`] in an explicit context (a report collected, a fresh read, a deadline).
+    pub(crate) async fn run_in(&self, cx: FetchContext) -> Outcomes<'_> {
+        self.run_given(cx, None).await
+    }
+
+    /// The pipeline. Fields with a value in `given` are not fetched: they take it (a live
+    /// update that carried the value).
+    pub(crate) async fn run_given(&self, cx: FetchContext, given: Option<&Given>) -> Outcomes<'_> {
+        // plan: the slots are built; a run starts from them.
+        let mut out = Outcomes::start(&self.slots, &self.groups, cx);
+        if let Some(given) = given {
+            for (field, value) in out.fields.iter_mut().zip(&given.0) {
+                if let Some((raw, via_fallback)) = value {
+                    field.result = Some(Ok(slot::Got::Raw(raw.clone())));
+                    field.via_fallback = *via_fallback;
+                }
+            }
+        }
+        // How long each field took is for the report, a span someone records and the
+        // warning of a failed field; a clock read costs more than a fetcher answering
+        // from memory, so only when one of them can be seen.
+        let timed = out.cx.notes().is_some()
+            || crate::metrics::ENABLED
+            || tracing::enabled!(tracing::Level::WARN)
+            || out.fields.iter().any(|f| !f.span.is_disabled());
+        let waves = resolve::waves(&self.slots);
+        let mut wave_index = 0;
+        while let Some(wave) = waves.wave(wave_index, self.slots.len()) {
+            for round in choose::ROUNDS {
+                let asks = round.asks(&mut out, &wave);
+                let alongside = round.alongside(&out, &wave);
+                let fetching = fetch::fetch(self.sources, &self.slots, asks, &out.cx, timed);
+                let (answers, _) =
+                    futures::future::join(fetching, futures::future::join_all(alongside)).await;
+                for (i, answer, elapsed) in answers {
+                    round.settle(&mut out, i, answer, elapsed);
+                }
+            }
+            wave_index += 1;
+        }
+        for &i in waves.cycle() {
+            let e = self.slots[i].config_error(
+                "the field waits for fields that wait for it (a cycle of references)",
+            );
+            out.fields[i].result = Some(Err(e));
+        }
+        // convert + validate: fields with checks convert here; the rest as they are taken.
+        validate::validate(&mut out, &self.checks).await;
+        // assemble: the generated code takes the fields.
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

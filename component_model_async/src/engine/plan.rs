@@ -1,0 +1,509 @@
+//! The plan stage: what generated code builds — one [`Slot`] per field, with its request
+//! (`${VAR}`s resolved, nested prefixes applied), its routes and its conversion — and the
+//! plans kept per [`Sources`] so a struct is planned once and run many times.
+
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::de::DeserializeOwned;
+
+use super::contract::{Nest, Nested};
+use super::slot::{Decoders, Route, Slot, TypedCall, for_source};
+use super::state::Outcomes;
+use super::validate::Check;
+use super::view::ComponentSource;
+use crate::fetcher::{DynFetcher, IntoFetcher};
+use crate::source::{FetchRequest, FieldSpec, Source};
+use crate::sources::{Entry, Sources};
+
+pub type PlanFn = fn(&mut Plan<'_>);
+/// [`Nested::take`] of a sub-struct, as a function pointer.
+pub type TakeFn<S> = fn(&mut Outcomes<'_>, bool) -> Option<S>;
+
+/// Which slot a result belongs to, and its type.
+pub struct Handle<T> {
+    pub(super) index: usize,
+    pub(super) _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Handle<T> {}
+
+impl<T> Handle<T> {
+    /// The handle of a field a [`Plan::only`] passed over: it names no slot.
+    fn passed() -> Self {
+        Handle {
+            index: usize::MAX,
+            _type: PhantomData,
+        }
+    }
+}
+
+/// One struct's fetch, being planned. Built by generated code; see the crate docs.
+pub struct Plan<'s> {
+    pub(super) sources: &'s Sources,
+    /// Shared with the [`Sources`]' plan cache once built (see [`Plan::of`]).
+    pub(super) slots: Arc<Vec<Slot>>,
+    /// The last source looked up by name: fields of one struct mostly share a few sources.
+    last: Option<(&'static str, Arc<dyn Source>)>,
+    /// The `nested` fields being planned, innermost last.
+    scopes: Vec<Frame>,
+    /// `Option<Nested>` fields, in the order they were planned (see [`Group`]).
+    pub(super) groups: Arc<Vec<Group>>,
+    /// Checks of converted values, by field (the validate stage runs them).
+    pub(super) checks: Arc<Vec<(usize, Check)>>,
+    /// `fetch_<field>`: the one field planned; every other is passed over.
+    only: Option<&'static FieldSpec>,
+    /// Whether the plan is the same on every fetch from these `Sources`: no `${VAR}` was
+    /// read, no `fetcher = ...` value was made, nothing failed to plan (its error or
+    /// warning is said on every fetch).
+    reusable: AtomicBool,
+}
+
+/// A struct type: its `type_name` and its `Nested::plan` function (`type_name` alone is not
+/// guaranteed unique; two types sharing both would have identical plans anyway). Plans are
+/// kept in the `Sources`' memo under it: a struct's requests, routes and batches are the
+/// same on every fetch unless a `${VAR}` is read while planning, so `fetch_*` plans a
+/// struct once per `Sources` and runs it many times. A clone of the `Sources` starts
+/// empty, and every method that changes one (`register`, `with_env`, `layer`) empties it.
+fn plan_key<T: Nested>() -> crate::sources::MemoKey {
+    let name = std::any::type_name::<T>();
+    let plan: PlanFn = T::plan;
+    (name.as_ptr() as usize, name.len(), plan as usize)
+}
+
+#[derive(Clone)]
+struct Built {
+    slots: Arc<Vec<Slot>>,
+    groups: Arc<Vec<Group>>,
+    checks: Arc<Vec<(usize, Check)>>,
+}
+
+/// A `nested` field being planned: where its sub-struct's fields go.
+struct Frame {
+    /// The struct at the root of the fetch.
+    owner: &'static str,
+    /// `replica` or `replica.pool`.
+    path: String,
+    /// The env prefix of the sub-struct's fields (`APP_REPLICA_`).
+    env_prefix: String,
+    /// Prepended to `key`, `path` and `secret` below; `Err`: a `${VAR}` in it is unset.
+    key_prefix: Result<String, Arc<str>>,
+}
+
+/// The slots of an `Option<Nested>` field: `start..end`, and how many groups nest inside.
+#[derive(Clone, Copy)]
+pub(super) struct Group {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) inner: usize,
+}
+
+impl<'s> Plan<'s> {
+    /// An empty plan over `sources`.
+    pub fn new(sources: &'s Sources) -> Self {
+        Self::with_capacity(sources, 0)
+    }
+
+    /// An empty plan with room for `fields` fields.
+    pub fn with_capacity(sources: &'s Sources, fields: usize) -> Self {
+        Plan {
+            sources,
+            slots: Arc::new(Vec::with_capacity(fields)),
+            last: None,
+            scopes: Vec::new(),
+            groups: Arc::default(),
+            checks: Arc::default(),
+            only: None,
+            reusable: AtomicBool::new(true),
+        }
+    }
+
+    /// The plan of `T` from `sources`: built by `T::plan` the first time, then taken from
+    /// the `Sources`' cache while nothing in it can differ (see [`plan_key`]).
+    pub(crate) fn of<T: Nested>(sources: &'s Sources) -> Self {
+        let key = plan_key::<T>();
+        if let Some(built) = sources.memo().get::<Built>(key) {
+            let mut plan = Self::new(sources);
+            plan.slots = built.slots.clone();
+            plan.groups = built.groups.clone();
+            plan.checks = built.checks.clone();
+            return plan;
+        }
+        let mut plan = Self::new(sources);
+        T::plan(&mut plan);
+        if plan.reusable.load(Ordering::Relaxed) {
+            let built = Built {
+                slots: plan.slots.clone(),
+                groups: plan.groups.clone(),
+                checks: plan.checks.clone(),
+            };
+            sources.memo().insert(key, Arc::new(built));
+        }
+        plan
+    }
+
+    /// The environment of the `Sources`, for `${VAR}` placeholders: reading it makes the
+    /// plan one of this fetch only.
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.reusable.store(false, Ordering::Relaxed);
+        self.sources.env().get(name)
+    }
+
+    /// A plan of one field of a struct: its `Nested::plan` passes over every field but
+    /// the one with `spec` (and every nested struct), so a `fetch_<field>` method needs no
+    /// code of its own per field.
+    pub fn only(sources: &'s Sources, spec: &'static FieldSpec) -> Self {
+        let mut plan = Self::with_capacity(sources, 1);
+        plan.only = Some(spec);
+        plan
+    }
+
+    /// Whether the field with `spec` is planned (not in a [`Plan::only`] of another field):
+    /// a `fetcher = ...` expression is evaluated only then.
+    #[inline]
+    pub fn wants(&self, spec: &'static FieldSpec) -> bool {
+        self.only.is_none_or(|only| std::ptr::eq(only, spec))
+    }
+
+    /// Plans the sub-struct of a `nested` field (`plan` is its [`Nested::plan`]): its
+    /// fields join this plan with their paths below the field and the field's prefixes.
+    pub fn nest(&mut self, nest: &'static Nest, plan: PlanFn) {
+        if self.only.is_some() {
+            return;
+        }
+        let lookup = |name: &str| self.lookup(name);
+        let own_key_prefix = nest
+            .key_prefix
+            .map(|p| crate::placeholder::expand(p, &lookup).map_err(|e| Arc::from(e.to_string())))
+            .transpose();
+        let segment = match nest.env_prefix {
+            Some(p) => p.to_owned(),
+            None => format!("{}_", nest.field.to_uppercase()),
+        };
+        let frame = match self.scopes.last() {
+            None => Frame {
+                owner: nest.owner,
+                path: nest.field.to_owned(),
+                env_prefix: format!("{}{segment}", nest.owner_env_prefix),
+                key_prefix: own_key_prefix.map(|p| p.map(Cow::into_owned).unwrap_or_default()),
+            },
+            Some(parent) => Frame {
+                owner: parent.owner,
+                path: format!("{}.{}", parent.path, nest.field),
+                env_prefix: format!("{}{segment}", parent.env_prefix),
+                key_prefix: match (&parent.key_prefix, own_key_prefix) {
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(_), Err(e)) => Err(e),
+                    (Ok(outer), Ok(own)) => Ok(format!("{outer}{}", own.unwrap_or_default())),
+                },
+            },
+        };
+        self.scopes.push(frame);
+        plan(self);
+        self.scopes.pop();
+    }
+
+    /// Plans `Option<S>`: its fields are remembered as a group, absent together.
+    pub fn optional<S: Nested>(&mut self) {
+        if self.only.is_some() {
+            return;
+        }
+        let at = self.groups.len();
+        let start = self.slots.len();
+        Arc::make_mut(&mut self.groups).push(Group {
+            start,
+            end: start,
+            inner: 0,
+        });
+        S::plan(self);
+        let inner = self.groups.len() - at - 1;
+        let end = self.slots.len();
+        let groups = Arc::make_mut(&mut self.groups);
+        groups[at].end = end;
+        groups[at].inner = inner;
+    }
+
+    /// Every field planned so far, as the sources resolve it.
+    pub fn describe(&self) -> Vec<ComponentSource> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let p = slot.provenance();
+                ComponentSource {
+                    path: format!("{}.{}", slot.owner, slot.field),
+                    spec: slot.spec,
+                    key_label: p.key_label.into_owned(),
+                    key: p.key,
+                    location: p.location,
+                    problem: match &slot.primary {
+                        Some(Route::Fail(detail)) => Some(detail.to_string()),
+                        _ => None,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The field's request, with `${VAR}`s resolved and, when nested, its path and env
+    /// variable name in the tree.
+    fn request_for(&self, spec: &'static FieldSpec) -> Result<FetchRequest, Arc<str>> {
+        let lookup = |name: &str| self.lookup(name);
+        let request =
+            FetchRequest::resolved(spec, &lookup).map_err(|e| Arc::from(e.to_string()))?;
+        Ok(match self.scopes.last() {
+            None => request,
+            Some(frame) => request
+                .in_field(frame.owner, format!("{}.{}", frame.path, spec.field))
+                .with_default_key(format!("{}{}", frame.env_prefix, spec.field.to_uppercase())),
+        })
+    }
+
+    /// `request` with the `key_prefix` of the nested fields around it, as `source` reads
+    /// it: not for a source that keys by field name (its variables take `env_prefix`),
+    /// never for SQL text nor a key bound into SQL.
+    fn prefixed(
+        &self,
+        request: FetchRequest,
+        source: &dyn Source,
+    ) -> Result<FetchRequest, Arc<str>> {
+        let Some(frame) = self.scopes.last() else {
+            return Ok(request);
+        };
+        let prefix = frame.key_prefix.as_ref().map_err(Arc::clone)?;
+        if prefix.is_empty() || !source.takes_key_prefix() {
+            return Ok(request);
+        }
+        Ok(request.with_key_prefix(prefix))
+    }
+
+    fn slot(&self, spec: &'static FieldSpec, sensitive: bool) -> Slot {
+        let (request, failure) = match self.request_for(spec) {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(Route::Fail(e))),
+        };
+        let (owner, field) = match self.scopes.last() {
+            None => (spec.owner, Cow::Borrowed(spec.field)),
+            Some(frame) => (
+                frame.owner,
+                Cow::Owned(format!("{}.{}", frame.path, spec.field)),
+            ),
+        };
+        Slot {
+            spec,
+            owner,
+            field,
+            source: None,
+            sensitive,
+            request,
+            primary: failure,
+            fallback: None,
+            fallback_request: None,
+            decoders: None,
+            after: Vec::new(),
+        }
+    }
+
+    fn route<T: Send + 'static>(&mut self, name: &'static str, spec: &'static FieldSpec) -> Route {
+        if let Some((last, src)) = &self.last
+            && *last == name
+        {
+            return Route::Raw(src.clone());
+        }
+        let fail = |detail: String| Route::Fail(detail.into());
+        match self.sources.entry(name) {
+            Some(Entry::Raw(s)) => {
+                self.last = Some((name, s.clone()));
+                Route::Raw(s.clone())
+            }
+            Some(Entry::Typed(_))
+                if spec.cache_for.is_some()
+                    || spec.circuit_breaker
+                    || spec.max_concurrency.is_some() =>
+            {
+                let key = match (spec.cache_for, spec.circuit_breaker) {
+                    (Some(_), _) => "cache_for",
+                    (None, true) => "circuit_breaker",
+                    (None, false) => "max_concurrency",
+                };
+                fail(format!(
+                    "`{key}` works on a `Source`, and `{name}` is registered as a typed `ComponentFetcher` (only `timeout` and `retry_attempts` apply to one): register a `Source` under `{name}`, or drop `{key}`"
+                ))
+            }
+            Some(Entry::Typed(t)) if t.type_id == TypeId::of::<T>() => match t.downcast::<T>() {
+                Some(f) => Route::Typed(typed_call(f)),
+                None => fail(format!(
+                    "source `{name}` could not be used for `{}`",
+                    spec.type_name
+                )),
+            },
+            Some(Entry::Typed(t)) => fail(format!(
+                "source `{name}` is a fetcher of `{}`, but the field is `{}`",
+                t.type_name, spec.type_name
+            )),
+            None => fail(format!(
+                "no source named `{name}` is registered; {}",
+                super::hints::unknown_source(self.sources, name)
+            )),
+        }
+    }
+
+    /// Adds a field fetched from a named source (`fetch_from`); `secret_type` says whether
+    /// its type is a [`SecretValue`](crate::SecretValue).
+    pub fn add<T: DeserializeOwned + Send + 'static>(
+        &mut self,
+        spec: &'static FieldSpec,
+        secret_type: bool,
+    ) -> Handle<T> {
+        if !self.wants(spec) {
+            return Handle::passed();
+        }
+        let sensitive = spec.sensitive || secret_type;
+        let mut slot = self.slot(spec, sensitive);
+        slot.decoders = Some(Decoders::of::<T>());
+        if slot.primary.is_none() {
+            let mut primary = self.route::<T>(spec.source, spec);
+            if let Route::Raw(s) = &primary {
+                // Secrecy and value handling follow the source, not its name.
+                slot.sensitive |= s.is_sensitive();
+                slot.source = Some(s.clone());
+                if let Some(r) = slot.request.take() {
+                    match self.prefixed(r, s.as_ref()) {
+                        Ok(r) => slot.request = Some(for_source(r, s.as_ref())),
+                        Err(e) => primary = Route::Fail(e),
+                    }
+                }
+            }
+            slot.primary = Some(primary);
+            slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
+            if let Some(Route::Fail(why)) = &slot.fallback {
+                // Said now, not only when the fallback is needed.
+                tracing::warn!(
+                    field = format_args!("{}.{}", slot.owner, slot.field),
+                    fallback_to = spec.fallback_to.unwrap_or_default(),
+                    reason = %why,
+                    "the field's `fallback_to` source cannot be used"
+                );
+            }
+            // A value that may come from a secret source is secret; the fallback source
+            // gets the request in its own wire form.
+            if let Some(Route::Raw(fb)) = &slot.fallback {
+                slot.sensitive |= fb.is_sensitive();
+                slot.fallback_request = self
+                    .request_for(spec)
+                    .and_then(|r| self.prefixed(r, fb.as_ref()))
+                    .ok()
+                    .map(|r| for_source(r, fb.as_ref()));
+            }
+            // Layers (a shared cache tier) see what the engine knows: the value is secret.
+            if slot.sensitive {
+                slot.request = slot.request.take().map(|r| r.sensitive(true));
+                slot.fallback_request = slot.fallback_request.take().map(|r| r.sensitive(true));
+            }
+        }
+        self.push(slot)
+    }
+
+    /// Adds a field fetched by a fetcher expression (`fetcher = ...`).
+    pub fn add_fetcher<T, F, M>(
+        &mut self,
+        spec: &'static FieldSpec,
+        secret_type: bool,
+        fetcher: F,
+    ) -> Handle<T>
+    where
+        T: Send + 'static,
+        F: IntoFetcher<T, M>,
+    {
+        if !self.wants(spec) {
+            return Handle::passed();
+        }
+        // The fetcher value is made by the struct's `plan` on every fetch.
+        self.reusable.store(false, Ordering::Relaxed);
+        let sensitive = spec.sensitive || secret_type;
+        let mut slot = self.slot(spec, sensitive);
+        if slot.primary.is_none() {
+            let erased: Arc<dyn DynFetcher<T>> = Arc::new(fetcher.into_fetcher());
+            slot.primary = Some(Route::Typed(typed_call(erased)));
+            slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
+        }
+        self.push(slot)
+    }
+
+    /// Makes a fetcher field's `fallback` literal and `fallback_to` answers decodable.
+    pub fn decodes<T: DeserializeOwned + Send + 'static>(
+        &mut self,
+        handle: Handle<T>,
+    ) -> Handle<T> {
+        if let Some(slot) = Arc::make_mut(&mut self.slots).get_mut(handle.index) {
+            slot.decoders = Some(Decoders::of::<T>());
+        }
+        handle
+    }
+
+    /// The first field planned: in a [`Plan::only`], the one field.
+    pub(crate) fn first<T>(&self) -> Option<Handle<T>> {
+        (!self.slots.is_empty()).then_some(Handle {
+            index: 0,
+            _type: PhantomData,
+        })
+    }
+
+    fn push<T>(&mut self, slot: Slot) -> Handle<T> {
+        if matches!(slot.primary, Some(Route::Fail(_)))
+            || matches!(slot.fallback, Some(Route::Fail(_)))
+        {
+            self.reusable.store(false, Ordering::Relaxed);
+        }
+        Arc::make_mut(&mut self.slots).push(slot);
+        Handle {
+            index: self.slots.len() - 1,
+            _type: PhantomData,
+        }
+    }
+
+    /// Checks the value of the field of `handle` after conversion, before assembly, in
+    /// the validate stage: every check of every field runs concurrently, and each
+    /// failure becomes that field's error (kind `Invalid`, naming field, source and key).
+    /// A field that failed to fetch or convert is not checked.
+    pub fn check<T: Send + Sync + 'static>(
+        &mut self,
+        handle: Handle<T>,
+        check: for<'v> fn(&'v T) -> futures::future::BoxFuture<'v, Result<(), String>>,
+    ) {
+        if handle.index < self.slots.len() {
+            Arc::make_mut(&mut self.checks).push((handle.index, Check::of(check)));
+        }
+    }
+
+    /// Makes the field of `handle` wait for the field of `after` (the resolve stage
+    /// fetches it in a later wave).
+    pub fn after<T, U>(&mut self, handle: Handle<T>, after: Handle<U>) {
+        if after.index < self.slots.len()
+            && after.index != handle.index
+            && let Some(slot) = Arc::make_mut(&mut self.slots).get_mut(handle.index)
+            && !slot.after.contains(&after.index)
+        {
+            slot.after.push(after.index);
+        }
+    }
+}
+
+pub(super) fn typed_call<T: Send + 'static>(f: Arc<dyn DynFetcher<T>>) -> TypedCall {
+    Arc::new(move || {
+        let f = f.clone();
+        Box::pin(async move {
+            f.fetch_dyn()
+                .await
+                .map(|v| Box::new(v) as Box<dyn std::any::Any + Send>)
+        })
+    })
+}

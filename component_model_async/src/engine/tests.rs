@@ -1,0 +1,195 @@
+//! The pipeline, end to end, on in-memory sources.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures::StreamExt;
+
+use super::*;
+use crate::resilience::{RetryLayer, SourceExt};
+use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+use crate::sources::Sources;
+use crate::{Change, Changes, SourceError};
+
+/// Counts fetches; its watch says once that everything changed.
+struct Counter(AtomicU32);
+
+#[async_trait::async_trait]
+impl Source for Counter {
+    async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+        Ok(RawValue::Text(
+            self.0.fetch_add(1, Ordering::SeqCst).to_string(),
+        ))
+    }
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
+        assert_eq!(requests.len(), 1);
+        Ok(futures::stream::iter([Ok(Change::All)]).boxed())
+    }
+}
+
+static SPEC: FieldSpec = FieldSpec::new("C", "n", "u32", "counter").key("n");
+
+#[tokio::test]
+async fn a_plan_runs_again_with_the_same_slots_and_sees_new_values() {
+    let sources = Sources::new().register("counter", Counter(AtomicU32::new(0)));
+    let mut plan = Plan::new(&sources);
+    let n = plan.add::<u32>(&SPEC, false);
+    assert_eq!(plan.run().await.take(n).unwrap(), 0);
+    assert_eq!(plan.run().await.take(n).unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_watch_passes_through_layers() {
+    let source = Counter(AtomicU32::new(0)).with_layer(RetryLayer::new(1));
+    let mut changes = source.watch(vec![FetchRequest::new(&SPEC)]).unwrap();
+    assert_eq!(changes.next().await.unwrap().unwrap(), Change::All);
+    assert!(changes.next().await.is_none());
+}
+
+/// Answers every key with its own name; counts what it was asked.
+struct Echo(std::sync::Arc<AtomicU32>);
+
+#[async_trait::async_trait]
+impl Source for Echo {
+    async fn fetch(&self, r: &FetchRequest) -> Result<RawValue, SourceError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(RawValue::Text(r.key().unwrap_or_default().to_owned()))
+    }
+}
+
+static PORT: FieldSpec = FieldSpec::new("C", "port", "u16", "echo").key("8080");
+static NAME: FieldSpec = FieldSpec::new("C", "name", "String", "echo").key("web");
+static LOW: FieldSpec = FieldSpec::new("C", "low", "u16", "echo").key("80");
+
+fn below_1024(port: &u16) -> futures::future::BoxFuture<'_, Result<(), String>> {
+    Box::pin(async move {
+        tokio::task::yield_now().await; // a check may await
+        match *port < 1024 {
+            true => Err(format!("{port} is a privileged port")),
+            false => Ok(()),
+        }
+    })
+}
+
+fn even(port: &u16) -> futures::future::BoxFuture<'_, Result<(), String>> {
+    Box::pin(async move {
+        match port % 2 {
+            0 => Ok(()),
+            _ => Err("odd".to_owned()),
+        }
+    })
+}
+
+#[tokio::test]
+async fn the_validate_stage_checks_converted_values_and_keeps_every_message() {
+    let sources = Sources::new().register("echo", Echo(Default::default()));
+    let mut plan = Plan::new(&sources);
+    let port = plan.add::<u16>(&PORT, false);
+    let name = plan.add::<String>(&NAME, false);
+    let low = plan.add::<u16>(&LOW, false);
+    plan.check(port, below_1024);
+    plan.check(low, below_1024);
+    plan.check(low, |p: &u16| {
+        Box::pin(async move { Err(format!("{p} is taken")) })
+    });
+    plan.check(port, even);
+    let mut out = plan.run().await;
+    assert_eq!(out.take(port).unwrap(), 8080);
+    assert_eq!(out.take(name).unwrap(), "web");
+    let e = out.take(low).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Invalid);
+    let text = e.to_string();
+    assert!(text.starts_with("C.low: echo key `80`"), "{text}");
+    assert!(
+        text.contains("80 is a privileged port; 80 is taken"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_given_value_is_taken_without_asking_its_source() {
+    let asked = std::sync::Arc::new(AtomicU32::new(0));
+    let sources = Sources::new().register("echo", Echo(asked.clone()));
+    let mut plan = Plan::new(&sources);
+    let port = plan.add::<u16>(&PORT, false);
+    let name = plan.add::<String>(&NAME, false);
+    let out = plan.run().await;
+    let mut given = out.given();
+    drop(out);
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert!(given.has(0) && given.has(1));
+    given.set(0, RawValue::from("9090"));
+    let mut out = plan
+        .run_given(crate::FetchContext::new(), Some(&given))
+        .await;
+    assert_eq!(out.take(port).unwrap(), 9090);
+    assert_eq!(out.take(name).unwrap(), "web");
+    assert_eq!(asked.load(Ordering::SeqCst), 2, "a given field was fetched");
+    given.forget(1);
+    let mut out = plan
+        .run_given(crate::FetchContext::new(), Some(&given))
+        .await;
+    assert_eq!(out.take(name).unwrap(), "web");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "only the forgotten field is fetched"
+    );
+}
+
+/// Answers in the order it is asked: "1", "2", ...
+struct Order(AtomicU32);
+
+#[async_trait::async_trait]
+impl Source for Order {
+    async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+        Ok(RawValue::Text(
+            (self.0.fetch_add(1, Ordering::SeqCst) + 1).to_string(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_field_that_waits_for_another_is_fetched_in_a_later_wave() {
+    static A: FieldSpec = FieldSpec::new("W", "a", "u32", "order").key("a");
+    static B: FieldSpec = FieldSpec::new("W", "b", "u32", "order").key("b");
+    let sources = Sources::new().register("order", Order(AtomicU32::new(0)));
+    let mut plan = Plan::new(&sources);
+    let a = plan.add::<u32>(&A, false);
+    let b = plan.add::<u32>(&B, false);
+    plan.after(a, b); // `a` reads `b`
+    let mut out = plan.run().await;
+    assert_eq!((out.take(b).unwrap(), out.take(a).unwrap()), (1, 2));
+    // Each waits for the other: neither is fetched, both say why.
+    let mut plan = Plan::new(&sources);
+    let a = plan.add::<u32>(&A, false);
+    let b = plan.add::<u32>(&B, false);
+    plan.after(a, b);
+    plan.after(b, a);
+    let mut out = plan.run().await;
+    let e = out.take(a).unwrap_err();
+    assert!(e.to_string().contains("a cycle of references"), "{e}");
+    assert!(out.take(b).is_err());
+}
+
+#[tokio::test]
+async fn the_context_reaches_the_layers_a_report_and_a_fresh_read_through_the_cache() {
+    static CACHED: FieldSpec = FieldSpec::new("K", "n", "u32", "counter")
+        .key("n")
+        .cache_for(std::time::Duration::from_secs(60));
+    let sources = Sources::new().register("counter", Counter(AtomicU32::new(0)));
+    let mut plan = Plan::new(&sources);
+    let n = plan.add::<u32>(&CACHED, false);
+    assert_eq!(plan.run().await.take(n).unwrap(), 0);
+    // From the cache, and the report says so.
+    let notes = std::sync::Arc::new(crate::source::Notes::default());
+    let mut out = plan
+        .run_in(crate::FetchContext::new().collecting(notes))
+        .await;
+    assert_eq!(out.take(n).unwrap(), 0);
+    assert_eq!(out.report()[0].outcome, crate::Outcome::CacheHit);
+    // A fresh read passes the cache.
+    let mut out = plan
+        .run_in(crate::FetchContext::new().fresh_read(true))
+        .await;
+    assert_eq!(out.take(n).unwrap(), 1);
+}

@@ -1,0 +1,106 @@
+//! The validate stage: checks of converted values, run after conversion and before
+//! assembly. It may `await` (a check can ask a database or probe an address); every
+//! check of every field runs concurrently, and each failed field gets one error (kind
+//! `Invalid`) naming its field, source and key with every message of its checks.
+//! Fields registered with [`Plan::check`](super::Plan::check) are converted here, ahead
+//! of assembly; a field that failed to fetch or convert is not checked.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::state::Outcomes;
+use crate::error::{ComponentError, ErrorKind};
+use crate::report::Outcome;
+
+type Erased =
+    dyn for<'v> Fn(&'v (dyn Any + Send + Sync)) -> BoxFuture<'v, Result<(), String>> + Send + Sync;
+
+/// One check of a field's converted value, its type erased.
+#[derive(Clone)]
+pub struct Check {
+    /// An empty `Option<T>` to convert into.
+    empty: fn() -> Box<dyn Any + Send + Sync>,
+    /// A typed fetcher's boxed `T` as the `Option<T>` the check reads.
+    adopt: fn(Box<dyn Any + Send>) -> Option<Box<dyn Any + Send + Sync>>,
+    run: Arc<Erased>,
+}
+
+impl Check {
+    pub(super) fn of<T: Send + Sync + 'static>(
+        check: for<'v> fn(&'v T) -> BoxFuture<'v, Result<(), String>>,
+    ) -> Self {
+        Check {
+            empty: || Box::new(None::<T>),
+            adopt: |typed| {
+                let v = typed.downcast::<T>().ok()?;
+                Some(Box::new(Some(*v)))
+            },
+            run: Arc::new(move |any| match any.downcast_ref::<Option<T>>() {
+                Some(Some(v)) => check(v),
+                _ => Box::pin(std::future::ready(Ok(()))),
+            }),
+        }
+    }
+}
+
+/// Converts every checked field and runs every check concurrently.
+pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) {
+    if checks.is_empty() {
+        return;
+    }
+    for (i, check) in checks {
+        let i = *i;
+        if out.fields[i].converted.is_some() {
+            continue;
+        }
+        let mut value = (check.empty)();
+        let converted = match out.finish(i, value.as_mut()) {
+            Ok(None) => Ok(value),
+            Ok(Some(typed)) => (check.adopt)(typed).ok_or_else(|| {
+                let slot = &out.slots[i];
+                ComponentError::field(ErrorKind::Config)
+                    .provenance(slot.provenance())
+                    .detail(format!(
+                        "the fetcher produced another type than `{}`",
+                        slot.spec.type_name
+                    ))
+                    .build()
+            }),
+            Err(e) => Err(e),
+        };
+        out.fields[i].converted = Some(converted);
+    }
+    let fields = &out.fields;
+    let runs = checks
+        .iter()
+        .filter_map(|(i, check)| match &fields[*i].converted {
+            Some(Ok(value)) => {
+                let fut = (check.run)(value.as_ref());
+                Some(async move { (*i, fut.await) })
+            }
+            _ => None,
+        });
+    let mut failed: Vec<(usize, Vec<String>)> = Vec::new();
+    for (i, r) in futures::future::join_all(runs).await {
+        if let Err(message) = r {
+            match failed.iter_mut().find(|(f, _)| *f == i) {
+                Some((_, messages)) => messages.push(message),
+                None => failed.push((i, vec![message])),
+            }
+        }
+    }
+    for (i, messages) in failed {
+        let slot = &out.slots[i];
+        let e = ComponentError::field(ErrorKind::Invalid)
+            .provenance(slot.provenance())
+            .detail(messages.join("; "))
+            .build();
+        let field = &mut out.fields[i];
+        field.span.record("outcome", ErrorKind::Invalid.as_str());
+        tracing::warn!(parent: &field.span, error = %e, "component rejected by validation");
+        field.outcome = Some(Outcome::Failed(ErrorKind::Invalid));
+        field.converted = Some(Err(e));
+    }
+}
