@@ -176,7 +176,9 @@ pub(crate) struct FieldView {
 
 /// The raw values a run fetched, one entry per field, to hand to the next run
 /// ([`Plan::run_given`]): a field with a value is not fetched again. A field whose
-/// result was not a raw value (a typed fetcher's, a failure) has none.
+/// result was not a raw value (a typed fetcher's, a failure) has none. `Live` keeps the
+/// last run's `Given`, sets the values a watch carried (`Change::Value`), forgets the
+/// fields a watch named without a value (`Change::Changed`), and runs the plan with it.
 #[derive(Clone, Default)]
 pub(crate) struct Given(pub(super) Vec<Option<(RawValue, bool)>>);
 
