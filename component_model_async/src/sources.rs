@@ -194,17 +194,10 @@ impl Sources {
     /// absolute `url`).
     pub fn new() -> Self {
         let env = EnvSource::process();
-        let mut entries = HashMap::new();
-        entries.insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
-        entries.insert(
-            "secret_file".to_owned(),
-            Entry::Raw(Arc::new(
-                crate::fetchers::secret_file::SecretFileSource::new(),
-            )),
-        );
-        for (name, source) in crate::fetchers::http::defaults() {
-            entries.insert(name.to_owned(), Entry::Raw(source));
-        }
+        let entries = crate::fetchers::defaults(&env)
+            .into_iter()
+            .map(|(name, source)| (name.to_owned(), Entry::Raw(source)))
+            .collect();
         Sources {
             entries,
             env,
@@ -259,8 +252,8 @@ impl Sources {
     /// Replaces the environment used by the `env` source and by `${VAR}` placeholders.
     #[must_use]
     pub fn with_env(mut self, env: EnvSource) -> Self {
-        self.entries
-            .insert("env".to_owned(), Entry::Raw(Arc::new(env.clone())));
+        let (name, source) = crate::fetchers::env::registration(&env);
+        self.entries.insert(name.to_owned(), Entry::Raw(source));
         self.env = env;
         self.memo = Memo::default();
         self

@@ -198,6 +198,7 @@ impl Given {
     }
 
     /// Whether field `slot` has a value to reuse.
+    #[cfg(test)]
     pub(crate) fn has(&self, slot: usize) -> bool {
         self.0.get(slot).is_some_and(Option::is_some)
     }

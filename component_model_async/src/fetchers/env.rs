@@ -155,8 +155,16 @@ impl Source for EnvSource {
     }
 }
 
+/// The name the environment is registered under.
+pub(crate) const NAME: &str = "env";
+
+/// `env` reading `env`: what every `Sources` registers, and `Sources::with_env` replaces.
+pub(crate) fn registration(env: &EnvSource) -> (&'static str, std::sync::Arc<dyn crate::Source>) {
+    (NAME, std::sync::Arc::new(env.clone()))
+}
+
 pub(crate) const BUILTIN: Builtin = Builtin {
-    names: &["env"],
+    names: &[NAME],
     hint: "always registered; replace it with `Sources::with_env`",
     from_env: |_| Vec::new(),
 };

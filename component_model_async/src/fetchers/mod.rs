@@ -137,6 +137,21 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     secret_file::BUILTIN,
 ];
 
+/// What every `Sources::new()` registers: `env` (reading `env`), `secret_file` and, with
+/// feature `http`, `api` and `http` (an `HttpSource` without a base URL). The registry
+/// registers them by these names; it names no backend itself.
+pub(crate) fn defaults(env: &EnvSource) -> Registrations {
+    let mut registrations: Registrations = vec![
+        env::registration(env),
+        (
+            secret_file::NAME,
+            Arc::new(secret_file::SecretFileSource::new()),
+        ),
+    ];
+    registrations.extend(http::defaults());
+    registrations
+}
+
 /// The built-in backend named `name` (`database:analytics` is `database`).
 pub(crate) fn builtin(name: &str) -> Option<&'static Builtin> {
     let base = name.split(':').next().unwrap_or(name);

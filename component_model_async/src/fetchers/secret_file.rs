@@ -58,8 +58,11 @@ pub const MAX_SECRET_FILE: u64 = 1024 * 1024;
 /// The directory systemd's `LoadCredential=` puts a service's credentials in.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
+/// The name `secret_file = "..."` fields read from.
+pub(crate) const NAME: &str = "secret_file";
+
 pub(crate) const BUILTIN: Builtin = Builtin {
-    names: &["secret_file"],
+    names: &[NAME],
     hint: "always registered; replace it with `Sources::register(\"secret_file\", SecretFileSource::in_dir(..))`",
     from_env: |_| Vec::new(),
 };
