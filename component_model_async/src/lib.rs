@@ -53,6 +53,30 @@
 //! ```
 //!
 //! See the `component_model` crate's README for the attribute reference.
+//!
+//! # How the crate is laid out
+//!
+//! Imports point down this list, never up, and no two modules import each other
+//! (`scripts/layers.py` checks both in CI):
+//!
+//! | layer | modules | what they do |
+//! |---|---|---|
+//! | seam | `source` ([`Source`], [`FieldSpec`], [`FetchRequest`], [`RawValue`], [`Change`], [`FetchContext`]), `error`, `placeholder`, `fetcher` ([`ComponentFetcher`]), `secret`, `partial` | what a backend implements and speaks |
+//! | support | `convert` (raw value → type), `report` rows, `metrics`, `task`, `standalone` ([`SourceFetcher`]), `fetchers::{transport, tls, env, secret_file}` | what every backend may use |
+//! | backends and layers | `fetchers::<backend>` (each declares its names, keys and rules, feature, and how the environment configures it), `fetchers::stream`, [`resilience`]`::<layer>` (timeout, retry, cache, breaker, limit), `test_util` | one store or one concern each |
+//! | catalog | [`fetchers`] | the table of built-in backends: the only place that lists them |
+//! | registry | `sources` ([`Sources`]) | named sources and their layers; knows no engine |
+//! | engine | `engine`: `plan` → `resolve` → `choose` → `fetch` → `convert` → `validate` → `assemble`, a run's `state`, `view`s for `live` | one struct's fetch as a pipeline of stages |
+//! | api | `api` (what the generated `fetch_*` methods call), [`live`], `assign`, `__private` | entry points |
+//!
+//! One fetch: the derive's `plan` builds one slot per field (cached per [`Sources`]);
+//! `resolve` orders fields into waves when some wait for others; in each wave `choose`
+//! asks every field's own source, then `fallback_to` for what failed in a way another
+//! source may mend; `fetch` sends each round's requests as one `fetch_many_in` per source
+//! and layer settings, through the layers; `convert` turns values into field types,
+//! `validate` runs checks (concurrently, awaiting as needed), and `assemble` builds the
+//! struct, keeping every error. The [`FetchContext`] of the fetch (report notes, a fresh
+//! read past caches, the deadline) travels with it through every stage and layer.
 
 #![forbid(unsafe_code)]
 

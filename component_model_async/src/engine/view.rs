@@ -13,7 +13,7 @@ use super::state::Outcomes;
 use crate::error::ErrorKind;
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 
-/// One fetched field of a tree as a set of [`Sources`] resolves it: its full path, the
+/// One fetched field of a tree as a set of [`Sources`](crate::Sources) resolves it: its full path, the
 /// source, the key as sent (prefixes applied, `${VAR}` resolved) and where the source
 /// lives. Returned by the generated `component_sources_with(&Sources)`.
 ///
