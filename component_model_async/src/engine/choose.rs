@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::resolve::Wave;
 use super::slot::{Got, Route, Slot, TypedCall, fallbackable};
 use super::state::Outcomes;
 use crate::error::{ComponentError, ErrorKind};
@@ -44,10 +45,13 @@ impl Round {
     /// The fields of `wave` that ask in this round, and how. Fields this round settles
     /// without asking (a planning error, a secret value no fallback may keep) are
     /// settled here.
-    pub(super) fn asks<'p>(self, out: &mut Outcomes<'p>, wave: &[usize]) -> Vec<(usize, Ask<'p>)> {
+    pub(super) fn asks<'p>(self, out: &mut Outcomes<'p>, wave: Wave<'_>) -> Vec<(usize, Ask<'p>)> {
         let slots: &'p [Slot] = out.slots;
-        let mut asks = Vec::with_capacity(wave.len());
-        for &i in wave {
+        let mut asks = match self {
+            Round::Primary => Vec::with_capacity(wave.len()),
+            Round::FallbackTo => Vec::new(), // mostly none
+        };
+        for i in wave.iter() {
             let slot = &slots[i];
             let field = &mut out.fields[i];
             match self {
@@ -117,13 +121,13 @@ impl Round {
     /// Work done alongside this round's fetches: before the `fallback_to` round, what
     /// the first round fetched goes to the `fallback_to` sources that keep last-known-good
     /// values (one call per source; never a secret value, never one that does not convert).
-    pub(super) fn alongside(self, out: &Outcomes<'_>, wave: &[usize]) -> Vec<Remembering> {
+    pub(super) fn alongside(self, out: &Outcomes<'_>, wave: Wave<'_>) -> Vec<Remembering> {
         if self != Round::FallbackTo {
             return Vec::new();
         }
         type Kept = Vec<(FetchRequest, RawValue)>;
         let mut keep: Vec<(&Arc<dyn Source>, Kept)> = Vec::new();
-        for &i in wave {
+        for i in wave.iter() {
             let (slot, field) = (&out.slots[i], &out.fields[i]);
             let (Some(Route::Raw(fb)), Some(Ok(Got::Raw(raw))), Some(request), false) = (
                 &slot.fallback,

@@ -12,15 +12,59 @@ use tracing::Instrument;
 use super::choose::Ask;
 use super::slot::{Got, Slot};
 use crate::error::ErrorKind;
+use crate::fetcher::DynFetcher;
 use crate::resilience::{self, Failure};
-use crate::source::{FetchContext, FetchRequest, Source};
+use crate::source::{FetchContext, FetchRequest, FieldSpec, Source};
 use crate::sources::Sources;
 
-/// What one job answers: field index, answer, time taken.
+/// What a round's jobs answer: field index, answer, time taken.
 pub(super) type Answers = Vec<(usize, Result<Got, Failure>, Duration)>;
 
-/// A job borrows the plan it runs for: its requests are read in place, not cloned per run.
-type Job<'p> = BoxFuture<'p, Answers>;
+/// What one job answers: a typed fetcher's one answer (no vector for it), or a batch's.
+pub(super) enum Answered {
+    One(usize, Result<Got, Failure>, Duration),
+    Many(Answers),
+}
+
+/// A job borrows the plan it runs for: its requests and fetchers are read in place, not
+/// cloned per run.
+pub(super) type Job<'p> = BoxFuture<'p, Answered>;
+
+/// A typed fetcher with its type erased: it makes the job of one call, one boxed future
+/// that calls the fetcher and boxes its value (taken by type at assembly).
+pub(super) trait TypedFetch: Send + Sync {
+    fn job(&self, i: usize, spec: &'static FieldSpec, span: tracing::Span, timed: bool) -> Job<'_>;
+}
+
+/// The [`TypedFetch`] of a fetcher of `T`.
+pub(super) struct Typed<T>(pub(super) Arc<dyn DynFetcher<T>>);
+
+impl<T: Send + 'static> TypedFetch for Typed<T> {
+    /// One call (with `timeout`/`retry_attempts` when the field has them).
+    fn job(&self, i: usize, spec: &'static FieldSpec, span: tracing::Span, timed: bool) -> Job<'_> {
+        Box::pin(
+            async move {
+                let started = timed.then(Instant::now);
+                let r = resilience::call(spec, || {
+                    let fut = self.0.fetch_dyn();
+                    async move {
+                        fut.await
+                            .map(|v| Got::Typed(Box::new(v)))
+                            .map_err(Failure::Fetcher)
+                    }
+                })
+                .await;
+                let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+                crate::metrics::call(spec.source, 1, elapsed);
+                if let Err(e) = &r {
+                    crate::metrics::error(spec.source, e.kind());
+                }
+                Answered::One(i, r, elapsed)
+            }
+            .instrument(span),
+        )
+    }
+}
 
 /// A source, its fields' layer settings and name, and the fields asking it together.
 struct Batch<'p> {
@@ -70,9 +114,7 @@ pub(super) async fn fetch<'p>(
                     }),
                 }
             }
-            Ask::Typed(call, span) => {
-                jobs.push(typed_job(i, call.clone(), slots[i].spec, span, timed))
-            }
+            Ask::Typed(call, span) => jobs.push(call.job(i, slots[i].spec, span, timed)),
         }
     }
     for b in batches {
@@ -80,14 +122,20 @@ pub(super) async fn fetch<'p>(
         let cx = cx.for_source(b.name);
         jobs.push(batch_job(layered, b, cx, timed));
     }
-    if jobs.len() == 1 {
-        return jobs.pop().expect("one job").await;
+    let mut answers = Vec::new();
+    let mut add = |answered| match answered {
+        Answered::One(i, r, elapsed) => answers.push((i, r, elapsed)),
+        Answered::Many(many) if answers.is_empty() => answers = many,
+        Answered::Many(many) => answers.extend(many),
+    };
+    match jobs.len() {
+        1 => add(jobs.pop().expect("one job").await),
+        _ => futures::future::join_all(jobs)
+            .await
+            .into_iter()
+            .for_each(add),
     }
-    futures::future::join_all(jobs)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    answers
 }
 
 /// One `fetch_many_in` of a batch; each member gets its answer.
@@ -107,7 +155,7 @@ fn batch_job<'p>(
             let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
             crate::metrics::call(name, batch.members.len(), elapsed);
             let mut answers = answers.into_iter();
-            batch
+            let answers = batch
                 .members
                 .into_iter()
                 .map(|i| {
@@ -120,34 +168,8 @@ fn batch_job<'p>(
                     }
                     (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
                 })
-                .collect()
-        }
-        .instrument(span),
-    )
-}
-
-/// One typed fetcher's call (with `timeout`/`retry_attempts` when the field has them).
-fn typed_job(
-    i: usize,
-    call: super::slot::TypedCall,
-    spec: &'static crate::source::FieldSpec,
-    span: tracing::Span,
-    timed: bool,
-) -> Job<'static> {
-    Box::pin(
-        async move {
-            let started = timed.then(Instant::now);
-            let r = resilience::call(spec, || {
-                let fut = call();
-                async move { fut.await.map_err(Failure::Fetcher) }
-            })
-            .await;
-            let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
-            crate::metrics::call(spec.source, 1, elapsed);
-            if let Err(e) = &r {
-                crate::metrics::error(spec.source, e.kind());
-            }
-            vec![(i, r.map(Got::Typed), elapsed)]
+                .collect();
+            Answered::Many(answers)
         }
         .instrument(span),
     )

@@ -79,8 +79,8 @@ impl Plan<'_> {
         let mut wave_index = 0;
         while let Some(wave) = waves.wave(wave_index, self.slots.len()) {
             for round in choose::ROUNDS {
-                let asks = round.asks(&mut out, &wave);
-                let alongside = round.alongside(&out, &wave);
+                let asks = round.asks(&mut out, wave);
+                let alongside = round.alongside(&out, wave);
                 let fetching = fetch::fetch(self.sources, &self.slots, asks, &out.cx, timed);
                 let (answers, _) =
                     futures::future::join(fetching, futures::future::join_all(alongside)).await;

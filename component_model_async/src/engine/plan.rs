@@ -498,12 +498,5 @@ impl<'s> Plan<'s> {
 }
 
 pub(super) fn typed_call<T: Send + 'static>(f: Arc<dyn DynFetcher<T>>) -> TypedCall {
-    Arc::new(move || {
-        let f = f.clone();
-        Box::pin(async move {
-            f.fetch_dyn()
-                .await
-                .map(|v| Box::new(v) as Box<dyn std::any::Any + Send>)
-        })
-    })
+    Arc::new(super::fetch::Typed(f))
 }

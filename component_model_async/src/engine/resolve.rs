@@ -20,10 +20,10 @@ pub(super) enum Waves {
 
 impl Waves {
     /// The fields in `0..n` of wave `i`, or `None` past the last wave.
-    pub(super) fn wave(&self, i: usize, n: usize) -> Option<Vec<usize>> {
+    pub(super) fn wave(&self, i: usize, n: usize) -> Option<Wave<'_>> {
         match self {
-            Waves::One => (i == 0).then(|| (0..n).collect()),
-            Waves::Ordered { waves, .. } => waves.get(i).cloned(),
+            Waves::One => (i == 0).then_some(Wave::All(n)),
+            Waves::Ordered { waves, .. } => waves.get(i).map(|w| Wave::Some(w)),
         }
     }
 
@@ -32,6 +32,32 @@ impl Waves {
         match self {
             Waves::One => &[],
             Waves::Ordered { cycle, .. } => cycle,
+        }
+    }
+}
+
+/// The fields of one wave: every field (nothing allocated), or some.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wave<'w> {
+    /// Fields `0..n`.
+    All(usize),
+    Some(&'w [usize]),
+}
+
+impl Wave<'_> {
+    /// The field indices of the wave.
+    pub(super) fn iter(self) -> impl Iterator<Item = usize> {
+        let (all, some) = match self {
+            Wave::All(n) => (0..n, &[][..]),
+            Wave::Some(w) => (0..0, w),
+        };
+        all.chain(some.iter().copied())
+    }
+
+    pub(super) fn len(self) -> usize {
+        match self {
+            Wave::All(n) => n,
+            Wave::Some(w) => w.len(),
         }
     }
 }
@@ -103,7 +129,10 @@ mod tests {
     #[test]
     fn without_dependencies_there_is_one_wave_of_every_field() {
         let w = waves(&slots(&[&[], &[], &[]]));
-        assert_eq!(w.wave(0, 3), Some(vec![0, 1, 2]));
+        assert_eq!(
+            w.wave(0, 3).map(|w| w.iter().collect::<Vec<_>>()),
+            Some(vec![0, 1, 2])
+        );
         assert_eq!(w.wave(1, 3), None);
     }
 
@@ -111,10 +140,10 @@ mod tests {
     fn a_field_comes_in_the_wave_after_the_last_field_it_reads() {
         // 0 <- 2 <- 3, 1 free, 4 reads 1 and 3.
         let w = waves(&slots(&[&[], &[], &[0], &[2], &[1, 3]]));
-        assert_eq!(w.wave(0, 5), Some(vec![0, 1]));
-        assert_eq!(w.wave(1, 5), Some(vec![2]));
-        assert_eq!(w.wave(2, 5), Some(vec![3]));
-        assert_eq!(w.wave(3, 5), Some(vec![4]));
+        assert_eq!(w.wave(0, 5), Some(Wave::Some(&[0, 1])));
+        assert_eq!(w.wave(1, 5), Some(Wave::Some(&[2])));
+        assert_eq!(w.wave(2, 5), Some(Wave::Some(&[3])));
+        assert_eq!(w.wave(3, 5), Some(Wave::Some(&[4])));
         assert_eq!(w.wave(4, 5), None);
         assert!(w.cycle().is_empty());
     }
@@ -122,7 +151,7 @@ mod tests {
     #[test]
     fn fields_waiting_for_each_other_are_named_as_a_cycle() {
         let w = waves(&slots(&[&[], &[2], &[1], &[2]]));
-        assert_eq!(w.wave(0, 4), Some(vec![0]));
+        assert_eq!(w.wave(0, 4), Some(Wave::Some(&[0])));
         assert_eq!(w.wave(1, 4), None);
         assert_eq!(w.cycle(), &[1, 2, 3]);
     }

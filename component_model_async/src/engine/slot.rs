@@ -6,16 +6,14 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::convert::{self, Target};
-use crate::error::{BoxError, ComponentError, ErrorKind, Provenance};
+use crate::error::{ComponentError, ErrorKind, Provenance};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 
-/// A typed fetcher, called: its answer boxed (it is taken by type at assembly).
-pub(super) type TypedCall =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<Box<dyn Any + Send>, BoxError>> + Send + Sync>;
+/// A typed fetcher, its type erased: it makes the job of one call (see `fetch`).
+pub(super) type TypedCall = Arc<dyn super::fetch::TypedFetch>;
 
 /// How a field (or its `fallback_to`) is asked.
 #[derive(Clone)]
