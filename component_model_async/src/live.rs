@@ -1,9 +1,18 @@
 //! Live configuration: a [`Live<T>`] holds the current value of a derived struct and keeps
 //! it current. It fetches once, then watches the sources of its watched fields (a source's
 //! own [`Source::watch`](crate::Source::watch), else polling at `watch_interval`); after a change settles (a
-//! quiescence window), it fetches the whole struct again, validates the candidate, and
-//! swaps it in — or keeps the old value and says why. Every swap is a numbered version;
-//! the last N are kept for [`Live::rollback`].
+//! quiescence window), it builds the next candidate, validates it, and swaps it in — or
+//! keeps the old value and says why. Every swap is a numbered version; the last N are
+//! kept for [`Live::rollback`].
+//!
+//! A candidate reads only what changed, as the watches say it ([`Change`]): a
+//! [`Change::Value`] is applied as the answer of the fields reading that request, with no
+//! fetch; a [`Change::Changed`] fetches the fields of the requests it names; a
+//! [`Change::All`] (a watch put in place, a reconnect), [`Live::refresh`], fetch every
+//! field. A poll of a source that cannot watch fetches that source's watched fields.
+//! Every other field keeps the raw value it last had (fields whose last result was no
+//! raw value — a typed fetcher's, a failure — are fetched every time); the candidate is
+//! converted, checked and validated whole, as the first fetch.
 //!
 //! Reads never wait: [`Live::get`] is an `ArcSwap` load (no lock), and a slow consumer of
 //! [`Live::changes`] never blocks the watcher (a bounded channel; a consumer that falls
@@ -21,9 +30,9 @@ use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::api::FetchFuture;
-use crate::engine::{FieldView, Nested, Plan, Watched};
+use crate::engine::{FieldView, Given, Nested, Plan, Watched};
 use crate::error::ComponentError;
-use crate::source::RawValue;
+use crate::source::{Change, FetchContext, RawValue};
 use crate::sources::Sources;
 
 /// How long a watched source without a watch of its own is polled, by default.
@@ -305,6 +314,9 @@ struct State<T> {
     fetched: Arc<Vec<FieldView>>,
     /// The raw values of each kept version.
     kept: VecDeque<(u64, Arc<Vec<FieldView>>)>,
+    /// What the latest fetch read, per field, as the next one starts from it: only the
+    /// fields a change names are fetched again.
+    given: Given,
     _value: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -353,21 +365,20 @@ enum Candidate<T> {
     },
 }
 
-/// One fetch of the whole struct, validated. A refresh reads `fresh`: past the caches of
-/// `cache_for` fields (and stores what it read in them), or a watched change would be
-/// answered from the cache.
+/// One fetch of the whole struct, validated, and what it read (to start the next one
+/// from). A refresh reads `fresh`: past the caches of `cache_for` fields (and stores what
+/// it read in them), or a watched change would be answered from the cache. Fields with a
+/// value in `given` are not fetched: they take it.
 async fn candidate<T: Nested + Send + Sync + 'static>(
     plan: &Plan<'_>,
     checks: &[Check<T>],
     fresh: bool,
-) -> Candidate<T> {
-    let mut out = match fresh {
-        true => {
-            plan.run_in(crate::FetchContext::new().fresh_read(true))
-                .await
-        }
-        false => plan.run().await,
-    };
+    given: Option<&Given>,
+) -> (Candidate<T>, Given) {
+    let mut out = plan
+        .run_given(FetchContext::new().fresh_read(fresh), given)
+        .await;
+    let read = out.given();
     let slots = out.watch_slots();
     let value = T::take(&mut out, false);
     let degraded = out.degraded();
@@ -375,11 +386,12 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
         Ok(v) => v,
         Err(errors) => {
             let (reason, fields) = rejection(&errors);
-            return Candidate::Failed {
+            let failed = Candidate::Failed {
                 reason,
                 fields,
                 errors,
             };
+            return (failed, read);
         }
     };
     if fresh && !degraded.is_empty() {
@@ -390,15 +402,15 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
             })
             .collect::<Vec<_>>()
             .join("; ");
-        return Candidate::Refused { reason, slots };
+        return (Candidate::Refused { reason, slots }, read);
     }
     let value = Arc::new(value);
     for check in checks {
         if let Err(reason) = check(value.clone()).await {
-            return Candidate::Refused { reason, slots };
+            return (Candidate::Refused { reason, slots }, read);
         }
     }
-    Candidate::Valid(value, slots)
+    (Candidate::Valid(value, slots), read)
 }
 
 /// Fetch errors as a rejected update's reason (every error) and fields (their paths).
@@ -422,7 +434,8 @@ async fn start<T: Nested + Send + Sync + 'static>(
     let sources = builder.sources.clone();
     let mut plan = Plan::new(&sources);
     T::plan(&mut plan);
-    let (value, slots) = match candidate(&plan, &builder.checks, false).await {
+    let (first, given) = candidate(&plan, &builder.checks, false, None).await;
+    let (value, slots) = match first {
         Candidate::Valid(value, slots) => (value, slots),
         Candidate::Failed { errors, .. } => return Err(errors),
         Candidate::Refused { reason, .. } => {
@@ -451,6 +464,7 @@ async fn start<T: Nested + Send + Sync + 'static>(
             raws: slots.clone(),
             fetched: slots.clone(),
             kept: VecDeque::from([(1, slots)]),
+            given,
             _value: std::marker::PhantomData,
         }),
         history_view: Mutex::new(VecDeque::from([Version {
@@ -488,13 +502,13 @@ impl<T: Nested + Send + Sync + 'static> Live<T> {
         }
     }
 
-    /// Fetches again now (e.g. on SIGHUP), validates and swaps as a watched change would.
-    /// `None` when nothing changed.
+    /// Fetches every field again now (e.g. on SIGHUP), validates and swaps as a watched
+    /// change would. `None` when nothing changed.
     pub async fn refresh(&self) -> Option<ConfigUpdate> {
         let sources = self.shared.sources.clone();
         let mut plan = Plan::new(&sources);
         T::plan(&mut plan);
-        self.shared.refresh(&plan).await
+        self.shared.refresh(&plan, &Dirty::every()).await
     }
 }
 
@@ -610,10 +624,14 @@ impl<T> Live<T> {
 }
 
 impl<T: Nested + Send + Sync + 'static> Shared<T> {
-    /// Fetches, validates, and swaps when something changed.
-    async fn refresh(&self, plan: &Plan<'_>) -> Option<ConfigUpdate> {
+    /// Fetches what `dirty` names (with the values it carries, the rest as last read),
+    /// validates, and swaps when something changed.
+    async fn refresh(&self, plan: &Plan<'_>, dirty: &Dirty) -> Option<ConfigUpdate> {
         let mut state = self.state.lock().await;
-        let update = match candidate(plan, &self.checks, true).await {
+        let given = (!dirty.all).then(|| dirty.applied_to(state.given.clone()));
+        let (candidate, read) = candidate(plan, &self.checks, true, given.as_ref()).await;
+        state.given = read;
+        let update = match candidate {
             Candidate::Failed { reason, fields, .. } => ConfigUpdate::Rejected { reason, fields },
             Candidate::Refused { reason, slots } => {
                 // The same refused values read again were reported already.
@@ -704,13 +722,78 @@ impl Stream for ConfigUpdates {
     }
 }
 
-/// Why the watcher looks again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the watcher looks again, and what to read.
+#[derive(Debug)]
 enum Trigger {
     /// A source said something changed: wait for quiet first.
-    Change,
+    Change(Dirty),
     /// A polling interval passed: read now.
-    Poll,
+    Poll(Dirty),
+}
+
+/// What a candidate reads again: every field (`all`), else the fields named, each with
+/// its new raw value when the change carried one (`None`: fetch it). Changes arriving in
+/// one quiescence window merge; a later one about a field replaces an earlier one.
+#[derive(Debug, Default)]
+struct Dirty {
+    all: bool,
+    fields: std::collections::BTreeMap<usize, Option<RawValue>>,
+}
+
+impl Dirty {
+    fn every() -> Self {
+        Dirty {
+            all: true,
+            fields: Default::default(),
+        }
+    }
+
+    /// What `change` of `group`'s watch names: its requests' fields. A position the
+    /// group does not have (a source's mistake) reads everything.
+    fn of(change: Change, group: &Watched) -> Self {
+        let mut dirty = Dirty::default();
+        let (indices, value) = match change {
+            Change::All => return Dirty::every(),
+            Change::Changed(indices) => (indices, None),
+            Change::Value { index, value, .. } => (vec![index], Some(value)),
+        };
+        for i in indices {
+            match group.slots.get(i) {
+                Some(slots) => {
+                    for &slot in slots {
+                        dirty.fields.insert(slot, value.clone());
+                    }
+                }
+                None => dirty.all = true,
+            }
+        }
+        dirty
+    }
+
+    /// Every watched field of `group` (a poll).
+    fn polled(group: &Watched) -> Self {
+        Dirty {
+            all: false,
+            fields: group.slots.iter().flatten().map(|&s| (s, None)).collect(),
+        }
+    }
+
+    fn merge(&mut self, later: Dirty) {
+        self.all |= later.all;
+        self.fields.extend(later.fields);
+    }
+
+    /// `given` (what the last fetch read) with this applied: the values set, the fields
+    /// to fetch forgotten.
+    fn applied_to(&self, mut given: Given) -> Given {
+        for (&slot, value) in &self.fields {
+            match value {
+                Some(value) => given.set(slot, value.clone()),
+                None => given.forget(slot),
+            }
+        }
+        given
+    }
 }
 
 /// The triggers of one watched group: the source's own watch, re-established after it
@@ -719,9 +802,10 @@ enum Trigger {
 /// source that cannot watch (its watch fails with a configuration error: not built, not
 /// enabled on the server, nothing to watch on).
 ///
-/// A source says `Change::All` once its watch is in place (the built-in ones do), so what
-/// changed before — since the first read, or during an outage — is read again; the first
-/// watch also starts with a `Change` here, for sources that do not.
+/// A source says `Change::All` once its watch is in place (the built-in ones do, or hand
+/// on every value), so what changed before — since the first read, or during an outage —
+/// is read again; the first watch also starts with a `Change::All` here, for sources
+/// that do not. Each change is mapped onto the fields reading the requests it names.
 fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
     enum Mode {
         Start,
@@ -755,7 +839,8 @@ fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
                     }
                     match group.source.as_ref().map(|s| s.watch(group.requests.clone())) {
                         Some(Ok(changes)) if first => {
-                            return Some((Trigger::Change, (group, Mode::Watching(changes, 0))));
+                            let all = Trigger::Change(Dirty::every());
+                            return Some((all, (group, Mode::Watching(changes, 0))));
                         }
                         Some(Ok(changes)) => Mode::Watching(changes, failures),
                         Some(Err(e)) if e.kind() == crate::ErrorKind::Config => poll(&e),
@@ -764,8 +849,9 @@ fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
                     }
                 }
                 Mode::Watching(mut changes, failures) => match changes.next().await {
-                    Some(Ok(_)) => {
-                        return Some((Trigger::Change, (group, Mode::Watching(changes, 0))));
+                    Some(Ok(change)) => {
+                        let dirty = Trigger::Change(Dirty::of(change, &group));
+                        return Some((dirty, (group, Mode::Watching(changes, 0))));
                     }
                     Some(Err(e)) if e.kind() == crate::ErrorKind::Config => poll(&e),
                     Some(Err(e)) => {
@@ -776,7 +862,8 @@ fn triggers(group: Watched) -> BoxStream<'static, Trigger> {
                 },
                 Mode::Polling => {
                     tokio::time::sleep(every).await;
-                    return Some((Trigger::Poll, (group, Mode::Polling)));
+                    let polled = Trigger::Poll(Dirty::polled(&group));
+                    return Some((polled, (group, Mode::Polling)));
                 }
             };
         }
@@ -797,23 +884,32 @@ async fn watch_loop<T: Nested + Send + Sync + 'static>(
             _ = &mut stop => return,
             t = triggers.next() => match t { Some(t) => t, None => return },
         };
-        // A change waits for quiet (at most `max_wait`): a burst becomes one fetch. A
-        // poll reads at once.
-        if trigger == Trigger::Change {
-            let deadline = tokio::time::Instant::now() + max_wait;
-            loop {
-                let until = (tokio::time::Instant::now() + quiet).min(deadline);
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tokio::time::sleep_until(until) => break,
-                    t = triggers.next() => match t {
-                        None => return,
-                        Some(Trigger::Change) if tokio::time::Instant::now() >= deadline => break,
-                        Some(_) => {}
-                    },
+        // A change waits for quiet (at most `max_wait`): a burst becomes one fetch, of
+        // what all its changes name. A poll reads at once.
+        let dirty = match trigger {
+            Trigger::Poll(dirty) => dirty,
+            Trigger::Change(mut dirty) => {
+                let deadline = tokio::time::Instant::now() + max_wait;
+                loop {
+                    let until = (tokio::time::Instant::now() + quiet).min(deadline);
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep_until(until) => break,
+                        t = triggers.next() => match t {
+                            None => return,
+                            Some(Trigger::Change(more)) => {
+                                dirty.merge(more);
+                                if tokio::time::Instant::now() >= deadline {
+                                    break;
+                                }
+                            }
+                            Some(Trigger::Poll(more)) => dirty.merge(more),
+                        },
+                    }
                 }
+                dirty
             }
-        }
+        };
         let Some(shared) = weak.upgrade() else { return };
         let sources = shared.sources.clone();
         let mut plan = Plan::new(&sources);
@@ -821,7 +917,7 @@ async fn watch_loop<T: Nested + Send + Sync + 'static>(
         // Stopping ends a refresh under way too (a fetch can wait on its timeouts).
         tokio::select! {
             _ = &mut stop => return,
-            _ = shared.refresh(&plan) => {}
+            _ = shared.refresh(&plan, &dirty) => {}
         }
     }
 }

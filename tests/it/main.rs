@@ -22,3 +22,4 @@ mod sync_model;
 mod tls;
 mod vault;
 mod vault_auth;
+mod watch_values;
