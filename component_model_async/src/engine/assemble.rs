@@ -18,7 +18,7 @@ impl Outcomes<'_> {
         let i = handle.index;
         let value = match self.fields[i].converted.take() {
             // Converted (and checked) ahead of assembly.
-            Some(converted) => converted?.downcast::<Option<T>>().ok().and_then(|v| *v),
+            Some(converted) => (*converted)?.downcast::<Option<T>>().ok().and_then(|v| *v),
             None => {
                 let mut out: Option<T> = None;
                 match self.finish(i, &mut out)? {
@@ -105,7 +105,7 @@ impl Outcomes<'_> {
                 field.result = None;
                 field.converted = None;
                 field.outcome = Some(Outcome::Absent);
-                field.span.record("outcome", "absent");
+                self.span(i).record("outcome", "absent");
             }
             self.next = g.end;
             self.next_group += g.inner;
@@ -166,7 +166,7 @@ impl Outcomes<'_> {
         self.slots
             .iter()
             .zip(&self.fields)
-            .filter_map(|(slot, field)| Some((slot.path(), field.degraded.clone()?)))
+            .filter_map(|(slot, field)| Some((slot.path(), field.degraded.as_deref()?.to_owned())))
             .collect()
     }
 }

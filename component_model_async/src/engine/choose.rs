@@ -72,7 +72,7 @@ impl Round {
                             },
                         )),
                         (Some(Route::Typed(call)), _) => {
-                            asks.push((i, Ask::Typed(call, field.span.clone())))
+                            asks.push((i, Ask::Typed(call, out.span(i).clone())))
                         }
                         _ => {}
                     }
@@ -104,7 +104,7 @@ impl Round {
                             }
                         }
                         Some(Route::Typed(call)) => {
-                            asks.push((i, Ask::Typed(call, field.span.clone())))
+                            asks.push((i, Ask::Typed(call, out.span(i).clone())))
                         }
                         Some(Route::Fail(detail)) => {
                             let e = slot.config_error(detail);

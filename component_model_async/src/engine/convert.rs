@@ -76,7 +76,7 @@ impl Outcomes<'_> {
                 let why = e.to_string();
                 let r = use_fallback(e, &target, |t, tg| fallback(t, tg, out), &mut outcome);
                 if outcome == "fallback" {
-                    field.degraded = Some(why);
+                    field.degraded = Some(why.into());
                 }
                 r
             }
@@ -91,7 +91,7 @@ impl Outcomes<'_> {
         };
         let field = &mut self.fields[index];
         field.outcome = Some(how);
-        record(&field.span, &result, outcome, elapsed);
+        record(self.span(index), &result, outcome, elapsed);
         result
     }
 

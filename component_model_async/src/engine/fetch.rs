@@ -42,27 +42,29 @@ pub(super) struct Typed<T>(pub(super) Arc<dyn DynFetcher<T>>);
 impl<T: Send + 'static> TypedFetch for Typed<T> {
     /// One call (with `timeout`/`retry_attempts` when the field has them).
     fn job(&self, i: usize, spec: &'static FieldSpec, span: tracing::Span, timed: bool) -> Job<'_> {
-        Box::pin(
-            async move {
-                let started = timed.then(Instant::now);
-                let r = resilience::call(spec, || {
-                    let fut = self.0.fetch_dyn();
-                    async move {
-                        fut.await
-                            .map(|v| Got::Typed(Box::new(v)))
-                            .map_err(Failure::Fetcher)
-                    }
-                })
-                .await;
-                let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
-                crate::metrics::call(spec.source, 1, elapsed);
-                if let Err(e) = &r {
-                    crate::metrics::error(spec.source, e.kind());
+        let job = async move {
+            let started = timed.then(Instant::now);
+            let r = resilience::call(spec, || {
+                let fut = self.0.fetch_dyn();
+                async move {
+                    fut.await
+                        .map(|v| Got::Typed(Box::new(v)))
+                        .map_err(Failure::Fetcher)
                 }
-                Answered::One(i, r, elapsed)
+            })
+            .await;
+            let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+            crate::metrics::call(spec.source, 1, elapsed);
+            if let Err(e) = &r {
+                crate::metrics::error(spec.source, e.kind());
             }
-            .instrument(span),
-        )
+            Answered::One(i, r, elapsed)
+        };
+        // A disabled span is not entered on every poll.
+        match span.is_disabled() {
+            true => Box::pin(job),
+            false => Box::pin(job.instrument(span)),
+        }
     }
 }
 

@@ -74,7 +74,7 @@ impl Plan<'_> {
         let timed = out.cx.notes().is_some()
             || crate::metrics::ENABLED
             || tracing::enabled!(tracing::Level::WARN)
-            || out.fields.iter().any(|f| !f.span.is_disabled());
+            || !out.spans.is_empty();
         let waves = resolve::waves(&self.slots);
         let mut wave_index = 0;
         while let Some(wave) = waves.wave(wave_index, self.slots.len()) {

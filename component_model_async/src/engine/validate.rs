@@ -14,8 +14,13 @@ use super::state::Outcomes;
 use crate::error::{ComponentError, ErrorKind};
 use crate::report::Outcome;
 
-type Erased =
-    dyn for<'v> Fn(&'v (dyn Any + Send + Sync)) -> BoxFuture<'v, Result<(), String>> + Send + Sync;
+/// A checked value, its type erased.
+type Checked = dyn Any + Send + Sync;
+
+/// What a check says of a value: nothing, or why it is rejected.
+type Verdict<'v> = BoxFuture<'v, Result<(), String>>;
+
+type Erased = dyn for<'v> Fn(&'v Checked) -> Verdict<'v> + Send + Sync;
 
 /// One check of a field's converted value, its type erased.
 #[derive(Clone)]
@@ -70,12 +75,12 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
             }),
             Err(e) => Err(e),
         };
-        out.fields[i].converted = Some(converted);
+        out.fields[i].converted = Some(Box::new(converted));
     }
     let fields = &out.fields;
     let runs = checks
         .iter()
-        .filter_map(|(i, check)| match &fields[*i].converted {
+        .filter_map(|(i, check)| match fields[*i].converted.as_deref() {
             Some(Ok(value)) => {
                 let fut = (check.run)(value.as_ref());
                 Some(async move { (*i, fut.await) })
@@ -97,10 +102,11 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
             .provenance(slot.provenance())
             .detail(messages.join("; "))
             .build();
+        let span = out.span(i);
+        span.record("outcome", ErrorKind::Invalid.as_str());
+        tracing::warn!(parent: span, error = %e, "component rejected by validation");
         let field = &mut out.fields[i];
-        field.span.record("outcome", ErrorKind::Invalid.as_str());
-        tracing::warn!(parent: &field.span, error = %e, "component rejected by validation");
         field.outcome = Some(Outcome::Failed(ErrorKind::Invalid));
-        field.converted = Some(Err(e));
+        field.converted = Some(Box::new(Err(e)));
     }
 }
