@@ -67,24 +67,30 @@ pub enum SecretAttr {
     Path(String),
 }
 
+/// `name = <literal>` that is no key of the derive: a parameter of the field's source.
+#[derive(Clone)]
+pub struct Param {
+    /// The key as written.
+    pub name: String,
+    /// The key's tokens.
+    pub tokens: TokenStream,
+    /// The value as text: a string's content, a number's digits, `true`/`false`.
+    pub value: String,
+    /// The literal as written, for errors about the value.
+    pub lit: Lit,
+}
+
 /// Attributes found on one field.
 pub struct FieldAttrs {
     pub skip: Attr<()>,
     pub fetch_from: Attr<String>,
     pub key: Attr<String>,
-    pub query: Attr<String>,
     pub secret: Attr<SecretAttr>,
     /// `secret_file = "path"`: the value is the file's content (turned into
     /// `fetch_from = "secret_file", key = "path", secret`).
     pub secret_file: Attr<String>,
     pub field: Attr<String>,
-    pub url: Attr<String>,
-    pub path: Attr<String>,
     pub pointer: Attr<String>,
-    pub mount: Attr<String>,
-    pub kv_version: Attr<u32>,
-    pub dc: Attr<String>,
-    pub table: Attr<String>,
     pub source: Attr<String>,
     pub fallback: Attr<String>,
     pub ttl: Attr<Duration>,
@@ -98,7 +104,6 @@ pub struct FieldAttrs {
     pub watch_interval: Attr<Duration>,
     pub fallback_to: Attr<String>,
     pub stream_from: Attr<String>,
-    pub topic: Attr<String>,
     pub timeout: Attr<Duration>,
     pub max_size: Attr<u64>,
     pub fetcher: Attr<Expr>,
@@ -108,6 +113,9 @@ pub struct FieldAttrs {
     pub env_prefix: Attr<String>,
     /// `key_prefix` of a `nested` field.
     pub key_prefix: Attr<String>,
+    /// Every `name = <literal>` that is no key of the derive: the source's own
+    /// parameters, in written order, checked by the backend's rules by name.
+    pub params: Vec<Param>,
     /// Every `#[component]` attribute on the field, for spans of derive-level errors.
     pub originals: Vec<syn::Attribute>,
     /// `stream_from` together with `fetch_from` or `fetcher` (reported once).
@@ -133,17 +141,10 @@ impl FieldAttrs {
             skip: Attr::none(SKIP),
             fetch_from: Attr::none(FETCH_FROM),
             key: Attr::none(KEY),
-            query: Attr::none(QUERY),
             secret: Attr::none(SECRET),
             secret_file: Attr::none(SECRET_FILE),
             field: Attr::none(FIELD),
-            url: Attr::none(URL),
-            path: Attr::none(PATH),
             pointer: Attr::none(POINTER),
-            mount: Attr::none(MOUNT),
-            kv_version: Attr::none(KV_VERSION),
-            dc: Attr::none(DC),
-            table: Attr::none(TABLE),
             source: Attr::none(SOURCE),
             fallback: Attr::none(FALLBACK),
             ttl: Attr::none(TTL),
@@ -157,13 +158,13 @@ impl FieldAttrs {
             watch_interval: Attr::none(WATCH_INTERVAL),
             fallback_to: Attr::none(FALLBACK_TO),
             stream_from: Attr::none(STREAM_FROM),
-            topic: Attr::none(TOPIC),
             timeout: Attr::none(TIMEOUT),
             max_size: Attr::none(MAX_SIZE),
             fetcher: Attr::none(FETCHER),
             nested: Attr::none(NESTED),
             env_prefix: Attr::none(ENV_PREFIX),
             key_prefix: Attr::none(KEY_PREFIX),
+            params: Vec::new(),
             originals: Vec::new(),
             conflict: false,
         };
@@ -183,7 +184,6 @@ impl FieldAttrs {
                     SKIP => a.skip.set(cx, tokens, flag(&meta)?),
                     FETCH_FROM => a.fetch_from.set(cx, tokens, string(&meta)?.value()),
                     KEY => a.key.set(cx, tokens, string(&meta)?.value()),
-                    QUERY => a.query.set(cx, tokens, string(&meta)?.value()),
                     SECRET => {
                         let value = if meta.input.peek(syn::Token![=]) {
                             SecretAttr::Path(string(&meta)?.value())
@@ -194,13 +194,7 @@ impl FieldAttrs {
                     }
                     SECRET_FILE => a.secret_file.set(cx, tokens, string(&meta)?.value()),
                     FIELD => a.field.set(cx, tokens, string(&meta)?.value()),
-                    URL => a.url.set(cx, tokens, string(&meta)?.value()),
-                    PATH => a.path.set(cx, tokens, string(&meta)?.value()),
                     POINTER => a.pointer.set(cx, tokens, string(&meta)?.value()),
-                    MOUNT => a.mount.set(cx, tokens, string(&meta)?.value()),
-                    KV_VERSION => a.kv_version.set(cx, tokens, kv_version(&meta)?),
-                    DC => a.dc.set(cx, tokens, string(&meta)?.value()),
-                    TABLE => a.table.set(cx, tokens, string(&meta)?.value()),
                     SOURCE => a.source.set(cx, tokens, string(&meta)?.value()),
                     FALLBACK => a.fallback.set(cx, tokens, string(&meta)?.value()),
                     TTL => a.ttl.set(cx, tokens, duration(&meta)?),
@@ -216,7 +210,6 @@ impl FieldAttrs {
                     WATCH_INTERVAL => a.watch_interval.set(cx, tokens, duration(&meta)?),
                     FALLBACK_TO => a.fallback_to.set(cx, tokens, string(&meta)?.value()),
                     STREAM_FROM => a.stream_from.set(cx, tokens, string(&meta)?.value()),
-                    TOPIC => a.topic.set(cx, tokens, string(&meta)?.value()),
                     FETCHER => {
                         let expr: Expr = meta.value()?.parse()?;
                         a.fetcher.set(cx, tokens, expr);
@@ -236,10 +229,21 @@ impl FieldAttrs {
                             "`nested_only` is a container attribute: put `#[component(nested_only)]` on the sub-struct; this field needs only `nested`",
                         ));
                     }
-                    _ => {
-                        skip_value(&meta)?;
-                        return Err(meta.error(unknown_message(&name, FIELD_KEYS, "field")));
-                    }
+                    _ => match param(&meta)? {
+                        Some(p) => {
+                            if a.params.iter().any(|q| q.name == p.name) {
+                                cx.error_spanned_by(
+                                    &p.tokens,
+                                    format!("duplicate component attribute `{}`", p.name),
+                                );
+                            } else {
+                                a.params.push(p);
+                            }
+                        }
+                        None => {
+                            return Err(meta.error(unknown_message(&name, FIELD_KEYS, "field")));
+                        }
+                    },
                 }
                 Ok(())
             });
@@ -344,30 +348,33 @@ impl FieldAttrs {
         self.stream_from.is_some()
     }
 
-    /// The keys a backend reads, in a fixed order, with the tokens of those present.
-    /// (`secret_path` is `secret = "..."`; a bare `secret` is not a backend key.)
-    pub fn backend_keys(&self) -> [(&'static str, Option<TokenStream>); 11] {
-        let t = |a: Option<TokenStream>| a;
-        let secret_path = match self.secret.get() {
-            Some(s) if matches!(s.value, SecretAttr::Path(_)) => Some(s.to_token_stream()),
-            _ => None,
-        };
-        [
-            (KEY, t(self.key.get().map(|s| s.to_token_stream()))),
-            (QUERY, t(self.query.get().map(|s| s.to_token_stream()))),
-            ("secret_path", secret_path),
-            (URL, t(self.url.get().map(|s| s.to_token_stream()))),
-            (PATH, t(self.path.get().map(|s| s.to_token_stream()))),
-            (MOUNT, t(self.mount.get().map(|s| s.to_token_stream()))),
-            (
-                KV_VERSION,
-                t(self.kv_version.get().map(|s| s.to_token_stream())),
-            ),
-            (DC, t(self.dc.get().map(|s| s.to_token_stream()))),
-            (TABLE, t(self.table.get().map(|s| s.to_token_stream()))),
-            (SOURCE, t(self.source.get().map(|s| s.to_token_stream()))),
-            (TOPIC, t(self.topic.get().map(|s| s.to_token_stream()))),
-        ]
+    /// What the field says to its source, by name, with the tokens of each key (for
+    /// spans): `key` first, then `secret = "path"` as `secret`, `source` (a database
+    /// pool), then every parameter as written. The backend's rules decide which it reads.
+    pub fn backend_params(&self) -> Vec<(String, TokenStream)> {
+        let mut out = Vec::with_capacity(self.params.len() + 1);
+        if let Some(k) = self.key.get() {
+            out.push((KEY.to_owned(), k.to_token_stream()));
+        }
+        if let Some(s) = self.secret.get()
+            && matches!(s.value, SecretAttr::Path(_))
+        {
+            out.push((SECRET.to_owned(), s.to_token_stream()));
+        }
+        if let Some(s) = self.source.get() {
+            out.push((SOURCE.to_owned(), s.to_token_stream()));
+        }
+        out.extend(
+            self.params
+                .iter()
+                .map(|p| (p.name.clone(), p.tokens.clone())),
+        );
+        out
+    }
+
+    /// The parameter `name`, if the field has it.
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
     }
 
     /// Whether the field says where its value comes from.
@@ -387,16 +394,9 @@ impl FieldAttrs {
         self.fetch_from.is_some()
             || self.secret_file.is_some()
             || self.key.is_some()
-            || self.query.is_some()
             || self.secret.is_some()
             || self.field.is_some()
-            || self.url.is_some()
-            || self.path.is_some()
             || self.pointer.is_some()
-            || self.mount.is_some()
-            || self.kv_version.is_some()
-            || self.dc.is_some()
-            || self.table.is_some()
             || self.source.is_some()
             || self.fallback.is_some()
             || self.ttl.is_some()
@@ -410,13 +410,13 @@ impl FieldAttrs {
             || self.watch_interval.is_some()
             || self.fallback_to.is_some()
             || self.stream_from.is_some()
-            || self.topic.is_some()
             || self.timeout.is_some()
             || self.max_size.is_some()
             || self.fetcher.is_some()
             || self.nested.is_some()
             || self.env_prefix.is_some()
             || self.key_prefix.is_some()
+            || !self.params.is_empty()
     }
 
     /// Whether the field is a `nested` sub-struct.
@@ -508,6 +508,46 @@ fn unknown_message(name: &str, known: &[&'static str], place: &str) -> String {
     msg
 }
 
+/// An unknown `name = <literal>` as a parameter of the field's source; `None` (the value
+/// consumed) when it is no such thing: a path, a bare flag, a list, an expression.
+fn param(meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Param>> {
+    let Some(ident) = meta.path.get_ident().cloned() else {
+        skip_value(meta)?;
+        return Ok(None);
+    };
+    if !meta.input.peek(syn::Token![=]) {
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    let mut expr: Expr = meta.value()?.parse()?;
+    // A literal passed through a `macro_rules!` (`table = $table`) comes in a group.
+    while let Expr::Group(g) = expr {
+        expr = *g.expr;
+    }
+    let Expr::Lit(syn::ExprLit { lit, .. }) = expr else {
+        return Ok(None);
+    };
+    let value = match &lit {
+        Lit::Str(s) => s.value(),
+        Lit::Int(i) => i.base10_digits().to_owned(),
+        Lit::Float(f) => f.base10_digits().to_owned(),
+        Lit::Bool(b) => b.value.to_string(),
+        Lit::Char(c) => c.value().to_string(),
+        _ => {
+            return Err(syn::Error::new_spanned(
+                &lit,
+                format!("`{ident}` expects a string, a number or `true`/`false`"),
+            ));
+        }
+    };
+    Ok(Some(Param {
+        name: ident.to_string(),
+        tokens: meta.path.to_token_stream(),
+        value,
+        lit,
+    }))
+}
+
 /// Consumes `= value` or `(...)` after an unknown key so parsing can continue.
 fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.input.peek(syn::Token![=]) {
@@ -561,23 +601,6 @@ fn boolean(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
         other => Err(syn::Error::new_spanned(
             other,
             format!("`{name}` expects `true` or `false`"),
-        )),
-    }
-}
-
-/// `kv_version = 2` or `kv_version = "2"`: the Vault KV engine version, 1 or 2.
-fn kv_version(meta: &ParseNestedMeta<'_>) -> syn::Result<u32> {
-    let lit = meta.value()?.parse::<Lit>()?;
-    let v = match &lit {
-        Lit::Int(i) => i.base10_parse::<u32>().ok(),
-        Lit::Str(s) => s.value().trim().parse::<u32>().ok(),
-        _ => None,
-    };
-    match v {
-        Some(v @ (1 | 2)) => Ok(v),
-        _ => Err(syn::Error::new_spanned(
-            lit,
-            "`kv_version` is the Vault KV secrets engine version: 1 or 2 (leave it out to detect it from the mount)",
         )),
     }
 }

@@ -154,23 +154,21 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     if key.is_none() {
         chain.extend(quote!(.default_key(#default_key)));
     }
-    chain.extend(opt_lit("query", a.query.get().map(|s| s.value.as_str())));
-    chain.extend(opt_lit("secret_path", secret_path));
     chain.extend(opt_lit("select", a.field.get().map(|s| s.value.as_str())));
-    chain.extend(opt_lit("url", a.url.get().map(|s| s.value.as_str())));
-    chain.extend(opt_lit("path", a.path.get().map(|s| s.value.as_str())));
     chain.extend(opt_lit(
         "pointer",
         a.pointer.get().map(|s| s.value.as_str()),
     ));
-    chain.extend(opt_lit("mount", a.mount.get().map(|s| s.value.as_str())));
-    chain.extend(opt_lit("dc", a.dc.get().map(|s| s.value.as_str())));
-    if let Some(v) = a.kv_version.get() {
-        let v = v.value as u8;
-        chain.extend(quote!(.kv_version(#v)));
+    // The source's own parameters, by name (`secret = "path"` is `secret`).
+    let params: Vec<(&str, &str)> = secret_path
+        .map(|p| ("secret", p))
+        .into_iter()
+        .chain(a.params.iter().map(|p| (p.name.as_str(), p.value.as_str())))
+        .collect();
+    if !params.is_empty() {
+        let (names, values): (Vec<_>, Vec<_>) = params.into_iter().unzip();
+        chain.extend(quote!(.params(&[ #( (#names, #values) ),* ])));
     }
-    chain.extend(opt_lit("table", a.table.get().map(|s| s.value.as_str())));
-    chain.extend(opt_lit("topic", a.topic.get().map(|s| s.value.as_str())));
     chain.extend(opt_lit(
         "fallback",
         a.fallback.get().map(|s| s.value.as_str()),
@@ -233,9 +231,11 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
 }
 
 /// The backend's own compile-time rules for a `fetch_from` field: one call spanned at
-/// `fetch_from` (which backend keys are present: required keys, the cargo feature) and one
-/// per present backend key, spanned at it (keys the backend does not read). The rules live
-/// in the runtime crate's backend modules; this crate knows no backend by name.
+/// `fetch_from`, `backend!{ "<name>" <entry> has [key dc ...] }` (the names the field says
+/// to its source: required keys, the cargo feature), and one per name, spanned at its key,
+/// `backend!{ "<name>" <entry> param <name> }` (a name the backend does not read is an
+/// error there, with the backend's keys and a suggestion). The rules live in the runtime
+/// crate's backend modules; this crate knows no backend and no backend key by name.
 /// [`backend_rules`] for every fetched field; also emitted when other attributes are
 /// invalid, so the backends' errors join the others in one compile.
 pub fn backend_checks(input: &Input<'_>, entry: Entry) -> TokenStream {
@@ -261,13 +261,7 @@ fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
         Entry::Facade => quote!(facade),
         Entry::Direct => quote!(direct),
     };
-    let keys = f.attrs.backend_keys();
-    let flags = keys.iter().map(|(key, tokens)| {
-        let key = format_ident!("{}", key);
-        let present = u8::from(tokens.is_some());
-        let present = proc_macro2::Literal::u8_unsuffixed(present);
-        quote!(#key = #present)
-    });
+    let params = f.attrs.backend_params();
     let span_of = |tokens: &TokenStream| {
         tokens
             .clone()
@@ -275,18 +269,17 @@ fn backend_rules(cm: &TokenStream, f: &Field<'_>, entry: Entry) -> TokenStream {
             .next()
             .map_or_else(proc_macro2::Span::call_site, |t| t.span())
     };
+    let names = params.iter().map(|(name, _)| format_ident!("{}", name));
     let mut out = crate::ast::respan(
-        quote! { #cm::backend!{ #name #entry needs [ #( #flags )* ] } },
+        quote! { #cm::backend!{ #name #entry has [ #( #names )* ] } },
         span_of(&from.tokens),
     );
-    for (key, tokens) in &keys {
-        if let Some(tokens) = tokens {
-            let key = format_ident!("{}", key);
-            out.extend(crate::ast::respan(
-                quote! { #cm::backend!{ #name #entry uses #key } },
-                span_of(tokens),
-            ));
-        }
+    for (key, tokens) in &params {
+        let key = format_ident!("{}", key);
+        out.extend(crate::ast::respan(
+            quote! { #cm::backend!{ #name #entry param #key } },
+            span_of(tokens),
+        ));
     }
     // Only a push backend takes `stream_from`: the checks above run inside
     // `backend!{ name entry streamed { ... } }`, which a pull backend answers with one

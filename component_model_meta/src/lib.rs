@@ -131,3 +131,141 @@ pub fn async_assign(input: TokenStream) -> TokenStream {
 pub fn async_assign_direct(input: TokenStream) -> TokenStream {
     async_derive(input, expand_async::Entry::Direct)
 }
+
+/// What a backend's compile-time rules expand a key they do not read to (not public API):
+/// `__unknown_backend_key! { <key> "<source>" [<the backend's keys>] }` becomes a
+/// `compile_error!` spanned at `<key>` that names the source's keys and suggests the
+/// closest one (or a key of the derive) when the key looks misspelt. One invocation per
+/// key, so every unknown key of a struct is reported in the same compile.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __unknown_backend_key(input: TokenStream) -> TokenStream {
+    match syn::parse::Parser::parse(unknown_key::parse, input) {
+        Ok(k) => k.error().into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+mod unknown_key {
+    use proc_macro2::TokenStream;
+    use quote::quote_spanned;
+    use syn::parse::ParseStream;
+
+    pub struct UnknownKey {
+        key: syn::Ident,
+        source: String,
+        known: Vec<String>,
+    }
+
+    pub fn parse(input: ParseStream<'_>) -> syn::Result<UnknownKey> {
+        let key = input.call(<syn::Ident as syn::ext::IdentExt>::parse_any)?;
+        let source: syn::LitStr = input.parse()?;
+        let list;
+        syn::bracketed!(list in input);
+        let mut known = Vec::new();
+        while !list.is_empty() {
+            known.push(
+                list.call(<syn::Ident as syn::ext::IdentExt>::parse_any)?
+                    .to_string(),
+            );
+        }
+        Ok(UnknownKey {
+            key,
+            source: source.value(),
+            known,
+        })
+    }
+
+    impl UnknownKey {
+        fn message(&self) -> String {
+            let (key, source) = (self.key.to_string(), &self.source);
+            match key.as_str() {
+                "secret" => {
+                    return format!(
+                        "`secret = \"...\"` (a secret's path) is not used by the `{source}` source; a bare `secret` marks the value as secret"
+                    );
+                }
+                "source" => {
+                    return format!(
+                        "`source` names a database pool; the `{source}` source has none (register another source name instead)"
+                    );
+                }
+                _ => {}
+            }
+            let mut msg = format!("`{key}` is not used by the `{source}` source");
+            let known: Vec<&str> = self.known.iter().map(String::as_str).collect();
+            let suggestion = crate::symbol::suggest_among_short(&key, &known)
+                .or_else(|| crate::symbol::suggest_close(&key, crate::symbol::FIELD_KEYS));
+            if let Some(s) = suggestion {
+                msg.push_str(&format!("; did you mean `{s}`?"));
+            }
+            let list: Vec<String> = self.known.iter().map(|k| format!("`{k}`")).collect();
+            match list.as_slice() {
+                [] => msg.push_str(&format!(" (the `{source}` source reads no key of its own)")),
+                [one] => msg.push_str(&format!(" (the `{source}` source reads {one})")),
+                [init @ .., last] => msg.push_str(&format!(
+                    " (the `{source}` source reads {} and {last})",
+                    init.join(", ")
+                )),
+            }
+            msg
+        }
+
+        pub fn error(&self) -> TokenStream {
+            let msg = self.message();
+            quote_spanned!(self.key.span()=> ::core::compile_error!{ #msg })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use quote::quote;
+
+        fn message(tokens: proc_macro2::TokenStream) -> String {
+            syn::parse::Parser::parse2(super::parse, tokens)
+                .unwrap()
+                .message()
+        }
+
+        #[test]
+        fn a_near_miss_of_the_backends_key_is_suggested_and_its_keys_listed() {
+            assert_eq!(
+                message(quote!(dcc "consul" [key dc])),
+                "`dcc` is not used by the `consul` source; did you mean `dc`? (the `consul` source reads `key` and `dc`)"
+            );
+        }
+
+        #[test]
+        fn a_near_miss_of_a_derive_key_is_suggested_when_no_backend_key_is_near() {
+            assert_eq!(
+                message(quote!(retry_atempts "env" [key])),
+                "`retry_atempts` is not used by the `env` source; did you mean `retry_attempts`? (the `env` source reads `key`)"
+            );
+        }
+
+        #[test]
+        fn another_backends_key_gets_the_list_without_a_guess() {
+            assert_eq!(
+                message(quote!(ns "consul" [key dc])),
+                "`ns` is not used by the `consul` source (the `consul` source reads `key` and `dc`)"
+            );
+            assert_eq!(
+                message(quote!(dc "vault" [secret mount kv_version])),
+                "`dc` is not used by the `vault` source (the `vault` source reads `secret`, `mount` and `kv_version`)"
+            );
+            assert_eq!(
+                message(quote!(path "kafka" [])),
+                "`path` is not used by the `kafka` source (the `kafka` source reads no key of its own)"
+            );
+        }
+
+        #[test]
+        fn secret_and_source_keep_their_own_explanations() {
+            assert!(
+                message(quote!(secret "consul" [key dc]))
+                    .contains("a bare `secret` marks the value as secret")
+            );
+            assert!(message(quote!(source "http" [url path])).contains("names a database pool"));
+        }
+    }
+}

@@ -6,20 +6,16 @@ pub const COMPONENT: &str = "component";
 // Field keys understood by the sync derives.
 pub const SKIP: &str = "skip";
 
-// Field keys of `#[derive(AsyncAssign)]` (from the specification).
+// Field keys of `#[derive(AsyncAssign)]` (from the specification). A key the derive does
+// not know, `name = <literal>`, is a parameter of the field's source: the backend's rules
+// check it by name (`query`, `url`, `path`, `mount`, `kv_version`, `dc`, `table`, `topic`
+// and any key a backend declares are such parameters).
 pub const FETCH_FROM: &str = "fetch_from";
 pub const KEY: &str = "key";
-pub const QUERY: &str = "query";
 pub const SECRET: &str = "secret";
 pub const SECRET_FILE: &str = "secret_file";
 pub const FIELD: &str = "field";
-pub const URL: &str = "url";
-pub const PATH: &str = "path";
 pub const POINTER: &str = "pointer";
-pub const MOUNT: &str = "mount";
-pub const KV_VERSION: &str = "kv_version";
-pub const DC: &str = "dc";
-pub const TABLE: &str = "table";
 pub const SOURCE: &str = "source";
 pub const FALLBACK: &str = "fallback";
 pub const TTL: &str = "ttl";
@@ -31,7 +27,6 @@ pub const RETRY_BACKOFF: &str = "retry_backoff";
 pub const MAX_CONCURRENCY: &str = "max_concurrency";
 pub const FALLBACK_TO: &str = "fallback_to";
 pub const STREAM_FROM: &str = "stream_from";
-pub const TOPIC: &str = "topic";
 pub const TIMEOUT: &str = "timeout";
 pub const MAX_SIZE: &str = "max_size";
 pub const FETCHER: &str = "fetcher";
@@ -50,17 +45,10 @@ pub const FIELD_KEYS: &[&str] = &[
     SKIP,
     FETCH_FROM,
     KEY,
-    QUERY,
     SECRET,
     SECRET_FILE,
     FIELD,
-    URL,
-    PATH,
     POINTER,
-    MOUNT,
-    KV_VERSION,
-    DC,
-    TABLE,
     SOURCE,
     FALLBACK,
     TTL,
@@ -72,7 +60,6 @@ pub const FIELD_KEYS: &[&str] = &[
     CIRCUIT_BREAKER,
     FALLBACK_TO,
     STREAM_FROM,
-    TOPIC,
     TIMEOUT,
     MAX_SIZE,
     FETCHER,
@@ -94,11 +81,39 @@ pub const CONTAINER_KEYS: &[&str] = &[
 ];
 
 /// Returns the known key closest to `unknown`, when one is close enough to be a typo.
-pub fn suggest(unknown: &str, known: &[&'static str]) -> Option<&'static str> {
+pub fn suggest<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
+    suggest_within(unknown, known, |k| 2.max(k.len() / 4))
+}
+
+/// Like [`suggest`], but only a near miss (one edit, or a quarter of a long key): for a
+/// name that may well be a source's own key rather than a misspelt derive key (`path` is
+/// two edits from `watch`).
+pub fn suggest_close<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
+    suggest_within(unknown, known, |k| 1.max(k.len() / 4))
+}
+
+/// Like [`suggest`], but a key of up to three letters only for one edit (`ns` is not a
+/// misspelt `dc`): for a backend's keys, which are often short.
+pub fn suggest_among_short<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
+    suggest_within(unknown, known, |k| {
+        if k.chars().count() <= 3 {
+            1
+        } else {
+            2.max(k.len() / 4)
+        }
+    })
+}
+
+fn suggest_within<'k>(
+    unknown: &str,
+    known: &[&'k str],
+    limit: impl Fn(&str) -> usize,
+) -> Option<&'k str> {
     known
         .iter()
+        .filter(|k| **k != unknown)
         .map(|k| (edit_distance(unknown, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .filter(|(d, k)| *d <= limit(k))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }

@@ -24,6 +24,23 @@ pub fn check_sync(cx: &Ctxt, input: &Input<'_>, derive: &str, needs_names: bool)
     }
     for field in &input.fields {
         check_skip(cx, field);
+        if !field.attrs.fetch_from.is_some() {
+            for p in &field.attrs.params {
+                cx.error_spanned_by(&p.tokens, unknown_field_key(&p.name));
+            }
+        }
+    }
+}
+
+/// "unknown component field attribute `x`" for a `name = <literal>` on a field whose
+/// source would otherwise read it as its own key.
+fn unknown_field_key(name: &str) -> String {
+    match crate::symbol::suggest_close(name, crate::symbol::FIELD_KEYS) {
+        Some(s) => format!("unknown component field attribute `{name}`; did you mean `{s}`?"),
+        None => format!(
+            "unknown component field attribute `{name}`; expected one of: {}, or a key of the field's source (with `fetch_from`)",
+            crate::symbol::FIELD_KEYS.join(", ")
+        ),
     }
 }
 
@@ -151,10 +168,7 @@ fn check_nested(cx: &Ctxt, input: &Input<'_>, field: &Field<'_>) {
             );
         }
     }
-    let mut others: Vec<(&'static str, proc_macro2::TokenStream)> = source_keys(field)
-        .into_iter()
-        .filter_map(|(name, tokens)| tokens.map(|t| (name, t)))
-        .collect();
+    let mut others: Vec<(String, proc_macro2::TokenStream)> = source_keys(field);
     for (name, tokens) in [
         ("secret", a.secret.get().map(|s| s.to_token_stream())),
         ("fallback", a.fallback.get().map(|s| s.to_token_stream())),
@@ -190,7 +204,7 @@ fn check_nested(cx: &Ctxt, input: &Input<'_>, field: &Field<'_>) {
         ),
     ] {
         if let Some(t) = tokens {
-            others.push((name, t));
+            others.push((name.to_owned(), t));
         }
     }
     for (name, tokens) in others {
@@ -255,35 +269,46 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     }
 }
 
-/// Keys that only make sense with a source, with their tokens when present.
-fn source_keys(field: &Field<'_>) -> Vec<(&'static str, Option<proc_macro2::TokenStream>)> {
+/// Keys that only make sense with a source, with their tokens, those present: what the
+/// field says to its source (`key`, `source`, every parameter) and `field`, `pointer`,
+/// `fallback_to`.
+fn source_keys(field: &Field<'_>) -> Vec<(String, proc_macro2::TokenStream)> {
     let a = &field.attrs;
     let mut keys: Vec<_> = a
-        .backend_keys()
+        .backend_params()
         .into_iter()
-        .filter(|(name, _)| *name != "secret_path")
+        .filter(|(name, _)| name != "secret")
         .collect();
-    keys.push(("field", a.field.get().map(|s| s.to_token_stream())));
-    keys.push(("pointer", a.pointer.get().map(|s| s.to_token_stream())));
-    keys.push((
-        "fallback_to",
-        a.fallback_to.get().map(|s| s.to_token_stream()),
-    ));
+    for (name, tokens) in [
+        ("field", a.field.get().map(|s| s.to_token_stream())),
+        ("pointer", a.pointer.get().map(|s| s.to_token_stream())),
+        (
+            "fallback_to",
+            a.fallback_to.get().map(|s| s.to_token_stream()),
+        ),
+    ] {
+        if let Some(tokens) = tokens {
+            keys.push((name.to_owned(), tokens));
+        }
+    }
     keys
 }
 
 fn check_keys_without_source(
     cx: &Ctxt,
     field: &Field<'_>,
-    dependent: &[(&'static str, Option<proc_macro2::TokenStream>)],
+    dependent: &[(String, proc_macro2::TokenStream)],
 ) {
     let a = &field.attrs;
     for (name, tokens) in dependent {
-        if let Some(tokens) = tokens {
-            cx.error_spanned_by(
+        // A misspelt key of the derive reads better as one than as a source's key.
+        let is_param = a.param(name).is_some();
+        match crate::symbol::suggest_close(name, crate::symbol::FIELD_KEYS) {
+            Some(_) if is_param => cx.error_spanned_by(tokens, unknown_field_key(name)),
+            _ => cx.error_spanned_by(
                 tokens,
                 format!("`{name}` needs `fetch_from = \"...\"` on the same field to say which source it belongs to"),
-            );
+            ),
         }
     }
     for (name, present) in [
@@ -405,19 +430,15 @@ fn layer_keys(field: &Field<'_>) -> Vec<(&'static str, proc_macro2::TokenStream)
 }
 
 /// A `fetcher` expression gets no source keys.
-fn check_fetcher_keys(cx: &Ctxt, dependent: &[(&'static str, Option<proc_macro2::TokenStream>)]) {
+fn check_fetcher_keys(cx: &Ctxt, dependent: &[(String, proc_macro2::TokenStream)]) {
     for (name, tokens) in dependent {
-        if *name == "fallback_to" {
+        if name == "fallback_to" {
             continue;
         }
-        if let Some(tokens) = tokens {
-            cx.error_spanned_by(
-                tokens,
-                format!(
-                    "`{name}` is read by named sources; a `fetcher` expression gets no `{name}`"
-                ),
-            );
-        }
+        cx.error_spanned_by(
+            tokens,
+            format!("`{name}` is read by named sources; a `fetcher` expression gets no `{name}`"),
+        );
     }
 }
 
@@ -437,15 +458,17 @@ fn check_source_name(cx: &Ctxt, from: &crate::attr::Str) -> bool {
     ok
 }
 
-/// What the SQL keys mean wherever they appear: `query` is SQL text (never expanded),
-/// `table` an identifier, `source` a pool name (not also given after `:`).
+/// What the parameters of the first backends mean wherever they appear (whichever source
+/// reads them): `query` is SQL text (never expanded), `table` an identifier, `source` a
+/// pool name (not also given after `:`), `kv_version` 1 or 2. A backend's other keys are
+/// text the backend reads at run time.
 fn check_sql_keys(cx: &Ctxt, field: &Field<'_>, from: &crate::attr::Str) {
     let a = &field.attrs;
-    if let Some(q) = a.query.get()
+    if let Some(q) = a.param("query")
         && q.value.contains("${")
     {
         cx.error_spanned_by(
-            q,
+            &q.tokens,
             "`${...}` is never expanded inside SQL text; pass the value with `key = \"${VAR}\"` and bind it as `$1`/`?`",
         );
     }
@@ -455,7 +478,7 @@ fn check_sql_keys(cx: &Ctxt, field: &Field<'_>, from: &crate::attr::Str) {
             "the pool is named twice: use either `fetch_from = \"database:name\"` or `source = \"name\"`",
         );
     }
-    if let Some(t) = a.table.get() {
+    if let Some(t) = a.param("table") {
         let ok = t
             .value
             .chars()
@@ -466,10 +489,18 @@ fn check_sql_keys(cx: &Ctxt, field: &Field<'_>, from: &crate::attr::Str) {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if !ok {
             cx.error_spanned_by(
-                t,
+                &t.tokens,
                 format!("`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}", t.value),
             );
         }
+    }
+    if let Some(v) = a.param("kv_version")
+        && !matches!(v.value.trim(), "1" | "2")
+    {
+        cx.error_spanned_by(
+            &v.lit,
+            "`kv_version` is the Vault KV secrets engine version: 1 or 2 (leave it out to detect it from the mount)",
+        );
     }
 }
 

@@ -22,4 +22,5 @@ mod sync_model;
 mod tls;
 mod vault;
 mod vault_auth;
+mod vocabulary;
 mod watch_values;

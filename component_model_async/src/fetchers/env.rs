@@ -173,12 +173,12 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_env {
-    ($entry:tt needs $present:tt) => {};
-    ($entry:tt uses key) => {};
-    ($entry:tt uses secret_path) => {
+    ($entry:tt has $names:tt) => {};
+    ($entry:tt param key) => {};
+    ($entry:tt param secret) => {
         ::core::compile_error!("`secret = \"...\"` names a Vault path; to mark an env value as secret write a bare `secret`");
     };
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "env" }
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "env" [key] }
     };
 }

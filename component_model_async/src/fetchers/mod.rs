@@ -17,20 +17,34 @@
 //!
 //! A backend module says everything about its backend, in one place: its names, the
 //! attribute keys it reads and their rules (checked at compile time by a `macro_rules!`
-//! of the module, so the derive crate knows no backend by name), its cargo feature, how
-//! [`Sources::from_env`](crate::Sources::from_env) builds it, and, on its `Source`
-//! implementation, its key label, whether its values are secret and how it coalesces.
-//! This file holds only the table of modules below.
+//! of the module, so the derive crate knows no backend and no backend key by name), its
+//! cargo feature, how [`Sources::from_env`](crate::Sources::from_env) builds it, and, on
+//! its `Source` implementation, its key label, whether its values are secret and how it
+//! coalesces. This file holds only the table of modules below.
 //!
 //! ## How the derive asks a backend
 //!
-//! For each field with `fetch_from = "<name>"` the derive emits, spanned at `fetch_from`,
-//! `__component_model_backend! { "<name>" <entry> needs [key=1 query=0 ...] }` (which of
-//! the backend keys `key`, `query`, `secret_path`, `url`, `path`, `mount`, `kv_version`,
-//! `dc`, `table`, `source`, `topic` the field has), and for each backend key present, spanned at
-//! that key, `__component_model_backend! { "<name>" <entry> uses <key> }`. `<entry>` is
-//! `facade` or `direct`: the crate the user depends on, named in feature errors. A name
-//! not in the table (a source registered by the user) is not checked at compile time.
+//! The derive knows its own keys (`fetch_from`, `key`, `secret`, `field`, `pointer`,
+//! `fallback`, `cache_for`, `watch`, ...). Any other `name = <literal>` on a field is a
+//! parameter of the field's source: it goes into the field's
+//! [`FieldSpec::params`](crate::FieldSpec::param) by name and reaches the source's
+//! request as [`FetchRequest::param`](crate::FetchRequest::param). For each field with
+//! `fetch_from = "<name>"` the derive emits, spanned at `fetch_from`,
+//! `__component_model_backend! { "<name>" <entry> has [<names>] }`: the names the field
+//! says to its source, `key` first, then `secret` (for `secret = "path"`), `source`, and
+//! the parameters as written, so the rules check required keys and the cargo feature;
+//! and for each of those names, spanned at its key,
+//! `__component_model_backend! { "<name>" <entry> param <name> }`. A backend's rules
+//! accept the names it reads and expand any other to
+//! `__unknown_backend_key! { <name> "<backend>" [<its keys>] }`, an error at that key
+//! that lists the backend's keys and suggests the closest; each key is its own call, so
+//! every mistake of a struct is reported in one compile. `<entry>` is `facade` or
+//! `direct`: the crate the user depends on, named in feature errors. A name not in the
+//! table (a source registered by the user) is not checked at compile time.
+//!
+//! A new key of one backend is one arm of that backend's rules (and its name in the
+//! list the rules give `__unknown_backend_key!`), read in its source with
+//! `request.param("<name>")`.
 
 pub mod consul;
 pub mod database;
@@ -196,17 +210,15 @@ macro_rules! __component_model_backend {
     ($other:literal $($t:tt)*) => {};
 }
 
-/// "`<key>` is not used by the `<name>` source", for the rules of every backend.
+/// A key the backend does not read, for the rules of every backend: an error spanned at
+/// the key, naming the backend's keys, with a suggestion when the key looks misspelt.
+#[doc(hidden)]
+pub use component_model_meta::__unknown_backend_key;
+
+/// "the `<name>` source is not a push stream", for the table above.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_not_used {
-    (source $name:tt) => {
-        ::core::compile_error!(::core::concat!(
-            "`source` names a database pool; the `",
-            $name,
-            "` source has none (register another source name instead)"
-        ));
-    };
     (stream_from $name:tt) => {
         ::core::compile_error!(::core::concat!(
             "the `",
@@ -214,22 +226,6 @@ macro_rules! __component_model_not_used {
             "` source is not a push stream: read it with `fetch_from = \"",
             $name,
             "\"` (add `watch` for live updates); `stream_from` takes `kafka`, `nats`, `mqtt`, `websocket` or `redis`"
-        ));
-    };
-    (secret_path $name:tt) => {
-        ::core::compile_error!(::core::concat!(
-            "`secret = \"...\"` (a secret's path) is not used by the `",
-            $name,
-            "` source; a bare `secret` marks the value as secret"
-        ));
-    };
-    ($key:ident $name:tt) => {
-        ::core::compile_error!(::core::concat!(
-            "`",
-            ::core::stringify!($key),
-            "` is not used by the `",
-            $name,
-            "` source"
         ));
     };
 }

@@ -266,13 +266,13 @@ pub(crate) fn env_file(path: &str, file_var: &str) -> Result<RawValue, SourceErr
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_secret_file {
-    ($entry:tt needs [key=0 $($rest:tt)*]) => {
+    ($entry:tt has [key $($rest:ident)*]) => {};
+    ($entry:tt has $names:tt) => {
         ::core::compile_error!("the `secret_file` source needs the file's path: write `secret_file = \"/run/secrets/name\"`");
     };
-    ($entry:tt needs $present:tt) => {};
-    ($entry:tt uses key) => {};
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "secret_file" }
+    ($entry:tt param key) => {};
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "secret_file" [] }
     };
 }
 

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::redact::redact_url;
-use super::spec::FieldSpec;
+use super::spec::{FieldSpec, LEGACY_PARAMS, number_text};
 
 /// One field's request to a source, with `${VAR}` placeholders already resolved.
 ///
@@ -121,7 +121,9 @@ impl FetchRequest {
     }
 
     /// A request for `spec` whose `${VAR}` / `${VAR:-default}` placeholders in `key`,
-    /// `secret`, `url`, `path`, `mount` and `topic` are looked up with `lookup`.
+    /// `secret`, `url`, `path`, `mount`, `topic` and every parameter a backend declares
+    /// itself (any name but those) are looked up with `lookup`. `query`, `table` and
+    /// `dc` keep their text (SQL and identifiers are never expanded).
     pub fn resolved(
         spec: &'static FieldSpec,
         lookup: &dyn Fn(&str) -> Option<String>,
@@ -129,12 +131,21 @@ impl FetchRequest {
         Self::from_spec(spec, |v| crate::placeholder::expand(v, lookup))
     }
 
+    #[allow(deprecated)] // the fields of the parameters that have a slot of their own
     fn from_spec<E>(
         spec: &'static FieldSpec,
         resolve: impl Fn(&'static str) -> Result<Text, E>,
     ) -> Result<Self, E> {
         let r = |v: Option<&'static str>| v.map(&resolve).transpose();
         let fixed = |v: Option<&'static str>| v.map(Cow::Borrowed);
+        // A backend's own parameters (any name without a slot), resolved like `key`.
+        let mut extra = Vec::new();
+        for (name, value) in spec.params {
+            if !LEGACY_PARAMS.contains(name) && !extra.iter().any(|(n, _)| n == name) {
+                extra.push((Cow::Borrowed(*name), resolve(value)?));
+            }
+        }
+        extra.sort_by(|(a, _), (b, _)| a.cmp(b));
         Ok(FetchRequest {
             params: Params {
                 key: r(spec.key)?,
@@ -148,7 +159,7 @@ impl FetchRequest {
                 topic: r(spec.topic)?,
                 kv_version: spec.kv_version,
                 member: None,
-                extra: Vec::new(),
+                extra,
             },
             origin: Origin {
                 spec: Some(spec),
@@ -244,14 +255,47 @@ impl FetchRequest {
         self
     }
 
-    /// Sets a backend-defined parameter (part of the request's identity).
+    /// Sets the parameter `name` (part of the request's identity): a backend's own key
+    /// (`with_param("version", "3")`), or one with a method of its own (`"dc"` is
+    /// [`with_dc`](FetchRequest::with_dc), `"secret"` is
+    /// [`with_secret_path`](FetchRequest::with_secret_path), `"kv_version"` a number up
+    /// to 255, else unset). [`FetchRequest::param`] reads either kind.
+    ///
+    /// ```
+    /// use component_model_async::FetchRequest;
+    ///
+    /// let r = FetchRequest::for_key("consul", "app/port").with_param("dc", "eu1").with_param("ns", "team-a");
+    /// assert_eq!((r.dc(), r.param("dc"), r.param("ns")), (Some("eu1"), Some("eu1"), Some("team-a")));
+    /// assert_eq!(r, FetchRequest::for_key("consul", "app/port").with_dc("eu1").with_param("ns", "team-a"));
+    /// ```
     #[must_use]
     pub fn with_param(mut self, name: impl Into<Text>, value: impl Into<Text>) -> Self {
         let name = name.into();
-        let extra = &mut self.params.extra;
-        extra.retain(|(n, _)| *n != name);
-        let at = extra.partition_point(|(n, _)| *n < name);
-        extra.insert(at, (name, value.into()));
+        let value = value.into();
+        let p = &mut self.params;
+        let slot = match name.as_ref() {
+            "key" => &mut p.key,
+            "query" => &mut p.query,
+            "secret" => &mut p.secret_path,
+            "url" => &mut p.url,
+            "path" => &mut p.path,
+            "mount" => &mut p.mount,
+            "table" => &mut p.table,
+            "dc" => &mut p.dc,
+            "topic" => &mut p.topic,
+            "kv_version" => {
+                p.kv_version = value.trim().parse().ok();
+                return self;
+            }
+            _ => {
+                let extra = &mut p.extra;
+                extra.retain(|(n, _)| *n != name);
+                let at = extra.partition_point(|(n, _)| *n < name);
+                extra.insert(at, (name, value));
+                return self;
+            }
+        };
+        *slot = Some(value);
         self
     }
 
@@ -386,13 +430,33 @@ impl FetchRequest {
     pub fn table(&self) -> Option<&str> {
         self.params.table.as_deref()
     }
-    /// A backend-defined parameter.
+    /// The parameter `name`: a backend's own key as the field wrote it (`version = 3` is
+    /// `param("version") == Some("3")`, `${VAR}` resolved), or one with an accessor of its
+    /// own (`param("dc")` is [`dc`](FetchRequest::dc), `param("secret")` is
+    /// [`secret_path`](FetchRequest::secret_path), `param("key")` is
+    /// [`key`](FetchRequest::key)).
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .extra
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_ref())
+        let p = &self.params;
+        let slot = match name {
+            "key" => &p.key,
+            "query" => &p.query,
+            "secret" => &p.secret_path,
+            "url" => &p.url,
+            "path" => &p.path,
+            "mount" => &p.mount,
+            "table" => &p.table,
+            "dc" => &p.dc,
+            "topic" => &p.topic,
+            "kv_version" => return p.kv_version.map(number_text),
+            _ => {
+                return p
+                    .extra
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_ref());
+            }
+        };
+        slot.as_deref()
     }
     /// Whether the value is secret: never log or display it.
     pub fn is_sensitive(&self) -> bool {

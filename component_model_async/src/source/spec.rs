@@ -12,6 +12,11 @@ use std::time::Duration;
 ///
 /// static PORT: FieldSpec = FieldSpec::new("AppConfig", "port", "u16", "consul").key("app/port");
 /// assert_eq!(PORT.key, Some("app/port"));
+///
+/// // A backend's own keys are named parameters.
+/// static PASSWORD: FieldSpec = FieldSpec::new("AppConfig", "password", "String", "vault")
+///     .params(&[("secret", "app/db"), ("mount", "kv")]);
+/// assert_eq!(PASSWORD.param("mount"), Some("kv"));
 /// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -31,26 +36,35 @@ pub struct FieldSpec {
     /// container's `env_prefix` (`APP_PORT`). The `env` source reads this variable.
     pub default_key: Option<&'static str>,
     /// `query = "..."` (SQL).
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"query\")`")]
     pub query: Option<&'static str>,
     /// `secret = "..."` (a Vault path).
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"secret\")`")]
     pub secret_path: Option<&'static str>,
     /// `field = "..."`: the key to take out of a JSON object (e.g. one field of a secret).
     pub select: Option<&'static str>,
     /// `url = "..."`.
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"url\")`")]
     pub url: Option<&'static str>,
     /// `path = "..."`, appended to a registered HTTP source's base URL.
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"path\")`")]
     pub path: Option<&'static str>,
     /// `pointer = "/a/b"`: a JSON pointer into the fetched document.
     pub pointer: Option<&'static str>,
     /// `mount = "..."` (Vault).
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"mount\")`")]
     pub mount: Option<&'static str>,
     /// `kv_version = 1 | 2` (Vault): the KV engine version; `None` detects it from the mount.
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"kv_version\")`")]
     pub kv_version: Option<u8>,
     /// `dc = "..."` (Consul): the datacenter to read from; `None` is the agent's own.
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"dc\")`")]
     pub dc: Option<&'static str>,
     /// `table = "..."` (SQL).
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"table\")`")]
     pub table: Option<&'static str>,
     /// `topic = "..."`: the stream, topic or subject a push source reads (`stream_from`).
+    #[deprecated(note = "a backend parameter: read it with `FieldSpec::param(\"topic\")`")]
     pub topic: Option<&'static str>,
     /// `fallback = "..."`: a literal used when the value is absent or the source is down.
     pub fallback: Option<&'static str>,
@@ -83,8 +97,14 @@ pub struct FieldSpec {
     pub streamed: bool,
     /// `watch_interval = "30s"`: how often to poll the source when it cannot watch.
     pub watch_interval: Option<Duration>,
+    /// The source's own parameters, by name, as written in `#[component(...)]`: every
+    /// `name = <literal>` that is not a key of the derive (`dc = "eu1"`, `mount = "kv"`,
+    /// `version = 3`), and `secret = "path"` as `secret`. Values are text (a number's
+    /// digits, `true`/`false`). Read one with [`FieldSpec::param`].
+    pub params: &'static [(&'static str, &'static str)],
 }
 
+#[allow(deprecated)] // builds the fields kept for readers of `component_sources()`
 impl FieldSpec {
     /// A spec with only the names set.
     pub const fn new(
@@ -125,12 +145,14 @@ impl FieldSpec {
             watch: false,
             streamed: false,
             watch_interval: None,
+            params: &[],
         }
     }
 }
 
 macro_rules! const_setters {
     ($($(#[$m:meta])* $name:ident: $ty:ty => $expr:expr;)*) => {
+        #[allow(deprecated)] // the setters of the fields that moved to `params`
         impl FieldSpec {
             $(
                 $(#[$m])*
@@ -150,26 +172,35 @@ const_setters! {
     /// Sets `default_key`.
     default_key: &'static str => Some;
     /// Sets `query`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"query\", ...)])`")]
     query: &'static str => Some;
     /// Sets `secret_path`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"secret\", ...)])`")]
     secret_path: &'static str => Some;
     /// Sets `select` (the `field` attribute).
     select: &'static str => Some;
     /// Sets `url`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"url\", ...)])`")]
     url: &'static str => Some;
     /// Sets `path`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"path\", ...)])`")]
     path: &'static str => Some;
     /// Sets `pointer`.
     pointer: &'static str => Some;
     /// Sets `mount`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"mount\", ...)])`")]
     mount: &'static str => Some;
     /// Sets `kv_version`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"kv_version\", ...)])`")]
     kv_version: u8 => Some;
     /// Sets `dc`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"dc\", ...)])`")]
     dc: &'static str => Some;
     /// Sets `table`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"table\", ...)])`")]
     table: &'static str => Some;
     /// Sets `topic`.
+    #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"topic\", ...)])`")]
     topic: &'static str => Some;
     /// Sets `fallback`.
     fallback: &'static str => Some;
@@ -199,6 +230,167 @@ const_setters! {
     streamed: bool => core::convert::identity;
     /// Sets the polling interval of a source that cannot watch.
     watch_interval: Duration => Some;
+}
+
+/// The parameters that have a field of their own in [`FieldSpec`] and a slot of their own
+/// in [`FetchRequest`](crate::FetchRequest) (the keys of the first built-in backends), by
+/// name; `secret` is `secret = "path"`.
+pub(crate) const LEGACY_PARAMS: &[&str] = &[
+    "key",
+    "query",
+    "secret",
+    "url",
+    "path",
+    "mount",
+    "kv_version",
+    "dc",
+    "table",
+    "topic",
+];
+
+/// `a == b`, in a `const fn`.
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `"2"` → `Some(2)`, in a `const fn`; `None` unless the text is a number up to 255.
+const fn small_number(text: &str) -> Option<u8> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() > 3 {
+        return None;
+    }
+    let mut n: u16 = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (bytes[i] - b'0') as u16;
+        i += 1;
+    }
+    if n > u8::MAX as u16 {
+        return None;
+    }
+    Some(n as u8)
+}
+
+/// The decimal text of every `u8`, so a number kept as one reads back as `&'static str`.
+static NUMBERS: [[u8; 3]; 256] = {
+    let mut table = [[0u8; 3]; 256];
+    let mut n = 0;
+    while n < 256 {
+        table[n] = [
+            b'0' + (n / 100) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ];
+        n += 1;
+    }
+    table
+};
+
+/// `2` → `"2"`.
+pub(crate) fn number_text(n: u8) -> &'static str {
+    let digits = &NUMBERS[usize::from(n)];
+    let skip = match n {
+        100.. => 0,
+        10.. => 1,
+        _ => 2,
+    };
+    std::str::from_utf8(&digits[skip..]).unwrap_or_default()
+}
+
+#[allow(deprecated)] // fills the fields kept for readers of `component_sources()`
+impl FieldSpec {
+    /// Sets the source's own parameters (see [`FieldSpec::params`](#structfield.params)),
+    /// as the derive does for every `name = <literal>` it does not know itself. The
+    /// parameters that had fields of their own (`query`, `secret`, `url`, `path`, `mount`,
+    /// `kv_version`, `dc`, `table`, `topic`) fill those fields too, so readers of
+    /// `component_sources()` still find them there.
+    ///
+    /// ```
+    /// use component_model_async::{FetchRequest, FieldSpec};
+    ///
+    /// static SPEC: FieldSpec = FieldSpec::new("Db", "password", "String", "vault")
+    ///     .params(&[("secret", "app/db"), ("version", "3")]);
+    /// assert_eq!(SPEC.param("secret"), Some("app/db"));
+    /// assert_eq!(SPEC.param("version"), Some("3"));
+    /// let request = FetchRequest::new(&SPEC);
+    /// assert_eq!((request.secret_path(), request.param("version")), (Some("app/db"), Some("3")));
+    /// ```
+    #[must_use]
+    pub const fn params(mut self, params: &'static [(&'static str, &'static str)]) -> Self {
+        self.params = params;
+        let mut i = 0;
+        while i < params.len() {
+            let (name, value) = params[i];
+            if same(name, "key") {
+                self.key = Some(value);
+            } else if same(name, "query") {
+                self.query = Some(value);
+            } else if same(name, "secret") {
+                self.secret_path = Some(value);
+            } else if same(name, "url") {
+                self.url = Some(value);
+            } else if same(name, "path") {
+                self.path = Some(value);
+            } else if same(name, "mount") {
+                self.mount = Some(value);
+            } else if same(name, "kv_version") {
+                self.kv_version = small_number(value);
+            } else if same(name, "dc") {
+                self.dc = Some(value);
+            } else if same(name, "table") {
+                self.table = Some(value);
+            } else if same(name, "topic") {
+                self.topic = Some(value);
+            }
+            i += 1;
+        }
+        self
+    }
+
+    /// The source's parameter `name` (`"dc"`, `"mount"`, `"secret"` for `secret =
+    /// "path"`, or any key a backend declares), as written; `"key"` is the field's key.
+    ///
+    /// ```
+    /// use component_model_async::FieldSpec;
+    ///
+    /// static SPEC: FieldSpec = FieldSpec::new("App", "port", "u16", "consul")
+    ///     .key("app/port")
+    ///     .params(&[("dc", "eu1")]);
+    /// assert_eq!((SPEC.param("dc"), SPEC.param("key"), SPEC.param("ns")), (Some("eu1"), Some("app/port"), None));
+    /// ```
+    pub fn param(&self, name: &str) -> Option<&'static str> {
+        match name {
+            "key" => self.key,
+            "query" => self.query,
+            "secret" => self.secret_path,
+            "url" => self.url,
+            "path" => self.path,
+            "mount" => self.mount,
+            "kv_version" => self.kv_version.map(number_text),
+            "dc" => self.dc,
+            "table" => self.table,
+            "topic" => self.topic,
+            _ => self
+                .params
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v),
+        }
+    }
 }
 
 impl FieldSpec {

@@ -58,17 +58,17 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_consul {
-    ($entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
+    ($entry:tt has [key $($rest:ident)*]) => {
+        $crate::__component_model_feature_consul! { $entry }
+    };
+    ($entry:tt has $names:tt) => {
         $crate::__component_model_feature_consul! { $entry }
         ::core::compile_error!("the `consul` source needs `key = \"...\"`, the Consul KV key to read (e.g. `key = \"app/port\"`)");
     };
-    ($entry:tt needs $present:tt) => {
-        $crate::__component_model_feature_consul! { $entry }
-    };
-    ($entry:tt uses key) => {};
-    ($entry:tt uses dc) => {};
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "consul" }
+    ($entry:tt param key) => {};
+    ($entry:tt param dc) => {};
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "consul" [key dc] }
     };
 }
 

@@ -79,33 +79,45 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_database {
-    ($name:tt $entry:tt needs [key=$k:tt query=0 secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=0 source=$o:tt topic=$tp:tt]) => {
-        $crate::__component_model_feature_database! { $name $entry }
+    // `@sql <name> [<query> <table> <key>] <names>`: which of the three the field has.
+    (@sql $name:tt [$q:tt $t:tt $k:tt] query $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name [1 $t $k] $($rest)* }
+    };
+    (@sql $name:tt [$q:tt $t:tt $k:tt] table $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name [$q 1 $k] $($rest)* }
+    };
+    (@sql $name:tt [$q:tt $t:tt $k:tt] key $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name [$q $t 1] $($rest)* }
+    };
+    (@sql $name:tt $qtk:tt $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name $qtk $($rest)* }
+    };
+    (@sql $name:tt [0 0 $k:tt]) => {
         ::core::compile_error!(::core::concat!(
             "the `",
             $name,
             "` source needs `query = \"SELECT ...\"`, or `table = \"...\"` with `key = \"...\"`"
         ));
     };
-    ($name:tt $entry:tt needs [key=$k:tt query=1 secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=1 source=$o:tt topic=$tp:tt]) => {
-        $crate::__component_model_feature_database! { $name $entry }
+    (@sql $name:tt [1 1 $k:tt]) => {
         ::core::compile_error!("use either `query` or `table`, not both");
     };
-    ($name:tt $entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=1 source=$o:tt topic=$tp:tt]) => {
-        $crate::__component_model_feature_database! { $name $entry }
+    (@sql $name:tt [0 1 0]) => {
         ::core::compile_error!(
             "`table` needs `key = \"...\"`: the row to read is chosen by a bound key parameter"
         );
     };
-    ($name:tt $entry:tt needs $present:tt) => {
+    (@sql $name:tt $qtk:tt) => {};
+    ($name:tt $entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_database! { $name $entry }
+        $crate::__component_model_rules_database! { @sql $name [0 0 0] $($names)* }
     };
-    ($name:tt $entry:tt uses key) => {};
-    ($name:tt $entry:tt uses query) => {};
-    ($name:tt $entry:tt uses table) => {};
-    ($name:tt $entry:tt uses source) => {};
-    ($name:tt $entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other $name }
+    ($name:tt $entry:tt param key) => {};
+    ($name:tt $entry:tt param query) => {};
+    ($name:tt $entry:tt param table) => {};
+    ($name:tt $entry:tt param source) => {};
+    ($name:tt $entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other $name [key query table source] }
     };
 }
 

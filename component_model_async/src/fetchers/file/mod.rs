@@ -44,16 +44,20 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_file {
-    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=$u:tt path=0 mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
-        $crate::__component_model_feature_file! { $entry }
+    (@path path $($rest:ident)*) => {};
+    (@path $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_file! { @path $($rest)* }
+    };
+    (@path) => {
         ::core::compile_error!("the `file` source needs `path = \"...\"`, the file to read (e.g. `path = \"config.toml\", pointer = \"/server/port\"`)");
     };
-    ($entry:tt needs $present:tt) => {
+    ($entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_file! { $entry }
+        $crate::__component_model_rules_file! { @path $($names)* }
     };
-    ($entry:tt uses path) => {};
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "file" }
+    ($entry:tt param path) => {};
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "file" [path] }
     };
 }
 

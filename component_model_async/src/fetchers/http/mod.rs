@@ -65,17 +65,21 @@ pub(crate) fn defaults() -> crate::fetchers::Registrations {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_http {
-    ($name:tt $entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=0 path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
-        $crate::__component_model_feature_http! { $entry }
+    (@url $name:tt url $($rest:ident)*) => {};
+    (@url $name:tt $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_http! { @url $name $($rest)* }
+    };
+    (@url $name:tt) => {
         ::core::compile_error!(::core::concat!("the `", $name, "` source needs `url = \"https://...\"`; to use a registered base URL, register an HttpSource by name and use `path`"));
     };
-    ($name:tt $entry:tt needs $present:tt) => {
+    ($name:tt $entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_http! { $entry }
+        $crate::__component_model_rules_http! { @url $name $($names)* }
     };
-    ($name:tt $entry:tt uses url) => {};
-    ($name:tt $entry:tt uses path) => {};
-    ($name:tt $entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other $name }
+    ($name:tt $entry:tt param url) => {};
+    ($name:tt $entry:tt param path) => {};
+    ($name:tt $entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other $name [url path] }
     };
 }
 

@@ -90,18 +90,21 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_kafka {
-    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=0]) => {
-        $crate::__component_model_feature_kafka! { $entry }
+    (@topic topic $($rest:ident)*) => {};
+    (@topic $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_kafka! { @topic $($rest)* }
+    };
+    (@topic) => {
         ::core::compile_error!("the `kafka` source needs `topic = \"...\"`, the topic to read (e.g. `stream_from = \"kafka\", topic = \"config-updates\", key = \"app\"`)");
     };
-    ($entry:tt needs $present:tt) => {
+    ($entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_kafka! { $entry }
+        $crate::__component_model_rules_kafka! { @topic $($names)* }
     };
-    ($entry:tt uses topic) => {};
-    ($entry:tt uses key) => {};
-    ($entry:tt uses stream_from) => {};
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "kafka" }
+    ($entry:tt param topic) => {};
+    ($entry:tt param key) => {};
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "kafka" [topic key] }
     };
 }
 

@@ -55,17 +55,20 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_mqtt {
-    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=0]) => {
-        $crate::__component_model_feature_mqtt! { $entry }
+    (@topic topic $($rest:ident)*) => {};
+    (@topic $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_mqtt! { @topic $($rest)* }
+    };
+    (@topic) => {
         ::core::compile_error!("the `mqtt` source needs `topic = \"...\"`, the topic to read (e.g. `stream_from = \"mqtt\", topic = \"devices/42/config\"`)");
     };
-    ($entry:tt needs $present:tt) => {
+    ($entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_mqtt! { $entry }
+        $crate::__component_model_rules_mqtt! { @topic $($names)* }
     };
-    ($entry:tt uses topic) => {};
-    ($entry:tt uses stream_from) => {};
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "mqtt" }
+    ($entry:tt param topic) => {};
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "mqtt" [topic] }
     };
 }
 

@@ -80,22 +80,30 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_redis {
-    ($entry:tt needs [key=0 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=0]) => {
-        $crate::__component_model_feature_redis! { $entry }
+    (@kt [$k:tt $t:tt] key $($rest:ident)*) => {
+        $crate::__component_model_rules_redis! { @kt [1 $t] $($rest)* }
+    };
+    (@kt [$k:tt $t:tt] topic $($rest:ident)*) => {
+        $crate::__component_model_rules_redis! { @kt [$k 1] $($rest)* }
+    };
+    (@kt $kt:tt $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_redis! { @kt $kt $($rest)* }
+    };
+    (@kt [0 0]) => {
         ::core::compile_error!("the `redis` source needs `key = \"...\"`, the Redis key to read (e.g. `key = \"app:port\"`; add `field = \"...\"` for a member of a hash), or `topic = \"...\"`, a Redis stream");
     };
-    ($entry:tt needs [key=1 query=$q:tt secret_path=$s:tt url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=1]) => {
-        $crate::__component_model_feature_redis! { $entry }
+    (@kt [1 1]) => {
         ::core::compile_error!("the `redis` source reads either a key (`key = \"...\"`) or a stream (`topic = \"...\"`), not both");
     };
-    ($entry:tt needs $present:tt) => {
+    (@kt $kt:tt) => {};
+    ($entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_redis! { $entry }
+        $crate::__component_model_rules_redis! { @kt [0 0] $($names)* }
     };
-    ($entry:tt uses key) => {};
-    ($entry:tt uses topic) => {};
-    ($entry:tt uses stream_from) => {};
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "redis" }
+    ($entry:tt param key) => {};
+    ($entry:tt param topic) => {};
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "redis" [key topic] }
     };
 }
 

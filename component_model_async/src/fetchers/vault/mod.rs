@@ -67,18 +67,21 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_vault {
-    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=0 url=$u:tt path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
+    ($entry:tt has [secret $($rest:ident)*]) => {
+        $crate::__component_model_feature_vault! { $entry }
+    };
+    ($entry:tt has [key secret $($rest:ident)*]) => {
+        $crate::__component_model_feature_vault! { $entry }
+    };
+    ($entry:tt has $names:tt) => {
         $crate::__component_model_feature_vault! { $entry }
         ::core::compile_error!("the `vault` source needs `secret = \"...\"`, the secret's path (e.g. `secret = \"app/api-key\"`)");
     };
-    ($entry:tt needs $present:tt) => {
-        $crate::__component_model_feature_vault! { $entry }
-    };
-    ($entry:tt uses secret_path) => {};
-    ($entry:tt uses mount) => {};
-    ($entry:tt uses kv_version) => {};
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "vault" }
+    ($entry:tt param secret) => {};
+    ($entry:tt param mount) => {};
+    ($entry:tt param kv_version) => {};
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "vault" [secret mount kv_version] }
     };
 }
 

@@ -57,17 +57,20 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_websocket {
-    ($entry:tt needs [key=$k:tt query=$q:tt secret_path=$s:tt url=0 path=$p:tt mount=$m:tt kv_version=$v:tt dc=$d:tt table=$t:tt source=$o:tt topic=$tp:tt]) => {
-        $crate::__component_model_feature_websocket! { $entry }
+    (@url url $($rest:ident)*) => {};
+    (@url $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_websocket! { @url $($rest)* }
+    };
+    (@url) => {
         ::core::compile_error!("the `websocket` source needs `url = \"ws://...\"`, the websocket to read (e.g. `url = \"ws://${CONFIG_HOST}/flags\"`)");
     };
-    ($entry:tt needs $present:tt) => {
+    ($entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_websocket! { $entry }
+        $crate::__component_model_rules_websocket! { @url $($names)* }
     };
-    ($entry:tt uses url) => {};
-    ($entry:tt uses stream_from) => {};
-    ($entry:tt uses $other:ident) => {
-        $crate::__component_model_not_used! { $other "websocket" }
+    ($entry:tt param url) => {};
+    ($entry:tt param $other:ident) => {
+        $crate::fetchers::__unknown_backend_key! { $other "websocket" [url] }
     };
 }
 
