@@ -8,6 +8,8 @@
 //! `GET /v1/sys/internal/ui/mounts/<mount>/<path>` (as the `vault kv` CLI does; a 404 there
 //! means a Vault too old to have the endpoint, so v1). The mount is `mount = "..."` on the
 //! field, else the source's default (`secret`, the mount of a Vault dev server).
+//! `version = 3` on a field reads that version of a KV v2 secret (`?version=3`) instead of
+//! the current one.
 //!
 //! The whole response envelope is parsed (`request_id`, `lease_id`, `renewable`,
 //! `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`); `warnings` are logged;
@@ -29,7 +31,8 @@
 //!
 //! * name `vault`, cargo feature `vault`, registered by
 //!   [`Sources::from_env`](crate::Sources::from_env) from `VAULT_ADDR`;
-//! * attribute keys: `secret = "path"` (required), `mount`, `kv_version`;
+//! * attribute keys: `secret = "path"` (required), `mount`, `kv_version`, `version` (a
+//!   KV v2 secret's version to read instead of the current one, `?version=`);
 //! * key label `secret`; every value is secret (whatever name the source is registered
 //!   under); a one-key secret reads into a scalar; coalescing: one read per path.
 
@@ -80,8 +83,9 @@ macro_rules! __component_model_rules_vault {
     ($entry:tt param secret) => {};
     ($entry:tt param mount) => {};
     ($entry:tt param kv_version) => {};
+    ($entry:tt param version) => {};
     ($entry:tt param $other:ident) => {
-        $crate::fetchers::__unknown_backend_key! { $other "vault" [secret mount kv_version] }
+        $crate::fetchers::__unknown_backend_key! { $other "vault" [secret mount kv_version version] }
     };
 }
 

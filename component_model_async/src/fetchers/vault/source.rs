@@ -352,7 +352,17 @@ impl VaultSource {
         segments: &[&str],
         what: &str,
     ) -> Result<Envelope, SourceError> {
-        let url = self.endpoint.url(segments, &[])?;
+        self.call_with(segments, &[], what).await
+    }
+
+    /// [`call`](Self::call) with a query string.
+    async fn call_with(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Envelope, SourceError> {
+        let url = self.endpoint.url(segments, query)?;
         let namespaced = |r: reqwest::RequestBuilder| match &self.namespace {
             Some(ns) => r.header("X-Vault-Namespace", ns.as_str()),
             None => r,
@@ -555,17 +565,49 @@ impl VaultSource {
         path: &str,
         version: Option<u8>,
     ) -> Result<Value, SourceError> {
+        self.read_at(mount, path, version, None).await
+    }
+
+    /// [`read`](Self::read) of the secret's version `at` (`version = 3` on the field; KV v2
+    /// only), else its current version.
+    async fn read_at(
+        &self,
+        mount: Option<&str>,
+        path: &str,
+        version: Option<u8>,
+        at: Option<&str>,
+    ) -> Result<Value, SourceError> {
         let mount = mount.unwrap_or(&self.default_mount).trim_matches('/');
         let path = path.trim_matches('/');
         let version = match version {
             Some(v) => v,
             None => self.version(mount, path).await?,
         };
-        let what = format!("secret `{mount}/{path}`");
-        let envelope = if version == 2 {
-            self.call(&["v1", mount, "data", path], &what).await?
-        } else {
-            self.call(&["v1", mount, path], &what).await?
+        let what = match at {
+            Some(at) => format!("version {at} of secret `{mount}/{path}`"),
+            None => format!("secret `{mount}/{path}`"),
+        };
+        if let Some(at) = at {
+            if !at.bytes().all(|b| b.is_ascii_digit())
+                || !matches!(at.parse::<u64>(), Ok(n) if n > 0)
+            {
+                return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                    "`version = \"{at}\"` for secret `{mount}/{path}` is not a version number (1, 2, ...)"
+                )));
+            }
+            if version != 2 {
+                return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                    "`version` picks a version of a KV v2 secret, and `{mount}` is a KV v1 mount (secret `{mount}/{path}`)"
+                )));
+            }
+        }
+        let envelope = match (version, at) {
+            (2, Some(at)) => {
+                self.call_with(&["v1", mount, "data", path], &[("version", at)], &what)
+                    .await?
+            }
+            (2, None) => self.call(&["v1", mount, "data", path], &what).await?,
+            _ => self.call(&["v1", mount, path], &what).await?,
         };
         let data = match (version, envelope.data) {
             (2, Some(mut d)) => d.get_mut("data").map(Value::take).unwrap_or(Value::Null),
@@ -585,6 +627,10 @@ impl VaultSource {
     }
 }
 
+/// `version = 3` on a field: the version of a KV v2 secret to read (a parameter of this
+/// backend, `FetchRequest::param("version")`).
+const VERSION: &str = "version";
+
 #[async_trait::async_trait]
 impl Source for VaultSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -592,9 +638,14 @@ impl Source for VaultSource {
             return Err(SourceError::new(ErrorKind::Config)
                 .with_message("the field names no `secret = \"path\"`"));
         };
-        self.read(request.mount(), path, request.kv_version())
-            .await
-            .map(RawValue::Json)
+        self.read_at(
+            request.mount(),
+            path,
+            request.kv_version(),
+            request.param(VERSION),
+        )
+        .await
+        .map(RawValue::Json)
     }
 
     /// One read per distinct (mount, path, version).
@@ -609,13 +660,18 @@ impl Source for VaultSource {
         Some(redact_url(self.endpoint.base()))
     }
 
-    /// `<mount>/<path>`, the mount being the field's or the source's default.
+    /// `<mount>/<path>`, the mount being the field's or the source's default (and
+    /// `?version=<n>` when the field reads one version).
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         let mount = request.mount().unwrap_or(&self.default_mount);
+        let at = request
+            .param(VERSION)
+            .map(|v| format!("?version={v}"))
+            .unwrap_or_default();
         request.secret_path().map(|p| {
             (
                 "secret",
-                format!("{}/{}", mount.trim_matches('/'), p.trim_matches('/')),
+                format!("{}/{}{at}", mount.trim_matches('/'), p.trim_matches('/')),
             )
         })
     }
@@ -680,6 +736,15 @@ impl VaultFetcher {
     #[must_use]
     pub fn kv_version(self, version: u8) -> Self {
         VaultFetcher(self.0.map_request(|r| r.with_kv_version(version)))
+    }
+
+    /// Reads version `version` of a KV v2 secret instead of its current one.
+    #[must_use]
+    pub fn version(self, version: u32) -> Self {
+        VaultFetcher(
+            self.0
+                .map_request(|r| r.with_param(VERSION, version.to_string())),
+        )
     }
 }
 
