@@ -88,6 +88,7 @@ pub(super) async fn fetch<'p>(
     if asks.is_empty() {
         return Vec::new();
     }
+    let asked = asks.len();
     let mut batches: Vec<Batch<'p>> = Vec::new();
     let mut jobs: Vec<Job<'p>> = Vec::new();
     for (i, ask) in asks {
@@ -124,7 +125,7 @@ pub(super) async fn fetch<'p>(
         let cx = cx.for_source(b.name);
         jobs.push(batch_job(layered, b, cx, timed));
     }
-    let mut answers = Vec::new();
+    let mut answers = Vec::with_capacity(asked);
     let mut add = |answered| match answered {
         Answered::One(i, r, elapsed) => answers.push((i, r, elapsed)),
         Answered::Many(many) if answers.is_empty() => answers = many,

@@ -61,8 +61,9 @@ impl Plan<'_> {
         // plan: the slots are built; a run starts from them.
         let mut out = Outcomes::start(&self.slots, &self.groups, cx);
         if let Some(given) = given {
-            for (field, value) in out.fields.iter_mut().zip(&given.0) {
-                if let Some((raw, via_fallback)) = value {
+            for ((field, value), slot) in out.fields.iter_mut().zip(&given.0).zip(&*self.slots) {
+                // A field that reads others is fetched again: its inputs may have changed.
+                if let (Some((raw, via_fallback)), true) = (value, slot.after.is_empty()) {
                     field.result = Some(Ok(slot::Got::Raw(raw.clone())));
                     field.via_fallback = *via_fallback;
                 }

@@ -159,6 +159,25 @@ impl Plan<'_> {
                 (a, b) => a.or(b),
             };
         }
+        // A field not watched itself that reads a watched request takes its new value too.
+        if marked {
+            for (index, slot) in self.slots.iter().enumerate() {
+                let (Some(Route::Raw(src)), Some(r)) = (&slot.primary, &slot.request) else {
+                    continue;
+                };
+                let stream = r.topic().is_some();
+                for (group, s) in &mut groups {
+                    let same =
+                        *s == stream && group.source.as_ref().is_some_and(|g| Arc::ptr_eq(g, src));
+                    if let Some(at) = group.requests.iter().position(|known| known == r)
+                        && same
+                        && !group.slots[at].contains(&index)
+                    {
+                        group.slots[at].push(index);
+                    }
+                }
+            }
+        }
         groups.into_iter().map(|(g, _)| g).collect()
     }
 }

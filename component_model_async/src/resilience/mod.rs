@@ -87,13 +87,28 @@ use crate::source::{FieldSpec, RawValue, Source};
 ///         self.seen.fetch_add(rs.len(), std::sync::atomic::Ordering::Relaxed);
 ///         self.inner.fetch_many(rs).await // the batch stays a batch
 ///     }
+///     // What the engine calls: the fetch's context (report, fresh read, deadline) goes on.
+///     async fn fetch_many_in(
+///         &self,
+///         cx: &component_model_async::FetchContext,
+///         rs: &[&FetchRequest],
+///     ) -> Vec<Result<RawValue, SourceError>> {
+///         self.seen.fetch_add(rs.len(), std::sync::atomic::Ordering::Relaxed);
+///         self.inner.fetch_many_in(cx, rs).await
+///     }
 /// }
 /// ```
 ///
 /// A layer's source should forward `location`, `native_key`, `is_sensitive`,
 /// `unwraps_single_member`, `selects_field`, `keys_by_field_name`, `takes_key_prefix`, `conceals`, `watch`, `remember` and `keeps_answers`
 /// to its inner source; the built-in layers do
-/// (see [`forward_description!`](crate::forward_description)).
+/// (see [`forward_description!`](crate::forward_description)). It should implement
+/// `fetch_many_in` and hand the [`FetchContext`](crate::FetchContext) on (a layer that
+/// implements only `fetch_many` still works: below it, the context is a new one, so a
+/// fetch report does not see what the layers under it did, and a live refresh may be
+/// answered by a cache under it). A layer that changes values (decrypts, rewrites) must
+/// not hand its inner source's [`Change::Value`](crate::Change::Value) on unchanged from
+/// `watch`: map it to `Change::Changed` so the value is fetched through the layer.
 pub trait SourceLayer: Send + Sync + 'static {
     /// Wraps `inner`.
     fn layer(&self, inner: Arc<dyn Source>) -> Arc<dyn Source>;
