@@ -26,9 +26,9 @@ type Erased = dyn for<'v> Fn(&'v Checked) -> Verdict<'v> + Send + Sync;
 #[derive(Clone)]
 pub struct Check {
     /// An empty `Option<T>` to convert into.
-    empty: fn() -> Box<dyn Any + Send + Sync>,
+    empty: fn() -> Box<Checked>,
     /// A typed fetcher's boxed `T` as the `Option<T>` the check reads.
-    adopt: fn(Box<dyn Any + Send>) -> Option<Box<dyn Any + Send + Sync>>,
+    adopt: fn(Box<dyn Any + Send>) -> Option<Box<Checked>>,
     run: Arc<Erased>,
 }
 
