@@ -21,7 +21,7 @@ def mean_ns(group, bench, required=True):
 def show(label, num, den, goal=None):
     r = num / den
     g = f"  (goal <= {goal})" if goal else ""
-    print(f"{label:<58} {num/1e6:9.3f} ms / {den/1e6:9.3f} ms = {r:6.3f}{g}")
+    print(f"{label:<58} {num/1e3:10.2f} us / {den/1e3:10.2f} us = {r:6.3f}{g}")
 
 
 lat = {b: mean_ns("latency_20ms", b, required=False) for b in ("fetch_all_16", "slowest_single_field", "sequential_16")}
@@ -34,7 +34,7 @@ if None not in ov.values():
     print(f"per-field cost: generated {ov['generated']/16:.0f} ns, hand-written {ov['hand_written_join']/16:.0f} ns")
 ty = {b: mean_ns("typed_0ms", b, required=False) for b in ("generated", "hand_written_join_all")}
 if None not in ty.values():
-    show("typed fetchers (16 x ComponentFetcher<u32>, 0ms) / join_all", ty["generated"], ty["hand_written_join_all"], 1.25)
+    show("typed fetchers (16 x ComponentFetcher<u32>, 0ms) / join_all", ty["generated"], ty["hand_written_join_all"], 2.0)
     print(f"per-field cost: generated {ty['generated']/16:.0f} ns, hand-written {ty['hand_written_join_all']/16:.0f} ns")
 
 db = {b: mean_ns("postgres_64_fields", b, required=False) for b in ("coalesced_fetch_all", "one_query_per_field", "single_one_row_query")}
@@ -44,7 +44,7 @@ if None not in db.values():
     raw = mean_ns("postgres_64_fields", "raw_sqlx_same_64_row_query", required=False)
     if raw:
         show("raw sqlx, the same 64-row query / a single one-row query", raw, db["single_one_row_query"])
-        show("64 fields coalesced / raw sqlx, the same 64-row query", db["coalesced_fetch_all"], raw)
+        show("64 fields coalesced / raw sqlx, the same 64-row query", db["coalesced_fetch_all"], raw, 1.05)
 else:
     print("(no PostgreSQL benchmark results: run `cargo bench -p component_model_benches --bench database` with PostgreSQL up)")
 
@@ -63,3 +63,13 @@ if None not in ch.values():
 lg = {b: mean_ns("live_get", b, required=False) for b in ("live_get", "arc_swap_load")}
 if None not in lg.values():
     print(f"{'Live::get / ArcSwap::load':<58} {lg['live_get']:9.2f} ns / {lg['arc_swap_load']:9.2f} ns = {lg['live_get']/lg['arc_swap_load']:6.3f}  (goal <= 1.5)")
+
+for kind, goal in (("warm", 0.5), ("cold", 1.0)):
+    pe = {b: mean_ns(f"peers_{kind}", b, required=False) for b in ("ours", "ours_current_thread", "figment", "config_rs")}
+    if None in (pe["ours"], pe["figment"], pe["config_rs"]):
+        continue
+    peer = min(("figment", "config_rs"), key=lambda b: pe[b])
+    print(f"peers {kind}: ours {pe['ours']/1e3:.1f} us, figment {pe['figment']/1e3:.1f} us, config-rs {pe['config_rs']/1e3:.1f} us")
+    show(f"peers {kind}: ours (multi-thread runtime) / {peer}", pe["ours"], pe[peer], goal)
+    if pe["ours_current_thread"]:
+        show(f"peers {kind}: ours (current-thread runtime) / {peer}", pe["ours_current_thread"], pe[peer], goal)
