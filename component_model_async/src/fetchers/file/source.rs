@@ -16,6 +16,15 @@ pub const DEFAULT_MAX_FILE: u64 = 16 * 1024 * 1024;
 
 /// Configuration files on disk (see the [module](super)).
 ///
+/// A fetch reads each distinct file once, however many fields read it. A small regular
+/// file (up to 64 KiB) is read on the calling thread; any other file (larger, a FIFO, a
+/// device) on a blocking thread, so it cannot hold up the runtime. The document of a small
+/// file that had not changed for two seconds when it was read is kept, with the file's
+/// device, inode, size and modification and status-change times; a later fetch that finds
+/// them unchanged (one `stat`) answers with that document instead of reading and parsing
+/// the file again, and any write, rename or replacement of the file changes them. Clones
+/// of a source share what it keeps; a new source starts with nothing.
+///
 /// ```
 /// use component_model_async::{AsyncAssign, FileSource, Sources};
 ///
@@ -41,6 +50,104 @@ pub const DEFAULT_MAX_FILE: u64 = 16 * 1024 * 1024;
 pub struct FileSource {
     base: Option<Arc<PathBuf>>,
     max_size: Option<u64>,
+    /// Documents parsed before, shared by the clones of this source.
+    parsed: Arc<Parsed>,
+}
+
+/// The documents of small regular files read before, each with the file's [`Stamp`] when
+/// it was read: a file whose stamp has not changed since is not read nor parsed again.
+#[derive(Default)]
+struct Parsed(std::sync::Mutex<HashMap<PathBuf, (Stamp, RawValue)>>);
+
+/// The most documents [`Parsed`] keeps (it forgets them all when full).
+const PARSED_MAX: usize = 64;
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The number of documents only: never their content.
+        let n = self.0.lock().map_or(0, |m| m.len());
+        write!(f, "Parsed(<{n} documents>)")
+    }
+}
+
+impl Parsed {
+    fn get(&self, path: &Path, stamp: &Stamp) -> Option<RawValue> {
+        let map = self.0.lock().ok()?;
+        let (at, doc) = map.get(path)?;
+        (at == stamp).then(|| doc.clone())
+    }
+
+    fn put(&self, path: &Path, stamp: Stamp, doc: &RawValue) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= PARSED_MAX && !map.contains_key(path) {
+                map.clear();
+            }
+            map.insert(path.to_path_buf(), (stamp, doc.clone()));
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.len())
+    }
+}
+
+/// What says a file is unchanged: the same file (device, inode), size and modification
+/// and status-change times. A stamp is only trusted (see [`Stamp::settled`]) when its
+/// status-change time was well before the read, so a later write, which sets that time
+/// to a later clock tick, always changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How long before a read a file's last change must be for its document to be kept:
+/// far more than a clock tick (a write in the same tick as the one before it leaves the
+/// times as they were).
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Stamp {
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    /// No stamp (and so no document kept) where the status-change time is not known.
+    #[cfg(not(unix))]
+    fn of(_meta: &std::fs::Metadata) -> Option<Stamp> {
+        None
+    }
+
+    /// Whether a document of `read` bytes, read at `now` from the file this stamp was
+    /// taken of, may be kept: the file had settled and held the bytes its size says (not
+    /// a `/proc` file of size 0 nor a `/sys` one of size 4096).
+    fn keeps(&self, read: u64, now: std::time::SystemTime) -> bool {
+        read > 0 && read == self.len && self.settled(now)
+    }
+
+    /// Whether the file's last change was at least [`SETTLED`] before `now`.
+    fn settled(&self, now: std::time::SystemTime) -> bool {
+        let Ok(now) = now.duration_since(std::time::UNIX_EPOCH) else {
+            return false;
+        };
+        let last = self.mtime.max(self.ctime);
+        let Ok(secs) = u64::try_from(last.0) else {
+            return false;
+        };
+        let last = std::time::Duration::new(secs, u32::try_from(last.1).unwrap_or(0));
+        now.checked_sub(last).is_some_and(|age| age >= SETTLED)
+    }
 }
 
 /// How a file's content becomes a value.
@@ -97,57 +204,72 @@ impl FileSource {
         }
     }
 
-    /// Reads and parses one file.
+    /// Reads and parses one file (on whatever thread calls it: see [`FileSource::load_inline`]).
     fn load(&self, path: &Path) -> Result<RawValue, SourceError> {
-        let shown = path.display();
-        let limit = self.max_size.unwrap_or(DEFAULT_MAX_FILE);
-        let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                SourceError::not_found().with_message(format!("no file {shown}"))
-            }
-            _ => SourceError::new(ErrorKind::Unavailable)
-                .with_message(format!("cannot read {shown}: {e}")),
-        })?;
-        let mut bytes = Vec::new();
-        file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| {
-            SourceError::new(ErrorKind::Unavailable)
-                .with_message(format!("cannot read {shown}: {e}"))
-        })?;
+        let limit = self.limit();
+        let file = std::fs::File::open(path).map_err(|e| open_error(path, &e))?;
+        let bytes = read_bounded(path, file, limit, 0)?;
         if bytes.len() as u64 > limit {
-            return Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
-                "{shown} is larger than {}; raise the limit with `FileSource::with_max_size`",
-                crate::error::bytes(limit)
-            )));
+            return Err(too_large(path, limit));
         }
-        let text = || {
-            String::from_utf8(bytes.clone()).map_err(|_| {
-                SourceError::new(ErrorKind::Decode).with_message(format!("{shown} is not UTF-8"))
-            })
-        };
-        let invalid = |what: &str, e: &dyn std::fmt::Display| {
-            SourceError::new(ErrorKind::Decode)
-                .with_message(format!("{shown} is not valid {what}: {e}"))
-        };
-        Ok(match Format::of(path) {
-            Format::Text => match String::from_utf8(bytes) {
-                Ok(s) => RawValue::Text(s),
-                Err(e) => RawValue::Bytes(e.into_bytes()),
-            },
-            Format::Json => {
-                RawValue::Json(serde_json::from_slice(&bytes).map_err(|e| invalid("JSON", &e))?)
+        parse(path, bytes)
+    }
+
+    /// Reads and parses one file on the calling thread when that cannot hold it up: a
+    /// regular file of at most [`INLINE_MAX`] bytes (a `stat` first, so a FIFO, a device
+    /// or a large file is left to [`FileSource::load`] on a blocking thread); `None` when
+    /// the file must be read there. A missing file is answered here.
+    ///
+    /// The document of a file read here is kept with the file's [`Stamp`] when the file
+    /// had settled (its last change at least [`SETTLED`] before) and its size was what it
+    /// held (not a `/proc` or `/sys` file, whose size says nothing of its content); while
+    /// the `stat` shows the same stamp, that document is the answer, without reading or
+    /// parsing the file again.
+    fn load_inline(&self, path: &Path) -> Option<Result<RawValue, SourceError>> {
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Some(Err(open_error(path, &e)));
             }
-            Format::Toml => {
-                let text = text()?;
-                RawValue::Json(
-                    toml::from_str::<serde_json::Value>(&text)
-                        .map_err(|e| invalid("TOML", &toml_error(&e, &text)))?,
-                )
-            }
-            Format::Yaml => RawValue::Json(
-                serde_norway::from_slice::<serde_json::Value>(&bytes)
-                    .map_err(|e| invalid("YAML", &e))?,
-            ),
-        })
+            Err(_) => return None,
+        };
+        if !meta.is_file() || meta.len() > INLINE_MAX {
+            return None;
+        }
+        let limit = self.limit();
+        let stamp = Stamp::of(&meta);
+        if meta.len() <= limit
+            && let Some(doc) = stamp.as_ref().and_then(|s| self.parsed.get(path, s))
+        {
+            return Some(Ok(doc));
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) => return Some(Err(open_error(path, &e))),
+        };
+        let bytes = match read_bounded(path, file, limit.min(INLINE_MAX), meta.len()) {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(e)),
+        };
+        let len = bytes.len() as u64;
+        if len > limit {
+            return Some(Err(too_large(path, limit)));
+        }
+        if len > INLINE_MAX {
+            // It grew since the `stat`: read it again where a large read belongs.
+            return None;
+        }
+        let doc = parse(path, bytes);
+        if let (Ok(doc), Some(stamp)) = (&doc, stamp)
+            && stamp.keeps(len, std::time::SystemTime::now())
+        {
+            self.parsed.put(path, stamp, doc);
+        }
+        Some(doc)
+    }
+
+    fn limit(&self) -> u64 {
+        self.max_size.unwrap_or(DEFAULT_MAX_FILE)
     }
 
     fn path_of(request: &FetchRequest) -> Result<&str, SourceError> {
@@ -155,6 +277,76 @@ impl FileSource {
             SourceError::new(ErrorKind::Config).with_message("the field names no `path = \"...\"`")
         })
     }
+}
+
+/// The largest file read on the runtime's own thread (see [`FileSource::load_inline`]);
+/// a larger one is read on a blocking thread.
+const INLINE_MAX: u64 = 64 * 1024;
+
+fn open_error(path: &Path, e: &std::io::Error) -> SourceError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            SourceError::not_found().with_message(format!("no file {}", path.display()))
+        }
+        _ => SourceError::new(ErrorKind::Unavailable)
+            .with_message(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn too_large(path: &Path, limit: u64) -> SourceError {
+    SourceError::new(ErrorKind::TooLarge).with_message(format!(
+        "{} is larger than {}; raise the limit with `FileSource::with_max_size`",
+        path.display(),
+        crate::error::bytes(limit)
+    ))
+}
+
+/// At most `cap + 1` bytes of `file`, so a caller sees a file larger than `cap` without
+/// reading all of it; `expected` (the size a `stat` gave, or 0) sizes the buffer, so a
+/// small file takes one read and the read that finds its end.
+fn read_bounded(
+    path: &Path,
+    file: std::fs::File,
+    cap: u64,
+    expected: u64,
+) -> Result<Vec<u8>, SourceError> {
+    let mut bytes = Vec::with_capacity(usize::try_from(expected.min(cap) + 1).unwrap_or(0));
+    file.take(cap + 1).read_to_end(&mut bytes).map_err(|e| {
+        SourceError::new(ErrorKind::Unavailable)
+            .with_message(format!("cannot read {}: {e}", path.display()))
+    })?;
+    Ok(bytes)
+}
+
+/// A file's content as a value, by the file's extension.
+fn parse(path: &Path, bytes: Vec<u8>) -> Result<RawValue, SourceError> {
+    let shown = path.display();
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        SourceError::new(ErrorKind::Decode)
+            .with_message(format!("{shown} is not valid {what}: {e}"))
+    };
+    Ok(match Format::of(path) {
+        Format::Text => match String::from_utf8(bytes) {
+            Ok(s) => RawValue::Text(s),
+            Err(e) => RawValue::Bytes(e.into_bytes()),
+        },
+        Format::Json => {
+            RawValue::Json(serde_json::from_slice(&bytes).map_err(|e| invalid("JSON", &e))?)
+        }
+        Format::Toml => {
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                SourceError::new(ErrorKind::Decode).with_message(format!("{shown} is not UTF-8"))
+            })?;
+            RawValue::Json(
+                toml::from_str::<serde_json::Value>(text)
+                    .map_err(|e| invalid("TOML", &toml_error(&e, text)))?,
+            )
+        }
+        Format::Yaml => RawValue::Json(
+            serde_norway::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| invalid("YAML", &e))?,
+        ),
+    })
 }
 
 /// A TOML error without the quoted source line (it could hold a secret): the message and
@@ -233,37 +425,73 @@ impl Source for FileSource {
         crate::resilience::one(self.fetch_many(&[request]).await)
     }
 
-    /// Each distinct file once, read and parsed on a blocking thread (a slow disk or a
-    /// FIFO does not hold up the runtime).
+    /// Each distinct file once (however many fields read it), parsed once; a small
+    /// regular file on the calling thread, any other file on a blocking thread (one hop for
+    /// all of them, so a slow disk or a FIFO does not hold up the runtime). The answers of
+    /// one file are its one document: moved into the last request reading it, cloned for
+    /// the others.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        let paths: Vec<Result<PathBuf, SourceError>> = requests
+        // Which distinct file each request reads: by its `path` text first (no allocation
+        // for the fields repeating it), then by the resolved path.
+        let mut texts: Vec<(&str, usize)> = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
+        let reads: Vec<Result<usize, SourceError>> = requests
             .iter()
-            .map(|r| Self::path_of(r).map(|p| self.resolve(p)))
+            .map(|r| {
+                let text = Self::path_of(r)?;
+                if let Some(&(_, i)) = texts.iter().find(|(t, _)| *t == text) {
+                    return Ok(i);
+                }
+                let path = self.resolve(text);
+                let i = files.iter().position(|f| *f == path).unwrap_or_else(|| {
+                    files.push(path);
+                    files.len() - 1
+                });
+                texts.push((text, i));
+                Ok(i)
+            })
             .collect();
-        let this = self.clone();
-        let read = crate::task::blocking(move || {
-            let mut loaded: HashMap<PathBuf, Result<RawValue, SourceError>> = HashMap::new();
-            paths
-                .into_iter()
-                .map(|path| {
-                    let path = path?;
-                    loaded
-                        .entry(path.clone())
-                        .or_insert_with(|| this.load(&path))
-                        .clone()
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
-        read.unwrap_or_else(|| {
-            requests
-                .iter()
-                .map(|_| {
+        let mut loaded: Vec<Option<Result<RawValue, SourceError>>> =
+            files.iter().map(|f| self.load_inline(f)).collect();
+        let rest: Vec<(usize, PathBuf)> = loaded
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_none())
+            .map(|(i, _)| (i, files[i].clone()))
+            .collect();
+        if !rest.is_empty() {
+            let this = self.clone();
+            let read = crate::task::blocking(move || {
+                rest.into_iter()
+                    .map(|(i, path)| (i, this.load(&path)))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            for (i, answer) in read.into_iter().flatten() {
+                loaded[i] = Some(answer);
+            }
+        }
+        // The last request of each file takes its answer; earlier ones get a clone.
+        let mut remaining = vec![0usize; files.len()];
+        for &i in reads.iter().flatten() {
+            remaining[i] += 1;
+        }
+        reads
+            .into_iter()
+            .map(|read| {
+                let i = read?;
+                remaining[i] -= 1;
+                let answer = if remaining[i] == 0 {
+                    loaded[i].take()
+                } else {
+                    loaded[i].clone()
+                };
+                answer.unwrap_or_else(|| {
                     Err(SourceError::new(ErrorKind::Unavailable)
                         .with_message("reading the file was interrupted"))
                 })
-                .collect()
-        })
+            })
+            .collect()
     }
 
     /// The file and the place in it: `/etc/app/app.toml#/server/port` (the path is
@@ -295,3 +523,7 @@ impl Source for FileSource {
         watch_files(files)
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
