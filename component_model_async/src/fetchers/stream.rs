@@ -337,8 +337,5 @@ where
 
 /// A raw message body as a value: text when it is UTF-8, bytes otherwise.
 pub(crate) fn body(bytes: Vec<u8>) -> RawValue {
-    match String::from_utf8(bytes) {
-        Ok(s) => RawValue::Text(s),
-        Err(e) => RawValue::Bytes(e.into_bytes()),
-    }
+    RawValue::text_or_bytes(bytes)
 }

@@ -23,6 +23,21 @@ pub enum RawValue {
 }
 
 impl RawValue {
+    /// A message body as a value: text when it is UTF-8, bytes otherwise.
+    ///
+    /// ```
+    /// use component_model_async::RawValue;
+    ///
+    /// assert_eq!(RawValue::text_or_bytes(b"8080".to_vec()), RawValue::from("8080"));
+    /// assert_eq!(RawValue::text_or_bytes(vec![0xff]), RawValue::Bytes(vec![0xff]));
+    /// ```
+    pub fn text_or_bytes(bytes: Vec<u8>) -> Self {
+        match String::from_utf8(bytes) {
+            Ok(s) => RawValue::Text(s),
+            Err(e) => RawValue::Bytes(e.into_bytes()),
+        }
+    }
+
     /// The size of the value in bytes (a JSON document: its compact serialization).
     pub fn len(&self) -> usize {
         match self {

@@ -100,7 +100,7 @@ fn decode(value: Option<&str>) -> Option<RawValue> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .ok()?;
-    Some(crate::fetchers::stream::body(bytes))
+    Some(crate::source::RawValue::text_or_bytes(bytes))
 }
 
 fn backoff(failures: u32) -> Duration {
