@@ -24,7 +24,8 @@
 //!
 //! * name `consul`, cargo feature `consul`, registered by
 //!   [`Sources::from_env`](crate::Sources::from_env) from `CONSUL_HTTP_ADDR`;
-//! * attribute keys: `key` (required), `dc`; any other backend key is a compile error;
+//! * attribute keys: `key` (required), `dc`; any other key is a compile error that names
+//!   these (and suggests the closest);
 //! * key label `key`; values are not secret; coalescing: one `/v1/txn` per datacenter and
 //!   64 keys.
 

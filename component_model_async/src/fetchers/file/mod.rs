@@ -18,8 +18,8 @@
 //!
 //! * name `file`, cargo feature `file`, always registered by
 //!   [`Sources::from_env`](crate::Sources::from_env) (relative to the working directory);
-//! * attribute keys: `path` (required), with `pointer`/`field` to select; any other
-//!   backend key is a compile error;
+//! * attribute keys: `path` (required), with `pointer`/`field` to select; any other key
+//!   is a compile error that names `path` (and suggests the closest key);
 //! * key label `path`; values are not secret; coalescing: one read per distinct file.
 
 #[cfg(feature = "file")]
