@@ -16,7 +16,7 @@ impl Outcomes<'_> {
     /// the value is absent or the source failed).
     pub fn take<T: 'static>(&mut self, handle: Handle<T>) -> Result<T, ComponentError> {
         let i = handle.index;
-        let value = match self.fields[i].converted.take() {
+        let value = match self.take_converted(i) {
             // Converted (and checked) ahead of assembly.
             Some(converted) => (*converted)?.downcast::<Option<T>>().ok().and_then(|v| *v),
             None => {
@@ -101,10 +101,9 @@ impl Outcomes<'_> {
             && (g.start..g.end).all(|i| self.not_found(i))
         {
             for i in g.start..g.end {
-                let field = &mut self.fields[i];
-                field.result = None;
-                field.converted = None;
-                field.outcome = Some(Outcome::Absent);
+                self.fields[i].result = None;
+                self.take_converted(i);
+                self.set_outcome(i, Outcome::Absent);
                 self.span(i).record("outcome", "absent");
             }
             self.next = g.end;
@@ -142,9 +141,9 @@ impl Outcomes<'_> {
     pub(crate) fn report(&self) -> Vec<FieldReport> {
         self.slots
             .iter()
-            .zip(&self.fields)
-            .filter_map(|(slot, field)| {
-                let outcome = field.outcome?;
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let outcome = self.outcome(i)?;
                 let p = slot.provenance();
                 Some(FieldReport {
                     path: slot.path(),
@@ -153,7 +152,7 @@ impl Outcomes<'_> {
                     key: p.key,
                     bound_key: p.bound_key,
                     location: p.location,
-                    elapsed: field.elapsed,
+                    elapsed: self.elapsed(i),
                     outcome,
                 })
             })
@@ -163,10 +162,9 @@ impl Outcomes<'_> {
     /// The fields taken so far that fell back to their `fallback` literal because their
     /// source failed, with the failure.
     pub(crate) fn degraded(&self) -> Vec<(String, String)> {
-        self.slots
+        self.degraded
             .iter()
-            .zip(&self.fields)
-            .filter_map(|(slot, field)| Some((slot.path(), field.degraded.as_deref()?.to_owned())))
+            .map(|(i, why)| (self.slots[*i].path(), why.to_string()))
             .collect()
     }
 }

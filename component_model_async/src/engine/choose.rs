@@ -178,10 +178,10 @@ impl Round {
         answer: Result<Got, Failure>,
         elapsed: Duration,
     ) {
+        // A field asked twice waited for both.
+        out.add_elapsed(i, elapsed);
         let slot = &out.slots[i];
         let field = &mut out.fields[i];
-        // A field asked twice waited for both.
-        field.elapsed += elapsed;
         match (self, answer) {
             (Round::Primary, r) => field.result = Some(r.map_err(|f| to_component_error(f, slot))),
             (Round::FallbackTo, Ok(got)) => {

@@ -23,6 +23,7 @@ impl Outcomes<'_> {
     /// The field's value: converted, or absent, or its `fallback`; recorded in its span.
     pub(super) fn finish(&mut self, index: usize, out: Out<'_>) -> Result<Value, ComponentError> {
         let slot = &self.slots[index];
+        let elapsed = self.elapsed(index);
         let field = &mut self.fields[index];
         let provenance = || slot.provenance();
         let fallback_source = match (&slot.fallback, field.via_fallback) {
@@ -33,7 +34,6 @@ impl Outcomes<'_> {
             Some(fb) => slot.target_of(&provenance, Some(fb), slot.fallback_request.as_ref()),
             None => slot.target(&provenance),
         };
-        let elapsed = field.elapsed;
         let result = field.result.take().unwrap_or_else(|| {
             Err(ComponentError::field(ErrorKind::Config)
                 .provenance(slot.provenance())
@@ -76,7 +76,7 @@ impl Outcomes<'_> {
                 let why = e.to_string();
                 let r = use_fallback(e, &target, |t, tg| fallback(t, tg, out), &mut outcome);
                 if outcome == "fallback" {
-                    field.degraded = Some(why.into());
+                    self.degraded.push((index, why.into()));
                 }
                 r
             }
@@ -89,8 +89,7 @@ impl Outcomes<'_> {
             (Ok(_), _) if fetched => self.fetched_outcome(index),
             (Ok(_), _) => Outcome::Fetched,
         };
-        let field = &mut self.fields[index];
-        field.outcome = Some(how);
+        self.set_outcome(index, how);
         record(self.span(index), &result, outcome, elapsed);
         result
     }

@@ -59,7 +59,7 @@ impl Plan<'_> {
     /// update that carried the value).
     pub(crate) async fn run_given(&self, cx: FetchContext, given: Option<&Given>) -> Outcomes<'_> {
         // plan: the slots are built; a run starts from them.
-        let mut out = Outcomes::start(&self.slots, &self.groups, cx);
+        let mut out = Outcomes::start(&self.slots, &self.groups, cx, !self.checks.is_empty());
         if let Some(given) = given {
             for ((field, value), slot) in out.fields.iter_mut().zip(&given.0).zip(&*self.slots) {
                 // A field that reads others is fetched again: its inputs may have changed.
@@ -69,13 +69,7 @@ impl Plan<'_> {
                 }
             }
         }
-        // How long each field took is for the report, a span someone records and the
-        // warning of a failed field; a clock read costs more than a fetcher answering
-        // from memory, so only when one of them can be seen.
-        let timed = out.cx.notes().is_some()
-            || crate::metrics::ENABLED
-            || tracing::enabled!(tracing::Level::WARN)
-            || !out.spans.is_empty();
+        let timed = out.timed();
         let waves = resolve::waves(&self.slots);
         let mut wave_index = 0;
         while let Some(wave) = waves.wave(wave_index, self.slots.len()) {

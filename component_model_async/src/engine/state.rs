@@ -1,5 +1,7 @@
-//! A run's state: one [`FieldState`] per field, in one vector, handed from stage to stage
-//! and finally to the generated code as [`Outcomes`].
+//! A run's state: one small [`FieldState`] per field, in one vector, handed from stage to
+//! stage and finally to the generated code as [`Outcomes`]. What only some runs need (spans,
+//! times, a report's outcomes, values converted for checks) is kept beside it, allocated
+//! only by the runs that need it.
 
 use std::any::Any;
 use std::time::Duration;
@@ -14,21 +16,12 @@ use crate::source::FetchContext;
 pub(super) struct FieldState {
     /// What the fetch stage got (after `choose` settled the rounds), until taken.
     pub(super) result: Option<Result<Got, ComponentError>>,
-    /// Time spent fetching it (both rounds).
-    pub(super) elapsed: Duration,
     /// The `fallback_to` source answered (its value converts as that source says).
     pub(super) via_fallback: bool,
-    /// The value converted ahead of assembly (an `Option<T>`, boxed) for the validate
-    /// stage, or why it could not be (boxed: rare, and the state stays small).
-    pub(super) converted: Option<Box<Converted>>,
-    /// How the field got its value, once converted.
-    pub(super) outcome: Option<Outcome>,
-    /// Why the field took its `fallback` literal after its source failed (not merely had
-    /// nothing): a live refresh keeps the current value instead.
-    pub(super) degraded: Option<Box<str>>,
 }
 
-/// A field converted ahead of assembly, or why it could not be.
+/// A field converted ahead of assembly (an `Option<T>`, boxed) for the validate stage, or
+/// why it could not be.
 pub(super) type Converted = Result<Box<dyn Any + Send + Sync>, ComponentError>;
 
 /// A span that records nothing, for fields whose span no subscriber wants.
@@ -40,8 +33,19 @@ pub struct Outcomes<'p> {
     pub(super) slots: &'p [Slot],
     pub(super) groups: &'p [Group],
     pub(super) fields: Vec<FieldState>,
-    /// Each field's span, when a subscriber wants any (else empty: nothing allocated).
-    pub(super) spans: Vec<tracing::Span>,
+    /// Each field's span, when a subscriber wants any (else empty).
+    spans: Vec<tracing::Span>,
+    /// Time spent fetching each field (both rounds), when anything can show it (a
+    /// report, metrics, a span, a warning; else empty: a clock read costs more than a
+    /// fetcher answering from memory).
+    elapsed: Vec<Duration>,
+    /// How each field got its value, when a report is collected (else empty).
+    outcomes: Vec<Option<Outcome>>,
+    /// Fields converted ahead of assembly, when the plan has checks (else empty).
+    pub(super) converted: Vec<Option<Box<Converted>>>,
+    /// Fields that took their `fallback` literal after their source failed (not merely
+    /// had nothing), with why: a live refresh keeps the current value instead.
+    pub(super) degraded: Vec<(usize, Box<str>)>,
     /// The context the run was made in (its report notes).
     pub(super) cx: FetchContext,
     /// The next slot and `Option` group to take, when taken in planning order.
@@ -52,8 +56,15 @@ pub struct Outcomes<'p> {
 }
 
 impl<'p> Outcomes<'p> {
-    /// The state of a run of `slots` that has fetched nothing yet.
-    pub(super) fn start(slots: &'p [Slot], groups: &'p [Group], cx: FetchContext) -> Self {
+    /// The state of a run of `slots` that has fetched nothing yet; `checks`: whether the
+    /// validate stage converts some fields ahead of assembly.
+    pub(super) fn start(
+        slots: &'p [Slot],
+        groups: &'p [Group],
+        cx: FetchContext,
+        checks: bool,
+    ) -> Self {
+        let n = slots.len();
         let spans: Vec<tracing::Span> = match slots.first().map(Slot::span) {
             Some(first) if !first.is_disabled() => std::iter::once(first)
                 .chain(slots[1..].iter().map(Slot::span))
@@ -61,21 +72,34 @@ impl<'p> Outcomes<'p> {
             // Spans are enabled or not by their callsite, the same for every field.
             _ => Vec::new(),
         };
+        let report = cx.notes().is_some();
+        let timed = report
+            || crate::metrics::ENABLED
+            || !spans.is_empty()
+            || tracing::enabled!(tracing::Level::WARN);
         Outcomes {
             slots,
             groups,
-            fields: slots
-                .iter()
+            fields: (0..n)
                 .map(|_| FieldState {
                     result: None,
-                    elapsed: Duration::ZERO,
                     via_fallback: false,
-                    converted: None,
-                    outcome: None,
-                    degraded: None,
                 })
                 .collect(),
             spans,
+            elapsed: match timed {
+                true => vec![Duration::ZERO; n],
+                false => Vec::new(),
+            },
+            outcomes: match report {
+                true => vec![None; n],
+                false => Vec::new(),
+            },
+            converted: match checks {
+                true => (0..n).map(|_| None).collect(),
+                false => Vec::new(),
+            },
+            degraded: Vec::new(),
             cx,
             next: 0,
             next_group: 0,
@@ -86,5 +110,39 @@ impl<'p> Outcomes<'p> {
     /// Field `i`'s span (one that records nothing when no subscriber wants spans).
     pub(super) fn span(&self, i: usize) -> &tracing::Span {
         self.spans.get(i).unwrap_or(&NO_SPAN)
+    }
+
+    /// Whether the run times its fields.
+    pub(super) fn timed(&self) -> bool {
+        !self.elapsed.is_empty()
+    }
+
+    /// Time spent fetching field `i` (zero when the run is not timed).
+    pub(super) fn elapsed(&self, i: usize) -> Duration {
+        self.elapsed.get(i).copied().unwrap_or_default()
+    }
+
+    /// Adds `d` to the time spent fetching field `i`.
+    pub(super) fn add_elapsed(&mut self, i: usize, d: Duration) {
+        if let Some(e) = self.elapsed.get_mut(i) {
+            *e += d;
+        }
+    }
+
+    /// Records how field `i` got its value (kept when a report is collected).
+    pub(super) fn set_outcome(&mut self, i: usize, outcome: Outcome) {
+        if let Some(o) = self.outcomes.get_mut(i) {
+            *o = Some(outcome);
+        }
+    }
+
+    /// How field `i` got its value, if taken and a report is collected.
+    pub(super) fn outcome(&self, i: usize) -> Option<Outcome> {
+        self.outcomes.get(i).copied().flatten()
+    }
+
+    /// Takes field `i`'s value converted ahead of assembly, if any.
+    pub(super) fn take_converted(&mut self, i: usize) -> Option<Box<Converted>> {
+        self.converted.get_mut(i).and_then(Option::take)
     }
 }

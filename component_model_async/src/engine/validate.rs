@@ -57,7 +57,7 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
     }
     for (i, check) in checks {
         let i = *i;
-        if out.fields[i].converted.is_some() {
+        if out.converted[i].is_some() {
             continue;
         }
         let mut value = (check.empty)();
@@ -75,12 +75,12 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
             }),
             Err(e) => Err(e),
         };
-        out.fields[i].converted = Some(Box::new(converted));
+        out.converted[i] = Some(Box::new(converted));
     }
-    let fields = &out.fields;
+    let converted = &out.converted;
     let runs = checks
         .iter()
-        .filter_map(|(i, check)| match fields[*i].converted.as_deref() {
+        .filter_map(|(i, check)| match converted[*i].as_deref() {
             Some(Ok(value)) => {
                 let fut = (check.run)(value.as_ref());
                 Some(async move { (*i, fut.await) })
@@ -105,8 +105,7 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
         let span = out.span(i);
         span.record("outcome", ErrorKind::Invalid.as_str());
         tracing::warn!(parent: span, error = %e, "component rejected by validation");
-        let field = &mut out.fields[i];
-        field.outcome = Some(Outcome::Failed(ErrorKind::Invalid));
-        field.converted = Some(Box::new(Err(e)));
+        out.set_outcome(i, Outcome::Failed(ErrorKind::Invalid));
+        out.converted[i] = Some(Box::new(Err(e)));
     }
 }
