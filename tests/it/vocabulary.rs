@@ -37,6 +37,9 @@ struct Flags {
     flags: String,
     #[component(fetch_from = "kv", key = "flags", bucket = "other")]
     other: String,
+    // A keyword is a key like any other (a backend could read `type`).
+    #[component(fetch_from = "kv", key = "flags", type = "json", revision = 2)]
+    typed: String,
     #[component(
         fetch_from = "kv",
         key = "flags",
@@ -57,6 +60,7 @@ async fn unknown_keys_reach_the_request_by_name_with_placeholders_resolved() {
     assert_eq!(flags.flags, "payments-config@7");
     assert_eq!(flags.other, "other@-");
     assert_eq!(flags.with_dc, "other@-");
+    assert_eq!(flags.typed, "-@2");
 
     let seen = echo.seen.lock().unwrap();
     let with_dc = seen
@@ -69,6 +73,8 @@ async fn unknown_keys_reach_the_request_by_name_with_placeholders_resolved() {
     assert_eq!(with_dc.param("dc"), Some("eu1"));
     assert_eq!(with_dc.param("live"), Some("true"));
     assert_eq!(with_dc.param("key"), Some("flags"));
+    let typed = seen.iter().find(|r| r.field() == "typed").unwrap();
+    assert_eq!(typed.param("type"), Some("json"));
     // Parameters are the request's identity: `other` and `with_dc` differ only by theirs.
     let other = seen.iter().find(|r| r.field() == "other").unwrap();
     assert_ne!(other, with_dc);
