@@ -42,6 +42,11 @@ pub trait ComponentFetcher<T> {
 #[async_trait::async_trait]
 pub(crate) trait DynFetcher<T>: Send + Sync {
     async fn fetch_dyn(&self) -> Result<T, BoxError>;
+
+    /// The value boxed as `Any` (taken by type later): the call in one boxed future.
+    async fn fetch_any(&self) -> Result<Box<dyn std::any::Any + Send>, BoxError>
+    where
+        T: 'static;
 }
 
 #[async_trait::async_trait]
@@ -53,6 +58,16 @@ where
 {
     async fn fetch_dyn(&self) -> Result<T, BoxError> {
         self.fetch_component().await.map_err(Into::into)
+    }
+
+    async fn fetch_any(&self) -> Result<Box<dyn std::any::Any + Send>, BoxError>
+    where
+        T: 'static,
+    {
+        match self.fetch_component().await {
+            Ok(v) => Ok(Box::new(v)),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -12,6 +12,12 @@ use tracing::Instrument;
 use super::choose::Ask;
 use super::slot::{Got, Slot};
 use crate::error::ErrorKind;
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::error::BoxError;
 use crate::fetcher::DynFetcher;
 use crate::resilience::{self, Failure};
 use crate::source::{FetchContext, FetchRequest, FieldSpec, Source};
@@ -28,7 +34,26 @@ pub(super) enum Answered {
 
 /// A job borrows the plan it runs for: its requests and fetchers are read in place, not
 /// cloned per run.
-pub(super) type Job<'p> = BoxFuture<'p, Answered>;
+pub(super) enum Job<'p> {
+    Boxed(BoxFuture<'p, Answered>),
+    /// A typed fetcher's plain call (no timeout, retry, clock, metrics or span): the
+    /// fetcher's own future, its answer made the field's here (no box of ours around it).
+    Plain(usize, BoxFuture<'p, Result<Box<dyn Any + Send>, BoxError>>),
+}
+
+impl Future for Job<'_> {
+    type Output = Answered;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answered> {
+        match self.get_mut() {
+            Job::Boxed(job) => job.as_mut().poll(cx),
+            Job::Plain(i, call) => call.as_mut().poll(cx).map(|r| {
+                let r = r.map(Got::Typed).map_err(Failure::Fetcher);
+                Answered::One(*i, r, Duration::ZERO)
+            }),
+        }
+    }
+}
 
 /// A typed fetcher with its type erased: it makes the job of one call, one boxed future
 /// that calls the fetcher and boxes its value (taken by type at assembly).
@@ -42,6 +67,11 @@ pub(super) struct Typed<T>(pub(super) Arc<dyn DynFetcher<T>>);
 impl<T: Send + 'static> TypedFetch for Typed<T> {
     /// One call (with `timeout`/`retry_attempts` when the field has them).
     fn job(&self, i: usize, spec: &'static FieldSpec, span: tracing::Span, timed: bool) -> Job<'_> {
+        // `timed` is set whenever metrics are on: a plain call records none.
+        let plain = spec.timeout.is_none() && spec.retry_attempts.unwrap_or(0) == 0;
+        if plain && !timed && span.is_disabled() {
+            return Job::Plain(i, self.0.fetch_any());
+        }
         let job = async move {
             let started = timed.then(Instant::now);
             let r = resilience::call(spec, || {
@@ -62,8 +92,8 @@ impl<T: Send + 'static> TypedFetch for Typed<T> {
         };
         // A disabled span is not entered on every poll.
         match span.is_disabled() {
-            true => Box::pin(job),
-            false => Box::pin(job.instrument(span)),
+            true => Job::Boxed(Box::pin(job)),
+            false => Job::Boxed(Box::pin(job.instrument(span))),
         }
     }
 }
@@ -101,9 +131,12 @@ pub(super) async fn fetch<'p>(
                 // Fields with `timeout`/`retry_attempts` stay in a batch with the fields
                 // that have the same settings; the layers wrap the whole batch.
                 let settings = resilience::Settings::of(slots[i].spec);
-                match batches.iter_mut().find(|b| {
-                    Arc::ptr_eq(b.source, source) && b.settings == settings && b.name == name
-                }) {
+                // One source under two names (`api`, `http`) is one batch; named as its
+                // first member names it.
+                match batches
+                    .iter_mut()
+                    .find(|b| Arc::ptr_eq(b.source, source) && b.settings == settings)
+                {
                     Some(b) => {
                         b.members.push(i);
                         b.requests.push(request);
@@ -149,8 +182,8 @@ fn batch_job<'p>(
     timed: bool,
 ) -> Job<'p> {
     let name = batch.name;
-    let span = tracing::debug_span!("component_batch", source = name, size = batch.members.len());
-    Box::pin(
+    let span = tracing::debug_span!(target: "component_model_async::engine", "component_batch", source = name, size = batch.members.len());
+    Job::Boxed(Box::pin(
         async move {
             let started = timed.then(Instant::now);
             let answers =
@@ -175,5 +208,5 @@ fn batch_job<'p>(
             Answered::Many(answers)
         }
         .instrument(span),
-    )
+    ))
 }
