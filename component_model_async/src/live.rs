@@ -376,7 +376,13 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
     given: Option<&Given>,
 ) -> (Candidate<T>, Given) {
     let mut out = plan
-        .run_given(FetchContext::new().fresh_read(fresh), given)
+        // Notes say which values a cache served stale (not reused by the next run).
+        .run_given(
+            FetchContext::new()
+                .fresh_read(fresh)
+                .collecting(Arc::new(crate::source::Notes::default())),
+            given,
+        )
         .await;
     let read = out.given();
     let slots = out.watch_slots();

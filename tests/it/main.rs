@@ -7,6 +7,7 @@ mod cache;
 mod consul;
 mod conversion;
 mod database;
+mod engine_regressions;
 mod file;
 mod fleet;
 mod http;

@@ -153,6 +153,7 @@ impl Round {
             }
             if slot.sensitive {
                 tracing::warn!(
+                    target: "component_model_async::engine",
                     field = format_args!("{}.{}", slot.owner, slot.field),
                     fallback_to = slot.spec.fallback_to.unwrap_or_default(),
                     "the value is secret: it is not stored for fallback"

@@ -134,12 +134,12 @@ fn record<T>(
                 span.record("outcome", outcome);
                 span.record("elapsed_ms", elapsed_ms);
             }
-            tracing::debug!(parent: span, outcome, elapsed_ms, "component fetched");
+            tracing::debug!(target: "component_model_async::engine", parent: span, outcome, elapsed_ms, "component fetched");
         }
         Err(e) => {
             span.record("outcome", e.kind().as_str());
             span.record("elapsed_ms", elapsed_ms);
-            tracing::warn!(parent: span, error = %e, elapsed_ms, "component fetch failed");
+            tracing::warn!(target: "component_model_async::engine", parent: span, error = %e, elapsed_ms, "component fetch failed");
         }
     }
 }
@@ -173,7 +173,7 @@ fn use_fallback<T>(
     match fallback(text, target) {
         Some(Ok(v)) => {
             *outcome = "fallback";
-            tracing::info!(reason = %e, "using the fallback value");
+            tracing::info!(target: "component_model_async::engine", reason = %e, "using the fallback value");
             Ok(v)
         }
         Some(Err(bad)) => Err(bad.with_note("while converting the `fallback` literal".to_owned())),

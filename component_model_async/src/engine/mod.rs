@@ -62,10 +62,13 @@ impl Plan<'_> {
         let mut out = Outcomes::start(&self.slots, &self.groups, cx, !self.checks.is_empty());
         if let Some(given) = given {
             for ((field, value), slot) in out.fields.iter_mut().zip(&given.0).zip(&*self.slots) {
-                // A field that reads others is fetched again: its inputs may have changed.
-                if let (Some((raw, via_fallback)), true) = (value, slot.after.is_empty()) {
-                    field.result = Some(Ok(slot::Got::Raw(raw.clone())));
-                    field.via_fallback = *via_fallback;
+                // Fetched again: a field that reads others (its inputs may have changed),
+                // a cached one (the cache must see its new value), one whose request
+                // changed (a `${VAR}` in its key).
+                let Some(carried) = value else { continue };
+                let same = carried.request.is_none() || carried.request == slot.request;
+                if slot.after.is_empty() && slot.spec.cache_for.is_none() && same {
+                    field.result = Some(Ok(slot::Got::Raw(carried.raw.clone())));
                 }
             }
         }

@@ -387,6 +387,7 @@ impl<'s> Plan<'s> {
             if let Some(Route::Fail(why)) = &slot.fallback {
                 // Said now, not only when the fallback is needed.
                 tracing::warn!(
+                    target: "component_model_async::engine",
                     field = format_args!("{}.{}", slot.owner, slot.field),
                     fallback_to = spec.fallback_to.unwrap_or_default(),
                     reason = %why,
@@ -434,6 +435,15 @@ impl<'s> Plan<'s> {
             let erased: Arc<dyn DynFetcher<T>> = Arc::new(fetcher.into_fetcher());
             slot.primary = Some(Route::Typed(typed_call(erased)));
             slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
+            // The fallback source gets the request in its own wire form (as in `add`).
+            if let Some(Route::Raw(fb)) = &slot.fallback {
+                slot.sensitive |= fb.is_sensitive();
+                slot.fallback_request = self
+                    .request_for(spec)
+                    .and_then(|r| self.prefixed(r, fb.as_ref()))
+                    .ok()
+                    .map(|r| for_source(r, fb.as_ref()).sensitive(slot.sensitive));
+            }
         }
         self.push(slot)
     }

@@ -151,6 +151,7 @@ impl Slot {
     pub(super) fn span(&self) -> tracing::Span {
         let spec = self.spec;
         tracing::debug_span!(
+            target: "component_model_async::engine",
             "component_fetch",
             owner = self.owner,
             field = &*self.field,

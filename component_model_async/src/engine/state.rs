@@ -43,6 +43,9 @@ pub struct Outcomes<'p> {
     outcomes: Vec<Option<Outcome>>,
     /// Fields converted ahead of assembly, when the plan has checks (else empty).
     pub(super) converted: Vec<Option<Box<Converted>>>,
+    /// The raw values of fields the validate stage converted (their result is taken), for
+    /// `Live`'s diff and next run: field, value, whether `fallback_to` answered.
+    pub(super) checked_raw: Vec<(usize, crate::source::RawValue, bool)>,
     /// Fields that took their `fallback` literal after their source failed (not merely
     /// had nothing), with why: a live refresh keeps the current value instead.
     pub(super) degraded: Vec<(usize, Box<str>)>,
@@ -76,7 +79,7 @@ impl<'p> Outcomes<'p> {
         let timed = report
             || crate::metrics::ENABLED
             || !spans.is_empty()
-            || tracing::enabled!(tracing::Level::WARN);
+            || tracing::enabled!(target: "component_model_async::engine", tracing::Level::WARN);
         Outcomes {
             slots,
             groups,
@@ -100,6 +103,7 @@ impl<'p> Outcomes<'p> {
                 false => Vec::new(),
             },
             degraded: Vec::new(),
+            checked_raw: Vec::new(),
             cx,
             next: 0,
             next_group: 0,

@@ -193,3 +193,150 @@ async fn the_context_reaches_the_layers_a_report_and_a_fresh_read_through_the_ca
         .await;
     assert_eq!(out.take(n).unwrap(), 1);
 }
+
+/// Found reviewing the pipeline: given values, checked fields in `Option` groups.
+mod regressions {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use super::*;
+    use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
+    use crate::sources::Sources;
+    use crate::{ErrorKind, SourceError};
+
+    /// Answers every key with a counter.
+    struct Counter(AtomicU32);
+    #[async_trait::async_trait]
+    impl Source for Counter {
+        async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+            Ok(RawValue::Text(
+                self.0.fetch_add(1, Ordering::SeqCst).to_string(),
+            ))
+        }
+    }
+
+    /// Says "not found" for every key.
+    struct Nothing;
+    #[async_trait::async_trait]
+    impl Source for Nothing {
+        async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+            Err(SourceError::not_found())
+        }
+    }
+
+    /// Fails (unavailable) while `down`, else answers "1".
+    struct Flaky(Arc<AtomicBool>);
+    #[async_trait::async_trait]
+    impl Source for Flaky {
+        async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+            match self.0.load(Ordering::SeqCst) {
+                true => Err(SourceError::new(ErrorKind::Unavailable)),
+                false => Ok(RawValue::from("1")),
+            }
+        }
+    }
+
+    /// Answers "2".
+    struct Two;
+    #[async_trait::async_trait]
+    impl Source for Two {
+        async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
+            Ok(RawValue::from("2"))
+        }
+    }
+
+    fn ok(_: &u16) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    static IA: FieldSpec = FieldSpec::new("Inner", "a", "u16", "nothing").key("a");
+    static IB: FieldSpec = FieldSpec::new("Inner", "b", "u16", "nothing").key("b");
+
+    #[allow(dead_code)]
+    struct Inner {
+        a: u16,
+        b: u16,
+    }
+
+    /// `Inner` with a check on `a` (as a derive with validation would plan it).
+    impl Nested for Inner {
+        fn plan(plan: &mut Plan<'_>) {
+            let a = plan.add::<u16>(&IA, false);
+            let _ = plan.add::<u16>(&IB, false);
+            plan.check(a, ok);
+        }
+        fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self> {
+            let a = out.field::<u16>(available, None);
+            let b = out.field::<u16>(available, None);
+            Some(Inner { a: a?, b: b? })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_absent_option_group_with_a_checked_field_is_none() {
+        let sources = Sources::new().register("nothing", Nothing);
+        let mut plan = Plan::new(&sources);
+        plan.optional::<Inner>();
+        let mut out = plan.run().await;
+        let got = out.optional::<Inner>(false);
+        let errors = out.into_result(got);
+        assert!(
+            matches!(errors, Ok(None)),
+            "an Option<Inner> whose fields are all absent: {:?}",
+            errors
+                .err()
+                .map(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_given_value_of_a_cached_field_reaches_the_cache() {
+        static CACHED: FieldSpec = FieldSpec::new("K", "n", "u32", "counter")
+            .key("n")
+            .cache_for(std::time::Duration::from_secs(60));
+        let sources = Sources::new().register("counter", Counter(AtomicU32::new(0)));
+        let mut plan = Plan::new(&sources);
+        let n = plan.add::<u32>(&CACHED, false);
+        let out = plan.run().await;
+        let mut given = out.given();
+        drop(out);
+        // A watch said the new value is 99 (Change::Value), applied by Live without a fetch.
+        given.set(0, RawValue::from("99"));
+        let mut out = plan
+            .run_given(crate::FetchContext::new().fresh_read(true), Some(&given))
+            .await;
+        // A cached field is read fresh rather than taken from the watch (the counter
+        // stands for the store: its next answer is the new value), so its cache holds it.
+        let live = out.take(n).unwrap();
+        assert_ne!(live, 0, "the cached old value was served");
+        // A plain fetch from the same Sources right after (old engine: the live refresh
+        // read fresh and stored the new value in the cache).
+        assert_eq!(
+            plan.run().await.take(n).unwrap(),
+            live,
+            "the cache still holds the old value"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_field_answered_by_fallback_to_is_asked_its_own_source_again() {
+        static F: FieldSpec = FieldSpec::new("F", "x", "u16", "flaky")
+            .key("x")
+            .fallback_to("two");
+        let down = Arc::new(AtomicBool::new(true));
+        let sources = Sources::new()
+            .register("flaky", Flaky(down.clone()))
+            .register("two", Two);
+        let mut plan = Plan::new(&sources);
+        let x = plan.add::<u16>(&F, false);
+        let out = plan.run().await;
+        let given = out.given();
+        drop(out);
+        down.store(false, Ordering::SeqCst); // the own source is back
+        // Live refreshes for a change of another field: `given` is what the last run read.
+        let mut out = plan
+            .run_given(crate::FetchContext::new().fresh_read(true), Some(&given))
+            .await;
+        assert_eq!(out.take(x).unwrap(), 1, "still the fallback_to value");
+    }
+}

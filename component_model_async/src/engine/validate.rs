@@ -3,13 +3,16 @@
 //! check of every field runs concurrently, and each failed field gets one error (kind
 //! `Invalid`) naming its field, source and key with every message of its checks.
 //! Fields registered with [`Plan::check`](super::Plan::check) are converted here, ahead
-//! of assembly; a field that failed to fetch or convert is not checked.
+//! of assembly, when they were fetched; a field that failed to fetch (whatever its
+//! `fallback`, `Option` or `Option` group makes of that at assembly) or to convert is not
+//! checked.
 
 use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use super::slot::Got;
 use super::state::Outcomes;
 use crate::error::{ComponentError, ErrorKind};
 use crate::report::Outcome;
@@ -60,6 +63,17 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
         if out.converted[i].is_some() {
             continue;
         }
+        // Only a fetched value: a failure is left to assembly (an `Option` group absent
+        // as a whole, a `fallback` literal).
+        let field = &out.fields[i];
+        match &field.result {
+            Some(Ok(Got::Raw(raw))) => {
+                let kept = (i, raw.clone(), field.via_fallback);
+                out.checked_raw.push(kept);
+            }
+            Some(Ok(Got::Typed(_))) => {}
+            _ => continue,
+        }
         let mut value = (check.empty)();
         let converted = match out.finish(i, value.as_mut()) {
             Ok(None) => Ok(value),
@@ -104,7 +118,7 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
             .build();
         let span = out.span(i);
         span.record("outcome", ErrorKind::Invalid.as_str());
-        tracing::warn!(parent: span, error = %e, "component rejected by validation");
+        tracing::warn!(target: "component_model_async::engine", parent: span, error = %e, "component rejected by validation");
         out.set_outcome(i, Outcome::Failed(ErrorKind::Invalid));
         out.converted[i] = Some(Box::new(Err(e)));
     }

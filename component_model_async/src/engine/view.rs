@@ -195,17 +195,33 @@ pub(crate) struct FieldView {
 
 /// The raw values a run fetched, one entry per field, to hand to the next run
 /// ([`Plan::run_given`]): a field with a value is not fetched again. A field whose
-/// result was not a raw value (a typed fetcher's, a failure) has none. `Live` keeps the
+/// result was not its own source's raw value (a typed fetcher's, a failure, an answer of
+/// its `fallback_to`, a stale value a cache served because the source failed) has none:
+/// it is asked again on every run. Neither is a value reused for a field that reads other
+/// fields, a `cache_for` field (its cache must see the new value: it is read fresh), or a
+/// field whose request changed (a `${VAR}` in its key). `Live` keeps the
 /// last run's `Given`, sets the values a watch carried (`Change::Value`), forgets the
 /// fields a watch named without a value (`Change::Changed`), and runs the plan with it.
 #[derive(Clone, Default)]
-pub(crate) struct Given(pub(super) Vec<Option<(RawValue, bool)>>);
+pub(crate) struct Given(pub(super) Vec<Option<Carried>>);
+
+/// A value handed to the next run, and the request it answers (`None`: whatever the
+/// field asks, a value a watch carried).
+#[derive(Clone)]
+pub(crate) struct Carried {
+    pub(super) raw: RawValue,
+    pub(super) request: Option<FetchRequest>,
+}
 
 impl Given {
     /// `value` is field `slot`'s new raw value (from its own source).
     pub(crate) fn set(&mut self, slot: usize, value: RawValue) {
         if let Some(entry) = self.0.get_mut(slot) {
-            *entry = Some((value, false));
+            let request = entry.take().and_then(|c| c.request);
+            *entry = Some(Carried {
+                raw: value,
+                request,
+            });
         }
     }
 
@@ -227,14 +243,35 @@ impl Outcomes<'_> {
     /// Every field's raw value as fetched (call before taking), to reuse in the next run.
     pub(crate) fn given(&self) -> Given {
         Given(
-            self.fields
-                .iter()
-                .map(|f| match &f.result {
-                    Some(Ok(Got::Raw(raw))) => Some((raw.clone(), f.via_fallback)),
-                    _ => None,
+            (0..self.fields.len())
+                .map(|i| {
+                    let (raw, via_fallback) = self.raw(i)?;
+                    let request = self.slots[i].request.as_ref();
+                    let stale = match (self.cx.notes(), request) {
+                        (Some(notes), Some(r)) => notes.get(r).stale.is_some(),
+                        _ => false,
+                    };
+                    (!via_fallback && !stale).then(|| Carried {
+                        raw: raw.clone(),
+                        request: request.cloned(),
+                    })
                 })
                 .collect(),
         )
+    }
+
+    /// Field `i`'s raw value as fetched and whether `fallback_to` answered it, also
+    /// after the validate stage converted it.
+    fn raw(&self, i: usize) -> Option<(&RawValue, bool)> {
+        match &self.fields[i].result {
+            Some(Ok(Got::Raw(raw))) => Some((raw, self.fields[i].via_fallback)),
+            Some(_) => None,
+            None => self
+                .checked_raw
+                .iter()
+                .find(|(at, _, _)| *at == i)
+                .map(|(_, raw, via)| (raw, *via)),
+        }
     }
 
     /// Every field with its raw value (before conversion), for a live update's diff.
@@ -242,7 +279,8 @@ impl Outcomes<'_> {
         self.slots
             .iter()
             .zip(&self.fields)
-            .map(|(slot, field)| {
+            .enumerate()
+            .map(|(i, (slot, field))| {
                 let p = slot.provenance();
                 FieldView {
                     path: slot.path(),
@@ -250,6 +288,11 @@ impl Outcomes<'_> {
                     key: p.key,
                     secret: slot.sensitive,
                     raw: match &field.result {
+                        None => self.raw(i).map(|(raw, _)| {
+                            let provenance = || slot.provenance();
+                            let target = slot.target(&provenance);
+                            narrowed(raw, target.select, target.pointer)
+                        }),
                         Some(Ok(Got::Raw(raw))) => {
                             let provenance = || slot.provenance();
                             let target = slot.target(&provenance);

@@ -476,8 +476,9 @@ impl CacheSource {
     /// (and unregisters) even when every caller waiting for it is cancelled; never
     /// suspended half-way holding a connection or a permit. The caller registers it.
     fn flight(&self, requests: Vec<FetchRequest>, cx: &FetchContext, id: u64) -> Flight {
-        // What the layers below note for a fetch report goes to the caller's report.
-        let cx = cx.clone();
+        // What the layers below note for a fetch report goes to the caller's report; the
+        // starter's deadline does not bound the callers that share the flight.
+        let cx = cx.without_deadline();
         let inner = self.inner.clone();
         let state = self.state.clone();
         let tier = self.tier.clone();

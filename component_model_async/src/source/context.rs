@@ -90,6 +90,14 @@ impl FetchContext {
         self.source
     }
 
+    /// This context without its deadline: for work shared with callers that have none
+    /// (a cache's flight answers every caller waiting for it).
+    pub(crate) fn without_deadline(&self) -> Self {
+        let mut cx = self.clone();
+        cx.deadline = None;
+        cx
+    }
+
     /// This context for a call of the source registered as `name`.
     pub(crate) fn for_source(&self, name: &'static str) -> Self {
         let mut cx = self.clone();
