@@ -573,11 +573,29 @@ impl Source for CacheSource {
         // and registered under one hold of the lock, so concurrent misses of a request
         // start one flight.
         let mut waits: Vec<(usize, Flight, usize)> = Vec::new();
-        {
-            let mut inflight = self.state.lock();
-            let mut misses: Vec<usize> = Vec::new();
+        // Fresh hits first, without the lock (a batch served from memory takes no lock).
+        let mut maybe: Vec<usize> = Vec::new();
+        if !fresh {
             for (i, request) in requests.iter().enumerate() {
                 match self.state.entries.get(*request) {
+                    Some(cached) if cached.fresh_until > now => {
+                        hit(cx, request);
+                        answers[i] = Some(Ok(cached.value.clone()));
+                    }
+                    _ => maybe.push(i),
+                }
+            }
+        } else {
+            maybe.extend(0..requests.len());
+        }
+        if !maybe.is_empty() {
+            let mut inflight = self.state.lock();
+            let mut misses: Vec<usize> = Vec::new();
+            for i in maybe {
+                let request = requests[i];
+                // Looked up again under the lock: a flight that ended in between has
+                // stored its value (and unregistered) under it.
+                match self.state.entries.get(request) {
                     Some(cached) if cached.fresh_until > now && !fresh => {
                         hit(cx, request);
                         answers[i] = Some(Ok(cached.value.clone()));
@@ -587,7 +605,7 @@ impl Source for CacheSource {
                     None => {}
                 }
                 crate::metrics::cache(request.source_name(), false);
-                match inflight.get(*request) {
+                match inflight.get(request) {
                     // A fresh read does not take an answer already on its way.
                     Some((flight, at, _)) if !fresh => waits.push((i, flight.clone(), *at)),
                     _ => misses.push(i),
@@ -632,6 +650,9 @@ impl Source for CacheSource {
             .zip(requests)
             .map(|((answer, stale), request)| {
                 let answer = answer.unwrap_or_else(|| Err(SourceError::not_found()));
+                if answer.is_ok() {
+                    return answer; // nothing to serve stale for
+                }
                 // What memory holds now: the flight may have put the shared tier's stale
                 // value there (an instance that started with nothing), or a newer one.
                 let now = Instant::now();
