@@ -415,7 +415,7 @@ type Registered = (Flight, usize, u64);
 
 /// One cache: values by request, and the upstream calls in flight.
 pub(crate) struct CacheState {
-    entries: moka::sync::Cache<FetchRequest, Arc<Cached>>,
+    entries: moka::sync::Cache<FetchRequest, Arc<Cached>, foldhash::fast::RandomState>,
     inflight: Mutex<HashMap<FetchRequest, Registered>>,
     /// Numbers flights, so a flight unregisters only itself.
     flights: std::sync::atomic::AtomicU64,
@@ -427,7 +427,7 @@ impl CacheState {
             entries: moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(KeepFor)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             inflight: Mutex::new(HashMap::new()),
             flights: std::sync::atomic::AtomicU64::new(0),
         }
