@@ -158,9 +158,12 @@ pub(super) async fn fetch<'p>(
         let cx = cx.for_source(b.name);
         jobs.push(batch_job(layered, b, cx, timed));
     }
-    let mut answers = Vec::with_capacity(asked);
+    let mut answers = Vec::new();
     let mut add = |answered| match answered {
-        Answered::One(i, r, elapsed) => answers.push((i, r, elapsed)),
+        Answered::One(i, r, elapsed) => {
+            answers.reserve(asked);
+            answers.push((i, r, elapsed))
+        }
         Answered::Many(many) if answers.is_empty() => answers = many,
         Answered::Many(many) => answers.extend(many),
     };
