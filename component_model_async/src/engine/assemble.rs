@@ -27,16 +27,7 @@ impl Outcomes<'_> {
                 }
             }
         };
-        value.ok_or_else(|| {
-            let slot = &self.slots[i];
-            ComponentError::field(ErrorKind::Config)
-                .provenance(slot.provenance())
-                .detail(format!(
-                    "the fetcher produced another type than `{}`",
-                    slot.spec.type_name
-                ))
-                .build()
-        })
+        value.ok_or_else(|| self.slots[i].wrong_type())
     }
 
     /// The field's `fallback` literal converted, for degraded fetches.

@@ -13,7 +13,7 @@ pub(super) fn unknown_source(sources: &Sources, name: &str) -> String {
     let candidates = registered.iter().map(String::as_str).chain(builtins);
     let base = name.split(':').next().unwrap_or(name);
     let close = candidates
-        .map(|c| (edit_distance(base, c), c))
+        .map(|c| (strsim::levenshtein(base, c), c))
         .filter(|(d, c)| *d > 0 && *d <= 2.max(c.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c);
@@ -27,21 +27,6 @@ pub(super) fn unknown_source(sources: &Sources, name: &str) -> String {
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +37,6 @@ mod tests {
         assert_eq!(unknown_source(&sources, "consol"), "did you mean `consul`?");
         assert!(unknown_source(&sources, "consul").contains("ConsulSource"));
         assert!(unknown_source(&sources, "zzz_unheard_of").starts_with("register one"));
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(strsim::levenshtein("kitten", "sitting"), 3);
     }
 }

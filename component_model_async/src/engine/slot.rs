@@ -170,6 +170,14 @@ impl Slot {
             .build()
     }
 
+    /// A fetcher answered a value of another type than the field's.
+    pub(super) fn wrong_type(&self) -> ComponentError {
+        self.config_error(&format!(
+            "the fetcher produced another type than `{}`",
+            self.spec.type_name
+        ))
+    }
+
     /// How this field's value converts, as its source describes itself.
     pub(super) fn target<'a>(&'a self, provenance: &'a dyn Fn() -> Provenance) -> Target<'a> {
         self.target_of(provenance, self.source.as_ref(), self.request.as_ref())

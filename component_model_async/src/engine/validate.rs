@@ -77,16 +77,7 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
         let mut value = (check.empty)();
         let converted = match out.finish(i, value.as_mut()) {
             Ok(None) => Ok(value),
-            Ok(Some(typed)) => (check.adopt)(typed).ok_or_else(|| {
-                let slot = &out.slots[i];
-                ComponentError::field(ErrorKind::Config)
-                    .provenance(slot.provenance())
-                    .detail(format!(
-                        "the fetcher produced another type than `{}`",
-                        slot.spec.type_name
-                    ))
-                    .build()
-            }),
+            Ok(Some(typed)) => (check.adopt)(typed).ok_or_else(|| out.slots[i].wrong_type()),
             Err(e) => Err(e),
         };
         out.converted[i] = Some(Box::new(converted));
