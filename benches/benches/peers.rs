@@ -21,6 +21,9 @@
 //! * `peers_cold/*`: the first fetch — a new `Sources`, a new figment, a new config-rs
 //!   builder every iteration.
 //!
+//! * `peers_first/*` (only when asked: `-- peers_first`): the first read in a fresh
+//!   process, each reader in 30 processes of its own (see [`peers_first`]).
+//!
 //! The 8 variables (`CMPEERS_F8`..`CMPEERS_F15`) are set by the benchmark itself: without
 //! them it runs itself again with them set (the workspace forbids `unsafe`, so it cannot
 //! `set_var`), and the peers scan the whole environment for their prefix as they would in
@@ -32,6 +35,7 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use component_model::{AsyncAssign, FileSource, Sources};
 use criterion::Criterion;
@@ -248,7 +252,105 @@ fn peers(c: &mut Criterion, dir: &Path) {
     g.finish();
 }
 
+/// The readers of `peers_first`.
+const READERS: [&str; 3] = ["ours", "figment", "config_rs"];
+
+/// How many fresh processes `peers_first` times for each reader.
+const FIRST_ROUNDS: usize = 30;
+
+/// One first read in this process (fresh): what `reader` takes from nothing to the value.
+/// The tokio runtime an application has anyway is built before the clock starts.
+fn first_read(reader: &str, dir: &Path) -> Duration {
+    let file = dir.join("peers.toml");
+    match reader {
+        "ours" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let t = Instant::now();
+            black_box(rt.block_on(ours(&ours_sources(dir))));
+            t.elapsed()
+        }
+        "figment" => {
+            let t = Instant::now();
+            let f: Peer = figment::Figment::new()
+                .merge(figment_toml(&file))
+                .merge(figment_env())
+                .extract()
+                .expect("figment");
+            black_box(f);
+            t.elapsed()
+        }
+        _ => {
+            let t = Instant::now();
+            let c: Peer = config_builder(&file)
+                .build()
+                .expect("config-rs")
+                .try_deserialize()
+                .expect("config-rs");
+            black_box(c);
+            t.elapsed()
+        }
+    }
+}
+
+/// `peers_first/*`: the first read in a fresh process (lazy initialisation, first
+/// allocations, a first blocking thread — everything a program pays once), each reader
+/// in `FIRST_ROUNDS` processes of its own, taken in turn. Not criterion's: the estimates
+/// (mean, median, in ns) go where criterion's would, for `scripts/bench_ratios.py`.
+fn peers_first(dir: &Path) {
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); READERS.len()];
+    for _ in 0..FIRST_ROUNDS {
+        for (i, reader) in READERS.iter().enumerate() {
+            let out = std::process::Command::new(&exe)
+                .env("CMPEERS_FIRST", reader)
+                .env("CMPEERS_DIR", dir)
+                .output()
+                .expect("a first-read process");
+            let ns: f64 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("the first read's time in ns");
+            times[i].push(ns);
+        }
+    }
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<exe>")
+        .join("criterion")
+        .join("peers_first");
+    for (reader, mut t) in READERS.iter().zip(times) {
+        t.sort_by(f64::total_cmp);
+        let mean = t.iter().sum::<f64>() / t.len() as f64;
+        let median = t[t.len() / 2];
+        println!(
+            "peers_first/{reader:<10} mean {:9.1} µs  median {:9.1} µs  min {:9.1} µs  ({} processes)",
+            mean / 1e3,
+            median / 1e3,
+            t[0] / 1e3,
+            t.len()
+        );
+        let out = target.join(reader).join("new");
+        std::fs::create_dir_all(&out).expect("the estimates' directory");
+        std::fs::write(
+            out.join("estimates.json"),
+            format!(
+                r#"{{"mean":{{"point_estimate":{mean}}},"median":{{"point_estimate":{median}}}}}"#
+            ),
+        )
+        .expect("the estimates");
+    }
+}
+
 fn main() {
+    if let (Ok(reader), Ok(dir)) = (std::env::var("CMPEERS_FIRST"), std::env::var("CMPEERS_DIR")) {
+        // A first-read process of `peers_first`.
+        println!("{}", first_read(&reader, Path::new(&dir)).as_nanos());
+        return;
+    }
     if VARS
         .iter()
         .any(|(k, v)| std::env::var(k).as_deref() != Ok(*v))
@@ -268,8 +370,12 @@ fn main() {
     // A configuration file is usually older than the process reading it: past the two
     // seconds after which a `FileSource` keeps a file's document while its `stat` holds.
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let mut c = Criterion::default().configure_from_args();
-    peers(&mut c, &dir);
-    c.final_summary();
+    if std::env::args().any(|a| a == "peers_first") {
+        peers_first(&dir);
+    } else {
+        let mut c = Criterion::default().configure_from_args();
+        peers(&mut c, &dir);
+        c.final_summary();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
