@@ -15,7 +15,9 @@ use crate::source::Source;
 /// key of its own: emptied by every change of the registry, empty in a clone. The registry
 /// stores it without knowing what it is (it knows no engine).
 #[derive(Default)]
-pub(crate) struct Memo(std::sync::Mutex<HashMap<MemoKey, Arc<dyn Any + Send + Sync>>>);
+pub(crate) struct Memo(
+    std::sync::Mutex<HashMap<MemoKey, Arc<dyn Any + Send + Sync>, foldhash::fast::RandomState>>,
+);
 
 /// A key of the [`Memo`]: three words the user of the memo chooses (the engine: a struct
 /// type's name pointer and length, and its `plan` function).

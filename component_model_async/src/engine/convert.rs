@@ -82,14 +82,16 @@ impl Outcomes<'_> {
             }
             Err(e) => Err(e),
         };
-        let how = match (&result, outcome) {
-            (Err(e), _) => Outcome::Failed(e.kind()),
-            (Ok(_), "absent") => Outcome::Absent,
-            (Ok(_), "fallback") => Outcome::Fallback,
-            (Ok(_), _) if fetched => self.fetched_outcome(index),
-            (Ok(_), _) => Outcome::Fetched,
-        };
-        self.set_outcome(index, how);
+        if self.keeps_outcomes() {
+            let how = match (&result, outcome) {
+                (Err(e), _) => Outcome::Failed(e.kind()),
+                (Ok(_), "absent") => Outcome::Absent,
+                (Ok(_), "fallback") => Outcome::Fallback,
+                (Ok(_), _) if fetched => self.fetched_outcome(index),
+                (Ok(_), _) => Outcome::Fetched,
+            };
+            self.set_outcome(index, how);
+        }
         record(self.span(index), &result, outcome, elapsed);
         result
     }

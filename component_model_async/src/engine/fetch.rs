@@ -121,7 +121,7 @@ pub(super) async fn fetch<'p>(
     let asked = asks.len();
     let mut batches: Vec<Batch<'p>> = Vec::new();
     let mut jobs: Vec<Job<'p>> = Vec::new();
-    for (i, ask) in asks {
+    for (at, (i, ask)) in asks.into_iter().enumerate() {
         match ask {
             Ask::Source {
                 source,
@@ -141,13 +141,21 @@ pub(super) async fn fetch<'p>(
                         b.members.push(i);
                         b.requests.push(request);
                     }
-                    None => batches.push(Batch {
-                        source,
-                        settings,
-                        name,
-                        members: vec![i],
-                        requests: vec![request],
-                    }),
+                    None => {
+                        // Room for every request left: most runs make one batch.
+                        let room = asked - at;
+                        let mut members = Vec::with_capacity(room);
+                        let mut requests = Vec::with_capacity(room);
+                        members.push(i);
+                        requests.push(request);
+                        batches.push(Batch {
+                            source,
+                            settings,
+                            name,
+                            members,
+                            requests,
+                        })
+                    }
                 }
             }
             Ask::Typed(call, span) => jobs.push(call.job(i, slots[i].spec, span, timed)),

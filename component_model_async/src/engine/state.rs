@@ -140,6 +140,11 @@ impl<'p> Outcomes<'p> {
         }
     }
 
+    /// Whether the run keeps how each field got its value (a report is collected).
+    pub(super) fn keeps_outcomes(&self) -> bool {
+        !self.outcomes.is_empty()
+    }
+
     /// How field `i` got its value, if taken and a report is collected.
     pub(super) fn outcome(&self, i: usize) -> Option<Outcome> {
         self.outcomes.get(i).copied().flatten()
