@@ -194,30 +194,31 @@ fn batch_job<'p>(
 ) -> Job<'p> {
     let name = batch.name;
     let span = tracing::debug_span!(target: "component_model_async::engine", "component_batch", source = name, size = batch.members.len());
-    Job::Boxed(Box::pin(
-        async move {
-            let started = timed.then(Instant::now);
-            let answers =
-                crate::metrics::scope(name, source.fetch_many_in(&cx, &batch.requests)).await;
-            let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
-            crate::metrics::call(name, batch.members.len(), elapsed);
-            let mut answers = answers.into_iter();
-            let answers = batch
-                .members
-                .into_iter()
-                .map(|i| {
-                    let r = answers.next().unwrap_or_else(|| {
-                        Err(crate::SourceError::new(ErrorKind::Unavailable)
-                            .with_message("the source returned fewer answers than requests"))
-                    });
-                    if let Err(e) = &r {
-                        crate::metrics::error(name, e.kind());
-                    }
-                    (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
-                })
-                .collect();
-            Answered::Many(answers)
-        }
-        .instrument(span),
-    ))
+    let job = async move {
+        let started = timed.then(Instant::now);
+        let answers = crate::metrics::scope(name, source.fetch_many_in(&cx, &batch.requests)).await;
+        let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+        crate::metrics::call(name, batch.members.len(), elapsed);
+        let mut answers = answers.into_iter();
+        let answers = batch
+            .members
+            .into_iter()
+            .map(|i| {
+                let r = answers.next().unwrap_or_else(|| {
+                    Err(crate::SourceError::new(ErrorKind::Unavailable)
+                        .with_message("the source returned fewer answers than requests"))
+                });
+                if let Err(e) = &r {
+                    crate::metrics::error(name, e.kind());
+                }
+                (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)
+            })
+            .collect();
+        Answered::Many(answers)
+    };
+    // A disabled span is not entered on every poll.
+    match span.is_disabled() {
+        true => Job::Boxed(Box::pin(job)),
+        false => Job::Boxed(Box::pin(job.instrument(span))),
+    }
 }
