@@ -15,6 +15,7 @@
 #   scripts/compile_bench.sh            # N=50, RUNS=5
 #   N=100 RUNS=3 T=10 scripts/compile_bench.sh
 #   ONLY=nested T=1 RUNS=9 scripts/compile_bench.sh   # the tree/flat comparison alone
+#   ONLY=flat N=50 RUNS=3 scripts/compile_bench.sh     # the 50 × 10 comparison with serde alone
 set -euo pipefail
 export CARGO_INCREMENTAL=0
 N=${N:-50}
@@ -175,6 +176,7 @@ printf 'AsyncAssign (+Default, Debug; every field fetch_from = "env") build: %.3
 printf 'serde::Deserialize (+Default, Debug) build: %.3f s (median)\n' "$sdd"
 printf 'ratio AsyncAssign / serde = %.2f\n' "$(echo "$as / $sdd" | bc -l)"
 fi
+[ "${ONLY:-}" = flat ] && exit 0
 read -r tr fl <<<"$(time_pair bench_tree tree bench_flat flat)"
 printf 'nested: %s trees of 3 levels, 50 leaves each: %.3f s (median)\n' "$T" "$tr"
 printf 'flat: %s structs of the same 50 fields: %.3f s (median)\n' "$T" "$fl"
