@@ -419,6 +419,71 @@ fn watch_files(files: Vec<PathBuf>) -> Result<Changes, SourceError> {
         .boxed())
 }
 
+/// The file watch's later events as values: the watched requests read again at once
+/// (each file once), and each request whose value changed handed on as a
+/// [`Change::Value`] with a digest of the value as its revision; a request that cannot
+/// be read is named in a [`Change::Changed`] (the fetch then reports why). An event that
+/// changed nothing (a touch, a rewrite with the same content) hands on nothing. The first
+/// item (`All`, the watch in place) passes as it is.
+fn carrying_values(changes: Changes, source: FileSource, requests: Vec<FetchRequest>) -> Changes {
+    let last: Vec<Option<RawValue>> = vec![None; requests.len()];
+    futures::stream::unfold(
+        (changes, source, requests, last, true),
+        |(mut changes, source, requests, mut last, first)| async move {
+            let item = changes.next().await?;
+            let out: Vec<Result<Change, SourceError>> = match item {
+                Ok(Change::All) if !first => {
+                    let refs: Vec<&FetchRequest> = requests.iter().collect();
+                    let answers = source.fetch_many(&refs).await;
+                    let mut out = Vec::new();
+                    let mut failed = Vec::new();
+                    for (index, answer) in answers.into_iter().enumerate() {
+                        match answer {
+                            Ok(value) if last[index].as_ref() != Some(&value) => {
+                                last[index] = Some(value.clone());
+                                let revision = Some(crate::Revision::Digest(digest(&value)));
+                                out.push(Ok(Change::Value {
+                                    index,
+                                    value,
+                                    revision,
+                                }));
+                            }
+                            Ok(_) => {}
+                            Err(_) => {
+                                last[index] = None;
+                                failed.push(index);
+                            }
+                        }
+                    }
+                    if !failed.is_empty() {
+                        out.push(Ok(Change::Changed(failed)));
+                    }
+                    out
+                }
+                other => vec![other],
+            };
+            Some((
+                futures::stream::iter(out),
+                (changes, source, requests, last, false),
+            ))
+        },
+    )
+    .flatten()
+    .boxed()
+}
+
+/// A digest of a value, to tell versions apart (not a cryptographic one).
+fn digest(value: &RawValue) -> Vec<u8> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    match value {
+        RawValue::Text(t) => t.hash(&mut h),
+        RawValue::Bytes(b) => b.hash(&mut h),
+        RawValue::Json(v) => v.to_string().hash(&mut h),
+    }
+    h.finish().to_be_bytes().to_vec()
+}
+
 #[async_trait::async_trait]
 impl Source for FileSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -520,7 +585,8 @@ impl Source for FileSource {
         if files.is_empty() {
             return Err(SourceError::new(ErrorKind::Config).with_message("no file to watch"));
         }
-        watch_files(files)
+        let changes = watch_files(files)?;
+        Ok(carrying_values(changes, self.clone(), requests))
     }
 }
 

@@ -263,3 +263,54 @@ fn a_document_is_kept_only_from_a_settled_file_read_whole() {
         "the later of the two times counts"
     );
 }
+
+#[tokio::test]
+async fn a_watch_hands_on_a_changed_value_with_a_digest_and_nothing_for_a_touch() {
+    use futures::StreamExt;
+
+    use crate::source::Change;
+
+    let dir = TempDir::new("watch-values");
+    let file = dir.0.join("app.json");
+    std::fs::write(&file, r#"{"port": 8080}"#).unwrap();
+    let source = FileSource::new();
+    let request = FetchRequest::for_source("file").with_path(file.display().to_string());
+    let mut changes = source.watch(vec![request]).unwrap();
+    async fn next(
+        changes: &mut crate::Changes,
+    ) -> Result<Option<Result<Change, crate::SourceError>>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(Duration::from_secs(3), changes.next()).await
+    }
+    assert_eq!(
+        next(&mut changes).await.unwrap().unwrap().unwrap(),
+        Change::All
+    );
+    std::fs::write(&file, r#"{"port": 9090}"#).unwrap();
+    let mut seen = None;
+    while let Ok(Some(Ok(change))) = next(&mut changes).await {
+        if let Change::Value {
+            index,
+            value,
+            revision,
+        } = change
+        {
+            assert_eq!(index, 0);
+            assert!(matches!(revision, Some(crate::Revision::Digest(ref d)) if d.len() == 8));
+            seen = Some(value);
+            if seen == Some(RawValue::Json(serde_json::json!({"port": 9090}))) {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        Some(RawValue::Json(serde_json::json!({"port": 9090})))
+    );
+    // The same content written again: an event, but no value changed.
+    std::fs::write(&file, r#"{"port": 9090}"#).unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(700), changes.next()).await;
+    assert!(
+        quiet.is_err(),
+        "a rewrite with the same content was handed on: {quiet:?}"
+    );
+}
