@@ -394,16 +394,7 @@ impl<'s> Plan<'s> {
                     "the field's `fallback_to` source cannot be used"
                 );
             }
-            // A value that may come from a secret source is secret; the fallback source
-            // gets the request in its own wire form.
-            if let Some(Route::Raw(fb)) = &slot.fallback {
-                slot.sensitive |= fb.is_sensitive();
-                slot.fallback_request = self
-                    .request_for(spec)
-                    .and_then(|r| self.prefixed(r, fb.as_ref()))
-                    .ok()
-                    .map(|r| for_source(r, fb.as_ref()));
-            }
+            self.plan_fallback_request(&mut slot);
             // Layers (a shared cache tier) see what the engine knows: the value is secret.
             if slot.sensitive {
                 slot.request = slot.request.take().map(|r| r.sensitive(true));
@@ -435,14 +426,9 @@ impl<'s> Plan<'s> {
             let erased: Arc<dyn DynFetcher<T>> = Arc::new(fetcher.into_fetcher());
             slot.primary = Some(Route::Typed(typed_call(erased)));
             slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
-            // The fallback source gets the request in its own wire form (as in `add`).
-            if let Some(Route::Raw(fb)) = &slot.fallback {
-                slot.sensitive |= fb.is_sensitive();
-                slot.fallback_request = self
-                    .request_for(spec)
-                    .and_then(|r| self.prefixed(r, fb.as_ref()))
-                    .ok()
-                    .map(|r| for_source(r, fb.as_ref()).sensitive(slot.sensitive));
+            self.plan_fallback_request(&mut slot);
+            if slot.sensitive {
+                slot.fallback_request = slot.fallback_request.take().map(|r| r.sensitive(true));
             }
         }
         self.push(slot)
@@ -465,6 +451,19 @@ impl<'s> Plan<'s> {
             index: 0,
             _type: PhantomData,
         })
+    }
+
+    /// A value that may come from a secret `fallback_to` source is secret; that source
+    /// gets the request in its own wire form.
+    fn plan_fallback_request(&self, slot: &mut Slot) {
+        if let Some(Route::Raw(fb)) = &slot.fallback {
+            slot.sensitive |= fb.is_sensitive();
+            slot.fallback_request = self
+                .request_for(slot.spec)
+                .and_then(|r| self.prefixed(r, fb.as_ref()))
+                .ok()
+                .map(|r| for_source(r, fb.as_ref()));
+        }
     }
 
     fn push<T>(&mut self, slot: Slot) -> Handle<T> {
