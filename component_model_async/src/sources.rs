@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use crate::error::BoxError;
+use crate::error::{BoxError, ComponentError};
 use crate::fetcher::{ComponentFetcher, DynFetcher};
 use crate::fetchers::env::EnvSource;
 use crate::source::Source;
@@ -249,6 +249,83 @@ impl Sources {
             .fold(Self::new().with_env(env), |sources, (name, source)| {
                 sources.register(name, source)
             })
+    }
+
+    /// Overlays the variables of the `.env` file at `path` under the environment: a
+    /// variable set in the environment wins, one set only in the file is read from it by
+    /// `env` fields, `${VAR}` placeholders and `X_FILE` lookups alike. A missing file is
+    /// `Ok` (nothing to overlay); a malformed line is a `Config` error naming the file and
+    /// the line (never its content, which may hold a secret). Parsed with `dotenvy`.
+    ///
+    /// ```
+    /// use component_model_async::{AsyncAssign, EnvSource, Sources};
+    ///
+    /// #[derive(AsyncAssign, Debug)]
+    /// struct Cfg {
+    ///     #[component(fetch_from = "env")]
+    ///     port: u16,
+    ///     #[component(fetch_from = "env")]
+    ///     host: String,
+    /// }
+    ///
+    /// let dir = std::env::temp_dir().join(format!("cm-dotenv-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// std::fs::write(dir.join(".env"), "PORT=8080\nHOST=from-dotenv\n").unwrap();
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let sources = Sources::new()
+    ///     .with_env(EnvSource::from_map([("HOST", "from-env")])) // a real variable wins
+    ///     .with_dotenv(dir.join(".env"))
+    ///     .unwrap();
+    /// let cfg = Cfg::fetch_all_components_with(&sources).await.unwrap();
+    /// assert_eq!((cfg.port, cfg.host.as_str()), (8080, "from-env"));
+    /// assert!(Sources::new().with_dotenv(dir.join("missing.env")).is_ok());
+    /// # });
+    /// ```
+    pub fn with_dotenv(self, path: impl AsRef<std::path::Path>) -> Result<Self, ComponentError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let error = |detail: String| {
+            ComponentError::field(crate::ErrorKind::Config)
+                .from_source("dotenv", "file", shown.clone())
+                .detail(detail)
+                .build()
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self),
+            Err(e) => return Err(error(format!("cannot read it: {e}"))),
+        };
+        let mut vars = HashMap::new();
+        for item in dotenvy::from_read_iter(text.as_bytes()) {
+            match item {
+                Ok((name, value)) => {
+                    vars.insert(name, value);
+                }
+                Err(dotenvy::Error::LineParse(line, _)) => {
+                    // The line's number, found by its text (dotenvy gives the text only).
+                    let number = text
+                        .lines()
+                        .position(|l| l.trim_end() == line.trim_end() || l.contains(line.trim()))
+                        .map_or_else(|| "?".to_owned(), |n| (n + 1).to_string());
+                    return Err(error(format!("line {number} is not `NAME=value`")));
+                }
+                Err(e) => return Err(error(format!("cannot be parsed: {e}"))),
+            }
+        }
+        let env = self.env.clone().over(vars);
+        Ok(self.with_env(env))
+    }
+
+    /// Registers the command line as the source `args` ([`ArgsSource`](crate::ArgsSource)):
+    /// `Sources::new().with_args(std::env::args())`. Equals
+    /// `.register("args", ArgsSource::new(args))`.
+    #[must_use]
+    pub fn with_args<I, S>(self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.register("args", crate::fetchers::args::ArgsSource::new(args))
     }
 
     /// Replaces the environment used by the `env` source and by `${VAR}` placeholders.

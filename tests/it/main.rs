@@ -1,5 +1,6 @@
 //! Integration tests of the component_model workspace, one module per capability.
 
+mod args_dotenv;
 mod async_assign;
 mod async_errors;
 mod async_fetch;

@@ -30,6 +30,8 @@ use crate::source::{FetchRequest, RawValue, Source};
 #[derive(Clone)]
 pub struct EnvSource {
     vars: Option<Arc<HashMap<String, String>>>,
+    /// Variables of a `.env` file, read when the environment has no value of its own.
+    under: Option<Arc<HashMap<String, String>>>,
 }
 
 /// Alias under the name the specification uses for built-in fetchers.
@@ -38,8 +40,12 @@ pub type EnvFetcher = EnvSource;
 impl fmt::Debug for EnvSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.vars {
-            None => f.write_str("EnvSource(process)"),
-            Some(m) => write!(f, "EnvSource(map of {} variables)", m.len()),
+            None => f.write_str("EnvSource(process")?,
+            Some(m) => write!(f, "EnvSource(map of {} variables", m.len())?,
+        }
+        match &self.under {
+            Some(u) => write!(f, ", over {} from .env)", u.len()),
+            None => f.write_str(")"),
         }
     }
 }
@@ -53,7 +59,19 @@ impl Default for EnvSource {
 impl EnvSource {
     /// Reads the process environment at fetch time.
     pub fn process() -> Self {
-        EnvSource { vars: None }
+        EnvSource {
+            vars: None,
+            under: None,
+        }
+    }
+
+    /// This environment over `vars` (a `.env` file's): a variable of the environment
+    /// wins, a variable only in `vars` is read from there.
+    pub(crate) fn over(mut self, vars: HashMap<String, String>) -> Self {
+        let mut merged = self.under.as_deref().cloned().unwrap_or_default();
+        merged.extend(vars);
+        self.under = Some(Arc::new(merged));
+        self
     }
 
     /// Reads only the given variables.
@@ -69,25 +87,28 @@ impl EnvSource {
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
             )),
+            under: None,
         }
     }
 
     /// The value of `name` (lossily converted when the process value is not UTF-8).
     pub fn get(&self, name: &str) -> Option<String> {
-        match &self.vars {
+        let own = match &self.vars {
             Some(m) => m.get(name).cloned(),
             None => std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
-        }
+        };
+        own.or_else(|| self.under.as_ref()?.get(name).cloned())
     }
 
     fn get_raw(&self, name: &str) -> Option<RawValue> {
-        match &self.vars {
+        let own = match &self.vars {
             Some(m) => m.get(name).cloned().map(RawValue::Text),
             None => std::env::var_os(name).map(|v| match v.into_string() {
                 Ok(s) => RawValue::Text(s),
                 Err(os) => RawValue::Bytes(os.into_encoded_bytes()),
             }),
-        }
+        };
+        own.or_else(|| self.under.as_ref()?.get(name).cloned().map(RawValue::Text))
     }
 }
 

@@ -3,6 +3,7 @@
 //! | `fetch_from` | module | feature |
 //! |---|---|---|
 //! | `env` | [`env`](mod@env) | always on |
+//! | `args` (registered by `Sources::with_args`) | [`args`](mod@args) | always on |
 //! | `secret_file` (also `secret_file = "path"`) | [`secret_file`](mod@secret_file) | always on |
 //! | `database`, `database:<name>`, `postgres`, `mysql`, `sqlite` | [`database`](mod@database) | `postgres`, `mysql`, `sqlite` |
 //! | `api`, `http`, or a registered `HttpSource` name | [`http`](mod@http) | `http` |
@@ -46,6 +47,7 @@
 //! list the rules give `__unknown_backend_key!`), read in its source with
 //! `request.param("<name>")`.
 
+pub mod args;
 pub mod consul;
 pub mod database;
 pub mod env;
@@ -86,6 +88,7 @@ use crate::source::Source;
 /// Each backend's public types, re-exported at the crate root (one line per backend).
 #[doc(hidden)]
 pub mod exports {
+    pub use super::args::ArgsSource;
     #[cfg(feature = "consul")]
     pub use super::consul::{ConsulFetcher, ConsulSource};
     #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
@@ -149,6 +152,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     websocket::BUILTIN,
     local_cache::BUILTIN,
     secret_file::BUILTIN,
+    args::BUILTIN,
 ];
 
 /// What every `Sources::new()` registers: `env` (reading `env`), `secret_file` and, with
