@@ -161,7 +161,9 @@ pub struct Sources {
     layers: Arc<crate::resilience::Registry>,
     /// What the engine built from these sources, kept for the next fetch (emptied by
     /// every change, empty in a clone).
-    memo: Memo,
+    memo: Box<Memo>,
+    /// The profile `{@profile}` stands for (`Sources::with_profile`).
+    profile: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Sources {
@@ -204,7 +206,8 @@ impl Sources {
             entries,
             env,
             layers: Arc::default(),
-            memo: Memo::default(),
+            memo: Box::default(),
+            profile: None,
         }
     }
 
@@ -334,7 +337,7 @@ impl Sources {
         let (name, source) = crate::fetchers::env::registration(&env);
         self.entries.insert(name.to_owned(), Entry::Raw(source));
         self.env = env;
-        self.memo = Memo::default();
+        self.memo = Box::default();
         self
     }
 
@@ -345,7 +348,7 @@ impl Sources {
     #[must_use]
     pub fn register<M>(mut self, name: impl Into<String>, source: impl IntoEntry<M>) -> Self {
         self.entries.insert(name.into(), source.into_entry().0);
-        self.memo = Memo::default();
+        self.memo = Box::default();
         self
     }
 
@@ -371,7 +374,7 @@ impl Sources {
                 "no `Source` is registered under this name; the layer was not applied"
             ),
         }
-        self.memo = Memo::default();
+        self.memo = Box::default();
         self
     }
 
@@ -440,6 +443,48 @@ impl Sources {
             Entry::Raw(s) => Some(s.clone()),
             Entry::Typed(_) => None,
         }
+    }
+
+    /// Sets the profile that `{@profile}` stands for in keys, paths, secret paths, urls,
+    /// mounts, topics and backend parameters (never in SQL text). Without one it is
+    /// `default`.
+    ///
+    /// ```
+    /// use component_model_async::{async_trait, AsyncAssign, FetchRequest, RawValue, Source, SourceError, Sources};
+    ///
+    /// /// Answers with the key it was asked for.
+    /// struct Echo;
+    /// #[async_trait]
+    /// impl Source for Echo {
+    ///     async fn fetch(&self, r: &FetchRequest) -> Result<RawValue, SourceError> {
+    ///         Ok(RawValue::from(r.key().unwrap_or_default()))
+    ///     }
+    /// }
+    ///
+    /// #[derive(AsyncAssign, Debug)]
+    /// struct Cfg {
+    ///     #[component(fetch_from = "kv", key = "app/{@profile}/url")]
+    ///     url: String,
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let sources = Sources::new().register("kv", Echo);
+    /// assert_eq!(Cfg::fetch_all_components_with(&sources).await.unwrap().url, "app/default/url");
+    /// let prod = sources.with_profile("prod");
+    /// assert_eq!(Cfg::fetch_all_components_with(&prod).await.unwrap().url, "app/prod/url");
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn with_profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(Arc::from(profile.into()));
+        self.memo = Box::default();
+        self
+    }
+
+    /// The profile `{@profile}` stands for: the one set with [`Sources::with_profile`],
+    /// else `default`.
+    pub fn profile(&self) -> &str {
+        self.profile.as_deref().unwrap_or("default")
     }
 
     /// The environment used for `env` fields and `${VAR}` placeholders.

@@ -257,8 +257,10 @@ impl<'s> Plan<'s> {
     /// variable name in the tree.
     fn request_for(&self, spec: &'static FieldSpec) -> Result<FetchRequest, Arc<str>> {
         let lookup = |name: &str| self.lookup(name);
-        let request =
-            FetchRequest::resolved(spec, &lookup).map_err(|e| Arc::from(e.to_string()))?;
+        let request = FetchRequest::resolved(spec, &lookup)
+            .map_err(|e| Arc::from(e.to_string()))?
+            .with_profile(self.sources.profile())
+            .map_err(Arc::from)?;
         Ok(match self.scopes.last() {
             None => request,
             Some(frame) => request

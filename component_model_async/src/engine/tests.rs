@@ -340,3 +340,26 @@ mod regressions {
         assert_eq!(out.take(x).unwrap(), 1, "still the fallback_to value");
     }
 }
+
+#[tokio::test]
+async fn profile_placeholders_are_replaced_and_an_unknown_one_is_a_config_error_naming_it() {
+    static BY_PROFILE: FieldSpec = FieldSpec::new("P", "name", "String", "echo")
+        .key("app/{@profile}/name")
+        .fallback_to("echo");
+    static UNKNOWN: FieldSpec = FieldSpec::new("P", "other", "String", "echo").key("{@region}/x");
+    let sources = Sources::new()
+        .register("echo", Echo(Default::default()))
+        .with_profile("staging");
+    let mut plan = Plan::new(&sources);
+    let name = plan.add::<String>(&BY_PROFILE, false);
+    let other = plan.add::<String>(&UNKNOWN, false);
+    let mut out = plan.run().await;
+    assert_eq!(out.take(name).unwrap(), "app/staging/name");
+    let e = out.take(other).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Config);
+    assert!(
+        e.to_string().contains("unknown placeholder `{@region}`"),
+        "{e}"
+    );
+    assert_eq!(Sources::new().profile(), "default");
+}

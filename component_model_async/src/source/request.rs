@@ -34,6 +34,34 @@ pub struct FetchRequest {
 
 type Text = Cow<'static, str>;
 
+/// `value` with every `{@profile}` replaced by `profile`.
+fn expand_profile(value: &mut Text, profile: &str) -> Result<(), String> {
+    if !value.contains("{@") {
+        return Ok(());
+    }
+    let mut out = String::with_capacity(value.len() + profile.len());
+    let mut rest: &str = value;
+    while let Some(at) = rest.find("{@") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "a `{@` without its closing `}`".to_owned())?;
+        match &after[..end] {
+            "profile" => out.push_str(profile),
+            other => {
+                return Err(format!(
+                    "unknown placeholder `{{@{other}}}`; the one there is is `{{@profile}}`"
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    *value = Cow::Owned(out);
+    Ok(())
+}
+
 /// What goes on the wire; the request's identity.
 #[derive(Clone, Default, PartialEq, Eq, Hash, Debug)]
 struct Params {
@@ -171,6 +199,28 @@ impl FetchRequest {
                 sensitive: spec.sensitive,
             },
         })
+    }
+
+    /// The request with `{@profile}` in its key, secret path, url, path, mount, topic and
+    /// backend parameters replaced by `profile` (never in SQL text: `query` and `table`
+    /// are left as written). Another `{@name}` is an error naming it.
+    pub(crate) fn with_profile(mut self, profile: &str) -> Result<Self, String> {
+        let p = &mut self.params;
+        let slots = [
+            &mut p.key,
+            &mut p.secret_path,
+            &mut p.url,
+            &mut p.path,
+            &mut p.mount,
+            &mut p.topic,
+        ];
+        for value in slots.into_iter().flatten() {
+            expand_profile(value, profile)?;
+        }
+        for (_, value) in &mut p.extra {
+            expand_profile(value, profile)?;
+        }
+        Ok(self)
     }
 
     /// An empty request to the source named `source`, to build in code with the `with_*`
