@@ -308,7 +308,11 @@ impl Sources {
                     // The line's number, found by its text (dotenvy gives the text only).
                     let number = text
                         .lines()
-                        .position(|l| l.trim_end() == line.trim_end() || l.contains(line.trim()))
+                        .position(|l| {
+                            let wanted = line.trim();
+                            l.trim_end() == line.trim_end()
+                                || (!wanted.is_empty() && l.contains(wanted))
+                        })
                         .map_or_else(|| "?".to_owned(), |n| (n + 1).to_string());
                     return Err(error(format!("line {number} is not `NAME=value`")));
                 }
