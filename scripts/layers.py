@@ -68,7 +68,7 @@ def layer(m):
     if m=='fetchers': return 3
     if m=='sources': return 4
     if m=='engine': return 5
-    if m in ('api','live','assign','__private','crate'): return 6
+    if m in ('api','live','assign','assign_from','__private','crate'): return 6
     return None
 NAMES=['seam','support','backends/layers','catalog','registry','engine','api']
 g=collections.defaultdict(set)

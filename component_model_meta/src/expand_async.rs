@@ -710,6 +710,8 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         .collect();
 
     let nested = nested_impl(input, &cm, &fetched);
+    // `AssignFrom<F>`: assignment by handing over a fetcher.
+    let assign_from = crate::assign_from::expand(input, &cm);
     let nested_consts = nested_consts(&cm, &fetched);
     let spec_refs: Vec<syn::Ident> = fetched
         .iter()
@@ -759,6 +761,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             #gates
             #specs
             #assign_impls
+            #assign_from
             #marker
             #nested
 

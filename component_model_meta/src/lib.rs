@@ -6,6 +6,7 @@
 //! then expands it (`expand_sync.rs`, `expand_async.rs`). Every attribute error of one
 //! derive is reported in the same compile.
 
+mod assign_from;
 mod ast;
 mod attr;
 mod ctxt;
