@@ -164,6 +164,7 @@ pub fn fetch_field<'a, S: Nested, T: Send + 'static>(
 ) -> FetchFuture<'a, Result<T, ComponentError>> {
     FetchFuture::new(async move {
         let mut plan = Plan::only(sources, spec);
+        plan.set_profile_env(S::PROFILE_ENV);
         S::plan(&mut plan);
         let handle = plan.first::<T>().ok_or_else(|| {
             ComponentError::field(crate::ErrorKind::Other)
@@ -177,7 +178,5 @@ pub fn fetch_field<'a, S: Nested, T: Send + 'static>(
 
 /// `component_sources_with`: every fetched field of the tree, resolved against `sources`.
 pub fn describe<T: Nested>(sources: &Sources) -> Vec<ComponentSource> {
-    let mut plan = Plan::new(sources);
-    T::plan(&mut plan);
-    plan.describe()
+    Plan::fresh::<T>(sources).describe()
 }

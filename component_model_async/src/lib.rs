@@ -126,10 +126,11 @@ pub use live::{
     ConfigUpdate, ConfigUpdates, FieldChange, Live, LiveBuilder, UnknownVersion, Version,
 };
 pub use partial::Partial;
-pub use report::{FetchReport, FieldReport, Outcome};
+pub use report::{FetchReport, FieldReport, Outcome, PrecedenceOutcome, PrecedenceReport};
 pub use secret::SecretValue;
 pub use source::{
-    Change, Changes, FetchContext, FetchRequest, FieldSpec, RawValue, Remembering, Revision, Source,
+    Change, Changes, FetchContext, FetchRequest, FieldPath, FieldSpec, RawValue, Remembering,
+    Revision, Source,
 };
 pub use sources::{IntoEntry, Sources, register};
 pub use standalone::SourceFetcher;

@@ -438,8 +438,7 @@ async fn start<T: Nested + Send + Sync + 'static>(
     builder: LiveBuilder<'_, T>,
 ) -> Result<Live<T>, Vec<ComponentError>> {
     let sources = builder.sources.clone();
-    let mut plan = Plan::new(&sources);
-    T::plan(&mut plan);
+    let plan = Plan::fresh::<T>(&sources);
     let (first, given) = candidate(&plan, &builder.checks, false, None).await;
     let (value, slots) = match first {
         Candidate::Valid(value, slots) => (value, slots),
@@ -512,8 +511,7 @@ impl<T: Nested + Send + Sync + 'static> Live<T> {
     /// change would. `None` when nothing changed.
     pub async fn refresh(&self) -> Option<ConfigUpdate> {
         let sources = self.shared.sources.clone();
-        let mut plan = Plan::new(&sources);
-        T::plan(&mut plan);
+        let plan = Plan::fresh::<T>(&sources);
         self.shared.refresh(&plan, &Dirty::every()).await
     }
 }
@@ -918,8 +916,7 @@ async fn watch_loop<T: Nested + Send + Sync + 'static>(
         };
         let Some(shared) = weak.upgrade() else { return };
         let sources = shared.sources.clone();
-        let mut plan = Plan::new(&sources);
-        T::plan(&mut plan);
+        let plan = Plan::fresh::<T>(&sources);
         // Stopping ends a refresh under way too (a fetch can wait on its timeouts).
         tokio::select! {
             _ = &mut stop => return,

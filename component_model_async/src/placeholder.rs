@@ -41,6 +41,15 @@ pub fn expand(
     text: &'static str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Cow<'static, str>, PlaceholderError> {
+    expand_str(text, lookup)
+}
+
+/// [`expand`] of text that lives shorter than the program (a precedence source's
+/// argument after `{@profile}` was replaced).
+pub(crate) fn expand_str<'t>(
+    text: &'t str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Cow<'t, str>, PlaceholderError> {
     if !text.contains("${") {
         return Ok(Cow::Borrowed(text));
     }

@@ -1,7 +1,9 @@
 //! The fetch report: what a person wants to see at start-up — for each field, where its
 //! value came from and how (fetched, from the cache, stale, after retries, from a
-//! fallback, from storage), how long it took, or why it failed. Values are never shown,
-//! only keys, so a report of secret fields is safe to log.
+//! fallback, from storage), how long it took, or why it failed; for a field with
+//! precedence sources, which one won and what the others had. The value a field took is
+//! never shown, only keys; a value that lost is shown only when neither its field nor its
+//! source is secret, so a report is safe to log.
 //!
 //! Layers say what they did for a request through the fetch's
 //! [`FetchContext`](crate::FetchContext): a no-op unless a report is being collected.
@@ -40,6 +42,8 @@ pub enum Outcome {
     },
     /// Not found, and the field is an `Option`: `None`.
     Absent,
+    /// No precedence source had a value: the field's `Default`.
+    Default,
     /// Failed (see the errors).
     Failed(ErrorKind),
 }
@@ -66,6 +70,7 @@ impl fmt::Display for Outcome {
                 age: Some(age),
             } => write!(f, "fallback_to {source} (stored {} ago)", Age(*age)),
             Outcome::Absent => f.write_str("absent (None)"),
+            Outcome::Default => f.write_str("absent everywhere (Default)"),
             Outcome::Failed(kind) => write!(f, "FAILED: {kind}"),
         }
     }
@@ -107,6 +112,75 @@ pub struct FieldReport {
     pub elapsed: Duration,
     /// How the field got its value.
     pub outcome: Outcome,
+    /// For a field with precedence sources (`overrides`, `defaults`): each source asked,
+    /// highest first, with what it answered. Empty for any other field.
+    pub precedence: Vec<PrecedenceReport>,
+}
+
+/// What one precedence source answered for a field ([`FieldReport::precedence`]).
+///
+/// ```
+/// use component_model_async::{AsyncAssign, EnvSource, PrecedenceOutcome, Sources};
+///
+/// #[derive(AsyncAssign, Debug)]
+/// #[component(overrides = ["env"], defaults = ["args"])]
+/// struct App {
+///     port: u16,
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sources = Sources::new()
+///     .with_env(EnvSource::from_map([("PORT", "8080")]))
+///     .with_args(["app", "--port", "80"]);
+/// let report = App::fetch_report_with(&sources).await;
+/// let tried = &report.fields[0].precedence;
+/// assert_eq!(tried[0].source, "env");
+/// assert_eq!(tried[0].outcome, PrecedenceOutcome::Won);
+/// assert_eq!(tried[1].outcome, PrecedenceOutcome::Lost { value: Some("80".into()) });
+/// println!("{report}"); // the winner, and what lost
+/// # });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PrecedenceReport {
+    /// The precedence source as written, `{@profile}` replaced: `file@config/prod.toml`.
+    pub source: String,
+    /// The key it was asked for (`variable APP_PORT`'s `APP_PORT`), if it has one.
+    pub key: Option<String>,
+    /// What it answered.
+    pub outcome: PrecedenceOutcome,
+    /// Time until its answer arrived.
+    pub elapsed: Duration,
+}
+
+/// What a precedence source answered for a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PrecedenceOutcome {
+    /// Its value is the field's.
+    Won,
+    /// It had a value, and a source above it won. `value` is that value as text, `None`
+    /// when the field or the source is secret (or the value is no text).
+    Lost {
+        /// The value that lost, when it may be shown.
+        value: Option<String>,
+    },
+    /// It had no value for the field.
+    Absent,
+    /// It failed (below the winner this is only reported; above it, the field failed).
+    Failed(ErrorKind),
+}
+
+impl fmt::Display for PrecedenceOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrecedenceOutcome::Won => f.write_str("won"),
+            PrecedenceOutcome::Lost { value: Some(v) } => write!(f, "lost ({v:?})"),
+            PrecedenceOutcome::Lost { value: None } => f.write_str("lost (value hidden)"),
+            PrecedenceOutcome::Absent => f.write_str("absent"),
+            PrecedenceOutcome::Failed(kind) => write!(f, "FAILED: {kind}"),
+        }
+    }
 }
 
 /// A fetch's value (or errors) with, per field, where the value came from: the generated
@@ -178,9 +252,15 @@ impl<T> fmt::Display for FetchReport<T> {
                     (Some(k), None) => format!("{} {k}", r.key_label),
                     (None, _) => String::from("-"),
                 };
+                // A field with precedence sources: the one that won.
+                let name = r
+                    .precedence
+                    .iter()
+                    .find(|p| p.outcome == PrecedenceOutcome::Won)
+                    .map_or(r.source, |p| p.source.as_str());
                 let source = match &r.location {
-                    Some(loc) => format!("{} ({loc})", r.source),
-                    None => r.source.to_owned(),
+                    Some(loc) => format!("{name} ({loc})"),
+                    None => name.to_owned(),
                 };
                 [
                     r.path.clone(),
@@ -208,6 +288,17 @@ impl<T> fmt::Display for FetchReport<T> {
                 }
             }
             writeln!(f, "  {}", line.trim_end())?;
+        }
+        for r in self.fields.iter().filter(|r| !r.precedence.is_empty()) {
+            let tried: Vec<String> = r
+                .precedence
+                .iter()
+                .map(|p| match &p.key {
+                    Some(key) => format!("{} [{key}] {}", p.source, p.outcome),
+                    None => format!("{} {}", p.source, p.outcome),
+                })
+                .collect();
+            writeln!(f, "  {}: {}", r.path, tried.join("; "))?;
         }
         if let Err(errors) = &self.result {
             for e in errors {

@@ -491,6 +491,11 @@ impl Sources {
         self.profile.as_deref().unwrap_or("default")
     }
 
+    /// The profile set with [`Sources::with_profile`], if any.
+    pub(crate) fn chosen_profile(&self) -> Option<Arc<str>> {
+        self.profile.clone()
+    }
+
     /// The environment used for `env` fields and `${VAR}` placeholders.
     pub fn env(&self) -> &EnvSource {
         &self.env

@@ -77,14 +77,52 @@ impl<'a> Input<'a> {
                 attrs: FieldAttrs::from_attrs(cx, &f.attrs),
             })
             .collect();
-        Some(Input {
+        let mut input = Input {
             original: input,
             ident: &input.ident,
             generics: &input.generics,
             attrs,
             style,
             fields,
-        })
+        };
+        // A field that names no source is read from the precedence sources, when it has
+        // any (its own lists, else the struct's).
+        for i in 0..input.fields.len() {
+            let f = &input.fields[i];
+            let a = &f.attrs;
+            let unsourced = !a.is_fetched()
+                && !a.is_nested()
+                && !a.skip.is_some()
+                && !a.stream_from.is_some()
+                && !a.secret_file.is_some();
+            if unsourced && input.has_precedence(f) {
+                input.fields[i].attrs.precedence_read = true;
+            }
+        }
+        Some(input)
+    }
+
+    /// The field's precedence sources above its own: its `overrides`, else the struct's.
+    pub fn overrides<'s>(&'s self, f: &'s Field<'_>) -> &'s [crate::attr::Str] {
+        f.attrs
+            .overrides
+            .get()
+            .or(self.attrs.overrides.get())
+            .map_or(&[], |l| l.value.as_slice())
+    }
+
+    /// The field's precedence sources below its own: its `defaults`, else the struct's.
+    pub fn defaults<'s>(&'s self, f: &'s Field<'_>) -> &'s [crate::attr::Str] {
+        f.attrs
+            .defaults
+            .get()
+            .or(self.attrs.defaults.get())
+            .map_or(&[], |l| l.value.as_slice())
+    }
+
+    /// Whether the field has precedence sources.
+    pub fn has_precedence(&self, f: &Field<'_>) -> bool {
+        !self.overrides(f).is_empty() || !self.defaults(f).is_empty()
     }
 
     /// The path generated code uses to reach the runtime: `#[component(crate = ...)]` or `default`.

@@ -113,6 +113,16 @@ pub struct FieldAttrs {
     pub env_prefix: Attr<String>,
     /// `key_prefix` of a `nested` field.
     pub key_prefix: Attr<String>,
+    /// `overrides = [...]`: this field's precedence sources above its own (replacing the
+    /// struct's).
+    pub overrides: Attr<Vec<Str>>,
+    /// `defaults = [...]`: this field's precedence sources below its own.
+    pub defaults: Attr<Vec<Str>>,
+    /// `env = "PORT"`: the variable env sources read this field from.
+    pub env: Attr<String>,
+    /// Set by [`crate::ast::Input::from_syn`]: the field names no source and is read from
+    /// the struct's precedence sources.
+    pub precedence_read: bool,
     /// Every `name = <literal>` that is no key of the derive: the source's own
     /// parameters, in written order, checked by the backend's rules by name.
     pub params: Vec<Param>,
@@ -132,6 +142,16 @@ pub struct ContainerAttrs {
     /// `nested_only`: fetched only as a `nested` field of another struct, so no fetch
     /// methods of its own.
     pub nested_only: Attr<bool>,
+    /// `overrides = [...]`: the precedence sources above every field's own.
+    pub overrides: Attr<Vec<Str>>,
+    /// `defaults = [...]`: the precedence sources below every field's own.
+    pub defaults: Attr<Vec<Str>>,
+    /// `profile_env = "APP_PROFILE"`: the variable naming the profile.
+    pub profile_env: Attr<String>,
+    /// `key_prefix = "app/"`: before every convention key of a key-value store.
+    pub key_prefix: Attr<String>,
+    /// `table = "settings"`: the key/value table a database's convention reads.
+    pub table: Attr<String>,
     pub originals: Vec<syn::Attribute>,
 }
 
@@ -164,6 +184,10 @@ impl FieldAttrs {
             nested: Attr::none(NESTED),
             env_prefix: Attr::none(ENV_PREFIX),
             key_prefix: Attr::none(KEY_PREFIX),
+            overrides: Attr::none(OVERRIDES),
+            defaults: Attr::none(DEFAULTS),
+            env: Attr::none(ENV),
+            precedence_read: false,
             params: Vec::new(),
             originals: Vec::new(),
             conflict: false,
@@ -217,6 +241,9 @@ impl FieldAttrs {
                     NESTED => a.nested.set(cx, tokens, flag(&meta)?),
                     ENV_PREFIX => a.env_prefix.set(cx, tokens, string(&meta)?.value()),
                     KEY_PREFIX => a.key_prefix.set(cx, tokens, string(&meta)?.value()),
+                    OVERRIDES => a.overrides.set(cx, tokens, list(&meta)?),
+                    DEFAULTS => a.defaults.set(cx, tokens, list(&meta)?),
+                    ENV => a.env.set(cx, tokens, string(&meta)?.value()),
                     CRATE => {
                         skip_value(&meta)?;
                         return Err(meta.error(format!(
@@ -379,7 +406,7 @@ impl FieldAttrs {
 
     /// Whether the field says where its value comes from.
     pub fn is_fetched(&self) -> bool {
-        self.fetch_from.is_some() || self.fetcher.is_some()
+        self.fetch_from.is_some() || self.fetcher.is_some() || self.precedence_read
     }
 
     /// Whether any key of `#[derive(AsyncAssign)]` is present (anything but `skip`).
@@ -416,6 +443,9 @@ impl FieldAttrs {
             || self.nested.is_some()
             || self.env_prefix.is_some()
             || self.key_prefix.is_some()
+            || self.overrides.is_some()
+            || self.defaults.is_some()
+            || self.env.is_some()
             || !self.params.is_empty()
     }
 
@@ -434,6 +464,11 @@ impl ContainerAttrs {
             watch: Attr::none(WATCH),
             watch_interval: Attr::none(WATCH_INTERVAL),
             nested_only: Attr::none(NESTED_ONLY),
+            overrides: Attr::none(OVERRIDES),
+            defaults: Attr::none(DEFAULTS),
+            profile_env: Attr::none(PROFILE_ENV),
+            key_prefix: Attr::none(KEY_PREFIX),
+            table: Attr::none(TABLE),
             originals: Vec::new(),
         };
         for attr in attrs.iter().filter(|at| at.path().is_ident(COMPONENT)) {
@@ -457,6 +492,11 @@ impl ContainerAttrs {
                     WATCH => a.watch.set(cx, tokens, boolean(&meta)?),
                     WATCH_INTERVAL => a.watch_interval.set(cx, tokens, duration(&meta)?),
                     NESTED_ONLY => a.nested_only.set(cx, tokens, boolean(&meta)?),
+                    OVERRIDES => a.overrides.set(cx, tokens, list(&meta)?),
+                    DEFAULTS => a.defaults.set(cx, tokens, list(&meta)?),
+                    PROFILE_ENV => a.profile_env.set(cx, tokens, string(&meta)?.value()),
+                    KEY_PREFIX => a.key_prefix.set(cx, tokens, string(&meta)?.value()),
+                    TABLE => a.table.set(cx, tokens, string(&meta)?.value()),
                     other if FIELD_KEYS.contains(&other) => {
                         skip_value(&meta)?;
                         return Err(meta.error(format!(
@@ -482,7 +522,14 @@ impl ContainerAttrs {
     }
 
     pub fn has_async_keys(&self) -> bool {
-        self.timeout.is_some() || self.env_prefix.is_some() || self.nested_only.is_some()
+        self.timeout.is_some()
+            || self.env_prefix.is_some()
+            || self.nested_only.is_some()
+            || self.overrides.is_some()
+            || self.defaults.is_some()
+            || self.profile_env.is_some()
+            || self.key_prefix.is_some()
+            || self.table.is_some()
     }
 
     /// Whether the struct is fetched only as a `nested` field (`nested_only`).
@@ -570,6 +617,41 @@ fn string(meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
             format!("`{name}` expects a string literal, e.g. `{name} = \"...\"`"),
         )),
     }
+}
+
+/// `name = ["a", "b@c"]`: a list of string literals (`[]` for none), each with its tokens.
+fn list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Str>> {
+    let name = meta_name(meta);
+    let value = meta.value().map_err(|_| {
+        meta.error(format!(
+            "`{name}` expects a list of sources: `{name} = [\"env\", \"file@config/default.toml\"]`"
+        ))
+    })?;
+    let expr: Expr = value.parse()?;
+    let Expr::Array(array) = expr else {
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!(
+                "`{name}` expects a list in brackets: `{name} = [\"env\", \"file@config/default.toml\"]`"
+            ),
+        ));
+    };
+    array
+        .elems
+        .iter()
+        .map(|e| match e {
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(s), ..
+            }) => Ok(Spanned {
+                value: s.value(),
+                tokens: s.to_token_stream(),
+            }),
+            other => Err(syn::Error::new_spanned(
+                other,
+                format!("`{name}` lists sources as strings: `\"<fetch_from name>\"` or `\"<fetch_from name>@<argument>\"`"),
+            )),
+        })
+        .collect()
 }
 
 fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {

@@ -118,6 +118,10 @@ fn nest_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         "key_prefix",
         f.attrs.key_prefix.get().map(|s| s.value.as_str()),
     ));
+    chain.extend(opt_lit(
+        "owner_key_prefix",
+        input.attrs.key_prefix.get().map(|s| s.value.as_str()),
+    ));
     quote! {
         #[allow(non_upper_case_globals)]
         static #ident: #cm::Nest = #cm::Nest::new(#owner, #field, #own_prefix) #chain;
@@ -134,6 +138,8 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         (Some(s), _) => s.value.trim().to_owned(),
         // Named as written, so its errors say which fetcher failed.
         (None, Some(expr)) => format!("fetcher `{}`", fetcher_name(&expr.value)),
+        // Read from the precedence sources alone.
+        (None, None) if a.precedence_read => String::new(),
         (None, None) => "assign".to_owned(),
     };
     // `fetch_from = "database", source = "analytics"` is the pool `database:analytics`.
@@ -142,8 +148,12 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         _ => source,
     };
     let key = a.key.get().map(|k| k.value.clone());
-    // The key of a field that names none: its variable name, `env_prefix` + FIELD.
-    let default_key = env_name(input, f);
+    // The key of a field that names none: its variable name, `env = "..."`, else
+    // `env_prefix` + FIELD.
+    let default_key = match a.env.get() {
+        Some(env) => env.value.clone(),
+        None => env_name(input, f),
+    };
     let (secret_path, sensitive) = match a.secret.get().map(|s| &s.value) {
         Some(SecretAttr::Path(p)) => (Some(p.as_str()), true),
         Some(SecretAttr::Flag) => (None, true),
@@ -172,6 +182,28 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     chain.extend(opt_lit(
         "fallback",
         a.fallback.get().map(|s| s.value.as_str()),
+    ));
+    // Precedence: the field's lists, else the struct's; its variable; the struct's
+    // convention settings.
+    let c = &input.attrs;
+    for (method, list) in [
+        ("overrides", input.overrides(f)),
+        ("defaults", input.defaults(f)),
+    ] {
+        if !list.is_empty() {
+            let m = format_ident!("{}", method);
+            let items = list.iter().map(|s| s.value.as_str());
+            chain.extend(quote!(.#m(&[ #( #items ),* ])));
+        }
+    }
+    chain.extend(opt_lit("env", a.env.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit(
+        "key_prefix",
+        c.key_prefix.get().map(|s| s.value.as_str()),
+    ));
+    chain.extend(opt_lit(
+        "config_table",
+        c.table.get().map(|s| s.value.as_str()),
     ));
     chain.extend(opt_lit(
         "fallback_to",
@@ -212,7 +244,6 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         chain.extend(quote!(.max_concurrency(#n)));
     }
     // `watch` on the field, else on the struct.
-    let c = &input.attrs;
     let watch = a.watch.get().or(c.watch.get()).is_some_and(|w| w.value);
     if watch {
         chain.extend(quote!(.watch(true)));
@@ -555,6 +586,13 @@ fn nested_impl(
 ) -> TokenStream {
     let name = input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let profile_env = match input.attrs.profile_env.get() {
+        Some(p) => {
+            let p = &p.value;
+            quote!(const PROFILE_ENV: ::core::option::Option<&'static str> = ::core::option::Option::Some(#p);)
+        }
+        None => TokenStream::new(),
+    };
     // The struct's type parameters, once: a field whose type mentions one is never judged
     // a standard type.
     let params = shape::type_params(input.generics);
@@ -592,6 +630,7 @@ fn nested_impl(
     quote! {
         #[automatically_derived]
         impl #impl_generics #cm::Nested for #name #ty_generics #where_clause {
+            #profile_env
             #[allow(unused_variables)]
             #[inline]
             fn plan(__cm_plan: &mut #cm::Plan<'_>) {

@@ -39,6 +39,11 @@ pub const WATCH_INTERVAL: &str = "watch_interval";
 pub const CRATE: &str = "crate";
 pub const ENV_PREFIX: &str = "env_prefix";
 pub const NESTED_ONLY: &str = "nested_only";
+pub const OVERRIDES: &str = "overrides";
+pub const DEFAULTS: &str = "defaults";
+pub const ENV: &str = "env";
+pub const PROFILE_ENV: &str = "profile_env";
+pub const TABLE: &str = "table";
 
 /// Every key allowed on a field, for "unknown key" messages and suggestions.
 pub const FIELD_KEYS: &[&str] = &[
@@ -68,6 +73,9 @@ pub const FIELD_KEYS: &[&str] = &[
     KEY_PREFIX,
     WATCH,
     WATCH_INTERVAL,
+    OVERRIDES,
+    DEFAULTS,
+    ENV,
 ];
 
 /// Every key allowed on the struct itself.
@@ -78,6 +86,11 @@ pub const CONTAINER_KEYS: &[&str] = &[
     WATCH,
     WATCH_INTERVAL,
     NESTED_ONLY,
+    OVERRIDES,
+    DEFAULTS,
+    PROFILE_ENV,
+    KEY_PREFIX,
+    TABLE,
 ];
 
 /// Returns the known key closest to `unknown`, when one is close enough to be a typo.

@@ -17,6 +17,7 @@ mod live;
 mod metrics;
 mod nested;
 mod openbao;
+mod precedence;
 mod redis;
 mod report;
 mod secret_files;

@@ -9,7 +9,24 @@ use super::plan::{Handle, TakeFn};
 use super::state::Outcomes;
 use crate::error::{ComponentError, ErrorKind};
 use crate::partial::Partial;
-use crate::report::{FieldReport, Outcome};
+use crate::report::{FieldReport, Outcome, PrecedenceOutcome, PrecedenceReport};
+use crate::source::RawValue;
+
+use super::slot::Got;
+
+/// A value that lost, as text for the report (at most 200 characters).
+fn shown(raw: &RawValue) -> Option<String> {
+    let text = match raw {
+        RawValue::Text(t) => t.clone(),
+        RawValue::Json(serde_json::Value::String(t)) => t.clone(),
+        RawValue::Json(v) => v.to_string(),
+        RawValue::Bytes(b) => String::from_utf8(b.clone()).ok()?,
+    };
+    Some(match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    })
+}
 
 impl Outcomes<'_> {
     /// The field's value in its type (absent `Option` = `None`, `fallback` applied when
@@ -57,6 +74,14 @@ impl Outcomes<'_> {
         };
         match self.take(handle) {
             Ok(v) => Some(v),
+            // No precedence source had a value, and there is no `fallback`: `Default`.
+            Err(_)
+                if default.is_some() && self.tried(handle.index).is_some_and(|t| t.all_absent) =>
+            {
+                self.set_outcome(handle.index, Outcome::Default);
+                self.span(handle.index).record("outcome", "default");
+                default.map(|d| d())
+            }
             Err(e) => {
                 self.errors.push(e);
                 available
@@ -137,6 +162,7 @@ impl Outcomes<'_> {
                 let outcome = self.outcome(i)?;
                 let p = slot.provenance();
                 Some(FieldReport {
+                    precedence: self.precedence_report(i),
                     path: slot.path(),
                     source: slot.spec.source,
                     key_label: p.key_label.into_owned(),
@@ -146,6 +172,45 @@ impl Outcomes<'_> {
                     elapsed: self.elapsed(i),
                     outcome,
                 })
+            })
+            .collect()
+    }
+
+    /// What each precedence source of field `i` answered, highest first. A value that
+    /// lost is shown only when neither the field nor its source is secret.
+    fn precedence_report(&self, i: usize) -> Vec<PrecedenceReport> {
+        let (Some(p), Some(tried)) = (&self.slots[i].precedence, self.tried(i)) else {
+            return Vec::new();
+        };
+        let slot = &self.slots[i];
+        p.candidates
+            .iter()
+            .enumerate()
+            .map(|(c, cand)| {
+                let outcome = match (&tried.answers[c], tried.kinds[c]) {
+                    _ if tried.winner == Some(c) => PrecedenceOutcome::Won,
+                    (Some(Ok(got)), _) => {
+                        let hidden = p.field_secret
+                            || match (cand.source(), &cand.request) {
+                                (Some(s), Some(r)) => s.is_sensitive() || s.conceals(r),
+                                _ => true,
+                            };
+                        let value = match got {
+                            Got::Raw(raw) if !hidden => shown(raw),
+                            _ => None,
+                        };
+                        PrecedenceOutcome::Lost { value }
+                    }
+                    (_, Some(ErrorKind::NotFound)) | (None, None) => PrecedenceOutcome::Absent,
+                    (_, Some(kind)) => PrecedenceOutcome::Failed(kind),
+                    (Some(Err(e)), None) => PrecedenceOutcome::Failed(e.kind()),
+                };
+                PrecedenceReport {
+                    source: cand.label.to_string(),
+                    key: super::precedence::provenance(slot, cand).key,
+                    outcome,
+                    elapsed: tried.elapsed[c],
+                }
             })
             .collect()
     }

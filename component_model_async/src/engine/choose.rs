@@ -2,12 +2,16 @@
 //! settle into the field's result. A run chooses twice today: every field asks its own
 //! source ([`Round::Primary`]); then a field whose source failed in a way another source
 //! may mend asks its `fallback_to` ([`Round::FallbackTo`]), keeping the first error (with
-//! a note) when that fails too. Choosing among several candidates for one field (a
-//! precedence of sources) is a further use of this stage.
+//! a note) when that fails too. A field with precedence sources asks all of them in the
+//! first round, and the highest that has the value wins (see `precedence`); its
+//! `fallback_to` is asked in the second round when its own source is where the walk
+//! stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fetch::Who;
+use super::precedence::{self, Decision, Tried};
 use super::resolve::Wave;
 use super::slot::{Got, Route, Slot, TypedCall, fallbackable};
 use super::state::Outcomes;
@@ -45,7 +49,7 @@ impl Round {
     /// The fields of `wave` that ask in this round, and how. Fields this round settles
     /// without asking (a planning error, a secret value no fallback may keep) are
     /// settled here.
-    pub(super) fn asks<'p>(self, out: &mut Outcomes<'p>, wave: Wave<'_>) -> Vec<(usize, Ask<'p>)> {
+    pub(super) fn asks<'p>(self, out: &mut Outcomes<'p>, wave: Wave<'_>) -> Vec<(Who, Ask<'p>)> {
         let slots: &'p [Slot] = out.slots;
         let mut asks = match self {
             Round::Primary => Vec::with_capacity(wave.len()),
@@ -53,18 +57,53 @@ impl Round {
         };
         for i in wave.iter() {
             let slot = &slots[i];
-            let field = &mut out.fields[i];
             match self {
                 Round::Primary => {
-                    if field.result.is_some() {
+                    if out.fields[i].result.is_some() {
                         continue; // given (a live update), or settled before
                     }
+                    if let Some(p) = &slot.precedence {
+                        // Every precedence source at once; the walk comes when all answered.
+                        let mut tried = Tried::new(p.candidates.len());
+                        for (c, cand) in p.candidates.iter().enumerate() {
+                            let who = Who {
+                                field: i,
+                                candidate: c as u16,
+                            };
+                            match (&cand.route, &cand.request) {
+                                (Route::Raw(source), Some(request)) => asks.push((
+                                    who,
+                                    Ask::Source {
+                                        source,
+                                        request,
+                                        name: cand.name,
+                                    },
+                                )),
+                                (Route::Typed(call), _) => {
+                                    asks.push((who, Ask::Typed(call, out.span(i).clone())))
+                                }
+                                (Route::Fail(detail), _) => {
+                                    let e = ComponentError::field(ErrorKind::Config)
+                                        .provenance(precedence::provenance(slot, cand))
+                                        .detail(detail.to_string())
+                                        .build();
+                                    tried.record(c, Err(e), Duration::ZERO);
+                                }
+                                (Route::Raw(_), None) => {}
+                            }
+                        }
+                        if let Some(t) = out.tried.get_mut(i) {
+                            *t = Some(Box::new(tried));
+                        }
+                        continue;
+                    }
+                    let field = &mut out.fields[i];
                     match (&slot.primary, &slot.request) {
                         (Some(Route::Fail(detail)), _) => {
                             field.result = Some(Err(slot.config_error(detail)));
                         }
                         (Some(Route::Raw(source)), Some(request)) => asks.push((
-                            i,
+                            Who::field(i),
                             Ask::Source {
                                 source,
                                 request,
@@ -72,16 +111,22 @@ impl Round {
                             },
                         )),
                         (Some(Route::Typed(call)), _) => {
-                            asks.push((i, Ask::Typed(call, out.span(i).clone())))
+                            asks.push((Who::field(i), Ask::Typed(call, out.span(i).clone())))
                         }
                         _ => {}
                     }
                 }
                 Round::FallbackTo => {
+                    let field = &out.fields[i];
                     let failed = matches!(&field.result, Some(Err(e)) if fallbackable(e.kind()));
                     if !failed || field.via_fallback {
                         continue;
                     }
+                    // A precedence field asks only when the walk stopped at its own source.
+                    if slot.precedence.is_some() && !out.tried(i).is_some_and(|t| t.pending) {
+                        continue;
+                    }
+                    let field = &mut out.fields[i];
                     match &slot.fallback {
                         // A source that keeps last-known-good values never got this secret one.
                         Some(Route::Raw(source)) if slot.sensitive && source.keeps_answers() => {
@@ -94,7 +139,7 @@ impl Round {
                         Some(Route::Raw(source)) => {
                             if let Some(request) = &slot.fallback_request {
                                 asks.push((
-                                    i,
+                                    Who::field(i),
                                     Ask::Source {
                                         source,
                                         request,
@@ -104,7 +149,7 @@ impl Round {
                             }
                         }
                         Some(Route::Typed(call)) => {
-                            asks.push((i, Ask::Typed(call, out.span(i).clone())))
+                            asks.push((Who::field(i), Ask::Typed(call, out.span(i).clone())))
                         }
                         Some(Route::Fail(detail)) => {
                             let e = slot.config_error(detail);
@@ -175,25 +220,163 @@ impl Round {
     pub(super) fn settle(
         self,
         out: &mut Outcomes<'_>,
-        i: usize,
+        who: Who,
         answer: Result<Got, Failure>,
         elapsed: Duration,
     ) {
+        let i = who.field;
+        let slot = &out.slots[i];
+        if who.candidate != Who::OWN {
+            // A precedence source's answer: kept until every one answered.
+            let c = usize::from(who.candidate);
+            let (Some(p), Some(Some(tried))) = (&slot.precedence, out.tried.get_mut(i)) else {
+                return;
+            };
+            let cand = &p.candidates[c];
+            let answer = answer
+                .map_err(|f| failure_error(f, slot, precedence::provenance(slot, cand)))
+                .and_then(|got| {
+                    point(got, cand.request.as_ref(), || {
+                        precedence::provenance(slot, cand)
+                    })
+                });
+            tried.record(c, answer, elapsed);
+            return;
+        }
         // A field asked twice waited for both.
         out.add_elapsed(i, elapsed);
-        let slot = &out.slots[i];
         let field = &mut out.fields[i];
         match (self, answer) {
             (Round::Primary, r) => field.result = Some(r.map_err(|f| to_component_error(f, slot))),
             (Round::FallbackTo, Ok(got)) => {
                 field.result = Some(Ok(got));
                 field.via_fallback = true;
+                if let Some(Some(tried)) = out.tried.get_mut(i) {
+                    tried.winner = slot.precedence.as_ref().and_then(|p| p.own);
+                }
             }
             (Round::FallbackTo, Err(f)) => {
                 let e = to_component_error(f, slot);
                 append(&mut field.result, slot, &e);
             }
         }
+    }
+}
+
+impl Round {
+    /// After a round's answers settled: the precedence fields of `wave` walk their
+    /// sources' answers (the first round), or go on below their own source when it and
+    /// its `fallback_to` both had nothing (the second).
+    pub(super) fn finish(self, out: &mut Outcomes<'_>, wave: Wave<'_>) {
+        if out.tried.is_empty() {
+            return;
+        }
+        for i in wave.iter() {
+            let slot = &out.slots[i];
+            let Some(p) = &slot.precedence else { continue };
+            let Some(mut tried) = out.tried.get_mut(i).and_then(Option::take) else {
+                continue;
+            };
+            self.walk(out, i, p, &mut tried);
+            out.tried[i] = Some(tried);
+        }
+    }
+
+    fn walk(self, out: &mut Outcomes<'_>, i: usize, p: &precedence::Precedence, tried: &mut Tried) {
+        let slot = &out.slots[i];
+        {
+            let from = match self {
+                Round::Primary => {
+                    if tried.winner.is_some() || tried.pending {
+                        return;
+                    }
+                    if let Some(e) = out.elapsed_mut(i) {
+                        *e = tried.waited();
+                    }
+                    0
+                }
+                Round::FallbackTo => {
+                    let field = &out.fields[i];
+                    if !tried.pending || field.via_fallback {
+                        return;
+                    }
+                    // Both the field's own source and its `fallback_to` had nothing:
+                    // the sources below them are next.
+                    let own = p.own.unwrap_or_default();
+                    let absent = |r: &Option<Result<Got, ComponentError>>| matches!(r, Some(Err(e)) if e.kind() == ErrorKind::NotFound);
+                    if tried.kinds[own] != Some(ErrorKind::NotFound) || !absent(&field.result) {
+                        return;
+                    }
+                    own + 1
+                }
+            };
+            let decision = p.decide(tried, from, slot.fallback.is_some());
+            let field = &mut out.fields[i];
+            match decision {
+                Decision::Won(c) => {
+                    field.result = tried.answers[c].take();
+                    tried.winner = Some(c);
+                }
+                Decision::Failed(c) => field.result = tried.answers[c].take(),
+                Decision::AskFallback(c) => {
+                    field.result = tried.answers[c].take();
+                    tried.pending = true;
+                }
+                Decision::AllAbsent => {
+                    tried.all_absent = true;
+                    let listed: Vec<String> = p
+                        .candidates
+                        .iter()
+                        .map(|c| {
+                            let key = precedence::provenance(slot, c).key;
+                            match key {
+                                Some(k) => format!("{} ({k})", c.label),
+                                None => c.label.to_string(),
+                            }
+                        })
+                        .collect();
+                    let provenance = match p.own {
+                        Some(own) => precedence::provenance(slot, &p.candidates[own]),
+                        None => {
+                            let mut pr = slot.provenance();
+                            pr.source = Some("precedence sources".into());
+                            pr.key = None;
+                            pr
+                        }
+                    };
+                    field.result = Some(Err(ComponentError::field(ErrorKind::NotFound)
+                        .provenance(provenance)
+                        .detail(format!("no source has a value: {}", listed.join(", ")))
+                        .build()));
+                }
+            }
+        }
+    }
+}
+
+/// A precedence source's value where its request's pointer points (a convention into a
+/// document): nothing there is absent.
+fn point(
+    got: Got,
+    request: Option<&FetchRequest>,
+    provenance: impl Fn() -> crate::error::Provenance,
+) -> Result<Got, ComponentError> {
+    let (Got::Raw(raw), Some(pointer)) = (&got, request.and_then(FetchRequest::pointer)) else {
+        return Ok(got);
+    };
+    let Got::Raw(raw) = got else {
+        unreachable!("matched above: {raw:?}")
+    };
+    match precedence::narrow(raw, pointer) {
+        Ok(Some(v)) => Ok(Got::Raw(v)),
+        Ok(None) => Err(ComponentError::field(ErrorKind::NotFound)
+            .provenance(provenance())
+            .detail(format!("nothing at `{pointer}`"))
+            .build()),
+        Err(why) => Err(ComponentError::field(ErrorKind::Decode)
+            .provenance(provenance())
+            .detail(why)
+            .build()),
     }
 }
 
@@ -220,8 +403,13 @@ fn append(
 /// A failure as the field's error, naming field, source and key; a secret field's
 /// fetcher message is not shown.
 fn to_component_error(f: Failure, slot: &Slot) -> ComponentError {
+    failure_error(f, slot, slot.provenance())
+}
+
+/// A failure as the field's error at `provenance`.
+fn failure_error(f: Failure, slot: &Slot, provenance: crate::error::Provenance) -> ComponentError {
     let kind = f.kind();
-    let builder = ComponentError::field(kind).provenance(slot.provenance());
+    let builder = ComponentError::field(kind).provenance(provenance);
     match f {
         Failure::Source(e) => e.into_field_error(builder),
         Failure::Fetcher(e) => {

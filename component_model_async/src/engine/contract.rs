@@ -55,6 +55,10 @@ use super::state::Outcomes;
     note = "add `#[derive(AsyncAssign)]` to the struct, or fetch this field with `fetch_from`/`fetcher` instead of `nested`"
 )]
 pub trait Nested: Sized {
+    /// The struct's `profile_env`: the variable naming the profile `{@profile}` stands
+    /// for, when [`Sources::with_profile`](crate::Sources::with_profile) names none.
+    const PROFILE_ENV: Option<&'static str> = None;
+
     /// Adds every fetched field of `Self`, recursively, to `plan`, in field order.
     fn plan(plan: &mut Plan<'_>);
 
@@ -118,6 +122,9 @@ pub struct Nest {
     pub env_prefix: Option<&'static str>,
     /// `key_prefix = "..."` on the field.
     pub key_prefix: Option<&'static str>,
+    /// The owner's own `key_prefix` (the struct's, for convention keys; used when the
+    /// owner is the root of the fetch).
+    pub owner_key_prefix: Option<&'static str>,
 }
 
 impl Nest {
@@ -133,7 +140,15 @@ impl Nest {
             owner_env_prefix,
             env_prefix: None,
             key_prefix: None,
+            owner_key_prefix: None,
         }
+    }
+
+    /// Sets the owner's `key_prefix`.
+    #[must_use]
+    pub const fn owner_key_prefix(mut self, prefix: &'static str) -> Self {
+        self.owner_key_prefix = Some(prefix);
+        self
     }
 
     /// Sets `env_prefix`.

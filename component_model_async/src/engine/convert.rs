@@ -19,20 +19,37 @@ use crate::source::{FetchRequest, RawValue};
 /// the [`Out`].
 pub(super) type Value = Option<Box<dyn Any + Send>>;
 
-impl Outcomes<'_> {
+impl<'p> Outcomes<'p> {
     /// The field's value: converted, or absent, or its `fallback`; recorded in its span.
     pub(super) fn finish(&mut self, index: usize, out: Out<'_>) -> Result<Value, ComponentError> {
         let slot = &self.slots[index];
         let elapsed = self.elapsed(index);
+        // A precedence source that won (not the field's own): its value converts as that
+        // source says, without the field's own `field`/`pointer`.
+        let winner = self.winner(index);
         let field = &mut self.fields[index];
         let provenance = || slot.provenance();
+        let winner_provenance = || match winner {
+            Some(cand) => super::precedence::provenance(slot, cand),
+            None => slot.provenance(),
+        };
         let fallback_source = match (&slot.fallback, field.via_fallback) {
             (Some(Route::Raw(fb)), true) => Some(fb),
             _ => None,
         };
-        let target = match fallback_source {
-            Some(fb) => slot.target_of(&provenance, Some(fb), slot.fallback_request.as_ref()),
-            None => slot.target(&provenance),
+        let target = match (fallback_source, winner) {
+            (Some(fb), _) => slot.target_of(&provenance, Some(fb), slot.fallback_request.as_ref()),
+            (None, Some(cand)) => {
+                let source = match &cand.route {
+                    Route::Raw(s) => Some(s),
+                    _ => None,
+                };
+                let mut t = slot.target_of(&winner_provenance, source, cand.request.as_ref());
+                t.select = None;
+                t.pointer = None;
+                t
+            }
+            (None, None) => slot.target(&provenance),
         };
         let result = field.result.take().unwrap_or_else(|| {
             Err(ComponentError::field(ErrorKind::Config)
@@ -96,6 +113,15 @@ impl Outcomes<'_> {
         result
     }
 
+    /// The precedence source whose value field `index` took, when it is not the field's
+    /// own source.
+    pub(super) fn winner(&self, index: usize) -> Option<&'p super::precedence::Candidate> {
+        let slot: &'p super::slot::Slot = &self.slots[index];
+        let p = slot.precedence.as_deref()?;
+        let c = self.tried(index)?.winner?;
+        (Some(c) != p.own).then(|| &p.candidates[c])
+    }
+
     /// How a fetched value came: from the primary source (and how its layers answered)
     /// or from the `fallback_to` source.
     fn fetched_outcome(&self, index: usize) -> Outcome {
@@ -110,7 +136,10 @@ impl Outcomes<'_> {
                 age: note(slot.fallback_request.as_ref()).stored,
             };
         }
-        let n = note(slot.request.as_ref());
+        let n = match self.winner(index) {
+            Some(cand) => note(cand.request.as_ref()),
+            None => note(slot.request.as_ref()),
+        };
         match n {
             _ if n.stale.is_some() => Outcome::Stale {
                 age: n.stale.unwrap_or_default(),

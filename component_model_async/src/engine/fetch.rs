@@ -23,12 +23,32 @@ use crate::resilience::{self, Failure};
 use crate::source::{FetchContext, FetchRequest, FieldSpec, Source};
 use crate::sources::Sources;
 
-/// What a round's jobs answer: field index, answer, time taken.
-pub(super) type Answers = Vec<(usize, Result<Got, Failure>, Duration)>;
+/// Who asked: a field, and which of its precedence sources ([`Who::OWN`]: the field's own
+/// route of the round).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct Who {
+    pub(super) field: usize,
+    pub(super) candidate: u16,
+}
+
+impl Who {
+    /// Not a precedence source: the field's own route in this round.
+    pub(super) const OWN: u16 = u16::MAX;
+
+    pub(super) fn field(field: usize) -> Self {
+        Who {
+            field,
+            candidate: Self::OWN,
+        }
+    }
+}
+
+/// What a round's jobs answer: who asked, answer, time taken.
+pub(super) type Answers = Vec<(Who, Result<Got, Failure>, Duration)>;
 
 /// What one job answers: a typed fetcher's one answer (no vector for it), or a batch's.
 pub(super) enum Answered {
-    One(usize, Result<Got, Failure>, Duration),
+    One(Who, Result<Got, Failure>, Duration),
     Many(Answers),
 }
 
@@ -38,7 +58,7 @@ pub(super) enum Job<'p> {
     Boxed(BoxFuture<'p, Answered>),
     /// A typed fetcher's plain call (no timeout, retry, clock, metrics or span): the
     /// fetcher's own future, its answer made the field's here (no box of ours around it).
-    Plain(usize, BoxFuture<'p, Result<Box<dyn Any + Send>, BoxError>>),
+    Plain(Who, BoxFuture<'p, Result<Box<dyn Any + Send>, BoxError>>),
 }
 
 impl Future for Job<'_> {
@@ -58,7 +78,7 @@ impl Future for Job<'_> {
 /// A typed fetcher with its type erased: it makes the job of one call, one boxed future
 /// that calls the fetcher and boxes its value (taken by type at assembly).
 pub(super) trait TypedFetch: Send + Sync {
-    fn job(&self, i: usize, spec: &'static FieldSpec, span: tracing::Span, timed: bool) -> Job<'_>;
+    fn job(&self, i: Who, spec: &'static FieldSpec, span: tracing::Span, timed: bool) -> Job<'_>;
 }
 
 /// The [`TypedFetch`] of a fetcher of `T`.
@@ -66,7 +86,7 @@ pub(super) struct Typed<T>(pub(super) Arc<dyn DynFetcher<T>>);
 
 impl<T: Send + 'static> TypedFetch for Typed<T> {
     /// One call (with `timeout`/`retry_attempts` when the field has them).
-    fn job(&self, i: usize, spec: &'static FieldSpec, span: tracing::Span, timed: bool) -> Job<'_> {
+    fn job(&self, i: Who, spec: &'static FieldSpec, span: tracing::Span, timed: bool) -> Job<'_> {
         // `timed` is set whenever metrics are on: a plain call records none.
         let plain = spec.timeout.is_none() && spec.retry_attempts.unwrap_or(0) == 0;
         if plain && !timed && span.is_disabled() {
@@ -103,7 +123,7 @@ struct Batch<'p> {
     source: &'p Arc<dyn Source>,
     settings: resilience::Settings,
     name: &'static str,
-    members: Vec<usize>,
+    members: Vec<Who>,
     requests: Vec<&'p FetchRequest>,
 }
 
@@ -111,7 +131,7 @@ struct Batch<'p> {
 pub(super) async fn fetch<'p>(
     sources: &Sources,
     slots: &'p [Slot],
-    asks: Vec<(usize, Ask<'p>)>,
+    asks: Vec<(Who, Ask<'p>)>,
     cx: &FetchContext,
     timed: bool,
 ) -> Answers {
@@ -130,7 +150,7 @@ pub(super) async fn fetch<'p>(
             } => {
                 // Fields with `timeout`/`retry_attempts` stay in a batch with the fields
                 // that have the same settings; the layers wrap the whole batch.
-                let settings = resilience::Settings::of(slots[i].spec);
+                let settings = resilience::Settings::of(slots[i.field].spec);
                 // One source under two names (`api`, `http`) is one batch; named as its
                 // first member names it.
                 match batches
@@ -158,11 +178,13 @@ pub(super) async fn fetch<'p>(
                     }
                 }
             }
-            Ask::Typed(call, span) => jobs.push(call.job(i, slots[i].spec, span, timed)),
+            Ask::Typed(call, span) => jobs.push(call.job(i, slots[i.field].spec, span, timed)),
         }
     }
     for b in batches {
-        let layered = sources.layers().layered(b.source, slots[b.members[0]].spec);
+        let layered = sources
+            .layers()
+            .layered(b.source, slots[b.members[0].field].spec);
         let cx = cx.for_source(b.name);
         jobs.push(batch_job(layered, b, cx, timed));
     }

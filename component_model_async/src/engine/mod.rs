@@ -28,6 +28,7 @@ mod convert;
 mod fetch;
 mod hints;
 mod plan;
+mod precedence;
 mod resolve;
 mod slot;
 mod state;
@@ -82,9 +83,10 @@ impl Plan<'_> {
                 let fetching = fetch::fetch(self.sources, &self.slots, asks, &out.cx, timed);
                 let (answers, _) =
                     futures::future::join(fetching, futures::future::join_all(alongside)).await;
-                for (i, answer, elapsed) in answers {
-                    round.settle(&mut out, i, answer, elapsed);
+                for (who, answer, elapsed) in answers {
+                    round.settle(&mut out, who, answer, elapsed);
                 }
+                round.finish(&mut out, wave);
             }
             wave_index += 1;
         }

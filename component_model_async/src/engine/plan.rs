@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::de::DeserializeOwned;
 
 use super::contract::{Nest, Nested};
+use super::precedence::{self, Candidate, Precedence};
 use super::slot::{Decoders, Route, Slot, TypedCall, for_source};
 use super::state::Outcomes;
 use super::validate::Check;
 use super::view::ComponentSource;
 use crate::fetcher::{DynFetcher, IntoFetcher};
-use crate::source::{FetchRequest, FieldSpec, Source};
+use crate::source::{FetchRequest, FieldPath, FieldSpec, Source};
 use crate::sources::{Entry, Sources};
 
 pub type PlanFn = fn(&mut Plan<'_>);
@@ -66,6 +67,11 @@ pub struct Plan<'s> {
     /// read, no `fetcher = ...` value was made, nothing failed to plan (its error or
     /// warning is said on every fetch).
     reusable: AtomicBool,
+    /// The root struct's `profile_env`: the variable naming the profile when
+    /// [`Sources::with_profile`] did not.
+    profile_env: Option<&'static str>,
+    /// The profile, once something needed it.
+    profile: std::sync::OnceLock<Arc<str>>,
 }
 
 /// A struct type: its `type_name` and its `Nested::plan` function (`type_name` alone is not
@@ -97,6 +103,8 @@ struct Frame {
     env_prefix: String,
     /// Prepended to `key`, `path` and `secret` below; `Err`: a `${VAR}` in it is unset.
     key_prefix: Result<String, Arc<str>>,
+    /// The root struct's own `key_prefix`, before `key_prefix` in convention keys.
+    root_key_prefix: &'static str,
 }
 
 /// The slots of an `Option<Nested>` field: `start..end`, and how many groups nest inside.
@@ -124,7 +132,39 @@ impl<'s> Plan<'s> {
             checks: Arc::default(),
             only: None,
             reusable: AtomicBool::new(true),
+            profile_env: None,
+            profile: std::sync::OnceLock::new(),
         }
+    }
+
+    /// A plan of `T` built now (not from the `Sources`' memo).
+    pub(crate) fn fresh<T: Nested>(sources: &'s Sources) -> Self {
+        let mut plan = Self::new(sources);
+        plan.profile_env = T::PROFILE_ENV;
+        T::plan(&mut plan);
+        plan
+    }
+
+    /// Names the variable that names the profile (the root struct's `profile_env`).
+    pub(crate) fn set_profile_env(&mut self, name: Option<&'static str>) {
+        self.profile_env = name;
+    }
+
+    /// The profile `{@profile}` stands for: [`Sources::with_profile`]'s, else the
+    /// variable the root struct's `profile_env` names (read through the `Sources`'
+    /// environment, `.env` included: the plan is then one of this fetch), else `default`.
+    fn profile(&self) -> Arc<str> {
+        self.profile
+            .get_or_init(|| {
+                if let Some(p) = self.sources.chosen_profile() {
+                    return p;
+                }
+                self.profile_env
+                    .and_then(|name| self.lookup(name))
+                    .filter(|p| !p.is_empty())
+                    .map_or_else(|| Arc::from("default"), Arc::from)
+            })
+            .clone()
     }
 
     /// The plan of `T` from `sources`: built by `T::plan` the first time, then taken from
@@ -138,8 +178,7 @@ impl<'s> Plan<'s> {
             plan.checks = built.checks.clone();
             return plan;
         }
-        let mut plan = Self::new(sources);
-        T::plan(&mut plan);
+        let plan = Self::fresh::<T>(sources);
         if plan.reusable.load(Ordering::Relaxed) {
             let built = Built {
                 slots: plan.slots.clone(),
@@ -195,6 +234,7 @@ impl<'s> Plan<'s> {
                 path: nest.field.to_owned(),
                 env_prefix: format!("{}{segment}", nest.owner_env_prefix),
                 key_prefix: own_key_prefix.map(|p| p.map(Cow::into_owned).unwrap_or_default()),
+                root_key_prefix: nest.owner_key_prefix.unwrap_or_default(),
             },
             Some(parent) => Frame {
                 owner: parent.owner,
@@ -205,6 +245,7 @@ impl<'s> Plan<'s> {
                     (Ok(_), Err(e)) => Err(e),
                     (Ok(outer), Ok(own)) => Ok(format!("{outer}{}", own.unwrap_or_default())),
                 },
+                root_key_prefix: parent.root_key_prefix,
             },
         };
         self.scopes.push(frame);
@@ -259,7 +300,7 @@ impl<'s> Plan<'s> {
         let lookup = |name: &str| self.lookup(name);
         let request = FetchRequest::resolved(spec, &lookup)
             .map_err(|e| Arc::from(e.to_string()))?
-            .with_profile(self.sources.profile())
+            .with_profile(&|| self.profile())
             .map_err(Arc::from)?;
         Ok(match self.scopes.last() {
             None => request,
@@ -311,6 +352,7 @@ impl<'s> Plan<'s> {
             fallback_request: None,
             decoders: None,
             after: Vec::new(),
+            precedence: None,
         }
     }
 
@@ -371,7 +413,13 @@ impl<'s> Plan<'s> {
         let sensitive = spec.sensitive || secret_type;
         let mut slot = self.slot(spec, sensitive);
         slot.decoders = Some(Decoders::of::<T>());
-        if slot.primary.is_none() {
+        if spec.source.is_empty() {
+            // No `fetch_from`: read from the struct's precedence sources alone.
+            slot.request = None;
+            if slot.primary.is_none() {
+                self.plan_precedence(&mut slot, sensitive);
+            }
+        } else if slot.primary.is_none() {
             let mut primary = self.route::<T>(spec.source, spec);
             if let Route::Raw(s) = &primary {
                 // Secrecy and value handling follow the source, not its name.
@@ -382,6 +430,17 @@ impl<'s> Plan<'s> {
                         Ok(r) => slot.request = Some(for_source(r, s.as_ref())),
                         Err(e) => primary = Route::Fail(e),
                     }
+                }
+            }
+            if let (Route::Raw(s), Some(r)) = (&primary, &slot.request)
+                && r.native_key().is_none()
+                && !s.keys_by_field_name()
+            {
+                // Nothing names the key: the source's convention reads the field by its path.
+                let r = slot.request.take().expect("checked");
+                match s.convention(r, &self.field_path(spec, &slot.field, None)) {
+                    Ok(r) => slot.request = Some(for_source(r, s.as_ref())),
+                    Err(why) => primary = Route::Fail(why.into()),
                 }
             }
             slot.primary = Some(primary);
@@ -397,6 +456,7 @@ impl<'s> Plan<'s> {
                 );
             }
             self.plan_fallback_request(&mut slot);
+            self.plan_precedence(&mut slot, spec.sensitive || secret_type);
             // Layers (a shared cache tier) see what the engine knows: the value is secret.
             if slot.sensitive {
                 slot.request = slot.request.take().map(|r| r.sensitive(true));
@@ -404,6 +464,154 @@ impl<'s> Plan<'s> {
             }
         }
         self.push(slot)
+    }
+
+    /// What a source's convention sees of the field at `path` (`argument`: the
+    /// precedence source's, placeholders replaced).
+    fn field_path<'a>(
+        &self,
+        spec: &'static FieldSpec,
+        path: &'a str,
+        argument: Option<&'a str>,
+    ) -> FieldPath<'a> {
+        let (env_name, key_prefix) = match self.scopes.last() {
+            None => (
+                spec.default_key
+                    .map_or_else(|| Cow::Owned(spec.field.to_uppercase()), Cow::Borrowed),
+                Cow::Owned(self.expand_prefix(spec.key_prefix.unwrap_or_default())),
+            ),
+            Some(frame) => (
+                Cow::Owned(format!("{}{}", frame.env_prefix, spec.field.to_uppercase())),
+                Cow::Owned(format!(
+                    "{}{}",
+                    self.expand_prefix(frame.root_key_prefix),
+                    frame.key_prefix.as_deref().unwrap_or_default()
+                )),
+            ),
+        };
+        let env_name = spec.env.map_or(env_name, Cow::Borrowed);
+        FieldPath::new(path)
+            .with_env_name(env_name)
+            .with_key_prefix(key_prefix)
+            .with_table(spec.config_table.unwrap_or("config"))
+            .with_argument(argument)
+    }
+
+    /// A struct's `key_prefix` with `{@profile}` and `${VAR}`s replaced (as written when
+    /// a placeholder cannot be: the keys then say what is wrong).
+    fn expand_prefix(&self, prefix: &str) -> String {
+        self.expand(prefix).unwrap_or_else(|_| prefix.to_owned())
+    }
+
+    /// `text` with `{@profile}` and `${VAR}` replaced.
+    fn expand(&self, text: &str) -> Result<String, String> {
+        let text = if text.contains("{@") {
+            crate::source::expand_profile_text(text, &self.profile())?
+        } else {
+            text.to_owned()
+        };
+        if !text.contains("${") {
+            return Ok(text);
+        }
+        let lookup = |name: &str| self.lookup(name);
+        crate::placeholder::expand_str(&text, &lookup)
+            .map(Cow::into_owned)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The field's precedence sources, when it has `overrides` or `defaults`: each
+    /// reads the field by its convention; the field's own source sits between them.
+    fn plan_precedence(&mut self, slot: &mut Slot, field_secret: bool) {
+        let spec = slot.spec;
+        if !spec.has_precedence() {
+            return;
+        }
+        let mut candidates = Vec::with_capacity(spec.overrides.len() + spec.defaults.len() + 1);
+        for entry in spec.overrides {
+            candidates.push(self.candidate(slot, entry));
+        }
+        let own = match &slot.primary {
+            Some(route) if !spec.source.is_empty() => {
+                candidates.push(Candidate {
+                    label: spec.source.into(),
+                    name: spec.source,
+                    route: route.clone(),
+                    request: slot.request.clone(),
+                });
+                Some(candidates.len() - 1)
+            }
+            _ => None,
+        };
+        for entry in spec.defaults {
+            candidates.push(self.candidate(slot, entry));
+        }
+        // A value that may come from a secret source is handled as a secret.
+        for c in &candidates {
+            if c.source().is_some_and(Source::is_sensitive) {
+                slot.sensitive = true;
+            }
+        }
+        slot.precedence = Some(Arc::new(Precedence {
+            candidates,
+            own,
+            field_secret,
+        }));
+    }
+
+    /// One precedence source of the field of `slot`, as written (`"file@app.toml"`).
+    fn candidate(&mut self, slot: &Slot, entry: &'static str) -> Candidate {
+        let (name, argument) = precedence::split(entry);
+        let fail = |label: String, why: String| Candidate {
+            label: label.into(),
+            name,
+            route: Route::Fail(why.into()),
+            request: None,
+        };
+        let argument = match argument.map(|a| self.expand(a)).transpose() {
+            Ok(a) => a,
+            Err(why) => return fail(entry.to_owned(), format!("in `{entry}`: {why}")),
+        };
+        let label = match &argument {
+            Some(a) => format!("{name}@{a}"),
+            None => name.to_owned(),
+        };
+        let source = match self.sources.entry(name) {
+            Some(Entry::Raw(s)) => s.clone(),
+            Some(Entry::Typed(t)) => {
+                return fail(
+                    label,
+                    format!(
+                        "`{name}` is a typed fetcher (of `{}`); a precedence source must be a `Source`, which reads any field by its path",
+                        t.type_name
+                    ),
+                );
+            }
+            None => {
+                return fail(
+                    label,
+                    format!(
+                        "no source named `{name}` is registered; {}",
+                        super::hints::unknown_source(self.sources, name)
+                    ),
+                );
+            }
+        };
+        let base = FetchRequest::for_source(name)
+            .in_field(slot.owner, slot.field.clone())
+            .sensitive(slot.sensitive);
+        let field = self.field_path(slot.spec, &slot.field, argument.as_deref());
+        match source.convention(base, &field) {
+            Ok(request) => Candidate {
+                label: label.into(),
+                name,
+                request: Some(for_source(request, source.as_ref())),
+                route: Route::Raw(source),
+            },
+            Err(why) => fail(
+                label.clone(),
+                format!("`{label}` cannot read the field: {why}"),
+            ),
+        }
     }
 
     /// Adds a field fetched by a fetcher expression (`fetcher = ...`).
@@ -429,6 +637,7 @@ impl<'s> Plan<'s> {
             slot.primary = Some(Route::Typed(typed_call(erased)));
             slot.fallback = spec.fallback_to.map(|name| self.route::<T>(name, spec));
             self.plan_fallback_request(&mut slot);
+            self.plan_precedence(&mut slot, sensitive);
             if slot.sensitive {
                 slot.fallback_request = slot.fallback_request.take().map(|r| r.sensitive(true));
             }

@@ -122,6 +122,7 @@ mod tests {
                 fallback_request: None,
                 decoders: None,
                 after: a.to_vec(),
+                precedence: None,
             })
             .collect()
     }

@@ -80,6 +80,8 @@ pub(super) struct Slot {
     pub(super) decoders: Option<Decoders>,
     /// The fields this one is fetched after (the resolve stage orders by it).
     pub(super) after: Vec<usize>,
+    /// Its precedence sources, when it has `overrides` or `defaults`.
+    pub(super) precedence: Option<Arc<super::precedence::Precedence>>,
 }
 
 /// Where a field's value was supposed to come from; built only for error messages.

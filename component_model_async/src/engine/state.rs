@@ -46,6 +46,9 @@ pub struct Outcomes<'p> {
     /// The raw values of fields the validate stage converted (their result is taken), for
     /// `Live`'s diff and next run: field, value, whether `fallback_to` answered.
     pub(super) checked_raw: Vec<(usize, crate::source::RawValue, bool)>,
+    /// Each precedence field's answers from its sources, when the plan has one (else
+    /// empty).
+    pub(super) tried: Vec<Option<Box<super::precedence::Tried>>>,
     /// Fields that took their `fallback` literal after their source failed (not merely
     /// had nothing), with why: a live refresh keeps the current value instead.
     pub(super) degraded: Vec<(usize, Box<str>)>,
@@ -103,6 +106,10 @@ impl<'p> Outcomes<'p> {
                 false => Vec::new(),
             },
             degraded: Vec::new(),
+            tried: match slots.iter().any(|s| s.precedence.is_some()) {
+                true => (0..n).map(|_| None).collect(),
+                false => Vec::new(),
+            },
             checked_raw: Vec::new(),
             cx,
             next: 0,
@@ -133,6 +140,11 @@ impl<'p> Outcomes<'p> {
         }
     }
 
+    /// The time spent fetching field `i`, to set (when the run is timed).
+    pub(super) fn elapsed_mut(&mut self, i: usize) -> Option<&mut Duration> {
+        self.elapsed.get_mut(i)
+    }
+
     /// Records how field `i` got its value (kept when a report is collected).
     pub(super) fn set_outcome(&mut self, i: usize, outcome: Outcome) {
         if let Some(o) = self.outcomes.get_mut(i) {
@@ -148,6 +160,11 @@ impl<'p> Outcomes<'p> {
     /// How field `i` got its value, if taken and a report is collected.
     pub(super) fn outcome(&self, i: usize) -> Option<Outcome> {
         self.outcomes.get(i).copied().flatten()
+    }
+
+    /// Field `i`'s answers from its precedence sources, in this run.
+    pub(super) fn tried(&self, i: usize) -> Option<&super::precedence::Tried> {
+        self.tried.get(i).and_then(Option::as_deref)
     }
 
     /// Takes field `i`'s value converted ahead of assembly, if any.

@@ -114,6 +114,16 @@ impl Source for ArgsSource {
         Some(("argument", format!("--{}", path(request))))
     }
 
+    /// `--<path>`: the field's path below its struct (`--db.port`); an argument is
+    /// ignored.
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        Ok(request.with_key(field.path.to_owned()))
+    }
+
     fn takes_key_prefix(&self) -> bool {
         false // paths are the struct's own (`db.port`), not store keys
     }

@@ -165,6 +165,21 @@ impl Source for EnvSource {
         self.reads_file(request)
     }
 
+    /// The variable [`FieldPath::env_name`](crate::FieldPath) (`env = "..."`, else
+    /// `env_prefix` + FIELD); `env@MYAPP_` reads `MYAPP_` + the path upper-cased, `.` as `_`.
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        Ok(match field.argument {
+            Some(prefix) => {
+                request.with_key(format!("{prefix}{}", field.joined('_').to_uppercase()))
+            }
+            None => request.with_key(field.env_name.clone().into_owned()),
+        })
+    }
+
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         Some((
             "variable",

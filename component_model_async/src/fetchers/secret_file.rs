@@ -240,6 +240,19 @@ impl Source for SecretFileSource {
         false
     }
 
+    /// The file named by the field's path (`db.password` → `db.password`), in the
+    /// directory of the argument (`secret_file@/run/secrets`), else the source's own.
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        Ok(match field.argument.filter(|a| !a.is_empty()) {
+            Some(dir) => request.with_key(format!("{}/{}", dir.trim_end_matches('/'), field.path)),
+            None => request.with_key(field.path.to_owned()),
+        })
+    }
+
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         let file = self.file(request).ok()?;
         Some(("file", file.display().to_string()))

@@ -100,7 +100,7 @@ use crate::source::{FieldSpec, RawValue, Source};
 /// ```
 ///
 /// A layer's source should forward `location`, `native_key`, `is_sensitive`,
-/// `unwraps_single_member`, `selects_field`, `keys_by_field_name`, `takes_key_prefix`, `conceals`, `watch`, `remember` and `keeps_answers`
+/// `unwraps_single_member`, `selects_field`, `keys_by_field_name`, `takes_key_prefix`, `convention`, `conceals`, `watch`, `remember` and `keeps_answers`
 /// to its inner source; the built-in layers do
 /// (see [`forward_description!`](crate::forward_description)). It should implement
 /// `fetch_many_in` and hand the [`FetchContext`](crate::FetchContext) on (a layer that
@@ -160,6 +160,13 @@ macro_rules! forward_description {
         }
         fn takes_key_prefix(&self) -> bool {
             self.$inner.takes_key_prefix()
+        }
+        fn convention(
+            &self,
+            request: $crate::FetchRequest,
+            field: &$crate::FieldPath<'_>,
+        ) -> ::core::result::Result<$crate::FetchRequest, ::std::string::String> {
+            self.$inner.convention(request, field)
         }
         fn conceals(&self, request: &$crate::FetchRequest) -> bool {
             self.$inner.conceals(request)

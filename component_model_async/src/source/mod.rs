@@ -10,6 +10,7 @@
 mod change;
 mod coalesce;
 mod context;
+mod convention;
 mod raw;
 mod redact;
 mod request;
@@ -19,10 +20,12 @@ pub use change::{Change, Changes, Revision};
 pub use coalesce::coalesce;
 pub use context::FetchContext;
 pub(crate) use context::{Note, Notes};
+pub use convention::FieldPath;
 pub use raw::RawValue;
 pub(crate) use raw::{StoredValue, json_kind};
 pub use redact::redact_url;
 pub use request::FetchRequest;
+pub(crate) use request::expand_profile_text;
 pub use spec::FieldSpec;
 
 use crate::error::SourceError;
@@ -135,6 +138,33 @@ pub trait Source: Send + Sync + 'static {
     /// FIELD, [`FieldSpec::default_key`]): the `env` source.
     fn keys_by_field_name(&self) -> bool {
         false
+    }
+
+    /// The request that reads `field` by this source's convention, when nothing names its
+    /// key: a precedence source (`overrides = ["env"]`, `defaults = ["file@app.toml"]`), or
+    /// a `fetch_from` field that names no key. `request` is the empty request of the field
+    /// (its struct, path and secrecy set); set what the source reads on it. A
+    /// [`FetchRequest::with_pointer`] is looked up in the value answered: what it does not
+    /// find is absent. `Err` says why the source cannot read a field without a key (a
+    /// configuration error of the field).
+    ///
+    /// The default reads the key `{argument}{key_prefix}{path with /}` (Consul's
+    /// convention): see [`FieldPath`] for every built-in source's.
+    ///
+    /// ```
+    /// use component_model_async::{EnvSource, FetchRequest, FieldPath, Source};
+    ///
+    /// let env = EnvSource::from_map([("APP_PORT", "80")]);
+    /// let field = FieldPath::new("port").with_env_name("APP_PORT");
+    /// let request = env.convention(FetchRequest::for_source("env"), &field).unwrap();
+    /// assert_eq!(request.key(), Some("APP_PORT"));
+    /// ```
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        Ok(request.with_key(field.key('/')))
     }
 
     /// Whether a `nested` field's `key_prefix` is prepended to this source's keys. The

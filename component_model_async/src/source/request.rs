@@ -34,11 +34,21 @@ pub struct FetchRequest {
 
 type Text = Cow<'static, str>;
 
-/// `value` with every `{@profile}` replaced by `profile`.
-fn expand_profile(value: &mut Text, profile: &str) -> Result<(), String> {
+/// `value` with every `{@profile}` replaced by the profile (asked for only when there is
+/// a placeholder).
+fn expand_profile(
+    value: &mut Text,
+    profile: &dyn Fn() -> std::sync::Arc<str>,
+) -> Result<(), String> {
     if !value.contains("{@") {
         return Ok(());
     }
+    *value = Cow::Owned(expand_profile_text(value, &profile())?);
+    Ok(())
+}
+
+/// `value` with every `{@profile}` replaced by `profile`; another `{@name}` is an error.
+pub(crate) fn expand_profile_text(value: &str, profile: &str) -> Result<String, String> {
     let mut out = String::with_capacity(value.len() + profile.len());
     let mut rest: &str = value;
     while let Some(at) = rest.find("{@") {
@@ -58,8 +68,7 @@ fn expand_profile(value: &mut Text, profile: &str) -> Result<(), String> {
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    *value = Cow::Owned(out);
-    Ok(())
+    Ok(out)
 }
 
 /// What goes on the wire; the request's identity.
@@ -91,6 +100,8 @@ struct Origin {
     /// The field's default key (see [`FieldSpec::default_key`]).
     default_key: Option<Text>,
     select: Option<Text>,
+    /// A JSON pointer into the value answered (a convention's), not part of the identity.
+    pointer: Option<Text>,
     sensitive: bool,
 }
 
@@ -196,6 +207,7 @@ impl FetchRequest {
                 field: Cow::Borrowed(spec.field),
                 default_key: fixed(spec.default_key),
                 select: fixed(spec.select),
+                pointer: None,
                 sensitive: spec.sensitive,
             },
         })
@@ -204,7 +216,10 @@ impl FetchRequest {
     /// The request with `{@profile}` in its key, secret path, url, path, mount, topic and
     /// backend parameters replaced by `profile` (never in SQL text: `query` and `table`
     /// are left as written). Another `{@name}` is an error naming it.
-    pub(crate) fn with_profile(mut self, profile: &str) -> Result<Self, String> {
+    pub(crate) fn with_profile(
+        mut self,
+        profile: &dyn Fn() -> std::sync::Arc<str>,
+    ) -> Result<Self, String> {
         let p = &mut self.params;
         let slots = [
             &mut p.key,
@@ -242,6 +257,7 @@ impl FetchRequest {
                 field: Cow::Borrowed("value"),
                 default_key: None,
                 select: None,
+                pointer: None,
                 sensitive: false,
             },
         }
@@ -347,6 +363,29 @@ impl FetchRequest {
         };
         *slot = Some(value);
         self
+    }
+
+    /// Sets a JSON pointer into the value answered (`/db/port`): the value the request
+    /// reads is what the pointer finds, and a value where it finds nothing is absent.
+    /// Not part of the request's identity, so fields reading one document share one read.
+    ///
+    /// ```
+    /// use component_model_async::FetchRequest;
+    ///
+    /// let a = FetchRequest::for_source("file").with_path("app.toml").with_pointer("/db/port");
+    /// let b = FetchRequest::for_source("file").with_path("app.toml").with_pointer("/db/host");
+    /// assert_eq!(a.pointer(), Some("/db/port"));
+    /// assert_eq!(a, b);
+    /// ```
+    #[must_use]
+    pub fn with_pointer(mut self, pointer: impl Into<Text>) -> Self {
+        self.origin.pointer = Some(pointer.into());
+        self
+    }
+
+    /// The JSON pointer of [`FetchRequest::with_pointer`], if any.
+    pub fn pointer(&self) -> Option<&str> {
+        self.origin.pointer.as_deref()
     }
 
     /// Names the struct and field the request is for (used in messages).

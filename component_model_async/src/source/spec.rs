@@ -102,6 +102,20 @@ pub struct FieldSpec {
     /// `version = 3`), and `secret = "path"` as `secret`. Values are text (a number's
     /// digits, `true`/`false`). Read one with [`FieldSpec::param`].
     pub params: &'static [(&'static str, &'static str)],
+    /// The precedence sources above the field's own (`overrides = [...]` on the field,
+    /// else on the struct), highest first: `"env"`, `"file@config/{@profile}.toml"`.
+    pub overrides: &'static [&'static str],
+    /// The precedence sources below the field's own (`defaults = [...]`), highest first.
+    pub defaults: &'static [&'static str],
+    /// `env = "PORT"`: the variable this field is read from in any env source (its own
+    /// `fetch_from = "env"` and env precedence sources).
+    pub env: Option<&'static str>,
+    /// The struct's `key_prefix`: before the key a key-value store's convention makes
+    /// of the field's path ([`FieldPath`](crate::FieldPath)).
+    pub key_prefix: Option<&'static str>,
+    /// The struct's `table`: the key/value table a database's convention reads (default
+    /// `config`).
+    pub config_table: Option<&'static str>,
 }
 
 #[allow(deprecated)] // builds the fields kept for readers of `component_sources()`
@@ -146,6 +160,11 @@ impl FieldSpec {
             streamed: false,
             watch_interval: None,
             params: &[],
+            overrides: &[],
+            defaults: &[],
+            env: None,
+            key_prefix: None,
+            config_table: None,
         }
     }
 }
@@ -230,6 +249,31 @@ const_setters! {
     streamed: bool => core::convert::identity;
     /// Sets the polling interval of a source that cannot watch.
     watch_interval: Duration => Some;
+    /// Sets the precedence sources above the field's own.
+    overrides: &'static [&'static str] => core::convert::identity;
+    /// Sets the precedence sources below the field's own.
+    defaults: &'static [&'static str] => core::convert::identity;
+    /// Sets the variable env sources read the field from.
+    env: &'static str => Some;
+    /// Sets the struct's key prefix.
+    key_prefix: &'static str => Some;
+    /// Sets the struct's key/value table.
+    config_table: &'static str => Some;
+}
+
+impl FieldSpec {
+    /// Whether the field is read from precedence sources (it has `overrides` or
+    /// `defaults`).
+    ///
+    /// ```
+    /// use component_model_async::FieldSpec;
+    ///
+    /// static PORT: FieldSpec = FieldSpec::new("App", "port", "u16", "consul").overrides(&["env"]);
+    /// assert!(PORT.has_precedence());
+    /// ```
+    pub const fn has_precedence(&self) -> bool {
+        !self.overrides.is_empty() || !self.defaults.is_empty()
+    }
 }
 
 /// The parameters that have a field of their own in [`FieldSpec`] and a slot of their own

@@ -59,12 +59,9 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_consul {
-    ($entry:tt has [key $($rest:ident)*]) => {
-        $crate::__component_model_feature_consul! { $entry }
-    };
+    // Without `key`, the field's convention key: `{key_prefix}{path with /}`.
     ($entry:tt has $names:tt) => {
         $crate::__component_model_feature_consul! { $entry }
-        ::core::compile_error!("the `consul` source needs `key = \"...\"`, the Consul KV key to read (e.g. `key = \"app/port\"`)");
     };
     ($entry:tt param key) => {};
     ($entry:tt param dc) => {};

@@ -92,20 +92,17 @@ macro_rules! __component_model_rules_database {
     (@sql $name:tt $qtk:tt $other:ident $($rest:ident)*) => {
         $crate::__component_model_rules_database! { @sql $name $qtk $($rest)* }
     };
-    (@sql $name:tt [0 0 $k:tt]) => {
+    // Neither: the convention's row `key = <path>` of the struct's `table` (`config`).
+    (@sql $name:tt [0 0 0]) => {};
+    (@sql $name:tt [0 0 1]) => {
         ::core::compile_error!(::core::concat!(
             "the `",
             $name,
-            "` source needs `query = \"SELECT ...\"`, or `table = \"...\"` with `key = \"...\"`"
+            "` source binds `key` into a query: add `query = \"SELECT ...\"`, or `table = \"...\"` (a key/value table), or leave both out to read the row named by the field's path from the struct's `table` (default `config`)"
         ));
     };
     (@sql $name:tt [1 1 $k:tt]) => {
         ::core::compile_error!("use either `query` or `table`, not both");
-    };
-    (@sql $name:tt [0 1 0]) => {
-        ::core::compile_error!(
-            "`table` needs `key = \"...\"`: the row to read is chosen by a bound key parameter"
-        );
     };
     (@sql $name:tt $qtk:tt) => {};
     ($name:tt $entry:tt has [$($names:ident)*]) => {

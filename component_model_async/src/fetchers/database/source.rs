@@ -938,6 +938,38 @@ impl Source for DatabaseSource {
         .await
     }
 
+    /// The row `key = <path>` (`db.port`) of the key/value table the argument names
+    /// (`database@settings`), else the struct's `table` (default `config`): columns `key`
+    /// and `value`, the key bound as a parameter.
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        let table = field
+            .argument
+            .filter(|a| !a.is_empty())
+            .or(request.table())
+            .unwrap_or(field.table)
+            .to_owned();
+        let table = table.as_str();
+        let plain = table
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !plain {
+            return Err(format!(
+                "the table must be a plain SQL identifier (letters, digits, `_`, `.`), found {table:?}"
+            ));
+        }
+        Ok(request
+            .with_table(table.to_owned())
+            .with_key(format!("{}{}", field.key_prefix, field.path)))
+    }
+
     fn location(&self) -> Option<String> {
         Some(self.location.clone())
     }

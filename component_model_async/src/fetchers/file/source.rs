@@ -559,6 +559,22 @@ impl Source for FileSource {
             .collect()
     }
 
+    /// The document at the argument (`file@config/default.toml`), the field at the JSON
+    /// pointer of its path (`/db/port`); a missing file is absent.
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        let path = field
+            .argument
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| "a file source needs the file: `file@config/default.toml`".to_owned())?;
+        Ok(request
+            .with_path(path.to_owned())
+            .with_pointer(field.pointer()))
+    }
+
     /// The file and the place in it: `/etc/app/app.toml#/server/port` (the path is
     /// absolute already, so no location is added).
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
@@ -566,7 +582,10 @@ impl Source for FileSource {
         let spec = request.spec();
         Some((
             "path",
-            match (spec.and_then(|s| s.select), spec.and_then(|s| s.pointer)) {
+            match (
+                spec.and_then(|s| s.select),
+                request.pointer().or(spec.and_then(|s| s.pointer)),
+            ) {
                 (Some(f), Some(p)) => format!("{path}#{f}{p}"),
                 (Some(f), None) => format!("{path}#{f}"),
                 (None, Some(p)) => format!("{path}#{p}"),

@@ -210,6 +210,24 @@ impl Source for HttpSource {
     }
 
     /// The absolute `url` (password redacted), else the `path` under the base URL.
+    /// The JSON document at the argument (a path under the base URL, or a whole URL:
+    /// `http@/config.json`), the field at the JSON pointer of its path.
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        let at = field.argument.filter(|a| !a.is_empty()).ok_or_else(|| {
+            "an HTTP source needs the document: `http@/config.json` (a path) or a URL".to_owned()
+        })?;
+        let request = if at.starts_with("http://") || at.starts_with("https://") {
+            request.with_url(at.to_owned())
+        } else {
+            request.with_path(at.to_owned())
+        };
+        Ok(request.with_pointer(field.pointer()))
+    }
+
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         match (request.url(), request.path()) {
             (Some(u), _) => Some(("url", redact_url(u))),

@@ -89,9 +89,6 @@ macro_rules! __component_model_rules_redis {
     (@kt $kt:tt $other:ident $($rest:ident)*) => {
         $crate::__component_model_rules_redis! { @kt $kt $($rest)* }
     };
-    (@kt [0 0]) => {
-        ::core::compile_error!("the `redis` source needs `key = \"...\"`, the Redis key to read (e.g. `key = \"app:port\"`; add `field = \"...\"` for a member of a hash), or `topic = \"...\"`, a Redis stream");
-    };
     (@kt [1 1]) => {
         ::core::compile_error!("the `redis` source reads either a key (`key = \"...\"`) or a stream (`topic = \"...\"`), not both");
     };

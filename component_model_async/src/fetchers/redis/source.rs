@@ -734,4 +734,13 @@ impl Source for RedisSource {
     fn selects_field(&self) -> bool {
         true
     }
+
+    /// The key `{argument}{key_prefix}{path with :}` (`app:db:port`).
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        Ok(request.with_key(field.key(':')))
+    }
 }

@@ -662,6 +662,21 @@ impl Source for VaultSource {
 
     /// `<mount>/<path>`, the mount being the field's or the source's default (and
     /// `?version=<n>` when the field reads one version).
+    /// The secret at the argument (`vault@app/config`, under the default mount), the field
+    /// its member at the JSON pointer of its path (`/db_password`, `/db/password`).
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        let path = field.argument.filter(|a| !a.is_empty()).ok_or_else(|| {
+            "a Vault source reads the members of one secret: name it, `vault@app/config`".to_owned()
+        })?;
+        Ok(request
+            .with_secret_path(path.to_owned())
+            .with_pointer(field.pointer()))
+    }
+
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         let mount = request.mount().unwrap_or(&self.default_mount);
         let at = request

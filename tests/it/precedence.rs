@@ -1,0 +1,91 @@
+//! Precedence and profiles (issue 31): overrides above a field's own source, defaults below
+//! it, every precedence source asked concurrently; what won and what lost in the report.
+//! These cases need no server (env, args, files); the server cases are in
+//! `precedence_servers.rs`.
+
+use component_model::{
+    AsyncAssign, EnvSource, ErrorKind, FileSource, Outcome, PrecedenceOutcome, Sources,
+};
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cm-prec-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The figment/Spring shape: args over env over the profile's file over the default file.
+#[derive(AsyncAssign, Debug, PartialEq)]
+#[component(
+    env_prefix = "APP_",
+    overrides = ["args", "env"],
+    defaults = ["file@{@profile}.toml", "file@default.toml"],
+    profile_env = "APP_PROFILE"
+)]
+struct App {
+    port: u16,
+    host: String,
+    #[component(secret)]
+    password: String,
+    workers: u32,
+    #[component(fallback = "info")]
+    log_level: String,
+    #[component(nested)]
+    db: Db,
+    #[component(skip)]
+    skipped: u8,
+}
+
+#[derive(AsyncAssign, Debug, PartialEq, Default)]
+#[component(
+    overrides = ["args", "env"],
+    defaults = ["file@{@profile}.toml", "file@default.toml"]
+)]
+struct Db {
+    url: String,
+    pool: u32,
+}
+
+fn files(name: &str) -> (std::path::PathBuf, FileSource) {
+    let d = dir(name);
+    std::fs::write(
+        d.join("default.toml"),
+        "port = 80\nhost = \"default-host\"\npassword = \"default-pw\"\nworkers = 2\n[db]\nurl = \"pg://default\"\npool = 5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("prod.toml"),
+        "host = \"prod-host\"\nworkers = 8\n[db]\npool = 50\n",
+    )
+    .unwrap();
+    let fs = FileSource::new().with_base_dir(&d);
+    (d, fs)
+}
+
+#[tokio::test]
+async fn each_field_takes_the_highest_source_that_has_it() {
+    let (_d, fs) = files("highest");
+    let sources = Sources::new()
+        .register("file", fs)
+        .with_env(EnvSource::from_map([
+            ("APP_PORT", "8080"),
+            ("APP_PROFILE", "prod"),
+            ("APP_DB_URL", "pg://env"),
+        ]))
+        .with_args(["app", "--workers", "16"]);
+    let app = App::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(app.port, 8080, "env over the files");
+    assert_eq!(
+        app.host, "prod-host",
+        "the profile's file over the default file"
+    );
+    assert_eq!(app.workers, 16, "args over everything");
+    assert_eq!(app.password, "default-pw");
+    assert_eq!(
+        app.log_level, "info",
+        "absent everywhere: the fallback literal"
+    );
+    assert_eq!(app.db.url, "pg://env");
+    assert_eq!(app.db.pool, 50);
+    assert_eq!(app.skipped, 0);
+}
