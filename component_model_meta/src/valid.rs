@@ -101,14 +101,229 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
     if let Some(p) = input.attrs.env_prefix.get() {
         check_env_prefix(cx, p);
     }
+    check_precedence_container(cx, input);
     for field in &input.fields {
         check_skip(cx, field);
+        check_precedence_field(cx, field);
         if field.attrs.is_nested() {
             check_nested(cx, input, field);
         } else {
             check_prefixes_need_nested(cx, field);
             check_async_field(cx, field);
         }
+    }
+}
+
+/// The struct's precedence keys: each listed source well formed, `profile_env` a
+/// variable name, `table` a plain identifier, `{@...}` only `{@profile}`; and no two fields
+/// that an environment reads under one variable name.
+fn check_precedence_container(cx: &Ctxt, input: &Input<'_>) {
+    let c = &input.attrs;
+    for list in [&c.overrides, &c.defaults]
+        .into_iter()
+        .filter_map(|l| l.get())
+    {
+        for entry in &list.value {
+            check_precedence_entry(cx, entry);
+        }
+    }
+    if let Some(p) = c.profile_env.get() {
+        let ok = !p.value.is_empty()
+            && p.value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            cx.error_spanned_by(
+                p,
+                format!("`profile_env` names an environment variable (ASCII letters, digits, `_`), found {:?}", p.value),
+            );
+        }
+    }
+    if let Some(t) = c.table.get() {
+        let ok = t
+            .value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && t.value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !ok {
+            cx.error_spanned_by(
+                t,
+                format!("`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}", t.value),
+            );
+        }
+    }
+    if let Some(p) = c.key_prefix.get() {
+        check_profile_placeholders(cx, p, &p.value);
+    }
+    check_env_names(cx, input);
+}
+
+/// Two fields an environment would read under one variable: a compile error at the
+/// second.
+fn check_env_names(cx: &Ctxt, input: &Input<'_>) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for f in &input.fields {
+        let a = &f.attrs;
+        if a.skip.is_some() || a.is_nested() || f.original.ident.is_none() {
+            continue;
+        }
+        let own_env =
+            a.fetch_from.get().is_some_and(|s| s.value.trim() == "env") && a.key.get().is_none();
+        let env_source = |l: &[crate::attr::Str]| l.iter().any(|e| e.value.trim() == "env");
+        let reads_env = own_env || env_source(input.overrides(f)) || env_source(input.defaults(f));
+        if !reads_env {
+            continue;
+        }
+        let name = match a.env.get() {
+            Some(e) => e.value.clone(),
+            None => format!(
+                "{}{}",
+                input
+                    .attrs
+                    .env_prefix
+                    .get()
+                    .map(|p| p.value.clone())
+                    .unwrap_or_default(),
+                f.plain_name().to_uppercase()
+            ),
+        };
+        let field = f.plain_name();
+        match seen.iter().find(|(n, _)| *n == name) {
+            Some((_, other)) => cx.error_spanned_by(
+                a.env
+                    .get()
+                    .map(|e| e.to_token_stream())
+                    .unwrap_or_else(|| f.original.ident.to_token_stream()),
+                format!("fields `{other}` and `{field}` are both read from the variable `{name}`: give one of them another with `env = \"...\"`"),
+            ),
+            None => seen.push((name, field)),
+        }
+    }
+}
+
+/// One precedence source as written: `"<fetch_from name>"` or
+/// `"<fetch_from name>@<argument>"`.
+fn check_precedence_entry(cx: &Ctxt, entry: &crate::attr::Str) {
+    let text = entry.value.as_str();
+    let (name, argument) = match text.split_once('@') {
+        Some((n, a)) => (n.trim(), Some(a)),
+        None => (text.trim(), None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if !name_ok {
+        cx.error_spanned_by(
+            entry,
+            format!("a precedence source is `\"<fetch_from name>\"` or `\"<fetch_from name>@<argument>\"` (`\"env\"`, `\"file@config/{{@profile}}.toml\"`, `\"database:analytics@settings\"`); found {text:?}"),
+        );
+        return;
+    }
+    if let Some(argument) = argument {
+        if argument.trim().is_empty() {
+            cx.error_spanned_by(
+                entry,
+                format!("`{name}@` names no argument: write `{name}@<a file, a key prefix, a secret path or a table>`, or `{name}` alone"),
+            );
+            return;
+        }
+        check_profile_placeholders(cx, entry, argument);
+    }
+}
+
+/// `{@...}` in `text` is `{@profile}` and nothing else (`{field}` references are another
+/// thing, `${VAR}` a third).
+fn check_profile_placeholders(cx: &Ctxt, tokens: impl ToTokens, text: &str) {
+    let mut rest = text;
+    while let Some(at) = rest.find("{@") {
+        let after = &rest[at + 2..];
+        let Some(end) = after.find('}') else {
+            cx.error_spanned_by(
+                tokens,
+                format!("a `{{@` without its closing `}}` in {text:?}: write `{{@profile}}`"),
+            );
+            return;
+        };
+        let name = &after[..end];
+        if name != "profile" {
+            cx.error_spanned_by(
+                &tokens,
+                format!("unknown placeholder `{{@{name}}}` in {text:?}; the only one is `{{@profile}}` (the profile: `Sources::with_profile`, else `profile_env`, else `default`)"),
+            );
+        }
+        rest = &after[end + 1..];
+    }
+}
+
+/// A field's precedence keys: `overrides`/`defaults`/`env` on a field that is read at
+/// all, `env` not beside a `key` of an `env` field, `{@...}` in its keys only `{@profile}`.
+fn check_precedence_field(cx: &Ctxt, field: &Field<'_>) {
+    let a = &field.attrs;
+    let place = if a.is_nested() {
+        Some("a `nested` field (put it on the fields of its struct, or on that struct)")
+    } else if a.skip.is_some() {
+        Some("a `skip` field (it is never read)")
+    } else {
+        None
+    };
+    for (name, tokens) in [
+        ("overrides", a.overrides.get().map(|s| s.to_token_stream())),
+        ("defaults", a.defaults.get().map(|s| s.to_token_stream())),
+        ("env", a.env.get().map(|s| s.to_token_stream())),
+    ] {
+        if let (Some(tokens), Some(place)) = (tokens, place) {
+            cx.error_spanned_by(tokens, format!("`{name}` does not apply to {place}"));
+        }
+    }
+    for list in [&a.overrides, &a.defaults]
+        .into_iter()
+        .filter_map(|l| l.get())
+    {
+        for entry in &list.value {
+            check_precedence_entry(cx, entry);
+        }
+    }
+    if let Some(env) = a.env.get() {
+        let ok = !env.value.is_empty()
+            && env
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            cx.error_spanned_by(
+                env,
+                format!(
+                    "`env` names an environment variable (ASCII letters, digits, `_`), found {:?}",
+                    env.value
+                ),
+            );
+        }
+        if let (Some(key), Some(from)) = (a.key.get(), a.fetch_from.get())
+            && from.value.trim() == "env"
+        {
+            cx.error_spanned_by(
+                key,
+                "`env` and `key` both name this field's variable: keep `env = \"...\"` (it is also the name every env precedence source reads)",
+            );
+        }
+    }
+    if let Some(k) = a.key.get() {
+        check_profile_placeholders(cx, k, &k.value);
+    }
+    if let Some(crate::attr::SecretAttr::Path(p)) = a.secret.get().map(|s| &s.value) {
+        let tokens = a.secret.get().map(|s| s.to_token_stream());
+        check_profile_placeholders(cx, tokens, p);
+    }
+    for p in a
+        .params
+        .iter()
+        .filter(|p| p.name != "query" && p.name != "table")
+    {
+        check_profile_placeholders(cx, &p.tokens, &p.value);
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) fn expand_profile_text(value: &str, profile: &str) -> Result<String, 
             "profile" => out.push_str(profile),
             other => {
                 return Err(format!(
-                    "unknown placeholder `{{@{other}}}`; the one there is is `{{@profile}}`"
+                    "unknown placeholder `{{@{other}}}`; the only one is `{{@profile}}`"
                 ));
             }
         }
