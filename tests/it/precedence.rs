@@ -89,3 +89,52 @@ async fn each_field_takes_the_highest_source_that_has_it() {
     assert_eq!(app.db.pool, 50);
     assert_eq!(app.skipped, 0);
 }
+
+#[derive(AsyncAssign, Debug)]
+#[component(
+    watch,
+    overrides = ["file@override.toml"],
+    defaults = ["file@default.toml"]
+)]
+struct Watched {
+    level: String,
+    port: u16,
+}
+
+#[tokio::test]
+async fn a_live_struct_reevaluates_precedence_on_every_change() {
+    use component_model::ConfigUpdate;
+    use futures::StreamExt;
+    use std::time::Duration;
+    let d = dir("live");
+    std::fs::write(d.join("override.toml"), "level = \"debug\"\n").unwrap();
+    std::fs::write(d.join("default.toml"), "level = \"info\"\nport = 80\n").unwrap();
+    let sources = Sources::new().register("file", FileSource::new().with_base_dir(&d));
+    let live = Watched::watch_with(&sources).await.unwrap();
+    assert_eq!((live.get().level.as_str(), live.get().port), ("debug", 80));
+    let mut updates = live.changes();
+    // A change below the winner: the field's value stays, no update.
+    std::fs::write(d.join("default.toml"), "level = \"warn\"\nport = 80\n").unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), updates.next()).await;
+    assert!(
+        quiet.is_err(),
+        "an update for a change below the winner: {quiet:?}"
+    );
+    assert_eq!(live.version(), 1);
+    // The override removed: the next source's value, in one update.
+    std::fs::write(d.join("override.toml"), "").unwrap();
+    let update = tokio::time::timeout(Duration::from_secs(5), updates.next())
+        .await
+        .expect("an update")
+        .expect("the stream goes on");
+    match update {
+        ConfigUpdate::Applied { fields, .. } => {
+            assert_eq!(fields.len(), 1, "{fields:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live.get().level, "warn");
+    let more = tokio::time::timeout(Duration::from_millis(800), updates.next()).await;
+    assert!(more.is_err(), "a second update: {more:?}");
+    assert_eq!(live.version(), 2);
+}

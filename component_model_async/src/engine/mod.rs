@@ -68,7 +68,12 @@ impl Plan<'_> {
                 // changed (a `${VAR}` in its key).
                 let Some(carried) = value else { continue };
                 let same = carried.request.is_none() || carried.request == slot.request;
-                if slot.after.is_empty() && slot.spec.cache_for.is_none() && same {
+                // A precedence field is always asked again: which source wins may change.
+                if slot.after.is_empty()
+                    && slot.spec.cache_for.is_none()
+                    && slot.precedence.is_none()
+                    && same
+                {
                     field.result = Some(Ok(slot::Got::Raw(carried.raw.clone())));
                 }
             }

@@ -116,48 +116,66 @@ impl Plan<'_> {
             if marked && !slot.spec.watch && !slot.spec.streamed {
                 continue;
             }
-            let (source, request) = match (&slot.primary, &slot.request) {
-                (Some(Route::Raw(src)), Some(r)) => (Some(src.clone()), Some(r.clone())),
-                (Some(Route::Typed(_)), _) => (None, None),
-                _ => continue,
-            };
-            let stream = request.as_ref().is_some_and(|r| r.topic().is_some());
-            let at = groups.iter().position(|(g, s)| {
-                *s == stream
-                    && match (&g.source, &source) {
-                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                        (None, None) => true,
-                        _ => false,
+            // What the field reads: its own source, or every one of its precedence
+            // sources (a change in any of them may change which one wins).
+            let reads: Vec<(Option<Arc<dyn Source>>, Option<FetchRequest>)> = match &slot.precedence
+            {
+                Some(p) => p
+                    .candidates
+                    .iter()
+                    .filter_map(|c| match (&c.route, &c.request) {
+                        (Route::Raw(src), Some(r)) => Some((Some(src.clone()), Some(r.clone()))),
+                        (Route::Typed(_), _) => Some((None, None)),
+                        _ => None,
+                    })
+                    .collect(),
+                None => match (&slot.primary, &slot.request) {
+                    (Some(Route::Raw(src)), Some(r)) => {
+                        vec![(Some(src.clone()), Some(r.clone()))]
                     }
-            });
-            let group = match at {
-                Some(at) => &mut groups[at].0,
-                None => {
-                    groups.push((
-                        Watched {
-                            source,
-                            requests: Vec::new(),
-                            interval: None,
-                            slots: Vec::new(),
-                        },
-                        stream,
-                    ));
-                    &mut groups.last_mut().expect("just pushed").0
-                }
+                    (Some(Route::Typed(_)), _) => vec![(None, None)],
+                    _ => continue,
+                },
             };
-            if let Some(r) = request {
-                match group.requests.iter().position(|known| *known == r) {
-                    Some(at) => group.slots[at].push(index),
+            for (source, request) in reads {
+                let stream = request.as_ref().is_some_and(|r| r.topic().is_some());
+                let at = groups.iter().position(|(g, s)| {
+                    *s == stream
+                        && match (&g.source, &source) {
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                            (None, None) => true,
+                            _ => false,
+                        }
+                });
+                let group = match at {
+                    Some(at) => &mut groups[at].0,
                     None => {
-                        group.requests.push(r);
-                        group.slots.push(vec![index]);
+                        groups.push((
+                            Watched {
+                                source,
+                                requests: Vec::new(),
+                                interval: None,
+                                slots: Vec::new(),
+                            },
+                            stream,
+                        ));
+                        &mut groups.last_mut().expect("just pushed").0
+                    }
+                };
+                if let Some(r) = request {
+                    match group.requests.iter().position(|known| *known == r) {
+                        Some(at) => group.slots[at].push(index),
+                        None => {
+                            group.requests.push(r);
+                            group.slots.push(vec![index]);
+                        }
                     }
                 }
+                group.interval = match (group.interval, slot.spec.watch_interval) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
-            group.interval = match (group.interval, slot.spec.watch_interval) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
         }
         // A field not watched itself that reads a watched request takes its new value too.
         if marked {
@@ -245,6 +263,10 @@ impl Outcomes<'_> {
         Given(
             (0..self.fields.len())
                 .map(|i| {
+                    // A precedence field is asked again whole: which source wins may change.
+                    if self.slots[i].precedence.is_some() {
+                        return None;
+                    }
                     let (raw, via_fallback) = self.raw(i)?;
                     let request = self.slots[i].request.as_ref();
                     let stale = match (self.cx.notes(), request) {
@@ -293,6 +315,8 @@ impl Outcomes<'_> {
                             let target = slot.target(&provenance);
                             narrowed(raw, target.select, target.pointer)
                         }),
+                        // A precedence source's value: already where its pointer points.
+                        Some(Ok(Got::Raw(raw))) if self.winner(i).is_some() => Some(raw.clone()),
                         Some(Ok(Got::Raw(raw))) => {
                             let provenance = || slot.provenance();
                             let target = slot.target(&provenance);
