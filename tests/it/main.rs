@@ -18,6 +18,7 @@ mod metrics;
 mod nested;
 mod openbao;
 mod precedence;
+mod precedence_servers;
 mod redis;
 mod report;
 mod secret_files;
