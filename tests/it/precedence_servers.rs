@@ -1202,6 +1202,9 @@ async fn sixteen_fields_over_three_sources_take_one_batch_per_source_all_at_once
         took < delay * 2,
         "three sources of {delay:?} each took {took:?}"
     );
+    for t in tried(&report, "Sixteen.f16") {
+        assert!(t.elapsed >= delay, "{t:?}: each waited for its own batch");
+    }
     // A loser's value shown (nothing here is secret).
     assert_eq!(
         outcomes(tried(&report, "Sixteen.f01")),
@@ -1751,4 +1754,94 @@ async fn the_seeds_example_verbatim_against_postgres_consul_openbao_and_redis() 
             max_items: 25
         }
     );
+}
+
+/// Below the field's own variable: a Vault secret that does not exist, a table that does
+/// not exist, and two Redis prefixes (Spring's `config/app,prod/` then `config/app/`).
+#[derive(AsyncAssign, Debug)]
+#[component(defaults = [
+    "vault@${CM_PS}/nothing",
+    "redis@${CM_PS}:prod:",
+    "redis@${CM_PS}:",
+    "database@no_such_table"
+])]
+struct Missing {
+    #[component(fetch_from = "env")]
+    port: u16,
+    #[component(fetch_from = "env")]
+    host: String,
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_absent_a_missing_table_an_error_and_two_redis_prefixes_one_batch() {
+    let Some((mut conn, p, _cleanup)) = redis_keys("cm_prec_missing").await else {
+        return;
+    };
+    let Some((pool, schema)) = pg_isolated(2).await else {
+        return;
+    };
+    let vault = Vault::start().await;
+    let _: () = conn.set(format!("{p}:prod:port"), "2").await.unwrap();
+    let _: () = conn.set(format!("{p}:port"), "3").await.unwrap();
+    let _: () = conn.set(format!("{p}:host"), "redis-host").await.unwrap();
+    let redis = Counted::new(RedisSource::new(REDIS_URL), Duration::ZERO);
+    let base = |env: &[(&str, &str)]| {
+        let mut vars = vec![("CM_PS", p.as_str())];
+        vars.extend_from_slice(env);
+        Sources::new()
+            .with_env(EnvSource::from_map(vars))
+            .register("vault", vault.source())
+            .register("redis", redis.clone())
+            .register("database", DatabaseSource::new(pool.clone()))
+    };
+
+    // The own variables win: the missing table below them is only reported.
+    let report = Missing::fetch_report_with(&base(&[("PORT", "1"), ("HOST", "env-host")])).await;
+    let m = report
+        .result
+        .as_ref()
+        .unwrap_or_else(|_| panic!("{report}"));
+    assert_eq!((m.port, m.host.as_str()), (1, "env-host"));
+    let v = format!("vault@{p}/nothing");
+    assert_eq!(
+        outcomes(tried(&report, "Missing.port")),
+        [
+            ("env".into(), PrecedenceOutcome::Won),
+            (v.clone(), PrecedenceOutcome::Absent),
+            (format!("redis@{p}:prod:"), lost("2")),
+            (format!("redis@{p}:"), lost("3")),
+            (
+                "database@no_such_table".into(),
+                PrecedenceOutcome::Failed(ErrorKind::Config)
+            ),
+        ]
+    );
+    assert_eq!(
+        redis.calls(),
+        1,
+        "both Redis prefixes, both fields: one batch"
+    );
+    assert_eq!(redis.requests(), 4);
+
+    // Without them: the first Redis prefix that has the value; the missing secret is
+    // absent, not an error.
+    let m = Missing::fetch_all_components_with(&base(&[]))
+        .await
+        .unwrap();
+    assert_eq!((m.port, m.host.as_str()), (2, "redis-host"));
+
+    // Nothing above the missing table: the field fails, naming it.
+    let _: () = conn.del(format!("{p}:host")).await.unwrap();
+    let errors = Missing::fetch_all_components_with(&base(&[]))
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].kind(), ErrorKind::Config);
+    let shown = errors[0].to_string();
+    assert!(
+        shown.starts_with("Missing.host: database@no_such_table key `no_such_table.host`"),
+        "{shown}"
+    );
+    drop_schema(&pool, &schema).await;
+    vault.close().await;
 }
