@@ -7,6 +7,7 @@ pub use crate::api::{
     fetch_report,
 };
 pub use crate::assign::{Assignment, AsyncAssign, FieldSlot, FutureAssign};
+pub use crate::assign_from::{Chosen, FieldFrom, Pick, ServesSource, tag};
 pub use crate::engine::{Check, Handle, Outcomes, Plan};
 pub use crate::engine::{ComponentSource, Nest, Nested, NestedOps};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
@@ -17,6 +18,7 @@ pub use crate::source::FieldSpec;
 pub use crate::sources::Sources;
 
 pub use crate::__component_model_backend as backend;
+pub use crate::source_tag;
 
 /// Autoref probe: `Some(T::default())` when `T: Default`, `None` otherwise.
 pub mod probe {

@@ -1,6 +1,7 @@
 //! Integration tests of the component_model workspace, one module per capability.
 
 mod args_dotenv;
+mod assign_from;
 mod async_assign;
 mod async_errors;
 mod async_fetch;
