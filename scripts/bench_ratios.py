@@ -44,6 +44,10 @@ if None not in ty.values():
     show("typed fetchers (16 x ComponentFetcher<u32>, 0ms) / join_all", ty["generated"], ty["hand_written_join_all"], 2.0)
     print(f"per-field cost: generated {ty['generated']/16:.0f} ns, hand-written {ty['hand_written_join_all']/16:.0f} ns")
 
+pr = {b: mean_ns("precedence_50ms", b, required=False) for b in ("fetch_16x3", "one_round_trip")}
+if None not in pr.values():
+    show("16 fields x 3 precedence sources (50ms) / one 50ms round trip", pr["fetch_16x3"], pr["one_round_trip"], 1.10)
+
 db = {b: mean_ns("postgres_64_fields", b, required=False) for b in ("coalesced_fetch_all", "one_query_per_field", "single_one_row_query")}
 if None not in db.values():
     show("64 fields coalesced (1 query) / a single one-row query", db["coalesced_fetch_all"], db["single_one_row_query"], 1.5)
