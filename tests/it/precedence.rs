@@ -138,3 +138,64 @@ async fn a_live_struct_reevaluates_precedence_on_every_change() {
     assert!(more.is_err(), "a second update: {more:?}");
     assert_eq!(live.version(), 2);
 }
+
+#[derive(Debug, serde::Deserialize)]
+struct Port(#[allow(dead_code)] u16);
+
+#[derive(AsyncAssign, Debug)]
+#[component(overrides = ["env"], defaults = ["file@default.toml"])]
+#[allow(dead_code)] // read through the report
+struct Sparse {
+    present: u16,
+    missing: u16,
+    #[component(fetch_from = "file", path = "default.toml", pointer = "/strict")]
+    strict: u16,
+    no_default: Port,
+}
+
+#[tokio::test]
+async fn absent_everywhere_is_default_and_each_source_tried_is_in_the_report() {
+    let d = dir("sparse");
+    std::fs::write(d.join("default.toml"), "present = 7\n").unwrap();
+    let sources = Sources::new()
+        .with_env(EnvSource::from_map([("PRESENT", "9")]))
+        .register("file", FileSource::new().with_base_dir(&d));
+    let report = Sparse::fetch_report_with(&sources).await;
+    let missing = &report.fields[1];
+    assert_eq!(missing.outcome, Outcome::Default, "{report}");
+    let tried: Vec<_> = missing
+        .precedence
+        .iter()
+        .map(|p| p.outcome.clone())
+        .collect();
+    assert_eq!(
+        tried,
+        [PrecedenceOutcome::Absent, PrecedenceOutcome::Absent]
+    );
+    let present = &report.fields[0];
+    assert_eq!(present.source, "env");
+    assert_eq!(present.key.as_deref(), Some("PRESENT"));
+    assert_eq!(
+        present.precedence[1].outcome,
+        PrecedenceOutcome::Lost {
+            value: Some("7".into())
+        }
+    );
+    // The field's own source (its `pointer` finds nothing) is absent like any other.
+    assert_eq!(report.fields[2].outcome, Outcome::Default, "{report}");
+    assert_eq!(
+        report.fields[2].precedence[1].outcome,
+        PrecedenceOutcome::Absent
+    );
+    // A type without `Default`: the error names every source tried.
+    let errors = report.result.unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].kind(), ErrorKind::NotFound);
+    let text = errors[0].to_string();
+    assert!(
+        text.contains("no_default")
+            && text.contains("no source has a value")
+            && text.contains("env (NO_DEFAULT)"),
+        "{text}"
+    );
+}

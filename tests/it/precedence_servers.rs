@@ -765,7 +765,6 @@ struct OwnRedis {
 }
 
 #[tokio::test]
-#[ignore = "engine bug: fallback_to of a field without `key` sends the fallback source no convention key (\"misconfigured: the field names no `key`\")"]
 async fn fallback_to_reads_the_fallback_sources_convention_key() {
     let Some((mut conn, p, _cleanup)) = redis_keys("cm_prec_fbredis").await else {
         return;
@@ -801,7 +800,6 @@ async fn fallback_to_reads_the_fallback_sources_convention_key() {
 /// When the field's own source failed and its `fallback_to` answered, the report's
 /// precedence rows must not say the own source won.
 #[tokio::test]
-#[ignore = "engine bug: the own source is reported `won` though it failed and its fallback_to answered"]
 async fn a_failed_own_source_whose_fallback_to_answered_is_not_reported_as_the_winner() {
     let d = dir("own-report");
     write(&d, "default.toml", "with_env = 4\nwithout = 4\n");
@@ -907,7 +905,6 @@ async fn the_own_source_absent_asks_fallback_to_with_the_same_key_before_the_def
 /// Own source absent, `fallback_to` unreachable: the field fails with the own source's
 /// error and a note — the default below is not taken (only "both absent" goes on).
 #[tokio::test]
-#[ignore = "engine bug: own absent + fallback_to unreachable takes the default (choose.rs walk, FallbackTo: `absent(&field.result)` sees the own error's NotFound kind that `append` kept, not the fallback_to failure)"]
 async fn the_own_source_absent_and_fallback_to_failing_fails_the_field_with_a_note() {
     let d = dir("keyed-fail");
     write(&d, "default.toml", "x = 4\n");
@@ -1466,7 +1463,6 @@ struct Row {
 /// The report's table row of a field names the source that won: its location and key
 /// must be that source's too, not the field's own source's.
 #[tokio::test]
-#[ignore = "engine bug: the report's row shows the winner's name with the own source's location and key (`env (http://127.0.0.1:..) key r/port`)"]
 async fn the_reports_row_shows_the_winners_location_and_key() {
     let consul = ConsulDouble::start().await;
     consul.put("r/port", "80");

@@ -160,11 +160,16 @@ impl Outcomes<'_> {
             .enumerate()
             .filter_map(|(i, slot)| {
                 let outcome = self.outcome(i)?;
-                let p = slot.provenance();
+                // A precedence source that won: its name, key and place.
+                let (p, source) = match self.winner(i) {
+                    Some(cand) => (super::precedence::provenance(slot, cand), cand.name),
+                    None if slot.spec.source.is_empty() => (slot.provenance(), "precedence"),
+                    None => (slot.provenance(), slot.spec.source),
+                };
                 Some(FieldReport {
                     precedence: self.precedence_report(i),
                     path: slot.path(),
-                    source: slot.spec.source,
+                    source,
                     key_label: p.key_label.into_owned(),
                     key: p.key,
                     bound_key: p.bound_key,
@@ -183,7 +188,8 @@ impl Outcomes<'_> {
             return Vec::new();
         };
         let slot = &self.slots[i];
-        p.candidates
+        let mut rows: Vec<PrecedenceReport> = p
+            .candidates
             .iter()
             .enumerate()
             .map(|(c, cand)| {
@@ -212,7 +218,30 @@ impl Outcomes<'_> {
                     elapsed: tried.elapsed[c],
                 }
             })
-            .collect()
+            .collect();
+        // The field's own source failed and its `fallback_to` was asked: after it.
+        if let (Some(own), Some((kind, elapsed))) = (p.own, tried.fallback) {
+            let key = match (&slot.fallback, &slot.fallback_request) {
+                (Some(super::slot::Route::Raw(s)), Some(r)) => s.native_key(r).map(|(_, k)| k),
+                _ => None,
+            };
+            let outcome = match kind {
+                None => PrecedenceOutcome::Won,
+                Some(ErrorKind::NotFound) => PrecedenceOutcome::Absent,
+                Some(kind) => PrecedenceOutcome::Failed(kind),
+            };
+            let row = PrecedenceReport {
+                source: format!(
+                    "{} (fallback_to)",
+                    slot.spec.fallback_to.unwrap_or_default()
+                ),
+                key,
+                outcome,
+                elapsed,
+            };
+            rows.insert(own + 1, row);
+        }
+        rows
     }
 
     /// The fields taken so far that fell back to their `fallback` literal because their

@@ -233,13 +233,21 @@ impl Round {
                 return;
             };
             let cand = &p.candidates[c];
+            // Where in the value the field is: a convention's pointer; for the field's own
+            // source, its `field`/`pointer` (what is not there is absent, so the walk goes on).
+            let (select, pointer) = match cand.request.as_ref().and_then(FetchRequest::pointer) {
+                Some(pointer) => (None, Some(pointer)),
+                None if Some(c) == p.own => (
+                    slot.spec
+                        .select
+                        .filter(|_| !cand.source().is_some_and(Source::selects_field)),
+                    slot.spec.pointer,
+                ),
+                None => (None, None),
+            };
             let answer = answer
                 .map_err(|f| failure_error(f, slot, precedence::provenance(slot, cand)))
-                .and_then(|got| {
-                    point(got, cand.request.as_ref(), || {
-                        precedence::provenance(slot, cand)
-                    })
-                });
+                .and_then(|got| point(got, select, pointer, || precedence::provenance(slot, cand)));
             tried.record(c, answer, elapsed);
             return;
         }
@@ -252,11 +260,14 @@ impl Round {
                 field.result = Some(Ok(got));
                 field.via_fallback = true;
                 if let Some(Some(tried)) = out.tried.get_mut(i) {
-                    tried.winner = slot.precedence.as_ref().and_then(|p| p.own);
+                    tried.fallback = Some((None, elapsed));
                 }
             }
             (Round::FallbackTo, Err(f)) => {
                 let e = to_component_error(f, slot);
+                if let Some(Some(tried)) = out.tried.get_mut(i) {
+                    tried.fallback = Some((Some(e.kind()), elapsed));
+                }
                 append(&mut field.result, slot, &e);
             }
         }
@@ -303,8 +314,10 @@ impl Round {
                     // Both the field's own source and its `fallback_to` had nothing:
                     // the sources below them are next.
                     let own = p.own.unwrap_or_default();
-                    let absent = |r: &Option<Result<Got, ComponentError>>| matches!(r, Some(Err(e)) if e.kind() == ErrorKind::NotFound);
-                    if tried.kinds[own] != Some(ErrorKind::NotFound) || !absent(&field.result) {
+                    let absent = Some(ErrorKind::NotFound);
+                    if tried.kinds[own] != absent
+                        || tried.fallback.map(|(kind, _)| kind) != Some(absent)
+                    {
                         return;
                     }
                     own + 1
@@ -358,20 +371,25 @@ impl Round {
 /// document): nothing there is absent.
 fn point(
     got: Got,
-    request: Option<&FetchRequest>,
+    select: Option<&str>,
+    pointer: Option<&str>,
     provenance: impl Fn() -> crate::error::Provenance,
 ) -> Result<Got, ComponentError> {
-    let (Got::Raw(raw), Some(pointer)) = (&got, request.and_then(FetchRequest::pointer)) else {
+    if select.is_none() && pointer.is_none() {
+        return Ok(got);
+    }
+    let Got::Raw(raw) = got else {
         return Ok(got);
     };
-    let Got::Raw(raw) = got else {
-        unreachable!("matched above: {raw:?}")
-    };
-    match precedence::narrow(raw, pointer) {
+    match precedence::narrow(raw, select, pointer) {
         Ok(Some(v)) => Ok(Got::Raw(v)),
         Ok(None) => Err(ComponentError::field(ErrorKind::NotFound)
             .provenance(provenance())
-            .detail(format!("nothing at `{pointer}`"))
+            .detail(match (select, pointer) {
+                (Some(f), Some(p)) => format!("nothing at field `{f}`, `{p}`"),
+                (Some(f), None) => format!("no field `{f}`"),
+                (None, p) => format!("nothing at `{}`", p.unwrap_or_default()),
+            })
             .build()),
         Err(why) => Err(ComponentError::field(ErrorKind::Decode)
             .provenance(provenance())

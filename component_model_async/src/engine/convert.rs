@@ -113,13 +113,13 @@ impl<'p> Outcomes<'p> {
         result
     }
 
-    /// The precedence source whose value field `index` took, when it is not the field's
-    /// own source.
+    /// The precedence source whose value field `index` took (its value is already where
+    /// its pointer, or the field's own `field`/`pointer`, points).
     pub(super) fn winner(&self, index: usize) -> Option<&'p super::precedence::Candidate> {
         let slot: &'p super::slot::Slot = &self.slots[index];
         let p = slot.precedence.as_deref()?;
         let c = self.tried(index)?.winner?;
-        (Some(c) != p.own).then(|| &p.candidates[c])
+        p.candidates.get(c)
     }
 
     /// How a fetched value came: from the primary source (and how its layers answered)

@@ -673,6 +673,14 @@ impl<'s> Plan<'s> {
                 .request_for(slot.spec)
                 .and_then(|r| self.prefixed(r, fb.as_ref()))
                 .ok()
+                .and_then(|r| {
+                    // Nothing names the key: the fallback source's convention.
+                    if r.native_key().is_some() || fb.keys_by_field_name() {
+                        return Some(r);
+                    }
+                    fb.convention(r, &self.field_path(slot.spec, &slot.field, None))
+                        .ok()
+                })
                 .map(|r| for_source(r, fb.as_ref()));
         }
     }

@@ -62,6 +62,9 @@ pub(super) struct Tried {
     pub(super) winner: Option<usize>,
     /// The field's own source failed and its `fallback_to` is asked.
     pub(super) pending: bool,
+    /// How the `fallback_to` answered when asked: `None` it had the value, else the kind
+    /// of its failure; and its time.
+    pub(super) fallback: Option<(Option<ErrorKind>, Duration)>,
     /// Every source was absent: the field takes its `fallback`, else `Default`.
     pub(super) all_absent: bool,
 }
@@ -74,6 +77,7 @@ impl Tried {
             elapsed: vec![Duration::ZERO; n],
             winner: None,
             pending: false,
+            fallback: None,
             all_absent: false,
         }
     }
@@ -160,23 +164,39 @@ pub(super) fn provenance(slot: &Slot, cand: &Candidate) -> Provenance {
     }
 }
 
-/// The value a JSON pointer finds in `raw` (a document), `None` when it finds nothing
-/// (or `null`); `Err` when `raw` is no document.
-pub(super) fn narrow(raw: RawValue, pointer: &str) -> Result<Option<RawValue>, String> {
+/// The value `field = select` then a JSON pointer find in `raw` (a document), `None`
+/// when they find nothing (or `null`); `Err` when `raw` is no document.
+pub(super) fn narrow(
+    raw: RawValue,
+    select: Option<&str>,
+    pointer: Option<&str>,
+) -> Result<Option<RawValue>, String> {
+    let what = || match (select, pointer) {
+        (Some(f), _) => format!("field `{f}`"),
+        (None, p) => format!("`{}`", p.unwrap_or_default()),
+    };
     let doc = match raw {
         RawValue::Json(v) => v,
         RawValue::Text(s) => serde_json::from_str(&s)
-            .map_err(|e| format!("expected a document to look up `{pointer}` in: {e}"))?,
+            .map_err(|e| format!("expected a document to look up {} in: {e}", what()))?,
         RawValue::Bytes(b) => serde_json::from_slice(&b)
-            .map_err(|e| format!("expected a document to look up `{pointer}` in: {e}"))?,
+            .map_err(|e| format!("expected a document to look up {} in: {e}", what()))?,
     };
     let mut doc = doc;
-    Ok(
-        match doc.pointer_mut(pointer).map(serde_json::Value::take) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(RawValue::Json(v)),
-        },
-    )
+    if let Some(name) = select {
+        doc = match doc.get_mut(name).map(serde_json::Value::take) {
+            Some(v) => v,
+            None => return Ok(None),
+        };
+    }
+    let found = match pointer {
+        Some(p) => doc.pointer_mut(p).map(serde_json::Value::take),
+        None => Some(doc),
+    };
+    Ok(match found {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(RawValue::Json(v)),
+    })
 }
 
 /// Splits a precedence source as written (`"file@config/app.toml"`) into the name it is
@@ -209,11 +229,11 @@ mod tests {
     fn narrow_finds_a_member_and_calls_null_or_nothing_absent() {
         let doc = RawValue::Json(serde_json::json!({"db": {"port": 5432, "host": null}}));
         assert_eq!(
-            narrow(doc.clone(), "/db/port").unwrap(),
+            narrow(doc.clone(), None, Some("/db/port")).unwrap(),
             Some(RawValue::Json(5432.into()))
         );
-        assert_eq!(narrow(doc.clone(), "/db/host").unwrap(), None);
-        assert_eq!(narrow(doc, "/db/user").unwrap(), None);
-        assert!(narrow(RawValue::from("not json"), "/a").is_err());
+        assert_eq!(narrow(doc.clone(), None, Some("/db/host")).unwrap(), None);
+        assert_eq!(narrow(doc, None, Some("/db/user")).unwrap(), None);
+        assert!(narrow(RawValue::from("not json"), None, Some("/a")).is_err());
     }
 }

@@ -96,6 +96,9 @@ impl fmt::Display for ComponentSource {
 /// What a [`Live`](crate::Live) watches: a source and the requests of its watched fields
 /// (`None`: typed fetchers, polled), the fields reading each request, and the shortest
 /// `watch_interval` among them.
+/// A source a field reads (`None`: a typed fetcher) and its request.
+type Read = (Option<Arc<dyn Source>>, Option<FetchRequest>);
+
 pub(crate) struct Watched {
     pub(crate) source: Option<Arc<dyn Source>>,
     pub(crate) requests: Vec<FetchRequest>,
@@ -118,8 +121,7 @@ impl Plan<'_> {
             }
             // What the field reads: its own source, or every one of its precedence
             // sources (a change in any of them may change which one wins).
-            let reads: Vec<(Option<Arc<dyn Source>>, Option<FetchRequest>)> = match &slot.precedence
-            {
+            let reads: Vec<Read> = match &slot.precedence {
                 Some(p) => p
                     .candidates
                     .iter()

@@ -683,10 +683,19 @@ impl Source for VaultSource {
             .param(VERSION)
             .map(|v| format!("?version={v}"))
             .unwrap_or_default();
+        // A convention reads one member of the secret: `kv/app/config#/db_password`.
+        let member = request
+            .pointer()
+            .map(|p| format!("#{p}"))
+            .unwrap_or_default();
         request.secret_path().map(|p| {
             (
                 "secret",
-                format!("{}/{}{at}", mount.trim_matches('/'), p.trim_matches('/')),
+                format!(
+                    "{}/{}{at}{member}",
+                    mount.trim_matches('/'),
+                    p.trim_matches('/')
+                ),
             )
         })
     }
