@@ -379,7 +379,7 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
     };
     let mut methods = Vec::with_capacity(15);
     methods.extend(fut(
-        "Fetches every field that has a source (nested structs included), concurrently, from the process-wide `Sources` (see `Sources::set_global`); fields without a source get `Default`. Returns every error, one per failed field.",
+        "Fetches every field that has a source (nested structs included), concurrently, from the process-wide `Sources` (see `Sources::set_global`); fields without a source get `Default` (unless the struct declares precedence sources: then they are read from those). Returns every error, one per failed field.",
         "fetch_all_components",
         &result_all,
     ));
@@ -401,7 +401,7 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
         &result_one,
     ));
     methods.extend(fut(
-        "Like `fetch_all_components`, with a report of where each field's value came from (fetched, cache hit, stale, retried, fallback, default) and how long it took; `Display` prints it as a table. Values are never shown.",
+        "Like `fetch_all_components`, with a report of where each field's value came from (fetched, cache hit, stale, retried, fallback, default) and how long it took, and for a field with precedence sources what each one answered; `Display` prints it as a table. The value a field took is never shown; a value that lost only when neither its field nor its source is secret.",
         "fetch_report",
         &quote!(#cm::FetchReport<Self>),
     ));
