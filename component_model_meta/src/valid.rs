@@ -119,20 +119,9 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
 /// that an environment reads under one variable name.
 fn check_precedence_container(cx: &Ctxt, input: &Input<'_>) {
     let c = &input.attrs;
-    for list in [&c.overrides, &c.defaults]
-        .into_iter()
-        .filter_map(|l| l.get())
-    {
-        for entry in &list.value {
-            check_precedence_entry(cx, entry);
-        }
-    }
+    check_precedence_lists(cx, [&c.overrides, &c.defaults]);
     if let Some(p) = c.profile_env.get() {
-        let ok = !p.value.is_empty()
-            && p.value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok {
+        if !is_variable_name(&p.value) {
             cx.error_spanned_by(
                 p,
                 format!("`profile_env` names an environment variable (ASCII letters, digits, `_`), found {:?}", p.value),
@@ -140,15 +129,7 @@ fn check_precedence_container(cx: &Ctxt, input: &Input<'_>) {
         }
     }
     if let Some(t) = c.table.get() {
-        let ok = t
-            .value
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && t.value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if !ok {
+        if !is_sql_identifier(&t.value) {
             cx.error_spanned_by(
                 t,
                 format!("`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}", t.value),
@@ -202,6 +183,30 @@ fn check_env_names(cx: &Ctxt, input: &Input<'_>) {
             None => seen.push((name, field)),
         }
     }
+}
+
+/// Every entry of the lists given.
+fn check_precedence_lists(cx: &Ctxt, lists: [&crate::attr::Attr<Vec<crate::attr::Str>>; 2]) {
+    for list in lists.into_iter().filter_map(|l| l.get()) {
+        for entry in &list.value {
+            check_precedence_entry(cx, entry);
+        }
+    }
+}
+
+/// A plain SQL identifier (`config`, `app.settings`): never text spliced into SQL.
+fn is_sql_identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+}
+
+/// An environment variable's name: ASCII letters, digits and `_`.
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// One precedence source as written: `"<fetch_from name>"` or
@@ -279,21 +284,9 @@ fn check_precedence_field(cx: &Ctxt, field: &Field<'_>) {
             cx.error_spanned_by(tokens, format!("`{name}` does not apply to {place}"));
         }
     }
-    for list in [&a.overrides, &a.defaults]
-        .into_iter()
-        .filter_map(|l| l.get())
-    {
-        for entry in &list.value {
-            check_precedence_entry(cx, entry);
-        }
-    }
+    check_precedence_lists(cx, [&a.overrides, &a.defaults]);
     if let Some(env) = a.env.get() {
-        let ok = !env.value.is_empty()
-            && env
-                .value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok {
+        if !is_variable_name(&env.value) {
             cx.error_spanned_by(
                 env,
                 format!(
@@ -694,15 +687,7 @@ fn check_sql_keys(cx: &Ctxt, field: &Field<'_>, from: &crate::attr::Str) {
         );
     }
     if let Some(t) = a.param("table") {
-        let ok = t
-            .value
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && t.value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if !ok {
+        if !is_sql_identifier(&t.value) {
             cx.error_spanned_by(
                 &t.tokens,
                 format!("`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}", t.value),

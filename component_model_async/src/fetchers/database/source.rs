@@ -953,14 +953,7 @@ impl Source for DatabaseSource {
             .unwrap_or(field.table)
             .to_owned();
         let table = table.as_str();
-        let plain = table
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && table
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if !plain {
+        if !valid_table(table) {
             return Err(format!(
                 "the table must be a plain SQL identifier (letters, digits, `_`, `.`), found {table:?}"
             ));
