@@ -149,6 +149,7 @@ pub fn fetch_nested<'a, T: Send + 'a>(
 ) -> FetchFuture<'a, Result<T, ComponentError>> {
     FetchFuture::new(async move {
         let mut plan = Plan::new(sources);
+        plan.set_profile_env(nest.owner_profile_env);
         plan.nest(nest, ops.plan);
         let mut out = plan.run().await;
         let value = (ops.take)(&mut out, false);
@@ -161,6 +162,7 @@ pub fn fetch_nested<'a, T: Send + 'a>(
 pub fn fetch_field<'a, S: Nested, T: Send + 'static>(
     sources: &'a Sources,
     spec: &'static FieldSpec,
+    default: Option<fn() -> T>,
 ) -> FetchFuture<'a, Result<T, ComponentError>> {
     FetchFuture::new(async move {
         let mut plan = Plan::only(sources, spec);
@@ -172,7 +174,7 @@ pub fn fetch_field<'a, S: Nested, T: Send + 'static>(
                 .detail("the field is not in its struct's plan")
                 .build()
         })?;
-        plan.run().await.take(handle)
+        plan.run().await.take_or_default(handle, default)
     })
 }
 

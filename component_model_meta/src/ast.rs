@@ -102,22 +102,32 @@ impl<'a> Input<'a> {
         Some(input)
     }
 
-    /// The field's precedence sources above its own: its `overrides`, else the struct's.
+    /// The field's precedence sources above its own: its `overrides`, else the struct's
+    /// (not for a `fetcher` field, whose type need not deserialize, nor a `stream_from`
+    /// field, whose value is the stream's: those take only their own lists).
     pub fn overrides<'s>(&'s self, f: &'s Field<'_>) -> &'s [crate::attr::Str] {
+        let inherited = self.attrs.overrides.get().filter(|_| Self::inherits(f));
         f.attrs
             .overrides
             .get()
-            .or(self.attrs.overrides.get())
+            .or(inherited)
             .map_or(&[], |l| l.value.as_slice())
     }
 
-    /// The field's precedence sources below its own: its `defaults`, else the struct's.
+    /// The field's precedence sources below its own: its `defaults`, else the struct's
+    /// (see [`Input::overrides`]).
     pub fn defaults<'s>(&'s self, f: &'s Field<'_>) -> &'s [crate::attr::Str] {
+        let inherited = self.attrs.defaults.get().filter(|_| Self::inherits(f));
         f.attrs
             .defaults
             .get()
-            .or(self.attrs.defaults.get())
+            .or(inherited)
             .map_or(&[], |l| l.value.as_slice())
+    }
+
+    /// Whether the field takes the struct's precedence lists.
+    fn inherits(f: &Field<'_>) -> bool {
+        !f.attrs.fetcher.is_some() && !f.attrs.is_streamed()
     }
 
     /// Whether the field has precedence sources.

@@ -122,6 +122,10 @@ fn nest_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         "owner_key_prefix",
         input.attrs.key_prefix.get().map(|s| s.value.as_str()),
     ));
+    chain.extend(opt_lit(
+        "owner_profile_env",
+        input.attrs.profile_env.get().map(|s| s.value.as_str()),
+    ));
     quote! {
         #[allow(non_upper_case_globals)]
         static #ident: #cm::Nest = #cm::Nest::new(#owner, #field, #own_prefix) #chain;
@@ -505,7 +509,14 @@ fn plan_add(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> Tok
             let e = &expr.value;
             let add = quote_spanned! {e.span()=> __cm_plan.add_fetcher::<#ty, _, _>(&#spec, #secret, #e) };
             // A `fallback` literal or a `fallback_to` source's answer is decoded into the type.
-            if f.attrs.fallback.is_some() || f.attrs.fallback_to.is_some() {
+            let listed = |l: &crate::attr::Attr<Vec<crate::attr::Str>>| {
+                l.get().is_some_and(|l| !l.value.is_empty())
+            };
+            if f.attrs.fallback.is_some()
+                || f.attrs.fallback_to.is_some()
+                || listed(&f.attrs.overrides)
+                || listed(&f.attrs.defaults)
+            {
                 quote_spanned! {ty.span()=> { let __cm_h = #add; __cm_plan.decodes::<#ty>(__cm_h) } }
             } else {
                 add
@@ -679,7 +690,7 @@ fn struct_bodies(
 }
 
 /// The bodies of [`field_methods`], in the same order.
-fn field_bodies(cm: &TokenStream, f: &Field<'_>, i: usize) -> [TokenStream; 2] {
+fn field_bodies(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> [TokenStream; 2] {
     let m_with = format_ident!("{}_with", f.method("fetch", ""));
     let global = quote!(Self::#m_with(#cm::Sources::global()));
     if let Some(ops) = nested_ops(f, i) {
@@ -692,9 +703,16 @@ fn field_bodies(cm: &TokenStream, f: &Field<'_>, i: usize) -> [TokenStream; 2] {
     // The struct's own plan, passing over every other field: no code per field.
     let ty = f.ty;
     let spec = spec_ident(i);
+    // A field absent from every precedence source takes `Default` (probed only for such
+    // a field: a probe costs compile time).
+    let default = if input.has_precedence(f) {
+        default_probe(cm, ty, &shape::type_params(input.generics))
+    } else {
+        quote!(::core::option::Option::None)
+    };
     [
         global,
-        quote!(#cm::fetch_field::<Self, #ty>(__cm_sources, &#spec)),
+        quote!(#cm::fetch_field::<Self, #ty>(__cm_sources, &#spec, #default)),
     ]
 }
 
@@ -775,7 +793,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
         .map(|(i, f)| {
             with_bodies(
                 field_methods(input, &cm, f).into(),
-                field_bodies(&cm, f, *i).into(),
+                field_bodies(input, &cm, f, *i).into(),
             )
         })
         .collect();

@@ -120,21 +120,24 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
 fn check_precedence_container(cx: &Ctxt, input: &Input<'_>) {
     let c = &input.attrs;
     check_precedence_lists(cx, [&c.overrides, &c.defaults]);
-    if let Some(p) = c.profile_env.get() {
-        if !is_variable_name(&p.value) {
-            cx.error_spanned_by(
-                p,
-                format!("`profile_env` names an environment variable (ASCII letters, digits, `_`), found {:?}", p.value),
-            );
-        }
+    if let Some(p) = c.profile_env.get()
+        && !is_variable_name(&p.value)
+    {
+        cx.error_spanned_by(
+            p,
+            format!("`profile_env` names an environment variable (ASCII letters, digits, `_`), found {:?}", p.value),
+        );
     }
-    if let Some(t) = c.table.get() {
-        if !is_sql_identifier(&t.value) {
-            cx.error_spanned_by(
-                t,
-                format!("`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}", t.value),
-            );
-        }
+    if let Some(t) = c.table.get()
+        && !is_sql_identifier(&t.value)
+    {
+        cx.error_spanned_by(
+            t,
+            format!(
+                "`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}",
+                t.value
+            ),
+        );
     }
     if let Some(p) = c.key_prefix.get() {
         check_profile_placeholders(cx, p, &p.value);
@@ -285,24 +288,24 @@ fn check_precedence_field(cx: &Ctxt, field: &Field<'_>) {
         }
     }
     check_precedence_lists(cx, [&a.overrides, &a.defaults]);
-    if let Some(env) = a.env.get() {
-        if !is_variable_name(&env.value) {
-            cx.error_spanned_by(
-                env,
-                format!(
-                    "`env` names an environment variable (ASCII letters, digits, `_`), found {:?}",
-                    env.value
-                ),
-            );
-        }
-        if let (Some(key), Some(from)) = (a.key.get(), a.fetch_from.get())
-            && from.value.trim() == "env"
-        {
-            cx.error_spanned_by(
-                key,
-                "`env` and `key` both name this field's variable: keep `env = \"...\"` (it is also the name every env precedence source reads)",
-            );
-        }
+    if let Some(env) = a.env.get()
+        && !is_variable_name(&env.value)
+    {
+        cx.error_spanned_by(
+            env,
+            format!(
+                "`env` names an environment variable (ASCII letters, digits, `_`), found {:?}",
+                env.value
+            ),
+        );
+    }
+    if let (Some(_), Some(key), Some(from)) = (a.env.get(), a.key.get(), a.fetch_from.get())
+        && from.value.trim() == "env"
+    {
+        cx.error_spanned_by(
+            key,
+            "`env` and `key` both name this field's variable: keep `env = \"...\"` (it is also the name every env precedence source reads)",
+        );
     }
     if let Some(k) = a.key.get() {
         check_profile_placeholders(cx, k, &k.value);
@@ -459,6 +462,8 @@ fn check_async_field(cx: &Ctxt, field: &Field<'_>) {
     let dependent = source_keys(field);
     if !a.is_fetched() {
         check_keys_without_source(cx, field, &dependent);
+    } else if a.precedence_read {
+        check_precedence_read_keys(cx, field, &dependent);
     }
     check_values(cx, field);
     if !a.fetch_from.is_some() && a.fetcher.is_some() {
@@ -550,6 +555,44 @@ fn check_keys_without_source(
             format!(
                 "`{name}` needs `fetch_from = \"...\"` on the same field: it wraps a named source"
             ),
+        );
+    }
+}
+
+/// A field without `fetch_from` read from its struct's precedence sources: it reads each
+/// by its convention key, so keys for a source of its own (and the layers that would wrap
+/// one) have nothing to apply to.
+fn check_precedence_read_keys(
+    cx: &Ctxt,
+    field: &Field<'_>,
+    dependent: &[(String, proc_macro2::TokenStream)],
+) {
+    let a = &field.attrs;
+    let mut keys: Vec<(String, proc_macro2::TokenStream)> = dependent.to_vec();
+    for (name, tokens) in [
+        ("timeout", a.timeout.get().map(|s| s.to_token_stream())),
+        (
+            "retry_attempts",
+            a.retry_attempts.get().map(|s| s.to_token_stream()),
+        ),
+        (
+            "retry_backoff",
+            a.retry_backoff.get().map(|s| s.to_token_stream()),
+        ),
+    ] {
+        if let Some(tokens) = tokens {
+            keys.push((name.to_owned(), tokens));
+        }
+    }
+    keys.extend(
+        layer_keys(field)
+            .into_iter()
+            .map(|(n, t)| (n.to_owned(), t)),
+    );
+    for (name, tokens) in keys {
+        cx.error_spanned_by(
+            tokens,
+            format!("`{name}` needs `fetch_from = \"...\"` on the same field: without one, the field is read from its struct's precedence sources, each by its convention key"),
         );
     }
 }
@@ -686,13 +729,16 @@ fn check_sql_keys(cx: &Ctxt, field: &Field<'_>, from: &crate::attr::Str) {
             "the pool is named twice: use either `fetch_from = \"database:name\"` or `source = \"name\"`",
         );
     }
-    if let Some(t) = a.param("table") {
-        if !is_sql_identifier(&t.value) {
-            cx.error_spanned_by(
-                &t.tokens,
-                format!("`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}", t.value),
-            );
-        }
+    if let Some(t) = a.param("table")
+        && !is_sql_identifier(&t.value)
+    {
+        cx.error_spanned_by(
+            &t.tokens,
+            format!(
+                "`table` must be a plain SQL identifier (letters, digits, `_`, `.`), found {:?}",
+                t.value
+            ),
+        );
     }
     if let Some(v) = a.param("kv_version")
         && !matches!(v.value.trim(), "1" | "2")

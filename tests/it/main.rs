@@ -19,6 +19,7 @@ mod metrics;
 mod nested;
 mod openbao;
 mod precedence;
+mod precedence_regressions;
 mod precedence_servers;
 mod redis;
 mod report;

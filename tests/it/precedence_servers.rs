@@ -902,7 +902,7 @@ async fn the_own_source_absent_asks_fallback_to_with_the_same_key_before_the_def
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// Own source absent, `fallback_to` unreachable: the field fails with the own source's
+/// Own source absent, `fallback_to` unreachable: the field fails with the `fallback_to`'s
 /// error and a note — the default below is not taken (only "both absent" goes on).
 #[tokio::test]
 async fn the_own_source_absent_and_fallback_to_failing_fails_the_field_with_a_note() {
@@ -915,13 +915,15 @@ async fn the_own_source_absent_and_fallback_to_failing_fails_the_field_with_a_no
     let _ = std::fs::remove_dir_all(&d);
     let errors = result.unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:?}");
+    // The failure is the `fallback_to`'s (Redis unreachable), not an absence.
+    assert_eq!(errors[0].kind(), ErrorKind::Unavailable, "{:?}", errors[0]);
     let shown = errors[0].to_string();
     assert!(
-        shown.starts_with(&format!("OwnKeyed.x: consul key `{p}x`")),
+        shown.starts_with(&format!("OwnKeyed.x: redis key `{p}x`")),
         "{shown}"
     );
     assert!(
-        shown.contains("fallback_to `redis` failed too: unavailable"),
+        shown.contains("`consul` had no value, so its `fallback_to` was asked"),
         "{shown}"
     );
 }

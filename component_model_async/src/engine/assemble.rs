@@ -47,6 +47,25 @@ impl Outcomes<'_> {
         value.ok_or_else(|| self.slots[i].wrong_type())
     }
 
+    /// [`Outcomes::take`], with `default()` for a field that no precedence source had a
+    /// value for (and no `fallback`): what `fetch_<field>` returns.
+    pub fn take_or_default<T: 'static>(
+        &mut self,
+        handle: Handle<T>,
+        default: Option<fn() -> T>,
+    ) -> Result<T, ComponentError> {
+        match self.take(handle) {
+            Err(_)
+                if default.is_some() && self.tried(handle.index).is_some_and(|t| t.all_absent) =>
+            {
+                self.set_outcome(handle.index, Outcome::Default);
+                self.span(handle.index).record("outcome", "default");
+                Ok(default.map(|d| d()).expect("checked"))
+            }
+            other => other,
+        }
+    }
+
     /// The field's `fallback` literal converted, for degraded fetches.
     pub fn fallback_value<T: 'static>(&self, handle: &Handle<T>) -> Option<T> {
         let slot = &self.slots[handle.index];

@@ -185,6 +185,13 @@ impl Round {
             if !fb.keeps_answers() {
                 continue;
             }
+            // A precedence field's value is the own source's only when it won: an
+            // override's or a default's must never become the own key's last-known-good.
+            if let Some(p) = &slot.precedence
+                && out.tried(i).and_then(|t| t.winner) != p.own
+            {
+                continue;
+            }
             // Only a value the field accepts is last-known-good: one that does not convert
             // (or is over `max_size`) must not replace a good one.
             let provenance = || slot.provenance();
@@ -264,10 +271,24 @@ impl Round {
                 }
             }
             (Round::FallbackTo, Err(f)) => {
-                let e = to_component_error(f, slot);
                 if let Some(Some(tried)) = out.tried.get_mut(i) {
-                    tried.fallback = Some((Some(e.kind()), elapsed));
+                    let own_absent = matches!(
+                        &field.result,
+                        Some(Err(own)) if own.kind() == ErrorKind::NotFound
+                    );
+                    tried.fallback = Some((Some(f.kind()), elapsed));
+                    if own_absent && f.kind() != ErrorKind::NotFound {
+                        // The own source had nothing and its `fallback_to` failed: the
+                        // field fails as the `fallback_to` did (not "absent").
+                        let e = failure_error(f, slot, slot.fallback_provenance());
+                        field.result = Some(Err(e.with_note(format!(
+                            "`{}` had no value, so its `fallback_to` was asked",
+                            slot.spec.source
+                        ))));
+                        return;
+                    }
                 }
+                let e = to_component_error(f, slot);
                 append(&mut field.result, slot, &e);
             }
         }
@@ -318,6 +339,8 @@ impl Round {
                     if tried.kinds[own] != absent
                         || tried.fallback.map(|(kind, _)| kind) != Some(absent)
                     {
+                        // The field fails as its own source (or `fallback_to`) did.
+                        tried.mark_failed_above(own);
                         return;
                     }
                     own + 1
@@ -330,7 +353,10 @@ impl Round {
                     field.result = tried.answers[c].take();
                     tried.winner = Some(c);
                 }
-                Decision::Failed(c) => field.result = tried.answers[c].take(),
+                Decision::Failed(c) => {
+                    field.result = tried.answers[c].take();
+                    tried.mark_failed_above(c);
+                }
                 Decision::AskFallback(c) => {
                     field.result = tried.answers[c].take();
                     tried.pending = true;

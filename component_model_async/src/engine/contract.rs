@@ -125,6 +125,8 @@ pub struct Nest {
     /// The owner's own `key_prefix` (the struct's, for convention keys; used when the
     /// owner is the root of the fetch).
     pub owner_key_prefix: Option<&'static str>,
+    /// The owner's `profile_env` (for `fetch_<field>` of the nested field).
+    pub owner_profile_env: Option<&'static str>,
 }
 
 impl Nest {
@@ -141,7 +143,15 @@ impl Nest {
             env_prefix: None,
             key_prefix: None,
             owner_key_prefix: None,
+            owner_profile_env: None,
         }
+    }
+
+    /// Sets the owner's `profile_env`.
+    #[must_use]
+    pub const fn owner_profile_env(mut self, name: &'static str) -> Self {
+        self.owner_profile_env = Some(name);
+        self
     }
 
     /// Sets the owner's `key_prefix`.

@@ -89,6 +89,16 @@ impl<'p> Outcomes<'p> {
                     use_fallback(e, &target, |t, tg| fallback(t, tg, out), &mut outcome)
                 }
             }
+            // A source below the one that failed had a value: the `fallback` literal
+            // does not stand in for it.
+            Err(e)
+                if fallbackable(e.kind()) && self.tried(index).is_some_and(|t| t.no_fallback) =>
+            {
+                Err(e.with_note(
+                    "a source below it had a value, so the `fallback` literal is not used"
+                        .to_owned(),
+                ))
+            }
             Err(e) if fallbackable(e.kind()) => {
                 let why = e.to_string();
                 let r = use_fallback(e, &target, |t, tg| fallback(t, tg, out), &mut outcome);

@@ -149,8 +149,9 @@ pub(super) async fn fetch<'p>(
                 name,
             } => {
                 // Fields with `timeout`/`retry_attempts` stay in a batch with the fields
-                // that have the same settings; the layers wrap the whole batch.
-                let settings = resilience::Settings::of(slots[i.field].spec);
+                // that have the same settings; the layers wrap the whole batch. A field's
+                // settings wrap its own source, not its other precedence sources.
+                let settings = resilience::Settings::of(spec_of(slots, i));
                 // One source under two names (`api`, `http`) is one batch; named as its
                 // first member names it.
                 match batches
@@ -184,7 +185,7 @@ pub(super) async fn fetch<'p>(
     for b in batches {
         let layered = sources
             .layers()
-            .layered(b.source, slots[b.members[0].field].spec);
+            .layered(b.source, spec_of(slots, b.members[0]));
         let cx = cx.for_source(b.name);
         jobs.push(batch_job(layered, b, cx, timed));
     }
@@ -205,6 +206,19 @@ pub(super) async fn fetch<'p>(
             .for_each(add),
     }
     answers
+}
+
+/// A spec without layer settings: what a precedence source other than the field's own
+/// is asked with.
+static PLAIN: FieldSpec = FieldSpec::new("", "", "", "");
+
+/// The spec whose layer settings wrap `who`'s request: the field's, for its own source.
+fn spec_of(slots: &[Slot], who: Who) -> &'static FieldSpec {
+    let slot = &slots[who.field];
+    match &slot.precedence {
+        Some(p) if who.candidate != Who::OWN && p.own != Some(usize::from(who.candidate)) => &PLAIN,
+        _ => slot.spec,
+    }
 }
 
 /// One `fetch_many_in` of a batch; each member gets its answer.
@@ -230,7 +244,10 @@ fn batch_job<'p>(
                     Err(crate::SourceError::new(ErrorKind::Unavailable)
                         .with_message("the source returned fewer answers than requests"))
                 });
-                if let Err(e) = &r {
+                // A precedence source without the value is no error: the next one is asked.
+                if let Err(e) = &r
+                    && (i.candidate == Who::OWN || e.kind() != ErrorKind::NotFound)
+                {
                     crate::metrics::error(name, e.kind());
                 }
                 (i, r.map(Got::Raw).map_err(Failure::Source), elapsed)

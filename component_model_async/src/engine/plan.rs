@@ -306,7 +306,10 @@ impl<'s> Plan<'s> {
             None => request,
             Some(frame) => request
                 .in_field(frame.owner, format!("{}.{}", frame.path, spec.field))
-                .with_default_key(format!("{}{}", frame.env_prefix, spec.field.to_uppercase())),
+                .with_default_key(match spec.env {
+                    Some(name) => name.to_owned(),
+                    None => format!("{}{}", frame.env_prefix, spec.field.to_uppercase()),
+                }),
         })
     }
 
@@ -438,7 +441,10 @@ impl<'s> Plan<'s> {
             {
                 // Nothing names the key: the source's convention reads the field by its path.
                 let r = slot.request.take().expect("checked");
-                match s.convention(r, &self.field_path(spec, &slot.field, None)) {
+                match self
+                    .field_path(spec, &slot.field, None)
+                    .and_then(|field| s.convention(r, &field))
+                {
                     Ok(r) => slot.request = Some(for_source(r, s.as_ref())),
                     Err(why) => primary = Route::Fail(why.into()),
                 }
@@ -463,44 +469,49 @@ impl<'s> Plan<'s> {
                 slot.fallback_request = slot.fallback_request.take().map(|r| r.sensitive(true));
             }
         }
+        if slot.precedence.is_none() && spec.has_precedence() && !spec.source.is_empty() {
+            // The field's own source could not be planned (an unset `${VAR}` in its key):
+            // it fails in its place among the precedence sources, which may still answer.
+            self.plan_precedence(&mut slot, sensitive);
+        }
         self.push(slot)
     }
 
     /// What a source's convention sees of the field at `path` (`argument`: the
     /// precedence source's, placeholders replaced).
+    /// `Err`: a placeholder in a `key_prefix` cannot be replaced (an unset `${VAR}`).
     fn field_path<'a>(
         &self,
         spec: &'static FieldSpec,
         path: &'a str,
         argument: Option<&'a str>,
-    ) -> FieldPath<'a> {
+    ) -> Result<FieldPath<'a>, String> {
+        let prefix_error = |e: String| format!("in the `key_prefix`: {e}");
         let (env_name, key_prefix) = match self.scopes.last() {
             None => (
                 spec.default_key
                     .map_or_else(|| Cow::Owned(spec.field.to_uppercase()), Cow::Borrowed),
-                Cow::Owned(self.expand_prefix(spec.key_prefix.unwrap_or_default())),
+                self.expand(spec.key_prefix.unwrap_or_default())
+                    .map_err(prefix_error)?,
             ),
             Some(frame) => (
                 Cow::Owned(format!("{}{}", frame.env_prefix, spec.field.to_uppercase())),
-                Cow::Owned(format!(
+                format!(
                     "{}{}",
-                    self.expand_prefix(frame.root_key_prefix),
-                    frame.key_prefix.as_deref().unwrap_or_default()
-                )),
+                    self.expand(frame.root_key_prefix).map_err(prefix_error)?,
+                    frame
+                        .key_prefix
+                        .as_deref()
+                        .map_err(|e| prefix_error(e.to_string()))?
+                ),
             ),
         };
         let env_name = spec.env.map_or(env_name, Cow::Borrowed);
-        FieldPath::new(path)
+        Ok(FieldPath::new(path)
             .with_env_name(env_name)
             .with_key_prefix(key_prefix)
             .with_table(spec.config_table.unwrap_or("config"))
-            .with_argument(argument)
-    }
-
-    /// A struct's `key_prefix` with `{@profile}` and `${VAR}`s replaced (as written when
-    /// a placeholder cannot be: the keys then say what is wrong).
-    fn expand_prefix(&self, prefix: &str) -> String {
-        self.expand(prefix).unwrap_or_else(|_| prefix.to_owned())
+            .with_argument(argument))
     }
 
     /// `text` with `{@profile}` and `${VAR}` replaced.
@@ -545,10 +556,28 @@ impl<'s> Plan<'s> {
         for entry in spec.defaults {
             candidates.push(self.candidate(slot, entry));
         }
-        // A value that may come from a secret source is handled as a secret.
+        // A value that may come from a secret source is handled as a secret, and every
+        // request of a secret field says so (layers such as a shared cache tier see it).
         for c in &candidates {
             if c.source().is_some_and(Source::is_sensitive) {
                 slot.sensitive = true;
+            }
+        }
+        if slot.sensitive {
+            for c in &mut candidates {
+                c.request = c.request.take().map(|r| r.sensitive(true));
+            }
+        }
+        // Said now, not only when no source above it answers.
+        for c in &candidates {
+            if let Route::Fail(why) = &c.route {
+                tracing::warn!(
+                    target: "component_model_async::engine",
+                    field = format_args!("{}.{}", slot.owner, slot.field),
+                    source = &*c.label,
+                    reason = %why,
+                    "a precedence source of the field cannot be used"
+                );
             }
         }
         slot.precedence = Some(Arc::new(Precedence {
@@ -599,8 +628,10 @@ impl<'s> Plan<'s> {
         let base = FetchRequest::for_source(name)
             .in_field(slot.owner, slot.field.clone())
             .sensitive(slot.sensitive);
-        let field = self.field_path(slot.spec, &slot.field, argument.as_deref());
-        match source.convention(base, &field) {
+        let convention = self
+            .field_path(slot.spec, &slot.field, argument.as_deref())
+            .and_then(|field| source.convention(base, &field));
+        match convention {
             Ok(request) => Candidate {
                 label: label.into(),
                 name,
@@ -674,11 +705,19 @@ impl<'s> Plan<'s> {
                 .and_then(|r| self.prefixed(r, fb.as_ref()))
                 .ok()
                 .and_then(|r| {
-                    // Nothing names the key: the fallback source's convention.
-                    if r.native_key().is_some() || fb.keys_by_field_name() {
+                    // The environment reads the field's own variable (`APP_PORT`, not the
+                    // Consul key `app/port`); another source the same key, or its
+                    // convention when nothing names one.
+                    let r = if fb.keys_by_field_name() {
+                        FetchRequest::for_source(slot.spec.fallback_to.unwrap_or_default())
+                            .in_field(slot.owner, slot.field.clone())
+                    } else if r.native_key().is_some() {
                         return Some(r);
-                    }
-                    fb.convention(r, &self.field_path(slot.spec, &slot.field, None))
+                    } else {
+                        r
+                    };
+                    self.field_path(slot.spec, &slot.field, None)
+                        .and_then(|field| fb.convention(r, &field))
                         .ok()
                 })
                 .map(|r| for_source(r, fb.as_ref()));

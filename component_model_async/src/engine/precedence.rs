@@ -67,6 +67,9 @@ pub(super) struct Tried {
     pub(super) fallback: Option<(Option<ErrorKind>, Duration)>,
     /// Every source was absent: the field takes its `fallback`, else `Default`.
     pub(super) all_absent: bool,
+    /// The field failed at a source above one that had a value: its `fallback` literal
+    /// must not stand in (a production fetch never silently takes a default).
+    pub(super) no_fallback: bool,
 }
 
 impl Tried {
@@ -79,7 +82,17 @@ impl Tried {
             pending: false,
             fallback: None,
             all_absent: false,
+            no_fallback: false,
         }
+    }
+
+    /// The field failed at candidate `c`: whether a source below it had a value.
+    pub(super) fn mark_failed_above(&mut self, c: usize) {
+        self.no_fallback = self
+            .answers
+            .iter()
+            .skip(c + 1)
+            .any(|a| matches!(a, Some(Ok(_))));
     }
 
     /// Records candidate `c`'s answer.

@@ -143,6 +143,17 @@ impl Slot {
         provenance_of(self, self.request.as_ref(), self.source.as_deref())
     }
 
+    /// Where the value was to come from when the `fallback_to` source was asked.
+    pub(super) fn fallback_provenance(&self) -> Provenance {
+        let source = match &self.fallback {
+            Some(Route::Raw(s)) => Some(s.as_ref()),
+            _ => None,
+        };
+        let mut p = provenance_of(self, self.fallback_request.as_ref(), source);
+        p.source = self.spec.fallback_to.map(Into::into);
+        p
+    }
+
     /// `owner.field`, for messages.
     pub(super) fn path(&self) -> String {
         format!("{}.{}", self.owner, self.field)

@@ -305,10 +305,14 @@ impl Outcomes<'_> {
             .zip(&self.fields)
             .enumerate()
             .map(|(i, (slot, field))| {
-                let p = slot.provenance();
+                // A precedence source that won: its name and key.
+                let (p, source) = match self.winner(i) {
+                    Some(cand) => (super::precedence::provenance(slot, cand), cand.name),
+                    None => (slot.provenance(), slot.spec.source),
+                };
                 FieldView {
                     path: slot.path(),
-                    source: slot.spec.source,
+                    source,
                     key: p.key,
                     secret: slot.sensitive,
                     raw: match &field.result {

@@ -25,6 +25,10 @@ struct App {
     not_a_string: u8,
     #[component(fetch_from = "consul", key = "app/{@zone}/port")]
     zoned: u16,
+    // No source of its own: read from the precedence sources by convention, so keys of a
+    // source and layers of one have nothing to apply to.
+    #[component(fallback_to = "consul", cache_for = "1m", timeout = "1s")]
+    orphan: u16,
 }
 
 #[derive(AsyncAssign, Default)]
