@@ -38,8 +38,9 @@ for d,_,fs in os.walk(root):
         if not f.endswith('.rs'): continue
         p=os.path.join(d,f); m=modname(p); mods.add(m)
         txt=open(p).read()
-        # crude: use crate::a::b  and crate::a::b::c paths anywhere
-        for t in re.findall(r'crate::((?:[a-z_0-9]+::)*[a-z_0-9]+)',txt):
+        # crude: use crate::a::b  and crate::a::b::c paths anywhere; not `$crate::` (a
+        # macro's path, resolved where it expands through the crate's public paths)
+        for t in re.findall(r'(?<!\$)\bcrate::((?:[a-z_0-9]+::)*[a-z_0-9]+)',txt):
             segs=t.split('::')
             # longest prefix that's a module
             tgt=None
