@@ -245,12 +245,9 @@ macro_rules! serves_source {
     note = "`assign_from` sets the one field whose `fetch_from` names the source the fetcher serves (`ServesSource`) and whose type the fetcher fetches; a fetcher of any type (like `DatabaseFetcher`) among fields of several types of its source takes the type by turbofish: `assign_from::<u16, _>(fetcher)`"
 )]
 pub trait FieldFrom<Tag, T, K, G> {
-    /// What `#[component(...)]` says about the field (names it in errors).
-    const SPEC: &'static FieldSpec;
-    /// Whether the field's type is a [`SecretValue`](crate::SecretValue).
-    fn secret_type() -> bool;
-    /// The field.
-    fn slot(&mut self) -> &mut T;
+    /// What `#[component(...)]` says about the field (names it in errors), whether its
+    /// type is a [`SecretValue`](crate::SecretValue), and the field.
+    fn field(&mut self) -> (&'static FieldSpec, bool, &mut T);
 }
 
 /// The `K` of [`FieldFrom`]: the number of a field's source name within its struct.
@@ -388,12 +385,12 @@ impl<S, F: ServesSource> AssignFrom<F> for S {
         F::Error: Into<BoxError>,
         T: Send + 'static,
     {
-        let spec = <S as FieldFrom<F::Tag, T, K, Chosen>>::SPEC;
-        let secret = spec.sensitive || <S as FieldFrom<F::Tag, T, K, Chosen>>::secret_type();
+        let (spec, secret_type, _) = <S as FieldFrom<F::Tag, T, K, Chosen>>::field(self);
+        let secret = spec.sensitive || secret_type;
         Assignment::new(self).step(async move {
             match fetcher.fetch_component().await {
                 Ok(v) => Ok(move |this: &mut S| {
-                    *<S as FieldFrom<F::Tag, T, K, Chosen>>::slot(this) = v;
+                    *<S as FieldFrom<F::Tag, T, K, Chosen>>::field(this).2 = v;
                 }),
                 Err(e) => Err(fetch_error(spec, secret, e.into())),
             }

@@ -3,11 +3,11 @@
 //! `const _: () = { use <runtime> as __cm_rt; ... };` block.
 //!
 //! For every field with `fetch_from = "<name>"` (not `skip`), one impl
-//! `FieldFrom<source_tag!("<base name>"), FieldType, Pick<k>, __CmG>`, `k` numbering the
-//! base names in order of first use. The runtime implements `AssignFrom<F>` once over it.
+//! `FieldFrom<source_tag!("<base name>"), FieldType, Pick<k>, Chosen>`, `k` numbering the
+//! base names in order of first use (the tag named once per name, by a type alias). The runtime implements `AssignFrom<F>` once over it.
 //! No two impls can overlap (the derive never causes E0119):
-//! - fields of one base name and one type (as written) share one impl, guarded: it needs
-//!   `__CmG` to implement a trait declared here whose `on_unimplemented` message names the
+//! - fields of one base name and one type (as written) share one impl, guarded: generic
+//!   over `__CmG` instead of `Chosen`, it needs `__CmG` to implement a trait declared here whose `on_unimplemented` message names the
 //!   fields and their `fetch_<field>` methods. The runtime asks for `__CmG = Chosen`, which
 //!   implements none, so only a call that would have to choose fails, with that message; the
 //!   struct itself compiles (two `String` fields from `env` are common);
@@ -65,22 +65,28 @@ pub fn expand(input: &Input<'_>, cm: &TokenStream) -> TokenStream {
         }
         let reps: Vec<&syn::Type> = clusters.iter().map(|(_, c)| c[0].1.ty).collect();
         let overlapping = shape::ambiguous(&reps, input.generics);
+        // The source's tag, named once per source name (one macro call, not one per field).
+        let tag = format_ident!("__CmFromTag_{}", k);
+        out.extend(quote! {
+            #[allow(non_camel_case_types)]
+            type #tag = #cm::source_tag!(#base);
+        });
         for (c, ((_, cluster), overlaps)) in clusters.iter().zip(overlapping).enumerate() {
             if overlaps {
                 continue;
             }
-            out.extend(field_from(input, cm, base, k, c, cluster));
+            out.extend(field_from(input, cm, (base, &tag), k, c, cluster));
         }
     }
     out
 }
 
-/// The impl for the fields of one base name `base` (number `k`) and one type: plain for
-/// one field, guarded for several.
+/// The impl for the fields of one base name `base` (number `k`, tag alias `tag`) and one
+/// type: plain for one field, guarded for several.
 fn field_from(
     input: &Input<'_>,
     cm: &TokenStream,
-    base: &str,
+    (base, tag): (&str, &syn::Ident),
     k: usize,
     c: usize,
     cluster: &[Indexed<'_>],
@@ -97,35 +103,36 @@ fn field_from(
     let spec = format_ident!("__CM_SPEC_{}", i);
     let member = f.member.to_token_stream();
     let params = shape::type_params(input.generics);
+    // A standard type is never a `SecretValue` (and `not_secret` checked it is the
+    // standard one for the field's plan already): no probe to resolve.
     let secret = if shape::is_plain_std(ty, &params) {
-        quote_spanned! {ty.span()=> #cm::probe::not_secret::<#ty>() }
+        quote!(false)
     } else {
         quote_spanned! {ty.span()=> (&#cm::probe::SecretProbe::<#ty>::new()).probe_secret() }
     };
     let (_, ty_generics, _) = input.generics.split_for_impl();
     let mut g = input.generics.clone();
-    g.params.push(syn::parse_quote!(__CmG));
-    let guard = (cluster.len() > 1).then(|| {
+    // One field: the impl for `Chosen` alone (not generic over it). Several: generic over
+    // `__CmG`, which must implement the guard trait, which nothing implements.
+    let (guard, chosen) = if cluster.len() > 1 {
         let t = format_ident!("__CmAssignFromChoice_{}_{}", k, c, span = span);
+        g.params.push(syn::parse_quote!(__CmG));
         g.make_where_clause()
             .predicates
             .push(syn::parse_quote_spanned!(span=> __CmG: #t));
-        guard_trait(input, &t, base, cluster, span)
-    });
+        (guard_trait(input, &t, base, cluster, span), quote!(__CmG))
+    } else {
+        (TokenStream::new(), quote!(#cm::Chosen))
+    };
     let (ig, _, wc) = g.split_for_impl();
     let k = proc_macro2::Literal::usize_unsuffixed(k);
     quote! {
         #guard
         #[automatically_derived]
-        impl #ig #cm::FieldFrom<#cm::source_tag!(#base), #ty, #cm::Pick<#k>, __CmG> for #name #ty_generics #wc {
-            const SPEC: &'static #cm::FieldSpec = &#spec;
+        impl #ig #cm::FieldFrom<#tag, #ty, #cm::Pick<#k>, #chosen> for #name #ty_generics #wc {
             #[inline]
-            fn secret_type() -> bool {
-                #secret
-            }
-            #[inline]
-            fn slot(&mut self) -> &mut #ty {
-                &mut self.#member
+            fn field(&mut self) -> (&'static #cm::FieldSpec, bool, &mut #ty) {
+                (&#spec, #secret, &mut self.#member)
             }
         }
     }
