@@ -109,7 +109,7 @@ pub mod source_support {
 pub mod __private;
 
 pub use assign::{Assignment, AsyncAssign, FutureAssign};
-pub use assign_from::AssignFrom;
+pub use assign_from::{AssignFrom, ServesSource};
 pub use async_trait::async_trait;
 pub use component_model_meta::AsyncAssignDirect as AsyncAssign;
 pub use error::{

@@ -107,7 +107,8 @@ impl component_model::Source for SlowDown {
 async fn a_fallback_rows_time_includes_the_wait_for_its_own_source() {
     let sources = Sources::new()
         .register("slow_down", SlowDown)
-        .register("backup", EnvSource::from_map([("k", "from backup")]));
+        // An env `fallback_to` reads the field's variable (`V`), not the other source's key.
+        .register("backup", EnvSource::from_map([("V", "from backup")]));
     let report = Fallen::fetch_report_with(&sources).await;
     assert_eq!(report.fields.len(), 1);
     assert!(
