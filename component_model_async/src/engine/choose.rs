@@ -67,7 +67,7 @@ impl Round {
                         let mut tried = Tried::new(p.candidates.len());
                         for (c, cand) in p.candidates.iter().enumerate() {
                             let who = Who {
-                                field: i,
+                                field: i as u32,
                                 candidate: c as u16,
                             };
                             match (&cand.route, &cand.request) {
@@ -231,7 +231,7 @@ impl Round {
         answer: Result<Got, Failure>,
         elapsed: Duration,
     ) {
-        let i = who.field;
+        let i = who.index();
         let slot = &out.slots[i];
         if who.candidate != Who::OWN {
             // A precedence source's answer: kept until every one answered.

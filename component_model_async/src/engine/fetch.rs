@@ -27,7 +27,8 @@ use crate::sources::Sources;
 /// route of the round).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) struct Who {
-    pub(super) field: usize,
+    /// The field's index (a `u32`: an answer stays as small as a bare index was).
+    pub(super) field: u32,
     pub(super) candidate: u16,
 }
 
@@ -37,9 +38,14 @@ impl Who {
 
     pub(super) fn field(field: usize) -> Self {
         Who {
-            field,
+            field: field as u32,
             candidate: Self::OWN,
         }
+    }
+
+    /// The field's index.
+    pub(super) fn index(self) -> usize {
+        self.field as usize
     }
 }
 
@@ -179,7 +185,7 @@ pub(super) async fn fetch<'p>(
                     }
                 }
             }
-            Ask::Typed(call, span) => jobs.push(call.job(i, slots[i.field].spec, span, timed)),
+            Ask::Typed(call, span) => jobs.push(call.job(i, slots[i.index()].spec, span, timed)),
         }
     }
     for b in batches {
@@ -214,7 +220,7 @@ static PLAIN: FieldSpec = FieldSpec::new("", "", "", "");
 
 /// The spec whose layer settings wrap `who`'s request: the field's, for its own source.
 fn spec_of(slots: &[Slot], who: Who) -> &'static FieldSpec {
-    let slot = &slots[who.field];
+    let slot = &slots[who.index()];
     match &slot.precedence {
         Some(p) if who.candidate != Who::OWN && p.own != Some(usize::from(who.candidate)) => &PLAIN,
         _ => slot.spec,
