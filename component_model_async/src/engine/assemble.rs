@@ -54,16 +54,24 @@ impl Outcomes<'_> {
         handle: Handle<T>,
         default: Option<fn() -> T>,
     ) -> Result<T, ComponentError> {
-        match self.take(handle) {
-            Err(_)
-                if default.is_some() && self.tried(handle.index).is_some_and(|t| t.all_absent) =>
-            {
-                self.set_outcome(handle.index, Outcome::Default);
-                self.span(handle.index).record("outcome", "default");
-                Ok(default.map(|d| d()).expect("checked"))
-            }
-            other => other,
+        match (self.take(handle), default) {
+            (Err(e), Some(d)) => match self.takes_default(handle.index) {
+                true => Ok(d()),
+                false => Err(e),
+            },
+            (r, _) => r,
         }
+    }
+
+    /// Whether field `i` takes its `Default` (no precedence source had a value, and it
+    /// has no `fallback`); if so, recorded as such. Not generic: one copy for every type.
+    fn takes_default(&mut self, i: usize) -> bool {
+        if !self.tried(i).is_some_and(|t| t.all_absent) {
+            return false;
+        }
+        self.set_outcome(i, Outcome::Default);
+        self.span(i).record("outcome", "default");
+        true
     }
 
     /// The field's `fallback` literal converted, for degraded fetches.
@@ -94,13 +102,7 @@ impl Outcomes<'_> {
         match self.take(handle) {
             Ok(v) => Some(v),
             // No precedence source had a value, and there is no `fallback`: `Default`.
-            Err(_)
-                if default.is_some() && self.tried(handle.index).is_some_and(|t| t.all_absent) =>
-            {
-                self.set_outcome(handle.index, Outcome::Default);
-                self.span(handle.index).record("outcome", "default");
-                default.map(|d| d())
-            }
+            Err(_) if default.is_some() && self.takes_default(handle.index) => default.map(|d| d()),
             Err(e) => {
                 self.errors.push(e);
                 available
