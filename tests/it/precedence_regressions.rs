@@ -326,3 +326,21 @@ async fn fallback_to_env_reads_the_fields_variable_not_the_other_sources_key() {
         9
     );
 }
+
+#[derive(AsyncAssign, Debug)]
+#[component(overrides = ["evn"])]
+struct Misspelt {
+    port: u16,
+}
+
+#[tokio::test]
+async fn a_precedence_source_no_sources_register_is_a_config_error_with_a_suggestion() {
+    let s = Sources::new().with_env(EnvSource::from_map([("PORT", "9")]));
+    let errors = Misspelt::fetch_all_components_with(&s).await.unwrap_err();
+    assert_eq!(errors[0].kind(), ErrorKind::Config, "{errors:?}");
+    let text = errors[0].to_string();
+    assert!(
+        text.contains("evn") && text.contains("did you mean `env`?"),
+        "{text}"
+    );
+}
