@@ -43,6 +43,18 @@ fn write(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }
 
+/// A PostgreSQL schema of its own (see `pg_isolated`) with the key/value table `config`
+/// the database convention reads.
+async fn pg_with_config(connections: u32) -> Option<(sqlx::PgPool, String)> {
+    let (pool, schema) = pg_isolated(connections).await?;
+    exec(
+        &pool,
+        "CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT)".into(),
+    )
+    .await;
+    Some((pool, schema))
+}
+
 /// A Redis connection for the test's own writes and a unique key prefix (`cm_..._:`),
 /// every key under which is deleted when the guard drops; `None` (skipped) without Redis.
 async fn redis_keys(
@@ -468,14 +480,9 @@ async fn an_error_above_the_winner_fails_the_field_naming_it_and_below_it_is_onl
     let Some((mut conn, p, _cleanup)) = redis_keys("cm_prec_guard").await else {
         return;
     };
-    let Some((pool, schema)) = pg_isolated(2).await else {
+    let Some((pool, schema)) = pg_with_config(2).await else {
         return;
     };
-    exec(
-        &pool,
-        "CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT)".into(),
-    )
-    .await;
     exec(&pool, "INSERT INTO config VALUES ('port', '9')".into()).await;
     // ACLs on, and the source sends no token: every read is refused (HTTP 403).
     let denying = ConsulDouble::builder().acl_token("t").start().await;
@@ -989,14 +996,9 @@ struct Profiled {
 
 #[tokio::test]
 async fn the_profile_file_over_the_default_file_with_the_profile_from_code_env_or_dotenv() {
-    let Some((pool, schema)) = pg_isolated(2).await else {
+    let Some((pool, schema)) = pg_with_config(2).await else {
         return;
     };
-    exec(
-        &pool,
-        "CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT)".into(),
-    )
-    .await;
     exec(&pool, "INSERT INTO config VALUES ('workers', '99')".into()).await;
     let d = dir("profiles");
     write(&d, "default.toml", "host = \"default-host\"\nworkers = 1\n");
@@ -1120,14 +1122,9 @@ async fn sixteen_fields_over_three_sources_take_one_batch_per_source_all_at_once
     let Some((mut conn, p, _cleanup)) = redis_keys("cm_prec_16").await else {
         return;
     };
-    let Some((pool, schema)) = pg_isolated(4).await else {
+    let Some((pool, schema)) = pg_with_config(4).await else {
         return;
     };
-    exec(
-        &pool,
-        "CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT)".into(),
-    )
-    .await;
     let d = dir("sixteen");
     let mut default_toml = String::new();
     let mut prod_toml = String::new();
@@ -1691,14 +1688,9 @@ const SEED_REDIS_DB: u8 = 13;
 #[tokio::test]
 async fn the_seeds_example_verbatim_against_postgres_consul_openbao_and_redis() {
     // PostgreSQL: a schema of its own holds the `config` table the convention reads.
-    let Some((pool, schema)) = pg_isolated(2).await else {
+    let Some((pool, schema)) = pg_with_config(2).await else {
         return;
     };
-    exec(
-        &pool,
-        "CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT)".into(),
-    )
-    .await;
     exec(
         &pool,
         "INSERT INTO config VALUES ('database_url', 'postgres://app@db.internal/app')".into(),
