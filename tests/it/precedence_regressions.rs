@@ -344,3 +344,42 @@ async fn a_precedence_source_no_sources_register_is_a_config_error_with_a_sugges
         "{text}"
     );
 }
+
+#[derive(AsyncAssign, Debug)]
+#[component(overrides = ["env"], defaults = ["dflt"])]
+#[allow(dead_code)] // the values are only checked for in logs, errors and reports
+struct Canaries {
+    #[component(secret)]
+    password: String,
+    #[component(secret)]
+    port: u16,
+}
+
+#[tokio::test]
+async fn no_secret_of_a_precedence_field_in_logs_at_trace_errors_or_the_report() {
+    let logs = component_model_tests::CapturedLogs::default();
+    let _guard = component_model_tests::capture(&logs);
+    let s = Sources::new()
+        .with_env(EnvSource::from_map([
+            ("PASSWORD", "CANARY-env-pw"),
+            ("PORT", "CANARY-not-a-port"),
+        ]))
+        .register(
+            "dflt",
+            kv(&[("password", "CANARY-dflt-pw"), ("port", "CANARY-dflt-port")]),
+        );
+    let report = Canaries::fetch_report_with(&s).await;
+    let shown = format!("{report}\n{report:?}");
+    let errors = match &report.result {
+        Ok(_) => String::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| format!("{e} {e:?}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    assert!(!errors.is_empty(), "the port does not convert: an error");
+    for text in [shown, errors, logs.text()] {
+        assert!(!text.contains("CANARY"), "a secret shown:\n{text}");
+    }
+}
