@@ -8,14 +8,16 @@ pub use crate::api::{
 };
 pub use crate::assign::{Assignment, AsyncAssign, FieldSlot, FutureAssign};
 pub use crate::assign_from::{Chosen, FieldFrom, Pick, ServesSource, tag};
-pub use crate::engine::{Check, Handle, Outcomes, Plan};
+pub use crate::engine::{AsyncRule, Check, Handle, Outcomes, Plan, StructRules, SyncRule};
 pub use crate::engine::{ComponentSource, Nest, Nested, NestedOps};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
 pub use crate::live::{ConfigUpdates, Live, watch, watch_for_updates};
 pub use crate::partial::Partial;
 pub use crate::report::FetchReport;
+pub use crate::rules;
 pub use crate::source::FieldSpec;
 pub use crate::sources::Sources;
+pub use crate::violations::Violations;
 
 pub use crate::__component_model_backend as backend;
 pub use crate::source_tag;

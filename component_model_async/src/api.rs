@@ -73,6 +73,7 @@ pub fn fetch_all<T: Nested + Send>(
         let plan = Plan::of::<T>(sources);
         let mut out = plan.run().await;
         let value = T::take(&mut out, false);
+        let value = out.validated(value, sources, false).await;
         out.into_result(value)
     })
 }
@@ -89,6 +90,7 @@ pub fn fetch_report<'a, T: Nested + Send>(
         let notes = std::sync::Arc::new(crate::source::Notes::default());
         let mut out = plan.run_in(FetchContext::new().collecting(notes)).await;
         let value = T::take(&mut out, false);
+        let value = out.validated(value, sources, false).await;
         let fields = out.report();
         crate::report::FetchReport {
             result: out.into_result(value),
@@ -108,6 +110,7 @@ pub fn fetch_available<T: Nested + Send>(
         let plan = Plan::of::<T>(sources);
         let mut out = plan.run().await;
         let value = T::take(&mut out, true);
+        let value = out.validated(value, sources, true).await;
         out.into_partial(value)
     })
 }
@@ -127,6 +130,7 @@ pub fn fetch_bounded<'a, T: Nested + Send>(
             let plan = Plan::of::<T>(sources);
             let mut out = plan.run_in(cx).await;
             let value = T::take(&mut out, false);
+            let value = out.validated(value, sources, false).await;
             out.into_result(value)
         };
         match tokio::time::timeout(limit, fetch).await {
@@ -153,6 +157,9 @@ pub fn fetch_nested<'a, T: Send + 'a>(
         plan.nest(nest, ops.plan);
         let mut out = plan.run().await;
         let value = (ops.take)(&mut out, false);
+        let value = out
+            .validated_by(value, ops.rules, sources, false, nest.field)
+            .await;
         out.into_result(value).map_err(ComponentError::from)
     })
 }
@@ -167,6 +174,7 @@ pub fn fetch_field<'a, S: Nested, T: Send + 'static>(
     FetchFuture::new(async move {
         let mut plan = Plan::only(sources, spec);
         plan.set_profile_env(S::PROFILE_ENV);
+        plan.validate_concurrency = S::VALIDATE_CONCURRENCY;
         S::plan(&mut plan);
         let handle = plan.first::<T>().ok_or_else(|| {
             ComponentError::field(crate::ErrorKind::Other)

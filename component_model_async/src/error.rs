@@ -193,13 +193,31 @@ pub struct Provenance {
 }
 
 /// The error of one field; see [`ComponentError`].
-#[derive(Debug)]
+///
+/// Cheap to clone: the cause is shared. Two errors are equal when they say the same thing
+/// (kind, provenance, rule, detail, and the cause's text).
+#[derive(Debug, Clone)]
 pub struct FieldError {
     kind: ErrorKind,
     provenance: Provenance,
+    /// The validation rule that refused the value (`range 1..=65535`).
+    rule: Option<Cow<'static, str>>,
     detail: Option<String>,
-    cause: Option<BoxError>,
+    cause: Option<SharedError>,
 }
+
+impl PartialEq for FieldError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.provenance == other.provenance
+            && self.rule == other.rule
+            && self.detail == other.detail
+            && self.cause.as_ref().map(ToString::to_string)
+                == other.cause.as_ref().map(ToString::to_string)
+    }
+}
+
+impl Eq for FieldError {}
 
 /// An error fetching or converting components.
 ///
@@ -217,7 +235,7 @@ pub struct FieldError {
 /// assert_eq!(err.kind(), ErrorKind::NotFound);
 /// assert_eq!(err.to_string(), "AppConfig.port: consul key `app/port`: not found");
 /// ```
-#[derive(thiserror::Error)]
+#[derive(thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ComponentError {
     /// One field could not be fetched or converted.
@@ -384,6 +402,7 @@ impl fmt::Display for FieldError {
         match (&p.owner, &p.field) {
             (Some(o), Some(fl)) => write!(f, "{o}.{fl}: ")?,
             (None, Some(fl)) => write!(f, "{fl}: ")?,
+            (Some(o), None) => write!(f, "{o}: ")?,
             _ => {}
         }
         if let Some(src) = &p.source {
@@ -400,6 +419,9 @@ impl fmt::Display for FieldError {
             f.write_str(": ")?;
         }
         f.write_str(self.kind.as_str())?;
+        if let Some(rule) = &self.rule {
+            write!(f, " (rule `{rule}`)")?;
+        }
         if let Some(d) = &self.detail {
             write!(f, ": {d}")?;
         }
@@ -458,7 +480,13 @@ impl FieldErrorBuilder {
 
     /// Adds the underlying error, reachable through `source()`.
     pub fn cause(mut self, cause: impl Into<BoxError>) -> Self {
-        self.0.cause = Some(cause.into());
+        self.0.cause = Some(SharedError::from(cause.into()));
+        self
+    }
+
+    /// Names the validation rule that refused the value (`range 1..=65535`).
+    pub fn rule(mut self, rule: impl Into<Cow<'static, str>>) -> Self {
+        self.0.rule = Some(rule.into());
         self
     }
 
@@ -477,6 +505,7 @@ impl ComponentError {
                 key_label: Cow::Borrowed("key"),
                 ..Provenance::default()
             },
+            rule: None,
             detail: None,
             cause: None,
         })
@@ -520,6 +549,16 @@ impl ComponentError {
         match self {
             ComponentError::Multiple(v) => v,
             other => std::slice::from_ref(other),
+        }
+    }
+
+    /// The validation rule that refused the value of a field (`range 1..=65535`,
+    /// `with_async check_unique`), for an error of kind [`ErrorKind::Invalid`] (or a rule
+    /// that timed out).
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            ComponentError::Field(e) => e.rule.as_deref(),
+            _ => None,
         }
     }
 

@@ -94,11 +94,13 @@ mod partial;
 pub mod placeholder;
 mod report;
 pub mod resilience;
+pub mod rules;
 mod secret;
 mod source;
 mod sources;
 mod standalone;
 mod task;
+mod violations;
 
 /// Helpers for writing a [`Source`].
 pub mod source_support {
@@ -134,6 +136,7 @@ pub use source::{
 };
 pub use sources::{IntoEntry, Sources, register};
 pub use standalone::SourceFetcher;
+pub use violations::{Violation, Violations};
 
 /// Secret types whose values never appear in `Debug` output (re-exported `secrecy`).
 pub use secrecy;

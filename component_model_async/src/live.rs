@@ -94,10 +94,14 @@ pub enum ConfigUpdate {
     },
     /// The candidate was refused; the old value stays.
     Rejected {
-        /// Why: the validator's message, or the fetch errors.
+        /// Why: every error, one per line's worth, joined with `; `.
         reason: String,
         /// The fields concerned (those that failed, or those that changed).
         fields: Vec<String>,
+        /// Every error: each field that failed to fetch or convert, each rule that refused
+        /// a value (kind [`Invalid`](crate::ErrorKind::Invalid)), each builder validator
+        /// that refused the candidate.
+        errors: Vec<ComponentError>,
     },
     /// [`Live::rollback`] swapped an earlier version back in.
     RolledBack {
@@ -125,7 +129,7 @@ impl fmt::Display for ConfigUpdate {
                 }
                 Ok(())
             }
-            ConfigUpdate::Rejected { reason, fields } => {
+            ConfigUpdate::Rejected { reason, fields, .. } => {
                 write!(f, "update rejected ({}): {reason}", fields.join(", "))
             }
             ConfigUpdate::RolledBack { to_version } => {
@@ -362,6 +366,7 @@ enum Candidate<T> {
     Refused {
         reason: String,
         slots: Vec<FieldView>,
+        errors: Vec<ComponentError>,
     },
 }
 
@@ -387,6 +392,7 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
     let read = out.given();
     let slots = out.watch_slots();
     let value = T::take(&mut out, false);
+    let value = out.validated(value, plan.sources(), false).await;
     let degraded = out.degraded();
     let value = match out.into_result(value) {
         Ok(v) => v,
@@ -401,20 +407,46 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
         }
     };
     if fresh && !degraded.is_empty() {
-        let reason = degraded
+        let errors: Vec<ComponentError> = degraded
             .iter()
-            .map(|(field, why)| {
-                format!("{why} (the current value of `{field}` is kept rather than its `fallback`)")
+            .map(|(field, why)| ComponentError::Invalid {
+                target: field.clone().into(),
+                reason: format!(
+                    "{why} (the current value of `{field}` is kept rather than its `fallback`)"
+                ),
             })
-            .collect::<Vec<_>>()
-            .join("; ");
-        return (Candidate::Refused { reason, slots }, read);
+            .collect();
+        let (reason, _) = rejection(&errors);
+        return (
+            Candidate::Refused {
+                reason,
+                slots,
+                errors,
+            },
+            read,
+        );
     }
     let value = Arc::new(value);
-    for check in checks {
-        if let Err(reason) = check(value.clone()).await {
-            return (Candidate::Refused { reason, slots }, read);
-        }
+    // Every validator runs, concurrently; every refusal is kept.
+    let verdicts = futures::future::join_all(checks.iter().map(|check| check(value.clone()))).await;
+    let errors: Vec<ComponentError> = verdicts
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|reason| ComponentError::Invalid {
+            target: type_name::<T>().into(),
+            reason,
+        })
+        .collect();
+    if !errors.is_empty() {
+        let (reason, _) = rejection(&errors);
+        return (
+            Candidate::Refused {
+                reason,
+                slots,
+                errors,
+            },
+            read,
+        );
     }
     (Candidate::Valid(value, slots), read)
 }
@@ -427,6 +459,13 @@ fn rejection(errors: &[ComponentError]) -> (String, Vec<String>) {
         .collect::<Vec<_>>()
         .join("; ");
     (reason, errors.iter().filter_map(error_path).collect())
+}
+
+/// The struct's name for messages about it as a whole (`App`).
+fn type_name<T>() -> String {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base).to_owned()
 }
 
 fn error_path(e: &ComponentError) -> Option<String> {
@@ -443,17 +482,7 @@ async fn start<T: Nested + Send + Sync + 'static>(
     let (value, slots) = match first {
         Candidate::Valid(value, slots) => (value, slots),
         Candidate::Failed { errors, .. } => return Err(errors),
-        Candidate::Refused { reason, .. } => {
-            return Err(vec![ComponentError::Invalid {
-                target: std::any::type_name::<T>()
-                    .rsplit("::")
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-                    .into(),
-                reason,
-            }]);
-        }
+        Candidate::Refused { errors, .. } => return Err(errors),
     };
     let watched = plan.watched();
     drop(plan);
@@ -636,8 +665,20 @@ impl<T: Nested + Send + Sync + 'static> Shared<T> {
         let (candidate, read) = candidate(plan, &self.checks, true, given.as_ref()).await;
         state.given = read;
         let update = match candidate {
-            Candidate::Failed { reason, fields, .. } => ConfigUpdate::Rejected { reason, fields },
-            Candidate::Refused { reason, slots } => {
+            Candidate::Failed {
+                reason,
+                fields,
+                errors,
+            } => ConfigUpdate::Rejected {
+                reason,
+                fields,
+                errors,
+            },
+            Candidate::Refused {
+                reason,
+                slots,
+                errors,
+            } => {
                 // The same refused values read again were reported already.
                 if diff(&state.fetched, &slots).is_empty() {
                     return None;
@@ -647,7 +688,11 @@ impl<T: Nested + Send + Sync + 'static> Shared<T> {
                     .map(|c| c.field)
                     .collect();
                 state.fetched = Arc::new(slots);
-                ConfigUpdate::Rejected { reason, fields }
+                ConfigUpdate::Rejected {
+                    reason,
+                    fields,
+                    errors,
+                }
             }
             Candidate::Valid(value, slots) => {
                 // Nothing changed at the sources since the last fetch (after a rollback,
@@ -943,8 +988,13 @@ pub fn watch_for_updates<T: Nested + Send + Sync + 'static>(
         let sources = Sources::global();
         let failed = |errors: Vec<ComponentError>| {
             let (reason, fields) = rejection(&errors);
+            let rejected = ConfigUpdate::Rejected {
+                reason,
+                fields,
+                errors,
+            };
             ConfigUpdates {
-                inner: futures::stream::iter([ConfigUpdate::Rejected { reason, fields }]).boxed(),
+                inner: futures::stream::iter([rejected]).boxed(),
                 live: None,
             }
         };

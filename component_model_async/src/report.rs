@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::error::{ComponentError, ErrorKind};
 
 /// How one field got its value, or did not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
     /// Fetched from its source.
@@ -44,14 +44,21 @@ pub enum Outcome {
     Absent,
     /// No precedence source had a value: the field's `Default`.
     Default,
+    /// Fetched, and refused by a validation rule (see the errors): the rules that
+    /// refused it, as `validate(...)` names them (`range 1..=65535`).
+    Invalid {
+        /// The rules, comma-separated.
+        rule: String,
+    },
     /// Failed (see the errors).
     Failed(ErrorKind),
 }
 
 impl Outcome {
-    /// Whether the field has a value (every outcome but [`Outcome::Failed`]).
+    /// Whether the field has a value (every outcome but [`Outcome::Failed`] and
+    /// [`Outcome::Invalid`]).
     pub fn is_ok(&self) -> bool {
-        !matches!(self, Outcome::Failed(_))
+        !matches!(self, Outcome::Failed(_) | Outcome::Invalid { .. })
     }
 }
 
@@ -71,6 +78,7 @@ impl fmt::Display for Outcome {
             } => write!(f, "fallback_to {source} (stored {} ago)", Age(*age)),
             Outcome::Absent => f.write_str("absent (None)"),
             Outcome::Default => f.write_str("absent everywhere (Default)"),
+            Outcome::Invalid { rule } => write!(f, "INVALID: {rule}"),
             Outcome::Failed(kind) => write!(f, "FAILED: {kind}"),
         }
     }

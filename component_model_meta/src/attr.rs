@@ -20,6 +20,17 @@ pub struct Spanned<T> {
     pub tokens: TokenStream,
 }
 
+impl<T> Spanned<T> {
+    /// The span of the key's first token.
+    pub fn tokens_span(&self) -> proc_macro2::Span {
+        self.tokens
+            .clone()
+            .into_iter()
+            .next()
+            .map_or_else(proc_macro2::Span::call_site, |t| t.span())
+    }
+}
+
 impl<T> ToTokens for Spanned<T> {
     fn to_tokens(&self, tokens: &mut TokenStream) {
         tokens.extend(self.tokens.clone());
@@ -126,6 +137,10 @@ pub struct FieldAttrs {
     /// Every `name = <literal>` that is no key of the derive: the source's own
     /// parameters, in written order, checked by the backend's rules by name.
     pub params: Vec<Param>,
+    /// The rules of every `validate(...)`, in written order.
+    pub rules: Vec<crate::rules::Rule>,
+    /// The first `validate`'s tokens, for errors about the field's rules as a whole.
+    pub validate: Option<TokenStream>,
     /// Every `#[component]` attribute on the field, for spans of derive-level errors.
     pub originals: Vec<syn::Attribute>,
     /// `stream_from` together with `fetch_from` or `fetcher` (reported once).
@@ -152,6 +167,16 @@ pub struct ContainerAttrs {
     pub key_prefix: Attr<String>,
     /// `table = "settings"`: the key/value table a database's convention reads.
     pub table: Attr<String>,
+    /// `validate(garde)` on the struct.
+    pub rules: Vec<crate::rules::Rule>,
+    /// `validate(timeout = "..")` on the struct: the time an async struct rule may take.
+    pub validate_timeout: Attr<Duration>,
+    /// `validate_with = path`: `fn(&Self, &Sources) -> Result<(), Violations>`.
+    pub validate_with: Attr<syn::Path>,
+    /// `validate_with_async = path`: the same, an `async fn`.
+    pub validate_with_async: Attr<syn::Path>,
+    /// `validate_concurrency = 16`: how many async rules run at once.
+    pub validate_concurrency: Attr<u32>,
     pub originals: Vec<syn::Attribute>,
 }
 
@@ -189,6 +214,8 @@ impl FieldAttrs {
             env: Attr::none(ENV),
             precedence_read: false,
             params: Vec::new(),
+            rules: Vec::new(),
+            validate: None,
             originals: Vec::new(),
             conflict: false,
         };
@@ -244,6 +271,16 @@ impl FieldAttrs {
                     OVERRIDES => a.overrides.set(cx, tokens, list(&meta)?),
                     DEFAULTS => a.defaults.set(cx, tokens, list(&meta)?),
                     ENV => a.env.set(cx, tokens, string(&meta)?.value()),
+                    VALIDATE => {
+                        a.validate.get_or_insert(tokens);
+                        crate::rules::parse(cx, &meta, false, &mut a.rules)?;
+                    }
+                    VALIDATE_WITH | VALIDATE_WITH_ASYNC | VALIDATE_CONCURRENCY => {
+                        skip_value(&meta)?;
+                        return Err(meta.error(format!(
+                            "`{name}` is a container attribute: put it on the struct; on a field, list rules with `validate(...)` (`validate(with = path)` for a function)"
+                        )));
+                    }
                     CRATE => {
                         skip_value(&meta)?;
                         return Err(meta.error(format!(
@@ -447,6 +484,7 @@ impl FieldAttrs {
             || self.defaults.is_some()
             || self.env.is_some()
             || !self.params.is_empty()
+            || self.validate.is_some()
     }
 
     /// Whether the field is a `nested` sub-struct.
@@ -469,6 +507,11 @@ impl ContainerAttrs {
             profile_env: Attr::none(PROFILE_ENV),
             key_prefix: Attr::none(KEY_PREFIX),
             table: Attr::none(TABLE),
+            rules: Vec::new(),
+            validate_timeout: Attr::none(TIMEOUT),
+            validate_with: Attr::none(VALIDATE_WITH),
+            validate_with_async: Attr::none(VALIDATE_WITH_ASYNC),
+            validate_concurrency: Attr::none(VALIDATE_CONCURRENCY),
             originals: Vec::new(),
         };
         for attr in attrs.iter().filter(|at| at.path().is_ident(COMPONENT)) {
@@ -497,6 +540,20 @@ impl ContainerAttrs {
                     PROFILE_ENV => a.profile_env.set(cx, tokens, string(&meta)?.value()),
                     KEY_PREFIX => a.key_prefix.set(cx, tokens, string(&meta)?.value()),
                     TABLE => a.table.set(cx, tokens, string(&meta)?.value()),
+                    VALIDATE => {
+                        if let Some((d, t)) = crate::rules::parse(cx, &meta, true, &mut a.rules)? {
+                            a.validate_timeout.set(cx, t, d);
+                        }
+                    }
+                    VALIDATE_WITH => a.validate_with.set(cx, tokens, function(&meta)?),
+                    VALIDATE_WITH_ASYNC => a.validate_with_async.set(cx, tokens, function(&meta)?),
+                    VALIDATE_CONCURRENCY => {
+                        let n = count(&meta)?;
+                        if n == 0 {
+                            return Err(meta.error("`validate_concurrency` must be at least 1"));
+                        }
+                        a.validate_concurrency.set(cx, tokens, n);
+                    }
                     other if FIELD_KEYS.contains(&other) => {
                         skip_value(&meta)?;
                         return Err(meta.error(format!(
@@ -530,6 +587,14 @@ impl ContainerAttrs {
             || self.profile_env.is_some()
             || self.key_prefix.is_some()
             || self.table.is_some()
+            || self.has_rules()
+            || self.validate_concurrency.is_some()
+    }
+
+    /// Whether the struct has rules of its own (`validate_with`, `validate_with_async`,
+    /// `validate(garde)`).
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty() || self.validate_with.is_some() || self.validate_with_async.is_some()
     }
 
     /// Whether the struct is fetched only as a `nested` field (`nested_only`).
@@ -538,7 +603,7 @@ impl ContainerAttrs {
     }
 }
 
-fn meta_name(meta: &ParseNestedMeta<'_>) -> String {
+pub fn meta_name(meta: &ParseNestedMeta<'_>) -> String {
     meta.path
         .get_ident()
         .map(|i| i.to_string())
@@ -596,7 +661,7 @@ fn param(meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Param>> {
 }
 
 /// Consumes `= value` or `(...)` after an unknown key so parsing can continue.
-fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+pub fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.input.peek(syn::Token![=]) {
         let _: Expr = meta.value()?.parse()?;
     } else if meta.input.peek(syn::token::Paren) {
@@ -605,7 +670,7 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-fn string(meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
+pub fn string(meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
     let name = meta_name(meta);
     let value = meta
         .value()
@@ -654,7 +719,22 @@ fn list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Str>> {
         .collect()
 }
 
-fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+/// `name = path::to::f` or `name = "path::to::f"`.
+pub fn function(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
+    let name = meta_name(meta);
+    let value = meta.value().map_err(|_| {
+        meta.error(format!(
+            "`{name}` expects a function: `{name} = path::to::f`"
+        ))
+    })?;
+    if value.peek(LitStr) {
+        let lit: LitStr = value.parse()?;
+        return lit.parse();
+    }
+    value.parse()
+}
+
+pub fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.input.peek(syn::Token![=]) {
         let name = meta_name(meta);
         let _: Expr = meta.value()?.parse()?;
@@ -759,7 +839,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 /// Parses `"3600"` (seconds), `"30s"`, `"5m"`, `"1h"`, `"250ms"`, or an integer of seconds.
-fn duration(meta: &ParseNestedMeta<'_>) -> syn::Result<Duration> {
+pub fn duration(meta: &ParseNestedMeta<'_>) -> syn::Result<Duration> {
     let name = meta_name(meta);
     let value = meta.value()?;
     match value.parse::<Lit>()? {

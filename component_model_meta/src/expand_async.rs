@@ -48,7 +48,7 @@ pub fn runtime_path(input: &Input<'_>, entry: Entry) -> TokenStream {
     }
 }
 
-fn duration_tokens(d: Duration) -> TokenStream {
+pub fn duration_tokens(d: Duration) -> TokenStream {
     let secs = d.as_secs();
     let nanos = d.subsec_nanos();
     quote!(::core::time::Duration::new(#secs, #nanos))
@@ -579,7 +579,11 @@ fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> To
         let nest = nest_ident(i);
         return quote! { __cm_plan.nest(&#nest, Self::#ops.plan); };
     }
-    let add = plan_add(cm, f, i, params);
+    let mut add = plan_add(cm, f, i, params);
+    if crate::expand_rules::has_field_rules(f) {
+        let rules = crate::expand_rules::field_fn(i);
+        add = quote! { { let __cm_h = #add; Self::#rules(__cm_plan, __cm_h) } };
+    }
     if f.attrs.fetcher.is_some() {
         let spec = spec_ident(i);
         quote! { if __cm_plan.wants(&#spec) { #add; } }
@@ -638,10 +642,14 @@ fn nested_impl(
             quote_spanned!(ty.span()=> #member: <#ty as ::core::default::Default>::default())
         }
     });
+    let concurrency = crate::expand_rules::concurrency(input);
+    let rules = crate::expand_rules::nested_rules(input, cm);
     quote! {
         #[automatically_derived]
         impl #impl_generics #cm::Nested for #name #ty_generics #where_clause {
             #profile_env
+            #concurrency
+            #rules
             #[allow(unused_variables)]
             #[inline]
             fn plan(__cm_plan: &mut #cm::Plan<'_>) {
@@ -770,6 +778,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
     // `AssignFrom<F>`: assignment by handing over a fetcher.
     let assign_from = crate::assign_from::expand(input, &cm);
     let nested_consts = nested_consts(&cm, &fetched);
+    let rule_fns = crate::expand_rules::functions(input, &cm, true);
     let spec_refs: Vec<syn::Ident> = fetched
         .iter()
         .filter(|(_, f)| !f.attrs.is_nested())
@@ -821,6 +830,7 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             #assign_from
             #marker
             #nested
+            #rule_fns
 
             impl #impl_generics #name #ty_generics #where_clause {
                 #nested_consts

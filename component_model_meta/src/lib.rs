@@ -11,7 +11,9 @@ mod ast;
 mod attr;
 mod ctxt;
 mod expand_async;
+mod expand_rules;
 mod expand_sync;
+mod rules;
 mod shape;
 mod symbol;
 mod valid;
@@ -112,6 +114,10 @@ fn async_derive(input: TokenStream, entry: expand_async::Entry) -> TokenStream {
         Err(e) => {
             let mut out = ctxt::to_compile_errors(e);
             out.extend(expand_async::backend_checks(&parsed, entry));
+            // Rules are type-checked too, so one that does not apply to its field's type
+            // is reported with the other errors.
+            let cm = expand_async::runtime_path(&parsed, entry);
+            out.extend(expand_rules::functions(&parsed, &cm, false));
             out.extend(expand_async::fallback_stub(&parsed, entry));
             out.into()
         }

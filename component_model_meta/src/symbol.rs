@@ -44,6 +44,10 @@ pub const DEFAULTS: &str = "defaults";
 pub const ENV: &str = "env";
 pub const PROFILE_ENV: &str = "profile_env";
 pub const TABLE: &str = "table";
+pub const VALIDATE: &str = "validate";
+pub const VALIDATE_WITH: &str = "validate_with";
+pub const VALIDATE_WITH_ASYNC: &str = "validate_with_async";
+pub const VALIDATE_CONCURRENCY: &str = "validate_concurrency";
 
 /// Every key allowed on a field, for "unknown key" messages and suggestions.
 pub const FIELD_KEYS: &[&str] = &[
@@ -76,6 +80,7 @@ pub const FIELD_KEYS: &[&str] = &[
     OVERRIDES,
     DEFAULTS,
     ENV,
+    VALIDATE,
 ];
 
 /// Every key allowed on the struct itself.
@@ -91,6 +96,10 @@ pub const CONTAINER_KEYS: &[&str] = &[
     PROFILE_ENV,
     KEY_PREFIX,
     TABLE,
+    VALIDATE,
+    VALIDATE_WITH,
+    VALIDATE_WITH_ASYNC,
+    VALIDATE_CONCURRENCY,
 ];
 
 /// Returns the known key closest to `unknown`, when one is close enough to be a typo.

@@ -55,6 +55,30 @@ fn check_skip(cx: &Ctxt, field: &Field<'_>) {
     }
 }
 
+/// Field rules check a fetched value: not on a skipped field (never fetched), nor on a
+/// `nested` field (its value is a struct of fetched fields, each with its own rules).
+fn check_rules_placement(cx: &Ctxt, field: &Field<'_>) {
+    let Some(tokens) = &field.attrs.validate else {
+        return;
+    };
+    if field.attrs.skip.is_some() {
+        cx.error_spanned_by(
+            tokens,
+            "`validate` checks a fetched value; a `skip` field is never fetched",
+        );
+    } else if field.attrs.is_nested() {
+        cx.error_spanned_by(
+            tokens,
+            "`validate` on a `nested` field: put the rules on the fields of the nested struct, or `#[component(validate_with = path)]` on it (or on this struct, naming `\"<field>.<sub-field>\"` in `Violations::at`)",
+        );
+    } else if !field.attrs.is_fetched() && !field.attrs.stream_from.is_some() {
+        cx.error_spanned_by(
+            tokens,
+            "`validate` checks a fetched value; this field has no source (`fetch_from`, `fetcher`, or the struct's `overrides`/`defaults`) and takes `Default`",
+        );
+    }
+}
+
 /// A parsed `fetch_from` value: `"consul"`, `"database:analytics"` (base `database`).
 pub struct SourceName<'a> {
     pub base: &'a str,
@@ -104,6 +128,7 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
     check_precedence_container(cx, input);
     for field in &input.fields {
         check_skip(cx, field);
+        check_rules_placement(cx, field);
         check_precedence_field(cx, field);
         if field.attrs.is_nested() {
             check_nested(cx, input, field);

@@ -82,14 +82,17 @@ mod live_values {
         port: u16,
     }
 
-    fn any_port(_: &u16) -> futures::future::BoxFuture<'_, Result<(), String>> {
+    fn any_port(
+        _: &u16,
+        _: bool,
+    ) -> futures::future::BoxFuture<'_, Result<(), component_model::Violations>> {
         Box::pin(async { Ok(()) })
     }
 
     impl Nested for Checked {
         fn plan(plan: &mut Plan<'_>) {
             let port = plan.add::<u16>(&PORT, false);
-            plan.check(port, any_port); // what a derive with `validate = ...` would plan
+            plan.rule_async(port, "with_async any_port", None, any_port); // what `validate(with_async = any_port)` plans
         }
         fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self> {
             Some(Checked {

@@ -180,7 +180,7 @@ async fn a_refused_candidate_or_a_failed_field_keeps_the_old_value() {
     store.set("pool", "12");
     store.remove("port");
     match next(&mut updates).await {
-        ConfigUpdate::Rejected { reason, fields } => {
+        ConfigUpdate::Rejected { reason, fields, .. } => {
             assert_eq!(fields, ["Service.port"]);
             assert!(
                 reason.contains("Service.port: store key `port`: not found"),
@@ -642,7 +642,7 @@ async fn an_async_validator_sees_every_candidate() {
     let mut updates = live.changes();
     store.set("port", "80");
     match next(&mut updates).await {
-        ConfigUpdate::Rejected { reason, fields } => {
+        ConfigUpdate::Rejected { reason, fields, .. } => {
             assert_eq!(reason, "port 80 needs privileges");
             assert_eq!(fields, ["Service.port"]);
         }

@@ -26,6 +26,7 @@ mod report;
 mod secret_files;
 mod sync_model;
 mod tls;
+mod validation;
 mod vault;
 mod vault_auth;
 mod vocabulary;

@@ -111,6 +111,7 @@ fn outcome_of<T>(report: &component_model::FetchReport<T>, path: &str) -> Outcom
         .find(|f| f.path == path)
         .unwrap_or_else(|| panic!("no field {path}"))
         .outcome
+        .clone()
 }
 
 fn lost(v: &str) -> PrecedenceOutcome {

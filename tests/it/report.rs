@@ -45,7 +45,7 @@ async fn the_report_names_every_leaf_with_its_outcome_and_never_a_value() {
     let rows: Vec<(&str, Outcome)> = report
         .fields
         .iter()
-        .map(|r| (r.path.as_str(), r.outcome))
+        .map(|r| (r.path.as_str(), r.outcome.clone()))
         .collect();
     assert_eq!(
         rows,

@@ -104,7 +104,11 @@ impl Outcomes<'_> {
             // No precedence source had a value, and there is no `fallback`: `Default`.
             Err(_) if default.is_some() && self.takes_default(handle.index) => default.map(|d| d()),
             Err(e) => {
-                self.errors.push(e);
+                // Every rule that refused the value is its own error.
+                match e {
+                    ComponentError::Multiple(all) => self.errors.extend(all),
+                    e => self.errors.push(e),
+                }
                 available
                     .then(|| {
                         self.fallback_value(&handle)

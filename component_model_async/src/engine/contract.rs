@@ -4,6 +4,7 @@
 
 use super::plan::{Plan, PlanFn, TakeFn};
 use super::state::Outcomes;
+use super::validate::StructRules;
 
 /// A struct whose fields can join a fetch plan: implemented by `#[derive(AsyncAssign)]`,
 /// and for `Option<T>` of such a struct (absent when none of its fields is found).
@@ -59,12 +60,23 @@ pub trait Nested: Sized {
     /// for, when [`Sources::with_profile`](crate::Sources::with_profile) names none.
     const PROFILE_ENV: Option<&'static str> = None;
 
+    /// The struct's `validate_concurrency`: how many async rules run at once.
+    const VALIDATE_CONCURRENCY: usize = super::validate::DEFAULT_CONCURRENCY;
+
     /// Adds every fetched field of `Self`, recursively, to `plan`, in field order.
     fn plan(plan: &mut Plan<'_>);
 
     /// Takes `Self` out of `out`, in the order [`Nested::plan`] added its fields; errors go
     /// into `out`. `available`: failed fields take their `fallback` or `Default`.
     fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self>;
+
+    /// Adds the struct rules of `self` (`validate_with`, `validate_with_async`,
+    /// `validate(garde)` on the struct) and of its `nested` fields, recursively, to
+    /// `rules`. A struct with neither has none.
+    #[inline]
+    fn rules<'a>(&'a self, rules: &mut StructRules<'a>) {
+        let _ = rules;
+    }
 }
 
 /// A sub-struct's [`Nested`] functions, taken once where a `nested` field is declared, so
@@ -74,6 +86,8 @@ pub struct NestedOps<T> {
     pub plan: PlanFn,
     /// `T::take`.
     pub take: TakeFn<T>,
+    /// `T::rules`.
+    pub rules: for<'a> fn(&'a T, &mut StructRules<'a>),
 }
 
 impl<T> Clone for NestedOps<T> {
@@ -93,6 +107,7 @@ impl<T> NestedOps<T> {
         NestedOps {
             plan: T::plan,
             take: T::take,
+            rules: T::rules,
         }
     }
 }
@@ -104,6 +119,12 @@ impl<S: Nested> Nested for Option<S> {
 
     fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self> {
         out.optional::<S>(available)
+    }
+
+    fn rules<'a>(&'a self, rules: &mut StructRules<'a>) {
+        if let Some(s) = self {
+            s.rules(rules);
+        }
     }
 }
 

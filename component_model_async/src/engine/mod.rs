@@ -38,7 +38,7 @@ mod view;
 pub use contract::{Nest, Nested, NestedOps};
 pub use plan::{Handle, Plan};
 pub use state::Outcomes;
-pub use validate::Check;
+pub use validate::{AsyncRule, Check, StructRules, SyncRule};
 pub use view::ComponentSource;
 pub(crate) use view::{FieldView, Given, Watched};
 
@@ -61,6 +61,7 @@ impl Plan<'_> {
     pub(crate) async fn run_given(&self, cx: FetchContext, given: Option<&Given>) -> Outcomes<'_> {
         // plan: the slots are built; a run starts from them.
         let mut out = Outcomes::start(&self.slots, &self.groups, cx, !self.checks.is_empty());
+        out.validate_concurrency = self.validate_concurrency;
         if let Some(given) = given {
             for ((field, value), slot) in out.fields.iter_mut().zip(&given.0).zip(&*self.slots) {
                 // Fetched again: a field that reads others (its inputs may have changed),
@@ -102,7 +103,7 @@ impl Plan<'_> {
             out.fields[i].result = Some(Err(e));
         }
         // convert + validate: fields with checks convert here; the rest as they are taken.
-        validate::validate(&mut out, &self.checks).await;
+        validate::validate(&mut out, &self.checks, self.validate_concurrency).await;
         // assemble: the generated code takes the fields.
         out
     }

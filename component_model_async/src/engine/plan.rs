@@ -72,6 +72,8 @@ pub struct Plan<'s> {
     profile_env: Option<&'static str>,
     /// The profile, once something needed it.
     profile: std::sync::OnceLock<Arc<str>>,
+    /// How many async rules run at once (the root struct's `validate_concurrency`).
+    pub(crate) validate_concurrency: usize,
 }
 
 /// A struct type: its `type_name` and its `Nested::plan` function (`type_name` alone is not
@@ -134,6 +136,7 @@ impl<'s> Plan<'s> {
             reusable: AtomicBool::new(true),
             profile_env: None,
             profile: std::sync::OnceLock::new(),
+            validate_concurrency: super::validate::DEFAULT_CONCURRENCY,
         }
     }
 
@@ -141,8 +144,14 @@ impl<'s> Plan<'s> {
     pub(crate) fn fresh<T: Nested>(sources: &'s Sources) -> Self {
         let mut plan = Self::new(sources);
         plan.profile_env = T::PROFILE_ENV;
+        plan.validate_concurrency = T::VALIDATE_CONCURRENCY;
         T::plan(&mut plan);
         plan
+    }
+
+    /// The `Sources` the plan fetches from.
+    pub(crate) fn sources(&self) -> &'s Sources {
+        self.sources
     }
 
     /// Names the variable that names the profile (the root struct's `profile_env`).
@@ -176,6 +185,7 @@ impl<'s> Plan<'s> {
             plan.slots = built.slots.clone();
             plan.groups = built.groups.clone();
             plan.checks = built.checks.clone();
+            plan.validate_concurrency = T::VALIDATE_CONCURRENCY;
             return plan;
         }
         let plan = Self::fresh::<T>(sources);
@@ -738,16 +748,34 @@ impl<'s> Plan<'s> {
     }
 
     /// Checks the value of the field of `handle` after conversion, before assembly, in
-    /// the validate stage: every check of every field runs concurrently, and each
-    /// failure becomes that field's error (kind `Invalid`, naming field, source and key).
-    /// A field that failed to fetch or convert is not checked.
-    pub fn check<T: Send + Sync + 'static>(
+    /// the validate stage with `check` (given the value and whether it may be shown);
+    /// each failure is an error of that field (kind `Invalid`, naming field, source, key
+    /// and `rule`). A field that failed to fetch or convert is not checked.
+    pub fn rule<T: Send + Sync + 'static>(
         &mut self,
         handle: Handle<T>,
-        check: for<'v> fn(&'v T) -> futures::future::BoxFuture<'v, Result<(), String>>,
+        rule: &'static str,
+        check: super::validate::SyncRule<T>,
     ) {
         if handle.index < self.slots.len() {
-            Arc::make_mut(&mut self.checks).push((handle.index, Check::of(check)));
+            Arc::make_mut(&mut self.checks).push((handle.index, Check::sync(rule, check)));
+        }
+    }
+
+    /// [`Plan::rule`] with an async `check`: the async rules of every field run
+    /// concurrently (at most the struct's `validate_concurrency` at a time), each within
+    /// `timeout` and the fetch's deadline (past them, a `Timeout` error naming the rule).
+    pub fn rule_async<T: Send + Sync + 'static>(
+        &mut self,
+        handle: Handle<T>,
+        rule: &'static str,
+        timeout: Option<std::time::Duration>,
+        check: super::validate::AsyncRule<T>,
+    ) {
+        if handle.index < self.slots.len() {
+            let timeout = timeout.unwrap_or(super::validate::DEFAULT_TIMEOUT);
+            let check = Check::later(rule, timeout, check);
+            Arc::make_mut(&mut self.checks).push((handle.index, check));
         }
     }
 

@@ -59,6 +59,8 @@ pub struct Outcomes<'p> {
     pub(super) next_group: usize,
     /// The errors of the fields taken in planning order.
     pub(super) errors: Vec<ComponentError>,
+    /// How many async rules run at once (the plan's `validate_concurrency`).
+    pub(super) validate_concurrency: usize,
 }
 
 impl<'p> Outcomes<'p> {
@@ -115,6 +117,7 @@ impl<'p> Outcomes<'p> {
             next: 0,
             next_group: 0,
             errors: Vec::new(),
+            validate_concurrency: super::validate::DEFAULT_CONCURRENCY,
         }
     }
 
@@ -159,7 +162,7 @@ impl<'p> Outcomes<'p> {
 
     /// How field `i` got its value, if taken and a report is collected.
     pub(super) fn outcome(&self, i: usize) -> Option<Outcome> {
-        self.outcomes.get(i).copied().flatten()
+        self.outcomes.get(i).cloned().flatten()
     }
 
     /// Field `i`'s answers from its precedence sources, in this run.

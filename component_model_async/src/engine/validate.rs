@@ -1,60 +1,205 @@
-//! The validate stage: checks of converted values, run after conversion and before
-//! assembly. It may `await` (a check can ask a database or probe an address); every
-//! check of every field runs concurrently, and each failed field gets one error (kind
-//! `Invalid`) naming its field, source and key with every message of its checks.
-//! Fields registered with [`Plan::check`](super::Plan::check) are converted here, ahead
-//! of assembly, when they were fetched; a field that failed to fetch (whatever its
-//! `fallback`, `Option` or `Option` group makes of that at assembly) or to convert is not
-//! checked.
+//! The validate stage: the rules of converted values, run after conversion and before
+//! assembly (field rules), and after assembly (struct rules: they read the whole struct).
+//!
+//! Field rules (`#[component(validate(...))]`, registered with [`Plan::rule`] and
+//! [`Plan::rule_async`]) may `await` (a check can ask a database or probe an address): a
+//! synchronous rule answers at once; the async rules of every field run concurrently, at
+//! most `validate_concurrency` at a time, each within its `timeout` and the fetch's
+//! deadline. Every failed rule is one error (kind `Invalid`) naming the field, the source
+//! and key its value came from, the rule, and the value — never a secret's. Fields with
+//! rules are converted here, ahead of assembly, when they were fetched; a field that
+//! failed to fetch (whatever its `fallback`, `Option` or `Option` group makes of that at
+//! assembly) or to convert is not checked.
+//!
+//! Struct rules (`validate_with`, `validate_with_async`, `validate(garde)` on the struct),
+//! collected by [`Nested::rules`] into [`StructRules`], run once every field has converted
+//! and passed its own rules, with the same bounds; a message at a path names that field.
+//!
+//! [`Plan::rule`]: super::Plan::rule
+//! [`Plan::rule_async`]: super::Plan::rule_async
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 
+use super::contract::Nested;
 use super::slot::Got;
 use super::state::Outcomes;
-use crate::error::{ComponentError, ErrorKind};
+use crate::error::{ComponentError, ErrorKind, Provenance};
 use crate::report::Outcome;
+use crate::sources::Sources;
+use crate::violations::Violations;
+
+/// How many async rules run at once when the struct says nothing (`validate_concurrency`).
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// How long an async rule may take when its `validate(...)` says nothing (`timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A checked value, its type erased.
 type Checked = dyn Any + Send + Sync;
 
-/// What a check says of a value: nothing, or why it is rejected.
-type Verdict<'v> = BoxFuture<'v, Result<(), String>>;
+/// What a rule says of a value: at once, or once its future finishes.
+enum Verdict<'v> {
+    Now(Result<(), Violations>),
+    Later(BoxFuture<'v, Result<(), Violations>>),
+}
 
-type Erased = dyn for<'v> Fn(&'v Checked) -> Verdict<'v> + Send + Sync;
+type Erased = dyn for<'v> Fn(&'v Checked, bool) -> Verdict<'v> + Send + Sync;
 
-/// One check of a field's converted value, its type erased.
+/// A synchronous rule of a field of type `T`: the value, and whether it may be shown.
+pub type SyncRule<T> = fn(&T, bool) -> Result<(), Violations>;
+
+/// An async rule of a field of type `T`.
+pub type AsyncRule<T> = for<'v> fn(&'v T, bool) -> BoxFuture<'v, Result<(), Violations>>;
+
+/// One rule of a field's converted value, its type erased.
 #[derive(Clone)]
 pub struct Check {
+    /// The rule as messages name it: `range 1..=65535`, `with_async is_unique`.
+    rule: &'static str,
+    /// An async rule's time limit.
+    timeout: Option<Duration>,
     /// An empty `Option<T>` to convert into.
     empty: fn() -> Box<Checked>,
-    /// A typed fetcher's boxed `T` as the `Option<T>` the check reads.
+    /// A typed fetcher's boxed `T` as the `Option<T>` the rule reads.
     adopt: fn(Box<dyn Any + Send>) -> Option<Box<Checked>>,
     run: Arc<Erased>,
 }
 
 impl Check {
-    pub(super) fn of<T: Send + Sync + 'static>(
-        check: for<'v> fn(&'v T) -> BoxFuture<'v, Result<(), String>>,
+    fn typed<T: Send + Sync + 'static>(
+        rule: &'static str,
+        timeout: Option<Duration>,
+        run: Arc<Erased>,
     ) -> Self {
         Check {
+            rule,
+            timeout,
             empty: || Box::new(None::<T>),
             adopt: |typed| {
                 let v = typed.downcast::<T>().ok()?;
                 Some(Box::new(Some(*v)))
             },
-            run: Arc::new(move |any| match any.downcast_ref::<Option<T>>() {
-                Some(Some(v)) => check(v),
-                _ => Box::pin(std::future::ready(Ok(()))),
-            }),
+            run,
+        }
+    }
+
+    pub(super) fn sync<T: Send + Sync + 'static>(rule: &'static str, check: SyncRule<T>) -> Self {
+        let run: Arc<Erased> = Arc::new(move |any: &Checked, hidden| {
+            Verdict::Now(match any.downcast_ref::<Option<T>>() {
+                Some(Some(v)) => check(v, hidden),
+                _ => Ok(()),
+            })
+        });
+        Self::typed::<T>(rule, None, run)
+    }
+
+    pub(super) fn later<T: Send + Sync + 'static>(
+        rule: &'static str,
+        timeout: Duration,
+        check: AsyncRule<T>,
+    ) -> Self {
+        let run: Arc<Erased> =
+            Arc::new(
+                move |any: &Checked, hidden| match any.downcast_ref::<Option<T>>() {
+                    Some(Some(v)) => Verdict::Later(check(v, hidden)),
+                    _ => Verdict::Now(Ok(())),
+                },
+            );
+        Self::typed::<T>(rule, Some(timeout), run)
+    }
+}
+
+/// Why a rule refused a value.
+enum Failure {
+    Refused(Violations),
+    TimedOut(Duration, bool),
+}
+
+/// An async rule bounded by its `timeout` and the fetch's deadline: `(its limit, whether
+/// the deadline set it)`.
+fn limit(timeout: Duration, deadline: Option<Instant>) -> (Duration, bool) {
+    match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+        Some(left) if left < timeout => (left, true),
+        _ => (timeout, false),
+    }
+}
+
+async fn bounded<F: Future<Output = Result<(), Violations>>>(
+    fut: F,
+    timeout: Duration,
+    deadline: Option<Instant>,
+) -> Result<(), Failure> {
+    let (limit, by_deadline) = limit(timeout, deadline);
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(Failure::Refused),
+        Err(_) => Err(Failure::TimedOut(limit, by_deadline)),
+    }
+}
+
+/// The errors of one failed rule: one per message, at the field (or below it, for a
+/// message with a path), or one timeout.
+fn errors_of(
+    provenance: &Provenance,
+    rule: &'static str,
+    failure: Failure,
+) -> (Vec<ComponentError>, ErrorKind) {
+    match failure {
+        Failure::Refused(violations) => {
+            let errors = violations
+                .into_items()
+                .into_iter()
+                .map(|v| {
+                    let mut p = provenance.clone();
+                    if let Some(sub) = v.path() {
+                        p.field = Some(match p.field.take() {
+                            Some(f) => Cow::Owned(format!("{f}.{sub}")),
+                            None => Cow::Owned(sub.to_owned()),
+                        });
+                    }
+                    ComponentError::field(ErrorKind::Invalid)
+                        .provenance(p)
+                        .rule(rule)
+                        .detail(v.message())
+                        .build()
+                })
+                .collect();
+            (errors, ErrorKind::Invalid)
+        }
+        Failure::TimedOut(limit, by_deadline) => {
+            let why = if by_deadline {
+                format!(
+                    "the rule did not finish within the fetch's timeout ({} left)",
+                    crate::error::humanize(limit)
+                )
+            } else {
+                format!(
+                    "the rule did not finish within {}",
+                    crate::error::humanize(limit)
+                )
+            };
+            let e = ComponentError::field(ErrorKind::Timeout)
+                .provenance(provenance.clone())
+                .rule(rule)
+                .detail(why)
+                .build();
+            (vec![e], ErrorKind::Timeout)
         }
     }
 }
 
-/// Converts every checked field and runs every check concurrently.
-pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) {
+/// Converts every checked field and runs every rule: the synchronous ones at once, the
+/// async ones concurrently (at most `concurrency` at a time).
+pub(super) async fn validate(
+    out: &mut Outcomes<'_>,
+    checks: &[(usize, Check)],
+    concurrency: usize,
+) {
     if checks.is_empty() {
         return;
     }
@@ -82,35 +227,293 @@ pub(super) async fn validate(out: &mut Outcomes<'_>, checks: &[(usize, Check)]) 
         };
         out.converted[i] = Some(Box::new(converted));
     }
+    let hidden: Vec<bool> = (0..out.slots.len()).map(|i| out.hidden(i)).collect();
+    let deadline = out.cx.deadline();
     let converted = &out.converted;
-    let runs = checks
-        .iter()
-        .filter_map(|(i, check)| match converted[*i].as_deref() {
-            Some(Ok(value)) => {
-                let fut = (check.run)(value.as_ref());
-                Some(async move { (*i, fut.await) })
-            }
-            _ => None,
-        });
-    let mut failed: Vec<(usize, Vec<String>)> = Vec::new();
-    for (i, r) in futures::future::join_all(runs).await {
-        if let Err(message) = r {
-            match failed.iter_mut().find(|(f, _)| *f == i) {
-                Some((_, messages)) => messages.push(message),
-                None => failed.push((i, vec![message])),
+    let mut failed: Vec<(usize, Failure)> = Vec::new();
+    let mut later = Vec::new();
+    for (k, (i, check)) in checks.iter().enumerate() {
+        let Some(Ok(value)) = converted[*i].as_deref() else {
+            continue;
+        };
+        match (check.run)(value.as_ref(), hidden[*i]) {
+            Verdict::Now(Ok(())) => {}
+            Verdict::Now(Err(v)) => failed.push((k, Failure::Refused(v))),
+            Verdict::Later(fut) => {
+                let timeout = check.timeout.unwrap_or(DEFAULT_TIMEOUT);
+                later.push(async move { (k, bounded(fut, timeout, deadline).await) });
             }
         }
     }
-    for (i, messages) in failed {
-        let slot = &out.slots[i];
-        let e = ComponentError::field(ErrorKind::Invalid)
-            .provenance(slot.provenance())
-            .detail(messages.join("; "))
-            .build();
+    if later.is_empty() {
+        drop(later);
+    } else {
+        let done: Vec<_> = futures::stream::iter(later)
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        failed.extend(
+            done.into_iter()
+                .filter_map(|(k, r)| r.err().map(|f| (k, f))),
+        );
+        // In the order the rules were declared, whatever order they finished in.
+        failed.sort_by_key(|(k, _)| *k);
+    }
+    let mut by_field: Vec<(usize, Vec<ComponentError>, Vec<&'static str>, ErrorKind)> = Vec::new();
+    for (k, failure) in failed {
+        let (i, check) = &checks[k];
+        let provenance = out.value_provenance(*i);
+        let (errors, kind) = errors_of(&provenance, check.rule, failure);
+        match by_field.iter_mut().find(|(f, ..)| f == i) {
+            Some((_, all, rules, worst)) => {
+                all.extend(errors);
+                rules.push(check.rule);
+                if kind == ErrorKind::Invalid {
+                    *worst = kind;
+                }
+            }
+            None => by_field.push((*i, errors, vec![check.rule], kind)),
+        }
+    }
+    for (i, errors, rules, kind) in by_field {
         let span = out.span(i);
-        span.record("outcome", ErrorKind::Invalid.as_str());
-        tracing::warn!(target: "component_model_async::engine", parent: span, error = %e, "component rejected by validation");
-        out.set_outcome(i, Outcome::Failed(ErrorKind::Invalid));
-        out.converted[i] = Some(Box::new(Err(e)));
+        span.record("outcome", kind.as_str());
+        for e in &errors {
+            tracing::warn!(target: "component_model_async::engine", parent: span, error = %e, "component rejected by validation");
+        }
+        let outcome = match kind {
+            ErrorKind::Invalid => Outcome::Invalid {
+                rule: rules.join(", "),
+            },
+            other => Outcome::Failed(other),
+        };
+        out.set_outcome(i, outcome);
+        out.converted[i] = Some(Box::new(Err(ComponentError::from(errors))));
+    }
+}
+
+/// One struct rule found while [`Nested::rules`] walked the tree.
+enum Found<'a> {
+    Now(Result<(), Violations>),
+    Later(Duration, BoxFuture<'a, Result<(), Violations>>),
+}
+
+/// The struct rules of a fetched tree (`validate_with`, `validate_with_async`,
+/// `validate(garde)` on a struct), collected by the generated [`Nested::rules`] of each
+/// struct in it. Not meant to be used by hand.
+pub struct StructRules<'a> {
+    sources: &'a Sources,
+    /// The path of the struct being walked, from the root (`""`, `database`).
+    path: String,
+    found: Vec<(String, &'static str, Found<'a>)>,
+}
+
+impl<'a> StructRules<'a> {
+    pub(crate) fn new(sources: &'a Sources) -> Self {
+        StructRules {
+            sources,
+            path: String::new(),
+            found: Vec::new(),
+        }
+    }
+
+    fn into_found(self) -> Vec<(String, &'static str, Found<'a>)> {
+        self.found
+    }
+
+    /// The `Sources` of the fetch: the one given to a `_with` method, else the global one.
+    pub fn sources(&self) -> &'a Sources {
+        self.sources
+    }
+
+    /// A synchronous rule's answer.
+    pub fn check(&mut self, rule: &'static str, result: Result<(), Violations>) {
+        self.found
+            .push((self.path.clone(), rule, Found::Now(result)));
+    }
+
+    /// An async rule, run with the others (at most `validate_concurrency` at a time),
+    /// within `timeout` (default 10 s) and the fetch's deadline.
+    pub fn check_async(
+        &mut self,
+        rule: &'static str,
+        timeout: Option<Duration>,
+        fut: impl Future<Output = Result<(), Violations>> + Send + 'a,
+    ) {
+        let later = Found::Later(timeout.unwrap_or(DEFAULT_TIMEOUT), Box::pin(fut));
+        self.found.push((self.path.clone(), rule, later));
+    }
+
+    /// Walks into the `nested` field `field`: rules found there name paths below it.
+    pub fn enter(&mut self, field: &str) {
+        if !self.path.is_empty() {
+            self.path.push('.');
+        }
+        self.path.push_str(field);
+    }
+
+    /// Walks back out of the last [`StructRules::enter`].
+    pub fn leave(&mut self) {
+        let cut = self.path.rfind('.').unwrap_or(0);
+        self.path.truncate(cut);
+    }
+}
+
+/// The struct's name for messages about it as a whole (`AppConfig`).
+fn short_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+impl Outcomes<'_> {
+    /// Whether field `i`'s value may not be shown: its field or type is secret, or the
+    /// source that answered is.
+    pub(super) fn hidden(&self, i: usize) -> bool {
+        let slot = &self.slots[i];
+        slot.sensitive
+            || self
+                .winner(i)
+                .is_some_and(|cand| match (cand.source(), &cand.request) {
+                    (Some(s), Some(r)) => s.is_sensitive() || s.conceals(r),
+                    _ => true,
+                })
+    }
+
+    /// Where field `i`'s value came from: the precedence source that won, else its own.
+    fn value_provenance(&self, i: usize) -> Provenance {
+        let slot = &self.slots[i];
+        match self.winner(i) {
+            Some(cand) => super::precedence::provenance(slot, cand),
+            None if self.fields[i].via_fallback => slot.fallback_provenance(),
+            None => slot.provenance(),
+        }
+    }
+
+    /// `value` after the struct rules of its tree: run when every field has a value
+    /// (`available`: the fields that failed took their `fallback` or `Default`) and,
+    /// unless `available`, no field failed. `prefix`: the path of `value` in the tree
+    /// the plan fetched (a `fetch_<nested field>`).
+    pub(crate) async fn validated<T: Nested>(
+        &mut self,
+        value: Option<T>,
+        sources: &Sources,
+        available: bool,
+    ) -> Option<T> {
+        self.validated_by(value, T::rules, sources, available, "")
+            .await
+    }
+
+    /// [`Outcomes::validated`] with the struct's rules given (`NestedOps::rules`).
+    pub(crate) async fn validated_by<T>(
+        &mut self,
+        value: Option<T>,
+        rules: for<'a> fn(&'a T, &mut StructRules<'a>),
+        sources: &Sources,
+        available: bool,
+        prefix: &str,
+    ) -> Option<T> {
+        // The rules are found first, so no `&T` is held across an `.await` (the fetch's
+        // future stays `Send` for a struct that is not `Sync`; an async struct rule's
+        // future is boxed as `Send` where the struct declares it).
+        if !(available || self.errors.is_empty()) {
+            return value;
+        }
+        let Some(v) = &value else { return value };
+        let mut found = StructRules::new(sources);
+        if !prefix.is_empty() {
+            found.enter(prefix);
+        }
+        rules(v, &mut found);
+        let found = found.into_found();
+        if found.is_empty() {
+            drop(found);
+        } else {
+            self.check_struct(found, short_name::<T>()).await;
+        }
+        value
+    }
+
+    /// Runs the struct rules of `value`'s tree (found by [`Nested::rules`]), concurrently
+    /// and bounded as field rules are; each message is an error of the field at its path
+    /// (or of the struct).
+    async fn check_struct(
+        &mut self,
+        found: Vec<(String, &'static str, Found<'_>)>,
+        type_name: &'static str,
+    ) {
+        let concurrency = self.validate_concurrency;
+        let deadline = self.cx.deadline();
+        let mut about = Vec::with_capacity(found.len());
+        let mut failed = Vec::new();
+        let mut later = Vec::new();
+        for (k, (path, rule, found)) in found.into_iter().enumerate() {
+            about.push((path, rule));
+            match found {
+                Found::Now(Ok(())) => {}
+                Found::Now(Err(v)) => failed.push((k, Failure::Refused(v))),
+                Found::Later(timeout, fut) => {
+                    later.push(async move { (k, bounded(fut, timeout, deadline).await) });
+                }
+            }
+        }
+        if !later.is_empty() {
+            let done: Vec<_> = futures::stream::iter(later)
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+            failed.extend(
+                done.into_iter()
+                    .filter_map(|(k, r)| r.err().map(|f| (k, f))),
+            );
+            failed.sort_by_key(|(k, _)| *k);
+        }
+        let owner = self.slots.first().map_or(type_name, |s| s.owner);
+        for (k, failure) in failed {
+            let (path, rule) = &about[k];
+            let failure = match failure {
+                Failure::Refused(v) => Failure::Refused(v.under(path)),
+                timed_out => timed_out,
+            };
+            // The struct (or the nested struct) the rule is declared on; each message at
+            // a path is re-aimed at that field below.
+            let base = Provenance {
+                owner: Some(Cow::Borrowed(owner)),
+                field: None,
+                key_label: Cow::Borrowed("key"),
+                ..Provenance::default()
+            };
+            let (errors, kind) = errors_of(&base, rule, failure);
+            for e in errors {
+                // A message about a fetched field names its source and key.
+                let slot = e
+                    .field_name()
+                    .and_then(|f| self.slots.iter().position(|s| s.field == f));
+                let e = match slot {
+                    Some(i) => {
+                        let mut p = self.value_provenance(i);
+                        p.field = e.field_name().map(|f| Cow::Owned(f.to_owned()));
+                        let rebuilt = ComponentError::field(e.kind())
+                            .provenance(p)
+                            .rule(*rule)
+                            .detail(e.detail().unwrap_or_default())
+                            .build();
+                        self.set_outcome(
+                            i,
+                            match kind {
+                                ErrorKind::Invalid => Outcome::Invalid {
+                                    rule: (*rule).to_owned(),
+                                },
+                                other => Outcome::Failed(other),
+                            },
+                        );
+                        rebuilt
+                    }
+                    None => e,
+                };
+                tracing::warn!(target: "component_model_async::engine", error = %e, "configuration rejected by validation");
+                self.errors.push(e);
+            }
+        }
     }
 }

@@ -1,0 +1,392 @@
+//! Validation on every fetch: field rules, struct rules, async rules run concurrently,
+//! every message at once (issue 32).
+
+use std::time::{Duration, Instant};
+
+use component_model::{
+    AsyncAssign, ComponentError, EnvSource, ErrorKind, Outcome, SecretString, Sources, Violations,
+};
+
+fn env(pairs: &[(&str, &str)]) -> Sources {
+    Sources::new().with_env(EnvSource::from_map(pairs.iter().copied()))
+}
+
+fn kinds(errors: &[ComponentError]) -> Vec<ErrorKind> {
+    errors.iter().map(ComponentError::kind).collect()
+}
+
+async fn slow_ok(_: &String) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+async fn not_taken(name: &String) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    if name == "admin" {
+        Err(format!("the name `{name}` is taken"))
+    } else {
+        Ok(())
+    }
+}
+
+fn even(n: &u32) -> Result<(), &'static str> {
+    if n % 2 == 0 {
+        Ok(())
+    } else {
+        Err("must be even")
+    }
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Rules {
+    #[component(
+        fetch_from = "env",
+        key = "V_PORT",
+        validate(range(min = 1, max = 65535))
+    )]
+    port: u32,
+    #[component(
+        fetch_from = "env",
+        key = "V_REGION",
+        validate(pattern = "^[a-z]+-[0-9]$")
+    )]
+    region: String,
+    #[component(fetch_from = "env", key = "V_USER", validate(with_async = not_taken))]
+    user: String,
+    #[component(fetch_from = "env", key = "V_MISSING")]
+    missing: String,
+}
+
+#[tokio::test]
+async fn three_failed_rules_and_a_failed_fetch_in_one_err() {
+    let sources = env(&[
+        ("V_PORT", "70000"),
+        ("V_REGION", "EU_1"),
+        ("V_USER", "admin"),
+    ]);
+    let errors = Rules::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    let mut k = kinds(&errors);
+    k.sort_by_key(|k| k.as_str());
+    assert_eq!(
+        kinds(&errors)
+            .iter()
+            .filter(|k| **k == ErrorKind::Invalid)
+            .count(),
+        3,
+        "{errors:#?}"
+    );
+    assert!(k.contains(&ErrorKind::NotFound));
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let port = text.iter().find(|t| t.contains("Rules.port")).unwrap();
+    assert!(port.contains("env variable `V_PORT`"), "{port}");
+    assert!(port.contains("range 1..=65535"), "{port}");
+    assert!(port.contains("70000"), "{port}");
+    let port_err = errors
+        .iter()
+        .find(|e| e.field_name() == Some("port"))
+        .unwrap();
+    assert_eq!(port_err.rule(), Some("range 1..=65535"));
+    let region = text.iter().find(|t| t.contains("Rules.region")).unwrap();
+    assert!(region.contains("`EU_1` does not match"), "{region}");
+    let user = text.iter().find(|t| t.contains("Rules.user")).unwrap();
+    assert!(
+        user.contains("with_async not_taken") && user.contains("is taken"),
+        "{user}"
+    );
+}
+
+#[tokio::test]
+async fn valid_values_pass_every_rule() {
+    let sources = env(&[
+        ("V_PORT", "8080"),
+        ("V_REGION", "eu-1"),
+        ("V_USER", "alice"),
+        ("V_MISSING", "x"),
+    ]);
+    let r = Rules::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!((r.port, r.region.as_str()), (8080, "eu-1"));
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Slow {
+    #[component(fetch_from = "env", key = "S_A", validate(with_async = slow_ok))]
+    a: String,
+    #[component(fetch_from = "env", key = "S_B", validate(with_async = slow_ok))]
+    b: String,
+    #[component(fetch_from = "env", key = "S_C", validate(with_async = slow_ok))]
+    c: String,
+}
+
+#[tokio::test]
+async fn async_rules_run_concurrently() {
+    let sources = env(&[("S_A", "a"), ("S_B", "b"), ("S_C", "c")]);
+    let started = Instant::now();
+    Slow::fetch_all_components_with(&sources).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(600),
+        "three 300 ms rules took {took:?}"
+    );
+}
+
+async fn hangs(_: &String) -> Result<(), String> {
+    std::future::pending().await
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Hanging {
+    #[component(fetch_from = "env", key = "H_A", validate(with_async = hangs, timeout = "200ms"))]
+    a: String,
+}
+
+#[tokio::test]
+async fn a_hanging_rule_times_out_naming_the_rule() {
+    let sources = env(&[("H_A", "a")]);
+    let started = Instant::now();
+    let errors = Hanging::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(kinds(&errors), [ErrorKind::Timeout]);
+    assert_eq!(errors[0].rule(), Some("with_async hangs"));
+    assert!(errors[0].to_string().contains("200ms"), "{}", errors[0]);
+}
+
+#[derive(AsyncAssign, Debug)]
+struct Secret {
+    #[component(fetch_from = "env", key = "SEC_TOKEN", validate(len(min = 12)))]
+    token: SecretString,
+    #[component(
+        fetch_from = "env",
+        key = "SEC_PASS",
+        secret,
+        validate(pattern = "^[0-9]+$")
+    )]
+    pass: String,
+}
+
+#[tokio::test]
+async fn a_secret_failing_a_rule_is_never_shown() {
+    let sources = env(&[("SEC_TOKEN", "hunter2!!"), ("SEC_PASS", "Swordfish")]);
+    let errors = Secret::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 2);
+    let all = format!("{errors:?} {}", ComponentError::from(errors.clone()));
+    assert!(
+        !all.contains("hunter2") && !all.contains("Swordfish"),
+        "{all}"
+    );
+    assert!(
+        all.contains("a secret value of 9 bytes (not shown) is shorter than 12"),
+        "{all}"
+    );
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Several {
+    #[component(
+        fetch_from = "env",
+        key = "SV_N",
+        validate(range(min = 10), with = even),
+        validate(one_of = [11, 13, 15])
+    )]
+    n: u32,
+    #[component(fetch_from = "env", key = "SV_TAGS", validate(non_empty))]
+    tags: Vec<String>,
+    #[component(fetch_from = "env", key = "SV_URL", validate(url))]
+    url: Option<String>,
+    #[component(fetch_from = "env", key = "SV_ZONE", validate(one_of = ["eu-1", "us-1"]))]
+    zone: Option<String>,
+}
+
+#[tokio::test]
+async fn every_rule_of_a_field_is_checked_and_options_only_when_some() {
+    let sources = env(&[("SV_N", "7"), ("SV_TAGS", "[]"), ("SV_URL", "not a url")]);
+    let errors = Several::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let rules: Vec<&str> = errors.iter().filter_map(|e| e.rule()).collect();
+    assert_eq!(
+        rules,
+        [
+            "range 10..",
+            "with even",
+            "one_of [11, 13, 15]",
+            "non_empty",
+            "url"
+        ],
+        "{errors:#?}"
+    );
+    // `zone` is absent: `None`, not checked.
+    let sources = env(&[("SV_N", "12"), ("SV_TAGS", "[\"a\"]")]);
+    let errors = Several::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].rule(), Some("one_of [11, 13, 15]"));
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Fallbacks {
+    #[component(
+        fetch_from = "env",
+        key = "FB_PORT",
+        fallback = "8080",
+        validate(range(min = 1024))
+    )]
+    port: u16,
+    #[component(
+        fetch_from = "env",
+        key = "FB_WORKERS",
+        validate(range(min = 1, max = 64))
+    )]
+    workers: u32,
+}
+
+#[tokio::test]
+async fn available_components_take_fallback_or_default_for_an_invalid_field() {
+    let sources = env(&[("FB_PORT", "80"), ("FB_WORKERS", "0")]);
+    let partial = Fallbacks::fetch_available_components_with(&sources)
+        .await
+        .unwrap();
+    assert_eq!(partial.value.port, 8080);
+    assert_eq!(partial.value.workers, 0);
+    assert_eq!(
+        kinds(&partial.errors),
+        [ErrorKind::Invalid, ErrorKind::Invalid]
+    );
+}
+
+#[tokio::test]
+async fn the_report_says_invalid_and_names_the_rule() {
+    let sources = env(&[("FB_PORT", "80"), ("FB_WORKERS", "4")]);
+    let report = Fallbacks::fetch_report_with(&sources).await;
+    assert!(report.result.is_err());
+    let port = report
+        .fields
+        .iter()
+        .find(|f| f.path.ends_with("port"))
+        .unwrap();
+    assert_eq!(
+        port.outcome,
+        Outcome::Invalid {
+            rule: "range 1024..".to_owned()
+        }
+    );
+    assert!(
+        report.to_string().contains("INVALID: range 1024.."),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn resilience_returns_every_rule_error() {
+    let sources = env(&[("FB_PORT", "80"), ("FB_WORKERS", "100")]);
+    let e = Fallbacks::fetch_with_resilience_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(e.errors().len(), 2, "{e}");
+    assert!(e.errors().iter().all(|e| e.kind() == ErrorKind::Invalid));
+    // One field alone is checked too.
+    let e = Fallbacks::fetch_workers_with(&sources).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+}
+
+fn ports_differ(c: &Pair, _: &Sources) -> Result<(), Violations> {
+    let mut v = Violations::new();
+    if c.a == c.b {
+        v.push_at("a", "must differ from `b`");
+        v.push_at("b", "must differ from `a`");
+    }
+    v.into_result()
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(validate_with = ports_differ)]
+struct Pair {
+    #[component(fetch_from = "env", key = "P_A")]
+    a: u16,
+    #[component(fetch_from = "env", key = "P_B")]
+    b: u16,
+}
+
+#[tokio::test]
+async fn a_struct_rule_names_fields_with_violations_at() {
+    let errors = Pair::fetch_all_components_with(&env(&[("P_A", "1"), ("P_B", "1")]))
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0].field_name(), Some("a"));
+    assert_eq!(errors[0].key(), Some("P_A"));
+    assert_eq!(errors[0].rule(), Some("validate_with ports_differ"));
+    assert_eq!(
+        errors[1].to_string(),
+        "Pair.b: env variable `P_B`: rejected by validation (rule `validate_with ports_differ`): must differ from `a`"
+    );
+    Pair::fetch_all_components_with(&env(&[("P_A", "1"), ("P_B", "2")]))
+        .await
+        .unwrap();
+}
+
+async fn outer_rule(c: &Outer, _: &Sources) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    if c.inner.size > c.limit {
+        Err("inner.size exceeds limit".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+fn inner_rule(c: &Inner, _: &Sources) -> Result<(), Violations> {
+    if c.size == 13 {
+        Err(Violations::at("size", "13 is unlucky"))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(validate_with = inner_rule)]
+struct Inner {
+    #[component(fetch_from = "env", key = "IN_SIZE")]
+    size: u32,
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(validate_with_async = outer_rule)]
+struct Outer {
+    #[component(fetch_from = "env", key = "OUT_LIMIT")]
+    limit: u32,
+    #[component(nested)]
+    inner: Inner,
+}
+
+#[tokio::test]
+async fn nested_struct_rules_run_with_paths_below_their_field() {
+    let errors = Outer::fetch_all_components_with(&env(&[("OUT_LIMIT", "10"), ("IN_SIZE", "13")]))
+        .await
+        .unwrap_err();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{text:#?}");
+    assert!(
+        text.iter().any(
+            |t| t.starts_with("Outer.inner.size: env variable `IN_SIZE`")
+                && t.contains("13 is unlucky")
+        ),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter().any(|t| t
+            .starts_with("Outer: rejected by validation (rule `validate_with_async outer_rule`)")),
+        "{text:#?}"
+    );
+    // The nested field alone runs its struct's rules.
+    let e = Outer::fetch_inner_with(&env(&[("IN_SIZE", "13")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+}
