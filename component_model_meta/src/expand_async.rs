@@ -547,7 +547,7 @@ fn take_step(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> To
 }
 
 /// The associated const holding a `nested` field's `NestedOps`.
-fn nested_ops(f: &Field<'_>, i: usize) -> Option<syn::Ident> {
+pub fn nested_ops(f: &Field<'_>, i: usize) -> Option<syn::Ident> {
     f.attrs
         .is_nested()
         .then(|| format_ident!("__CM_NESTED_{}", i))

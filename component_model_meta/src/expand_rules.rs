@@ -62,8 +62,10 @@ fn register(cm: &TokenStream, f: &Field<'_>, k: usize, rule: &Rule) -> TokenStre
     let span = rule.span;
     let name = &rule.name;
     let optional = option_inner(f.ty).is_some();
-    let v = quote!(__cm_v);
-    let h = quote!(__cm_hidden);
+    // Spanned at the rule: a rule that does not apply to the field's type is reported at
+    // the rule, where the value is handed to it.
+    let v = quote_spanned!(span=> __cm_v);
+    let h = quote_spanned!(span=> __cm_hidden);
     let check = match &rule.kind {
         RuleKind::Range { min, max } => {
             let (min, max) = (some_or_none(min.as_ref()), some_or_none(max.as_ref()));
@@ -178,16 +180,20 @@ pub fn functions(input: &Input<'_>, cm: &TokenStream, full: bool) -> TokenStream
             }
         }
         if full {
-            for f in input
-                .fields
-                .iter()
-                .filter(|f| f.attrs.is_nested() && !f.attrs.skip.is_some())
-            {
+            for (i, f) in input.fields.iter().enumerate() {
+                // Through the field's `NestedOps` (a type that is not `Nested` is reported
+                // there, once).
+                let Some(ops) = crate::expand_async::nested_ops(f, i) else {
+                    continue;
+                };
+                if f.attrs.skip.is_some() {
+                    continue;
+                }
                 let member = &f.member;
                 let field = f.plain_name();
                 body.extend(quote! {
                     __cm_r.enter(#field);
-                    #cm::Nested::rules(&self.#member, __cm_r);
+                    (Self::#ops.rules)(&self.#member, __cm_r);
                     __cm_r.leave();
                 });
             }

@@ -100,6 +100,17 @@ fn int_value(e: &Expr) -> Option<i128> {
     }
 }
 
+/// Whether `name(...)` follows, with something inside the parentheses.
+fn has_arguments(meta: &ParseNestedMeta<'_>) -> bool {
+    let ahead = meta.input.fork();
+    let inside = (|| -> syn::Result<bool> {
+        let content;
+        syn::parenthesized!(content in ahead);
+        Ok(!content.is_empty())
+    })();
+    inside.unwrap_or(false)
+}
+
 /// `validate(...)` on a field (`on_struct`: on the struct), appended to `rules`; its
 /// `timeout`, if it has one (on a field also set on its async rules). A rule whose own
 /// arguments are wrong is reported and left out; the others are kept.
@@ -145,7 +156,8 @@ pub fn parse(
         match name.as_str() {
             "range" => {
                 let (mut min, mut max) = (None, None);
-                if !m.input.peek(syn::token::Paren) {
+                if !has_arguments(&m) {
+                    crate::attr::skip_value(&m)?;
                     return Err(m.error("`range` takes bounds: `range(min = 1, max = 65535)`"));
                 }
                 m.parse_nested_meta(|b| {
@@ -182,7 +194,8 @@ pub fn parse(
             }
             "len" => {
                 let (mut min, mut max) = (None, None);
-                if !m.input.peek(syn::token::Paren) {
+                if !has_arguments(&m) {
+                    crate::attr::skip_value(&m)?;
                     return Err(m.error("`len` takes bounds: `len(min = 1, max = 64)`"));
                 }
                 m.parse_nested_meta(|b| {

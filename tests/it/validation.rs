@@ -108,6 +108,7 @@ async fn valid_values_pass_every_rule() {
     ]);
     let r = Rules::fetch_all_components_with(&sources).await.unwrap();
     assert_eq!((r.port, r.region.as_str()), (8080, "eu-1"));
+    assert_eq!((r.user.as_str(), r.missing.as_str()), ("alice", "x"));
 }
 
 #[derive(AsyncAssign, Debug, Default)]
@@ -124,7 +125,8 @@ struct Slow {
 async fn async_rules_run_concurrently() {
     let sources = env(&[("S_A", "a"), ("S_B", "b"), ("S_C", "c")]);
     let started = Instant::now();
-    Slow::fetch_all_components_with(&sources).await.unwrap();
+    let slow = Slow::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!([slow.a, slow.b, slow.c], ["a", "b", "c"]);
     let took = started.elapsed();
     assert!(
         took < Duration::from_millis(600),
@@ -192,7 +194,7 @@ struct Several {
         fetch_from = "env",
         key = "SV_N",
         validate(range(min = 10), with = even),
-        validate(one_of = [11, 13, 15])
+        validate(one_of = [12, 14, 16])
     )]
     n: u32,
     #[component(fetch_from = "env", key = "SV_TAGS", validate(non_empty))]
@@ -215,19 +217,34 @@ async fn every_rule_of_a_field_is_checked_and_options_only_when_some() {
         [
             "range 10..",
             "with even",
-            "one_of [11, 13, 15]",
+            "one_of [12, 14, 16]",
             "non_empty",
             "url"
         ],
         "{errors:#?}"
     );
-    // `zone` is absent: `None`, not checked.
-    let sources = env(&[("SV_N", "12"), ("SV_TAGS", "[\"a\"]")]);
+    // `zone` is absent: `None`, not checked; 18 fails only `one_of`.
+    let sources = env(&[("SV_N", "18"), ("SV_TAGS", "[\"a\"]")]);
     let errors = Several::fetch_all_components_with(&sources)
         .await
         .unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_eq!(errors[0].rule(), Some("one_of [11, 13, 15]"));
+    assert_eq!(errors[0].rule(), Some("one_of [12, 14, 16]"));
+}
+
+#[tokio::test]
+async fn a_value_passing_every_rule_is_taken() {
+    let ok = env(&[
+        ("SV_N", "14"),
+        ("SV_TAGS", "[\"a\"]"),
+        ("SV_URL", "https://x.example/"),
+        ("SV_ZONE", "eu-1"),
+    ]);
+    let s = Several::fetch_all_components_with(&ok).await.unwrap();
+    assert_eq!(s.n, 14);
+    assert_eq!(s.tags, ["a"]);
+    assert_eq!(s.url.as_deref(), Some("https://x.example/"));
+    assert_eq!(s.zone.as_deref(), Some("eu-1"));
 }
 
 #[derive(AsyncAssign, Debug, Default)]
@@ -389,4 +406,68 @@ async fn nested_struct_rules_run_with_paths_below_their_field() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+}
+
+#[derive(garde::Validate, serde::Deserialize, Debug, Default)]
+struct Limits {
+    #[garde(range(min = 1, max = 10))]
+    workers: u32,
+    #[garde(length(min = 3))]
+    name: String,
+}
+
+#[derive(AsyncAssign, garde::Validate, Debug, Default)]
+#[component(validate(garde))]
+struct Gardened {
+    #[garde(dive)]
+    #[component(fetch_from = "env", key = "G_LIMITS", validate(garde))]
+    limits: Limits,
+    #[garde(length(min = 2))]
+    #[component(fetch_from = "env", key = "G_NAME")]
+    name: String,
+}
+
+#[tokio::test]
+async fn garde_validates_a_field_and_the_struct_with_paths() {
+    // The field's own `Validate`: each message at its path below the field.
+    let sources = env(&[
+        ("G_LIMITS", r#"{"workers": 0, "name": "ab"}"#),
+        ("G_NAME", "x"),
+    ]);
+    let errors = Gardened::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let mut fields: Vec<&str> = errors.iter().filter_map(|e| e.field_name()).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["limits.name", "limits.workers"], "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.rule() == Some("garde") && e.kind() == ErrorKind::Invalid)
+    );
+    assert!(errors.iter().all(|e| e.key() == Some("G_LIMITS")));
+    // The struct's: run once every field passed its own rules.
+    let sources = env(&[
+        ("G_LIMITS", r#"{"workers": 2, "name": "abc"}"#),
+        ("G_NAME", "x"),
+    ]);
+    let errors = Gardened::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].field_name(), Some("name"));
+    assert_eq!(
+        errors[0].key(),
+        Some("G_NAME"),
+        "a message at a fetched field names its key"
+    );
+    let sources = env(&[
+        ("G_LIMITS", r#"{"workers": 2, "name": "abc"}"#),
+        ("G_NAME", "xy"),
+    ]);
+    let ok = Gardened::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(
+        (ok.limits.workers, ok.limits.name.as_str(), ok.name.as_str()),
+        (2, "abc", "xy")
+    );
 }
