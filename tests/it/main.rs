@@ -27,6 +27,7 @@ mod secret_files;
 mod sync_model;
 mod tls;
 mod validation;
+mod validation_servers;
 mod vault;
 mod vault_auth;
 mod vocabulary;
