@@ -16,6 +16,9 @@
 #   N=100 RUNS=3 T=10 scripts/compile_bench.sh
 #   ONLY=nested T=1 RUNS=9 scripts/compile_bench.sh   # the tree/flat comparison alone
 #   ONLY=flat N=50 RUNS=3 scripts/compile_bench.sh     # the 50 × 10 comparison with serde alone
+#   ONLY=rules N=50 RUNS=5 scripts/compile_bench.sh    # 50 × 10 fields with one validation rule
+#                                                      # each, against the same without rules
+#                                                      # and serde, built in turn
 set -euo pipefail
 export CARGO_INCREMENTAL=0
 N=${N:-50}
@@ -23,15 +26,15 @@ RUNS=${RUNS:-5}
 T=${T:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/target/compile-bench"
-rm -rf "$work/cm" "$work/serde" "$work/async" "$work/serde_dd" "$work/tree" "$work/flat" "$work/stree" "$work/sflat" "$work/tree_no"
-mkdir -p "$work/cm/src" "$work/serde/src" "$work/async/src" "$work/serde_dd/src" "$work/tree/src" "$work/flat/src" "$work/stree/src" "$work/sflat/src" "$work/tree_no/src"
+rm -rf "$work/cm" "$work/serde" "$work/async" "$work/serde_dd" "$work/tree" "$work/flat" "$work/stree" "$work/sflat" "$work/tree_no" "$work/rules"
+mkdir -p "$work/cm/src" "$work/serde/src" "$work/async/src" "$work/serde_dd/src" "$work/tree/src" "$work/flat/src" "$work/stree/src" "$work/sflat/src" "$work/tree_no/src" "$work/rules/src"
 
 cat > "$work/Cargo.toml" <<TOML
 [workspace]
 resolver = "3"
-members = ["cm", "serde", "async", "serde_dd", "tree", "flat", "stree", "sflat", "tree_no"]
+members = ["cm", "serde", "async", "serde_dd", "tree", "flat", "stree", "sflat", "tree_no", "rules"]
 TOML
-for k in tree flat stree sflat tree_no; do
+for k in tree flat stree sflat tree_no rules; do
 cat > "$work/$k/Cargo.toml" <<TOML
 [package]
 name = "bench_$k"
@@ -91,6 +94,22 @@ gen "component_model::ComponentModel, Default" "" > "$work/cm/src/lib.rs"
 gen "serde::Deserialize" "" > "$work/serde/src/lib.rs"
 gen "component_model::AsyncAssign, Default, Debug" '#[component(fetch_from = "env")]' > "$work/async/src/lib.rs"
 gen "serde::Deserialize, Default, Debug" "" > "$work/serde_dd/src/lib.rs"
+types_flat=(String u8 u16 u32 u64 i8 i16 "Vec<String>" "Option<u64>" bool)
+# The async structs with one validation rule per field, one that applies to its type.
+rules=('len(max = 64)' 'range(max = 200)' 'range(min = 1)' 'range(max = 10)' 'range(min = 1, max = 99)'
+       'range(min = -5)' 'one_of = [1, 2]' 'non_empty' 'range(max = 10)' 'with = ok')
+{
+  echo "#![allow(dead_code)]"
+  echo "fn ok<T>(_: &T) -> Result<(), &'static str> { Ok(()) }"
+  for i in $(seq 1 "$N"); do
+    echo "#[derive(component_model::AsyncAssign, Default, Debug)]"
+    echo "pub struct S$i {"
+    for f in $(seq 0 9); do
+      echo "  #[component(fetch_from = \"env\", validate(${rules[$f]}))] pub f$f: ${types_flat[$f]},"
+    done
+    echo "}"
+  done
+} > "$work/rules/src/lib.rs"
 
 types=(String u8 u16 u32 u64 i8 i16 "Vec<String>" "Option<u64>" bool)
 field() { # $1 = name, $2 = index: fields 2k and 2k+1 share a type
@@ -137,7 +156,7 @@ as_serde < "$work/tree/src/lib.rs" > "$work/stree/src/lib.rs"
 as_serde < "$work/flat/src/lib.rs" > "$work/sflat/src/lib.rs"
 
 cd "$work"
-pkgs=(-p bench_cm -p bench_serde -p bench_async -p bench_serde_dd -p bench_tree -p bench_flat -p bench_stree -p bench_sflat -p bench_tree_no)
+pkgs=(-p bench_cm -p bench_serde -p bench_async -p bench_serde_dd -p bench_tree -p bench_flat -p bench_stree -p bench_sflat -p bench_tree_no -p bench_rules)
 cargo build -q "${pkgs[@]}" 2>/dev/null || cargo build "${pkgs[@]}"
 
 build_once() { # $1 = package, $2 = dir; prints seconds
@@ -163,6 +182,24 @@ time_pair() { # $1 $2 = package and dir A, $3 $4 = package and dir B
   echo "$(printf '%s\n' "${a[@]}" | median) $(printf '%s\n' "${b[@]}" | median)"
 }
 
+if [ "${ONLY:-}" = rules ]; then
+  ru=() as=() sdd=()
+  for _ in $(seq 1 "$RUNS"); do
+    ru+=("$(build_once bench_rules rules)")
+    as+=("$(build_once bench_async async)")
+    sdd+=("$(build_once bench_serde_dd serde_dd)")
+  done
+  ru=$(printf '%s\n' "${ru[@]}" | median)
+  as=$(printf '%s\n' "${as[@]}" | median)
+  sdd=$(printf '%s\n' "${sdd[@]}" | median)
+  printf 'structs=%s fields=10 runs=%s (built in turn)\n' "$N" "$RUNS"
+  printf 'AsyncAssign, one rule per field: %.3f s (median)\n' "$ru"
+  printf 'AsyncAssign, no rules: %.3f s (median)\n' "$as"
+  printf 'serde::Deserialize (+Default, Debug): %.3f s (median)\n' "$sdd"
+  printf 'ratio rules / serde = %.2f; no rules / serde = %.2f; rules / no rules = %.2f\n' \
+    "$(echo "$ru / $sdd" | bc -l)" "$(echo "$as / $sdd" | bc -l)" "$(echo "$ru / $as" | bc -l)"
+  exit 0
+fi
 if [ "${ONLY:-}" != nested ]; then
 cm=$(time_build bench_cm cm)
 sd=$(time_build bench_serde serde)

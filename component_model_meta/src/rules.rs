@@ -44,9 +44,10 @@ pub struct Rule {
 
 #[derive(Clone)]
 pub enum RuleKind {
+    /// The bounds, boxed (an `Expr` is large).
     Range {
-        min: Option<Expr>,
-        max: Option<Expr>,
+        min: Option<Box<Expr>>,
+        max: Option<Box<Expr>>,
     },
     Len {
         min: Option<usize>,
@@ -190,7 +191,13 @@ pub fn parse(
                     "range {}",
                     bounds(min.as_ref().map(|e| text(e)), max.as_ref().map(|e| text(e)))
                 );
-                rules.push(rule(RuleKind::Range { min, max }, name));
+                rules.push(rule(
+                    RuleKind::Range {
+                        min: min.map(Box::new),
+                        max: max.map(Box::new),
+                    },
+                    name,
+                ));
             }
             "len" => {
                 let (mut min, mut max) = (None, None);

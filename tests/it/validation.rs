@@ -30,7 +30,7 @@ async fn not_taken(name: &String) -> Result<(), String> {
 }
 
 fn even(n: &u32) -> Result<(), &'static str> {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         Ok(())
     } else {
         Err("must be even")

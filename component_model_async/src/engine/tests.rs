@@ -8,7 +8,7 @@ use super::*;
 use crate::resilience::{RetryLayer, SourceExt};
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
 use crate::sources::Sources;
-use crate::{Change, Changes, SourceError};
+use crate::{Change, Changes, SourceError, Violations};
 
 /// Counts fetches; its watch says once that everything changed.
 struct Counter(AtomicU32);
@@ -60,23 +60,21 @@ static PORT: FieldSpec = FieldSpec::new("C", "port", "u16", "echo").key("8080");
 static NAME: FieldSpec = FieldSpec::new("C", "name", "String", "echo").key("web");
 static LOW: FieldSpec = FieldSpec::new("C", "low", "u16", "echo").key("80");
 
-fn below_1024(port: &u16) -> futures::future::BoxFuture<'_, Result<(), String>> {
+fn below_1024(port: &u16, _: bool) -> futures::future::BoxFuture<'_, Result<(), Violations>> {
     Box::pin(async move {
         tokio::task::yield_now().await; // a check may await
         match *port < 1024 {
-            true => Err(format!("{port} is a privileged port")),
+            true => Err(format!("{port} is a privileged port").into()),
             false => Ok(()),
         }
     })
 }
 
-fn even(port: &u16) -> futures::future::BoxFuture<'_, Result<(), String>> {
-    Box::pin(async move {
-        match port % 2 {
-            0 => Ok(()),
-            _ => Err("odd".to_owned()),
-        }
-    })
+fn even(port: &u16, _: bool) -> Result<(), Violations> {
+    match port % 2 {
+        0 => Ok(()),
+        _ => Err("odd".into()),
+    }
 }
 
 #[tokio::test]
@@ -86,23 +84,28 @@ async fn the_validate_stage_checks_converted_values_and_keeps_every_message() {
     let port = plan.add::<u16>(&PORT, false);
     let name = plan.add::<String>(&NAME, false);
     let low = plan.add::<u16>(&LOW, false);
-    plan.check(port, below_1024);
-    plan.check(low, below_1024);
-    plan.check(low, |p: &u16| {
-        Box::pin(async move { Err(format!("{p} is taken")) })
+    plan.rule_async(port, "with_async below_1024", None, below_1024);
+    plan.rule_async(low, "with_async below_1024", None, below_1024);
+    plan.rule(low, "with taken", |p: &u16, _| {
+        Err(format!("{p} is taken").into())
     });
-    plan.check(port, even);
+    plan.rule(port, "with even", even);
     let mut out = plan.run().await;
     assert_eq!(out.take(port).unwrap(), 8080);
     assert_eq!(out.take(name).unwrap(), "web");
+    // One error per failed rule, in the order the rules were planned.
     let e = out.take(low).unwrap_err();
-    assert_eq!(e.kind(), crate::ErrorKind::Invalid);
-    let text = e.to_string();
+    let errors = e.errors();
+    assert_eq!(errors.len(), 2, "{e}");
+    assert!(errors.iter().all(|e| e.kind() == crate::ErrorKind::Invalid));
+    let text = errors[0].to_string();
     assert!(text.starts_with("C.low: echo key `80`"), "{text}");
     assert!(
-        text.contains("80 is a privileged port; 80 is taken"),
+        text.ends_with("(rule `with_async below_1024`): 80 is a privileged port"),
         "{text}"
     );
+    assert_eq!(errors[1].rule(), Some("with taken"));
+    assert_eq!(errors[1].detail(), Some("80 is taken"));
 }
 
 #[tokio::test]
@@ -245,8 +248,8 @@ mod regressions {
         }
     }
 
-    fn ok(_: &u16) -> futures::future::BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
+    fn ok(_: &u16, _: bool) -> Result<(), crate::Violations> {
+        Ok(())
     }
 
     static IA: FieldSpec = FieldSpec::new("Inner", "a", "u16", "nothing").key("a");
@@ -263,7 +266,7 @@ mod regressions {
         fn plan(plan: &mut Plan<'_>) {
             let a = plan.add::<u16>(&IA, false);
             let _ = plan.add::<u16>(&IB, false);
-            plan.check(a, ok);
+            plan.rule(a, "with ok", ok);
         }
         fn take(out: &mut Outcomes<'_>, available: bool) -> Option<Self> {
             let a = out.field::<u16>(available, None);
