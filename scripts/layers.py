@@ -63,8 +63,8 @@ def top(m):
 
 SUPPORT_FETCHERS={'fetchers::transport','fetchers::tls','fetchers::env','fetchers::secret_file'}
 def layer(m):
-    if m in ('error','placeholder','source','fetcher','secret','partial'): return 0
-    if m in ('task','metrics','convert','report','standalone') or m in SUPPORT_FETCHERS: return 1
+    if m in ('error','placeholder','source','fetcher','secret','partial','violations'): return 0
+    if m in ('task','metrics','convert','report','standalone','rules') or m in SUPPORT_FETCHERS: return 1
     if m.startswith('fetchers::') or m=='resilience' or m.startswith('resilience::') or m=='test_util' or m.startswith('test_util::'): return 2
     if m=='fetchers': return 3
     if m=='sources': return 4

@@ -555,6 +555,22 @@ impl ComponentError {
     /// The validation rule that refused the value of a field (`range 1..=65535`,
     /// `with_async check_unique`), for an error of kind [`ErrorKind::Invalid`] (or a rule
     /// that timed out).
+    ///
+    /// ```
+    /// use component_model_async::{ComponentError, ErrorKind};
+    ///
+    /// let err = ComponentError::field(ErrorKind::Invalid)
+    ///     .in_field("App", "port")
+    ///     .from_source("env", "variable", "APP_PORT")
+    ///     .rule("range 1..=65535")
+    ///     .detail("70000 is above the maximum of 65535, outside 1..=65535")
+    ///     .build();
+    /// assert_eq!(err.rule(), Some("range 1..=65535"));
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "App.port: env variable `APP_PORT`: rejected by validation (rule `range 1..=65535`): 70000 is above the maximum of 65535, outside 1..=65535"
+    /// );
+    /// ```
     pub fn rule(&self) -> Option<&str> {
         match self {
             ComponentError::Field(e) => e.rule.as_deref(),

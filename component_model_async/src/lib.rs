@@ -61,8 +61,8 @@
 //!
 //! | layer | modules | what they do |
 //! |---|---|---|
-//! | seam | `source` ([`Source`], [`FieldSpec`], [`FetchRequest`], [`RawValue`], [`Change`], [`FetchContext`]), `error`, `placeholder`, `fetcher` ([`ComponentFetcher`]), `secret`, `partial` | what a backend implements and speaks |
-//! | support | `convert` (raw value → type), `report` rows, `metrics`, `task`, `standalone` ([`SourceFetcher`]), `fetchers::{transport, tls, env, secret_file}` | what every backend may use |
+//! | seam | `source` ([`Source`], [`FieldSpec`], [`FetchRequest`], [`RawValue`], [`Change`], [`FetchContext`]), `error`, `placeholder`, `fetcher` ([`ComponentFetcher`]), `secret`, `partial`, `violations` ([`Violations`]) | what a backend implements and speaks |
+//! | support | `convert` (raw value → type), [`rules`] (the field rules of `validate(...)`), `report` rows, `metrics`, `task`, `standalone` ([`SourceFetcher`]), `fetchers::{transport, tls, env, secret_file}` | what every backend may use |
 //! | backends and layers | `fetchers::<backend>` (each declares its names, keys and rules, feature, and how the environment configures it), `fetchers::stream`, [`resilience`]`::<layer>` (timeout, retry, cache, breaker, limit), `test_util` | one store or one concern each |
 //! | catalog | [`fetchers`] | the table of built-in backends: the only place that lists them |
 //! | registry | `sources` ([`Sources`]) | named sources and their layers; knows no engine |
@@ -74,8 +74,9 @@
 //! asks every field's own source, then `fallback_to` for what failed in a way another
 //! source may mend; `fetch` sends each round's requests as one `fetch_many_in` per source
 //! and layer settings, through the layers; `convert` turns values into field types,
-//! `validate` runs checks (concurrently, awaiting as needed), and `assemble` builds the
-//! struct, keeping every error. The [`FetchContext`] of the fetch (report notes, a fresh
+//! `validate` runs the field rules (synchronous ones at once, async ones concurrently,
+//! bounded), and `assemble` builds the struct, keeping every error; the struct rules run
+//! on the assembled struct. The [`FetchContext`] of the fetch (report notes, a fresh
 //! read past caches, the deadline) travels with it through every stage and layer.
 
 #![forbid(unsafe_code)]

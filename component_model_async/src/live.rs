@@ -191,8 +191,10 @@ impl<T> fmt::Debug for LiveBuilder<'_, T> {
 }
 
 impl<'s, T: Nested + Send + Sync + 'static> LiveBuilder<'s, T> {
-    /// Validates every candidate, the first fetch included: an `Err` keeps the old value
-    /// (the first time, `start` fails) and is reported as [`ConfigUpdate::Rejected`].
+    /// Validates every candidate, the first fetch included, after the struct's own field
+    /// and struct rules: an `Err` keeps the old value (the first time, `start` fails) and
+    /// is reported as [`ConfigUpdate::Rejected`]. Every validator runs, concurrently, and
+    /// each refusal is one [`ComponentError::Invalid`] in its `errors`.
     #[must_use]
     pub fn validate<E: fmt::Display>(
         mut self,

@@ -8,6 +8,20 @@
 //! [`Textual`]), so `range` on a `String` is a compile error at the rule, with a message
 //! that says what `range` applies to. On an `Option<T>` every rule applies to `Some` only.
 //!
+//! The functions can be called directly too, e.g. in a `validate_with` function or a
+//! [`LiveBuilder::validate`](crate::LiveBuilder::validate) validator:
+//!
+//! ```
+//! use component_model_async::rules;
+//!
+//! assert!(rules::range(&8080u16, Some(1), Some(65535), false).is_ok());
+//! let e = rules::len("ab", Some(3), None, false).unwrap_err();
+//! assert_eq!(e.to_string(), "`ab` (2 characters) is shorter than 3");
+//! let secret = component_model_async::SecretString::from("hunter2");
+//! let e = rules::len(&secret, Some(12), None, false).unwrap_err();
+//! assert_eq!(e.to_string(), "a secret value of 7 bytes (not shown) is shorter than 12");
+//! ```
+//!
 //! Patterns are compiled by the `regex` crate (checked at compile time by the derive with
 //! `regex-syntax`, the same parser), once per process; URLs are parsed by the `url` crate
 //! (WHATWG URL parsing, as browsers and `reqwest` do). Both are well-kept crates: a rule

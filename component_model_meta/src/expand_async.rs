@@ -581,8 +581,8 @@ fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> To
     }
     let mut add = plan_add(cm, f, i, params);
     if crate::expand_rules::has_field_rules(f) {
-        let rules = crate::expand_rules::field_fn(i);
-        add = quote! { { let __cm_h = #add; Self::#rules(__cm_plan, __cm_h) } };
+        let rules = crate::expand_rules::field_calls(cm, f);
+        add = quote! { { let __cm_h = #add; #rules } };
     }
     if f.attrs.fetcher.is_some() {
         let spec = spec_ident(i);

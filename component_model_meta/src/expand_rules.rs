@@ -58,7 +58,7 @@ fn some_or_none<T: quote::ToTokens>(v: Option<T>) -> TokenStream {
 }
 
 /// One rule's registration.
-fn register(cm: &TokenStream, f: &Field<'_>, k: usize, rule: &Rule) -> TokenStream {
+fn register(cm: &TokenStream, f: &Field<'_>, rule: &Rule) -> TokenStream {
     let span = rule.span;
     let name = &rule.name;
     let optional = option_inner(f.ty).is_some();
@@ -66,10 +66,16 @@ fn register(cm: &TokenStream, f: &Field<'_>, k: usize, rule: &Rule) -> TokenStre
     // the rule, where the value is handed to it.
     let v = quote_spanned!(span=> __cm_v);
     let h = quote_spanned!(span=> __cm_hidden);
+    // The built-in rules are one generic method call each (no closure per field to
+    // type-check); the method's bound says which types the rule applies to.
+    let call = |method: &str, args: TokenStream| {
+        let m = format_ident!("{}", method, span = span);
+        quote_spanned!(span=> __cm_plan.#m(__cm_h, #name #args);)
+    };
     let check = match &rule.kind {
         RuleKind::Range { min, max } => {
             let (min, max) = (some_or_none(min.as_ref()), some_or_none(max.as_ref()));
-            quote_spanned!(span=> #cm::rules::range(#v, #min, #max, #h))
+            return call("rule_range", quote!(, #min, #max));
         }
         RuleKind::Len { min, max } => {
             let lit = |n: &usize| Literal::usize_unsuffixed(*n);
@@ -77,23 +83,15 @@ fn register(cm: &TokenStream, f: &Field<'_>, k: usize, rule: &Rule) -> TokenStre
                 some_or_none(min.as_ref().map(lit)),
                 some_or_none(max.as_ref().map(lit)),
             );
-            quote_spanned!(span=> #cm::rules::len(#v, #min, #max, #h))
+            return call("rule_len", quote!(, #min, #max));
         }
-        RuleKind::Pattern(lit) => {
-            let stat = format_ident!("__CM_PATTERN_{}", k);
-            quote_spanned! {span=> {
-                static #stat: #cm::rules::Pattern = #cm::rules::Pattern::new(#lit);
-                #cm::rules::pattern(#v, &#stat, #h)
-            }}
-        }
+        RuleKind::Pattern(lit) => return call("rule_pattern", quote!(, #lit)),
         RuleKind::OneOfText(items) => {
-            quote_spanned!(span=> #cm::rules::one_of_text(#v, &[ #( #items ),* ], #h))
+            return call("rule_one_of_text", quote!(, &[ #( #items ),* ]));
         }
-        RuleKind::OneOf(items) => {
-            quote_spanned!(span=> #cm::rules::one_of(#v, &[ #( #items ),* ], #h))
-        }
-        RuleKind::NonEmpty => quote_spanned!(span=> #cm::rules::non_empty(#v, #h)),
-        RuleKind::Url => quote_spanned!(span=> #cm::rules::url(#v, #h)),
+        RuleKind::OneOf(items) => return call("rule_one_of", quote!(, &[ #( #items ),* ])),
+        RuleKind::NonEmpty => return call("rule_non_empty", TokenStream::new()),
+        RuleKind::Url => return call("rule_url", TokenStream::new()),
         RuleKind::Garde => quote_spanned!(span=> #cm::rules::garde(#v)),
         RuleKind::With(path) if optional => quote_spanned! {span=>
             match #v {
@@ -124,23 +122,26 @@ fn register(cm: &TokenStream, f: &Field<'_>, k: usize, rule: &Rule) -> TokenStre
     }
 }
 
-/// `fn __cm_rules_<i>` for each field with rules, and `fn __cm_struct_rules` when the
+/// The registration of field `f`'s rules, as statements of `Nested::plan` with the
+/// field's handle in `__cm_h`.
+pub fn field_calls(cm: &TokenStream, f: &Field<'_>) -> TokenStream {
+    f.attrs.rules.iter().map(|r| register(cm, f, r)).collect()
+}
+
+/// `fn __cm_rules_<i>` for each field with rules (only when other attributes are invalid), and `fn __cm_struct_rules` when the
 /// struct walks (see [`walks`]); `full`: with the walk into `nested` fields (not when
 /// other attributes are invalid: their errors would repeat).
 pub fn functions(input: &Input<'_>, cm: &TokenStream, full: bool) -> TokenStream {
     let mut fns = TokenStream::new();
-    for (i, f) in input.fields.iter().enumerate() {
+    // With valid attributes the field rules are registered inline in `Nested::plan`
+    // ([`field_calls`]); only the type check is emitted here when others are invalid.
+    for (i, f) in input.fields.iter().enumerate().filter(|_| !full) {
         if !has_field_rules(f) {
             continue;
         }
         let ident = field_fn(i);
         let ty = f.ty;
-        let rules = f
-            .attrs
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(k, r)| register(cm, f, k, r));
+        let rules = f.attrs.rules.iter().map(|r| register(cm, f, r));
         fns.extend(quote! {
             #[doc(hidden)]
             #[inline]

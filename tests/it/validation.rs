@@ -471,3 +471,81 @@ async fn garde_validates_a_field_and_the_struct_with_paths() {
         (2, "abc", "xy")
     );
 }
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(overrides = ["args"], defaults = ["file@defaults.toml"])]
+struct Layered {
+    #[component(validate(range(min = 1024)))]
+    port: u16,
+}
+
+#[tokio::test]
+async fn a_precedence_field_names_the_source_that_won() {
+    let d = std::env::temp_dir().join(component_model_tests::unique("cm-validate-prec"));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("defaults.toml"), "port = 80\n").unwrap();
+    let files = component_model::FileSource::new().with_base_dir(&d);
+    // Only the defaults file has it: its 80 is refused, naming the file and the member.
+    let sources = Sources::new()
+        .register("file", files.clone())
+        .with_args(["app"]);
+    let errors = Layered::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        errors[0].source_name(),
+        Some("file@defaults.toml"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("80 is below the minimum of 1024"),
+        "{}",
+        errors[0]
+    );
+    // The command line wins with a valid value.
+    let sources = Sources::new()
+        .register("file", files)
+        .with_args(["app", "--port", "8443"]);
+    let ok = Layered::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(ok.port, 8443);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Db {
+    #[component(
+        fetch_from = "env",
+        key = "NDB_POOL",
+        validate(range(min = 1, max = 100))
+    )]
+    pool: u32,
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Tree {
+    #[component(nested)]
+    db: Db,
+    #[component(nested)]
+    replica: Option<Db>,
+}
+
+#[tokio::test]
+async fn rules_of_nested_fields_name_their_path() {
+    let errors = Tree::fetch_all_components_with(&env(&[("NDB_POOL", "0")]))
+        .await
+        .unwrap_err();
+    let paths: Vec<&str> = errors.iter().filter_map(|e| e.field_name()).collect();
+    assert_eq!(paths, ["db.pool", "replica.pool"], "{errors:#?}");
+    let e = Tree::fetch_db_with(&env(&[("NDB_POOL", "0")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+    let ok = Tree::fetch_all_components_with(&env(&[("NDB_POOL", "5")]))
+        .await
+        .unwrap();
+    assert_eq!((ok.db.pool, ok.replica.map(|r| r.pool)), (5, Some(5)));
+}

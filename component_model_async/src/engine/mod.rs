@@ -7,7 +7,7 @@
 //! | choose | `choose` | per round, which source each field asks, and how answers settle: its own source, then `fallback_to` for what failed |
 //! | fetch | `fetch` | the round's questions, concurrently: one `fetch_many_in` per source and layer settings, each typed fetcher on its own |
 //! | convert | `convert` | a result becomes the field's type (`max_size`, `Option` for absent, the `fallback` literal) |
-//! | validate | `validate` | checks of converted values, concurrently, may `await`; every message of a field in its error |
+//! | validate | `validate` | the field rules of converted values (async ones concurrently, bounded in number and time), one error per failed rule; the struct rules after assembly |
 //! | assemble | `assemble` | the generated code takes each value in planning order; every error is kept |
 //!
 //! A run's state is one vector of per-field states (`state`); the stages hand it on. The

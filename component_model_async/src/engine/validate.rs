@@ -27,10 +27,12 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use super::contract::Nested;
+use super::plan::{Handle, Plan};
 use super::slot::Got;
 use super::state::Outcomes;
 use crate::error::{ComponentError, ErrorKind, Provenance};
 use crate::report::Outcome;
+use crate::rules;
 use crate::sources::Sources;
 use crate::violations::Violations;
 
@@ -90,6 +92,14 @@ impl Check {
     }
 
     pub(super) fn sync<T: Send + Sync + 'static>(rule: &'static str, check: SyncRule<T>) -> Self {
+        Self::sync_with::<T>(rule, check)
+    }
+
+    /// A synchronous rule holding its arguments (a `range`'s bounds).
+    fn sync_with<T: Send + Sync + 'static>(
+        rule: &'static str,
+        check: impl Fn(&T, bool) -> Result<(), Violations> + Send + Sync + 'static,
+    ) -> Self {
         let run: Arc<Erased> = Arc::new(move |any: &Checked, hidden| {
             Verdict::Now(match any.downcast_ref::<Option<T>>() {
                 Some(Some(v)) => check(v, hidden),
@@ -515,5 +525,104 @@ impl Outcomes<'_> {
                 self.errors.push(e);
             }
         }
+    }
+}
+
+/// The built-in rules, as `#[component(validate(...))]` registers them: one generic call
+/// each, no closure per field (each would be type-checked in the user's crate).
+impl Plan<'_> {
+    fn push_check(&mut self, index: usize, check: Check) {
+        if index < self.slots.len() {
+            Arc::make_mut(&mut self.checks).push((index, check));
+        }
+    }
+
+    /// `validate(range(min = .., max = ..))`.
+    pub fn rule_range<T>(
+        &mut self,
+        handle: Handle<T>,
+        rule: &'static str,
+        min: Option<T::Bound>,
+        max: Option<T::Bound>,
+    ) where
+        T: rules::Ranged + Send + Sync + 'static,
+        T::Bound: Clone + Send + Sync + 'static,
+    {
+        let check = Check::sync_with::<T>(rule, move |v, hidden| {
+            rules::range(v, min.clone(), max.clone(), hidden)
+        });
+        self.push_check(handle.index, check);
+    }
+
+    /// `validate(len(min = .., max = ..))`.
+    pub fn rule_len<T>(
+        &mut self,
+        handle: Handle<T>,
+        rule: &'static str,
+        min: Option<usize>,
+        max: Option<usize>,
+    ) where
+        T: rules::Measured + Send + Sync + 'static,
+    {
+        let check = Check::sync_with::<T>(rule, move |v, hidden| rules::len(v, min, max, hidden));
+        self.push_check(handle.index, check);
+    }
+
+    /// `validate(non_empty)`.
+    pub fn rule_non_empty<T>(&mut self, handle: Handle<T>, rule: &'static str)
+    where
+        T: rules::Measured + Send + Sync + 'static,
+    {
+        let check = Check::sync_with::<T>(rule, rules::non_empty::<T>);
+        self.push_check(handle.index, check);
+    }
+
+    /// `validate(pattern = "..")`: compiled once per plan, the first time it checks a value.
+    pub fn rule_pattern<T>(&mut self, handle: Handle<T>, rule: &'static str, pattern: &'static str)
+    where
+        T: rules::Textual + Send + Sync + 'static,
+    {
+        let pattern = rules::Pattern::new(pattern);
+        let check =
+            Check::sync_with::<T>(rule, move |v, hidden| rules::pattern(v, &pattern, hidden));
+        self.push_check(handle.index, check);
+    }
+
+    /// `validate(url)`.
+    pub fn rule_url<T>(&mut self, handle: Handle<T>, rule: &'static str)
+    where
+        T: rules::Textual + Send + Sync + 'static,
+    {
+        let check = Check::sync_with::<T>(rule, rules::url::<T>);
+        self.push_check(handle.index, check);
+    }
+
+    /// `validate(one_of = ["..", ".."])`.
+    pub fn rule_one_of_text<T>(
+        &mut self,
+        handle: Handle<T>,
+        rule: &'static str,
+        allowed: &'static [&'static str],
+    ) where
+        T: rules::Textual + Send + Sync + 'static,
+    {
+        let check = Check::sync_with::<T>(rule, move |v, hidden| {
+            rules::one_of_text(v, allowed, hidden)
+        });
+        self.push_check(handle.index, check);
+    }
+
+    /// `validate(one_of = [80, 443])`.
+    pub fn rule_one_of<T>(
+        &mut self,
+        handle: Handle<T>,
+        rule: &'static str,
+        allowed: &'static [T::Bound],
+    ) where
+        T: rules::Ranged + Send + Sync + 'static,
+        T::Bound: Sync,
+    {
+        let check = Check::sync_with::<T>(rule, move |v, hidden| rules::one_of(v, allowed, hidden));
+        self.push_check(handle.index, check);
     }
 }
