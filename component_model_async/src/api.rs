@@ -73,7 +73,7 @@ pub fn fetch_all<T: Nested + Send>(
         let plan = Plan::of::<T>(sources);
         let mut out = plan.run().await;
         let value = T::take(&mut out, false);
-        let value = out.validated(value, sources, false).await;
+        let value = out.validated(value, sources).await;
         out.into_result(value)
     })
 }
@@ -90,7 +90,7 @@ pub fn fetch_report<'a, T: Nested + Send>(
         let notes = std::sync::Arc::new(crate::source::Notes::default());
         let mut out = plan.run_in(FetchContext::new().collecting(notes)).await;
         let value = T::take(&mut out, false);
-        let value = out.validated(value, sources, false).await;
+        let value = out.validated(value, sources).await;
         let fields = out.report();
         crate::report::FetchReport {
             result: out.into_result(value),
@@ -110,7 +110,7 @@ pub fn fetch_available<T: Nested + Send>(
         let plan = Plan::of::<T>(sources);
         let mut out = plan.run().await;
         let value = T::take(&mut out, true);
-        let value = out.validated(value, sources, true).await;
+        let value = out.validated(value, sources).await;
         out.into_partial(value)
     })
 }
@@ -130,7 +130,7 @@ pub fn fetch_bounded<'a, T: Nested + Send>(
             let plan = Plan::of::<T>(sources);
             let mut out = plan.run_in(cx).await;
             let value = T::take(&mut out, false);
-            let value = out.validated(value, sources, false).await;
+            let value = out.validated(value, sources).await;
             out.into_result(value)
         };
         match tokio::time::timeout(limit, fetch).await {
@@ -158,7 +158,7 @@ pub fn fetch_nested<'a, T: Send + 'a>(
         let mut out = plan.run().await;
         let value = (ops.take)(&mut out, false);
         let value = out
-            .validated_by(value, ops.rules, sources, false, nest.field)
+            .validated_by(value, ops.rules, sources, nest.field)
             .await;
         out.into_result(value).map_err(ComponentError::from)
     })

@@ -394,7 +394,7 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
     let read = out.given();
     let slots = out.watch_slots();
     let value = T::take(&mut out, false);
-    let value = out.validated(value, plan.sources(), false).await;
+    let value = out.validated(value, plan.sources()).await;
     let degraded = out.degraded();
     let value = match out.into_result(value) {
         Ok(v) => v,
@@ -429,14 +429,37 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
         );
     }
     let value = Arc::new(value);
-    // Every validator runs, concurrently; every refusal is kept.
-    let verdicts = futures::future::join_all(checks.iter().map(|check| check(value.clone()))).await;
+    // Every validator runs, concurrently (at most the struct's `validate_concurrency` at
+    // a time, each within the async rules' default timeout: a validator that hangs must
+    // not hold every later refresh); every refusal is kept.
+    let limit = crate::engine::DEFAULT_RULE_TIMEOUT;
+    // Boxed and collected first: a lazy `map` over borrowed validators makes the spawned
+    // watcher's future not general enough over lifetimes.
+    let runs: Vec<BoxFuture<'static, _>> = checks
+        .iter()
+        .enumerate()
+        .map(|(k, check)| {
+            let fut = check(value.clone());
+            async move { (k, tokio::time::timeout(limit, fut).await) }.boxed()
+        })
+        .collect();
+    let mut verdicts: Vec<_> = futures::stream::iter(runs)
+        .buffer_unordered(T::VALIDATE_CONCURRENCY.max(1))
+        .collect()
+        .await;
+    verdicts.sort_by_key(|(k, _)| *k);
     let errors: Vec<ComponentError> = verdicts
         .into_iter()
-        .filter_map(Result::err)
-        .map(|reason| ComponentError::Invalid {
-            target: type_name::<T>().into(),
-            reason,
+        .filter_map(|(_, verdict)| match verdict {
+            Ok(Ok(())) => None,
+            Ok(Err(reason)) => Some(ComponentError::Invalid {
+                target: type_name::<T>().into(),
+                reason,
+            }),
+            Err(_) => Some(ComponentError::Timeout {
+                target: format!("a validator of {}", type_name::<T>()).into(),
+                after: limit,
+            }),
         })
         .collect();
     if !errors.is_empty() {

@@ -331,7 +331,23 @@ fn named<T: Textual + ?Sized>(v: &T, text: &str, hidden: bool) -> String {
     }
 }
 
-/// A `pattern = ".."`, compiled once, the first time a value is checked.
+/// `source` compiled, once per process: a plan that is not kept (`fetch_<field>`) does not
+/// compile it again. (A `Regex` clone shares the compiled program.)
+fn compiled(source: &'static str) -> Result<regex::Regex, String> {
+    static COMPILED: OnceLock<std::sync::Mutex<HashMap<&'static str, regex::Regex>>> =
+        OnceLock::new();
+    let map = COMPILED.get_or_init(Default::default);
+    if let Some(re) = map.lock().unwrap_or_else(|e| e.into_inner()).get(source) {
+        return Ok(re.clone());
+    }
+    let re = regex::Regex::new(source).map_err(|e| e.to_string())?;
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(source, re.clone());
+    Ok(re)
+}
+
+/// A `pattern = ".."`, compiled the first time a value is checked (once per process).
 pub struct Pattern {
     source: &'static str,
     compiled: OnceLock<Result<regex::Regex, String>>,
@@ -348,7 +364,7 @@ impl Pattern {
 
     fn regex(&self) -> Result<&regex::Regex, Violations> {
         self.compiled
-            .get_or_init(|| regex::Regex::new(self.source).map_err(|e| e.to_string()))
+            .get_or_init(|| compiled(self.source))
             .as_ref()
             .map_err(|e| format!("the pattern `{}` does not compile: {e}", self.source).into())
     }
@@ -411,28 +427,28 @@ pub fn one_of_text<T: Textual + ?Sized>(
     Err(message.into())
 }
 
-/// `validate(one_of = [80, 443])` on a number: one of the values.
-pub fn one_of<T: Ranged + ?Sized>(
+/// `validate(one_of = [80, 443])` on any other type than text (a number, a `char`, an
+/// enum): one of the values, compared with `==` (and printed with `Debug`).
+pub fn one_of<T: PartialEq + fmt::Debug>(
     v: &T,
-    allowed: &[T::Bound],
+    allowed: &[T],
     hidden: bool,
 ) -> Result<(), Violations> {
-    let Some(n) = v.number() else { return Ok(()) };
-    if allowed.iter().any(|a| a == n) {
+    if allowed.contains(v) {
         return Ok(());
     }
     let value = if hidden {
         "the value (not shown)".to_owned()
     } else {
-        n.to_string()
+        format!("{v:?}")
     };
     Err(format!("{value} is not one of {}", list(allowed)).into())
 }
 
-fn list<B: Display>(items: &[B]) -> String {
+fn list<B: fmt::Debug>(items: &[B]) -> String {
     items
         .iter()
-        .map(|i| format!("`{i}`"))
+        .map(|i| format!("`{}`", format!("{i:?}").trim_matches('"')))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -89,6 +89,10 @@ fn register(cm: &TokenStream, f: &Field<'_>, rule: &Rule) -> TokenStream {
         RuleKind::OneOfText(items) => {
             return call("rule_one_of_text", quote!(, &[ #( #items ),* ]));
         }
+        // On an `Option<T>` the values are `T`s.
+        RuleKind::OneOf(items) if optional => {
+            return call("rule_one_of_some", quote!(, &[ #( #items ),* ]));
+        }
         RuleKind::OneOf(items) => return call("rule_one_of", quote!(, &[ #( #items ),* ])),
         RuleKind::NonEmpty => return call("rule_non_empty", TokenStream::new()),
         RuleKind::Url => return call("rule_url", TokenStream::new()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
-use syn::{Expr, Lit, LitInt, LitStr};
+use syn::{Expr, Lit, LitStr};
 
 use crate::ctxt::Ctxt;
 
@@ -112,27 +112,132 @@ fn has_arguments(meta: &ParseNestedMeta<'_>) -> bool {
     inside.unwrap_or(false)
 }
 
+/// A number literal's value (`-5`, `1_000`, `0.5`), when the bound is one: for checking
+/// `min <= max` at compile time.
+fn number(e: &Expr) -> Option<f64> {
+    match e {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse().ok(),
+        Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            expr,
+            ..
+        }) => number(expr).map(|v| -v),
+        Expr::Group(g) => number(&g.expr),
+        other => int_value(other).map(|v| v as f64),
+    }
+}
+
+/// `min = .., max = ..` inside `range(...)` or `len(...)`; `None` (reported) when they
+/// are wrong. Every argument's value is consumed, so the next rule is read.
+fn bounds_of(
+    cx: &Ctxt,
+    m: &ParseNestedMeta<'_>,
+    rule: &str,
+    example: &str,
+) -> syn::Result<Option<(Option<Expr>, Option<Expr>)>> {
+    if !has_arguments(m) {
+        crate::attr::skip_value(m)?;
+        cx.syn_error(m.error(format!("`{rule}` takes bounds: `{example}`")));
+        return Ok(None);
+    }
+    let (mut min, mut max) = (None, None);
+    let mut ok = true;
+    m.parse_nested_meta(|b| {
+        let which = crate::attr::meta_name(&b);
+        let slot = match which.as_str() {
+            "min" => &mut min,
+            "max" => &mut max,
+            other => {
+                crate::attr::skip_value(&b)?;
+                cx.syn_error(b.error(format!(
+                    "`{rule}` takes `min` and `max`, not `{other}`: `{example}`"
+                )));
+                ok = false;
+                return Ok(());
+            }
+        };
+        let e: Expr = b.value()?.parse()?;
+        if slot.replace(e).is_some() {
+            cx.syn_error(b.error(format!("duplicate `{which}`")));
+            ok = false;
+        }
+        Ok(())
+    })?;
+    if !ok {
+        return Ok(None);
+    }
+    if min.is_none() && max.is_none() {
+        cx.syn_error(m.error(format!("`{rule}` needs `min`, `max` or both: `{example}`")));
+        return Ok(None);
+    }
+    if let (Some(a), Some(b)) = (min.as_ref().and_then(number), max.as_ref().and_then(number))
+        && a > b
+    {
+        cx.syn_error(m.error(format!(
+            "`{rule}` is empty: `min` ({}) is above `max` ({})",
+            text(min.as_ref().unwrap_or_else(|| unreachable!())),
+            text(max.as_ref().unwrap_or_else(|| unreachable!()))
+        )));
+        return Ok(None);
+    }
+    Ok(Some((min, max)))
+}
+
+/// A bound of `len`: a whole number.
+fn count(cx: &Ctxt, e: Option<Expr>) -> Result<Option<usize>, ()> {
+    let Some(e) = e else { return Ok(None) };
+    match &e {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse().map(Some).map_err(|err| cx.syn_error(err)),
+        _ => {
+            cx.error_spanned_by(
+                &e,
+                "a bound of `len` is a whole number of characters, items or bytes",
+            );
+            Err(())
+        }
+    }
+}
+
 /// `validate(...)` on a field (`on_struct`: on the struct), appended to `rules`; its
 /// `timeout`, if it has one (on a field also set on its async rules). A rule whose own
-/// arguments are wrong is reported and left out; the others are kept.
+/// arguments are wrong is reported and left out; the others are still read and kept, so
+/// every error of the attribute is reported in one compile.
 pub fn parse(
     cx: &Ctxt,
     meta: &ParseNestedMeta<'_>,
     on_struct: bool,
     rules: &mut Vec<Rule>,
 ) -> syn::Result<Option<(Duration, TokenStream)>> {
-    if !meta.input.peek(syn::token::Paren) {
-        return Err(meta.error(if on_struct {
+    if !has_arguments(meta) {
+        crate::attr::skip_value(meta)?;
+        cx.syn_error(meta.error(if on_struct {
             "`validate` lists rules: `#[component(validate(garde))]`, or name a function with `validate_with = path`"
         } else {
             "`validate` lists rules: `#[component(validate(range(min = 1, max = 65535)))]`"
         }));
+        return Ok(None);
     }
     let first = rules.len();
     let mut timeout: Option<(Duration, TokenStream)> = None;
     meta.parse_nested_meta(|m| {
+        // A problem of this rule alone: reported, the rule left out, the next one read.
+        macro_rules! refuse {
+            ($err:expr) => {{
+                cx.syn_error($err);
+                return Ok(());
+            }};
+        }
         let name = crate::attr::meta_name(&m);
-        let span = m.path.to_token_stream().into_iter().next().map_or_else(Span::call_site, |t| t.span());
+        let span = m
+            .path
+            .to_token_stream()
+            .into_iter()
+            .next()
+            .map_or_else(Span::call_site, |t| t.span());
         let known = if on_struct { STRUCT_RULES } else { FIELD_RULES };
         if !known.contains(&name.as_str()) {
             crate::attr::skip_value(&m)?;
@@ -146,7 +251,7 @@ pub fn parse(
             } else {
                 msg.push_str(&format!("; expected one of: {}", known.join(", ")));
             }
-            return Err(m.error(msg));
+            refuse!(m.error(msg));
         }
         let rule = |kind, name: String| Rule {
             kind,
@@ -154,169 +259,136 @@ pub fn parse(
             name,
             timeout: None,
         };
-        match name.as_str() {
+        let made = match name.as_str() {
             "range" => {
-                let (mut min, mut max) = (None, None);
-                if !has_arguments(&m) {
-                    crate::attr::skip_value(&m)?;
-                    return Err(m.error("`range` takes bounds: `range(min = 1, max = 65535)`"));
-                }
-                m.parse_nested_meta(|b| {
-                    let which = crate::attr::meta_name(&b);
-                    let slot = match which.as_str() {
-                        "min" => &mut min,
-                        "max" => &mut max,
-                        other => {
-                            crate::attr::skip_value(&b)?;
-                            return Err(b.error(format!(
-                                "`range` takes `min` and `max`, not `{other}`: `range(min = 1, max = 65535)`"
-                            )));
-                        }
-                    };
-                    let e: Expr = b.value()?.parse()?;
-                    if slot.replace(e).is_some() {
-                        return Err(b.error(format!("duplicate `{which}`")));
-                    }
-                    Ok(())
-                })?;
-                if min.is_none() && max.is_none() {
-                    return Err(m.error("`range` needs `min`, `max` or both: `range(min = 1, max = 65535)`"));
-                }
-                if let (Some(a), Some(b)) = (min.as_ref().and_then(int_value), max.as_ref().and_then(int_value))
-                    && a > b
-                {
-                    return Err(m.error(format!("`range` is empty: `min` ({a}) is above `max` ({b})")));
-                }
+                let Some((min, max)) =
+                    bounds_of(cx, &m, "range", "range(min = 1, max = 65535)")?
+                else {
+                    return Ok(());
+                };
                 let name = format!(
                     "range {}",
                     bounds(min.as_ref().map(|e| text(e)), max.as_ref().map(|e| text(e)))
                 );
-                rules.push(rule(
+                rule(
                     RuleKind::Range {
                         min: min.map(Box::new),
                         max: max.map(Box::new),
                     },
                     name,
-                ));
+                )
             }
             "len" => {
-                let (mut min, mut max) = (None, None);
-                if !has_arguments(&m) {
-                    crate::attr::skip_value(&m)?;
-                    return Err(m.error("`len` takes bounds: `len(min = 1, max = 64)`"));
-                }
-                m.parse_nested_meta(|b| {
-                    let which = crate::attr::meta_name(&b);
-                    let slot = match which.as_str() {
-                        "min" => &mut min,
-                        "max" => &mut max,
-                        other => {
-                            crate::attr::skip_value(&b)?;
-                            return Err(b.error(format!(
-                                "`len` takes `min` and `max`, not `{other}`: `len(min = 1, max = 64)`"
-                            )));
-                        }
-                    };
-                    let lit: LitInt = b.value()?.parse().map_err(|e| {
-                        syn::Error::new(e.span(), format!("`{which}` of `len` is a whole number of characters, items or bytes"))
-                    })?;
-                    let n: usize = lit.base10_parse()?;
-                    if slot.replace(n).is_some() {
-                        return Err(b.error(format!("duplicate `{which}`")));
-                    }
-                    Ok(())
-                })?;
-                if min.is_none() && max.is_none() {
-                    return Err(m.error("`len` needs `min`, `max` or both: `len(min = 1, max = 64)`"));
-                }
-                if let (Some(a), Some(b)) = (min, max)
-                    && a > b
-                {
-                    return Err(m.error(format!("`len` is empty: `min` ({a}) is above `max` ({b})")));
-                }
-                let name = format!("len {}", bounds(min.map(|n| n.to_string()), max.map(|n| n.to_string())));
-                rules.push(rule(RuleKind::Len { min, max }, name));
+                let Some((min, max)) = bounds_of(cx, &m, "len", "len(min = 1, max = 64)")?
+                else {
+                    return Ok(());
+                };
+                let (Ok(min), Ok(max)) = (count(cx, min), count(cx, max)) else {
+                    return Ok(());
+                };
+                let name = format!(
+                    "len {}",
+                    bounds(min.map(|n| n.to_string()), max.map(|n| n.to_string()))
+                );
+                rule(RuleKind::Len { min, max }, name)
             }
             "pattern" => {
                 let lit = crate::attr::string(&m)?;
-                match regex_syntax::Parser::new().parse(&lit.value()) {
-                    Ok(_) => {
-                        let name = format!("pattern {}", lit.value());
-                        rules.push(rule(RuleKind::Pattern(lit), name));
-                    }
-                    Err(e) => cx.error_spanned_by(
+                // Compiled as the runtime compiles it (syntax and size limits alike).
+                if let Err(e) = regex::Regex::new(&lit.value()) {
+                    refuse!(syn::Error::new_spanned(
                         &lit,
                         format!("`pattern` is not a valid regular expression (`regex` syntax):\n{e}"),
-                    ),
+                    ));
                 }
+                let name = format!("pattern {}", lit.value());
+                rule(RuleKind::Pattern(lit), name)
             }
             "one_of" => {
-                let value = m.value().map_err(|_| {
-                    m.error("`one_of` expects a list: `one_of = [\"eu-1\", \"us-1\"]`")
-                })?;
+                let Ok(value) = m.value() else {
+                    refuse!(m.error("`one_of` expects a list: `one_of = [\"eu-1\", \"us-1\"]`"));
+                };
                 let expr: Expr = value.parse()?;
                 let Expr::Array(array) = expr else {
-                    return Err(syn::Error::new_spanned(expr, "`one_of` expects a list in brackets: `one_of = [\"eu-1\", \"us-1\"]`"));
+                    refuse!(syn::Error::new_spanned(
+                        expr,
+                        "`one_of` expects a list in brackets: `one_of = [\"eu-1\", \"us-1\"]`"
+                    ));
                 };
                 if array.elems.is_empty() {
-                    return Err(syn::Error::new_spanned(array, "`one_of` needs at least one value"));
+                    refuse!(syn::Error::new_spanned(array, "`one_of` needs at least one value"));
                 }
                 let strings: Vec<LitStr> = array
                     .elems
                     .iter()
                     .filter_map(|e| match e {
-                        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Some(s.clone()),
+                        Expr::Lit(syn::ExprLit {
+                            lit: Lit::Str(s), ..
+                        }) => Some(s.clone()),
                         _ => None,
                     })
                     .collect();
                 if strings.len() == array.elems.len() {
                     let name = format!(
                         "one_of [{}]",
-                        strings.iter().map(|s| format!("{:?}", s.value())).collect::<Vec<_>>().join(", ")
+                        strings
+                            .iter()
+                            .map(|s| format!("{:?}", s.value()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
-                    rules.push(rule(RuleKind::OneOfText(strings), name));
+                    rule(RuleKind::OneOfText(strings), name)
                 } else if !strings.is_empty() {
-                    return Err(syn::Error::new_spanned(array, "`one_of` lists strings or values of the field's type, not both"));
+                    refuse!(syn::Error::new_spanned(
+                        array,
+                        "`one_of` lists strings or values of the field's type, not both"
+                    ));
                 } else {
                     let items: Vec<Expr> = array.elems.iter().cloned().collect();
                     let name = format!(
                         "one_of [{}]",
                         items.iter().map(|e| text(e)).collect::<Vec<_>>().join(", ")
                     );
-                    rules.push(rule(RuleKind::OneOf(items), name));
+                    rule(RuleKind::OneOf(items), name)
                 }
             }
             "non_empty" | "url" | "garde" => {
-                crate::attr::flag(&m)?;
+                if let Err(e) = crate::attr::flag(&m) {
+                    refuse!(e);
+                }
                 let kind = match name.as_str() {
                     "non_empty" => RuleKind::NonEmpty,
                     "url" => RuleKind::Url,
                     _ => RuleKind::Garde,
                 };
-                rules.push(rule(kind, name.clone()));
+                rule(kind, name.clone())
             }
-            "with" => {
+            "with" | "with_async" => {
                 let p = crate::attr::function(&m)?;
-                let name = format!("with {}", text(&p));
-                rules.push(rule(RuleKind::With(p), name));
-            }
-            "with_async" => {
-                let p = crate::attr::function(&m)?;
-                let name = format!("with_async {}", text(&p));
-                rules.push(rule(RuleKind::WithAsync(p), name));
+                let name = format!("{name} {}", text(&p));
+                match name.starts_with("with_async") {
+                    true => rule(RuleKind::WithAsync(p), name),
+                    false => rule(RuleKind::With(p), name),
+                }
             }
             "timeout" => {
                 let tokens = m.path.to_token_stream();
                 let d = crate::attr::duration(&m)?;
                 if d.is_zero() {
-                    return Err(m.error("`timeout` must be greater than zero"));
+                    refuse!(m.error("`timeout` must be greater than zero"));
                 }
                 if timeout.replace((d, tokens)).is_some() {
-                    return Err(m.error("duplicate `timeout`"));
+                    refuse!(m.error("duplicate `timeout`"));
                 }
+                return Ok(());
             }
             _ => unreachable!("every known rule is handled"),
+        };
+        // The same rule twice would only say the same thing twice.
+        if rules.iter().any(|r| r.name == made.name) {
+            refuse!(m.error(format!("duplicate rule `{}`", made.name)));
         }
+        rules.push(made);
         Ok(())
     })?;
     if let Some((d, tokens)) = &timeout {

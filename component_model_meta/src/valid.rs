@@ -69,7 +69,7 @@ fn check_rules_placement(cx: &Ctxt, field: &Field<'_>) {
     } else if field.attrs.is_nested() {
         cx.error_spanned_by(
             tokens,
-            "`validate` on a `nested` field: put the rules on the fields of the nested struct, or `#[component(validate_with = path)]` on it (or on this struct, naming `\"<field>.<sub-field>\"` in `Violations::at`)",
+            "`validate` on a `nested` field: put the rules on the fields of the nested struct, or struct rules on it (`#[component(validate_with = path)]`, `#[component(validate(garde))]`), or on this struct (naming `\"<field>.<sub-field>\"` in `Violations::at`)",
         );
     } else if !field.attrs.is_fetched() && !field.attrs.stream_from.is_some() {
         cx.error_spanned_by(
@@ -126,6 +126,14 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
         check_env_prefix(cx, p);
     }
     check_precedence_container(cx, input);
+    if let Some(t) = input.attrs.validate_timeout.get()
+        && !input.attrs.validate_with_async.is_some()
+    {
+        cx.error_spanned_by(
+            t,
+            "`timeout` in the struct's `validate(...)` bounds its `validate_with_async` rule; the struct has none",
+        );
+    }
     for field in &input.fields {
         check_skip(cx, field);
         check_rules_placement(cx, field);

@@ -549,3 +549,140 @@ async fn rules_of_nested_fields_name_their_path() {
         .unwrap();
     assert_eq!((ok.db.pool, ok.replica.map(|r| r.pool)), (5, Some(5)));
 }
+
+#[derive(AsyncAssign, Debug, Default)]
+struct FromFile {
+    #[component(
+        fetch_from = "env",
+        key = "FF_PW",
+        validate(len(min = 40), pattern = "^x")
+    )]
+    pw: String,
+}
+
+#[tokio::test]
+async fn a_value_read_from_a_secret_file_is_never_shown_by_a_rule() {
+    let d = std::env::temp_dir().join(component_model_tests::unique("cm-validate-file"));
+    std::fs::create_dir_all(&d).unwrap();
+    let file = d.join("pw");
+    std::fs::write(&file, "hunter2-from-file\n").unwrap();
+    let sources = env(&[("FF_PW_FILE", file.to_str().unwrap())]);
+    let errors = FromFile::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    let all = format!("{errors:?} {}", ComponentError::from(errors.clone()));
+    assert!(!all.contains("hunter2"), "{all}");
+    assert!(all.contains("(not shown)"), "{all}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn never_zero(c: &Guarded, _: &Sources) -> Result<(), Violations> {
+    if c.port == 0 {
+        return Err(Violations::at("port", "must be set"));
+    }
+    Ok(())
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(validate_with = never_zero)]
+struct Guarded {
+    #[component(fetch_from = "env", key = "GU_PORT", validate(range(max = 100)))]
+    port: u16,
+}
+
+#[tokio::test]
+async fn struct_rules_do_not_run_on_stand_ins_for_failed_fields() {
+    // `port` fails its own rule: available takes `Default` (0) for it, and the struct
+    // rule, which would refuse 0, is not asked about a value nobody fetched.
+    let partial = Guarded::fetch_available_components_with(&env(&[("GU_PORT", "500")]))
+        .await
+        .unwrap();
+    assert_eq!(partial.value.port, 0);
+    assert_eq!(partial.errors.len(), 1, "{:#?}", partial.errors);
+    assert_eq!(partial.errors[0].rule(), Some("range ..=100"));
+    let errors = Guarded::fetch_all_components_with(&env(&[("GU_PORT", "0")]))
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].rule(), Some("validate_with never_zero"));
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct BadFallback {
+    #[component(
+        fetch_from = "env",
+        key = "BF_PORT",
+        fallback = "0",
+        validate(range(min = 1))
+    )]
+    port: u16,
+}
+
+#[tokio::test]
+async fn a_fallback_literal_standing_in_is_checked_too() {
+    let errors = BadFallback::fetch_all_components_with(&env(&[]))
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let text = errors[0].to_string();
+    assert!(text.contains("`fallback` literal"), "{text}");
+    let ok = BadFallback::fetch_all_components_with(&env(&[("BF_PORT", "5")]))
+        .await
+        .unwrap();
+    assert_eq!(ok.port, 5);
+}
+
+fn refuses_silently(_: &Silent, _: &Sources) -> Result<(), Violations> {
+    Err(Violations::new())
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(validate_with = refuses_silently)]
+struct Silent {
+    #[component(fetch_from = "env", key = "SI_A", fallback = "1")]
+    a: u8,
+}
+
+#[tokio::test]
+async fn a_refusal_without_a_message_is_still_a_refusal() {
+    let errors = Silent::fetch_all_components_with(&env(&[]))
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].to_string().contains("without saying why"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize, Default)]
+enum Mode {
+    #[default]
+    Fast,
+    Safe,
+    Slow,
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct Modes {
+    #[component(fetch_from = "env", key = "MO_MODE", validate(one_of = [Mode::Fast, Mode::Safe]))]
+    mode: Mode,
+}
+
+#[tokio::test]
+async fn one_of_compares_any_type_with_eq() {
+    let errors = Modes::fetch_all_components_with(&env(&[("MO_MODE", "Slow")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        errors[0].detail(),
+        Some("Slow is not one of `Fast`, `Safe`"),
+        "{}",
+        errors[0]
+    );
+    let ok = Modes::fetch_all_components_with(&env(&[("MO_MODE", "Safe")]))
+        .await
+        .unwrap();
+    assert_eq!(ok.mode, Mode::Safe);
+}

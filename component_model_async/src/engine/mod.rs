@@ -38,6 +38,7 @@ mod view;
 pub use contract::{Nest, Nested, NestedOps};
 pub use plan::{Handle, Plan};
 pub use state::Outcomes;
+pub(crate) use validate::DEFAULT_TIMEOUT as DEFAULT_RULE_TIMEOUT;
 pub use validate::{AsyncRule, Check, StructRules, SyncRule};
 pub use view::ComponentSource;
 pub(crate) use view::{FieldView, Given, Watched};

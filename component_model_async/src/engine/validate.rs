@@ -161,6 +161,11 @@ fn errors_of(
 ) -> (Vec<ComponentError>, ErrorKind) {
     match failure {
         Failure::Refused(violations) => {
+            let violations = if violations.is_empty() {
+                Violations::from("the rule refused the value without saying why")
+            } else {
+                violations
+            };
             let errors = violations
                 .into_items()
                 .into_iter()
@@ -184,7 +189,7 @@ fn errors_of(
         Failure::TimedOut(limit, by_deadline) => {
             let why = if by_deadline {
                 format!(
-                    "the rule did not finish within the fetch's timeout ({} left)",
+                    "the rule did not finish within the {} left before the fetch's deadline",
                     crate::error::humanize(limit)
                 )
             } else {
@@ -213,13 +218,16 @@ pub(super) async fn validate(
     if checks.is_empty() {
         return;
     }
+    // Fields whose value is their `fallback` literal (their errors say so).
+    let mut literal: Vec<usize> = Vec::new();
     for (i, check) in checks {
         let i = *i;
         if out.converted[i].is_some() {
             continue;
         }
-        // Only a fetched value: a failure is left to assembly (an `Option` group absent
-        // as a whole, a `fallback` literal).
+        // A fetched value, or the `fallback` literal standing in for a failed fetch (the
+        // literal is checked too). Other failures are left to assembly, and so is any
+        // failure of a field in an `Option` group (absent as a whole, it is `None`).
         let field = &out.fields[i];
         match &field.result {
             Some(Ok(Got::Raw(raw))) => {
@@ -227,6 +235,13 @@ pub(super) async fn validate(
                 out.checked_raw.push(kept);
             }
             Some(Ok(Got::Typed(_))) => {}
+            Some(Err(e))
+                if out.slots[i].spec.fallback.is_some()
+                    && (e.kind() == ErrorKind::NotFound || super::slot::fallbackable(e.kind()))
+                    && !out.groups.iter().any(|g| (g.start..g.end).contains(&i)) =>
+            {
+                literal.push(i);
+            }
             _ => continue,
         }
         let mut value = (check.empty)();
@@ -273,7 +288,13 @@ pub(super) async fn validate(
     for (k, failure) in failed {
         let (i, check) = &checks[k];
         let provenance = out.value_provenance(*i);
-        let (errors, kind) = errors_of(&provenance, check.rule, failure);
+        let (mut errors, kind) = errors_of(&provenance, check.rule, failure);
+        if literal.contains(i) {
+            errors = errors
+                .into_iter()
+                .map(|e| e.with_note("the value is the field's `fallback` literal".to_owned()))
+                .collect();
+        }
         match by_field.iter_mut().find(|(f, ..)| f == i) {
             Some((_, all, rules, worst)) => {
                 all.extend(errors);
@@ -381,13 +402,31 @@ impl Outcomes<'_> {
     /// source that answered is.
     pub(super) fn hidden(&self, i: usize) -> bool {
         let slot = &self.slots[i];
-        slot.sensitive
-            || self
-                .winner(i)
-                .is_some_and(|cand| match (cand.source(), &cand.request) {
-                    (Some(s), Some(r)) => s.is_sensitive() || s.conceals(r),
-                    _ => true,
-                })
+        if slot.sensitive {
+            return true;
+        }
+        let conceals = |s: &dyn crate::source::Source, r: Option<&crate::source::FetchRequest>| {
+            s.is_sensitive() || r.is_some_and(|r| s.conceals(r))
+        };
+        if let Some(cand) = self.winner(i) {
+            return match (cand.source(), &cand.request) {
+                (Some(s), Some(r)) => conceals(s, Some(r)),
+                _ => true,
+            };
+        }
+        // The field's own source, or its `fallback_to`: a value it read from a secret
+        // (an env variable's `_FILE`) is not shown.
+        if self.fields[i].via_fallback {
+            return match &slot.fallback {
+                Some(super::slot::Route::Raw(fb)) => {
+                    conceals(fb.as_ref(), slot.fallback_request.as_ref())
+                }
+                _ => false,
+            };
+        }
+        slot.source
+            .as_deref()
+            .is_some_and(|s| conceals(s, slot.request.as_ref()))
     }
 
     /// Where field `i`'s value came from: the precedence source that won, else its own.
@@ -400,18 +439,16 @@ impl Outcomes<'_> {
         }
     }
 
-    /// `value` after the struct rules of its tree: run when every field has a value
-    /// (`available`: the fields that failed took their `fallback` or `Default`) and,
-    /// unless `available`, no field failed. `prefix`: the path of `value` in the tree
-    /// the plan fetched (a `fetch_<nested field>`).
+    /// `value` after the struct rules of its tree: run when no field failed (to fetch,
+    /// convert or pass its own rules; not on a struct where a `fallback` or `Default`
+    /// stands in for a failed field). `prefix`: the path of `value` in the tree the plan
+    /// fetched (a `fetch_<nested field>`).
     pub(crate) async fn validated<T: Nested>(
         &mut self,
         value: Option<T>,
         sources: &Sources,
-        available: bool,
     ) -> Option<T> {
-        self.validated_by(value, T::rules, sources, available, "")
-            .await
+        self.validated_by(value, T::rules, sources, "").await
     }
 
     /// [`Outcomes::validated`] with the struct's rules given (`NestedOps::rules`).
@@ -420,15 +457,14 @@ impl Outcomes<'_> {
         value: Option<T>,
         rules: for<'a> fn(&'a T, &mut StructRules<'a>),
         sources: &Sources,
-        available: bool,
         prefix: &str,
     ) -> Option<T> {
+        if !self.errors.is_empty() {
+            return value;
+        }
         // The rules are found first, so no `&T` is held across an `.await` (the fetch's
         // future stays `Send` for a struct that is not `Sync`; an async struct rule's
         // future is boxed as `Send` where the struct declares it).
-        if !(available || self.errors.is_empty()) {
-            return value;
-        }
         let Some(v) = &value else { return value };
         let mut found = StructRules::new(sources);
         if !prefix.is_empty() {
@@ -612,17 +648,28 @@ impl Plan<'_> {
         self.push_check(handle.index, check);
     }
 
-    /// `validate(one_of = [80, 443])`.
-    pub fn rule_one_of<T>(
-        &mut self,
-        handle: Handle<T>,
-        rule: &'static str,
-        allowed: &'static [T::Bound],
-    ) where
-        T: rules::Ranged + Send + Sync + 'static,
-        T::Bound: Sync,
+    /// `validate(one_of = [80, 443])` (any type with `==` and `Debug`: numbers, enums).
+    pub fn rule_one_of<T>(&mut self, handle: Handle<T>, rule: &'static str, allowed: &'static [T])
+    where
+        T: PartialEq + std::fmt::Debug + Send + Sync + 'static,
     {
         let check = Check::sync_with::<T>(rule, move |v, hidden| rules::one_of(v, allowed, hidden));
+        self.push_check(handle.index, check);
+    }
+
+    /// [`Plan::rule_one_of`] of an `Option<T>` field: `Some` only.
+    pub fn rule_one_of_some<T>(
+        &mut self,
+        handle: Handle<Option<T>>,
+        rule: &'static str,
+        allowed: &'static [T],
+    ) where
+        T: PartialEq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let check = Check::sync_with::<Option<T>>(rule, move |v, hidden| match v {
+            Some(v) => rules::one_of(v, allowed, hidden),
+            None => Ok(()),
+        });
         self.push_check(handle.index, check);
     }
 }

@@ -44,6 +44,24 @@ struct App {
     no_source: String,
     #[component(fetch_from = "env", validate_with = whole)]
     struct_key_on_field: u16,
+    // Every bad rule of one attribute is reported, and the keys after it still read.
+    #[component(validate(range(min = 5, max = 1), len(min = 3, max = 1)), fetch_from = "env")]
+    two_bad_rules: u16,
+    #[component(fetch_from = "env", validate(range(min = 10.5, max = 1.0)))]
+    empty_float_range: f64,
+    #[component(fetch_from = "env", validate(pattern = "\\w{1000}\\w{1000}\\w{1000}"))]
+    pattern_too_large: String,
+    #[component(fetch_from = "env", validate(non_empty), validate(non_empty))]
+    duplicate_rule: String,
+    #[component(fetch_from = "env", validate())]
+    no_rules: String,
+}
+
+#[derive(AsyncAssign, Default)]
+#[component(validate(timeout = "5s"))]
+struct TimeoutWithoutAsyncRule {
+    #[component(fetch_from = "env")]
+    a: u16,
 }
 
 fn main() {}

@@ -25,6 +25,14 @@ async fn unique(_: &App, sources: &Sources) -> Result<(), String> {
 
 const MAX_PORT: u16 = 65535;
 
+#[derive(Debug, PartialEq, serde::Deserialize, Default)]
+enum Mode {
+    #[default]
+    Fast,
+    Safe,
+    Slow,
+}
+
 // Every rule, on every type it applies to, with the struct rules.
 #[derive(AsyncAssign, Default)]
 #[component(
@@ -64,6 +72,12 @@ struct App {
     pin: String,
     #[component(fetch_from = "env", validate(with = "even"))]
     as_string_path: u32,
+    #[component(fetch_from = "env", validate(one_of = [Mode::Fast, Mode::Safe]))]
+    mode: Mode,
+    #[component(fetch_from = "env", validate(one_of = [Mode::Safe]))]
+    maybe_mode: Option<Mode>,
+    #[component(fetch_from = "env", validate(one_of = ['a', 'b']))]
+    letter: char,
 }
 
 fn main() {
