@@ -418,7 +418,7 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
                 ),
             })
             .collect();
-        let (reason, _) = rejection(&errors);
+        let reason = refusal(&errors);
         return (
             Candidate::Refused {
                 reason,
@@ -463,7 +463,7 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
         })
         .collect();
     if !errors.is_empty() {
-        let (reason, _) = rejection(&errors);
+        let reason = refusal(&errors);
         return (
             Candidate::Refused {
                 reason,
@@ -474,6 +474,19 @@ async fn candidate<T: Nested + Send + Sync + 'static>(
         );
     }
     (Candidate::Valid(value, slots), read)
+}
+
+/// A refusal's reason: the validators' own words (without the struct's name), as a
+/// `Rejected` update has always said them.
+fn refusal(errors: &[ComponentError]) -> String {
+    errors
+        .iter()
+        .map(|e| match e {
+            ComponentError::Invalid { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Fetch errors as a rejected update's reason (every error) and fields (their paths).
