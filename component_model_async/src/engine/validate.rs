@@ -152,6 +152,27 @@ async fn bounded<F: Future<Output = Result<(), Violations>>>(
     }
 }
 
+/// Runs the async rules `later` (each answering with its index), at most `concurrency`
+/// at a time, and adds their failures to `failed`, in the order the rules were declared
+/// whatever order they finished in.
+async fn settle<F>(later: Vec<F>, concurrency: usize, failed: &mut Vec<(usize, Failure)>)
+where
+    F: Future<Output = (usize, Result<(), Failure>)>,
+{
+    if later.is_empty() {
+        return;
+    }
+    let done: Vec<_> = futures::stream::iter(later)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    failed.extend(
+        done.into_iter()
+            .filter_map(|(k, r)| r.err().map(|f| (k, f))),
+    );
+    failed.sort_by_key(|(k, _)| *k);
+}
+
 /// The errors of one failed rule: one per message, at the field (or below it, for a
 /// message with a path), or one timeout.
 fn errors_of(
@@ -270,20 +291,7 @@ pub(super) async fn validate(
             }
         }
     }
-    if later.is_empty() {
-        drop(later);
-    } else {
-        let done: Vec<_> = futures::stream::iter(later)
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        failed.extend(
-            done.into_iter()
-                .filter_map(|(k, r)| r.err().map(|f| (k, f))),
-        );
-        // In the order the rules were declared, whatever order they finished in.
-        failed.sort_by_key(|(k, _)| *k);
-    }
+    settle(later, concurrency, &mut failed).await;
     let mut by_field: Vec<(usize, Vec<ComponentError>, Vec<&'static str>, ErrorKind)> = Vec::new();
     for (k, failure) in failed {
         let (i, check) = &checks[k];
@@ -503,17 +511,7 @@ impl Outcomes<'_> {
                 }
             }
         }
-        if !later.is_empty() {
-            let done: Vec<_> = futures::stream::iter(later)
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await;
-            failed.extend(
-                done.into_iter()
-                    .filter_map(|(k, r)| r.err().map(|f| (k, f))),
-            );
-            failed.sort_by_key(|(k, _)| *k);
-        }
+        settle(later, concurrency, &mut failed).await;
         let owner = self.slots.first().map_or(type_name, |s| s.owner);
         for (k, failure) in failed {
             let (path, rule) = &about[k];
