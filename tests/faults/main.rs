@@ -18,12 +18,23 @@ use component_model::{
 };
 use component_model_tests::{skip, unique};
 
-/// Taken by the tests that assert timings and by the one that loads the CPU (10,000
-/// callers), so one does not skew the other on a 2-core machine.
-static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Every test of this binary holds this lock. The count of the library's live tasks is
+/// per process, and nearly every fetch spawns counted tasks (the HTTP client built off the
+/// runtime, a cache's fetch, a `local_cache` write, a watcher): a test that counts them
+/// runs [`alone`], every other one [`shared`] — never while one counts. The tests that
+/// assert timings and the one that loads the CPU (10,000 callers) run alone too, so none
+/// skews another on a 2-core machine.
+static SERIAL: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// Taken by the tests that count the library's live tasks (a per-process count).
-static TASKS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// For a test that counts the library's tasks or asserts timings: no other test runs.
+async fn alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    SERIAL.write().await
+}
+
+/// For every other test: it may run beside the others that share, never beside one alone.
+async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    SERIAL.read().await
+}
 
 async fn consul_behind_proxy() -> (ConsulDouble, FaultProxy) {
     let consul = ConsulDouble::start().await;
@@ -60,6 +71,7 @@ struct Retried {
 
 #[tokio::test]
 async fn retry_recovers_from_resets_inside_one_batch() {
+    let _serial = shared().await;
     let (consul, proxy) = consul_behind_proxy().await;
     for (k, v) in [("app/a", "1"), ("app/b", "2"), ("app/c", "3")] {
         consul.put(k, v);
@@ -86,10 +98,12 @@ struct Guarded {
 
 #[tokio::test]
 async fn the_breaker_opens_fails_fast_lets_one_probe_through_and_closes() {
-    let _serial = TIMING.lock().await;
+    let _serial = alone().await;
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
-    let open_for = Duration::from_millis(400);
+    // Long enough that the fast-failing call below comes while it is open, even on a busy
+    // machine.
+    let open_for = Duration::from_secs(1);
     let guarded = ConsulSource::new(proxy.address().to_string()).with_layer(
         CircuitBreakerLayer::new()
             .failure_threshold(3)
@@ -106,13 +120,18 @@ async fn the_breaker_opens_fails_fast_lets_one_probe_through_and_closes() {
     }
     assert_eq!(proxy.accepted(), 3);
 
-    // Open: fails at once, without a connection, naming field, source, key and the probe.
+    // Open: fails at once, without a connection (`accepted` below), naming field, source,
+    // key and the probe; well before the circuit would let a probe through.
     let started = Instant::now();
     let e = Guarded::fetch_all_components_with(&sources)
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(50));
-    assert_eq!(e[0].kind(), ErrorKind::CircuitOpen);
+    let took = started.elapsed();
+    assert_eq!(e[0].kind(), ErrorKind::CircuitOpen, "{}", e[0]);
+    assert!(
+        took < open_for / 4,
+        "an open circuit answered after {took:?}"
+    );
     let text = e[0].to_string();
     assert!(
         text.starts_with("Guarded.port: consul key `app/port`"),
@@ -126,7 +145,7 @@ async fn the_breaker_opens_fails_fast_lets_one_probe_through_and_closes() {
 
     // Half open: of ten concurrent callers, one probe goes through; it succeeds and closes.
     proxy.set(Fault::Latency(Duration::from_millis(150)));
-    tokio::time::sleep(open_for + Duration::from_millis(50)).await;
+    tokio::time::sleep(open_for + Duration::from_millis(100)).await;
     consul.clear_requests();
     let results =
         futures::future::join_all((0..10).map(|_| Guarded::fetch_all_components_with(&sources)))
@@ -155,7 +174,7 @@ struct Bounded {
 
 #[tokio::test]
 async fn a_blackhole_times_out_within_the_deadline() {
-    let _serial = TIMING.lock().await;
+    let _serial = alone().await;
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
     let sources = Sources::new().register("consul", ConsulSource::new(proxy.address().to_string()));
@@ -173,8 +192,10 @@ async fn a_blackhole_times_out_within_the_deadline() {
         "{}",
         e[0]
     );
+    // Not before the field's 300 ms, and well before the source's default (10 s): the
+    // field's deadline is the one that ended it (the slack is for a busy machine).
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_millis(550),
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
         "timed out after {took:?}"
     );
     // A response cut short is an error too, on time, and not a panic.
@@ -192,7 +213,7 @@ async fn a_blackhole_times_out_within_the_deadline() {
 // Multi-threaded: `local_cache` writes on a blocking task there (inline on one thread).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_or_failed_fetch_leaves_no_task_of_ours_behind() {
-    let _serial = TASKS.lock().await;
+    let _serial = alone().await;
     assert_eq!(settled().await, 0, "no task of ours is alive before");
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
@@ -215,8 +236,12 @@ async fn a_cancelled_or_failed_fetch_leaves_no_task_of_ours_behind() {
         Bounded::fetch_all_components_with(&sources),
     )
     .await;
-    assert!(cancelled.is_err());
-    assert!(Bounded::fetch_all_components_with(&sources).await.is_err());
+    assert!(cancelled.is_err(), "the blackhole answered: {cancelled:?}");
+    let e = Bounded::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].kind(), ErrorKind::Timeout, "{}", e[0]);
     proxy.set(Fault::Reset);
     assert_eq!(
         Cached::fetch_all_components_with(&sources)
@@ -243,6 +268,7 @@ struct Cached {
 
 #[tokio::test]
 async fn local_cache_starts_a_service_whose_source_is_down_with_the_stored_values() {
+    let _serial = shared().await;
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
     consul.put("app/name", "billing");
@@ -340,6 +366,7 @@ struct SecretBackup {
 
 #[tokio::test]
 async fn secret_values_are_never_written_to_the_local_cache() {
+    let _serial = shared().await;
     let vault = component_model::test_util::VaultDouble::start().await;
     vault.put(
         "secret",
@@ -395,7 +422,7 @@ struct Pricing {
         fetch_from = "postgres",
         query = "SELECT value FROM cm_prices WHERE name = $1",
         key = "base",
-        cache_for = "200ms",
+        cache_for = "1s",
         stale_for = "1h"
     )]
     base: String,
@@ -403,6 +430,7 @@ struct Pricing {
 
 #[tokio::test]
 async fn stale_if_error_serves_the_old_value_when_postgres_is_cut_off() {
+    let _serial = shared().await;
     let admin = match sqlx::PgPool::connect(PG_URL).await {
         Ok(p) => p,
         Err(e) => return skip("PostgreSQL at 127.0.0.1:5432", e),
@@ -433,11 +461,15 @@ async fn stale_if_error_serves_the_old_value_when_postgres_is_cut_off() {
         format!("UPDATE {schema}.cm_prices SET value = 'v2'"),
     )
     .await;
+    // Within `cache_for` (1 s: many times what the UPDATE takes, even on a busy machine):
+    // answered from memory, the old value.
     let report = Pricing::fetch_report_with(&sources).await;
-    assert_eq!(report.fields[0].outcome, Outcome::CacheHit);
+    assert_eq!(report.fields[0].outcome, Outcome::CacheHit, "{report}");
+    assert_eq!(report.result.as_ref().expect("cached").base, "v1");
 
     proxy.set(Fault::Reset);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Past `cache_for`: the value must be fetched again, and the fetch fails.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let report = Pricing::fetch_report_with(&sources).await;
     assert_eq!(
         report.result.as_ref().expect("stale value").base,
@@ -489,7 +521,7 @@ struct Limited {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_callers_never_put_more_than_max_concurrency_requests_in_flight() {
-    let _serial = TIMING.lock().await;
+    let _serial = alone().await;
     let (addr, _, most) = counting_server(Duration::from_millis(1)).await;
     let proxy = FaultProxy::start(addr).await.unwrap();
     let sources = Sources::new().register("slow_api", HttpSource::new(proxy.url()));
@@ -538,7 +570,7 @@ async fn settled() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_last_live_or_stopping_it_ends_its_watcher_even_through_a_blackhole() {
-    let _serial = TASKS.lock().await;
+    let _serial = alone().await;
     assert_eq!(settled().await, 0, "no task of ours is alive before");
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
@@ -564,7 +596,7 @@ async fn dropping_the_last_live_or_stopping_it_ends_its_watcher_even_through_a_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_recovers_after_its_connection_is_reset_and_reads_again() {
-    let _serial = TASKS.lock().await;
+    let _serial = alone().await;
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
     let sources = Sources::new().register("consul", ConsulSource::new(proxy.address().to_string()));
@@ -601,7 +633,7 @@ struct LivePg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_listener_cut_off_reconnects_and_reads_what_changed_meanwhile() {
-    let _serial = TASKS.lock().await;
+    let _serial = alone().await;
     let admin = match sqlx::PgPool::connect(PG_URL).await {
         Ok(p) => p,
         Err(e) => return skip("PostgreSQL at 127.0.0.1:5432", e),
@@ -650,7 +682,7 @@ async fn a_postgres_listener_cut_off_reconnects_and_reads_what_changed_meanwhile
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_watch_for_updates_fills_self_then_yields_updates() {
     // The only test in this binary that sets the process-wide default.
-    let _serial = TASKS.lock().await;
+    let _serial = alone().await;
     let consul = ConsulDouble::start().await;
     consul.put("app/port", "8080");
     Sources::set_global(Sources::new().register("consul", ConsulSource::new(consul.address())))
@@ -692,7 +724,7 @@ struct LiveRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_watch_cut_off_reconnects_and_reads_what_changed_meanwhile() {
-    let _serial = TASKS.lock().await;
+    let _serial = alone().await;
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
     let mut conn = match client.get_multiplexed_async_connection().await {
         Ok(c) => c,
@@ -750,6 +782,7 @@ async fn a_redis_watch_cut_off_reconnects_and_reads_what_changed_meanwhile() {
 
 #[tokio::test]
 async fn a_value_that_does_not_convert_never_replaces_the_last_known_good_one() {
+    let _serial = shared().await;
     let (consul, proxy) = consul_behind_proxy().await;
     consul.put("app/port", "8080");
     consul.put("app/name", "billing");
@@ -759,7 +792,12 @@ async fn a_value_that_does_not_convert_never_replaces_the_last_known_good_one() 
         .with_local_cache(&dir);
     Cached::fetch_all_components_with(&sources).await.unwrap();
     consul.put("app/port", "eighty"); // not a u16
-    assert!(Cached::fetch_all_components_with(&sources).await.is_err());
+    let e = Cached::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].kind(), ErrorKind::Decode, "{}", e[0]);
+    assert!(e[0].to_string().starts_with("Cached.port"), "{}", e[0]);
     let stored = std::fs::read_to_string(dir.join("Cached.json")).unwrap();
     assert!(
         stored.contains("8080") && !stored.contains("eighty"),
@@ -781,6 +819,7 @@ async fn a_value_that_does_not_convert_never_replaces_the_last_known_good_one() 
 
 #[tokio::test]
 async fn a_secret_field_falling_back_to_local_cache_says_why_it_finds_nothing() {
+    let _serial = shared().await;
     let vault = component_model::test_util::VaultDouble::start().await;
     vault.put(
         "secret",
@@ -821,7 +860,7 @@ async fn a_stream_watch_ends_its_subscription_tasks_with_the_live_even_through_a
         #[component(stream_from = "websocket", url = "ws://config.service/n")]
         n: u32,
     }
-    let _serial = TASKS.lock().await;
+    let _serial = alone().await;
     assert_eq!(settled().await, 0, "no task of ours is alive before");
     let server = WebSocketServer::start().await;
     server.set("1");
