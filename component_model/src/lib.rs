@@ -27,6 +27,14 @@
 //! from env, a database, an HTTP API, Consul or Vault, and reports every failure at once;
 //! see [`component_model_async`] (re-exported here).
 //!
+//! # Cargo features
+//!
+//! | feature | enables |
+//! |---|---|
+//! | (none) | the sync derives: `Assign`, `ComponentModel`, `ComponentsAssign`, `ComponentFrom`, `FromComponents` |
+//! | `async` | `#[derive(AsyncAssign)]`, `Sources`, `Live`, env/args/`.env`/secret files, validation rules (pulls in `component_model_async`, `tokio`, `futures`, `serde`, `regex`, `url`) |
+//! | `postgres`, `mysql`, `sqlite`, `http`, `consul`, `vault`, `redis`, `file`, `kafka`, `nats`, `mqtt`, `websocket`, `metrics`, `garde`, `test-util` | `async` and that backend or tool of `component_model_async` (see its feature table for what each pulls in) |
+//!
 //! # Which per-type impls are generated
 //!
 //! `Assign<T, _>`, `From<&Struct> for T` and the `*ComponentsAssign` trait are keyed by a
@@ -40,6 +48,8 @@
 //! `FromComponents` fills it with `Default`).
 
 #![forbid(unsafe_code)]
+// On docs.rs (`--cfg docsrs`, nightly): each feature-gated item shows its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod assign;
 
@@ -69,3 +79,18 @@ pub mod __private {
     #[cfg(feature = "async")]
     pub use component_model_async::__private as asynchronous;
 }
+
+/// The README's Rust snippets, compiled as doc tests with the features the README uses
+/// (`cargo test --workspace` enables them all): a snippet that no longer compiles fails
+/// the tests. Fragments that continue an earlier snippet say so and are `ignore`.
+#[cfg(all(
+    doctest,
+    feature = "async",
+    feature = "consul",
+    feature = "vault",
+    feature = "postgres",
+    feature = "file",
+    feature = "test-util"
+))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

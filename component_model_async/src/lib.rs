@@ -54,6 +54,33 @@
 //!
 //! See the `component_model` crate's README for the attribute reference.
 //!
+//! # Cargo features
+//!
+//! Nothing is on by default: the environment (`env`), the command line (`args`), `.env`
+//! files, secret files, `local_cache`, every resilience layer, `Live` and the validation
+//! rules are always built in. Each backend is one feature:
+//!
+//! | feature | enables | pulls in |
+//! |---|---|---|
+//! | `postgres` | `DatabaseSource`, `DatabaseFetcher` for PostgreSQL (`fetch_from = "database"`) | `sqlx` (PostgreSQL, rustls) |
+//! | `mysql` | the same for MySQL and MariaDB | `sqlx` (MySQL) |
+//! | `sqlite` | the same for SQLite (bundled) | `sqlx` (SQLite, a bundled `libsqlite3`) |
+//! | `http` | `HttpSource`, `ApiFetcher` (`fetch_from = "api"`), `TlsConfig` | `reqwest`, `rustls` |
+//! | `consul` | `ConsulSource`, `ConsulFetcher` | `reqwest`, `rustls`, `base64` |
+//! | `vault` | `VaultSource`, `VaultFetcher` (OpenBao too) | `reqwest`, `rustls` |
+//! | `redis` | `RedisSource` (keys, hashes, `stream_from = "redis"`) | `redis`, `rustls`, `tokio-rustls` |
+//! | `file` | `FileSource` (TOML, YAML, JSON; watched) | `toml`, `serde_norway`, `notify` |
+//! | `kafka` | `KafkaSource` (`stream_from = "kafka"`) | `rskafka`, `flate2` |
+//! | `nats` | `NatsSource` (`stream_from = "nats"`) | `async-nats`, `rustls` |
+//! | `mqtt` | `MqttSource` (`stream_from = "mqtt"`) | `rumqttc` |
+//! | `websocket` | `WebSocketSource` (`stream_from = "websocket"`) | `tokio-tungstenite`, `rustls` |
+//! | `metrics` | per-source counters and histograms ([`metrics`](mod@crate::metrics)) | `metrics` |
+//! | `garde` | `validate(garde)` on a field or a struct | `garde` |
+//! | `test-util` | `test_util`: the Consul and Vault API doubles, a fault proxy, a websocket server | `axum`, and `consul`, `vault`, `websocket` |
+//!
+//! On docs.rs every item says which feature it needs.
+//!
+//!
 //! # How the crate is laid out
 //!
 //! Imports point down this list, never up, and no two modules import each other
@@ -80,6 +107,8 @@
 //! read past caches, the deadline) travels with it through every stage and layer.
 
 #![forbid(unsafe_code)]
+// On docs.rs (`--cfg docsrs`, nightly): each feature-gated item shows its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
 mod assign;
