@@ -1,6 +1,20 @@
 //! Derive macros of `component_model`. Use them through the `component_model` crate (or
 //! `component_model_async` for `AsyncAssign`), which re-exports them and the traits they
-//! implement; generated code only names paths through those crates.
+//! implement; generated code only names paths through those crates:
+//!
+//! ```text
+//! use component_model::AsyncAssign;   // features = ["async"]
+//!
+//! #[derive(AsyncAssign, Debug)]
+//! struct App {
+//!     #[component(fetch_from = "env", validate(range(min = 1, max = 65535)))]
+//!     port: u16,
+//! }
+//! // let app = App::fetch_all_components().await?;
+//! ```
+//!
+//! (Compiled in `component_model`'s docs; a proc-macro crate cannot run its own
+//! derives in doc tests.) This crate has no cargo features.
 //!
 //! Each derive parses its input (`ast.rs`, `attr.rs`), validates it (`valid.rs`), and only
 //! then expands it (`expand_sync.rs`, `expand_async.rs`). Every attribute error of one
