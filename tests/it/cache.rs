@@ -294,10 +294,13 @@ async fn the_circuit_opens_after_five_failed_calls_and_fails_fast_naming_field_a
 async fn a_half_open_circuit_lets_one_probe_through_and_closes_on_success() {
     let kv = Counting::slow(Duration::from_millis(50));
     kv.down.store(true, Ordering::SeqCst);
+    // Open long enough (20 times a call) that the call after the failures finds it open
+    // even on a busy machine; the breaker's clock is the real one, not tokio's.
+    let open_for = Duration::from_secs(1);
     let guarded = kv.clone().with_layer(
         CircuitBreakerLayer::new()
             .failure_threshold(2)
-            .open_for(Duration::from_millis(100)),
+            .open_for(open_for),
     );
     let request = FetchRequest::for_key("kv", "p/1");
     for _ in 0..2 {
@@ -310,7 +313,8 @@ async fn a_half_open_circuit_lets_one_probe_through_and_closes_on_success() {
         guarded.fetch(&request).await.unwrap_err().kind(),
         ErrorKind::CircuitOpen
     );
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(kv.calls(), 2, "an open circuit sends nothing");
+    tokio::time::sleep(open_for + Duration::from_millis(100)).await;
     kv.down.store(false, Ordering::SeqCst);
     // Ten callers at once: one probe goes through, the others fail fast.
     let answers = futures::future::join_all((0..10).map(|_| guarded.fetch(&request))).await;

@@ -95,8 +95,89 @@ async fn a_secret_file_that_does_not_convert_is_named_and_never_shown() {
     assert!(!format!("{errors:?}").contains("CANARY"));
 }
 
+/// Set in the child processes of
+/// `a_relative_secret_file_resolves_against_the_credentials_directory_or_in_dir`: which
+/// check the test makes there.
+const CHILD: &str = "CM_TEST_SECRET_FILES_CHILD";
+
+/// Runs this binary's `test` alone in a child process with `env` set (and
+/// `$CREDENTIALS_DIRECTORY` only when given) in `cwd`: the library reads
+/// `$CREDENTIALS_DIRECTORY` from the process's environment, which a test may not change
+/// while others run. Fails unless the child ran exactly that test, and it passed.
+fn in_child(test: &str, mode: &str, credentials: Option<&Path>, cwd: &Path) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, mode)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .current_dir(cwd);
+    if let Some(dir) = credentials {
+        child.env("CREDENTIALS_DIRECTORY", dir);
+    }
+    let out = child.output().expect("the test binary runs again");
+    let shown = format!(
+        "{mode}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("test result: ok. 1 passed"),
+        "the child did not run the test: {shown}"
+    );
+}
+
 #[tokio::test]
 async fn a_relative_secret_file_resolves_against_the_credentials_directory_or_in_dir() {
+    match std::env::var(CHILD).as_deref() {
+        // In a child: `$CREDENTIALS_DIRECTORY` holds the files; `in_dir` still wins.
+        Ok("credentials") => {
+            let got = FromFiles::fetch_all_components_with(&Sources::new())
+                .await
+                .unwrap();
+            assert_eq!(got.api_key.expose_secret(), "from-credentials");
+            assert_eq!(got.db_password, "pw-credentials");
+            let other = TempDir::new();
+            other.write("api_key", b"from-dir", 0o600);
+            other.write("db_password", b"pw", 0o600);
+            let sources =
+                Sources::new().register("secret_file", SecretFileSource::in_dir(other.path()));
+            let got = FromFiles::fetch_all_components_with(&sources)
+                .await
+                .unwrap();
+            assert_eq!(got.api_key.expose_secret(), "from-dir", "in_dir wins");
+            return;
+        }
+        // In a child without `$CREDENTIALS_DIRECTORY`: relative to the working directory,
+        // which holds the files.
+        Ok("working_dir") => {
+            assert!(std::env::var_os("CREDENTIALS_DIRECTORY").is_none());
+            let got = FromFiles::fetch_all_components_with(&Sources::new())
+                .await
+                .unwrap();
+            assert_eq!(got.api_key.expose_secret(), "from-cwd");
+            return;
+        }
+        // In a child without `$CREDENTIALS_DIRECTORY`, in a directory without the files:
+        // the fields fail, naming the file they looked for.
+        Ok("missing") => {
+            assert!(std::env::var_os("CREDENTIALS_DIRECTORY").is_none());
+            let errors = FromFiles::fetch_all_components_with(&Sources::new())
+                .await
+                .unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.kind() == ErrorKind::NotFound && e.to_string().contains("api_key")),
+                "{errors:?}"
+            );
+            return;
+        }
+        Ok(other) => panic!("{CHILD}={other}: no such check"),
+        Err(_) => {}
+    }
+
     let dir = TempDir::new();
     dir.write("api_key", b"from-dir", 0o600);
     dir.write("db_password", b"pw", 0o600);
@@ -105,17 +186,23 @@ async fn a_relative_secret_file_resolves_against_the_credentials_directory_or_in
         .await
         .unwrap();
     assert_eq!(got.api_key.expose_secret(), "from-dir");
-    // Without a directory a relative path is relative to the working directory, where
-    // these files are not: the fields fail, naming the file they looked for.
-    let errors = FromFiles::fetch_all_components_with(
-        &Sources::new().register("secret_file", SecretFileSource::new()),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        errors.iter().any(|e| e.to_string().contains("api_key")),
-        "{errors:?}"
+
+    // `SecretFileSource::new()` (the built-in one) reads `$CREDENTIALS_DIRECTORY` at fetch
+    // time, else the working directory: checked in child processes.
+    let test = format!(
+        "{}::a_relative_secret_file_resolves_against_the_credentials_directory_or_in_dir",
+        module_path!().split_once("::").map_or("", |(_, m)| m)
     );
+    let credentials = TempDir::new();
+    credentials.write("api_key", b"from-credentials\n", 0o600);
+    credentials.write("db_password", b"pw-credentials", 0o600);
+    let cwd = TempDir::new();
+    cwd.write("api_key", b"from-cwd", 0o600);
+    cwd.write("db_password", b"pw", 0o600);
+    let empty = TempDir::new();
+    in_child(&test, "credentials", Some(credentials.path()), empty.path());
+    in_child(&test, "working_dir", None, cwd.path());
+    in_child(&test, "missing", None, empty.path());
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! policies (the same rules against OpenBao: `openbao.rs`).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use component_model::secrecy::ExposeSecret;
 use component_model::test_util::VaultDouble;
@@ -130,6 +130,25 @@ async fn a_refused_login_is_unauthorized_names_the_field_and_never_shows_the_sec
     );
 }
 
+/// Waits (at most `within`) until Vault has had `n` requests to renew a token; how many
+/// it had then. Renewals run on real time (Vault's clock is the real one): polled, not
+/// timed, so a busy machine delays the answer instead of failing the test.
+async fn renewals(vault: &VaultDouble, n: usize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = vault.requests_to("/v1/auth/token/renew-self").len();
+        if got >= n || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sleeps until `at` (at once when it has passed).
+async fn sleep_until(at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+}
+
 fn sources_without_secret(vault: &VaultDouble) -> Sources {
     env_sources(vault, &[("VAULT_ROLE_ID", ROLE_ID)])
 }
@@ -173,6 +192,7 @@ async fn vault_with_role_only() -> VaultDouble {
 #[tokio::test]
 async fn a_token_file_is_looked_up_renewed_at_two_thirds_of_its_ttl_and_read_again_when_revoked() {
     let vault = vault(Duration::from_secs(3600), Duration::from_secs(7200)).await;
+    let issued = Instant::now();
     let token = vault.issue_token(Duration::from_secs(3), true);
     let file = secret_file(&format!("{token}\n"));
     let sources = env_sources(&vault, &[("VAULT_TOKEN_FILE", file.to_str().unwrap())]);
@@ -181,15 +201,21 @@ async fn a_token_file_is_looked_up_renewed_at_two_thirds_of_its_ttl_and_read_aga
     assert_eq!(vault.requests_to("/v1/auth/token/lookup-self").len(), 1);
     assert!(vault.requests_to("/v1/auth/token/renew-self").is_empty());
 
-    // 2/3 of 3 s is 2 s: the background task renews it; the token never expires.
-    tokio::time::sleep(Duration::from_millis(2600)).await;
-    assert_eq!(vault.requests_to("/v1/auth/token/renew-self").len(), 1);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Its lookup says 2 s left (3 s, rounded down): the background task renews it at 2/3
+    // of that, not before, then every 2 s (3 s granted): one renewal when the first is
+    // seen, with no fetch asking for it.
+    let got = renewals(&vault, 1, Duration::from_secs(10)).await;
+    let at = issued.elapsed();
+    assert_eq!(got, 1, "renewals {at:?} after the token was issued");
+    assert!(at >= Duration::from_secs(1), "renewed after only {at:?}");
+    // Past the 3 s the token was issued for: renewed, it never expired.
+    sleep_until(issued + Duration::from_millis(3600)).await;
     let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
     assert_eq!(
         s.password.expose_secret(),
         "pw-1",
-        "4.6 s after a 3 s token"
+        "{:?} after a 3 s token",
+        issued.elapsed()
     );
 
     // Revoked (and the agent wrote a new one): the read's 403 makes the source read the
@@ -247,23 +273,34 @@ async fn a_token_at_its_max_ttl_is_obtained_again_by_login_and_renewal_stops_wit
 async fn a_token_with_time_left_is_kept_when_renewal_and_a_new_token_both_fail() {
     // A 4 s token that cannot be extended (max TTL 4 s), from a file that is then gone.
     // Its lookup says 3 s (Vault rounds down): at 2 s renewal cannot extend it and the
-    // file cannot be read again, yet the token has time left, so a fetch at 2.5 s still
-    // succeeds with it.
+    // file cannot be read again, yet the token has time left, so a fetch after that
+    // renewal (and before 4 s) still succeeds with it.
     let vault = VaultDouble::builder()
         .token_max_ttl(Duration::from_secs(4))
         .start()
         .await;
     vault.put("secret", "app/db", serde_json::json!({"password": "pw-1"}));
+    let issued = Instant::now();
     let token = vault.issue_token(Duration::from_secs(4), true);
     let file = secret_file(&token);
     let sources = env_sources(&vault, &[("VAULT_TOKEN_FILE", file.to_str().unwrap())]);
     Secrets::fetch_all_components_with(&sources).await.unwrap();
     std::fs::remove_file(&file).unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let s = Secrets::fetch_all_components_with(&sources).await.unwrap();
-    assert_eq!(s.password.expose_secret(), "pw-1");
-    // Once it has expired, the failure is reported, naming the file.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let got = renewals(&vault, 1, Duration::from_secs(10)).await;
+    assert!(
+        got >= 1,
+        "no renewal {:?} after the token was issued",
+        issued.elapsed()
+    );
+    // The renewal's answer handled (it could not extend; the file is gone).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = Secrets::fetch_all_components_with(&sources).await;
+    let at = issued.elapsed();
+    assert!(at < Duration::from_secs(4), "too late to test: {at:?}");
+    assert_eq!(s.unwrap().password.expose_secret(), "pw-1", "{at:?}");
+    // Once it has expired (4 s after it was issued), the failure is reported, naming the
+    // file.
+    sleep_until(issued + Duration::from_millis(4500)).await;
     let errors = Secrets::fetch_all_components_with(&sources)
         .await
         .unwrap_err();

@@ -11,23 +11,36 @@ use component_model::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A line of `/proc/self/status` in bytes (`VmRSS`: resident now, `VmHWM`: its peak).
+/// Panics when it cannot be read: a test measuring 0 would pass without measuring.
 fn status_bytes(field: &str) -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+    let status = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_else(|e| panic!("/proc/self/status is needed to measure memory: {e}"));
+    let kb = status
         .lines()
         .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<usize>().ok())
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or_else(|| panic!("no `{field}` line in /proc/self/status:\n{status}"));
+    assert!(kb > 0, "`{field}` of 0 kB in /proc/self/status:\n{status}");
+    kb * 1024
 }
 
 const CAP: usize = 4 * 1024 * 1024;
 
 /// Runs `f`, returning its output and how far the resident memory peaked above where it
-/// started (Linux: the peak is reset through `/proc/self/clear_refs`).
+/// started (Linux: the peak is reset through `/proc/self/clear_refs`; when it cannot be,
+/// the test fails rather than measure an earlier peak).
 async fn peak_of<F: std::future::Future>(f: F) -> (F::Output, usize) {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    std::fs::write("/proc/self/clear_refs", "5").unwrap_or_else(|e| {
+        panic!("resetting the peak (`5` to /proc/self/clear_refs, Linux 4.0+) failed: {e}")
+    });
     let start = status_bytes("VmRSS:");
+    // The reset took: the peak is where the process is now, not an earlier high.
+    let reset = status_bytes("VmHWM:");
+    assert!(
+        reset <= start + CAP / 4,
+        "the peak was not reset: VmHWM {reset} bytes, VmRSS {start} bytes"
+    );
     let out = f.await;
     (out, status_bytes("VmHWM:").saturating_sub(start))
 }
