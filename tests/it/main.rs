@@ -21,6 +21,7 @@ mod openbao;
 mod precedence;
 mod precedence_regressions;
 mod precedence_servers;
+mod readme_features;
 mod redis;
 mod report;
 mod secret_files;

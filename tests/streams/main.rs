@@ -11,6 +11,7 @@
 mod kafka;
 mod mqtt;
 mod nats;
+mod readme_features;
 mod redis_streams;
 mod seed;
 mod websocket;
