@@ -68,7 +68,7 @@ pub async fn produce(
     .unwrap();
 }
 
-fn chrono_now() -> rskafka::chrono::DateTime<rskafka::chrono::Utc> {
+pub(crate) fn chrono_now() -> rskafka::chrono::DateTime<rskafka::chrono::Utc> {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -76,7 +76,7 @@ fn chrono_now() -> rskafka::chrono::DateTime<rskafka::chrono::Utc> {
     rskafka::chrono::DateTime::from_timestamp_millis(ms).unwrap()
 }
 
-async fn drop_topic(client: &Client, topic: &str) {
+pub(crate) async fn drop_topic(client: &Client, topic: &str) {
     let _ = client
         .controller_client()
         .unwrap()

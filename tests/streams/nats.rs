@@ -163,7 +163,7 @@ async fn a_core_subject_waits_for_a_first_message_else_the_fallback_or_a_clear_e
     live.stop();
 }
 
-fn nats_server_binary() -> Option<String> {
+pub(crate) fn nats_server_binary() -> Option<String> {
     [
         "/usr/sbin/nats-server",
         "/usr/bin/nats-server",

@@ -17,7 +17,8 @@ use rskafka::client::Client;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 
-use crate::kafka::{BROKER, admin, create_topic, produce};
+use crate::kafka::{BROKER, admin, chrono_now, create_topic, drop_topic, produce};
+use crate::nats::nats_server_binary;
 use crate::{Process, applied, free_port, next_update};
 
 const MIB: usize = 1024 * 1024;
@@ -38,28 +39,12 @@ async fn produce_compressed(client: &Client, topic: &str, value: &[u8], compress
             key: Some(b"app".to_vec()),
             value: Some(value.to_vec()),
             headers: Default::default(),
-            timestamp: now(),
+            timestamp: chrono_now(),
         }],
         compression,
     )
     .await
     .unwrap();
-}
-
-fn now() -> rskafka::chrono::DateTime<rskafka::chrono::Utc> {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    rskafka::chrono::DateTime::from_timestamp_millis(ms).unwrap()
-}
-
-async fn drop_topic(client: &Client, topic: &str) {
-    let _ = client
-        .controller_client()
-        .unwrap()
-        .delete_topic(topic, 5_000)
-        .await;
 }
 
 /// The kind and text of the one error of a failed fetch.
@@ -211,17 +196,6 @@ async fn kafka_a_message_of_one_mib_is_read_and_one_byte_more_is_too_large() {
     assert_eq!(live.get().text, sized('d', MIB));
     live.stop();
     drop_topic(&admin, &topic).await;
-}
-
-fn nats_server_binary() -> Option<String> {
-    [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
