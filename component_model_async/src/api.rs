@@ -145,14 +145,16 @@ pub fn fetch_bounded<'a, T: Nested + Send>(
 }
 
 /// `fetch_<field>_with` of a `nested` field: its sub-tree, with the paths and prefixes it
-/// has inside its parent.
+/// has inside its parent, and the parent's `validate_concurrency`.
 pub fn fetch_nested<'a, T: Send + 'a>(
     sources: &'a Sources,
     nest: &'static Nest,
     ops: NestedOps<T>,
+    validate_concurrency: usize,
 ) -> FetchFuture<'a, Result<T, ComponentError>> {
     FetchFuture::new(async move {
         let mut plan = Plan::new(sources);
+        plan.validate_concurrency = validate_concurrency;
         plan.set_profile_env(nest.owner_profile_env);
         plan.nest(nest, ops.plan);
         let mut out = plan.run().await;

@@ -705,7 +705,7 @@ fn field_bodies(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) ->
         let nest = nest_ident(i);
         return [
             global,
-            quote!(#cm::fetch_nested(__cm_sources, &#nest, Self::#ops)),
+            quote!(#cm::fetch_nested(__cm_sources, &#nest, Self::#ops, <Self as #cm::Nested>::VALIDATE_CONCURRENCY)),
         ];
     }
     // The struct's own plan, passing over every other field: no code per field.

@@ -126,6 +126,14 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
         check_env_prefix(cx, p);
     }
     check_precedence_container(cx, input);
+    if let Some(n) = input.attrs.validate_concurrency.get()
+        && input.attrs.is_nested_only()
+    {
+        cx.error_spanned_by(
+            n,
+            "`validate_concurrency` bounds a fetch of this struct, which a `nested_only` struct never has; the parent's `validate_concurrency` bounds the whole tree",
+        );
+    }
     if let Some(t) = input.attrs.validate_timeout.get()
         && !input.attrs.validate_with_async.is_some()
     {

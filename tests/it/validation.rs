@@ -686,3 +686,41 @@ async fn one_of_compares_any_type_with_eq() {
         .unwrap();
     assert_eq!(ok.mode, Mode::Safe);
 }
+
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static MOST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+async fn counted(_: &String) -> Result<(), String> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = IN_FLIGHT.fetch_add(1, SeqCst) + 1;
+    MOST.fetch_max(now, SeqCst);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    IN_FLIGHT.fetch_sub(1, SeqCst);
+    Ok(())
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(nested_only)]
+struct Three {
+    #[component(fetch_from = "env", key = "TH_A", validate(with_async = counted))]
+    a: String,
+    #[component(fetch_from = "env", key = "TH_B", validate(with_async = counted))]
+    b: String,
+    #[component(fetch_from = "env", key = "TH_C", validate(with_async = counted))]
+    c: String,
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(validate_concurrency = 1)]
+struct OneAtATime {
+    #[component(nested)]
+    three: Three,
+}
+
+#[tokio::test]
+async fn fetching_a_nested_field_alone_keeps_the_parents_concurrency() {
+    let sources = env(&[("TH_A", "a"), ("TH_B", "b"), ("TH_C", "c")]);
+    let three = OneAtATime::fetch_three_with(&sources).await.unwrap();
+    assert_eq!([three.a, three.b, three.c], ["a", "b", "c"]);
+    assert_eq!(MOST.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

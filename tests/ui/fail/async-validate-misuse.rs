@@ -58,6 +58,13 @@ struct App {
 }
 
 #[derive(AsyncAssign, Default)]
+#[component(nested_only, validate_concurrency = 4)]
+struct OnlyNested {
+    #[component(fetch_from = "env")]
+    a: u16,
+}
+
+#[derive(AsyncAssign, Default)]
 #[component(validate(timeout = "5s"))]
 struct TimeoutWithoutAsyncRule {
     #[component(fetch_from = "env")]
