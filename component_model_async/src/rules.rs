@@ -454,15 +454,24 @@ fn list<B: fmt::Debug>(items: &[B]) -> String {
 }
 
 /// `validate(with = path)`: the function's error, as its `Display` says.
-pub fn with<E: Display>(r: Result<(), E>) -> Result<(), Violations> {
-    r.map_err(|e| e.to_string().into())
+///
+/// The function's words may quote the value, so a value that may not be shown (a secret
+/// field, a secret type, a value from a secret source) gets a fixed message instead.
+pub fn with<E: Display>(r: Result<(), E>, hidden: bool) -> Result<(), Violations> {
+    r.map_err(|e| match hidden {
+        true => Violations::from(
+            "refused (the rule's message is not shown: it may quote the value, which is secret)",
+        ),
+        false => e.to_string().into(),
+    })
 }
 
 /// `validate(with_async = path)`: the future's error, as its `Display` says.
 pub async fn with_async<E: Display>(
     f: impl std::future::Future<Output = Result<(), E>>,
+    hidden: bool,
 ) -> Result<(), Violations> {
-    with(f.await)
+    with(f.await, hidden)
 }
 
 /// `validate_with = path`: the function's answer (`Violations`, or anything that converts

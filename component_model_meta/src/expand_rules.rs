@@ -99,25 +99,25 @@ fn register(cm: &TokenStream, f: &Field<'_>, rule: &Rule) -> TokenStream {
         RuleKind::Garde => quote_spanned!(span=> #cm::rules::garde(#v)),
         RuleKind::With(path) if optional => quote_spanned! {span=>
             match #v {
-                ::core::option::Option::Some(__cm_v) => #cm::rules::with(#path(__cm_v)),
+                ::core::option::Option::Some(__cm_v) => #cm::rules::with(#path(__cm_v), #h),
                 ::core::option::Option::None => ::core::result::Result::Ok(()),
             }
         },
-        RuleKind::With(path) => quote_spanned!(span=> #cm::rules::with(#path(#v))),
+        RuleKind::With(path) => quote_spanned!(span=> #cm::rules::with(#path(#v), #h)),
         RuleKind::WithAsync(path) => {
             let timeout = some_or_none(rule.timeout.map(crate::expand_async::duration_tokens));
             let fut = if optional {
                 quote_spanned! {span=> ::std::boxed::Box::pin(async move {
                     match #v {
-                        ::core::option::Option::Some(__cm_v) => #cm::rules::with_async(#path(__cm_v)).await,
+                        ::core::option::Option::Some(__cm_v) => #cm::rules::with_async(#path(__cm_v), #h).await,
                         ::core::option::Option::None => ::core::result::Result::Ok(()),
                     }
                 })}
             } else {
-                quote_spanned!(span=> ::std::boxed::Box::pin(#cm::rules::with_async(#path(#v))))
+                quote_spanned!(span=> ::std::boxed::Box::pin(#cm::rules::with_async(#path(#v), #h)))
             };
             return quote! {
-                __cm_plan.rule_async(__cm_h, #name, #timeout, |#v, _| #fut);
+                __cm_plan.rule_async(__cm_h, #name, #timeout, |#v, #h| #fut);
             };
         }
     };

@@ -724,3 +724,61 @@ async fn fetching_a_nested_field_alone_keeps_the_parents_concurrency() {
     assert_eq!([three.a, three.b, three.c], ["a", "b", "c"]);
     assert_eq!(MOST.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+fn odd_pin(n: &u32) -> Result<(), String> {
+    if n.is_multiple_of(2) {
+        Ok(())
+    } else {
+        Err(format!("{n} is odd"))
+    }
+}
+
+async fn reserved(name: &String) -> Result<(), String> {
+    Err(format!("`{name}` is reserved"))
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+struct SecretWith {
+    #[component(fetch_from = "env", key = "SW_PIN", secret, validate(with = odd_pin))]
+    pin: u32,
+    #[component(fetch_from = "env", key = "SW_NAME", secret, validate(with_async = reserved))]
+    name: String,
+}
+
+#[tokio::test]
+async fn a_functions_message_about_a_secret_value_is_not_shown() {
+    let sources = env(&[("SW_PIN", "12345"), ("SW_NAME", "swordfish")]);
+    let errors = SecretWith::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 2);
+    let all = format!("{errors:?} {}", ComponentError::from(errors.clone()));
+    assert!(
+        !all.contains("12345") && !all.contains("swordfish"),
+        "{all}"
+    );
+    assert!(all.contains("the rule's message is not shown"), "{all}");
+}
+
+fn typo(_: &Typo, _: &Sources) -> Result<(), Violations> {
+    Err(Violations::at("replica", "must not exceed 8"))
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(validate_with = typo)]
+struct Typo {
+    #[component(fetch_from = "env", key = "TY_REPLICAS", fallback = "3")]
+    replicas: u32,
+}
+
+#[tokio::test]
+async fn a_violation_at_a_misspelt_field_says_which_was_meant() {
+    let errors = Typo::fetch_all_components_with(&env(&[]))
+        .await
+        .unwrap_err();
+    let text = errors[0].to_string();
+    assert!(
+        text.contains("no fetched field is at `replica`; did you mean `replicas`?"),
+        "{text}"
+    );
+}

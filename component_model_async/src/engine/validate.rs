@@ -437,6 +437,21 @@ impl Outcomes<'_> {
             .is_some_and(|s| conceals(s, slot.request.as_ref()))
     }
 
+    /// For a struct rule's message at `path` that names no fetched field (nor a nested
+    /// struct holding some): the closest fetched field's path, when it is a likely typo.
+    fn near_field(&self, path: &str) -> Option<&str> {
+        let prefix = format!("{path}.");
+        if self.slots.iter().any(|s| s.field.starts_with(&prefix)) {
+            return None;
+        }
+        self.slots
+            .iter()
+            .map(|s| (strsim::levenshtein(path, &s.field), s.field.as_ref()))
+            .filter(|(d, f)| *d > 0 && *d <= 2.max(f.len() / 4))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, f)| f)
+    }
+
     /// Where field `i`'s value came from: the precedence source that won, else its own.
     fn value_provenance(&self, i: usize) -> Provenance {
         let slot = &self.slots[i];
@@ -553,7 +568,15 @@ impl Outcomes<'_> {
                         );
                         rebuilt
                     }
-                    None => e,
+                    None => match e.field_name().and_then(|f| self.near_field(f)) {
+                        Some(near) => {
+                            let path = e.field_name().unwrap_or_default().to_owned();
+                            e.with_note(format!(
+                                "no fetched field is at `{path}`; did you mean `{near}`?"
+                            ))
+                        }
+                        None => e,
+                    },
                 };
                 tracing::warn!(target: "component_model_async::engine", error = %e, "configuration rejected by validation");
                 self.errors.push(e);
