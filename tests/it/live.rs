@@ -15,7 +15,7 @@ use futures::StreamExt;
 
 /// An in-memory store that can watch: every `set` tells its watchers.
 #[derive(Clone)]
-struct Store {
+pub(crate) struct Store {
     values: Arc<Mutex<HashMap<String, String>>>,
     changed: tokio::sync::broadcast::Sender<()>,
     fetches: Arc<AtomicUsize>,
@@ -23,7 +23,7 @@ struct Store {
 }
 
 impl Store {
-    fn new(pairs: &[(&str, &str)]) -> Self {
+    pub(crate) fn new(pairs: &[(&str, &str)]) -> Self {
         Store {
             values: Arc::new(Mutex::new(
                 pairs
@@ -42,7 +42,7 @@ impl Store {
             ..Store::new(pairs)
         }
     }
-    fn set(&self, key: &str, value: &str) {
+    pub(crate) fn set(&self, key: &str, value: &str) {
         self.values
             .lock()
             .unwrap()

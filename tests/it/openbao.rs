@@ -27,14 +27,14 @@ const DEFAULT_ADDR: &str = "http://127.0.0.1:8200";
 const DEFAULT_TOKEN: &str = "cm-openbao-root";
 
 /// The OpenBao server and its root token, over plain HTTP.
-struct Bao {
-    addr: String,
+pub(crate) struct Bao {
+    pub(crate) addr: String,
     token: String,
     http: reqwest::Client,
 }
 
 /// The server, or `None` after `skip` when it is not there.
-async fn bao() -> Option<Bao> {
+pub(crate) async fn bao() -> Option<Bao> {
     let addr = std::env::var("CM_OPENBAO_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
     let token = std::env::var("CM_OPENBAO_TOKEN").unwrap_or_else(|_| DEFAULT_TOKEN.to_owned());
     let http = reqwest::Client::builder()
@@ -60,7 +60,7 @@ async fn bao() -> Option<Bao> {
 }
 
 impl Bao {
-    async fn request(
+    pub(crate) async fn request(
         &self,
         method: &str,
         path: &str,
@@ -90,7 +90,7 @@ impl Bao {
     }
 
     /// A call that must succeed; its JSON answer.
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         self.ok_in(None, method, path, body).await
     }
 

@@ -17,7 +17,7 @@ use component_model::{
 };
 use component_model_tests::tls::Issued;
 use component_model_tests::{CapturedLogs, capture, skip, unique};
-use serde_json::{Value, json};
+use serde_json::json;
 
 // ---------------------------------------------------------------------------------------
 // 3. Redis over TLS with verification off: `rediss://...#insecure`, `REDIS_SKIP_VERIFY=true`
@@ -171,78 +171,9 @@ async fn vault_auth_mount_sends_the_approle_login_to_the_named_mount() {
     );
 }
 
-/// OpenBao as `scripts/services.sh` starts it (`CM_OPENBAO_ADDR`, `CM_OPENBAO_TOKEN`).
-struct Bao {
-    addr: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Bao {
-    async fn connect() -> Option<Bao> {
-        let addr =
-            std::env::var("CM_OPENBAO_ADDR").unwrap_or_else(|_| "http://127.0.0.1:8200".to_owned());
-        let token =
-            std::env::var("CM_OPENBAO_TOKEN").unwrap_or_else(|_| "cm-openbao-root".to_owned());
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let bao = Bao { addr, token, http };
-        match bao.call("GET", "sys/health", None).await {
-            Ok((200, _)) => Some(bao),
-            Ok((status, body)) => {
-                skip(
-                    "OpenBao",
-                    format!("{}: sys/health {status} {body}", bao.addr),
-                );
-                None
-            }
-            Err(e) => {
-                skip("OpenBao", format!("{}: {e}", bao.addr));
-                None
-            }
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<(u16, Value), reqwest::Error> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut r = self
-            .http
-            .request(method, format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", &self.token);
-        if let Some(body) = body {
-            r = r
-                .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(&body).unwrap());
-        }
-        let response = r.send().await?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await?;
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, answer) = self.call(method, path, body).await.unwrap();
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {answer}"
-        );
-        answer
-    }
-}
-
 #[tokio::test]
 async fn vault_auth_mount_logs_in_with_approle_at_a_custom_mount_of_openbao() {
-    let Some(bao) = Bao::connect().await else {
+    let Some(bao) = crate::openbao::bao().await else {
         return;
     };
     let prefix = unique("mount");
@@ -303,12 +234,19 @@ async fn vault_auth_mount_logs_in_with_approle_at_a_custom_mount_of_openbao() {
     // Without it, the login goes to `auth/approle`, which does not know this role.
     let without = MountSecret::fetch_all_components_with(&sources(None)).await;
 
-    let _ = bao.call("DELETE", &format!("sys/auth/{mount}"), None).await;
     let _ = bao
-        .call("DELETE", &format!("sys/policy/{policy}"), None)
+        .request("DELETE", &format!("sys/auth/{mount}"), None, None)
         .await;
     let _ = bao
-        .call("DELETE", &format!("secret/metadata/{prefix}/db"), None)
+        .request("DELETE", &format!("sys/policy/{policy}"), None, None)
+        .await;
+    let _ = bao
+        .request(
+            "DELETE",
+            &format!("secret/metadata/{prefix}/db"),
+            None,
+            None,
+        )
         .await;
     let got = got.unwrap();
     assert_eq!(got.password.expose_secret(), "from-custom-mount");

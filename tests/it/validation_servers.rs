@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use component_model::test_util::ConsulDouble;
 use component_model::{
-    AsyncAssign, Change, Changes, ComponentError, ConfigUpdate, ConsulSource, DatabaseSource,
-    EnvSource, ErrorKind, FetchRequest, Live, Outcome, RawValue, RedisSource, SecretString, Source,
-    SourceError, Sources, VaultSource, Violations, async_trait,
+    AsyncAssign, ComponentError, ConfigUpdate, ConsulSource, DatabaseSource, EnvSource, ErrorKind,
+    FetchRequest, Live, Outcome, RawValue, RedisSource, SecretString, Source, SourceError, Sources,
+    VaultSource, Violations, async_trait,
 };
 use component_model_tests::{CapturedLogs, capture, skip, unique};
 use futures::StreamExt;
@@ -736,57 +736,7 @@ async fn rules_run_on_cache_hits_each_struct_its_own() {
 // 5. Live: a candidate failing a field rule is rejected; every validator's refusal kept
 // ---------------------------------------------------------------------------------------
 
-/// An in-memory store that can watch: every `set` tells its watchers (as in `live.rs`).
-#[derive(Clone)]
-struct Store {
-    values: Arc<Mutex<HashMap<String, String>>>,
-    changed: tokio::sync::broadcast::Sender<()>,
-}
-
-impl Store {
-    fn new(pairs: &[(&str, &str)]) -> Self {
-        Store {
-            values: Arc::new(Mutex::new(
-                pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            )),
-            changed: tokio::sync::broadcast::channel(1024).0,
-        }
-    }
-    fn set(&self, key: &str, value: &str) {
-        self.values
-            .lock()
-            .unwrap()
-            .insert(key.to_owned(), value.to_owned());
-        let _ = self.changed.send(());
-    }
-}
-
-#[async_trait]
-impl Source for Store {
-    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        let key = request.key().unwrap_or_default();
-        match self.values.lock().unwrap().get(key).cloned() {
-            Some(v) => Ok(RawValue::Text(v)),
-            None => Err(SourceError::not_found()),
-        }
-    }
-    fn watch(&self, _requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
-        let rx = self.changed.subscribe();
-        Ok(futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(()) => return Some((Ok(Change::All), rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return None,
-                }
-            }
-        })
-        .boxed())
-    }
-}
+use crate::live::Store;
 
 async fn next(updates: &mut component_model::ConfigUpdates) -> ConfigUpdate {
     tokio::time::timeout(Duration::from_secs(5), updates.next())
