@@ -1,6 +1,8 @@
 //! Converting a [`RawValue`] into a field's type: strings, bytes and JSON into any
 //! `serde::Deserialize` type, with errors that name the field and never show a secret.
 
+mod lenient;
+pub(crate) mod subtree;
 mod text;
 
 use serde::de::DeserializeOwned;
@@ -240,15 +242,10 @@ fn decode_json<T: DeserializeOwned>(v: Value, t: &Target<'_>) -> Result<T, Compo
         Ok(x) => return Ok(x),
         Err(e) => e,
     };
-    // Lenient forms: a JSON string holding a number/bool/document, a number for a string.
-    let retry = match &v {
-        Value::String(s) => T::deserialize(text::Text(std::borrow::Cow::Borrowed(s))).ok(),
-        Value::Number(_) | Value::Bool(_) => {
-            T::deserialize(text::Text(std::borrow::Cow::Owned(v.to_string()))).ok()
-        }
-        _ => None,
-    };
-    if let Some(x) = retry {
+    // Lenient forms: a JSON string holding a number/bool/document, a number for a string,
+    // and the same inside an object or array (a subtree's texts, `prefix = "..."`).
+    // (When this fails too, the strict reading's error says what did not fit.)
+    if let Ok(x) = T::deserialize(lenient::Lenient(&v)) {
         return Ok(x);
     }
     // A Vault secret with one key reads into a scalar without `field = "..."`.

@@ -409,8 +409,9 @@ impl FetchRequest {
         self
     }
 
-    /// Prepends a nested field's `key_prefix` to the key, path and secret path; a key
-    /// bound into SQL (the request has a query or a table) is a value and keeps its text.
+    /// Prepends a nested field's `key_prefix` to the key, path and secret path, and to a
+    /// subtree read's `prefix` parameter as to the key; a key (or prefix) bound into SQL
+    /// (the request has a query or a table) is a value and keeps its text.
     pub(crate) fn with_key_prefix(mut self, prefix: &str) -> Self {
         let p = &mut self.params;
         let add = |v: &mut Option<Text>| {
@@ -420,6 +421,9 @@ impl FetchRequest {
         };
         if p.query.is_none() && p.table.is_none() {
             add(&mut p.key);
+            if let Some((_, v)) = p.extra.iter_mut().find(|(n, _)| n == "prefix") {
+                *v = Cow::Owned(format!("{prefix}{v}"));
+            }
         }
         add(&mut p.path);
         add(&mut p.secret_path);
