@@ -16,18 +16,35 @@
 //! [`ConsulSource::with_datacenter`] picks the datacenter (`?dc=`). 404 → not found,
 //! 403 → unauthorized, 5xx → unavailable.
 //!
+//! * a subtree, `prefix = "app/features/"`: every key under the prefix as ONE JSON object
+//!   of the keys relative to the prefix (`dark-mode`, `beta/x`), for a `HashMap<String, T>`,
+//!   a `BTreeMap` or a struct; folders (keys ending in `/`) are left out and nothing under
+//!   the prefix is an empty object. Alone in a fetch it is ONE `GET /v1/kv/<prefix>?recurse`;
+//!   with other fields of the same datacenter it is a `get-tree` operation in the SAME
+//!   `/v1/txn` as their `get`s (a `get-tree` never rolls the transaction back; its entries
+//!   come back among the results and are picked out by prefix). Bounded while reading:
+//!   the entry list is parsed one entry at a time and the read stops past `max_keys = N`
+//!   entries (default 10 000) or the field's `max_size` bytes of values, with
+//!   [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) (the body itself is bounded by
+//!   [`ConsulSource::with_max_body`]). Values are the stored texts; the field's type says
+//!   what each one is (`"8080"` into `HashMap<String, u16>`). Write a trailing `/` to read
+//!   a folder: like Consul's own `recurse`, `app/f` also matches `app/foo`.
+//!
 //! Watched (`watch`, for a [`Live`](crate::Live)) with blocking queries on
 //! `X-Consul-Index`: one on the keys' common prefix with `recurse` when it is selective,
-//! else one per distinct key (see the `watch` module).
+//! else one per distinct key (see the `watch` module); a subtree field with one blocking
+//! `recurse` query on its prefix (a key written, added or deleted under it moves its
+//! index, and the field is read again).
 //!
 //! ## What this module declares
 //!
 //! * name `consul`, cargo feature `consul`, registered by
 //!   [`Sources::from_env`](crate::Sources::from_env) from `CONSUL_HTTP_ADDR`;
-//! * attribute keys: `key` (required), `dc`; any other key is a compile error that names
-//!   these (and suggests the closest);
-//! * key label `key`; values are not secret; coalescing: one `/v1/txn` per datacenter and
-//!   64 keys.
+//! * attribute keys: `key` (else the field's convention key), `dc`, `prefix` (a subtree,
+//!   instead of `key`: both is a compile error), `max_keys`; any other key is a compile
+//!   error that names these (and suggests the closest);
+//! * key label `key` (`prefix` for a subtree); values are not secret; coalescing: one
+//!   `/v1/txn` per datacenter and 64 operations (keys and prefixes).
 
 #[cfg(feature = "consul")]
 mod source;
@@ -60,13 +77,30 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[macro_export]
 macro_rules! __component_model_rules_consul {
     // Without `key`, the field's convention key: `{key_prefix}{path with /}`.
-    ($entry:tt has $names:tt) => {
+    // `@kp [<key> <prefix>] <names>`: a key or a subtree, not both.
+    (@kp [$k:tt $p:tt] key $($rest:ident)*) => {
+        $crate::__component_model_rules_consul! { @kp [1 $p] $($rest)* }
+    };
+    (@kp [$k:tt $p:tt] prefix $($rest:ident)*) => {
+        $crate::__component_model_rules_consul! { @kp [$k 1] $($rest)* }
+    };
+    (@kp $kp:tt $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_consul! { @kp $kp $($rest)* }
+    };
+    (@kp [1 1]) => {
+        ::core::compile_error!("the `consul` source reads either one key (`key = \"...\"`) or every key under a prefix (`prefix = \"...\"`), not both");
+    };
+    (@kp $kp:tt) => {};
+    ($entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_consul! { $entry }
+        $crate::__component_model_rules_consul! { @kp [0 0] $($names)* }
     };
     ($entry:tt param key) => {};
     ($entry:tt param dc) => {};
+    ($entry:tt param prefix) => {};
+    ($entry:tt param max_keys) => {};
     ($entry:tt param $other:ident) => {
-        $crate::fetchers::__unknown_backend_key! { $other "consul" [key dc] }
+        $crate::fetchers::__unknown_backend_key! { $other "consul" [key dc prefix max_keys] }
     };
 }
 

@@ -1,6 +1,5 @@
 //! The `consul` backend's implementation (see the module above for what it declares).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use reqwest::Method;
 
+use crate::convert::subtree::{self, Subtree};
 use crate::error::{ComponentError, ErrorKind, SourceError};
 use crate::fetcher::ComponentFetcher;
 use crate::fetchers::env::EnvSource;
@@ -262,6 +262,48 @@ impl ConsulSource {
         }
     }
 
+    /// Reads every key under `request`'s `prefix` with ONE `GET /v1/kv/<prefix>?recurse`
+    /// into a JSON object of the keys relative to the prefix (folders, keys ending in `/`,
+    /// left out; nothing under the prefix is an empty object). The entry list is read
+    /// through the body bound and parsed one entry at a time: past `max_keys` entries or
+    /// the field's `max_size` the read stops with [`ErrorKind::TooLarge`].
+    async fn get_tree(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let mut tree = match Subtree::of(request) {
+            Some(tree) => tree?,
+            None => return Err(SourceError::new(ErrorKind::Config).with_message("no `prefix`")),
+        };
+        let mut query = self.query(request.dc());
+        query.push(("recurse", ""));
+        let prefix = tree.prefix().trim_start_matches('/');
+        let url =
+            super::watch::with_slash(self.endpoint.url(&["v1", "kv", prefix], &query)?, prefix);
+        let (status, body) = self.endpoint.send(Method::GET, &url, |r| r).await?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(tree.finish());
+        }
+        if !status.is_success() {
+            return Err(self.status_error(status, &body, &format!("prefix `{prefix}`")));
+        }
+        let mut failed = None;
+        let parsed = serde::de::DeserializeSeed::deserialize(
+            TreeSeed {
+                tree: &mut tree,
+                failed: &mut failed,
+            },
+            &mut serde_json::Deserializer::from_slice(&body),
+        );
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        parsed.map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!(
+                "consul's answer for prefix `{prefix}` is not a KV entry list: {}",
+                transport::json_error(&e)
+            ))
+        })?;
+        Ok(tree.finish())
+    }
+
     /// Reads `keys` (all in datacenter `dc`) with one transaction per 64 keys; one answer
     /// per key, in order.
     pub async fn get_many(
@@ -269,9 +311,18 @@ impl ConsulSource {
         keys: &[&str],
         dc: Option<&str>,
     ) -> Vec<Result<RawValue, SourceError>> {
-        let chunks = keys
-            .chunks(MAX_TXN_OPS)
-            .map(|chunk| self.txn_get(chunk, dc));
+        let ops: Vec<Op<'_>> = keys.iter().map(|k| Op::Get(k)).collect();
+        self.run_ops(&ops, dc).await
+    }
+
+    /// `ops` (all in datacenter `dc`) with one transaction per 64 operations; one answer
+    /// per operation, in order.
+    async fn run_ops(
+        &self,
+        ops: &[Op<'_>],
+        dc: Option<&str>,
+    ) -> Vec<Result<RawValue, SourceError>> {
+        let chunks = ops.chunks(MAX_TXN_OPS).map(|chunk| self.txn_get(chunk, dc));
         futures::future::join_all(chunks)
             .await
             .into_iter()
@@ -279,8 +330,13 @@ impl ConsulSource {
             .collect()
     }
 
-    /// At most 64 keys: a transaction of `get`s, again without the failed ones after a 409.
-    async fn txn_get(&self, keys: &[&str], dc: Option<&str>) -> Vec<Result<RawValue, SourceError>> {
+    /// At most 64 operations: a transaction of `get`s and `get-tree`s, again without the
+    /// failed ones after a 409 (a `get-tree` never fails for a missing prefix).
+    async fn txn_get(
+        &self,
+        keys: &[Op<'_>],
+        dc: Option<&str>,
+    ) -> Vec<Result<RawValue, SourceError>> {
         let mut answers: Vec<Option<Result<RawValue, SourceError>>> =
             keys.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..keys.len()).collect();
@@ -323,23 +379,23 @@ impl ConsulSource {
 
     async fn txn_round(
         &self,
-        keys: &[&str],
+        keys: &[Op<'_>],
         pending: &[usize],
         dc: Option<&str>,
     ) -> Result<Round, SourceError> {
-        // Identical keys are read once.
-        let mut ops: Vec<&str> = Vec::new();
+        // Identical operations are sent once.
+        let mut ops: Vec<(&str, &str)> = Vec::new();
         for &i in pending {
-            let key = keys[i].trim_start_matches('/');
-            if !ops.contains(&key) {
-                ops.push(key);
+            let op = (keys[i].verb(), keys[i].key());
+            if !ops.contains(&op) {
+                ops.push(op);
             }
         }
         let body: Vec<serde_json::Value> = ops
             .iter()
-            .map(|k| match &self.namespace {
-                Some(ns) => serde_json::json!({"KV": {"Verb": "get", "Key": k, "Namespace": ns}}),
-                None => serde_json::json!({"KV": {"Verb": "get", "Key": k}}),
+            .map(|(verb, k)| match &self.namespace {
+                Some(ns) => serde_json::json!({"KV": {"Verb": verb, "Key": k, "Namespace": ns}}),
+                None => serde_json::json!({"KV": {"Verb": verb, "Key": k}}),
             })
             .collect();
         let body = serde_json::to_vec(&body).unwrap_or_default();
@@ -360,21 +416,24 @@ impl ConsulSource {
                 transport::json_error(&e)
             ))
         })?;
-        let key_of = |i: usize| keys[i].trim_start_matches('/');
         if status.as_u16() == 409 {
             let errors = parsed.errors.unwrap_or_default();
             let mut failed = Vec::new();
             for e in &errors {
-                let Some(op_key) = ops.get(e.op_index) else {
+                let Some(op) = ops.get(e.op_index) else {
                     continue;
                 };
-                for &i in pending.iter().filter(|&&i| key_of(i) == *op_key) {
+                for &i in pending
+                    .iter()
+                    .filter(|&&i| (keys[i].verb(), keys[i].key()) == *op)
+                {
                     failed.push((i, txn_op_error(&e.what)));
                 }
             }
             return Ok(Round::RolledBack(failed));
         }
-        let mut by_key: HashMap<String, Option<String>> = HashMap::new();
+        let mut by_key: std::collections::BTreeMap<String, Option<String>> =
+            std::collections::BTreeMap::new();
         for r in parsed.results.unwrap_or_default() {
             if let Some(kv) = r.kv {
                 by_key.insert(kv.key, kv.value);
@@ -383,12 +442,17 @@ impl ConsulSource {
         let values = pending
             .iter()
             .map(|&i| {
-                let key = key_of(i);
-                let v = match by_key.get(key) {
-                    Some(value) => decode_value(value.as_deref(), key),
-                    None => Err(SourceError::new(ErrorKind::Unauthorized).with_message(
-                        "consul left the key out of the transaction result (the token may not read it)",
-                    )),
+                let v = match keys[i] {
+                    Op::Get(_) => {
+                        let key = keys[i].key();
+                        match by_key.get(key) {
+                            Some(value) => decode_value(value.as_deref(), key),
+                            None => Err(SourceError::new(ErrorKind::Unauthorized).with_message(
+                                "consul left the key out of the transaction result (the token may not read it)",
+                            )),
+                        }
+                    }
+                    Op::Tree(request) => tree_of(request, &by_key),
                 };
                 (i, v)
             })
@@ -397,8 +461,113 @@ impl ConsulSource {
     }
 }
 
+/// One operation of a transaction: a key's `get`, or a subtree's `get-tree`.
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    Get(&'a str),
+    Tree(&'a FetchRequest),
+}
+
+impl Op<'_> {
+    fn verb(&self) -> &'static str {
+        match self {
+            Op::Get(_) => "get",
+            Op::Tree(_) => "get-tree",
+        }
+    }
+
+    /// The key (or prefix) as Consul names it: no leading `/`.
+    fn key(&self) -> &str {
+        match self {
+            Op::Get(key) => key,
+            Op::Tree(request) => request.param(subtree::PREFIX).unwrap_or_default(),
+        }
+        .trim_start_matches('/')
+    }
+}
+
+/// The subtree `request` asks for, out of a transaction's results (`by_key`, sorted):
+/// the entries under its prefix, bounded as a `?recurse` read is.
+fn tree_of(
+    request: &FetchRequest,
+    by_key: &std::collections::BTreeMap<String, Option<String>>,
+) -> Result<RawValue, SourceError> {
+    let mut tree = match Subtree::of(request) {
+        Some(tree) => tree?,
+        None => return Err(SourceError::new(ErrorKind::Config).with_message("no `prefix`")),
+    };
+    let prefix = tree.prefix().trim_start_matches('/').to_owned();
+    for (key, value) in by_key
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+    {
+        add_entry(&mut tree, &prefix, key, value.as_deref())?;
+    }
+    Ok(tree.finish())
+}
+
+/// Adds one KV entry under `prefix` to `tree` (a folder, a key ending in `/` without a
+/// value, is left out).
+fn add_entry(
+    tree: &mut Subtree<'_>,
+    prefix: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), SourceError> {
+    if key.ends_with('/') && value.is_none() {
+        return Ok(());
+    }
+    let Some(name) = key
+        .strip_prefix(prefix)
+        .map(|rest| rest.trim_start_matches('/'))
+        .filter(|rest| !rest.is_empty())
+    else {
+        return Ok(());
+    };
+    // Counted before the value is decoded: an entry past `max_keys` is not read.
+    tree.admit(tree.len() + 1)?;
+    tree.admit_bytes(value.map_or(0, |v| v.len() as u64 / 4 * 3))?;
+    let value = decode_value(value, key)?;
+    tree.insert(name, value)
+}
+
+/// Reads a `?recurse` answer (a JSON list of entries) into a [`Subtree`], one entry at
+/// a time, stopping at the first entry past its bounds (the error in `failed`).
+struct TreeSeed<'s, 'r> {
+    tree: &'s mut Subtree<'r>,
+    failed: &'s mut Option<SourceError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TreeSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TreeSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of KV entries")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let prefix = self.tree.prefix().trim_start_matches('/').to_owned();
+        while let Some(entry) = seq.next_element::<KvEntry>()? {
+            if let Err(e) = add_entry(self.tree, &prefix, &entry.key, entry.value.as_deref()) {
+                *self.failed = Some(e);
+                return Err(serde::de::Error::custom("the read stopped at its bound"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ConsulSource {
-    /// Distinct requests: one `/v1/txn` per datacenter and 64 keys; one key is a GET.
+    /// Distinct requests: one `/v1/txn` per datacenter and 64 operations (a key's `get`,
+    /// a prefix's `get-tree`); one key is a GET, one prefix a GET with `?recurse`.
     async fn by_datacenter(
         &self,
         requests: &[&FetchRequest],
@@ -410,7 +579,7 @@ impl ConsulSource {
             requests.iter().map(|_| None).collect();
         let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
         for (i, r) in requests.iter().enumerate() {
-            if r.key().is_none() {
+            if r.key().is_none() && !Subtree::is_subtree(r) {
                 answers[i] =
                     Some(Err(SourceError::new(ErrorKind::Config)
                         .with_message("the field names no `key`")));
@@ -422,8 +591,16 @@ impl ConsulSource {
             }
         }
         let calls = groups.iter().map(|(dc, members)| {
-            let keys: Vec<&str> = members.iter().filter_map(|&i| requests[i].key()).collect();
-            async move { self.get_many(&keys, *dc).await }
+            let ops: Vec<Op<'_>> = members
+                .iter()
+                .map(
+                    |&i| match (Subtree::is_subtree(requests[i]), requests[i].key()) {
+                        (false, Some(key)) => Op::Get(key),
+                        _ => Op::Tree(requests[i]),
+                    },
+                )
+                .collect();
+            async move { self.run_ops(&ops, *dc).await }
         });
         let results = futures::future::join_all(calls).await;
         for ((_, members), values) in groups.iter().zip(results) {
@@ -479,6 +656,9 @@ fn bytes_value(bytes: impl Into<Vec<u8>>) -> RawValue {
 #[async_trait::async_trait]
 impl Source for ConsulSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        if Subtree::is_subtree(request) {
+            return self.get_tree(request).await;
+        }
         match request.key() {
             Some(key) => {
                 self.get(key, request.dc(), request.param(RAW).is_some())
@@ -501,6 +681,23 @@ impl Source for ConsulSource {
 
     fn location(&self) -> Option<String> {
         Some(redact_url(self.endpoint.base()))
+    }
+
+    /// `prefix <prefix>` for a subtree read, else the key.
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        subtree::native_key(request).or_else(|| request.native_key())
+    }
+
+    /// A subtree read (`prefix = "..."`) names its keys itself: no convention key.
+    fn convention(
+        &self,
+        request: FetchRequest,
+        field: &crate::FieldPath<'_>,
+    ) -> Result<FetchRequest, String> {
+        if Subtree::is_subtree(&request) {
+            return Ok(request);
+        }
+        Ok(request.with_key(field.key('/')))
     }
 
     /// Blocking queries (see the `watch` module): on the keys' common prefix when it is

@@ -65,7 +65,7 @@ fn common_dir(keys: &[&str]) -> Option<String> {
 
 /// `url` with the trailing `/` of a directory `key` (`recurse` on `app/` is not on `app`,
 /// which would also match `apple`).
-fn with_slash(mut url: reqwest::Url, key: &str) -> reqwest::Url {
+pub(super) fn with_slash(mut url: reqwest::Url, key: &str) -> reqwest::Url {
     if key.ends_with('/')
         && let Ok(mut path) = url.path_segments_mut()
     {
@@ -177,7 +177,19 @@ impl ConsulSource {
     async fn plan_watch(&self, requests: &[FetchRequest]) -> Vec<Query> {
         type Keys = Vec<(usize, String)>;
         let mut by_dc: Vec<(Option<String>, Keys)> = Vec::new();
+        let mut queries = Vec::new();
         for (i, r) in requests.iter().enumerate() {
+            // A subtree read (`prefix`) is watched as a prefix: one `recurse` query, whose
+            // index moves when a key under it is written, added or deleted.
+            if let Some(prefix) = r.param(crate::convert::subtree::PREFIX) {
+                queries.push(Query {
+                    key: prefix.to_owned(),
+                    recurse: true,
+                    dc: r.dc().map(str::to_owned),
+                    covers: vec![i],
+                });
+                continue;
+            }
             let Some(key) = r.key() else { continue };
             let dc = r.dc().map(str::to_owned);
             match by_dc.iter_mut().find(|(d, _)| *d == dc) {
@@ -185,7 +197,6 @@ impl ConsulSource {
                 None => by_dc.push((dc, vec![(i, key.to_owned())])),
             }
         }
-        let mut queries = Vec::new();
         for (dc, keys) in by_dc {
             let mut distinct: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
             distinct.sort_unstable();
@@ -234,7 +245,19 @@ impl ConsulSource {
             seen: HashMap<String, u64>,
             /// Changes of one answer not handed on yet.
             queue: VecDeque<Change>,
+            /// The covered subtree reads (`prefix`): read again whenever the index moves.
+            trees: Vec<usize>,
         }
+        let trees: Vec<usize> = q
+            .covers
+            .iter()
+            .copied()
+            .filter(|&i| {
+                requests
+                    .get(i)
+                    .is_some_and(crate::convert::subtree::Subtree::is_subtree)
+            })
+            .collect();
         let keys = q
             .covers
             .iter()
@@ -251,6 +274,7 @@ impl ConsulSource {
             failures: 0,
             seen: HashMap::new(),
             queue: VecDeque::new(),
+            trees,
         };
         futures::stream::unfold(state, |mut s| async move {
             loop {
@@ -295,6 +319,10 @@ impl ConsulSource {
                         if old == 0 || new > old || recovered {
                             let every = old == 0 || recovered;
                             s.queue = changes(&s.keys, &answer.entries, &mut s.seen, every);
+                            if !s.trees.is_empty() {
+                                // A key added, changed or removed under the prefix.
+                                s.queue.push_back(Change::Changed(s.trees.clone()));
+                            }
                             continue;
                         }
                         // Same index: the wait ended. Never spin on quick answers.
