@@ -20,6 +20,18 @@
 //! with `too large`; a read that failed, stopped early or timed out closes its connection
 //! rather than giving it back to the pool with an answer still pending.
 //!
+//! A subtree, `table = "config", prefix = "app."`: every row whose key starts with the
+//! prefix, as ONE JSON object of the keys relative to the prefix (`{"port": "8080", ..}`,
+//! for a `HashMap<String, T>`, a `BTreeMap` or a struct; each value converts as the field's
+//! type asks). ONE query per subtree field:
+//! `SELECT key, value FROM config WHERE key LIKE $1 ESCAPE '\' LIMIT <max_keys + 1>`
+//! (`?` for MySQL and SQLite), the prefix BOUND as the parameter with its `%`, `_` and `\`
+//! escaped (a key `a_b` never matches the prefix `a%`); `prefix = ""` reads the whole
+//! table. Past `max_keys = N` rows (default 10 000) or the field's `max_size` bytes of
+//! values the read stops with `too large`. (With a case-insensitive collation, MySQL's
+//! `LIKE` also matches other cases; only keys that start with the prefix byte for byte
+//! are taken, but the others count toward `max_keys`.)
+//!
 //! PostgreSQL is watched (for a [`Live`](crate::Live)) with LISTEN/NOTIFY: a table's
 //! fields on the channel [`notify_channel`]`(table)`, notified by the trigger
 //! [`notify_trigger_sql`] makes; `query` fields on the channel of
@@ -30,8 +42,9 @@
 //! * names `database`, `database:<pool>`, `postgres`, `mysql`, `sqlite`; cargo features
 //!   `postgres`, `mysql`, `sqlite`; [`Sources::from_env`](crate::Sources::from_env)
 //!   registers `DATABASE_URL` as `database` and under its driver's name;
-//! * attribute keys: `query`, or `table` with `key`; `key` alone binds the query's one
-//!   parameter; `source = "pool"` names a pool;
+//! * attribute keys: `query`, or `table` with `key` (or with `prefix`, and `max_keys`, a
+//!   subtree; `prefix` with `key` or `query` is a compile error); `key` alone binds the
+//!   query's one parameter; `source = "pool"` names a pool;
 //! * key label `query` (with its bound key) or `key` (`table.key`); values are not secret;
 //!   coalescing: one `IN (...)` query per table, identical queries once.
 
@@ -79,42 +92,60 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_database {
-    // `@sql <name> [<query> <table> <key>] <names>`: which of the three the field has.
-    (@sql $name:tt [$q:tt $t:tt $k:tt] query $($rest:ident)*) => {
-        $crate::__component_model_rules_database! { @sql $name [1 $t $k] $($rest)* }
+    // `@sql <name> [<query> <table> <key> <prefix>] <names>`: which of the four the field has.
+    (@sql $name:tt [$q:tt $t:tt $k:tt $p:tt] query $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name [1 $t $k $p] $($rest)* }
     };
-    (@sql $name:tt [$q:tt $t:tt $k:tt] table $($rest:ident)*) => {
-        $crate::__component_model_rules_database! { @sql $name [$q 1 $k] $($rest)* }
+    (@sql $name:tt [$q:tt $t:tt $k:tt $p:tt] table $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name [$q 1 $k $p] $($rest)* }
     };
-    (@sql $name:tt [$q:tt $t:tt $k:tt] key $($rest:ident)*) => {
-        $crate::__component_model_rules_database! { @sql $name [$q $t 1] $($rest)* }
+    (@sql $name:tt [$q:tt $t:tt $k:tt $p:tt] key $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name [$q $t 1 $p] $($rest)* }
     };
-    (@sql $name:tt $qtk:tt $other:ident $($rest:ident)*) => {
-        $crate::__component_model_rules_database! { @sql $name $qtk $($rest)* }
+    (@sql $name:tt [$q:tt $t:tt $k:tt $p:tt] prefix $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name [$q $t $k 1] $($rest)* }
+    };
+    (@sql $name:tt $qtkp:tt $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_database! { @sql $name $qtkp $($rest)* }
     };
     // Neither: the convention's row `key = <path>` of the struct's `table` (`config`).
-    (@sql $name:tt [0 0 0]) => {};
-    (@sql $name:tt [0 0 1]) => {
+    (@sql $name:tt [0 0 0 0]) => {};
+    (@sql $name:tt [$q:tt $t:tt 1 1]) => {
+        ::core::compile_error!("a field reads either one key (`key = \"...\"`) or every key under a prefix (`prefix = \"...\"`), not both");
+    };
+    (@sql $name:tt [1 $t:tt $k:tt 1]) => {
+        ::core::compile_error!("`prefix` reads the keys of a key/value `table`, not a `query`");
+    };
+    (@sql $name:tt [0 0 0 1]) => {
+        ::core::compile_error!(::core::concat!(
+            "the `",
+            $name,
+            "` source reads `prefix` from a key/value table: add `table = \"...\"` (columns `key` and `value`)"
+        ));
+    };
+    (@sql $name:tt [0 0 1 $p:tt]) => {
         ::core::compile_error!(::core::concat!(
             "the `",
             $name,
             "` source binds `key` into a query: add `query = \"SELECT ...\"`, or `table = \"...\"` (a key/value table), or leave both out to read the row named by the field's path from the struct's `table` (default `config`)"
         ));
     };
-    (@sql $name:tt [1 1 $k:tt]) => {
+    (@sql $name:tt [1 1 $k:tt $p:tt]) => {
         ::core::compile_error!("use either `query` or `table`, not both");
     };
-    (@sql $name:tt $qtk:tt) => {};
+    (@sql $name:tt $qtkp:tt) => {};
     ($name:tt $entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_database! { $name $entry }
-        $crate::__component_model_rules_database! { @sql $name [0 0 0] $($names)* }
+        $crate::__component_model_rules_database! { @sql $name [0 0 0 0] $($names)* }
     };
     ($name:tt $entry:tt param key) => {};
     ($name:tt $entry:tt param query) => {};
     ($name:tt $entry:tt param table) => {};
     ($name:tt $entry:tt param source) => {};
+    ($name:tt $entry:tt param prefix) => {};
+    ($name:tt $entry:tt param max_keys) => {};
     ($name:tt $entry:tt param $other:ident) => {
-        $crate::fetchers::__unknown_backend_key! { $other $name [key query table source] }
+        $crate::fetchers::__unknown_backend_key! { $other $name [key query table source prefix max_keys] }
     };
 }
 

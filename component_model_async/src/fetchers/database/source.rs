@@ -10,6 +10,7 @@ use sqlx::AssertSqlSafe;
 
 use super::decode;
 
+use crate::convert::subtree::{self, Subtree};
 use crate::error::{ErrorKind, SourceError};
 use crate::source::{FetchRequest, RawValue, Source};
 use crate::source_support::{coalesce, redact_url};
@@ -117,6 +118,17 @@ impl Dialect {
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
+        }
+    }
+
+    /// `ESCAPE '\'` as this dialect writes a one-backslash string (MySQL reads `\` in a
+    /// string literal as an escape, so it is doubled there).
+    fn like_escape(self) -> &'static str {
+        match self {
+            #[cfg(feature = "mysql")]
+            Dialect::MySql => r"ESCAPE '\\'",
+            #[allow(unreachable_patterns)]
+            _ => r"ESCAPE '\'",
         }
     }
 
@@ -883,6 +895,88 @@ impl DatabaseSource {
     }
 }
 
+/// `prefix` as a `LIKE` pattern matching every text that starts with it: `%`, `_` and
+/// `\` escaped with `\` (the query says `ESCAPE '\'`), then `%`.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl DatabaseSource {
+    /// A subtree read (`table = "t", prefix = "app."`): ONE
+    /// `SELECT key, value FROM t WHERE key LIKE <prefix>% ESCAPE '\' LIMIT max_keys + 1`,
+    /// the prefix bound as a parameter (its `%`, `_` and `\` escaped), the rows streamed:
+    /// past `max_keys` rows or the field's `max_size` bytes of values the read stops with
+    /// `too large` (the rest of the answer unread: the connection is closed).
+    async fn table_prefix(
+        &self,
+        table: &str,
+        request: &FetchRequest,
+    ) -> Result<RawValue, SourceError> {
+        let mut tree = match Subtree::of(request) {
+            Some(tree) => tree?,
+            None => return Err(SourceError::new(ErrorKind::Config).with_message("no `prefix`")),
+        };
+        if !valid_table(table) {
+            return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                "`{table}` is not a plain table name (letters, digits, `_`, one optional `schema.`)"
+            )));
+        }
+        let pool = self.pool_or_error()?;
+        self.count_query();
+        let before = self.overflows();
+        let fail = |e| self.sql_error(e, before);
+        let prefix = tree.prefix();
+        let pattern = like_prefix(prefix);
+        let limit = tree.max_keys().saturating_add(1);
+        with_pool!(pool, |p, col, d| {
+            let table_sql = table
+                .split('.')
+                .map(|part| d.quote(part))
+                .collect::<Vec<_>>()
+                .join(".");
+            let (k, v) = (d.quote("key"), d.quote("value"));
+            let sql = format!(
+                "SELECT {k}, {v} FROM {table_sql} WHERE {k} LIKE {} {} LIMIT {limit}",
+                d.placeholder(1),
+                d.like_escape()
+            );
+            let mut conn = Checkout::new(p.acquire().await.map_err(fail)?);
+            let q = sqlx::query(AssertSqlSafe(sql)).bind(pattern);
+            let mut rows = q.fetch(conn.connection());
+            let mut taken = 0usize;
+            while let Some(row) = rows.try_next().await.map_err(fail)? {
+                taken += 1;
+                // Past `max_keys`: the rest of the answer is left unread.
+                tree.admit(taken)?;
+                tokio::task::consume_budget().await;
+                let key = sqlx::Row::try_get::<String, _>(&row, 0).map_err(fail)?;
+                // A case-insensitive collation (MySQL) may match other cases: only keys
+                // that start with the prefix byte for byte are taken.
+                let Some(name) = key.strip_prefix(prefix).filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                if tree.contains(name) {
+                    return Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                        "table `{table}` has more than one row for key `{key}`"
+                    )));
+                }
+                tree.insert(name, col(&row, 1)?)?;
+            }
+            drop(rows);
+            conn.finished();
+            Ok(tree.finish())
+        })
+    }
+}
+
 /// A connection taken from the pool for one read: closed when dropped, unless the read
 /// took its whole answer ([`Checkout::finished`]). A read that failed, stopped early or
 /// was cancelled by its field's timeout leaves a connection with an answer pending: given
@@ -946,6 +1040,10 @@ impl Source for DatabaseSource {
         request: FetchRequest,
         field: &crate::FieldPath<'_>,
     ) -> Result<FetchRequest, String> {
+        if Subtree::is_subtree(&request) && request.table().is_some() {
+            // A subtree read names its keys itself.
+            return Ok(request);
+        }
         let table = field
             .argument
             .filter(|a| !a.is_empty())
@@ -984,6 +1082,8 @@ impl Source for DatabaseSource {
     /// The query (its bound key is shown after it), or `table.key`.
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         match (request.query(), request.table()) {
+            (None, Some(t)) if Subtree::is_subtree(request) => subtree::native_key(request)
+                .map(|(label, prefix)| (label, format!("{t}.{prefix}*"))),
             (Some(q), _) => Some(("query", q.to_owned())),
             (None, Some(t)) => Some(("key", format!("{t}.{}", request.key().unwrap_or("")))),
             _ => request.native_key(),
@@ -1003,8 +1103,10 @@ impl DatabaseSource {
         let mut queries: HashMap<(&str, Option<&str>), Vec<usize>> = HashMap::new();
         let mut results: Vec<Option<Result<RawValue, SourceError>>> =
             (0..requests.len()).map(|_| None).collect();
+        let mut trees: Vec<(usize, &str)> = Vec::new();
         for (i, r) in requests.iter().enumerate() {
             match (r.query(), r.table(), r.key()) {
+                (None, Some(t), _) if Subtree::is_subtree(r) => trees.push((i, t)),
                 (Some(q), _, key) => queries.entry((q, key)).or_default().push(i),
                 (None, Some(t), Some(_)) => tables.entry(t).or_default().push(i),
                 _ => {
@@ -1024,13 +1126,25 @@ impl DatabaseSource {
         let query_jobs = queries.into_iter().map(|((sql, key), members)| async move {
             (members, Grouped::Query(self.query_one(sql, key).await))
         });
-        let (tables_done, queries_done) = futures::future::join(
+        // A subtree read is one query of its own (identical ones were merged before).
+        let tree_jobs = trees.into_iter().map(|(i, table)| async move {
+            (
+                vec![i],
+                Grouped::Query(self.table_prefix(table, requests[i]).await),
+            )
+        });
+        let (tables_done, queries_done, trees_done) = futures::future::join3(
             futures::future::join_all(table_jobs),
             futures::future::join_all(query_jobs),
+            futures::future::join_all(tree_jobs),
         )
         .await;
 
-        for (members, outcome) in tables_done.into_iter().chain(queries_done) {
+        for (members, outcome) in tables_done
+            .into_iter()
+            .chain(queries_done)
+            .chain(trees_done)
+        {
             match outcome {
                 Grouped::Table(Ok(mut values)) => {
                     for i in members {

@@ -9,6 +9,12 @@
 //! A missing file or pointer is not found; a file that does not parse is a decode error
 //! naming the file, line and column.
 //!
+//! A table read whole: `path = "app.toml", prefix = "features"` reads the table at
+//! `features` (dots nest: `prefix = "a.b"`; `prefix = ""` is the whole document) as one
+//! JSON object of its members, for a `HashMap<String, T>`, a `BTreeMap` or a struct; at
+//! most `max_keys = N` members (default 10 000) and the field's `max_size` bytes, else
+//! `too large`. A missing table is not found; a value that is not a table a decode error.
+//!
 //! Watched (for a [`Live`](crate::Live)) with the notify crate on the files' directories,
 //! not the files, so editors that write a new file and rename it over the old one (vim,
 //! `sed -i`) and Kubernetes ConfigMap volumes (a `..data` symlink swapped atomically) are
@@ -18,8 +24,9 @@
 //!
 //! * name `file`, cargo feature `file`, always registered by
 //!   [`Sources::from_env`](crate::Sources::from_env) (relative to the working directory);
-//! * attribute keys: `path` (required), with `pointer`/`field` to select; any other key
-//!   is a compile error that names `path` (and suggests the closest key);
+//! * attribute keys: `path` (required), with `pointer`/`field` to select, or `prefix` (a
+//!   table read whole) with `max_keys`; any other key is a compile error that names these
+//!   (and suggests the closest key);
 //! * key label `path`; values are not secret; coalescing: one read per distinct file.
 
 #[cfg(feature = "file")]
@@ -56,8 +63,10 @@ macro_rules! __component_model_rules_file {
         $crate::__component_model_rules_file! { @path $($names)* }
     };
     ($entry:tt param path) => {};
+    ($entry:tt param prefix) => {};
+    ($entry:tt param max_keys) => {};
     ($entry:tt param $other:ident) => {
-        $crate::fetchers::__unknown_backend_key! { $other "file" [path] }
+        $crate::fetchers::__unknown_backend_key! { $other "file" [path prefix max_keys] }
     };
 }
 

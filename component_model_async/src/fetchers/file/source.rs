@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use notify::Watcher;
 
+use crate::convert::subtree::{self, Subtree};
 use crate::error::{ErrorKind, SourceError};
 use crate::source::{Change, Changes, FetchRequest, RawValue, Source};
 
@@ -364,6 +365,18 @@ fn toml_error(e: &toml::de::Error, text: &str) -> String {
     }
 }
 
+/// The table a subtree read (`prefix = "features"`) names in a file's document: its
+/// members, bounded by `max_keys` and the field's `max_size` (see the module docs).
+fn table_of(mut tree: Subtree<'_>, document: &RawValue) -> Result<RawValue, SourceError> {
+    let RawValue::Json(document) = document else {
+        return Err(SourceError::new(ErrorKind::Decode).with_message(
+            "`prefix` reads a table of a `.toml`, `.json` or `.yaml` file; this file is text",
+        ));
+    };
+    subtree::of_document(&mut tree, document)?;
+    Ok(tree.finish())
+}
+
 /// Watches the directories of `files` (see the module docs).
 fn watch_files(files: Vec<PathBuf>) -> Result<Changes, SourceError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -556,6 +569,11 @@ impl Source for FileSource {
                         .with_message("reading the file was interrupted"))
                 })
             })
+            .zip(requests)
+            .map(|(answer, request)| match Subtree::of(request) {
+                None => answer,
+                Some(tree) => table_of(tree?, &answer?),
+            })
             .collect()
     }
 
@@ -579,6 +597,9 @@ impl Source for FileSource {
     /// absolute already, so no location is added).
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         let path = self.resolve(request.path()?).display().to_string();
+        if let Some(prefix) = request.param(subtree::PREFIX) {
+            return Some(("path", format!("{path}, prefix {prefix}")));
+        }
         let spec = request.spec();
         Some((
             "path",
