@@ -7,6 +7,17 @@
 //!   of one hash with ONE `HMGET`. All of it goes out as one pipeline: one round trip per
 //!   fetch, whatever the number of fields (plus one `TYPE` round trip only when some
 //!   string keys came back empty, to tell a missing key from one of another type);
+//! * a subtree, `prefix = "app:features:"`: every string key under the prefix as ONE JSON
+//!   object of the keys relative to the prefix (for a `HashMap<String, T>`, a `BTreeMap` or
+//!   a struct; each value converts as the field's type asks): `SCAN <cursor> MATCH
+//!   <prefix>* COUNT 1000` (the glob characters `*?[]\` of the prefix escaped) until the
+//!   cursor comes back to 0 — one round trip per scan step, so one on a small database —
+//!   stopping with `too large` as soon as more than `max_keys = N` keys (default 10 000)
+//!   were found, then ONE `MGET` of them; a key of another type, or gone meanwhile, is
+//!   left out; the field's `max_size` bounds the values' bytes in all;
+//! * a whole hash, `key = "app:db", field = "*"`: `HLEN` (more members than `max_keys` is
+//!   too large, and nothing more is read), then `HGETALL`, into one JSON object of its
+//!   members (a missing hash is not found);
 //! * `REDIS_URL` (`redis://[:password@]host[:port][/db]`, `redis+unix:///path`) is
 //!   registered by [`Sources::from_env`](crate::Sources::from_env) as `redis`;
 //!   [`RedisSource::new`] builds one in code.
@@ -24,9 +35,10 @@
 //!
 //! * name `redis`, cargo feature `redis`, registered by
 //!   [`Sources::from_env`](crate::Sources::from_env) from `REDIS_URL` when it is set;
-//! * attribute keys: `key` (or `topic`); `field` reads a hash member, or a member of a
-//!   stream entry (the source selects it itself,
-//!   [`Source::selects_field`](crate::Source::selects_field));
+//! * attribute keys: `key` (or `topic`, or `prefix` with `max_keys`: a subtree; any two
+//!   of `key`, `topic` and `prefix` are a compile error); `field` reads a hash member
+//!   (`field = "*"`: all of them), or a member of a stream entry (the source selects it
+//!   itself, [`Source::selects_field`](crate::Source::selects_field));
 //! * `topic = "config:app"` (with `stream_from = "redis"`) reads a **Redis stream**: the
 //!   last entry at start (`XREVRANGE ... COUNT 1`), then every new entry (`XREAD BLOCK`
 //!   on a connection of its own, from the last entry ID seen, so a reconnect skips
@@ -80,27 +92,39 @@ pub(crate) const BUILTIN: Builtin = Builtin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_redis {
-    (@kt [$k:tt $t:tt] key $($rest:ident)*) => {
-        $crate::__component_model_rules_redis! { @kt [1 $t] $($rest)* }
+    // `@ktp [<key> <topic> <prefix>] <names>`: at most one of the three.
+    (@ktp [$k:tt $t:tt $p:tt] key $($rest:ident)*) => {
+        $crate::__component_model_rules_redis! { @ktp [1 $t $p] $($rest)* }
     };
-    (@kt [$k:tt $t:tt] topic $($rest:ident)*) => {
-        $crate::__component_model_rules_redis! { @kt [$k 1] $($rest)* }
+    (@ktp [$k:tt $t:tt $p:tt] topic $($rest:ident)*) => {
+        $crate::__component_model_rules_redis! { @ktp [$k 1 $p] $($rest)* }
     };
-    (@kt $kt:tt $other:ident $($rest:ident)*) => {
-        $crate::__component_model_rules_redis! { @kt $kt $($rest)* }
+    (@ktp [$k:tt $t:tt $p:tt] prefix $($rest:ident)*) => {
+        $crate::__component_model_rules_redis! { @ktp [$k $t 1] $($rest)* }
     };
-    (@kt [1 1]) => {
+    (@ktp $ktp:tt $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_redis! { @ktp $ktp $($rest)* }
+    };
+    (@ktp [1 1 $p:tt]) => {
         ::core::compile_error!("the `redis` source reads either a key (`key = \"...\"`) or a stream (`topic = \"...\"`), not both");
     };
-    (@kt $kt:tt) => {};
+    (@ktp [1 $t:tt 1]) => {
+        ::core::compile_error!("the `redis` source reads either one key (`key = \"...\"`) or every key under a prefix (`prefix = \"...\"`), not both");
+    };
+    (@ktp [$k:tt 1 1]) => {
+        ::core::compile_error!("the `redis` source reads either a stream (`topic = \"...\"`) or the keys under a prefix (`prefix = \"...\"`), not both");
+    };
+    (@ktp $ktp:tt) => {};
     ($entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_redis! { $entry }
-        $crate::__component_model_rules_redis! { @kt [0 0] $($names)* }
+        $crate::__component_model_rules_redis! { @ktp [0 0 0] $($names)* }
     };
     ($entry:tt param key) => {};
     ($entry:tt param topic) => {};
+    ($entry:tt param prefix) => {};
+    ($entry:tt param max_keys) => {};
     ($entry:tt param $other:ident) => {
-        $crate::fetchers::__unknown_backend_key! { $other "redis" [key topic] }
+        $crate::fetchers::__unknown_backend_key! { $other "redis" [key topic prefix max_keys] }
     };
 }
 

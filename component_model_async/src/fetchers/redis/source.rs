@@ -17,6 +17,7 @@ pub(super) trait Io:
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 use super::bounded::{BoundedStream, Exceeded};
+use crate::convert::subtree::{self, Subtree};
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::env::EnvSource;
 use crate::source::{FetchRequest, RawValue, Source};
@@ -647,6 +648,189 @@ impl RedisSource {
     }
 }
 
+/// How many keys one `SCAN` is asked to look at (`COUNT`, a hint to the server).
+const SCAN_COUNT: usize = 1000;
+
+/// `prefix` as a `SCAN MATCH` glob matching every key that starts with it: the glob's
+/// own characters (`*`, `?`, `[`, `]`, `\`) escaped with `\`, then `*`.
+pub(super) fn glob_prefix(prefix: &str) -> String {
+    let mut glob = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            glob.push('\\');
+        }
+        glob.push(c);
+    }
+    glob.push('*');
+    glob
+}
+
+/// A reply element as text (a key, a cursor).
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether a request reads a whole hash: `field = "*"`.
+fn whole_hash(request: &FetchRequest) -> bool {
+    request.key().is_some() && request.select() == Some("*")
+}
+
+impl RedisSource {
+    /// One command, one round trip; its reply.
+    async fn command(&self, cmd: &::redis::Cmd, what: &str) -> Result<Value, SourceError> {
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(cmd.clone());
+        match self.round_trip(&pipe, what).await?.into_iter().next() {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(self.error(&e, &Exceeded::default(), what)),
+            None => Err(SourceError::new(ErrorKind::Unavailable)
+                .with_message("redis answered fewer commands than were sent")),
+        }
+    }
+
+    /// A subtree read (`prefix = "app:"`): `SCAN 0 MATCH <prefix>* COUNT 1000` until the
+    /// cursor is back at 0 (stopping, too large, as soon as more than `max_keys` distinct
+    /// keys were found), then ONE `MGET` of the keys found. A key that is gone by then,
+    /// or that holds another type than a string, is left out.
+    async fn read_prefix(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let mut tree = match Subtree::of(request) {
+            Some(tree) => tree?,
+            None => return Err(SourceError::new(ErrorKind::Config).with_message("no `prefix`")),
+        };
+        let prefix = tree.prefix();
+        let glob = glob_prefix(prefix);
+        let what = format!("SCAN of prefix `{prefix}`");
+        let mut keys: std::collections::BTreeSet<String> = Default::default();
+        let mut cursor = "0".to_owned();
+        loop {
+            let mut cmd = ::redis::cmd("SCAN");
+            cmd.arg(&cursor)
+                .arg("MATCH")
+                .arg(&glob)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let reply = self.command(&cmd, &what).await?;
+            let Value::Array(mut parts) = reply else {
+                return Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                    "redis answered the {what} with something else than a cursor and keys"
+                )));
+            };
+            let (Some(found), Some(next)) = (parts.pop(), parts.pop()) else {
+                return Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                    "redis answered the {what} with something else than a cursor and keys"
+                )));
+            };
+            let Value::Array(found) = found else {
+                return Err(SourceError::new(ErrorKind::Decode)
+                    .with_message(format!("redis answered the {what} without a key list")));
+            };
+            // Counted as they come: past `max_keys` distinct keys the scan stops.
+            for key in found.iter().filter_map(text_of) {
+                if keys.insert(key) {
+                    tree.admit(keys.len())?;
+                }
+            }
+            cursor = text_of(&next).unwrap_or_else(|| "0".to_owned());
+            if cursor == "0" {
+                break;
+            }
+        }
+        if keys.is_empty() {
+            return Ok(tree.finish());
+        }
+        let keys: Vec<String> = keys.into_iter().collect();
+        let mut cmd = ::redis::cmd("MGET");
+        cmd.arg(&keys);
+        let what = format!("MGET of the {} keys under prefix `{prefix}`", keys.len());
+        let reply = self.command(&cmd, &what).await?;
+        let values = match reply {
+            Value::Array(values) if values.len() == keys.len() => values,
+            _ => {
+                return Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                    "redis answered the {what} with another number of values than the keys asked for"
+                )));
+            }
+        };
+        for (key, value) in keys.iter().zip(values) {
+            let Some(name) = key.strip_prefix(prefix).filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            if let Some(value) = raw_value(value) {
+                tree.insert(name, value?)?;
+            }
+        }
+        Ok(tree.finish())
+    }
+
+    /// A whole hash (`key = "app", field = "*"`): `HLEN` first (more members than
+    /// `max_keys` is too large, and nothing more is read), then `HGETALL`, counted again.
+    /// A missing key is not found.
+    async fn read_hash(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let key = request.key().unwrap_or_default();
+        let mut tree = Subtree::whole(request, format!("in hash `{key}`"))?;
+        let what = format!("hash `{key}`");
+        let len = match self.command(::redis::cmd("HLEN").arg(key), &what).await? {
+            Value::Int(n) => usize::try_from(n).unwrap_or(0),
+            _ => 0,
+        };
+        if len == 0 {
+            return Err(SourceError::not_found().with_message(format!("no hash `{key}`")));
+        }
+        tree.admit(len)?;
+        let pairs: Vec<(Value, Value)> = match self
+            .command(::redis::cmd("HGETALL").arg(key), &what)
+            .await?
+        {
+            Value::Map(pairs) => pairs,
+            Value::Array(flat) => {
+                let mut flat = flat.into_iter();
+                let mut pairs = Vec::new();
+                while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                    pairs.push((k, v));
+                }
+                pairs
+            }
+            _ => {
+                return Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                    "redis answered HGETALL of {what} with something else than its members"
+                )));
+            }
+        };
+        for (name, value) in pairs {
+            let Some(name) = text_of(&name) else { continue };
+            if let Some(value) = raw_value(value) {
+                tree.insert(&name, value?)?;
+            }
+        }
+        Ok(tree.finish())
+    }
+
+    /// The subtree reads and whole hashes of `requests` (positions `which`), each
+    /// distinct one once, all concurrently.
+    async fn read_trees(
+        &self,
+        requests: &[&FetchRequest],
+        which: &[usize],
+    ) -> Vec<Result<RawValue, SourceError>> {
+        let asked: Vec<&FetchRequest> = which.iter().map(|&i| requests[i]).collect();
+        crate::source_support::coalesce(&asked, |unique| async move {
+            futures::future::join_all(unique.iter().map(|r| async move {
+                match Subtree::is_subtree(r) {
+                    true => self.read_prefix(r).await,
+                    false => self.read_hash(r).await,
+                }
+            }))
+            .await
+        })
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl Source for RedisSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -659,6 +843,36 @@ impl Source for RedisSource {
     /// One pipeline for every request: MGET for string keys, HMGET per hash; another
     /// for the streams (`topic`) no watch holds the latest entry of.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        let trees: Vec<usize> = (0..requests.len())
+            .filter(|&i| {
+                requests[i].topic().is_none()
+                    && (Subtree::is_subtree(requests[i]) || whole_hash(requests[i]))
+            })
+            .collect();
+        if !trees.is_empty() {
+            // Subtrees and whole hashes on their own, the rest as always, concurrently.
+            let rest: Vec<usize> = (0..requests.len()).filter(|i| !trees.contains(i)).collect();
+            let others: Vec<&FetchRequest> = rest.iter().map(|&i| requests[i]).collect();
+            let (read, other) = futures::join!(self.read_trees(requests, &trees), async {
+                match others.is_empty() {
+                    true => Vec::new(),
+                    false => self.fetch_many(&others).await,
+                }
+            });
+            let mut out: Vec<Option<Result<RawValue, SourceError>>> =
+                requests.iter().map(|_| None).collect();
+            for (i, v) in trees
+                .into_iter()
+                .zip(read)
+                .chain(rest.into_iter().zip(other))
+            {
+                out[i] = Some(v);
+            }
+            return out
+                .into_iter()
+                .map(|v| v.unwrap_or_else(|| Err(SourceError::not_found())))
+                .collect();
+        }
         if requests.iter().all(|r| r.topic().is_none()) {
             let reads: Vec<_> = requests.iter().map(|r| Read::of(r)).collect();
             return self.read_all(&reads).await;
@@ -735,12 +949,21 @@ impl Source for RedisSource {
         true
     }
 
-    /// The key `{argument}{key_prefix}{path with :}` (`app:db:port`).
+    /// The key `{argument}{key_prefix}{path with :}` (`app:db:port`); a subtree read
+    /// (`prefix`) names its keys itself.
     fn convention(
         &self,
         request: FetchRequest,
         field: &crate::FieldPath<'_>,
     ) -> Result<FetchRequest, String> {
+        if Subtree::is_subtree(&request) {
+            return Ok(request);
+        }
         Ok(request.with_key(field.key(':')))
+    }
+
+    /// `prefix <prefix>` for a subtree read, else the key (and a hash's member).
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        subtree::native_key(request).or_else(|| request.native_key())
     }
 }

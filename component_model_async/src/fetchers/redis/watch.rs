@@ -6,7 +6,9 @@
 //! (managed Redis), enable them in the server's configuration, or the fields are polled.
 //!
 //! A notification names its key but carries no value: it is a [`Change::Changed`] of the
-//! requests reading that key (a `Live` reads those, not the other fields).
+//! requests reading that key (a `Live` reads those, not the other fields). A subtree
+//! field (`prefix`) is watched with `PSUBSCRIBE __keyspace@<db>__:<prefix>*` (the prefix's
+//! glob characters escaped): a key set, added or deleted under it reads the field again.
 //!
 //! When the pub/sub connection closes, the watch ends; a `Live` watches again after a
 //! backoff and reads everything (the watch starts with [`Change::All`]), so a change
@@ -79,7 +81,11 @@ impl RedisSource {
 
     /// Subscribes to the keyspace channels of `keys` (each with the positions of the
     /// requests reading it).
-    async fn keyspace(&self, keys: Vec<(String, Vec<usize>)>) -> Result<Changes, SourceError> {
+    async fn keyspace(
+        &self,
+        keys: Vec<(String, Vec<usize>)>,
+        prefixes: Vec<(String, Vec<usize>)>,
+    ) -> Result<Changes, SourceError> {
         self.ensure_notifications().await?;
         let db = self.connection_info()?.redis_settings().db();
         let mut pubsub = self.pubsub().await?;
@@ -92,11 +98,36 @@ impl RedisSource {
             })?;
             readers.insert(channel, positions);
         }
+        // A subtree read (`prefix`): a pattern on its keys' channels, so a key added,
+        // changed or removed under the prefix is an event of the subtree.
+        let mut patterns: HashMap<String, Vec<usize>> = HashMap::with_capacity(prefixes.len());
+        for (prefix, positions) in prefixes {
+            let pattern = format!("__keyspace@{db}__:{}", super::source::glob_prefix(&prefix));
+            pubsub.psubscribe(&pattern).await.map_err(|e| {
+                SourceError::new(ErrorKind::Unavailable)
+                    .with_message(format!("PSUBSCRIBE on redis at {}: {e}", self.address()))
+            })?;
+            patterns.insert(pattern, positions);
+        }
         // Subscribed now: read again what may have changed before. Then each event: the
-        // requests of its key (a channel not subscribed to: everything).
-        let changed = move |msg: ::redis::Msg| match readers.get(msg.get_channel_name()) {
-            Some(positions) => Ok(Change::Changed(positions.clone())),
-            None => Ok(Change::All),
+        // requests of its key, or of its prefix (a channel not subscribed to: everything).
+        let changed = move |msg: ::redis::Msg| {
+            let mut positions: Vec<usize> = Vec::new();
+            if msg.from_pattern() {
+                if let Some(p) = msg
+                    .get_pattern::<String>()
+                    .ok()
+                    .and_then(|p| patterns.get(&p))
+                {
+                    positions.extend(p);
+                }
+            } else if let Some(p) = readers.get(msg.get_channel_name()) {
+                positions.extend(p);
+            }
+            match positions.is_empty() {
+                false => Ok(Change::Changed(positions)),
+                true => Ok(Change::All),
+            }
         };
         Ok(futures::stream::iter([Ok(Change::All)])
             .chain(pubsub.into_on_message().map(changed))
@@ -110,19 +141,27 @@ impl RedisSource {
         requests: Vec<(usize, FetchRequest)>,
     ) -> Result<Changes, SourceError> {
         let mut keys: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut prefixes: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, r) in &requests {
+            if let Some(prefix) = r.param(crate::convert::subtree::PREFIX) {
+                match prefixes.iter_mut().find(|(p, _)| p == prefix) {
+                    Some((_, positions)) => positions.push(*i),
+                    None => prefixes.push((prefix.to_owned(), vec![*i])),
+                }
+                continue;
+            }
             let Some(key) = r.key() else { continue };
             match keys.iter_mut().find(|(k, _)| k == key) {
                 Some((_, positions)) => positions.push(*i),
                 None => keys.push((key.to_owned(), vec![*i])),
             }
         }
-        if keys.is_empty() {
+        if keys.is_empty() && prefixes.is_empty() {
             return Err(SourceError::new(ErrorKind::Config).with_message("no key to watch"));
         }
         let this = self.clone();
         Ok(
-            futures::stream::once(async move { this.keyspace(keys).await })
+            futures::stream::once(async move { this.keyspace(keys, prefixes).await })
                 .flat_map(|subscribed| match subscribed {
                     Ok(changes) => changes,
                     Err(e) => futures::stream::iter([Err(e)]).boxed(),
