@@ -25,6 +25,7 @@ mod readme_features;
 mod redis;
 mod report;
 mod secret_files;
+mod subtree;
 mod sync_model;
 mod tls;
 mod validation;
