@@ -295,6 +295,40 @@ async fn consul_a_watched_prefix_sees_keys_added_changed_and_removed() {
     assert_eq!(live.get().flags, BTreeMap::from([("b".to_owned(), false)]));
 }
 
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Inner {
+    #[component(fetch_from = "consul", prefix = "ports/", max_size = 40)]
+    ports: Ports,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Outer {
+    #[component(nested, key_prefix = "st/")]
+    inner: Inner,
+}
+
+#[tokio::test]
+async fn consul_a_nested_prefix_sits_under_its_key_prefix_and_fits_its_max_size() {
+    let consul = ConsulDouble::start().await;
+    seeded_consul(&consul);
+    let sources = Sources::new().register("consul", ConsulSource::new(consul.url()));
+    consul.clear_requests();
+    // `{"admin":"9090","http":"8080"}`: 30 bytes, within 40.
+    let outer = Outer::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(
+        outer.inner.ports,
+        Ports {
+            http: 8080,
+            admin: 9090
+        }
+    );
+    let requests = consul.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].path, "/v1/kv/st/ports/");
+}
+
 // ---------------------------------------------------------------------------------------
 // Redis
 
@@ -488,6 +522,47 @@ async fn redis_a_hostile_server_announcing_ten_million_keys_is_refused_at_once()
         started.elapsed()
     );
     assert_eq!(errors[0].kind(), ErrorKind::TooLarge, "{}", errors[0]);
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch)]
+#[allow(dead_code)]
+struct RedisWatchedTree {
+    #[component(fetch_from = "redis", prefix = "${P}flags:")]
+    flags: BTreeMap<String, bool>,
+}
+
+#[tokio::test]
+async fn redis_a_watched_prefix_sees_keys_added_and_removed() {
+    let Some((mut conn, p, _cleanup)) = crate::redis::setup("cm_subtree_live").await else {
+        return;
+    };
+    let _: () = conn.set(format!("{p}flags:a"), "true").await.unwrap();
+    let sources = Sources::new()
+        .register("redis", RedisSource::new("redis://127.0.0.1:6379"))
+        .with_env(EnvSource::from_map([("P", p.as_str())]));
+    let live = Live::<RedisWatchedTree>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(300)).await; // PSUBSCRIBE is in place
+    let _: () = conn.set(format!("{p}flags:b"), "false").await.unwrap();
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { .. }
+    ));
+    assert_eq!(
+        live.get().flags,
+        BTreeMap::from([("a".to_owned(), true), ("b".to_owned(), false)])
+    );
+    let _: () = conn.del(format!("{p}flags:a")).await.unwrap();
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { .. }
+    ));
+    assert_eq!(live.get().flags, BTreeMap::from([("b".to_owned(), false)]));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -737,6 +812,46 @@ async fn file_a_table_read_whole_with_relative_keys_and_bounds() {
         "{errors:?}"
     );
     assert_eq!(errors.len(), 2, "the whole document reads: {errors:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(watch)]
+#[allow(dead_code)]
+struct FileWatchedTree {
+    #[component(fetch_from = "file", path = "live.toml", prefix = "flags")]
+    flags: BTreeMap<String, bool>,
+}
+
+#[tokio::test]
+async fn file_a_watched_table_sees_members_added_and_removed() {
+    let dir = std::env::temp_dir().join(unique("cm_subtree_live"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("live.toml"), "[flags]\na = true\n").unwrap();
+    let sources = Sources::new().register("file", FileSource::new().with_base_dir(&dir));
+    let live = Live::<FileWatchedTree>::builder(&sources)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(dir.join("live.toml"), "[flags]\na = true\nb = false\n").unwrap();
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { .. }
+    ));
+    assert_eq!(
+        live.get().flags,
+        BTreeMap::from([("a".to_owned(), true), ("b".to_owned(), false)])
+    );
+    std::fs::write(dir.join("live.toml"), "[flags]\nb = false\n").unwrap();
+    assert!(matches!(
+        next(&mut updates).await,
+        ConfigUpdate::Applied { .. }
+    ));
+    assert_eq!(live.get().flags, BTreeMap::from([("b".to_owned(), false)]));
+    drop(live);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

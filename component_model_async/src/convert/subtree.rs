@@ -15,11 +15,13 @@
 //!   never a guess made while reading (which would make `"8080"` a number for a
 //!   `HashMap<String, String>`).
 //! * **Bounds, enforced while reading**: at most `max_keys` keys (a backend parameter,
-//!   default [`DEFAULT_MAX_KEYS`]) and at most the field's `max_size` bytes of values in
-//!   all; over either is [`ErrorKind::TooLarge`], never a silent truncation. Each backend
-//!   asks [`Subtree::admit`] with what a server announces before it reads it, and
-//!   [`Subtree::insert`] counts as it goes. (The engine then checks the whole object,
-//!   member names and JSON quoting included, against `max_size` as it checks any value.)
+//!   default [`DEFAULT_MAX_KEYS`]) and at most the field's `max_size` bytes in all; over
+//!   either is [`ErrorKind::TooLarge`], never a silent truncation. Each backend asks
+//!   [`Subtree::admit`] with what a server announces before it reads it, and
+//!   [`Subtree::insert`] counts as it goes. The bytes counted are the values' and their
+//!   names' (with JSON's quotes and separators, escapes aside): the size of the object
+//!   being built, which the engine checks against `max_size` again once it is built, as
+//!   it checks any value, so both say the same.
 
 use serde_json::{Map, Value};
 
@@ -79,7 +81,8 @@ impl<'r> Subtree<'r> {
             what,
             max_keys,
             max_size: request.spec().and_then(|s| s.max_size),
-            bytes: 0,
+            // The object's braces.
+            bytes: 2,
             members: Map::new(),
         })
     }
@@ -114,8 +117,8 @@ impl<'r> Subtree<'r> {
         Ok(())
     }
 
-    /// `Ok` when `bytes` more bytes of values are within the field's `max_size`: asked
-    /// with a length a server announces, before reading it.
+    /// `Ok` when `bytes` more bytes are within the field's `max_size`: asked with a length
+    /// a server announces, before reading it.
     pub(crate) fn admit_bytes(&self, bytes: u64) -> Result<(), SourceError> {
         match self.max_size {
             Some(max) if self.bytes.saturating_add(bytes) > max => Err(self.too_big(max)),
@@ -133,7 +136,7 @@ impl<'r> Subtree<'r> {
 
     fn too_big(&self, max: u64) -> SourceError {
         SourceError::new(ErrorKind::TooLarge).with_message(format!(
-            "the values {} are more than the field's `max_size` of {} in all; the read stopped there",
+            "the keys and values {} are more than the field's `max_size` of {} in all; the read stopped there",
             self.what(),
             crate::error::bytes(max)
         ))
@@ -146,11 +149,14 @@ impl<'r> Subtree<'r> {
             return Ok(());
         }
         self.admit(self.members.len() + 1)?;
-        let len = match &value {
-            RawValue::Text(s) => s.len(),
-            RawValue::Bytes(b) => b.len(),
+        // As the member will weigh in the object: `"name":` and the value, a text quoted,
+        // and a separator.
+        let value_len = match &value {
+            RawValue::Text(s) => s.len() + 2,
+            RawValue::Bytes(b) => b.len() * 4 + 2,
             RawValue::Json(v) => serde_json::to_vec(v).map_or(0, |b| b.len()),
-        } as u64;
+        };
+        let len = (name.len() + 4 + value_len) as u64;
         self.admit_bytes(len)?;
         self.bytes += len;
         let member = match value {

@@ -24,7 +24,7 @@
 //!   `/v1/txn` as their `get`s (a `get-tree` never rolls the transaction back; its entries
 //!   come back among the results and are picked out by prefix). Bounded while reading:
 //!   the entry list is parsed one entry at a time and the read stops past `max_keys = N`
-//!   entries (default 10 000) or the field's `max_size` bytes of values, with
+//!   entries (default 10 000) or the field's `max_size` bytes (keys and values), with
 //!   [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) (the body itself is bounded by
 //!   [`ConsulSource::with_max_body`]). Values are the stored texts; the field's type says
 //!   what each one is (`"8080"` into `HashMap<String, u16>`). Write a trailing `/` to read

@@ -27,8 +27,8 @@
 //! `SELECT key, value FROM config WHERE key LIKE $1 ESCAPE '\' LIMIT <max_keys + 1>`
 //! (`?` for MySQL and SQLite), the prefix BOUND as the parameter with its `%`, `_` and `\`
 //! escaped (a key `a_b` never matches the prefix `a%`); `prefix = ""` reads the whole
-//! table. Past `max_keys = N` rows (default 10 000) or the field's `max_size` bytes of
-//! values the read stops with `too large`. (With a case-insensitive collation, MySQL's
+//! table. Past `max_keys = N` rows (default 10 000) or the field's `max_size` bytes (keys and
+//! values) the read stops with `too large`. (With a case-insensitive collation, MySQL's
 //! `LIKE` also matches other cases; only keys that start with the prefix byte for byte
 //! are taken, but the others count toward `max_keys`.)
 //!

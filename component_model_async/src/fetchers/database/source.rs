@@ -913,7 +913,7 @@ impl DatabaseSource {
     /// A subtree read (`table = "t", prefix = "app."`): ONE
     /// `SELECT key, value FROM t WHERE key LIKE <prefix>% ESCAPE '\' LIMIT max_keys + 1`,
     /// the prefix bound as a parameter (its `%`, `_` and `\` escaped), the rows streamed:
-    /// past `max_keys` rows or the field's `max_size` bytes of values the read stops with
+    /// past `max_keys` rows or the field's `max_size` bytes (keys and values) the read stops with
     /// `too large` (the rest of the answer unread: the connection is closed).
     async fn table_prefix(
         &self,

@@ -12,7 +12,7 @@
 //! A table read whole: `path = "app.toml", prefix = "features"` reads the table at
 //! `features` (dots nest: `prefix = "a.b"`; `prefix = ""` is the whole document) as one
 //! JSON object of its members, for a `HashMap<String, T>`, a `BTreeMap` or a struct; at
-//! most `max_keys = N` members (default 10 000) and the field's `max_size` bytes, else
+//! most `max_keys = N` members (default 10 000) and the field's `max_size` bytes (keys and values), else
 //! `too large`. A missing table is not found; a value that is not a table a decode error.
 //!
 //! Watched (for a [`Live`](crate::Live)) with the notify crate on the files' directories,

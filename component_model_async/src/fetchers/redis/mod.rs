@@ -14,7 +14,9 @@
 //!   cursor comes back to 0 — one round trip per scan step, so one on a small database —
 //!   stopping with `too large` as soon as more than `max_keys = N` keys (default 10 000)
 //!   were found, then ONE `MGET` of them; a key of another type, or gone meanwhile, is
-//!   left out; the field's `max_size` bounds the values' bytes in all;
+//!   left out; the field's `max_size` bounds the keys' and values' bytes in all (counted as
+//!   the values come, after the `MGET` reply, itself bounded by the source's
+//!   `with_max_reply`, was read);
 //! * a whole hash, `key = "app:db", field = "*"`: `HLEN` (more members than `max_keys` is
 //!   too large, and nothing more is read), then `HGETALL`, into one JSON object of its
 //!   members (a missing hash is not found);
