@@ -49,6 +49,134 @@ impl Memo {
     }
 }
 
+/// How many clients opened from fetched addresses a [`Sources`] keeps, unless
+/// [`Sources::with_max_dynamic_clients`] says otherwise.
+pub(crate) const DEFAULT_MAX_DYNAMIC_CLIENTS: usize = 8;
+
+/// The opening of one client, awaited by every caller that asks for its address meanwhile
+/// (one opening however many fields or fetches ask at once), and the client once open.
+type Opening = futures::future::Shared<
+    futures::future::BoxFuture<'static, Result<Arc<dyn Source>, crate::error::SourceError>>,
+>;
+
+/// The clients opened from fetched addresses (`connect = "{field}"`), by backend and
+/// address, the least recently used dropped beyond the bound.
+///
+/// Hand-written rather than a cache crate: `moka` (already a dependency) evicts in
+/// maintenance passes, so its bound is passed until one runs, and it cannot remove an
+/// entry only while it still holds the failed opening; `lru` would be a new dependency for
+/// these few lines. The bound is small (8 by default), so finding the least recently used
+/// is a scan.
+pub(crate) struct DynamicClients {
+    max: usize,
+    slots: std::sync::Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// Advanced by every use: a slot's `used` says when it was last used.
+    tick: u64,
+    map: HashMap<ClientKey, Slot, foldhash::fast::RandomState>,
+}
+
+struct Slot {
+    opening: Opening,
+    used: u64,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    kind: crate::fetchers::connect::Kind,
+    address: Address,
+}
+
+/// A fetched address: it may hold a password, so it is never shown and is zeroed when
+/// dropped.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Address(String);
+
+impl Drop for Address {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl fmt::Debug for DynamicClients {
+    /// How many are kept, never their addresses.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamicClients")
+            .field("open", &self.lock().map.len())
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl DynamicClients {
+    fn new(max: usize) -> Self {
+        DynamicClients {
+            max,
+            slots: std::sync::Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The opening kept for `key`, or `open()` kept for it (and the least recently used
+    /// beyond the bound dropped: its pool closes once no fetch holds it).
+    fn opening(&self, key: &ClientKey, open: impl FnOnce() -> Opening) -> Opening {
+        let mut evicted = Vec::new();
+        let opening = {
+            let mut slots = self.lock();
+            slots.tick += 1;
+            let tick = slots.tick;
+            if let Some(slot) = slots.map.get_mut(key) {
+                slot.used = tick;
+                return slot.opening.clone();
+            }
+            let opening = open();
+            slots.map.insert(
+                key.clone(),
+                Slot {
+                    opening: opening.clone(),
+                    used: tick,
+                },
+            );
+            while slots.map.len() > self.max {
+                let oldest = slots
+                    .map
+                    .iter()
+                    .min_by_key(|(_, slot)| slot.used)
+                    .map(|(k, _)| k.clone());
+                match oldest.and_then(|k| slots.map.remove(&k)) {
+                    Some(slot) => evicted.push(slot),
+                    None => break,
+                }
+            }
+            opening
+        };
+        // Dropped outside the lock.
+        drop(evicted);
+        opening
+    }
+
+    /// Forgets `key` if it still holds `opening` (which failed): the next request opens
+    /// again.
+    fn forget(&self, key: &ClientKey, opening: &Opening) {
+        let removed = {
+            let mut slots = self.lock();
+            match slots.map.get(key) {
+                Some(slot) if slot.opening.ptr_eq(opening) => slots.map.remove(key),
+                _ => None,
+            }
+        };
+        drop(removed);
+    }
+}
+
 /// A named backend as stored in [`Sources`].
 #[derive(Clone)]
 pub(crate) enum Entry {
@@ -164,6 +292,9 @@ pub struct Sources {
     memo: Box<Memo>,
     /// The profile `{@profile}` stands for (`Sources::with_profile`).
     profile: Option<Arc<str>>,
+    /// Clients opened from fetched addresses (`connect = "{field}"`), shared by clones;
+    /// a new (empty) set for a new environment, which they inherit credentials from.
+    dynamic: Arc<DynamicClients>,
 }
 
 impl fmt::Debug for Sources {
@@ -173,6 +304,7 @@ impl fmt::Debug for Sources {
         f.debug_struct("Sources")
             .field("names", &names)
             .field("env", &self.env)
+            .field("dynamic_clients", &self.dynamic)
             .finish()
     }
 }
@@ -208,6 +340,7 @@ impl Sources {
             layers: Arc::default(),
             memo: Box::default(),
             profile: None,
+            dynamic: Arc::new(DynamicClients::new(DEFAULT_MAX_DYNAMIC_CLIENTS)),
         }
     }
 
@@ -342,6 +475,8 @@ impl Sources {
         self.entries.insert(name.to_owned(), Entry::Raw(source));
         self.env = env;
         self.memo = Box::default();
+        // Opened clients hold credentials of the old environment.
+        self.dynamic = Arc::new(DynamicClients::new(self.dynamic.max));
         self
     }
 
@@ -523,6 +658,99 @@ impl Sources {
     /// Forgets every value cached through these `Sources` (and their clones).
     pub fn invalidate_all(&self) {
         self.layers.invalidate_all();
+    }
+
+    /// Keeps at most `n` clients opened from fetched addresses (default 8): fields with
+    /// `connect = "{field}"` (a database DSN, a Redis or NATS URL, a Consul or Vault
+    /// address fetched into another field) reach their server through a client opened for
+    /// that address, kept for the next fetch by backend and address; beyond `n`, the least
+    /// recently used is dropped (a database pool then closes once no fetch holds it). `0`
+    /// keeps none: each fetch opens its own client and drops it.
+    ///
+    /// A database, Redis or NATS client takes everything from its URL (a `rediss://` or
+    /// `REDIS_CACERT` one the `REDIS_*` TLS variables too). A Consul or Vault client is
+    /// configured as [`Sources::from_env`] configures the registered one, from these
+    /// sources' [environment](Sources::env), at the fetched address: the token
+    /// (`CONSUL_HTTP_TOKEN`; `VAULT_TOKEN`, or a token file, AppRole or Kubernetes login
+    /// of its own), the namespace and the TLS variables. (Not from a source registered in
+    /// code: a `VaultSource::new(..).with_token(..)` lends nothing.) Opening is bounded
+    /// (10 s, less where the backend's own timeout is shorter); the address, which may
+    /// hold a password, is in no message, log line or `Debug` output, and a client's
+    /// location shows it with its credentials masked.
+    ///
+    /// The clients are shared by this `Sources` and the clones made from it afterwards
+    /// (its `register`, `layer`, `with_profile` too); this call and [`Sources::with_env`]
+    /// start an empty set (`with_env` keeps the bound), as the clients hold credentials of
+    /// the environment.
+    ///
+    /// ```
+    /// use component_model_async::Sources;
+    ///
+    /// let sources = Sources::new().with_max_dynamic_clients(2);
+    /// assert_eq!(sources.max_dynamic_clients(), 2);
+    /// assert_eq!(Sources::new().max_dynamic_clients(), 8);
+    /// ```
+    #[must_use]
+    pub fn with_max_dynamic_clients(mut self, n: usize) -> Self {
+        self.dynamic = Arc::new(DynamicClients::new(n));
+        self
+    }
+
+    /// The most clients opened from fetched addresses these sources keep (see
+    /// [`Sources::with_max_dynamic_clients`]).
+    ///
+    /// ```
+    /// use component_model_async::Sources;
+    ///
+    /// assert_eq!(Sources::new().with_max_dynamic_clients(0).max_dynamic_clients(), 0);
+    /// ```
+    pub fn max_dynamic_clients(&self) -> usize {
+        self.dynamic.max
+    }
+
+    /// A client of `backend` (a field's `fetch_from`: `database`, `database:<pool>`,
+    /// `postgres`, `mysql`, `sqlite`, `redis`, `consul`, `vault`, `nats`) for `address`
+    /// (a value fetched into another field, possibly a secret): the one kept for that
+    /// backend and address, else one opened now (see `fetchers::connect`) and kept.
+    /// Concurrent requests for an address not open yet share one opening; a failed opening
+    /// is not kept. The error names the backend and what failed, never the address.
+    pub(crate) async fn dynamic_source(
+        &self,
+        backend: &str,
+        address: &str,
+    ) -> Result<Arc<dyn Source>, crate::error::SourceError> {
+        use crate::fetchers::connect;
+        let found = connect::Kind::of(backend)?;
+        found.check(address)?;
+        if self.dynamic.max == 0 {
+            return connect::open(backend, found.kind, address, &self.env).await;
+        }
+        let key = ClientKey {
+            kind: found.kind,
+            address: Address(address.trim().to_owned()),
+        };
+        let opening = self.dynamic.opening(&key, || {
+            let (backend, kind, env) = (backend.to_owned(), found.kind, self.env.clone());
+            let address = key.address.clone();
+            let open: futures::future::BoxFuture<'static, _> =
+                Box::pin(async move { connect::open(&backend, kind, &address.0, &env).await });
+            futures::FutureExt::shared(open)
+        });
+        let opened = opening.clone().await;
+        if opened.is_err() {
+            self.dynamic.forget(&key, &opening);
+        }
+        opened
+    }
+
+    /// [`Sources::dynamic_source`], for the workspace's tests. Not public API.
+    #[doc(hidden)]
+    pub async fn __dynamic_source(
+        &self,
+        backend: &str,
+        address: &str,
+    ) -> Result<Arc<dyn Source>, crate::error::SourceError> {
+        self.dynamic_source(backend, address).await
     }
 
     pub(crate) fn layers(&self) -> &crate::resilience::Registry {

@@ -9,6 +9,7 @@ mod cache;
 mod consul;
 mod conversion;
 mod database;
+mod dynamic_clients;
 mod engine_regressions;
 mod file;
 mod fleet;

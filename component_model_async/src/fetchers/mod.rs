@@ -48,6 +48,7 @@
 //! `request.param("<name>")`.
 
 pub mod args;
+pub(crate) mod connect;
 pub mod consul;
 pub mod database;
 pub mod env;

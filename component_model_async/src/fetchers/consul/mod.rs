@@ -46,6 +46,7 @@
 //! * key label `key` (`prefix` for a subtree); values are not secret; coalescing: one
 //!   `/v1/txn` per datacenter and 64 operations (keys and prefixes).
 
+pub(crate) mod connect;
 #[cfg(feature = "consul")]
 mod source;
 #[cfg(feature = "consul")]

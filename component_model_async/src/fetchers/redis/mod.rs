@@ -60,6 +60,7 @@
 
 #[cfg(feature = "redis")]
 mod bounded;
+pub(crate) mod connect;
 #[cfg(feature = "redis")]
 mod source;
 #[cfg(feature = "redis")]

@@ -38,6 +38,7 @@
 
 #[cfg(feature = "vault")]
 pub mod auth;
+pub(crate) mod connect;
 #[cfg(feature = "vault")]
 mod source;
 #[cfg(feature = "vault")]
