@@ -186,15 +186,21 @@ async fn hostile_consul(entries: usize, announced: Option<u64>) -> String {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
-                let _ = socket.read(&mut buf).await;
-                let mut body = String::from("[");
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                // A transaction's results wrap each entry; a `?recurse` read lists them.
+                let txn = buf[..n].starts_with(b"PUT");
+                let mut body = String::from(if txn { "{\"Results\":[" } else { "[" });
                 for i in 0..entries {
                     if i > 0 {
                         body.push(',');
                     }
-                    body.push_str(&format!("{{\"Key\":\"h/k{i}\",\"Value\":\"MQ==\"}}"));
+                    let entry = format!("{{\"Key\":\"h/k{i}\",\"Value\":\"MQ==\"}}");
+                    match txn {
+                        true => body.push_str(&format!("{{\"KV\":{entry}}}")),
+                        false => body.push_str(&entry),
+                    }
                 }
-                body.push(']');
+                body.push_str(if txn { "],\"Errors\":null}" } else { "]" });
                 let length = announced.unwrap_or(body.len() as u64);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-consul-index: 5\r\ncontent-length: {length}\r\n\r\n"
@@ -213,6 +219,15 @@ async fn hostile_consul(entries: usize, announced: Option<u64>) -> String {
 struct HostileTree {
     #[component(fetch_from = "consul", prefix = "h/")]
     all: HashMap<String, u8>,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct HostileTxn {
+    #[component(fetch_from = "consul", prefix = "h/")]
+    all: HashMap<String, u8>,
+    #[component(fetch_from = "consul", key = "h/k0")]
+    one: u8,
 }
 
 #[tokio::test]
@@ -238,6 +253,23 @@ async fn consul_a_hostile_agent_cannot_flood_a_prefix_read() {
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(errors[0].kind(), ErrorKind::TooLarge, "{}", errors[0]);
+    // In a transaction: the prefix is too large, read no further than its bound; the key
+    // read with it is read again without it (as after a rollback) and answered.
+    let url = hostile_consul(20_000, None).await;
+    let sources = Sources::new().register("consul", ConsulSource::new(&url));
+    let errors = HostileTxn::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field_name(), Some("all"));
+    assert_eq!(errors[0].kind(), ErrorKind::TooLarge, "{}", errors[0]);
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("more than 10000 keys under prefix `h/`"),
+        "{}",
+        errors[0]
+    );
     // Within its bounds, the same agent is read.
     let url = hostile_consul(3, None).await;
     let sources = Sources::new().register("consul", ConsulSource::new(&url));

@@ -62,7 +62,7 @@ struct KvEntry {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct TxnResponse {
-    results: Option<Vec<TxnResult>>,
+    // (`Results`, read one at a time by `TxnSeed`, is skipped here.)
     errors: Option<Vec<TxnError>>,
 }
 
@@ -410,13 +410,14 @@ impl ConsulSource {
         if !(status.is_success() || status.as_u16() == 409) {
             return Err(self.status_error(status, &body, &what));
         }
-        let parsed: TxnResponse = serde_json::from_slice(&body).map_err(|e| {
+        let not_a_result = |e: serde_json::Error| {
             SourceError::new(ErrorKind::Decode).with_message(format!(
                 "consul's answer to {what} is not a transaction result: {}",
                 transport::json_error(&e)
             ))
-        })?;
+        };
         if status.as_u16() == 409 {
+            let parsed: TxnResponse = serde_json::from_slice(&body).map_err(not_a_result)?;
             let errors = parsed.errors.unwrap_or_default();
             let mut failed = Vec::new();
             for e in &errors {
@@ -432,13 +433,53 @@ impl ConsulSource {
             }
             return Ok(Round::RolledBack(failed));
         }
-        let mut by_key: std::collections::BTreeMap<String, Option<String>> =
-            std::collections::BTreeMap::new();
-        for r in parsed.results.unwrap_or_default() {
-            if let Some(kv) = r.kv {
-                by_key.insert(kv.key, kv.value);
+        // The results, read one at a time and counted per `get-tree` as they come: a
+        // prefix past its `max_keys` stops the read (its fields are too large, the others
+        // are read again without it, as after a rollback).
+        let mut trees: Vec<(&str, usize, usize)> = Vec::new();
+        for &i in pending {
+            if let Op::Tree(request) = keys[i] {
+                let max = match Subtree::of(request) {
+                    Some(Ok(tree)) => tree.max_keys(),
+                    _ => subtree::DEFAULT_MAX_KEYS,
+                };
+                if !trees.iter().any(|(p, _, _)| *p == keys[i].key()) {
+                    trees.push((keys[i].key(), max, 0));
+                }
             }
         }
+        let mut by_key: std::collections::BTreeMap<String, Option<String>> =
+            std::collections::BTreeMap::new();
+        let mut over = None;
+        let parsed = serde::de::DeserializeSeed::deserialize(
+            TxnSeed {
+                trees: &mut trees,
+                by_key: &mut by_key,
+                over: &mut over,
+            },
+            &mut serde_json::Deserializer::from_slice(&body),
+        );
+        if let Some(t) = over {
+            let prefix = trees[t].0;
+            let failed = pending
+                .iter()
+                .filter(|&&i| matches!(keys[i], Op::Tree(_)) && keys[i].key() == prefix)
+                .map(|&i| {
+                    let e = match keys[i] {
+                        Op::Tree(request) => Subtree::of(request)
+                            .and_then(Result::ok)
+                            .and_then(|tree| tree.admit(tree.max_keys() + 1).err()),
+                        Op::Get(_) => None,
+                    };
+                    (
+                        i,
+                        e.unwrap_or_else(|| SourceError::new(ErrorKind::TooLarge)),
+                    )
+                })
+                .collect();
+            return Ok(Round::RolledBack(failed));
+        }
+        parsed.map_err(not_a_result)?;
         let values = pending
             .iter()
             .map(|&i| {
@@ -560,6 +601,99 @@ impl<'de> serde::de::Visitor<'de> for TreeSeed<'_, '_> {
                 *self.failed = Some(e);
                 return Err(serde::de::Error::custom("the read stopped at its bound"));
             }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a `/v1/txn` answer's `Results` into `by_key`, one result at a time, counting
+/// each `get-tree`'s entries (`trees`: prefix, `max_keys`, count); the first prefix past
+/// its `max_keys` stops the read (its position in `over`).
+struct TxnSeed<'s, 'p> {
+    trees: &'s mut Vec<(&'p str, usize, usize)>,
+    by_key: &'s mut std::collections::BTreeMap<String, Option<String>>,
+    over: &'s mut Option<usize>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TxnSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TxnSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a transaction result")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(name) = map.next_key::<String>()? {
+            if name == "Results" {
+                map.next_value_seed(Results(TxnSeed {
+                    trees: &mut *self.trees,
+                    by_key: &mut *self.by_key,
+                    over: &mut *self.over,
+                }))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `Results` list (or `null`) of a transaction answer (see [`TxnSeed`]).
+struct Results<'s, 'p>(TxnSeed<'s, 'p>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Results<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Results<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of results")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let TxnSeed {
+            trees,
+            by_key,
+            over,
+        } = self.0;
+        while let Some(result) = seq.next_element::<TxnResult>()? {
+            let Some(kv) = result.kv else { continue };
+            for (t, (prefix, max, count)) in trees.iter_mut().enumerate() {
+                if kv.key.starts_with(*prefix) {
+                    *count += 1;
+                    if *count > *max {
+                        *over = Some(t);
+                        return Err(serde::de::Error::custom("the read stopped at its bound"));
+                    }
+                }
+            }
+            by_key.insert(kv.key, kv.value);
         }
         Ok(())
     }
