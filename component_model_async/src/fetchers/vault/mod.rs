@@ -21,6 +21,12 @@
 //! one fetch share ONE read; `field = "..."` then picks each one's key. Every value read
 //! from Vault is secret: it never appears in errors or logs.
 //!
+//! A secret read whole (no `field`) is its map of keys: a
+//! `HashMap<String, SecretString>` (or `BTreeMap`, or a struct) holds every key of the
+//! secret, each value secret. (A `prefix` over several secrets — a LIST of a folder, then
+//! one read per secret under it — is not offered: it would be N + 1 requests and every
+//! secret's policy; `prefix` on a `vault` field is a compile error.)
+//!
 //! Address, token and namespace come from `VAULT_ADDR` (default `https://127.0.0.1:8200`),
 //! `VAULT_TOKEN` (sent as `X-Vault-Token`) and `VAULT_NAMESPACE` (`X-Vault-Namespace`).
 //!
