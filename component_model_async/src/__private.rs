@@ -9,7 +9,7 @@ pub use crate::api::{
 pub use crate::assign::{Assignment, AsyncAssign, FieldSlot, FutureAssign};
 pub use crate::assign_from::{Chosen, FieldFrom, Pick, ServesSource, tag};
 pub use crate::engine::{AsyncRule, Check, Handle, Outcomes, Plan, StructRules, SyncRule};
-pub use crate::engine::{ComponentSource, Nest, Nested, NestedOps};
+pub use crate::engine::{ComponentSource, FieldInfo, Nest, Nested, NestedOps, RefCheck};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
 pub use crate::live::{ConfigUpdates, Live, watch, watch_for_updates};
 pub use crate::partial::Partial;

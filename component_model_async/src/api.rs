@@ -157,6 +157,7 @@ pub fn fetch_nested<'a, T: Send + 'a>(
         plan.validate_concurrency = validate_concurrency;
         plan.set_profile_env(nest.owner_profile_env);
         plan.nest(nest, ops.plan);
+        plan.link();
         let mut out = plan.run().await;
         let value = (ops.take)(&mut out, false);
         let value = out
@@ -174,10 +175,7 @@ pub fn fetch_field<'a, S: Nested, T: Send + 'static>(
     default: Option<fn() -> T>,
 ) -> FetchFuture<'a, Result<T, ComponentError>> {
     FetchFuture::new(async move {
-        let mut plan = Plan::only(sources, spec);
-        plan.set_profile_env(S::PROFILE_ENV);
-        plan.validate_concurrency = S::VALIDATE_CONCURRENCY;
-        S::plan(&mut plan);
+        let plan = Plan::only_of::<S>(sources, spec);
         let handle = plan.first::<T>().ok_or_else(|| {
             ComponentError::field(crate::ErrorKind::Other)
                 .in_field(spec.owner, spec.field)

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     Other,
     /// The value was fetched, and a validator refused it (a [`Live`](crate::Live)'s).
     Invalid,
+    /// The field was not fetched: a field its keys reference (`{region}`) failed or is
+    /// absent.
+    NotFetched,
 }
 
 impl ErrorKind {
@@ -53,6 +56,7 @@ impl ErrorKind {
             ErrorKind::Multiple => "several errors",
             ErrorKind::Other => "failed",
             ErrorKind::Invalid => "rejected by validation",
+            ErrorKind::NotFetched => "not fetched",
         }
     }
 

@@ -522,7 +522,7 @@ async fn start<T: Nested + Send + Sync + 'static>(
         Candidate::Failed { errors, .. } => return Err(errors),
         Candidate::Refused { errors, .. } => return Err(errors),
     };
-    let watched = plan.watched();
+    let watched = plan.watched(&given);
     drop(plan);
     let (updates, _) = broadcast::channel(CHANNEL);
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -966,6 +966,12 @@ async fn watch_loop<T: Nested + Send + Sync + 'static>(
     max_wait: Duration,
 ) {
     let mut triggers = futures::stream::select_all(watched.into_iter().map(triggers));
+    // The keys the fields that reference others were watched at: when an update fills
+    // them in differently (the region changed), the watches are aimed anew.
+    let mut aimed = match weak.upgrade() {
+        Some(shared) => shared.state.lock().await.given.filled(),
+        None => return,
+    };
     loop {
         let trigger = tokio::select! {
             _ = &mut stop => return,
@@ -1004,6 +1010,13 @@ async fn watch_loop<T: Nested + Send + Sync + 'static>(
         tokio::select! {
             _ = &mut stop => return,
             _ = shared.refresh(&plan, &dirty) => {}
+        }
+        let given = shared.state.lock().await.given.clone();
+        let filled = given.filled();
+        if filled != aimed {
+            aimed = filled;
+            let watched = plan.watched(&given);
+            triggers = futures::stream::select_all(watched.into_iter().map(self::triggers));
         }
     }
 }

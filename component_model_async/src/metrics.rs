@@ -179,5 +179,6 @@ fn label(kind: ErrorKind) -> &'static str {
         ErrorKind::Multiple => "multiple",
         ErrorKind::Other => "other",
         ErrorKind::Invalid => "invalid",
+        ErrorKind::NotFetched => "not_fetched",
     }
 }

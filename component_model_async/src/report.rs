@@ -123,6 +123,9 @@ pub struct FieldReport {
     /// For a field with precedence sources (`overrides`, `defaults`): each source asked,
     /// highest first, with what it answered. Empty for any other field.
     pub precedence: Vec<PrecedenceReport>,
+    /// The fields this one waited for (those its keys reference, `{region}`), as their
+    /// [`path`](FieldReport::path)s. Empty for a field that references none.
+    pub waited_for: Vec<String>,
 }
 
 /// What one precedence source answered for a field ([`FieldReport::precedence`]).
@@ -238,6 +241,83 @@ impl<T> FetchReport<T> {
     pub fn is_ok(&self) -> bool {
         self.result.is_ok()
     }
+
+    /// The chain of fields that took longest, each waiting for the one before it (see
+    /// [`FieldReport::waited_for`]): what the fetch cost, since fields that wait for
+    /// nothing in common are fetched concurrently. The paths of its fields, first to
+    /// last; one field when no field waits for another; empty without fields.
+    ///
+    /// ```
+    /// use component_model_async::{AsyncAssign, EnvSource, Sources};
+    ///
+    /// #[derive(AsyncAssign, Debug)]
+    /// struct App {
+    ///     #[component(fetch_from = "env", key = "REGION")]
+    ///     region: String,
+    ///     #[component(fetch_from = "env", key = "POOL_{region}")]
+    ///     pool: u32,
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let sources = Sources::new().with_env(EnvSource::from_map([("REGION", "EU"), ("POOL_EU", "8")]));
+    /// let report = App::fetch_report_with(&sources).await;
+    /// assert_eq!(report.fields[1].key.as_deref(), Some("POOL_EU"));
+    /// assert_eq!(report.fields[1].waited_for, ["App.region"]);
+    /// assert_eq!(report.critical_path(), ["App.region", "App.pool"]);
+    /// # });
+    /// ```
+    pub fn critical_path(&self) -> Vec<String> {
+        let rows = &self.fields;
+        let at = |path: &str| rows.iter().position(|r| r.path == path);
+        // When each field's answer came: after the last of its inputs', plus its own time.
+        let mut ends: Vec<Option<(Duration, Option<usize>)>> = vec![None; rows.len()];
+        fn end(
+            i: usize,
+            rows: &[FieldReport],
+            at: &dyn Fn(&str) -> Option<usize>,
+            ends: &mut [Option<(Duration, Option<usize>)>],
+            depth: usize,
+        ) -> Duration {
+            if let Some((t, _)) = ends[i] {
+                return t;
+            }
+            let mut start = (Duration::ZERO, None);
+            if depth < rows.len() {
+                for input in rows[i].waited_for.iter().filter_map(|p| at(p)) {
+                    let t = end(input, rows, at, ends, depth + 1);
+                    if start.1.is_none() || t > start.0 {
+                        start = (t, Some(input));
+                    }
+                }
+            }
+            let t = start.0 + rows[i].elapsed;
+            ends[i] = Some((t, start.1));
+            t
+        }
+        let mut last: Option<(Duration, usize)> = None;
+        for i in 0..rows.len() {
+            let t = end(i, rows, &at, &mut ends, 0);
+            let longer = match last {
+                None => true,
+                // Ties go to the longer chain, then to the later field.
+                Some((best, _)) => t >= best,
+            };
+            if longer {
+                last = Some((t, i));
+            }
+        }
+        let mut path = Vec::new();
+        let mut next = last.map(|(_, i)| i);
+        while let Some(i) = next {
+            if path.len() > rows.len() {
+                break;
+            }
+            path.push(rows[i].path.clone());
+            next = ends[i].and_then(|(_, input)| input);
+        }
+        path.reverse();
+        path
+    }
 }
 
 impl<T> fmt::Display for FetchReport<T> {
@@ -296,6 +376,10 @@ impl<T> fmt::Display for FetchReport<T> {
                 }
             }
             writeln!(f, "  {}", line.trim_end())?;
+        }
+        // Fields that waited for others: the chain that cost the fetch its time.
+        if self.fields.iter().any(|r| !r.waited_for.is_empty()) {
+            writeln!(f, "  critical path: {}", self.critical_path().join(" → "))?;
         }
         for r in self.fields.iter().filter(|r| !r.precedence.is_empty()) {
             let tried: Vec<String> = r

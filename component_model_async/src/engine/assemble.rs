@@ -180,13 +180,12 @@ impl Outcomes<'_> {
 
     /// One row per field taken so far (all of them after the struct is taken).
     pub(crate) fn report(&self) -> Vec<FieldReport> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, slot)| {
+        (0..self.slots.len())
+            .filter_map(|i| {
+                let slot = self.slot(i);
                 let outcome = self.outcome(i)?;
                 // A precedence source that won: its name, key and place.
-                let (p, source) = match self.winner(i) {
+                let (p, source) = match self.won(i) {
                     Some(cand) => (super::precedence::provenance(slot, cand), cand.name),
                     None if slot.spec.source.is_empty() => (slot.provenance(), "precedence"),
                     None => (slot.provenance(), slot.spec.source),
@@ -201,6 +200,7 @@ impl Outcomes<'_> {
                     location: p.location,
                     elapsed: self.elapsed(i),
                     outcome,
+                    waited_for: slot.after.iter().map(|&a| self.slots[a].path()).collect(),
                 })
             })
             .collect()
@@ -209,10 +209,10 @@ impl Outcomes<'_> {
     /// What each precedence source of field `i` answered, highest first. A value that
     /// lost is shown only when neither the field nor its source is secret.
     fn precedence_report(&self, i: usize) -> Vec<PrecedenceReport> {
-        let (Some(p), Some(tried)) = (&self.slots[i].precedence, self.tried(i)) else {
+        let slot = self.slot(i);
+        let (Some(p), Some(tried)) = (&slot.precedence, self.tried(i)) else {
             return Vec::new();
         };
-        let slot = &self.slots[i];
         let mut rows: Vec<PrecedenceReport> = p
             .candidates
             .iter()

@@ -49,7 +49,7 @@ impl Round {
     /// The fields of `wave` that ask in this round, and how. Fields this round settles
     /// without asking (a planning error, a secret value no fallback may keep) are
     /// settled here.
-    pub(super) fn asks<'p>(self, out: &mut Outcomes<'p>, wave: Wave<'_>) -> Vec<(Who, Ask<'p>)> {
+    pub(super) fn asks<'p>(self, out: &mut Outcomes<'p>, wave: Wave) -> Vec<(Who, Ask<'p>)> {
         let slots: &'p [Slot] = out.slots;
         let mut asks = match self {
             Round::Primary => Vec::with_capacity(wave.len()),
@@ -166,7 +166,7 @@ impl Round {
     /// Work done alongside this round's fetches: before the `fallback_to` round, what
     /// the first round fetched goes to the `fallback_to` sources that keep last-known-good
     /// values (one call per source; never a secret value, never one that does not convert).
-    pub(super) fn alongside(self, out: &Outcomes<'_>, wave: Wave<'_>) -> Vec<Remembering> {
+    pub(super) fn alongside(self, out: &Outcomes<'_>, wave: Wave) -> Vec<Remembering> {
         if self != Round::FallbackTo {
             return Vec::new();
         }
@@ -299,7 +299,7 @@ impl Round {
     /// After a round's answers settled: the precedence fields of `wave` walk their
     /// sources' answers (the first round), or go on below their own source when it and
     /// its `fallback_to` both had nothing (the second).
-    pub(super) fn finish(self, out: &mut Outcomes<'_>, wave: Wave<'_>) {
+    pub(super) fn finish(self, out: &mut Outcomes<'_>, wave: Wave) {
         if out.tried.is_empty() {
             return;
         }

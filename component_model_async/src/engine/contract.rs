@@ -63,6 +63,10 @@ pub trait Nested: Sized {
     /// The struct's `validate_concurrency`: how many async rules run at once.
     const VALIDATE_CONCURRENCY: usize = super::validate::DEFAULT_CONCURRENCY;
 
+    /// The struct's fields as a reference (`{database.host}`) from a struct it is
+    /// `nested` in sees them: checked at compile time by that struct's derive.
+    const FIELDS: &'static [FieldInfo] = &[];
+
     /// Adds every fetched field of `Self`, recursively, to `plan`, in field order.
     fn plan(plan: &mut Plan<'_>);
 
@@ -77,6 +81,121 @@ pub trait Nested: Sized {
     fn rules<'a>(&'a self, rules: &mut StructRules<'a>) {
         let _ = rules;
     }
+}
+
+/// A field of a [`Nested`] struct, as a reference into it sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldInfo {
+    /// The field's name.
+    pub name: &'static str,
+    /// Whether a reference may stand for its value: text, an integer or `bool` (or an
+    /// `Option` of one), fetched.
+    pub referable: bool,
+    /// Whether its value is secret (a reference to it is allowed only in `connect`).
+    pub secret: bool,
+    /// A `nested` field's own fields, when known (a struct's entry for its `nested`
+    /// fields leaves them out: naming the type there would report a type that is not
+    /// `Nested` twice); a reference further down is checked when the fetch is planned.
+    pub nested: &'static [FieldInfo],
+    /// Whether the field is a `nested` struct.
+    pub is_struct: bool,
+}
+
+/// What [`FieldInfo::check`] found of a reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefCheck {
+    /// The reference names a field it may stand for.
+    Ok,
+    /// No field has that name.
+    Unknown,
+    /// The field's type is no text, integer or `bool`, or it is a struct.
+    NotReferable,
+    /// The field is secret, and the reference is not in `connect`.
+    Secret,
+}
+
+impl FieldInfo {
+    /// A field's entry.
+    pub const fn new(
+        name: &'static str,
+        referable: bool,
+        secret: bool,
+        nested: &'static [FieldInfo],
+    ) -> Self {
+        FieldInfo {
+            name,
+            referable,
+            secret,
+            nested,
+            is_struct: false,
+        }
+    }
+
+    /// The entry of a `nested` field: its fields are not listed (see
+    /// [`FieldInfo::nested`]).
+    pub const fn nested_struct(name: &'static str) -> Self {
+        FieldInfo {
+            name,
+            referable: false,
+            secret: false,
+            nested: &[],
+            is_struct: true,
+        }
+    }
+
+    /// What `path` (`host`, `pool.size`) finds in `fields`; `connect`: whether the
+    /// reference is in a `connect` (the only place a secret may stand).
+    pub const fn check(fields: &[FieldInfo], path: &str, connect: bool) -> RefCheck {
+        let bytes = path.as_bytes();
+        let mut fields = fields;
+        let mut start = 0;
+        loop {
+            let mut end = start;
+            while end < bytes.len() && bytes[end] != b'.' {
+                end += 1;
+            }
+            let mut i = 0;
+            let mut found: Option<&FieldInfo> = None;
+            while i < fields.len() {
+                if same(fields[i].name.as_bytes(), bytes, start, end) {
+                    found = Some(&fields[i]);
+                    break;
+                }
+                i += 1;
+            }
+            let Some(field) = found else {
+                return RefCheck::Unknown;
+            };
+            if end == bytes.len() {
+                return match (field.referable, field.secret && !connect) {
+                    (false, _) => RefCheck::NotReferable,
+                    (true, true) => RefCheck::Secret,
+                    (true, false) => RefCheck::Ok,
+                };
+            }
+            if field.is_struct && field.nested.is_empty() {
+                // A struct whose fields are not listed: checked when planned.
+                return RefCheck::Ok;
+            }
+            fields = field.nested;
+            start = end + 1;
+        }
+    }
+}
+
+/// Whether `name` is `path[start..end]`.
+const fn same(name: &[u8], path: &[u8], start: usize, end: usize) -> bool {
+    if name.len() != end - start {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        if name[i] != path[start + i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// A sub-struct's [`Nested`] functions, taken once where a `nested` field is declared, so

@@ -22,6 +22,17 @@ pub(super) type Value = Option<Box<dyn Any + Send>>;
 impl<'p> Outcomes<'p> {
     /// The field's value: converted, or absent, or its `fallback`; recorded in its span.
     pub(super) fn finish(&mut self, index: usize, out: Out<'_>) -> Result<Value, ComponentError> {
+        if self.fields[index].finished {
+            // Converted ahead of assembly: the value in its type, or why not.
+            return match self.fields[index].result.take() {
+                Some(Ok(Got::Typed(value))) => Ok(Some(value)),
+                Some(Err(e)) => Err(e),
+                _ => Err(ComponentError::field(ErrorKind::Config)
+                    .provenance(self.slot(index).provenance())
+                    .detail("this field's result was already taken")
+                    .build()),
+            };
+        }
         let slot = &self.slots[index];
         let elapsed = self.elapsed(index);
         // A precedence source that won (not the field's own): its value converts as that
@@ -123,11 +134,52 @@ impl<'p> Outcomes<'p> {
         result
     }
 
+    /// Converts field `index` now, ahead of assembly (a field others reference, or one
+    /// filled in with the values it references): its value in its type, or why not,
+    /// stays in its result for assembly; its outcome is recorded now.
+    pub(super) fn finish_early(&mut self, index: usize) {
+        if self.fields[index].finished || self.fields[index].result.is_none() {
+            return;
+        }
+        // The raw value stays readable (a live update's diff, the next run's given).
+        if let Some(Ok(Got::Raw(raw))) = &self.fields[index].result {
+            let kept = (index, raw.clone(), self.fields[index].via_fallback);
+            self.checked_raw.push(kept);
+        }
+        let slot = &self.slots[index];
+        let result = match slot.decoders {
+            Some(d) => {
+                let mut out = (d.boxed)();
+                match self.finish(index, out.as_mut()) {
+                    Ok(None) => (d.unbox)(out).ok_or_else(|| self.slots[index].wrong_type()),
+                    Ok(Some(value)) => Ok(value),
+                    Err(e) => Err(e),
+                }
+            }
+            None => match self.finish(index, &mut ()) {
+                Ok(Some(value)) => Ok(value),
+                Ok(None) => Err(self.slots[index].wrong_type()),
+                Err(e) => Err(e),
+            },
+        };
+        let field = &mut self.fields[index];
+        field.result = Some(result.map(Got::Typed));
+        field.finished = true;
+    }
+
     /// The precedence source whose value field `index` took (its value is already where
     /// its pointer, or the field's own `field`/`pointer`, points).
     pub(super) fn winner(&self, index: usize) -> Option<&'p super::precedence::Candidate> {
         let slot: &'p super::slot::Slot = &self.slots[index];
         let p = slot.precedence.as_deref()?;
+        let c = self.tried(index)?.winner?;
+        p.candidates.get(c)
+    }
+
+    /// [`Outcomes::winner`] of the field as this run asked it (filled in, when it
+    /// references others).
+    pub(super) fn won(&self, index: usize) -> Option<&super::precedence::Candidate> {
+        let p = self.slot(index).precedence.as_deref()?;
         let c = self.tried(index)?.winner?;
         p.candidates.get(c)
     }

@@ -3,7 +3,7 @@
 //! | stage | module | job |
 //! |---|---|---|
 //! | plan | `plan` (fields: `slot`; "no source named" hints: `hints`) | what generated code builds: a slot per field with its request, routes and conversion; kept per `Sources` |
-//! | resolve | `resolve` | the order fields can be fetched in: waves, each after the fields it reads |
+//! | resolve | `resolve` (filling a field in with the values it references: `reference`) | the order fields can be fetched in: each as soon as the fields its keys reference are converted |
 //! | choose | `choose` | per round, which source each field asks, and how answers settle: its own source, then `fallback_to` for what failed |
 //! | fetch | `fetch` | the round's questions, concurrently: one `fetch_many_in` per source and layer settings, each typed fetcher on its own |
 //! | convert | `convert` | a result becomes the field's type (`max_size`, `Option` for absent, the `fallback` literal) |
@@ -29,13 +29,14 @@ mod fetch;
 mod hints;
 mod plan;
 mod precedence;
+mod reference;
 mod resolve;
 mod slot;
 mod state;
 mod validate;
 mod view;
 
-pub use contract::{Nest, Nested, NestedOps};
+pub use contract::{FieldInfo, Nest, Nested, NestedOps, RefCheck};
 pub use plan::{Handle, Plan};
 pub use state::Outcomes;
 pub(crate) use validate::DEFAULT_TIMEOUT as DEFAULT_RULE_TIMEOUT;
@@ -81,27 +82,14 @@ impl Plan<'_> {
             }
         }
         let timed = out.timed();
-        let waves = resolve::waves(&self.slots);
-        let mut wave_index = 0;
-        while let Some(wave) = waves.wave(wave_index, self.slots.len()) {
-            for round in choose::ROUNDS {
-                let asks = round.asks(&mut out, wave);
-                let alongside = round.alongside(&out, wave);
-                let fetching = fetch::fetch(self.sources, &self.slots, asks, &out.cx, timed);
-                let (answers, _) =
-                    futures::future::join(fetching, futures::future::join_all(alongside)).await;
-                for (who, answer, elapsed) in answers {
-                    round.settle(&mut out, who, answer, elapsed);
-                }
-                round.finish(&mut out, wave);
+        // resolve + choose + fetch: every field at once, or each as soon as the fields
+        // it references are converted.
+        match self.linked {
+            false => {
+                let all = resolve::Wave(self.slots.len());
+                resolve::ask(self.sources, &self.slots, &mut out, all, timed).await;
             }
-            wave_index += 1;
-        }
-        for &i in waves.cycle() {
-            let e = self.slots[i].config_error(
-                "the field waits for fields that wait for it (a cycle of references)",
-            );
-            out.fields[i].result = Some(Err(e));
+            true => resolve::run(self.sources, &mut out, timed).await,
         }
         // convert + validate: fields with checks convert here; the rest as they are taken.
         validate::validate(&mut out, &self.checks, self.validate_concurrency).await;

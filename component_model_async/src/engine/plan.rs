@@ -61,8 +61,9 @@ pub struct Plan<'s> {
     pub(super) groups: Arc<Vec<Group>>,
     /// Checks of converted values, by field (the validate stage runs them).
     pub(super) checks: Arc<Vec<(usize, Check)>>,
-    /// `fetch_<field>`: the one field planned; every other is passed over.
-    only: Option<&'static FieldSpec>,
+    /// `fetch_<field>`: the one field planned (and the fields it references, by path);
+    /// every other is passed over.
+    only: Option<Only>,
     /// Whether the plan is the same on every fetch from these `Sources`: no `${VAR}` was
     /// read, no `fetcher = ...` value was made, nothing failed to plan (its error or
     /// warning is said on every fetch).
@@ -74,6 +75,27 @@ pub struct Plan<'s> {
     profile: std::sync::OnceLock<Arc<str>>,
     /// How many async rules run at once (the root struct's `validate_concurrency`).
     pub(crate) validate_concurrency: usize,
+    /// Whether some field references others (or opens a client with `connect`): the
+    /// resolve stage schedules the run by its references.
+    pub(super) linked: bool,
+}
+
+/// The fields a `fetch_<field>` plans: the field, and the fields it references (by path
+/// below the root struct), found by a first pass over the struct's fields.
+struct Only {
+    spec: &'static FieldSpec,
+    paths: Vec<String>,
+    /// The first pass: every field's path and the fields it references.
+    seen: Option<std::sync::Mutex<Vec<(String, &'static FieldSpec)>>>,
+}
+
+/// `name` (as a reference writes it) below `path`'s struct: `region` next to
+/// `replica.pool` is `replica.region`.
+fn beside(path: &str, name: &str) -> String {
+    match path.rsplit_once('.') {
+        Some((scope, _)) => format!("{scope}.{name}"),
+        None => name.to_owned(),
+    }
 }
 
 /// A struct type: its `type_name` and its `Nested::plan` function (`type_name` alone is not
@@ -93,6 +115,7 @@ struct Built {
     slots: Arc<Vec<Slot>>,
     groups: Arc<Vec<Group>>,
     checks: Arc<Vec<(usize, Check)>>,
+    linked: bool,
 }
 
 /// A `nested` field being planned: where its sub-struct's fields go.
@@ -137,6 +160,7 @@ impl<'s> Plan<'s> {
             profile_env: None,
             profile: std::sync::OnceLock::new(),
             validate_concurrency: super::validate::DEFAULT_CONCURRENCY,
+            linked: false,
         }
     }
 
@@ -146,7 +170,56 @@ impl<'s> Plan<'s> {
         plan.profile_env = T::PROFILE_ENV;
         plan.validate_concurrency = T::VALIDATE_CONCURRENCY;
         T::plan(&mut plan);
+        plan.link();
         plan
+    }
+
+    /// Links each field to the fields its keys reference (`spec.refs`, by path beside
+    /// it): it waits for them, and they are converted as soon as they are fetched. A
+    /// reference to a field that is not in the plan fails the field (the derive refuses
+    /// unknown references at compile time; a hand-written plan may still make one).
+    pub(crate) fn link(&mut self) {
+        if !self
+            .slots
+            .iter()
+            .any(|s| !s.spec.refs.is_empty() || s.spec.connect.is_some())
+        {
+            self.linked = self.slots.iter().any(|s| !s.after.is_empty());
+            return;
+        }
+        self.linked = true;
+        let slots = Arc::make_mut(&mut self.slots);
+        for i in 0..slots.len() {
+            let refs = slots[i].spec.refs;
+            let mut after = Vec::with_capacity(refs.len());
+            let mut missing = None;
+            for name in refs {
+                let path = beside(&slots[i].field, name);
+                match slots.iter().position(|s| s.field == path) {
+                    Some(at) => after.push(at),
+                    None => missing = Some(path),
+                }
+            }
+            for &at in &after {
+                slots[at].referenced = true;
+            }
+            let slot = &mut slots[i];
+            if let Some(path) = missing {
+                slot.primary = Some(Route::Fail(
+                    format!("the field references `{path}`, which is not fetched with it").into(),
+                ));
+                slot.precedence = None;
+                continue;
+            }
+            let planned: Vec<usize> = slot
+                .after
+                .iter()
+                .copied()
+                .filter(|a| !after.contains(a))
+                .collect();
+            after.extend(planned);
+            slot.after = after;
+        }
     }
 
     /// The `Sources` the plan fetches from.
@@ -185,6 +258,7 @@ impl<'s> Plan<'s> {
             plan.slots = built.slots.clone();
             plan.groups = built.groups.clone();
             plan.checks = built.checks.clone();
+            plan.linked = built.linked;
             plan.validate_concurrency = T::VALIDATE_CONCURRENCY;
             return plan;
         }
@@ -194,6 +268,7 @@ impl<'s> Plan<'s> {
                 slots: plan.slots.clone(),
                 groups: plan.groups.clone(),
                 checks: plan.checks.clone(),
+                linked: plan.linked,
             };
             sources.memo().insert(key, Arc::new(built));
         }
@@ -212,22 +287,108 @@ impl<'s> Plan<'s> {
     /// code of its own per field.
     pub fn only(sources: &'s Sources, spec: &'static FieldSpec) -> Self {
         let mut plan = Self::with_capacity(sources, 1);
-        plan.only = Some(spec);
+        plan.only = Some(Only {
+            spec,
+            paths: Vec::new(),
+            seen: None,
+        });
         plan
+    }
+
+    /// A plan of the field with `spec` of `S` and of every field it references (directly
+    /// or through others): `fetch_<field>` fetches the field's inputs too.
+    pub(crate) fn only_of<S: Nested>(sources: &'s Sources, spec: &'static FieldSpec) -> Self {
+        let fresh = |paths: Vec<String>, seen| {
+            let mut plan = Self::with_capacity(sources, paths.len() + 1);
+            plan.profile_env = S::PROFILE_ENV;
+            plan.validate_concurrency = S::VALIDATE_CONCURRENCY;
+            plan.only = Some(Only { spec, paths, seen });
+            plan
+        };
+        if spec.refs.is_empty() && spec.connect.is_none() {
+            let mut plan = fresh(Vec::new(), None);
+            S::plan(&mut plan);
+            return plan;
+        }
+        // A first pass finds every field's path and references; no field is planned.
+        let mut probe = fresh(Vec::new(), Some(std::sync::Mutex::default()));
+        S::plan(&mut probe);
+        let seen = probe
+            .only
+            .take()
+            .and_then(|o| o.seen)
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_default();
+        let own = seen
+            .iter()
+            .find(|(_, s)| std::ptr::eq(*s, spec))
+            .map_or_else(|| spec.field.to_owned(), |(p, _)| p.clone());
+        let mut paths: Vec<String> = Vec::new();
+        let mut todo = vec![own];
+        while let Some(path) = todo.pop() {
+            let refs = seen.iter().find(|(p, _)| *p == path).map(|(_, s)| s.refs);
+            for name in refs.unwrap_or_default() {
+                let input = beside(&path, name);
+                if !paths.contains(&input) {
+                    todo.push(input.clone());
+                    paths.push(input);
+                }
+            }
+        }
+        let mut plan = fresh(paths, None);
+        S::plan(&mut plan);
+        plan.link();
+        plan
+    }
+
+    /// The path of a field with `spec` planned now (below the nested fields being planned).
+    fn path_of(&self, spec: &'static FieldSpec) -> String {
+        match self.scopes.last() {
+            None => spec.field.to_owned(),
+            Some(frame) => format!("{}.{}", frame.path, spec.field),
+        }
+    }
+
+    /// Whether the fields of the `nested` field at `path` are planned: always, but in a
+    /// `fetch_<field>` only when one of them is referenced (or in its first pass).
+    fn wants_nested(&self, path: &str) -> bool {
+        let Some(only) = &self.only else {
+            return true;
+        };
+        only.seen.is_some()
+            || only.paths.iter().any(|p| {
+                p.strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
     }
 
     /// Whether the field with `spec` is planned (not in a [`Plan::only`] of another field):
     /// a `fetcher = ...` expression is evaluated only then.
     #[inline]
     pub fn wants(&self, spec: &'static FieldSpec) -> bool {
-        self.only.is_none_or(|only| std::ptr::eq(only, spec))
+        let Some(only) = &self.only else {
+            return true;
+        };
+        if let Some(seen) = &only.seen {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.push((self.path_of(spec), spec));
+            return false;
+        }
+        std::ptr::eq(only.spec, spec)
+            || (!only.paths.is_empty() && only.paths.contains(&self.path_of(spec)))
     }
 
     /// Plans the sub-struct of a `nested` field (`plan` is its [`Nested::plan`]): its
     /// fields join this plan with their paths below the field and the field's prefixes.
     pub fn nest(&mut self, nest: &'static Nest, plan: PlanFn) {
         if self.only.is_some() {
-            return;
+            let path = match self.scopes.last() {
+                None => nest.field.to_owned(),
+                Some(frame) => format!("{}.{}", frame.path, nest.field),
+            };
+            if !self.wants_nested(&path) {
+                return;
+            }
         }
         let lookup = |name: &str| self.lookup(name);
         let own_key_prefix = nest
@@ -365,6 +526,7 @@ impl<'s> Plan<'s> {
             fallback_request: None,
             decoders: None,
             after: Vec::new(),
+            referenced: false,
             precedence: None,
         }
     }
@@ -433,7 +595,14 @@ impl<'s> Plan<'s> {
                 self.plan_precedence(&mut slot, sensitive);
             }
         } else if slot.primary.is_none() {
-            let mut primary = self.route::<T>(spec.source, spec);
+            let mut primary = match (spec.connect, self.sources.entry(spec.source)) {
+                // Its client is opened from fetched values, when they are.
+                (Some(_), None) => Route::Fail(
+                    "the client `connect` names was not opened (a value it references failed)"
+                        .into(),
+                ),
+                _ => self.route::<T>(spec.source, spec),
+            };
             if let Route::Raw(s) = &primary {
                 // Secrecy and value handling follow the source, not its name.
                 slot.sensitive |= s.is_sensitive();
@@ -697,10 +866,14 @@ impl<'s> Plan<'s> {
         handle
     }
 
-    /// The first field planned: in a [`Plan::only`], the one field.
+    /// In a [`Plan::only`], the one field (its inputs are planned beside it).
     pub(crate) fn first<T>(&self) -> Option<Handle<T>> {
-        (!self.slots.is_empty()).then_some(Handle {
-            index: 0,
+        let index = match self.only.as_ref().map(|o| o.spec) {
+            Some(spec) => self.slots.iter().position(|s| std::ptr::eq(s.spec, spec))?,
+            None => (!self.slots.is_empty()).then_some(0)?,
+        };
+        Some(Handle {
+            index,
             _type: PhantomData,
         })
     }
@@ -735,7 +908,7 @@ impl<'s> Plan<'s> {
     }
 
     fn push<T>(&mut self, slot: Slot) -> Handle<T> {
-        if matches!(slot.primary, Some(Route::Fail(_)))
+        if (matches!(slot.primary, Some(Route::Fail(_))) && slot.spec.connect.is_none())
             || matches!(slot.fallback, Some(Route::Fail(_)))
         {
             self.reusable.store(false, Ordering::Relaxed);
@@ -788,6 +961,7 @@ impl<'s> Plan<'s> {
             && !slot.after.contains(&after.index)
         {
             slot.after.push(after.index);
+            self.linked = true;
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::error::{ComponentError, ErrorKind, Provenance};
 use crate::source::{FetchRequest, RawValue, Source};
 
 /// One precedence source of a field, as planned.
+#[derive(Clone)]
 pub(super) struct Candidate {
     /// As written, `{@profile}` replaced: `file@config/prod.toml`, `env`.
     pub(super) label: Box<str>,
@@ -40,6 +41,7 @@ impl Candidate {
 }
 
 /// A field's precedence sources, highest first.
+#[derive(Clone)]
 pub(super) struct Precedence {
     pub(super) candidates: Vec<Candidate>,
     /// Which one is the field's own `fetch_from` (`None`: read from precedence sources

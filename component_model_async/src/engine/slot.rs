@@ -40,6 +40,9 @@ fn put<T: 'static>(out: Out<'_>, value: T) {
     }
 }
 
+/// A value of any type, boxed.
+pub(super) type Boxed = Box<dyn Any + Send>;
+
 /// How a field's raw values, `fallback` literal and absence become its type: chosen
 /// where the field is added (the only place that needs `T: Deserialize`).
 #[derive(Clone, Copy)]
@@ -48,6 +51,11 @@ pub(super) struct Decoders {
     pub(super) text: fn(String, &Target<'_>, Out<'_>) -> Result<(), ComponentError>,
     /// Whether the type has a value for "absent" (an `Option`), written to the out.
     pub(super) absent: fn(Out<'_>) -> bool,
+    /// An empty out (`Option<T>`, boxed), to convert a field ahead of assembly into, and
+    /// the value taken out of one (`T`, boxed): a field others reference is converted as
+    /// soon as it is fetched.
+    pub(super) boxed: fn() -> Boxed,
+    pub(super) unbox: fn(Boxed) -> Option<Boxed>,
 }
 
 impl Decoders {
@@ -56,6 +64,11 @@ impl Decoders {
             raw: |raw, t, out| convert::decode::<T>(raw, t).map(|v| put(out, v)),
             text: |text, t, out| convert::decode_text::<T>(text, t).map(|v| put(out, v)),
             absent: |out| convert::absent::<T>().map(|v| put(out, v)).is_some(),
+            boxed: || Box::new(None::<T>),
+            unbox: |b| match b.downcast::<Option<T>>() {
+                Ok(v) => v.map(|v| Box::new(v) as Box<dyn Any + Send>),
+                Err(_) => None,
+            },
         }
     }
 }
@@ -78,8 +91,11 @@ pub(super) struct Slot {
     pub(super) fallback_request: Option<FetchRequest>,
     /// `None` for a fetcher of a type that need not implement `Deserialize`.
     pub(super) decoders: Option<Decoders>,
-    /// The fields this one is fetched after (the resolve stage orders by it).
+    /// The fields this one is fetched after: the fields its keys reference (the resolve
+    /// stage orders by it).
     pub(super) after: Vec<usize>,
+    /// Whether other fields reference this one: it is converted as soon as it is fetched.
+    pub(super) referenced: bool,
     /// Its precedence sources, when it has `overrides` or `defaults`.
     pub(super) precedence: Option<Arc<super::precedence::Precedence>>,
 }
@@ -225,6 +241,7 @@ pub(super) fn fallbackable(kind: ErrorKind) -> bool {
             | ErrorKind::Timeout
             | ErrorKind::CircuitOpen
             | ErrorKind::Other
+            | ErrorKind::NotFetched
     )
 }
 

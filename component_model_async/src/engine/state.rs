@@ -18,6 +18,22 @@ pub(super) struct FieldState {
     pub(super) result: Option<Result<Got, ComponentError>>,
     /// The `fallback_to` source answered (its value converts as that source says).
     pub(super) via_fallback: bool,
+    /// Converted ahead of assembly (a field others reference, or one that references
+    /// others): `result` holds the value in its type (`Got::Typed`) or the error, and its
+    /// outcome is recorded.
+    pub(super) finished: bool,
+}
+
+/// What a run of some fields hands the plan's run of one field (see
+/// [`Outcomes::take_field`]).
+pub(super) struct Taken {
+    state: FieldState,
+    elapsed: Duration,
+    outcome: Option<Outcome>,
+    tried: Option<Box<super::precedence::Tried>>,
+    degraded: Option<Box<str>>,
+    /// The raw value it converted ahead of assembly, and whether `fallback_to` answered.
+    raw: Option<(crate::source::RawValue, bool)>,
 }
 
 /// A field converted ahead of assembly (an `Option<T>`, boxed) for the validate stage, or
@@ -52,6 +68,10 @@ pub struct Outcomes<'p> {
     /// Fields that took their `fallback` literal after their source failed (not merely
     /// had nothing), with why: a live refresh keeps the current value instead.
     pub(super) degraded: Vec<(usize, Box<str>)>,
+    /// The slots of the fields that reference others, as this run filled them in (their
+    /// keys with the values referenced, the client `connect` opened), when the plan has
+    /// references (else empty).
+    pub(super) resolved: Vec<Option<Box<Slot>>>,
     /// The context the run was made in (its report notes).
     pub(super) cx: FetchContext,
     /// The next slot and `Option` group to take, when taken in planning order.
@@ -72,7 +92,6 @@ impl<'p> Outcomes<'p> {
         cx: FetchContext,
         checks: bool,
     ) -> Self {
-        let n = slots.len();
         let spans: Vec<tracing::Span> = match slots.first().map(Slot::span) {
             Some(first) if !first.is_disabled() => std::iter::once(first)
                 .chain(slots[1..].iter().map(Slot::span))
@@ -80,6 +99,27 @@ impl<'p> Outcomes<'p> {
             // Spans are enabled or not by their callsite, the same for every field.
             _ => Vec::new(),
         };
+        Self::start_with(slots, groups, cx, checks, spans)
+    }
+
+    /// A run of `slots` (some fields of a plan's run, filled in) recording into `spans`,
+    /// the spans of those fields in the plan's run.
+    pub(super) fn start_part(
+        slots: &'p [Slot],
+        cx: FetchContext,
+        spans: Vec<tracing::Span>,
+    ) -> Self {
+        Self::start_with(slots, &[], cx, false, spans)
+    }
+
+    fn start_with(
+        slots: &'p [Slot],
+        groups: &'p [Group],
+        cx: FetchContext,
+        checks: bool,
+        spans: Vec<tracing::Span>,
+    ) -> Self {
+        let n = slots.len();
         let report = cx.notes().is_some();
         let timed = report
             || crate::metrics::ENABLED
@@ -92,6 +132,7 @@ impl<'p> Outcomes<'p> {
                 .map(|_| FieldState {
                     result: None,
                     via_fallback: false,
+                    finished: false,
                 })
                 .collect(),
             spans,
@@ -113,11 +154,79 @@ impl<'p> Outcomes<'p> {
                 false => Vec::new(),
             },
             checked_raw: Vec::new(),
+            resolved: Vec::new(),
             cx,
             next: 0,
             next_group: 0,
             errors: Vec::new(),
             validate_concurrency: super::validate::DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// Field `i` as this run asked it: filled in when it references other fields.
+    pub(super) fn slot(&self, i: usize) -> &Slot {
+        match self.resolved.get(i) {
+            Some(Some(slot)) => slot,
+            _ => &self.slots[i],
+        }
+    }
+
+    /// The spans of fields `indices` (empty when no subscriber wants spans).
+    pub(super) fn spans_of(&self, indices: &[usize]) -> Vec<tracing::Span> {
+        match self.spans.is_empty() {
+            true => Vec::new(),
+            false => indices.iter().map(|&i| self.spans[i].clone()).collect(),
+        }
+    }
+
+    /// Field `i`'s state, elapsed time, outcome and precedence answers, taken out of
+    /// this run (a run of some fields of a plan's run) to go into the plan's run.
+    pub(super) fn take_field(&mut self, i: usize) -> Taken {
+        Taken {
+            state: std::mem::replace(
+                &mut self.fields[i],
+                FieldState {
+                    result: None,
+                    via_fallback: false,
+                    finished: false,
+                },
+            ),
+            elapsed: self.elapsed(i),
+            outcome: self.outcomes.get_mut(i).and_then(Option::take),
+            tried: self.tried.get_mut(i).and_then(Option::take),
+            degraded: self
+                .degraded
+                .iter()
+                .position(|(d, _)| *d == i)
+                .map(|at| self.degraded.swap_remove(at).1),
+            raw: self
+                .checked_raw
+                .iter()
+                .position(|(d, _, _)| *d == i)
+                .map(|at| {
+                    let (_, raw, via) = self.checked_raw.swap_remove(at);
+                    (raw, via)
+                }),
+        }
+    }
+
+    /// Puts what [`Outcomes::take_field`] took from another run into field `i`.
+    pub(super) fn put_field(&mut self, i: usize, taken: Taken) {
+        self.fields[i] = taken.state;
+        if let Some(e) = self.elapsed.get_mut(i) {
+            *e = taken.elapsed;
+        }
+        if let Some(o) = self.outcomes.get_mut(i) {
+            *o = taken.outcome;
+        }
+        if let Some(t) = self.tried.get_mut(i) {
+            *t = taken.tried;
+        }
+        if let Some(why) = taken.degraded {
+            self.degraded.push((i, why));
+        }
+        if let Some((raw, via)) = taken.raw {
+            self.checked_raw.push((i, raw, via));
         }
     }
 

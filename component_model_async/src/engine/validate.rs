@@ -409,14 +409,14 @@ impl Outcomes<'_> {
     /// Whether field `i`'s value may not be shown: its field or type is secret, or the
     /// source that answered is.
     pub(super) fn hidden(&self, i: usize) -> bool {
-        let slot = &self.slots[i];
+        let slot = self.slot(i);
         if slot.sensitive {
             return true;
         }
         let conceals = |s: &dyn crate::source::Source, r: Option<&crate::source::FetchRequest>| {
             s.is_sensitive() || r.is_some_and(|r| s.conceals(r))
         };
-        if let Some(cand) = self.winner(i) {
+        if let Some(cand) = self.won(i) {
             return match (cand.source(), &cand.request) {
                 (Some(s), Some(r)) => conceals(s, Some(r)),
                 _ => true,
@@ -454,8 +454,8 @@ impl Outcomes<'_> {
 
     /// Where field `i`'s value came from: the precedence source that won, else its own.
     fn value_provenance(&self, i: usize) -> Provenance {
-        let slot = &self.slots[i];
-        match self.winner(i) {
+        let slot = self.slot(i);
+        match self.won(i) {
             Some(cand) => super::precedence::provenance(slot, cand),
             None if self.fields[i].via_fallback => slot.fallback_provenance(),
             None => slot.provenance(),

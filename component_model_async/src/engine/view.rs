@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::Plan;
-use super::slot::{Got, Route, fallbackable};
+use super::slot::{Got, Route, Slot, fallbackable};
 use super::state::Outcomes;
 use crate::error::ErrorKind;
 use crate::source::{FetchRequest, FieldSpec, RawValue, Source};
@@ -112,10 +112,18 @@ impl Plan<'_> {
     /// grouped by source, and apart by kind: a source's streams (`topic`) and its keys
     /// are watched separately, so one cannot stop the other (a Redis source watches
     /// both, and its keys may fall back to polling).
-    pub(crate) fn watched(&self) -> Vec<Watched> {
+    /// A field that references others is watched at the keys `first` (a run's
+    /// [`Given`]) filled in.
+    pub(crate) fn watched(&self, first: &Given) -> Vec<Watched> {
         let marked = self.slots.iter().any(|s| s.spec.watch);
         let mut groups: Vec<(Watched, bool)> = Vec::new();
         for (index, slot) in self.slots.iter().enumerate() {
+            let slot = match first.1.get(index) {
+                Some(Some(filled)) => filled,
+                // A template nothing filled in (its inputs failed): nothing to watch.
+                _ if !slot.spec.refs.is_empty() || slot.spec.connect.is_some() => continue,
+                _ => slot,
+            };
             if marked && !slot.spec.watch && !slot.spec.streamed {
                 continue;
             }
@@ -182,6 +190,11 @@ impl Plan<'_> {
         // A field not watched itself that reads a watched request takes its new value too.
         if marked {
             for (index, slot) in self.slots.iter().enumerate() {
+                let slot: &Slot = first
+                    .1
+                    .get(index)
+                    .and_then(Option::as_deref)
+                    .unwrap_or(slot);
                 let (Some(Route::Raw(src)), Some(r)) = (&slot.primary, &slot.request) else {
                     continue;
                 };
@@ -223,7 +236,12 @@ pub(crate) struct FieldView {
 /// last run's `Given`, sets the values a watch carried (`Change::Value`), forgets the
 /// fields a watch named without a value (`Change::Changed`), and runs the plan with it.
 #[derive(Clone, Default)]
-pub(crate) struct Given(pub(super) Vec<Option<Carried>>);
+pub(crate) struct Given(
+    pub(super) Vec<Option<Carried>>,
+    /// The slots of the fields that reference others, as the run filled them in (what
+    /// a `Live` watches for them: the keys they read, not their templates).
+    pub(super) Vec<Option<Box<Slot>>>,
+);
 
 /// A value handed to the next run, and the request it answers (`None`: whatever the
 /// field asks, a value a watch carried).
@@ -250,6 +268,14 @@ impl Given {
         if let Some(entry) = self.0.get_mut(slot) {
             *entry = None;
         }
+    }
+
+    /// The requests of the fields that reference others, as the run filled them in.
+    pub(crate) fn filled(&self) -> Vec<Option<FetchRequest>> {
+        self.1
+            .iter()
+            .map(|s| s.as_ref().and_then(|s| s.request.clone()))
+            .collect()
     }
 
     /// Whether field `slot` has a value to reuse.
@@ -281,6 +307,7 @@ impl Outcomes<'_> {
                     })
                 })
                 .collect(),
+            self.resolved.clone(),
         )
     }
 
@@ -289,6 +316,11 @@ impl Outcomes<'_> {
     fn raw(&self, i: usize) -> Option<(&RawValue, bool)> {
         match &self.fields[i].result {
             Some(Ok(Got::Raw(raw))) => Some((raw, self.fields[i].via_fallback)),
+            Some(Ok(_)) if self.fields[i].finished => self
+                .checked_raw
+                .iter()
+                .find(|(at, _, _)| *at == i)
+                .map(|(_, raw, via)| (raw, *via)),
             Some(_) => None,
             None => self
                 .checked_raw
@@ -300,13 +332,11 @@ impl Outcomes<'_> {
 
     /// Every field with its raw value (before conversion), for a live update's diff.
     pub(crate) fn watch_slots(&self) -> Vec<FieldView> {
-        self.slots
-            .iter()
-            .zip(&self.fields)
-            .enumerate()
-            .map(|(i, (slot, field))| {
+        (0..self.slots.len())
+            .map(|i| {
+                let (slot, field) = (self.slot(i), &self.fields[i]);
                 // A precedence source that won: its name and key.
-                let (p, source) = match self.winner(i) {
+                let (p, source) = match self.won(i) {
                     Some(cand) => (super::precedence::provenance(slot, cand), cand.name),
                     None => (slot.provenance(), slot.spec.source),
                 };
@@ -316,13 +346,18 @@ impl Outcomes<'_> {
                     key: p.key,
                     secret: slot.sensitive,
                     raw: match &field.result {
+                        _ if field.finished => self.raw(i).map(|(raw, _)| {
+                            let provenance = || slot.provenance();
+                            let target = slot.target(&provenance);
+                            narrowed(raw, target.select, target.pointer)
+                        }),
                         None => self.raw(i).map(|(raw, _)| {
                             let provenance = || slot.provenance();
                             let target = slot.target(&provenance);
                             narrowed(raw, target.select, target.pointer)
                         }),
                         // A precedence source's value: already where its pointer points.
-                        Some(Ok(Got::Raw(raw))) if self.winner(i).is_some() => Some(raw.clone()),
+                        Some(Ok(Got::Raw(raw))) if self.won(i).is_some() => Some(raw.clone()),
                         Some(Ok(Got::Raw(raw))) => {
                             let provenance = || slot.provenance();
                             let target = slot.target(&provenance);

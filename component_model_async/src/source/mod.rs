@@ -25,7 +25,7 @@ pub use raw::RawValue;
 pub(crate) use raw::{StoredValue, json_kind};
 pub use redact::redact_url;
 pub use request::FetchRequest;
-pub(crate) use request::expand_profile_text;
+pub(crate) use request::{expand_profile_text, fill_references};
 pub use spec::FieldSpec;
 
 use crate::error::SourceError;

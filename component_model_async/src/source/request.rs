@@ -575,3 +575,73 @@ impl FetchRequest {
             .or_else(|| self.query().map(|q| ("query", q.to_owned())))
     }
 }
+
+impl FetchRequest {
+    /// The request with each `{name}` reference in its key, secret path, url, path,
+    /// topic, member (`field`) and backend parameters replaced by `value(name)`, and
+    /// `{{`/`}}` made literal braces. SQL text (`query`, `table`) and `dc` are left as
+    /// written: a reference in SQL is only ever a bound parameter (the `key`).
+    /// A `{name}` `value` does not know is kept as written.
+    pub(crate) fn with_references(mut self, value: &dyn Fn(&str) -> Option<String>) -> Self {
+        let p = &mut self.params;
+        let slots = [
+            &mut p.key,
+            &mut p.secret_path,
+            &mut p.url,
+            &mut p.path,
+            &mut p.topic,
+            &mut p.member,
+            &mut self.origin.select,
+        ];
+        for text in slots.into_iter().flatten() {
+            if let Cow::Owned(filled) = fill_references(text, value) {
+                *text = Cow::Owned(filled);
+            }
+        }
+        for (_, text) in &mut p.extra {
+            if let Cow::Owned(filled) = fill_references(text, value) {
+                *text = Cow::Owned(filled);
+            }
+        }
+        self
+    }
+}
+
+/// `text` with `{name}` replaced by `value(name)` and `{{`/`}}` made single braces;
+/// borrowed when it has no brace.
+pub(crate) fn fill_references<'t>(
+    text: &'t str,
+    value: &dyn Fn(&str) -> Option<String>,
+) -> Cow<'t, str> {
+    if !text.contains(['{', '}']) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(at) = rest.find(['{', '}']) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if let Some(inner) = tail.strip_prefix('{')
+            && let Some(end) = inner.find('}')
+        {
+            let name = &inner[..end];
+            match value(name) {
+                Some(v) => out.push_str(&v),
+                // Not a reference (a `${VAR}`'s value had braces): kept as it is.
+                None => out.push_str(&tail[..end + 2]),
+            }
+            rest = &inner[end + 1..];
+            continue;
+        }
+        // A lone brace (only from a `${VAR}`'s value): kept as it is.
+        out.push_str(&tail[..1]);
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}

@@ -116,6 +116,14 @@ pub struct FieldSpec {
     /// The struct's `table`: the key/value table a database's convention reads (default
     /// `config`).
     pub config_table: Option<&'static str>,
+    /// The fields this field's keys reference (`{region}`, `{database.host}`), by their
+    /// path below the field's struct: it is fetched once they are converted, and each
+    /// `{name}` in its `key`, `secret`, `path`, `url`, `topic`, `field`, `prefix`,
+    /// precedence arguments and `connect` becomes that field's value.
+    pub refs: &'static [&'static str],
+    /// `connect = "{dsn}"`: the address of the client the field is read through, opened
+    /// from fetched values (see [`Sources::with_max_dynamic_clients`](crate::Sources)).
+    pub connect: Option<&'static str>,
 }
 
 #[allow(deprecated)] // builds the fields kept for readers of `component_sources()`
@@ -165,6 +173,8 @@ impl FieldSpec {
             env: None,
             key_prefix: None,
             config_table: None,
+            refs: &[],
+            connect: None,
         }
     }
 }
@@ -198,6 +208,10 @@ const_setters! {
     secret_path: &'static str => Some;
     /// Sets `select` (the `field` attribute).
     select: &'static str => Some;
+    /// Sets `refs`: the fields the keys reference.
+    refs: &'static [&'static str] => core::convert::identity;
+    /// Sets `connect`: the address template of the client the field is read through.
+    connect: &'static str => Some;
     /// Sets `url`.
     #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"url\", ...)])`")]
     url: &'static str => Some;
