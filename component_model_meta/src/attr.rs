@@ -131,6 +131,9 @@ pub struct FieldAttrs {
     pub defaults: Attr<Vec<Str>>,
     /// `env = "PORT"`: the variable env sources read this field from.
     pub env: Attr<String>,
+    /// `connect = "{dsn}"`: the address of the client the field is read through, made
+    /// of fetched values.
+    pub connect: Attr<String>,
     /// Set by [`crate::ast::Input::from_syn`]: the field names no source and is read from
     /// the struct's precedence sources.
     pub precedence_read: bool,
@@ -212,6 +215,7 @@ impl FieldAttrs {
             overrides: Attr::none(OVERRIDES),
             defaults: Attr::none(DEFAULTS),
             env: Attr::none(ENV),
+            connect: Attr::none(CONNECT),
             precedence_read: false,
             params: Vec::new(),
             rules: Vec::new(),
@@ -271,6 +275,7 @@ impl FieldAttrs {
                     OVERRIDES => a.overrides.set(cx, tokens, list(&meta)?),
                     DEFAULTS => a.defaults.set(cx, tokens, list(&meta)?),
                     ENV => a.env.set(cx, tokens, string(&meta)?.value()),
+                    CONNECT => a.connect.set(cx, tokens, string(&meta)?.value()),
                     VALIDATE => {
                         a.validate.get_or_insert(tokens);
                         crate::rules::parse(cx, &meta, false, &mut a.rules)?;

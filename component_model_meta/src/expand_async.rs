@@ -151,7 +151,14 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         Some(pool) if !source.contains(':') => format!("{source}:{}", pool.value),
         _ => source,
     };
-    let key = a.key.get().map(|k| k.value.clone());
+    // A field without references has its texts final now: `{{` and `}}` are single
+    // braces. A field with references keeps them for the runtime to fill in.
+    let fixed = !crate::refs::has_refs(f);
+    let fix = |s: &str| match fixed {
+        true => crate::refs::unescape(s),
+        false => s.to_owned(),
+    };
+    let key = a.key.get().map(|k| fix(&k.value));
     // The key of a field that names none: its variable name, `env = "..."`, else
     // `env_prefix` + FIELD.
     let default_key = match a.env.get() {
@@ -159,7 +166,7 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         None => env_name(input, f),
     };
     let (secret_path, sensitive) = match a.secret.get().map(|s| &s.value) {
-        Some(SecretAttr::Path(p)) => (Some(p.as_str()), true),
+        Some(SecretAttr::Path(p)) => (Some(fix(p)), true),
         Some(SecretAttr::Flag) => (None, true),
         None => (None, false),
     };
@@ -168,16 +175,23 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     if key.is_none() {
         chain.extend(quote!(.default_key(#default_key)));
     }
-    chain.extend(opt_lit("select", a.field.get().map(|s| s.value.as_str())));
+    chain.extend(opt_lit(
+        "select",
+        a.field.get().map(|s| fix(&s.value)).as_deref(),
+    ));
     chain.extend(opt_lit(
         "pointer",
         a.pointer.get().map(|s| s.value.as_str()),
     ));
     // The source's own parameters, by name (`secret = "path"` is `secret`).
-    let params: Vec<(&str, &str)> = secret_path
+    let params: Vec<(&str, String)> = secret_path
         .map(|p| ("secret", p))
         .into_iter()
-        .chain(a.params.iter().map(|p| (p.name.as_str(), p.value.as_str())))
+        .chain(a.params.iter().map(|p| {
+            let sql = matches!(p.name.as_str(), "query" | "table" | "dc");
+            let value = if sql { p.value.clone() } else { fix(&p.value) };
+            (p.name.as_str(), value)
+        }))
         .collect();
     if !params.is_empty() {
         let (names, values): (Vec<_>, Vec<_>) = params.into_iter().unzip();
@@ -196,7 +210,7 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
     ] {
         if !list.is_empty() {
             let m = format_ident!("{}", method);
-            let items = list.iter().map(|s| s.value.as_str());
+            let items = list.iter().map(|s| fix(&s.value));
             chain.extend(quote!(.#m(&[ #( #items ),* ])));
         }
     }
@@ -247,6 +261,7 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         let n = n.value;
         chain.extend(quote!(.max_concurrency(#n)));
     }
+    chain.extend(crate::refs::spec_chain(f));
     // `watch` on the field, else on the struct.
     let watch = a.watch.get().or(c.watch.get()).is_some_and(|w| w.value);
     if watch {
@@ -644,11 +659,13 @@ fn nested_impl(
     });
     let concurrency = crate::expand_rules::concurrency(input);
     let rules = crate::expand_rules::nested_rules(input, cm);
+    let fields = crate::refs::fields_const(cm, input);
     quote! {
         #[automatically_derived]
         impl #impl_generics #cm::Nested for #name #ty_generics #where_clause {
             #profile_env
             #concurrency
+            #fields
             #rules
             #[allow(unused_variables)]
             #[inline]
@@ -760,7 +777,8 @@ pub fn expand(input: &Input<'_>, entry: Entry) -> TokenStream {
             .filter(|(_, f)| f.attrs.is_nested())
             .map(|(i, f)| nest_static(input, &cm, f, *i)),
     );
-    let gates = backend_checks(input, entry);
+    let mut gates = backend_checks(input, entry);
+    gates.extend(crate::refs::assertions(&cm, input));
 
     let types: Vec<&Type> = live.iter().map(|(_, f)| f.ty).collect();
     let ambiguous = shape::ambiguous(&types, input.generics);

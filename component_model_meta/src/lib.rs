@@ -27,6 +27,7 @@ mod ctxt;
 mod expand_async;
 mod expand_rules;
 mod expand_sync;
+mod refs;
 mod rules;
 mod shape;
 mod symbol;
@@ -132,6 +133,8 @@ fn async_derive(input: TokenStream, entry: expand_async::Entry) -> TokenStream {
             // is reported with the other errors.
             let cm = expand_async::runtime_path(&parsed, entry);
             out.extend(expand_rules::functions(&parsed, &cm, false));
+            // References into nested structs are checked against them here too.
+            out.extend(refs::assertions(&cm, &parsed));
             out.extend(expand_async::fallback_stub(&parsed, entry));
             out.into()
         }

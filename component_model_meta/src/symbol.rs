@@ -34,6 +34,7 @@ pub const NESTED: &str = "nested";
 pub const KEY_PREFIX: &str = "key_prefix";
 pub const WATCH: &str = "watch";
 pub const WATCH_INTERVAL: &str = "watch_interval";
+pub const CONNECT: &str = "connect";
 
 // Container keys.
 pub const CRATE: &str = "crate";
@@ -81,6 +82,7 @@ pub const FIELD_KEYS: &[&str] = &[
     DEFAULTS,
     ENV,
     VALIDATE,
+    CONNECT,
 ];
 
 /// Every key allowed on the struct itself.

@@ -142,6 +142,7 @@ pub fn check_async(cx: &Ctxt, input: &Input<'_>) {
             "`timeout` in the struct's `validate(...)` bounds its `validate_with_async` rule; the struct has none",
         );
     }
+    crate::refs::check(cx, input);
     for field in &input.fields {
         check_skip(cx, field);
         check_rules_placement(cx, field);

@@ -9,6 +9,8 @@ mod cache;
 mod consul;
 mod conversion;
 mod database;
+mod dependent;
+mod dependent_servers;
 mod dynamic_clients;
 mod engine_regressions;
 mod file;
