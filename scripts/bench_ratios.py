@@ -48,6 +48,10 @@ pr = {b: mean_ns("precedence_50ms", b, required=False) for b in ("fetch_16x3", "
 if None not in pr.values():
     show("16 fields x 3 precedence sources (50ms) / one 50ms round trip", pr["fetch_16x3"], pr["one_round_trip"], 1.10)
 
+dp = {b: mean_ns("dependent_50ms", b, required=False) for b in ("chain_2_plus_14", "two_round_trips")}
+if None not in dp.values():
+    show("chain of 2 + 14 fields (50ms each) / two 50ms round trips", dp["chain_2_plus_14"], dp["two_round_trips"], 1.10)
+
 db = {b: mean_ns("postgres_64_fields", b, required=False) for b in ("coalesced_fetch_all", "one_query_per_field", "single_one_row_query")}
 if None not in db.values():
     show("64 fields coalesced (1 query) / a single one-row query", db["coalesced_fetch_all"], db["single_one_row_query"], 1.5)
