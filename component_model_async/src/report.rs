@@ -281,6 +281,8 @@ impl<T> FetchReport<T> {
             if let Some((t, _)) = ends[i] {
                 return t;
             }
+            // Being walked: a field waiting for it again (a cycle) starts at zero.
+            ends[i] = Some((Duration::ZERO, None));
             let mut start = (Duration::ZERO, None);
             if depth < rows.len() {
                 for input in rows[i].waited_for.iter().filter_map(|p| at(p)) {

@@ -217,8 +217,12 @@ pub fn check(cx: &Ctxt, input: &Input<'_>) {
             };
             let Some(target) = input.fields.iter().position(|f| f.plain_name() == head) else {
                 let mut msg = format!("`{{{}}}` references no field of `{}`", r.name, input.ident);
-                if let Some(s) = crate::symbol::suggest(head, &known) {
-                    msg.push_str(&format!("; did you mean `{s}`?"));
+                match crate::symbol::suggest(head, &known) {
+                    Some(s) => msg.push_str(&format!("; did you mean `{s}`?")),
+                    None => msg.push_str(&format!(
+                        " (a literal brace is written `{{{{`, as in a Redis Cluster hash tag: `{{{{{}}}}}`)",
+                        r.name
+                    )),
                 }
                 cx.error_spanned_by(&r.tokens, msg);
                 continue;

@@ -391,3 +391,81 @@ async fn a_secret_address_never_shows_in_the_error_of_a_client_that_cannot_be_op
     assert!(text.contains("SecretChain.value"), "{text}");
     assert!(!text.contains(&canary), "the secret address leaked: {text}");
 }
+
+/// A store whose every value is secret (as Vault's are).
+#[derive(Clone)]
+struct SecretStore(Store);
+
+#[async_trait]
+impl Source for SecretStore {
+    async fn fetch(&self, r: &FetchRequest) -> Result<RawValue, SourceError> {
+        self.0.fetch(r).await
+    }
+    fn is_sensitive(&self) -> bool {
+        true
+    }
+}
+
+#[derive(AsyncAssign, Debug)]
+struct FromSecretSource {
+    // A `String`, so the derive cannot know: its source is secret.
+    #[component(fetch_from = "vaultish", key = "token")]
+    token: String,
+    #[component(fetch_from = "kv", key = "by-token/{token}")]
+    leaked: String,
+}
+
+#[tokio::test]
+async fn a_value_from_a_secret_source_never_stands_in_a_key() {
+    let canary = format!("canary-{}", std::process::id());
+    let secrets = Store::with(&[("token", &canary)]);
+    let kv = Store::with(&[(&format!("by-token/{canary}"), "x")]);
+    let sources = Sources::new()
+        .register("vaultish", SecretStore(secrets))
+        .register("kv", kv.clone());
+    let errors = FromSecretSource::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let text = format!("{} {:?}", errors[0], errors[0]);
+    assert!(text.contains("FromSecretSource.leaked"), "{text}");
+    assert!(text.contains("whose value is secret"), "{text}");
+    assert!(!text.contains(&canary), "{text}");
+    assert!(kv.asked().is_empty(), "the secret was sent as a key");
+}
+
+#[derive(AsyncAssign, Debug, Default)]
+#[component(nested_only)]
+struct Replica {
+    #[component(fetch_from = "env", key = "REPLICA_REGION")]
+    region: String,
+    #[component(fetch_from = "env", key = "REPLICA_{region}_POOL")]
+    pool: u32,
+}
+
+#[derive(AsyncAssign, Debug)]
+struct WithOptionalReplica {
+    #[component(fetch_from = "env", key = "APP_NAME")]
+    name: String,
+    #[component(nested)]
+    replica: Option<Replica>,
+}
+
+#[tokio::test]
+async fn an_optional_struct_whose_fields_reference_each_other_is_absent_as_a_whole() {
+    let env = |pairs: &[(&'static str, &'static str)]| {
+        Sources::new().with_env(EnvSource::from_map(pairs.iter().copied()))
+    };
+    let none = WithOptionalReplica::fetch_all_components_with(&env(&[("APP_NAME", "a")]))
+        .await
+        .unwrap();
+    assert!(none.replica.is_none());
+    let some = WithOptionalReplica::fetch_all_components_with(&env(&[
+        ("APP_NAME", "a"),
+        ("REPLICA_REGION", "EU"),
+        ("REPLICA_EU_POOL", "3"),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(some.replica.map(|r| r.pool), Some(3));
+}

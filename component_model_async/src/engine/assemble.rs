@@ -154,8 +154,15 @@ impl Outcomes<'_> {
         S::take(self, available).map(Some)
     }
 
+    /// Whether field `i` had no value: not found, not found before it was converted ahead
+    /// of assembly, or not fetched because a field it references had none (or failed).
     fn not_found(&self, i: usize) -> bool {
-        matches!(&self.fields[i].result, Some(Err(e)) if e.kind() == ErrorKind::NotFound)
+        let field = &self.fields[i];
+        field.absent
+            || matches!(
+                &field.result,
+                Some(Err(e)) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotFetched)
+            )
     }
 
     /// `value` if every field taken was fetched, else every error.

@@ -141,6 +141,10 @@ impl<'p> Outcomes<'p> {
         if self.fields[index].finished || self.fields[index].result.is_none() {
             return;
         }
+        let absent = matches!(
+            &self.fields[index].result,
+            Some(Err(e)) if e.kind() == ErrorKind::NotFound
+        );
         // The raw value stays readable (a live update's diff, the next run's given).
         if let Some(Ok(Got::Raw(raw))) = &self.fields[index].result {
             let kept = (index, raw.clone(), self.fields[index].via_fallback);
@@ -165,6 +169,7 @@ impl<'p> Outcomes<'p> {
         let field = &mut self.fields[index];
         field.result = Some(result.map(Got::Typed));
         field.finished = true;
+        field.absent = absent;
     }
 
     /// The precedence source whose value field `index` took (its value is already where

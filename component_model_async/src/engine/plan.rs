@@ -178,7 +178,10 @@ impl<'s> Plan<'s> {
     /// it): it waits for them, and they are converted as soon as they are fetched. A
     /// reference to a field that is not in the plan fails the field (the derive refuses
     /// unknown references at compile time; a hand-written plan may still make one).
-    pub(crate) fn link(&mut self) {
+    /// The derive's plans are linked; a plan built by hand with fields whose specs have
+    /// [`refs`](FieldSpec::refs) or [`connect`](FieldSpec::connect) calls it once every
+    /// field is added.
+    pub fn link(&mut self) {
         if !self
             .slots
             .iter()
@@ -209,6 +212,7 @@ impl<'s> Plan<'s> {
                     format!("the field references `{path}`, which is not fetched with it").into(),
                 ));
                 slot.precedence = None;
+                slot.unlinked = true;
                 continue;
             }
             let planned: Vec<usize> = slot
@@ -527,6 +531,7 @@ impl<'s> Plan<'s> {
             decoders: None,
             after: Vec::new(),
             referenced: false,
+            unlinked: false,
             precedence: None,
         }
     }

@@ -91,6 +91,22 @@ pub(super) async fn connect(
     }
 }
 
+/// Whether `{name}` stands in a text of `spec` other than its `connect` (its key, its
+/// source's parameters, `field`, its precedence sources' arguments).
+pub(super) fn outside_connect(spec: &crate::source::FieldSpec, name: &str) -> bool {
+    let reference = format!("{{{name}}}");
+    let texts = spec
+        .key
+        .into_iter()
+        .chain(spec.select)
+        .chain(spec.params.iter().map(|(_, v)| *v))
+        .chain(spec.overrides.iter().copied())
+        .chain(spec.defaults.iter().copied());
+    #[allow(deprecated)] // `secret_path` is the `secret` parameter, kept for readers
+    let texts = texts.chain(spec.secret_path);
+    texts.into_iter().any(|t| t.contains(&reference))
+}
+
 /// The error of a field not fetched because input `name` (a field it references)
 /// failed, or is an absent `Option`.
 pub(super) fn not_fetched(slot: &Slot, name: &str, absent: bool) -> ComponentError {

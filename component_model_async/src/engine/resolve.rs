@@ -64,6 +64,8 @@ pub(super) async fn ask(
 #[derive(Clone)]
 enum Input {
     Text(String),
+    /// A secret's text: it may stand only in `connect`.
+    Secret(String),
     /// An absent `Option`.
     Absent,
     Failed,
@@ -162,7 +164,8 @@ fn by_source(slots: &[Slot], mut batch: Vec<usize>) -> Vec<Vec<usize>> {
     for i in batch {
         let slot = &slots[i];
         let key = match (&slot.primary, &slot.precedence) {
-            (_, Some(_)) => None,
+            // Fields with precedence sources ask several: together, as without references.
+            (_, Some(_)) => Some((1, "precedence")),
             // A client `connect` opens: by the backend it names.
             _ if slot.spec.connect.is_some() => Some((0, slot.spec.source)),
             (Some(super::slot::Route::Raw(s)), None) => {
@@ -196,8 +199,11 @@ fn done(
 ) {
     if out.slots[i].referenced {
         out.finish_early(i);
+        // Secret by its field, its type, its source or how the source read it (`_FILE`).
+        let secret = out.hidden(i);
         inputs[i] = Some(match &out.fields[i].result {
             Some(Ok(Got::Typed(value))) => match reference::text_of(value.as_ref()) {
+                Some(Some(text)) if secret => Input::Secret(text),
                 Some(Some(text)) => Input::Text(text),
                 Some(None) => Input::Absent,
                 None => Input::Unsupported,
@@ -239,7 +245,13 @@ fn unfetchable(slot: &Slot, inputs: &[Option<Input>], slots: &[Slot]) -> Option<
                     slots[input].spec.type_name
                 )));
             }
-            Some(Input::Text(_)) => {}
+            Some(Input::Secret(_)) if reference::outside_connect(slot.spec, &name()) => {
+                return Some(slot.config_error(&format!(
+                    "the field references `{}`, whose value is secret: a secret may stand only in `connect` (keys are printed in errors and the report)",
+                    name()
+                )));
+            }
+            Some(Input::Text(_) | Input::Secret(_)) => {}
             // An input nothing references by name (`Plan::after`): only waited for.
             None => {}
         }
@@ -261,21 +273,26 @@ fn part<'a>(
     let mut addresses = Vec::with_capacity(batch.len());
     for &i in &batch {
         let slot = &out.slots[i];
-        let value = |name: &str| {
+        // A secret stands only in the `connect` address, never in a key.
+        let input = |name: &str, secrets: bool| {
             let k = slot.spec.refs.iter().position(|r| *r == name)?;
             match inputs[*slot.after.get(k)?].as_ref()? {
                 Input::Text(t) => Some(t.clone()),
+                Input::Secret(t) if secrets => Some(t.clone()),
                 _ => None,
             }
         };
-        filled.push(match needs_filling(slot) {
+        let value = |name: &str| input(name, false);
+        let address = |name: &str| input(name, true);
+        filled.push(match needs_filling(slot) && !slot.unlinked {
             true => reference::fill(slot, &value),
             false => slot.clone(),
         });
         addresses.push(
             slot.spec
                 .connect
-                .map(|c| fill_references(c, &value).into_owned()),
+                .filter(|_| !slot.unlinked)
+                .map(|c| fill_references(c, &address).into_owned()),
         );
     }
     let cx: FetchContext = out.cx.clone();

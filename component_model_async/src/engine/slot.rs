@@ -96,6 +96,9 @@ pub(super) struct Slot {
     pub(super) after: Vec<usize>,
     /// Whether other fields reference this one: it is converted as soon as it is fetched.
     pub(super) referenced: bool,
+    /// It references a field that is not in the plan: it fails as planned, nothing is
+    /// filled in and no client is opened for it.
+    pub(super) unlinked: bool,
     /// Its precedence sources, when it has `overrides` or `defaults`.
     pub(super) precedence: Option<Arc<super::precedence::Precedence>>,
 }

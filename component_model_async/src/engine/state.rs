@@ -22,6 +22,9 @@ pub(super) struct FieldState {
     /// others): `result` holds the value in its type (`Got::Typed`) or the error, and its
     /// outcome is recorded.
     pub(super) finished: bool,
+    /// Its source had no value before it was converted ahead of assembly (an `Option`
+    /// group whose fields all had none is absent as a whole).
+    pub(super) absent: bool,
 }
 
 /// What a run of some fields hands the plan's run of one field (see
@@ -133,6 +136,7 @@ impl<'p> Outcomes<'p> {
                     result: None,
                     via_fallback: false,
                     finished: false,
+                    absent: false,
                 })
                 .collect(),
             spans,
@@ -189,6 +193,7 @@ impl<'p> Outcomes<'p> {
                     result: None,
                     via_fallback: false,
                     finished: false,
+                    absent: false,
                 },
             ),
             elapsed: self.elapsed(i),

@@ -346,6 +346,10 @@ impl Outcomes<'_> {
                     key: p.key,
                     secret: slot.sensitive,
                     raw: match &field.result {
+                        // A precedence source's value: already where its pointer points.
+                        _ if field.finished && self.won(i).is_some() => {
+                            self.raw(i).map(|(raw, _)| raw.clone())
+                        }
                         _ if field.finished => self.raw(i).map(|(raw, _)| {
                             let provenance = || slot.provenance();
                             let target = slot.target(&provenance);

@@ -578,7 +578,7 @@ impl FetchRequest {
 
 impl FetchRequest {
     /// The request with each `{name}` reference in its key, secret path, url, path,
-    /// topic, member (`field`) and backend parameters replaced by `value(name)`, and
+    /// mount, topic, member (`field`) and backend parameters replaced by `value(name)`, and
     /// `{{`/`}}` made literal braces. SQL text (`query`, `table`) and `dc` are left as
     /// written: a reference in SQL is only ever a bound parameter (the `key`).
     /// A `{name}` `value` does not know is kept as written.
@@ -589,6 +589,7 @@ impl FetchRequest {
             &mut p.secret_path,
             &mut p.url,
             &mut p.path,
+            &mut p.mount,
             &mut p.topic,
             &mut p.member,
             &mut self.origin.select,
