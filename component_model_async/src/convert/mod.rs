@@ -2,6 +2,14 @@
 //! `serde::Deserialize` type, with errors that name the field and never show a secret.
 
 mod lenient;
+#[cfg(any(
+    feature = "consul",
+    feature = "redis",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "sqlite",
+    feature = "file"
+))]
 pub(crate) mod subtree;
 mod text;
 

@@ -23,6 +23,18 @@
 //!   being built, which the engine checks against `max_size` again once it is built, as
 //!   it checks any value, so both say the same.
 
+// Each item serves some of the backends (consul, redis, database, file): with only some
+// of their features on, the others' items are unused. With all of them on, nothing is.
+#![cfg_attr(
+    not(all(
+        feature = "consul",
+        feature = "redis",
+        any(feature = "postgres", feature = "mysql", feature = "sqlite"),
+        feature = "file"
+    )),
+    allow(dead_code)
+)]
+
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, SourceError};
