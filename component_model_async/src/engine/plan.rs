@@ -461,6 +461,10 @@ impl<'s> Plan<'s> {
                     key: p.key,
                     location: p.location,
                     problem: match &slot.primary {
+                        // A client `connect` opens is opened by a fetch, not by planning.
+                        Some(Route::Fail(_)) if slot.spec.connect.is_some() && !slot.unlinked => {
+                            None
+                        }
                         Some(Route::Fail(detail)) => Some(detail.to_string()),
                         _ => None,
                     },
