@@ -60,6 +60,20 @@ pub struct RedisSource {
 pub(super) struct Connection {
     pub(super) multiplexed: MultiplexedConnection,
     pub(super) exceeded: Exceeded,
+    /// Ends the connection's driver when the last clone is dropped.
+    _driver: Arc<Driver>,
+}
+
+/// The task that reads and writes a connection's socket, aborted with the last clone of
+/// its [`Connection`]. redis-rs ends the driver itself only once every request in flight
+/// is answered: after a round trip timed out, a server that sends pushes instead of the
+/// answer would keep it reading (and the socket open) for as long as it sends.
+struct Driver(tokio::task::AbortHandle);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl fmt::Debug for RedisSource {
@@ -331,11 +345,11 @@ impl RedisSource {
         .await;
         match opened {
             Ok(Ok((multiplexed, driver))) => {
-                // Ends when the last clone of the connection is dropped.
-                crate::task::spawn(driver);
+                let driver = crate::task::spawn(driver).abort_handle();
                 Ok(Connection {
                     multiplexed,
                     exceeded,
+                    _driver: Arc::new(Driver(driver)),
                 })
             }
             Ok(Err(e)) => Err(self.error(&e, &exceeded, "the connection handshake")),
