@@ -13,6 +13,8 @@
 //! | `file` | [`file`](mod@file) | `file` |
 //! | `kafka` (push stream) | [`kafka`](mod@kafka) | `kafka` |
 //! | `nats` (push stream) | [`nats`](mod@nats) | `nats` |
+//! | `etcd` | [`etcd`](mod@etcd) | `etcd` |
+//! | `nats_kv` (a JetStream KV bucket) | [`nats_kv`](mod@nats_kv) | `nats` |
 //! | `mqtt` (push stream) | [`mqtt`](mod@mqtt) | `mqtt` |
 //! | `websocket` (push stream) | [`websocket`](mod@websocket) | `websocket` |
 //!
@@ -52,12 +54,14 @@ pub(crate) mod connect;
 pub mod consul;
 pub mod database;
 pub mod env;
+pub mod etcd;
 pub mod file;
 pub mod http;
 pub mod kafka;
 pub mod local_cache;
 pub mod mqtt;
 pub mod nats;
+pub mod nats_kv;
 pub mod redis;
 pub mod secret_file;
 #[cfg(any(
@@ -73,10 +77,16 @@ pub(crate) mod stream;
     feature = "consul",
     feature = "vault",
     feature = "redis",
-    feature = "nats"
+    feature = "nats",
+    feature = "etcd"
 ))]
 pub mod tls;
-#[cfg(any(feature = "http", feature = "consul", feature = "vault"))]
+#[cfg(any(
+    feature = "http",
+    feature = "consul",
+    feature = "vault",
+    feature = "etcd"
+))]
 pub mod transport;
 pub mod vault;
 pub mod websocket;
@@ -95,6 +105,8 @@ pub mod exports {
     #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
     pub use super::database::{DatabaseFetcher, DatabaseSource, DbPool};
     pub use super::env::{EnvFetcher, EnvSource};
+    #[cfg(feature = "etcd")]
+    pub use super::etcd::EtcdSource;
     #[cfg(feature = "file")]
     pub use super::file::FileSource;
     #[cfg(feature = "http")]
@@ -106,6 +118,8 @@ pub mod exports {
     pub use super::mqtt::MqttSource;
     #[cfg(feature = "nats")]
     pub use super::nats::NatsSource;
+    #[cfg(feature = "nats")]
+    pub use super::nats_kv::NatsKvSource;
     #[cfg(feature = "redis")]
     pub use super::redis::RedisSource;
     pub use super::secret_file::SecretFileSource;
@@ -113,7 +127,8 @@ pub mod exports {
         feature = "http",
         feature = "consul",
         feature = "vault",
-        feature = "redis"
+        feature = "redis",
+        feature = "etcd"
     ))]
     pub use super::tls::TlsConfig;
     #[cfg(feature = "vault")]
@@ -149,6 +164,8 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     file::BUILTIN,
     kafka::BUILTIN,
     nats::BUILTIN,
+    nats_kv::BUILTIN,
+    etcd::BUILTIN,
     mqtt::BUILTIN,
     websocket::BUILTIN,
     local_cache::BUILTIN,
@@ -192,6 +209,8 @@ macro_rules! __component_model_backend {
     ("http" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "http" } };
     ("consul" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "consul" } };
     ("vault" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "vault" } };
+    ("etcd" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "etcd" } };
+    ("nats_kv" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "nats_kv" } };
     ("file" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "file" } };
     ($name:literal $entry:tt streamed { $($checks:tt)* }) => { $($checks)* };
     ("secret_file" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "secret_file" } };
@@ -209,6 +228,8 @@ macro_rules! __component_model_backend {
     ("file" $($t:tt)*) => { $crate::__component_model_rules_file! { $($t)* } };
     ("kafka" $($t:tt)*) => { $crate::__component_model_rules_kafka! { $($t)* } };
     ("nats" $($t:tt)*) => { $crate::__component_model_rules_nats! { $($t)* } };
+    ("nats_kv" $($t:tt)*) => { $crate::__component_model_rules_nats_kv! { $($t)* } };
+    ("etcd" $($t:tt)*) => { $crate::__component_model_rules_etcd! { $($t)* } };
     ("mqtt" $($t:tt)*) => { $crate::__component_model_rules_mqtt! { $($t)* } };
     ("websocket" $($t:tt)*) => { $crate::__component_model_rules_websocket! { $($t)* } };
     // A registered name: checked at run time only.

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::change::Revision;
 use super::request::FetchRequest;
 
 /// The context of one fetch, handed to every layer and source that asks for it through
@@ -116,6 +117,23 @@ impl FetchContext {
         self.notes.as_ref()
     }
 
+    /// Says that the value a source answered for `request` stands at `revision` in its
+    /// backend (an etcd `mod_revision`, a NATS KV sequence, a Consul `ModifyIndex`), for
+    /// the fetch report's [`FieldReport::revision`](crate::FieldReport::revision). Nothing
+    /// is kept when no report is being collected. A source calls it from its
+    /// [`Source::fetch_many_in`](crate::Source::fetch_many_in).
+    ///
+    /// ```
+    /// use component_model_async::{FetchContext, FetchRequest, Revision};
+    ///
+    /// let cx = FetchContext::new();
+    /// // Outside a report, a revision is simply not kept.
+    /// cx.note_revision(&FetchRequest::for_key("etcd", "/app/port"), Revision::Index(7));
+    /// ```
+    pub fn note_revision(&self, request: &FetchRequest, revision: Revision) {
+        self.note(request, |n| n.revision = Some(revision));
+    }
+
     /// Says what was done for `request`, when a report is being collected (else nothing).
     pub(crate) fn note(&self, request: &FetchRequest, update: impl FnOnce(&mut Note)) {
         if let Some(notes) = &self.notes {
@@ -126,12 +144,14 @@ impl FetchContext {
 }
 
 /// What a layer or source did for one request, merged per request.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Note {
     pub(crate) cache_hit: bool,
     pub(crate) stale: Option<Duration>,
     pub(crate) retries: u32,
     pub(crate) stored: Option<Duration>,
+    /// The answered value's revision in its backend.
+    pub(crate) revision: Option<Revision>,
 }
 
 /// What layers said during one fetch, per request.
@@ -144,7 +164,7 @@ impl Notes {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(request)
-            .copied()
+            .cloned()
             .unwrap_or_default()
     }
 }
