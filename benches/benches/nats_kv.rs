@@ -1,0 +1,2 @@
+//! (being written: issue 34)
+fn main() {}
