@@ -102,6 +102,7 @@ pub(crate) fn error(source: &'static str, kind: ErrorKind) {
     not(any(
         feature = "http",
         feature = "consul",
+        feature = "etcd",
         feature = "vault",
         feature = "redis",
         feature = "postgres",

@@ -4,6 +4,7 @@
 mod lenient;
 #[cfg(any(
     feature = "consul",
+    feature = "etcd",
     feature = "redis",
     feature = "postgres",
     feature = "mysql",

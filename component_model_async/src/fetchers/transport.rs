@@ -594,7 +594,10 @@ async fn exchange(
     Ok((status, headers, body))
 }
 
-#[cfg_attr(not(any(feature = "consul", feature = "vault")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "consul", feature = "vault", feature = "etcd")),
+    allow(dead_code)
+)]
 /// `addr` as a base URL without a trailing `/`: `host:port` gets `default_scheme://`.
 pub(crate) fn base_url(addr: &str, default_scheme: &str) -> String {
     let addr = addr.trim().trim_end_matches('/');
@@ -605,7 +608,10 @@ pub(crate) fn base_url(addr: &str, default_scheme: &str) -> String {
     }
 }
 
-#[cfg_attr(not(any(feature = "consul", feature = "vault")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "consul", feature = "vault", feature = "etcd")),
+    allow(dead_code)
+)]
 /// `base` joined with `segments` (each percent-encoded as a path segment, `/` inside a
 /// segment list kept as separators) and `query` pairs.
 pub(crate) fn join_url(

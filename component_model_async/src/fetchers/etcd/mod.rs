@@ -1,15 +1,60 @@
-//! The `etcd` backend: `fetch_from = "etcd", key = "/app/port"` (being built: issue 34).
+//! The `etcd` source: an etcd cluster's KV store (v3) through its JSON gateway over HTTP
+//! (`/v3/kv/txn`, `/v3/watch`; no gRPC code generation).
+//!
+//! * One key, `fetch_from = "etcd", key = "/app/port"`: the key's value as text (bytes
+//!   when it is not UTF-8); the field's type says what it is (`"8080"` into a `u16`, a
+//!   JSON document into a struct). A missing key is not found (the field's fallback or
+//!   default applies).
+//! * Every etcd field of one fetch in ONE `POST /v3/kv/txn` of `request_range`
+//!   operations (no compares: it always succeeds and reads one revision); more than
+//!   [`EtcdSource::with_max_txn_ops`] operations (default 128, etcd's `--max-txn-ops`)
+//!   are split into several transactions, sent concurrently.
+//! * A subtree, `prefix = "/app/features/"`: every key under the prefix as ONE JSON object
+//!   of the keys relative to the prefix (a leading `/` of the rest dropped), for a
+//!   `HashMap<String, T>`, a `BTreeMap` or a struct, in the same transaction as the keys.
+//!   Bounded: the range asks etcd for at most `max_keys + 1` keys (default 10 000; more is
+//!   [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)), the field's `max_size` bounds
+//!   the keys and values, and every response body is bounded by
+//!   [`EtcdSource::with_max_body`].
+//! * Endpoints: [`EtcdSource::new`] or several with [`EtcdSource::endpoints`]; a request
+//!   that cannot connect to one tries the next, and the one that answered is tried first
+//!   from then on.
+//! * Authentication: [`EtcdSource::with_auth`] (user and password, kept secret) gets a
+//!   token from `/v3/auth/authenticate`, sent as `Authorization`; when etcd says the
+//!   token is invalid (expired), the source authenticates again once and retries. A wrong
+//!   password is [`ErrorKind::Unauthorized`](crate::ErrorKind::Unauthorized).
+//! * TLS: [`EtcdSource::with_tls`] with a [`TlsConfig`](crate::TlsConfig).
+//! * The value's `mod_revision` is noted for the fetch report
+//!   ([`FetchContext::note_revision`](crate::FetchContext::note_revision)).
+//!
+//! [`Sources::from_env`](crate::Sources::from_env) registers it when `ETCDCTL_ENDPOINTS`
+//! is set (comma-separated), with `ETCDCTL_USER` (`user:password`, or the user with
+//! `ETCDCTL_PASSWORD`), `ETCDCTL_CACERT`, `ETCDCTL_CERT`, `ETCDCTL_KEY` and
+//! `ETCDCTL_INSECURE_SKIP_TLS_VERIFY`, as `etcdctl` reads them.
+//!
+//! Watched (`watch`, for a [`Live`](crate::Live)) with ONE `/v3/watch` stream over the
+//! range that holds every watched key and prefix, from the revision after the read: a PUT
+//! is a [`Change::Value`](crate::Change::Value) with its revision, a DELETE or any event
+//! under a watched prefix a re-read; after a reconnect the stream resumes after the last
+//! event seen, and a compacted start revision reads everything again (see the `watch`
+//! module).
 //!
 //! ## What this module declares
 //!
 //! * name `etcd`, cargo feature `etcd`, registered by
 //!   [`Sources::from_env`](crate::Sources::from_env) from `ETCDCTL_ENDPOINTS`;
-//! * attribute keys: `key` or `prefix` (with `max_keys`).
+//! * attribute keys: `key` (else the field's convention key), `prefix` (a subtree, instead
+//!   of `key`: both is a compile error), `max_keys`; any other key is a compile error that
+//!   names these;
+//! * key label `key` (`prefix` for a subtree); values are not secret; coalescing: one
+//!   `/v3/kv/txn` per 128 (`with_max_txn_ops`) distinct keys and prefixes.
 
 #[cfg(feature = "etcd")]
 mod source;
 #[cfg(feature = "etcd")]
 pub use source::*;
+#[cfg(feature = "etcd")]
+mod watch;
 
 use crate::fetchers::Builtin;
 
