@@ -42,7 +42,9 @@
 //! * key label `topic`; values are not secret.
 
 #[cfg(feature = "nats")]
-mod relay;
+pub(crate) mod connection;
+#[cfg(feature = "nats")]
+pub(crate) mod relay;
 #[cfg(feature = "nats")]
 mod source;
 #[cfg(feature = "nats")]

@@ -4,12 +4,13 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push::OrderedConfig};
 use futures::StreamExt;
 
-use super::relay::{Refused, Relay, Shared, TOO_LARGE, Upstream};
+use super::connection::Connection;
+use super::relay::{Refused, TOO_LARGE};
 use crate::EnvSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
 use crate::fetchers::tls::TlsConfig;
-use crate::source::{Changes, FetchRequest, RawValue, Revision, Source, redact_url};
+use crate::source::{Changes, FetchRequest, RawValue, Revision, Source};
 
 /// The largest message a [`NatsSource`] accepts, by default (1 MiB, NATS's own default
 /// `max_payload`).
@@ -29,27 +30,16 @@ pub struct NatsSource {
 }
 
 struct Inner {
-    url: String,
+    /// The client (opened on first use) and its settings.
+    conn: Connection,
     first_message: Duration,
-    max_message: usize,
-    timeout: Duration,
-    tls: TlsConfig,
-    client: tokio::sync::Mutex<Option<Connected>>,
-    /// What the relays of the current client share (the last message they refused).
-    relayed: std::sync::Mutex<Option<Arc<Shared>>>,
     latest: Arc<Latest>,
-}
-
-/// A client and the relays it reaches the servers through (they end when dropped).
-struct Connected {
-    client: async_nats::Client,
-    _relays: Vec<Relay>,
 }
 
 impl std::fmt::Debug for NatsSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsSource")
-            .field("url", &redact_all(&self.inner.url))
+            .field("url", &self.inner.shown())
             .finish_non_exhaustive()
     }
 }
@@ -68,13 +58,8 @@ impl NatsSource {
     pub fn new(url: impl Into<String>) -> Self {
         NatsSource {
             inner: Arc::new(Inner {
-                url: url.into(),
+                conn: Connection::new(url.into(), DEFAULT_MAX_MESSAGE, Duration::from_secs(10)),
                 first_message: DEFAULT_FIRST_MESSAGE,
-                max_message: DEFAULT_MAX_MESSAGE,
-                timeout: Duration::from_secs(10),
-                tls: TlsConfig::new(),
-                client: tokio::sync::Mutex::new(None),
-                relayed: std::sync::Mutex::new(None),
                 latest: Arc::default(),
             }),
         }
@@ -90,13 +75,8 @@ impl NatsSource {
     fn with(self, f: impl FnOnce(&mut Inner)) -> Self {
         let i = &self.inner;
         let mut inner = Inner {
-            url: i.url.clone(),
+            conn: i.conn.settings(),
             first_message: i.first_message,
-            max_message: i.max_message,
-            timeout: i.timeout,
-            tls: i.tls.clone(),
-            client: tokio::sync::Mutex::new(None),
-            relayed: std::sync::Mutex::new(None),
             latest: Arc::default(),
         };
         f(&mut inner);
@@ -114,152 +94,44 @@ impl NatsSource {
     /// The largest message accepted.
     #[must_use]
     pub fn with_max_message(self, bytes: usize) -> Self {
-        self.with(|i| i.max_message = bytes.max(1))
+        self.with(|i| i.conn.max_message = bytes.max(1))
     }
 
     /// TLS settings for servers that require TLS (or `tls://` URLs): the CA to trust,
     /// a client certificate, the expected name. The system's roots by default.
     #[must_use]
     pub fn with_tls(self, tls: TlsConfig) -> Self {
-        self.with(|i| i.tls = tls)
+        self.with(|i| i.conn.tls = tls)
     }
 
     /// Limits connecting and each JetStream request, 10 s by default.
     #[must_use]
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        self.with(|i| i.timeout = timeout)
+        self.with(|i| i.conn.timeout = timeout)
     }
 
     /// The server's URL, credentials masked.
     pub fn address(&self) -> String {
-        redact_all(&self.inner.url)
+        self.inner.shown()
     }
-}
-
-/// `url` (comma-separated servers) with every password masked.
-fn redact_all(url: &str) -> String {
-    url.split(',')
-        .map(|u| redact_url(u.trim()))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 impl Inner {
     fn shown(&self) -> String {
-        redact_all(&self.url)
+        self.conn.shown()
     }
 
     fn unavailable(&self, e: &dyn std::fmt::Display) -> SourceError {
-        SourceError::new(ErrorKind::Unavailable).with_message(format!("{e}"))
-    }
-
-    /// The largest message the relay lets through: a JetStream answer carries a
-    /// message in base64 inside JSON, so a third more and room for the envelope.
-    fn relay_limit(&self) -> u64 {
-        let max = self.max_message as u64;
-        max.saturating_add(max / 3).saturating_add(64 * 1024)
-    }
-
-    /// The servers of the URL and the credentials it carries (given to async-nats as
-    /// options, never inside a URL it may log).
-    fn servers(&self) -> Result<(Vec<Upstream>, Option<Credentials>), SourceError> {
-        let mut upstreams = Vec::new();
-        let mut credentials = None;
-        for url in self.url.split(',').map(str::trim) {
-            let addr: async_nats::ServerAddr = url.parse().map_err(|e: std::io::Error| {
-                SourceError::new(ErrorKind::Config)
-                    .with_message(format!("`{}` is not a NATS URL: {e}", self.shown()))
-            })?;
-            if addr.is_websocket() {
-                return Err(SourceError::new(ErrorKind::Config).with_message(format!(
-                    "`{}`: NATS over websockets is not supported; use nats:// or tls://",
-                    self.shown()
-                )));
-            }
-            if credentials.is_none() {
-                credentials = Credentials::of(&addr);
-            }
-            upstreams.push(Upstream {
-                host: addr.host().to_owned(),
-                port: addr.port(),
-                tls: addr.tls_required(),
-            });
-        }
-        Ok((upstreams, credentials))
+        self.conn.unavailable(e)
     }
 
     async fn client(&self) -> Result<async_nats::Client, SourceError> {
-        let mut held = self.client.lock().await;
-        if let Some(c) = held.as_ref() {
-            return Ok(c.client.clone());
-        }
-        let (upstreams, credentials) = self.servers()?;
-        let shared = Arc::new(Shared::new(
-            self.relay_limit(),
-            self.timeout,
-            self.tls.clone(),
-        ));
-        let mut relays = Vec::with_capacity(upstreams.len());
-        for upstream in upstreams {
-            relays.push(
-                Relay::start(upstream, shared.clone())
-                    .await
-                    .map_err(|e| self.unavailable(&format_args!("cannot start the relay: {e}")))?,
-            );
-        }
-        let mut options = async_nats::ConnectOptions::new()
-            .connection_timeout(self.timeout)
-            .request_timeout(Some(self.timeout))
-            // Servers the cluster announces would bypass the relay.
-            .ignore_discovered_servers()
-            // The relay admits only a client of this name (no other local process).
-            .name(shared.client_name());
-        options = match credentials {
-            Some(Credentials::UserPassword(user, password)) => {
-                options.user_and_password(user, password)
-            }
-            Some(Credentials::Token(token)) => options.token(token),
-            None => options,
-        };
-        let addrs: Vec<async_nats::ServerAddr> = relays
-            .iter()
-            .map(|r| r.url().parse())
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.unavailable(&e))?;
-        let connected = tokio::time::timeout(self.timeout, options.connect(addrs)).await;
-        // Why the relay could not reach a server says more than the client's error.
-        let why = |e: &dyn std::fmt::Display| match shared.take_failure() {
-            Some(failure) => format!("cannot connect: {failure}"),
-            None => format!("cannot connect: {e}"),
-        };
-        let client = connected
-            .map_err(|_| self.unavailable(&why(&"no connection within the timeout")))?
-            .map_err(|e| {
-                let kind = if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation {
-                    ErrorKind::Unauthorized
-                } else {
-                    ErrorKind::Unavailable
-                };
-                SourceError::new(kind).with_message(why(&e))
-            })?;
-        *self
-            .relayed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shared);
-        *held = Some(Connected {
-            client: client.clone(),
-            _relays: relays,
-        });
-        Ok(client)
+        self.conn.client().await
     }
 
     /// The message the relay refused since the last call, if it did.
     fn refused(&self) -> Option<Refused> {
-        self.relayed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()?
-            .take_refused()
+        self.conn.refused()
     }
 
     /// `error`, unless it came of a message the relay refused: then that.
@@ -273,7 +145,7 @@ impl Inner {
     /// The JetStream stream that keeps `subject`, if one does.
     async fn kept(&self, client: &async_nats::Client, subject: &str) -> Result<Kept, SourceError> {
         let js = jetstream::new(client.clone());
-        let found = tokio::time::timeout(self.timeout, js.stream_by_subject(subject)).await;
+        let found = tokio::time::timeout(self.conn.timeout, js.stream_by_subject(subject)).await;
         use jetstream::context::GetStreamByNameErrorKind as Kind;
         let name = match found {
             Ok(Ok(name)) => name,
@@ -299,7 +171,7 @@ impl Inner {
             }
             Err(_) => return Err(self.unavailable(&"JetStream did not answer in time")),
         };
-        let stream = tokio::time::timeout(self.timeout, js.get_stream(&name))
+        let stream = tokio::time::timeout(self.conn.timeout, js.get_stream(&name))
             .await
             .map_err(|_| self.unavailable(&"JetStream did not answer in time"))?
             .map_err(|e| self.unavailable(&format_args!("stream `{name}`: {e}")))?;
@@ -307,11 +179,11 @@ impl Inner {
     }
 
     fn value(&self, payload: &[u8]) -> Message {
-        if payload.len() > self.max_message {
+        if payload.len() > self.conn.max_message {
             return Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
                 "a message of {} bytes, over the limit of {} bytes",
                 payload.len(),
-                self.max_message
+                self.conn.max_message
             )));
         }
         Ok(stream::body(payload.to_vec()))
@@ -345,7 +217,7 @@ impl Inner {
         match self.kept(&client, subject).await? {
             Kept::Stream(stream) => {
                 let got = tokio::time::timeout(
-                    self.timeout,
+                    self.conn.timeout,
                     stream.get_last_raw_message_by_subject(subject),
                 )
                 .await
@@ -456,27 +328,6 @@ impl Inner {
                 },
             }
         }
-    }
-}
-
-/// Credentials a URL carried, percent-decoded.
-enum Credentials {
-    UserPassword(String, String),
-    Token(String),
-}
-
-impl Credentials {
-    fn of(addr: &async_nats::ServerAddr) -> Option<Self> {
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let user = decode(addr.username()?);
-        Some(match addr.password() {
-            Some(password) => Credentials::UserPassword(user, decode(password)),
-            None => Credentials::Token(user),
-        })
     }
 }
 
