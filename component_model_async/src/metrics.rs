@@ -105,6 +105,7 @@ pub(crate) fn error(source: &'static str, kind: ErrorKind) {
         feature = "etcd",
         feature = "vault",
         feature = "redis",
+        feature = "nats",
         feature = "postgres",
         feature = "mysql",
         feature = "sqlite"

@@ -1,23 +1,828 @@
-//! [`NatsKvSource`] (stub; being built).
-use crate::error::SourceError;
+//! [`NatsKvSource`]: keys of NATS JetStream key-value buckets.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{DeliverPolicy, ReplayPolicy, push::OrderedConfig},
+};
+use futures::StreamExt;
+
+use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::env::EnvSource;
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::fetchers::nats::connection::Connection;
+use crate::fetchers::nats::relay::TOO_LARGE;
+use crate::fetchers::tls::TlsConfig;
+use crate::source::{Change, Changes, FetchContext, FetchRequest, RawValue, Revision, Source};
 
-/// A NATS JetStream KV bucket.
-#[derive(Debug, Clone)]
-pub struct NatsKvSource {}
+/// The largest value a [`NatsKvSource`] accepts, by default (1 MiB, NATS's own default
+/// `max_payload`).
+pub const DEFAULT_MAX_VALUE: usize = 1024 * 1024;
 
-impl NatsKvSource {
-    /// From `NATS_URL`.
-    pub fn from_env_source(env: &EnvSource) -> Option<Self> {
-        let _ = env;
-        None
+/// The attribute key naming the bucket.
+const BUCKET: &str = "bucket";
+
+/// The `nats_kv` source: keys of NATS JetStream key-value buckets (see the
+/// [module](crate::fetchers::nats_kv)).
+///
+/// One connection per source, opened on the first read and reused (async-nats reconnects
+/// it); every read and the connection are bounded by [`with_timeout`](Self::with_timeout).
+/// Neither `Debug` nor [`location`](Source::location) shows credentials.
+///
+/// ```
+/// use std::time::Duration;
+/// use component_model_async::{NatsKvSource, Source, Sources};
+///
+/// let kv = NatsKvSource::new("nats://app:s3cret@127.0.0.1:4222")
+///     .with_timeout(Duration::from_secs(2))
+///     .with_max_value(64 * 1024);
+/// assert_eq!(kv.location().as_deref(), Some("nats://app:***@127.0.0.1:4222"));
+/// assert!(!format!("{kv:?}").contains("s3cret"));
+/// let sources = Sources::new().register("nats_kv", kv);
+/// ```
+///
+/// With the derive (a server at `NATS_URL`, a bucket `config`):
+///
+/// ```no_run
+/// use component_model_async::{AsyncAssign, Sources};
+///
+/// #[derive(AsyncAssign, Debug)]
+/// struct App {
+///     #[component(fetch_from = "nats_kv", bucket = "config", key = "app.port")]
+///     port: u16,
+///     #[component(fetch_from = "nats_kv", bucket = "config", key = "app.mode", fallback = "\"normal\"")]
+///     mode: String,
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let sources = Sources::from_env(); // NATS_URL=nats://127.0.0.1:4222
+/// let app = App::fetch_all_components_with(&sources).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct NatsKvSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    /// Per bucket known to exist: whether its stream answers direct gets.
+    buckets: Mutex<HashMap<String, bool>>,
+}
+
+impl std::fmt::Debug for NatsKvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsKvSource")
+            .field("url", &self.inner.conn.shown())
+            .field("timeout", &self.inner.conn.timeout)
+            .field("max_value", &self.inner.conn.max_message)
+            .finish_non_exhaustive()
     }
 }
 
+impl NatsKvSource {
+    /// A source for the server(s) at `url` (`nats://host:4222`, comma-separated for a
+    /// cluster; `nats://user:password@host` or `nats://token@host` for credentials, handed
+    /// to the client as connect options and never shown). Nothing is opened yet.
+    pub fn new(url: impl Into<String>) -> Self {
+        NatsKvSource {
+            inner: Arc::new(Inner {
+                conn: Connection::new(url.into(), DEFAULT_MAX_VALUE, Duration::from_secs(10)),
+                buckets: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The source `NATS_URL` names, if it is set (what
+    /// [`Sources::from_env`](crate::Sources::from_env) registers as `nats_kv`).
+    ///
+    /// ```
+    /// use component_model_async::{EnvSource, NatsKvSource};
+    ///
+    /// let env = EnvSource::from_map([("NATS_URL", "nats://127.0.0.1:4222")]);
+    /// assert!(NatsKvSource::from_env_source(&env).is_some());
+    /// assert!(NatsKvSource::from_env_source(&EnvSource::from_map([("X", "1")])).is_none());
+    /// ```
+    pub fn from_env_source(env: &EnvSource) -> Option<Self> {
+        env.get("NATS_URL")
+            .filter(|u| !u.trim().is_empty())
+            .map(Self::new)
+    }
+
+    fn with(self, f: impl FnOnce(&mut Connection)) -> Self {
+        let mut conn = self.inner.conn.settings();
+        f(&mut conn);
+        NatsKvSource {
+            inner: Arc::new(Inner {
+                conn,
+                buckets: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Limits connecting and each read, 10 s by default.
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.with(|c| c.timeout = timeout)
+    }
+
+    /// The largest value accepted ([`DEFAULT_MAX_VALUE`] by default): a larger one is
+    /// refused as `TooLarge` before it is buffered.
+    #[must_use]
+    pub fn with_max_value(self, bytes: usize) -> Self {
+        self.with(|c| c.max_message = bytes.max(1))
+    }
+
+    /// TLS settings for servers that require TLS (or `tls://` URLs): the CA to trust,
+    /// a client certificate, the expected name. The system's roots by default.
+    #[must_use]
+    pub fn with_tls(self, tls: TlsConfig) -> Self {
+        self.with(|c| c.tls = tls)
+    }
+
+    /// The server's URL, credentials masked.
+    pub fn address(&self) -> String {
+        self.inner.conn.shown()
+    }
+}
+
+/// A bucket and key as NATS KV allows them (they become subjects: no wildcard, no
+/// space can slip in).
+fn checked(request: &FetchRequest) -> Result<(&str, &str), SourceError> {
+    let bucket = request.param(BUCKET).ok_or_else(|| {
+        SourceError::new(ErrorKind::Config).with_message(
+            "the `nats_kv` source needs `bucket = \"...\"`, the key-value bucket to read",
+        )
+    })?;
+    if bucket.is_empty()
+        || !bucket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+            "`{bucket}` is not a NATS KV bucket name (letters, digits, `_` and `-`)"
+        )));
+    }
+    let key = request.key().ok_or_else(|| {
+        SourceError::new(ErrorKind::Config).with_message(format!(
+            "the `nats_kv` source needs `key = \"...\"`, the key to read in bucket `{bucket}`"
+        ))
+    })?;
+    if key.is_empty()
+        || key.starts_with('.')
+        || key.ends_with('.')
+        || key.contains("..")
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b))
+    {
+        return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+            "`{key}` is not a NATS KV key (letters, digits, `-/_=.`, no leading, trailing or double `.`; bucket `{bucket}`)"
+        )));
+    }
+    Ok((bucket, key))
+}
+
+/// What a key holds, as read.
+enum Read {
+    /// A value at its revision (stream sequence).
+    Value(RawValue, u64),
+    /// Deleted or purged at this revision, or (0) never written.
+    Absent(&'static str, u64),
+}
+
+fn bucket_missing(bucket: &str) -> SourceError {
+    SourceError::not_found().with_message(format!(
+        "NATS KV bucket `{bucket}` does not exist (no JetStream stream `KV_{bucket}` on the server)"
+    ))
+}
+
+fn too_large(bucket: &str, key: &str, bytes: u64, limit: usize) -> SourceError {
+    SourceError::new(ErrorKind::TooLarge).with_message(format!(
+        "key `{key}` of NATS KV bucket `{bucket}`: the server announced a value of {bytes} bytes, over the limit of {limit} bytes; refused before reading it"
+    ))
+}
+
+/// The operation a KV message records, from its headers (`KV-Operation`).
+fn operation(headers: Option<&async_nats::HeaderMap>) -> Option<&'static str> {
+    match headers?.get("KV-Operation")?.as_str() {
+        "DEL" => Some("deleted"),
+        "PURGE" => Some("purged"),
+        _ => None,
+    }
+}
+
+/// The size the relay announced for a message it stood in for.
+fn stood_in(headers: Option<&async_nats::HeaderMap>) -> Option<u64> {
+    headers?.get(TOO_LARGE)?.as_str().parse().ok()
+}
+
+/// A JetStream API error answer (`{"error": {"code", "err_code", "description"}}`).
+fn api_error(answer: &serde_json::Value) -> Option<(u64, u64, String)> {
+    let e = answer.get("error")?;
+    Some((
+        e.get("code")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        e.get("err_code")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        e.get("description")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+    ))
+}
+
+/// JetStream's "stream not found".
+const STREAM_NOT_FOUND: u64 = 10059;
+
+/// Standard base64 (with padding), as JetStream encodes a message in JSON.
+fn base64(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// The value of `KV-Operation` in the NATS header block `block` (`NATS/1.0\r\nK: V...`).
+fn operation_in(block: &[u8]) -> Option<&'static str> {
+    let text = std::str::from_utf8(block).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("KV-Operation") {
+            return None;
+        }
+        match value.trim() {
+            "DEL" => Some("deleted"),
+            "PURGE" => Some("purged"),
+            _ => None,
+        }
+    })
+}
+
+impl Inner {
+    fn timeout(&self, cx: Option<&FetchContext>) -> Duration {
+        match cx.and_then(FetchContext::remaining) {
+            Some(left) => self.conn.timeout.min(left.max(Duration::from_millis(1))),
+            None => self.conn.timeout,
+        }
+    }
+
+    /// One JetStream API request, bounded by `limit`.
+    async fn request(
+        &self,
+        client: &async_nats::Client,
+        subject: String,
+        body: String,
+        limit: Duration,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<async_nats::Message, SourceError> {
+        crate::metrics::round_trip();
+        let request = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(limit));
+        match tokio::time::timeout(limit, client.send_request(subject, request)).await {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                Err(SourceError::new(ErrorKind::Timeout)
+                    .with_message(format!("{}: no answer within {limit:?}", what())))
+            }
+            Ok(Err(e)) => Err(self.conn.unavailable(&format_args!("{}: {e}", what()))),
+            Err(_) => Err(SourceError::new(ErrorKind::Timeout)
+                .with_message(format!("{}: no answer within {limit:?}", what()))),
+        }
+    }
+
+    /// Whether `bucket`'s stream answers direct gets (asked once per bucket), or that the
+    /// bucket does not exist.
+    async fn direct(
+        &self,
+        client: &async_nats::Client,
+        bucket: &str,
+        limit: Duration,
+    ) -> Result<bool, SourceError> {
+        if let Some(&direct) = self
+            .buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(bucket)
+        {
+            return Ok(direct);
+        }
+        let what = || format!("asking JetStream for NATS KV bucket `{bucket}`");
+        let answer = match self
+            .request(
+                client,
+                format!("$JS.API.STREAM.INFO.KV_{bucket}"),
+                String::new(),
+                limit,
+                &what,
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) if e.message().is_some_and(|m| m.contains("no responders")) => {
+                return Err(SourceError::new(ErrorKind::Unavailable)
+                    .with_message(format!("{}: the server has no JetStream", what())));
+            }
+            Err(e) => return Err(e),
+        };
+        if stood_in(answer.headers.as_ref()).is_some() {
+            let _ = self.conn.refused();
+            return Err(SourceError::new(ErrorKind::TooLarge)
+                .with_message(format!("{}: the answer is over the limit", what())));
+        }
+        let info: serde_json::Value = serde_json::from_slice(&answer.payload).map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!("{}: {e}", what()))
+        })?;
+        if let Some((code, err_code, description)) = api_error(&info) {
+            return Err(if code == 404 || err_code == STREAM_NOT_FOUND {
+                bucket_missing(bucket)
+            } else {
+                self.conn
+                    .unavailable(&format_args!("{}: {description} ({code})", what()))
+            });
+        }
+        let direct = info
+            .pointer("/config/allow_direct")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(bucket.to_owned(), direct);
+        Ok(direct)
+    }
+
+    fn forget(&self, bucket: &str) {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(bucket);
+    }
+
+    /// The last record of `key` in `bucket`; once more after asking for the bucket again
+    /// when its stream vanished since it was last asked for.
+    async fn read(&self, bucket: &str, key: &str, limit: Duration) -> Result<Read, SourceError> {
+        let client = self.conn.client().await?;
+        let direct = self.direct(&client, bucket, limit).await?;
+        match self.read_once(&client, bucket, key, direct, limit).await {
+            Err(Gone) => {
+                self.forget(bucket);
+                let direct = self.direct(&client, bucket, limit).await?;
+                self.read_once(&client, bucket, key, direct, limit)
+                    .await
+                    .map_err(|_| bucket_missing(bucket))?
+            }
+            Ok(read) => read,
+        }
+    }
+
+    /// One read; `Err(Gone)` when the bucket's stream did not answer as existing.
+    async fn read_once(
+        &self,
+        client: &async_nats::Client,
+        bucket: &str,
+        key: &str,
+        direct: bool,
+        limit: Duration,
+    ) -> Result<Result<Read, SourceError>, Gone> {
+        let what = || format!("reading key `{key}` of NATS KV bucket `{bucket}`");
+        let body = serde_json::json!({ "last_by_subj": format!("$KV.{bucket}.{key}") }).to_string();
+        let subject = if direct {
+            format!("$JS.API.DIRECT.GET.KV_{bucket}")
+        } else {
+            format!("$JS.API.STREAM.MSG.GET.KV_{bucket}")
+        };
+        let answer = match self.request(client, subject, body, limit, &what).await {
+            Ok(answer) => answer,
+            // A direct get nobody answers: the stream is gone.
+            Err(e) if direct && e.message().is_some_and(|m| m.contains("no responders")) => {
+                return Err(Gone);
+            }
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(bytes) = stood_in(answer.headers.as_ref()) {
+            // Taken, so a later error of another read is not mistaken for this one.
+            let _ = self.conn.refused();
+            return Ok(Err(too_large(bucket, key, bytes, self.conn.max_message)));
+        }
+        Ok(if direct {
+            self.direct_answer(bucket, key, &answer, &what)
+        } else {
+            self.json_answer(bucket, key, &answer, &what)
+        })
+        .and_then(|r| r)
+    }
+
+    fn direct_answer(
+        &self,
+        bucket: &str,
+        key: &str,
+        answer: &async_nats::Message,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<Result<Read, SourceError>, Gone> {
+        match answer.status {
+            Some(s) if s == async_nats::StatusCode::NOT_FOUND => {
+                return Ok(Ok(Read::Absent("never written", 0)));
+            }
+            Some(s) if s != async_nats::StatusCode::OK => {
+                return Ok(Err(self.conn.unavailable(&format_args!(
+                    "{}: {s} {}",
+                    what(),
+                    answer.description.as_deref().unwrap_or("")
+                ))));
+            }
+            _ => {}
+        }
+        let revision = answer
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Sequence"))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+            .unwrap_or(0);
+        if let Some(op) = operation(answer.headers.as_ref()) {
+            return Ok(Ok(Read::Absent(op, revision)));
+        }
+        Ok(self.value(bucket, key, answer.payload.to_vec(), revision))
+    }
+
+    fn json_answer(
+        &self,
+        bucket: &str,
+        key: &str,
+        answer: &async_nats::Message,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<Result<Read, SourceError>, Gone> {
+        let decode = |e: &dyn std::fmt::Display| {
+            SourceError::new(ErrorKind::Decode).with_message(format!("{}: {e}", what()))
+        };
+        let parsed: serde_json::Value = match serde_json::from_slice(&answer.payload) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(decode(&e))),
+        };
+        if let Some((code, err_code, description)) = api_error(&parsed) {
+            if err_code == STREAM_NOT_FOUND {
+                return Err(Gone);
+            }
+            if code == 404 {
+                return Ok(Ok(Read::Absent("never written", 0)));
+            }
+            return Ok(Err(self
+                .conn
+                .unavailable(&format_args!("{}: {description} ({code})", what()))));
+        }
+        let message = parsed.get("message");
+        let field = |name: &str| message.and_then(|m| m.get(name));
+        let revision = field("seq")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let headers = match field("hdrs").and_then(serde_json::Value::as_str) {
+            Some(h) => match base64(h) {
+                Some(h) => h,
+                None => return Ok(Err(decode(&"headers are not base64"))),
+            },
+            None => Vec::new(),
+        };
+        if let Some(op) = operation_in(&headers) {
+            return Ok(Ok(Read::Absent(op, revision)));
+        }
+        let data = match field("data").and_then(serde_json::Value::as_str) {
+            Some(d) => match base64(d) {
+                Some(d) => d,
+                None => return Ok(Err(decode(&"the value is not base64"))),
+            },
+            None => Vec::new(),
+        };
+        Ok(self.value(bucket, key, data, revision))
+    }
+
+    fn value(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        revision: u64,
+    ) -> Result<Read, SourceError> {
+        if bytes.len() > self.conn.max_message {
+            return Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                "key `{key}` of NATS KV bucket `{bucket}`: a value of {} bytes, over the limit of {} bytes",
+                bytes.len(),
+                self.conn.max_message
+            )));
+        }
+        Ok(Read::Value(RawValue::text_or_bytes(bytes), revision))
+    }
+
+    /// A request's value and its revision.
+    async fn fetch_one(
+        &self,
+        request: &FetchRequest,
+        limit: Duration,
+    ) -> Result<(RawValue, u64), SourceError> {
+        let (bucket, key) = checked(request)?;
+        match self.read(bucket, key, limit).await? {
+            Read::Value(value, revision) => Ok((value, revision)),
+            Read::Absent("never written", _) => Err(SourceError::not_found()
+                .with_message(format!("key `{key}` is not in NATS KV bucket `{bucket}`"))),
+            Read::Absent(how, revision) => Err(SourceError::not_found().with_message(format!(
+                "key `{key}` of NATS KV bucket `{bucket}` was {how} (revision {revision})"
+            ))),
+        }
+    }
+}
+
+/// The bucket's stream did not answer as existing.
+struct Gone;
+
 #[async_trait::async_trait]
 impl Source for NatsKvSource {
-    async fn fetch(&self, _: &FetchRequest) -> Result<RawValue, SourceError> {
-        Err(SourceError::not_found())
+    async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+        let limit = self.inner.timeout(None);
+        self.inner.fetch_one(request, limit).await.map(|(v, _)| v)
+    }
+
+    /// Every request at once, on the one connection: NATS before 2.11 has no multi-get,
+    /// so each key is one direct get, all in flight together.
+    async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        let limit = self.inner.timeout(None);
+        futures::future::join_all(requests.iter().map(|r| self.inner.fetch_one(r, limit)))
+            .await
+            .into_iter()
+            .map(|r| r.map(|(v, _)| v))
+            .collect()
+    }
+
+    async fn fetch_many_in(
+        &self,
+        cx: &FetchContext,
+        requests: &[&FetchRequest],
+    ) -> Vec<Result<RawValue, SourceError>> {
+        let limit = self.inner.timeout(Some(cx));
+        futures::future::join_all(requests.iter().map(|r| async move {
+            let (value, revision) = self.inner.fetch_one(r, limit).await?;
+            cx.note_revision(r, Revision::Index(revision));
+            Ok(value)
+        }))
+        .await
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.inner.conn.shown())
+    }
+
+    fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
+        let key = request.key()?;
+        Some(match request.param(BUCKET) {
+            Some(bucket) => ("key", format!("{bucket}/{key}")),
+            None => ("key", key.to_owned()),
+        })
+    }
+
+    fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
+        // One follower per distinct bucket and key, for every request of it.
+        let mut keys: Vec<((String, String), Vec<usize>)> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            let Ok((bucket, key)) = checked(r) else {
+                continue;
+            };
+            let id = (bucket.to_owned(), key.to_owned());
+            match keys.iter_mut().find(|(k, _)| *k == id) {
+                Some((_, covers)) => covers.push(i),
+                None => keys.push((id, vec![i])),
+            }
+        }
+        Ok(futures::stream::select_all(
+            keys.into_iter()
+                .map(|((bucket, key), covers)| follow(self.inner.clone(), bucket, key, covers)),
+        )
+        .boxed())
+    }
+}
+
+/// What one key's follower holds between items.
+struct Follower {
+    inner: Arc<Inner>,
+    bucket: String,
+    key: String,
+    covers: Vec<usize>,
+    messages: Option<jetstream::consumer::push::Ordered>,
+    /// The last revision handed on (0: none yet).
+    revision: u64,
+    failures: u32,
+    queue: VecDeque<Change>,
+}
+
+/// Follows one key with an ordered push consumer: first its last record (the current
+/// value again, or the delete that made it absent), then every new one. async-nats
+/// recreates the consumer from the last sequence after a reconnect; when it fails, the
+/// follower makes a new one from the revision after the last it handed on.
+fn follow(inner: Arc<Inner>, bucket: String, key: String, covers: Vec<usize>) -> Changes {
+    let state = Follower {
+        inner,
+        bucket,
+        key,
+        covers,
+        messages: None,
+        revision: 0,
+        failures: 0,
+        queue: VecDeque::new(),
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(change) = s.queue.pop_front() {
+                return Some((Ok(change), s));
+            }
+            let Some(messages) = s.messages.as_mut() else {
+                if s.failures > 0 {
+                    tokio::time::sleep(crate::fetchers::stream::backoff(s.failures - 1)).await;
+                }
+                match subscribe(&s.inner, &s.bucket, &s.key, s.revision).await {
+                    Ok(messages) => {
+                        s.messages = Some(messages);
+                        s.failures = 0;
+                    }
+                    Err(e) => {
+                        s.failures = s.failures.saturating_add(1);
+                        tracing::debug!(bucket = %s.bucket, key = %s.key, error = %e, "nats_kv: cannot watch the key yet; retrying");
+                    }
+                }
+                continue;
+            };
+            match messages.next().await {
+                Some(Ok(m)) => s.delivered(&m),
+                Some(Err(e)) => {
+                    tracing::debug!(bucket = %s.bucket, key = %s.key, error = %e, "nats_kv: the watch consumer failed; making it again");
+                    s.messages = None;
+                    s.failures = s.failures.saturating_add(1);
+                }
+                None => {
+                    s.messages = None;
+                    s.failures = s.failures.saturating_add(1);
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// A new ordered consumer on the key: from its last record the first time, else from
+/// the record after the last handed on.
+async fn subscribe(
+    inner: &Inner,
+    bucket: &str,
+    key: &str,
+    revision: u64,
+) -> Result<jetstream::consumer::push::Ordered, SourceError> {
+    let limit = inner.conn.timeout;
+    let client = inner.conn.client().await?;
+    let js = jetstream::new(client.clone());
+    crate::metrics::round_trip();
+    let stream = tokio::time::timeout(limit, js.get_stream(format!("KV_{}", bucket)))
+        .await
+        .map_err(|_| {
+            SourceError::new(ErrorKind::Timeout).with_message("JetStream did not answer in time")
+        })?
+        .map_err(|e| match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                bucket_missing(bucket)
+            }
+            _ => inner.conn.unavailable(&e),
+        })?;
+    let deliver_policy = match revision {
+        0 => DeliverPolicy::LastPerSubject,
+        r => DeliverPolicy::ByStartSequence {
+            start_sequence: r + 1,
+        },
+    };
+    crate::metrics::round_trip();
+    let consumer = tokio::time::timeout(
+        limit,
+        stream.create_consumer(OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            filter_subject: format!("$KV.{}.{}", bucket, key),
+            deliver_policy,
+            replay_policy: ReplayPolicy::Instant,
+            ..Default::default()
+        }),
+    )
+    .await
+    .map_err(|_| {
+        SourceError::new(ErrorKind::Timeout).with_message("JetStream did not answer in time")
+    })?
+    .map_err(|e| inner.conn.unavailable(&e))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| inner.conn.unavailable(&e))
+}
+
+impl Follower {
+    /// What a delivered record changes: a put is the value of every request of the key;
+    /// a delete or purge (absent), or a value over the bound, is a re-read (which answers
+    /// not found, or `TooLarge`).
+    fn delivered(&mut self, m: &jetstream::Message) {
+        let revision = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+        if revision != 0 && revision <= self.revision {
+            return;
+        }
+        self.revision = self.revision.max(revision);
+        let headers = m.headers.as_ref();
+        let reread = if let Some(bytes) = stood_in(headers) {
+            let _ = self.inner.conn.refused();
+            tracing::warn!(bucket = %self.bucket, key = %self.key, bytes, limit = self.inner.conn.max_message, "nats_kv: a watched value over the limit was refused");
+            true
+        } else {
+            operation(headers).is_some() || m.payload.len() > self.inner.conn.max_message
+        };
+        if reread {
+            self.queue.push_back(Change::Changed(self.covers.clone()));
+            return;
+        }
+        let value = RawValue::text_or_bytes(m.payload.to_vec());
+        for &index in &self.covers {
+            self.queue.push_back(Change::Value {
+                index,
+                value: value.clone(),
+                revision: Some(Revision::Index(revision)),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_header_blocks_decode() {
+        assert_eq!(base64("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(base64("aGk").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(base64("").as_deref(), Some(&b""[..]));
+        assert!(base64("a b").is_none());
+        assert_eq!(
+            operation_in(b"NATS/1.0\r\nKV-Operation: PURGE\r\nNats-Rollup: sub\r\n\r\n"),
+            Some("purged")
+        );
+        assert_eq!(
+            operation_in(b"NATS/1.0\r\nkv-operation:DEL\r\n\r\n"),
+            Some("deleted")
+        );
+        assert_eq!(operation_in(b"NATS/1.0\r\nX: DEL\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn buckets_and_keys_that_would_be_other_subjects_are_refused() {
+        let ok = FetchRequest::for_key("nats_kv", "app.port").with_param("bucket", "config");
+        assert_eq!(checked(&ok).unwrap(), ("config", "app.port"));
+        for (bucket, key) in [
+            ("config", "app.>"),
+            ("config", "a *"),
+            ("config", ".a"),
+            ("config", "a."),
+            ("config", "a..b"),
+            ("con.fig", "a"),
+            ("", "a"),
+        ] {
+            let r = FetchRequest::for_key("nats_kv", key).with_param("bucket", bucket);
+            let e = checked(&r).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{bucket} {key}");
+        }
+        let e = checked(&FetchRequest::for_key("nats_kv", "a")).unwrap_err();
+        assert!(e.message().unwrap().contains("bucket"), "{e:?}");
+    }
+
+    #[test]
+    fn debug_and_location_show_no_credentials() {
+        let s = NatsKvSource::new("nats://u:hunter2@h:4222,nats://tok3n@h2:4222");
+        let shown = format!("{s:?} {:?}", s.location());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let r = FetchRequest::for_key("nats_kv", "app.port").with_param("bucket", "config");
+        assert_eq!(
+            s.native_key(&r),
+            Some(("key", "config/app.port".to_owned()))
+        );
     }
 }
