@@ -7,7 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use component_model::{AsyncAssign, ComponentError, ErrorKind, ErrorsExt, NatsSource, Sources};
+use component_model::{
+    AsyncAssign, ComponentError, ErrorKind, ErrorsExt, NatsKvSource, NatsSource, Sources,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -347,4 +349,174 @@ async fn an_endless_info_line_is_refused_at_its_bound() {
     assert!(shown.contains("longer than 64 KiB"), "{shown}");
     assert!(m.elapsed < Duration::from_secs(5), "{:?}", m.elapsed);
     assert!(m.peak < 32 * MIB, "peak {} bytes", m.peak);
+}
+
+// NATS JetStream KV (`fetch_from = "nats_kv"`): a server that knows a bucket `cfg`
+// (`$JS.API.STREAM.INFO.KV_cfg`, direct gets allowed), then lies about its key's value
+// (`$JS.API.DIRECT.GET.KV_cfg`) or never answers.
+
+/// What the fake KV server does with a read of the key.
+#[derive(Clone, Copy)]
+enum KvLie {
+    /// Answers with a 2 GiB message (under a 2^40 `max_payload`), then endless bytes.
+    HugeValue,
+    /// Answers the bucket lookup, never the read.
+    Silent,
+    /// Answers nothing at all (after the handshake).
+    Mute,
+}
+
+async fn kv_server(lie: KvLie) -> (u16, Connects) {
+    let connects = Connects::default();
+    let seen = connects.clone();
+    let port = tcp_server(move |socket| serve_kv(socket, lie, seen.clone())).await;
+    (port, connects)
+}
+
+async fn serve_kv(socket: TcpStream, lie: KvLie, connects: Connects) {
+    let (read, mut write) = socket.into_split();
+    let info = "INFO {\"server_id\":\"hostile-kv\",\"version\":\"2.9.10\",\"proto\":1,\"headers\":true,\"jetstream\":true,\"max_payload\":1099511627776,\"auth_required\":true}\r\n";
+    if write.write_all(info.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut read = BufReader::new(read);
+    let mut subs: Vec<(String, String)> = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match (&mut read).take(64 * 1024).read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        let Some(op) = words.first().map(|w| w.to_ascii_uppercase()) else {
+            continue;
+        };
+        match op.as_str() {
+            "CONNECT" => connects.lock().unwrap().push(line.clone()),
+            "PING" => {
+                let _ = write.write_all(b"PONG\r\n").await;
+            }
+            "SUB" => {
+                let sid = words.last().cloned().unwrap_or_default();
+                subs.push((words[1].clone(), sid));
+            }
+            "PUB" | "HPUB" => {
+                let size: usize = words.last().and_then(|w| w.parse().ok()).unwrap_or(0);
+                let mut payload = vec![0; size + 2];
+                if read.read_exact(&mut payload).await.is_err() || words.len() < 4 {
+                    return;
+                }
+                if matches!(lie, KvLie::Mute) {
+                    continue;
+                }
+                let reply = &words[2];
+                let Some(sid) = subs
+                    .iter()
+                    .find(|(p, _)| matches(p, reply))
+                    .map(|s| s.1.clone())
+                else {
+                    continue;
+                };
+                if words[1] == "$JS.API.STREAM.INFO.KV_cfg" {
+                    let body = r#"{"type":"io.nats.jetstream.api.v1.stream_info_response","config":{"name":"KV_cfg","subjects":["$KV.cfg.>"],"allow_direct":true}}"#;
+                    let msg = format!("MSG {reply} {sid} {}\r\n{body}\r\n", body.len());
+                    let _ = write.write_all(msg.as_bytes()).await;
+                } else if words[1] == "$JS.API.DIRECT.GET.KV_cfg" {
+                    match lie {
+                        KvLie::HugeValue => {
+                            let head =
+                                format!("HMSG {reply} {sid} 12 2147483648\r\nNATS/1.0\r\n\r\n");
+                            if write.write_all(head.as_bytes()).await.is_ok() {
+                                endless(&mut write).await;
+                            }
+                            return;
+                        }
+                        KvLie::Silent | KvLie::Mute => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(AsyncAssign, Debug)]
+#[component(timeout = "5s")]
+#[allow(dead_code)]
+struct KvWorkers {
+    #[component(fetch_from = "nats_kv", bucket = "cfg", key = "app.workers")]
+    workers: u32,
+}
+
+async fn fetch_kv(port: u16) -> crate::common::Measured<Result<KvWorkers, Vec<ComponentError>>> {
+    let sources = Sources::new().register(
+        "nats_kv",
+        NatsKvSource::new(format!("nats://app:{CANARY}@127.0.0.1:{port}"))
+            .with_timeout(Duration::from_secs(2)),
+    );
+    let m = measure(KvWorkers::fetch_all_components_with(&sources)).await;
+    println!(
+        "nats_kv figures: {:?} after {:?}, resident memory +{} KiB",
+        m.output.as_ref().map_err(|e| e[0].kind()).map(|_| ()),
+        m.elapsed,
+        m.peak / 1024
+    );
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kv_value_announced_over_the_bound_is_refused_before_it_is_buffered() {
+    let _s = serial().await;
+    let logs = CapturedLogs::default();
+    let _g = capture(&logs);
+    let (port, connects) = kv_server(KvLie::HugeValue).await;
+    let m = fetch_kv(port).await;
+    let errors = m.output.unwrap_err();
+    let shown = errors.display().to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::TooLarge, "{shown}");
+    assert!(
+        shown.contains("KvWorkers.workers")
+            && shown.contains("`app.workers`")
+            && shown.contains("`cfg`")
+            && shown.contains("2147483648 bytes"),
+        "{shown}"
+    );
+    assert!(m.elapsed < Duration::from_secs(5), "{:?}", m.elapsed);
+    assert!(m.peak < 32 * MIB, "peak {} bytes", m.peak);
+    // The credentials reached the server, and nothing shows them.
+    let connects = connects.lock().unwrap().clone();
+    assert!(
+        connects
+            .iter()
+            .any(|c| c.contains(&format!("\"pass\":\"{CANARY}\""))),
+        "the credentials were not sent"
+    );
+    assert_clean(&logs, &format!("{shown} {errors:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kv_server_that_never_answers_times_out_on_time() {
+    let _s = serial().await;
+    for (what, lie) in [
+        ("no answer to the read", KvLie::Silent),
+        ("no answer at all", KvLie::Mute),
+    ] {
+        let (port, _) = kv_server(lie).await;
+        let m = fetch_kv(port).await;
+        let errors = m.output.unwrap_err();
+        let shown = errors.display().to_string();
+        assert_eq!(errors[0].kind(), ErrorKind::Timeout, "{what}: {shown}");
+        assert!(
+            shown.contains("KvWorkers.workers") && shown.contains("cfg"),
+            "{what}: {shown}"
+        );
+        // The source's timeout is 2 s (each request), the field's 5 s.
+        assert!(
+            m.elapsed < Duration::from_millis(4_500),
+            "{what}: {:?}",
+            m.elapsed
+        );
+        assert_no_canary(what, &shown);
+    }
 }
