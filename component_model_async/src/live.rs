@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::api::FetchFuture;
 use crate::engine::{FieldView, Given, Nested, Plan, Watched};
 use crate::error::ComponentError;
-use crate::source::{Change, FetchContext, RawValue};
+use crate::source::{Change, FetchContext, RawValue, Revision};
 use crate::sources::Sources;
 
 /// How long a watched source without a watch of its own is polled, by default.
@@ -61,6 +61,10 @@ pub struct FieldChange {
     pub new: Option<String>,
     /// The value is secret: `old` and `new` are never carried, only that it changed.
     pub secret: bool,
+    /// The new value's revision in its backend (an etcd `mod_revision`, a NATS KV
+    /// sequence, a Consul `ModifyIndex`, a Kafka offset), when the watch that delivered it
+    /// said ([`Change::Value`]); `None` for a value read again.
+    pub revision: Option<Revision>,
 }
 
 impl fmt::Display for FieldChange {
@@ -336,12 +340,19 @@ fn shown(raw: &RawValue) -> String {
 }
 
 fn diff(old: &[FieldView], new: &[FieldView]) -> Vec<FieldChange> {
+    diff_at(old, new, &Dirty::default())
+}
+
+/// [`diff`], each change with the revision `dirty` carried for its field.
+fn diff_at(old: &[FieldView], new: &[FieldView], dirty: &Dirty) -> Vec<FieldChange> {
     old.iter()
         .zip(new)
-        .filter(|(a, b)| a.raw != b.raw)
-        .map(|(a, b)| {
+        .enumerate()
+        .filter(|(_, (a, b))| a.raw != b.raw)
+        .map(|(slot, (a, b))| {
             let secret = a.secret || b.secret;
             FieldChange {
+                revision: dirty.revisions.get(&slot).cloned(),
                 field: b.path.clone(),
                 source: b.source.to_owned(),
                 key: b.key.clone(),
@@ -738,7 +749,7 @@ impl<T: Nested + Send + Sync + 'static> Shared<T> {
                 if diff(&state.fetched, &slots).is_empty() {
                     return None;
                 }
-                let fields = diff(&state.raws, &slots);
+                let fields = diff_at(&state.raws, &slots, dirty);
                 let slots = Arc::new(slots);
                 state.fetched = slots.clone();
                 if fields.is_empty() {
@@ -825,13 +836,15 @@ enum Trigger {
 struct Dirty {
     all: bool,
     fields: std::collections::BTreeMap<usize, Option<RawValue>>,
+    /// The revisions the values in `fields` came with.
+    revisions: std::collections::BTreeMap<usize, Revision>,
 }
 
 impl Dirty {
     fn every() -> Self {
         Dirty {
             all: true,
-            fields: Default::default(),
+            ..Dirty::default()
         }
     }
 
@@ -839,16 +852,24 @@ impl Dirty {
     /// group does not have (a source's mistake) reads everything.
     fn of(change: Change, group: &Watched) -> Self {
         let mut dirty = Dirty::default();
-        let (indices, value) = match change {
+        let (indices, value, revision) = match change {
             Change::All => return Dirty::every(),
-            Change::Changed(indices) => (indices, None),
-            Change::Value { index, value, .. } => (vec![index], Some(value)),
+            Change::Changed(indices) => (indices, None, None),
+            Change::Value {
+                index,
+                value,
+                revision,
+            } => (vec![index], Some(value), revision),
         };
         for i in indices {
             match group.slots.get(i) {
                 Some(slots) => {
                     for &slot in slots {
                         dirty.fields.insert(slot, value.clone());
+                        match &revision {
+                            Some(r) => dirty.revisions.insert(slot, r.clone()),
+                            None => dirty.revisions.remove(&slot),
+                        };
                     }
                 }
                 None => dirty.all = true,
@@ -862,12 +883,17 @@ impl Dirty {
         Dirty {
             all: false,
             fields: group.slots.iter().flatten().map(|&s| (s, None)).collect(),
+            revisions: Default::default(),
         }
     }
 
     fn merge(&mut self, later: Dirty) {
         self.all |= later.all;
+        for slot in later.fields.keys() {
+            self.revisions.remove(slot);
+        }
         self.fields.extend(later.fields);
+        self.revisions.extend(later.revisions);
     }
 
     /// `given` (what the last fetch read) with this applied: the values set, the fields

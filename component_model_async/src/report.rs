@@ -12,6 +12,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{ComponentError, ErrorKind};
+use crate::source::Revision;
 
 /// How one field got its value, or did not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +127,10 @@ pub struct FieldReport {
     /// The fields this one waited for (those its keys reference, `{region}`), as their
     /// [`path`](FieldReport::path)s. Empty for a field that references none.
     pub waited_for: Vec<String>,
+    /// The answered value's revision in its backend, when the source says (etcd's
+    /// `mod_revision`, a NATS KV sequence, Consul's `ModifyIndex`): shown after the key.
+    /// `None` for a value a cache or a fallback answered.
+    pub revision: Option<Revision>,
 }
 
 /// What one precedence source answered for a field ([`FieldReport::precedence`]).
@@ -337,11 +342,14 @@ impl<T> fmt::Display for FetchReport<T> {
             .fields
             .iter()
             .map(|r| {
-                let key = match (&r.key, &r.bound_key) {
+                let mut key = match (&r.key, &r.bound_key) {
                     (Some(k), Some(b)) => format!("{} {k} [{b}]", r.key_label),
                     (Some(k), None) => format!("{} {k}", r.key_label),
                     (None, _) => String::from("-"),
                 };
+                if let Some(revision) = &r.revision {
+                    key.push_str(&format!(" @{revision}"));
+                }
                 // A field with precedence sources: the one that won.
                 let name = r
                     .precedence

@@ -131,3 +131,64 @@ async fn a_fallback_rows_time_includes_the_wait_for_its_own_source() {
         report.fields[0].elapsed
     );
 }
+
+/// A source that says at which revision each value stands (as etcd and NATS KV do).
+struct Versioned;
+
+#[component_model::async_trait]
+impl component_model::Source for Versioned {
+    async fn fetch(
+        &self,
+        request: &component_model::FetchRequest,
+    ) -> Result<component_model::RawValue, component_model::SourceError> {
+        match request.key() {
+            Some("port") => Ok("8080".into()),
+            _ => Err(component_model::SourceError::not_found()),
+        }
+    }
+
+    async fn fetch_many_in(
+        &self,
+        cx: &component_model::FetchContext,
+        requests: &[&component_model::FetchRequest],
+    ) -> Vec<Result<component_model::RawValue, component_model::SourceError>> {
+        let mut answers = Vec::new();
+        for r in requests {
+            let answer = self.fetch(r).await;
+            if answer.is_ok() {
+                cx.note_revision(r, component_model::Revision::Index(42));
+            }
+            answers.push(answer);
+        }
+        answers
+    }
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)] // only the report is read
+struct Revisioned {
+    #[component(fetch_from = "versioned", key = "port")]
+    port: u16,
+    #[component(fetch_from = "versioned", key = "host", fallback = "localhost")]
+    host: String,
+}
+
+#[tokio::test]
+async fn the_report_shows_the_revision_a_source_noted_for_the_value_it_answered() {
+    let sources = Sources::new().register("versioned", Versioned);
+    let report = Revisioned::fetch_report_with(&sources).await;
+    assert_eq!(
+        report.fields[0].revision,
+        Some(component_model::Revision::Index(42))
+    );
+    // A fallback stood in: no revision of the source.
+    assert_eq!(report.fields[1].outcome, Outcome::Fallback);
+    assert_eq!(report.fields[1].revision, None);
+    let shown = report.to_string();
+    assert!(shown.contains("key port @42"), "{shown}");
+    // Without a report, the same fetch keeps nothing and works as before.
+    let value = Revisioned::fetch_all_components_with(&sources)
+        .await
+        .unwrap();
+    assert_eq!(value.port, 8080);
+}

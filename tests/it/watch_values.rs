@@ -136,6 +136,13 @@ async fn a_value_is_applied_without_a_fetch_and_changed_fetches_only_its_fields(
         .unwrap();
     let update = next(&mut updates).await;
     assert_eq!(applied_fields(&update), ["Three.a"]);
+    // The revision the watch said is the change's.
+    match &update {
+        ConfigUpdate::Applied { fields, .. } => {
+            assert_eq!(fields[0].revision, Some(Revision::Index(42)))
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(live.get().a, 7);
     assert_eq!(live.version(), 2);
     assert_eq!(
@@ -156,6 +163,13 @@ async fn a_value_is_applied_without_a_fetch_and_changed_fetches_only_its_fields(
         .unwrap();
     let update = next(&mut updates).await;
     assert_eq!(applied_fields(&update), ["Three.b", "Three.b_again"]);
+    // Read again: no revision was said.
+    match &update {
+        ConfigUpdate::Applied { fields, .. } => {
+            assert!(fields.iter().all(|f| f.revision.is_none()))
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!((live.get().b.as_str(), live.get().a), ("y", 7));
     assert_eq!(store.take_fetched(), ["b"]);
 

@@ -208,6 +208,7 @@ impl Outcomes<'_> {
                     elapsed: self.elapsed(i),
                     outcome,
                     waited_for: slot.after.iter().map(|&a| self.slots[a].path()).collect(),
+                    revision: self.revision(i),
                 })
             })
             .collect()

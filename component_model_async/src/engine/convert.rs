@@ -189,6 +189,20 @@ impl<'p> Outcomes<'p> {
         p.candidates.get(c)
     }
 
+    /// The revision the source noted for the request that answered field `index` (its
+    /// winning precedence source's, or its own), when a report is collected.
+    pub(super) fn revision(&self, index: usize) -> Option<crate::source::Revision> {
+        let notes = self.cx.notes()?;
+        if self.fields[index].via_fallback {
+            return None;
+        }
+        let request = match self.won(index) {
+            Some(cand) => cand.request.as_ref(),
+            None => self.slot(index).request.as_ref(),
+        }?;
+        notes.get(request).revision
+    }
+
     /// How a fetched value came: from the primary source (and how its layers answered)
     /// or from the `fallback_to` source.
     fn fetched_outcome(&self, index: usize) -> Outcome {
