@@ -291,8 +291,10 @@ impl Private {
             .map_err(|e| format!("cannot start {}: {e}", etcd_bin()))?;
         self.child = Some(child);
         let etcd = Etcd::new(&self.url());
+        // `/health` answers with auth on too.
         for _ in 0..100 {
-            if etcd.revision().await.is_ok() {
+            let health = etcd.http.get(format!("{}/health", self.url())).send().await;
+            if health.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -903,6 +905,61 @@ async fn etcd_a_compacted_start_revision_reads_everything_again() {
     assert_eq!(
         value_of(&next_change(&mut changes).await),
         (0, "6".to_owned(), Some(Revision::Index(r)))
+    );
+    quiet(&mut changes, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn etcd_a_watch_with_auth_asks_a_new_token_after_a_restart() {
+    // Simple tokens live in the server's memory: a restarted etcd knows none of them.
+    let Some(mut server) = Private::start(&["--auth-token", "simple"]).await else {
+        return;
+    };
+    let open = Etcd::new(&server.url());
+    open.put("/w/k", "0").await;
+    server.enable_auth("pw").await;
+    let proxy = Proxy::start(&server.url()).await;
+    let source = EtcdSource::new(&proxy.url).with_auth("root", "pw");
+    let requests = vec![FetchRequest::for_key("etcd", "/w/k")];
+    assert_eq!(
+        source.fetch(&requests[0]).await.unwrap(),
+        RawValue::from("0")
+    );
+    let mut changes = source.watch(requests).unwrap();
+    let mut writer = Etcd::new(&server.url());
+    let token = writer
+        .call(
+            "/v3/auth/authenticate",
+            serde_json::json!({"name": "root", "password": "pw"}),
+        )
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    writer.token = Some(token);
+    writer.put("/w/k", "1").await;
+    assert_eq!(value_of(&next_change(&mut changes).await).1, "1");
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.spawn().await.unwrap();
+    let mut writer = Etcd::new(&server.url());
+    let token = writer
+        .call(
+            "/v3/auth/authenticate",
+            serde_json::json!({"name": "root", "password": "pw"}),
+        )
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    writer.token = Some(token);
+    writer.put("/w/k", "2").await;
+    assert_eq!(value_of(&next_change(&mut changes).await).1, "2");
+    assert!(
+        proxy.count("/v3/auth/authenticate") >= 2,
+        "a new token after the restart"
     );
     quiet(&mut changes, Duration::from_millis(300)).await;
 }

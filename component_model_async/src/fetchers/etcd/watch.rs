@@ -129,6 +129,8 @@ struct State {
     token: Option<HeaderValue>,
     /// A token refused: ask for a new one before opening again.
     refresh: bool,
+    /// A refused token was asked again since the stream was last open.
+    auth_retried: bool,
     done: bool,
 }
 
@@ -181,6 +183,7 @@ pub(super) fn watch(
         open: None,
         token: None,
         refresh: false,
+        auth_retried: false,
         done: false,
     };
     Ok(futures::stream::unfold(state, |mut s| async move {
@@ -196,10 +199,12 @@ pub(super) fn watch(
                     tokio::time::sleep(backoff(s.failures - 1)).await;
                 }
                 if let Err(e) = s.start().await {
-                    if e.kind().is_transient() || e.kind() == ErrorKind::Unauthorized && !s.refresh
-                    {
-                        if e.kind() == ErrorKind::Unauthorized {
+                    // A refused token is asked again once; refused again, the watch ends.
+                    let retry_auth = e.kind() == ErrorKind::Unauthorized && !s.auth_retried;
+                    if e.kind().is_transient() || retry_auth {
+                        if retry_auth {
                             s.refresh = true;
+                            s.auth_retried = true;
                         }
                         s.failures += 1;
                         tracing::debug!(error = %e, "opening an etcd watch failed; backing off");
@@ -279,6 +284,7 @@ impl State {
             match response {
                 Ok(response) if response.status().is_success() => {
                     self.source.answered(at);
+                    self.auth_retried = false;
                     self.open = Some(Open {
                         response,
                         buf: Vec::new(),
