@@ -56,10 +56,14 @@ const BUCKET: &str = "bucket";
 ///     mode: String,
 /// }
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn run() {
 /// let sources = Sources::from_env(); // NATS_URL=nats://127.0.0.1:4222
-/// let app = App::fetch_all_components_with(&sources).await?;
-/// # Ok(()) }
+/// match App::fetch_all_components_with(&sources).await {
+///     Ok(app) => println!("port {}", app.port),
+///     // e.g. "App.port: ... key `app.port` is not in NATS KV bucket `config`"
+///     Err(errors) => errors.iter().for_each(|e| eprintln!("{e}")),
+/// }
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct NatsKvSource {
