@@ -243,6 +243,8 @@ struct Private {
     client: u16,
     peer: u16,
     extra: Vec<String>,
+    /// Serves HTTPS (its flags in `extra`).
+    tls: bool,
 }
 
 impl Private {
@@ -255,6 +257,7 @@ impl Private {
             client: free_port(),
             peer: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: extra.contains(&"--cert-file"),
         };
         if let Err(e) = p.spawn().await {
             skip("a private etcd process", e);
@@ -264,7 +267,8 @@ impl Private {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client)
     }
 
     async fn spawn(&mut self) -> Result<(), String> {
@@ -291,8 +295,18 @@ impl Private {
             .map_err(|e| format!("cannot start {}: {e}", etcd_bin()))?;
         self.child = Some(child);
         let etcd = Etcd::new(&self.url());
-        // `/health` answers with auth on too.
+        // `/health` answers with auth on too; with TLS, the port open is enough here.
         for _ in 0..100 {
+            if self.tls {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.client))
+                    .await
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             let health = etcd.http.get(format!("{}/health", self.url())).send().await;
             if health.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
@@ -962,4 +976,75 @@ async fn etcd_a_watch_with_auth_asks_a_new_token_after_a_restart() {
         "a new token after the restart"
     );
     quiet(&mut changes, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn etcd_tls_from_the_etcdctl_variables() {
+    // (etcd 3.4's gateway reaches its own gRPC port with the server certificate as a
+    // client one: with `--client-cert-auth` that certificate needs the clientAuth usage,
+    // which the test PKI's server certificates do not have; so the client certificate is
+    // sent here but not required.)
+    let pki = component_model_tests::tls::Pki::new("etcd");
+    let server_cert = pki.server("server", &["127.0.0.1"], false);
+    let client_cert = pki.client("client", "root");
+    let (cert, key, ca) = (
+        server_cert.cert_file.display().to_string(),
+        server_cert.key_file.display().to_string(),
+        pki.ca_file.display().to_string(),
+    );
+    let Some(server) = Private::start(&["--cert-file", &cert, "--key-file", &key]).await else {
+        return;
+    };
+    let endpoint = format!("127.0.0.1:{}", server.client);
+    let (ccert, ckey) = (
+        client_cert.cert_file.display().to_string(),
+        client_cert.key_file.display().to_string(),
+    );
+    let env = EnvSource::from_map([
+        ("ETCDCTL_ENDPOINTS", endpoint.as_str()),
+        ("ETCDCTL_CACERT", ca.as_str()),
+        ("ETCDCTL_CERT", ccert.as_str()),
+        ("ETCDCTL_KEY", ckey.as_str()),
+    ]);
+    let source = EtcdSource::from_env_source(&env).unwrap();
+    assert_eq!(source.location(), Some(format!("https://{endpoint}")));
+    let r = FetchRequest::for_key("etcd", "/tls/absent");
+    // Until etcd serves: a missing key is then not found (the handshake worked).
+    let mut last = None;
+    for _ in 0..50 {
+        match source.fetch(&r).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                last = None;
+                break;
+            }
+            other => last = Some(format!("{other:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last, None, "the TLS read never answered not found");
+    // Without the CA, the server's certificate is refused (never read over plain HTTP).
+    let no_ca = EnvSource::from_map([
+        ("ETCDCTL_ENDPOINTS", endpoint.as_str()),
+        ("ETCDCTL_CERT", ccert.as_str()),
+        ("ETCDCTL_KEY", ckey.as_str()),
+    ]);
+    let e = EtcdSource::from_env_source(&no_ca)
+        .unwrap()
+        .fetch(&r)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains("https://"), "{e}");
+    // A certificate without its key is a configuration error.
+    let half = EnvSource::from_map([
+        ("ETCDCTL_ENDPOINTS", endpoint.as_str()),
+        ("ETCDCTL_CERT", ccert.as_str()),
+    ]);
+    let e = EtcdSource::from_env_source(&half)
+        .unwrap()
+        .fetch(&r)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("ETCDCTL_KEY"), "{e}");
 }
