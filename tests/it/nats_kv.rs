@@ -161,7 +161,7 @@ fn sources(bucket: &str, source: NatsKvSource) -> Sources {
 }
 
 async fn put(kv: &Store, key: &str, value: &str) -> u64 {
-    kv.put(key, value.to_owned().into()).await.expect("put")
+    kv.put(key, value.to_owned()).await.expect("put")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +469,7 @@ async fn the_watch_hands_on_puts_at_their_revisions_and_deletes_as_re_reads() {
             .expect("no error")
     };
     // From the current record: nothing written since the fetch is lost.
-    let mut first = vec![next_change().await, next_change().await];
+    let mut first = [next_change().await, next_change().await];
     first.sort_by_key(|c| format!("{c:?}"));
     for (c, index) in first.iter().zip([0, 2]) {
         assert_eq!(
