@@ -225,17 +225,15 @@ impl State {
     /// Opens the stream from `next` (the revision after the reads, at first).
     async fn start(&mut self) -> Result<(), SourceError> {
         if self.next == 0 {
-            let read = self.targets.iter().map(|t| t.read_at).min().unwrap_or(0);
-            let read = if read == 0 {
-                // Not read through this source (or forgotten): from now on.
+            // Requests not read through this source (or forgotten) are watched from now
+            // on; the others from after the revision they were read at.
+            if self.targets.iter().any(|t| t.read_at == 0) {
                 let now = self.source.current_revision().await?;
-                for t in &mut self.targets {
-                    t.read_at = t.read_at.max(now);
+                for t in self.targets.iter_mut().filter(|t| t.read_at == 0) {
+                    t.read_at = now;
                 }
-                now
-            } else {
-                read
-            };
+            }
+            let read = self.targets.iter().map(|t| t.read_at).min().unwrap_or(0);
             self.next = read + 1;
         }
         if self.refresh || self.token.is_none() {
