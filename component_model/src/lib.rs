@@ -33,7 +33,7 @@
 //! |---|---|
 //! | (none) | the sync derives: `Assign`, `ComponentModel`, `ComponentsAssign`, `ComponentFrom`, `FromComponents` |
 //! | `async` | `#[derive(AsyncAssign)]`, `Sources`, `Live`, env/args/`.env`/secret files, validation rules (pulls in `component_model_async`, `tokio`, `futures`, `serde`, `regex`, `url`) |
-//! | `postgres`, `mysql`, `sqlite`, `http`, `consul`, `vault`, `redis`, `file`, `kafka`, `nats`, `mqtt`, `websocket`, `metrics`, `garde`, `test-util` | `async` and that backend or tool of `component_model_async` (see its feature table for what each pulls in) |
+//! | `postgres`, `mysql`, `sqlite`, `http`, `consul`, `vault`, `redis`, `etcd`, `file`, `kafka`, `nats`, `mqtt`, `websocket`, `metrics`, `garde`, `test-util` | `async` and that backend or tool of `component_model_async` (see its feature table for what each pulls in) |
 //!
 //! # Which per-type impls are generated
 //!
@@ -90,6 +90,8 @@ pub mod __private {
     feature = "vault",
     feature = "postgres",
     feature = "file",
+    feature = "etcd",
+    feature = "nats",
     feature = "test-util"
 ))]
 #[doc = include_str!("../../README.md")]

@@ -69,9 +69,10 @@
 //! | `consul` | `ConsulSource`, `ConsulFetcher` | `reqwest`, `rustls`, `base64` |
 //! | `vault` | `VaultSource`, `VaultFetcher` (OpenBao too) | `reqwest`, `rustls` |
 //! | `redis` | `RedisSource` (keys, hashes, `stream_from = "redis"`) | `redis`, `rustls`, `tokio-rustls` |
+//! | `etcd` | `EtcdSource` (`fetch_from = "etcd"`, its v3 JSON gateway; watched) | `reqwest`, `rustls`, `base64` |
 //! | `file` | `FileSource` (TOML, YAML, JSON; watched) | `toml`, `serde_norway`, `notify` |
 //! | `kafka` | `KafkaSource` (`stream_from = "kafka"`) | `rskafka`, `flate2` |
-//! | `nats` | `NatsSource` (`stream_from = "nats"`) | `async-nats`, `rustls` |
+//! | `nats` | `NatsSource` (`stream_from = "nats"`), `NatsKvSource` (`fetch_from = "nats_kv"`, JetStream KV; watched) | `async-nats`, `rustls` |
 //! | `mqtt` | `MqttSource` (`stream_from = "mqtt"`) | `rumqttc` |
 //! | `websocket` | `WebSocketSource` (`stream_from = "websocket"`) | `tokio-tungstenite`, `rustls` |
 //! | `metrics` | per-source counters and histograms ([`metrics`](mod@crate::metrics)) | `metrics` |
