@@ -712,3 +712,101 @@ async fn a_read_through_the_relay_is_not_held_by_nagle() {
     assert!(took < Duration::from_millis(400), "20 reads took {took:?}");
     drop_bucket(&js, &name).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_value_over_the_bound_is_rejected_and_the_next_one_applies() {
+    let Some((js, kv, name)) = bucket(true).await else {
+        return;
+    };
+    #[derive(AsyncAssign, Debug)]
+    struct Small {
+        #[component(fetch_from = "nats_kv", bucket = "${CM_BUCKET}", key = "w.port")]
+        port: u16,
+    }
+    put(&kv, "w.port", "1").await;
+    let s = sources(&name, NatsKvSource::new(NATS).with_max_value(1024));
+    let live = Live::<Small>::builder(&s)
+        .quiescence(Duration::from_millis(20), Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let mut updates = live.changes();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 2 KiB: through the relay (under its limit), over the source's bound. 100 KiB: over
+    // the relay's limit too, stood in for before it is read.
+    for size in [2 * 1024, 100 * 1024] {
+        put(&kv, "w.port", &"7".repeat(size)).await;
+        match next(&mut updates).await {
+            ConfigUpdate::Rejected { reason, errors, .. } => {
+                assert_eq!(errors[0].kind(), ErrorKind::TooLarge, "{reason}");
+                assert!(
+                    reason.contains("w.port") && reason.contains(&name),
+                    "{size}: {reason}"
+                );
+            }
+            other => panic!("{size}: expected a rejected update, got {other}"),
+        }
+        assert_eq!(live.get().port, 1, "the old value stays");
+    }
+    put(&kv, "w.port", "2").await;
+    applied(&next(&mut updates).await);
+    assert_eq!(live.get().port, 2);
+    live.stop();
+    drop_bucket(&js, &name).await;
+}
+
+#[test]
+fn each_key_read_is_one_round_trip_and_the_bucket_is_looked_up_once() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    #[derive(AsyncAssign, Debug)]
+    #[allow(dead_code)]
+    struct Three {
+        #[component(fetch_from = "nats_kv", bucket = "${CM_BUCKET}", key = "a")]
+        a: u32,
+        #[component(fetch_from = "nats_kv", bucket = "${CM_BUCKET}", key = "b")]
+        b: u32,
+        #[component(fetch_from = "nats_kv", bucket = "${CM_BUCKET}", key = "c")]
+        c: u32,
+    }
+    let recorder = DebuggingRecorder::new();
+    let ran = metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (js, kv, name) = bucket(true).await?;
+            for k in ["a", "b", "c"] {
+                put(&kv, k, "1").await;
+            }
+            let s = sources(&name, NatsKvSource::new(NATS));
+            for _ in 0..2 {
+                Three::fetch_all_components_with(&s).await.unwrap();
+            }
+            drop_bucket(&js, &name).await;
+            Some(())
+        })
+    });
+    if ran.is_none() {
+        return;
+    }
+    let trips: u64 = recorder
+        .snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key().name() == "component_model_round_trips_total"
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "source" && l.value() == "nats_kv")
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
+    // The bucket looked up once (STREAM.INFO), then one direct get per key per fetch.
+    assert_eq!(trips, 1 + 3 + 3);
+}

@@ -74,6 +74,8 @@ struct Inner {
     conn: Connection,
     /// Per bucket known to exist: whether its stream answers direct gets.
     buckets: Mutex<HashMap<String, bool>>,
+    /// Held while a bucket is looked up: the reads of one fetch wait for one lookup.
+    lookup: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for NatsKvSource {
@@ -95,6 +97,7 @@ impl NatsKvSource {
             inner: Arc::new(Inner {
                 conn: Connection::new(url.into(), DEFAULT_MAX_VALUE, Duration::from_secs(10)),
                 buckets: Mutex::new(HashMap::new()),
+                lookup: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -122,6 +125,7 @@ impl NatsKvSource {
             inner: Arc::new(Inner {
                 conn,
                 buckets: Mutex::new(HashMap::new()),
+                lookup: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -325,12 +329,24 @@ impl Inner {
         bucket: &str,
         limit: Duration,
     ) -> Result<bool, SourceError> {
-        if let Some(&direct) = self
-            .buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(bucket)
-        {
+        let known = || {
+            self.buckets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(bucket)
+                .copied()
+        };
+        if let Some(direct) = known() {
+            return Ok(direct);
+        }
+        let _one = tokio::time::timeout(limit, self.lookup.lock())
+            .await
+            .map_err(|_| {
+                SourceError::new(ErrorKind::Timeout).with_message(format!(
+                    "looking NATS KV bucket `{bucket}` up: no answer within {limit:?}"
+                ))
+            })?;
+        if let Some(direct) = known() {
             return Ok(direct);
         }
         let what = || format!("asking JetStream for NATS KV bucket `{bucket}`");
