@@ -263,7 +263,9 @@ async fn watch_case(
         .await
     };
     eprintln!("{what}: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
-    assert_bounded(&m, Duration::from_secs(3), 32);
+    // 3 s of watching, and a second for a flooded runtime's timer to fire (the stream
+    // parses lines as fast as they come; measured 3.03–3.25 s on a busy 2-core VM).
+    assert_bounded(&m, Duration::from_secs(4), 32);
     for item in &m.output {
         if let Err(e) = item {
             assert_no_canary("the watch error", &format!("{e} {e:?}"));
