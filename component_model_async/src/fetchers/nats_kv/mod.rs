@@ -25,6 +25,12 @@
 //!   announced over the bound before reading its payload. A value over
 //!   [`DEFAULT_MAX_VALUE`] ([`NatsKvSource::with_max_value`]) is `TooLarge`, naming the
 //!   announced size, the bucket and the key; a watched one is read again (and fails so).
+//!   One announced over four times the relay's limit also closes the relay's server
+//!   connection (async-nats reconnects): a read of another key in flight on it at that
+//!   moment fails with `Timeout`, and the next fetch reads it again.
+//! * **Limits**: JetStream's default API prefix only (no domains), buckets whose stream
+//!   keeps `$KV.<bucket>.>` (not mirrors); watching many keys makes one consumer each
+//!   (nats-server 2.9 has no consumer with several filters).
 //! * **One connection per source**, opened on first use and reused; connecting and every
 //!   read are bounded by [`NatsKvSource::with_timeout`] (10 s; and the fetch's deadline).
 //! * `NATS_URL` (`nats://host:4222`, several comma-separated) registers the source in
