@@ -128,6 +128,7 @@ pub mod exports {
         feature = "consul",
         feature = "vault",
         feature = "redis",
+        feature = "nats",
         feature = "etcd"
     ))]
     pub use super::tls::TlsConfig;
