@@ -100,12 +100,56 @@ async fn make_bucket(js: &jetstream::Context, name: &str, direct: bool) -> Store
     }
 }
 
+/// A JetStream context whose bucket is deleted when it is dropped, even when the test
+/// fails (on a client and runtime of its own, whatever the test's runtime is).
+struct Cleanup {
+    js: jetstream::Context,
+    url: String,
+    name: String,
+}
+
+impl std::ops::Deref for Cleanup {
+    type Target = jetstream::Context;
+    fn deref(&self) -> &jetstream::Context {
+        &self.js
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (url, stream) = (self.url.clone(), format!("KV_{}", self.name));
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let connected =
+                    tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await;
+                if let Ok(Ok(nc)) = connected {
+                    let js = jetstream::new(nc);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), js.delete_stream(stream))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// A fresh bucket on the machine's server, or `None` (skipped) when it is unreachable.
-async fn bucket(direct: bool) -> Option<(jetstream::Context, Store, String)> {
+async fn bucket(direct: bool) -> Option<(Cleanup, Store, String)> {
     let nc = client(NATS).await?;
     let js = jetstream::new(nc);
     let name = unique("cmkv");
     let kv = make_bucket(&js, &name, direct).await;
+    let js = Cleanup {
+        js,
+        url: NATS.to_owned(),
+        name: name.clone(),
+    };
     Some((js, kv, name))
 }
 
@@ -809,4 +853,210 @@ fn each_key_read_is_one_round_trip_and_the_bucket_is_looked_up_once() {
         .sum();
     // The bucket looked up once (STREAM.INFO), then one direct get per key per fetch.
     assert_eq!(trips, 1 + 3 + 3);
+}
+
+fn watched(name: &str, key: &str) -> FetchRequest {
+    FetchRequest::for_key("nats_kv", key.to_owned()).with_param("bucket", name.to_owned())
+}
+
+/// The next change within `limit` (an error is handed on as such).
+async fn change_within(
+    changes: &mut component_model::Changes,
+    limit: Duration,
+) -> Result<component_model::Change, component_model::SourceError> {
+    tokio::time::timeout(limit, changes.next())
+        .await
+        .expect("a change in time")
+        .expect("the watch goes on")
+}
+
+fn value_at(value: &str, revision: u64) -> component_model::Change {
+    component_model::Change::Value {
+        index: 0,
+        value: component_model::RawValue::from(value),
+        revision: Some(component_model::Revision::Index(revision)),
+    }
+}
+
+/// A bucket deleted and made again numbers its records from 1: the watch notices (the
+/// stream's creation time changed), says the key changed and follows the new bucket —
+/// a put at revision 1 arrives although 3 was handed on before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_follows_a_bucket_deleted_and_made_again() {
+    let Some((js, kv, name)) = bucket(true).await else {
+        return;
+    };
+    for v in ["1", "2"] {
+        put(&kv, "a", v).await;
+    }
+    let r3 = put(&kv, "a", "3").await;
+    let source = NatsKvSource::new(NATS).with_timeout(Duration::from_secs(2));
+    let mut changes = source.watch(vec![watched(&name, "a")]).unwrap();
+    // The key's last record only (its history is not replayed), at its revision.
+    assert_eq!(
+        change_within(&mut changes, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        value_at("3", r3)
+    );
+    drop_bucket(&js, &name).await;
+    let kv = make_bucket(&js, &name, true).await;
+    let r1 = put(&kv, "a", "new").await;
+    assert_eq!(r1, 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match change_within(&mut changes, left).await {
+            Ok(c) if c == value_at("new", r1) => break,
+            Ok(component_model::Change::Changed(covers)) => assert_eq!(covers, vec![0]),
+            Ok(c) => panic!("an old record or something else: {c:?}"),
+            // The consumer's end may be reported while the bucket was away.
+            Err(e) => assert_ne!(e.kind(), ErrorKind::Config, "{e}"),
+        }
+    }
+    let r2 = put(&kv, "a", "newer").await;
+    assert_eq!(
+        change_within(&mut changes, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        value_at("newer", r2)
+    );
+}
+
+/// A bucket deleted while watched: after a few failed attempts the watch hands on the
+/// error (a Live watches again with a backoff of its own) naming the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_a_deleted_bucket_reports_it() {
+    let Some((js, kv, name)) = bucket(true).await else {
+        return;
+    };
+    let r = put(&kv, "a", "1").await;
+    let source = NatsKvSource::new(NATS).with_timeout(Duration::from_secs(2));
+    let mut changes = source.watch(vec![watched(&name, "a")]).unwrap();
+    assert_eq!(
+        change_within(&mut changes, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        value_at("1", r)
+    );
+    drop_bucket(&js, &name).await;
+    let e = change_within(&mut changes, Duration::from_secs(40))
+        .await
+        .expect_err("the watch reports the missing bucket");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains(&name), "{e}");
+}
+
+/// async-nats queues few messages per subscription (a flood cannot pile up): a burst
+/// of puts overflows it, the ordered consumer makes itself again from the last record
+/// it delivered, and the watch still hands on every revision at most once, in order,
+/// ending with the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_puts_past_the_subscription_capacity_ends_with_the_last() {
+    let Some((_js, kv, name)) = bucket(true).await else {
+        return;
+    };
+    put(&kv, "a", "0").await;
+    let source = NatsKvSource::new(NATS);
+    let mut changes = source.watch(vec![watched(&name, "a")]).unwrap();
+    change_within(&mut changes, Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Published without waiting for each ack: the server delivers them back to back.
+    let mut acks = Vec::new();
+    for i in 1..=2000 {
+        acks.push(
+            kv.js
+                .publish(format!("$KV.{name}.a"), i.to_string().into())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut last = 0;
+    for ack in acks {
+        last = ack.await.unwrap().sequence;
+    }
+    // Slow to read: the subscription's queue overflows meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen = 0;
+    while seen < last {
+        match change_within(&mut changes, Duration::from_secs(30))
+            .await
+            .unwrap()
+        {
+            component_model::Change::Value {
+                revision: Some(component_model::Revision::Index(r)),
+                value,
+                ..
+            } => {
+                assert!(r > seen, "revision {r} after {seen}");
+                seen = r;
+                if r == last {
+                    assert_eq!(value, component_model::RawValue::from("2000"));
+                }
+            }
+            c => panic!("{c:?}"),
+        }
+    }
+}
+
+/// Two writes while the watching client is cut off (the server stopped, restarted, and
+/// written to by another client at once): both arrive, in order, at their revisions,
+/// and nothing older after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writes_while_the_watcher_is_cut_off_arrive_in_order_once() {
+    let port = free_port();
+    let store = std::env::temp_dir().join(unique("cm_nats_kv_two"));
+    let Some(server) = Server::start(port, &store, &[]).await else {
+        return;
+    };
+    let url = format!("nats://127.0.0.1:{port}");
+    let nc = async_nats::connect(&url).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    let kv = make_bucket(&js, "two", true).await;
+    put(&kv, "x", "0").await;
+    let r1 = put(&kv, "x", "1").await;
+    let source = NatsKvSource::new(&url).with_timeout(Duration::from_secs(2));
+    let mut changes = source.watch(vec![watched("two", "x")]).unwrap();
+    assert_eq!(
+        change_within(&mut changes, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        value_at("1", r1)
+    );
+    server.stop().await;
+    drop((kv, js, nc));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let server = Server::start(port, &store, &[]).await.unwrap();
+    let nc = async_nats::connect(&url).await.unwrap();
+    let kv = Store {
+        js: jetstream::new(nc),
+        name: "two".into(),
+    };
+    let r2 = put(&kv, "x", "2").await;
+    let r3 = put(&kv, "x", "3").await;
+    let mut seen = Vec::new();
+    while seen.last() != Some(&r3) {
+        match change_within(&mut changes, Duration::from_secs(30)).await {
+            Ok(component_model::Change::Value {
+                revision: Some(component_model::Revision::Index(r)),
+                value,
+                ..
+            }) => {
+                assert!(seen.last().is_none_or(|&l| r > l), "{r} after {seen:?}");
+                assert!(r > r1, "an older record after the restart: {r}");
+                assert_eq!(
+                    value,
+                    component_model::RawValue::from((r - r1 + 1).to_string())
+                );
+                seen.push(r);
+            }
+            Ok(c) => panic!("{c:?}"),
+            Err(e) => assert_ne!(e.kind(), ErrorKind::Config, "{e}"),
+        }
+    }
+    assert_eq!(seen, vec![r2, r3]);
+    drop(changes);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&store);
 }

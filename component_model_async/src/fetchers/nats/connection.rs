@@ -4,12 +4,26 @@
 //! log), the message bound, the timeout and the TLS settings.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::relay::{Refused, Relay, Shared};
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::tls::TlsConfig;
 use crate::source::redact_url;
+
+/// Messages async-nats queues per subscription before it drops new ones (its default,
+/// 65 536, lets a server flooding a subscription queue that many messages of up to the
+/// relay's limit each). An ordered consumer that misses one makes itself again from the
+/// last sequence it delivered, so nothing is lost; a core subscription loses what was
+/// dropped.
+pub(crate) const SUBSCRIPTION_CAPACITY: usize = 128;
+
+/// How long async-nats waits before connecting again once the relay it reached the
+/// servers through is gone (the source was dropped): in effect never.
+const DORMANT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The client of one source: opened on first use, then reused (async-nats reconnects it
 /// through the relay on its own).
@@ -29,8 +43,21 @@ pub(crate) struct Connection {
 
 /// A client and the relays it reaches the servers through (they end when dropped).
 struct Connected {
+    /// Cleared first when dropped: async-nats' connection task (which may outlive the
+    /// source while it reconnects) then sends no credentials and stops connecting to
+    /// the relays' ports, which another local process could bind next.
+    _alive: Alive,
     client: async_nats::Client,
     _relays: Vec<Relay>,
+}
+
+/// Whether the relays of a client still run.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Connection {
@@ -85,8 +112,17 @@ impl Connection {
                     self.shown()
                 )));
             }
-            if credentials.is_none() {
-                credentials = Credentials::of(&addr);
+            // async-nats has one set of credentials per client: the servers of one
+            // URL share them (a server without any gets the others').
+            match (Credentials::of(&addr), &credentials) {
+                (Some(own), Some(first)) if own != *first => {
+                    return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                        "`{}`: the servers carry different credentials; one client uses one set for every server",
+                        self.shown()
+                    )));
+                }
+                (Some(own), None) => credentials = Some(own),
+                _ => {}
             }
             upstreams.push(super::relay::Upstream {
                 host: addr.host().to_owned(),
@@ -97,9 +133,16 @@ impl Connection {
         Ok((upstreams, credentials))
     }
 
-    /// The client, connected on first use within the timeout.
-    pub(crate) async fn client(&self) -> Result<async_nats::Client, SourceError> {
-        let mut held = self.client.lock().await;
+    /// The client, connected on first use by `deadline` (waiting for another caller
+    /// connecting counts too).
+    pub(crate) async fn client(
+        &self,
+        deadline: Instant,
+    ) -> Result<async_nats::Client, SourceError> {
+        let late = || self.unavailable(&"cannot connect: no connection within the timeout");
+        let mut held = tokio::time::timeout_at(deadline, self.client.lock())
+            .await
+            .map_err(|_| late())?;
         if let Some(c) = held.as_ref() {
             return Ok(c.client.clone());
         }
@@ -117,26 +160,56 @@ impl Connection {
                     .map_err(|e| self.unavailable(&format_args!("cannot start the relay: {e}")))?,
             );
         }
-        let mut options = async_nats::ConnectOptions::new()
+        let alive = Alive(Arc::new(AtomicBool::new(true)));
+        // Credentials are handed over only while the relays run (see `Connected`).
+        let credentials = Arc::new(credentials);
+        let (flag, given) = (alive.0.clone(), credentials.clone());
+        let options = async_nats::ConnectOptions::with_auth_callback(move |_nonce| {
+            let (flag, given) = (flag.clone(), given.clone());
+            async move {
+                if !flag.load(Ordering::SeqCst) {
+                    return Err(async_nats::AuthError::new("the source was dropped"));
+                }
+                let mut auth = async_nats::Auth::new();
+                match given.as_ref() {
+                    Some(Credentials::UserPassword(user, password)) => {
+                        auth.username = Some(user.clone());
+                        auth.password = Some(password.clone());
+                    }
+                    Some(Credentials::Token(token)) => auth.token = Some(token.clone()),
+                    None => {}
+                }
+                Ok(auth)
+            }
+        });
+        let flag = alive.0.clone();
+        let options = options
             .connection_timeout(self.timeout)
             .request_timeout(Some(self.timeout))
+            .subscription_capacity(SUBSCRIPTION_CAPACITY)
+            .reconnect_delay_callback(move |attempts| {
+                if flag.load(Ordering::SeqCst) {
+                    // async-nats' own backoff.
+                    match attempts {
+                        0 | 1 => Duration::ZERO,
+                        n => {
+                            Duration::from_millis(1 << (n - 1).min(12)).min(Duration::from_secs(4))
+                        }
+                    }
+                } else {
+                    DORMANT
+                }
+            })
             // Servers the cluster announces would bypass the relay.
             .ignore_discovered_servers()
             // The relay admits only a client of this name (no other local process).
             .name(shared.client_name());
-        options = match credentials {
-            Some(Credentials::UserPassword(user, password)) => {
-                options.user_and_password(user, password)
-            }
-            Some(Credentials::Token(token)) => options.token(token),
-            None => options,
-        };
         let addrs: Vec<async_nats::ServerAddr> = relays
             .iter()
             .map(|r| r.url().parse())
             .collect::<Result<_, _>>()
             .map_err(|e| self.unavailable(&e))?;
-        let connected = tokio::time::timeout(self.timeout, options.connect(addrs)).await;
+        let connected = tokio::time::timeout_at(deadline, options.connect(addrs)).await;
         // Why the relay could not reach a server says more than the client's error.
         let why = |e: &dyn std::fmt::Display| match shared.take_failure() {
             Some(failure) => format!("cannot connect: {failure}"),
@@ -157,6 +230,7 @@ impl Connection {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shared);
         *held = Some(Connected {
+            _alive: alive,
             client: client.clone(),
             _relays: relays,
         });
@@ -173,15 +247,42 @@ impl Connection {
     }
 }
 
-/// `url` (comma-separated servers) with every password masked.
+/// `url` (comma-separated servers) with every server's credentials masked: all of a
+/// server up to its last `@` (scheme or not — async-nats takes `user:pass@host` too — and
+/// whatever `/`, `?` or `#` the password holds), then its query's secrets.
 pub(crate) fn redact_all(url: &str) -> String {
     url.split(',')
-        .map(|u| redact_url(u.trim()))
+        .map(|u| redact_server(u.trim()))
         .collect::<Vec<_>>()
         .join(",")
 }
 
+fn redact_server(url: &str) -> String {
+    let Some(at) = url.rfind('@') else {
+        return redact_url(url);
+    };
+    let (before, host) = (&url[..at], &url[at + 1..]);
+    // A scheme only when what precedes `://` is one (a password may hold `://`).
+    let (scheme, userinfo) = match before.find("://") {
+        Some(i)
+            if i > 0
+                && before[..i]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            before.split_at(i + 3)
+        }
+        _ => ("", before),
+    };
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:***"),
+        _ => "***".to_owned(),
+    };
+    format!("{scheme}{shown}@{}", redact_url(host))
+}
+
 /// Credentials a URL carried, percent-decoded.
+#[derive(PartialEq, Eq)]
 enum Credentials {
     UserPassword(String, String),
     Token(String),
@@ -199,5 +300,58 @@ impl Credentials {
             Some(password) => Credentials::UserPassword(user, decode(password)),
             None => Credentials::Token(user),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_servers_credentials_are_masked_scheme_or_not() {
+        for (url, shown) in [
+            ("app:CANARY@h:4222", "app:***@h:4222"),
+            ("nats://u:pa/ss@h", "nats://u:***@h"),
+            ("nats://u:pa?ss@h:4222", "nats://u:***@h:4222"),
+            ("nats://u:pa#ss@h", "nats://u:***@h"),
+            ("nats://u:p@ss@h", "nats://u:***@h"),
+            ("tok3n@h", "***@h"),
+            ("nats://tok3n@h", "nats://***@h"),
+            ("u:p://CANARY@h", "u:***@h"),
+            ("nats://h:4222", "nats://h:4222"),
+            (
+                "nats://a:CANARY@h1, b:CANARY@h2",
+                "nats://a:***@h1,b:***@h2",
+            ),
+        ] {
+            assert_eq!(redact_all(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn servers_with_different_credentials_are_a_config_error_naming_no_password() {
+        let c = Connection::new(
+            "nats://a:CANARY@h1,nats://b:OTHER@h2".into(),
+            1,
+            Duration::from_secs(1),
+        );
+        let e = c.servers().err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let m = e.to_string();
+        assert!(!m.contains("CANARY") && !m.contains("OTHER"), "{m}");
+        let same = Connection::new(
+            "nats://a:CANARY@h1,nats://h2,a:CANARY@h3".into(),
+            1,
+            Duration::from_secs(1),
+        );
+        assert!(same.servers().is_ok());
+    }
+
+    #[test]
+    fn a_url_async_nats_refuses_is_a_config_error_without_its_password() {
+        let c = Connection::new("app:CANARY@h:notaport".into(), 1, Duration::from_secs(1));
+        let e = c.servers().err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(!e.to_string().contains("CANARY"), "{e}");
     }
 }

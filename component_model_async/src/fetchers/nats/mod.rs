@@ -32,7 +32,16 @@
 //! * `NATS_URL` (`nats://host:4222`, several comma-separated) registers the source in
 //!   [`Sources::from_env`](crate::Sources::from_env). Credentials in the URL
 //!   (`nats://user:password@host`, or `nats://token@host`) are handed to async-nats as
-//!   connect options, never inside a URL it may log, and are never shown.
+//!   connect options, never inside a URL it may log, and are never shown (all of a
+//!   server up to its last `@`, with or without a scheme). One client has one set of
+//!   credentials: a server without any gets the others'; different ones are a `Config`
+//!   error.
+//! * async-nats queues at most 128 messages per subscription (not its default 65 536),
+//!   so a flooding server cannot pile messages up: an ordered consumer makes itself
+//!   again from the last sequence it delivered; a core subscription loses what did not
+//!   fit (the latest message may be among it, until the next one). When the source is
+//!   dropped, a connection task still reconnecting sends no credentials and stops
+//!   connecting to the relay's former port.
 //!
 //! ## What this module declares
 //!

@@ -126,7 +126,9 @@ impl Inner {
     }
 
     async fn client(&self) -> Result<async_nats::Client, SourceError> {
-        self.conn.client().await
+        self.conn
+            .client(tokio::time::Instant::now() + self.conn.timeout)
+            .await
     }
 
     /// The message the relay refused since the last call, if it did.
@@ -364,5 +366,36 @@ impl Source for NatsSource {
             requests,
             move |feed| inner.clone().subscribe(feed),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL without a scheme (async-nats takes it) and a password holding `/`, `?` or
+    /// `#` are masked too: in `Debug`, `location()`, `address()` and a refused URL's
+    /// error.
+    #[tokio::test]
+    async fn credentials_without_a_scheme_or_with_url_delimiters_are_never_shown() {
+        for url in [
+            "app:CANARY@h:4222",
+            "nats://u:CANARY/x@h",
+            "nats://u:pa/CANARY@h",
+            "nats://u:CANARY?x@h:4222",
+            "nats://u:CANARY#x@h",
+            "tls://h1:4222,app:CANARY@h2:4222",
+        ] {
+            let s = NatsSource::new(url);
+            let shown = format!("{s:?} {:?} {}", s.location(), s.address());
+            assert!(!shown.contains("CANARY"), "{url}: {shown}");
+            assert!(shown.contains("***"), "{url}: {shown}");
+        }
+        let r = FetchRequest::for_key("nats", "config.app").with_param("topic", "config.app");
+        for url in ["app:CANARY@h:port", "nats://u:pa/CANARY@h:port"] {
+            let e = NatsSource::new(url).fetch(&r).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}: {e}");
+            assert!(!format!("{e} {e:?}").contains("CANARY"), "{url}: {e}");
+        }
     }
 }

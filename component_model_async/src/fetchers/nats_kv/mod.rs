@@ -7,22 +7,42 @@
 //!   it, else `$JS.API.STREAM.MSG.GET`; which one is asked of JetStream once per bucket
 //!   (`$JS.API.STREAM.INFO`), and a bucket that does not exist is `not found` naming the
 //!   bucket. The value's stream sequence is its revision (the fetch report shows it).
+//!   A direct get nobody answers while the bucket's stream exists (its servers
+//!   restarting, a leader election) is tried again, then once as `STREAM.MSG.GET`, and
+//!   is then `Unavailable` — never `not found`, so a fallback does not replace the value.
 //!   A key never written, deleted or purged is absent (`not found`: the field's
 //!   `fallback` applies). NATS before 2.11 has no multi-get: the keys of one fetch are
 //!   read concurrently on the source's one connection, one get each.
 //! * **Watched** ([`Source::watch`](crate::Source::watch)): one ordered push consumer per
 //!   distinct bucket and key, starting with the key's last record (so nothing written
 //!   between the fetch and the watch is lost: the current value is handed on again, at
-//!   its revision), then every new one. A put is a [`Change::Value`](crate::Change) at
+//!   its revision), then every new one. It starts at an explicit sequence (the key's
+//!   last record, read once, or the stream's next one): older records are never handed
+//!   on, even when async-nats makes the consumer again before its first delivery. A put is a [`Change::Value`](crate::Change) at
 //!   its revision for every request of the key; a delete or purge is a
 //!   [`Change::Changed`](crate::Change), so the watcher reads the key, finds it absent
 //!   and applies the `fallback`. After a reconnect async-nats makes the consumer again
 //!   from the last sequence it delivered; when that fails the watch makes a new one from
 //!   the revision after the last it handed on, with a backoff. A revision already handed
-//!   on is never handed on again. Nothing runs once the stream is dropped (no task).
+//!   on is never handed on again. A bucket deleted and made again (its stream's creation
+//!   time changed, or its last sequence is below the last revision handed on) is a
+//!   [`Change::Changed`](crate::Change) of its keys, then followed from their last
+//!   records; a bucket deleted while watched is handed on as an error after three failed
+//!   attempts (a Live watches again with its own backoff).
+//! * **Tasks**: while a watch runs, async-nats runs tasks of its own (the connection's,
+//!   and a consumer it makes again after a reconnect); dropping the stream ends its
+//!   subscription, and the server removes the consumer once its inactivity threshold
+//!   passes. async-nats queues at most 128 messages per subscription (not its default
+//!   65 536): a server flooding a watched key cannot pile messages up; an ordered
+//!   consumer that misses one makes itself again from the last record it delivered.
+//!   When the source is dropped, a connection task still reconnecting sends no
+//!   credentials and stops connecting to the relay's former port.
 //! * **Bounded before anything is buffered**: the client reaches the servers through the
 //!   relay of the [`nats`](crate::fetchers::nats) source, which refuses a message
-//!   announced over the bound before reading its payload. A value over
+//!   announced over its limit before reading its payload. That limit is the answer a
+//!   value of the bound takes (JetStream may carry it in base64 inside JSON): a third
+//!   more, plus 64 KiB; an answer up to it is buffered before the value is checked. A
+//!   value over
 //!   [`DEFAULT_MAX_VALUE`] ([`NatsKvSource::with_max_value`]) is `TooLarge`, naming the
 //!   announced size, the bucket and the key; a watched one is read again (and fails so).
 //!   One announced over four times the relay's limit also closes the relay's server
@@ -31,13 +51,18 @@
 //! * **Limits**: JetStream's default API prefix only (no domains), buckets whose stream
 //!   keeps `$KV.<bucket>.>` (not mirrors); watching many keys makes one consumer each
 //!   (nats-server 2.9 has no consumer with several filters).
-//! * **One connection per source**, opened on first use and reused; connecting and every
-//!   read are bounded by [`NatsKvSource::with_timeout`] (10 s; and the fetch's deadline).
+//! * **One connection per source**, opened on first use and reused. One read —
+//!   connecting, waiting for its bucket's lookup, the lookup, the get and a second try —
+//!   is bounded as a whole by [`NatsKvSource::with_timeout`] (10 s; or the fetch's
+//!   deadline if sooner).
 //! * `NATS_URL` (`nats://host:4222`, several comma-separated) registers the source in
 //!   [`Sources::from_env`](crate::Sources::from_env), next to the `nats` push source.
 //!   Credentials in the URL (`nats://user:password@host`, or `nats://token@host`) are
 //!   handed to async-nats as connect options, never inside a URL it may log, and are
-//!   never shown (`Debug`, [`location`](crate::Source::location), errors). TLS:
+//!   never shown (`Debug`, [`location`](crate::Source::location), errors; all of a
+//!   server up to its last `@`, with or without `nats://`). One client has one set of
+//!   credentials: a server without any in `NATS_URL` gets the others', and servers with
+//!   different ones are a `Config` error. TLS:
 //!   `tls://` or a server that requires it, with [`NatsKvSource::with_tls`].
 //! * Metrics: one round trip per key read (and per bucket lookup, per consumer made).
 //!

@@ -9,6 +9,7 @@ use async_nats::jetstream::{
     consumer::{DeliverPolicy, ReplayPolicy, push::OrderedConfig},
 };
 use futures::StreamExt;
+use tokio::time::Instant;
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::env::EnvSource;
@@ -74,9 +75,13 @@ struct Inner {
     conn: Connection,
     /// Per bucket known to exist: whether its stream answers direct gets.
     buckets: Mutex<HashMap<String, bool>>,
-    /// Held while a bucket is looked up: the reads of one fetch wait for one lookup.
-    lookup: tokio::sync::Mutex<()>,
+    /// Per bucket, held while it is looked up: the reads of one fetch wait for one
+    /// lookup (of their own bucket only), and take its failure rather than asking again.
+    lookups: Mutex<HashMap<String, Arc<Lookup>>>,
 }
+
+/// One bucket's lookup: the last failure and when it was known.
+type Lookup = tokio::sync::Mutex<Option<(Instant, SourceError)>>;
 
 impl std::fmt::Debug for NatsKvSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,7 +102,7 @@ impl NatsKvSource {
             inner: Arc::new(Inner {
                 conn: Connection::new(url.into(), DEFAULT_MAX_VALUE, Duration::from_secs(10)),
                 buckets: Mutex::new(HashMap::new()),
-                lookup: tokio::sync::Mutex::new(()),
+                lookups: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -125,7 +130,7 @@ impl NatsKvSource {
             inner: Arc::new(Inner {
                 conn,
                 buckets: Mutex::new(HashMap::new()),
-                lookup: tokio::sync::Mutex::new(()),
+                lookups: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -209,8 +214,19 @@ fn bucket_missing(bucket: &str) -> SourceError {
 
 fn too_large(bucket: &str, key: &str, bytes: u64, limit: usize) -> SourceError {
     SourceError::new(ErrorKind::TooLarge).with_message(format!(
-        "key `{key}` of NATS KV bucket `{bucket}`: the server announced a value of {bytes} bytes, over the limit of {limit} bytes; refused before reading it"
+        "key `{key}` of NATS KV bucket `{bucket}`: the server announced an answer of {bytes} bytes, over what a value of at most {limit} bytes takes; refused before reading it"
     ))
+}
+
+fn late(what: &str, budget: Duration) -> SourceError {
+    SourceError::new(ErrorKind::Timeout)
+        .with_message(format!("{what}: no answer within {budget:?}"))
+}
+
+/// A JetStream request that failed: whether no server answered its subject.
+struct Failed {
+    no_responders: bool,
+    error: SourceError,
 }
 
 /// The operation a KV message records, from its headers (`KV-Operation`).
@@ -289,35 +305,48 @@ fn operation_in(block: &[u8]) -> Option<&'static str> {
 }
 
 impl Inner {
-    fn timeout(&self, cx: Option<&FetchContext>) -> Duration {
-        match cx.and_then(FetchContext::remaining) {
+    /// When a read must be done by: the source's timeout from now, or the fetch's
+    /// deadline if sooner. Every step of the read (connecting, waiting for the bucket's
+    /// lookup, the lookup, the get, the second get) shares it.
+    fn deadline(&self, cx: Option<&FetchContext>) -> Instant {
+        let budget = match cx.and_then(FetchContext::remaining) {
             Some(left) => self.conn.timeout.min(left.max(Duration::from_millis(1))),
             None => self.conn.timeout,
-        }
+        };
+        Instant::now() + budget
     }
 
-    /// One JetStream API request, bounded by `limit`.
+    /// One JetStream API request, answered by `deadline`.
     async fn request(
         &self,
         client: &async_nats::Client,
         subject: String,
         body: String,
-        limit: Duration,
+        deadline: Instant,
         what: &(dyn Fn() -> String + Sync),
-    ) -> Result<async_nats::Message, SourceError> {
+    ) -> Result<async_nats::Message, Failed> {
         crate::metrics::round_trip();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let failed = |error| Failed {
+            no_responders: false,
+            error,
+        };
+        if left.is_zero() {
+            return Err(failed(late(&what(), self.conn.timeout)));
+        }
         let request = async_nats::Request::new()
             .payload(body.into())
-            .timeout(Some(limit));
-        match tokio::time::timeout(limit, client.send_request(subject, request)).await {
+            .timeout(Some(left));
+        match tokio::time::timeout_at(deadline, client.send_request(subject, request)).await {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-                Err(SourceError::new(ErrorKind::Timeout)
-                    .with_message(format!("{}: no answer within {limit:?}", what())))
+                Err(failed(late(&what(), self.conn.timeout)))
             }
-            Ok(Err(e)) => Err(self.conn.unavailable(&format_args!("{}: {e}", what()))),
-            Err(_) => Err(SourceError::new(ErrorKind::Timeout)
-                .with_message(format!("{}: no answer within {limit:?}", what()))),
+            Ok(Err(e)) => Err(Failed {
+                no_responders: e.kind() == async_nats::RequestErrorKind::NoResponders,
+                error: self.conn.unavailable(&format_args!("{}: {e}", what())),
+            }),
+            Err(_) => Err(failed(late(&what(), self.conn.timeout))),
         }
     }
 
@@ -327,7 +356,7 @@ impl Inner {
         &self,
         client: &async_nats::Client,
         bucket: &str,
-        limit: Duration,
+        deadline: Instant,
     ) -> Result<bool, SourceError> {
         let known = || {
             self.buckets
@@ -339,33 +368,72 @@ impl Inner {
         if let Some(direct) = known() {
             return Ok(direct);
         }
-        let _one = tokio::time::timeout(limit, self.lookup.lock())
+        let asked = Instant::now();
+        let lookup = self
+            .lookups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(bucket.to_owned())
+            .or_default()
+            .clone();
+        let mut last = tokio::time::timeout_at(deadline, lookup.lock())
             .await
             .map_err(|_| {
-                SourceError::new(ErrorKind::Timeout).with_message(format!(
-                    "looking NATS KV bucket `{bucket}` up: no answer within {limit:?}"
-                ))
+                late(
+                    &format!("looking NATS KV bucket `{bucket}` up"),
+                    self.conn.timeout,
+                )
             })?;
         if let Some(direct) = known() {
             return Ok(direct);
         }
+        // The lookup this read waited for failed: its answer is this read's too.
+        if let Some((at, e)) = last.as_ref() {
+            if *at >= asked {
+                return Err(e.clone());
+            }
+        }
+        let found = self.look_up(client, bucket, deadline).await;
+        match &found {
+            Ok(direct) => {
+                self.buckets
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(bucket.to_owned(), *direct);
+                *last = None;
+            }
+            Err(e) => *last = Some((Instant::now(), e.clone())),
+        }
+        found
+    }
+
+    /// `$JS.API.STREAM.INFO` of the bucket's stream: whether it answers direct gets.
+    async fn look_up(
+        &self,
+        client: &async_nats::Client,
+        bucket: &str,
+        deadline: Instant,
+    ) -> Result<bool, SourceError> {
         let what = || format!("asking JetStream for NATS KV bucket `{bucket}`");
         let answer = match self
             .request(
                 client,
                 format!("$JS.API.STREAM.INFO.KV_{bucket}"),
                 String::new(),
-                limit,
+                deadline,
                 &what,
             )
             .await
         {
             Ok(answer) => answer,
-            Err(e) if e.message().is_some_and(|m| m.contains("no responders")) => {
+            Err(Failed {
+                no_responders: true,
+                ..
+            }) => {
                 return Err(SourceError::new(ErrorKind::Unavailable)
                     .with_message(format!("{}: the server has no JetStream", what())));
             }
-            Err(e) => return Err(e),
+            Err(f) => return Err(f.error),
         };
         if stood_in(answer.headers.as_ref()).is_some() {
             let _ = self.conn.refused();
@@ -383,15 +451,10 @@ impl Inner {
                     .unavailable(&format_args!("{}: {description} ({code})", what()))
             });
         }
-        let direct = info
+        Ok(info
             .pointer("/config/allow_direct")
             .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-        self.buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(bucket.to_owned(), direct);
-        Ok(direct)
+            .unwrap_or(false))
     }
 
     fn forget(&self, bucket: &str) {
@@ -401,18 +464,27 @@ impl Inner {
             .remove(bucket);
     }
 
-    /// The last record of `key` in `bucket`; once more after asking for the bucket again
-    /// when its stream vanished since it was last asked for.
-    async fn read(&self, bucket: &str, key: &str, limit: Duration) -> Result<Read, SourceError> {
-        let client = self.conn.client().await?;
-        let direct = self.direct(&client, bucket, limit).await?;
-        match self.read_once(&client, bucket, key, direct, limit).await {
+    /// The last record of `key` in `bucket`, by `deadline`. When a direct get finds
+    /// nobody answering, the bucket is asked for again: missing, it is `not found`;
+    /// there (a restart or a leader change leaves the direct get unanswered for a
+    /// moment), the get is tried once more, then once as `STREAM.MSG.GET` (the leader
+    /// answers it), and a last "no responders" is `Unavailable` — never `not found`,
+    /// which would let a fallback replace the real value.
+    async fn read(&self, bucket: &str, key: &str, deadline: Instant) -> Result<Read, SourceError> {
+        let client = self.conn.client(deadline).await?;
+        let direct = self.direct(&client, bucket, deadline).await?;
+        match self.read_once(&client, bucket, key, direct, deadline).await {
             Err(Gone) => {
                 self.forget(bucket);
-                let direct = self.direct(&client, bucket, limit).await?;
-                self.read_once(&client, bucket, key, direct, limit)
-                    .await
-                    .map_err(|_| bucket_missing(bucket))?
+                let direct = self.direct(&client, bucket, deadline).await?;
+                match self.read_once(&client, bucket, key, direct, deadline).await {
+                    Ok(read) => read,
+                    Err(Gone) if direct => self
+                        .read_once(&client, bucket, key, false, deadline)
+                        .await
+                        .unwrap_or_else(|Gone| Err(bucket_missing(bucket))),
+                    Err(Gone) => Err(bucket_missing(bucket)),
+                }
             }
             Ok(read) => read,
         }
@@ -425,7 +497,7 @@ impl Inner {
         bucket: &str,
         key: &str,
         direct: bool,
-        limit: Duration,
+        deadline: Instant,
     ) -> Result<Result<Read, SourceError>, Gone> {
         let what = || format!("reading key `{key}` of NATS KV bucket `{bucket}`");
         let body = serde_json::json!({ "last_by_subj": format!("$KV.{bucket}.{key}") }).to_string();
@@ -434,13 +506,17 @@ impl Inner {
         } else {
             format!("$JS.API.STREAM.MSG.GET.KV_{bucket}")
         };
-        let answer = match self.request(client, subject, body, limit, &what).await {
+        let answer = match self.request(client, subject, body, deadline, &what).await {
             Ok(answer) => answer,
-            // A direct get nobody answers: the stream is gone.
-            Err(e) if direct && e.message().is_some_and(|m| m.contains("no responders")) => {
+            // A direct get nobody answers: the stream is gone, or its servers are
+            // restarting (the caller asks).
+            Err(Failed {
+                no_responders: true,
+                ..
+            }) if direct => {
                 return Err(Gone);
             }
-            Err(e) => return Ok(Err(e)),
+            Err(f) => return Ok(Err(f.error)),
         };
         if let Some(bytes) = stood_in(answer.headers.as_ref()) {
             // Taken, so a later error of another read is not mistaken for this one.
@@ -558,10 +634,10 @@ impl Inner {
     async fn fetch_one(
         &self,
         request: &FetchRequest,
-        limit: Duration,
+        deadline: Instant,
     ) -> Result<(RawValue, u64), SourceError> {
         let (bucket, key) = checked(request)?;
-        match self.read(bucket, key, limit).await? {
+        match self.read(bucket, key, deadline).await? {
             Read::Value(value, revision) => Ok((value, revision)),
             Read::Absent("never written", _) => Err(SourceError::not_found()
                 .with_message(format!("key `{key}` is not in NATS KV bucket `{bucket}`"))),
@@ -578,15 +654,18 @@ struct Gone;
 #[async_trait::async_trait]
 impl Source for NatsKvSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
-        let limit = self.inner.timeout(None);
-        self.inner.fetch_one(request, limit).await.map(|(v, _)| v)
+        let deadline = self.inner.deadline(None);
+        self.inner
+            .fetch_one(request, deadline)
+            .await
+            .map(|(v, _)| v)
     }
 
     /// Every request at once, on the one connection: NATS before 2.11 has no multi-get,
     /// so each key is one direct get, all in flight together.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
-        let limit = self.inner.timeout(None);
-        futures::future::join_all(requests.iter().map(|r| self.inner.fetch_one(r, limit)))
+        let deadline = self.inner.deadline(None);
+        futures::future::join_all(requests.iter().map(|r| self.inner.fetch_one(r, deadline)))
             .await
             .into_iter()
             .map(|r| r.map(|(v, _)| v))
@@ -598,9 +677,9 @@ impl Source for NatsKvSource {
         cx: &FetchContext,
         requests: &[&FetchRequest],
     ) -> Vec<Result<RawValue, SourceError>> {
-        let limit = self.inner.timeout(Some(cx));
+        let deadline = self.inner.deadline(Some(cx));
         futures::future::join_all(requests.iter().map(|r| async move {
-            let (value, revision) = self.inner.fetch_one(r, limit).await?;
+            let (value, revision) = self.inner.fetch_one(r, deadline).await?;
             cx.note_revision(r, Revision::Index(revision));
             Ok(value)
         }))
@@ -647,11 +726,21 @@ struct Follower {
     key: String,
     covers: Vec<usize>,
     messages: Option<jetstream::consumer::push::Ordered>,
-    /// The last revision handed on (0: none yet).
+    /// The last revision handed on, or the one before the first the consumer starts at
+    /// (0: not subscribed yet, or nothing in the bucket's stream then). Records at or
+    /// before it are dropped (an ordered consumer async-nats makes again before its
+    /// first delivery starts with the stream's first record).
     revision: u64,
+    /// When the bucket's stream was made, as last seen: another stream of the same
+    /// name (the bucket deleted and made again) numbers its records from 1 again.
+    created: Option<i128>,
     failures: u32,
     queue: VecDeque<Change>,
 }
+
+/// Consecutive failures to watch a key after which the watch hands on the error (the
+/// Live watches again after a backoff of its own), e.g. when the bucket was deleted.
+const FAILURES_REPORTED: u32 = 3;
 
 /// Follows one key with an ordered push consumer: first its last record (the current
 /// value again, or the delete that made it absent), then every new one. async-nats
@@ -665,6 +754,7 @@ fn follow(inner: Arc<Inner>, bucket: String, key: String, covers: Vec<usize>) ->
         covers,
         messages: None,
         revision: 0,
+        created: None,
         failures: 0,
         queue: VecDeque::new(),
     };
@@ -677,7 +767,7 @@ fn follow(inner: Arc<Inner>, bucket: String, key: String, covers: Vec<usize>) ->
                 if s.failures > 0 {
                     tokio::time::sleep(crate::fetchers::stream::backoff(s.failures - 1)).await;
                 }
-                match subscribe(&s.inner, &s.bucket, &s.key, s.revision).await {
+                match s.subscribe().await {
                     Ok(messages) => {
                         s.messages = Some(messages);
                         s.failures = 0;
@@ -685,6 +775,9 @@ fn follow(inner: Arc<Inner>, bucket: String, key: String, covers: Vec<usize>) ->
                     Err(e) => {
                         s.failures = s.failures.saturating_add(1);
                         tracing::debug!(bucket = %s.bucket, key = %s.key, error = %e, "nats_kv: cannot watch the key yet; retrying");
+                        if s.failures % FAILURES_REPORTED == 0 {
+                            return Some((Err(e), s));
+                        }
                     }
                 }
                 continue;
@@ -706,60 +799,75 @@ fn follow(inner: Arc<Inner>, bucket: String, key: String, covers: Vec<usize>) ->
     .boxed()
 }
 
-/// A new ordered consumer on the key: from its last record the first time, else from
-/// the record after the last handed on.
-async fn subscribe(
-    inner: &Inner,
-    bucket: &str,
-    key: &str,
-    revision: u64,
-) -> Result<jetstream::consumer::push::Ordered, SourceError> {
-    let limit = inner.conn.timeout;
-    let client = inner.conn.client().await?;
-    let js = jetstream::new(client.clone());
-    crate::metrics::round_trip();
-    let stream = tokio::time::timeout(limit, js.get_stream(format!("KV_{}", bucket)))
-        .await
-        .map_err(|_| {
-            SourceError::new(ErrorKind::Timeout).with_message("JetStream did not answer in time")
-        })?
-        .map_err(|e| match e.kind() {
-            jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-            {
-                bucket_missing(bucket)
-            }
-            _ => inner.conn.unavailable(&e),
-        })?;
-    let deliver_policy = match revision {
-        0 => DeliverPolicy::LastPerSubject,
-        r => DeliverPolicy::ByStartSequence {
-            start_sequence: r + 1,
-        },
-    };
-    crate::metrics::round_trip();
-    let consumer = tokio::time::timeout(
-        limit,
-        stream.create_consumer(OrderedConfig {
-            deliver_subject: client.new_inbox(),
-            filter_subject: format!("$KV.{}.{}", bucket, key),
-            deliver_policy,
-            replay_policy: ReplayPolicy::Instant,
-            ..Default::default()
-        }),
-    )
-    .await
-    .map_err(|_| {
-        SourceError::new(ErrorKind::Timeout).with_message("JetStream did not answer in time")
-    })?
-    .map_err(|e| inner.conn.unavailable(&e))?;
-    consumer
-        .messages()
-        .await
-        .map_err(|e| inner.conn.unavailable(&e))
-}
-
 impl Follower {
+    /// A new ordered consumer on the key, at an explicit sequence: the first time (or
+    /// when the bucket was made again) from the key's last record, read once, else from
+    /// the record after the last handed on. Connecting, the stream's info, the read and
+    /// making the consumer share one timeout.
+    async fn subscribe(&mut self) -> Result<jetstream::consumer::push::Ordered, SourceError> {
+        let inner = &self.inner;
+        let (bucket, key) = (&self.bucket, &self.key);
+        let deadline = Instant::now() + inner.conn.timeout;
+        let late = || late("watching NATS KV: JetStream", inner.conn.timeout);
+        let client = inner.conn.client(deadline).await?;
+        let js = jetstream::new(client.clone());
+        crate::metrics::round_trip();
+        let stream = tokio::time::timeout_at(deadline, js.get_stream(format!("KV_{bucket}")))
+            .await
+            .map_err(|_| late())?
+            .map_err(|e| match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    bucket_missing(bucket)
+                }
+                _ => inner.conn.unavailable(&e),
+            })?;
+        let info = stream.cached_info();
+        let created = info.created.unix_timestamp_nanos();
+        let last = info.state.last_sequence;
+        let remade = self.created.is_some_and(|c| c != created) || last < self.revision;
+        self.created = Some(created);
+        if remade && self.revision > 0 {
+            // The bucket was made again: its records are numbered anew. Whatever the
+            // key holds now is read again, and followed from its last record.
+            tracing::debug!(bucket = %bucket, key = %key, "nats_kv: the bucket was made again; following it from its start");
+            self.revision = 0;
+            self.queue.push_back(Change::Changed(self.covers.clone()));
+        }
+        if self.revision == 0 {
+            // The key's last record at or after `last`'s time: from it on (handed on
+            // again), or after `last` when the key has none (nothing is skipped: a
+            // record written after `last` would have been read).
+            let start = match inner.read(bucket, key, deadline).await {
+                Ok(Read::Value(_, r) | Read::Absent(_, r)) if r > 0 => r,
+                Ok(_) => last + 1,
+                Err(e) if e.kind() == ErrorKind::TooLarge => last + 1,
+                Err(e) => return Err(e),
+            };
+            self.revision = start - 1;
+        }
+        crate::metrics::round_trip();
+        let consumer = tokio::time::timeout_at(
+            deadline,
+            stream.create_consumer(OrderedConfig {
+                deliver_subject: client.new_inbox(),
+                filter_subject: format!("$KV.{bucket}.{key}"),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: self.revision + 1,
+                },
+                replay_policy: ReplayPolicy::Instant,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|_| late())?
+        .map_err(|e| inner.conn.unavailable(&e))?;
+        tokio::time::timeout_at(deadline, consumer.messages())
+            .await
+            .map_err(|_| late())?
+            .map_err(|e| inner.conn.unavailable(&e))
+    }
     /// What a delivered record changes: a put is the value of every request of the key;
     /// a delete or purge (absent), or a value over the bound, is a re-read (which answers
     /// not found, or `TooLarge`).
@@ -795,6 +903,32 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A URL without a scheme (async-nats takes it) and a password holding `/`, `?` or
+    /// `#` are masked too: in `Debug`, `location()`, `address()` and a refused URL's
+    /// error.
+    #[tokio::test]
+    async fn credentials_without_a_scheme_or_with_url_delimiters_are_never_shown() {
+        for url in [
+            "app:CANARY@h:4222",
+            "nats://u:CANARY/x@h",
+            "nats://u:pa/CANARY@h",
+            "nats://u:CANARY?x@h:4222",
+            "nats://u:CANARY#x@h",
+            "nats://h1:4222,app:CANARY@h2:4222",
+        ] {
+            let s = NatsKvSource::new(url);
+            let shown = format!("{s:?} {:?} {}", s.location(), s.address());
+            assert!(!shown.contains("CANARY"), "{url}: {shown}");
+            assert!(shown.contains("***"), "{url}: {shown}");
+        }
+        let r = FetchRequest::for_key("nats_kv", "a").with_param("bucket", "b");
+        for url in ["app:CANARY@h:port", "nats://u:pa/CANARY@h:port"] {
+            let e = NatsKvSource::new(url).fetch(&r).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}: {e}");
+            assert!(!format!("{e} {e:?}").contains("CANARY"), "{url}: {e}");
+        }
+    }
 
     #[test]
     fn base64_and_header_blocks_decode() {
@@ -839,6 +973,7 @@ mod tests {
         let s = NatsKvSource::new("nats://u:hunter2@h:4222,nats://tok3n@h2:4222");
         let shown = format!("{s:?} {:?}", s.location());
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("tok3n"), "{shown}");
         let r = FetchRequest::for_key("nats_kv", "app.port").with_param("bucket", "config");
         assert_eq!(
             s.native_key(&r),
