@@ -364,6 +364,12 @@ enum KvLie {
     Silent,
     /// Answers nothing at all (after the handshake).
     Mute,
+    /// Answers the bucket lookup; every read (direct or `STREAM.MSG.GET`) with "no
+    /// responders", as while the stream's servers restart or elect a leader.
+    NoResponders,
+    /// Answers the bucket lookup after 1.5 s; a read with "no responders" (a read that
+    /// asks for its bucket again, and once more, within one timeout).
+    LateLookup,
 }
 
 async fn kv_server(lie: KvLie) -> (u16, Connects) {
@@ -418,7 +424,11 @@ async fn serve_kv(socket: TcpStream, lie: KvLie, connects: Connects) {
                 else {
                     continue;
                 };
+                let no_responders = format!("HMSG {reply} {sid} 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
                 if words[1] == "$JS.API.STREAM.INFO.KV_cfg" {
+                    if matches!(lie, KvLie::LateLookup) {
+                        tokio::time::sleep(Duration::from_millis(1_500)).await;
+                    }
                     let body = r#"{"type":"io.nats.jetstream.api.v1.stream_info_response","config":{"name":"KV_cfg","subjects":["$KV.cfg.>"],"allow_direct":true}}"#;
                     let msg = format!("MSG {reply} {sid} {}\r\n{body}\r\n", body.len());
                     let _ = write.write_all(msg.as_bytes()).await;
@@ -432,8 +442,15 @@ async fn serve_kv(socket: TcpStream, lie: KvLie, connects: Connects) {
                             }
                             return;
                         }
+                        KvLie::NoResponders | KvLie::LateLookup => {
+                            let _ = write.write_all(no_responders.as_bytes()).await;
+                        }
                         KvLie::Silent | KvLie::Mute => {}
                     }
+                } else if words[1] == "$JS.API.STREAM.MSG.GET.KV_cfg"
+                    && matches!(lie, KvLie::NoResponders | KvLie::LateLookup)
+                {
+                    let _ = write.write_all(no_responders.as_bytes()).await;
                 }
             }
             _ => {}
@@ -519,4 +536,40 @@ async fn a_kv_server_that_never_answers_times_out_on_time() {
         );
         assert_no_canary(what, &shown);
     }
+}
+
+/// A read nobody answers while the bucket's stream is known to exist is the server
+/// restarting or electing a leader: `Unavailable`, never `not found` (a watching Live
+/// would take the key for deleted and apply its fallback instead of keeping the value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_without_responders_of_a_bucket_that_exists_is_unavailable_not_absent() {
+    let _s = serial().await;
+    let (port, _) = kv_server(KvLie::NoResponders).await;
+    let m = fetch_kv(port).await;
+    let errors = m.output.unwrap_err();
+    let shown = errors.display().to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::Unavailable, "{shown}");
+    assert!(m.elapsed < Duration::from_secs(2), "{:?}", m.elapsed);
+    assert!(
+        !shown.contains("not in NATS KV") && !shown.contains("does not exist"),
+        "{shown}"
+    );
+}
+
+/// The steps of one read (the lookup, the get, the lookup again, the get again) share
+/// the source's timeout: a 2 s timeout fails at 2 s, not at the sum of its steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steps_of_one_read_share_one_timeout() {
+    let _s = serial().await;
+    let (port, _) = kv_server(KvLie::LateLookup).await;
+    let m = fetch_kv(port).await;
+    let errors = m.output.unwrap_err();
+    let shown = errors.display().to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::Timeout, "{shown}");
+    assert!(
+        m.elapsed < Duration::from_millis(2_600),
+        "{:?}: {shown}",
+        m.elapsed
+    );
+    assert_no_canary("late lookup", &shown);
 }
