@@ -354,4 +354,91 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(!e.to_string().contains("CANARY"), "{e}");
     }
+
+    /// A server that says hello, answers PINGs and can be shut (its connections too).
+    async fn server(
+        listener: tokio::net::TcpListener,
+        seen: Arc<std::sync::Mutex<String>>,
+        mut shut: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        loop {
+            let socket = tokio::select! {
+                s = listener.accept() => match s { Ok((s, _)) => s, Err(_) => return },
+                _ = shut.changed() => return,
+            };
+            let (read, mut write) = socket.into_split();
+            let seen = seen.clone();
+            let mut shut = shut.clone();
+            tokio::spawn(async move {
+                let info = "INFO {\"server_id\":\"t\",\"version\":\"2.9.10\",\"proto\":1,\"headers\":true,\"max_payload\":1048576}\r\n";
+                if write.write_all(info.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                loop {
+                    let line = tokio::select! {
+                        l = lines.next_line() => match l { Ok(Some(l)) => l, _ => return },
+                        _ = shut.changed() => return,
+                    };
+                    seen.lock().unwrap().push_str(&line);
+                    if line.starts_with("PING") && write.write_all(b"PONG\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    /// A source dropped while async-nats reconnects: another process that binds the
+    /// relay's former port is sent no credentials (async-nats' task may outlive the
+    /// source; it is sent none once the relay is gone, and stops connecting).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_source_sends_no_credentials_to_whoever_takes_the_relays_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let (shut, shut_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(server(listener, seen.clone(), shut_rx));
+        let conn = Connection::new(
+            format!("nats://app:CANARY@127.0.0.1:{port}"),
+            1024,
+            Duration::from_secs(2),
+        );
+        let client = conn
+            .client(Instant::now() + Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert!(
+            seen.lock().unwrap().contains("CANARY"),
+            "the server got them"
+        );
+        let relay = conn.client.lock().await.as_ref().unwrap()._relays[0].url();
+        let relay_port: u16 = relay.rsplit(':').next().unwrap().parse().unwrap();
+        // The server goes away: async-nats reconnects (through the relay, which cannot
+        // reach it) again and again.
+        shut.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        drop(client);
+        drop(conn);
+        // Another local process takes the port.
+        // (The relay's aborted task lets its listener go on the runtime, soon after.)
+        let mut tries = 0;
+        let taken = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", relay_port)).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 200, "the relay's port stays taken: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        let got = Arc::new(std::sync::Mutex::new(String::new()));
+        let (_keep, keep_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(server(taken, got.clone(), keep_rx));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let got = got.lock().unwrap().clone();
+        assert!(!got.contains("CANARY"), "{got}");
+    }
 }
