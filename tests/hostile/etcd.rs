@@ -3,7 +3,8 @@
 //! as etcd would, and then, for the read (`/v3/kv/txn`) or the watch (`/v3/watch`):
 //! announces a huge `Content-Length`, sends a body one byte a second, never answers,
 //! floods the watch stream with endless lines, or sends one line without end. Each case
-//! asserts a typed error (or, for a flooded watch, nothing handed on) within its bound,
+//! asserts a typed error (for a flooded watch, nothing handed on; for a line without end,
+//! a few re-reads with a backoff) within its bound,
 //! a bound on resident-memory growth, the password (the canary) in no error, `Debug` or
 //! TRACE log line, and for the watch that the connection is closed once the stream is
 //! dropped.
@@ -263,9 +264,9 @@ async fn watch_case(
         .await
     };
     eprintln!("{what}: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
-    // 3 s of watching, and a second for a flooded runtime's timer to fire (the stream
-    // parses lines as fast as they come; measured 3.03–3.25 s on a busy 2-core VM).
-    assert_bounded(&m, Duration::from_secs(4), 32);
+    // 3 s of watching (within the margin: a flood of lines yields to the runtime as its
+    // cooperative budget says, so the timer fires on time).
+    assert_bounded(&m, Duration::from_secs(3), 32);
     for item in &m.output {
         if let Err(e) = item {
             assert_no_canary("the watch error", &format!("{e} {e:?}"));
@@ -294,13 +295,17 @@ async fn etcd_a_watch_flooded_with_empty_lines_hands_on_nothing_and_stops_when_d
 }
 
 #[tokio::test]
-async fn etcd_a_watch_line_without_end_is_refused_at_max_body() {
+async fn etcd_a_watch_line_without_end_is_skipped_at_max_body_with_a_backoff() {
     let got = watch_case("watch: one endless line", Hostile::EndlessLine).await;
-    match got.as_slice() {
-        [Err(e)] => {
-            assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
-            assert!(e.to_string().contains("watch stream"), "{e}");
-        }
-        other => panic!("one TooLarge error expected: {other:?}"),
-    }
+    // Each line over the bound is skipped and everything read again (the revision asked,
+    // one Change::All), with a backoff when it repeats: 1 s, then 2 s, ... — at most 3 in
+    // the 3 s of watching, never a busy loop, and no error (the watch goes on).
+    assert!(
+        !got.is_empty()
+            && got.len() <= 3
+            && got
+                .iter()
+                .all(|c| matches!(c, Ok(component_model::Change::All))),
+        "1 to 3 Change::All expected: {got:?}"
+    );
 }

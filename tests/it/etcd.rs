@@ -1047,3 +1047,327 @@ async fn etcd_tls_from_the_etcdctl_variables() {
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.to_string().contains("ETCDCTL_KEY"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Review findings: compaction below the newest revision, oversize watch lines, no gateway,
+// RBAC, failover on 5xx, prefix member names.
+
+/// Deletes every key under a prefix of the shared etcd when dropped: a test that panics
+/// leaves nothing behind either.
+struct Cleanup {
+    url: String,
+    prefix: String,
+}
+
+impl Cleanup {
+    fn new(url: &str, prefix: &str) -> Cleanup {
+        Cleanup {
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        // Its own thread and runtime: the test's runtime may be gone or panicking.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(Etcd::new(&url).delete_prefix(&prefix));
+            }
+        })
+        .join();
+    }
+}
+
+impl Etcd {
+    /// A client with a token of `user`.
+    async fn login(url: &str, user: &str, password: &str) -> Etcd {
+        let mut etcd = Etcd::new(url);
+        let token = etcd
+            .call(
+                "/v3/auth/authenticate",
+                serde_json::json!({"name": user, "password": password}),
+            )
+            .await
+            .unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        etcd.token = Some(token);
+        etcd
+    }
+}
+
+#[tokio::test]
+async fn etcd_a_watch_compacted_below_the_newest_revision_replays_nothing_older() {
+    let Some(server) = Private::start(&[]).await else {
+        return;
+    };
+    let etcd = Etcd::new(&server.url());
+    etcd.put("/c/k", "1").await;
+    let source = EtcdSource::new(server.url());
+    let requests = vec![FetchRequest::for_key("etcd", "/c/k")];
+    assert_eq!(
+        source.fetch(&requests[0]).await.unwrap(),
+        RawValue::from("1")
+    );
+    let mut revisions = Vec::new();
+    for i in 2..=5 {
+        revisions.push(etcd.put("/c/k", &i.to_string()).await);
+    }
+    // Compacted at v3's revision: after the read (v1), below the newest (v5). etcd's
+    // cancel then says the compact revision and no current one.
+    etcd.call(
+        "/v3/kv/compaction",
+        serde_json::json!({"revision": revisions[1].to_string(), "physical": true}),
+    )
+    .await
+    .unwrap();
+    let mut changes = source.watch(requests.clone()).unwrap();
+    assert_eq!(next_change(&mut changes).await, Change::All);
+    // v4 and v5 are older than what the re-read finds: never handed on after it.
+    quiet(&mut changes, Duration::from_millis(700)).await;
+    let r = etcd.put("/c/k", "6").await;
+    assert_eq!(
+        value_of(&next_change(&mut changes).await),
+        (0, "6".to_owned(), Some(Revision::Index(r)))
+    );
+    quiet(&mut changes, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn etcd_a_watch_line_over_max_body_reads_everything_again_and_goes_on() {
+    let Some(etcd) = Etcd::shared().await else {
+        return;
+    };
+    let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
+    let key = format!("{p}k");
+    etcd.put(&key, "1").await;
+    let source = EtcdSource::new(SHARED).with_max_body(1024);
+    let requests = vec![FetchRequest::for_key("etcd", key.clone())];
+    assert_eq!(
+        source.fetch(&requests[0]).await.unwrap(),
+        RawValue::from("1")
+    );
+    let mut changes = source.watch(requests).unwrap();
+    // An event of ~5.5 KiB of JSON: over the bound, skipped, everything read again.
+    etcd.put(&key, &"x".repeat(4096)).await;
+    assert_eq!(next_change(&mut changes).await, Change::All);
+    // The watch goes on after it (it does not meet the same line again).
+    let r = etcd.put(&key, "2").await;
+    assert_eq!(
+        value_of(&next_change(&mut changes).await),
+        (0, "2".to_owned(), Some(Revision::Index(r)))
+    );
+    quiet(&mut changes, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn etcd_an_url_without_the_v3_gateway_is_a_config_error_not_absent_keys() {
+    // Answers 404 to every path, as a wrong URL, a proxy path or an etcd before 3.4 does.
+    let server = wiremock::MockServer::start().await;
+    let source = EtcdSource::new(server.uri());
+    let request = FetchRequest::for_key("etcd", "/app/port");
+    let e = source.fetch(&request).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("no etcd v3 gateway at"), "{e}");
+    let mut changes = source.watch(vec![request]).unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("an answer within 10 s")
+        .expect("an item");
+    let e = item.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("no etcd v3 gateway at"), "{e}");
+}
+
+#[tokio::test]
+async fn etcd_an_endpoint_answering_5xx_is_passed_over_for_the_next() {
+    let Some(etcd) = Etcd::shared().await else {
+        return;
+    };
+    let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
+    etcd.put(&format!("{p}a"), "1").await;
+    let failing = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(
+            wiremock::ResponseTemplate::new(503)
+                .set_body_string(r#"{"error":"etcdserver: no leader","code":14}"#),
+        )
+        .mount(&failing)
+        .await;
+    let source = EtcdSource::endpoints([failing.uri().as_str(), SHARED]);
+    let r = FetchRequest::for_key("etcd", format!("{p}a"));
+    assert_eq!(source.fetch(&r).await.unwrap(), RawValue::from("1"));
+    // Only a success makes an endpoint the first one tried.
+    assert_eq!(source.fetch(&r).await.unwrap(), RawValue::from("1"));
+    assert_eq!(failing.received_requests().await.unwrap().len(), 1);
+    // A watch opens on the one that answers too.
+    let mut changes = source.watch(vec![r]).unwrap();
+    let w = etcd.put(&format!("{p}a"), "2").await;
+    assert_eq!(
+        value_of(&next_change(&mut changes).await),
+        (0, "2".to_owned(), Some(Revision::Index(w)))
+    );
+}
+
+#[tokio::test]
+async fn etcd_a_watch_refused_by_rbac_ends_with_unauthorized_naming_the_range() {
+    let Some(server) = Private::start(&[]).await else {
+        return;
+    };
+    let admin = Etcd::new(&server.url());
+    admin.put("/a/x", "1").await;
+    admin.put("/b", "2").await;
+    admin
+        .call(
+            "/v3/auth/user/add",
+            serde_json::json!({"name": "app", "password": "apw"}),
+        )
+        .await
+        .unwrap();
+    admin
+        .call("/v3/auth/role/add", serde_json::json!({"name": "app"}))
+        .await
+        .unwrap();
+    // Read access to the two keys, not to the keys between them.
+    for key in ["/a/x", "/b"] {
+        admin
+            .call(
+                "/v3/auth/role/grant",
+                serde_json::json!({"name": "app", "perm": {"permType": "READ", "key": b64(key.as_bytes())}}),
+            )
+            .await
+            .unwrap();
+    }
+    admin
+        .call(
+            "/v3/auth/user/grant",
+            serde_json::json!({"user": "app", "role": "app"}),
+        )
+        .await
+        .unwrap();
+    server.enable_auth("pw").await;
+    let source = EtcdSource::new(server.url()).with_auth("app", "apw");
+    let requests = vec![
+        FetchRequest::for_key("etcd", "/a/x"),
+        FetchRequest::for_key("etcd", "/b"),
+    ];
+    let refs: Vec<&FetchRequest> = requests.iter().collect();
+    for answer in source.fetch_many(&refs).await {
+        answer.expect("each key reads");
+    }
+    // One watch over `/a/x` .. `/b\0`: refused, and said so (not retried forever).
+    let mut changes = source.watch(requests).unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("an answer within 10 s")
+        .expect("an item");
+    let e = item.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("/a/x") && text.contains("/b") && text.contains("permission"),
+        "{text}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .expect("the watch ended");
+    assert!(end.is_none(), "{end:?}");
+    // A key never read is watched from the current revision, asked with a range of that
+    // key (the user may not read key "\0").
+    let fresh = EtcdSource::new(server.url()).with_auth("app", "apw");
+    let mut changes = fresh
+        .watch(vec![FetchRequest::for_key("etcd", "/a/x")])
+        .unwrap();
+    let root = Etcd::login(&server.url(), "root", "pw").await;
+    // Written while the watch (polled: it opens then) is under way.
+    let (got, w) = tokio::join!(next_change(&mut changes), async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        root.put("/a/x", "3").await
+    });
+    assert_eq!(
+        value_of(&got),
+        (0, "3".to_owned(), Some(Revision::Index(w)))
+    );
+}
+
+#[tokio::test]
+async fn etcd_prefix_member_names_drop_one_slash_and_collisions_fail() {
+    let Some(etcd) = Etcd::shared().await else {
+        return;
+    };
+    let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
+    etcd.put(&format!("{p}t/x"), "1").await;
+    etcd.put(&format!("{p}t//x"), "2").await;
+    let source = EtcdSource::new(SHARED);
+    let tree = |prefix: String| FetchRequest::for_source("etcd").with_param("prefix", prefix);
+    // Under `t`: `/x` is `x` and `//x` is `/x`, both kept.
+    let value = source.fetch(&tree(format!("{p}t"))).await.unwrap();
+    assert_eq!(
+        value,
+        RawValue::Json(serde_json::json!({"x": "1", "/x": "2"})),
+        "{value:?}"
+    );
+    // Under `t/`: both are `x`, which is an error naming the key, not one of them dropped.
+    let e = source.fetch(&tree(format!("{p}t/"))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.to_string().contains(&format!("{p}t//x")), "{e}");
+    // A key that is not UTF-8 cannot be a member name: an error, not left out.
+    let mut raw = format!("{p}u/").into_bytes();
+    raw.push(0xff);
+    etcd.call(
+        "/v3/kv/put",
+        serde_json::json!({"key": b64(&raw), "value": b64(b"1")}),
+    )
+    .await
+    .unwrap();
+    let e = source.fetch(&tree(format!("{p}u/"))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.to_string().contains("not UTF-8"), "{e}");
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct PrefixRevision {
+    #[component(fetch_from = "etcd", prefix = "${P}t/")]
+    tree: HashMap<String, String>,
+}
+
+#[tokio::test]
+async fn etcd_a_prefix_reports_the_read_revision_after_a_delete_under_it() {
+    let Some(etcd) = Etcd::shared().await else {
+        return;
+    };
+    let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
+    etcd.put(&format!("{p}t/a"), "1").await;
+    etcd.put(&format!("{p}t/b"), "2").await;
+    etcd.delete(&format!("{p}t/b")).await;
+    let before = etcd.revision().await.unwrap();
+    let sources = Sources::new()
+        .register("etcd", EtcdSource::new(SHARED))
+        .with_env(EnvSource::from_map([("P", p.as_str())]));
+    let report = PrefixRevision::fetch_report_with(&sources).await;
+    assert_eq!(report.result.as_ref().unwrap().tree.len(), 1);
+    let field = report
+        .fields
+        .iter()
+        .find(|f| f.path.ends_with("tree"))
+        .expect("tree in the report");
+    // The delete changed the subtree: the revision shown is the read's (at or after it),
+    // not the newest remaining key's.
+    assert!(
+        matches!(field.revision, Some(Revision::Index(r)) if r >= before),
+        "{:?} (delete at {before})",
+        field.revision
+    );
+}

@@ -436,6 +436,15 @@ pub(crate) fn transport_error(
         .with_cause(Quiet(e.without_url()))
 }
 
+/// Whether `e` (made by [`transport_error`]) is a failure to connect, a connect timeout
+/// included (which [`transport_error`] calls a timeout): etcd then tries its next endpoint.
+#[cfg(feature = "etcd")]
+pub(crate) fn failed_to_connect(e: &SourceError) -> bool {
+    e.cause()
+        .and_then(|c| c.downcast_ref::<Quiet>())
+        .is_some_and(|q| q.0.is_connect())
+}
+
 /// A reqwest error kept as a cause whose text is already in the message: it displays as
 /// nothing (a field error then shows no cause text), and its chain stays reachable through
 /// `source()`.

@@ -107,24 +107,30 @@ impl fmt::Debug for EtcdSource {
     }
 }
 
-/// An int64 of the gateway: a JSON string (`"42"`), or a number.
+/// An int64 of the gateway: a JSON string (`"42"`), or a number; anything else (or a
+/// negative one) fails the answer's decoding.
 #[derive(Deserialize, Default, Clone, Copy)]
-#[serde(from = "I64Repr")]
-struct I64(u64);
+#[serde(try_from = "I64Repr")]
+pub(super) struct I64(pub(super) u64);
 
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum I64Repr {
     Text(String),
-    Number(i64),
+    Number(u64),
 }
 
-impl From<I64Repr> for I64 {
-    fn from(r: I64Repr) -> Self {
-        I64(match r {
-            I64Repr::Text(s) => s.parse::<i64>().unwrap_or(0).max(0) as u64,
-            I64Repr::Number(n) => n.max(0) as u64,
-        })
+impl TryFrom<I64Repr> for I64 {
+    type Error = String;
+
+    fn try_from(r: I64Repr) -> Result<Self, String> {
+        match r {
+            I64Repr::Text(s) => s
+                .parse::<u64>()
+                .map(I64)
+                .map_err(|_| format!("`{}` is not a revision", s.escape_debug())),
+            I64Repr::Number(n) => Ok(I64(n)),
+        }
     }
 }
 
@@ -577,8 +583,12 @@ impl EtcdSource {
         transport::secret_header("Authorization", &parsed.token).map(Some)
     }
 
-    /// POSTs `body` to `path` at the first endpoint that accepts a connection; the
-    /// status, the body (bounded) and the endpoint that answered.
+    /// POSTs `body` to `path` at the first endpoint that answers it: one that cannot be
+    /// connected to (a connect timeout included), answers 5xx or says it has no leader
+    /// is passed over for the next (the last such answer is returned when every endpoint
+    /// gave one); only a success makes an endpoint the first one tried. HTTP 404 or 405
+    /// is a configuration error: there is no etcd v3 gateway at that URL. The status, the
+    /// body (bounded) and the endpoint that answered.
     async fn post_raw(
         &self,
         path: &str,
@@ -587,31 +597,47 @@ impl EtcdSource {
     ) -> Result<(StatusCode, Vec<u8>, String), SourceError> {
         self.check_valid()?;
         let client = self.client.get().await?;
-        let mut last = None;
+        let limits = self.client.limits();
+        let mut last: Option<Result<(StatusCode, Vec<u8>, String), SourceError>> = None;
         for (at, endpoint) in self.endpoint_order() {
             let url = transport::join_url(endpoint, &[path], &[])?;
+            // reqwest's connect timeout is the request timeout: a little more for the
+            // whole exchange lets an endpoint that never accepts time out as a connect
+            // failure, so the next one is tried.
             let mut request = client
                 .post(url.clone())
                 .header("content-type", "application/json")
+                .timeout(limits.timeout.saturating_add(CONNECT_MARGIN))
                 .body(body.clone());
             if let Some(token) = token {
                 request = request.header("Authorization", token.clone());
             }
-            match transport::send(request, url.as_str(), self.client.limits()).await {
-                Ok((status, _, answer)) => {
+            match transport::send(request, url.as_str(), limits).await {
+                Ok((status, _, answer)) if status.is_success() => {
                     self.answered(at);
                     return Ok((status, answer, endpoint.to_owned()));
                 }
+                Ok((status, _, _)) if no_gateway(status) => {
+                    return Err(no_gateway_error(status, endpoint, path));
+                }
+                Ok((status, _, answer))
+                    if status.is_server_error()
+                        || gateway_message(&answer).contains("no leader") =>
+                {
+                    tracing::debug!(endpoint = %redact_url(endpoint), %status, "etcd endpoint failed the request; trying the next");
+                    last = Some(Ok((status, answer, endpoint.to_owned())));
+                }
+                Ok((status, _, answer)) => return Ok((status, answer, endpoint.to_owned())),
                 Err(e) if cannot_connect(&e) => {
                     tracing::debug!(endpoint = %redact_url(endpoint), error = %e, "etcd endpoint unreachable; trying the next");
-                    last = Some(e);
+                    last = Some(Err(e));
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| {
-            SourceError::new(ErrorKind::Config).with_message("no etcd endpoint was given")
-        }))
+        last.unwrap_or_else(|| {
+            Err(SourceError::new(ErrorKind::Config).with_message("no etcd endpoint was given"))
+        })
     }
 
     /// POSTs `body` (JSON) to `path` with the token, authenticating again once when etcd
@@ -651,9 +677,10 @@ impl EtcdSource {
         }
     }
 
-    /// The cluster's current revision (a `count_only` range of one key).
-    pub(super) async fn current_revision(&self) -> Result<u64, SourceError> {
-        let body = serde_json::json!({"key": b64(b"\0"), "count_only": true});
+    /// The cluster's current revision: the header of a `count_only` range of `key` (a key
+    /// the caller may read: with RBAC, another one may be refused).
+    pub(super) async fn current_revision(&self, key: &[u8]) -> Result<u64, SourceError> {
+        let body = serde_json::json!({"key": b64(key), "count_only": true});
         let answer = self
             .post("/v3/kv/range", &body, "the current revision")
             .await?;
@@ -779,10 +806,29 @@ impl EtcdSource {
     }
 }
 
-/// Whether `e` says no connection could be made (the next endpoint is then tried).
+/// Whether `e` says no connection could be made, a connect timeout included (the next
+/// endpoint is then tried).
 pub(super) fn cannot_connect(e: &SourceError) -> bool {
-    e.kind() == ErrorKind::Unavailable
-        && e.message().is_some_and(|m| m.starts_with("cannot connect"))
+    (e.kind() == ErrorKind::Unavailable
+        && e.message().is_some_and(|m| m.starts_with("cannot connect")))
+        || transport::failed_to_connect(e)
+}
+
+/// How much longer than the source's timeout a request may take as a whole: its connect
+/// timeout (the source's timeout) then ends first, as a connect failure.
+pub(super) const CONNECT_MARGIN: Duration = Duration::from_millis(100);
+
+/// Whether `status` says the URL serves no etcd v3 gateway (a wrong URL or proxy path, or
+/// an etcd before 3.4, whose gateway is `/v3beta`).
+pub(super) fn no_gateway(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 404 | 405)
+}
+
+pub(super) fn no_gateway_error(status: StatusCode, endpoint: &str, path: &str) -> SourceError {
+    SourceError::new(ErrorKind::Config).with_message(format!(
+        "no etcd v3 gateway at {} (HTTP {status} for {path}; etcd 3.4 or later serves `/v3/...`)",
+        redact_url(endpoint)
+    ))
 }
 
 /// One range answer as the field's value and its revision.
@@ -822,36 +868,59 @@ fn answer_of(
             if let Err(e) = tree.admit(count) {
                 return (Err(e), header_revision);
             }
-            let mut newest = 0;
+            // The header's revision: a key deleted under the prefix changes the subtree,
+            // and no remaining key's `mod_revision` says so.
+            let revision = header_revision;
             for kv in &range.kvs {
-                newest = newest.max(kv.mod_revision.0);
-                let Some(key) = unb64(&kv.key).map(RawValue::text_or_bytes) else {
-                    continue;
+                let Some(bytes) = unb64(&kv.key) else {
+                    return (
+                        Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                            "etcd's key under prefix `{prefix}` is not valid base64"
+                        ))),
+                        revision,
+                    );
                 };
-                let key = match &key {
-                    RawValue::Text(k) => k.as_str(),
-                    _ => continue,
+                let key = match String::from_utf8(bytes) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        return (
+                            Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                                "the key `{}` under prefix `{prefix}` is not UTF-8: a subtree's member names are text",
+                                String::from_utf8_lossy(e.as_bytes()).escape_debug()
+                            ))),
+                            revision,
+                        );
+                    }
                 };
+                // One leading `/` of the rest is dropped (`p/x` under `p` is `x`), no more:
+                // `p//x` is `/x`.
                 let Some(name) = key
                     .strip_prefix(prefix)
-                    .map(|rest| rest.trim_start_matches('/'))
+                    .map(|rest| rest.strip_prefix('/').unwrap_or(rest))
                     .filter(|rest| !rest.is_empty())
                 else {
                     continue;
                 };
+                if tree.contains(name) {
+                    return (
+                        Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                            "the key `{key}` under prefix `{prefix}` names member `{name}` as another key does (`{prefix}{name}` and `{prefix}/{name}`)"
+                        ))),
+                        revision,
+                    );
+                }
                 let Some(value) = decode_value(kv.value.as_deref()) else {
                     return (
                         Err(SourceError::new(ErrorKind::Decode).with_message(format!(
                             "etcd's value for key `{key}` is not valid base64"
                         ))),
-                        newest,
+                        revision,
                     );
                 };
                 if let Err(e) = tree.insert(name, value) {
-                    return (Err(e), newest);
+                    return (Err(e), revision);
                 }
             }
-            let revision = if newest == 0 { header_revision } else { newest };
             (Ok(tree.finish()), revision)
         }
     }
@@ -979,6 +1048,8 @@ mod tests {
         assert_eq!(h.revision.0, 42);
         let h: Header = serde_json::from_str(r#"{"revision":7}"#).unwrap();
         assert_eq!(h.revision.0, 7);
+        assert!(serde_json::from_str::<Header>(r#"{"revision":"x"}"#).is_err());
+        assert!(serde_json::from_str::<Header>(r#"{"revision":-1}"#).is_err());
     }
 
     #[test]
