@@ -1371,3 +1371,35 @@ async fn etcd_a_prefix_reports_the_read_revision_after_a_delete_under_it() {
         field.revision
     );
 }
+
+#[tokio::test]
+async fn etcd_a_split_fetch_reads_every_transaction_at_the_first_ones_revision() {
+    let Some(etcd) = Etcd::shared().await else {
+        return;
+    };
+    let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
+    let r1 = etcd.put(&format!("{p}a"), "1").await;
+    let r2 = etcd.put(&format!("{p}b"), "2").await;
+    let proxy = Proxy::start(SHARED).await;
+    let source = EtcdSource::new(&proxy.url).with_max_txn_ops(1);
+    let requests = [
+        FetchRequest::for_key("etcd", format!("{p}a")),
+        FetchRequest::for_key("etcd", format!("{p}b")),
+    ];
+    let refs: Vec<&FetchRequest> = requests.iter().collect();
+    let answers = source.fetch_many(&refs).await;
+    assert_eq!(answers[0].as_ref().unwrap(), &RawValue::from("1"));
+    assert_eq!(answers[1].as_ref().unwrap(), &RawValue::from("2"));
+    assert_eq!(proxy.count("/v3/kv/txn"), 2);
+    // The second transaction's range names the revision the first was read at (at least
+    // the newest write): one snapshot.
+    let seen = String::from_utf8_lossy(&proxy.seen.lock().unwrap()).to_string();
+    let at = seen
+        .split("\"revision\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("a range with a revision");
+    assert!(at >= r2 && r2 > r1, "{at} {r1} {r2}");
+}

@@ -475,7 +475,8 @@ impl EtcdSource {
 
     /// Puts at most `ops` reads in one `/v3/kv/txn` (default [`DEFAULT_MAX_TXN_OPS`],
     /// etcd's own default `--max-txn-ops`); more fields are split into several
-    /// transactions, sent concurrently. `0` counts as 1.
+    /// transactions: the first, then the others concurrently at the revision the first
+    /// was read at (one snapshot). `0` counts as 1.
     #[must_use]
     pub fn with_max_txn_ops(mut self, ops: usize) -> Self {
         self.max_txn_ops = ops.max(1);
@@ -720,7 +721,14 @@ impl EtcdSource {
 
     /// ONE `/v3/kv/txn` of ranges for `requests` (at most `max_txn_ops` of them); each
     /// answer with its revision (the key's `mod_revision`, a prefix's newest one).
-    async fn txn(&self, requests: &[&FetchRequest]) -> Vec<(Result<RawValue, SourceError>, u64)> {
+    /// `at`: read at that revision (every range of the transaction says so), else the
+    /// current one. Also answers the transaction's revision (0 when it failed).
+    async fn txn(
+        &self,
+        requests: &[&FetchRequest],
+        at: Option<u64>,
+    ) -> (Vec<(Result<RawValue, SourceError>, u64)>, u64) {
+        let mut read_at = 0;
         let mut ops = Vec::with_capacity(requests.len());
         let mut answers: Vec<Option<(Result<RawValue, SourceError>, u64)>> =
             requests.iter().map(|_| None).collect();
@@ -736,6 +744,9 @@ impl EtcdSource {
                     let mut range = serde_json::json!({"key": b64(&key)});
                     if let Some(end) = end {
                         range["range_end"] = b64(&end).into();
+                    }
+                    if let Some(at) = at {
+                        range["revision"] = at.to_string().into();
                     }
                     if let Some(max) = max_keys {
                         // One more than admitted: more than `max_keys` is then seen.
@@ -764,7 +775,9 @@ impl EtcdSource {
                 })
             }) {
                 Ok(parsed) => {
-                    let revision = parsed.header.revision.0;
+                    // Read at `at` when asked (the header says the current revision).
+                    let revision = at.unwrap_or(parsed.header.revision.0);
+                    read_at = revision;
                     let done: Vec<Op<'_>> = live.iter().map(|(_, op)| *op).collect();
                     self.remember(&done, revision);
                     let mut responses = parsed.responses.into_iter();
@@ -789,20 +802,28 @@ impl EtcdSource {
                 }
             }
         }
-        answers
+        let answers = answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| (Err(SourceError::new(ErrorKind::Unavailable)), 0)))
-            .collect()
+            .collect();
+        (answers, read_at)
     }
 
-    /// Distinct requests in transactions of at most `max_txn_ops` reads, sent concurrently.
+    /// Distinct requests in transactions of at most `max_txn_ops` reads: the first, then
+    /// the others concurrently at the revision it was read at, so that every field of the
+    /// fetch is read at one revision (one snapshot of the store).
     async fn read(&self, requests: &[&FetchRequest]) -> Vec<(Result<RawValue, SourceError>, u64)> {
-        let chunks = requests.chunks(self.max_txn_ops.max(1));
-        futures::future::join_all(chunks.map(|c| self.txn(c)))
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        let mut chunks = requests.chunks(self.max_txn_ops.max(1));
+        let Some(first) = chunks.next() else {
+            return Vec::new();
+        };
+        let (mut answers, revision) = self.txn(first, None).await;
+        let at = (revision > 0).then_some(revision);
+        let rest = futures::future::join_all(chunks.map(|c| self.txn(c, at))).await;
+        for (more, _) in rest {
+            answers.extend(more);
+        }
+        answers
     }
 }
 
