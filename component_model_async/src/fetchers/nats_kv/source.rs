@@ -29,8 +29,9 @@ const BUCKET: &str = "bucket";
 /// [module](crate::fetchers::nats_kv)).
 ///
 /// One connection per source, opened on the first read and reused (async-nats reconnects
-/// it); every read and the connection are bounded by [`with_timeout`](Self::with_timeout).
-/// Neither `Debug` nor [`location`](Source::location) shows credentials.
+/// it); each read, connecting included, is bounded as a whole by
+/// [`with_timeout`](Self::with_timeout). Neither `Debug` nor
+/// [`location`](Source::location) shows credentials (with or without `nats://`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -135,7 +136,8 @@ impl NatsKvSource {
         }
     }
 
-    /// Limits connecting and each read, 10 s by default.
+    /// Limits each read as a whole (connecting, the bucket's lookup, the get, a second
+    /// try), 10 s by default.
     #[must_use]
     pub fn with_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.timeout = timeout)
@@ -388,10 +390,10 @@ impl Inner {
             return Ok(direct);
         }
         // The lookup this read waited for failed: its answer is this read's too.
-        if let Some((at, e)) = last.as_ref() {
-            if *at >= asked {
-                return Err(e.clone());
-            }
+        if let Some((at, e)) = last.as_ref()
+            && *at >= asked
+        {
+            return Err(e.clone());
         }
         let found = self.look_up(client, bucket, deadline).await;
         match &found {
