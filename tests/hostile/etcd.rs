@@ -48,7 +48,15 @@ enum Hostile {
     EndlessLines,
     /// A watch stream of one line that never ends.
     EndlessLine,
+    /// A watch answered with "compacted" every time (its cancel has no header revision,
+    /// as etcd's has not).
+    Compacted,
+    /// A watch stream whose first line comes one byte every half second.
+    TrickleLine,
 }
+
+/// Watch requests the servers received (the cases run one at a time).
+static WATCHES: AtomicUsize = AtomicUsize::new(0);
 
 /// Reads one request (head and its `Content-Length` body); its path.
 async fn read_request(socket: &mut TcpStream) -> Option<String> {
@@ -128,7 +136,12 @@ async fn serve(socket: &mut TcpStream, hostile: Hostile) {
                     return;
                 }
             }
-            _ => return behave(socket, hostile).await,
+            path => {
+                if path == "/v3/watch" {
+                    WATCHES.fetch_add(1, Ordering::SeqCst);
+                }
+                return behave(socket, hostile).await;
+            }
         }
     }
 }
@@ -158,6 +171,30 @@ async fn behave(socket: &mut TcpStream, hostile: Hostile) {
                 }
             }
             Hostile::Silent => tokio::time::sleep(SERVER_FOR).await,
+            Hostile::Compacted => {
+                let body = "{\"result\":{\"header\":{},\"created\":true}}\n{\"result\":{\"header\":{},\"canceled\":true,\"compact_revision\":\"4\"}}\n";
+                let r = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{body}"
+                );
+                let _ = writing.write_all(r.as_bytes()).await;
+                tokio::time::sleep(SERVER_FOR).await;
+            }
+            Hostile::TrickleLine => {
+                if writing
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                for b in b"{\"result\":{\"header\":{\"revision\":\"5\"}}}" {
+                    if writing.write_all(&[*b]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                tokio::time::sleep(SERVER_FOR).await;
+            }
             Hostile::EndlessLines | Hostile::EndlessLine => {
                 if writing
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n")
@@ -236,7 +273,16 @@ async fn watch_case(
     what: &str,
     hostile: Hostile,
 ) -> Vec<Result<component_model::Change, component_model::SourceError>> {
+    watch_case_with(what, hostile, source).await
+}
+
+async fn watch_case_with(
+    what: &str,
+    hostile: Hostile,
+    source: impl Fn(u16) -> EtcdSource,
+) -> Vec<Result<component_model::Change, component_model::SourceError>> {
     let _serial = serial().await;
+    WATCHES.store(0, Ordering::SeqCst);
     let open = Arc::new(AtomicUsize::new(0));
     let port = server(hostile, open.clone()).await;
     let etcd = source(port);
@@ -308,4 +354,33 @@ async fn etcd_a_watch_line_without_end_is_skipped_at_max_body_with_a_backoff() {
                 .all(|c| matches!(c, Ok(component_model::Change::All))),
         "1 to 3 Change::All expected: {got:?}"
     );
+}
+
+#[tokio::test]
+async fn etcd_a_watch_compacted_again_and_again_backs_off() {
+    let got = watch_case("watch: compacted every time", Hostile::Compacted).await;
+    // One Change::All per compacted answer, 1 s then 2 s apart: never a busy loop.
+    assert!(
+        !got.is_empty()
+            && got.len() <= 3
+            && got
+                .iter()
+                .all(|c| matches!(c, Ok(component_model::Change::All))),
+        "1 to 3 Change::All expected: {got:?}"
+    );
+    let watches = WATCHES.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&watches), "{watches} watch requests");
+}
+
+#[tokio::test]
+async fn etcd_a_watch_line_trickling_in_is_given_up_within_the_timeout() {
+    let got = watch_case_with("watch: a line trickling in", Hostile::TrickleLine, |port| {
+        source(port).with_timeout(Duration::from_millis(800))
+    })
+    .await;
+    assert!(got.is_empty(), "nothing to hand on: {got:?}");
+    // The line did not arrive whole within 0.8 s of its first byte: the stream was opened
+    // again (after a 1 s backoff), not waited on for max_body bytes.
+    let watches = WATCHES.load(Ordering::SeqCst);
+    assert!(watches >= 2, "{watches} watch requests in 3 s");
 }

@@ -8,24 +8,33 @@
 //! * Every etcd field of one fetch in ONE `POST /v3/kv/txn` of `request_range`
 //!   operations (no compares: it always succeeds and reads one revision); more than
 //!   [`EtcdSource::with_max_txn_ops`] operations (default 128, etcd's `--max-txn-ops`)
-//!   are split into several transactions, sent concurrently.
+//!   are split into several transactions: the first, then the others concurrently at the
+//!   revision the first was read at (one snapshot).
 //! * A subtree, `prefix = "/app/features/"`: every key under the prefix as ONE JSON object
-//!   of the keys relative to the prefix (a leading `/` of the rest dropped), for a
-//!   `HashMap<String, T>`, a `BTreeMap` or a struct, in the same transaction as the keys.
+//!   of the keys relative to the prefix (one leading `/` of the rest dropped: under `p`,
+//!   `p/x` is `x` and `p//x` is `/x`), for a `HashMap<String, T>`, a `BTreeMap` or a
+//!   struct, in the same transaction as the keys. Two keys naming one member (`p/x` and
+//!   `p//x` under `p/`) or a key that is not UTF-8 is [`ErrorKind::Decode`](crate::ErrorKind::Decode)
+//!   naming the key, never a member silently left out.
 //!   Bounded: the range asks etcd for at most `max_keys + 1` keys (default 10 000; more is
 //!   [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)), the field's `max_size` bounds
 //!   the keys and values, and every response body is bounded by
 //!   [`EtcdSource::with_max_body`].
 //! * Endpoints: [`EtcdSource::new`] or several with [`EtcdSource::endpoints`]; a request
-//!   that cannot connect to one tries the next, and the one that answered is tried first
-//!   from then on.
+//!   that cannot connect to one (a connect timeout included), or that it answers with a
+//!   5xx or "no leader", tries the next, and the one that answered with a success is
+//!   tried first from then on. HTTP 404 or 405 is [`ErrorKind::Config`](crate::ErrorKind::Config)
+//!   "no etcd v3 gateway at ..." (a wrong URL or proxy path, or an etcd before 3.4), not
+//!   every key absent.
 //! * Authentication: [`EtcdSource::with_auth`] (user and password, kept secret) gets a
 //!   token from `/v3/auth/authenticate`, sent as `Authorization`; when etcd says the
 //!   token is invalid (expired), the source authenticates again once and retries. A wrong
 //!   password is [`ErrorKind::Unauthorized`](crate::ErrorKind::Unauthorized).
 //! * TLS: [`EtcdSource::with_tls`] with a [`TlsConfig`](crate::TlsConfig).
 //! * The value's `mod_revision` is noted for the fetch report
-//!   ([`FetchContext::note_revision`](crate::FetchContext::note_revision)).
+//!   ([`FetchContext::note_revision`](crate::FetchContext::note_revision)); for a prefix,
+//!   the revision it was read at (a key deleted under it changes the subtree too). A
+//!   revision that is not a number fails the answer with `ErrorKind::Decode`.
 //!
 //! [`Sources::from_env`](crate::Sources::from_env) registers it when `ETCDCTL_ENDPOINTS`
 //! is set (comma-separated), with `ETCDCTL_USER` (`user:password`, or the user with
@@ -36,8 +45,13 @@
 //! range that holds every watched key and prefix, from the revision after the read: a PUT
 //! is a [`Change::Value`](crate::Change::Value) with its revision, a DELETE or any event
 //! under a watched prefix a re-read; after a reconnect the stream resumes after the last
-//! event seen, and a compacted start revision reads everything again (see the `watch`
-//! module).
+//! event seen (or the last progress notification). A compacted start revision, or a line
+//! over `max_body`, is one `Change::All` (everything read again) and the watch goes on
+//! after the current revision, replaying nothing older. With RBAC the user needs read
+//! permission on that whole range: refused, the watch ends with
+//! [`ErrorKind::Unauthorized`](crate::ErrorKind::Unauthorized) naming it. The stream is
+//! read on the runtime that polls the changes (the caller's), not on the threads of the
+//! HTTP transport, and opened when first polled (see the `watch` module).
 //!
 //! ## What this module declares
 //!

@@ -331,7 +331,8 @@ impl EtcdSource {
     }
 
     /// A cluster reached at any of `endpoints`, tried in order: a request that cannot
-    /// connect to one goes to the next, and the one that answered is tried first next time.
+    /// connect to one (or that it answers with a 5xx or "no leader") goes to the next, and
+    /// the one that answered with a success is tried first next time.
     ///
     /// ```
     /// use component_model_async::{EtcdSource, Source};
@@ -595,11 +596,11 @@ impl EtcdSource {
         path: &str,
         body: Vec<u8>,
         token: Option<&HeaderValue>,
-    ) -> Result<(StatusCode, Vec<u8>, String), SourceError> {
+    ) -> Result<Answered, SourceError> {
         self.check_valid()?;
         let client = self.client.get().await?;
         let limits = self.client.limits();
-        let mut last: Option<Result<(StatusCode, Vec<u8>, String), SourceError>> = None;
+        let mut last: Option<Result<Answered, SourceError>> = None;
         for (at, endpoint) in self.endpoint_order() {
             let url = transport::join_url(endpoint, &[path], &[])?;
             // reqwest's connect timeout is the request timeout: a little more for the
@@ -826,6 +827,9 @@ impl EtcdSource {
         answers
     }
 }
+
+/// What an endpoint answered: the status, the body and the endpoint.
+type Answered = (StatusCode, Vec<u8>, String);
 
 /// Whether `e` says no connection could be made, a connect timeout included (the next
 /// endpoint is then tried).
