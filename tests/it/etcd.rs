@@ -5,7 +5,7 @@
 //!
 //! Requests are counted by a TCP proxy in front of etcd that counts the request lines it
 //! forwards (`POST /v3/kv/txn`, ...). Every test writes keys under a prefix of its own and
-//! deletes them; an unreachable etcd skips the test (fails under `CM_REQUIRE_SERVICES=1`).
+//! deletes them, also when it panics (a [`Cleanup`] guard); an unreachable etcd skips the test (fails under `CM_REQUIRE_SERVICES=1`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -413,6 +413,7 @@ async fn etcd_typed_values_and_json_in_one_txn_with_absent_keys_falling_back() {
         return;
     };
     let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
     etcd.put(&format!("{p}port"), "8080").await;
     etcd.put(&format!("{p}name"), "billing").await;
     etcd.put(&format!("{p}debug"), "true").await;
@@ -465,6 +466,7 @@ async fn etcd_a_missing_key_without_fallback_names_field_source_and_key() {
         return;
     };
     let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
     let sources = Sources::new()
         .register("etcd", EtcdSource::new(SHARED))
         .with_env(EnvSource::from_map([("P", p.as_str())]));
@@ -486,6 +488,7 @@ async fn etcd_fifty_keys_are_one_txn_and_split_at_max_txn_ops() {
         return;
     };
     let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
     for i in 0..50 {
         etcd.put(&format!("{p}k{i:02}"), &i.to_string()).await;
     }
@@ -583,6 +586,7 @@ async fn etcd_prefixes_into_maps_and_structs_in_the_same_txn() {
         return;
     };
     let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
     etcd.put(&format!("{p}features/dark"), "true").await;
     etcd.put(&format!("{p}features/beta"), "8080").await;
     etcd.put(&format!("{p}features/deep/x"), "{\"a\":1}").await;
@@ -635,6 +639,7 @@ async fn etcd_several_endpoints_with_the_first_down() {
         return;
     };
     let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
     etcd.put(&format!("{p}a"), "1").await;
     let closed = format!("http://127.0.0.1:{}", free_port());
     let proxy = Proxy::start(SHARED).await;
@@ -665,6 +670,7 @@ async fn etcd_sources_from_env_registers_it_from_etcdctl_endpoints() {
         return;
     };
     let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
     etcd.put(&format!("{p}port"), "9000").await;
     let closed = format!("127.0.0.1:{}", free_port());
     let endpoints = format!("{closed},127.0.0.1:2379");
@@ -772,6 +778,7 @@ async fn etcd_watch_hands_on_puts_with_revisions_and_deletes_as_changed() {
         return;
     };
     let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
     etcd.put(&format!("{p}a"), "1").await;
     etcd.put(&format!("{p}tree/x"), "1").await;
     let source = EtcdSource::new(SHARED);
@@ -817,6 +824,7 @@ async fn etcd_a_live_applies_writes_and_a_delete_falls_back() {
         return;
     };
     let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
     etcd.put(&format!("{p}port"), "8080").await;
     let sources = Sources::new()
         .register("etcd", EtcdSource::new(SHARED))
