@@ -1411,3 +1411,51 @@ async fn etcd_a_split_fetch_reads_every_transaction_at_the_first_ones_revision()
         .expect("a range with a revision");
     assert!(at >= r2 && r2 > r1, "{at} {r1} {r2}");
 }
+
+#[tokio::test]
+async fn etcd_an_endpoint_whose_connect_times_out_is_passed_over_for_the_next() {
+    let Some(etcd) = Etcd::shared().await else {
+        return;
+    };
+    let p = format!("/{}/", unique("cm_etcd"));
+    let _cleanup = Cleanup::new(SHARED, &p);
+    etcd.put(&format!("{p}a"), "1").await;
+    // A listener that never accepts, its accept queue filled: further connects get no
+    // answer to their SYN (a connect timeout, as with a host that is down).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        match tokio::time::timeout(
+            Duration::from_millis(50),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => held.push(s),
+            _ => break,
+        }
+    }
+    if tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .is_ok()
+    {
+        eprintln!("skipped: connects to a full accept queue still succeed here");
+        return;
+    }
+    let source = EtcdSource::endpoints([format!("http://{addr}").as_str(), SHARED])
+        .with_timeout(Duration::from_millis(700));
+    let r = FetchRequest::for_key("etcd", format!("{p}a"));
+    let started = std::time::Instant::now();
+    assert_eq!(source.fetch(&r).await.unwrap(), RawValue::from("1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    drop(listener);
+}
