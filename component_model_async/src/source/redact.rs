@@ -9,13 +9,38 @@
 /// assert_eq!(redact_url("https://example.org/x?y=1"), "https://example.org/x?y=1");
 /// // Credentials in the query (`redis+unix:///s?pass=…`, `?token=…`) are masked too.
 /// assert_eq!(redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2"), "redis+unix:///run/redis.sock?db=1&pass=***");
+/// // A password with a raw `/`, `?`, `#` or `@`, or a URL without a scheme, is masked as well:
+/// // everything up to the last `@` is taken for credentials.
+/// assert_eq!(redact_url("postgres://app:pa/ss?x#y@db/test"), "postgres://app:***@db/test");
+/// assert_eq!(redact_url("app:s3cret@nats:4222"), "app:***@nats:4222");
 /// ```
 pub fn redact_url(url: &str) -> String {
+    // Everything up to the last `@` is credentials, whatever it holds: a password may
+    // have a raw `/`, `?` or `#` (an invalid URL, but one a user writes, and one an error
+    // about it shows). A `@` in a path or query makes this mask more than it must.
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let (masked, url) = match rest.rfind('@') {
+        Some(at) if !scheme.is_empty() || rest[..at].contains(':') => {
+            let userinfo = &rest[..at];
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            (Some(format!("{scheme}{shown}@")), &rest[at + 1..])
+        }
+        _ => (None, url),
+    };
     let (head, query) = match url.split_once('?') {
         Some((h, q)) => (h, Some(q)),
         None => (url, None),
     };
-    let mut out = redact_userinfo(head);
+    let mut out = match masked {
+        Some(prefix) => format!("{prefix}{head}"),
+        None => redact_userinfo(head),
+    };
     if let Some(query) = query {
         let (query, fragment) = match query.split_once('#') {
             Some((q, f)) => (q, Some(f)),
