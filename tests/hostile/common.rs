@@ -238,7 +238,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CanaryWatch {
 
 /// Makes everything logged on this thread, at TRACE for every target, go through `watch`
 /// until the guard drops (as [`capture`] does for [`CapturedLogs`]).
-fn watched(watch: &CanaryWatch) -> tracing::subscriber::DefaultGuard {
+pub fn watched(watch: &CanaryWatch) -> tracing::subscriber::DefaultGuard {
     // The global dispatcher `capture` installs first (see there), once.
     drop(capture(&CapturedLogs::default()));
     let subscriber = tracing_subscriber::fmt()

@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::{
-    CANARY, CapturedLogs, MIB, assert_bounded, assert_failed, assert_no_canary, capture, measure,
-    serial,
+    CANARY, CanaryWatch, CapturedLogs, MIB, assert_bounded, assert_failed, assert_no_canary,
+    capture, measure, serial, watched,
 };
 
 /// The field's `timeout` in every read case.
@@ -269,10 +269,14 @@ async fn etcd_a_server_that_never_answers_times_out() {
 
 /// Watches through a server flooding the stream: what the watch hands on in `watch_for`,
 /// the figures, and then that the connection is closed soon after the stream is dropped.
-async fn watch_case(
-    what: &str,
-    hostile: Hostile,
-) -> Vec<Result<component_model::Change, component_model::SourceError>> {
+/// What a watch case handed on, and how many watch requests its server saw (counted
+/// while the case holds [`serial`]: the next case resets the count).
+type Watched = (
+    Vec<Result<component_model::Change, component_model::SourceError>>,
+    usize,
+);
+
+async fn watch_case(what: &str, hostile: Hostile) -> Watched {
     watch_case_with(what, hostile, source).await
 }
 
@@ -280,15 +284,17 @@ async fn watch_case_with(
     what: &str,
     hostile: Hostile,
     source: impl Fn(u16) -> EtcdSource,
-) -> Vec<Result<component_model::Change, component_model::SourceError>> {
+) -> Watched {
     let _serial = serial().await;
     WATCHES.store(0, Ordering::SeqCst);
     let open = Arc::new(AtomicUsize::new(0));
     let port = server(hostile, open.clone()).await;
     let etcd = source(port);
-    let logs = CapturedLogs::default();
+    // Scanned line by line, not kept: a flood logs a line per read at TRACE, and kept
+    // whole the log would be what the case measures (+70 MiB seen in CI).
+    let watch = CanaryWatch::default();
     let m = {
-        let _g = capture(&logs);
+        let _g = watched(&watch);
         measure(async {
             let mut changes = etcd
                 .watch(vec![FetchRequest::for_key("etcd", "/app/port")])
@@ -318,8 +324,10 @@ async fn watch_case_with(
             assert_no_canary("the watch error", &format!("{e} {e:?}"));
         }
     }
-    // The password is in no log line (a flood logs little: nothing is kept per line).
-    assert_no_canary("the logs", &logs.text());
+    // The password is in no log line.
+    let (found, lines) = watch.found();
+    assert_no_canary("the logs", &found);
+    assert!(lines > 0, "the TRACE log was not captured");
     // Dropped: the connection is closed (the server sees it) within a second.
     let mut waited = Duration::ZERO;
     while open.load(Ordering::SeqCst) > 0 && waited < Duration::from_secs(3) {
@@ -331,18 +339,18 @@ async fn watch_case_with(
         0,
         "the watch's connection is still open {waited:?} after the stream was dropped"
     );
-    m.output
+    (m.output, WATCHES.load(Ordering::SeqCst))
 }
 
 #[tokio::test]
 async fn etcd_a_watch_flooded_with_empty_lines_hands_on_nothing_and_stops_when_dropped() {
-    let got = watch_case("watch: endless lines", Hostile::EndlessLines).await;
+    let (got, _) = watch_case("watch: endless lines", Hostile::EndlessLines).await;
     assert!(got.is_empty(), "nothing to hand on: {got:?}");
 }
 
 #[tokio::test]
 async fn etcd_a_watch_line_without_end_is_skipped_at_max_body_with_a_backoff() {
-    let got = watch_case("watch: one endless line", Hostile::EndlessLine).await;
+    let (got, _) = watch_case("watch: one endless line", Hostile::EndlessLine).await;
     // Each line over the bound is skipped and everything read again (the revision asked,
     // one Change::All), with a backoff when it repeats: 1 s, then 2 s, ... — at most 3 in
     // the 3 s of watching, never a busy loop, and no error (the watch goes on).
@@ -358,7 +366,7 @@ async fn etcd_a_watch_line_without_end_is_skipped_at_max_body_with_a_backoff() {
 
 #[tokio::test]
 async fn etcd_a_watch_compacted_again_and_again_backs_off() {
-    let got = watch_case("watch: compacted every time", Hostile::Compacted).await;
+    let (got, watches) = watch_case("watch: compacted every time", Hostile::Compacted).await;
     // One Change::All per compacted answer, 1 s then 2 s apart: never a busy loop.
     assert!(
         !got.is_empty()
@@ -368,19 +376,18 @@ async fn etcd_a_watch_compacted_again_and_again_backs_off() {
                 .all(|c| matches!(c, Ok(component_model::Change::All))),
         "1 to 3 Change::All expected: {got:?}"
     );
-    let watches = WATCHES.load(Ordering::SeqCst);
     assert!((1..=3).contains(&watches), "{watches} watch requests");
 }
 
 #[tokio::test]
 async fn etcd_a_watch_line_trickling_in_is_given_up_within_the_timeout() {
-    let got = watch_case_with("watch: a line trickling in", Hostile::TrickleLine, |port| {
-        source(port).with_timeout(Duration::from_millis(800))
-    })
-    .await;
+    let (got, watches) =
+        watch_case_with("watch: a line trickling in", Hostile::TrickleLine, |port| {
+            source(port).with_timeout(Duration::from_millis(800))
+        })
+        .await;
     assert!(got.is_empty(), "nothing to hand on: {got:?}");
     // The line did not arrive whole within 0.8 s of its first byte: the stream was opened
     // again (after a 1 s backoff), not waited on for max_body bytes.
-    let watches = WATCHES.load(Ordering::SeqCst);
     assert!(watches >= 2, "{watches} watch requests in 3 s");
 }
