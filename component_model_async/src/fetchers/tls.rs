@@ -156,10 +156,10 @@ impl TlsConfig {
             env,
             Vars {
                 ca_cert: "CONSUL_CACERT",
-                ca_path: "CONSUL_CAPATH",
+                ca_path: Some("CONSUL_CAPATH"),
                 client_cert: "CONSUL_CLIENT_CERT",
                 client_key: "CONSUL_CLIENT_KEY",
-                server_name: "CONSUL_TLS_SERVER_NAME",
+                server_name: Some("CONSUL_TLS_SERVER_NAME"),
                 verify: ("CONSUL_HTTP_SSL_VERIFY", false),
             },
         )
@@ -174,10 +174,10 @@ impl TlsConfig {
             env,
             Vars {
                 ca_cert: "VAULT_CACERT",
-                ca_path: "VAULT_CAPATH",
+                ca_path: Some("VAULT_CAPATH"),
                 client_cert: "VAULT_CLIENT_CERT",
                 client_key: "VAULT_CLIENT_KEY",
-                server_name: "VAULT_TLS_SERVER_NAME",
+                server_name: Some("VAULT_TLS_SERVER_NAME"),
                 verify: ("VAULT_SKIP_VERIFY", true),
             },
         )
@@ -195,11 +195,40 @@ impl TlsConfig {
             env,
             Vars {
                 ca_cert: "REDIS_CACERT",
-                ca_path: "REDIS_CAPATH",
+                ca_path: Some("REDIS_CAPATH"),
                 client_cert: "REDIS_CLIENT_CERT",
                 client_key: "REDIS_CLIENT_KEY",
-                server_name: "REDIS_TLS_SERVER_NAME",
+                server_name: Some("REDIS_TLS_SERVER_NAME"),
                 verify: ("REDIS_SKIP_VERIFY", true),
+            },
+        )
+    }
+
+    /// `etcdctl`'s variables: `ETCDCTL_CACERT`, `ETCDCTL_CERT` and `ETCDCTL_KEY` (the
+    /// client certificate and its key), `ETCDCTL_INSECURE_SKIP_TLS_VERIFY`; `Ok(None)`
+    /// when none is set.
+    ///
+    /// ```
+    /// use component_model_async::{EnvSource, TlsConfig};
+    ///
+    /// let env = EnvSource::from_map([("ETCDCTL_CACERT", "/etc/etcd/ca.pem")]);
+    /// assert!(TlsConfig::etcd_from_env(&env).unwrap().is_some());
+    /// let half = EnvSource::from_map([("ETCDCTL_CERT", "/etc/etcd/client.pem")]);
+    /// assert!(TlsConfig::etcd_from_env(&half).unwrap_err().contains("ETCDCTL_KEY"));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`TlsConfig::consul_from_env`].
+    pub fn etcd_from_env(env: &EnvSource) -> Result<Option<Self>, String> {
+        Self::from_vars(
+            env,
+            Vars {
+                ca_cert: "ETCDCTL_CACERT",
+                ca_path: None,
+                client_cert: "ETCDCTL_CERT",
+                client_key: "ETCDCTL_KEY",
+                server_name: None,
+                verify: ("ETCDCTL_INSECURE_SKIP_TLS_VERIFY", true),
             },
         )
     }
@@ -212,8 +241,8 @@ impl TlsConfig {
             tls.ca_cert = Some((p.into(), v.ca_cert));
             any = true;
         }
-        if let Some(p) = get(v.ca_path) {
-            tls.ca_path = Some((p.into(), v.ca_path));
+        if let Some((p, var)) = v.ca_path.and_then(|var| Some((get(var)?, var))) {
+            tls.ca_path = Some((p.into(), var));
             any = true;
         }
         match (get(v.client_cert), get(v.client_key)) {
@@ -239,7 +268,7 @@ impl TlsConfig {
             }
             (None, None) => {}
         }
-        if let Some(name) = get(v.server_name) {
+        if let Some(name) = v.server_name.and_then(get) {
             tls.server_name = Some(name);
             any = true;
         }
@@ -384,10 +413,10 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 
 struct Vars {
     ca_cert: &'static str,
-    ca_path: &'static str,
+    ca_path: Option<&'static str>,
     client_cert: &'static str,
     client_key: &'static str,
-    server_name: &'static str,
+    server_name: Option<&'static str>,
     /// The variable, and which value of it means "skip verification".
     verify: (&'static str, bool),
 }

@@ -384,12 +384,8 @@ impl EtcdSource {
     pub fn from_env_source(env: &EnvSource) -> Option<Self> {
         let endpoints = env.get("ETCDCTL_ENDPOINTS")?;
         let get = |name: &str| env.get(name).filter(|v| !v.trim().is_empty());
-        let (ca, cert, key) = (
-            get("ETCDCTL_CACERT"),
-            get("ETCDCTL_CERT"),
-            get("ETCDCTL_KEY"),
-        );
-        let tls_vars = ca.is_some() || cert.is_some() || key.is_some();
+        let tls = crate::TlsConfig::etcd_from_env(env);
+        let tls_vars = !matches!(tls, Ok(None));
         let scheme = if tls_vars { "https" } else { "http" };
         let list: Vec<String> = endpoints
             .split(',')
@@ -414,24 +410,10 @@ impl EtcdSource {
                 }
             };
         }
-        if tls_vars {
-            let mut tls = crate::TlsConfig::new();
-            if let Some(ca) = ca {
-                tls = tls.with_ca_cert(ca);
-            }
-            match (cert, key) {
-                (Some(cert), Some(key)) => tls = tls.with_client_cert(cert, key),
-                (None, None) => {}
-                _ => {
-                    source.invalid = Some(
-                        "ETCDCTL_CERT and ETCDCTL_KEY go together: a client certificate needs its key"
-                            .to_owned(),
-                    );
-                }
-            }
-            let skip = get("ETCDCTL_INSECURE_SKIP_TLS_VERIFY")
-                .is_some_and(|v| matches!(v.trim(), "true" | "1"));
-            source = source.with_tls(tls.danger_skip_verify(skip));
+        match tls {
+            Ok(Some(tls)) => source = source.with_tls(tls),
+            Ok(None) => {}
+            Err(why) => source.invalid = Some(why),
         }
         Some(source)
     }
