@@ -162,8 +162,8 @@ pub use partial::Partial;
 pub use report::{FetchReport, FieldReport, Outcome, PrecedenceOutcome, PrecedenceReport};
 pub use secret::SecretValue;
 pub use source::{
-    Change, Changes, FetchContext, FetchRequest, FieldPath, FieldSpec, RawValue, Remembering,
-    Revision, Source,
+    Access, Change, Changes, FetchContext, FetchRequest, FieldPath, FieldSpec, Preflighting, Probe,
+    RawValue, Remembering, Revision, Source,
 };
 pub use sources::{IntoEntry, Sources, register};
 pub use standalone::SourceFetcher;

@@ -186,6 +186,12 @@ macro_rules! forward_description {
         ) -> ::core::result::Result<$crate::Changes, $crate::SourceError> {
             self.$inner.watch(requests)
         }
+        fn preflight(
+            &self,
+            requests: ::std::vec::Vec<$crate::FetchRequest>,
+        ) -> $crate::Preflighting<'_> {
+            self.$inner.preflight(requests)
+        }
     };
 }
 

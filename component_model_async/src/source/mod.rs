@@ -11,6 +11,7 @@ mod change;
 mod coalesce;
 mod context;
 mod convention;
+mod preflight;
 mod raw;
 mod redact;
 mod request;
@@ -21,6 +22,7 @@ pub use coalesce::coalesce;
 pub use context::FetchContext;
 pub(crate) use context::{Note, Notes};
 pub use convention::FieldPath;
+pub use preflight::{Access, Preflighting, Probe};
 pub use raw::RawValue;
 pub(crate) use raw::{StoredValue, json_kind};
 pub use redact::redact_url;
@@ -203,6 +205,52 @@ pub trait Source: Send + Sync + 'static {
     /// value it returns is already the selected one and conversion must not select again.
     fn selects_field(&self) -> bool {
         false
+    }
+
+    /// Checks `requests` without reading a value — reachable, authenticated, allowed to
+    /// read each key, the key exists — for `preflight()`: one [`Probe`] per request, in
+    /// order. A source checks with what reads no value (Vault
+    /// `sys/capabilities-self`, Redis `EXISTS`, SQL `PREPARE`, an HTTP `HEAD`, a file's
+    /// metadata) and never logs one. The engine bounds the call by the struct's deadline
+    /// (a source that does not answer in time is unreachable).
+    ///
+    /// The default cannot check without reading: every request is
+    /// [`Access::Unchecked`]. A layer forwards it to the source it wraps
+    /// ([`forward_description!`](crate::forward_description) does).
+    ///
+    /// ```
+    /// use component_model_async::{async_trait, Access, FetchRequest, Preflighting, Probe, RawValue, Source, SourceError};
+    ///
+    /// struct Fixed;
+    ///
+    /// #[async_trait]
+    /// impl Source for Fixed {
+    ///     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
+    ///         Ok(RawValue::from("1"))
+    ///     }
+    ///     fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+    ///         Box::pin(async move {
+    ///             requests
+    ///                 .iter()
+    ///                 .map(|r| match r.key() {
+    ///                     Some("port") => Probe::readable(),
+    ///                     _ => Probe::missing(),
+    ///                 })
+    ///                 .collect()
+    ///         })
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let probes = Fixed.preflight(vec![FetchRequest::for_key("fixed", "port")]).await;
+    /// assert_eq!(probes[0].access, Access::Readable);
+    /// # });
+    /// ```
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        let probes = requests
+            .iter()
+            .map(|_| Probe::unchecked("this source cannot check a key without reading it"))
+            .collect();
+        Box::pin(std::future::ready(probes))
     }
 }
 

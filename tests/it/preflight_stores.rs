@@ -1,0 +1,1 @@
+//! Preflight: see the module docs of each case.
