@@ -64,7 +64,7 @@ def top(m):
 SUPPORT_FETCHERS={'fetchers::transport','fetchers::tls','fetchers::env','fetchers::secret_file'}
 def layer(m):
     if m in ('error','placeholder','source','fetcher','secret','partial','violations'): return 0
-    if m in ('task','metrics','convert','report','standalone','rules') or m in SUPPORT_FETCHERS: return 1
+    if m in ('task','metrics','convert','report','config_doc','preflight','standalone','rules') or m in SUPPORT_FETCHERS: return 1
     # the table of clients opened from fetched addresses: catalog, like the table above
     if m=='fetchers::connect': return 3
     if m.startswith('fetchers::') or m=='resilience' or m.startswith('resilience::') or m=='test_util' or m.startswith('test_util::'): return 2

@@ -3,16 +3,18 @@
 use std::marker::PhantomData;
 
 pub use crate::api::{
-    FetchFuture, describe, fetch_all, fetch_available, fetch_bounded, fetch_field, fetch_nested,
-    fetch_report,
+    FetchFuture, config_doc, describe, fetch_all, fetch_available, fetch_bounded, fetch_field,
+    fetch_nested, fetch_report, preflight,
 };
 pub use crate::assign::{Assignment, AsyncAssign, FieldSlot, FutureAssign};
 pub use crate::assign_from::{Chosen, FieldFrom, Pick, ServesSource, tag};
+pub use crate::config_doc::ConfigDoc;
 pub use crate::engine::{AsyncRule, Check, Handle, Outcomes, Plan, StructRules, SyncRule};
 pub use crate::engine::{ComponentSource, FieldInfo, Nest, Nested, NestedOps, RefCheck};
 pub use crate::error::{BoxError, ComponentError, ErrorKind, MergeErrors};
 pub use crate::live::{ConfigUpdates, Live, watch, watch_for_updates};
 pub use crate::partial::Partial;
+pub use crate::preflight::PreflightReport;
 pub use crate::report::FetchReport;
 pub use crate::rules;
 pub use crate::source::FieldSpec;
@@ -20,6 +22,7 @@ pub use crate::sources::Sources;
 pub use crate::violations::Violations;
 
 pub use crate::__component_model_backend as backend;
+pub use crate::__component_model_schema as schema;
 pub use crate::source_tag;
 
 /// Autoref probe: `Some(T::default())` when `T: Default`, `None` otherwise.
@@ -126,6 +129,63 @@ pub mod probe {
         Some(T::default)
     }
 
+    /// Probe of whether `T` implements `schemars::JsonSchema` (feature `schema`).
+    #[cfg(feature = "schema")]
+    pub struct SchemaProbe<T: ?Sized>(PhantomData<fn() -> Box<T>>);
+
+    #[cfg(feature = "schema")]
+    impl<T: ?Sized> SchemaProbe<T> {
+        /// A probe.
+        pub const fn new() -> Self {
+            SchemaProbe(PhantomData)
+        }
+    }
+
+    #[cfg(feature = "schema")]
+    impl<T: ?Sized> Default for SchemaProbe<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// Chosen when `T: JsonSchema`.
+    #[cfg(feature = "schema")]
+    pub trait ViaSchema {
+        /// `Some(the schema maker)`.
+        fn probe_schema(&self) -> Option<crate::engine::SchemaFn>;
+    }
+    #[cfg(feature = "schema")]
+    impl<T: schemars::JsonSchema + ?Sized> ViaSchema for SchemaProbe<T> {
+        fn probe_schema(&self) -> Option<crate::engine::SchemaFn> {
+            Some(schema_of::<T>)
+        }
+    }
+
+    /// Chosen otherwise.
+    #[cfg(feature = "schema")]
+    pub trait NoSchema {
+        /// `None`.
+        fn probe_schema(&self) -> Option<crate::engine::SchemaFn>;
+    }
+    #[cfg(feature = "schema")]
+    impl<T: ?Sized> NoSchema for &SchemaProbe<T> {
+        fn probe_schema(&self) -> Option<crate::engine::SchemaFn> {
+            None
+        }
+    }
+
+    /// `T`'s JSON Schema (2020-12), inline (no `$defs` references: a property stands alone).
+    #[cfg(feature = "schema")]
+    fn schema_of<T: schemars::JsonSchema + ?Sized>() -> serde_json::Value {
+        let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+            s.inline_subschemas = true;
+        });
+        settings
+            .into_generator()
+            .into_root_schema_for::<T>()
+            .to_value()
+    }
+
     /// Chosen otherwise.
     pub trait NoDefault<T> {
         /// `None`.
@@ -136,4 +196,30 @@ pub mod probe {
             None
         }
     }
+}
+
+/// `schema!(plan, &SPEC, Type)`, emitted by the derive after each field: with the feature
+/// `schema`, gives the field its type's JSON Schema when the type implements
+/// `schemars::JsonSchema` (an autoref probe); without it, nothing (no code, no compile
+/// time).
+#[cfg(feature = "schema")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_schema {
+    ($plan:ident, $spec:expr, $t:ty) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::probe::{NoSchema as _, ViaSchema as _};
+        $plan.schema(
+            $spec,
+            (&$crate::__private::probe::SchemaProbe::<$t>::new()).probe_schema(),
+        );
+    }};
+}
+
+/// Without the feature `schema`: nothing.
+#[cfg(not(feature = "schema"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __component_model_schema {
+    ($plan:ident, $spec:expr, $t:ty) => {};
 }

@@ -9,9 +9,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::config_doc::ConfigDoc;
 use crate::engine::{ComponentSource, Nest, Nested, NestedOps, Plan};
 use crate::error::ComponentError;
 use crate::partial::Partial;
+use crate::preflight::PreflightReport;
 use crate::source::{FetchContext, FieldSpec};
 use crate::sources::Sources;
 
@@ -189,4 +191,23 @@ pub fn fetch_field<'a, S: Nested, T: Send + 'static>(
 /// `component_sources_with`: every fetched field of the tree, resolved against `sources`.
 pub fn describe<T: Nested>(sources: &Sources) -> Vec<ComponentSource> {
     Plan::fresh::<T>(sources).describe()
+}
+
+/// `config_doc_with`: the tree described, resolved against `sources`; nothing fetched.
+pub fn config_doc<T: Nested>(owner: &'static str, sources: &Sources) -> ConfigDoc {
+    ConfigDoc::new(owner, Plan::fresh::<T>(sources).field_docs())
+}
+
+/// `preflight_with`: every field's sources checked without reading a value, bounded by
+/// the struct's `limit`.
+pub fn preflight<'a, T: Nested>(
+    owner: &'static str,
+    limit: Duration,
+    sources: &'a Sources,
+) -> FetchFuture<'a, PreflightReport> {
+    FetchFuture::new(async move {
+        let started = std::time::Instant::now();
+        let rows = Plan::of::<T>(sources).preflight(started + limit).await;
+        PreflightReport::new(owner, rows, started.elapsed())
+    })
 }

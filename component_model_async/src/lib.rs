@@ -114,6 +114,7 @@
 mod api;
 mod assign;
 mod assign_from;
+mod config_doc;
 mod convert;
 mod engine;
 mod error;
@@ -123,6 +124,7 @@ pub mod live;
 pub mod metrics;
 mod partial;
 pub mod placeholder;
+mod preflight;
 mod report;
 pub mod resilience;
 pub mod rules;
@@ -154,11 +156,13 @@ pub use fetchers::exports::*;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub use api::FetchFuture;
+pub use config_doc::{ConfigDoc, FieldDoc, SourceDoc, SourceRole};
 pub use engine::ComponentSource;
 pub use live::{
     ConfigUpdate, ConfigUpdates, FieldChange, Live, LiveBuilder, UnknownVersion, Version,
 };
 pub use partial::Partial;
+pub use preflight::{PreflightReport, PreflightRow};
 pub use report::{FetchReport, FieldReport, Outcome, PrecedenceOutcome, PrecedenceReport};
 pub use secret::SecretValue;
 pub use source::{

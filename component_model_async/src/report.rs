@@ -85,8 +85,37 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// Writes `rows` under `header` as aligned columns, each line indented by two spaces: the
+/// tables of the fetch report, the config doc and the preflight report.
+pub(crate) fn write_table<R: AsRef<[String]>>(
+    f: &mut fmt::Formatter<'_>,
+    header: &[&str],
+    rows: &[R],
+) -> fmt::Result {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let lines = std::iter::once(header.as_slice()).chain(rows.iter().map(AsRef::as_ref));
+    for row in lines {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        writeln!(f, "  {}", line.trim_end())?;
+    }
+    Ok(())
+}
+
 /// A duration as a person reads it: `850ms`, `12s`, `3m 5s`, `2h 1m`.
-struct Age(Duration);
+pub(crate) struct Age(pub(crate) Duration);
 
 impl fmt::Display for Age {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -369,24 +398,7 @@ impl<T> fmt::Display for FetchReport<T> {
                 ]
             })
             .collect();
-        let header = ["FIELD", "SOURCE", "KEY", "OUTCOME", "TIME"].map(String::from);
-        let mut widths = header.clone().map(|h| h.chars().count());
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        for row in std::iter::once(&header).chain(&rows) {
-            let mut line = String::new();
-            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-                if i + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    line.push_str(&format!("{cell:<w$}  "));
-                }
-            }
-            writeln!(f, "  {}", line.trim_end())?;
-        }
+        write_table(f, &["FIELD", "SOURCE", "KEY", "OUTCOME", "TIME"], &rows)?;
         // Fields that waited for others: the chain that cost the fetch its time.
         if self.fields.iter().any(|r| !r.waited_for.is_empty()) {
             writeln!(f, "  critical path: {}", self.critical_path().join(" → "))?;

@@ -181,6 +181,35 @@ impl Field<'_> {
     pub fn type_string(&self) -> String {
         type_string(self.ty)
     }
+
+    /// The field's `///` doc comment: its lines, one leading space each taken off, joined
+    /// with `\n` and trimmed; `None` without one.
+    pub fn doc(&self) -> Option<String> {
+        let mut lines = Vec::new();
+        for attr in &self.original.attrs {
+            if !attr.path().is_ident("doc") {
+                continue;
+            }
+            if let syn::Meta::NameValue(nv) = &attr.meta {
+                if let syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) = &nv.value
+                {
+                    let line = s.value();
+                    lines.push(
+                        line.strip_prefix(' ')
+                            .unwrap_or(&line)
+                            .trim_end()
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        let text = lines.join("\n");
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    }
 }
 
 pub fn type_string(ty: &Type) -> String {

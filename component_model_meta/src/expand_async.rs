@@ -274,6 +274,7 @@ fn spec_static(input: &Input<'_>, cm: &TokenStream, f: &Field<'_>, i: usize) -> 
         let d = duration_tokens(d.value);
         chain.extend(quote!(.watch_interval(#d)));
     }
+    chain.extend(opt_lit("doc", f.doc().as_deref()));
     quote! {
         #[allow(non_upper_case_globals)]
         static #ident: #cm::FieldSpec = #cm::FieldSpec::new(#owner, #field, #type_name, #source) #chain;
@@ -396,7 +397,7 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
             },
         ]
     };
-    let mut methods = Vec::with_capacity(15);
+    let mut methods = Vec::with_capacity(19);
     methods.extend(fut(
         "Fetches every field that has a source (nested structs included), concurrently, from the process-wide `Sources` (see `Sources::set_global`); fields without a source get `Default` (unless the struct declares precedence sources: then they are read from those). Returns every error, one per failed field.",
         "fetch_all_components",
@@ -449,6 +450,21 @@ fn struct_methods(input: &Input<'_>, cm: &TokenStream) -> Vec<Method> {
     methods.push(m(
         "Every fetched field of the tree (nested structs included), with its full path and its key as `sources` resolve it.",
         quote!(#vis fn component_sources_with(sources: &#cm::Sources) -> ::std::vec::Vec<#cm::ComponentSource>),
+    ));
+    methods.push(m(
+        "What this configuration is, for operators: per field (nested ones included) its type, sources and keys in precedence order, fallback, secrecy, rules, settings and doc comment, resolved against the process-wide `Sources`. `Display` is a table; `to_markdown`, `toml_template`, `json_schema` turn it into a page, a defaults file and a schema. Nothing is fetched.",
+        quote!(#vis fn config_doc() -> #cm::ConfigDoc),
+    ));
+    methods.push(m(
+        "Like `config_doc`, resolved against `sources`.",
+        quote!(#vis fn config_doc_with(sources: &#cm::Sources) -> #cm::ConfigDoc),
+    ));
+    methods.extend(fut(
+        &format!(
+            "Checks, for every field and every source it reads, that the source is reachable, the credentials are accepted, the key may be read and exists — without reading a secret value — all sources concurrently, bounded by the struct's timeout ({timeout_doc}). `is_ok()` says whether a fetch can be expected to succeed; `Display` is a table."
+        ),
+        "preflight",
+        &quote!(#cm::PreflightReport),
     ));
     methods
 }
@@ -599,11 +615,15 @@ fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> To
         let rules = crate::expand_rules::field_calls(cm, f);
         add = quote! { { let __cm_h = #add; #rules } };
     }
+    // The type's JSON Schema for `config_doc().json_schema()`: a macro of the runtime
+    // that is empty unless its feature `schema` is on (no compile time otherwise).
+    let spec = spec_ident(i);
+    let ty = f.ty;
+    let schema = quote!(#cm::schema!(__cm_plan, &#spec, #ty););
     if f.attrs.fetcher.is_some() {
-        let spec = spec_ident(i);
-        quote! { if __cm_plan.wants(&#spec) { #add; } }
+        quote! { if __cm_plan.wants(&#spec) { #add; #schema } }
     } else {
-        quote! { #add; }
+        quote! { #add; #schema }
     }
 }
 
@@ -711,6 +731,10 @@ fn struct_bodies(
             &__CM_SOURCES
         },
         quote!(#cm::describe::<Self>(sources)),
+        quote!(#cm::config_doc::<Self>(#owner, #cm::Sources::global())),
+        quote!(#cm::config_doc::<Self>(#owner, sources)),
+        quote!(#cm::preflight::<Self>(#owner, #timeout, #cm::Sources::global())),
+        quote!(#cm::preflight::<Self>(#owner, #timeout, sources)),
     ]
 }
 

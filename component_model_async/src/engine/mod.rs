@@ -25,10 +25,12 @@ mod assemble;
 mod choose;
 mod contract;
 mod convert;
+mod describe;
 mod fetch;
 mod hints;
 mod plan;
 mod precedence;
+mod preflight;
 mod reference;
 mod resolve;
 mod slot;
@@ -38,6 +40,8 @@ mod view;
 
 pub use contract::{FieldInfo, Nest, Nested, NestedOps, RefCheck};
 pub use plan::{Handle, Plan};
+#[cfg(feature = "schema")]
+pub use slot::SchemaFn;
 pub use state::Outcomes;
 pub(crate) use validate::DEFAULT_TIMEOUT as DEFAULT_RULE_TIMEOUT;
 pub use validate::{AsyncRule, Check, StructRules, SyncRule};

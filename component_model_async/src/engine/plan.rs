@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::contract::{Nest, Nested};
 use super::precedence::{self, Candidate, Precedence};
-use super::slot::{Decoders, Route, Slot, TypedCall, for_source};
+use super::slot::{Decoders, Route, SchemaFn, Slot, TypedCall, for_source};
 use super::state::Outcomes;
 use super::validate::Check;
 use super::view::ComponentSource;
@@ -448,6 +448,20 @@ impl<'s> Plan<'s> {
         groups[at].inner = inner;
     }
 
+    /// Gives the field of `spec` planned last its type's JSON Schema: what the derive's
+    /// `schema` probe found (feature `schema`, a type implementing `JsonSchema`).
+    pub fn schema(&mut self, spec: &'static FieldSpec, schema: Option<SchemaFn>) {
+        let Some(schema) = schema else { return };
+        if let Some(at) = self.slots.iter().rposition(|s| std::ptr::eq(s.spec, spec)) {
+            Arc::make_mut(&mut self.slots)[at].schema = Some(schema);
+        }
+    }
+
+    /// The JSON Schema of slot `index`'s type, when known.
+    pub(super) fn schema_of(&self, index: usize) -> Option<serde_json::Value> {
+        self.slots.get(index).and_then(|s| s.schema).map(|f| f())
+    }
+
     /// Every field planned so far, as the sources resolve it.
     pub fn describe(&self) -> Vec<ComponentSource> {
         self.slots
@@ -537,6 +551,7 @@ impl<'s> Plan<'s> {
             referenced: false,
             unlinked: false,
             precedence: None,
+            schema: None,
         }
     }
 

@@ -101,7 +101,12 @@ pub(super) struct Slot {
     pub(super) unlinked: bool,
     /// Its precedence sources, when it has `overrides` or `defaults`.
     pub(super) precedence: Option<Arc<super::precedence::Precedence>>,
+    /// Its type's JSON Schema, when the derive found one (feature `schema`).
+    pub(super) schema: Option<SchemaFn>,
 }
+
+/// Makes a type's JSON Schema (see [`Plan::schema`](super::Plan::schema)).
+pub type SchemaFn = fn() -> serde_json::Value;
 
 /// Where a field's value was supposed to come from; built only for error messages.
 fn provenance_of(

@@ -91,6 +91,11 @@ impl Check {
         }
     }
 
+    /// The rule as messages name it (`range 1..=65535`).
+    pub(super) fn rule(&self) -> &'static str {
+        self.rule
+    }
+
     pub(super) fn sync<T: Send + Sync + 'static>(rule: &'static str, check: SyncRule<T>) -> Self {
         Self::sync_with::<T>(rule, check)
     }

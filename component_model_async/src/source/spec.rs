@@ -124,6 +124,8 @@ pub struct FieldSpec {
     /// `connect = "{dsn}"`: the address of the client the field is read through, opened
     /// from fetched values (see [`Sources::with_max_dynamic_clients`](crate::Sources)).
     pub connect: Option<&'static str>,
+    /// The field's `///` doc comment, lines joined with `\n` (for `config_doc()`).
+    pub doc: Option<&'static str>,
 }
 
 #[allow(deprecated)] // builds the fields kept for readers of `component_sources()`
@@ -175,6 +177,7 @@ impl FieldSpec {
             config_table: None,
             refs: &[],
             connect: None,
+            doc: None,
         }
     }
 }
@@ -212,6 +215,8 @@ const_setters! {
     refs: &'static [&'static str] => core::convert::identity;
     /// Sets `connect`: the address template of the client the field is read through.
     connect: &'static str => Some;
+    /// Sets `doc`: the field's doc comment, shown by `config_doc()`.
+    doc: &'static str => Some;
     /// Sets `url`.
     #[deprecated(note = "a backend parameter: set it with `FieldSpec::params(&[(\"url\", ...)])`")]
     url: &'static str => Some;
