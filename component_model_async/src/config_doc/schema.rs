@@ -87,7 +87,7 @@ pub(super) fn by_name(type_name: &str) -> Value {
 /// `len 1..=64` → `minLength`/`maxLength` (or items), `pattern = ".."`, `one_of = [..]`.
 fn apply_rule(schema: &mut Map<String, Value>, rule: &str) {
     let number = |s: &str| {
-        s.trim().parse::<f64>().ok().map(|n| {
+        s.trim().replace('_', "").parse::<f64>().ok().map(|n| {
             if n.fract() == 0.0 && n.abs() < 9e15 {
                 json!(n as i64)
             } else {

@@ -202,26 +202,32 @@ fn toml_value(v: &Value) -> String {
     }
 }
 
-/// A placeholder for a field without a default: an empty value of its kind.
-fn placeholder(field: &FieldDoc) -> &'static str {
+/// A placeholder for a field without a default: an empty value of its kind, or the type's
+/// name for a type it does not know (the line is commented out).
+fn placeholder(field: &FieldDoc) -> String {
     let t = inner_type(field.type_name);
     let last = t.rsplit("::").next().unwrap_or(t);
-    if is_text(field.type_name) {
+    let numeric = |p: char| {
+        last.strip_prefix(p)
+            .is_some_and(|bits| matches!(bits, "8" | "16" | "32" | "64" | "128" | "size"))
+    };
+    let empty = if is_text(field.type_name) {
         "\"\""
     } else if last == "bool" {
         "false"
-    } else if last.starts_with('u') || last.starts_with('i') || last.starts_with("NonZero") {
+    } else if numeric('u') || numeric('i') {
         "0"
-    } else if last.starts_with('f') {
+    } else if last == "f32" || last == "f64" {
         "0.0"
-    } else if last.starts_with("Vec<")
-        || last.starts_with("HashSet<")
-        || last.starts_with("BTreeSet<")
+    } else if ["Vec<", "HashSet<", "BTreeSet<", "VecDeque<"]
+        .iter()
+        .any(|p| last.starts_with(p))
     {
         "[]"
     } else {
-        "\"\""
-    }
+        return format!("<{t}>");
+    };
+    empty.to_owned()
 }
 
 impl ConfigDoc {
