@@ -33,7 +33,7 @@
 //! |---|---|
 //! | (none) | the sync derives: `Assign`, `ComponentModel`, `ComponentsAssign`, `ComponentFrom`, `FromComponents` |
 //! | `async` | `#[derive(AsyncAssign)]`, `Sources`, `Live`, env/args/`.env`/secret files, validation rules (pulls in `component_model_async`, `tokio`, `futures`, `serde`, `regex`, `url`) |
-//! | `postgres`, `mysql`, `sqlite`, `http`, `consul`, `vault`, `redis`, `etcd`, `file`, `kafka`, `nats`, `mqtt`, `websocket`, `metrics`, `garde`, `test-util` | `async` and that backend or tool of `component_model_async` (see its feature table for what each pulls in) |
+//! | `postgres`, `mysql`, `sqlite`, `http`, `consul`, `vault`, `redis`, `etcd`, `file`, `kafka`, `nats`, `mqtt`, `websocket`, `metrics`, `garde`, `schema`, `test-util` | `async` and that backend or tool of `component_model_async` (see its feature table for what each pulls in) |
 //!
 //! # Which per-type impls are generated
 //!

@@ -77,6 +77,7 @@
 //! | `websocket` | `WebSocketSource` (`stream_from = "websocket"`) | `tokio-tungstenite`, `rustls` |
 //! | `metrics` | per-source counters and histograms ([`metrics`](mod@crate::metrics)) | `metrics` |
 //! | `garde` | `validate(garde)` on a field or a struct | `garde` |
+//! | `schema` | `ConfigDoc::json_schema` takes each field type's schema from `schemars::JsonSchema` when it implements it | `schemars` |
 //! | `test-util` | `test_util`: the Consul and Vault API doubles, a fault proxy, a websocket server | `axum`, and `consul`, `vault`, `websocket` |
 //!
 //! On docs.rs every item says which feature it needs.
