@@ -53,6 +53,19 @@
 //! read on the runtime that polls the changes (the caller's), not on the threads of the
 //! HTTP transport, and opened when first polled (see the `watch` module).
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no value: ONE `/v3/kv/txn` per
+//! `max_txn_ops` requests, of `keys_only` ranges (a key comes back without its value)
+//! and `count_only` ranges for prefixes, with the fetch's endpoints, failover, token
+//! handling and limits. A key present is readable (detail: its `mod_revision`), absent
+//! missing; a prefix is readable with its count of keys (an empty one too: the field
+//! reads an empty map), over its `max_keys` invalid. A wrong password, a token etcd
+//! refuses or no credentials where authentication is on is unauthenticated; RBAC's
+//! "permission denied" is denied (a transaction refused is asked again one range per
+//! request, so that only the refused keys say so); no endpoint reachable is
+//! unreachable.
+//!
 //! ## What this module declares
 //!
 //! * name `etcd`, cargo feature `etcd`, registered by

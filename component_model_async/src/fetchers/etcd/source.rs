@@ -16,7 +16,9 @@ use crate::convert::subtree::{self, Subtree};
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::env::EnvSource;
 use crate::fetchers::transport::{self, Client};
-use crate::source::{FetchContext, FetchRequest, RawValue, Revision, Source};
+use crate::source::{
+    Access, FetchContext, FetchRequest, Preflighting, Probe, RawValue, Revision, Source,
+};
 use crate::source_support::{coalesce, redact_url};
 
 /// The most operations this client puts in one `/v3/kv/txn` unless
@@ -810,6 +812,156 @@ impl EtcdSource {
     }
 }
 
+/// What a preflight asks of one request: a key's existence (`keys_only`), or how many
+/// keys a prefix holds (`count_only`), with the `max_keys` they are held to.
+struct Check<'a> {
+    op: Op<'a>,
+    max_keys: Option<usize>,
+}
+
+impl EtcdSource {
+    /// Checks `requests` without reading a value: one `/v3/kv/txn` of `keys_only`
+    /// (key) and `count_only` (prefix) ranges per `max_txn_ops` of them, with the
+    /// fetch's failover, token handling and limits. A transaction RBAC refuses is asked
+    /// again one range per request, so that only the keys refused are [`Access::Denied`].
+    async fn preflight_probes(&self, requests: Vec<FetchRequest>) -> Vec<Probe> {
+        let mut probes: Vec<Option<Probe>> = requests.iter().map(|_| None).collect();
+        if let Err(e) = self.check_valid() {
+            return requests.iter().map(|_| Probe::from_error(&e)).collect();
+        }
+        // The credentials first: a refused password is every request's answer.
+        if let Err(e) = self.token().await {
+            return requests.iter().map(|_| probe_of_error(&e)).collect();
+        }
+        let mut live = Vec::with_capacity(requests.len());
+        for (i, r) in requests.iter().enumerate() {
+            let check = Op::of(r).and_then(|op| match (op, Subtree::of(r)) {
+                (Op::Prefix(_), Some(Err(e))) => Err(e),
+                (Op::Prefix(_), Some(Ok(tree))) => Ok(Check {
+                    op,
+                    max_keys: Some(tree.max_keys()),
+                }),
+                _ => Ok(Check { op, max_keys: None }),
+            });
+            match check {
+                Ok(check) => live.push((i, check)),
+                Err(e) => probes[i] = Some(Probe::from_error(&e)),
+            }
+        }
+        let chunks: Vec<&[(usize, Check<'_>)]> = live.chunks(self.max_txn_ops.max(1)).collect();
+        let answers = futures::future::join_all(chunks.iter().map(|chunk| async move {
+            match self.check_txn(chunk).await {
+                Err(e) if chunk.len() > 1 && denied(&e) => {
+                    // Which keys RBAC refuses: one range each.
+                    futures::future::join_all(chunk.chunks(1).map(|one| async move {
+                        self.check_txn(one)
+                            .await
+                            .unwrap_or_else(|e| vec![probe_of_error(&e)])
+                    }))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect()
+                }
+                Err(e) => chunk.iter().map(|_| probe_of_error(&e)).collect(),
+                Ok(probes) => probes,
+            }
+        }))
+        .await;
+        for (chunk, answer) in chunks.iter().zip(answers) {
+            for ((i, _), probe) in chunk.iter().zip(answer) {
+                probes[*i] = Some(probe);
+            }
+        }
+        probes
+            .into_iter()
+            .map(|p| p.unwrap_or_else(|| Probe::unchecked("not checked")))
+            .collect()
+    }
+
+    /// ONE `/v3/kv/txn` of ranges that answer no value: one probe per check, or the
+    /// transaction's error.
+    async fn check_txn(&self, checks: &[(usize, Check<'_>)]) -> Result<Vec<Probe>, SourceError> {
+        let ops: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|(_, check)| {
+                let (key, end) = check.op.range();
+                let mut range = serde_json::json!({"key": b64(&key)});
+                match end {
+                    Some(end) => {
+                        range["range_end"] = b64(&end).into();
+                        range["count_only"] = true.into();
+                    }
+                    None => range["keys_only"] = true.into(),
+                }
+                serde_json::json!({"request_range": range})
+            })
+            .collect();
+        let what = match checks {
+            [(_, check)] => format!("checking {}", check.op.describe()),
+            _ => format!("checking {} keys and prefixes", checks.len()),
+        };
+        let body = serde_json::json!({"success": ops});
+        let answer = self.post("/v3/kv/txn", &body, &what).await?;
+        let parsed: TxnResponse = serde_json::from_slice(&answer).map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!(
+                "etcd's answer to {what} is not a transaction result: {}",
+                transport::json_error(&e)
+            ))
+        })?;
+        let mut responses = parsed.responses.into_iter();
+        Ok(checks
+            .iter()
+            .map(|(_, check)| {
+                let Some(range) = responses.next().and_then(|r| r.response_range) else {
+                    return Probe::new(Access::Invalid).with_detail(format!(
+                        "etcd's transaction result has no range answer for {}",
+                        check.op.describe()
+                    ));
+                };
+                match (check.op, check.max_keys) {
+                    (Op::Key(_), _) => match range.kvs.first() {
+                        Some(kv) => Probe::readable()
+                            .with_detail(format!("mod_revision {}", kv.mod_revision.0)),
+                        None => Probe::missing(),
+                    },
+                    (Op::Prefix(_), max) => {
+                        let count = (range.count.0 as usize).max(range.kvs.len());
+                        match max {
+                            Some(max) if count > max => Probe::new(Access::Invalid).with_detail(
+                                format!("{count} keys under the prefix, over `max_keys` {max}"),
+                            ),
+                            _ => Probe::readable().with_detail(match count {
+                                1 => "1 key under the prefix".to_owned(),
+                                n => format!("{n} keys under the prefix"),
+                            }),
+                        }
+                    }
+                }
+            })
+            .collect())
+    }
+}
+
+/// Whether etcd refused a range to an authenticated user (RBAC).
+fn denied(e: &SourceError) -> bool {
+    e.kind() == ErrorKind::Unauthorized
+        && e.message()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("permission denied"))
+}
+
+/// What an error of a preflight's request means: RBAC's "permission denied" is
+/// [`Access::Denied`]; any other refusal (a wrong password, a token etcd does not take,
+/// no credentials where authentication is on) is [`Access::Unauthenticated`]; the rest
+/// as [`Probe::from_error`] says (no endpoint reachable: unreachable).
+fn probe_of_error(e: &SourceError) -> Probe {
+    let mut probe = Probe::from_error(e);
+    if e.kind() == ErrorKind::Unauthorized && !denied(e) {
+        probe.access = Access::Unauthenticated;
+    }
+    probe
+}
+
 /// What an endpoint answered: the status, the body and the endpoint.
 type Answered = (StatusCode, Vec<u8>, String);
 
@@ -1006,6 +1158,12 @@ impl Source for EtcdSource {
             return Ok(request);
         }
         Ok(request.with_key(field.key('/')))
+    }
+
+    /// Without reading a value: one `/v3/kv/txn` of `keys_only` / `count_only` ranges
+    /// (see the module's "Preflight").
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(self.preflight_probes(requests))
     }
 
     /// One `/v3/watch` stream over the range that holds every watched key and prefix,
