@@ -66,6 +66,20 @@
 //!   `tls://` or a server that requires it, with [`NatsKvSource::with_tls`].
 //! * Metrics: one round trip per key read (and per bucket lookup, per consumer made).
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no value, within the source's
+//! timeout: it connects, then per key asks `$JS.API.STREAM.INFO.KV_<bucket>` with
+//! `subjects_filter = $KV.<bucket>.<key>` (how many records the key has: counts, no
+//! payload). No stream is invalid (`no bucket <bucket>`), no record missing (`never
+//! written`); a key with records gets an ephemeral pull consumer on its subject
+//! (`last_per_subject`, `headers_only`, in memory, deleted after; the server drops it
+//! after 10 s idle otherwise) whose one message says whether the last record is a
+//! delete or purge (missing) or a value (readable, detail: its revision). A consumer
+//! the user may not make leaves the key unchecked. Credentials refused when connecting
+//! are unauthenticated; cannot connect or no answer in time, unreachable. (A NATS
+//! permissions violation is not answered by the server: it shows as no answer in time.)
+//!
 //! ## What this module declares
 //!
 //! * name `nats_kv`, cargo feature `nats`, registered by

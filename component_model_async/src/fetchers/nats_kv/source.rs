@@ -16,7 +16,10 @@ use crate::fetchers::env::EnvSource;
 use crate::fetchers::nats::connection::Connection;
 use crate::fetchers::nats::relay::TOO_LARGE;
 use crate::fetchers::tls::TlsConfig;
-use crate::source::{Change, Changes, FetchContext, FetchRequest, RawValue, Revision, Source};
+use crate::source::{
+    Access, Change, Changes, FetchContext, FetchRequest, Preflighting, Probe, RawValue, Revision,
+    Source,
+};
 
 /// The largest value a [`NatsKvSource`] accepts, by default (1 MiB, NATS's own default
 /// `max_payload`).
@@ -650,6 +653,247 @@ impl Inner {
     }
 }
 
+/// How long the consumer a preflight makes to see a key's last record lives on the
+/// server if the preflight cannot delete it (the call ended, the connection broke).
+const PROBE_CONSUMER_TTL: Duration = Duration::from_secs(10);
+
+impl Inner {
+    /// Checks `requests` without reading a value (see the module's "Preflight"): one
+    /// connection, then per key a `STREAM.INFO` of the bucket's stream filtered to the
+    /// key's subject (a count, no payload), and when the key has records a consumer that
+    /// delivers its last one headers only (whether it is a delete), deleted after.
+    async fn preflight(&self, requests: Vec<FetchRequest>) -> Vec<Probe> {
+        let deadline = self.deadline(None);
+        let client = match self.conn.client(deadline).await {
+            Ok(client) => client,
+            Err(e) => {
+                let probe = probe_of_error(&e);
+                return requests.iter().map(|_| probe.clone()).collect();
+            }
+        };
+        futures::future::join_all(requests.iter().map(|r| async {
+            match checked(r) {
+                Ok((bucket, key)) => self.check_key(&client, bucket, key, deadline).await,
+                Err(e) => Probe::from_error(&e),
+            }
+        }))
+        .await
+    }
+
+    /// One key's probe.
+    async fn check_key(
+        &self,
+        client: &async_nats::Client,
+        bucket: &str,
+        key: &str,
+        deadline: Instant,
+    ) -> Probe {
+        let subject = format!("$KV.{bucket}.{key}");
+        let what = || format!("checking key `{key}` of NATS KV bucket `{bucket}`");
+        let info = match self
+            .api(
+                client,
+                format!("$JS.API.STREAM.INFO.KV_{bucket}"),
+                serde_json::json!({ "subjects_filter": subject }),
+                deadline,
+                &what,
+            )
+            .await
+        {
+            Ok(info) => info,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Probe::new(Access::Invalid).with_detail(format!("no bucket `{bucket}`"));
+            }
+            Err(e) => return probe_of_error(&e),
+        };
+        let records = info
+            .pointer("/state/subjects")
+            .and_then(|s| s.get(&subject))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if records == 0 {
+            return Probe::missing().with_detail("never written");
+        }
+        match self
+            .last_record(client, bucket, &subject, deadline, &what)
+            .await
+        {
+            Ok((Some(how), revision)) => {
+                Probe::missing().with_detail(format!("{how} (revision {revision})"))
+            }
+            Ok((None, revision)) => Probe::readable().with_detail(format!("revision {revision}")),
+            Err(e) => Probe::unchecked(format!(
+                "the key has records; whether the last one is a delete could not be checked: {e}"
+            )),
+        }
+    }
+
+    /// One JetStream API request with a JSON body, its JSON answer; a stream that does not
+    /// exist is `not found`, another API error `Unavailable` naming it.
+    async fn api(
+        &self,
+        client: &async_nats::Client,
+        subject: String,
+        body: serde_json::Value,
+        deadline: Instant,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<serde_json::Value, SourceError> {
+        let answer = match self
+            .request(client, subject, body.to_string(), deadline, what)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(Failed {
+                no_responders: true,
+                ..
+            }) => {
+                return Err(SourceError::new(ErrorKind::Unavailable)
+                    .with_message(format!("{}: the server has no JetStream", what())));
+            }
+            Err(f) => return Err(f.error),
+        };
+        if stood_in(answer.headers.as_ref()).is_some() {
+            let _ = self.conn.refused();
+            return Err(SourceError::new(ErrorKind::TooLarge)
+                .with_message(format!("{}: the answer is over the limit", what())));
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&answer.payload).map_err(|e| {
+            SourceError::new(ErrorKind::Decode).with_message(format!("{}: {e}", what()))
+        })?;
+        if let Some((code, err_code, description)) = api_error(&parsed) {
+            return Err(if err_code == STREAM_NOT_FOUND {
+                SourceError::not_found().with_message(format!("{}: {description}", what()))
+            } else {
+                self.conn
+                    .unavailable(&format_args!("{}: {description} ({code})", what()))
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// The key's last record, its headers only (never its value): whether it is a delete
+    /// or purge, and its revision. An ephemeral pull consumer on the key's subject
+    /// (`last_per_subject`, `headers_only`, in memory), one message pulled without
+    /// waiting, the consumer deleted (else the server removes it once idle).
+    async fn last_record(
+        &self,
+        client: &async_nats::Client,
+        bucket: &str,
+        subject: &str,
+        deadline: Instant,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<(Option<&'static str>, u64), SourceError> {
+        let stream = format!("KV_{bucket}");
+        let created = self
+            .api(
+                client,
+                format!("$JS.API.CONSUMER.CREATE.{stream}"),
+                serde_json::json!({
+                    "stream_name": stream,
+                    "config": {
+                        "deliver_policy": "last_per_subject",
+                        "ack_policy": "none",
+                        "filter_subject": subject,
+                        "headers_only": true,
+                        "mem_storage": true,
+                        "num_replicas": 1,
+                        "inactive_threshold": PROBE_CONSUMER_TTL.as_nanos() as u64,
+                    },
+                }),
+                deadline,
+                what,
+            )
+            .await?;
+        let Some(name) = created.get("name").and_then(serde_json::Value::as_str) else {
+            return Err(SourceError::new(ErrorKind::Decode)
+                .with_message(format!("{}: the consumer made has no name", what())));
+        };
+        let pulled = self.pull_one(client, &stream, name, deadline, what).await;
+        // Deleted whatever the pull answered (bounded by the same deadline).
+        let _ = self
+            .request(
+                client,
+                format!("$JS.API.CONSUMER.DELETE.{stream}.{name}"),
+                String::new(),
+                deadline,
+                what,
+            )
+            .await;
+        let message = pulled?;
+        if let Some(status) = message.status
+            && status != async_nats::StatusCode::OK
+        {
+            return Err(self.conn.unavailable(&format_args!(
+                "{}: the pull answered {status} {}",
+                what(),
+                message.description.as_deref().unwrap_or("")
+            )));
+        }
+        // `$JS.ACK.<stream>.<consumer>.<delivered>.<stream sequence>.…`
+        let revision = message
+            .reply
+            .as_ref()
+            .and_then(|r| r.as_str().split('.').nth(5))
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok((operation(message.headers.as_ref()), revision))
+    }
+}
+
+impl Inner {
+    /// One message of a pull consumer, asked without waiting: JetStream delivers it
+    /// under its own subject to the pull's reply inbox, which the client's request mux
+    /// cannot route, so on a subscription of a fresh inbox (dropped when done).
+    async fn pull_one(
+        &self,
+        client: &async_nats::Client,
+        stream: &str,
+        consumer: &str,
+        deadline: Instant,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<async_nats::Message, SourceError> {
+        let late = || late(&what(), self.conn.timeout);
+        let inbox = client.new_inbox();
+        crate::metrics::round_trip();
+        let work = async {
+            let mut subscription = client
+                .subscribe(inbox.clone())
+                .await
+                .map_err(|e| self.conn.unavailable(&format_args!("{}: {e}", what())))?;
+            client
+                .publish_with_reply(
+                    format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+                    inbox,
+                    serde_json::json!({ "batch": 1, "no_wait": true })
+                        .to_string()
+                        .into(),
+                )
+                .await
+                .map_err(|e| self.conn.unavailable(&format_args!("{}: {e}", what())))?;
+            let got = subscription.next().await;
+            let _ = subscription.unsubscribe().await;
+            got.ok_or_else(|| {
+                self.conn
+                    .unavailable(&format_args!("{}: the subscription ended", what()))
+            })
+        };
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| late())?
+    }
+}
+
+/// What an error of a preflight means: refused credentials (an authorization violation
+/// when connecting) are [`Access::Unauthenticated`]; the rest as [`Probe::from_error`]
+/// says (cannot connect, no answer in time: unreachable).
+fn probe_of_error(e: &SourceError) -> Probe {
+    let mut probe = Probe::from_error(e);
+    if e.kind() == ErrorKind::Unauthorized {
+        probe.access = Access::Unauthenticated;
+    }
+    probe
+}
+
 /// The bucket's stream did not answer as existing.
 struct Gone;
 
@@ -698,6 +942,12 @@ impl Source for NatsKvSource {
             Some(bucket) => ("key", format!("{bucket}/{key}")),
             None => ("key", key.to_owned()),
         })
+    }
+
+    /// Without reading a value: the bucket's stream filtered to the key's subject, then
+    /// the key's last record headers only (see the module's "Preflight").
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(self.inner.preflight(requests))
     }
 
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
