@@ -53,6 +53,15 @@
 //! itself; plain TCP only (no TLS or SASL yet). Records compressed with gzip or snappy are
 //! read; lz4 and zstd are not (they need C libraries).
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no message, within the source's
+//! timeout: it connects (through the relay, as a fetch does) and asks the brokers'
+//! metadata for the topics, once for every request. A topic with partitions is
+//! readable (detail: how many; whether a message has a field's `key` is not looked
+//! up), an absent one missing; an authorization failure is denied (a SASL one
+//! unauthenticated); brokers that cannot be reached in time, unreachable.
+//!
 //! ## What this module declares
 //!
 //! * name `kafka`, cargo feature `kafka`, registered by

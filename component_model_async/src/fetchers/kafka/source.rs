@@ -11,7 +11,9 @@ use super::relay::Relay;
 use crate::EnvSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, Feed, Latest, Message};
-use crate::source::{Changes, FetchRequest, RawValue, Revision, Source};
+use crate::source::{
+    Access, Changes, FetchRequest, Preflighting, Probe, RawValue, Revision, Source,
+};
 
 /// How many messages of each partition the start-up read looks at, by default.
 pub const DEFAULT_LOOKBACK: i64 = 500;
@@ -730,6 +732,60 @@ fn no_topic() -> SourceError {
     SourceError::new(ErrorKind::Config).with_message("the `kafka` source needs `topic = \"...\"`")
 }
 
+impl Inner {
+    /// Checks `requests` without reading a message (see the module's "Preflight"): the
+    /// client (connecting through the relay, as a fetch does), then ONE metadata request
+    /// listing the topics; each request's topic is there with its partitions, or not.
+    async fn preflight(&self, requests: Vec<FetchRequest>) -> Vec<Probe> {
+        let first = requests.iter().find_map(FetchRequest::topic).unwrap_or("");
+        let listed = async {
+            let client = self.client(first).await?;
+            self.bounded(first, client.list_topics()).await
+        };
+        let topics = match tokio::time::timeout(self.timeout, listed).await {
+            Ok(Ok(topics)) => topics,
+            Ok(Err(e)) => {
+                let mut probe = Probe::from_error(&e);
+                if e.kind() == ErrorKind::Unauthorized
+                    && e.message()
+                        .is_some_and(|m| m.to_ascii_lowercase().contains("sasl"))
+                {
+                    probe.access = Access::Unauthenticated;
+                }
+                return requests.iter().map(|_| probe.clone()).collect();
+            }
+            Err(_) => {
+                let probe = Probe::from_error(&SourceError::new(ErrorKind::Timeout).with_message(
+                    format!("no answer from the brokers within {:?}", self.timeout),
+                ));
+                return requests.iter().map(|_| probe.clone()).collect();
+            }
+        };
+        requests
+            .iter()
+            .map(|r| {
+                let Some(topic) = r.topic() else {
+                    return Probe::from_error(&no_topic());
+                };
+                match topics.iter().find(|t| t.name == topic) {
+                    Some(t) if !t.partitions.is_empty() => {
+                        let n = t.partitions.len();
+                        let mut detail =
+                            format!("topic with {n} partition{}", if n == 1 { "" } else { "s" });
+                        if r.key().is_some() {
+                            detail.push_str("; whether a message has the key is not looked up");
+                        }
+                        Probe::readable().with_detail(detail)
+                    }
+                    Some(_) => Probe::new(Access::Missing)
+                        .with_detail(format!("topic `{topic}` has no partition")),
+                    None => Probe::missing().with_detail(format!("there is no topic `{topic}`")),
+                }
+            })
+            .collect()
+    }
+}
+
 #[async_trait::async_trait]
 impl Source for KafkaSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -744,6 +800,12 @@ impl Source for KafkaSource {
 
     fn location(&self) -> Option<String> {
         Some(self.inner.shown())
+    }
+
+    /// Without reading a message: connects, and asks the brokers' metadata for the
+    /// topics (see the module's "Preflight").
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(self.inner.preflight(requests))
     }
 
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {

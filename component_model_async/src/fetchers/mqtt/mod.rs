@@ -20,6 +20,15 @@
 //!   source in [`Sources::from_env`](crate::Sources::from_env); plain TCP (no TLS in this
 //!   version). Tested against Mosquitto 2 (MQTT 3.1.1, through rumqttc).
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no message: ONE connection,
+//! within the source's timeout, that waits for the broker's CONNACK and disconnects —
+//! never a SUBSCRIBE (the broker would send the topic's retained message). Accepted, every
+//! topic is readable with the detail "connected; MQTT cannot look up a topic"; bad
+//! credentials (or not authorized) are unauthenticated; no CONNACK in time or no
+//! connection, unreachable.
+//!
 //! ## What this module declares
 //!
 //! * name `mqtt`, cargo feature `mqtt`, registered by

@@ -7,7 +7,9 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use crate::EnvSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
-use crate::source::{Changes, FetchRequest, RawValue, Source, redact_url};
+use crate::source::{
+    Access, Changes, FetchRequest, Preflighting, Probe, RawValue, Source, redact_url,
+};
 
 /// The largest message an [`MqttSource`] accepts, by default (1 MiB).
 pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
@@ -342,6 +344,77 @@ impl Inner {
 }
 
 /// What one poll of the connection brought.
+impl Inner {
+    /// Checks `requests` without reading a message (see the module's "Preflight"): ONE
+    /// connection that waits for the broker's CONNACK and disconnects — no SUBSCRIBE (a
+    /// broker sends a topic's retained message on it). Bounded by the source's timeout;
+    /// the connection is the caller's (polled here, nothing spawned).
+    async fn preflight(&self, requests: Vec<FetchRequest>) -> Vec<Probe> {
+        let probe = match self.connect_only().await {
+            Ok(()) => Probe::readable().with_detail("connected; MQTT cannot look up a topic"),
+            Err(e) => {
+                let mut probe = Probe::from_error(&e);
+                if e.kind() == ErrorKind::Unauthorized {
+                    probe.access = Access::Unauthenticated;
+                }
+                probe
+            }
+        };
+        requests
+            .iter()
+            .map(|r| match r.topic() {
+                Some(_) => probe.clone(),
+                None => Probe::from_error(&no_topic()),
+            })
+            .collect()
+    }
+
+    /// Connects (a clean session), waits for the CONNACK, disconnects.
+    async fn connect_only(&self) -> Result<(), SourceError> {
+        let target = self
+            .target
+            .as_ref()
+            .map_err(|why| SourceError::new(ErrorKind::Config).with_message(why.clone()))?;
+        let mut options = MqttOptions::new(client_id(), target.host.clone(), target.port);
+        options
+            .set_keep_alive(Duration::from_secs(15))
+            .set_clean_session(true)
+            .set_max_packet_size(self.max_message.saturating_add(64 * 1024), 64 * 1024);
+        if let Some((user, pass)) = &target.credentials {
+            options.set_credentials(user.clone(), pass.clone());
+        }
+        let (client, mut events) = AsyncClient::new(options, 4);
+        let accepted = tokio::time::timeout(self.timeout, async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(_) => tokio::task::coop::consume_budget().await,
+                    Err(e) => return Err(self.failed(&e)),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
+                "the broker did not accept the connection (no CONNACK) within {:?}",
+                self.timeout
+            )))
+        });
+        if accepted.is_ok() && client.try_disconnect().is_ok() {
+            // The DISCONNECT sent, briefly: the connection ends when dropped anyway.
+            let _ = tokio::time::timeout(Duration::from_millis(200), async {
+                while let Ok(event) = events.poll().await {
+                    if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        accepted
+    }
+}
+
 enum Step {
     /// A message on the subscription (its payload).
     Message(Vec<u8>),
@@ -363,6 +436,12 @@ impl Source for MqttSource {
         }
         let topic = request.topic().ok_or_else(no_topic)?;
         self.inner.first(topic).await
+    }
+
+    /// Without reading a message: the broker accepts a connection (see the module's
+    /// "Preflight").
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(self.inner.preflight(requests))
     }
 
     fn location(&self) -> Option<String> {

@@ -43,6 +43,15 @@
 //!   dropped, a connection task still reconnecting sends no credentials and stops
 //!   connecting to the relay's former port.
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no message, within the source's
+//! timeout: it connects, and asks JetStream which stream keeps each subject. A core
+//! subject is readable once connected (detail: "connected; core subject, nothing to
+//! look up"); a subject a stream keeps is readable when the stream holds a message on
+//! it and missing when not (`STREAM.INFO` filtered to the subject: a count, no
+//! payload). Credentials refused are unauthenticated; cannot connect, unreachable.
+//!
 //! ## What this module declares
 //!
 //! * name `nats`, cargo feature `nats`, registered by

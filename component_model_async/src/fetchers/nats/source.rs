@@ -10,7 +10,9 @@ use crate::EnvSource;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
 use crate::fetchers::tls::TlsConfig;
-use crate::source::{Changes, FetchRequest, RawValue, Revision, Source};
+use crate::source::{
+    Access, Changes, FetchRequest, Preflighting, Probe, RawValue, Revision, Source,
+};
 
 /// The largest message a [`NatsSource`] accepts, by default (1 MiB, NATS's own default
 /// `max_payload`).
@@ -345,6 +347,100 @@ fn no_topic() -> SourceError {
         .with_message("the `nats` source needs `topic = \"...\"` (the subject)")
 }
 
+impl Inner {
+    /// Checks `requests` without reading a message (see the module's "Preflight"): one
+    /// connection; per subject, which JetStream stream keeps it and, for one that does,
+    /// how many messages it holds on the subject (`STREAM.INFO` filtered to it: counts,
+    /// no payload). Bounded by the source's timeout.
+    async fn preflight(&self, requests: Vec<FetchRequest>) -> Vec<Probe> {
+        let deadline = tokio::time::Instant::now() + self.conn.timeout;
+        let client = match self.conn.client(deadline).await {
+            Ok(client) => client,
+            Err(e) => {
+                let probe = probe_of_error(&e);
+                return requests.iter().map(|_| probe.clone()).collect();
+            }
+        };
+        let checks = futures::future::join_all(requests.iter().map(|r| async {
+            let Some(subject) = r.topic() else {
+                return Probe::from_error(&no_topic());
+            };
+            self.check_subject(&client, subject).await
+        }));
+        match tokio::time::timeout_at(deadline, checks).await {
+            Ok(probes) => probes,
+            Err(_) => {
+                let e = SourceError::new(ErrorKind::Timeout).with_message(format!(
+                    "JetStream did not answer within {:?}",
+                    self.conn.timeout
+                ));
+                requests.iter().map(|_| Probe::from_error(&e)).collect()
+            }
+        }
+    }
+
+    async fn check_subject(&self, client: &async_nats::Client, subject: &str) -> Probe {
+        let stream = match self.kept(client, subject).await {
+            Ok(Kept::Core) => {
+                return Probe::readable()
+                    .with_detail("connected; core subject, nothing to look up");
+            }
+            Ok(Kept::Stream(stream)) => stream,
+            Err(e) => return probe_of_error(&e),
+        };
+        let name = stream.cached_info().config.name.clone();
+        let body = serde_json::json!({ "subjects_filter": subject }).to_string();
+        let answer = match client
+            .request(format!("$JS.API.STREAM.INFO.{name}"), body.into())
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                return probe_of_error(
+                    &self.unavailable(&format_args!("JetStream stream `{name}`: {e}")),
+                );
+            }
+        };
+        let info: serde_json::Value = match serde_json::from_slice(&answer.payload) {
+            Ok(info) => info,
+            Err(e) => {
+                return Probe::new(Access::Invalid).with_detail(format!(
+                    "JetStream's answer about stream `{name}` is not JSON: {e}"
+                ));
+            }
+        };
+        if let Some(description) = info.pointer("/error/description").and_then(|d| d.as_str()) {
+            return probe_of_error(
+                &self.unavailable(&format_args!("JetStream stream `{name}`: {description}")),
+            );
+        }
+        let count = info
+            .pointer("/state/subjects")
+            .and_then(|s| s.get(subject))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        match count {
+            0 => Probe::missing().with_detail(format!(
+                "JetStream stream `{name}` keeps the subject; no message on it"
+            )),
+            n => Probe::readable().with_detail(format!(
+                "JetStream stream `{name}` keeps {n} message(s) on the subject"
+            )),
+        }
+    }
+}
+
+/// What an error of a preflight means: refused credentials (an authorization violation
+/// when connecting) are [`Access::Unauthenticated`]; the rest as [`Probe::from_error`]
+/// says (cannot connect, no answer in time: unreachable).
+fn probe_of_error(e: &SourceError) -> Probe {
+    let mut probe = Probe::from_error(e);
+    if e.kind() == ErrorKind::Unauthorized {
+        probe.access = Access::Unauthenticated;
+    }
+    probe
+}
+
 #[async_trait::async_trait]
 impl Source for NatsSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -357,6 +453,12 @@ impl Source for NatsSource {
 
     fn location(&self) -> Option<String> {
         Some(self.inner.shown())
+    }
+
+    /// Without reading a message: connects, and looks the subject up in JetStream (see
+    /// the module's "Preflight").
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(self.inner.preflight(requests))
     }
 
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {

@@ -23,6 +23,13 @@
 //!   resolved like every URL; [`WebSocketSource::resolve`] pins a host name to an address
 //!   (as curl's `--resolve`), e.g. to point `ws://config.service` at a test server.
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no message: per URL, the opening
+//! handshake (bounded by the first message's deadline, as a fetch's connecting is),
+//! then a close. A `101` is readable; HTTP 401 unauthenticated, 403 denied, 404
+//! missing; no connection or no answer in time, unreachable.
+//!
 //! ## What this module declares
 //!
 //! * name `websocket`, cargo feature `websocket`, always registered by

@@ -11,7 +11,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::stream::{self, DEFAULT_FIRST_MESSAGE, Feed, Latest, Message};
-use crate::source::{Changes, FetchRequest, RawValue, Source, redact_url};
+use crate::source::{
+    Access, Changes, FetchRequest, Preflighting, Probe, RawValue, Source, redact_url,
+};
 
 /// The largest message a [`WebSocketSource`] reads, by default (1 MiB).
 pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
@@ -392,6 +394,37 @@ fn no_url() -> SourceError {
         .with_message("the `websocket` source needs `url = \"ws://...\"`")
 }
 
+impl Inner {
+    /// Checks `requests` without reading a message (see the module's "Preflight"): per
+    /// URL, the opening handshake (bounded as a fetch's connecting is, by the first
+    /// message's deadline), then a close — no message is read.
+    async fn preflight(&self, requests: Vec<FetchRequest>) -> Vec<Probe> {
+        futures::future::join_all(requests.iter().map(|r| async {
+            let Some(url) = r.url() else {
+                return Probe::from_error(&no_url());
+            };
+            match self.connect(url).await {
+                Ok(mut socket) => {
+                    close(&mut socket).await;
+                    Probe::readable().with_detail("the handshake succeeded; closed")
+                }
+                Err(e) => {
+                    let mut probe = Probe::from_error(&e);
+                    let said = |status: &str| {
+                        e.message()
+                            .is_some_and(|m| m.contains(&format!("HTTP {status}")))
+                    };
+                    if e.kind() == ErrorKind::Unauthorized && said("401") {
+                        probe.access = Access::Unauthenticated;
+                    }
+                    probe
+                }
+            }
+        }))
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl Source for WebSocketSource {
     async fn fetch(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -408,6 +441,12 @@ impl Source for WebSocketSource {
 
     fn location(&self) -> Option<String> {
         None
+    }
+
+    /// Without reading a message: the opening handshake, then a close (see the module's
+    /// "Preflight").
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(self.inner.preflight(requests))
     }
 
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
