@@ -1,1 +1,814 @@
-//! Preflight: see the module docs of each case.
+//! Preflight of etcd, NATS JetStream KV and the brokers (NATS subjects, Kafka, MQTT,
+//! WebSocket) against real servers: the machine's etcd (127.0.0.1:2379), NATS with
+//! JetStream (127.0.0.1:4222), Mosquitto (127.0.0.1:1883) and tansu (127.0.0.1:9092) of
+//! `scripts/services.sh`, a private etcd with authentication on (started here with
+//! `/usr/bin/etcd`, `CM_ETCD_BIN` overrides it), and websocket servers of the test's own.
+//!
+//! Each case checks [`Source::preflight`] — one probe per request, in order, no value
+//! read — and how long it takes. An unreachable server skips the case (fails under
+//! `CM_REQUIRE_SERVICES=1`). Keys, buckets, topics and streams are unique per case and
+//! removed after it.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use component_model::{
+    Access, EtcdSource, FetchRequest, KafkaSource, MqttSource, NatsKvSource, NatsSource, Probe,
+    Source, WebSocketSource,
+};
+use component_model_tests::{CapturedLogs, capture, skip, unique};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A value no probe, detail or log line may hold.
+const CANARY: &str = "CANARY-preflight-value-7f3a";
+
+/// A local port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The accesses of `probes`, for one assertion.
+fn accesses(probes: &[Probe]) -> Vec<Access> {
+    probes.iter().map(|p| p.access).collect()
+}
+
+/// Runs a preflight, printing how long it took (the figures of the report).
+async fn timed(what: &str, source: &dyn Source, requests: Vec<FetchRequest>) -> Vec<Probe> {
+    let n = requests.len();
+    let started = Instant::now();
+    let probes = source.preflight(requests).await;
+    eprintln!(
+        "preflight {what}: {n} request(s) in {:?}: {:?}",
+        started.elapsed(),
+        probes
+            .iter()
+            .map(|p| format!("{} ({})", p.access, p.detail.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(probes.len(), n, "one probe per request");
+    for p in &probes {
+        assert!(
+            !p.detail.as_deref().unwrap_or("").contains(CANARY),
+            "{what}: {p:?}"
+        );
+    }
+    probes
+}
+
+/// Asserts that a TRACE log of a preflight was captured and holds no value.
+fn assert_no_value(what: &str, logs: &CapturedLogs) {
+    let text = logs.text();
+    assert!(
+        !text.contains(CANARY),
+        "{what}: the log holds a value:\n{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// etcd
+
+const ETCD: &str = "http://127.0.0.1:2379";
+
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A plain gateway client (no library code) that writes what a case reads.
+#[derive(Clone)]
+struct Etcd {
+    url: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Etcd {
+    fn new(url: &str) -> Etcd {
+        Etcd {
+            url: url.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            token: None,
+        }
+    }
+
+    async fn call(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = &self.token {
+            r = r.header("Authorization", t);
+        }
+        let resp = r.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status}: {v}"));
+        }
+        Ok(v)
+    }
+
+    /// The machine's etcd, or `None` (skipped).
+    async fn shared() -> Option<Etcd> {
+        let etcd = Etcd::new(ETCD);
+        match etcd
+            .call("/v3/kv/range", serde_json::json!({"key": b64(b"\0")}))
+            .await
+        {
+            Ok(_) => Some(etcd),
+            Err(e) => {
+                skip("etcd", e);
+                None
+            }
+        }
+    }
+
+    async fn put(&self, key: &str, value: &str) {
+        self.call(
+            "/v3/kv/put",
+            serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())}),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Deletes every key under a prefix when dropped (a failing case too).
+struct EtcdCleanup(String);
+
+impl Drop for EtcdCleanup {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let mut end = prefix.as_bytes().to_vec();
+            if let Some(last) = end.last_mut() {
+                *last += 1;
+            }
+            let _ = rt.block_on(Etcd::new(ETCD).call(
+                "/v3/kv/deleterange",
+                serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
+            ));
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn etcd_preflight_tells_present_missing_and_prefixes_without_reading_a_value() {
+    let Some(etcd) = Etcd::shared().await else {
+        return;
+    };
+    let p = format!("/{}/", unique("cm_preflight"));
+    let _cleanup = EtcdCleanup(p.clone());
+    etcd.put(&format!("{p}port"), CANARY).await;
+    etcd.put(&format!("{p}tree/a"), CANARY).await;
+    etcd.put(&format!("{p}tree/b"), CANARY).await;
+    let tree = |max: Option<&'static str>| {
+        let r = FetchRequest::for_source("etcd").with_param("prefix", format!("{p}tree/"));
+        match max {
+            Some(m) => r.with_param("max_keys", m),
+            None => r,
+        }
+    };
+    let requests = vec![
+        FetchRequest::for_key("etcd", format!("{p}port")),
+        FetchRequest::for_key("etcd", format!("{p}never")),
+        tree(None),
+        tree(Some("1")),
+        FetchRequest::for_source("etcd").with_param("prefix", format!("{p}empty/")),
+    ];
+    let logs = CapturedLogs::default();
+    let probes = {
+        let _guard = capture(&logs);
+        timed("etcd", &EtcdSource::new(ETCD), requests).await
+    };
+    assert_eq!(
+        accesses(&probes),
+        [
+            Access::Readable,
+            Access::Missing,
+            Access::Readable,
+            Access::Invalid,
+            Access::Readable
+        ],
+        "{probes:?}"
+    );
+    assert!(
+        probes[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("mod_revision ")),
+        "{probes:?}"
+    );
+    assert_eq!(probes[2].detail.as_deref(), Some("2 keys under the prefix"));
+    assert!(
+        probes[3]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("over `max_keys` 1")),
+        "{probes:?}"
+    );
+    assert_eq!(probes[4].detail.as_deref(), Some("0 keys under the prefix"));
+    assert_no_value("etcd", &logs);
+}
+
+#[tokio::test]
+async fn etcd_preflight_of_an_unreachable_cluster_is_unreachable_within_the_timeout() {
+    let source = EtcdSource::endpoints([
+        format!("http://127.0.0.1:{}", free_port()),
+        format!("http://127.0.0.1:{}", free_port()),
+    ])
+    .with_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let probes = timed(
+        "etcd unreachable",
+        &source,
+        vec![
+            FetchRequest::for_key("etcd", "/a"),
+            FetchRequest::for_source("etcd").with_param("prefix", "/b/"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        accesses(&probes),
+        [Access::Unreachable, Access::Unreachable]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A private etcd process on free ports (authentication is turned on by the case).
+struct PrivateEtcd {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivateEtcd {
+    async fn start() -> Option<PrivateEtcd> {
+        let bin = std::env::var("CM_ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".to_owned());
+        let (port, peer) = (free_port(), free_port());
+        let dir = std::env::temp_dir().join(unique("cm_preflight_etcd"));
+        let url = format!("http://127.0.0.1:{port}");
+        let peer = format!("http://127.0.0.1:{peer}");
+        let child = std::process::Command::new(&bin)
+            .args(["--name", "cm-preflight", "--data-dir"])
+            .arg(&dir)
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .arg("--initial-cluster")
+            .arg(format!("cm-preflight={peer}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                skip("a private etcd process", format!("cannot start {bin}: {e}"));
+                return None;
+            }
+        };
+        let etcd = PrivateEtcd { child, dir, port };
+        let http = Etcd::new(&etcd.url()).http;
+        for _ in 0..100 {
+            let health = http.get(format!("{}/health", etcd.url())).send().await;
+            if health.is_ok_and(|r| r.status().is_success()) {
+                return Some(etcd);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        skip("a private etcd process", "it did not answer within 10 s");
+        None
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn etcd_preflight_tells_rbac_denied_keys_from_refused_credentials() {
+    let Some(server) = PrivateEtcd::start().await else {
+        return;
+    };
+    let admin = Etcd::new(&server.url());
+    admin.put("/a/x", CANARY).await;
+    admin.put("/b", CANARY).await;
+    let call = |path: &'static str, body: serde_json::Value| {
+        let admin = admin.clone();
+        async move { admin.call(path, body).await.unwrap() }
+    };
+    call(
+        "/v3/auth/user/add",
+        serde_json::json!({"name": "app", "password": "apw"}),
+    )
+    .await;
+    call("/v3/auth/role/add", serde_json::json!({"name": "app"})).await;
+    // Read access to `/a/x` only.
+    call(
+        "/v3/auth/role/grant",
+        serde_json::json!({"name": "app", "perm": {"permType": "READ", "key": b64(b"/a/x")}}),
+    )
+    .await;
+    call(
+        "/v3/auth/user/grant",
+        serde_json::json!({"user": "app", "role": "app"}),
+    )
+    .await;
+    call(
+        "/v3/auth/user/add",
+        serde_json::json!({"name": "root", "password": "rpw"}),
+    )
+    .await;
+    call("/v3/auth/role/add", serde_json::json!({"name": "root"})).await;
+    call(
+        "/v3/auth/user/grant",
+        serde_json::json!({"user": "root", "role": "root"}),
+    )
+    .await;
+    call("/v3/auth/enable", serde_json::json!({})).await;
+
+    let requests = || {
+        vec![
+            FetchRequest::for_key("etcd", "/a/x"),
+            FetchRequest::for_key("etcd", "/b"),
+            FetchRequest::for_source("etcd").with_param("prefix", "/a/"),
+        ]
+    };
+    let logs = CapturedLogs::default();
+    let _guard = capture(&logs);
+    let app = EtcdSource::new(server.url()).with_auth("app", "apw");
+    let probes = timed("etcd rbac", &app, requests()).await;
+    assert_eq!(
+        accesses(&probes),
+        [Access::Readable, Access::Denied, Access::Denied],
+        "{probes:?}"
+    );
+    let wrong = EtcdSource::new(server.url()).with_auth("app", "not-the-password");
+    let probes = timed("etcd wrong password", &wrong, requests()).await;
+    assert_eq!(
+        accesses(&probes),
+        [Access::Unauthenticated; 3],
+        "{probes:?}"
+    );
+    let anonymous = EtcdSource::new(server.url());
+    let probes = timed("etcd no credentials", &anonymous, requests()).await;
+    assert_eq!(
+        accesses(&probes),
+        [Access::Unauthenticated; 3],
+        "{probes:?}"
+    );
+    drop(_guard);
+    assert_no_value("etcd rbac", &logs);
+    let text = logs.text();
+    assert!(
+        !text.contains("apw") && !text.contains("not-the-password"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// NATS JetStream KV
+
+const NATS: &str = "nats://127.0.0.1:4222";
+
+async fn nats_client() -> Option<async_nats::Client> {
+    match tokio::time::timeout(Duration::from_secs(5), async_nats::connect(NATS)).await {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(e)) => {
+            skip("nats", e);
+            None
+        }
+        Err(_) => {
+            skip("nats", "no answer within 5 s");
+            None
+        }
+    }
+}
+
+/// Deletes a JetStream stream when dropped (a failing case too).
+struct StreamCleanup(String);
+
+impl Drop for StreamCleanup {
+    fn drop(&mut self) {
+        let stream = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let connected =
+                    tokio::time::timeout(Duration::from_secs(5), async_nats::connect(NATS)).await;
+                if let Ok(Ok(nc)) = connected {
+                    let js = jetstream::new(nc);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), js.delete_stream(stream))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Publishes on a KV subject (a value, or a marker with headers), acknowledged.
+async fn kv_publish(
+    js: &jetstream::Context,
+    subject: String,
+    headers: &[(&'static str, &'static str)],
+    payload: &str,
+) {
+    let mut h = async_nats::HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, *v);
+    }
+    js.publish_with_headers(subject, h, payload.to_owned().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn nats_kv_preflight_tells_present_never_written_deleted_and_missing_buckets() {
+    let Some(nc) = nats_client().await else {
+        return;
+    };
+    let js = jetstream::new(nc);
+    let bucket = unique("cmpf");
+    let _cleanup = StreamCleanup(format!("KV_{bucket}"));
+    js.create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 5,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let subject = |key: &str| format!("$KV.{bucket}.{key}");
+    kv_publish(&js, subject("app.port"), &[], CANARY).await;
+    kv_publish(&js, subject("app.gone"), &[], CANARY).await;
+    kv_publish(&js, subject("app.gone"), &[("KV-Operation", "DEL")], "").await;
+    kv_publish(&js, subject("app.purged"), &[], CANARY).await;
+    kv_publish(
+        &js,
+        subject("app.purged"),
+        &[("KV-Operation", "PURGE"), ("Nats-Rollup", "sub")],
+        "",
+    )
+    .await;
+    let key = |bucket: &str, key: &str| {
+        FetchRequest::for_key("nats_kv", key.to_owned()).with_param("bucket", bucket.to_owned())
+    };
+    let requests = vec![
+        key(&bucket, "app.port"),
+        key(&bucket, "app.never"),
+        key(&bucket, "app.gone"),
+        key(&bucket, "app.purged"),
+        key(&unique("cmpf_none"), "app.port"),
+        key(&bucket, "app.>"),
+    ];
+    let source = NatsKvSource::new(NATS).with_timeout(Duration::from_secs(5));
+    let logs = CapturedLogs::default();
+    let probes = {
+        let _guard = capture(&logs);
+        timed("nats_kv", &source, requests).await
+    };
+    assert_eq!(
+        accesses(&probes),
+        [
+            Access::Readable,
+            Access::Missing,
+            Access::Missing,
+            Access::Missing,
+            Access::Invalid,
+            Access::Invalid
+        ],
+        "{probes:?}"
+    );
+    assert_eq!(probes[0].detail.as_deref(), Some("revision 1"));
+    assert_eq!(probes[1].detail.as_deref(), Some("never written"));
+    assert_eq!(probes[2].detail.as_deref(), Some("deleted (revision 3)"));
+    assert!(
+        probes[3]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("purged")),
+        "{probes:?}"
+    );
+    assert!(
+        probes[4]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("no bucket")),
+        "{probes:?}"
+    );
+    assert_no_value("nats_kv", &logs);
+    // The consumers it made are gone.
+    let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
+    let consumers = stream.info().await.unwrap().state.consumer_count;
+    assert_eq!(consumers, 0, "the preflight's consumers were deleted");
+}
+
+#[tokio::test]
+async fn nats_kv_preflight_of_an_unreachable_server_is_unreachable_within_the_timeout() {
+    let source = NatsKvSource::new(format!("nats://127.0.0.1:{}", free_port()))
+        .with_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let probes = timed(
+        "nats_kv unreachable",
+        &source,
+        vec![FetchRequest::for_key("nats_kv", "a").with_param("bucket", "b")],
+    )
+    .await;
+    assert_eq!(accesses(&probes), [Access::Unreachable], "{probes:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// NATS subjects
+
+#[tokio::test]
+async fn nats_preflight_connects_and_looks_jetstream_subjects_up() {
+    let Some(nc) = nats_client().await else {
+        return;
+    };
+    let js = jetstream::new(nc);
+    let name = unique("cmpf_stream");
+    let _cleanup = StreamCleanup(name.clone());
+    let kept = format!("{name}.kept");
+    js.create_stream(jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{name}.>")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish(format!("{kept}.full"), CANARY.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let topic = |t: String| FetchRequest::for_source("nats").with_topic(t);
+    let requests = vec![
+        topic(format!("{}.core", unique("cmpf"))),
+        topic(format!("{kept}.full")),
+        topic(format!("{kept}.empty")),
+    ];
+    let logs = CapturedLogs::default();
+    let probes = {
+        let _guard = capture(&logs);
+        timed(
+            "nats",
+            &NatsSource::new(NATS).with_timeout(Duration::from_secs(5)),
+            requests,
+        )
+        .await
+    };
+    assert_eq!(
+        accesses(&probes),
+        [Access::Readable, Access::Readable, Access::Missing],
+        "{probes:?}"
+    );
+    assert_eq!(
+        probes[0].detail.as_deref(),
+        Some("connected; core subject, nothing to look up")
+    );
+    assert_no_value("nats", &logs);
+
+    let source = NatsSource::new(format!("nats://127.0.0.1:{}", free_port()))
+        .with_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let probes = timed("nats unreachable", &source, vec![topic("a.b".to_owned())]).await;
+    assert_eq!(accesses(&probes), [Access::Unreachable], "{probes:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Kafka (tansu)
+
+const KAFKA: &str = "127.0.0.1:9092";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_preflight_tells_existing_topics_from_missing_ones() {
+    let built = tokio::time::timeout(
+        Duration::from_secs(5),
+        rskafka::client::ClientBuilder::new(vec![KAFKA.to_owned()]).build(),
+    )
+    .await;
+    let admin = match built {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return skip("tansu (Kafka)", e),
+        Err(_) => return skip("tansu (Kafka)", "no answer within 5 s"),
+    };
+    let topic = unique("cm_preflight");
+    let controller = admin.controller_client().unwrap();
+    controller.create_topic(&topic, 2, 1, 5_000).await.unwrap();
+    let requests = vec![
+        FetchRequest::for_source("kafka").with_topic(topic.clone()),
+        FetchRequest::for_source("kafka").with_topic(unique("cm_preflight_none")),
+    ];
+    let source = KafkaSource::new([KAFKA]).with_timeout(Duration::from_secs(5));
+    let probes = timed("kafka", &source, requests).await;
+    let _ = controller.delete_topic(&topic, 5_000).await;
+    assert_eq!(
+        accesses(&probes),
+        [Access::Readable, Access::Missing],
+        "{probes:?}"
+    );
+    assert_eq!(probes[0].detail.as_deref(), Some("topic with 2 partitions"));
+
+    let source = KafkaSource::new([format!("127.0.0.1:{}", free_port())])
+        .with_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let probes = timed(
+        "kafka unreachable",
+        &source,
+        vec![FetchRequest::for_source("kafka").with_topic("t")],
+    )
+    .await;
+    assert_eq!(accesses(&probes), [Access::Unreachable], "{probes:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// MQTT (Mosquitto)
+
+#[tokio::test]
+async fn mqtt_preflight_connects_without_subscribing() {
+    if let Err(e) = tokio::net::TcpStream::connect("127.0.0.1:1883").await {
+        return skip("mosquitto", e);
+    }
+    let topic = format!("cm/{}/config", unique("preflight"));
+    let source = MqttSource::new("mqtt://127.0.0.1:1883").with_timeout(Duration::from_secs(5));
+    let probes = timed(
+        "mqtt",
+        &source,
+        vec![FetchRequest::for_source("mqtt").with_topic(topic)],
+    )
+    .await;
+    assert_eq!(accesses(&probes), [Access::Readable], "{probes:?}");
+    assert_eq!(
+        probes[0].detail.as_deref(),
+        Some("connected; MQTT cannot look up a topic")
+    );
+
+    let source = MqttSource::new(format!("mqtt://127.0.0.1:{}", free_port()))
+        .with_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let probes = timed(
+        "mqtt unreachable",
+        &source,
+        vec![FetchRequest::for_source("mqtt").with_topic("a/b")],
+    )
+    .await;
+    assert_eq!(accesses(&probes), [Access::Unreachable], "{probes:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// WebSocket
+
+/// A websocket server that sends `CANARY` to every client, or answers the upgrade with
+/// `status` when it is not 101.
+async fn ws_server(status: u16) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/config", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if status != 101 {
+                    let mut head = [0u8; 2048];
+                    let _ = tcp.read(&mut head).await;
+                    let _ = tcp
+                        .write_all(
+                            format!("HTTP/1.1 {status} No\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+                        )
+                        .await;
+                    return;
+                }
+                use futures::SinkExt;
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                    let _ = ws
+                        .send(tokio_tungstenite::tungstenite::Message::Text(CANARY.into()))
+                        .await;
+                    let _ = futures::StreamExt::next(&mut ws).await;
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn websocket_preflight_opens_the_handshake_and_closes() {
+    let (ok, a) = ws_server(101).await;
+    let (unauthenticated, b) = ws_server(401).await;
+    let (denied, c) = ws_server(403).await;
+    let unreachable = format!("ws://127.0.0.1:{}/x", free_port());
+    let url = |u: &str| FetchRequest::for_source("websocket").with_url(u.to_owned());
+    let source = WebSocketSource::new().with_first_message_timeout(Duration::from_secs(2));
+    let logs = CapturedLogs::default();
+    let probes = {
+        let _guard = capture(&logs);
+        timed(
+            "websocket",
+            &source,
+            vec![
+                url(&ok),
+                url(&unauthenticated),
+                url(&denied),
+                url(&unreachable),
+            ],
+        )
+        .await
+    };
+    for t in [a, b, c] {
+        t.abort();
+    }
+    assert_eq!(
+        accesses(&probes),
+        [
+            Access::Readable,
+            Access::Unauthenticated,
+            Access::Denied,
+            Access::Unreachable
+        ],
+        "{probes:?}"
+    );
+    assert_no_value("websocket", &logs);
+}
