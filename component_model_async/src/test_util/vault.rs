@@ -71,6 +71,11 @@ const INVALID_V2_PATH: &str = "Invalid path for a versioned K/V secrets engine. 
 ///   namespace that does not exist → `404 namespace not found`; no namespace (the root
 ///   namespace, which has no mounts when [`VaultDoubleBuilder::namespace`] is set) → `404
 ///   no handler for route`;
+/// * `POST`/`PUT /v1/sys/capabilities-self` with `{"paths": [...]}`: the token's
+///   capabilities on each path, in `data` and at the top level as Vault answers (`root`
+///   for the root token and [`VaultDouble::issue_token`] tokens; `list`, `read` under a
+///   scoped token's prefixes, `deny` elsewhere); a token without the `default` policy gets
+///   `403` with the multierror, a bad one `403 permission denied`;
 /// * `GET /v1/sys/internal/ui/mounts/<path>`: the mount (`path`, `type: kv`,
 ///   `options.version`), `403` when no mount matches;
 /// * `GET /v1/sys/seal-status`; `GET`/`HEAD /v1/sys/health` without a token (`503` when
@@ -597,6 +602,21 @@ async fn handle(
     if let Some(path) = rest.strip_prefix("sys/internal/ui/mounts/") {
         return ui_mount(&state, path);
     }
+    if rest == "sys/capabilities-self" {
+        return match method {
+            Method::POST | Method::PUT => {
+                let token = token.unwrap_or_default();
+                capabilities_self(&state, &r.body, |path| {
+                    if root {
+                        vec!["root"]
+                    } else {
+                        state.tokens.capabilities(token, path)
+                    }
+                })
+            }
+            _ => errors(StatusCode::METHOD_NOT_ALLOWED, &[UNSUPPORTED]),
+        };
+    }
     if rest == "auth/token/lookup-self" {
         return match method {
             Method::GET => lookup_self(&state),
@@ -705,6 +725,53 @@ fn lookup_self(state: &VaultState) -> Response {
         0,
         None,
     ))
+}
+
+/// `POST sys/capabilities-self` (System backend API, "/sys/capabilities-self"): for each
+/// of `paths` (or the deprecated `path`, a string or a list) the calling token's
+/// capabilities there, in `data` and — as Vault and OpenBao answer — at the top level of
+/// the answer too; with one path, also as `capabilities`. No path: `400 paths must be
+/// supplied`.
+fn capabilities_self(
+    state: &VaultState,
+    body: &[u8],
+    caps: impl Fn(&str) -> Vec<&'static str>,
+) -> Response {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => s.split(',').map(str::to_owned).collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut paths = list(&parsed["paths"]);
+    if paths.is_empty() {
+        paths = list(&parsed["path"]);
+    }
+    paths.retain(|p| !p.is_empty());
+    if paths.is_empty() {
+        return errors(StatusCode::BAD_REQUEST, &["paths must be supplied"]);
+    }
+    let mut data = Map::new();
+    for p in &paths {
+        data.insert(p.clone(), json!(caps(p.trim_start_matches('/'))));
+    }
+    if paths.len() == 1 {
+        data.insert("capabilities".to_owned(), data[&paths[0]].clone());
+    }
+    let mut answer = state.envelope(Value::Object(data.clone()), 0, None);
+    if let Value::Object(top) = &mut answer {
+        top.remove("mount_type");
+        for (k, v) in data {
+            top.insert(k, v);
+        }
+    }
+    ok(answer)
 }
 
 /// Whether a request lists keys: Vault's `LIST` method, or `GET` with `?list=true` (the

@@ -151,7 +151,10 @@ impl Tokens {
         }
         if matches!(
             path,
-            "auth/token/lookup-self" | "auth/token/renew-self" | "auth/token/revoke-self"
+            "auth/token/lookup-self"
+                | "auth/token/renew-self"
+                | "auth/token/revoke-self"
+                | "sys/capabilities-self"
         ) {
             return t.policy.default_policy;
         }
@@ -163,6 +166,23 @@ impl Tokens {
             .readable
             .as_ref()
             .is_none_or(|prefixes| prefixes.iter().any(|p| path.starts_with(p.as_str())))
+    }
+
+    /// What `sys/capabilities-self` answers for `path` (after `/v1/`) to the valid issued
+    /// token `token`: `["root"]` for a token that reads everything, `["list", "read"]`
+    /// under its readable prefixes (what the double lets it do there), else `["deny"]`.
+    pub(super) fn capabilities(&self, token: &str, path: &str) -> Vec<&'static str> {
+        let issued = self.lock();
+        let Some(t) = issued.get(token) else {
+            return vec!["deny"];
+        };
+        match &t.policy.readable {
+            None => vec!["root"],
+            Some(prefixes) if prefixes.iter().any(|p| path.starts_with(p.as_str())) => {
+                vec!["list", "read"]
+            }
+            Some(_) => vec!["deny"],
+        }
     }
 
     /// A new service token.

@@ -33,6 +33,26 @@
 //! Watched (for a [`Live`](crate::Live)) by polling KV v2 metadata for `current_version`
 //! every `watch_interval` (default 10 s; see the `watch` module); KV v1 secrets are polled.
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no secret (never a `GET` of a
+//! data path):
+//!
+//! * `GET auth/token/lookup-self`: a token Vault refuses (a plain `403 permission denied`:
+//!   bad, expired, revoked, or none) makes every row `unauthenticated`; a login the server
+//!   refuses too; otherwise each row's detail ends with the token's TTL (`token ttl
+//!   59m59s`, `token never expires`);
+//! * ONE `POST sys/capabilities-self` with every path the fields would read (KV v2
+//!   `<mount>/data/<path>`, KV v1 `<mount>/<path>`, the KV version found as a read finds
+//!   it) and the paths that tell existence: no `read` (or `root`), or `deny` → `denied`
+//!   with the capabilities in the detail;
+//! * whether an allowed secret exists: KV v2 `GET <mount>/metadata/<path>` (no data in
+//!   it; 404, or the version read deleted or destroyed → `missing`), KV v1 a LIST of the
+//!   secret's folder — each only when the token may (else `readable` with "existence not
+//!   checked"); at most 16 at once;
+//! * a server that cannot be reached, sealed or failing → `unreachable`; a token that may
+//!   not use `sys/capabilities-self` (no `default` policy) → `unchecked`.
+//!
 //! ## What this module declares
 //!
 //! * name `vault`, cargo feature `vault`, registered by
@@ -49,6 +69,8 @@ pub(crate) mod connect;
 mod source;
 #[cfg(feature = "vault")]
 pub use source::*;
+#[cfg(feature = "vault")]
+mod preflight;
 #[cfg(feature = "vault")]
 mod watch;
 #[cfg(feature = "vault")]

@@ -355,16 +355,26 @@ impl VaultSource {
         self.call_with(segments, &[], what).await
     }
 
-    /// [`call`](Self::call) with a query string.
-    async fn call_with(
+    /// Sends `method` to `segments` (with `query` and a JSON `body`) with the source's
+    /// token — a managed token obtained, renewed, or replaced once when Vault refuses it as
+    /// bad (see [`auth`](super::auth)) — and the namespace; the status, the body, and why a
+    /// `403` with a managed token is a denial (a valid token the policy refuses).
+    pub(super) async fn exchange(
         &self,
+        method: reqwest::Method,
         segments: &[&str],
         query: &[(&str, &str)],
-        what: &str,
-    ) -> Result<Envelope, SourceError> {
+        body: Option<&[u8]>,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>, Option<String>), SourceError> {
         let url = self.endpoint.url(segments, query)?;
         let namespaced = |r: reqwest::RequestBuilder| match &self.namespace {
             Some(ns) => r.header("X-Vault-Namespace", ns.as_str()),
+            None => r,
+        };
+        let with_body = |r: reqwest::RequestBuilder| match body {
+            Some(bytes) => r
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.to_vec()),
             None => r,
         };
         // Why a 403 with a managed token is a denial, for the error.
@@ -372,7 +382,7 @@ impl VaultSource {
         let (status, body) = match &self.auth {
             None => {
                 self.endpoint
-                    .send(reqwest::Method::GET, &url, namespaced)
+                    .send(method.clone(), &url, |r| namespaced(with_body(r)))
                     .await?
             }
             Some(auth) => {
@@ -385,8 +395,8 @@ impl VaultSource {
                     let token = auth.header(&conn).await?;
                     let (status, body) = self
                         .endpoint
-                        .send_anonymous(reqwest::Method::GET, &url, |r| {
-                            namespaced(r.header("X-Vault-Token", token.clone()))
+                        .send_anonymous(method.clone(), &url, |r| {
+                            namespaced(with_body(r.header("X-Vault-Token", token.clone())))
                         })
                         .await?;
                     if status.as_u16() != 403 {
@@ -410,6 +420,19 @@ impl VaultSource {
                 }
             }
         };
+        Ok((status, body, why_denied))
+    }
+
+    /// [`call`](Self::call) with a query string.
+    async fn call_with(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Envelope, SourceError> {
+        let (status, body, why_denied) = self
+            .exchange(reqwest::Method::GET, segments, query, None)
+            .await?;
         if !status.is_success() {
             let e = self.status_error(status, &body, what);
             return Err(match why_denied {
@@ -438,7 +461,12 @@ impl VaultSource {
         Ok(envelope)
     }
 
-    fn status_error(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> SourceError {
+    pub(super) fn status_error(
+        &self,
+        status: reqwest::StatusCode,
+        body: &[u8],
+        what: &str,
+    ) -> SourceError {
         let mut message = format!("HTTP {status} from vault for {what}");
         let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
         let errors = parsed
@@ -495,6 +523,11 @@ impl VaultSource {
 
     pub(super) fn default_mount(&self) -> &str {
         &self.default_mount
+    }
+
+    /// Whether requests carry a token (a static one, or one the source obtains).
+    pub(super) fn has_credentials(&self) -> bool {
+        self.endpoint.has_token() || self.auth.is_some()
     }
 
     pub(super) async fn kv_version_of(&self, mount: &str, path: &str) -> Result<u8, SourceError> {
@@ -704,6 +737,12 @@ impl Source for VaultSource {
     /// KV v2 metadata polled for `current_version` (see the `watch` module).
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<crate::Changes, SourceError> {
         self.watch_secrets(requests)
+    }
+
+    /// What the token may read and whether each secret exists, without reading one: see
+    /// the module's "Preflight".
+    fn preflight(&self, requests: Vec<FetchRequest>) -> crate::Preflighting<'_> {
+        Box::pin(self.preflight_requests(requests))
     }
 
     fn is_sensitive(&self) -> bool {
