@@ -47,11 +47,16 @@ const ANONYMOUS: &str = "00000000-0000-0000-0000-000000000002";
 /// * `?recurse`/`?keys` leave out keys the token may not read and then send
 ///   `X-Consul-Results-Filtered-By-ACLs: true`;
 /// * headers `X-Consul-Index`, `X-Consul-Knownleader`, `X-Consul-Lastcontact` on reads;
-/// * ACLs when built with [`ConsulDoubleBuilder::acl_token`]: the token is read from
+/// * ACLs when built with [`ConsulDoubleBuilder::acl_token`] (a token that may do
+///   everything) or [`ConsulDoubleBuilder::acl_token_with_rules`] (`key_prefix` rules:
+///   the longest matching prefix decides, no match is denied): the token is read from
 ///   `X-Consul-Token`, `Authorization: Bearer` or `?token=`; an unknown token gets
 ///   `403 ACL not found`; no token is the anonymous token, which may read nothing
 ///   (`403 Permission denied: ...`); keys under a [`ConsulDoubleBuilder::deny_prefix`]
-///   are denied to every token.
+///   are denied to every token. A transaction's operations are checked first, as
+///   Consul's `preCheck` does (writes and `check-not-exists` need `key:write`,
+///   `check-index` and `check-session` `key:read`): any refusal is a `409` naming only
+///   the refused operations, and nothing runs.
 ///
 /// Every request is recorded ([`ConsulDouble::requests`]).
 pub struct ConsulDouble {
@@ -71,8 +76,21 @@ impl std::fmt::Debug for ConsulDouble {
 #[derive(Debug, Default)]
 pub struct ConsulDoubleBuilder {
     token: Option<String>,
+    tokens: HashMap<String, Vec<(String, KeyPolicy)>>,
     datacenters: Vec<String>,
     denied: Vec<String>,
+}
+
+/// The `policy` of a `key_prefix` rule of a Consul ACL policy
+/// (`key_prefix "app/" { policy = "read" }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyPolicy {
+    /// `read`: read and list the keys.
+    Read,
+    /// `write`: read, list, write and delete them.
+    Write,
+    /// `deny`: nothing.
+    Deny,
 }
 
 impl ConsulDoubleBuilder {
@@ -80,6 +98,36 @@ impl ConsulDoubleBuilder {
     #[must_use]
     pub fn acl_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Enables ACLs and adds `token` with a policy of `key_prefix` rules, `("app/",
+    /// "read")` being `key_prefix "app/" { policy = "read" }` (`read`, `write` or
+    /// `deny`): as in Consul, the rule with the longest prefix of a key decides, and a key
+    /// no rule matches is denied (`default_policy = "deny"`). Several calls add several
+    /// tokens.
+    ///
+    /// # Panics
+    /// On a policy other than `read`, `write` and `deny`.
+    #[must_use]
+    pub fn acl_token_with_rules(
+        mut self,
+        token: impl Into<String>,
+        rules: &[(&str, &str)],
+    ) -> Self {
+        let rules = rules
+            .iter()
+            .map(|(prefix, policy)| {
+                let policy = match *policy {
+                    "read" => KeyPolicy::Read,
+                    "write" => KeyPolicy::Write,
+                    "deny" => KeyPolicy::Deny,
+                    other => panic!("a key_prefix policy is read, write or deny, not {other:?}"),
+                };
+                ((*prefix).to_owned(), policy)
+            })
+            .collect();
+        self.tokens.insert(token.into(), rules);
         self
     }
 
@@ -116,7 +164,9 @@ impl ConsulDoubleBuilder {
                 tombstones: HashMap::new(),
             }),
             index_tx,
+            acl: self.token.is_some() || !self.tokens.is_empty(),
             token: self.token,
+            tokens: self.tokens,
             denied: self.denied,
             recorder: Recorder::default(),
         });
@@ -134,7 +184,12 @@ struct ConsulState {
     data: Mutex<Data>,
     /// The latest raft index, for blocking queries.
     index_tx: watch::Sender<u64>,
+    /// Whether ACLs are on (a token was configured).
+    acl: bool,
+    /// The token that may do everything not denied ([`ConsulDoubleBuilder::acl_token`]).
     token: Option<String>,
+    /// Tokens with `key_prefix` rules ([`ConsulDoubleBuilder::acl_token_with_rules`]).
+    tokens: HashMap<String, Vec<(String, KeyPolicy)>>,
     denied: Vec<String>,
     recorder: Recorder,
 }
@@ -363,15 +418,24 @@ fn entry_json(key: &str, e: &Entry) -> Value {
 enum Access {
     /// A known token or ACLs off.
     Token,
+    /// A token with `key_prefix` rules.
+    Rules(Vec<(String, KeyPolicy)>),
     Anonymous,
     Unknown,
 }
 
+/// What an operation needs on a key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Read,
+    Write,
+}
+
 impl ConsulState {
     fn access(&self, r: &RecordedRequest) -> Access {
-        let Some(expected) = &self.token else {
+        if !self.acl {
             return Access::Token;
-        };
+        }
         let given = r
             .header("x-consul-token")
             .map(str::to_owned)
@@ -384,8 +448,11 @@ impl ConsulState {
         match given {
             None => Access::Anonymous,
             Some(t) if t.is_empty() => Access::Anonymous,
-            Some(t) if &t == expected => Access::Token,
-            Some(_) => Access::Unknown,
+            Some(t) if self.token.as_ref() == Some(&t) => Access::Token,
+            Some(t) => match self.tokens.get(&t) {
+                Some(rules) => Access::Rules(rules.clone()),
+                None => Access::Unknown,
+            },
         }
     }
 
@@ -393,15 +460,42 @@ impl ConsulState {
     /// a recursive delete needs write access to the whole tree, including any denied
     /// prefix inside it).
     fn may_tree(&self, access: &Access, prefix: &str) -> bool {
-        self.may(access, prefix)
-            && !(self.token.is_some() && self.denied.iter().any(|d| d.starts_with(prefix)))
+        self.may_write(access, prefix)
+            && !(self.acl && self.denied.iter().any(|d| d.starts_with(prefix)))
+            && match access {
+                Access::Rules(rules) => rules
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(prefix))
+                    .all(|(_, k)| *k == KeyPolicy::Write),
+                _ => true,
+            }
     }
 
+    /// Whether the token may read `key`.
     fn may(&self, access: &Access, key: &str) -> bool {
+        self.allows(access, key, Need::Read)
+    }
+
+    fn may_write(&self, access: &Access, key: &str) -> bool {
+        self.allows(access, key, Need::Write)
+    }
+
+    fn allows(&self, access: &Access, key: &str, need: Need) -> bool {
+        if self.acl && self.denied.iter().any(|p| key.starts_with(p.as_str())) {
+            return false;
+        }
         match access {
-            Access::Token => {
-                !(self.token.is_some() && self.denied.iter().any(|p| key.starts_with(p.as_str())))
-            }
+            Access::Token => true,
+            // The longest matching `key_prefix` decides; none: the default policy, deny.
+            Access::Rules(rules) => rules
+                .iter()
+                .filter(|(p, _)| key.starts_with(p.as_str()))
+                .max_by_key(|(p, _)| p.len())
+                .is_some_and(|(_, k)| match k {
+                    KeyPolicy::Write => true,
+                    KeyPolicy::Read => need == Need::Read,
+                    KeyPolicy::Deny => false,
+                }),
             Access::Anonymous | Access::Unknown => false,
         }
     }
@@ -607,7 +701,7 @@ fn kv_put(
     dc: &str,
     key: &str,
 ) -> Response {
-    if !state.may(access, key) {
+    if !state.may_write(access, key) {
         return denied(access, "key:write", key);
     }
     let flags = r
@@ -647,7 +741,7 @@ fn kv_delete(
     let allowed = if recurse {
         state.may_tree(access, key)
     } else {
-        state.may(access, key)
+        state.may_write(access, key)
     };
     if !allowed {
         return denied(access, "key:write", key);
@@ -725,13 +819,6 @@ const KV_VERBS: &[&str] = &[
     "get-or-empty",
 ];
 
-fn write_verb(verb: &str) -> bool {
-    matches!(
-        verb,
-        "set" | "cas" | "lock" | "unlock" | "delete" | "delete-tree" | "delete-cas"
-    )
-}
-
 /// Runs a transaction's operations: all of them, or none when one fails (Consul answers
 /// `409` with the failed operations' `OpIndex` and `What`).
 fn txn_apply(
@@ -764,6 +851,38 @@ fn txn_apply(
             index: kv["Index"].as_u64().unwrap_or(0),
         });
     }
+    // Consul checks the ACLs of every operation first (its `preCheck`): writes need
+    // `key:write` (`delete-tree` on the whole tree), `check-index` and `check-session`
+    // `key:read` ("these could reveal information based on the outcome"), and so does
+    // `check-not-exists` need `key:write` (its `default` case); `get` and `get-tree` are
+    // filtered afterwards. Any refusal answers `409` with the refused operations alone,
+    // none of the others run.
+    let refused: Vec<Value> = parsed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| {
+            let key = op.key.as_str();
+            let (allowed, permission) = match op.verb.as_str() {
+                "get" | "get-tree" | "get-or-empty" => (true, ""),
+                "check-index" | "check-session" => (state.may(access, key), "key:read"),
+                "delete-tree" => (state.may_tree(access, key), "key:write"),
+                _ => (state.may_write(access, key), "key:write"),
+            };
+            (!allowed).then(|| {
+                json!({"OpIndex": i, "What": format!(
+                    "Permission denied: token lacks permission '{permission}' on {key:?}"
+                )})
+            })
+        })
+        .collect();
+    if !refused.is_empty() {
+        let index = data.index;
+        let body = json!({"Results": Value::Null, "Errors": refused});
+        return with_index(
+            (StatusCode::CONFLICT, axum::Json(body)).into_response(),
+            index,
+        );
+    }
     // The operations run in order on a copy, each seeing the ones before it; the copy
     // replaces the data only when none failed (all or nothing, every failure reported).
     let mut work = data.clone();
@@ -773,17 +892,6 @@ fn txn_apply(
         let key = op.key.as_str();
         let current = work.stores[dc].get(key).cloned();
         let fail = |what: String| json!({"OpIndex": i, "What": what});
-        let allowed = if op.verb == "delete-tree" {
-            state.may_tree(access, key)
-        } else {
-            state.may(access, key)
-        };
-        if write_verb(&op.verb) && !allowed {
-            errors.push(fail(format!(
-                "Permission denied: token lacks permission 'key:write' on {key:?}"
-            )));
-            continue;
-        }
         // Writes answer the entry without its value; reads the token may not read are
         // left out of the results (Consul filters them).
         let written = |work: &Data| {
@@ -830,9 +938,11 @@ fn txn_apply(
                 }
             }
             "check-index" => match &current {
-                None => errors.push(fail(format!("key {key:?} doesn't exist"))),
+                None => errors.push(fail(format!(
+                    "failed to check index, key {key:?} doesn't exist"
+                ))),
                 Some(e) if e.modify_index != op.index => errors.push(fail(format!(
-                    "current modify index {} != {}",
+                    "failed index check for key {key:?}, current modify index {} != {}",
                     e.modify_index, op.index
                 ))),
                 Some(_) => {}

@@ -36,6 +36,23 @@
 //! `recurse` query on its prefix (a key written, added or deleted under it moves its
 //! index, and the field is read again).
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no value:
+//!
+//! * keys: ONE `PUT /v1/txn` per datacenter and 64 keys of `check-index` operations with
+//!   `Index: 0`, which Consul runs only after checking `key:read` on every key and which
+//!   fail for every key (no key has modify index 0), saying whether it exists — a failed
+//!   transaction returns no entry. `Permission denied` → `denied` (the other keys are
+//!   checked again without it); `current modify index N != 0` → `readable`; `doesn't
+//!   exist` → `missing`;
+//! * subtrees (`prefix`): `GET /v1/kv/<prefix>?keys&separator=/` (names only): a key
+//!   under it → `readable`, none → `missing` (the field reads an empty map) — or `denied`
+//!   when Consul says its ACLs hid every key (`X-Consul-Results-Filtered-By-ACLs`);
+//! * `403 ACL not found` (an unknown token) → `unauthenticated`; no answer within the
+//!   source's timeout, refused connections, 5xx → `unreachable`; an unknown datacenter →
+//!   `invalid`. The token, datacenter and namespace are sent as a read sends them.
+//!
 //! ## What this module declares
 //!
 //! * name `consul`, cargo feature `consul`, registered by
@@ -51,6 +68,8 @@ pub(crate) mod connect;
 mod source;
 #[cfg(feature = "consul")]
 pub use source::*;
+#[cfg(feature = "consul")]
+mod preflight;
 #[cfg(feature = "consul")]
 mod watch;
 

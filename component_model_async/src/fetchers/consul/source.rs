@@ -194,6 +194,10 @@ impl ConsulSource {
         self.endpoint.timeout()
     }
 
+    pub(super) fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
     pub(super) fn query_pairs<'a>(&'a self, dc: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
         self.query(dc)
     }
@@ -838,6 +842,12 @@ impl Source for ConsulSource {
     /// selective, else one per distinct key.
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<crate::Changes, SourceError> {
         Ok(self.watch_keys(requests))
+    }
+
+    /// Whether each key may be read and exists, without reading a value: see the
+    /// module's "Preflight".
+    fn preflight(&self, requests: Vec<FetchRequest>) -> crate::Preflighting<'_> {
+        Box::pin(self.preflight_requests(requests))
     }
 }
 
