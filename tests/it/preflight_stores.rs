@@ -12,9 +12,11 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use std::collections::HashMap;
+
 use component_model::{
-    Access, EtcdSource, FetchRequest, KafkaSource, MqttSource, NatsKvSource, NatsSource, Probe,
-    Source, WebSocketSource,
+    Access, AsyncAssign, EnvSource, EtcdSource, FetchRequest, KafkaSource, MqttSource,
+    NatsKvSource, NatsSource, Probe, Source, Sources, WebSocketSource,
 };
 use component_model_tests::{CapturedLogs, capture, skip, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -811,4 +813,142 @@ async fn websocket_preflight_opens_the_handshake_and_closes() {
         "{probes:?}"
     );
     assert_no_value("websocket", &logs);
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end: `preflight_with` of a derived struct reading etcd and NATS KV.
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Stores {
+    #[component(fetch_from = "etcd", key = "${P}port")]
+    port: u16,
+    #[component(fetch_from = "etcd", key = "${P}mode", fallback = "normal")]
+    mode: String,
+    #[component(fetch_from = "etcd", prefix = "${P}features/")]
+    features: HashMap<String, String>,
+    #[component(fetch_from = "nats_kv", bucket = "${B}", key = "app.token")]
+    token: String,
+    #[component(
+        fetch_from = "nats_kv",
+        bucket = "${B}",
+        key = "app.gone",
+        fallback = "x"
+    )]
+    gone: String,
+}
+
+#[tokio::test]
+async fn preflight_with_reports_etcd_and_nats_kv_fields_without_their_values() {
+    let Some(etcd) = Etcd::shared().await else {
+        return;
+    };
+    let Some(nc) = nats_client().await else {
+        return;
+    };
+    let p = format!("/{}/", unique("cm_preflight_e2e"));
+    let _etcd_cleanup = EtcdCleanup(p.clone());
+    etcd.put(&format!("{p}port"), "8080").await;
+    etcd.put(&format!("{p}features/dark"), CANARY).await;
+    let js = jetstream::new(nc);
+    let bucket = unique("cmpf_e2e");
+    let _cleanup = StreamCleanup(format!("KV_{bucket}"));
+    js.create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    kv_publish(&js, format!("$KV.{bucket}.app.token"), &[], CANARY).await;
+    kv_publish(&js, format!("$KV.{bucket}.app.gone"), &[], CANARY).await;
+    kv_publish(
+        &js,
+        format!("$KV.{bucket}.app.gone"),
+        &[("KV-Operation", "DEL")],
+        "",
+    )
+    .await;
+    let env = EnvSource::from_map([("P", p.as_str()), ("B", bucket.as_str())]);
+    let sources = Sources::new()
+        .register("etcd", EtcdSource::new(ETCD))
+        .register("nats_kv", NatsKvSource::new(NATS))
+        .with_env(env.clone());
+    let logs = CapturedLogs::default();
+    let started = Instant::now();
+    let report = {
+        let _guard = capture(&logs);
+        Stores::preflight_with(&sources).await
+    };
+    eprintln!(
+        "preflight_with etcd + nats_kv in {:?}:\n{report}",
+        started.elapsed()
+    );
+    assert!(report.is_ok(), "{report}");
+    let row = |field: &str| {
+        report
+            .rows_of(field)
+            .next()
+            .unwrap_or_else(|| panic!("a row of {field}: {report}"))
+    };
+    let port = row("port");
+    assert_eq!(port.access, Access::Readable, "{report}");
+    assert_eq!(port.source, "etcd");
+    assert_eq!(port.key.as_deref(), Some(format!("{p}port").as_str()));
+    assert_eq!(port.location.as_deref(), Some(ETCD));
+    assert!(
+        port.detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("mod_revision")),
+        "{report}"
+    );
+    assert_eq!(row("mode").access, Access::Missing, "{report}");
+    assert_eq!(row("features").access, Access::Readable, "{report}");
+    assert_eq!(
+        row("features").detail.as_deref(),
+        Some("1 key under the prefix")
+    );
+    let token = row("token");
+    assert_eq!(token.access, Access::Readable, "{report}");
+    assert_eq!(token.source, "nats_kv");
+    assert_eq!(token.detail.as_deref(), Some("revision 1"));
+    assert_eq!(row("gone").access, Access::Missing, "{report}");
+    assert_eq!(row("gone").detail.as_deref(), Some("deleted (revision 3)"));
+    let shown = format!("{report} {report:?}");
+    assert!(!shown.contains(CANARY), "{shown}");
+    assert_no_value("preflight_with", &logs);
+
+    // The same struct with both servers out of reach: not ok, every row in the way.
+    let sources = Sources::new()
+        .register(
+            "etcd",
+            EtcdSource::new(format!("http://127.0.0.1:{}", free_port()))
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .register(
+            "nats_kv",
+            NatsKvSource::new(format!("nats://127.0.0.1:{}", free_port()))
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .with_env(env);
+    let started = Instant::now();
+    let report = Stores::preflight_with(&sources).await;
+    eprintln!(
+        "preflight_with unreachable in {:?}:\n{report}",
+        started.elapsed()
+    );
+    assert!(!report.is_ok(), "{report}");
+    assert!(
+        report.rows.iter().all(|r| r.access == Access::Unreachable),
+        "{report}"
+    );
+    assert_eq!(report.problems().count(), 5, "{report}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
