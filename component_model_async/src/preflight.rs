@@ -18,6 +18,8 @@ use crate::source::Access;
 pub struct PreflightRow {
     /// `App.database.password`.
     pub path: String,
+    /// The path below the root struct: `database.password`.
+    pub field: String,
     /// The source as the field names it: `vault`, `env`, `file@app.toml`.
     pub source: String,
     /// Its part for the field: own, override, default, fallback_to.
@@ -43,7 +45,8 @@ pub struct PreflightRow {
 impl PreflightRow {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        path: String,
+        owner: &str,
+        field: String,
         source: String,
         role: SourceRole,
         key_label: String,
@@ -52,7 +55,8 @@ impl PreflightRow {
         has_default: bool,
     ) -> Self {
         PreflightRow {
-            path,
+            path: format!("{owner}.{field}"),
+            field,
             source,
             role,
             key_label,
@@ -62,6 +66,36 @@ impl PreflightRow {
             detail: None,
             elapsed: Duration::ZERO,
             has_default,
+        }
+    }
+}
+
+impl PreflightRow {
+    /// Whether the source answered (everything but [`Access::Unreachable`]).
+    pub fn reachable(&self) -> bool {
+        self.access != Access::Unreachable
+    }
+
+    /// Whether the source took the credentials (not unreachable nor unauthenticated).
+    pub fn authenticated(&self) -> bool {
+        !matches!(self.access, Access::Unreachable | Access::Unauthenticated)
+    }
+
+    /// Whether the key may be read (readable, missing or unchecked: not refused).
+    pub fn allowed(&self) -> bool {
+        matches!(
+            self.access,
+            Access::Readable | Access::Missing | Access::Unchecked
+        )
+    }
+
+    /// Whether the key exists: `Some(true)` readable, `Some(false)` missing, `None` when
+    /// the check could not say.
+    pub fn exists(&self) -> Option<bool> {
+        match self.access {
+            Access::Readable => Some(true),
+            Access::Missing => Some(false),
+            _ => None,
         }
     }
 }
@@ -119,13 +153,9 @@ impl PreflightReport {
         &'r self,
         path: &'p str,
     ) -> impl Iterator<Item = &'r PreflightRow> + use<'r, 'p> {
-        self.rows.iter().filter(move |r| {
-            r.path == path
-                || r.path
-                    .strip_prefix(self.owner)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    == Some(path)
-        })
+        self.rows
+            .iter()
+            .filter(move |r| r.field == path || r.path == path)
     }
 
     /// The rows in the way of a fetch: a source that failed its check (unreachable,

@@ -615,11 +615,16 @@ fn plan_step(cm: &TokenStream, f: &Field<'_>, i: usize, params: &[String]) -> To
         let rules = crate::expand_rules::field_calls(cm, f);
         add = quote! { { let __cm_h = #add; #rules } };
     }
-    // The type's JSON Schema for `config_doc().json_schema()`: a macro of the runtime
-    // that is empty unless its feature `schema` is on (no compile time otherwise).
+    // The type's JSON Schema for `config_doc().json_schema()`: emitted only with the
+    // feature `schema` (set by the runtime's), through a macro of the runtime that is
+    // empty without it too. Without the feature a struct compiles as before.
     let spec = spec_ident(i);
     let ty = f.ty;
-    let schema = quote!(#cm::schema!(__cm_plan, &#spec, #ty););
+    let schema = if cfg!(feature = "schema") {
+        quote!(#cm::schema!(__cm_plan, &#spec, #ty);)
+    } else {
+        TokenStream::new()
+    };
     if f.attrs.fetcher.is_some() {
         quote! { if __cm_plan.wants(&#spec) { #add; #schema } }
     } else {

@@ -385,3 +385,45 @@ async fn preflight_is_bounded_by_the_timeout_and_says_every_row() {
     assert!(!report.is_ok());
     assert_eq!(report.exit_code(), std::process::ExitCode::FAILURE);
 }
+
+#[derive(AsyncAssign, Debug, Default)]
+#[allow(dead_code)] // only described
+struct Templated {
+    /// The region.
+    #[component(fetch_from = "env", key = "REGION")]
+    region: String,
+    /// Read at a key that names the region.
+    #[component(fetch_from = "env", key = "PORT_{region}")]
+    port: u16,
+    /// Read at a key a variable names.
+    #[component(fetch_from = "env", key = "${DOC_HOST_VAR}")]
+    host: String,
+    #[component(fetch_from = "env", key = "PLAIN", fallback_to = "backup")]
+    plain: String,
+}
+
+#[test]
+fn references_and_variables_are_shown_as_written_and_fallback_to_is_listed() {
+    let sources = Sources::new()
+        .with_env(EnvSource::from_map([("DOC_HOST_VAR", "HOST_NAME")]))
+        .register("backup", EnvSource::from_map([("PLAIN", "x")]));
+    let doc = Templated::config_doc_with(&sources);
+    let key = |path: &str| doc.field(path).unwrap().sources[0].key.clone();
+    assert_eq!(key("region").as_deref(), Some("REGION"));
+    assert_eq!(key("port").as_deref(), Some("PORT_{region}"));
+    assert_eq!(key("host").as_deref(), Some("${DOC_HOST_VAR}"));
+    let plain = &doc.field("plain").unwrap().sources;
+    assert_eq!(plain.len(), 2);
+    assert_eq!(
+        (plain[1].source.as_str(), plain[1].role),
+        ("backup", SourceRole::FallbackTo)
+    );
+    assert_eq!(plain[1].key.as_deref(), Some("PLAIN"));
+    // The doc as a table names each field once, with its doc comment below.
+    let text = doc.to_string();
+    assert!(
+        text.contains("port: Read at a key that names the region."),
+        "{text}"
+    );
+    assert!(text.contains("fallback_to backup PLAIN"), "{text}");
+}

@@ -80,7 +80,8 @@ impl Plan<'_> {
                     None => ("key".to_owned(), None),
                 };
                 let mut row = PreflightRow::new(
-                    slot.path(),
+                    slot.owner,
+                    slot.field.to_string(),
                     label,
                     role,
                     key_label,
