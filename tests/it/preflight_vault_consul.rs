@@ -151,6 +151,62 @@ async fn vault_double_kv_v1_lists_the_folder_and_a_token_without_default_is_unch
     assert_eq!(accesses(&probes), [Access::Unchecked], "{probes:?}");
 }
 
+#[tokio::test]
+async fn vault_logins_sealed_and_unreachable() {
+    let vault = VaultDouble::builder()
+        .approle("role-1", "secret-1")
+        .start()
+        .await;
+    vault.put("secret", "app/db", json!({ "password": "x" }));
+    // A login the source makes itself reads as a static token does.
+    let probes = VaultSource::new(vault.url())
+        .with_approle("role-1", "secret-1")
+        .preflight(vec![secret("app/db"), secret("app/none")])
+        .await;
+    assert_eq!(
+        accesses(&probes),
+        [Access::Readable, Access::Missing],
+        "{probes:?}"
+    );
+    // A login the server refuses: unauthenticated, saying which login.
+    let probes = VaultSource::new(vault.url())
+        .with_approle("role-1", "wrong-secret")
+        .preflight(vec![secret("app/db")])
+        .await;
+    assert_eq!(accesses(&probes), [Access::Unauthenticated], "{probes:?}");
+    assert!(detail(&probes[0]).contains("AppRole"), "{probes:?}");
+    assert!(!detail(&probes[0]).contains("wrong-secret"), "{probes:?}");
+    // Sealed: unreachable.
+    vault.seal();
+    let probes = VaultSource::new(vault.url())
+        .with_token("root")
+        .preflight(vec![secret("app/db")])
+        .await;
+    assert_eq!(accesses(&probes), [Access::Unreachable], "{probes:?}");
+    assert_eq!(vault.requests_to("/v1/secret/data/").len(), 0);
+    // Nothing listening: unreachable within the source's timeout.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let started = Instant::now();
+    let probes = VaultSource::new(format!("http://127.0.0.1:{port}"))
+        .with_token("root")
+        .with_timeout(Duration::from_secs(2))
+        .preflight(vec![secret("app/db"), secret("app/other")])
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        accesses(&probes),
+        [Access::Unreachable, Access::Unreachable],
+        "{probes:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // OpenBao
 
