@@ -6,10 +6,14 @@
 //!   shows that no request read a data path;
 //! * Consul: against the double with ACL tokens of `key_prefix` rules, and a closed port.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use component_model::test_util::{ConsulDouble, VaultDouble};
-use component_model::{Access, ConsulSource, FetchRequest, Probe, Source, VaultSource};
+use component_model::{
+    Access, AsyncAssign, ConsulSource, FetchRequest, Probe, SecretString, Source, Sources,
+    VaultSource,
+};
 use component_model_tests::{CapturedLogs, capture, unique};
 use serde_json::{Value, json};
 
@@ -551,5 +555,148 @@ async fn an_unreachable_consul_is_unreachable_within_the_timeout() {
         accesses(&probes),
         [Access::Unreachable, Access::Unreachable],
         "{probes:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end: `preflight_with` of derived structs.
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct VaultApp {
+    #[component(fetch_from = "vault", secret = "app/db", field = "password")]
+    password: SecretString,
+    #[component(fetch_from = "vault", secret = "other/db", field = "password")]
+    other: SecretString,
+    #[component(
+        fetch_from = "vault",
+        secret = "app/none",
+        field = "token",
+        fallback = "none"
+    )]
+    token: String,
+}
+
+#[tokio::test]
+async fn preflight_with_reports_vault_fields_without_their_values() {
+    const CANARY: &str = "pf-vault-e2e-canary-5d1e";
+    let vault = VaultDouble::start().await;
+    vault.put("secret", "app/db", json!({ "password": CANARY }));
+    vault.put("secret", "other/db", json!({ "password": CANARY }));
+    let token = vault.issue_scoped_token(
+        Duration::from_secs(3600),
+        &["secret/data/app/", "secret/metadata/app/"],
+        true,
+    );
+    let sources =
+        Sources::new().register("vault", VaultSource::new(vault.url()).with_token(&token));
+    let logs = CapturedLogs::default();
+    let report = {
+        let _guard = capture(&logs);
+        VaultApp::preflight_with(&sources).await
+    };
+    eprintln!("{report}");
+    let row = |field: &str| {
+        report
+            .rows_of(field)
+            .next()
+            .unwrap_or_else(|| panic!("a row of {field}: {report}"))
+    };
+    let password = row("password");
+    assert_eq!(password.access, Access::Readable, "{report}");
+    assert_eq!(password.source, "vault");
+    assert_eq!(password.key_label, "secret");
+    assert_eq!(password.key.as_deref(), Some("secret/app/db"));
+    assert!(
+        password
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("token ttl")),
+        "{report}"
+    );
+    assert_eq!(row("other").access, Access::Denied, "{report}");
+    assert_eq!(row("token").access, Access::Missing, "{report}");
+    assert!(row("token").has_default);
+    // The denied secret has no fallback: a fetch would fail.
+    assert!(!report.is_ok(), "{report}");
+    assert_eq!(report.problems().count(), 1, "{report}");
+    let shown = format!("{report} {report:?}");
+    assert!(
+        !shown.contains(CANARY) && !shown.contains(&token),
+        "{shown}"
+    );
+    let text = logs.text();
+    assert!(
+        !text.contains(CANARY),
+        "the secret value is in the TRACE log"
+    );
+    assert!(!text.contains(&token), "the token is in the TRACE log");
+    assert_eq!(vault.requests_to("/v1/secret/data/").len(), 0);
+    // Both secrets of the struct in ONE capabilities call.
+    assert_eq!(vault.requests_to("/v1/sys/capabilities-self").len(), 1);
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct ConsulApp {
+    #[component(fetch_from = "consul", key = "app/port")]
+    port: u16,
+    #[component(fetch_from = "consul", key = "app/mode", fallback = "normal")]
+    mode: String,
+    #[component(fetch_from = "consul", key = "other/key")]
+    other: String,
+    #[component(fetch_from = "consul", prefix = "app/features/")]
+    features: HashMap<String, String>,
+}
+
+#[tokio::test]
+async fn preflight_with_reports_consul_fields_without_their_values() {
+    const CANARY: &str = "pf-consul-e2e-canary-22b7";
+    let consul = ConsulDouble::builder()
+        .acl_token_with_rules("reader", &[("app/", "read")])
+        .start()
+        .await;
+    consul.put("app/port", "8080");
+    consul.put("other/key", CANARY);
+    consul.put("app/features/dark", CANARY);
+    let sources = Sources::new().register(
+        "consul",
+        ConsulSource::new(consul.address()).with_token("reader"),
+    );
+    let logs = CapturedLogs::default();
+    let report = {
+        let _guard = capture(&logs);
+        ConsulApp::preflight_with(&sources).await
+    };
+    eprintln!("{report}");
+    let row = |field: &str| {
+        report
+            .rows_of(field)
+            .next()
+            .unwrap_or_else(|| panic!("a row of {field}: {report}"))
+    };
+    let port = row("port");
+    assert_eq!(port.access, Access::Readable, "{report}");
+    assert_eq!(port.source, "consul");
+    assert_eq!(port.key.as_deref(), Some("app/port"));
+    assert_eq!(row("mode").access, Access::Missing, "{report}");
+    assert_eq!(row("other").access, Access::Denied, "{report}");
+    assert_eq!(row("features").access, Access::Readable, "{report}");
+    assert!(!report.is_ok(), "{report}");
+    assert_eq!(report.problems().count(), 1, "{report}");
+    let shown = format!("{report} {report:?}");
+    assert!(
+        !shown.contains(CANARY) && !shown.contains("reader"),
+        "{shown}"
+    );
+    assert!(!logs.text().contains(CANARY), "a value is in the TRACE log");
+    // The three keys in one transaction (then the two allowed ones again), the prefix
+    // as a listing of names: no value was sent.
+    assert_eq!(consul.requests_to("/v1/txn").len(), 2);
+    assert!(
+        consul
+            .requests_to("/v1/kv/")
+            .iter()
+            .all(|r| r.query_param("keys").is_some())
     );
 }

@@ -9,6 +9,9 @@
 //! name) is skipped, and anything else (`-v`, a positional argument, `--flag` followed by
 //! another flag) is ignored. When a path is given twice, the last one wins, as a shell
 //! user expects.
+//!
+//! Preflight: an argument given is [`Access::Readable`](crate::Access), one not given
+//! `Missing`; nothing is shown of its value.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 
 use crate::error::SourceError;
 use crate::fetchers::Builtin;
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::source::{FetchRequest, Preflighting, Probe, RawValue, Source};
 
 /// Reads values given on the command line: `--set db.port=5432`, `--db.port=5432` or
 /// `--db.port 5432`.
@@ -108,6 +111,21 @@ impl Source for ArgsSource {
 
     fn location(&self) -> Option<String> {
         Some("the command line".to_owned())
+    }
+
+    /// Given or not (see the module docs).
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        let probes = requests
+            .iter()
+            .map(|r| {
+                let path = path(r);
+                match self.get(path) {
+                    Some(_) => Probe::readable().with_detail(format!("`--{path}` is given")),
+                    None => Probe::missing().with_detail(format!("`--{path}` is not given")),
+                }
+            })
+            .collect();
+        Box::pin(std::future::ready(probes))
     }
 
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {

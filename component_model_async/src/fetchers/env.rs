@@ -5,6 +5,14 @@
 //! key label `variable`; a bare `secret` marks a value secret. When the variable is not
 //! set and `<variable>_FILE` is, the file it names is read (see
 //! [`secret_file`](super::secret_file)).
+//!
+//! ## Preflight
+//!
+//! A variable that is set is [`Access::Readable`](crate::Access) (a `secret` field's empty
+//! value counts as not set, as fetch does); one not set is `Missing` — unless
+//! `<variable>_FILE` is set: then the file it names is checked by its metadata (exists, a
+//! regular file, opens; never read), and a missing file is `Invalid` (fetch fails the
+//! field: the variable named it on purpose). No value is shown.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,7 +20,7 @@ use std::sync::Arc;
 
 use crate::error::SourceError;
 use crate::fetchers::Builtin;
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::source::{Access, FetchRequest, Preflighting, Probe, RawValue, Source};
 
 /// Reads environment variables: the process environment, or a fixed map.
 ///
@@ -131,6 +139,35 @@ impl EnvSource {
         }
     }
 
+    /// What a preflight finds of `request` (see the module docs).
+    fn probe(&self, request: &FetchRequest) -> Probe {
+        let name = request.key_or_default().unwrap_or(request.field());
+        match self.get_raw(name) {
+            Some(v) if request.is_sensitive() && v.is_empty() => Probe::missing().with_detail(
+                format!("`{name}` is set but empty, and the field is secret"),
+            ),
+            Some(_) => Probe::readable().with_detail(format!("`{name}` is set")),
+            None => {
+                let file_var = format!("{name}_FILE");
+                match self.get(&file_var).filter(|p| !p.is_empty()) {
+                    Some(path) => {
+                        let probe = crate::fetchers::secret_file::probe_secret_file(
+                            std::path::Path::new(&path),
+                            &file_var,
+                        );
+                        match probe.access {
+                            // Named on purpose: a missing file fails the field.
+                            Access::Missing => Probe::new(Access::Invalid)
+                                .with_detail(probe.detail.unwrap_or_default()),
+                            _ => probe,
+                        }
+                    }
+                    None => Probe::missing().with_detail(format!("`{name}` is not set")),
+                }
+            }
+        }
+    }
+
     /// Whether `request` reads a secret file (`X_FILE` set, `X` not).
     fn reads_file(&self, request: &FetchRequest) -> bool {
         let name = request.key_or_default().unwrap_or(request.field());
@@ -158,6 +195,21 @@ impl Source for EnvSource {
     /// A field without `key` reads the variable named after it.
     fn keys_by_field_name(&self) -> bool {
         true
+    }
+
+    /// Set or not; an `X_FILE` secret file by its metadata (see the module docs).
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(async move {
+            if !requests.iter().any(|r| self.reads_file(r)) {
+                return requests.iter().map(|r| self.probe(r)).collect();
+            }
+            // A file's metadata on a blocking thread.
+            let this = self.clone();
+            let n = requests.len();
+            crate::task::blocking(move || requests.iter().map(|r| this.probe(r)).collect())
+                .await
+                .unwrap_or_else(|| vec![Probe::unchecked("the check was interrupted"); n])
+        })
     }
 
     /// A value read from an `X_FILE` secret file is never shown.

@@ -8,6 +8,11 @@
 //! `COMPONENT_MODEL_CACHE_DIR`, else the platform's cache directory
 //! (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS,
 //! `%LOCALAPPDATA%` on Windows) with `component_model` appended.
+//!
+//! Preflight: whether a value is stored for the field and its request
+//! ([`Access::Readable`], with its age) or not ([`Access::Missing`]: nothing to fall back
+//! to); the struct's file is parsed with every stored value skipped, never decoded. A file
+//! that is corrupt or over its size limit is [`Access::Invalid`].
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,7 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::Builtin;
-use crate::source::{FetchContext, FetchRequest, RawValue, Remembering, Source, StoredValue};
+use crate::source::{
+    Access, FetchContext, FetchRequest, Preflighting, Probe, RawValue, Remembering, Source,
+    StoredValue,
+};
 
 /// The variable naming the directory when none is given in code.
 pub const DIR_VARIABLE: &str = "COMPONENT_MODEL_CACHE_DIR";
@@ -103,6 +111,19 @@ struct Entry {
     /// Seconds since the Unix epoch.
     stored_at: u64,
     value: StoredValue,
+}
+
+/// One struct's file as a preflight reads it: each entry's request and age, its value
+/// skipped (never decoded).
+#[derive(Deserialize, Default)]
+struct Index {
+    fields: BTreeMap<String, IndexEntry>,
+}
+
+#[derive(Deserialize)]
+struct IndexEntry {
+    request: String,
+    stored_at: u64,
 }
 
 /// What identifies a request in a stored entry: its key as the source names it.
@@ -190,6 +211,51 @@ impl LocalCacheSource {
             .map_err(|e| unreadable(&format_args!("is corrupt: {e}")))?;
         warn_if_readable_by_others(path);
         Ok(Some(stored))
+    }
+
+    /// What a preflight finds stored for `requests` of one struct (see the module docs).
+    fn probe(&self, owner: &str, requests: &[&FetchRequest]) -> Vec<Probe> {
+        let path = self.file_for(owner);
+        let shown = path.display();
+        let index = (|| -> Result<Option<Index>, String> {
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(format!("the local cache file {shown} cannot be read: {e}")),
+            };
+            let len = file
+                .metadata()
+                .map_err(|e| format!("the local cache file {shown} cannot be read: {e}"))?
+                .len();
+            if len > MAX_FILE {
+                return Err(format!(
+                    "the local cache file {shown} is {len} bytes, over the {MAX_FILE}-byte limit"
+                ));
+            }
+            serde_json::from_reader(std::io::BufReader::new(file))
+                .map(Some)
+                .map_err(|e| format!("the local cache file {shown} is corrupt: {e}"))
+        })();
+        let now = now();
+        requests
+            .iter()
+            .map(|request| match &index {
+                Err(why) => Probe::new(Access::Invalid).with_detail(why.clone()),
+                Ok(None) => Probe::missing().with_detail(format!("nothing stored yet ({shown})")),
+                Ok(Some(index)) => match index.fields.get(request.field()) {
+                    Some(e) if e.request == identity(request) => {
+                        let age = Duration::from_secs(now.saturating_sub(e.stored_at));
+                        Probe::readable().with_detail(format!(
+                            "a value stored {} ago",
+                            crate::error::humanize(age)
+                        ))
+                    }
+                    Some(_) => Probe::missing()
+                        .with_detail("the value stored for this field answered another request"),
+                    None => Probe::missing().with_detail("no value stored for this field"),
+                },
+            })
+            .collect()
     }
 
     /// Answers from one struct's file.
@@ -378,6 +444,37 @@ impl Source for LocalCacheSource {
 
     fn location(&self) -> Option<String> {
         Some(self.dir.display().to_string())
+    }
+
+    /// A value stored for each request or not, the values never decoded (see the module
+    /// docs); on a blocking thread.
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(async move {
+            let this = self.clone();
+            let n = requests.len();
+            crate::task::blocking(move || {
+                let mut owners: Vec<&str> = requests.iter().map(|r| r.owner()).collect();
+                owners.sort_unstable();
+                owners.dedup();
+                let mut probes: Vec<Option<Probe>> = vec![None; requests.len()];
+                for owner in owners {
+                    let (at, mine): (Vec<usize>, Vec<&FetchRequest>) = requests
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.owner() == owner)
+                        .unzip();
+                    for (i, probe) in at.into_iter().zip(this.probe(owner, &mine)) {
+                        probes[i] = Some(probe);
+                    }
+                }
+                probes
+                    .into_iter()
+                    .map(|p| p.unwrap_or_else(|| Probe::unchecked("not checked")))
+                    .collect()
+            })
+            .await
+            .unwrap_or_else(|| vec![Probe::unchecked("the check was interrupted"); n])
+        })
     }
 
     fn keeps_answers(&self) -> bool {

@@ -41,6 +41,14 @@
 //! * attribute: `secret_file = "path"` (the derive turns it into `key`); with
 //!   `fetch_from = "secret_file"` the key `key` is required and no other backend key is read;
 //! * key label `file`; every value is secret; one read per distinct file in a fetch.
+//!
+//! ## Preflight
+//!
+//! [`Source::preflight`] never reads a secret file: its metadata says whether it exists
+//! ([`Access::Missing`] if not), is a regular file (a directory is [`Access::Invalid`];
+//! a FIFO or a device is not opened, [`Access::Unchecked`]) within [`MAX_SECRET_FILE`];
+//! it is then opened and closed, unread ([`Access::Denied`] when the process may not).
+//! An `env` field's `X_FILE` is checked the same way.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -50,7 +58,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::Builtin;
-use crate::source::{FetchRequest, RawValue, Source};
+use crate::source::{Access, FetchRequest, Preflighting, Probe, RawValue, Source};
 
 /// The largest secret file read: 1 MiB (secrets are keys, passwords and certificates).
 pub const MAX_SECRET_FILE: u64 = 1024 * 1024;
@@ -112,6 +120,50 @@ pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<RawValue, Sour
         Ok(s) => RawValue::Text(s),
         Err(e) => RawValue::Bytes(e.into_bytes()),
     })
+}
+
+/// What a preflight finds of a secret file without reading it: its metadata (it exists,
+/// is a regular file within [`MAX_SECRET_FILE`]) and that it opens for reading (opened and
+/// closed, nothing read). `what` says who named the file, for the detail. A missing file
+/// is [`Access::Missing`]; a file the process may not open [`Access::Denied`]; a
+/// directory or a file too large [`Access::Invalid`]; anything but a regular file (a FIFO,
+/// a device) is not opened, [`Access::Unchecked`].
+pub(crate) fn probe_secret_file(path: &Path, what: &str) -> Probe {
+    let shown = path.display();
+    let failed = |e: &std::io::Error| {
+        let access = match e.kind() {
+            std::io::ErrorKind::NotFound => Access::Missing,
+            std::io::ErrorKind::PermissionDenied => Access::Denied,
+            _ => Access::Invalid,
+        };
+        Probe::new(access).with_detail(format!("{what} {shown} cannot be read: {e}"))
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => return failed(&e),
+    };
+    if meta.is_dir() {
+        return Probe::new(Access::Invalid)
+            .with_detail(format!("{what} {shown} is a directory, not a file"));
+    }
+    if !meta.is_file() {
+        return Probe::unchecked(format!(
+            "{what} {shown} is not a regular file (a FIFO or a device): not opened"
+        ));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Probe::new(Access::Invalid).with_detail(format!(
+            "{what} {shown} is larger than {} (a secret file holds a key or a password)",
+            crate::error::bytes(MAX_SECRET_FILE)
+        ));
+    }
+    match std::fs::File::open(path) {
+        Ok(_) => Probe::readable().with_detail(format!(
+            "{what} {shown}: a file of {}, opens for reading (not read)",
+            crate::error::bytes(meta.len())
+        )),
+        Err(e) => failed(&e),
+    }
 }
 
 /// Warns once per file and process when users other than the owner's group may read it.
@@ -234,6 +286,26 @@ impl Source for SecretFileSource {
 
     fn is_sensitive(&self) -> bool {
         true
+    }
+
+    /// Each file's metadata, and that it opens: never its content (see
+    /// [`probe_secret_file`]).
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(async move {
+            let this = self.clone();
+            let n = requests.len();
+            crate::task::blocking(move || {
+                requests
+                    .iter()
+                    .map(|r| match this.file(r) {
+                        Ok(path) => probe_secret_file(&path, "secret file"),
+                        Err(e) => Probe::from_error(&e),
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_else(|| vec![Probe::unchecked("the check was interrupted"); n])
+        })
     }
 
     fn takes_key_prefix(&self) -> bool {

@@ -37,6 +37,19 @@
 //! [`notify_trigger_sql`] makes; `query` fields on the channel of
 //! [`DatabaseSource::with_notify_channel`]. MariaDB and SQLite are polled.
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no value: a `query` is PREPARED
+//! (a syntax error, a missing table or column is [`Access::Invalid`](crate::Access) with
+//! the database's message), then `SELECT COUNT(*) FROM (SELECT 1 FROM (<query>) AS q
+//! LIMIT 2) AS c` with its key bound says whether it returns a row (`Readable`), none
+//! (`Missing`) or several (`Invalid`) — only a number crosses the wire; the keys of a
+//! `table` are looked up in one query per table that returns the keys alone; a `prefix`
+//! counts its rows. A privilege refused (PostgreSQL 42501, MySQL 1142/1143/1044) is
+//! `Denied`, credentials refused (SQLSTATE 28xxx, MySQL 1045) `Unauthenticated`, no
+//! connection `Unreachable`. Keys are bound, never written into SQL; the message of a
+//! data error raised while a check runs (which may quote a value) is not shown.
+//!
 //! ## What this module declares
 //!
 //! * names `database`, `database:<pool>`, `postgres`, `mysql`, `sqlite`; cargo features

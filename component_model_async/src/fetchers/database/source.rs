@@ -1079,6 +1079,12 @@ impl Source for DatabaseSource {
         }
     }
 
+    /// PREPARE and a row count for a query, the keys of a table, the rows under a
+    /// prefix: no value crosses the wire (see the `preflight` module).
+    fn preflight(&self, requests: Vec<FetchRequest>) -> crate::source::Preflighting<'_> {
+        Box::pin(async move { self.preflight_all(&requests).await })
+    }
+
     /// The query (its bound key is shown after it), or `table.key`.
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         match (request.query(), request.table()) {
@@ -1181,6 +1187,9 @@ impl DatabaseSource {
             .collect()
     }
 }
+
+#[path = "preflight.rs"]
+mod preflight;
 
 #[cfg(all(test, feature = "sqlite"))]
 mod tests {

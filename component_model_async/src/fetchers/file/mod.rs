@@ -20,6 +20,17 @@
 //! `sed -i`) and Kubernetes ConfigMap volumes (a `..data` symlink swapped atomically) are
 //! seen; a watch that fails is re-established by the `Live` and everything re-read.
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) checks each file by its metadata: a
+//! missing file is [`Access::Missing`](crate::Access), one the process may not open
+//! `Denied`, a directory or a file over the size limit `Invalid`, a FIFO or a device is
+//! not opened (`Unchecked`); the file is opened and closed. For a request that is not
+//! secret and names a place in the document (`pointer`, `field`, `prefix`), the file is
+//! parsed in memory and the place looked up: `Missing` when it is not there, `Invalid`
+//! when the file does not parse. A secret request is checked by the file's metadata
+//! alone.
+//!
 //! ## What this module declares
 //!
 //! * name `file`, cargo feature `file`, always registered by

@@ -10,7 +10,7 @@ use notify::Watcher;
 
 use crate::convert::subtree::{self, Subtree};
 use crate::error::{ErrorKind, SourceError};
-use crate::source::{Change, Changes, FetchRequest, RawValue, Source};
+use crate::source::{Access, Change, Changes, FetchRequest, Preflighting, Probe, RawValue, Source};
 
 /// The largest file read by default.
 pub const DEFAULT_MAX_FILE: u64 = 16 * 1024 * 1024;
@@ -277,6 +277,104 @@ impl FileSource {
         request.path().ok_or_else(|| {
             SourceError::new(ErrorKind::Config).with_message("the field names no `path = \"...\"`")
         })
+    }
+}
+
+impl FileSource {
+    /// What a preflight finds of `request`: the file's metadata, that it opens, and for a
+    /// request that is not secret and points into the document (`pointer`, `field`,
+    /// `prefix`), whether that is there (the file parsed in memory, nothing shown). A
+    /// secret request is checked by the file's metadata alone: its document is not parsed.
+    fn probe(&self, request: &FetchRequest) -> Probe {
+        let path = match Self::path_of(request) {
+            Ok(text) => self.resolve(text),
+            Err(e) => return Probe::from_error(&e),
+        };
+        let shown = path.display();
+        let failed = |e: &std::io::Error| {
+            let access = match e.kind() {
+                std::io::ErrorKind::NotFound => Access::Missing,
+                std::io::ErrorKind::PermissionDenied => Access::Denied,
+                _ => Access::Invalid,
+            };
+            Probe::new(access).with_detail(format!("{shown}: {e}"))
+        };
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Probe::missing().with_detail(format!("no file {shown}"));
+            }
+            Err(e) => return failed(&e),
+        };
+        if meta.is_dir() {
+            return Probe::new(Access::Invalid)
+                .with_detail(format!("{shown} is a directory, not a file"));
+        }
+        if !meta.is_file() {
+            return Probe::unchecked(format!(
+                "{shown} is not a regular file (a FIFO or a device): not opened"
+            ));
+        }
+        if meta.len() > self.limit() {
+            return Probe::from_error(&too_large(&path, self.limit()));
+        }
+        if let Err(e) = std::fs::File::open(&path) {
+            return failed(&e);
+        }
+        let size = crate::error::bytes(meta.len());
+        let spec = request.spec();
+        let (select, pointer) = match request.pointer() {
+            Some(p) => (None, Some(p)),
+            None => (spec.and_then(|s| s.select), spec.and_then(|s| s.pointer)),
+        };
+        let tree = Subtree::of(request);
+        if select.is_none() && pointer.is_none() && tree.is_none() {
+            return Probe::readable().with_detail(format!("{shown}: {size}, opens for reading"));
+        }
+        if request.is_sensitive() {
+            return Probe::readable().with_detail(format!(
+                "{shown}: {size}, opens for reading (a secret field: the document was not parsed, the place in it not checked)"
+            ));
+        }
+        let document = match self.load_inline(&path).unwrap_or_else(|| self.load(&path)) {
+            Ok(document) => document,
+            Err(e) => return Probe::from_error(&e),
+        };
+        if let Some(tree) = tree {
+            return match tree.and_then(|tree| table_of(tree, &document)) {
+                Ok(RawValue::Json(serde_json::Value::Object(members))) => Probe::readable()
+                    .with_detail(format!(
+                        "{shown}: the table holds {} members",
+                        members.len()
+                    )),
+                Ok(_) => Probe::readable(),
+                Err(e) => Probe::from_error(&e),
+            };
+        }
+        let doc = match &document {
+            RawValue::Json(v) => v,
+            _ => {
+                return Probe::new(Access::Invalid).with_detail(format!(
+                    "{shown} is text, not a `.toml`, `.json` or `.yaml` document to look up a place in"
+                ));
+            }
+        };
+        let at = select.map_or(Some(doc), |name| doc.get(name));
+        let found = match pointer {
+            Some(p) => at.and_then(|v| v.pointer(p)),
+            None => at,
+        };
+        let place = match (select, pointer) {
+            (Some(f), Some(p)) => format!("{f}{p}"),
+            (Some(f), None) => f.to_owned(),
+            (None, p) => p.unwrap_or_default().to_owned(),
+        };
+        match found {
+            None | Some(serde_json::Value::Null) => {
+                Probe::missing().with_detail(format!("nothing at `{place}` in {shown}"))
+            }
+            Some(_) => Probe::readable().with_detail(format!("`{place}` is in {shown}")),
+        }
     }
 }
 
@@ -613,6 +711,18 @@ impl Source for FileSource {
                 (None, None) => path,
             },
         ))
+    }
+
+    /// Each file's metadata and that it opens; a place in the document of a request that
+    /// is not secret (see [`FileSource::probe`]); on a blocking thread.
+    fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
+        Box::pin(async move {
+            let this = self.clone();
+            let n = requests.len();
+            crate::task::blocking(move || requests.iter().map(|r| this.probe(r)).collect())
+                .await
+                .unwrap_or_else(|| vec![Probe::unchecked("the check was interrupted"); n])
+        })
     }
 
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {

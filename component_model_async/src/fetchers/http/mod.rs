@@ -29,6 +29,16 @@
 //! # let _ = sources;
 //! ```
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) sends a `HEAD` of each distinct URL with
+//! the source's headers (its auth header included); to a server that answers `HEAD` with
+//! 405 or 501, the `GET`, whose response is dropped as soon as its status arrived (the body
+//! is never read). 2xx is [`Access::Readable`](crate::Access) (a `pointer` into the
+//! document is not checked), 404/410 `Missing`, 401/407 `Unauthenticated`, 403 `Denied`,
+//! 408/429/5xx, a refused connection or no answer within the source's timeout
+//! `Unreachable`; the whole check of a URL is bounded by that timeout.
+//!
 //! ## What this module declares
 //!
 //! * names `api` and `http` (present in `Sources::new()` with cargo feature `http`), and

@@ -228,6 +228,12 @@ impl Source for HttpSource {
         Ok(request.with_pointer(field.pointer()))
     }
 
+    /// A `HEAD` of each distinct URL (the `GET`'s head when `HEAD` is refused), the
+    /// body never read (see the `preflight` module).
+    fn preflight(&self, requests: Vec<FetchRequest>) -> crate::source::Preflighting<'_> {
+        Box::pin(async move { self.preflight_all(&requests).await })
+    }
+
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         match (request.url(), request.path()) {
             (Some(u), _) => Some(("url", redact_url(u))),
@@ -236,6 +242,9 @@ impl Source for HttpSource {
         }
     }
 }
+
+#[path = "preflight.rs"]
+mod preflight;
 
 /// GETs one URL and converts its JSON body, as the specification sketches it.
 ///

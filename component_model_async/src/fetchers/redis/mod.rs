@@ -33,6 +33,16 @@
 //! decode error; each names the field, the source and the key, and the password of the
 //! URL is never shown.
 //!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) sends ONE pipeline that reads no value:
+//! `TYPE` of each key (`none` is [`Access::Missing`](crate::Access); a string key of
+//! another type, a hash read of a string, a `topic` that is no stream are `Invalid`:
+//! "key `k` is a list, the field reads a string"), `HEXISTS` of a hash member, `HLEN` of a
+//! whole hash (`field = "*"`); a subtree counts its keys with `SCAN` (names only).
+//! `WRONGPASS`/`NOAUTH` are `Unauthenticated`, `NOPERM` on a key `Denied` (an ACL that
+//! refuses `TYPE` itself leaves the key `Unchecked`), no connection `Unreachable`.
+//!
 //! ## What this module declares
 //!
 //! * name `redis`, cargo feature `redis`, registered by

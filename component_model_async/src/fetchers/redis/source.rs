@@ -976,8 +976,17 @@ impl Source for RedisSource {
         Ok(request.with_key(field.key(':')))
     }
 
+    /// `TYPE`, `HEXISTS`, `HLEN` in one pipeline, `SCAN` for a subtree: no value read
+    /// (see the `preflight` module).
+    fn preflight(&self, requests: Vec<FetchRequest>) -> crate::source::Preflighting<'_> {
+        Box::pin(async move { self.preflight_all(&requests).await })
+    }
+
     /// `prefix <prefix>` for a subtree read, else the key (and a hash's member).
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         subtree::native_key(request).or_else(|| request.native_key())
     }
 }
+
+#[path = "preflight.rs"]
+mod preflight;
