@@ -282,8 +282,10 @@ impl ConsulSource {
                         "no key under prefix `{prefix}` (the field reads an empty map){hidden}"
                     ))
                 } else {
-                    Probe::readable()
-                        .with_detail(format!("{under} names under prefix `{prefix}`{hidden}"))
+                    let entries = if under == 1 { "entry" } else { "entries" };
+                    Probe::readable().with_detail(format!(
+                        "{under} {entries} under prefix `{prefix}` (its first level: keys and folders){hidden}"
+                    ))
                 }
             }
             _ => self.refusal(status, &body, &format!("prefix `{prefix}`")),
