@@ -39,6 +39,66 @@ pub(crate) struct Connection {
     client: tokio::sync::Mutex<Option<Connected>>,
     /// What the relays of the current client share (the last message they refused).
     relayed: std::sync::Mutex<Option<Arc<Shared>>>,
+    /// The permissions violations the server reported to this source's client.
+    pub(crate) violations: Arc<Violations>,
+}
+
+/// The permissions violations a server reported (`-ERR 'Permissions Violation for
+/// Publish to "<subject>"'`): the server drops a request it refuses so and answers
+/// nothing, so a request waits for one naming its subject as well as for its answer.
+#[derive(Default)]
+pub(crate) struct Violations {
+    /// The latest ones, when they were reported.
+    seen: std::sync::Mutex<std::collections::VecDeque<(Instant, String)>>,
+    notify: tokio::sync::Notify,
+}
+
+/// How many violations are kept.
+const VIOLATIONS_KEPT: usize = 32;
+
+impl Violations {
+    fn record(&self, text: String) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() == VIOLATIONS_KEPT {
+            seen.pop_front();
+        }
+        seen.push_back((Instant::now(), text));
+        drop(seen);
+        self.notify.notify_waiters();
+    }
+
+    fn since(&self, at: Instant, subject: &str) -> Option<String> {
+        let quoted = format!("\"{subject}\"");
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|(when, text)| *when >= at && text.contains(&quoted))
+            .map(|(_, text)| text.clone())
+    }
+
+    /// Waits for a violation naming `subject` reported at or after `at`: its text (the
+    /// server's, naming the subject; never a payload).
+    pub(crate) async fn of(&self, at: Instant, subject: &str) -> String {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(text) = self.since(at, subject) {
+                return text;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Whether a server error reports a permissions violation.
+fn is_violation(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("permissions violation")
 }
 
 /// A client and the relays it reaches the servers through (they end when dropped).
@@ -70,6 +130,7 @@ impl Connection {
             tls: TlsConfig::new(),
             client: tokio::sync::Mutex::new(None),
             relayed: std::sync::Mutex::new(None),
+            violations: Arc::default(),
         }
     }
 
@@ -183,7 +244,16 @@ impl Connection {
             }
         });
         let flag = alive.0.clone();
+        let violations = self.violations.clone();
         let options = options
+            .event_callback(move |event| {
+                if let async_nats::Event::ServerError(async_nats::ServerError::Other(text)) = &event
+                    && is_violation(text)
+                {
+                    violations.record(text.clone());
+                }
+                std::future::ready(())
+            })
             .connection_timeout(self.timeout)
             .request_timeout(Some(self.timeout))
             .subscription_capacity(SUBSCRIPTION_CAPACITY)

@@ -51,6 +51,9 @@
 //! * **Limits**: JetStream's default API prefix only (no domains), buckets whose stream
 //!   keeps `$KV.<bucket>.>` (not mirrors); watching many keys makes one consumer each
 //!   (nats-server 2.9 has no consumer with several filters).
+//! * **Permissions**: a request the server's permissions refuse gets no answer; the
+//!   violation the server reports naming its subject fails it at once with
+//!   [`ErrorKind::Unauthorized`](crate::ErrorKind::Unauthorized) (not a timeout).
 //! * **One connection per source**, opened on first use and reused. One read —
 //!   connecting, waiting for its bucket's lookup, the lookup, the get and a second try —
 //!   is bounded as a whole by [`NatsKvSource::with_timeout`] (10 s; or the fetch's
@@ -76,9 +79,10 @@
 //! (`last_per_subject`, `headers_only`, in memory, deleted after; the server drops it
 //! after 10 s idle otherwise) whose one message says whether the last record is a
 //! delete or purge (missing) or a value (readable, detail: its revision). A consumer
-//! the user may not make leaves the key unchecked. Credentials refused when connecting
-//! are unauthenticated; cannot connect or no answer in time, unreachable. (A NATS
-//! permissions violation is not answered by the server: it shows as no answer in time.)
+//! the user may not make leaves the key unchecked. A request the user's permissions
+//! refuse (the server reports a violation naming its subject, and answers nothing) is
+//! denied at once, not after the timeout; credentials refused when connecting are
+//! unauthenticated; cannot connect or no answer in time, unreachable.
 //!
 //! ## What this module declares
 //!

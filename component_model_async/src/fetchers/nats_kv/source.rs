@@ -223,6 +223,13 @@ fn too_large(bucket: &str, key: &str, bytes: u64, limit: usize) -> SourceError {
     ))
 }
 
+/// A request the server's permissions refused (the violation names the subject, never
+/// a payload).
+fn refused_error(what: &str, violation: &str) -> SourceError {
+    SourceError::new(ErrorKind::Unauthorized)
+        .with_message(format!("{what}: the server refused it ({violation})"))
+}
+
 fn late(what: &str, budget: Duration) -> SourceError {
     SourceError::new(ErrorKind::Timeout)
         .with_message(format!("{what}: no answer within {budget:?}"))
@@ -342,7 +349,17 @@ impl Inner {
         let request = async_nats::Request::new()
             .payload(body.into())
             .timeout(Some(left));
-        match tokio::time::timeout_at(deadline, client.send_request(subject, request)).await {
+        // The server answers nothing to a request its permissions refuse: it reports a
+        // violation naming the subject instead.
+        let asked = Instant::now();
+        let refused = self.conn.violations.of(asked, &subject);
+        let answered =
+            tokio::time::timeout_at(deadline, client.send_request(subject.clone(), request));
+        let answered = tokio::select! {
+            answered = answered => answered,
+            violation = refused => return Err(failed(refused_error(&what(), &violation))),
+        };
+        match answered {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
                 Err(failed(late(&what(), self.conn.timeout)))
@@ -854,7 +871,16 @@ impl Inner {
     ) -> Result<async_nats::Message, SourceError> {
         let late = || late(&what(), self.conn.timeout);
         let inbox = client.new_inbox();
+        let next = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
         crate::metrics::round_trip();
+        let asked = Instant::now();
+        let refused = async {
+            let violation = tokio::select! {
+                v = self.conn.violations.of(asked, &next) => v,
+                v = self.conn.violations.of(asked, &inbox) => v,
+            };
+            refused_error(&what(), &violation)
+        };
         let work = async {
             let mut subscription = client
                 .subscribe(inbox.clone())
@@ -862,8 +888,8 @@ impl Inner {
                 .map_err(|e| self.conn.unavailable(&format_args!("{}: {e}", what())))?;
             client
                 .publish_with_reply(
-                    format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
-                    inbox,
+                    next.clone(),
+                    inbox.clone(),
                     serde_json::json!({ "batch": 1, "no_wait": true })
                         .to_string()
                         .into(),
@@ -877,18 +903,28 @@ impl Inner {
                     .unavailable(&format_args!("{}: the subscription ended", what()))
             })
         };
-        tokio::time::timeout_at(deadline, work)
-            .await
-            .map_err(|_| late())?
+        tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                got = work => got,
+                e = refused => Err(e),
+            }
+        })
+        .await
+        .map_err(|_| late())?
     }
 }
 
-/// What an error of a preflight means: refused credentials (an authorization violation
-/// when connecting) are [`Access::Unauthenticated`]; the rest as [`Probe::from_error`]
-/// says (cannot connect, no answer in time: unreachable).
+/// What an error of a preflight means: a request the server's permissions refused is
+/// [`Access::Denied`] (as [`Probe::from_error`] says); refused credentials (an
+/// authorization violation when connecting) are [`Access::Unauthenticated`]; the rest as
+/// [`Probe::from_error`] says (cannot connect, no answer in time: unreachable).
 fn probe_of_error(e: &SourceError) -> Probe {
     let mut probe = Probe::from_error(e);
-    if e.kind() == ErrorKind::Unauthorized {
+    if e.kind() == ErrorKind::Unauthorized
+        && !e
+            .message()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("permissions violation"))
+    {
         probe.access = Access::Unauthenticated;
     }
     probe
