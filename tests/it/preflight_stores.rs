@@ -589,6 +589,141 @@ async fn nats_kv_preflight_of_an_unreachable_server_is_unreachable_within_the_ti
     );
 }
 
+/// A nats-server of the case's own with JetStream and users (`admin`, all permissions;
+/// `app`, allowed only the API subjects of bucket `ok`), killed when dropped.
+struct PrivateNats {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivateNats {
+    async fn start() -> Option<PrivateNats> {
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(binary) = binary else {
+            skip("the nats-server binary", "not found");
+            return None;
+        };
+        let port = free_port();
+        let dir = std::env::temp_dir().join(unique("cm_preflight_nats"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let allowed = [
+            "$JS.API.STREAM.INFO.KV_ok",
+            "$JS.API.DIRECT.GET.KV_ok",
+            "$JS.API.CONSUMER.CREATE.KV_ok",
+            "$JS.API.CONSUMER.MSG.NEXT.KV_ok.*",
+            "$JS.API.CONSUMER.DELETE.KV_ok.*",
+        ]
+        .map(|s| format!("\"{s}\""))
+        .join(", ");
+        let config = format!(
+            r#"listen: "127.0.0.1:{port}"
+jetstream {{ store_dir: "{store}" }}
+authorization {{
+  users = [
+    {{ user: admin, password: apw }}
+    {{ user: app, password: bpw, permissions: {{ publish: {{ allow: [{allowed}] }}, subscribe: {{ allow: ["_INBOX.>"] }} }} }}
+  ]
+}}
+"#,
+            store = dir.join("js").display()
+        );
+        let file = dir.join("nats.conf");
+        std::fs::write(&file, config).unwrap();
+        let child = tokio::process::Command::new(binary)
+            .arg("-c")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server starts");
+        let server = PrivateNats { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(server)
+    }
+
+    fn url(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn nats_kv_preflight_tells_permissions_from_refused_credentials() {
+    let Some(server) = PrivateNats::start().await else {
+        return;
+    };
+    let nc = async_nats::ConnectOptions::with_user_and_password("admin".into(), "apw".into())
+        .connect(format!("127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let js = jetstream::new(nc);
+    for bucket in ["ok", "secret"] {
+        js.create_stream(jetstream::stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        kv_publish(&js, format!("$KV.{bucket}.app.port"), &[], CANARY).await;
+    }
+    let requests = || {
+        ["ok", "secret"]
+            .map(|b| FetchRequest::for_key("nats_kv", "app.port").with_param("bucket", b))
+            .to_vec()
+    };
+    let logs = CapturedLogs::default();
+    let _guard = capture(&logs);
+    let app = NatsKvSource::new(server.url("app", "bpw")).with_timeout(Duration::from_secs(5));
+    let started = Instant::now();
+    let probes = timed("nats_kv permissions", &app, requests()).await;
+    assert_eq!(
+        accesses(&probes),
+        [Access::Readable, Access::Denied],
+        "{probes:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a refused request is told from the server's violation, not a timeout: {:?}",
+        started.elapsed()
+    );
+    let wrong =
+        NatsKvSource::new(server.url("app", "wrong-pw")).with_timeout(Duration::from_secs(5));
+    let probes = timed("nats_kv wrong password", &wrong, requests()).await;
+    assert_eq!(
+        accesses(&probes),
+        [Access::Unauthenticated, Access::Unauthenticated],
+        "{probes:?}"
+    );
+    drop(_guard);
+    assert_no_value("nats_kv permissions", &logs);
+    let text = logs.text();
+    assert!(
+        !text.contains("bpw") && !text.contains("wrong-pw"),
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // NATS subjects
 
