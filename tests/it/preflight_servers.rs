@@ -647,7 +647,7 @@ async fn redis_strings_hashes_streams_and_prefixes() {
         (
             key(format!("{p}hash")).with_select("*"),
             Access::Readable,
-            "1 members",
+            "1 member",
         ),
         (
             key(format!("{p}gone")).with_select("*"),
@@ -1006,7 +1006,7 @@ async fn files_env_args_secret_files_and_the_local_cache() {
     expect(&found[1], Access::Readable, &["/server/port"]);
     expect(&found[2], Access::Missing, &["/server/host"]);
     expect(&found[3], Access::Readable, &["not parsed"]);
-    expect(&found[4], Access::Readable, &["1 members"]);
+    expect(&found[4], Access::Readable, &["1 member"]);
     expect(&found[5], Access::Missing, &[]);
     expect(&found[6], Access::Missing, &["absent.toml"]);
     expect(&found[7], Access::Invalid, &["line"]);
@@ -1187,4 +1187,504 @@ async fn no_secret_value_in_a_trace_log_of_a_preflight() {
         lines.is_empty(),
         "a secret value in the TRACE log: {lines:#?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end: `preflight_with` of derived structs, one per backend.
+
+use component_model::{AsyncAssign, PreflightReport, SecretString, Sources};
+use std::collections::HashMap;
+
+/// The one row of `field` in `report`.
+#[track_caller]
+fn row_of<'r>(report: &'r PreflightReport, field: &str) -> &'r component_model::PreflightRow {
+    report
+        .rows_of(field)
+        .next()
+        .unwrap_or_else(|| panic!("no row of {field}: {report}"))
+}
+
+/// Neither the report (shown or debugged) nor the TRACE log holds the canary.
+#[track_caller]
+fn assert_no_canary(report: &PreflightReport, logs: &CapturedLogs) {
+    let shown = format!("{report} {report:?}");
+    assert!(!shown.contains(CANARY), "a value in the report: {shown}");
+    let lines: Vec<String> = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains(CANARY))
+        .map(|l| l.replace(CANARY, "<the secret value>"))
+        .collect();
+    assert!(
+        lines.is_empty(),
+        "a secret value in the TRACE log: {lines:#?}"
+    );
+}
+
+/// The key/value table `config` (in the connection's own schema or database) of the
+/// end-to-end SQL cases: `port`, `password` (the canary) and two features.
+async fn seed_config<'e, E: sqlx::Executor<'e> + Copy>(db: E, quote: char) {
+    let (k, v) = (format!("{quote}key{quote}"), format!("{quote}value{quote}"));
+    exec(
+        db,
+        format!("CREATE TABLE config ({k} VARCHAR(64) PRIMARY KEY, {v} TEXT)"),
+    )
+    .await;
+    exec(
+        db,
+        format!(
+            "INSERT INTO config ({k}, {v}) VALUES ('port', '5432'), ('password', '{CANARY}'), ('features.dark', 'true'), ('features.beta', 'false')"
+        ),
+    )
+    .await;
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct PgApp {
+    #[component(fetch_from = "postgres", table = "config", key = "port")]
+    port: u16,
+    #[component(
+        fetch_from = "postgres",
+        table = "config",
+        key = "mode",
+        fallback = "normal"
+    )]
+    mode: String,
+    #[component(
+        fetch_from = "postgres",
+        query = "SELECT value FROM config WHERE key = $1",
+        key = "password"
+    )]
+    password: SecretString,
+    #[component(fetch_from = "postgres", table = "config", prefix = "features.")]
+    features: HashMap<String, bool>,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct PgBroken {
+    #[component(
+        fetch_from = "postgres",
+        query = "SELECT value FROM no_such_table WHERE key = $1",
+        key = "x"
+    )]
+    x: String,
+    #[component(fetch_from = "postgres", table = "config", key = "absent")]
+    absent: u16,
+}
+
+#[tokio::test]
+async fn preflight_with_a_postgres_struct() {
+    let Some(admin) = pg_admin().await else {
+        return;
+    };
+    let schema = unique("cm_pf_schema");
+    let _cleanup = SqlCleanup {
+        url: PG_URL,
+        statements: vec![format!("DROP SCHEMA IF EXISTS {schema} CASCADE")],
+    };
+    exec(&admin, format!("CREATE SCHEMA {schema}")).await;
+    // A pool whose connections use the schema, so the literal `config` is this test's.
+    let options: sqlx::postgres::PgConnectOptions = PG_URL.parse().unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.options([("search_path", schema.as_str())]))
+        .await
+        .expect("pool");
+    seed_config(&pool, '"').await;
+    let sources = Sources::new().register("postgres", DatabaseSource::new(pool.clone()));
+    let logs = CapturedLogs::default();
+    let started = Instant::now();
+    let report = {
+        let _guard = capture(&logs);
+        PgApp::preflight_with(&sources).await
+    };
+    println!(
+        "preflight_with postgres in {:?}:\n{report}",
+        started.elapsed()
+    );
+    assert!(report.is_ok(), "{report}");
+    let port = row_of(&report, "port");
+    assert_eq!(port.access, Access::Readable, "{report}");
+    assert_eq!(port.source, "postgres");
+    assert_eq!(port.path, "PgApp.port");
+    assert_eq!(row_of(&report, "mode").access, Access::Missing, "{report}");
+    let password = row_of(&report, "password");
+    assert_eq!(password.access, Access::Readable, "{report}");
+    assert_eq!(password.key_label, "query");
+    let features = row_of(&report, "features");
+    assert_eq!(features.access, Access::Readable, "{report}");
+    assert!(
+        features
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("2 rows")),
+        "{report}"
+    );
+    assert_no_canary(&report, &logs);
+
+    let report = PgBroken::preflight_with(&sources).await;
+    assert!(!report.is_ok(), "{report}");
+    let x = row_of(&report, "x");
+    assert_eq!(x.access, Access::Invalid, "{report}");
+    assert!(
+        x.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("relation \"no_such_table\" does not exist")),
+        "{report}"
+    );
+    assert_eq!(
+        row_of(&report, "absent").access,
+        Access::Missing,
+        "{report}"
+    );
+    assert_eq!(report.problems().count(), 2, "{report}");
+    pool.close().await;
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct MyApp {
+    #[component(fetch_from = "mysql", table = "config", key = "port")]
+    port: u16,
+    #[component(
+        fetch_from = "mysql",
+        table = "config",
+        key = "mode",
+        fallback = "normal"
+    )]
+    mode: String,
+    #[component(
+        fetch_from = "mysql",
+        query = "SELECT `value` FROM config WHERE `key` = ?",
+        key = "password"
+    )]
+    password: SecretString,
+    #[component(
+        fetch_from = "mysql",
+        query = "SELEC `value` FROM config",
+        fallback = "x"
+    )]
+    bad: String,
+}
+
+#[tokio::test]
+async fn preflight_with_a_mariadb_struct() {
+    let Some(admin) = mysql_admin().await else {
+        return;
+    };
+    let db = unique("cm_pf_db");
+    let _cleanup = SqlCleanup {
+        url: MYSQL_URL,
+        statements: vec![format!("DROP DATABASE IF EXISTS {db}")],
+    };
+    exec(&admin, format!("CREATE DATABASE {db}")).await;
+    let url = format!("mysql://root@127.0.0.1:3306/{db}");
+    let source = DatabaseSource::connect(&url).await.expect("source");
+    {
+        let pool = sqlx::MySqlPool::connect(&url).await.expect("pool");
+        seed_config(&pool, '`').await;
+        pool.close().await;
+    }
+    let sources = Sources::new().register("mysql", source);
+    let logs = CapturedLogs::default();
+    let report = {
+        let _guard = capture(&logs);
+        MyApp::preflight_with(&sources).await
+    };
+    println!("preflight_with mariadb:\n{report}");
+    assert_eq!(row_of(&report, "port").access, Access::Readable, "{report}");
+    assert_eq!(row_of(&report, "mode").access, Access::Missing, "{report}");
+    assert_eq!(
+        row_of(&report, "password").access,
+        Access::Readable,
+        "{report}"
+    );
+    let bad = row_of(&report, "bad");
+    assert_eq!(bad.access, Access::Invalid, "{report}");
+    assert!(
+        bad.detail.as_deref().is_some_and(|d| d.contains("1064")),
+        "{report}"
+    );
+    // An invalid query is in the way, whatever the fallback.
+    assert!(!report.is_ok(), "{report}");
+    assert_eq!(report.problems().count(), 1, "{report}");
+    assert_no_canary(&report, &logs);
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct LiteApp {
+    #[component(fetch_from = "sqlite", table = "config", key = "port")]
+    port: u16,
+    #[component(
+        fetch_from = "sqlite",
+        query = "SELECT value FROM config WHERE key = ?",
+        key = "password"
+    )]
+    password: SecretString,
+    #[component(
+        fetch_from = "sqlite",
+        table = "settings",
+        key = "port",
+        fallback = "1"
+    )]
+    gone: u16,
+}
+
+#[tokio::test]
+async fn preflight_with_a_sqlite_struct() {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .expect("in-memory sqlite");
+    seed_config(&pool, '"').await;
+    let sources = Sources::new().register("sqlite", DatabaseSource::new(pool));
+    let logs = CapturedLogs::default();
+    let report = {
+        let _guard = capture(&logs);
+        LiteApp::preflight_with(&sources).await
+    };
+    println!("preflight_with sqlite:\n{report}");
+    assert_eq!(row_of(&report, "port").access, Access::Readable, "{report}");
+    assert_eq!(
+        row_of(&report, "password").access,
+        Access::Readable,
+        "{report}"
+    );
+    let gone = row_of(&report, "gone");
+    assert_eq!(gone.access, Access::Invalid, "{report}");
+    assert!(
+        gone.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("no such table: settings")),
+        "{report}"
+    );
+    assert!(!report.is_ok(), "{report}");
+    assert_no_canary(&report, &logs);
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct RedisApp {
+    #[component(fetch_from = "redis", key = "${P}port")]
+    port: u16,
+    #[component(fetch_from = "redis", key = "${P}db", field = "password")]
+    password: SecretString,
+    #[component(fetch_from = "redis", key = "${P}mode", fallback = "normal")]
+    mode: String,
+    #[component(fetch_from = "redis", prefix = "${P}features:")]
+    features: HashMap<String, bool>,
+    #[component(fetch_from = "redis", key = "${P}queue", fallback = "x")]
+    queue: String,
+}
+
+#[tokio::test]
+async fn preflight_with_a_redis_struct() {
+    let Some((mut conn, p, _cleanup)) = redis_admin("cm_pf_e2e").await else {
+        return;
+    };
+    let _: () = conn.set(format!("{p}port"), "6379").await.unwrap();
+    let _: () = conn
+        .hset(format!("{p}db"), "password", CANARY)
+        .await
+        .unwrap();
+    let _: () = conn.set(format!("{p}features:dark"), "true").await.unwrap();
+    let _: () = conn.rpush(format!("{p}queue"), "a").await.unwrap();
+    let sources = Sources::new()
+        .register("redis", RedisSource::new(REDIS_URL))
+        .with_env(EnvSource::from_map([("P", p.as_str())]));
+    let logs = CapturedLogs::default();
+    let started = Instant::now();
+    let report = {
+        let _guard = capture(&logs);
+        RedisApp::preflight_with(&sources).await
+    };
+    println!("preflight_with redis in {:?}:\n{report}", started.elapsed());
+    let port = row_of(&report, "port");
+    assert_eq!(port.access, Access::Readable, "{report}");
+    assert_eq!(port.key.as_deref(), Some(format!("{p}port").as_str()));
+    assert_eq!(
+        row_of(&report, "password").access,
+        Access::Readable,
+        "{report}"
+    );
+    assert_eq!(row_of(&report, "mode").access, Access::Missing, "{report}");
+    let features = row_of(&report, "features");
+    assert_eq!(features.access, Access::Readable, "{report}");
+    let queue = row_of(&report, "queue");
+    assert_eq!(queue.access, Access::Invalid, "{report}");
+    assert!(
+        queue
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("is a list, the field reads a string")),
+        "{report}"
+    );
+    assert!(!report.is_ok(), "{report}");
+    assert_eq!(report.problems().count(), 1, "{report}");
+    assert_no_canary(&report, &logs);
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct HttpApp {
+    #[component(fetch_from = "settings", path = "/ok", pointer = "/port")]
+    port: u16,
+    #[component(fetch_from = "settings", path = "/missing", fallback = "normal")]
+    mode: String,
+    #[component(fetch_from = "settings", path = "/auth", pointer = "/port")]
+    guarded: u16,
+    #[component(fetch_from = "settings", path = "/forbidden", fallback = "1")]
+    forbidden: u16,
+}
+
+#[tokio::test]
+async fn preflight_with_an_http_struct() {
+    let (base, seen, task) = http_server().await;
+    let sources = Sources::new().register(
+        "settings",
+        HttpSource::new(&base)
+            .with_auth_header(CANARY)
+            .with_timeout(Duration::from_secs(2)),
+    );
+    let logs = CapturedLogs::default();
+    let report = {
+        let _guard = capture(&logs);
+        HttpApp::preflight_with(&sources).await
+    };
+    println!("preflight_with http:\n{report}");
+    let port = row_of(&report, "port");
+    assert_eq!(port.access, Access::Readable, "{report}");
+    assert_eq!(port.source, "settings");
+    assert_eq!(row_of(&report, "mode").access, Access::Missing, "{report}");
+    // The source's auth header went along.
+    assert_eq!(
+        row_of(&report, "guarded").access,
+        Access::Readable,
+        "{report}"
+    );
+    assert_eq!(
+        row_of(&report, "forbidden").access,
+        Access::Denied,
+        "{report}"
+    );
+    assert!(!report.is_ok(), "{report}");
+    assert_eq!(report.problems().count(), 1, "{report}");
+    assert!(
+        seen.lock().unwrap().iter().all(|l| l.starts_with("HEAD ")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_no_canary(&report, &logs);
+    task.abort();
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct LocalApp {
+    #[component(fetch_from = "file", path = "app.toml", pointer = "/server/port")]
+    port: u16,
+    #[component(
+        fetch_from = "file",
+        path = "app.toml",
+        pointer = "/server/host",
+        fallback = "localhost"
+    )]
+    host: String,
+    #[component(fetch_from = "env", key = "APP_TOKEN")]
+    token: SecretString,
+    #[component(fetch_from = "env", key = "APP_KEY")]
+    key: SecretString,
+    #[component(fetch_from = "args", key = "log.level", fallback = "info")]
+    log_level: String,
+    #[component(fetch_from = "args", key = "workers")]
+    workers: u8,
+    #[component(secret_file = "api_key")]
+    api_key: SecretString,
+    #[component(fetch_from = "env", key = "APP_REGION", fallback_to = "local_cache")]
+    region: String,
+}
+
+#[tokio::test]
+async fn preflight_with_a_file_env_args_and_secret_file_struct() {
+    let dir = temp_dir("e2e");
+    let _cleanup = DirCleanup(dir.clone());
+    std::fs::write(
+        dir.join("app.toml"),
+        format!("[server]\nport = 8080\ntoken = \"{CANARY}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("api_key"), CANARY).unwrap();
+    std::fs::write(dir.join("key"), CANARY).unwrap();
+    let env = EnvSource::from_map([
+        ("APP_TOKEN", CANARY.to_owned()),
+        ("APP_KEY_FILE", dir.join("key").display().to_string()),
+        ("APP_REGION", "eu".to_owned()),
+    ]);
+    let sources = Sources::new()
+        .with_env(env)
+        .register("file", FileSource::new().with_base_dir(&dir))
+        .register("secret_file", SecretFileSource::in_dir(&dir))
+        .with_args(["app", "--workers", "4"])
+        .with_local_cache(dir.join("cache"));
+    let logs = CapturedLogs::default();
+    let report = {
+        let _guard = capture(&logs);
+        LocalApp::preflight_with(&sources).await
+    };
+    println!("preflight_with file/env/args/secret_file:\n{report}");
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(row_of(&report, "port").access, Access::Readable, "{report}");
+    assert_eq!(row_of(&report, "host").access, Access::Missing, "{report}");
+    assert_eq!(
+        row_of(&report, "token").access,
+        Access::Readable,
+        "{report}"
+    );
+    let key = row_of(&report, "key");
+    assert_eq!(key.access, Access::Readable, "{report}");
+    assert!(
+        key.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("APP_KEY_FILE")),
+        "{report}"
+    );
+    assert_eq!(
+        row_of(&report, "log_level").access,
+        Access::Missing,
+        "{report}"
+    );
+    assert_eq!(
+        row_of(&report, "workers").access,
+        Access::Readable,
+        "{report}"
+    );
+    assert_eq!(
+        row_of(&report, "api_key").access,
+        Access::Readable,
+        "{report}"
+    );
+    // The field's own source, then its local cache, where nothing is stored yet.
+    let region: Vec<_> = report.rows_of("region").collect();
+    assert_eq!(region.len(), 2, "{report}");
+    assert_eq!(region[0].access, Access::Readable, "{report}");
+    assert_eq!(region[1].source, "local_cache", "{report}");
+    assert_eq!(region[1].access, Access::Missing, "{report}");
+    assert_no_canary(&report, &logs);
+
+    // Without the file and the args: the fields that need them are in the way.
+    std::fs::remove_file(dir.join("app.toml")).unwrap();
+    let sources = Sources::new()
+        .with_env(EnvSource::from_map([("APP_TOKEN", CANARY)]))
+        .register("file", FileSource::new().with_base_dir(&dir))
+        .register("secret_file", SecretFileSource::in_dir(&dir))
+        .with_args(["app"])
+        .with_local_cache(dir.join("cache"));
+    let report = LocalApp::preflight_with(&sources).await;
+    let mut problems: Vec<&str> = report.problems().map(|r| r.field.as_str()).collect();
+    problems.dedup();
+    assert_eq!(problems, ["port", "key", "workers", "region"], "{report}");
 }

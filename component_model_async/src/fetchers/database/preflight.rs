@@ -357,7 +357,8 @@ impl DatabaseSource {
                         ))
                     } else {
                         Probe::readable().with_detail(format!(
-                            "{n} rows under prefix `{prefix}` in table `{table}`"
+                            "{n} row{} under prefix `{prefix}` in table `{table}`",
+                            if n == 1 { "" } else { "s" }
                         ))
                     }
                 }

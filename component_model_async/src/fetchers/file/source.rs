@@ -344,8 +344,9 @@ impl FileSource {
             return match tree.and_then(|tree| table_of(tree, &document)) {
                 Ok(RawValue::Json(serde_json::Value::Object(members))) => Probe::readable()
                     .with_detail(format!(
-                        "{shown}: the table holds {} members",
-                        members.len()
+                        "{shown}: the table holds {} member{}",
+                        members.len(),
+                        if members.len() == 1 { "" } else { "s" }
                     )),
                 Ok(_) => Probe::readable(),
                 Err(e) => Probe::from_error(&e),

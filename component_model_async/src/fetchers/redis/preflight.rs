@@ -151,7 +151,8 @@ impl RedisSource {
                 Check::Member(key, member) => {
                     let (ty, exists) = (next(), next());
                     self.typed(key, ty, "hash", || match exists {
-                        Some(Ok(Value::Int(1) | Value::Boolean(true))) => Probe::readable(),
+                        Some(Ok(Value::Int(1) | Value::Boolean(true))) => Probe::readable()
+                            .with_detail(format!("member `{member}` of hash `{key}` exists")),
                         Some(Ok(_)) => Probe::missing()
                             .with_detail(format!("no member `{member}` in hash `{key}`")),
                         Some(Err(e)) => self.command_probe(&e, "HEXISTS", key),
@@ -166,9 +167,10 @@ impl RedisSource {
                                 "hash `{key}` has {n} members, more than `max_keys` ({max_keys})"
                             ))
                         }
-                        Some(Ok(Value::Int(n))) => {
-                            Probe::readable().with_detail(format!("hash `{key}`: {n} members"))
-                        }
+                        Some(Ok(Value::Int(n))) => Probe::readable().with_detail(format!(
+                            "hash `{key}`: {n} member{}",
+                            if n == 1 { "" } else { "s" }
+                        )),
                         Some(Ok(_)) => Probe::readable(),
                         Some(Err(e)) => self.command_probe(&e, "HLEN", key),
                         None => Probe::unchecked("redis answered fewer commands than were sent"),
@@ -275,7 +277,10 @@ impl RedisSource {
             0 => Probe::readable().with_detail(format!(
                 "no key under prefix `{prefix}`: the field reads an empty table"
             )),
-            n => Probe::readable().with_detail(format!("{n} keys under prefix `{prefix}`")),
+            n => Probe::readable().with_detail(format!(
+                "{n} key{} under prefix `{prefix}`",
+                if n == 1 { "" } else { "s" }
+            )),
         }
     }
 }
