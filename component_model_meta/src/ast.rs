@@ -190,20 +190,19 @@ impl Field<'_> {
             if !attr.path().is_ident("doc") {
                 continue;
             }
-            if let syn::Meta::NameValue(nv) = &attr.meta {
-                if let syn::Expr::Lit(syn::ExprLit {
+            if let syn::Meta::NameValue(nv) = &attr.meta
+                && let syn::Expr::Lit(syn::ExprLit {
                     lit: syn::Lit::Str(s),
                     ..
                 }) = &nv.value
-                {
-                    let line = s.value();
-                    lines.push(
-                        line.strip_prefix(' ')
-                            .unwrap_or(&line)
-                            .trim_end()
-                            .to_owned(),
-                    );
-                }
+            {
+                let line = s.value();
+                lines.push(
+                    line.strip_prefix(' ')
+                        .unwrap_or(&line)
+                        .trim_end()
+                        .to_owned(),
+                );
             }
         }
         let text = lines.join("\n");

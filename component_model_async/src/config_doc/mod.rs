@@ -253,7 +253,7 @@ impl FieldDoc {
 /// `2s`, `1m 30s`, `250ms`.
 fn humantime_short(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 || ms == 0 {
+    if !ms.is_multiple_of(1000) || ms == 0 {
         return format!("{ms}ms");
     }
     let s = d.as_secs();

@@ -93,12 +93,11 @@ pub(super) fn is_text(type_name: &str) -> bool {
 /// array or object and the type is not text; else a string.
 fn literal_value(field: &FieldDoc) -> Option<Value> {
     let text = field.fallback?;
-    if !is_text(field.type_name) {
-        if let Ok(v) = serde_json::from_str::<Value>(text.trim()) {
-            if !v.is_null() {
-                return Some(v);
-            }
-        }
+    if !is_text(field.type_name)
+        && let Ok(v) = serde_json::from_str::<Value>(text.trim())
+        && !v.is_null()
+    {
+        return Some(v);
     }
     Some(Value::String(text.to_owned()))
 }
@@ -162,7 +161,7 @@ fn comments(field: &FieldDoc, indent: &str) -> String {
     let mut out = String::new();
     if let Some(doc) = field.doc {
         for line in doc.lines() {
-            out.push_str(&format!("{indent}# {line}").trim_end().to_owned());
+            out.push_str(format!("{indent}# {line}").trim_end());
             out.push('\n');
         }
     }

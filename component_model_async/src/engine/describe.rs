@@ -43,11 +43,11 @@ fn source_doc(
     };
     // The field's own key as written when it is a template (a precedence source reads by
     // convention: its key has no template of the field's).
-    if role == SourceRole::Own {
-        if let Some((l, k)) = written_key(spec).filter(|(_, k)| templated(k)) {
-            key_label = l.to_owned();
-            key = Some(k);
-        }
+    if role == SourceRole::Own
+        && let Some((l, k)) = written_key(spec).filter(|(_, k)| templated(k))
+    {
+        key_label = l.to_owned();
+        key = Some(k);
     }
     if matches!(route, Some(Route::Typed(_))) {
         key_label = "fetcher".to_owned();
