@@ -288,8 +288,8 @@ impl Source for SecretFileSource {
         true
     }
 
-    /// Each file's metadata, and that it opens: never its content (see
-    /// [`probe_secret_file`]).
+    /// Each file's metadata, and that it opens: never its content (see the
+    /// [module](self) docs).
     fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
         Box::pin(async move {
             let this = self.clone();

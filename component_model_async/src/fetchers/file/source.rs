@@ -715,7 +715,7 @@ impl Source for FileSource {
     }
 
     /// Each file's metadata and that it opens; a place in the document of a request that
-    /// is not secret (see [`FileSource::probe`]); on a blocking thread.
+    /// is not secret (see the [module](super) docs); on a blocking thread.
     fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
         Box::pin(async move {
             let this = self.clone();
