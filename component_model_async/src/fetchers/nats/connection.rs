@@ -70,25 +70,35 @@ impl Violations {
         self.notify.notify_waiters();
     }
 
-    fn since(&self, at: Instant, subject: &str) -> Option<String> {
-        let quoted = format!("\"{subject}\"");
+    /// The latest violation reported at or after `at` whose text holds `needle`.
+    fn since(&self, at: Instant, needle: &str) -> Option<String> {
         self.seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .rev()
-            .find(|(when, text)| *when >= at && text.contains(&quoted))
+            .find(|(when, text)| *when >= at && text.contains(needle))
             .map(|(_, text)| text.clone())
     }
 
     /// Waits for a violation naming `subject` reported at or after `at`: its text (the
     /// server's, naming the subject; never a payload).
     pub(crate) async fn of(&self, at: Instant, subject: &str) -> String {
+        self.holding(at, &format!("\"{subject}\"")).await
+    }
+
+    /// Waits for a violation naming a subject that starts with `prefix`, reported at or
+    /// after `at`: its text.
+    pub(crate) async fn under(&self, at: Instant, prefix: &str) -> String {
+        self.holding(at, &format!("\"{prefix}")).await
+    }
+
+    async fn holding(&self, at: Instant, needle: &str) -> String {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(text) = self.since(at, subject) {
+            if let Some(text) = self.since(at, needle) {
                 return text;
             }
             notified.await;

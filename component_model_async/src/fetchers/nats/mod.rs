@@ -50,7 +50,10 @@
 //! subject is readable once connected (detail: "connected; core subject, nothing to
 //! look up"); a subject a stream keeps is readable when the stream holds a message on
 //! it and missing when not (`STREAM.INFO` filtered to the subject: a count, no
-//! payload). Credentials refused are unauthenticated; cannot connect, unreachable.
+//! payload). A JetStream lookup the user's permissions refuse is denied at once (the
+//! server reports a violation naming the API subject, and answers nothing); credentials
+//! refused are unauthenticated; cannot connect, unreachable. Whether the user may
+//! subscribe to a core subject is not checked (only subscribing would tell).
 //!
 //! ## What this module declares
 //!

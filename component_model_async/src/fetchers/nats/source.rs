@@ -361,11 +361,21 @@ impl Inner {
                 return requests.iter().map(|_| probe.clone()).collect();
             }
         };
+        // The server answers nothing to a JetStream request its permissions refuse: it
+        // reports a violation naming the subject instead.
+        let asked = tokio::time::Instant::now();
         let checks = futures::future::join_all(requests.iter().map(|r| async {
             let Some(subject) = r.topic() else {
                 return Probe::from_error(&no_topic());
             };
-            self.check_subject(&client, subject).await
+            tokio::select! {
+                probe = self.check_subject(&client, subject) => probe,
+                violation = self.conn.violations.under(asked, "$JS.API.") => {
+                    Probe::new(Access::Denied).with_detail(format!(
+                        "the server refused a JetStream lookup of the subject ({violation})"
+                    ))
+                }
+            }
         }));
         match tokio::time::timeout_at(deadline, checks).await {
             Ok(probes) => probes,
