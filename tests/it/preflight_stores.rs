@@ -724,6 +724,35 @@ async fn nats_kv_preflight_tells_permissions_from_refused_credentials() {
     );
 }
 
+#[tokio::test]
+async fn nats_preflight_of_a_user_refused_jetstream_lookups_is_denied_at_once() {
+    let Some(server) = PrivateNats::start().await else {
+        return;
+    };
+    let source = NatsSource::new(server.url("app", "bpw")).with_timeout(Duration::from_secs(5));
+    let started = Instant::now();
+    let probes = timed(
+        "nats permissions",
+        &source,
+        vec![FetchRequest::for_source("nats").with_topic("app.config")],
+    )
+    .await;
+    assert_eq!(accesses(&probes), [Access::Denied], "{probes:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let wrong = NatsSource::new(server.url("app", "nope")).with_timeout(Duration::from_secs(5));
+    let probes = timed(
+        "nats wrong password",
+        &wrong,
+        vec![FetchRequest::for_source("nats").with_topic("app.config")],
+    )
+    .await;
+    assert_eq!(accesses(&probes), [Access::Unauthenticated], "{probes:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // NATS subjects
 
@@ -874,6 +903,107 @@ async fn mqtt_preflight_connects_without_subscribing() {
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// A Mosquitto of the case's own that admits only user `app` (password `apw`), killed
+/// when dropped.
+struct PrivateMosquitto {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivateMosquitto {
+    async fn start() -> Option<PrivateMosquitto> {
+        let (Some(broker), Some(passwd)) = (
+            ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists()),
+            ["/usr/bin/mosquitto_passwd", "/usr/sbin/mosquitto_passwd"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists()),
+        ) else {
+            skip("the mosquitto binaries", "not found");
+            return None;
+        };
+        let port = free_port();
+        let dir = std::env::temp_dir().join(unique("cm_preflight_mqtt"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let passwords = dir.join("passwords");
+        let made = std::process::Command::new(passwd)
+            .args(["-b", "-c"])
+            .arg(&passwords)
+            .args(["app", "apw"])
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            skip("mosquitto_passwd", "it could not write the password file");
+            return None;
+        }
+        let config = dir.join("mosquitto.conf");
+        // `user root`: started as root, Mosquitto would switch to user `mosquitto`, who
+        // may not read the case's files (not root, it switches to no one).
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nuser root\n",
+            passwords.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let child = tokio::process::Command::new(broker)
+            .arg("-c")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("mosquitto starts");
+        let server = PrivateMosquitto { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                skip("a private mosquitto", "it did not listen within 10 s");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(server)
+    }
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn mqtt_preflight_tells_refused_credentials() {
+    let Some(broker) = PrivateMosquitto::start().await else {
+        return;
+    };
+    let request = || vec![FetchRequest::for_source("mqtt").with_topic("app/config")];
+    let logs = CapturedLogs::default();
+    let _guard = capture(&logs);
+    let ok = MqttSource::new(format!("mqtt://app:apw@127.0.0.1:{}", broker.port))
+        .with_timeout(Duration::from_secs(5));
+    let probes = timed("mqtt credentials", &ok, request()).await;
+    assert_eq!(accesses(&probes), [Access::Readable], "{probes:?}");
+    for url in [
+        format!("mqtt://app:wrong-pw@127.0.0.1:{}", broker.port),
+        format!("mqtt://127.0.0.1:{}", broker.port),
+    ] {
+        let refused = MqttSource::new(url).with_timeout(Duration::from_secs(5));
+        let probes = timed("mqtt refused", &refused, request()).await;
+        assert_eq!(accesses(&probes), [Access::Unauthenticated], "{probes:?}");
+    }
+    drop(_guard);
+    let text = logs.text();
+    assert!(
+        !text.contains("apw") && !text.contains("wrong-pw"),
+        "{text}"
     );
 }
 
