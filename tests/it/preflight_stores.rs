@@ -1217,3 +1217,87 @@ async fn preflight_with_reports_etcd_and_nats_kv_fields_without_their_values() {
         started.elapsed()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// End to end: `preflight_with` of a derived struct following the brokers.
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Streams {
+    #[component(stream_from = "kafka", topic = "${T}")]
+    kafka: String,
+    #[component(stream_from = "kafka", topic = "${T}_none")]
+    kafka_missing: String,
+    #[component(stream_from = "nats", topic = "${T}.core")]
+    nats: String,
+    #[component(stream_from = "mqtt", topic = "cm/${T}")]
+    mqtt: String,
+    #[component(stream_from = "websocket", url = "${WS}")]
+    websocket: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_with_reports_broker_fields_without_reading_a_message() {
+    let built = tokio::time::timeout(
+        Duration::from_secs(5),
+        rskafka::client::ClientBuilder::new(vec![KAFKA.to_owned()]).build(),
+    )
+    .await;
+    let admin = match built {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return skip("tansu (Kafka)", e),
+        Err(_) => return skip("tansu (Kafka)", "no answer within 5 s"),
+    };
+    if nats_client().await.is_none() {
+        return;
+    }
+    if let Err(e) = tokio::net::TcpStream::connect("127.0.0.1:1883").await {
+        return skip("mosquitto", e);
+    }
+    let topic = unique("cm_preflight_e2e");
+    let controller = admin.controller_client().unwrap();
+    controller.create_topic(&topic, 1, 1, 5_000).await.unwrap();
+    let (ws, server) = ws_server(101).await;
+    let sources = Sources::new()
+        .register(
+            "kafka",
+            KafkaSource::new([KAFKA]).with_timeout(Duration::from_secs(5)),
+        )
+        .register(
+            "nats",
+            NatsSource::new(NATS).with_timeout(Duration::from_secs(5)),
+        )
+        .register(
+            "mqtt",
+            MqttSource::new("mqtt://127.0.0.1:1883").with_timeout(Duration::from_secs(5)),
+        )
+        .register("websocket", WebSocketSource::new())
+        .with_env(EnvSource::from_map([
+            ("T", topic.as_str()),
+            ("WS", ws.as_str()),
+        ]));
+    let started = Instant::now();
+    let report = Streams::preflight_with(&sources).await;
+    eprintln!(
+        "preflight_with brokers in {:?}:\n{report}",
+        started.elapsed()
+    );
+    server.abort();
+    let _ = controller.delete_topic(&topic, 5_000).await;
+    let access = |field: &str| {
+        report
+            .rows_of(field)
+            .next()
+            .unwrap_or_else(|| panic!("a row of {field}: {report}"))
+            .access
+    };
+    assert_eq!(access("kafka"), Access::Readable, "{report}");
+    assert_eq!(access("kafka_missing"), Access::Missing, "{report}");
+    assert_eq!(access("nats"), Access::Readable, "{report}");
+    assert_eq!(access("mqtt"), Access::Readable, "{report}");
+    assert_eq!(access("websocket"), Access::Readable, "{report}");
+    // A topic that does not exist, and nothing to stand in: the one problem.
+    assert!(!report.is_ok(), "{report}");
+    assert_eq!(report.problems().count(), 1, "{report}");
+    assert!(!format!("{report}").contains(CANARY), "{report}");
+}
