@@ -476,3 +476,105 @@ fn a_flooding_server_does_not_hold_up_a_healthy_neighbour() {
     });
     assert_no_canary("the TRACE logs", &logs.text());
 }
+
+/// The three sources in one struct, for a preflight held to the struct's timeout.
+#[derive(AsyncAssign, Debug)]
+#[component(timeout = "2s")]
+#[allow(dead_code)] // only preflighted
+struct Checked {
+    #[component(fetch_from = "billing", path = "/config", pointer = "/port")]
+    api: u16,
+    #[component(fetch_from = "consul", key = "app/port")]
+    kv: u16,
+    #[component(fetch_from = "vault", secret = "app/db", field = "password")]
+    password: SecretString,
+}
+
+/// A preflight of the three sources against a server doing `hostile` (issue 35): it ends
+/// within the struct's timeout, grows the process by less than [`MEMORY_BOUND`], finds no
+/// key readable where a body had to be read (`bodies`: Consul's key listing and Vault's
+/// capabilities always; the HTTP `HEAD` only when the head itself is hostile), and the
+/// token (the canary) is in no row, `Debug` or TRACE log line.
+fn preflight_case(hostile: Hostile, head_is_hostile: bool) {
+    let logs = CapturedLogs::default();
+    let for_workers = logs.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || std::mem::forget(capture(&for_workers)))
+        .build()
+        .expect("a runtime");
+    let _g = capture(&logs);
+    let (port, open) = thread_server(hostile);
+    let base = format!("http://127.0.0.1:{port}");
+    let sources = Sources::new()
+        .register("billing", HttpSource::new(&base).with_auth_header(CANARY))
+        .register("consul", ConsulSource::new(&base).with_token(CANARY))
+        .register("vault", VaultSource::new(&base).with_token(CANARY));
+    let (m, closed) = runtime.block_on(async {
+        let _s = serial().await;
+        let m = measure(Checked::preflight_with(&sources)).await;
+        (m, closed_within(&open, CLOSED_WITHIN).await)
+    });
+    drop(runtime);
+    let report = m.output;
+    eprintln!(
+        "preflight {hostile:?}: {:?}, +{} MiB, connections closed {closed:?} after\n{report}",
+        m.elapsed,
+        m.peak / MIB
+    );
+    assert!(
+        m.elapsed < LIMIT + MARGIN,
+        "{hostile:?}: the preflight took {:?}, over the struct's timeout of {LIMIT:?}",
+        m.elapsed
+    );
+    assert!(
+        m.peak < MEMORY_BOUND,
+        "{hostile:?}: resident memory grew by {} MiB",
+        m.peak / MIB
+    );
+    assert!(
+        closed < CLOSED_WITHIN,
+        "{hostile:?}: connections still open {closed:?} after"
+    );
+    assert_eq!(report.rows.len(), 3, "{report}");
+    for row in &report.rows {
+        let must_fail = row.field != "api" || head_is_hostile;
+        if must_fail {
+            assert!(
+                row.access.is_failure(),
+                "{hostile:?}: {} is {} against a hostile server\n{report}",
+                row.path,
+                row.access
+            );
+        }
+    }
+    assert!(!report.is_ok(), "{report}");
+    assert_no_canary("the report", &report.to_string());
+    assert_no_canary("the report's Debug", &format!("{report:?}"));
+    assert_no_canary("the TRACE logs", &logs.text());
+}
+
+#[test]
+fn a_preflight_against_a_server_at_one_byte_a_second_ends_at_the_struct_timeout() {
+    preflight_case(Hostile::TrickleHead, true);
+}
+
+#[test]
+fn a_preflight_against_a_server_that_never_answers_ends_at_the_struct_timeout() {
+    preflight_case(Hostile::Silent, true);
+}
+
+#[test]
+fn a_preflight_against_floods_of_headers_and_interim_responses_is_bounded() {
+    preflight_case(Hostile::HeaderFlood, true);
+    preflight_case(Hostile::EndlessHeaderLine, true);
+    preflight_case(Hostile::EndlessInterim, true);
+}
+
+#[test]
+fn a_preflight_against_lying_and_trickling_bodies_is_bounded() {
+    preflight_case(Hostile::TrickleBody, false);
+    preflight_case(Hostile::ShortBody, false);
+    preflight_case(Hostile::StalledBody, false);
+}

@@ -4,6 +4,7 @@
 //! base URLs.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -499,14 +500,42 @@ pub(crate) async fn send(
     limits: Limits,
 ) -> Result<Exchange, SourceError> {
     crate::metrics::round_trip();
+    off_caller(exchange(request, url.to_owned(), limits), url, limits).await
+}
+
+/// Sends `request` and answers its status once the response's head arrived; the
+/// response is dropped unread (a preflight's `HEAD`, or a `GET` whose body must not be
+/// read). Runs on [`http_runtime`] as [`send`] does, for the same reason: a hostile
+/// server's flood must not hold the caller's timers.
+pub(crate) async fn send_for_status(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    limits: Limits,
+) -> Result<StatusCode, SourceError> {
+    crate::metrics::round_trip();
+    let owned = url.to_owned();
+    let work = async move {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(e, &owned, limits, false))?;
+        Ok(response.status())
+    };
+    off_caller(work, url, limits).await
+}
+
+/// Runs `work` (one exchange with the server at `url`) on [`http_runtime`], waiting for
+/// it at most `limits.timeout` and a grace; aborted when the caller gives up.
+async fn off_caller<T: Send + 'static>(
+    work: impl Future<Output = Result<T, SourceError>> + Send + 'static,
+    url: &str,
+    limits: Limits,
+) -> Result<T, SourceError> {
     // The caller's subscriber and span go along: what reqwest and hyper log while sending
     // (connecting, the TLS handshake, the pool) reaches the caller's subscriber under the
     // field's span. hyper's connection task (spawned by hyper) logs to the global one.
     let work = tracing::instrument::WithSubscriber::with_current_subscriber(
-        tracing::Instrument::instrument(
-            exchange(request, url.to_owned(), limits),
-            tracing::Span::current(),
-        ),
+        tracing::Instrument::instrument(work, tracing::Span::current()),
     );
     // Not counted among the crate's tasks (`crate::task`): it lives exactly as long as its
     // caller waits, which aborts it when it gives up, like hyper's own tasks under it.

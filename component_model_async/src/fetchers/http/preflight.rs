@@ -129,13 +129,12 @@ impl HttpSource {
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        crate::metrics::round_trip();
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport::transport_error(e, url, limits, false))?;
-        let status = response.status();
-        drop(response);
-        Ok(status)
+        // Off the caller's runtime, as every exchange: a flood of interim responses must
+        // not hold the caller's timers (the preflight's deadline with them).
+        let limits = transport::Limits {
+            timeout: left,
+            ..limits
+        };
+        transport::send_for_status(request, url, limits).await
     }
 }
