@@ -163,8 +163,18 @@ impl PreflightReport {
     /// nothing stands in for.
     pub fn problems(&self) -> impl Iterator<Item = &PreflightRow> {
         self.rows.iter().filter(move |r| {
-            r.access.is_failure() || (r.access == Access::Missing && self.unserved(&r.path))
+            (r.access.is_failure() && !self.rescued(r))
+                || (r.access == Access::Missing && self.unserved(&r.path))
         })
+    }
+
+    /// A failure of a field's own source whose `fallback_to` has the key: a fetch takes
+    /// the value from there (the row still says what failed).
+    fn rescued(&self, row: &PreflightRow) -> bool {
+        row.role == SourceRole::Own
+            && self.rows.iter().any(|r| {
+                r.path == row.path && r.role == SourceRole::FallbackTo && r.access.is_readable()
+            })
     }
 
     /// Whether no source is in the way and every field has a source with its key or

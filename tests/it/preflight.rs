@@ -427,3 +427,161 @@ fn references_and_variables_are_shown_as_written_and_fallback_to_is_listed() {
     );
     assert!(text.contains("fallback_to backup PLAIN"), "{text}");
 }
+
+/// What a user's review found (issue 35): optional parts, odd literals, secrets in
+/// `Debug`, rules on maps and optional sequences.
+mod edges {
+    use std::collections::HashMap;
+
+    use component_model::{AsyncAssign, EnvSource, FileSource, SecretString, Sources};
+
+    #[derive(AsyncAssign, Debug, PartialEq, Default)]
+    #[component(defaults = ["file@${EDGE_FILE}"])]
+    pub struct Extra {
+        pub z: u16,
+    }
+
+    #[derive(AsyncAssign, Debug)]
+    #[component(defaults = ["file@${EDGE_FILE}"])]
+    #[allow(dead_code)] // only described
+    pub struct Edges {
+        #[component(fallback = "1")]
+        pub a: u16,
+        /// Absent, it is `None` whatever its fallback.
+        #[component(fallback = "7")]
+        pub maybe: Option<u16>,
+        #[component(nested)]
+        pub extra: Option<Extra>,
+        #[component(fallback = "x\u{7f}y\u{2028}z")]
+        pub odd: String,
+        #[component(secret, fallback = "edge-secret-1")]
+        pub token: String,
+        #[component(fallback = "edge-secret-2")]
+        pub key: SecretString,
+        #[component(validate(len(min = 1, max = 3)))]
+        pub map: HashMap<String, u16>,
+        #[component(validate(non_empty))]
+        pub list: Option<Vec<u16>>,
+        #[component(validate(one_of = ["a", "b"]))]
+        pub pick: Option<String>,
+    }
+
+    #[tokio::test]
+    async fn optional_parts_odd_literals_and_rules_on_maps() {
+        let dir = super::dir("edges");
+        let sources = |file: &str| {
+            Sources::new()
+                .register("file", FileSource::new().with_base_dir(&dir))
+                .with_env(EnvSource::from_map([("EDGE_FILE", file.to_owned())]))
+        };
+        // Without a `file` source registered the template has the same shape.
+        let unregistered = Edges::config_doc_with(&Sources::new());
+        assert!(
+            unregistered.toml_template().contains("\na = 1\n"),
+            "{}",
+            unregistered.toml_template()
+        );
+        assert!(
+            unregistered
+                .to_string()
+                .contains("problem: a from file@${EDGE_FILE}"),
+            "{unregistered}"
+        );
+
+        let doc = Edges::config_doc_with(&sources("t.toml"));
+        let toml = doc.toml_template();
+        assert!(
+            toml.contains("# maybe = 0\n"),
+            "an Option's fallback is not a default:\n{toml}"
+        );
+        assert!(
+            toml.contains("# z = 0\n"),
+            "a field of an Option<Nested> neither:\n{toml}"
+        );
+        for (name, text) in [
+            ("t.toml", toml),
+            ("t.yaml", doc.yaml_template()),
+            ("t.json", doc.json_template()),
+        ] {
+            std::fs::write(dir.join(name), &text).unwrap();
+            let back = Back::fetch_all_components_with(&sources(name))
+                .await
+                .unwrap_or_else(|e| panic!("{name} does not read back: {e:?}\n{text}"));
+            assert_eq!(
+                back,
+                Back {
+                    a: 1,
+                    maybe: None,
+                    extra: None,
+                    odd: "x\u{7f}y\u{2028}z".into()
+                },
+                "{name}:\n{text}"
+            );
+        }
+        let debug = format!("{doc:?}");
+        for secret in ["edge-secret-1", "edge-secret-2"] {
+            assert!(!debug.contains(secret), "{secret} in the doc's Debug");
+            assert!(!doc.to_string().contains(secret));
+            assert!(!doc.toml_template().contains(secret));
+        }
+        let schema = doc.json_schema();
+        let v = jsonschema::draft202012::new(&schema).unwrap();
+        assert!(
+            !v.is_valid(&serde_json::json!({"map": {}})),
+            "len 1.. on a map"
+        );
+        assert!(!v.is_valid(&serde_json::json!({"map": {"a": 1, "b": 2, "c": 3, "d": 4}})));
+        assert!(v.is_valid(&serde_json::json!({"map": {"a": 1}})));
+        assert!(
+            !v.is_valid(&serde_json::json!({"list": []})),
+            "non_empty on Option<Vec>"
+        );
+        assert!(v.is_valid(&serde_json::json!({"pick": null, "list": null})));
+        assert!(!v.is_valid(&serde_json::json!({"pick": "c"})));
+        assert!(schema["properties"]["maybe"].get("default").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The fields of [`Edges`] a template sets or leaves out, read back.
+    #[derive(AsyncAssign, Debug, PartialEq)]
+    #[component(defaults = ["file@${EDGE_FILE}"])]
+    pub struct Back {
+        pub a: u16,
+        pub maybe: Option<u16>,
+        #[component(nested)]
+        pub extra: Option<Extra>,
+        pub odd: String,
+    }
+
+    #[derive(AsyncAssign, Debug, Default)]
+    pub struct Inner {
+        #[component(fetch_from = "env", key = "EDGE_MZ")]
+        pub z: u16,
+    }
+
+    #[derive(AsyncAssign, Debug)]
+    pub struct WithOptional {
+        #[component(fetch_from = "env", key = "EDGE_A", fallback = "1")]
+        pub a: u16,
+        #[component(nested)]
+        pub maybe: Option<Inner>,
+    }
+
+    #[tokio::test]
+    async fn a_missing_field_of_an_optional_nested_struct_is_no_problem() {
+        let sources = Sources::new().with_env(EnvSource::from_map([("UNRELATED", "1")]));
+        let fetched = WithOptional::fetch_all_components_with(&sources)
+            .await
+            .unwrap();
+        assert!(fetched.maybe.is_none());
+        let report = WithOptional::preflight_with(&sources).await;
+        assert!(
+            report.is_ok(),
+            "the fetch succeeds, so must the preflight:\n{report}"
+        );
+        assert_eq!(
+            report.rows_of("maybe.z").next().unwrap().access,
+            component_model::Access::Missing
+        );
+    }
+}

@@ -474,11 +474,13 @@ async fn consul_double_with_acls_readable_missing_denied_unauthenticated() {
             Access::Denied,
             Access::Denied,
             Access::Readable,
-            Access::Missing,
+            // An empty subtree: the field reads an empty map, as a fetch does.
+            Access::Readable,
             Access::Readable,
         ],
         "{probes:?}"
     );
+    assert!(detail(&probes[5]).contains("empty map"), "{probes:?}");
     // Two rounds of ONE transaction (the denied keys, then the others) and one listing
     // per prefix; no value was sent.
     assert_eq!(consul.requests_to("/v1/txn").len(), 2);

@@ -56,7 +56,7 @@ pub struct ConfigDoc {
 }
 
 /// One field of a [`ConfigDoc`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct FieldDoc {
     /// The path below the root struct: `port`, `database.host`.
@@ -83,6 +83,28 @@ pub struct FieldDoc {
     /// The type's JSON Schema, when it is known (feature `schema` and the type
     /// implements `schemars::JsonSchema`).
     pub type_schema: Option<serde_json::Value>,
+}
+
+impl fmt::Debug for FieldDoc {
+    /// Every part but the field's spec, which holds its `fallback` literal as written
+    /// (a secret one too): the spec is shown by its source's name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldDoc")
+            .field("path", &self.path)
+            .field("type_name", &self.type_name)
+            .field("doc", &self.doc)
+            .field("secret", &self.secret)
+            .field("sources", &self.sources)
+            .field("fallback", &self.fallback)
+            .field("optional", &self.optional)
+            .field("rules", &self.rules)
+            .field(
+                "spec",
+                &format_args!("FieldSpec {{ source: {:?}, .. }}", self.spec.source),
+            )
+            .field("type_schema", &self.type_schema.is_some())
+            .finish()
+    }
 }
 
 /// One source a field is read from.
@@ -188,6 +210,23 @@ impl FieldDoc {
         }
     }
 
+    /// The place the field's first `file@` precedence source reads, as segments.
+    fn file_place(&self) -> Option<Vec<String>> {
+        let pointer = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s.role, SourceRole::Override | SourceRole::Default))
+            .filter(|s| s.source.starts_with("file@"))
+            .find_map(|s| s.pointer.as_deref())?;
+        Some(
+            pointer
+                .split('/')
+                .skip(1)
+                .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                .collect(),
+        )
+    }
+
     /// What stands in when no source has the value: `fallback 8080`, `fallback_to
     /// local_cache`, `None`, `-`.
     pub fn default_text(&self) -> String {
@@ -276,6 +315,23 @@ impl ConfigDoc {
         self.fields.iter().find(|f| f.path == path)
     }
 
+    /// Whether some field is read from a `file@` precedence source.
+    fn has_file_sources(&self) -> bool {
+        self.fields.iter().any(|f| f.file_place().is_some())
+    }
+
+    /// Where a defaults file holds `field`: the place its first `file@` precedence source
+    /// reads (`/database/host` → `["database", "host"]`), or, when no field of the struct
+    /// has one, its path; `None` for a field no `file@` source reads.
+    pub(crate) fn place_of(&self, field: &FieldDoc) -> Option<Vec<String>> {
+        let segments: Vec<String> = if self.has_file_sources() {
+            field.file_place()?
+        } else {
+            field.path.split('.').map(str::to_owned).collect()
+        };
+        (!segments.is_empty() && segments.iter().all(|s| !s.is_empty())).then_some(segments)
+    }
+
     /// A Markdown page: a table of every field (path, type, sources and keys in precedence
     /// order, default, secret, rules, settings), then each field's doc comment.
     ///
@@ -299,7 +355,7 @@ impl ConfigDoc {
             "| Field | Type | Sources (highest first) | Default | Secret | Rules | Settings |\n",
         );
         out.push_str("|---|---|---|---|---|---|---|\n");
-        let cell = |s: &str| s.replace('|', "\\|");
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', "<br>");
         for f in &self.fields {
             let sources: Vec<String> = f
                 .sources
@@ -321,7 +377,7 @@ impl ConfigDoc {
                 _ => {
                     let mut parts = Vec::new();
                     if let Some(fb) = f.fallback {
-                        parts.push(format!("fallback `{}`", cell(fb)));
+                        parts.push(format!("fallback `{}`", cell(fb).replace('`', "'")));
                     }
                     if let Some(to) = f.spec.fallback_to {
                         parts.push(format!("fallback_to `{to}`"));
@@ -367,6 +423,21 @@ impl ConfigDoc {
                     f.doc.unwrap_or_default()
                 ));
             }
+        }
+        let problems: Vec<String> = self
+            .fields
+            .iter()
+            .flat_map(|f| {
+                f.sources.iter().filter_map(move |s| {
+                    s.problem
+                        .as_ref()
+                        .map(|p| format!("- `{}` from `{}`: {}\n", f.path, s.source, cell(p)))
+                })
+            })
+            .collect();
+        if !problems.is_empty() {
+            out.push_str("\n**Cannot be read with these sources:**\n\n");
+            out.extend(problems);
         }
         while out.ends_with("\n\n") {
             out.pop();
@@ -422,6 +493,10 @@ impl fmt::Display for ConfigDoc {
                         rules
                     },
                 ]
+                .into_iter()
+                // One line per field: a literal's line break is shown as `\n`.
+                .map(|cell| cell.replace('\n', "\\n"))
+                .collect()
             })
             .collect();
         crate::report::write_table(
@@ -442,6 +517,14 @@ impl fmt::Display for ConfigDoc {
                 writeln!(f, "  {}: {}", d.path, lines.next().unwrap_or_default())?;
                 for line in lines {
                     writeln!(f, "    {line}")?;
+                }
+            }
+        }
+        // What cannot be read with these sources (an unregistered source's name).
+        for d in &self.fields {
+            for s in &d.sources {
+                if let Some(problem) = &s.problem {
+                    writeln!(f, "  problem: {} from {}: {problem}", d.path, s.source)?;
                 }
             }
         }

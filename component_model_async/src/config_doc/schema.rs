@@ -105,7 +105,8 @@ fn apply_rule(schema: &mut Map<String, Value>, rule: &str) {
         };
         (number(lo), number(hi), inclusive)
     };
-    let is_array = schema.get("type").and_then(Value::as_str) == Some("array");
+    let is_array = has_type(schema, "array");
+    let is_object = has_type(schema, "object");
     if let Some(spec) = rule.strip_prefix("range ") {
         let (lo, hi, inclusive) = bounds(spec);
         if let Some(lo) = lo {
@@ -126,6 +127,8 @@ fn apply_rule(schema: &mut Map<String, Value>, rule: &str) {
         let (lo, hi, inclusive) = bounds(spec);
         let (min, max) = if is_array {
             ("minItems", "maxItems")
+        } else if is_object {
+            ("minProperties", "maxProperties")
         } else {
             ("minLength", "maxLength")
         };
@@ -137,14 +140,27 @@ fn apply_rule(schema: &mut Map<String, Value>, rule: &str) {
             schema.insert(max.into(), json!(hi));
         }
     } else if rule == "non_empty" {
-        schema.insert(
-            if is_array { "minItems" } else { "minLength" }.into(),
-            json!(1),
-        );
+        let min = if is_array {
+            "minItems"
+        } else if is_object {
+            "minProperties"
+        } else {
+            "minLength"
+        };
+        schema.insert(min.into(), json!(1));
     } else if let Some(p) = rule.strip_prefix("pattern ") {
         schema.insert("pattern".into(), json!(p.trim()));
     } else if rule == "url" {
         schema.insert("format".into(), json!("uri"));
+    }
+}
+
+/// Whether `schema`'s `type` is `kind` or a list holding it (`["array", "null"]`).
+fn has_type(schema: &Map<String, Value>, kind: &str) -> bool {
+    match schema.get("type") {
+        Some(Value::String(t)) => t == kind,
+        Some(Value::Array(ts)) => ts.iter().any(|t| t.as_str() == Some(kind)),
+        _ => false,
     }
 }
 
@@ -164,7 +180,11 @@ fn property(field: &FieldDoc) -> Value {
         apply_rule(&mut schema, rule);
     }
     for rule in field.rules.iter().filter_map(|r| r.strip_prefix("one_of ")) {
-        if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(rule.trim()) {
+        if let Ok(Value::Array(mut items)) = serde_json::from_str::<Value>(rule.trim()) {
+            // An `Option` field may be null: the rule applies to a value.
+            if field.optional || has_type(&schema, "null") {
+                items.push(Value::Null);
+            }
             schema.insert("enum".into(), Value::Array(items));
         }
     }
@@ -173,7 +193,7 @@ fn property(field: &FieldDoc) -> Value {
     }
     if field.secret {
         schema.insert("writeOnly".into(), json!(true));
-    } else if let Some(fb) = field.fallback {
+    } else if let Some(fb) = field.fallback.filter(|_| !field.optional) {
         let v = match template::is_text(field.type_name) {
             true => Value::String(fb.to_owned()),
             false => {
@@ -214,10 +234,6 @@ impl ConfigDoc {
     /// assert_eq!(schema["properties"]["port"]["description"], "Where the service listens.");
     /// ```
     pub fn json_schema(&self) -> Value {
-        let any_file = self
-            .fields
-            .iter()
-            .any(|f| f.sources.iter().any(|s| s.pointer.is_some()));
         let mut root = json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": self.owner,
@@ -226,17 +242,8 @@ impl ConfigDoc {
             "additionalProperties": false,
         });
         for field in &self.fields {
-            let segments: Vec<String> = if any_file {
-                let Some(pointer) = field.sources.iter().find_map(|s| s.pointer.as_deref()) else {
-                    continue;
-                };
-                pointer
-                    .split('/')
-                    .skip(1)
-                    .map(|s| s.replace("~1", "/").replace("~0", "~"))
-                    .collect()
-            } else {
-                field.path.split('.').map(str::to_owned).collect()
+            let Some(segments) = self.place_of(field) else {
+                continue;
             };
             let Some((last, parents)) = segments.split_last() else {
                 continue;

@@ -91,7 +91,12 @@ pub(super) fn is_text(type_name: &str) -> bool {
 
 /// A `fallback` literal as the file would hold it: JSON when it reads as a number, bool,
 /// array or object and the type is not text; else a string.
+/// A field that is `None` when absent (an `Option`, or a field of an `Option<Nested>`
+/// struct) has no default to write: absent, it is `None`, whatever its `fallback`.
 fn literal_value(field: &FieldDoc) -> Option<Value> {
+    if field.optional {
+        return None;
+    }
     let text = field.fallback?;
     if !is_text(field.type_name)
         && let Ok(v) = serde_json::from_str::<Value>(text.trim())
@@ -102,32 +107,14 @@ fn literal_value(field: &FieldDoc) -> Option<Value> {
     Some(Value::String(text.to_owned()))
 }
 
-/// The fields a defaults file holds, at their places: a `file` source's pointer when any
-/// field has one (fields without one are left out); else every field by its path.
+/// The fields a defaults file holds, at their places (see [`ConfigDoc::place_of`]).
 fn entries(doc: &ConfigDoc) -> Vec<Entry<'_>> {
-    let any_file = doc
-        .fields
-        .iter()
-        .any(|f| f.sources.iter().any(|s| s.pointer.is_some()));
     doc.fields
         .iter()
         .filter(|f| !f.secret)
         .filter_map(|f| {
-            let segments: Vec<String> = if any_file {
-                let pointer = f.sources.iter().find_map(|s| s.pointer.as_deref())?;
-                pointer
-                    .split('/')
-                    .skip(1)
-                    .map(|s| s.replace("~1", "/").replace("~0", "~"))
-                    .collect()
-            } else {
-                f.path.split('.').map(str::to_owned).collect()
-            };
-            if segments.is_empty() || segments.iter().any(String::is_empty) {
-                return None;
-            }
             Some(Entry {
-                segments,
+                segments: doc.place_of(f)?,
                 field: f,
                 value: literal_value(f),
             })
@@ -151,7 +138,7 @@ fn key(k: &str) -> String {
     {
         k.to_owned()
     } else {
-        Value::String(k.to_owned()).to_string()
+        json_text(&Value::String(k.to_owned()))
     }
 }
 
@@ -183,6 +170,25 @@ fn comments(field: &FieldDoc, indent: &str) -> String {
     out
 }
 
+/// `v` as JSON text, with the characters a TOML basic string or a YAML double-quoted
+/// scalar may not hold raw escaped too (DEL, the C1 controls, U+2028 and U+2029; JSON
+/// escapes only those below U+0020). They can only occur inside strings.
+fn json_text(v: &Value) -> String {
+    let text = v.to_string();
+    if !text
+        .chars()
+        .any(|c| matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}'))
+    {
+        return text;
+    }
+    text.chars()
+        .map(|c| match c {
+            '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' => format!("\\u{:04x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// A value as TOML writes it (inline).
 fn toml_value(v: &Value) -> String {
     match v {
@@ -197,7 +203,7 @@ fn toml_value(v: &Value) -> String {
             "[{}]",
             items.iter().map(toml_value).collect::<Vec<_>>().join(", ")
         ),
-        other => other.to_string(),
+        other => json_text(other),
     }
 }
 
@@ -306,7 +312,7 @@ fn yaml_node(node: &Node<'_>, depth: usize, out: &mut String) {
     for (k, e) in &node.leaves {
         out.push_str(&comments(e.field, &indent));
         match &e.value {
-            Some(v) => out.push_str(&format!("{indent}{}: {v}\n", key(k))),
+            Some(v) => out.push_str(&format!("{indent}{}: {}\n", key(k), json_text(v))),
             None => out.push_str(&format!("{indent}# {}: {}\n", key(k), placeholder(e.field))),
         }
     }

@@ -22,6 +22,7 @@ fn written_key(spec: &'static FieldSpec) -> Option<(&'static str, String)> {
 /// One source of a field, described.
 fn source_doc(
     spec: &'static FieldSpec,
+    path: &str,
     label: String,
     written: Option<&'static str>,
     role: SourceRole,
@@ -61,7 +62,20 @@ fn source_doc(
                     .then(|| spec.pointer.map(str::to_owned))
                     .flatten()
             })
+            // A `file@` source that cannot be planned (no `file` source registered)
+            // would read the field by its path, as the convention says.
+            .or_else(|| {
+                (role != SourceRole::Own && label.starts_with("file@"))
+                    .then(|| format!("/{}", path.replace('.', "/")))
+            })
     } else {
+        // Any other source's `pointer` is the place in the document its key answers.
+        if role == SourceRole::Own
+            && let (Some(k), Some(p)) = (&mut key, spec.pointer)
+        {
+            k.push('#');
+            k.push_str(p);
+        }
         None
     };
     let problem = match route {
@@ -117,6 +131,7 @@ fn precedence_docs(slot: &Slot, p: &Precedence) -> Vec<SourceDoc> {
         .map(|(c, (role, written))| {
             source_doc(
                 spec,
+                &slot.field,
                 c.label.to_string(),
                 written,
                 role,
@@ -128,6 +143,22 @@ fn precedence_docs(slot: &Slot, p: &Precedence) -> Vec<SourceDoc> {
 }
 
 impl Plan<'_> {
+    /// Whether slot `index` is `None` when absent: an `Option` field, or a field of an
+    /// `Option<Nested>` struct (absent, the struct is `None`).
+    pub(super) fn optional_at(&self, index: usize) -> bool {
+        let Some(slot) = self.slots.get(index) else {
+            return false;
+        };
+        let own = slot.decoders.is_some_and(|d| {
+            let mut out = (d.boxed)();
+            (d.absent)(out.as_mut())
+        });
+        own || self
+            .groups
+            .iter()
+            .any(|g| (g.start..g.end).contains(&index))
+    }
+
     /// Every planned field, described.
     pub(crate) fn field_docs(&self) -> Vec<FieldDoc> {
         self.slots
@@ -139,6 +170,7 @@ impl Plan<'_> {
                     Some(p) => precedence_docs(slot, p),
                     None => vec![source_doc(
                         spec,
+                        &slot.field,
                         spec.source.to_owned(),
                         Some(spec.source),
                         SourceRole::Own,
@@ -149,6 +181,7 @@ impl Plan<'_> {
                 if let Some(to) = spec.fallback_to {
                     sources.push(source_doc(
                         spec,
+                        &slot.field,
                         to.to_owned(),
                         Some(to),
                         SourceRole::FallbackTo,
@@ -156,10 +189,7 @@ impl Plan<'_> {
                         slot.fallback_request.as_ref(),
                     ));
                 }
-                let optional = slot.decoders.is_some_and(|d| {
-                    let mut out = (d.boxed)();
-                    (d.absent)(out.as_mut())
-                });
+                let optional = self.optional_at(index);
                 let rules = self
                     .checks
                     .iter()

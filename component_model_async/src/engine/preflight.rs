@@ -58,14 +58,19 @@ impl Plan<'_> {
     /// Checks every field's sources by `deadline`; one row per field and source.
     pub(crate) async fn preflight(&self, deadline: Instant) -> Vec<PreflightRow> {
         let mut pending = Vec::new();
-        for slot in self.slots.iter() {
-            let optional = slot.decoders.is_some_and(|d| {
-                let mut out = (d.boxed)();
-                (d.absent)(out.as_mut())
-            });
-            let has_default = slot.spec.fallback.is_some() || optional || slot.precedence.is_some();
+        for (index, slot) in self.slots.iter().enumerate() {
+            // A field of an `Option<Nested>` struct: when it is absent, the struct is `None`.
+            let has_default = slot.spec.fallback.is_some()
+                || self.optional_at(index)
+                || slot.precedence.is_some();
             let linked = !slot.spec.refs.is_empty() || slot.spec.connect.is_some();
             for (label, role, route, request) in reads(slot) {
+                // What references other fields: the field's own key (and its
+                // `fallback_to`'s, which is the same request); a precedence source reads
+                // by convention unless its label names a field.
+                let linked = linked
+                    && (matches!(role, SourceRole::Own | SourceRole::FallbackTo)
+                        || label.contains('{'));
                 let source = match route {
                     Some(Route::Raw(s)) => Some(s),
                     _ => None,

@@ -507,6 +507,7 @@ pub(crate) async fn send(
 /// response is dropped unread (a preflight's `HEAD`, or a `GET` whose body must not be
 /// read). Runs on [`http_runtime`] as [`send`] does, for the same reason: a hostile
 /// server's flood must not hold the caller's timers.
+#[cfg(feature = "http")]
 pub(crate) async fn send_for_status(
     request: reqwest::RequestBuilder,
     url: &str,

@@ -25,7 +25,7 @@ type DcKeys<'a> = (Option<&'a str>, Vec<(usize, &'a str)>);
 /// What one request asks Consul.
 enum Check<'a> {
     Key(&'a str),
-    Prefix(&'a str),
+    Prefix(&'a str, usize),
 }
 
 impl ConsulSource {
@@ -34,11 +34,11 @@ impl ConsulSource {
         let mut probes: Vec<Option<Probe>> = requests.iter().map(|_| None).collect();
         // Keys grouped by datacenter; prefixes one by one.
         let mut groups: Vec<DcKeys<'_>> = Vec::new();
-        let mut prefixes: Vec<(usize, Option<&str>, &str)> = Vec::new();
+        let mut prefixes: Vec<(usize, Option<&str>, &str, usize)> = Vec::new();
         for (i, r) in requests.iter().enumerate() {
             let check = if Subtree::is_subtree(r) {
                 match Subtree::of(r) {
-                    Some(Ok(tree)) => Check::Prefix(tree.prefix()),
+                    Some(Ok(tree)) => Check::Prefix(tree.prefix(), tree.max_keys()),
                     Some(Err(e)) => {
                         probes[i] = Some(Probe::new(Access::Invalid).with_detail(e.to_string()));
                         continue;
@@ -69,8 +69,8 @@ impl ConsulSource {
                         None => groups.push((r.dc(), vec![(i, key)])),
                     }
                 }
-                Check::Prefix(prefix) => {
-                    prefixes.push((i, r.dc(), prefix.trim_start_matches('/')));
+                Check::Prefix(prefix, max_keys) => {
+                    prefixes.push((i, r.dc(), prefix.trim_start_matches('/'), max_keys));
                 }
             }
         }
@@ -91,7 +91,9 @@ impl ConsulSource {
         });
         let prefix_checks = prefixes
             .iter()
-            .map(|&(i, dc, prefix)| async move { (i, self.check_prefix(prefix, dc).await) });
+            .map(|&(i, dc, prefix, max_keys)| async move {
+                (i, self.check_prefix(prefix, dc, max_keys).await)
+            });
         let (keys, trees) = futures::future::join(
             futures::future::join_all(key_checks),
             futures::future::join_all(prefix_checks),
@@ -245,11 +247,12 @@ impl ConsulSource {
         }
     }
 
-    /// A subtree: `GET /v1/kv/<prefix>?keys&separator=/` (names only).
-    async fn check_prefix(&self, prefix: &str, dc: Option<&str>) -> Probe {
+    /// A subtree: `GET /v1/kv/<prefix>?keys` (names only, every level, bounded by the
+    /// source's body limit): readable, empty included (the field reads an empty map, as
+    /// a fetch does), unless it holds more than `max_keys` keys (a fetch refuses it).
+    async fn check_prefix(&self, prefix: &str, dc: Option<&str>, max_keys: usize) -> Probe {
         let mut query = self.query_pairs(dc);
         query.push(("keys", ""));
-        query.push(("separator", "/"));
         let url = match self.endpoint().url(&["v1", "kv", prefix], &query) {
             Ok(url) => super::watch::with_slash(url, prefix),
             Err(e) => return Probe::new(Access::Invalid).with_detail(e.to_string()),
@@ -271,21 +274,28 @@ impl ConsulSource {
             404 if filtered => Probe::new(Access::Denied).with_detail(format!(
                 "the token may read no key under prefix `{prefix}`{hidden}"
             )),
-            404 => Probe::missing().with_detail(format!(
-                "no key under prefix `{prefix}` (the field reads an empty map)"
+            404 => Probe::readable().with_detail(format!(
+                "no key under prefix `{prefix}`: the field reads an empty map"
             )),
             200..=299 => {
                 let names: Vec<String> = serde_json::from_slice(&body).unwrap_or_default();
-                let under = names.iter().filter(|k| k.as_str() != prefix).count();
-                if under == 0 {
-                    Probe::missing().with_detail(format!(
-                        "no key under prefix `{prefix}` (the field reads an empty map){hidden}"
+                // Folder entries (`a/`) hold no value: a fetch skips them.
+                let under = names
+                    .iter()
+                    .filter(|k| k.as_str() != prefix && !k.ends_with('/'))
+                    .count();
+                let entries = if under == 1 { "key" } else { "keys" };
+                if under > max_keys {
+                    Probe::new(Access::Invalid).with_detail(format!(
+                        "{under} {entries} under prefix `{prefix}`, over its `max_keys` of {max_keys}{hidden}"
+                    ))
+                } else if under == 0 {
+                    Probe::readable().with_detail(format!(
+                        "no key under prefix `{prefix}`: the field reads an empty map{hidden}"
                     ))
                 } else {
-                    let entries = if under == 1 { "entry" } else { "entries" };
-                    Probe::readable().with_detail(format!(
-                        "{under} {entries} under prefix `{prefix}` (its first level: keys and folders){hidden}"
-                    ))
+                    Probe::readable()
+                        .with_detail(format!("{under} {entries} under prefix `{prefix}`{hidden}"))
                 }
             }
             _ => self.refusal(status, &body, &format!("prefix `{prefix}`")),

@@ -1,7 +1,9 @@
 //! [`Source::preflight`](crate::Source::preflight) of the `http` source: a `HEAD` of each
 //! distinct URL, with the headers fetch sends (the auth header included); a server that
-//! answers `HEAD` with 405 or 501 gets the `GET`, whose response is dropped once its
-//! status and headers arrived (the body is never read). The whole check of one URL is
+//! answers `HEAD` with 405 or 501 gets the `GET` (asking `Range: bytes=0-0`), whose
+//! response is dropped once its status and headers arrived (the body is never read) —
+//! unless a secret field reads the URL: then no `GET` is sent (the body would cross the
+//! wire) and the row is [`Access::Unchecked`]. The whole check of one URL is
 //! bounded by the source's timeout.
 //!
 //! 2xx is [`Access::Readable`] (a `pointer` into the document is not checked: that would
@@ -29,8 +31,18 @@ impl HttpSource {
         let mut distinct: Vec<&str> = urls.iter().filter_map(|u| u.as_deref().ok()).collect();
         distinct.sort_unstable();
         distinct.dedup();
+        // A URL any secret field reads: its body must not cross the wire, not even into a
+        // buffer that is dropped.
+        let secret = |url: &str| {
+            self.is_sensitive()
+                || urls
+                    .iter()
+                    .zip(requests)
+                    .any(|(u, r)| u.as_deref().ok() == Some(url) && r.is_sensitive())
+        };
         let checked: Vec<Probe> =
-            futures::future::join_all(distinct.iter().map(|url| self.check_url(url))).await;
+            futures::future::join_all(distinct.iter().map(|url| self.check_url(url, secret(url))))
+                .await;
         urls.iter()
             .zip(requests)
             .map(|(url, request)| match url {
@@ -56,7 +68,7 @@ impl HttpSource {
     }
 
     /// `HEAD url`, or the `GET` when the server does not answer `HEAD`, within the timeout.
-    async fn check_url(&self, url: &str) -> Probe {
+    async fn check_url(&self, url: &str, secret: bool) -> Probe {
         if let Some(why) = &self.invalid {
             return Probe::new(Access::Invalid).with_detail(why.clone());
         }
@@ -71,6 +83,16 @@ impl HttpSource {
             let status = self
                 .headers_only(client, Method::HEAD, url, deadline)
                 .await?;
+            if matches!(status.as_u16(), 405 | 501) && secret {
+                return Ok((
+                    status,
+                    format!(
+                        "reachable; HEAD {shown} refused ({}) and a GET would transfer the secret: not sent",
+                        status.as_u16()
+                    ),
+                    true,
+                ));
+            }
             if matches!(status.as_u16(), 405 | 501) {
                 let got = self
                     .headers_only(client, Method::GET, url, deadline)
@@ -78,13 +100,15 @@ impl HttpSource {
                 return Ok((
                     got,
                     format!("HEAD refused ({}), GET {shown}: {got}", status.as_u16()),
+                    false,
                 ));
             }
-            Ok((status, format!("HEAD {shown}: {status}")))
+            Ok((status, format!("HEAD {shown}: {status}"), false))
         })
         .await;
         let (status, detail) = match checked {
-            Ok(Ok(answer)) => answer,
+            Ok(Ok((_, detail, true))) => return Probe::unchecked(detail),
+            Ok(Ok((status, detail, false))) => (status, detail),
             Ok(Err(e)) => return Probe::from_error(&e),
             Err(_) => {
                 return Probe::new(Access::Unreachable).with_detail(format!(
@@ -122,19 +146,21 @@ impl HttpSource {
                 crate::error::humanize(limits.timeout)
             )));
         }
+        // A GET (to a server that refuses HEAD) asks for one byte: the body is not read,
+        // and a server that honours ranges does not send it either.
+        let ranged = method == Method::GET;
         let mut request = client
             .request(method, url)
             .header("accept", "application/json")
             .timeout(left);
+        if ranged {
+            request = request.header("range", "bytes=0-0");
+        }
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
         // Off the caller's runtime, as every exchange: a flood of interim responses must
         // not hold the caller's timers (the preflight's deadline with them).
-        let limits = transport::Limits {
-            timeout: left,
-            ..limits
-        };
         transport::send_for_status(request, url, limits).await
     }
 }

@@ -442,13 +442,28 @@ fn exists_in(t: &Target, found: &Value, allowed: &str) -> Probe {
     if v.get("destroyed").and_then(Value::as_bool) == Some(true) {
         return Probe::missing().with_detail(format!("{allowed}; version {n} is destroyed"));
     }
+    // A version is deleted once its `deletion_time` has passed: with `delete_version_after`
+    // every version carries a future one from the moment it is written, and is served
+    // until then.
     if v.get("deletion_time")
         .and_then(Value::as_str)
-        .is_some_and(|d| !d.is_empty())
+        .is_some_and(deleted_by_now)
     {
         return Probe::missing().with_detail(format!("{allowed}; version {n} is deleted"));
     }
     Probe::readable().with_detail(format!("{allowed}; version {n} exists"))
+}
+
+/// Whether a KV v2 `deletion_time` (RFC 3339, empty when none) is at or before now; a
+/// time that does not parse counts as deleted (Vault writes only RFC 3339).
+fn deleted_by_now(time: &str) -> bool {
+    if time.is_empty() {
+        return false;
+    }
+    match humantime::parse_rfc3339_weak(time) {
+        Ok(at) => at <= std::time::SystemTime::now(),
+        Err(_) => true,
+    }
 }
 
 fn caps_text(caps: &[String]) -> String {
@@ -511,5 +526,19 @@ mod tests {
         assert_eq!(t(1, "app/db").existence_path(), "kv/app/");
         assert_eq!(t(1, "db").existence_path(), "kv/");
         assert_eq!(t(1, "app/db").name(), "db");
+    }
+}
+
+#[cfg(test)]
+mod deletion_tests {
+    use super::deleted_by_now;
+
+    #[test]
+    fn a_version_is_deleted_once_its_deletion_time_has_passed() {
+        assert!(!deleted_by_now(""), "no deletion time");
+        assert!(deleted_by_now("2020-01-02T03:04:05.123456789Z"));
+        // `delete_version_after`: a future time on a version still served.
+        assert!(!deleted_by_now("2999-01-02T03:04:05.5Z"));
+        assert!(!deleted_by_now("2999-01-02T03:04:05Z"));
     }
 }
