@@ -59,8 +59,10 @@
 //! timeout: it connects (through the relay, as a fetch does) and asks the brokers'
 //! metadata for the topics, once for every request. A topic with partitions is
 //! readable (detail: how many; whether a message has a field's `key` is not looked
-//! up), an absent one missing; an authorization failure is denied (a SASL one
-//! unauthenticated); brokers that cannot be reached in time, unreachable.
+//! up), an absent one missing — brokers with ACLs leave out of the listing the topics
+//! the user may not describe, so "missing" means absent or not visible to this user; a
+//! refused SASL login is unauthenticated; brokers that cannot be reached in time,
+//! unreachable.
 //!
 //! ## What this module declares
 //!

@@ -779,7 +779,9 @@ impl Inner {
                     }
                     Some(_) => Probe::new(Access::Missing)
                         .with_detail(format!("topic `{topic}` has no partition")),
-                    None => Probe::missing().with_detail(format!("there is no topic `{topic}`")),
+                    None => Probe::missing().with_detail(format!(
+                        "no topic `{topic}` (absent, or not visible to this user)"
+                    )),
                 }
             })
             .collect()

@@ -407,6 +407,9 @@ impl Inner {
                     if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
                         break;
                     }
+                    // A broker flooding packets keeps `poll` ready: without a yield the
+                    // 200 ms timer (and the caller's deadline) would not fire.
+                    tokio::task::coop::consume_budget().await;
                 }
             })
             .await;

@@ -87,12 +87,6 @@ impl Violations {
         self.holding(at, &format!("\"{subject}\"")).await
     }
 
-    /// Waits for a violation naming a subject that starts with `prefix`, reported at or
-    /// after `at`: its text.
-    pub(crate) async fn under(&self, at: Instant, prefix: &str) -> String {
-        self.holding(at, &format!("\"{prefix}")).await
-    }
-
     async fn holding(&self, at: Instant, needle: &str) -> String {
         loop {
             let notified = self.notify.notified();

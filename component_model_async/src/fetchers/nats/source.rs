@@ -149,6 +149,24 @@ impl Inner {
     /// The JetStream stream that keeps `subject`, if one does.
     async fn kept(&self, client: &async_nats::Client, subject: &str) -> Result<Kept, SourceError> {
         let js = jetstream::new(client.clone());
+        let Some(name) = self.stream_name(client, subject).await? else {
+            return Ok(Kept::Core);
+        };
+        let stream = tokio::time::timeout(self.conn.timeout, js.get_stream(&name))
+            .await
+            .map_err(|_| self.unavailable(&"JetStream did not answer in time"))?
+            .map_err(|e| self.unavailable(&format_args!("stream `{name}`: {e}")))?;
+        Ok(Kept::Stream(Box::new(stream)))
+    }
+
+    /// The JetStream stream that keeps `subject` (`$JS.API.STREAM.NAMES`), `None` for a
+    /// core subject (no stream keeps it, or the server has no JetStream).
+    async fn stream_name(
+        &self,
+        client: &async_nats::Client,
+        subject: &str,
+    ) -> Result<Option<String>, SourceError> {
+        let js = jetstream::new(client.clone());
         let found = tokio::time::timeout(self.conn.timeout, js.stream_by_subject(subject)).await;
         use jetstream::context::GetStreamByNameErrorKind as Kind;
         let name = match found {
@@ -160,7 +178,7 @@ impl Inner {
                         && e.to_string().to_ascii_lowercase().contains("no responders")) =>
             {
                 tracing::debug!(subject, error = %e, "nats: no JetStream stream keeps the subject");
-                return Ok(Kept::Core);
+                return Ok(None);
             }
             Ok(Err(e)) if matches!(e.kind(), Kind::InvalidSubject) => {
                 return Err(SourceError::new(ErrorKind::Config)
@@ -175,11 +193,7 @@ impl Inner {
             }
             Err(_) => return Err(self.unavailable(&"JetStream did not answer in time")),
         };
-        let stream = tokio::time::timeout(self.conn.timeout, js.get_stream(&name))
-            .await
-            .map_err(|_| self.unavailable(&"JetStream did not answer in time"))?
-            .map_err(|e| self.unavailable(&format_args!("stream `{name}`: {e}")))?;
-        Ok(Kept::Stream(Box::new(stream)))
+        Ok(Some(name))
     }
 
     fn value(&self, payload: &[u8]) -> Message {
@@ -361,21 +375,12 @@ impl Inner {
                 return requests.iter().map(|_| probe.clone()).collect();
             }
         };
-        // The server answers nothing to a JetStream request its permissions refuse: it
-        // reports a violation naming the subject instead.
         let asked = tokio::time::Instant::now();
         let checks = futures::future::join_all(requests.iter().map(|r| async {
             let Some(subject) = r.topic() else {
                 return Probe::from_error(&no_topic());
             };
-            tokio::select! {
-                probe = self.check_subject(&client, subject) => probe,
-                violation = self.conn.violations.under(asked, "$JS.API.") => {
-                    Probe::new(Access::Denied).with_detail(format!(
-                        "the server refused a JetStream lookup of the subject ({violation})"
-                    ))
-                }
-            }
+            self.check_subject(&client, subject, asked).await
         }));
         match tokio::time::timeout_at(deadline, checks).await {
             Ok(probes) => probes,
@@ -389,27 +394,47 @@ impl Inner {
         }
     }
 
-    async fn check_subject(&self, client: &async_nats::Client, subject: &str) -> Probe {
-        let stream = match self.kept(client, subject).await {
-            Ok(Kept::Core) => {
-                return Probe::readable()
-                    .with_detail("connected; core subject, nothing to look up");
-            }
-            Ok(Kept::Stream(stream)) => stream,
-            Err(e) => return probe_of_error(&e),
+    /// The server answers nothing to a JetStream request its permissions refuse: it
+    /// reports a violation naming the request's subject instead. Each lookup waits for a
+    /// violation of its own subject only (`$JS.API.STREAM.NAMES`, then
+    /// `$JS.API.STREAM.INFO.<stream>`): a refusal of another stream's lookup, by another
+    /// check or a watch on the connection, is not this one's.
+    async fn check_subject(
+        &self,
+        client: &async_nats::Client,
+        subject: &str,
+        asked: tokio::time::Instant,
+    ) -> Probe {
+        let denied = |violation: String| {
+            Probe::new(Access::Denied).with_detail(format!(
+                "the server refused a JetStream lookup of the subject ({violation})"
+            ))
         };
-        let name = stream.cached_info().config.name.clone();
-        let body = serde_json::json!({ "subjects_filter": subject }).to_string();
-        let answer = match client
-            .request(format!("$JS.API.STREAM.INFO.{name}"), body.into())
-            .await
-        {
-            Ok(answer) => answer,
-            Err(e) => {
-                return probe_of_error(
-                    &self.unavailable(&format_args!("JetStream stream `{name}`: {e}")),
-                );
+        let name = tokio::select! {
+            name = self.stream_name(client, subject) => match name {
+                Ok(Some(name)) => name,
+                Ok(None) => {
+                    return Probe::readable()
+                        .with_detail("connected; core subject, nothing to look up");
+                }
+                Err(e) => return probe_of_error(&e),
+            },
+            violation = self.conn.violations.of(asked, "$JS.API.STREAM.NAMES") => {
+                return denied(violation);
             }
+        };
+        let body = serde_json::json!({ "subjects_filter": subject }).to_string();
+        let info_subject = format!("$JS.API.STREAM.INFO.{name}");
+        let answer = tokio::select! {
+            answer = client.request(info_subject.clone(), body.into()) => match answer {
+                Ok(answer) => answer,
+                Err(e) => {
+                    return probe_of_error(
+                        &self.unavailable(&format_args!("JetStream stream `{name}`: {e}")),
+                    );
+                }
+            },
+            violation = self.conn.violations.of(asked, &info_subject) => return denied(violation),
         };
         let info: serde_json::Value = match serde_json::from_slice(&answer.payload) {
             Ok(info) => info,
