@@ -20,12 +20,12 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SHARED: &str = "http://127.0.0.1:2379";
+pub(crate) const SHARED: &str = "http://127.0.0.1:2379";
 
 // ---------------------------------------------------------------------------------------
 // Helpers: a gateway client for setting keys, a counting proxy, private etcd processes.
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -57,16 +57,17 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-/// A plain gateway client (no library code) for writing the keys a test reads.
+/// A plain gateway client (no library code) for writing the keys a test reads (the
+/// preflight cases use it too).
 #[derive(Clone)]
-struct Etcd {
-    url: String,
-    http: reqwest::Client,
-    token: Option<String>,
+pub(crate) struct Etcd {
+    pub(crate) url: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) token: Option<String>,
 }
 
 impl Etcd {
-    fn new(url: &str) -> Self {
+    pub(crate) fn new(url: &str) -> Self {
         Etcd {
             url: url.to_owned(),
             http: reqwest::Client::builder()
@@ -77,7 +78,11 @@ impl Etcd {
         }
     }
 
-    async fn call(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+    pub(crate) async fn call(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
         let mut r = self
             .http
             .post(format!("{}{path}", self.url))
@@ -97,7 +102,7 @@ impl Etcd {
     }
 
     /// The shared etcd, or `None` (skipped) when it is not reachable.
-    async fn shared() -> Option<Etcd> {
+    pub(crate) async fn shared() -> Option<Etcd> {
         let etcd = Etcd::new(SHARED);
         match etcd.revision().await {
             Ok(_) => Some(etcd),
@@ -108,7 +113,7 @@ impl Etcd {
         }
     }
 
-    async fn put(&self, key: &str, value: &str) -> u64 {
+    pub(crate) async fn put(&self, key: &str, value: &str) -> u64 {
         let v = self
             .call(
                 "/v3/kv/put",
@@ -128,7 +133,7 @@ impl Etcd {
         .unwrap();
     }
 
-    async fn delete_prefix(&self, prefix: &str) {
+    pub(crate) async fn delete_prefix(&self, prefix: &str) {
         let _ = self
             .call(
                 "/v3/kv/deleterange",

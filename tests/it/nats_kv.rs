@@ -117,26 +117,31 @@ impl std::ops::Deref for Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (url, stream) = (self.url.clone(), format!("KV_{}", self.name));
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let connected =
-                    tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await;
-                if let Ok(Ok(nc)) = connected {
-                    let js = jetstream::new(nc);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), js.delete_stream(stream))
-                        .await;
-                }
-            });
-        })
-        .join();
+        delete_stream_blocking(self.url.clone(), format!("KV_{}", self.name));
     }
+}
+
+/// Deletes the JetStream stream `stream` at `url`, on a thread and runtime of its own (a
+/// `Drop` may run inside a runtime, or in a failing test without one), within seconds.
+pub(crate) fn delete_stream_blocking(url: String, stream: String) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let connected =
+                tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await;
+            if let Ok(Ok(nc)) = connected {
+                let js = jetstream::new(nc);
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), js.delete_stream(stream)).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// A fresh bucket on the machine's server, or `None` (skipped) when it is unreachable.

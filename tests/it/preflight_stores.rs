@@ -21,6 +21,8 @@ use component_model::{
 use component_model_tests::{CapturedLogs, capture, skip, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::etcd::{Etcd, SHARED as ETCD, b64};
+
 /// A value no probe, detail or log line may hold.
 const CANARY: &str = "CANARY-preflight-value-7f3a";
 
@@ -73,93 +75,6 @@ fn assert_no_value(what: &str, logs: &CapturedLogs) {
 // ---------------------------------------------------------------------------------------
 // etcd
 
-const ETCD: &str = "http://127.0.0.1:2379";
-
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A plain gateway client (no library code) that writes what a case reads.
-#[derive(Clone)]
-struct Etcd {
-    url: String,
-    http: reqwest::Client,
-    token: Option<String>,
-}
-
-impl Etcd {
-    fn new(url: &str) -> Etcd {
-        Etcd {
-            url: url.to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-            token: None,
-        }
-    }
-
-    async fn call(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
-        let mut r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", t);
-        }
-        let resp = r.send().await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{status}: {v}"));
-        }
-        Ok(v)
-    }
-
-    /// The machine's etcd, or `None` (skipped).
-    async fn shared() -> Option<Etcd> {
-        let etcd = Etcd::new(ETCD);
-        match etcd
-            .call("/v3/kv/range", serde_json::json!({"key": b64(b"\0")}))
-            .await
-        {
-            Ok(_) => Some(etcd),
-            Err(e) => {
-                skip("etcd", e);
-                None
-            }
-        }
-    }
-
-    async fn put(&self, key: &str, value: &str) {
-        self.call(
-            "/v3/kv/put",
-            serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())}),
-        )
-        .await
-        .unwrap();
-    }
-}
-
 /// Deletes every key under a prefix when dropped (a failing case too).
 struct EtcdCleanup(String);
 
@@ -173,14 +88,7 @@ impl Drop for EtcdCleanup {
             else {
                 return;
             };
-            let mut end = prefix.as_bytes().to_vec();
-            if let Some(last) = end.last_mut() {
-                *last += 1;
-            }
-            let _ = rt.block_on(Etcd::new(ETCD).call(
-                "/v3/kv/deleterange",
-                serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
-            ));
+            rt.block_on(Etcd::new(ETCD).delete_prefix(&prefix));
         })
         .join();
     }
@@ -445,25 +353,7 @@ struct StreamCleanup(String);
 
 impl Drop for StreamCleanup {
     fn drop(&mut self) {
-        let stream = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let connected =
-                    tokio::time::timeout(Duration::from_secs(5), async_nats::connect(NATS)).await;
-                if let Ok(Ok(nc)) = connected {
-                    let js = jetstream::new(nc);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), js.delete_stream(stream))
-                        .await;
-                }
-            });
-        })
-        .join();
+        super::nats_kv::delete_stream_blocking(NATS.to_owned(), self.0.clone());
     }
 }
 

@@ -24,7 +24,7 @@ use crate::source::FieldSpec;
 /// #[component(defaults = ["file@app.toml"])]
 /// struct App {
 ///     /// The port the service listens on.
-///     #[component(fetch_from = "env", key = "APP_PORT", fallback = "8080", validate(range(1..=65535)))]
+///     #[component(fetch_from = "env", key = "APP_PORT", fallback = "8080", validate(range(min = 1, max = 65535)))]
 ///     port: u16,
 ///     /// The database password.
 ///     #[component(fetch_from = "env", key = "APP_DB_PASSWORD", secret)]
@@ -43,7 +43,7 @@ use crate::source::FieldSpec;
 /// // A defaults file: the fields a `file@` source reads, with their doc comments and
 /// // fallbacks; the secret one is left out.
 /// let toml = doc.toml_template();
-/// assert!(toml.contains("# The port the service listens on.\nport = 8080\n"));
+/// assert!(toml.contains("# The port the service listens on.\n# u16; also read from env APP_PORT; range 1..=65535\nport = 8080\n"));
 /// assert!(!toml.contains("db_password"));
 /// ```
 #[derive(Debug, Clone)]
