@@ -148,11 +148,26 @@ fn apply_rule(schema: &mut Map<String, Value>, rule: &str) {
             "minLength"
         };
         schema.insert(min.into(), json!(1));
-    } else if let Some(p) = rule.strip_prefix("pattern ") {
+    } else if let Some(p) = rule.strip_prefix("pattern ")
+        && ecma_compatible(p.trim())
+    {
         schema.insert("pattern".into(), json!(p.trim()));
     } else if rule == "url" {
         schema.insert("format".into(), json!("uri"));
     }
+}
+
+/// Whether a `regex` pattern means the same in ECMA-262, JSON Schema's dialect: not when
+/// it uses inline flags (`(?i)`, `(?-u)`), `(?P<name>` groups, `\A`/`\z`/`\Z`, POSIX
+/// classes (`[[:alpha:]]`) or Unicode classes (`\p{L}`, read by ECMA only with its `u`
+/// flag). Such a rule is left out of the schema (the fetch still checks it) rather than
+/// written as a pattern editors refuse or read differently. `(?:...)` is the same in both.
+fn ecma_compatible(pattern: &str) -> bool {
+    let flags = [
+        "(?i", "(?m", "(?s", "(?x", "(?U", "(?u", "(?R", "(?-", "(?P<",
+    ];
+    let escapes = ["\\A", "\\z", "\\Z", "[[:", "\\p{", "\\P{", "\\pL", "\\pN"];
+    !flags.iter().chain(&escapes).any(|s| pattern.contains(s))
 }
 
 /// Whether `schema`'s `type` is `kind` or a list holding it (`["array", "null"]`).
@@ -268,5 +283,20 @@ impl ConfigDoc {
                 .insert(last.clone(), property(field));
         }
         root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ecma_compatible;
+
+    #[test]
+    fn patterns_ecma_reads_alike_are_kept() {
+        assert!(ecma_compatible("^[a-z][a-z0-9-]{0,62}$"));
+        assert!(ecma_compatible("^(?:eu|us)-[0-9]+$"));
+        assert!(!ecma_compatible("(?i)^[a-z]+$"));
+        assert!(!ecma_compatible("^[a-z]+\\z"));
+        assert!(!ecma_compatible("^\\p{L}+$"));
+        assert!(!ecma_compatible("^(?P<region>[a-z]+)$"));
     }
 }
