@@ -329,18 +329,24 @@ fn case(hostile: Hostile, kind: ErrorKind) {
     case_held_to(hostile, kind, Limit::Field);
 }
 
+/// A runtime of two workers, as a service runs, every thread of which logs into `logs`
+/// at TRACE.
+fn capturing_runtime(logs: &CapturedLogs) -> tokio::runtime::Runtime {
+    let for_workers = logs.clone();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        // The guard lives as long as the worker thread (it ends with the runtime).
+        .on_thread_start(move || std::mem::forget(capture(&for_workers)))
+        .build()
+        .expect("a runtime")
+}
+
 /// [`case`], the fetch held to `limit`.
 fn case_held_to(hostile: Hostile, kind: ErrorKind, limit: Limit) {
     for backend in Backend::ALL {
         let logs = CapturedLogs::default();
-        let for_workers = logs.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            // The guard lives as long as the worker thread (it ends with the runtime).
-            .on_thread_start(move || std::mem::forget(capture(&for_workers)))
-            .build()
-            .expect("a runtime");
+        let runtime = capturing_runtime(&logs);
         let _g = capture(&logs);
         let (port, open) = thread_server(hostile);
         let (m, closed) = runtime.block_on(async {
@@ -441,13 +447,7 @@ fn the_source_timeout_holds_against_a_response_at_one_byte_a_second() {
 #[test]
 fn a_flooding_server_does_not_hold_up_a_healthy_neighbour() {
     let logs = CapturedLogs::default();
-    let for_workers = logs.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || std::mem::forget(capture(&for_workers)))
-        .build()
-        .expect("a runtime");
+    let runtime = capturing_runtime(&logs);
     let _g = capture(&logs);
     let (port, open) = thread_server(Hostile::EndlessInterim);
     runtime.block_on(async {
@@ -497,13 +497,7 @@ struct Checked {
 /// token (the canary) is in no row, `Debug` or TRACE log line.
 fn preflight_case(hostile: Hostile, head_is_hostile: bool) {
     let logs = CapturedLogs::default();
-    let for_workers = logs.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || std::mem::forget(capture(&for_workers)))
-        .build()
-        .expect("a runtime");
+    let runtime = capturing_runtime(&logs);
     let _g = capture(&logs);
     let (port, open) = thread_server(hostile);
     let base = format!("http://127.0.0.1:{port}");

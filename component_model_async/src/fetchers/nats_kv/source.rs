@@ -437,42 +437,15 @@ impl Inner {
         deadline: Instant,
     ) -> Result<bool, SourceError> {
         let what = || format!("asking JetStream for NATS KV bucket `{bucket}`");
-        let answer = match self
-            .request(
-                client,
-                format!("$JS.API.STREAM.INFO.KV_{bucket}"),
-                String::new(),
-                deadline,
-                &what,
-            )
+        let subject = format!("$JS.API.STREAM.INFO.KV_{bucket}");
+        let info = match self
+            .api(client, subject, String::new(), deadline, &what)
             .await
         {
-            Ok(answer) => answer,
-            Err(Failed {
-                no_responders: true,
-                ..
-            }) => {
-                return Err(SourceError::new(ErrorKind::Unavailable)
-                    .with_message(format!("{}: the server has no JetStream", what())));
-            }
-            Err(f) => return Err(f.error),
+            Ok(info) => info,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(bucket_missing(bucket)),
+            Err(e) => return Err(e),
         };
-        if stood_in(answer.headers.as_ref()).is_some() {
-            let _ = self.conn.refused();
-            return Err(SourceError::new(ErrorKind::TooLarge)
-                .with_message(format!("{}: the answer is over the limit", what())));
-        }
-        let info: serde_json::Value = serde_json::from_slice(&answer.payload).map_err(|e| {
-            SourceError::new(ErrorKind::Decode).with_message(format!("{}: {e}", what()))
-        })?;
-        if let Some((code, err_code, description)) = api_error(&info) {
-            return Err(if code == 404 || err_code == STREAM_NOT_FOUND {
-                bucket_missing(bucket)
-            } else {
-                self.conn
-                    .unavailable(&format_args!("{}: {description} ({code})", what()))
-            });
-        }
         Ok(info
             .pointer("/config/allow_direct")
             .and_then(serde_json::Value::as_bool)
@@ -711,7 +684,7 @@ impl Inner {
             .api(
                 client,
                 format!("$JS.API.STREAM.INFO.KV_{bucket}"),
-                serde_json::json!({ "subjects_filter": subject }),
+                serde_json::json!({ "subjects_filter": subject }).to_string(),
                 deadline,
                 &what,
             )
@@ -745,20 +718,18 @@ impl Inner {
         }
     }
 
-    /// One JetStream API request with a JSON body, its JSON answer; a stream that does not
-    /// exist is `not found`, another API error `Unavailable` naming it.
+    /// One JetStream API request (`body`: JSON, or empty), its JSON answer, bounded as
+    /// every read; a stream that does not exist is `not found`, another API error
+    /// `Unavailable` naming it.
     async fn api(
         &self,
         client: &async_nats::Client,
         subject: String,
-        body: serde_json::Value,
+        body: String,
         deadline: Instant,
         what: &(dyn Fn() -> String + Sync),
     ) -> Result<serde_json::Value, SourceError> {
-        let answer = match self
-            .request(client, subject, body.to_string(), deadline, what)
-            .await
-        {
+        let answer = match self.request(client, subject, body, deadline, what).await {
             Ok(answer) => answer,
             Err(Failed {
                 no_responders: true,
@@ -816,7 +787,8 @@ impl Inner {
                         "num_replicas": 1,
                         "inactive_threshold": PROBE_CONSUMER_TTL.as_nanos() as u64,
                     },
-                }),
+                })
+                .to_string(),
                 deadline,
                 what,
             )
