@@ -137,4 +137,15 @@ if ! port_open 2379; then
 fi
 wait_for "etcd" port_open 2379 || status=1
 
+# --- moto, an AWS API emulator (127.0.0.1:5000: Secrets Manager, SSM Parameter Store, STS,
+# IAM; in memory), from PyPI's moto[server]. Tests that count requests or turn IAM checks on
+# start moto servers of their own on other ports.
+if ! have moto_server; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "moto[server]==5.2.1" || status=1
+fi
+if ! port_open 5000 && have moto_server; then
+  setsid nohup moto_server -H 127.0.0.1 -p 5000 >/tmp/moto.log 2>&1 < /dev/null &
+fi
+wait_for "moto (aws)" port_open 5000 || status=1
+
 exit $status

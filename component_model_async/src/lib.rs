@@ -70,6 +70,9 @@
 //! | `vault` | `VaultSource`, `VaultFetcher` (OpenBao too) | `reqwest`, `rustls` |
 //! | `redis` | `RedisSource` (keys, hashes, `stream_from = "redis"`) | `redis`, `rustls`, `tokio-rustls` |
 //! | `etcd` | `EtcdSource` (`fetch_from = "etcd"`, its v3 JSON gateway; watched) | `reqwest`, `rustls`, `base64` |
+//! | `aws` | `AwsSecretsSource` (`fetch_from = "aws_secrets"`), `AwsSsmSource` (`fetch_from = "aws_ssm"`) | `reqwest`, `rustls`, `aws-sigv4` |
+//! | `azure` | `AzureKeyVaultSource` (`fetch_from = "azure_keyvault"`) | `reqwest`, `rustls` |
+//! | `gcp` | `GcpSecretsSource` (`fetch_from = "gcp_secrets"`) | `reqwest`, `rustls`, `base64`, `crc32c` |
 //! | `file` | `FileSource` (TOML, YAML, JSON; watched) | `toml`, `serde_norway`, `notify` |
 //! | `kafka` | `KafkaSource` (`stream_from = "kafka"`) | `rskafka`, `flate2` |
 //! | `nats` | `NatsSource` (`stream_from = "nats"`), `NatsKvSource` (`fetch_from = "nats_kv"`, JetStream KV; watched) | `async-nats`, `rustls` |

@@ -9,8 +9,10 @@
 
 #[allow(dead_code)] // shared helpers: not every case uses every one
 mod common;
+mod aws;
+mod azure;
 mod etcd;
-
+mod gcp;
 mod http;
 mod kafka;
 mod logs;

@@ -5,6 +5,7 @@ mod lenient;
 #[cfg(any(
     feature = "consul",
     feature = "etcd",
+    feature = "aws",
     feature = "redis",
     feature = "postgres",
     feature = "mysql",

@@ -17,6 +17,9 @@
 //! | `nats_kv` (a JetStream KV bucket) | [`nats_kv`](mod@nats_kv) | `nats` |
 //! | `mqtt` (push stream) | [`mqtt`](mod@mqtt) | `mqtt` |
 //! | `websocket` (push stream) | [`websocket`](mod@websocket) | `websocket` |
+//! | `aws_secrets`, `aws_ssm` | [`aws`](mod@aws) | `aws` |
+//! | `azure_keyvault` | [`azure_keyvault`](mod@azure_keyvault) | `azure` |
+//! | `gcp_secrets` | [`gcp_secrets`](mod@gcp_secrets) | `gcp` |
 //!
 //! A backend module says everything about its backend, in one place: its names, the
 //! attribute keys it reads and their rules (checked at compile time by a `macro_rules!`
@@ -50,12 +53,15 @@
 //! `request.param("<name>")`.
 
 pub mod args;
+pub mod aws;
+pub mod azure_keyvault;
 pub(crate) mod connect;
 pub mod consul;
 pub mod database;
 pub mod env;
 pub mod etcd;
 pub mod file;
+pub mod gcp_secrets;
 pub mod http;
 pub mod kafka;
 pub mod local_cache;
@@ -78,14 +84,20 @@ pub(crate) mod stream;
     feature = "vault",
     feature = "redis",
     feature = "nats",
-    feature = "etcd"
+    feature = "etcd",
+    feature = "aws",
+    feature = "azure",
+    feature = "gcp"
 ))]
 pub mod tls;
 #[cfg(any(
     feature = "http",
     feature = "consul",
     feature = "vault",
-    feature = "etcd"
+    feature = "etcd",
+    feature = "aws",
+    feature = "azure",
+    feature = "gcp"
 ))]
 pub mod transport;
 pub mod vault;
@@ -100,6 +112,10 @@ use crate::source::Source;
 #[doc(hidden)]
 pub mod exports {
     pub use super::args::ArgsSource;
+    #[cfg(feature = "aws")]
+    pub use super::aws::{AwsSecretsSource, AwsSsmSource};
+    #[cfg(feature = "azure")]
+    pub use super::azure_keyvault::AzureKeyVaultSource;
     #[cfg(feature = "consul")]
     pub use super::consul::{ConsulFetcher, ConsulSource};
     #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
@@ -109,6 +125,8 @@ pub mod exports {
     pub use super::etcd::EtcdSource;
     #[cfg(feature = "file")]
     pub use super::file::FileSource;
+    #[cfg(feature = "gcp")]
+    pub use super::gcp_secrets::GcpSecretsSource;
     #[cfg(feature = "http")]
     pub use super::http::{ApiFetcher, HttpSource};
     #[cfg(feature = "kafka")]
@@ -129,7 +147,10 @@ pub mod exports {
         feature = "vault",
         feature = "redis",
         feature = "nats",
-        feature = "etcd"
+        feature = "etcd",
+        feature = "aws",
+        feature = "azure",
+        feature = "gcp"
     ))]
     pub use super::tls::TlsConfig;
     #[cfg(feature = "vault")]
@@ -167,6 +188,9 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     nats::BUILTIN,
     nats_kv::BUILTIN,
     etcd::BUILTIN,
+    aws::BUILTIN,
+    azure_keyvault::BUILTIN,
+    gcp_secrets::BUILTIN,
     mqtt::BUILTIN,
     websocket::BUILTIN,
     local_cache::BUILTIN,
@@ -212,6 +236,10 @@ macro_rules! __component_model_backend {
     ("vault" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "vault" } };
     ("etcd" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "etcd" } };
     ("nats_kv" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "nats_kv" } };
+    ("aws_secrets" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "aws_secrets" } };
+    ("aws_ssm" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "aws_ssm" } };
+    ("azure_keyvault" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "azure_keyvault" } };
+    ("gcp_secrets" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "gcp_secrets" } };
     ("file" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "file" } };
     ($name:literal $entry:tt streamed { $($checks:tt)* }) => { $($checks)* };
     ("secret_file" $entry:tt streamed $checks:tt) => { $crate::__component_model_not_used! { stream_from "secret_file" } };
@@ -231,6 +259,10 @@ macro_rules! __component_model_backend {
     ("nats" $($t:tt)*) => { $crate::__component_model_rules_nats! { $($t)* } };
     ("nats_kv" $($t:tt)*) => { $crate::__component_model_rules_nats_kv! { $($t)* } };
     ("etcd" $($t:tt)*) => { $crate::__component_model_rules_etcd! { $($t)* } };
+    ("aws_secrets" $($t:tt)*) => { $crate::__component_model_rules_aws_secrets! { $($t)* } };
+    ("aws_ssm" $($t:tt)*) => { $crate::__component_model_rules_aws_ssm! { $($t)* } };
+    ("azure_keyvault" $($t:tt)*) => { $crate::__component_model_rules_azure_keyvault! { $($t)* } };
+    ("gcp_secrets" $($t:tt)*) => { $crate::__component_model_rules_gcp_secrets! { $($t)* } };
     ("mqtt" $($t:tt)*) => { $crate::__component_model_rules_mqtt! { $($t)* } };
     ("websocket" $($t:tt)*) => { $crate::__component_model_rules_websocket! { $($t)* } };
     // A registered name: checked at run time only.

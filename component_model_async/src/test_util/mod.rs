@@ -38,8 +38,10 @@
 //! # });
 //! ```
 
+mod azure_keyvault;
 mod consul;
 mod fault;
+mod gcp_secrets;
 mod vault;
 mod vault_auth;
 mod websocket;
@@ -51,8 +53,10 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
 
+pub use azure_keyvault::AzureKeyVaultDouble;
 pub use consul::{ConsulDouble, ConsulDoubleBuilder};
 pub use fault::{Fault, FaultProxy};
+pub use gcp_secrets::GcpSecretsDouble;
 pub use vault::{VaultDouble, VaultDoubleBuilder};
 pub use websocket::WebSocketServer;
 

@@ -14,6 +14,9 @@
 
 use component_model::test_util::{ConsulDouble, VaultDouble};
 
+mod azure;
+mod gcp;
+
 #[tokio::main]
 async fn main() {
     let consul = ConsulDouble::start().await;
@@ -44,9 +47,10 @@ async fn main() {
         .namespace("ns1")
         .start()
         .await;
-    println!(
-        "{}",
-        serde_json::json!({
+    // The cloud stores' doubles: each module adds its own addresses (issue 36).
+    let azure = azure::serve().await;
+    let gcp = gcp::serve().await;
+    let mut addresses = serde_json::json!({
             "consul": consul.address(),
             "consul_acl": consul_acl.address(),
             "vault": vault.url(),
@@ -54,8 +58,11 @@ async fn main() {
             "vault_v1_mount": "kv",
             "vault_scoped": scoped,
             "vault_scoped_no_default": scoped_no_default,
-        })
-    );
+    });
+    for (key, value) in azure.into_iter().chain(gcp) {
+        addresses[key] = value;
+    }
+    println!("{addresses}");
     // Until killed.
     std::future::pending::<()>().await;
 }

@@ -1,0 +1,1 @@
+//! Hostile servers for the `azure` secret stores (issue 36; being built).

@@ -1,0 +1,1 @@
+//! Issue 36: `aws_credentials` (being built).

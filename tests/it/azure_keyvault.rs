@@ -1,0 +1,1 @@
+//! Issue 36: `azure_keyvault` (being built).

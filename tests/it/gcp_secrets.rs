@@ -1,0 +1,1 @@
+//! Issue 36: `gcp_secrets` (being built).
