@@ -7,6 +7,8 @@
 //! * attribute keys: `key`, `version`, `project`.
 
 #[cfg(feature = "gcp")]
+mod auth;
+#[cfg(feature = "gcp")]
 mod source;
 #[cfg(feature = "gcp")]
 pub use source::*;
