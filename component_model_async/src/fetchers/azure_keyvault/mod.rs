@@ -1,11 +1,19 @@
-//! The `azure_keyvault` backend (cargo feature `azure`). Being built (issue 36).
+//! The `azure_keyvault` backend (cargo feature `azure`): secrets of an Azure Key Vault
+//! through its REST API (`GET {vault}/secrets/{name}[/{version}]?api-version=2026-04-01`),
+//! one GET per secret (no batch read), concurrently, with Microsoft Entra ID tokens from
+//! the standard `AZURE_*` variables and Key Vault's challenge flow. See
+//! [`AzureKeyVaultSource`].
 //!
 //! ## What this module declares
 //!
 //! * name `azure_keyvault`, cargo feature `azure`, registered by
-//!   [`Sources::from_env`](crate::Sources::from_env) from `AZURE_KEYVAULT_URL`;
-//! * attribute keys: `key`, `version`.
+//!   [`Sources::from_env`](crate::Sources::from_env) from `AZURE_KEYVAULT_URL` (or
+//!   `AZURE_KEY_VAULT_URL`);
+//! * attribute keys: `key` (the secret's name), `version` (a version id; else the current
+//!   one).
 
+#[cfg(feature = "azure")]
+mod auth;
 #[cfg(feature = "azure")]
 mod source;
 #[cfg(feature = "azure")]
