@@ -53,6 +53,7 @@ pub const DEFAULT_GCP_WATCH: Duration = Duration::from_secs(60);
 /// Against the API double of `test_util` (feature `test-util`):
 ///
 /// ```
+/// # #[cfg(feature = "test-util")] {
 /// use component_model_async::test_util::GcpSecretsDouble;
 /// use component_model_async::{AsyncAssign, GcpSecretsSource, SecretString, Sources};
 /// use component_model_async::secrecy::ExposeSecret;
@@ -78,6 +79,7 @@ pub const DEFAULT_GCP_WATCH: Duration = Duration::from_secs(60);
 /// assert_eq!((s.password.expose_secret(), s.api_key.as_str()), ("pw", "k-1"));
 /// assert_eq!(gcp.access_requests(), 2); // one GET per secret
 /// # });
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct GcpSecretsSource {
