@@ -1,1 +1,998 @@
-//! Issue 36: `aws` (being built).
+//! The `aws_secrets` and `aws_ssm` backends (issue 36) against moto in server mode: the
+//! shared one of `scripts/services.sh` (127.0.0.1:5000), and private `moto_server`
+//! processes this file starts on free ports with IAM enforced
+//! (`INITIAL_NO_AUTH_ACTION_COUNT`), where signatures are checked and policies apply.
+//!
+//! Requests are counted by a TCP proxy in front of moto that counts the `x-amz-target`
+//! headers it forwards. Test data is written with plain HTTP calls (no library code);
+//! every test uses names of its own and deletes them, also when it panics (a [`Cleanup`]
+//! guard). An unreachable moto skips the test (fails under `CM_REQUIRE_SERVICES=1`).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use component_model::{
+    Access, AsyncAssign, AwsSecretsSource, AwsSsmSource, Change, EnvSource, ErrorKind,
+    FetchRequest, RawValue, Source, Sources,
+};
+use component_model_tests::{CapturedLogs, capture, skip, unique};
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SHARED: &str = "127.0.0.1:5000";
+const REGION: &str = "us-east-1";
+
+// ---------------------------------------------------------------------------------------
+// Helpers: a plain moto client (std TCP, no library code), a counting proxy, cleanup.
+
+/// One request to moto at `addr`: `X-Amz-Target` JSON, or an IAM/STS query (`target`
+/// empty, `body` form-encoded). moto reads the region and the service from the
+/// `Authorization` header's credential scope; it checks nothing else unless IAM is on.
+fn moto_raw(addr: &str, service: &str, target: &str, body: &str) -> Result<(u16, String), String> {
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=AKIDTESTSETUP/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=00"
+    );
+    let (ctype, target_line) = if target.is_empty() {
+        ("application/x-www-form-urlencoded", String::new())
+    } else {
+        (
+            "application/x-amz-json-1.1",
+            format!("X-Amz-Target: {target}\r\n"),
+        )
+    };
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\n{target_line}Authorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not HTTP: {text:.200}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    // moto answers with Content-Length (no chunking) and closes.
+    Ok((status, body))
+}
+
+fn sm(addr: &str, op: &str, body: serde_json::Value) -> serde_json::Value {
+    let (status, text) = moto_raw(
+        addr,
+        "secretsmanager",
+        &format!("secretsmanager.{op}"),
+        &body.to_string(),
+    )
+    .unwrap();
+    assert!(status < 300, "{op}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn ssm(addr: &str, op: &str, body: serde_json::Value) -> serde_json::Value {
+    let (status, text) =
+        moto_raw(addr, "ssm", &format!("AmazonSSM.{op}"), &body.to_string()).unwrap();
+    assert!(status < 300, "{op}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn create_secret(addr: &str, name: &str, value: &str) -> String {
+    let v = sm(
+        addr,
+        "CreateSecret",
+        serde_json::json!({"Name": name, "SecretString": value}),
+    );
+    v["VersionId"].as_str().unwrap().to_owned()
+}
+
+fn put_param(addr: &str, name: &str, value: &str, kind: &str) -> u64 {
+    let v = ssm(
+        addr,
+        "PutParameter",
+        serde_json::json!({"Name": name, "Value": value, "Type": kind, "Overwrite": true}),
+    );
+    v["Version"].as_u64().unwrap()
+}
+
+/// The shared moto, or `None` (skipped) when it is not reachable.
+fn shared() -> Option<&'static str> {
+    match moto_raw(SHARED, "secretsmanager", "secretsmanager.ListSecrets", "{}") {
+        Ok((200, _)) => Some(SHARED),
+        Ok((status, body)) => {
+            skip("moto", format!("HTTP {status}: {body:.200}"));
+            None
+        }
+        Err(e) => {
+            skip("moto", e);
+            None
+        }
+    }
+}
+
+/// Deletes the secrets and parameters it names when dropped (a panicking test too).
+struct Cleanup {
+    addr: String,
+    secrets: Vec<String>,
+    params: Vec<String>,
+}
+
+impl Cleanup {
+    fn new(addr: &str) -> Cleanup {
+        Cleanup {
+            addr: addr.to_owned(),
+            secrets: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+    fn secret(&mut self, addr_name: &str) {
+        self.secrets.push(addr_name.to_owned());
+    }
+    fn param(&mut self, name: &str) {
+        self.params.push(name.to_owned());
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for s in &self.secrets {
+            let body = serde_json::json!({"SecretId": s, "ForceDeleteWithoutRecovery": true});
+            let _ = moto_raw(
+                &self.addr,
+                "secretsmanager",
+                "secretsmanager.DeleteSecret",
+                &body.to_string(),
+            );
+        }
+        for chunk in self.params.chunks(10) {
+            let body = serde_json::json!({ "Names": chunk });
+            let _ = moto_raw(
+                &self.addr,
+                "ssm",
+                "AmazonSSM.DeleteParameters",
+                &body.to_string(),
+            );
+        }
+    }
+}
+
+/// A TCP proxy in front of moto that keeps what clients sent, to count requests by their
+/// `x-amz-target`.
+struct Proxy {
+    url: String,
+    seen: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Proxy {
+        let upstream = upstream.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Arc<std::sync::Mutex<Vec<u8>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut dr, mut dw) = down.split();
+                    let (mut ur, mut uw) = up.split();
+                    let to_up = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match dr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            log.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if uw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = uw.shutdown().await;
+                    };
+                    let to_down = async {
+                        let _ = tokio::io::copy(&mut ur, &mut dw).await;
+                        let _ = dw.shutdown().await;
+                    };
+                    tokio::join!(to_up, to_down);
+                });
+            }
+        });
+        Proxy { url, seen }
+    }
+
+    /// How many requests of `target` (`secretsmanager.BatchGetSecretValue`) went through.
+    fn count(&self, target: &str) -> usize {
+        let needle = format!("x-amz-target: {target}\r\n").to_ascii_lowercase();
+        let seen = self.seen.lock().unwrap().to_ascii_lowercase();
+        seen.windows(needle.len())
+            .filter(|w| *w == needle.as_bytes())
+            .count()
+    }
+
+    fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+}
+
+fn secrets_at(url: &str) -> AwsSecretsSource {
+    AwsSecretsSource::new(REGION)
+        .with_endpoint(url)
+        .with_credentials("AKIDTESTREADER", "test-secret-key", None)
+}
+
+fn ssm_at(url: &str) -> AwsSsmSource {
+    AwsSsmSource::new(REGION)
+        .with_endpoint(url)
+        .with_credentials("AKIDTESTREADER", "test-secret-key", None)
+}
+
+fn text(v: &RawValue) -> &str {
+    match v {
+        RawValue::Text(t) => t,
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets Manager
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct Db {
+    user: String,
+    port: u16,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct App {
+    #[component(fetch_from = "aws_secrets", key = "${P}/token")]
+    token: String,
+    #[component(fetch_from = "aws_secrets", key = "${P}/db", field = "password")]
+    password: String,
+    #[component(fetch_from = "aws_secrets", key = "${P}/db", field = "user")]
+    user: String,
+    #[component(fetch_from = "aws_secrets", key = "${P}/db")]
+    db: Db,
+    #[component(fetch_from = "aws_secrets", key = "${P}/absent")]
+    absent: Option<String>,
+    #[component(fetch_from = "aws_secrets", key = "${P}/absent_too", fallback = "7")]
+    with_fallback: u32,
+}
+
+#[tokio::test]
+async fn aws_secrets_values_json_members_and_missing_names_in_one_batch() {
+    let Some(moto) = shared() else { return };
+    let p = unique("cm_aws");
+    let mut clean = Cleanup::new(moto);
+    let token_version = create_secret(moto, &format!("{p}/token"), "tok-123");
+    create_secret(
+        moto,
+        &format!("{p}/db"),
+        r#"{"user": "app", "password": "pa55", "port": 5432}"#,
+    );
+    clean.secret(&format!("{p}/token"));
+    clean.secret(&format!("{p}/db"));
+    let proxy = Proxy::start(moto).await;
+    let sources = Sources::new()
+        .register("aws_secrets", secrets_at(&proxy.url))
+        .with_env(EnvSource::from_map([("P", p.as_str())]));
+    let report = App::fetch_report_with(&sources).await;
+    let app = report.result.as_ref().unwrap();
+    assert_eq!(app.token, "tok-123");
+    assert_eq!((app.user.as_str(), app.password.as_str()), ("app", "pa55"));
+    assert_eq!(
+        app.db,
+        Db {
+            user: "app".into(),
+            port: 5432
+        }
+    );
+    assert_eq!(app.absent, None);
+    assert_eq!(app.with_fallback, 7);
+    assert_eq!(
+        (
+            proxy.count("secretsmanager.BatchGetSecretValue"),
+            proxy.count("secretsmanager.GetSecretValue")
+        ),
+        (1, 0),
+        "four secrets, one batch"
+    );
+    // The report carries the VersionId read.
+    let token = report
+        .fields
+        .iter()
+        .find(|f| f.path.ends_with("token"))
+        .expect("token in the report");
+    let hex: String = token_version.chars().filter(|c| *c != '-').collect();
+    assert_eq!(token.revision.as_ref().map(|r| r.to_string()), Some(hex));
+}
+
+#[tokio::test]
+async fn aws_secrets_binary_stages_arns_and_errors_naming_the_key() {
+    let Some(moto) = shared() else { return };
+    let p = unique("cm_aws");
+    let mut clean = Cleanup::new(moto);
+    let bin = format!("{p}/bin");
+    let created = sm(
+        moto,
+        "CreateSecret",
+        serde_json::json!({"Name": bin, "SecretBinary": "AAEC/w=="}),
+    );
+    clean.secret(&bin);
+    let arn = created["ARN"].as_str().unwrap().to_owned();
+    let rotated = format!("{p}/rotated");
+    create_secret(moto, &rotated, "old");
+    clean.secret(&rotated);
+    sm(
+        moto,
+        "PutSecretValue",
+        serde_json::json!({"SecretId": rotated, "SecretString": "new"}),
+    );
+    let source = secrets_at(&format!("http://{moto}"));
+    let by_arn = FetchRequest::for_key("aws_secrets", arn.clone());
+    let binary = FetchRequest::for_key("aws_secrets", bin.clone());
+    let current = FetchRequest::for_key("aws_secrets", rotated.clone());
+    let previous = FetchRequest::for_key("aws_secrets", rotated.clone())
+        .with_param("version_stage", "AWSPREVIOUS");
+    let missing = FetchRequest::for_key("aws_secrets", format!("{p}/nope"));
+    let answers = source
+        .fetch_many(&[&by_arn, &binary, &current, &previous, &missing])
+        .await;
+    assert_eq!(
+        answers[0].as_ref().unwrap(),
+        &RawValue::Bytes(vec![0, 1, 2, 255])
+    );
+    assert_eq!(
+        answers[1].as_ref().unwrap(),
+        &RawValue::Bytes(vec![0, 1, 2, 255])
+    );
+    assert_eq!(text(answers[2].as_ref().unwrap()), "new");
+    assert_eq!(text(answers[3].as_ref().unwrap()), "old");
+    let e = answers[4].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("{p}/nope")) && msg.contains("ResourceNotFoundException"),
+        "{msg}"
+    );
+    // A pinned stage that does not exist: the service's own error, naming the key.
+    let bad_stage = FetchRequest::for_key("aws_secrets", rotated.clone())
+        .with_param("version_stage", "NOSUCHSTAGE");
+    let e = source.fetch(&bad_stage).await.unwrap_err();
+    assert!(e.to_string().contains(&rotated), "{e}");
+}
+
+#[tokio::test]
+async fn aws_secrets_25_secrets_are_two_batches() {
+    let Some(moto) = shared() else { return };
+    let p = unique("cm_aws");
+    let mut clean = Cleanup::new(moto);
+    let names: Vec<String> = (0..25).map(|i| format!("{p}/s{i:02}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        create_secret(moto, n, &format!("value-{i}"));
+        clean.secret(n);
+    }
+    let proxy = Proxy::start(moto).await;
+    let source = secrets_at(&proxy.url);
+    let requests: Vec<FetchRequest> = names
+        .iter()
+        .map(|n| FetchRequest::for_key("aws_secrets", n.clone()))
+        .collect();
+    let refs: Vec<&FetchRequest> = requests.iter().collect();
+    let answers = source.fetch_many(&refs).await;
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(text(a.as_ref().unwrap()), format!("value-{i}"));
+    }
+    let batches = proxy.count("secretsmanager.BatchGetSecretValue");
+    eprintln!("aws_secrets: 25 secrets, {batches} round trips");
+    assert_eq!(batches, 2, "25 secrets: 20 + 5");
+    assert_eq!(proxy.count("secretsmanager.GetSecretValue"), 0);
+}
+
+#[tokio::test]
+async fn aws_secrets_watch_sees_a_new_version() {
+    let Some(moto) = shared() else { return };
+    let p = unique("cm_aws");
+    let mut clean = Cleanup::new(moto);
+    let name = format!("{p}/watched");
+    let other = format!("{p}/still");
+    create_secret(moto, &name, "v1");
+    create_secret(moto, &other, "same");
+    clean.secret(&name);
+    clean.secret(&other);
+    let proxy = Proxy::start(moto).await;
+    let source = secrets_at(&proxy.url).with_watch_interval(Duration::from_millis(200));
+    let mut changes = source
+        .watch(vec![
+            FetchRequest::for_key("aws_secrets", other.clone()),
+            FetchRequest::for_key("aws_secrets", name.clone()),
+        ])
+        .unwrap();
+    // Let the first poll see the current versions.
+    let quiet = tokio::time::timeout(Duration::from_millis(700), changes.next()).await;
+    assert!(quiet.is_err(), "nothing changed yet: {quiet:?}");
+    sm(
+        moto,
+        "PutSecretValue",
+        serde_json::json!({"SecretId": name, "SecretString": "v2"}),
+    );
+    let change = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("a change within 10 s")
+        .expect("the stream goes on")
+        .unwrap();
+    assert_eq!(change, Change::Changed(vec![1]));
+    // Watching reads no value: DescribeSecret only.
+    assert!(proxy.count("secretsmanager.DescribeSecret") >= 4);
+    assert_eq!(proxy.count("secretsmanager.BatchGetSecretValue"), 0);
+    assert_eq!(proxy.count("secretsmanager.GetSecretValue"), 0);
+    assert_eq!(
+        text(
+            &source
+                .fetch(&FetchRequest::for_key("aws_secrets", name.clone()))
+                .await
+                .unwrap()
+        ),
+        "v2"
+    );
+}
+
+#[tokio::test]
+async fn aws_secrets_preflight_rows_read_no_value() {
+    let Some(moto) = shared() else { return };
+    let p = unique("cm_aws");
+    let mut clean = Cleanup::new(moto);
+    let name = format!("{p}/here");
+    let version = create_secret(moto, &name, "v");
+    clean.secret(&name);
+    let proxy = Proxy::start(moto).await;
+    let source = secrets_at(&proxy.url);
+    let probes = source
+        .preflight(vec![
+            FetchRequest::for_key("aws_secrets", name.clone()),
+            FetchRequest::for_key("aws_secrets", format!("{p}/gone")),
+            FetchRequest::for_key("aws_secrets", name.clone())
+                .with_param("version_stage", "AWSPENDING"),
+        ])
+        .await;
+    assert_eq!(probes[0].access, Access::Readable, "{probes:?}");
+    assert_eq!(
+        probes[0].detail.as_deref(),
+        Some(format!("AWSCURRENT is version {version}").as_str())
+    );
+    assert_eq!(probes[1].access, Access::Missing, "{probes:?}");
+    assert_eq!(probes[2].access, Access::Missing, "{probes:?}");
+    assert_eq!(proxy.count("secretsmanager.DescribeSecret"), 3);
+    assert_eq!(proxy.count("secretsmanager.BatchGetSecretValue"), 0);
+    // Nothing listens: unreachable.
+    let closed = secrets_at(&format!("http://127.0.0.1:{}", free_port()))
+        .with_timeout(Duration::from_secs(2));
+    let probes = closed
+        .preflight(vec![FetchRequest::for_key("aws_secrets", name.clone())])
+        .await;
+    assert_eq!(probes[0].access, Access::Unreachable, "{probes:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// SSM Parameter Store
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Params {
+    #[component(fetch_from = "aws_ssm", key = "${P}/port")]
+    port: u16,
+    #[component(fetch_from = "aws_ssm", key = "${P}/password")]
+    password: String,
+    #[component(fetch_from = "aws_ssm", key = "${P}/hosts")]
+    hosts: String,
+    #[component(fetch_from = "aws_ssm", key = "${P}/absent")]
+    absent: Option<String>,
+    #[component(fetch_from = "aws_ssm", prefix = "${P}/features/")]
+    features: HashMap<String, bool>,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct TooMany {
+    #[component(fetch_from = "aws_ssm", prefix = "${P}/features/", max_keys = 2)]
+    features: HashMap<String, bool>,
+}
+
+#[tokio::test]
+async fn aws_ssm_string_securestring_stringlist_prefix_and_missing() {
+    let Some(moto) = shared() else { return };
+    let p = format!("/{}", unique("cm_aws"));
+    let mut clean = Cleanup::new(moto);
+    for (name, value, kind) in [
+        ("port", "8080", "String"),
+        ("password", "s3cure", "SecureString"),
+        ("hosts", "a,b,c", "StringList"),
+        ("features/beta", "true", "String"),
+        ("features/dark", "false", "String"),
+        ("features/deep/x", "true", "SecureString"),
+    ] {
+        put_param(moto, &format!("{p}/{name}"), value, kind);
+        clean.param(&format!("{p}/{name}"));
+    }
+    let proxy = Proxy::start(moto).await;
+    let sources = Sources::new()
+        .register("aws_ssm", ssm_at(&proxy.url))
+        .with_env(EnvSource::from_map([("P", p.as_str())]));
+    let v = Params::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(v.port, 8080);
+    assert_eq!(v.password, "s3cure", "SecureString decrypted");
+    assert_eq!(v.hosts, "a,b,c");
+    assert_eq!(v.absent, None);
+    assert_eq!(
+        v.features,
+        HashMap::from([
+            ("beta".to_owned(), true),
+            ("dark".to_owned(), false),
+            ("deep/x".to_owned(), true)
+        ])
+    );
+    assert_eq!(proxy.count("AmazonSSM.GetParameters"), 1);
+    assert_eq!(proxy.count("AmazonSSM.GetParametersByPath"), 1);
+    // Over max_keys: too large, never a truncated map.
+    let e = TooMany::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let text: String = e.iter().map(|e| format!("{e} {e:?}")).collect();
+    assert!(text.contains("more than 2 keys"), "{text}");
+    assert!(text.contains("TooLarge"), "{text}");
+    // A missing parameter, asked alone: not found, naming it.
+    let e = ssm_at(&proxy.url)
+        .fetch(&FetchRequest::for_key("aws_ssm", format!("{p}/nope")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.to_string().contains(&format!("{p}/nope")), "{e}");
+}
+
+#[tokio::test]
+async fn aws_ssm_25_parameters_are_three_calls_and_versions_are_revisions() {
+    let Some(moto) = shared() else { return };
+    let p = format!("/{}", unique("cm_aws"));
+    let mut clean = Cleanup::new(moto);
+    let names: Vec<String> = (0..25).map(|i| format!("{p}/n{i:02}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        put_param(
+            moto,
+            n,
+            &format!("{i}"),
+            if i % 2 == 0 { "String" } else { "SecureString" },
+        );
+        clean.param(n);
+    }
+    let proxy = Proxy::start(moto).await;
+    let source = ssm_at(&proxy.url);
+    let requests: Vec<FetchRequest> = names
+        .iter()
+        .map(|n| FetchRequest::for_key("aws_ssm", n.clone()))
+        .collect();
+    let refs: Vec<&FetchRequest> = requests.iter().collect();
+    let answers = source.fetch_many(&refs).await;
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(text(a.as_ref().unwrap()), i.to_string());
+    }
+    let calls = proxy.count("AmazonSSM.GetParameters");
+    eprintln!("aws_ssm: 25 parameters, {calls} round trips");
+    assert_eq!(calls, 3, "25 parameters: 10 + 10 + 5");
+
+    // Watch: a new Version is a change; no decryption asked.
+    proxy.clear();
+    let watched = ssm_at(&proxy.url).with_watch_interval(Duration::from_millis(200));
+    let mut changes = watched
+        .watch(vec![
+            FetchRequest::for_key("aws_ssm", names[0].clone()),
+            FetchRequest::for_key("aws_ssm", names[1].clone()),
+            FetchRequest::for_key("aws_ssm", "").with_param("prefix", format!("{p}/")),
+        ])
+        .unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(700), changes.next()).await;
+    assert!(quiet.is_err(), "nothing changed yet: {quiet:?}");
+    let v2 = put_param(moto, &names[1], "changed", "SecureString");
+    assert_eq!(v2, 2);
+    let change = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("a change within 10 s")
+        .expect("the stream goes on")
+        .unwrap();
+    assert_eq!(change, Change::Changed(vec![1, 2]));
+    let seen = String::from_utf8_lossy(&proxy.seen.lock().unwrap()).into_owned();
+    assert!(
+        !seen.contains("\"WithDecryption\":true"),
+        "a watch decrypts nothing"
+    );
+}
+
+#[tokio::test]
+async fn aws_ssm_preflight_rows() {
+    let Some(moto) = shared() else { return };
+    let p = format!("/{}", unique("cm_aws"));
+    let mut clean = Cleanup::new(moto);
+    put_param(moto, &format!("{p}/a"), "1", "SecureString");
+    put_param(moto, &format!("{p}/t/x"), "1", "String");
+    put_param(moto, &format!("{p}/t/y"), "1", "String");
+    for n in ["a", "t/x", "t/y"] {
+        clean.param(&format!("{p}/{n}"));
+    }
+    let source = ssm_at(&format!("http://{moto}"));
+    let probes = source
+        .preflight(vec![
+            FetchRequest::for_key("aws_ssm", format!("{p}/a")),
+            FetchRequest::for_key("aws_ssm", format!("{p}/b")),
+            FetchRequest::for_key("aws_ssm", "").with_param("prefix", format!("{p}/t/")),
+            FetchRequest::for_key("aws_ssm", "")
+                .with_param("prefix", format!("{p}/t/"))
+                .with_param("max_keys", "1"),
+        ])
+        .await;
+    assert_eq!(probes[0].access, Access::Readable, "{probes:?}");
+    assert!(
+        probes[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("SecureString, version 1"),
+        "{probes:?}"
+    );
+    assert_eq!(probes[1].access, Access::Missing, "{probes:?}");
+    assert_eq!(probes[2].access, Access::Readable, "{probes:?}");
+    assert_eq!(
+        probes[2].detail.as_deref(),
+        Some("2 parameters under the prefix")
+    );
+    assert_eq!(probes[3].access, Access::Invalid, "{probes:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration from the environment
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct FromEnv {
+    #[component(fetch_from = "aws_secrets", key = "${P}/s")]
+    secret: String,
+    #[component(fetch_from = "aws_ssm", key = "/${P}/port")]
+    port: u16,
+}
+
+#[tokio::test]
+async fn aws_sources_from_env_register_with_a_region() {
+    let Some(moto) = shared() else { return };
+    let p = unique("cm_aws");
+    let mut clean = Cleanup::new(moto);
+    create_secret(moto, &format!("{p}/s"), "from-env");
+    clean.secret(&format!("{p}/s"));
+    put_param(moto, &format!("/{p}/port"), "9000", "String");
+    clean.param(&format!("/{p}/port"));
+    let endpoint = format!("http://{moto}");
+    let sources = Sources::from_env_source(EnvSource::from_map([
+        ("AWS_REGION", REGION),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIDFROMENV"),
+        ("AWS_SECRET_ACCESS_KEY", "from-env-secret"),
+        ("P", p.as_str()),
+    ]));
+    let v = FromEnv::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!((v.secret.as_str(), v.port), ("from-env", 9000));
+    assert_eq!(
+        sources.source("aws_ssm").unwrap().location(),
+        Some(format!("AWS SSM Parameter Store {REGION} at {endpoint}"))
+    );
+    // The service's own variable wins over AWS_ENDPOINT_URL.
+    let own = Sources::from_env_source(EnvSource::from_map([
+        ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.as_str()),
+    ]));
+    assert_eq!(
+        own.source("aws_secrets").unwrap().location(),
+        Some(format!("AWS Secrets Manager eu-west-1 at {endpoint}"))
+    );
+    // Without a region neither is registered.
+    let none = Sources::from_env_source(EnvSource::from_map([
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+    ]));
+    assert!(none.source("aws_secrets").is_none() && none.source("aws_ssm").is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets never shown (TRACE of every target)
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Canary {
+    #[component(fetch_from = "aws_secrets", key = "${P}/canary")]
+    port: u16,
+    #[component(fetch_from = "aws_ssm", key = "/${P}/canary")]
+    number: u32,
+}
+
+#[tokio::test]
+async fn aws_no_secret_key_session_token_signature_or_value_in_errors_debug_or_trace_logs() {
+    let Some(moto) = shared() else { return };
+    let p = unique("cm_aws");
+    let mut clean = Cleanup::new(moto);
+    let value = "Canary-Value-8d1f2";
+    let secret_key = "Canary-SecretKey-77ab0";
+    let session = "Canary-SessionToken-c03e9";
+    create_secret(moto, &format!("{p}/canary"), value);
+    clean.secret(&format!("{p}/canary"));
+    put_param(moto, &format!("/{p}/canary"), value, "SecureString");
+    clean.param(&format!("/{p}/canary"));
+    let proxy = Proxy::start(moto).await;
+    let logs = CapturedLogs::default();
+    let (result, debug) = {
+        let _guard = capture(&logs);
+        let sm = AwsSecretsSource::new(REGION)
+            .with_endpoint(&proxy.url)
+            .with_credentials("AKIDCANARY", secret_key, Some(session.to_owned()));
+        let ssm = AwsSsmSource::new(REGION)
+            .with_endpoint(&proxy.url)
+            .with_credentials("AKIDCANARY", secret_key, Some(session.to_owned()));
+        let debug = format!("{sm:?} {ssm:?}");
+        let sources = Sources::new()
+            .register("aws_secrets", sm.clone())
+            .register("aws_ssm", ssm.clone())
+            .with_env(EnvSource::from_map([("P", p.as_str())]));
+        let result = Canary::fetch_all_components_with(&sources).await;
+        // Preflight and a watch's first poll sign requests too.
+        let _ = sm
+            .preflight(vec![FetchRequest::for_key(
+                "aws_secrets",
+                format!("{p}/canary"),
+            )])
+            .await;
+        let _ = ssm
+            .preflight(vec![FetchRequest::for_key(
+                "aws_ssm",
+                format!("/{p}/canary"),
+            )])
+            .await;
+        (result, debug)
+    };
+    // The value does not convert: both fields fail, without showing it.
+    let e = result.unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    let shown: String = e.iter().map(|e| format!("{e} {e:?} ")).collect::<String>() + &debug;
+    let logged = logs.text();
+    // TRACE reached the crates that sign and send (not a silent subscriber).
+    assert!(
+        logged.contains("canonical_request"),
+        "aws-sigv4 TRACE not captured"
+    );
+    // The session token was sent (moto saw it): signed in, kept out of logs.
+    let sent = String::from_utf8_lossy(&proxy.seen.lock().unwrap()).into_owned();
+    assert!(sent.contains(session), "the session token is sent");
+    let signature = sent
+        .split("Signature=")
+        .nth(1)
+        .map(|s| {
+            s.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        })
+        .expect("a signature was sent");
+    assert_eq!(signature.len(), 64);
+    for canary in [value, secret_key, session, signature.as_str()] {
+        assert!(!shown.contains(canary), "`{canary}` shown: {shown}");
+        assert!(!logged.contains(canary), "`{canary}` in the TRACE logs");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// IAM enforced: a private moto checks signatures and policies.
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `moto_server` child process on a free port, killed when dropped.
+struct PrivateMoto {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PrivateMoto {
+    /// Started with IAM enforced after `free_actions` unauthenticated requests (the
+    /// set-up's); `None` (skipped) when moto_server cannot be started.
+    fn start(free_actions: usize) -> Option<PrivateMoto> {
+        let port = free_port();
+        let child = std::process::Command::new(
+            std::env::var("CM_MOTO_BIN").unwrap_or_else(|_| "moto_server".into()),
+        )
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                skip("moto_server (binary)", e);
+                return None;
+            }
+        };
+        let moto = PrivateMoto {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&moto.addr).is_err() {
+            if std::time::Instant::now() > deadline {
+                skip("moto_server (private)", "did not listen within 30 s");
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    /// An IAM/STS query action; the XML answer.
+    fn query(&self, service: &str, form: &[(&str, &str)]) -> String {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let (status, text) = moto_raw(&self.addr, service, "", &body).unwrap();
+        assert!(status < 300, "{form:?}: {status} {text}");
+        text
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn xml_value(xml: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
+        + open.len();
+    let end = xml[start..].find(&format!("</{tag}>")).unwrap() + start;
+    xml[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn aws_iam_enforced_signatures_checked_denied_actions_and_a_wrong_key() {
+    // The six set-up requests go unauthenticated; moto checks every one after: the
+    // signature (computed from the user's secret key) and the user's policy.
+    let Some(moto) = PrivateMoto::start(6) else {
+        return;
+    };
+    let addr = moto.addr.clone();
+    sm(
+        &addr,
+        "CreateSecret",
+        serde_json::json!({"Name": "app/db", "SecretString": "ok"}),
+    );
+    sm(
+        &addr,
+        "CreateSecret",
+        serde_json::json!({"Name": "app/api", "SecretString": "ok2"}),
+    );
+    ssm(
+        &addr,
+        "PutParameter",
+        serde_json::json!({"Name": "/app/port", "Value": "80", "Type": "String"}),
+    );
+    moto.query(
+        "iam",
+        &[
+            ("Action", "CreateUser"),
+            ("UserName", "reader"),
+            ("Version", "2010-05-08"),
+        ],
+    );
+    let key = moto.query(
+        "iam",
+        &[
+            ("Action", "CreateAccessKey"),
+            ("UserName", "reader"),
+            ("Version", "2010-05-08"),
+        ],
+    );
+    let (id, secret) = (
+        xml_value(&key, "AccessKeyId"),
+        xml_value(&key, "SecretAccessKey"),
+    );
+    // moto evaluates actions, not resources: a policy can deny an action only.
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+            "secretsmanager:BatchGetSecretValue", "secretsmanager:DescribeSecret",
+            "ssm:GetParameters"
+        ]}]
+    })
+    .to_string();
+    moto.query(
+        "iam",
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", "reader"),
+            ("PolicyName", "read"),
+            ("PolicyDocument", &policy),
+            ("Version", "2010-05-08"),
+        ],
+    );
+    let endpoint = format!("http://{addr}");
+    let reader = AwsSecretsSource::new(REGION)
+        .with_endpoint(&endpoint)
+        .with_credentials(id.clone(), secret.clone(), None);
+    // Signed right: moto computed the same signature.
+    let db = FetchRequest::for_key("aws_secrets", "app/db");
+    let api = FetchRequest::for_key("aws_secrets", "app/api");
+    let answers = reader.fetch_many(&[&db, &api]).await;
+    assert_eq!(text(answers[0].as_ref().unwrap()), "ok");
+    assert_eq!(text(answers[1].as_ref().unwrap()), "ok2");
+    // A pinned stage is GetSecretValue, which the policy does not allow: denied.
+    let pinned =
+        FetchRequest::for_key("aws_secrets", "app/db").with_param("version_stage", "AWSPREVIOUS");
+    let e = reader.fetch(&pinned).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("AccessDenied") && msg.contains("app/db"),
+        "{msg}"
+    );
+    assert_eq!(
+        reader.preflight(vec![db.clone()]).await[0].access,
+        Access::Readable
+    );
+    // SSM: GetParameters allowed, GetParametersByPath not.
+    let ssm_reader = AwsSsmSource::new(REGION)
+        .with_endpoint(&endpoint)
+        .with_credentials(id.clone(), secret.clone(), None);
+    let port = FetchRequest::for_key("aws_ssm", "/app/port");
+    assert_eq!(text(&ssm_reader.fetch(&port).await.unwrap()), "80");
+    let tree = FetchRequest::for_key("aws_ssm", "").with_param("prefix", "/app/");
+    let probes = ssm_reader.preflight(vec![port.clone(), tree.clone()]).await;
+    assert_eq!(probes[0].access, Access::Readable, "{probes:?}");
+    assert_eq!(probes[1].access, Access::Denied, "{probes:?}");
+    // A wrong secret key: the signature does not match; unauthenticated, not denied.
+    let wrong = AwsSecretsSource::new(REGION)
+        .with_endpoint(&endpoint)
+        .with_credentials(id.clone(), "not-the-key", None);
+    let e = wrong.fetch(&db).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains("SignatureDoesNotMatch"), "{e}");
+    assert!(!e.to_string().contains(&secret));
+    let probes = wrong.preflight(vec![db.clone()]).await;
+    assert_eq!(probes[0].access, Access::Unauthenticated, "{probes:?}");
+}
