@@ -89,6 +89,7 @@ pub struct GcpSecretsSource {
     client: Client,
     metadata: Client,
     concurrency: usize,
+    watch_every: Duration,
     invalid: Option<String>,
     state: Arc<State>,
 }
@@ -371,6 +372,7 @@ impl GcpSecretsSource {
             client: Client::new(transport::DEFAULT_REQUEST_TIMEOUT),
             metadata: Client::new(auth::METADATA_TIMEOUT),
             concurrency: DEFAULT_CONCURRENCY,
+            watch_every: DEFAULT_GCP_WATCH,
             invalid: None,
             state: Arc::default(),
         }
@@ -566,6 +568,14 @@ impl GcpSecretsSource {
     #[must_use]
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// How often a watch reads the versions' metadata when the watched fields name no
+    /// `watch_interval` (default [`DEFAULT_GCP_WATCH`], 60 s).
+    #[must_use]
+    pub fn with_watch_interval(mut self, every: Duration) -> Self {
+        self.watch_every = every;
         self
     }
 
@@ -875,7 +885,7 @@ impl Source for GcpSecretsSource {
 
     /// Polls the metadata of each watched version (`GET .../versions/latest`: its name
     /// says the newest version number) every `watch_interval` of the fields (default
-    /// [`DEFAULT_GCP_WATCH`]); a new name or state is a change of the requests reading it.
+    /// [`GcpSecretsSource::with_watch_interval`]); a new name or state is a change of the requests reading it.
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
         self.check_valid()?;
         if requests.is_empty() {
@@ -885,7 +895,7 @@ impl Source for GcpSecretsSource {
             .iter()
             .filter_map(|r| r.spec().and_then(|s| s.watch_interval))
             .min()
-            .unwrap_or(DEFAULT_GCP_WATCH);
+            .unwrap_or(self.watch_every);
         let state = (
             self.clone(),
             requests,
