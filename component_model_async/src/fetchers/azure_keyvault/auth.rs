@@ -232,26 +232,38 @@ impl Challenge {
                 self.scope
             ))
         };
-        let scope = reqwest::Url::parse(&self.scope).map_err(|_| refuse("is not a URL"))?;
-        let (Some(resource_host), Some(vault_host)) = (scope.host_str(), vault.host_str()) else {
-            return Err(refuse("names no host"));
-        };
-        let (resource_host, vault_host) = (
-            resource_host.to_ascii_lowercase(),
-            vault_host.to_ascii_lowercase(),
-        );
+        // The authorities as written (as the SDK's `urlparse(...).netloc`): a URL parser
+        // would rewrite `0.0.1` as the IPv4 address `0.0.0.1`.
+        let (resource_host, resource_port) =
+            authority(&self.scope).ok_or_else(|| refuse("names no host"))?;
+        let (vault_host, vault_port) =
+            authority(vault.as_str()).ok_or_else(|| refuse("names no host"))?;
         if !vault_host.ends_with(&format!(".{resource_host}")) {
             return Err(refuse(&format!(
                 "is not the domain of the vault's host `{vault_host}`"
             )));
         }
         // An explicit port must be the vault's; none means HTTPS's default.
-        let resource_port = scope.port().unwrap_or(443);
-        if Some(resource_port) != vault.port_or_known_default() {
+        let default = if vault.scheme() == "http" { 80 } else { 443 };
+        if resource_port.unwrap_or(443) != vault_port.unwrap_or(default) {
             return Err(refuse("names another port than the vault's"));
         }
         Ok(())
     }
+}
+
+/// The host (lower case) and port of a URL's authority as written: what follows `://` up
+/// to the path, without user info.
+fn authority(url: &str) -> Option<(String, Option<u16>)> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let auth = &rest[..end];
+    let auth = auth.rsplit_once('@').map_or(auth, |(_, a)| a);
+    let (host, port) = match auth.rfind(':') {
+        Some(i) if !auth[i..].contains(']') => (&auth[..i], Some(auth[i + 1..].parse().ok()?)),
+        _ => (auth, None),
+    };
+    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
 }
 
 /// A bearer token and when it should be asked again.

@@ -83,6 +83,7 @@ pub struct AzureKeyVaultSource {
     client: Client,
     identity: Client,
     concurrency: usize,
+    watch_interval: Duration,
     invalid: Option<String>,
     state: Arc<State>,
 }
@@ -91,7 +92,13 @@ pub struct AzureKeyVaultSource {
 #[derive(Default)]
 struct State {
     auth: tokio::sync::Mutex<AuthState>,
+    /// The version each secret's last read of its current version answered: a watch
+    /// starts from it, so a version set between the fetch and the watch is a change.
+    read_at: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// Secrets whose last version read is remembered, at most (then forgotten).
+const MAX_REMEMBERED: usize = 10_000;
 
 #[derive(Default)]
 struct AuthState {
@@ -297,6 +304,7 @@ impl AzureKeyVaultSource {
             client: Client::new(transport::DEFAULT_REQUEST_TIMEOUT),
             identity: Client::new(auth::IDENTITY_TIMEOUT),
             concurrency: DEFAULT_CONCURRENCY,
+            watch_interval: DEFAULT_KEYVAULT_WATCH,
             invalid,
             state: Arc::default(),
         }
@@ -476,6 +484,14 @@ impl AzureKeyVaultSource {
         self
     }
 
+    /// Polls watched secrets every `interval` when their fields name no `watch_interval`
+    /// (default [`DEFAULT_KEYVAULT_WATCH`]).
+    #[must_use]
+    pub fn with_watch_interval(mut self, interval: Duration) -> Self {
+        self.watch_interval = interval;
+        self
+    }
+
     /// The vault's base URL.
     pub fn vault_url(&self) -> &str {
         &self.vault
@@ -646,6 +662,17 @@ impl AzureKeyVaultSource {
             ))
         })?;
         let version = bundle.id.as_deref().and_then(version_of).map(str::to_owned);
+        if let (None, Some(v)) = (target.version, &version) {
+            let mut read = self
+                .state
+                .read_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if read.len() >= MAX_REMEMBERED {
+                read.clear();
+            }
+            read.insert(target.name.to_owned(), v.clone());
+        }
         match bundle.value {
             Some(v) => Ok((RawValue::Text(v), version)),
             None => Err(SourceError::new(ErrorKind::Decode)
@@ -714,7 +741,8 @@ impl AzureKeyVaultSource {
                     continue;
                 }
                 let created = item.attributes.created.unwrap_or(i64::MIN);
-                if newest.as_ref().is_none_or(|(c, _, _)| created > *c) {
+                // Ties (versions made within one second): the one listed last.
+                if newest.as_ref().is_none_or(|(c, _, _)| created >= *c) {
                     newest = Some((created, enabled, version));
                 }
             }
@@ -808,7 +836,8 @@ impl Source for AzureKeyVaultSource {
     }
 
     /// Polls the current version of each watched secret (one GET per distinct secret per
-    /// `watch_interval`, default [`DEFAULT_KEYVAULT_WATCH`]); a new version is a
+    /// `watch_interval`, else [`AzureKeyVaultSource::with_watch_interval`], default
+    /// [`DEFAULT_KEYVAULT_WATCH`]); a new version is a
     /// [`Change::Value`] with the value and the version as its [`Revision`]. Requests
     /// pinned to a `version` never change and are not polled.
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
@@ -831,8 +860,15 @@ impl Source for AzureKeyVaultSource {
             .iter()
             .filter_map(|r| r.spec().and_then(|s| s.watch_interval))
             .min()
-            .unwrap_or(DEFAULT_KEYVAULT_WATCH);
-        let seen: Vec<Option<String>> = vec![None; secrets.len()];
+            .unwrap_or(self.watch_interval);
+        let seen: Vec<Option<String>> = {
+            let read = self
+                .state
+                .read_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            secrets.iter().map(|(n, _)| read.get(n).cloned()).collect()
+        };
         let state = (self.clone(), secrets, seen, true, Vec::<Change>::new());
         Ok(futures::stream::unfold(
             state,
@@ -855,7 +891,11 @@ impl Source for AzureKeyVaultSource {
                     for (i, r) in reads.into_iter().enumerate() {
                         match r {
                             Ok((value, Some(version))) => {
-                                if !first && seen[i].as_deref() != Some(version.as_str()) {
+                                // The first poll compares with the version the last fetch
+                                // read, when there was one.
+                                if (!first || seen[i].is_some())
+                                    && seen[i].as_deref() != Some(version.as_str())
+                                {
                                     for &index in &secrets[i].1 {
                                         pending.push(Change::Value {
                                             index,
