@@ -1,1 +1,247 @@
-//! Hostile servers for the `aws` secret stores (issue 36; being built).
+//! Hostile servers for the `aws_secrets` and `aws_ssm` sources: a raw TCP server on
+//! 127.0.0.1 in place of the AWS endpoint that, for every signed request, announces a huge
+//! `Content-Length`, sends its answer one byte a second, never answers, or (SSM's
+//! `GetParametersByPath`) hands out `NextToken`s without end. Each case asserts a typed
+//! error within its bound, a bound on resident-memory growth, and the secret access key
+//! and session token (the canary) in no error, `Debug` or TRACE log line.
+
+use std::time::Duration;
+
+use component_model::{AsyncAssign, AwsSecretsSource, AwsSsmSource, ErrorKind, Sources};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{
+    CANARY, CapturedLogs, MIB, SERVER_FOR, assert_bounded, assert_failed, assert_no_canary,
+    capture, measure, serial, tcp_server,
+};
+
+/// The field's `timeout` in every case.
+const LIMIT: Duration = Duration::from_secs(2);
+
+#[derive(AsyncAssign, Debug)]
+struct Secret {
+    #[component(fetch_from = "aws_secrets", key = "app/db", timeout = "2s")]
+    db: String,
+}
+
+#[derive(AsyncAssign, Debug)]
+struct Param {
+    #[component(fetch_from = "aws_ssm", key = "/app/port", timeout = "2s")]
+    port: u16,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
+struct Tree {
+    #[component(
+        fetch_from = "aws_ssm",
+        prefix = "/app/",
+        max_keys = 10,
+        timeout = "2s"
+    )]
+    all: std::collections::HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    /// A head announcing a body of 1 GiB, then a few bytes, then nothing.
+    HugeLength,
+    /// A whole (valid) answer, one byte a second.
+    Trickle,
+    /// Reads the request and never answers nor closes.
+    Silent,
+    /// Empty pages, each with a `NextToken`, without end.
+    EndlessPages,
+}
+
+/// Reads one request (head and body); `None` when the client went away.
+async fn read_request(socket: &mut TcpStream) -> Option<String> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+        if data.len() > 64 * 1024 {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + length.min(64 * 1024) {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
+fn json_response(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn serve(mut socket: TcpStream, hostile: Hostile) {
+    let _ = tokio::time::timeout(SERVER_FOR, async {
+        loop {
+            let Some(_head) = read_request(&mut socket).await else {
+                return;
+            };
+            match hostile {
+                Hostile::HugeLength => {
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: 1073741824\r\n\r\n{\"SecretValues\":")
+                        .await;
+                    tokio::time::sleep(SERVER_FOR).await;
+                }
+                Hostile::Trickle => {
+                    let r = json_response(r#"{"SecretValues":[],"Errors":[],"Parameters":[]}"#);
+                    for b in r {
+                        if socket.write_all(&[b]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                Hostile::Silent => tokio::time::sleep(SERVER_FOR).await,
+                Hostile::EndlessPages => {
+                    let r = json_response(r#"{"Parameters":[],"NextToken":"more"}"#);
+                    if socket.write_all(&r).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            return;
+        }
+    })
+    .await;
+}
+
+fn secrets(port: u16) -> AwsSecretsSource {
+    AwsSecretsSource::new("us-east-1")
+        .with_endpoint(format!("http://127.0.0.1:{port}"))
+        .with_credentials("AKIDHOSTILE", CANARY, Some(CANARY.to_owned()))
+        .with_max_body(MIB)
+}
+
+fn ssm(port: u16) -> AwsSsmSource {
+    AwsSsmSource::new("us-east-1")
+        .with_endpoint(format!("http://127.0.0.1:{port}"))
+        .with_credentials("AKIDHOSTILE", CANARY, Some(CANARY.to_owned()))
+        .with_max_body(MIB)
+}
+
+async fn secret_case(what: &str, hostile: Hostile, kind: ErrorKind) {
+    let _serial = serial().await;
+    let port = tcp_server(move |s| serve(s, hostile)).await;
+    let sm = secrets(port);
+    assert_no_canary("the source's Debug", &format!("{sm:?}"));
+    let sources = Sources::new().register("aws_secrets", sm);
+    let logs = CapturedLogs::default();
+    let m = {
+        let _g = capture(&logs);
+        measure(Secret::fetch_all_components_with(&sources)).await
+    };
+    eprintln!("aws_secrets {what}: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
+    assert_bounded(&m, LIMIT, 32);
+    let e = assert_failed(m.output, kind, "Secret.db", "aws_secrets", &logs.text());
+    assert_eq!(e.key(), Some("app/db"));
+}
+
+async fn param_case(what: &str, hostile: Hostile, kind: ErrorKind) {
+    let _serial = serial().await;
+    let port = tcp_server(move |s| serve(s, hostile)).await;
+    let sources = Sources::new().register("aws_ssm", ssm(port));
+    let logs = CapturedLogs::default();
+    let m = {
+        let _g = capture(&logs);
+        measure(Param::fetch_all_components_with(&sources)).await
+    };
+    eprintln!("aws_ssm {what}: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
+    assert_bounded(&m, LIMIT, 32);
+    let e = assert_failed(m.output, kind, "Param.port", "aws_ssm", &logs.text());
+    assert_eq!(e.key(), Some("/app/port"));
+}
+
+#[tokio::test]
+async fn aws_secrets_a_huge_content_length_is_refused_before_reading() {
+    secret_case(
+        "huge content-length",
+        Hostile::HugeLength,
+        ErrorKind::TooLarge,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn aws_secrets_a_body_one_byte_a_second_times_out() {
+    secret_case("one byte a second", Hostile::Trickle, ErrorKind::Timeout).await;
+}
+
+#[tokio::test]
+async fn aws_secrets_a_silent_server_times_out() {
+    secret_case("silent", Hostile::Silent, ErrorKind::Timeout).await;
+}
+
+#[tokio::test]
+async fn aws_ssm_a_huge_content_length_is_refused_before_reading() {
+    param_case(
+        "huge content-length",
+        Hostile::HugeLength,
+        ErrorKind::TooLarge,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn aws_ssm_a_body_one_byte_a_second_times_out() {
+    param_case("one byte a second", Hostile::Trickle, ErrorKind::Timeout).await;
+}
+
+#[tokio::test]
+async fn aws_ssm_a_silent_server_times_out() {
+    param_case("silent", Hostile::Silent, ErrorKind::Timeout).await;
+}
+
+#[tokio::test]
+async fn aws_ssm_pages_without_end_stop_at_a_bound() {
+    let _serial = serial().await;
+    let port = tcp_server(move |s| serve(s, Hostile::EndlessPages)).await;
+    let sources = Sources::new().register("aws_ssm", ssm(port));
+    let logs = CapturedLogs::default();
+    let m = {
+        let _g = capture(&logs);
+        measure(Tree::fetch_all_components_with(&sources)).await
+    };
+    eprintln!(
+        "aws_ssm endless pages: {:?}, +{} MiB",
+        m.elapsed,
+        m.peak / MIB
+    );
+    assert_bounded(&m, LIMIT, 32);
+    let e = assert_failed(
+        m.output,
+        ErrorKind::Unavailable,
+        "Tree.all",
+        "aws_ssm",
+        &logs.text(),
+    );
+    assert!(e.to_string().contains("pages"), "{e}");
+}

@@ -497,7 +497,7 @@ pub(super) fn unb64(text: &str) -> Option<Vec<u8>> {
 /// An AWS version id (a UUID) as the bytes of its hex digits, else its text's bytes.
 pub(super) fn version_digest(id: &str) -> Vec<u8> {
     let hex: String = id.chars().filter(|c| *c != '-').collect();
-    if hex.len() % 2 == 0 && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+    if hex.len().is_multiple_of(2) && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()) {
         (0..hex.len())
             .step_by(2)
             .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())

@@ -71,8 +71,8 @@ impl fmt::Debug for AwsSecretsSource {
     }
 }
 
-/// One value of `BatchGetSecretValue` / `GetSecretValue` (never printed).
-#[derive(Deserialize)]
+/// One value of `BatchGetSecretValue` / `GetSecretValue` (never printed: no `Debug`).
+#[derive(Deserialize, Clone)]
 struct SecretValue {
     #[serde(rename = "ARN", default)]
     arn: Option<String>,
@@ -363,16 +363,12 @@ impl AwsSecretsSource {
                 break;
             }
         }
-        let mut values: Vec<Option<SecretValue>> = values.into_iter().map(Some).collect();
         ids.iter()
             .map(|id| {
                 let what = format!("secret `{id}`");
-                if let Some(v) = values
-                    .iter_mut()
-                    .find(|v| v.as_ref().is_some_and(|v| names(v, id)))
-                    .and_then(Option::take)
-                {
-                    return value_of(v, &what);
+                // Not taken: one secret asked by its name and its ARN is answered to both.
+                if let Some(v) = values.iter().find(|v| names(v, id)) {
+                    return value_of(v.clone(), &what);
                 }
                 if let Some(e) = errors.iter().find(|e| e.secret_id.as_deref() == Some(id)) {
                     let code = e.code.clone().unwrap_or_default();

@@ -59,8 +59,8 @@ impl fmt::Debug for AwsSsmSource {
     }
 }
 
-/// One parameter of `GetParameters` / `GetParametersByPath` (never printed).
-#[derive(Deserialize)]
+/// One parameter of `GetParameters` / `GetParametersByPath` (never printed: no `Debug`).
+#[derive(Deserialize, Clone)]
 struct Parameter {
     #[serde(rename = "Name", default)]
     name: String,
@@ -262,16 +262,12 @@ impl AwsSsmSource {
             Ok(a) => a,
             Err(e) => return names.iter().map(|_| Err(e.clone())).collect(),
         };
-        let mut found: Vec<Option<Parameter>> = answer.parameters.into_iter().map(Some).collect();
         names
             .iter()
             .map(|name| {
-                if let Some(p) = found
-                    .iter_mut()
-                    .find(|p| p.as_ref().is_some_and(|p| is_named(p, name)))
-                    .and_then(Option::take)
-                {
-                    return Ok(p);
+                // Not taken: one parameter asked by its name and its ARN is answered to both.
+                if let Some(p) = answer.parameters.iter().find(|p| is_named(p, name)) {
+                    return Ok(p.clone());
                 }
                 if answer.invalid.iter().any(|n| n == name) {
                     return Err(SourceError::not_found().with_message(format!(
