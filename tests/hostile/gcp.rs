@@ -1,1 +1,312 @@
-//! Hostile servers for the `gcp` secret stores (issue 36; being built).
+//! Hostile servers for the `gcp_secrets` source (issue 36): a raw TCP server on 127.0.0.1
+//! playing both Google's OAuth token endpoint (`POST /token`, for an `authorized_user`
+//! whose client secret is the canary) and Secret Manager (`GET /v1/...:access`); one of
+//! the two announces a huge `Content-Length`, sends its answer one byte a second, or never
+//! answers, while the other answers as Google does. Each case asserts a typed error within
+//! its bound (the field's `timeout`, or the source's own `with_timeout` for the token
+//! endpoint cases, which name no field timeout), a bound on resident-memory growth, and the
+//! canary in no error, `Debug` or TRACE log line.
+
+use std::time::Duration;
+
+use component_model::{AsyncAssign, ErrorKind, GcpSecretsSource, SecretString, Sources};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{
+    CANARY, CapturedLogs, MIB, assert_bounded, assert_failed, assert_no_canary, capture, measure,
+    serial,
+};
+
+/// The bound of every case: the field's `timeout`, or the source's.
+const LIMIT: Duration = Duration::from_secs(2);
+
+/// How long a hostile server goes on at most.
+const SERVER_FOR: Duration = Duration::from_secs(20);
+
+#[derive(AsyncAssign, Debug)]
+struct Gcp {
+    #[component(fetch_from = "gcp_secrets", key = "db", timeout = "2s")]
+    password: SecretString,
+}
+
+/// No field timeout: the source's own (`with_timeout(2 s)`) bounds the token request.
+#[derive(AsyncAssign, Debug)]
+struct GcpNoTimeout {
+    #[component(fetch_from = "gcp_secrets", key = "db")]
+    password: SecretString,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    /// A head announcing a body of 1 GiB, then a few bytes, then nothing.
+    HugeLength,
+    /// A whole response, one byte a second.
+    Trickle,
+    /// Reads the request and never answers nor closes.
+    Silent,
+}
+
+/// Which of the two endpoints is hostile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Where {
+    Token,
+    Api,
+}
+
+/// Reads one request (head and its `Content-Length` body); its path without the query.
+async fn read_request(socket: &mut TcpStream) -> Option<String> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+        if data.len() > 64 * 1024 {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + length.min(64 * 1024) {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    let target = head.split_whitespace().nth(1)?;
+    Some(target.split('?').next().unwrap_or(target).to_owned())
+}
+
+fn json_response(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+const TOKEN: &str = r#"{"access_token":"ya29.hostile","expires_in":3600,"token_type":"Bearer"}"#;
+/// `hunter2` and its CRC32C.
+const ACCESS: &str = r#"{"name":"projects/p/secrets/db/versions/1","payload":{"data":"aHVudGVyMg==","dataCrc32c":"1736498283"}}"#;
+
+async fn server(hostile: Hostile, at: Where) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(SERVER_FOR, serve(&mut socket, hostile, at)).await;
+            });
+        }
+    });
+    port
+}
+
+async fn serve(socket: &mut TcpStream, hostile: Hostile, at: Where) {
+    loop {
+        let Some(path) = read_request(socket).await else {
+            return;
+        };
+        let here = if path == "/token" {
+            Where::Token
+        } else {
+            Where::Api
+        };
+        if here == at {
+            return behave(socket, hostile).await;
+        }
+        let body = if here == Where::Token { TOKEN } else { ACCESS };
+        if socket.write_all(&json_response(body)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn behave(socket: &mut TcpStream, hostile: Hostile) {
+    let (mut reading, mut writing) = socket.split();
+    let closed = async move {
+        let mut buf = [0u8; 1024];
+        while matches!(reading.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    let act = async move {
+        match hostile {
+            Hostile::HugeLength => {
+                let _ = writing
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n{\"payload\":")
+                    .await;
+                tokio::time::sleep(SERVER_FOR).await;
+            }
+            Hostile::Trickle => {
+                for b in json_response(ACCESS) {
+                    if writing.write_all(&[b]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Hostile::Silent => tokio::time::sleep(SERVER_FOR).await,
+        }
+    };
+    tokio::select! {
+        () = closed => {}
+        () = act => {}
+    }
+}
+
+fn source(port: u16) -> GcpSecretsSource {
+    let credentials = serde_json::json!({
+        "type": "authorized_user",
+        "client_id": "hostile.apps.googleusercontent.com",
+        "client_secret": CANARY,
+        "refresh_token": format!("1//{CANARY}"),
+        "token_uri": format!("http://127.0.0.1:{port}/token"),
+    });
+    GcpSecretsSource::new()
+        .with_endpoint(format!("http://127.0.0.1:{port}"))
+        .with_project("p")
+        .with_credentials_json(credentials.to_string())
+        .with_max_body(MIB)
+        .with_timeout(LIMIT)
+}
+
+async fn case(what: &str, hostile: Hostile, at: Where, kind: ErrorKind) {
+    let _serial = serial().await;
+    let port = server(hostile, at).await;
+    let gcp = source(port);
+    assert_no_canary("the source's Debug", &format!("{gcp:?}"));
+    let sources = Sources::new().register("gcp_secrets", gcp);
+    let logs = CapturedLogs::default();
+    let (m, path) = {
+        let _g = capture(&logs);
+        match at {
+            Where::Api => (
+                measure(async { Gcp::fetch_all_components_with(&sources).await.map(|_| ()) }).await,
+                "Gcp.password",
+            ),
+            Where::Token => (
+                measure(async {
+                    GcpNoTimeout::fetch_all_components_with(&sources)
+                        .await
+                        .map(|_| ())
+                })
+                .await,
+                "GcpNoTimeout.password",
+            ),
+        }
+    };
+    eprintln!("gcp {what}: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
+    assert_bounded(&m, LIMIT, 32);
+    let e = assert_failed(m.output, kind, path, "gcp_secrets", &logs.text());
+    let text = e.to_string();
+    if at == Where::Token {
+        assert!(
+            text.contains("access token"),
+            "says it was the token: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn gcp_a_sane_server_answers() {
+    // The servers' normal answers are right: the cases fail for their hostility only.
+    let _serial = serial().await;
+    let port = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    while let Some(path) = read_request(&mut socket).await {
+                        let body = if path == "/token" { TOKEN } else { ACCESS };
+                        if socket.write_all(&json_response(body)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    };
+    let sources = Sources::new().register("gcp_secrets", source(port));
+    let got = Gcp::fetch_all_components_with(&sources).await.unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(got.password.expose_secret(), "hunter2");
+}
+
+#[tokio::test]
+async fn gcp_api_a_huge_content_length_is_refused_before_reading() {
+    case(
+        "api huge content-length",
+        Hostile::HugeLength,
+        Where::Api,
+        ErrorKind::TooLarge,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gcp_api_a_trickling_answer_times_out() {
+    case(
+        "api trickle",
+        Hostile::Trickle,
+        Where::Api,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gcp_api_a_silent_server_times_out() {
+    case(
+        "api silent",
+        Hostile::Silent,
+        Where::Api,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gcp_token_endpoint_a_huge_content_length_is_refused_before_reading() {
+    case(
+        "token huge content-length",
+        Hostile::HugeLength,
+        Where::Token,
+        ErrorKind::TooLarge,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gcp_token_endpoint_trickling_times_out_by_the_sources_timeout() {
+    case(
+        "token trickle",
+        Hostile::Trickle,
+        Where::Token,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gcp_token_endpoint_silent_times_out_by_the_sources_timeout() {
+    case(
+        "token silent",
+        Hostile::Silent,
+        Where::Token,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
