@@ -1,1 +1,249 @@
-//! Hostile servers for the `azure` secret stores (issue 36; being built).
+//! Hostile servers for the `azure_keyvault` source: a raw TCP server on 127.0.0.1 playing
+//! Key Vault (its 401 challenge for a request without a token) and Entra ID's token
+//! endpoint (`POST /{tenant}/oauth2/v2.0/token`) as they would answer, except for one
+//! target — the secret's GET, or the token request — which announces a huge
+//! `Content-Length`, sends its answer one byte a second, or never answers. Each case
+//! asserts a typed error within the field's 2 s, a bound on resident-memory growth, and
+//! the client secret (the canary) in no error, `Debug` or TRACE log line.
+
+use std::time::Duration;
+
+use component_model::{AsyncAssign, AzureKeyVaultSource, ErrorKind, Sources};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{
+    CANARY, CapturedLogs, MIB, SERVER_FOR, assert_bounded, assert_failed, assert_no_canary,
+    capture, measure, serial, tcp_server,
+};
+
+/// The field's `timeout` in every case.
+const LIMIT: Duration = Duration::from_secs(2);
+
+#[derive(AsyncAssign, Debug)]
+struct Secret {
+    #[component(fetch_from = "azure_keyvault", key = "db-password", timeout = "2s")]
+    password: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    /// A head announcing a body of 1 GiB, then a few bytes, then nothing.
+    HugeLength,
+    /// A whole (valid) answer, one byte a second.
+    Trickle,
+    /// Reads the request and never answers nor closes.
+    Silent,
+}
+
+/// Which exchange is hostile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    /// The GET of the secret (with the token).
+    Vault,
+    /// The token request.
+    Token,
+}
+
+/// Reads one request (head and body); its head, `None` when the client went away.
+async fn read_request(socket: &mut TcpStream) -> Option<String> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+        if data.len() > 64 * 1024 {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + length.min(64 * 1024) {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
+fn response(status: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json; charset=utf-8\r\n{extra}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn serve(mut socket: TcpStream, port: u16, target: Target, hostile: Hostile) {
+    let _ = tokio::time::timeout(SERVER_FOR, async {
+        loop {
+            let Some(head) = read_request(&mut socket).await else {
+                return;
+            };
+            let is_token = head.starts_with("POST ") && head.contains("/oauth2/v2.0/token");
+            let has_token = head.lines().any(|l| l.to_ascii_lowercase().starts_with("authorization:"));
+            let (ok, hostile_here) = if is_token {
+                (
+                    response("200 OK", "", r#"{"token_type":"Bearer","expires_in":3599,"access_token":"hostile-token"}"#),
+                    target == Target::Token,
+                )
+            } else if !has_token {
+                let challenge = format!(
+                    "www-authenticate: Bearer authorization=\"https://login.microsoftonline.com/t1\", resource=\"https://0.0.1:{port}\"\r\n"
+                );
+                (
+                    response("401 Unauthorized", &challenge, r#"{"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}}"#),
+                    false,
+                )
+            } else {
+                (
+                    response("200 OK", "", r#"{"value":"v","id":"https://x/secrets/db-password/0a1b","attributes":{"enabled":true}}"#),
+                    target == Target::Vault,
+                )
+            };
+            if !hostile_here {
+                if socket.write_all(&ok).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            match hostile {
+                Hostile::HugeLength => {
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n{\"value\":")
+                        .await;
+                    tokio::time::sleep(SERVER_FOR).await;
+                }
+                Hostile::Trickle => {
+                    for b in ok {
+                        if socket.write_all(&[b]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                Hostile::Silent => tokio::time::sleep(SERVER_FOR).await,
+            }
+            return;
+        }
+    })
+    .await;
+}
+
+async fn case(what: &str, target: Target, hostile: Hostile, kind: ErrorKind) {
+    let _serial = serial().await;
+    // The port is known once bound: the challenge names it.
+    let port_cell = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
+    let cell = port_cell.clone();
+    let port = tcp_server(move |s| {
+        let port = cell.get().copied().unwrap_or(0);
+        serve(s, port, target, hostile)
+    })
+    .await;
+    let _ = port_cell.set(port);
+    let url = format!("http://127.0.0.1:{port}");
+    let kv = AzureKeyVaultSource::new(&url)
+        .with_client_secret("t1", "app", CANARY)
+        .with_authority_host(&url)
+        .with_max_body(MIB);
+    assert_no_canary("the source's Debug", &format!("{kv:?}"));
+    let sources = Sources::new().register("azure_keyvault", kv);
+    let logs = CapturedLogs::default();
+    let m = {
+        let _g = capture(&logs);
+        measure(Secret::fetch_all_components_with(&sources)).await
+    };
+    eprintln!(
+        "azure_keyvault {what}: {:?}, +{} MiB",
+        m.elapsed,
+        m.peak / MIB
+    );
+    assert_bounded(&m, LIMIT, 32);
+    let e = assert_failed(
+        m.output,
+        kind,
+        "Secret.password",
+        "azure_keyvault",
+        &logs.text(),
+    );
+    assert_eq!(e.key(), Some("db-password"));
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_huge_content_length_is_refused_before_reading() {
+    case(
+        "vault huge content-length",
+        Target::Vault,
+        Hostile::HugeLength,
+        ErrorKind::TooLarge,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_body_one_byte_a_second_times_out() {
+    case(
+        "vault one byte a second",
+        Target::Vault,
+        Hostile::Trickle,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_silent_vault_times_out() {
+    case(
+        "vault silent",
+        Target::Vault,
+        Hostile::Silent,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_token_endpoint_announcing_a_huge_body_is_refused() {
+    case(
+        "token huge content-length",
+        Target::Token,
+        Hostile::HugeLength,
+        ErrorKind::TooLarge,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_token_endpoint_one_byte_a_second_times_out() {
+    case(
+        "token one byte a second",
+        Target::Token,
+        Hostile::Trickle,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_silent_token_endpoint_times_out() {
+    case(
+        "token silent",
+        Target::Token,
+        Hostile::Silent,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
