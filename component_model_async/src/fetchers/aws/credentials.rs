@@ -347,7 +347,12 @@ impl Inner {
     ) -> Pin<Box<dyn Future<Output = Result<AwsCredentials, SourceError>> + Send + 'a>> {
         Box::pin(async move {
             let from = |e: SourceError| {
-                let said = e.message().unwrap_or(e.kind().as_str()).to_owned();
+                let mut said = e.message().unwrap_or(e.kind().as_str()).to_owned();
+                if e.kind() == ErrorKind::TooLarge {
+                    // The source's `with_max_body` does not apply here: credentials
+                    // documents have a fixed bound.
+                    said = said.replace("; raise the limit with `with_max_body`", "");
+                }
                 let what = provider.describe();
                 e.with_message(format!("AWS credentials from {what}: {said}"))
             };
