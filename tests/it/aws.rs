@@ -448,6 +448,18 @@ async fn aws_secrets_watch_sees_a_new_version() {
         ),
         "v2"
     );
+    // The other secret deleted: a change too (its field then falls back).
+    sm(
+        moto,
+        "DeleteSecret",
+        serde_json::json!({"SecretId": other, "ForceDeleteWithoutRecovery": true}),
+    );
+    let change = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("a change within 10 s")
+        .expect("the stream goes on")
+        .unwrap();
+    assert_eq!(change, Change::Changed(vec![0]));
 }
 
 #[tokio::test]
@@ -506,6 +518,13 @@ struct Params {
 
 #[derive(AsyncAssign, Debug)]
 #[allow(dead_code)]
+struct TooBig {
+    #[component(fetch_from = "aws_ssm", prefix = "${P}/features/", max_size = 30)]
+    features: HashMap<String, bool>,
+}
+
+#[derive(AsyncAssign, Debug)]
+#[allow(dead_code)]
 struct TooMany {
     #[component(fetch_from = "aws_ssm", prefix = "${P}/features/", max_keys = 2)]
     features: HashMap<String, bool>,
@@ -553,6 +572,15 @@ async fn aws_ssm_string_securestring_stringlist_prefix_and_missing() {
     let text: String = e.iter().map(|e| format!("{e} {e:?}")).collect();
     assert!(text.contains("more than 2 keys"), "{text}");
     assert!(text.contains("TooLarge"), "{text}");
+    // Over max_size (three members of ~15 bytes): too large as well.
+    let e = TooBig::fetch_all_components_with(&sources)
+        .await
+        .unwrap_err();
+    let text: String = e.iter().map(|e| format!("{e} {e:?}")).collect();
+    assert!(
+        text.contains("max_size") && text.contains("TooLarge"),
+        "{text}"
+    );
     // A missing parameter, asked alone: not found, naming it.
     let e = ssm_at(&proxy.url)
         .fetch(&FetchRequest::for_key("aws_ssm", format!("{p}/nope")))

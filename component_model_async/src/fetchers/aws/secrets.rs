@@ -518,13 +518,20 @@ impl AwsSecretsSource {
         .await
     }
 
-    /// The version id the stage `stage` of `id` is at now.
+    /// The version id the stage `stage` of `id` is at now; empty when the secret is gone
+    /// (deleted, or scheduled for deletion) or no version has the stage: a change too,
+    /// the field's re-read then fails or falls back.
     async fn version_at(&self, id: &str, stage: &str) -> Result<Option<String>, SourceError> {
-        let d = self.describe(id).await?;
+        let d = match self.describe(id).await {
+            Ok(d) if d.deleted.is_none() => d,
+            Ok(_) => return Ok(Some(String::new())),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Some(String::new())),
+            Err(e) => return Err(e),
+        };
         Ok(d.versions
             .into_iter()
             .find(|(_, stages)| stages.iter().any(|s| s == stage))
-            .map(|(v, _)| v))
+            .map_or(Some(String::new()), |(v, _)| Some(v)))
     }
 }
 
