@@ -1,10 +1,66 @@
-//! The `gcp_secrets` backend (cargo feature `gcp`). Being built (issue 36).
+//! The `gcp_secrets` source: Google Secret Manager over its REST API (v1), cargo feature
+//! `gcp`.
+//!
+//! * A secret version, `fetch_from = "gcp_secrets"` with `key = "db"` (a secret id; the
+//!   project from the field's `project = "..."`, else [`GcpSecretsSource::with_project`] /
+//!   `GOOGLE_CLOUD_PROJECT`), or a full name `key = "projects/p/secrets/db"` or
+//!   `"projects/p/secrets/db/versions/3"`; `version = "3"` optional (default `latest`,
+//!   which Secret Manager resolves to the most recently created version, whatever its
+//!   state). The value is the payload as text (bytes when it is not UTF-8); the field's
+//!   type says what it is. Every value is secret.
+//! * ONE `GET {endpoint}/v1/projects/{p}/secrets/{s}/versions/{v}:access` per distinct
+//!   secret version (Secret Manager has no batch read), at most
+//!   [`GcpSecretsSource::with_concurrency`] (default 16) at once. The payload's base64 is
+//!   decoded and its `dataCrc32c` checked: a mismatch is
+//!   [`ErrorKind::Decode`](crate::ErrorKind::Decode) naming the secret, never the data.
+//!   Response bodies are bounded ([`GcpSecretsSource::with_max_body`], 16 MiB), every
+//!   request by the timeout (10 s).
+//! * Errors carry Google's `status` and `message`: `NOT_FOUND` is not found (the field's
+//!   fallback, default or `None` applies); `PERMISSION_DENIED` and `UNAUTHENTICATED` are
+//!   unauthorized; `FAILED_PRECONDITION` (a disabled or destroyed version) and
+//!   `INVALID_ARGUMENT` are configuration errors; `RESOURCE_EXHAUSTED`, `UNAVAILABLE`,
+//!   `INTERNAL` are unavailable (retried by `retry_attempts`).
+//! * Credentials: [`GcpSecretsSource::with_credentials_file`] /
+//!   [`with_credentials_json`](GcpSecretsSource::with_credentials_json) — a
+//!   `service_account` key (a JWT signed RS256 with its `private_key`, exchanged at its
+//!   `token_uri` for a `cloud-platform` token) or an `authorized_user` (`gcloud auth
+//!   application-default login`: its refresh token at `https://oauth2.googleapis.com/token`);
+//!   `external_account` (workload identity federation) and impersonation are refused with
+//!   a clear error. Without a file: the metadata server (`GCE_METADATA_HOST`, else
+//!   `metadata.google.internal`; 3 s at most), which also gives the project when none is
+//!   named. [`with_token`](GcpSecretsSource::with_token) sends a token of yours;
+//!   [`without_auth`](GcpSecretsSource::without_auth) none (an emulator, the double).
+//!   Tokens are cached until shortly before they expire (3m45s, or half a short
+//!   lifetime), asked for by one request at a time, and asked again once when Secret
+//!   Manager answers `401`. The private key, client secret, refresh token, access token
+//!   and JWT appear in no `Debug`, error or log.
+//! * The value's version number is noted for the fetch report (a [`Revision::Index`](crate::Revision::Index)).
+//!
+//! [`Sources::from_env`](crate::Sources::from_env) registers it when
+//! `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT` or `GOOGLE_APPLICATION_CREDENTIALS` is set (see
+//! [`GcpSecretsSource::from_env_source`] for the project's order and `GCP_SECRETS_ENDPOINT`,
+//! this crate's own override of the endpoint).
+//!
+//! Watched (`watch`, for a [`Live`](crate::Live)) by polling each watched version's
+//! metadata (`GET .../versions/latest`, no payload) every `watch_interval` (default 60 s:
+//! Secret Manager's quota of reads is 600 a minute per project); a new version name or
+//! state is a change of the fields reading it.
+//!
+//! ## Preflight
+//!
+//! [`Source::preflight`](crate::Source::preflight) reads no payload: a `GET` of each
+//! version's metadata. `ENABLED` is readable (detail: its version number), `DISABLED` or
+//! `DESTROYED` invalid, `NOT_FOUND` missing, `PERMISSION_DENIED` denied, credentials
+//! refused (the token endpoint, `UNAUTHENTICATED`) unauthenticated, no answer unreachable.
 //!
 //! ## What this module declares
 //!
 //! * name `gcp_secrets`, cargo feature `gcp`, registered by
-//!   [`Sources::from_env`](crate::Sources::from_env) from `GOOGLE_CLOUD_PROJECT` or `GOOGLE_APPLICATION_CREDENTIALS`;
-//! * attribute keys: `key`, `version`, `project`.
+//!   [`Sources::from_env`](crate::Sources::from_env) from `GOOGLE_CLOUD_PROJECT`,
+//!   `GCLOUD_PROJECT` or `GOOGLE_APPLICATION_CREDENTIALS`;
+//! * attribute keys: `key` (else the field's path joined with `_`), `version`, `project`;
+//! * key label `secret` (the full version name); every value is secret; no coalescing
+//!   beyond one request per distinct version.
 
 #[cfg(feature = "gcp")]
 mod auth;
@@ -17,7 +73,7 @@ use crate::fetchers::Builtin;
 
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["gcp_secrets"],
-    hint: "`Sources::from_env()` registers it from `GOOGLE_CLOUD_PROJECT` or `GOOGLE_APPLICATION_CREDENTIALS` with cargo feature `gcp`; or register a `GcpSecretsSource`",
+    hint: "`Sources::from_env()` registers it from `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT` or `GOOGLE_APPLICATION_CREDENTIALS` with cargo feature `gcp`; or register a `GcpSecretsSource`",
     from_env: |env| {
         #[cfg(feature = "gcp")]
         return GcpSecretsSource::from_env_source(env)
