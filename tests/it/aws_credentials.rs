@@ -711,3 +711,198 @@ async fn hostile_credential_endpoints_are_bounded_in_time_and_memory() {
     }
     drop(silent);
 }
+
+// ---------------------------------------------------------------------------------------
+// Signatures checked: a private moto with IAM enforced.
+
+/// A `moto_server` child on a free port with IAM enforced after `free` unauthenticated
+/// requests (the set-up's), killed when dropped; `None` (skipped) when it cannot start.
+struct EnforcingMoto {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for EnforcingMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl EnforcingMoto {
+    fn start(free: usize) -> Option<EnforcingMoto> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(
+            std::env::var("CM_MOTO_BIN").unwrap_or_else(|_| "moto_server".into()),
+        )
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", free.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                skip("moto_server (binary)", e);
+                return None;
+            }
+        };
+        let moto = EnforcingMoto {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&moto.addr).is_err() {
+            if Instant::now() > deadline {
+                skip("moto_server (private)", "did not listen within 30 s");
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    /// An unauthenticated set-up request (one of the free ones): `service`'s query
+    /// action, or a JSON `target`; the answer's body.
+    fn setup(&self, service: &str, target: &str, body: &str) -> String {
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        let (ctype, target) = if target.is_empty() {
+            ("application/x-www-form-urlencoded", String::new())
+        } else {
+            (
+                "application/x-amz-json-1.1",
+                format!("X-Amz-Target: {target}\r\n"),
+            )
+        };
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: {ctype}\r\n{target}Authorization: AWS4-HMAC-SHA256 Credential=AKIDSETUP/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=00\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out:.400}");
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    }
+
+    fn iam(&self, pairs: &[(&str, &str)]) -> String {
+        let encode = |s: &str| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let body = pairs
+            .iter()
+            .chain(&[("Version", "2010-05-08")])
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.setup("iam", "", &body)
+    }
+}
+
+fn xml_text(xml: &str, tag: &str) -> String {
+    let start = xml
+        .find(&format!("<{tag}>"))
+        .unwrap_or_else(|| panic!("no {tag}: {xml}"))
+        + tag.len()
+        + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>")).unwrap();
+    xml[start..end].to_owned()
+}
+
+/// A role assumed from a profile's keys at an STS that checks the signature (moto with
+/// IAM enforced), then used to read a parameter; a wrong secret key gets STS's own
+/// `SignatureDoesNotMatch` (or moto's `InvalidClientTokenId`), naming the role.
+#[tokio::test]
+async fn assume_role_signature_is_checked_by_an_enforcing_sts() {
+    let Some(moto) = EnforcingMoto::start(6) else {
+        return;
+    };
+    moto.setup(
+        "ssm",
+        "AmazonSSM.PutParameter",
+        r#"{"Name":"/cm/enforced","Value":"signed-right","Type":"SecureString"}"#,
+    );
+    moto.iam(&[("Action", "CreateUser"), ("UserName", "deployer")]);
+    let key = moto.iam(&[("Action", "CreateAccessKey"), ("UserName", "deployer")]);
+    let (id, secret) = (
+        xml_text(&key, "AccessKeyId"),
+        xml_text(&key, "SecretAccessKey"),
+    );
+    let allow = |action: &str| {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [action], "Resource": "*"}]}).to_string()
+    };
+    moto.iam(&[
+        ("Action", "PutUserPolicy"),
+        ("UserName", "deployer"),
+        ("PolicyName", "assume"),
+        ("PolicyDocument", &allow("sts:AssumeRole")),
+    ]);
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}).to_string();
+    let role = moto.iam(&[
+        ("Action", "CreateRole"),
+        ("RoleName", "cm-reader"),
+        ("AssumeRolePolicyDocument", &trust),
+    ]);
+    let role_arn = xml_text(&role, "Arn");
+    moto.iam(&[
+        ("Action", "PutRolePolicy"),
+        ("RoleName", "cm-reader"),
+        ("PolicyName", "read"),
+        ("PolicyDocument", &allow("ssm:GetParameters")),
+    ]);
+
+    let dir = Dir::new();
+    let endpoint = format!("http://{}", moto.addr);
+    let profile = |secret: &str| {
+        dir.file(
+            &unique("config"),
+            &format!(
+                "[profile app]\nrole_arn = {role_arn}\nsource_profile = base\n[profile base]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n"
+            ),
+        )
+    };
+    let request = FetchRequest::for_key("aws_ssm", "/cm/enforced");
+    let good = profile(&secret);
+    let source = ssm(&[
+        ("AWS_PROFILE", "app"),
+        ("AWS_CONFIG_FILE", &good),
+        ("AWS_ENDPOINT_URL", &endpoint),
+    ]);
+    assert_eq!(
+        source.fetch(&request).await.unwrap(),
+        RawValue::from("signed-right")
+    );
+
+    let bad = profile("Canary-Wrong-Secret-aa1");
+    let source = ssm(&[
+        ("AWS_PROFILE", "app"),
+        ("AWS_CONFIG_FILE", &bad),
+        ("AWS_ENDPOINT_URL", &endpoint),
+    ]);
+    let e = source.fetch(&request).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("STS AssumeRole"), "{text}");
+    assert!(text.contains(&role_arn), "{text}");
+    assert!(
+        text.contains("SignatureDoesNotMatch") || text.contains("InvalidClientTokenId"),
+        "{text}"
+    );
+    assert!(!text.contains("Canary-Wrong-Secret"), "{text}");
+    eprintln!("wrong source secret: {text}");
+}
