@@ -271,6 +271,8 @@ fn authority(url: &str) -> Option<(String, Option<u16>)> {
 pub(super) struct Token {
     pub(super) header: HeaderValue,
     pub(super) refresh_at: Instant,
+    /// When it expires: until then, a failed refresh keeps using it.
+    pub(super) expires_at: Instant,
 }
 
 /// An Entra ID / managed identity token answer (`expires_in` seconds, or `expires_on` a
@@ -556,6 +558,7 @@ pub(super) async fn request_token(
     Ok(Token {
         header,
         refresh_at: started + lifetime.saturating_sub(margin),
+        expires_at: started + lifetime,
     })
 }
 

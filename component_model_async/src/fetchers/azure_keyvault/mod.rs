@@ -23,7 +23,7 @@ use crate::fetchers::Builtin;
 
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["azure_keyvault"],
-    hint: "`Sources::from_env()` registers it from `AZURE_KEYVAULT_URL` with cargo feature `azure`; or register a `AzureKeyVaultSource`",
+    hint: "`Sources::from_env()` registers it from `AZURE_KEYVAULT_URL` (or `AZURE_KEY_VAULT_URL`) with cargo feature `azure`; or register an `AzureKeyVaultSource`",
     from_env: |env| {
         #[cfg(feature = "azure")]
         return AzureKeyVaultSource::from_env_source(env)

@@ -49,9 +49,12 @@ const MAX_VERSION_PAGES: usize = 8;
 /// and cached until shortly before it expires. Bearer tokens travel over HTTPS only (or
 /// plain HTTP to 127.0.0.1 / localhost).
 ///
+/// Against the API double of `test_util` (feature `test-util`):
+///
 /// ```
+/// # #[cfg(feature = "test-util")] {
 /// use component_model_async::test_util::AzureKeyVaultDouble;
-/// use component_model_async::{AsyncAssign, AzureKeyVaultSource, Sources, TlsConfig};
+/// use component_model_async::{AsyncAssign, AzureKeyVaultSource, Sources};
 ///
 /// #[derive(AsyncAssign, Debug)]
 /// struct Db {
@@ -72,6 +75,7 @@ const MAX_VERSION_PAGES: usize = 8;
 /// assert_eq!(db.password, "s3cret");
 /// assert_eq!(vault.token_requests(), 1);
 /// # });
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct AzureKeyVaultSource {
@@ -207,7 +211,7 @@ fn version_of(id: &str) -> Option<&str> {
 
 /// A version as a revision: its 32 hex digits as bytes (shown again as the same hex).
 fn revision_of(version: &str) -> Option<Revision> {
-    if version.len() % 2 != 0 || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !version.len().is_multiple_of(2) || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..version.len())
@@ -525,14 +529,15 @@ impl AzureKeyVaultSource {
         {
             return Ok(t.header.clone());
         }
-        if state.challenge.is_none() {
-            state.challenge = Some(self.discover(probe).await?);
-        }
-        let challenge = state
-            .challenge
-            .clone()
-            .unwrap_or_else(|| unreachable_challenge());
-        let token = auth::request_token(
+        let challenge = match &state.challenge {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.discover(probe).await?;
+                state.challenge = Some(c.clone());
+                c
+            }
+        };
+        let asked = auth::request_token(
             &self.credential,
             &challenge,
             &self.authority,
@@ -540,7 +545,17 @@ impl AzureKeyVaultSource {
             &self.client,
             &self.identity,
         )
-        .await?;
+        .await;
+        let token = match (asked, &state.token) {
+            (Ok(t), _) => t,
+            // A refresh ahead of expiry failed: the current token is still good (unless
+            // the vault just refused it).
+            (Err(e), Some(current)) if stale.is_none() && Instant::now() < current.expires_at => {
+                tracing::warn!(error = %e, "refreshing the Key Vault token failed; using the current one until it expires");
+                return Ok(current.header.clone());
+            }
+            (Err(e), _) => return Err(e),
+        };
         let header = token.header.clone();
         state.token = Some(token);
         Ok(header)
@@ -792,14 +807,6 @@ fn row(enabled: bool, version: &str) -> Probe {
         Probe::new(Access::Denied).with_detail(format!(
             "version {version} is disabled: Key Vault answers 403 Forbidden to reading it"
         ))
-    }
-}
-
-/// Never called: the challenge was set just before.
-fn unreachable_challenge() -> Challenge {
-    Challenge {
-        scope: String::new(),
-        tenant: None,
     }
 }
 
