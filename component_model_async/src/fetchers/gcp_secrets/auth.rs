@@ -279,22 +279,30 @@ pub(super) fn service_account_jwt(
     Ok(format!("{signing_input}.{}", b64url(&signature)))
 }
 
-/// `pairs` as an `application/x-www-form-urlencoded` body.
+/// `pairs` as an `application/x-www-form-urlencoded` body (the WHATWG serializer:
+/// `*-._` and alphanumerics kept, space as `+`, every other byte `%XX`).
 fn form(pairs: &[(&str, &str)]) -> String {
-    let mut url = reqwest::Url::parse("http://form.invalid/").unwrap_or_else(|_| unreachable_url());
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in pairs {
-            q.append_pair(k, v);
+    fn encode(out: &mut String, text: &str) {
+        for &b in text.as_bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                    out.push(char::from(b));
+                }
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
         }
     }
-    url.query().unwrap_or("").to_owned()
-}
-
-#[cold]
-fn unreachable_url() -> reqwest::Url {
-    // `http://form.invalid/` always parses; this is never called.
-    reqwest::Url::parse("http://localhost/").expect("a valid URL")
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode(&mut out, k);
+        out.push('=');
+        encode(&mut out, v);
+    }
+    out
 }
 
 /// An access token and when to stop using it.
