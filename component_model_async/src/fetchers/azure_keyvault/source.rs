@@ -969,6 +969,40 @@ mod tests {
     }
 
     #[test]
+    fn failures_carry_the_stores_code_and_the_throttle() {
+        let kv = AzureKeyVaultSource::with_env(
+            "https://myvault.vault.azure.net",
+            &EnvSource::from_map([("X", "1")]),
+        );
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        let body = br#"{"error":{"code":"Throttled","message":"Request was not processed because too many requests were received."}}"#;
+        let e = kv.failure("secret `db`", StatusCode::TOO_MANY_REQUESTS, &headers, body);
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 429 for secret `db`: Throttled: Request was not processed"),
+            "{text}"
+        );
+        assert!(text.contains("retry after 7 s"), "{text}");
+        let e = kv.failure(
+            "secret `db`",
+            StatusCode::UNAUTHORIZED,
+            &Default::default(),
+            b"",
+        );
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert!(e.to_string().contains("refused twice"), "{e}");
+        let e = kv.failure(
+            "secret `db`",
+            StatusCode::BAD_REQUEST,
+            &Default::default(),
+            br#"{"error":{"code":"BadParameter","message":"x"}}"#,
+        );
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    #[test]
     fn plain_http_vaults_are_refused_off_this_machine() {
         let kv = AzureKeyVaultSource::with_env(
             "http://myvault.vault.azure.net",
