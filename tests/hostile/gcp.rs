@@ -52,6 +52,8 @@ enum Hostile {
 enum Where {
     Token,
     Api,
+    /// The metadata server's token (no credentials file).
+    Metadata,
 }
 
 /// Reads one request (head and its `Content-Length` body); its path without the query.
@@ -121,13 +123,15 @@ async fn serve(socket: &mut TcpStream, hostile: Hostile, at: Where) {
         };
         let here = if path == "/token" {
             Where::Token
+        } else if path.starts_with("/computeMetadata/") {
+            Where::Metadata
         } else {
             Where::Api
         };
         if here == at {
             return behave(socket, hostile).await;
         }
-        let body = if here == Where::Token { TOKEN } else { ACCESS };
+        let body = if here == Where::Api { ACCESS } else { TOKEN };
         if socket.write_all(&json_response(body)).await.is_err() {
             return;
         }
@@ -165,6 +169,18 @@ async fn behave(socket: &mut TcpStream, hostile: Hostile) {
     }
 }
 
+fn source_for(port: u16, at: Where) -> GcpSecretsSource {
+    if at == Where::Metadata {
+        return GcpSecretsSource::new()
+            .with_endpoint(format!("http://127.0.0.1:{port}"))
+            .with_project("p")
+            .with_metadata_host(format!("127.0.0.1:{port}"))
+            .with_max_body(MIB)
+            .with_timeout(LIMIT);
+    }
+    source(port)
+}
+
 fn source(port: u16) -> GcpSecretsSource {
     let credentials = serde_json::json!({
         "type": "authorized_user",
@@ -184,7 +200,7 @@ fn source(port: u16) -> GcpSecretsSource {
 async fn case(what: &str, hostile: Hostile, at: Where, kind: ErrorKind) {
     let _serial = serial().await;
     let port = server(hostile, at).await;
-    let gcp = source(port);
+    let gcp = source_for(port, at);
     assert_no_canary("the source's Debug", &format!("{gcp:?}"));
     let sources = Sources::new().register("gcp_secrets", gcp);
     let logs = CapturedLogs::default();
@@ -195,7 +211,7 @@ async fn case(what: &str, hostile: Hostile, at: Where, kind: ErrorKind) {
                 measure(async { Gcp::fetch_all_components_with(&sources).await.map(|_| ()) }).await,
                 "Gcp.password",
             ),
-            Where::Token => (
+            Where::Token | Where::Metadata => (
                 measure(async {
                     GcpNoTimeout::fetch_all_components_with(&sources)
                         .await
@@ -210,7 +226,7 @@ async fn case(what: &str, hostile: Hostile, at: Where, kind: ErrorKind) {
     assert_bounded(&m, LIMIT, 32);
     let e = assert_failed(m.output, kind, path, "gcp_secrets", &logs.text());
     let text = e.to_string();
-    if at == Where::Token {
+    if at != Where::Api {
         assert!(
             text.contains("access token"),
             "says it was the token: {text}"
@@ -306,6 +322,28 @@ async fn gcp_token_endpoint_silent_times_out_by_the_sources_timeout() {
         "token silent",
         Hostile::Silent,
         Where::Token,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gcp_metadata_server_a_huge_content_length_is_refused_before_reading() {
+    case(
+        "metadata huge content-length",
+        Hostile::HugeLength,
+        Where::Metadata,
+        ErrorKind::TooLarge,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gcp_metadata_server_silent_times_out_by_the_sources_timeout() {
+    case(
+        "metadata silent",
+        Hostile::Silent,
+        Where::Metadata,
         ErrorKind::Timeout,
     )
     .await;
