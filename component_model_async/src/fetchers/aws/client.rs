@@ -460,44 +460,22 @@ impl AwsClient {
     }
 }
 
-/// Decodes standard base64 (padding optional, whitespace ignored); `None` when it is not.
+/// Decodes standard base64 (padding optional); `None` when it is not.
 pub(super) fn unb64(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    let mut padding = 0usize;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding += 1;
-                continue;
-            }
-            b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => return None,
-        };
-        if padding > 0 {
-            return None;
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    (padding <= 2 && bits < 6 && acc == 0).then_some(out)
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const STANDARD_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    STANDARD_ANY_PADDING.decode(text.trim()).ok()
 }
 
 /// An AWS version id (a UUID) as the bytes of its hex digits, else its text's bytes.
 pub(super) fn version_digest(id: &str) -> Vec<u8> {
     let hex: String = id.chars().filter(|c| *c != '-').collect();
-    if hex.len().is_multiple_of(2) && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+    if hex.len().is_multiple_of(2) && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())
+    {
         (0..hex.len())
             .step_by(2)
             .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
