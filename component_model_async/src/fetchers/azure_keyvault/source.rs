@@ -49,6 +49,26 @@ const MAX_VERSION_PAGES: usize = 8;
 /// and cached until shortly before it expires. Bearer tokens travel over HTTPS only (or
 /// plain HTTP to 127.0.0.1 / localhost).
 ///
+/// On Azure, from the environment (a managed identity, workload identity on AKS, or an
+/// app registration's `AZURE_CLIENT_SECRET`):
+///
+/// ```no_run
+/// use component_model_async::{AsyncAssign, Sources};
+///
+/// #[derive(AsyncAssign, Debug)]
+/// struct Db {
+///     #[component(fetch_from = "azure_keyvault", key = "db-password")]
+///     password: String,
+///     #[component(fetch_from = "azure_keyvault", key = "api-key", version = "4f1e0c2d9b8a47c6a1e2f3d4c5b6a7e8")]
+///     pinned: String,
+/// }
+///
+/// # async fn run() -> Result<(), Vec<component_model_async::ComponentError>> {
+/// // AZURE_KEYVAULT_URL=https://myvault.vault.azure.net
+/// let db = Db::fetch_all_components_with(&Sources::from_env()).await?;
+/// # Ok(()) }
+/// ```
+///
 /// Against the API double of `test_util` (feature `test-util`):
 ///
 /// ```
@@ -708,8 +728,10 @@ impl AzureKeyVaultSource {
         };
         match self.versions(&target).await {
             Ok(p) => p,
+            // A vault's 403 is a refused listing (denied); any other refusal is of the
+            // credential: the token endpoint, the challenge, a token refused twice.
             Err(e) => match (e.kind(), e.message()) {
-                (ErrorKind::Unauthorized, Some(m)) if m.contains("token") => {
+                (ErrorKind::Unauthorized, Some(m)) if !m.contains("answered HTTP 403 for") => {
                     Probe::new(Access::Unauthenticated).with_detail(e.to_string())
                 }
                 _ => Probe::from_error(&e),
