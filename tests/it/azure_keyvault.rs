@@ -192,6 +192,32 @@ async fn azure_keyvault_reads_a_version_and_says_what_is_missing() {
     assert_eq!(kv.double.requests().len(), before);
 }
 
+#[derive(AsyncAssign, Debug)]
+struct Pinned {
+    #[component(
+        fetch_from = "azure_keyvault",
+        key = "api-key",
+        version = "0123456789abcdef0123456789abcdef"
+    )]
+    key: Option<String>,
+}
+
+#[tokio::test]
+async fn azure_keyvault_the_version_attribute_reaches_the_vault() {
+    let kv = Kv::start().await;
+    kv.double.set_secret("api-key", "current");
+    let sources = Sources::new().register("azure_keyvault", kv.source());
+    let pinned = Pinned::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(pinned.key, None, "no such version: not found, so None");
+    assert_eq!(
+        kv.double
+            .requests_to("/secrets/api-key/0123456789abcdef0123456789abcdef")
+            .len(),
+        2,
+        "the challenge and the read, both of the pinned version"
+    );
+}
+
 #[tokio::test]
 async fn azure_keyvault_a_disabled_secret_is_denied_with_the_stores_words() {
     let kv = Kv::start().await;
@@ -426,17 +452,27 @@ async fn azure_keyvault_watch_sees_a_new_version_with_its_revision() {
             other => panic!("{other:?}"),
         }
     }
-    // A third version while the watch waits between polls.
+    // A third version while the watch waits between polls: one change per field.
     let v3 = kv.double.set_secret("rotating", "three");
+    for index in [0, 2] {
+        let c = tokio::time::timeout(Duration::from_secs(10), changes.next())
+            .await
+            .expect("a change within 10 s")
+            .expect("the watch goes on")
+            .expect("no watch error");
+        assert!(
+            matches!(&c, Change::Value { index: i, value, revision: Some(r) } if *i == index && value == &RawValue::from("three") && r.to_string() == v3),
+            "{c:?}"
+        );
+    }
+    // Disabled since: read again (and refused).
+    kv.double.disable("rotating");
     let c = tokio::time::timeout(Duration::from_secs(10), changes.next())
         .await
         .expect("a change within 10 s")
         .expect("the watch goes on")
         .expect("no watch error");
-    assert!(
-        matches!(&c, Change::Value { value, revision: Some(r), .. } if value == &RawValue::from("three") && r.to_string() == v3),
-        "{c:?}"
-    );
+    assert_eq!(c, Change::Changed(vec![0, 2]));
     // Pinned versions alone: nothing to watch.
     let e = source
         .watch(vec![req("other").with_param("version", v.clone())])

@@ -903,7 +903,8 @@ impl Source for AzureKeyVaultSource {
             state,
             move |(source, secrets, mut seen, mut first, mut pending)| async move {
                 loop {
-                    if let Some(c) = pending.pop() {
+                    if !pending.is_empty() {
+                        let c = pending.remove(0);
                         return Some((Ok(c), (source, secrets, seen, first, pending)));
                     }
                     if !first {
@@ -936,6 +937,18 @@ impl Source for AzureKeyVaultSource {
                                 seen[i] = Some(version);
                             }
                             Ok((_, None)) => {}
+                            // Deleted (or its current version disabled) since: the
+                            // watcher reads it again and finds what is left.
+                            Err(e)
+                                if seen[i].is_some()
+                                    && matches!(
+                                        e.kind(),
+                                        ErrorKind::NotFound | ErrorKind::Unauthorized
+                                    ) =>
+                            {
+                                seen[i] = None;
+                                pending.push(Change::Changed(secrets[i].1.clone()));
+                            }
                             Err(e) => {
                                 tracing::debug!(secret = %secrets[i].0, error = %e, "polling a Key Vault secret failed");
                             }
