@@ -718,9 +718,17 @@ async fn aws_sources_from_env_register_with_a_region() {
     ]));
     let v = FromEnv::fetch_all_components_with(&sources).await.unwrap();
     assert_eq!((v.secret.as_str(), v.port), ("from-env", 9000));
-    assert_eq!(
-        sources.source("aws_ssm").unwrap().location(),
-        Some(format!("AWS SSM Parameter Store {REGION} at {endpoint}"))
+    // The location says where credentials come from, never a key.
+    let location = sources.source("aws_ssm").unwrap().location().unwrap();
+    assert!(
+        location.starts_with(&format!(
+            "AWS SSM Parameter Store {REGION} at {endpoint} (credentials: "
+        )),
+        "{location}"
+    );
+    assert!(
+        location.contains("AWS_ACCESS_KEY_ID") && !location.contains("from-env-secret"),
+        "{location}"
     );
     // The service's own variable wins over AWS_ENDPOINT_URL.
     let own = Sources::from_env_source(EnvSource::from_map([
@@ -728,9 +736,12 @@ async fn aws_sources_from_env_register_with_a_region() {
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.as_str()),
     ]));
-    assert_eq!(
-        own.source("aws_secrets").unwrap().location(),
-        Some(format!("AWS Secrets Manager eu-west-1 at {endpoint}"))
+    let location = own.source("aws_secrets").unwrap().location().unwrap();
+    assert!(
+        location.starts_with(&format!(
+            "AWS Secrets Manager eu-west-1 at {endpoint} (credentials: "
+        )),
+        "{location}"
     );
     // Without a region neither is registered.
     let none = Sources::from_env_source(EnvSource::from_map([

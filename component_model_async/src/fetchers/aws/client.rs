@@ -284,6 +284,9 @@ impl AwsClient {
 
     pub(super) fn set_timeout(&mut self, timeout: Duration) {
         self.client = self.client.with_timeout(timeout);
+        // STS and the container endpoint are asked within the same bound (instance
+        // metadata keeps its own, shorter one).
+        self.credentials = self.credentials.with_timeout(timeout);
     }
 
     pub(super) fn set_tls(&mut self, tls: crate::TlsConfig) {
@@ -302,13 +305,14 @@ impl AwsClient {
         &self.endpoint
     }
 
-    /// `region at endpoint`, without credentials.
+    /// `region at endpoint`, and where credentials come from (names and paths, never a key).
     pub(super) fn location(&self) -> String {
         format!(
-            "{} {} at {}",
+            "{} {} at {} (credentials: {})",
             self.service.display,
             self.region,
-            redact_url(&self.endpoint)
+            redact_url(&self.endpoint),
+            self.credentials.describe()
         )
     }
 
@@ -325,9 +329,10 @@ impl AwsClient {
         match tokio::time::timeout(within, self.credentials.credentials()).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => {
-                let why = e.message().unwrap_or("no credentials").to_owned();
+                // The chain's message names its provider ("AWS credentials from ...").
+                let why = e.message().unwrap_or("no AWS credentials").to_owned();
                 Err(SourceError::new(e.kind()).with_message(format!(
-                    "AWS credentials for {}: {why}",
+                    "{why} (no {} request was sent)",
                     self.service.display
                 )))
             }

@@ -236,7 +236,6 @@ impl CredentialChain {
 
     /// The same chain with another timeout for each request to STS or a credentials
     /// endpoint (the instance metadata service's stays at most 1 s). A new cache.
-    #[allow(dead_code)]
     pub(crate) fn with_timeout(&self, timeout: Duration) -> Self {
         match &self.inner.env {
             Some(env) => Self::build(env, timeout),
@@ -248,7 +247,6 @@ impl CredentialChain {
     /// arn:..., token file ...)", "profile `dev` of ~/.aws/credentials", "EC2 instance
     /// metadata at ..."): for a source's `location()` and preflight. Names, paths and
     /// role ARNs only.
-    #[allow(dead_code)]
     pub(crate) fn describe(&self) -> String {
         self.inner.provider.describe()
     }
