@@ -348,3 +348,57 @@ async fn gcp_metadata_server_silent_times_out_by_the_sources_timeout() {
     )
     .await;
 }
+
+/// A server answering as Google does, its token answer being `token`; counts the token
+/// requests.
+async fn answering(token: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tokens = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = tokens.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                while let Some(path) = read_request(&mut socket).await {
+                    let body = if path == "/token" {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        token
+                    } else {
+                        ACCESS
+                    };
+                    if socket.write_all(&json_response(body)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, tokens)
+}
+
+#[tokio::test]
+async fn gcp_token_endpoint_absurd_expires_in_neither_panics_nor_refetches_forever() {
+    // `expires_in` = u64::MAX overflowed `Instant + Duration` (a panic); 0 is a token
+    // good for this request only.
+    use secrecy::ExposeSecret;
+    use std::sync::atomic::Ordering;
+    let _serial = serial().await;
+    for (token, most) in [
+        (
+            r#"{"access_token":"ya29.h","expires_in":18446744073709551615}"#,
+            1,
+        ),
+        (r#"{"access_token":"ya29.h","expires_in":0}"#, 3),
+    ] {
+        let (port, tokens) = answering(token).await;
+        let sources = Sources::new().register("gcp_secrets", source(port));
+        for _ in 0..3 {
+            let got = Gcp::fetch_all_components_with(&sources).await.unwrap();
+            assert_eq!(got.password.expose_secret(), "hunter2", "{token}");
+        }
+        let n = tokens.load(Ordering::SeqCst);
+        assert!((1..=most).contains(&n), "{token}: {n} token requests");
+    }
+}

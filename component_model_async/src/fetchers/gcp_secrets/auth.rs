@@ -32,6 +32,9 @@ pub(super) const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
 pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 /// A token is renewed this long before it expires (Google's libraries: 3m45s).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(225);
+/// The longest a token is kept, whatever `expires_in` says (Google's last an hour; a
+/// server answering `expires_in: 18446744073709551615` must not overflow the clock).
+const MAX_LIFETIME: Duration = Duration::from_secs(86_400);
 /// The largest credentials file read.
 pub(super) const MAX_CREDENTIALS_FILE: u64 = 1024 * 1024;
 
@@ -481,12 +484,13 @@ async fn request_token(
         "Authorization",
         &format!("Bearer {}", access.expose_secret()),
     )?;
-    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600)).min(MAX_LIFETIME);
     let margin = EXPIRY_MARGIN.min(lifetime / 2);
     tracing::debug!(credentials = %who, expires_in = ?lifetime, "got a Google access token");
+    let now = Instant::now();
     Ok(Token {
         header,
-        renew_at: Instant::now() + (lifetime - margin),
+        renew_at: now.checked_add(lifetime - margin).unwrap_or(now),
     })
 }
 
