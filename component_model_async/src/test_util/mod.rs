@@ -1,5 +1,6 @@
-//! In-process **API doubles** of Consul and Vault for tests (feature `test-util`), and
-//! [`WebSocketServer`], a websocket configuration service double.
+//! In-process **API doubles** of Consul, Vault, Azure Key Vault and Google Secret Manager
+//! for tests (feature `test-util`), and [`WebSocketServer`], a websocket configuration
+//! service double.
 //!
 //! [`ConsulDouble`] and [`VaultDouble`] are not Consul or Vault: they are small HTTP
 //! servers on `127.0.0.1` that answer the endpoints this crate uses the way HashiCorp's
@@ -10,10 +11,14 @@
 //! test can count round trips. What they implement is listed on each type; anything else
 //! gets a 404 or 405.
 //!
-//! They are checked from outside in CI with two widely used third-party clients,
-//! unmodified: **hvac 2.4.0** (Vault) and **py-consul 1.8.0** (Consul), through the calls
-//! an application or operator makes (`tests/clients/conformance.py` against
-//! `cargo run --example serve_doubles`).
+//! They are checked from outside in CI with widely used clients, unmodified: **hvac
+//! 2.4.0** (Vault), **py-consul 1.8.0** (Consul), and the official Python SDKs
+//! **azure-keyvault-secrets 4.12.0** ([`AzureKeyVaultDouble`], with its Entra ID and managed
+//! identity token endpoints; served behind TLS, as the SDK sends tokens over HTTPS only) and
+//! **google-cloud-secret-manager 2.32.0** ([`GcpSecretsDouble`], REST transport, with its
+//! OAuth token endpoint and metadata server), through the calls an application or operator
+//! makes (`tests/clients/conformance.py` against `cargo run --example serve_doubles`).
+//! AWS is tested against moto, a real AWS API emulator, instead of a double.
 //!
 //! ```
 //! use component_model_async::test_util::ConsulDouble;
@@ -53,7 +58,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
 
-pub use azure_keyvault::AzureKeyVaultDouble;
+pub use azure_keyvault::{AzureKeyVaultDouble, AzureKeyVaultDoubleBuilder};
 pub use consul::{ConsulDouble, ConsulDoubleBuilder};
 pub use fault::{Fault, FaultProxy};
 pub use gcp_secrets::GcpSecretsDouble;
