@@ -409,7 +409,8 @@ def main():
     azure_checks.run(addresses, check, raises)
     gcp_checks.run(addresses, check, raises)
     passed, failed = RESULTS.count(True), RESULTS.count(False)
-    print(f"conformance (hvac {hvac.__dict__.get('__version__', '2.4.0')}, py-consul): {passed} passed, {failed} failed")
+    print(f"conformance (hvac {hvac.__dict__.get('__version__', '2.4.0')}, py-consul, azure-keyvault-secrets, "
+          f"google-cloud-secret-manager): {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
 
