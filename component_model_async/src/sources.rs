@@ -357,6 +357,15 @@ impl Sources {
     ///   (default `https://127.0.0.1:8200`), `VAULT_TOKEN`, `VAULT_NAMESPACE`;
     /// * `redis` (feature `redis`): [`RedisSource`](crate::RedisSource) from `REDIS_URL`,
     ///   when it is set;
+    /// * `etcd` (feature `etcd`) from `ETCDCTL_ENDPOINTS`; `kafka`, `nats` and `nats_kv`,
+    ///   `mqtt` from `KAFKA_BROKERS`, `NATS_URL`, `MQTT_URL`;
+    /// * `aws_secrets` and `aws_ssm` (feature `aws`): `AwsSecretsSource` and `AwsSsmSource`
+    ///   when a region is known (`AWS_REGION`, `AWS_DEFAULT_REGION`, or the AWS profile's
+    ///   `region`), credentials from the AWS chain;
+    /// * `azure_keyvault` (feature `azure`): `AzureKeyVaultSource` from `AZURE_KEYVAULT_URL`
+    ///   (or `AZURE_KEY_VAULT_URL`), credentials from the `AZURE_*` variables;
+    /// * `gcp_secrets` (feature `gcp`): `GcpSecretsSource` when `GOOGLE_CLOUD_PROJECT`,
+    ///   `GCLOUD_PROJECT` or `GOOGLE_APPLICATION_CREDENTIALS` is set;
     /// * `local_cache`: [`LocalCacheSource`](crate::LocalCacheSource) storing under
     ///   `COMPONENT_MODEL_CACHE_DIR`, else the platform cache directory.
     ///
