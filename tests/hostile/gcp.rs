@@ -391,6 +391,8 @@ async fn gcp_token_endpoint_absurd_expires_in_neither_panics_nor_refetches_forev
             1,
         ),
         (r#"{"access_token":"ya29.h","expires_in":0}"#, 3),
+        // As a string (an int64 in JSON): was refused as "not a token".
+        (r#"{"access_token":"ya29.h","expires_in":"3600"}"#, 1),
     ] {
         let (port, tokens) = answering(token).await;
         let sources = Sources::new().register("gcp_secrets", source(port));

@@ -326,8 +326,24 @@ impl Token {
 struct TokenResponse {
     #[serde(default)]
     access_token: Option<SecretString>,
+    /// A number, or a number as a string (some token servers send `"3600"`).
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
+}
+
+impl TokenResponse {
+    /// `expires_in` in seconds (a negative or unreadable one counts as 0; none as 3600).
+    fn expires_in(&self) -> u64 {
+        match &self.expires_in {
+            None | Some(serde_json::Value::Null) => 3600,
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .or_else(|| n.as_f64().filter(|f| *f > 0.0).map(|f| f as u64))
+                .unwrap_or(0),
+            Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().unwrap_or(0),
+            Some(_) => 0,
+        }
+    }
 }
 
 /// The access token of the source's credentials: cached, one request at a time.
@@ -472,6 +488,7 @@ async fn request_token(
             transport::json_error(&e)
         ))
     })?;
+    let expires_in = parsed.expires_in();
     let Some(access) = parsed
         .access_token
         .filter(|t| !t.expose_secret().is_empty())
@@ -484,7 +501,7 @@ async fn request_token(
         "Authorization",
         &format!("Bearer {}", access.expose_secret()),
     )?;
-    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600)).min(MAX_LIFETIME);
+    let lifetime = Duration::from_secs(expires_in).min(MAX_LIFETIME);
     let margin = EXPIRY_MARGIN.min(lifetime / 2);
     tracing::debug!(credentials = %who, expires_in = ?lifetime, "got a Google access token");
     let now = Instant::now();
