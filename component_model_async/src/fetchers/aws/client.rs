@@ -51,7 +51,13 @@ pub(super) struct AwsClient {
     client: Client,
     credentials: CredentialChain,
     invalid: Option<String>,
+    /// Requests in flight at once from this source (and its clones): a fetch of 1,000
+    /// pinned secrets sends them [`MAX_IN_FLIGHT`] at a time.
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// The most requests one source has in flight at once.
+pub(super) const MAX_IN_FLIGHT: usize = 16;
 
 impl fmt::Debug for AwsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,13 +119,17 @@ pub(super) fn kind_of(status: u16, code: &str, message: &str) -> ErrorKind {
         | "InternalServerError"
         | "InternalFailure"
         | "ServiceUnavailable"
-        | "KMSThrottlingException"
-        | "KMSNotFoundException"
-        | "KMSInvalidStateException" => ErrorKind::Unavailable,
+        | "KMSThrottlingException" => ErrorKind::Unavailable,
+        // The secret's KMS key is gone, disabled or pending deletion: retrying does not
+        // help; the key's owner must act.
+        "KMSNotFoundException" | "KMSInvalidStateException" | "KMSDisabledException" => {
+            ErrorKind::Config
+        }
         "ValidationException"
         | "InvalidParameterException"
         | "InvalidKeyId"
         | "InvalidNextToken"
+        | "InvalidNextTokenException"
         | "InvalidFilterKey"
         | "InvalidRequestException"
         | "UnknownOperationException" => ErrorKind::Config,
@@ -241,6 +251,7 @@ impl AwsClient {
             client: Client::new(transport::DEFAULT_REQUEST_TIMEOUT),
             credentials: CredentialChain::from_env(&EnvSource::process()),
             invalid: None,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         };
         c.invalid = invalid;
         c
@@ -257,8 +268,11 @@ impl AwsClient {
         Some(c)
     }
 
+    /// Sets the endpoint; a valid one clears what an earlier invalid endpoint left (the
+    /// region's problem stays).
     pub(super) fn set_endpoint(&mut self, endpoint: &str) {
         let base = transport::base_url(endpoint, "https");
+        self.invalid = region_problem(&self.region);
         match reqwest::Url::parse(&base) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
                 if !url.username().is_empty() || url.password().is_some() {
@@ -299,6 +313,16 @@ impl AwsClient {
 
     pub(super) fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The bound of one request (and of finding credentials).
+    pub(super) fn timeout(&self) -> Duration {
+        self.client.timeout
+    }
+
+    /// The most bytes one response body may have.
+    pub(super) fn max_body(&self) -> usize {
+        self.client.max_body
     }
 
     pub(super) fn endpoint(&self) -> &str {
@@ -415,6 +439,10 @@ impl AwsClient {
         what: &str,
     ) -> Result<Vec<u8>, SourceError> {
         self.check_valid()?;
+        // Never closed: acquiring fails only after `close`.
+        let _permit = self.in_flight.acquire().await.map_err(|_| {
+            SourceError::new(ErrorKind::Unavailable).with_message("the source is shut down")
+        })?;
         let credentials = self.credentials().await?;
         let url = reqwest::Url::parse(&self.endpoint).map_err(|e| {
             SourceError::new(ErrorKind::Config).with_message(format!(
@@ -523,6 +551,16 @@ mod tests {
             ErrorKind::Unavailable
         );
         assert_eq!(kind_of(503, "", ""), ErrorKind::Unavailable);
+        // A KMS key gone or disabled is not retried.
+        assert_eq!(kind_of(400, "KMSNotFoundException", ""), ErrorKind::Config);
+        assert_eq!(
+            kind_of(400, "KMSInvalidStateException", ""),
+            ErrorKind::Config
+        );
+        assert_eq!(
+            kind_of(400, "InvalidNextTokenException", ""),
+            ErrorKind::Config
+        );
         assert_eq!(
             kind_of(
                 400,
@@ -566,6 +604,12 @@ mod tests {
         let mut c = AwsClient::new(&SSM, "us-east-1");
         c.set_endpoint("ftp://x");
         assert!(c.check_valid().is_err());
+        // A later valid endpoint clears it.
+        c.set_endpoint("http://127.0.0.1:5000");
+        assert!(c.check_valid().is_ok());
+        let mut c = AwsClient::new(&SSM, "us east");
+        c.set_endpoint("http://127.0.0.1:5000");
+        assert!(c.check_valid().is_err(), "the region's problem stays");
     }
 
     #[test]
