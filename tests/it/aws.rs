@@ -976,11 +976,13 @@ async fn aws_iam_enforced_signatures_checked_denied_actions_and_a_wrong_key() {
         xml_value(&key, "AccessKeyId"),
         xml_value(&key, "SecretAccessKey"),
     );
-    // moto evaluates actions, not resources: a policy can deny an action only.
+    // moto evaluates actions, not resources: a policy can deny an action only. The
+    // batch action needs GetSecretValue too on AWS (per secret): both allowed;
+    // DescribeSecret (preflight, watch) is not.
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
-            "secretsmanager:BatchGetSecretValue", "secretsmanager:DescribeSecret",
+            "secretsmanager:BatchGetSecretValue", "secretsmanager:GetSecretValue",
             "ssm:GetParameters"
         ]}]
     })
@@ -1005,19 +1007,26 @@ async fn aws_iam_enforced_signatures_checked_denied_actions_and_a_wrong_key() {
     let answers = reader.fetch_many(&[&db, &api]).await;
     assert_eq!(text(answers[0].as_ref().unwrap()), "ok");
     assert_eq!(text(answers[1].as_ref().unwrap()), "ok2");
-    // A pinned stage is GetSecretValue, which the policy does not allow: denied.
-    let pinned =
-        FetchRequest::for_key("aws_secrets", "app/db").with_param("version_stage", "AWSPREVIOUS");
-    let e = reader.fetch(&pinned).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    // DescribeSecret is not allowed: the preflight row is denied, naming the key...
+    let probes = reader.preflight(vec![db.clone()]).await;
+    assert_eq!(probes[0].access, Access::Denied, "{probes:?}");
+    // ... and a watch says so at once (Config: the engine polls instead) rather than
+    // polling a denial forever without a word.
+    let mut changes = reader
+        .clone()
+        .with_watch_interval(Duration::from_millis(100))
+        .watch(vec![db.clone(), api.clone()])
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("the watch says it cannot watch")
+        .expect("an item")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     let msg = e.to_string();
     assert!(
-        msg.contains("AccessDenied") && msg.contains("app/db"),
+        msg.contains("secretsmanager:DescribeSecret") && msg.contains("AccessDenied"),
         "{msg}"
-    );
-    assert_eq!(
-        reader.preflight(vec![db.clone()]).await[0].access,
-        Access::Readable
     );
     // SSM: GetParameters allowed, GetParametersByPath not.
     let ssm_reader = AwsSsmSource::new(REGION)
@@ -1039,4 +1048,150 @@ async fn aws_iam_enforced_signatures_checked_denied_actions_and_a_wrong_key() {
     assert!(!e.to_string().contains(&secret));
     let probes = wrong.preflight(vec![db.clone()]).await;
     assert_eq!(probes[0].access, Access::Unauthenticated, "{probes:?}");
+}
+
+#[tokio::test]
+async fn aws_iam_a_role_allowed_get_secret_value_only_reads_every_secret() {
+    // The usual least-privilege policy (ECS task roles, Lambda, EKS): GetSecretValue on
+    // the secrets, no BatchGetSecretValue. Six set-up requests go unauthenticated.
+    let Some(moto) = PrivateMoto::start(6) else {
+        return;
+    };
+    let addr = moto.addr.clone();
+    for (name, value) in [("app/db", "ok"), ("app/api", "ok2"), ("app/mq", "ok3")] {
+        sm(
+            &addr,
+            "CreateSecret",
+            serde_json::json!({"Name": name, "SecretString": value}),
+        );
+    }
+    moto.query(
+        "iam",
+        &[
+            ("Action", "CreateUser"),
+            ("UserName", "task"),
+            ("Version", "2010-05-08"),
+        ],
+    );
+    let key = moto.query(
+        "iam",
+        &[
+            ("Action", "CreateAccessKey"),
+            ("UserName", "task"),
+            ("Version", "2010-05-08"),
+        ],
+    );
+    let (id, secret) = (
+        xml_value(&key, "AccessKeyId"),
+        xml_value(&key, "SecretAccessKey"),
+    );
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Resource": "*",
+            "Action": ["secretsmanager:GetSecretValue"]}]
+    })
+    .to_string();
+    moto.query(
+        "iam",
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", "task"),
+            ("PolicyName", "get-only"),
+            ("PolicyDocument", &policy),
+            ("Version", "2010-05-08"),
+        ],
+    );
+    let proxy = Proxy::start(&addr).await;
+    let reader = AwsSecretsSource::new(REGION)
+        .with_endpoint(&proxy.url)
+        .with_credentials(id, secret, None);
+    let names = ["app/db", "app/api", "app/mq", "app/missing"];
+    let requests: Vec<FetchRequest> = names
+        .iter()
+        .map(|n| FetchRequest::for_key("aws_secrets", *n))
+        .collect();
+    let refs: Vec<&FetchRequest> = requests.iter().collect();
+    // The batch is denied as a whole: each secret is asked alone, and each error lands
+    // on its own key.
+    let answers = reader.fetch_many(&refs).await;
+    assert_eq!(text(answers[0].as_ref().unwrap()), "ok");
+    assert_eq!(text(answers[1].as_ref().unwrap()), "ok2");
+    assert_eq!(text(answers[2].as_ref().unwrap()), "ok3");
+    let e = answers[3].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("app/missing"), "{e}");
+    assert!(!e.to_string().contains("app/db"), "{e}");
+    assert_eq!(
+        (
+            proxy.count("secretsmanager.BatchGetSecretValue"),
+            proxy.count("secretsmanager.GetSecretValue")
+        ),
+        (1, 4)
+    );
+    // Remembered: the next fetch does not try the batch again.
+    proxy.clear();
+    let answers = reader.fetch_many(&refs[..3]).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(
+        (
+            proxy.count("secretsmanager.BatchGetSecretValue"),
+            proxy.count("secretsmanager.GetSecretValue")
+        ),
+        (0, 3)
+    );
+    // A lone secret is one GetSecretValue from the start (a fresh source).
+    let fresh = AwsSecretsSource::new(REGION)
+        .with_endpoint(&proxy.url)
+        .with_credentials(
+            xml_value(&key, "AccessKeyId"),
+            xml_value(&key, "SecretAccessKey"),
+            None,
+        );
+    proxy.clear();
+    assert_eq!(text(&fresh.fetch(&requests[0]).await.unwrap()), "ok");
+    assert_eq!(proxy.count("secretsmanager.BatchGetSecretValue"), 0);
+}
+
+#[tokio::test]
+async fn aws_secrets_a_partial_arn_and_a_name_of_the_same_secret_are_not_batched_together() {
+    let Some(moto) = shared() else { return };
+    let p = unique("cm_aws");
+    let mut clean = Cleanup::new(moto);
+    let a = format!("{p}/a");
+    let b = format!("{p}/b");
+    create_secret(moto, &a, "value-a");
+    create_secret(moto, &b, "value-b");
+    clean.secret(&a);
+    clean.secret(&b);
+    let full = sm(moto, "DescribeSecret", serde_json::json!({"SecretId": a}))["ARN"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The partial ARN: without the six random characters (and their dash).
+    let partial = full[..full.len() - 7].to_owned();
+    assert!(partial.ends_with(&a), "{partial}");
+    let proxy = Proxy::start(moto).await;
+    let source = secrets_at(&proxy.url);
+    let by_name = FetchRequest::for_key("aws_secrets", a.clone());
+    let by_partial = FetchRequest::for_key("aws_secrets", partial.clone());
+    let other = FetchRequest::for_key("aws_secrets", b.clone());
+    let answers = source.fetch_many(&[&by_name, &by_partial, &other]).await;
+    assert_eq!(text(answers[0].as_ref().unwrap()), "value-a");
+    assert_eq!(text(answers[1].as_ref().unwrap()), "value-a");
+    assert_eq!(text(answers[2].as_ref().unwrap()), "value-b");
+    // The ARN goes alone (a batch answer's Name could be another account's secret of
+    // the same name); the two names share a batch.
+    assert_eq!(
+        (
+            proxy.count("secretsmanager.BatchGetSecretValue"),
+            proxy.count("secretsmanager.GetSecretValue")
+        ),
+        (1, 1)
+    );
+    // Fields pinned by version_id only: nothing to watch, and no polling instead either
+    // (a pending stream, not a Config error that makes the engine re-read every value).
+    let pinned = FetchRequest::for_key("aws_secrets", a.clone()).with_param("version_id", "v1");
+    let mut changes = source.watch(vec![pinned]).unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), changes.next()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
 }

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -60,6 +61,9 @@ const MAX_PAGES: usize = 20;
 pub struct AwsSecretsSource {
     client: AwsClient,
     watch_every: Duration,
+    /// Set when a `BatchGetSecretValue` was refused as a whole (`AccessDeniedException`:
+    /// a role allowed `GetSecretValue` only): later reads go one `GetSecretValue` each.
+    batch_denied: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for AwsSecretsSource {
@@ -67,6 +71,7 @@ impl fmt::Debug for AwsSecretsSource {
         f.debug_struct("AwsSecretsSource")
             .field("client", &self.client)
             .field("watch_every", &self.watch_every)
+            .field("batch_denied", &self.batch_denied.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -196,6 +201,56 @@ fn names(v: &SecretValue, id: &str) -> bool {
                 .is_some_and(|rest| rest.starts_with('-') && rest.len() == 7))
 }
 
+/// The secret name an ARN id carries (`arn:...:secret:prod/db-AbCdEf` or the partial
+/// `arn:...:secret:prod/db`), as written; `None` for a name.
+fn arn_name(id: &str) -> Option<&str> {
+    id.strip_prefix("arn:")?
+        .split_once(":secret:")
+        .map(|(_, n)| n)
+}
+
+/// Whether `a` and `b` (names or ARNs) may name secrets of the same name: an answer's
+/// `Name` could not tell them apart.
+fn same_name(a: &str, b: &str) -> bool {
+    let close = |arn_part: &str, name: &str| {
+        arn_part == name
+            || arn_part
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('-') && rest.len() == 7)
+            || name
+                .strip_prefix(arn_part)
+                .is_some_and(|rest| rest.starts_with('-') && rest.len() == 7)
+    };
+    match (arn_name(a), arn_name(b)) {
+        (None, None) => a == b,
+        (Some(x), None) => close(x, b),
+        (None, Some(y)) => close(y, a),
+        (Some(x), Some(y)) => close(x, y),
+    }
+}
+
+/// The ids of `batches`, in order.
+fn batched_ids<'a>(batches: &'a [&'a [&'a str]]) -> impl Iterator<Item = &'a str> + 'a {
+    batches.iter().flat_map(|b| b.iter().copied())
+}
+
+/// Whether a refusal of a whole `BatchGetSecretValue` (the service's answer, not a
+/// transport or credentials failure) is worth asking each secret alone: a denial of the
+/// batch action, or a request the service rejects for one of its names.
+fn splits(e: &SourceError) -> bool {
+    let m = e.message().unwrap_or("");
+    m.contains("refused BatchGetSecretValue")
+        && [
+            "AccessDeniedException",
+            "AccessDenied",
+            "ValidationException",
+            "InvalidParameterException",
+            "InvalidRequestException",
+        ]
+        .iter()
+        .any(|c| m.contains(&format!(" {c}:")))
+}
+
 /// The value of one secret version, with its version id.
 fn value_of(v: SecretValue, what: &str) -> (Result<RawValue, SourceError>, Option<String>) {
     let version = v.version_id;
@@ -231,6 +286,7 @@ impl AwsSecretsSource {
         AwsSecretsSource {
             watch_every: DEFAULT_AWS_WATCH,
             client: AwsClient::new(&SECRETS_MANAGER, region.as_ref()),
+            batch_denied: Arc::default(),
         }
     }
 
@@ -262,6 +318,7 @@ impl AwsSecretsSource {
         Some(AwsSecretsSource {
             watch_every: DEFAULT_AWS_WATCH,
             client: AwsClient::from_env(&SECRETS_MANAGER, env)?,
+            batch_denied: Arc::default(),
         })
     }
 
@@ -341,18 +398,41 @@ impl AwsSecretsSource {
         let mut values: Vec<SecretValue> = Vec::new();
         let mut errors: Vec<BatchError> = Vec::new();
         let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        // All pages together are bounded like one body: a server handing out tokens
+        // with values on every page cannot pile up MAX_PAGES bodies.
+        let mut total = 0usize;
+        for page_no in 0..MAX_PAGES {
             let mut body = serde_json::json!({ "SecretIdList": ids });
             if let Some(t) = &token {
                 body["NextToken"] = t.clone().into();
             }
             let page = match self.client.call("BatchGetSecretValue", &body, &what).await {
-                Ok(bytes) => serde_json::from_slice::<BatchAnswer>(&bytes)
-                    .map_err(|e| decode_error(&what, &e)),
+                Ok(bytes) => {
+                    total = total.saturating_add(bytes.len());
+                    if total > self.client.max_body() {
+                        Err(SourceError::new(ErrorKind::TooLarge).with_message(format!(
+                            "AWS Secrets Manager's BatchGetSecretValue pages for {what} are over {} bytes together",
+                            self.client.max_body()
+                        )))
+                    } else {
+                        serde_json::from_slice::<BatchAnswer>(&bytes)
+                            .map_err(|e| decode_error(&what, &e))
+                    }
+                }
                 Err(e) => Err(e),
             };
             let page = match page {
                 Ok(p) => p,
+                // Refused as a whole (a role without BatchGetSecretValue, or one name
+                // the call rejects): each secret alone, so each error lands on its key.
+                Err(e) if page_no == 0 && splits(&e) => {
+                    if e.kind() == ErrorKind::Unauthorized
+                        && !self.batch_denied.swap(true, Ordering::Relaxed)
+                    {
+                        tracing::debug!(error = %e, "BatchGetSecretValue refused: reading secrets one GetSecretValue each from now on");
+                    }
+                    return self.singles(ids).await;
+                }
                 Err(e) => return ids.iter().map(|_| (Err(e.clone()), None)).collect(),
             };
             let progress = !page.values.is_empty() || !page.errors.is_empty();
@@ -392,7 +472,16 @@ impl AwsSecretsSource {
             .collect()
     }
 
-    /// ONE `GetSecretValue` of a pinned version.
+    /// One `GetSecretValue` per id (the current version), concurrently.
+    async fn singles(&self, ids: &[&str]) -> Vec<Answer> {
+        futures::future::join_all(
+            ids.iter()
+                .map(|id| async move { self.get_one(&Target::Current(id)).await }),
+        )
+        .await
+    }
+
+    /// ONE `GetSecretValue` (a pinned version, or the current one of a lone secret).
     async fn get_one(&self, target: &Target<'_>) -> Answer {
         let what = target.describe();
         let mut body = serde_json::json!({ "SecretId": target.id() });
@@ -438,15 +527,34 @@ impl AwsSecretsSource {
                 }
             }
         }
-        let batches =
-            futures::future::join_all(current.chunks(SECRETS_PER_BATCH).map(|ids| self.batch(ids)));
+        // An ARN whose secret name another id of this fetch names too is read alone: a
+        // batch answer's `Name` cannot tell another account's `prod/db` from ours.
+        let (alone, batched): (Vec<&str>, Vec<&str>) = current.iter().partition(|id| {
+            self.batch_denied.load(Ordering::Relaxed)
+                || (arn_name(id).is_some()
+                    && current
+                        .iter()
+                        .any(|other| other != *id && same_name(id, other)))
+        });
+        let mut alone = alone;
+        let mut batches: Vec<&[&str]> = Vec::new();
+        for chunk in batched.chunks(SECRETS_PER_BATCH) {
+            match chunk {
+                // One secret: GetSecretValue, still one round trip, and what a role
+                // allowed `GetSecretValue` only can do.
+                [one] => alone.push(one),
+                _ => batches.push(chunk),
+            }
+        }
+        let batches_of = batches;
+        let batches = futures::future::join_all(batches_of.iter().map(|ids| self.batch(ids)));
+        let lone = self.singles(&alone);
         let singles = futures::future::join_all(pinned.iter().map(|(_, t)| self.get_one(t)));
-        let (batches, singles) = futures::join!(batches, singles);
-        let by_id: HashMap<&str, Answer> = current
-            .iter()
-            .copied()
+        let (batches, lone, singles) = futures::join!(batches, lone, singles);
+        let mut by_id: HashMap<&str, Answer> = batched_ids(&batches_of)
             .zip(batches.into_iter().flatten())
             .collect();
+        by_id.extend(alone.iter().copied().zip(lone));
         for ((i, _), answer) in pinned.iter().zip(singles) {
             answers[*i] = Some(answer);
         }
@@ -535,6 +643,31 @@ impl AwsSecretsSource {
     }
 }
 
+/// When every poll of a watch failed for good (refused, or a request the service
+/// rejects), the error a watch ends with: [`ErrorKind::Config`], so the engine polls the
+/// fields instead; `None` when one poll succeeded or a failure may pass (throttling,
+/// timeouts, 5xx).
+fn permanent_failure<T>(polled: &[Result<T, SourceError>]) -> Option<SourceError> {
+    let mut first = None;
+    for r in polled {
+        match r {
+            Err(e) if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Config) => {
+                first.get_or_insert(e);
+            }
+            _ => return None,
+        }
+    }
+    let e = first?;
+    let why = e.message().unwrap_or("refused");
+    Some(
+        SourceError::new(ErrorKind::Config).with_message(if e.kind() == ErrorKind::Unauthorized {
+            format!("watching needs secretsmanager:DescribeSecret: {why}")
+        } else {
+            format!("cannot watch: {why}")
+        }),
+    )
+}
+
 /// A watched secret stage and the positions of the requests reading it.
 struct Watched {
     id: String,
@@ -562,8 +695,9 @@ impl AwsSecretsSource {
             }
         }
         if watched.is_empty() {
-            return Err(SourceError::new(ErrorKind::Config)
-                .with_message("no secret to watch (a pinned `version_id` never changes)"));
+            // Every field pinned by `version_id`: nothing can change, and polling them
+            // instead would re-read (and bill) every value forever.
+            return Ok(futures::stream::pending().boxed());
         }
         let every = requests
             .iter()
@@ -577,19 +711,25 @@ impl AwsSecretsSource {
                     if !seen.is_empty() {
                         tokio::time::sleep(every).await;
                     }
-                    let now: Vec<Option<String>> = futures::future::join_all(
+                    let polled = futures::future::join_all(
                         watched.iter().map(|w| source.version_at(&w.id, &w.stage)),
                     )
-                    .await
-                    .into_iter()
-                    .map(|r| match r {
-                        Ok(v) => v,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "DescribeSecret failed during a watch");
-                            None
-                        }
-                    })
-                    .collect();
+                    .await;
+                    // Every secret refused for good (a role without DescribeSecret): a
+                    // watch that can never fire. Said once; the engine polls instead.
+                    if let Some(e) = permanent_failure(&polled) {
+                        return Some((Err(e), (source, watched, seen)));
+                    }
+                    let now: Vec<Option<String>> = polled
+                        .into_iter()
+                        .map(|r| match r {
+                            Ok(v) => v,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "DescribeSecret failed during a watch");
+                                None
+                            }
+                        })
+                        .collect();
                     let first = seen.is_empty();
                     let changed: Vec<usize> = watched
                         .iter()
