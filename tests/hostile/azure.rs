@@ -34,6 +34,9 @@ enum Hostile {
     Trickle,
     /// Reads the request and never answers nor closes.
     Silent,
+    /// Not hostile in time or size: the token answer says it lives 2^64-1 seconds
+    /// (`expires_in`) and until the year 10^12 (`expires_on`).
+    HugeExpiry,
 }
 
 /// Which exchange is hostile.
@@ -96,9 +99,13 @@ async fn serve(mut socket: TcpStream, port: u16, target: Target, hostile: Hostil
             let is_token = head.starts_with("POST ") && head.contains("/oauth2/v2.0/token");
             let has_token = head.lines().any(|l| l.to_ascii_lowercase().starts_with("authorization:"));
             let (ok, hostile_here) = if is_token {
+                let answer = match hostile {
+                    Hostile::HugeExpiry => r#"{"token_type":"Bearer","expires_in":18446744073709551615,"expires_on":"99999999999999999999","access_token":"hostile-token"}"#,
+                    _ => r#"{"token_type":"Bearer","expires_in":3599,"access_token":"hostile-token"}"#,
+                };
                 (
-                    response("200 OK", "", r#"{"token_type":"Bearer","expires_in":3599,"access_token":"hostile-token"}"#),
-                    target == Target::Token,
+                    response("200 OK", "", answer),
+                    target == Target::Token && !matches!(hostile, Hostile::HugeExpiry),
                 )
             } else if !has_token {
                 let challenge = format!(
@@ -135,7 +142,7 @@ async fn serve(mut socket: TcpStream, port: u16, target: Target, hostile: Hostil
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-                Hostile::Silent => tokio::time::sleep(SERVER_FOR).await,
+                Hostile::Silent | Hostile::HugeExpiry => tokio::time::sleep(SERVER_FOR).await,
             }
             return;
         }
@@ -143,9 +150,8 @@ async fn serve(mut socket: TcpStream, port: u16, target: Target, hostile: Hostil
     .await;
 }
 
-async fn case(what: &str, target: Target, hostile: Hostile, kind: ErrorKind) {
-    let _serial = serial().await;
-    // The port is known once bound: the challenge names it.
+/// A hostile server's URL (the port is known once bound: the challenge names it).
+async fn hostile_server(target: Target, hostile: Hostile) -> String {
     let port_cell = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
     let cell = port_cell.clone();
     let port = tcp_server(move |s| {
@@ -154,11 +160,21 @@ async fn case(what: &str, target: Target, hostile: Hostile, kind: ErrorKind) {
     })
     .await;
     let _ = port_cell.set(port);
-    let url = format!("http://127.0.0.1:{port}");
-    let kv = AzureKeyVaultSource::new(&url)
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A client-secret source of the hostile server at `url`, the canary its secret.
+fn hostile_source(url: &str) -> AzureKeyVaultSource {
+    AzureKeyVaultSource::new(url)
         .with_client_secret("t1", "app", CANARY)
-        .with_authority_host(&url)
-        .with_max_body(MIB);
+        .with_authority_host(url)
+        .with_max_body(MIB)
+}
+
+async fn case(what: &str, target: Target, hostile: Hostile, kind: ErrorKind) {
+    let _serial = serial().await;
+    let url = hostile_server(target, hostile).await;
+    let kv = hostile_source(&url);
     assert_no_canary("the source's Debug", &format!("{kv:?}"));
     let sources = Sources::new().register("azure_keyvault", kv);
     let logs = CapturedLogs::default();
@@ -246,4 +262,17 @@ async fn azure_keyvault_a_silent_token_endpoint_times_out() {
         ErrorKind::Timeout,
     )
     .await;
+}
+
+/// Review finding 1: `expires_in` = 2^64-1 overflowed `Instant + Duration` ("overflow
+/// when adding duration to instant"): a panic in the caller. The lifetime is capped.
+#[tokio::test]
+async fn azure_keyvault_a_token_living_2_pow_64_seconds_does_not_panic() {
+    let _serial = serial().await;
+    let url = hostile_server(Target::Token, Hostile::HugeExpiry).await;
+    let sources = Sources::new().register("azure_keyvault", hostile_source(&url));
+    let m = measure(Secret::fetch_all_components_with(&sources)).await;
+    eprintln!("azure_keyvault token expires_in 2^64-1: {:?}", m.elapsed);
+    assert_bounded(&m, LIMIT, 32);
+    assert_eq!(m.output.expect("read with the capped token").password, "v");
 }

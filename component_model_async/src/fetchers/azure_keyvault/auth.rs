@@ -299,10 +299,18 @@ struct TokenError {
     message: Option<String>,
 }
 
+/// Whole seconds of a number or a numeric string (fractions dropped; negative: 0; too
+/// large: `u64::MAX`, capped by the caller).
 fn seconds(v: &serde_json::Value) -> Option<u64> {
+    let float = |f: f64| f.is_finite().then(|| f.max(0.0) as u64);
     match v {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(float)),
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(float))
+        }
         _ => None,
     }
 }
@@ -538,28 +546,52 @@ pub(super) async fn request_token(
             ),
         ));
     };
-    let lifetime = match (
-        parsed.expires_in.as_ref().and_then(seconds),
-        parsed.expires_on.as_ref().and_then(seconds),
-    ) {
-        (Some(s), _) => Duration::from_secs(s),
-        (None, Some(at)) => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            Duration::from_secs(at.saturating_sub(now))
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let lifetime = lifetime(
+        parsed.expires_in.as_ref(),
+        parsed.expires_on.as_ref(),
+        now_unix,
+    );
+    let header = transport::secret_header("Authorization", &format!("Bearer {access}"))?;
+    Ok(Token::new(header, started, lifetime))
+}
+
+impl Token {
+    /// A token asked at `started`, valid `lifetime` (at most [`MAX_LIFETIME`]).
+    pub(super) fn new(header: HeaderValue, started: Instant, lifetime: Duration) -> Token {
+        let lifetime = lifetime.min(MAX_LIFETIME);
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        let at = |d: Duration| started.checked_add(d).unwrap_or(started);
+        Token {
+            header,
+            refresh_at: at(lifetime.saturating_sub(margin)),
+            expires_at: at(lifetime),
         }
-        // No expiry: kept for the shortest lifetime Entra ID issues.
+    }
+}
+
+/// The longest a token is kept, whatever its answer says (Entra ID issues 1-24 h): a
+/// hostile endpoint's `expires_in` of 2^64-1 must not overflow an `Instant`.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// A token's lifetime from `expires_in` (seconds) or else `expires_on` (a Unix time):
+/// numbers or strings, integral or not (`"3599"`, `1700000000.5`). Neither, or only a
+/// date string (`"12/7/2026 9:00:00 AM +00:00"`, old App Service answers): 1 h, the
+/// shortest lifetime Entra ID issues. Capped at 24 h.
+fn lifetime(
+    expires_in: Option<&serde_json::Value>,
+    expires_on: Option<&serde_json::Value>,
+    now_unix: u64,
+) -> Duration {
+    let d = match (expires_in.and_then(seconds), expires_on.and_then(seconds)) {
+        (Some(s), _) => Duration::from_secs(s),
+        (None, Some(at)) => Duration::from_secs(at.saturating_sub(now_unix)),
         (None, None) => Duration::from_secs(3600),
     };
-    let margin = REFRESH_MARGIN.min(lifetime / 2);
-    let header = transport::secret_header("Authorization", &format!("Bearer {access}"))?;
-    Ok(Token {
-        header,
-        refresh_at: started + lifetime.saturating_sub(margin),
-        expires_at: started + lifetime,
-    })
+    d.min(MAX_LIFETIME)
 }
 
 /// `{authority}/{tenant}/oauth2/v2.0/token`.
@@ -674,6 +706,29 @@ mod tests {
             resolve_tenant("a", &ch(Some("b")), &["*".into()]).unwrap(),
             "b"
         );
+    }
+
+    #[test]
+    fn lifetimes_are_capped_and_never_overflow() {
+        use serde_json::json;
+        let day = Duration::from_secs(86_400);
+        let l = |i: Option<serde_json::Value>, o: Option<serde_json::Value>| {
+            lifetime(i.as_ref(), o.as_ref(), 1_000)
+        };
+        assert_eq!(l(Some(json!(u64::MAX)), None), day);
+        assert_eq!(l(Some(json!("18446744073709551615")), None), day);
+        assert_eq!(l(Some(json!("99999999999999999999")), None), day);
+        assert_eq!(l(None, Some(json!("99999999999999999999"))), day);
+        assert_eq!(l(Some(json!(3599)), None), Duration::from_secs(3599));
+        assert_eq!(l(Some(json!("3599.7")), None), Duration::from_secs(3599));
+        assert_eq!(l(None, Some(json!(4_600.5))), Duration::from_secs(3600));
+        assert_eq!(
+            l(None, Some(json!("12/7/2026 9:00:00 AM +00:00"))),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(l(Some(json!(-5)), None), Duration::ZERO);
+        let t = Token::new(HeaderValue::from_static("x"), Instant::now(), Duration::MAX);
+        assert!(t.refresh_at < t.expires_at);
     }
 
     #[test]
