@@ -585,7 +585,15 @@ async fn gcp_preflight_rows() {
         probes[1].detail.as_deref().unwrap().contains("DISABLED"),
         "{probes:?}"
     );
-    assert_eq!(gcp.access_requests(), 0, "no payload read");
+    // No payload read: `:access` is tried only where the metadata was refused (and
+    // is refused too).
+    assert!(
+        gcp.requests()
+            .iter()
+            .filter(|r| r.path.ends_with(":access"))
+            .all(|r| r.path.contains("/secrets/denied/")),
+        "no payload read"
+    );
     assert!(!format!("{probes:?}").contains("CANARY") && !logs.text().contains("CANARY"));
     // Credentials refused: unauthenticated; nothing listening: unreachable.
     let locked = GcpSecretsDouble::start_authenticated().await;
@@ -603,6 +611,59 @@ async fn gcp_preflight_rows() {
         .preflight(vec![req("s")])
         .await;
     assert_eq!(probes[0].access, Access::Unreachable, "{probes:?}");
+}
+
+#[tokio::test]
+async fn gcp_accessor_only_preflight_is_readable_and_the_watch_polls_with_access() {
+    // roles/secretmanager.secretAccessor: `versions.access` only, no `versions.get`.
+    let gcp = GcpSecretsDouble::start().await;
+    let p = unique("acc").replace('_', "-");
+    gcp.add_version(&p, "a", b"CANARY-acc-1");
+    gcp.add_version(&p, "b", b"b1");
+    for s in ["a", "b"] {
+        gcp.deny_permission(&p, s, "secretmanager.versions.get");
+    }
+    gcp.add_version(&p, "none", b"x");
+    gcp.deny(&p, "none");
+    let source = open(&gcp, &p).with_watch_interval(Duration::from_millis(100));
+    let logs = CapturedLogs::default();
+    let probes = {
+        let _g = capture(&logs);
+        source.preflight(vec![req("a"), req("none")]).await
+    };
+    assert_eq!(probes[0].access, Access::Readable, "{probes:?}");
+    assert!(
+        probes[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("roles/secretmanager.viewer"),
+        "{probes:?}"
+    );
+    assert_eq!(probes[1].access, Access::Denied, "{probes:?}");
+    // The watch falls back to `:access` and sees a new version.
+    let mut changes = source.watch(vec![req("a"), req("b")]).unwrap();
+    let next = tokio::spawn(async move {
+        let c = changes.next().await;
+        (c, changes)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gcp.add_version(&p, "a", b"CANARY-acc-2");
+    let (c, _changes) = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("a change within 5 s")
+        .unwrap();
+    assert_eq!(c.unwrap().unwrap(), Change::Changed(vec![0]));
+    assert!(!format!("{probes:?}").contains("CANARY") && !logs.text().contains("CANARY"));
+    // Neither may be read: the watch says so (once) rather than polling in silence.
+    let mut changes = source.watch(vec![req("none")]).unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let e = first.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains("PERMISSION_DENIED"), "{e}");
 }
 
 #[derive(AsyncAssign, Debug)]

@@ -41,7 +41,8 @@ const UNAUTHENTICATED: &str = "Request had invalid authentication credentials. E
 ///   `$alt=json;enum-encoding=int` (the Python client does);
 /// * a missing secret `404 NOT_FOUND` (`Secret [projects/p/secrets/s] not found or has no
 ///   versions.` on access), a missing version `404 NOT_FOUND`, a secret
-///   [`deny`](GcpSecretsDouble::deny)ed `403 PERMISSION_DENIED`;
+///   [`deny`](GcpSecretsDouble::deny)ed (or denied one permission,
+///   [`deny_permission`](GcpSecretsDouble::deny_permission)) `403 PERMISSION_DENIED`;
 /// * authentication: [`GcpSecretsDouble::start`] takes any request (the Python client's
 ///   `AnonymousCredentials` send none); [`GcpSecretsDouble::start_authenticated`] needs
 ///   `Authorization: Bearer` with a token of [`GcpSecretsDouble::add_token`] or one it
@@ -99,7 +100,8 @@ struct DoubleState {
     token_ttl: AtomicU64,
     accounts: Mutex<Vec<(String, Vec<u8>)>>,
     users: Mutex<Vec<(String, String, String)>>,
-    denied: Mutex<Vec<(String, String)>>,
+    /// `(project, secret, permission)`; no permission: every one.
+    denied: Mutex<Vec<(String, String, Option<String>)>>,
     corrupt: Mutex<Vec<(String, String)>>,
     metadata_project: Mutex<Option<String>>,
     recorder: Recorder,
@@ -309,7 +311,19 @@ impl GcpSecretsDouble {
 
     /// Answers `403 PERMISSION_DENIED` for the secret.
     pub fn deny(&self, project: &str, secret: &str) {
-        lock(&self.state.denied).push((project.to_owned(), secret.to_owned()));
+        lock(&self.state.denied).push((project.to_owned(), secret.to_owned(), None));
+    }
+
+    /// Answers `403 PERMISSION_DENIED` for the requests on the secret that need
+    /// `permission` only: `secretmanager.versions.get` (the version's metadata; what
+    /// `roles/secretmanager.secretAccessor` lacks), `secretmanager.versions.access`,
+    /// `secretmanager.versions.list`, `secretmanager.secrets.get`...
+    pub fn deny_permission(&self, project: &str, secret: &str, permission: &str) {
+        lock(&self.state.denied).push((
+            project.to_owned(),
+            secret.to_owned(),
+            Some(permission.to_owned()),
+        ));
     }
 
     /// Answers the secret's payloads with a `dataCrc32c` that does not match their data.
@@ -621,35 +635,42 @@ async fn handle(
         }
         ("POST", [p, "secrets", s], Some("addVersion")) => add_version(&state, p, s, &body, ints),
         ("GET", [p, "secrets", s, "versions"], None) => list_versions(&state, p, s, &request, ints),
-        ("GET", [p, "secrets", s, "versions", v], None) => version_op(&state, p, s, v, |n, ver| {
-            ok(version_json(p, s, n, ver, ints))
-        }),
+        ("GET", [p, "secrets", s, "versions", v], None) => {
+            version_op(&state, (p, s, v), "secretmanager.versions.get", |n, ver| {
+                ok(version_json(p, s, n, ver, ints))
+            })
+        }
         ("GET", [p, "secrets", s, "versions", v], Some("access")) => access(&state, p, s, v),
         (
             "POST",
             [p, "secrets", s, "versions", v],
             Some(op @ ("disable" | "enable" | "destroy")),
-        ) => version_op(&state, p, s, v, |n, ver| {
-            if ver.state == "DESTROYED" && op != "destroy" {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "FAILED_PRECONDITION",
-                    format!(
-                        "Secret Version [projects/{p}/secrets/{s}/versions/{n}] is in DESTROYED state."
-                    ),
-                );
-            }
-            ver.state = match op {
-                "disable" => "DISABLED",
-                "enable" => "ENABLED",
-                _ => {
-                    ver.data.clear();
-                    ver.destroyed = Some(SystemTime::now());
-                    "DESTROYED"
+        ) => version_op(
+            &state,
+            (p, s, v),
+            &format!("secretmanager.versions.{op}"),
+            |n, ver| {
+                if ver.state == "DESTROYED" && op != "destroy" {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "FAILED_PRECONDITION",
+                        format!(
+                            "Secret Version [projects/{p}/secrets/{s}/versions/{n}] is in DESTROYED state."
+                        ),
+                    );
                 }
-            };
-            ok(version_json(p, s, n, ver, ints))
-        }),
+                ver.state = match op {
+                    "disable" => "DISABLED",
+                    "enable" => "ENABLED",
+                    _ => {
+                        ver.data.clear();
+                        ver.destroyed = Some(SystemTime::now());
+                        "DESTROYED"
+                    }
+                };
+                ok(version_json(p, s, n, ver, ints))
+            },
+        ),
         _ => error(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -675,7 +696,9 @@ fn denied(
 ) -> Option<Response> {
     lock(&state.denied)
         .iter()
-        .any(|(dp, ds)| dp == p && ds == s)
+        .any(|(dp, ds, dperm)| {
+            dp == p && ds == s && dperm.as_deref().is_none_or(|d| d == permission)
+        })
         .then(|| {
             error(
                 StatusCode::FORBIDDEN,
@@ -894,13 +917,12 @@ fn list_versions(
 /// Runs `f` on version `v` (`latest`: the most recently created) of the secret.
 fn version_op(
     state: &DoubleState,
-    p: &str,
-    s: &str,
-    v: &str,
+    (p, s, v): (&str, &str, &str),
+    permission: &str,
     f: impl FnOnce(usize, &mut Version) -> Response,
 ) -> Response {
     let resource = format!("projects/{p}/secrets/{s}/versions/{v}");
-    if let Some(r) = denied(state, p, s, "secretmanager.versions.get", &resource) {
+    if let Some(r) = denied(state, p, s, permission, &resource) {
         return r;
     }
     let mut secrets = lock(&state.secrets);
@@ -932,30 +954,31 @@ fn version_op(
 }
 
 fn access(state: &DoubleState, p: &str, s: &str, v: &str) -> Response {
-    let resource = format!("projects/{p}/secrets/{s}/versions/{v}");
-    if let Some(r) = denied(state, p, s, "secretmanager.versions.access", &resource) {
-        return r;
-    }
     let corrupt = lock(&state.corrupt)
         .iter()
         .any(|(cp, cs)| cp == p && cs == s);
-    version_op(state, p, s, v, |n, ver| {
-        if ver.state != "ENABLED" {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "FAILED_PRECONDITION",
-                format!(
-                    "Secret Version [projects/{p}/secrets/{s}/versions/{n}] is in {} state.",
-                    ver.state
-                ),
-            );
-        }
-        let crc = i64::from(crc32c(&ver.data)) ^ i64::from(corrupt);
-        ok(json!({
-            "name": format!("projects/{p}/secrets/{s}/versions/{n}"),
-            "payload": {"data": b64(&ver.data), "dataCrc32c": crc.to_string()},
-        }))
-    })
+    version_op(
+        state,
+        (p, s, v),
+        "secretmanager.versions.access",
+        |n, ver| {
+            if ver.state != "ENABLED" {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "FAILED_PRECONDITION",
+                    format!(
+                        "Secret Version [projects/{p}/secrets/{s}/versions/{n}] is in {} state.",
+                        ver.state
+                    ),
+                );
+            }
+            let crc = i64::from(crc32c(&ver.data)) ^ i64::from(corrupt);
+            ok(json!({
+                "name": format!("projects/{p}/secrets/{s}/versions/{n}"),
+                "payload": {"data": b64(&ver.data), "dataCrc32c": crc.to_string()},
+            }))
+        },
+    )
 }
 
 #[cfg(test)]

@@ -44,13 +44,19 @@
 //! Watched (`watch`, for a [`Live`](crate::Live)) by polling each watched version's
 //! metadata (`GET .../versions/latest`, no payload) every `watch_interval` (default 60 s:
 //! Secret Manager's quota of reads is 600 a minute per project); a new version name or
-//! state is a change of the fields reading it.
+//! state is a change of the fields reading it. A workload allowed `versions.access` only
+//! (`roles/secretmanager.secretAccessor`, the role Google recommends) is refused that
+//! `GET`: the watch then polls with `:access` (the version's name and its payload's
+//! CRC32C are compared; the payload is dropped). When neither may be read, the watch's
+//! stream yields that `PERMISSION_DENIED` error once, and goes on polling.
 //!
 //! ## Preflight
 //!
 //! [`Source::preflight`](crate::Source::preflight) reads no payload: a `GET` of each
 //! version's metadata. `ENABLED` is readable (detail: its version number), `DISABLED` or
-//! `DESTROYED` invalid, `NOT_FOUND` missing, `PERMISSION_DENIED` denied, credentials
+//! `DESTROYED` invalid, `NOT_FOUND` missing, `PERMISSION_DENIED` denied (unless
+//! `:access` succeeds: then readable, with the detail that the metadata needs
+//! `secretmanager.versions.get`, e.g. `roles/secretmanager.viewer`), credentials
 //! refused (the token endpoint, `UNAUTHENTICATED`) unauthenticated, no answer unreachable.
 //!
 //! ## What this module declares

@@ -100,6 +100,8 @@ struct State {
     tokens: TokenCache,
     /// The metadata server's project, once asked.
     metadata_project: tokio::sync::OnceCell<String>,
+    /// A watch was refused the versions' metadata: it polls with `:access`.
+    metadata_denied: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for GcpSecretsSource {
@@ -350,6 +352,28 @@ fn api_error(status: StatusCode, body: &[u8], what: &str) -> SourceError {
         );
     }
     SourceError::new(kind).with_message(text)
+}
+
+/// A failed call: its error, and whether Secret Manager answered `PERMISSION_DENIED`
+/// (carried as a flag: the message names the secret, and may say anything).
+pub(super) struct Failure {
+    error: SourceError,
+    permission_denied: bool,
+}
+
+impl From<SourceError> for Failure {
+    fn from(error: SourceError) -> Self {
+        Failure {
+            error,
+            permission_denied: false,
+        }
+    }
+}
+
+impl From<Failure> for SourceError {
+    fn from(f: Failure) -> Self {
+        f.error
+    }
 }
 
 /// The crc32c of the payload, as the API's `dataCrc32c` (an int64) carries it.
@@ -625,7 +649,7 @@ impl GcpSecretsSource {
 
     /// `GET url` with the access token; asked again once when Secret Manager answers
     /// `401`. The body of a success, else the error naming `what`.
-    async fn get(&self, url: &reqwest::Url, what: &str) -> Result<Vec<u8>, SourceError> {
+    async fn get(&self, url: &reqwest::Url, what: &str) -> Result<Vec<u8>, Failure> {
         self.check_valid()?;
         let tokens = &self.state.tokens;
         let mut token = tokens
@@ -655,12 +679,18 @@ impl GcpSecretsSource {
                     .await?;
                 continue;
             }
-            return Err(api_error(status, &body, what));
+            let permission_denied = status == StatusCode::FORBIDDEN
+                && google_error(&body).0.as_deref() == Some("PERMISSION_DENIED");
+            return Err(Failure {
+                error: api_error(status, &body, what),
+                permission_denied,
+            });
         }
     }
 
-    /// `:access` of one version: its payload (CRC32C checked) and version number.
-    async fn access(&self, name: &Name) -> Result<(RawValue, Option<u64>), SourceError> {
+    /// `:access` of one version: its payload (CRC32C checked), the version's full name,
+    /// and the payload's CRC32C.
+    async fn access(&self, name: &Name) -> Result<(RawValue, String, i64), Failure> {
         let what = name.what();
         let segments = name.segments(":access");
         let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -688,27 +718,28 @@ impl GcpSecretsSource {
         if let Some(expected) = payload.data_crc32c {
             let actual = crc(&data);
             if actual != expected.0 {
-                return Err(SourceError::new(ErrorKind::Decode).with_message(format!(
+                return Err(Failure::from(SourceError::new(ErrorKind::Decode).with_message(format!(
                     "the payload of {what} failed its CRC32C check (Secret Manager says {}, the bytes received give {actual}): corrupted in transit or storage",
                     expected.0
-                )));
+                ))));
             }
         }
-        Ok((RawValue::text_or_bytes(data), version_number(&parsed.name)))
+        let sum = crc(&data);
+        Ok((RawValue::text_or_bytes(data), parsed.name, sum))
     }
 
     /// The metadata of one version (`GET` of the version: no payload).
-    async fn version(&self, name: &Name) -> Result<VersionResponse, SourceError> {
+    async fn version(&self, name: &Name) -> Result<VersionResponse, Failure> {
         let what = name.what();
         let segments = name.segments("");
         let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let url = transport::join_url(&self.endpoint, &refs, &[])?;
         let body = self.get(&url, &what).await?;
         serde_json::from_slice(&body).map_err(|e| {
-            SourceError::new(ErrorKind::Decode).with_message(format!(
+            Failure::from(SourceError::new(ErrorKind::Decode).with_message(format!(
                 "Secret Manager's answer for the metadata of {what} is not a SecretVersion: {}",
                 transport::json_error(&e)
-            ))
+            )))
         })
     }
 
@@ -718,21 +749,45 @@ impl GcpSecretsSource {
     ) -> (Result<RawValue, SourceError>, Option<u64>) {
         match self.resolve(request).await {
             Ok(name) => match self.access(&name).await {
-                Ok((value, version)) => (Ok(value), version),
-                Err(e) => (Err(e), None),
+                Ok((value, version, _)) => (Ok(value), version_number(&version)),
+                Err(e) => (Err(e.error), None),
             },
             Err(e) => (Err(e), None),
         }
     }
 
-    /// The name and state of the version `request` reads (`None` when it cannot be read).
-    async fn poll(&self, request: &FetchRequest) -> Option<(String, String)> {
-        let name = self.resolve(request).await.ok()?;
-        match self.version(&name).await {
-            Ok(v) => Some((v.name.clone(), v.state())),
-            Err(e) => {
-                tracing::debug!(error = %e, "reading a secret version's metadata failed");
-                None
+    /// The name and state of the version `request` reads: from its metadata (`GET`),
+    /// else, once that is refused `PERMISSION_DENIED` (a workload with
+    /// `roles/secretmanager.secretAccessor` only), from `:access` (the name and the
+    /// payload's CRC32C; the payload dropped). `Ok(None)` when it cannot be read now.
+    async fn poll(&self, request: &FetchRequest) -> Result<Option<(String, String)>, SourceError> {
+        use std::sync::atomic::Ordering;
+        let Ok(name) = self.resolve(request).await else {
+            return Ok(None);
+        };
+        if !self.state.metadata_denied.load(Ordering::Relaxed) {
+            match self.version(&name).await {
+                Ok(v) => return Ok(Some((v.name.clone(), v.state()))),
+                Err(f) if f.permission_denied => {
+                    tracing::debug!(error = %f.error, "the version's metadata is not visible; the watch polls with `:access` instead");
+                    self.state.metadata_denied.store(true, Ordering::Relaxed);
+                }
+                Err(f) => {
+                    tracing::debug!(error = %f.error, "reading a secret version's metadata failed");
+                    return Ok(None);
+                }
+            }
+        }
+        match self.access(&name).await {
+            Ok((_, version, sum)) => Ok(Some((version, format!("crc32c {sum}")))),
+            Err(f) if f.permission_denied => Err(f.error),
+            Err(f) if f.error.kind() == ErrorKind::Config => {
+                // FAILED_PRECONDITION: the version is disabled or destroyed.
+                Ok(Some((name.resource(), "not readable".to_owned())))
+            }
+            Err(f) => {
+                tracing::debug!(error = %f.error, "polling a secret version failed");
+                Ok(None)
             }
         }
     }
@@ -758,7 +813,16 @@ impl GcpSecretsSource {
                     )),
                 }
             }
-            Err(e) => probe_of_error(&e),
+            Err(f) if f.permission_denied => match self.access(&name).await {
+                Ok((_, version, _)) => Probe::readable().with_detail(format!(
+                    "{} readable; its metadata is not visible (needs secretmanager.versions.get, e.g. roles/secretmanager.viewer)",
+                    version_number(&version)
+                        .map(|n| format!("version {n}"))
+                        .unwrap_or_else(|| "the version".to_owned())
+                )),
+                Err(f) => probe_of_error(&f),
+            },
+            Err(f) => probe_of_error(&f),
         }
     }
 }
@@ -766,11 +830,9 @@ impl GcpSecretsSource {
 /// A preflight's error: Google's `PERMISSION_DENIED` is denied, any other refusal (a
 /// token endpoint refusing the credentials, `UNAUTHENTICATED`) unauthenticated, the rest
 /// as [`Probe::from_error`] says.
-fn probe_of_error(e: &SourceError) -> Probe {
-    let mut probe = Probe::from_error(e);
-    if e.kind() == ErrorKind::Unauthorized
-        && !e.message().is_some_and(|m| m.contains("PERMISSION_DENIED"))
-    {
+fn probe_of_error(f: &Failure) -> Probe {
+    let mut probe = Probe::from_error(&f.error);
+    if f.error.kind() == ErrorKind::Unauthorized && !f.permission_denied {
         probe.access = Access::Unauthenticated;
     }
     probe
@@ -871,7 +933,8 @@ impl Source for GcpSecretsSource {
     }
 
     /// `GET` of each version (its metadata, never its payload): `ENABLED` is readable,
-    /// `DISABLED` or `DESTROYED` invalid, `404` missing, `PERMISSION_DENIED` denied,
+    /// `DISABLED` or `DESTROYED` invalid, `404` missing, `PERMISSION_DENIED` denied (but
+    /// readable when `:access` succeeds: an accessor-only role, said in the detail),
     /// credentials refused unauthenticated, no answer unreachable.
     fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
         Box::pin(async move {
@@ -886,6 +949,8 @@ impl Source for GcpSecretsSource {
     /// Polls the metadata of each watched version (`GET .../versions/latest`: its name
     /// says the newest version number) every `watch_interval` of the fields (default
     /// [`GcpSecretsSource::with_watch_interval`]); a new name or state is a change of the requests reading it.
+    /// Refused that `GET` (`PERMISSION_DENIED`), it polls with `:access` (name and CRC32C
+    /// compared, payload dropped); refused both, the stream yields the error once.
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
         self.check_valid()?;
         if requests.is_empty() {
@@ -900,18 +965,38 @@ impl Source for GcpSecretsSource {
             self.clone(),
             requests,
             None::<Vec<Option<(String, String)>>>,
+            false,
         );
-        Ok(
-            futures::stream::unfold(state, move |(source, requests, mut seen)| async move {
+        Ok(futures::stream::unfold(
+            state,
+            move |(source, requests, mut seen, mut told)| async move {
                 loop {
                     if seen.is_some() {
                         tokio::time::sleep(every).await;
                     }
                     let polls: Vec<_> = requests.iter().map(|r| source.poll(r)).collect();
-                    let now: Vec<Option<(String, String)>> = futures::stream::iter(polls)
-                        .buffered(source.concurrency)
-                        .collect()
-                        .await;
+                    let polled: Vec<Result<Option<(String, String)>, SourceError>> =
+                        futures::stream::iter(polls)
+                            .buffered(source.concurrency)
+                            .collect()
+                            .await;
+                    let mut refused = None;
+                    let now: Vec<Option<(String, String)>> = polled
+                        .into_iter()
+                        .map(|p| {
+                            p.unwrap_or_else(|e| {
+                                refused.get_or_insert(e);
+                                None
+                            })
+                        })
+                        .collect();
+                    if let Some(e) = refused.filter(|_| !told) {
+                        // Polling is impossible (neither the metadata nor the payload
+                        // may be read): said once; the polls go on.
+                        told = true;
+                        let seen = seen.or_else(|| Some(now));
+                        return Some((Err(e), (source, requests, seen, told)));
+                    }
                     let Some(before) = seen.take() else {
                         seen = Some(now);
                         continue;
@@ -930,12 +1015,15 @@ impl Source for GcpSecretsSource {
                             .collect(),
                     );
                     if !changed.is_empty() {
-                        return Some((Ok(Change::Changed(changed)), (source, requests, seen)));
+                        return Some((
+                            Ok(Change::Changed(changed)),
+                            (source, requests, seen, told),
+                        ));
                     }
                 }
-            })
-            .boxed(),
+            },
         )
+        .boxed())
     }
 }
 
