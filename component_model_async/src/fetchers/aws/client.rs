@@ -315,11 +315,6 @@ impl AwsClient {
         &self.region
     }
 
-    /// The bound of one request (and of finding credentials).
-    pub(super) fn timeout(&self) -> Duration {
-        self.client.timeout
-    }
-
     /// The most bytes one response body may have.
     pub(super) fn max_body(&self) -> usize {
         self.client.max_body
@@ -491,6 +486,34 @@ impl AwsClient {
         }
         Err(SourceError::new(kind).with_message(text))
     }
+}
+
+/// When every poll of a watch failed for good (refused, or a request the service
+/// rejects), the error the watch ends with: [`ErrorKind::Config`], so the engine polls
+/// the fields instead; `None` when one poll succeeded or a failure may pass
+/// (throttling, timeouts, 5xx). `needs` names the IAM action watching needs.
+pub(super) fn permanent_failure<'a, T: 'a>(
+    polled: impl IntoIterator<Item = &'a Result<T, SourceError>>,
+    needs: &str,
+) -> Option<SourceError> {
+    let mut first = None;
+    for r in polled {
+        match r {
+            Err(e) if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Config) => {
+                first.get_or_insert(e);
+            }
+            _ => return None,
+        }
+    }
+    let e = first?;
+    let why = e.message().unwrap_or("refused");
+    Some(
+        SourceError::new(ErrorKind::Config).with_message(if e.kind() == ErrorKind::Unauthorized {
+            format!("watching needs {needs}: {why}")
+        } else {
+            format!("cannot watch: {why}")
+        }),
+    )
 }
 
 /// Decodes standard base64 (padding optional); `None` when it is not.

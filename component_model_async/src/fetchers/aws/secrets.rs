@@ -643,31 +643,6 @@ impl AwsSecretsSource {
     }
 }
 
-/// When every poll of a watch failed for good (refused, or a request the service
-/// rejects), the error a watch ends with: [`ErrorKind::Config`], so the engine polls the
-/// fields instead; `None` when one poll succeeded or a failure may pass (throttling,
-/// timeouts, 5xx).
-fn permanent_failure<T>(polled: &[Result<T, SourceError>]) -> Option<SourceError> {
-    let mut first = None;
-    for r in polled {
-        match r {
-            Err(e) if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Config) => {
-                first.get_or_insert(e);
-            }
-            _ => return None,
-        }
-    }
-    let e = first?;
-    let why = e.message().unwrap_or("refused");
-    Some(
-        SourceError::new(ErrorKind::Config).with_message(if e.kind() == ErrorKind::Unauthorized {
-            format!("watching needs secretsmanager:DescribeSecret: {why}")
-        } else {
-            format!("cannot watch: {why}")
-        }),
-    )
-}
-
 /// A watched secret stage and the positions of the requests reading it.
 struct Watched {
     id: String,
@@ -717,7 +692,9 @@ impl AwsSecretsSource {
                     .await;
                     // Every secret refused for good (a role without DescribeSecret): a
                     // watch that can never fire. Said once; the engine polls instead.
-                    if let Some(e) = permanent_failure(&polled) {
+                    if let Some(e) =
+                        client::permanent_failure(polled.iter(), "secretsmanager:DescribeSecret")
+                    {
                         return Some((Err(e), (source, watched, seen)));
                     }
                     let now: Vec<Option<String>> = polled

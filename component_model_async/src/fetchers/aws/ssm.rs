@@ -48,13 +48,18 @@ const PAGE: usize = 10;
 pub struct AwsSsmSource {
     client: AwsClient,
     watch_every: Duration,
+    walk_timeout: Duration,
 }
+
+/// How long one `GetParametersByPath` walk (all its pages) may take by default.
+pub(crate) const DEFAULT_WALK_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for AwsSsmSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AwsSsmSource")
             .field("client", &self.client)
             .field("watch_every", &self.watch_every)
+            .field("walk_timeout", &self.walk_timeout)
             .finish()
     }
 }
@@ -96,6 +101,14 @@ enum Op<'a> {
 impl<'a> Op<'a> {
     fn of(request: &'a FetchRequest) -> Result<Self, SourceError> {
         if let Some(prefix) = request.param(subtree::PREFIX) {
+            // GetParametersByPath answers nothing for a path without its leading `/`:
+            // a silently empty map.
+            if !prefix.trim_start().starts_with('/') {
+                return Err(SourceError::new(ErrorKind::Config).with_message(format!(
+                    "the prefix `{prefix}` does not start with `/` (a parameter path does: `/{}`)",
+                    prefix.trim()
+                )));
+            }
             return Ok(Op::Prefix(prefix));
         }
         match request.key().map(str::trim).filter(|k| !k.is_empty()) {
@@ -116,13 +129,113 @@ fn path_of(prefix: &str) -> String {
     }
 }
 
-/// Whether `p` is the parameter `name` asks for (its name, ARN or `name:selector`).
-fn is_named(p: &Parameter, name: &str) -> bool {
-    p.name == name
-        || p.arn.as_deref() == Some(name)
-        || p.selector
-            .as_deref()
-            .is_some_and(|s| name.strip_prefix(p.name.as_str()) == Some(s))
+/// `name` (or ARN) and its selector: `/app/port:3` is `("/app/port", Some("3"))`, a
+/// label too (`/app/port:prod`); an ARN's own colons are not one.
+fn split_selector(key: &str) -> (&str, Option<&str>) {
+    match key.rsplit_once(':') {
+        Some((base, sel))
+            if !sel.contains('/')
+                && !sel.is_empty()
+                && (base.contains('/') || !base.starts_with("arn:")) =>
+        {
+            (base, Some(sel))
+        }
+        _ => (key, None),
+    }
+}
+
+/// The parameter a key names, alike for its name and its ARN (`app/port` for
+/// `/app/port`, `arn:...:parameter/app/port` and `/app/port:3`): two keys of one
+/// parameter never share a `GetParameters`, whose answers may not say which version
+/// answers which.
+fn parameter_of(key: &str) -> &str {
+    let (base, _) = split_selector(key);
+    let name = match base.strip_prefix("arn:") {
+        Some(arn) => arn.split_once(":parameter").map_or(base, |(_, n)| n),
+        None => base,
+    };
+    name.trim_start_matches('/')
+}
+
+/// Whether `p` is the parameter `key` asks for: its name or ARN, and the same selector:
+/// a plain name only an answer without one; `name:3` the answer with `Selector` `:3`
+/// (or, from a server that sends no `Selector`, `Version` 3).
+fn is_named(p: &Parameter, key: &str) -> bool {
+    let (base, sel) = split_selector(key);
+    if p.name != base && p.arn.as_deref() != Some(base) {
+        return false;
+    }
+    let answered = p
+        .selector
+        .as_deref()
+        .map(|s| s.trim_start_matches(':'))
+        .filter(|s| !s.is_empty());
+    match (sel, answered) {
+        (None, None) => true,
+        (None, Some(_)) => false,
+        (Some(s), Some(a)) => s == a,
+        (Some(s), None) => match s.parse::<u64>() {
+            Ok(v) => p.version == Some(v),
+            // A label: one key of a parameter per call, so this answer is its.
+            Err(_) => true,
+        },
+    }
+}
+
+/// `names` in calls of at most [`PARAMETERS_PER_CALL`], no two keys of one parameter
+/// in one call (25 distinct parameters are still 3 calls).
+fn calls_of<'a>(names: &[&'a str]) -> Vec<Vec<&'a str>> {
+    let mut calls: Vec<Vec<&'a str>> = Vec::new();
+    for name in names {
+        let of = parameter_of(name);
+        match calls
+            .iter_mut()
+            .find(|c| c.len() < PARAMETERS_PER_CALL && !c.iter().any(|n| parameter_of(n) == of))
+        {
+            Some(call) => call.push(name),
+            None => calls.push(vec![name]),
+        }
+    }
+    calls
+}
+
+/// A digest of the `(name, version)` pairs under a prefix: any update, deletion or
+/// creation changes it (the newest version and the count alone miss an older
+/// parameter's update, or one deleted as another is created). Two FNV-1a 64 hashes.
+fn digest_of(mut pairs: Vec<(String, u64)>) -> Vec<u8> {
+    pairs.sort();
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x6c62_272e_07bb_0142;
+    let mut eat = |bytes: &[u8]| {
+        for &x in bytes {
+            a = (a ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ u64::from(x))
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(5);
+        }
+    };
+    for (name, version) in &pairs {
+        eat(name.as_bytes());
+        eat(&[0]);
+        eat(&version.to_be_bytes());
+    }
+    let mut out = a.to_be_bytes().to_vec();
+    out.extend_from_slice(&b.to_be_bytes());
+    out
+}
+
+/// Whether a refusal of a whole multi-name `GetParameters` is worth asking each name
+/// alone: one denied or rejected name fails the call for all.
+fn splits(e: &SourceError) -> bool {
+    let m = e.message().unwrap_or("");
+    m.contains("refused GetParameters ")
+        && [
+            "AccessDeniedException",
+            "AccessDenied",
+            "ValidationException",
+        ]
+        .iter()
+        .any(|c| m.contains(&format!(" {c}:")))
 }
 
 fn decode_error(what: &str, e: &serde_json::Error) -> SourceError {
@@ -133,7 +246,7 @@ fn decode_error(what: &str, e: &serde_json::Error) -> SourceError {
 }
 
 /// An answer and the revision it was read at.
-type Answer = (Result<RawValue, SourceError>, Option<u64>);
+type Answer = (Result<RawValue, SourceError>, Option<Revision>);
 
 impl AwsSsmSource {
     /// Parameter Store in `region`, at its public endpoint
@@ -142,6 +255,7 @@ impl AwsSsmSource {
     pub fn new(region: impl AsRef<str>) -> Self {
         AwsSsmSource {
             watch_every: DEFAULT_AWS_WATCH,
+            walk_timeout: DEFAULT_WALK_TIMEOUT,
             client: AwsClient::new(&SSM, region.as_ref()),
         }
     }
@@ -170,6 +284,7 @@ impl AwsSsmSource {
     pub fn from_env_source(env: &EnvSource) -> Option<Self> {
         Some(AwsSsmSource {
             watch_every: DEFAULT_AWS_WATCH,
+            walk_timeout: DEFAULT_WALK_TIMEOUT,
             client: AwsClient::from_env(&SSM, env)?,
         })
     }
@@ -214,6 +329,16 @@ impl AwsSsmSource {
         self
     }
 
+    /// Bounds one `prefix` walk, all its `GetParametersByPath` pages together (default
+    /// 60 s; each page is bounded by the timeout too). A walk is 10 parameters a call,
+    /// one call after another: 10,000 parameters are about 1,000 calls in a row, at every
+    /// fetch and every watch poll.
+    #[must_use]
+    pub fn with_walk_timeout(mut self, timeout: Duration) -> Self {
+        self.walk_timeout = timeout;
+        self
+    }
+
     /// Polls a watch every `every` when its fields name no `watch_interval` (default
     /// 30 s: every call is billed).
     #[must_use]
@@ -240,9 +365,18 @@ impl AwsSsmSource {
         self.client.endpoint()
     }
 
-    /// ONE `GetParameters` of at most 10 distinct names; per name its parameter (with its
-    /// value when `decrypt`... and always its metadata) or the error.
-    async fn get_parameters(
+    /// ONE `GetParameters` of at most 10 distinct names (one each when the call is
+    /// refused as a whole); per name its parameter (with its value when `decrypt`... and
+    /// always its metadata) or the error.
+    fn get_parameters<'s>(
+        &'s self,
+        names: &'s [&'s str],
+        decrypt: bool,
+    ) -> futures::future::BoxFuture<'s, Vec<Result<Parameter, SourceError>>> {
+        Box::pin(self.get_parameters_inner(names, decrypt))
+    }
+
+    async fn get_parameters_inner(
         &self,
         names: &[&str],
         decrypt: bool,
@@ -260,6 +394,19 @@ impl AwsSsmSource {
         };
         let answer = match answer {
             Ok(a) => a,
+            // One denied or rejected name fails the call for all: each alone, so the
+            // error lands on its own key.
+            Err(e) if names.len() > 1 && splits(&e) => {
+                return futures::future::join_all(
+                    names
+                        .iter()
+                        .map(|n| async move { self.get_parameters(&[n], decrypt).await }),
+                )
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            }
             Err(e) => return names.iter().map(|_| Err(e.clone())).collect(),
         };
         names
@@ -283,20 +430,41 @@ impl AwsSsmSource {
     }
 
     /// Every parameter under `prefix` (`GetParametersByPath`, recursive, its pages
-    /// followed), into `tree`; stops past `max_keys` or `max_size`. The newest version
-    /// among them.
+    /// followed), into `tree`; stops past `max_keys` or `max_size`, and at the walk's
+    /// deadline (`with_walk_timeout`). The count and a digest of the names and versions.
     async fn by_path(
+        &self,
+        prefix: &str,
+        tree: Option<&mut Subtree<'_>>,
+        max_keys: usize,
+        decrypt: bool,
+    ) -> Result<(usize, Vec<u8>), SourceError> {
+        match tokio::time::timeout(
+            self.walk_timeout,
+            self.walk(prefix, tree, max_keys, decrypt),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(SourceError::new(ErrorKind::Timeout).with_message(format!(
+                "AWS SSM's GetParametersByPath walk of prefix `{prefix}` did not end within {} (with_walk_timeout)",
+                crate::error::humanize(self.walk_timeout)
+            ))),
+        }
+    }
+
+    async fn walk(
         &self,
         prefix: &str,
         mut tree: Option<&mut Subtree<'_>>,
         max_keys: usize,
         decrypt: bool,
-    ) -> Result<(usize, u64), SourceError> {
+    ) -> Result<(usize, Vec<u8>), SourceError> {
         let path = path_of(prefix);
         let what = format!("prefix `{prefix}`");
         let mut token: Option<String> = None;
         let mut count = 0usize;
-        let mut newest = 0u64;
+        let mut pairs: Vec<(String, u64)> = Vec::new();
         // Pages can come back empty with a token (AWS filters after paging): bounded still.
         let max_pages = max_keys / PAGE + 50;
         for _ in 0..max_pages {
@@ -317,10 +485,10 @@ impl AwsSsmSource {
                 serde_json::from_slice(&bytes).map_err(|e| decode_error(&what, &e))?;
             for p in page.parameters {
                 count += 1;
-                newest = newest.max(p.version.unwrap_or(0));
+                pairs.push((p.name.clone(), p.version.unwrap_or(0)));
                 let Some(tree) = tree.as_deref_mut() else {
                     if count > max_keys {
-                        return Ok((count, newest));
+                        return Ok((count, digest_of(pairs)));
                     }
                     continue;
                 };
@@ -333,7 +501,7 @@ impl AwsSsmSource {
             }
             token = page.next_token.filter(|t| !t.is_empty());
             if token.is_none() {
-                return Ok((count, newest));
+                return Ok((count, digest_of(pairs)));
             }
         }
         Err(
@@ -343,7 +511,7 @@ impl AwsSsmSource {
         )
     }
 
-    /// One subtree read.
+    /// One subtree read, and its revision (a digest of its names and versions).
     async fn read_prefix(&self, request: &FetchRequest, prefix: &str) -> Answer {
         let mut tree = match Subtree::of(request) {
             Some(Ok(tree)) => tree,
@@ -357,7 +525,7 @@ impl AwsSsmSource {
         };
         let max_keys = tree.max_keys();
         match self.by_path(prefix, Some(&mut tree), max_keys, true).await {
-            Ok((_, newest)) => (Ok(tree.finish()), (newest > 0).then_some(newest)),
+            Ok((_, digest)) => (Ok(tree.finish()), Some(Revision::Digest(digest))),
             Err(e) => (Err(e), None),
         }
     }
@@ -379,24 +547,26 @@ impl AwsSsmSource {
                 Err(e) => answers[i] = Some((Err(e), None)),
             }
         }
-        let by_name = futures::future::join_all(
-            names
-                .chunks(PARAMETERS_PER_CALL)
-                .map(|chunk| self.get_parameters(chunk, true)),
-        );
+        let calls = calls_of(&names);
+        let by_name =
+            futures::future::join_all(calls.iter().map(|call| self.get_parameters(call, true)));
         let trees = futures::future::join_all(
             prefixes
                 .iter()
                 .map(|(i, p)| self.read_prefix(requests[*i], p)),
         );
         let (by_name, trees) = futures::join!(by_name, trees);
-        let by_name: Vec<(&str, Answer)> = names
+        let by_name: Vec<(&str, Answer)> = calls
             .iter()
+            .flatten()
             .copied()
             .zip(by_name.into_iter().flatten())
             .map(|(n, p)| {
                 let answer = match p {
-                    Ok(p) => (Ok(RawValue::Text(p.value.unwrap_or_default())), p.version),
+                    Ok(p) => (
+                        Ok(RawValue::Text(p.value.unwrap_or_default())),
+                        p.version.map(Revision::Index),
+                    ),
                     Err(e) => (Err(e), None),
                 };
                 (n, answer)
@@ -440,19 +610,18 @@ impl AwsSsmSource {
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
-        let by_name = futures::future::join_all(
-            names
-                .chunks(PARAMETERS_PER_CALL)
-                .map(|chunk| self.get_parameters(chunk, false)),
-        );
+        let calls = calls_of(&names);
+        let by_name =
+            futures::future::join_all(calls.iter().map(|call| self.get_parameters(call, false)));
         let trees = futures::future::join_all(
             prefixes
                 .iter()
                 .map(|(_, p, max)| self.by_path(p, None, *max, false)),
         );
         let (by_name, trees) = futures::join!(by_name, trees);
-        let by_name: Vec<(&str, Result<Meta, SourceError>)> = names
+        let by_name: Vec<(&str, Result<Meta, SourceError>)> = calls
             .iter()
+            .flatten()
             .copied()
             .zip(by_name.into_iter().flatten())
             .map(|(n, p)| {
@@ -466,9 +635,9 @@ impl AwsSsmSource {
             })
             .collect();
         for ((i, _, max), t) in prefixes.iter().zip(trees) {
-            out[*i] = Some(t.map(|(count, newest)| Meta::Prefix {
+            out[*i] = Some(t.map(|(count, digest)| Meta::Prefix {
                 count,
-                newest,
+                digest,
                 max_keys: *max,
             }));
         }
@@ -517,29 +686,36 @@ impl AwsSsmSource {
     fn watch_parameters(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
         self.client.check_valid()?;
         if requests.is_empty() {
-            return Err(SourceError::new(ErrorKind::Config).with_message("no parameter to watch"));
+            return Ok(futures::stream::pending().boxed());
         }
         let every = requests
             .iter()
             .filter_map(|r| r.spec().and_then(|s| s.watch_interval))
             .min()
             .unwrap_or(self.watch_every);
-        let state = (self.clone(), requests, Vec::<Option<(u64, usize)>>::new());
+        let state = (self.clone(), requests, Vec::<Option<Vec<u8>>>::new());
         Ok(
             futures::stream::unfold(state, move |(source, requests, mut seen)| async move {
                 loop {
                     if !seen.is_empty() {
                         tokio::time::sleep(every).await;
                     }
-                    let now: Vec<Option<(u64, usize)>> = source
-                        .metadata(&requests)
-                        .await
+                    let polled = source.metadata(&requests).await;
+                    // Every request refused for good: a watch that can never fire. Said
+                    // once; the engine polls instead.
+                    if let Some(e) = client::permanent_failure(
+                        polled.iter().filter(|m| !matches!(m, Err(e) if e.kind() == ErrorKind::NotFound)),
+                        "ssm:GetParameters (ssm:GetParametersByPath for a prefix)",
+                    ) {
+                        return Some((Err(e), (source, requests, seen)));
+                    }
+                    let now: Vec<Option<Vec<u8>>> = polled
                         .into_iter()
                         .map(|m| match m {
-                            Ok(Meta::Name { version, .. }) => Some((version, 1)),
-                            Ok(Meta::Prefix { newest, count, .. }) => Some((newest, count)),
+                            Ok(Meta::Name { version, .. }) => Some(version.to_be_bytes().to_vec()),
+                            Ok(Meta::Prefix { digest, .. }) => Some(digest),
                             // Gone: a change too (the field falls back).
-                            Err(e) if e.kind() == ErrorKind::NotFound => Some((0, 0)),
+                            Err(e) if e.kind() == ErrorKind::NotFound => Some(Vec::new()),
                             Err(e) => {
                                 tracing::debug!(error = %e, "reading SSM parameter versions failed during a watch");
                                 None
@@ -550,13 +726,13 @@ impl AwsSsmSource {
                     let changed: Vec<usize> = now
                         .iter()
                         .enumerate()
-                        .filter(|(i, v)| !first && v.is_some() && seen.get(*i).copied().flatten() != **v)
+                        .filter(|(i, v)| !first && v.is_some() && seen.get(*i).cloned().flatten() != **v)
                         .map(|(i, _)| i)
                         .collect();
                     seen = now
                         .into_iter()
                         .enumerate()
-                        .map(|(i, v)| v.or_else(|| seen.get(i).copied().flatten()))
+                        .map(|(i, v)| v.or_else(|| seen.get(i).cloned().flatten()))
                         .collect();
                     if !changed.is_empty() {
                         return Some((Ok(Change::Changed(changed)), (source, requests, seen)));
@@ -577,7 +753,7 @@ enum Meta {
     },
     Prefix {
         count: usize,
-        newest: u64,
+        digest: Vec<u8>,
         max_keys: usize,
     },
 }
@@ -603,7 +779,7 @@ impl Source for AwsSsmSource {
         cx: &FetchContext,
         requests: &[&FetchRequest],
     ) -> Vec<Result<RawValue, SourceError>> {
-        let versions: Mutex<Vec<(FetchRequest, u64)>> = Mutex::new(Vec::new());
+        let versions: Mutex<Vec<(FetchRequest, Revision)>> = Mutex::new(Vec::new());
         let answers = coalesce(requests, |unique| {
             let versions = &versions;
             async move {
@@ -626,7 +802,7 @@ impl Source for AwsSsmSource {
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
         {
-            cx.note_revision(&request, Revision::Index(version));
+            cx.note_revision(&request, version);
         }
         answers
     }
@@ -654,7 +830,13 @@ impl Source for AwsSsmSource {
         if Subtree::is_subtree(&request) {
             return Ok(request);
         }
-        Ok(request.with_key(field.key('/')))
+        // Parameter paths start with `/` (`db/port` is refused): `/db/port`.
+        let key = field.key('/');
+        Ok(request.with_key(if key.starts_with('/') {
+            key
+        } else {
+            format!("/{key}")
+        }))
     }
 
     /// `GetParameters` WITHOUT decryption (no plaintext of a `SecureString` crosses) per
@@ -683,19 +865,88 @@ mod tests {
         assert_eq!(path_of("/a/b"), "/a/b");
     }
 
-    #[test]
-    fn names_match() {
-        let p = Parameter {
-            name: "/app/port".into(),
-            arn: Some("arn:aws:ssm:us-east-1:1:parameter/app/port".into()),
-            selector: Some(":3".into()),
+    fn param(name: &str, selector: Option<&str>, version: u64) -> Parameter {
+        Parameter {
+            name: name.into(),
+            arn: Some(format!("arn:aws:ssm:us-east-1:1:parameter{name}")),
+            selector: selector.map(str::to_owned),
             kind: None,
             value: None,
-            version: Some(3),
+            version: Some(version),
+        }
+    }
+
+    #[test]
+    fn names_match_with_their_selector_only() {
+        let pinned = param("/app/port", Some(":3"), 3);
+        assert!(
+            !is_named(&pinned, "/app/port"),
+            "a plain name never gets a pinned answer"
+        );
+        assert!(is_named(&pinned, "/app/port:3"));
+        assert!(!is_named(&pinned, "/app/port:4"));
+        let plain = param("/app/port", None, 5);
+        assert!(is_named(&plain, "/app/port"));
+        assert!(is_named(
+            &plain,
+            "arn:aws:ssm:us-east-1:1:parameter/app/port"
+        ));
+        assert!(!is_named(&plain, "/app/por"));
+        // A server that sends no Selector: the version tells.
+        assert!(is_named(&plain, "/app/port:5"));
+        assert!(!is_named(&plain, "/app/port:1"));
+        assert_eq!(split_selector("/a/p:prod"), ("/a/p", Some("prod")));
+        assert_eq!(
+            split_selector("arn:aws:ssm:us-east-1:1:parameter/a/p"),
+            ("arn:aws:ssm:us-east-1:1:parameter/a/p", None)
+        );
+        assert_eq!(
+            split_selector("arn:aws:ssm:us-east-1:1:parameter/a/p:2"),
+            ("arn:aws:ssm:us-east-1:1:parameter/a/p", Some("2"))
+        );
+        assert_eq!(split_selector("port:2"), ("port", Some("2")));
+        assert_eq!(split_selector("port"), ("port", None));
+    }
+
+    #[test]
+    fn one_key_of_a_parameter_per_call() {
+        let names = ["/a/p", "/a/p:1", "/a/q", "arn:aws:ssm:r:1:parameter/a/p"];
+        let calls = calls_of(&names);
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        for call in &calls {
+            let mut of: Vec<&str> = call.iter().map(|n| parameter_of(n)).collect();
+            of.sort_unstable();
+            of.dedup();
+            assert_eq!(of.len(), call.len(), "{call:?}");
+        }
+        let many: Vec<String> = (0..25).map(|i| format!("/a/n{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(calls_of(&refs).len(), 3);
+    }
+
+    #[test]
+    fn a_prefix_digest_sees_any_update() {
+        let d = |pairs: &[(&str, u64)]| {
+            digest_of(pairs.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect())
         };
-        assert!(is_named(&p, "/app/port"));
-        assert!(is_named(&p, "/app/port:3"));
-        assert!(is_named(&p, "arn:aws:ssm:us-east-1:1:parameter/app/port"));
-        assert!(!is_named(&p, "/app/por"));
+        let before = d(&[("/a", 5), ("/b", 2)]);
+        // The newest version and the count unchanged, yet b changed.
+        assert_ne!(before, d(&[("/a", 5), ("/b", 3)]));
+        assert_ne!(before, d(&[("/a", 5), ("/c", 2)]));
+        assert_eq!(before, d(&[("/b", 2), ("/a", 5)]), "order does not matter");
+    }
+
+    #[test]
+    fn prefixes_and_convention_keys_start_with_a_slash() {
+        let r = FetchRequest::for_source("aws_ssm").with_param("prefix", "app/");
+        let e = Op::of(&r).err().expect("a Config error");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("app/"), "{e}");
+        let ssm = AwsSsmSource::new("us-east-1");
+        let field = crate::FieldPath::new("db.port");
+        let r = ssm
+            .convention(FetchRequest::for_source("aws_ssm"), &field)
+            .unwrap();
+        assert_eq!(r.key(), Some("/db/port"));
     }
 }
