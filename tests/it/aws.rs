@@ -1038,6 +1038,19 @@ async fn aws_iam_enforced_signatures_checked_denied_actions_and_a_wrong_key() {
     let probes = ssm_reader.preflight(vec![port.clone(), tree.clone()]).await;
     assert_eq!(probes[0].access, Access::Readable, "{probes:?}");
     assert_eq!(probes[1].access, Access::Denied, "{probes:?}");
+    // Watching the prefix is refused at every poll: said at once (Config).
+    let mut changes = ssm_reader
+        .clone()
+        .with_watch_interval(Duration::from_millis(100))
+        .watch(vec![tree.clone()])
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("the watch says it cannot watch")
+        .expect("an item")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("ssm:GetParametersByPath"), "{e}");
     // A wrong secret key: the signature does not match; unauthenticated, not denied.
     let wrong = AwsSecretsSource::new(REGION)
         .with_endpoint(&endpoint)
@@ -1194,4 +1207,68 @@ async fn aws_secrets_a_partial_arn_and_a_name_of_the_same_secret_are_not_batched
     let mut changes = source.watch(vec![pinned]).unwrap();
     let quiet = tokio::time::timeout(Duration::from_millis(300), changes.next()).await;
     assert!(quiet.is_err(), "{quiet:?}");
+}
+
+#[tokio::test]
+async fn aws_ssm_a_name_and_its_pinned_versions_in_one_fetch_each_get_their_own() {
+    let Some(moto) = shared() else { return };
+    let p = format!("/{}", unique("cm_aws"));
+    let mut clean = Cleanup::new(moto);
+    let name = format!("{p}/sel");
+    put_param(moto, &name, "v1", "String");
+    put_param(moto, &name, "v2", "String");
+    clean.param(&name);
+    ssm(
+        moto,
+        "LabelParameterVersion",
+        serde_json::json!({"Name": name, "ParameterVersion": 1, "Labels": ["old"]}),
+    );
+    let proxy = Proxy::start(moto).await;
+    let source = ssm_at(&proxy.url);
+    let keys = [
+        name.clone(),
+        format!("{name}:1"),
+        format!("{name}:old"),
+        format!("{name}:2"),
+    ];
+    let requests: Vec<FetchRequest> = keys
+        .iter()
+        .map(|k| FetchRequest::for_key("aws_ssm", k.clone()))
+        .collect();
+    let refs: Vec<&FetchRequest> = requests.iter().collect();
+    let answers = source.fetch_many(&refs).await;
+    let got: Vec<&str> = answers
+        .iter()
+        .map(|a| text(a.as_ref().unwrap_or_else(|e| panic!("{e}"))))
+        .collect();
+    assert_eq!(got, ["v2", "v1", "v1", "v2"]);
+    // One key of the parameter per call: four calls.
+    assert_eq!(proxy.count("AmazonSSM.GetParameters"), 4);
+}
+
+#[tokio::test]
+async fn aws_ssm_a_prefix_watch_sees_an_update_that_keeps_the_newest_version_and_the_count() {
+    let Some(moto) = shared() else { return };
+    let p = format!("/{}", unique("cm_aws"));
+    let mut clean = Cleanup::new(moto);
+    let (a, b) = (format!("{p}/t/a"), format!("{p}/t/b"));
+    for v in ["1", "2", "3"] {
+        put_param(moto, &a, v, "String");
+    }
+    put_param(moto, &b, "1", "String");
+    clean.param(&a);
+    clean.param(&b);
+    let source = ssm_at(&format!("http://{moto}")).with_watch_interval(Duration::from_millis(200));
+    let tree = FetchRequest::for_key("aws_ssm", "").with_param("prefix", format!("{p}/t/"));
+    let mut changes = source.watch(vec![tree]).unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(700), changes.next()).await;
+    assert!(quiet.is_err(), "nothing changed yet: {quiet:?}");
+    // b goes to version 2: the newest is still a's 3, the count still 2.
+    assert_eq!(put_param(moto, &b, "2", "String"), 2);
+    let change = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("a change within 10 s")
+        .expect("the stream goes on")
+        .unwrap();
+    assert_eq!(change, Change::Changed(vec![0]));
 }
