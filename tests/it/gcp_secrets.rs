@@ -712,6 +712,56 @@ async fn gcp_from_env_registers_with_a_credentials_file_and_the_project() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn gcp_from_env_reads_gclouds_application_default_credentials() {
+    // `gcloud auth application-default login` writes
+    // `$CLOUDSDK_CONFIG/application_default_credentials.json`, else
+    // `~/.config/gcloud/...`: read when no GOOGLE_APPLICATION_CREDENTIALS, and a reason
+    // to register.
+    let gcp = GcpSecretsDouble::start_authenticated().await;
+    gcp.authorized_user("cm-client.apps.googleusercontent.com", "cs-3", "rt-3");
+    let p = unique("adc").replace('_', "-");
+    gcp.add_version(&p, "env-secret", b"from-gcloud");
+    let home = std::env::temp_dir().join(unique("cm_gcp_home"));
+    let gcloud = home.join(".config").join("gcloud");
+    std::fs::create_dir_all(&gcloud).unwrap();
+    std::fs::write(
+        gcloud.join("application_default_credentials.json"),
+        authorized_user_json(&gcp, "cs-3", "rt-3"),
+    )
+    .unwrap();
+    let url = gcp.url();
+    for env in [
+        vec![("HOME", home.to_str().unwrap())],
+        vec![
+            ("HOME", "/nonexistent/cm-home"),
+            ("CLOUDSDK_CONFIG", gcloud.to_str().unwrap()),
+        ],
+    ] {
+        let mut env = env;
+        env.push(("GCP_SECRETS_ENDPOINT", url.as_str()));
+        let sources = Sources::from_env_source(EnvSource::from_map(env.clone()));
+        assert!(sources.contains("gcp_secrets"), "{env:?}");
+        let with_project = Sources::new().register(
+            "gcp_secrets",
+            GcpSecretsSource::from_env_source(&EnvSource::from_map(env.clone()))
+                .unwrap()
+                .with_project(&p),
+        );
+        let got = FromEnv::fetch_all_components_with(&with_project)
+            .await
+            .unwrap();
+        assert_eq!(got.value, "from-gcloud", "{env:?}");
+    }
+    assert!(gcp.token_requests() >= 1);
+    // No file there: not registered.
+    assert!(
+        !Sources::from_env_source(EnvSource::from_map([("HOME", "/nonexistent/cm-home")]))
+            .contains("gcp_secrets")
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
+
 /// The private key, the access token and the value never appear in errors, Debug or the
 /// TRACE logs of every crate (reqwest, hyper, rustls).
 #[tokio::test]

@@ -26,7 +26,10 @@
 //!   `token_uri` for a `cloud-platform` token) or an `authorized_user` (`gcloud auth
 //!   application-default login`: its refresh token at `https://oauth2.googleapis.com/token`);
 //!   `external_account` (workload identity federation) and impersonation are refused with
-//!   a clear error. Without a file: the metadata server (`GCE_METADATA_HOST`, else
+//!   a clear error. [`from_env`](GcpSecretsSource::from_env) reads the file
+//!   `GOOGLE_APPLICATION_CREDENTIALS` names, else gcloud's
+//!   `application_default_credentials.json` (in `$CLOUDSDK_CONFIG`, else
+//!   `~/.config/gcloud`). Without a file: the metadata server (`GCE_METADATA_HOST`, else
 //!   `metadata.google.internal`; 3 s at most), which also gives the project when none is
 //!   named. [`with_token`](GcpSecretsSource::with_token) sends a token of yours;
 //!   [`without_auth`](GcpSecretsSource::without_auth) none (an emulator, the double).
@@ -37,7 +40,8 @@
 //! * The value's version number is noted for the fetch report (a [`Revision::Index`](crate::Revision::Index)).
 //!
 //! [`Sources::from_env`](crate::Sources::from_env) registers it when
-//! `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT` or `GOOGLE_APPLICATION_CREDENTIALS` is set (see
+//! `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT` or `GOOGLE_APPLICATION_CREDENTIALS` is set, or
+//! gcloud's application default credentials file exists (see
 //! [`GcpSecretsSource::from_env_source`] for the project's order and `GCP_SECRETS_ENDPOINT`,
 //! this crate's own override of the endpoint).
 //!

@@ -409,10 +409,14 @@ impl GcpSecretsSource {
     }
 
     /// The source `env` describes, `None` when it names none of `GOOGLE_CLOUD_PROJECT`,
-    /// `GCLOUD_PROJECT` and `GOOGLE_APPLICATION_CREDENTIALS`:
+    /// `GCLOUD_PROJECT` and `GOOGLE_APPLICATION_CREDENTIALS` and gcloud's application
+    /// default credentials file does not exist:
     ///
     /// * credentials: the JSON file `GOOGLE_APPLICATION_CREDENTIALS` names (a
-    ///   `service_account` key or an `authorized_user`), else the metadata server
+    ///   `service_account` key or an `authorized_user`), else gcloud's file
+    ///   (`gcloud auth application-default login`):
+    ///   `$CLOUDSDK_CONFIG/application_default_credentials.json`, else
+    ///   `$HOME/.config/gcloud/...` (`%APPDATA%\gcloud\...` on Windows), else the metadata server
     ///   (`GCE_METADATA_HOST` overrides `metadata.google.internal`); a file that cannot
     ///   be read or used fails every fetch with the reason;
     /// * project (for keys that are a secret id): `GOOGLE_CLOUD_PROJECT`, else
@@ -435,7 +439,21 @@ impl GcpSecretsSource {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let file = get("GOOGLE_APPLICATION_CREDENTIALS");
+        // google-auth's order: the variable, then gcloud's application default
+        // credentials file (`gcloud auth application-default login`), then metadata.
+        let file = get("GOOGLE_APPLICATION_CREDENTIALS").or_else(|| {
+            let config = get("CLOUDSDK_CONFIG")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    if cfg!(windows) {
+                        get("APPDATA").map(|a| Path::new(&a).join("gcloud"))
+                    } else {
+                        get("HOME").map(|h| Path::new(&h).join(".config").join("gcloud"))
+                    }
+                })?;
+            let adc = config.join("application_default_credentials.json");
+            adc.is_file().then(|| adc.to_string_lossy().into_owned())
+        });
         let env_project = get("GOOGLE_CLOUD_PROJECT").or_else(|| get("GCLOUD_PROJECT"));
         if file.is_none() && env_project.is_none() {
             return None;
