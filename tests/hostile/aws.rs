@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use component_model::{AsyncAssign, AwsSecretsSource, AwsSsmSource, ErrorKind, Sources};
+use component_model::{
+    AsyncAssign, AwsSecretsSource, AwsSsmSource, ErrorKind, FetchRequest, Source, Sources,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -53,6 +55,11 @@ enum Hostile {
     Silent,
     /// Empty pages, each with a `NextToken`, without end.
     EndlessPages,
+    /// Empty pages with a `NextToken`, each after 300 ms: every request well within its
+    /// timeout, the walk without end.
+    SlowPages,
+    /// `BatchGetSecretValue` pages of 200 KiB of values each, with a `NextToken`.
+    FullPages,
 }
 
 /// Reads one request (head and body); `None` when the client went away.
@@ -120,6 +127,24 @@ async fn serve(mut socket: TcpStream, hostile: Hostile) {
                     }
                 }
                 Hostile::Silent => tokio::time::sleep(SERVER_FOR).await,
+                Hostile::SlowPages => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let r = json_response(r#"{"Parameters":[],"NextToken":"more"}"#);
+                    if socket.write_all(&r).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Hostile::FullPages => {
+                    let filler = "x".repeat(200 * 1024);
+                    let body = format!(
+                        r#"{{"SecretValues":[{{"Name":"other","SecretString":"{filler}"}}],"NextToken":"more"}}"#
+                    );
+                    if socket.write_all(&json_response(&body)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 Hostile::EndlessPages => {
                     let r = json_response(r#"{"Parameters":[],"NextToken":"more"}"#);
                     if socket.write_all(&r).await.is_err() {
@@ -244,4 +269,60 @@ async fn aws_ssm_pages_without_end_stop_at_a_bound() {
         &logs.text(),
     );
     assert!(e.to_string().contains("pages"), "{e}");
+}
+
+#[tokio::test]
+async fn aws_ssm_a_walk_of_slow_pages_stops_at_its_deadline() {
+    let _serial = serial().await;
+    let port = tcp_server(move |s| serve(s, Hostile::SlowPages)).await;
+    // Each page answers in 300 ms, well within the 2 s request timeout; max_keys 10,000
+    // allowed 1,050 pages (5 min): the walk as a whole stops at 1 s.
+    let source = ssm(port)
+        .with_timeout(LIMIT)
+        .with_walk_timeout(Duration::from_secs(1));
+    let tree = FetchRequest::for_key("aws_ssm", "").with_param("prefix", "/app/");
+    let logs = CapturedLogs::default();
+    let m = {
+        let _g = capture(&logs);
+        measure(async {
+            tokio::time::timeout(Duration::from_secs(30), source.fetch(&tree))
+                .await
+                .expect("the walk ends within 30 s")
+        })
+        .await
+    };
+    eprintln!("aws_ssm slow pages: {:?}, +{} MiB", m.elapsed, m.peak / MIB);
+    assert_bounded(&m, LIMIT, 32);
+    let e = m.output.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.to_string().contains("/app/"), "{e}");
+    assert_no_canary("the error", &e.to_string());
+    assert_no_canary("the TRACE logs", &logs.text());
+}
+
+#[tokio::test]
+async fn aws_secrets_batch_pages_full_of_values_are_bounded_in_total() {
+    let _serial = serial().await;
+    let port = tcp_server(move |s| serve(s, Hostile::FullPages)).await;
+    // Each page (200 KiB) is under the 1 MiB max_body; 20 of them would pile up 4 MiB.
+    let source = secrets(port);
+    let db = FetchRequest::for_key("aws_secrets", "app/db");
+    let api = FetchRequest::for_key("aws_secrets", "app/api");
+    let logs = CapturedLogs::default();
+    let m = {
+        let _g = capture(&logs);
+        measure(source.fetch_many(&[&db, &api])).await
+    };
+    eprintln!(
+        "aws_secrets full pages: {:?}, +{} MiB",
+        m.elapsed,
+        m.peak / MIB
+    );
+    assert_bounded(&m, LIMIT, 32);
+    for answer in &m.output {
+        let e = answer.as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+        assert_no_canary("the error", &e.to_string());
+    }
+    assert_no_canary("the TRACE logs", &logs.text());
 }
