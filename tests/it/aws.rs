@@ -478,16 +478,20 @@ async fn aws_secrets_preflight_rows_read_no_value() {
             FetchRequest::for_key("aws_secrets", format!("{p}/gone")),
             FetchRequest::for_key("aws_secrets", name.clone())
                 .with_param("version_stage", "AWSPENDING"),
+            // Not among the staged versions DescribeSecret lists: it may exist unstaged.
+            FetchRequest::for_key("aws_secrets", name.clone())
+                .with_param("version_id", "00000000-0000-0000-0000-000000000000"),
         ])
         .await;
     assert_eq!(probes[0].access, Access::Readable, "{probes:?}");
     assert_eq!(
         probes[0].detail.as_deref(),
-        Some(format!("AWSCURRENT is version {version}").as_str())
+        Some(format!("AWSCURRENT is version {version} (GetSecretValue not checked)").as_str())
     );
     assert_eq!(probes[1].access, Access::Missing, "{probes:?}");
     assert_eq!(probes[2].access, Access::Missing, "{probes:?}");
-    assert_eq!(proxy.count("secretsmanager.DescribeSecret"), 3);
+    assert_eq!(probes[3].access, Access::Unchecked, "{probes:?}");
+    assert_eq!(proxy.count("secretsmanager.DescribeSecret"), 4);
     assert_eq!(proxy.count("secretsmanager.BatchGetSecretValue"), 0);
     // Nothing listens: unreachable.
     let closed = secrets_at(&format!("http://127.0.0.1:{}", free_port()))
@@ -791,7 +795,7 @@ async fn aws_no_secret_key_session_token_signature_or_value_in_errors_debug_or_t
             .register("aws_ssm", ssm.clone())
             .with_env(EnvSource::from_map([("P", p.as_str())]));
         let result = Canary::fetch_all_components_with(&sources).await;
-        // Preflight and a watch's first poll sign requests too.
+        // Preflight signs requests too (DescribeSecret, GetParameters).
         let _ = sm
             .preflight(vec![FetchRequest::for_key(
                 "aws_secrets",

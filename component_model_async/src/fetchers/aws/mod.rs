@@ -12,7 +12,7 @@
 //! | `fetch_from` | keys |
 //! |---|---|
 //! | `aws_secrets` | `key` (the secret's name or ARN), `version_stage` (default `AWSCURRENT`), `version_id`; `field = "..."` selects a member of a JSON secret |
-//! | `aws_ssm` | `key` (the parameter's name, `name:version` or `name:label` too) or `prefix` (a path: every parameter under it, recursively) with `max_keys` (default 10,000) and the field's `max_size` |
+//! | `aws_ssm` | `key` (the parameter's name, `name:version` or `name:label` too) or `prefix` (a path starting with `/`: every parameter under it, recursively) with `max_keys` (default 10,000) and the field's `max_size` |
 //!
 //! A `SecretBinary` reads as its bytes (text when they are UTF-8); a `SecureString` is
 //! decrypted; a `StringList` is its text (`a,b,c`: a `Vec<String>` field splits it as it
@@ -25,7 +25,9 @@
 //!
 //! [`Sources::from_env`](crate::Sources::from_env) registers both when a region is set:
 //!
-//! * region: `AWS_REGION`, then `AWS_DEFAULT_REGION`;
+//! * region: `AWS_REGION`, then `AWS_DEFAULT_REGION`, then the `region` of the profile
+//!   (`AWS_PROFILE`, else `default`) in `~/.aws/config` (`AWS_CONFIG_FILE`): on a machine
+//!   with such a file both sources are registered even without an `AWS_*` variable;
 //! * endpoint: `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL_SSM`, then
 //!   `AWS_ENDPOINT_URL` (LocalStack, moto), unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`;
 //!   else `https://secretsmanager.<region>.amazonaws.com` / `https://ssm.<region>.amazonaws.com`;
@@ -36,20 +38,31 @@
 //! ## Batching
 //!
 //! The requests of one fetch are coalesced: Secrets Manager reads up to 20 secrets with one
-//! `BatchGetSecretValue` (its pages followed), SSM up to 10 parameters with one
-//! `GetParameters` (`WithDecryption`); several batches go concurrently. 25 secrets are 2
-//! round trips, 25 parameters 3. A secret pinned to another `version_stage` or a
-//! `version_id` is one `GetSecretValue` (the batch call takes no stage); a `prefix` walks
-//! `GetParametersByPath` (10 a page, the API's limit).
+//! `BatchGetSecretValue` (its pages followed, all of them together bounded by
+//! `with_max_body`), SSM up to 10 parameters with one `GetParameters` (`WithDecryption`);
+//! several batches go concurrently, at most 16 requests at once per source. 25 secrets are
+//! 2 round trips, 25 parameters 3. One secret alone, a secret pinned to another
+//! `version_stage` or a `version_id`, and an ARN whose secret name another key of the fetch
+//! also names (a batch answer's `Name` cannot tell two accounts' `prod/db` apart) are one
+//! `GetSecretValue` each. When a `BatchGetSecretValue` is refused as a whole
+//! (`AccessDeniedException`: a role allowed `GetSecretValue` only; or a
+//! `ValidationException`), its secrets are read one `GetSecretValue` each, so every error
+//! lands on its own key, and after a denial the source skips the batch call from then on.
+//! SSM likewise asks name by name when a whole `GetParameters` is refused, and never puts
+//! two keys of one parameter (`/app/port`, `/app/port:3`) in one call. A `prefix` walks
+//! `GetParametersByPath`, 10 a page (the API's limit), one page after another: 10,000
+//! parameters are about 1,000 calls in a row, at every fetch and every watch poll; the
+//! whole walk is bounded by `with_walk_timeout` (default 60 s).
 //!
 //! ## Errors
 //!
 //! Each error names the key and carries the service's own code and message
-//! (`AWS Secrets Manager (eu-west-1) refused secret `prod/db`: AccessDeniedException:
-//! ...`). A missing secret (`ResourceNotFoundException`, or one scheduled for deletion)
+//! (`AWS Secrets Manager (eu-west-1) refused GetSecretValue for secret `prod/db`: HTTP 400
+//! AccessDeniedException: ...`). A missing secret (`ResourceNotFoundException`, or one scheduled for deletion)
 //! or parameter (`InvalidParameters`) is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound):
 //! the field's fallbacks apply. `AccessDeniedException`, `DecryptionFailure` and refused
-//! credentials are `Unauthorized`; throttling and 5xx `Unavailable`. Every response body
+//! credentials are `Unauthorized`; a KMS key gone or disabled (`KMSNotFoundException`,
+//! `KMSInvalidStateException`) `Config`; throttling and 5xx `Unavailable`. Every response body
 //! is bounded (`with_max_body`, default 16 MiB: a larger `Content-Length` is refused at
 //! once) and every request by the timeout (default 10 s).
 //!
@@ -59,17 +72,39 @@
 //! billed): Secrets Manager `DescribeSecret` per secret, whose stage moving to another
 //! `VersionId` is a change (a pinned `version_id` never changes: not watched); SSM
 //! `GetParameters` without decryption per 10 names (a new `Version`) and
-//! `GetParametersByPath` without decryption per prefix (a newer version or another count).
-//! Fetch reports carry the `VersionId` / `Version` read as the field's revision.
+//! `GetParametersByPath` without decryption per prefix (a digest of the names and versions
+//! under it: any update, creation or deletion). When every poll is refused (a role without
+//! the action), the watch ends with a `Config` error naming the action, and the engine
+//! polls the fields instead; throttling and timeouts pass silently. Fields pinned by
+//! `version_id` only are not watched (a stream that never yields: nothing is re-read).
+//! Fetch reports carry the `VersionId` / `Version` read (a prefix: its digest) as the
+//! field's revision.
 //!
 //! ## Preflight
 //!
 //! Without reading a value: `DescribeSecret` per secret (exists, not scheduled for
 //! deletion, has the stage or version the field reads: `readable`, detail `AWSCURRENT is
-//! version <id>`), SSM `GetParameters` without decryption (`readable` with the type and
+//! version <id> (GetSecretValue not checked)`; a `version_id` no stage points at is
+//! `unchecked`: `DescribeSecret` lists staged versions only), SSM `GetParameters` without decryption (`readable` with the type and
 //! version; a `SecureString`'s `kms:Decrypt` is not checked) and `GetParametersByPath` for
 //! a prefix (counted against `max_keys`). Refused credentials are `unauthenticated`, an
 //! `AccessDeniedException` `denied`, no answer `unreachable`.
+//!
+//! ## Permissions
+//!
+//! The IAM actions each use needs (on the secrets' and parameters' ARNs unless said):
+//!
+//! | use | actions |
+//! |---|---|
+//! | `aws_secrets` fetch | `secretsmanager:GetSecretValue`; for batches also `secretsmanager:BatchGetSecretValue` on `Resource: "*"` (without it: one `GetSecretValue` per secret); `kms:Decrypt` on the secret's key if it is a customer managed one |
+//! | `aws_secrets` watch, preflight | `secretsmanager:DescribeSecret` |
+//! | `aws_ssm` fetch | `ssm:GetParameters`; `ssm:GetParametersByPath` for a `prefix`; `kms:Decrypt` on the key of a `SecureString` |
+//! | `aws_ssm` watch, preflight | the same, without `kms:Decrypt` (nothing is decrypted) |
+//!
+//! ```json
+//! {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+//!  "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/*"}
+//! ```
 //!
 //! ## Example
 //!
@@ -113,7 +148,7 @@ use crate::fetchers::Builtin;
 
 pub(crate) const BUILTIN: Builtin = Builtin {
     names: &["aws_secrets", "aws_ssm"],
-    hint: "`Sources::from_env()` registers them with cargo feature `aws` when a region is set (`AWS_REGION` / `AWS_DEFAULT_REGION`); or register an `AwsSecretsSource` / `AwsSsmSource`",
+    hint: "`Sources::from_env()` registers them with cargo feature `aws` when a region is set (`AWS_REGION` / `AWS_DEFAULT_REGION`, or the profile's `region` in ~/.aws/config); or register an `AwsSecretsSource` / `AwsSsmSource`",
     from_env: |env| {
         #[cfg(feature = "aws")]
         {

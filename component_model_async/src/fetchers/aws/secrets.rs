@@ -14,7 +14,8 @@ use super::credentials::AwsCredentials;
 use crate::error::{ErrorKind, SourceError};
 use crate::fetchers::env::EnvSource;
 use crate::source::{
-    Change, Changes, FetchContext, FetchRequest, Preflighting, Probe, RawValue, Revision, Source,
+    Access, Change, Changes, FetchContext, FetchRequest, Preflighting, Probe, RawValue, Revision,
+    Source,
 };
 use crate::source_support::coalesce;
 
@@ -37,7 +38,9 @@ const MAX_PAGES: usize = 20;
 /// secret; `version_stage` / `version_id` pin another version than `AWSCURRENT`.
 ///
 /// Every value is secret. Up to 20 secrets of one fetch are read with
-/// one `BatchGetSecretValue`; a pinned version is one `GetSecretValue`. Requests are
+/// one `BatchGetSecretValue`; a lone secret, a pinned version, and every secret of a
+/// source whose batch call was refused as a whole (a role allowed `GetSecretValue` only)
+/// one `GetSecretValue` each, at most 16 requests at once. Requests are
 /// signed with SigV4; credentials come from the standard chain (or
 /// [`with_credentials`](Self::with_credentials)).
 ///
@@ -603,8 +606,14 @@ impl AwsSecretsSource {
                     Target::Pinned {
                         version: Some(v), ..
                     } => match d.versions.get(*v) {
-                        Some(_) => Probe::readable().with_detail(format!("version {v} exists")),
-                        None => Probe::missing().with_detail(format!("no version `{v}`")),
+                        Some(_) => Probe::readable().with_detail(format!(
+                            "version {v} exists (GetSecretValue not checked)"
+                        )),
+                        // DescribeSecret lists staged versions only: an unstaged one may
+                        // exist still.
+                        None => Probe::new(Access::Unchecked).with_detail(format!(
+                            "version `{v}` has no stage: DescribeSecret cannot tell whether it exists"
+                        )),
                     },
                     _ => {
                         let stage = target.stage().unwrap_or(AWSCURRENT);
@@ -613,9 +622,9 @@ impl AwsSecretsSource {
                             .iter()
                             .find(|(_, stages)| stages.iter().any(|s| s == stage))
                         {
-                            Some((id, _)) => {
-                                Probe::readable().with_detail(format!("{stage} is version {id}"))
-                            }
+                            Some((id, _)) => Probe::readable().with_detail(format!(
+                                "{stage} is version {id} (GetSecretValue not checked)"
+                            )),
                             None => Probe::missing()
                                 .with_detail(format!("no version has stage `{stage}`")),
                         }
@@ -797,13 +806,18 @@ impl Source for AwsSecretsSource {
     }
 
     /// `DescribeSecret` per secret (no value crosses): the secret exists, is not
-    /// scheduled for deletion, and has the version stage (or id) the field reads.
+    /// scheduled for deletion, and has the version stage (or id) the field reads;
+    /// `GetSecretValue` (and `kms:Decrypt`) is not checked. A `version_id` without a
+    /// stage is `unchecked` (`DescribeSecret` lists staged versions only).
     fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
         Box::pin(self.preflight_probes(requests))
     }
 
     /// Polls `DescribeSecret` of each watched secret every `watch_interval` (default
-    /// 30 s): a stage that moved to another `VersionId` is a change.
+    /// 30 s): a stage that moved to another `VersionId` is a change. When every poll is
+    /// refused (no `secretsmanager:DescribeSecret`), the stream ends with a
+    /// [`ErrorKind::Config`] error naming it (the engine polls the fields instead);
+    /// fields pinned by `version_id` only never change: a stream that never yields.
     fn watch(&self, requests: Vec<FetchRequest>) -> Result<Changes, SourceError> {
         self.watch_secrets(requests)
     }
