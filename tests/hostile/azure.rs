@@ -276,3 +276,168 @@ async fn azure_keyvault_a_token_living_2_pow_64_seconds_does_not_panic() {
     assert_bounded(&m, LIMIT, 32);
     assert_eq!(m.output.expect("read with the capped token").password, "v");
 }
+
+/// 25 secrets, no field timeout: only the source's own bounds them.
+#[derive(AsyncAssign, Debug)]
+struct Many {
+    #[component(fetch_from = "azure_keyvault", key = "s01")]
+    s01: String,
+    #[component(fetch_from = "azure_keyvault", key = "s02")]
+    s02: String,
+    #[component(fetch_from = "azure_keyvault", key = "s03")]
+    s03: String,
+    #[component(fetch_from = "azure_keyvault", key = "s04")]
+    s04: String,
+    #[component(fetch_from = "azure_keyvault", key = "s05")]
+    s05: String,
+    #[component(fetch_from = "azure_keyvault", key = "s06")]
+    s06: String,
+    #[component(fetch_from = "azure_keyvault", key = "s07")]
+    s07: String,
+    #[component(fetch_from = "azure_keyvault", key = "s08")]
+    s08: String,
+    #[component(fetch_from = "azure_keyvault", key = "s09")]
+    s09: String,
+    #[component(fetch_from = "azure_keyvault", key = "s10")]
+    s10: String,
+    #[component(fetch_from = "azure_keyvault", key = "s11")]
+    s11: String,
+    #[component(fetch_from = "azure_keyvault", key = "s12")]
+    s12: String,
+    #[component(fetch_from = "azure_keyvault", key = "s13")]
+    s13: String,
+    #[component(fetch_from = "azure_keyvault", key = "s14")]
+    s14: String,
+    #[component(fetch_from = "azure_keyvault", key = "s15")]
+    s15: String,
+    #[component(fetch_from = "azure_keyvault", key = "s16")]
+    s16: String,
+    #[component(fetch_from = "azure_keyvault", key = "s17")]
+    s17: String,
+    #[component(fetch_from = "azure_keyvault", key = "s18")]
+    s18: String,
+    #[component(fetch_from = "azure_keyvault", key = "s19")]
+    s19: String,
+    #[component(fetch_from = "azure_keyvault", key = "s20")]
+    s20: String,
+    #[component(fetch_from = "azure_keyvault", key = "s21")]
+    s21: String,
+    #[component(fetch_from = "azure_keyvault", key = "s22")]
+    s22: String,
+    #[component(fetch_from = "azure_keyvault", key = "s23")]
+    s23: String,
+    #[component(fetch_from = "azure_keyvault", key = "s24")]
+    s24: String,
+    #[component(fetch_from = "azure_keyvault", key = "s25")]
+    s25: String,
+}
+
+/// No field timeout: the source's own (1 s) bounds the case.
+#[derive(AsyncAssign, Debug)]
+struct Untimed {
+    #[component(fetch_from = "azure_keyvault", key = "db-password")]
+    password: String,
+}
+
+/// The source's timeout, no field's.
+const SOURCE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Review finding 2: every one of 25 fields waited for the token lock, then asked again
+/// the silent endpoint itself: 25 × the source's timeout. Now the first attempt's error
+/// is every field's.
+#[tokio::test]
+async fn azure_keyvault_25_fields_against_a_silent_token_endpoint_wait_one_timeout() {
+    let _serial = serial().await;
+    let url = hostile_server(Target::Token, Hostile::Silent).await;
+    let kv = hostile_source(&url).with_timeout(SOURCE_TIMEOUT);
+    let sources = Sources::new().register("azure_keyvault", kv);
+    let logs = CapturedLogs::default();
+    let m = {
+        let _g = capture(&logs);
+        measure(Many::fetch_all_components_with(&sources)).await
+    };
+    eprintln!(
+        "azure_keyvault 25 fields, token silent: {:?}, +{} MiB",
+        m.elapsed,
+        m.peak / MIB
+    );
+    assert_bounded(&m, SOURCE_TIMEOUT * 2, 32);
+    let errors = m.output.expect_err("the token never comes");
+    assert_eq!(errors.len(), 25, "{errors:?}");
+    for e in &errors {
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert_no_canary("an error", &e.to_string());
+    }
+    assert_no_canary("the TRACE log", &logs.text());
+}
+
+/// Review finding 11: a case bounded by the source's timeout, not a field's.
+async fn untimed_case(what: &str, target: Target, hostile: Hostile, kind: ErrorKind) {
+    let _serial = serial().await;
+    let url = hostile_server(target, hostile).await;
+    let kv = hostile_source(&url).with_timeout(SOURCE_TIMEOUT);
+    let sources = Sources::new().register("azure_keyvault", kv);
+    let logs = CapturedLogs::default();
+    let m = {
+        let _g = capture(&logs);
+        measure(Untimed::fetch_all_components_with(&sources)).await
+    };
+    eprintln!(
+        "azure_keyvault {what}, no field timeout: {:?}, +{} MiB",
+        m.elapsed,
+        m.peak / MIB
+    );
+    assert_bounded(&m, SOURCE_TIMEOUT * 2, 32);
+    let e = assert_failed(
+        m.output,
+        kind,
+        "Untimed.password",
+        "azure_keyvault",
+        &logs.text(),
+    );
+    assert_eq!(e.key(), Some("db-password"));
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_silent_vault_times_out_on_the_sources_timeout() {
+    untimed_case(
+        "vault silent",
+        Target::Vault,
+        Hostile::Silent,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_vault_one_byte_a_second_times_out_on_the_sources_timeout() {
+    untimed_case(
+        "vault one byte a second",
+        Target::Vault,
+        Hostile::Trickle,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_silent_token_endpoint_times_out_on_the_sources_timeout() {
+    untimed_case(
+        "token silent",
+        Target::Token,
+        Hostile::Silent,
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_keyvault_a_token_endpoint_one_byte_a_second_times_out_on_the_sources_timeout() {
+    untimed_case(
+        "token one byte a second",
+        Target::Token,
+        Hostile::Trickle,
+        ErrorKind::Timeout,
+    )
+    .await;
+}

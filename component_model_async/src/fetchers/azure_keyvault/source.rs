@@ -115,7 +115,9 @@ pub struct AzureKeyVaultSource {
 /// What the clones of a source share: the challenge and the token.
 #[derive(Default)]
 struct State {
-    auth: tokio::sync::Mutex<AuthState>,
+    auth: std::sync::Mutex<AuthState>,
+    /// Held by the one task asking a challenge or a token (single flight).
+    flight: tokio::sync::Mutex<()>,
     /// The version each secret's last read of its current version answered: a watch
     /// starts from it, so a version set between the fetch and the watch is a change.
     read_at: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -128,7 +130,15 @@ const MAX_REMEMBERED: usize = 10_000;
 struct AuthState {
     challenge: Option<Challenge>,
     token: Option<Token>,
+    /// The last failed attempt (when it ended): the callers that waited for it get it.
+    failure: Option<(Instant, SourceError)>,
+    /// After a failed refresh ahead of expiry: the current token is used until then.
+    refresh_after: Option<Instant>,
 }
+
+/// How long the current token is used without asking again after a refresh ahead of its
+/// expiry failed.
+const REFRESH_BACKOFF: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for AzureKeyVaultSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -216,6 +226,15 @@ fn store_error(body: &[u8]) -> Option<String> {
     }))
 }
 
+/// The Bearer challenge of an answer's `WWW-Authenticate` headers.
+fn challenge_of(headers: &reqwest::header::HeaderMap) -> Option<Challenge> {
+    headers
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .find_map(Challenge::parse)
+}
+
 /// Whether `name` is a Key Vault object name (1-127 of `0-9a-zA-Z-`).
 fn valid_name(name: &str) -> bool {
     (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -269,6 +288,13 @@ impl<'a> Target<'a> {
             )));
         }
         Ok(Target { name, version })
+    }
+
+    /// `secrets/{name}[/{version}]`.
+    fn segments(&self) -> Vec<&'a str> {
+        let mut segments = vec!["secrets", self.name];
+        segments.extend(self.version);
+        segments
     }
 
     fn describe(&self) -> String {
@@ -535,50 +561,109 @@ impl AzureKeyVaultSource {
     }
 
     /// A valid token, the challenge found first when none is known yet (by `probe`, sent
-    /// without a token); one at a time for all clones (single flight). `stale`: a token
-    /// the vault refused, asked again unless another request already did.
+    /// without a token); one attempt at a time for all clones (single flight), whose
+    /// failure every caller that waited for it gets at once (none asks again). `stale`: a
+    /// token the vault refused, asked again unless another request already did; `renewed`:
+    /// the challenge of the vault's refusal, which replaces the known one. While the
+    /// current token is still valid, one task refreshes it ahead of expiry and the others
+    /// use it; after a failed refresh, none is tried again for [`REFRESH_BACKOFF`].
     async fn token(
         &self,
         probe: &reqwest::Url,
         stale: Option<&HeaderValue>,
+        renewed: Option<Challenge>,
     ) -> Result<HeaderValue, SourceError> {
-        let mut state = self.state.auth.lock().await;
-        if let Some(t) = &state.token
-            && Instant::now() < t.refresh_at
-            && stale.is_none_or(|s| s != t.header)
-        {
-            return Ok(t.header.clone());
+        let arrived = Instant::now();
+        let usable =
+            |t: &Token, now: Instant| stale.is_none_or(|s| s != t.header) && now < t.expires_at;
+        let current = {
+            let state = self.auth();
+            match &state.token {
+                Some(t) if usable(t, arrived) => {
+                    if arrived < t.refresh_at || state.refresh_after.is_some_and(|a| arrived < a) {
+                        return Ok(t.header.clone());
+                    }
+                    Some(t.header.clone())
+                }
+                _ => None,
+            }
+        };
+        let _flight = match current.clone() {
+            // Refresh ahead: one task asks, the others use the current token.
+            Some(header) => match self.state.flight.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(header),
+            },
+            None => self.state.flight.lock().await,
+        };
+        let challenge = {
+            let mut state = self.auth();
+            let now = Instant::now();
+            // Another task got one while this one waited (ahead of a refresh: a new one).
+            if let Some(t) = &state.token
+                && usable(t, now)
+                && (now < t.refresh_at || current.is_none())
+            {
+                return Ok(t.header.clone());
+            }
+            if let Some((at, e)) = &state.failure
+                && *at >= arrived
+                && current.is_none()
+            {
+                return Err(e.clone());
+            }
+            if let Some(c) = renewed {
+                state.challenge = Some(c);
+            }
+            state.challenge.clone()
+        };
+        let asked = async {
+            let challenge = match challenge {
+                Some(c) => c,
+                None => {
+                    let c = self.discover(probe).await?;
+                    self.auth().challenge = Some(c.clone());
+                    c
+                }
+            };
+            auth::request_token(
+                &self.credential,
+                &challenge,
+                &self.authority,
+                &self.allowed_tenants,
+                &self.client,
+                &self.identity,
+            )
+            .await
         }
-        let challenge = match &state.challenge {
-            Some(c) => c.clone(),
-            None => {
-                let c = self.discover(probe).await?;
-                state.challenge = Some(c.clone());
-                c
-            }
-        };
-        let asked = auth::request_token(
-            &self.credential,
-            &challenge,
-            &self.authority,
-            &self.allowed_tenants,
-            &self.client,
-            &self.identity,
-        )
         .await;
-        let token = match (asked, &state.token) {
-            (Ok(t), _) => t,
-            // A refresh ahead of expiry failed: the current token is still good (unless
-            // the vault just refused it).
-            (Err(e), Some(current)) if stale.is_none() && Instant::now() < current.expires_at => {
-                tracing::warn!(error = %e, "refreshing the Key Vault token failed; using the current one until it expires");
-                return Ok(current.header.clone());
+        let mut state = self.auth();
+        match asked {
+            Ok(t) => {
+                let header = t.header.clone();
+                state.token = Some(t);
+                state.failure = None;
+                state.refresh_after = None;
+                Ok(header)
             }
-            (Err(e), _) => return Err(e),
-        };
-        let header = token.header.clone();
-        state.token = Some(token);
-        Ok(header)
+            // A refresh ahead of expiry failed: the current token is still good.
+            Err(e) if current.is_some() => {
+                tracing::warn!(error = %e, "refreshing the Key Vault token failed; using the current one until it expires");
+                state.refresh_after = Some(Instant::now() + REFRESH_BACKOFF);
+                Ok(current.unwrap_or_else(|| HeaderValue::from_static("")))
+            }
+            Err(e) => {
+                state.failure = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    fn auth(&self) -> std::sync::MutexGuard<'_, AuthState> {
+        self.state
+            .auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sends `probe` without a token: the vault's 401 challenge says the tenant and the
@@ -587,12 +672,7 @@ impl AzureKeyVaultSource {
         let request = self.client.get().await?.get(probe.clone());
         let (status, headers, body) =
             transport::send(request, probe.as_str(), self.client.limits()).await?;
-        let header = headers
-            .get_all("www-authenticate")
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .find_map(Challenge::parse);
-        let Some(challenge) = header else {
+        let Some(challenge) = challenge_of(&headers) else {
             let mut text = format!(
                 "the vault at {} answered a request without a token with HTTP {status} and no Bearer challenge",
                 redact_url(&self.vault)
@@ -607,12 +687,15 @@ impl AzureKeyVaultSource {
             };
             return Err(SourceError::new(kind).with_message(text));
         };
-        let vault = reqwest::Url::parse(&self.vault).map_err(|e| {
-            SourceError::new(ErrorKind::Config).with_message(format!("invalid vault URL: {e}"))
-        })?;
-        challenge.verify(&vault)?;
+        challenge.verify(&self.vault_url_parsed()?)?;
         tracing::debug!(vault = %redact_url(&self.vault), scope = %challenge.scope, tenant = ?challenge.tenant, "Key Vault challenge");
         Ok(challenge)
+    }
+
+    fn vault_url_parsed(&self) -> Result<reqwest::Url, SourceError> {
+        reqwest::Url::parse(&self.vault).map_err(|e| {
+            SourceError::new(ErrorKind::Config).with_message(format!("invalid vault URL: {e}"))
+        })
     }
 
     /// GETs `url` with a token, once more with a new token when the vault refuses it.
@@ -621,7 +704,7 @@ impl AzureKeyVaultSource {
         url: &reqwest::Url,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), SourceError> {
         self.check_valid()?;
-        let mut token = self.token(url, None).await?;
+        let mut token = self.token(url, None, None).await?;
         let mut again = false;
         loop {
             let request = self
@@ -633,8 +716,17 @@ impl AzureKeyVaultSource {
             let answer = transport::send(request, url.as_str(), self.client.limits()).await?;
             if answer.0 == StatusCode::UNAUTHORIZED && !again {
                 again = true;
+                // The refusal's challenge replaces the known one (as the SDK's
+                // `_update_challenge`), checked first; CAE `claims` are not supported.
+                let renewed = match challenge_of(&answer.1) {
+                    Some(c) => {
+                        c.verify(&self.vault_url_parsed()?)?;
+                        Some(c)
+                    }
+                    None => None,
+                };
                 tracing::debug!(vault = %redact_url(&self.vault), "Key Vault refused the token; asking a new one");
-                token = self.token(url, Some(&token)).await?;
+                token = self.token(url, Some(&token), renewed).await?;
                 continue;
             }
             return Ok(answer);
@@ -680,11 +772,7 @@ impl AzureKeyVaultSource {
 
     /// Reads one secret: its value and version.
     async fn read(&self, target: &Target<'_>) -> Result<(RawValue, Option<String>), SourceError> {
-        let mut segments = vec!["secrets", target.name];
-        if let Some(v) = target.version {
-            segments.push(v);
-        }
-        let url = self.url(&segments, &[])?;
+        let url = self.url(&target.segments(), &[])?;
         let (status, headers, body) = self.get(&url).await?;
         if !status.is_success() {
             return Err(self.failure(&target.describe(), status, &headers, &body));
@@ -713,6 +801,16 @@ impl AzureKeyVaultSource {
             None => Err(SourceError::new(ErrorKind::Decode)
                 .with_message(format!("the answer for {} has no value", target.describe()))),
         }
+    }
+
+    /// A token for the first valid request (none: nothing to do).
+    async fn authenticate(&self, requests: &[&FetchRequest]) -> Result<(), SourceError> {
+        let Some(target) = requests.iter().find_map(|r| Target::of(r).ok()) else {
+            return Ok(());
+        };
+        self.check_valid()?;
+        let url = self.url(&target.segments(), &[])?;
+        self.token(&url, None, None).await.map(|_| ())
     }
 
     async fn fetch_one(&self, request: &FetchRequest) -> Result<RawValue, SourceError> {
@@ -841,6 +939,14 @@ impl Source for AzureKeyVaultSource {
     /// One GET per secret (Key Vault has no batch read), at most `concurrency` at once;
     /// the challenge and the token are asked once for all of them.
     async fn fetch_many(&self, requests: &[&FetchRequest]) -> Vec<Result<RawValue, SourceError>> {
+        // The challenge and the token first, once: when they fail, every read fails with
+        // that error at once (none asks again after the first reads are done).
+        if let Err(e) = self.authenticate(requests).await {
+            return requests
+                .iter()
+                .map(|r| Target::of(r).and(Err(e.clone())))
+                .collect();
+        }
         let reads: Vec<BoxFuture<'_, Result<RawValue, SourceError>>> =
             requests.iter().map(|r| self.fetch_one(r).boxed()).collect();
         futures::stream::iter(reads)
