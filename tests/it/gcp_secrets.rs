@@ -422,20 +422,70 @@ async fn gcp_authorized_user_refresh_token_and_its_quota_project() {
         "cs-1",
         "1//refresh/tok+en",
     );
-    gcp.add_version("quota-proj", "s", b"from-user");
+    let p = unique("user").replace('_', "-");
+    gcp.add_version(&p, "s", b"from-user");
     let source = GcpSecretsSource::new()
         .with_endpoint(gcp.url())
         .with_credentials_json(authorized_user_json(&gcp, "cs-1", "1//refresh/tok+en"));
-    // The project: the file's `quota_project_id`.
+    // `quota_project_id` is the project billed (x-goog-user-project, as google-auth
+    // sends it), not the secrets' project.
+    let e = source.fetch(&req("s")).await.unwrap_err();
+    assert!(e.to_string().contains("names no project"), "{e}");
     assert_eq!(
-        source.fetch(&req("s")).await.unwrap(),
+        source
+            .fetch(&req(&format!("projects/{p}/secrets/s")))
+            .await
+            .unwrap(),
         RawValue::from("from-user")
     );
     assert_eq!(gcp.token_requests(), 1);
+    let quota: Vec<_> = gcp
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(":access"))
+        .map(|r| r.header("x-goog-user-project").map(str::to_owned))
+        .collect();
+    assert_eq!(quota, [Some("quota-proj".to_owned())]);
+    // GOOGLE_CLOUD_QUOTA_PROJECT (or with_quota_project) wins over the file's.
+    gcp.clear_requests();
+    let dir = std::env::temp_dir().join(unique("cm_gcp_quota"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("adc.json");
+    std::fs::write(
+        &file,
+        authorized_user_json(&gcp, "cs-1", "1//refresh/tok+en"),
+    )
+    .unwrap();
+    let env = GcpSecretsSource::from_env_source(&EnvSource::from_map([
+        ("GOOGLE_APPLICATION_CREDENTIALS", file.to_str().unwrap()),
+        ("GOOGLE_CLOUD_PROJECT", p.as_str()),
+        ("GOOGLE_CLOUD_QUOTA_PROJECT", "billed"),
+        ("GCP_SECRETS_ENDPOINT", gcp.url().as_str()),
+    ]))
+    .unwrap();
+    assert_eq!(
+        env.fetch(&req("s")).await.unwrap(),
+        RawValue::from("from-user")
+    );
+    let r = gcp.requests();
+    let access = r.iter().find(|r| r.path.ends_with(":access")).unwrap();
+    assert_eq!(access.header("x-goog-user-project"), Some("billed"));
+    let _ = std::fs::remove_dir_all(&dir);
+    // A second credentials file replaces the first one's project (it kept it).
+    let replaced = GcpSecretsSource::new()
+        .with_credentials_json(service_account_json(&gcp, "sa-project"))
+        .with_credentials_json(authorized_user_json(&gcp, "cs-1", "x"));
+    assert!(
+        !replaced.location().unwrap().contains("sa-project"),
+        "{replaced:?}"
+    );
     let wrong = GcpSecretsSource::new()
         .with_endpoint(gcp.url())
         .with_credentials_json(authorized_user_json(&gcp, "cs-1", "CANARY-refresh"));
-    let e = wrong.fetch(&req("s")).await.unwrap_err();
+    let e = wrong
+        .fetch(&req(&format!("projects/{p}/secrets/s")))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized);
     assert!(e.to_string().contains("invalid_grant"), "{e}");
     assert!(!format!("{e} {e:?} {wrong:?}").contains("CANARY"), "{e:?}");

@@ -140,11 +140,13 @@ struct CredentialsFile {
     refresh_token: Option<SecretString>,
 }
 
-/// A credentials file read: the credentials and the project it names (`project_id` of a
-/// service account key, `quota_project_id` of an authorized user).
+/// A credentials file read: the credentials, the project it names (`project_id`), and
+/// the project billed for quota (`quota_project_id`: sent as `x-goog-user-project`, not
+/// the secrets' project).
 pub(super) struct Parsed {
     pub(super) credentials: Credentials,
     pub(super) project: Option<String>,
+    pub(super) quota_project: Option<String>,
 }
 
 /// Parses the JSON of a credentials file (`what` names it in errors; never its content).
@@ -181,6 +183,7 @@ pub(super) fn parse_credentials(json: &[u8], what: &str) -> Result<Parsed, Strin
                     token_uri,
                 })),
                 project: file.project_id.clone().filter(|p| !p.is_empty()),
+                quota_project: file.quota_project_id.clone().filter(|p| !p.is_empty()),
             })
         }
         "authorized_user" => {
@@ -202,10 +205,8 @@ pub(super) fn parse_credentials(json: &[u8], what: &str) -> Result<Parsed, Strin
                         .filter(|u| !u.trim().is_empty())
                         .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned()),
                 })),
-                project: file
-                    .quota_project_id
-                    .or(file.project_id)
-                    .filter(|p| !p.is_empty()),
+                project: file.project_id.filter(|p| !p.is_empty()),
+                quota_project: file.quota_project_id.filter(|p| !p.is_empty()),
             })
         }
         "external_account" | "external_account_authorized_user" => Err(format!(

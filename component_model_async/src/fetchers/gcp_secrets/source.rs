@@ -84,7 +84,13 @@ pub const DEFAULT_GCP_WATCH: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct GcpSecretsSource {
     endpoint: String,
+    /// The project named (`with_project`, `GOOGLE_CLOUD_PROJECT`).
     project: Option<String>,
+    /// The credentials file's `project_id` (used when none is named).
+    file_project: Option<String>,
+    /// The project billed for quota (`x-goog-user-project`): named, else the file's.
+    quota_project: Option<String>,
+    file_quota_project: Option<String>,
     credentials: Credentials,
     client: Client,
     metadata: Client,
@@ -108,7 +114,8 @@ impl fmt::Debug for GcpSecretsSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GcpSecretsSource")
             .field("endpoint", &redact_url(&self.endpoint))
-            .field("project", &self.project)
+            .field("project", &self.project())
+            .field("quota_project", &self.quota_project())
             .field("credentials", &self.credentials)
             .field("timeout", &self.client.timeout)
             .field("max_body", &self.client.max_body)
@@ -390,6 +397,9 @@ impl GcpSecretsSource {
         GcpSecretsSource {
             endpoint: DEFAULT_ENDPOINT.to_owned(),
             project: None,
+            file_project: None,
+            quota_project: None,
+            file_quota_project: None,
             credentials: Credentials::Metadata {
                 host: auth::DEFAULT_METADATA_HOST.to_owned(),
             },
@@ -420,8 +430,10 @@ impl GcpSecretsSource {
     ///   (`GCE_METADATA_HOST` overrides `metadata.google.internal`); a file that cannot
     ///   be read or used fails every fetch with the reason;
     /// * project (for keys that are a secret id): `GOOGLE_CLOUD_PROJECT`, else
-    ///   `GCLOUD_PROJECT`, else the file's `project_id` (`quota_project_id` of an
-    ///   authorized user), else the metadata server's (when it gives the credentials);
+    ///   `GCLOUD_PROJECT`, else the file's `project_id`, else the metadata server's (when
+    ///   it gives the credentials);
+    /// * quota project (`x-goog-user-project`): `GOOGLE_CLOUD_QUOTA_PROJECT`, else the
+    ///   file's `quota_project_id`;
     /// * endpoint: `GCP_SECRETS_ENDPOINT` (this crate's own variable, for a local
     ///   double or a private endpoint), else [`DEFAULT_ENDPOINT`].
     ///
@@ -471,6 +483,9 @@ impl GcpSecretsSource {
         if let Some(project) = env_project {
             source.project = Some(project);
         }
+        if let Some(quota) = get("GOOGLE_CLOUD_QUOTA_PROJECT") {
+            source.quota_project = Some(quota);
+        }
         Some(source)
     }
 
@@ -489,8 +504,26 @@ impl GcpSecretsSource {
         self
     }
 
+    /// Sends `x-goog-user-project: {project}` with every Secret Manager request: the
+    /// project billed for quota and charged for the API (`GOOGLE_CLOUD_QUOTA_PROJECT`, a
+    /// credentials file's `quota_project_id`); not the secrets' project.
+    ///
+    /// ```
+    /// use component_model_async::GcpSecretsSource;
+    ///
+    /// let gcp = GcpSecretsSource::new().with_project("app").with_quota_project("billing");
+    /// assert!(format!("{gcp:?}").contains("billing"));
+    /// ```
+    #[must_use]
+    pub fn with_quota_project(mut self, project: impl Into<String>) -> Self {
+        self.quota_project = Some(project.into());
+        self
+    }
+
     /// Authenticates with the JSON of a credentials file (`service_account` or
-    /// `authorized_user`); its project is used when none is named. Kept secret; a file
+    /// `authorized_user`); its `project_id` is used when no project is named, its
+    /// `quota_project_id` is sent as `x-goog-user-project` (the project billed for quota,
+    /// as Google's libraries do) unless [`GcpSecretsSource::with_quota_project`] says. Kept secret; a file
     /// that cannot be used fails every fetch with the reason (never its content).
     #[must_use]
     pub fn with_credentials_json(mut self, json: impl AsRef<[u8]>) -> Self {
@@ -530,9 +563,8 @@ impl GcpSecretsSource {
         match parsed {
             Ok(p) => {
                 self.credentials = p.credentials;
-                if self.project.is_none() {
-                    self.project = p.project;
-                }
+                self.file_project = p.project;
+                self.file_quota_project = p.quota_project;
                 self.invalid = None;
             }
             Err(why) => self.invalid = Some(why),
@@ -626,6 +658,18 @@ impl GcpSecretsSource {
         &self.endpoint
     }
 
+    /// The project of keys that are a secret id: named, else the credentials file's.
+    fn project(&self) -> Option<&String> {
+        self.project.as_ref().or(self.file_project.as_ref())
+    }
+
+    /// The project billed for quota: named, else the credentials file's.
+    fn quota_project(&self) -> Option<&String> {
+        self.quota_project
+            .as_ref()
+            .or(self.file_quota_project.as_ref())
+    }
+
     fn check_valid(&self) -> Result<(), SourceError> {
         match &self.invalid {
             Some(why) => Err(SourceError::new(ErrorKind::Config).with_message(why.clone())),
@@ -636,7 +680,7 @@ impl GcpSecretsSource {
     /// The full version name `request` reads.
     async fn resolve(&self, request: &FetchRequest) -> Result<Name, SourceError> {
         let (project, secret, version) = parse_key(request)?;
-        let project = match project.or_else(|| self.project.clone()) {
+        let project = match project.or_else(|| self.project().cloned()) {
             Some(p) => p,
             None => match &self.credentials {
                 Credentials::Metadata { host } => self
@@ -679,6 +723,13 @@ impl GcpSecretsSource {
             let mut request = client.get(url.clone());
             if let Some(t) = &token {
                 request = request.header("Authorization", t.clone());
+            }
+            if let Some(q) = self.quota_project() {
+                let value = reqwest::header::HeaderValue::from_str(q).map_err(|_| {
+                    SourceError::new(ErrorKind::Config)
+                        .with_message(format!("the quota project `{q}` is not a project id"))
+                })?;
+                request = request.header("x-goog-user-project", value);
             }
             let (status, _, body) =
                 transport::send(request, url.as_str(), self.client.limits()).await?;
@@ -909,7 +960,7 @@ impl Source for GcpSecretsSource {
 
     /// The endpoint, and the project when one is set.
     fn location(&self) -> Option<String> {
-        Some(match &self.project {
+        Some(match self.project() {
             Some(p) => format!("{} (project {p})", redact_url(&self.endpoint)),
             None => redact_url(&self.endpoint),
         })
@@ -919,7 +970,7 @@ impl Source for GcpSecretsSource {
     /// the metadata server, else the key as written.
     fn native_key(&self, request: &FetchRequest) -> Option<(&'static str, String)> {
         match parse_key(request) {
-            Ok((project, secret, version)) => match project.or_else(|| self.project.clone()) {
+            Ok((project, secret, version)) => match project.or_else(|| self.project().cloned()) {
                 Some(project) => Some((
                     "secret",
                     Name {
