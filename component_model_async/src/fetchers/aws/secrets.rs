@@ -52,9 +52,10 @@ const MAX_PAGES: usize = 20;
 ///     .with_endpoint("http://127.0.0.1:5000")
 ///     .with_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", None)
 ///     .with_timeout(Duration::from_secs(5));
+/// // Where credentials come from, never a key.
 /// assert_eq!(
 ///     sm.location().as_deref(),
-///     Some("AWS Secrets Manager eu-west-1 at http://127.0.0.1:5000")
+///     Some("AWS Secrets Manager eu-west-1 at http://127.0.0.1:5000 (credentials: the credentials given)")
 /// );
 /// assert!(sm.is_sensitive());
 /// // Debug shows the access key id, never the secret key.
@@ -313,7 +314,10 @@ impl AwsSecretsSource {
     ///     ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
     /// ]);
     /// let sm = AwsSecretsSource::from_env_source(&env).unwrap();
-    /// assert_eq!(sm.location().as_deref(), Some("AWS Secrets Manager us-east-1 at http://localhost:4566"));
+    /// assert_eq!(
+///     sm.location().as_deref(),
+///     Some("AWS Secrets Manager us-east-1 at http://localhost:4566 (credentials: the environment (AWS_ACCESS_KEY_ID))")
+/// );
     /// assert!(!format!("{sm:?}").contains("s3cr3t"));
     /// assert!(AwsSecretsSource::from_env_source(&EnvSource::from_map([("X", "1")])).is_none());
     /// ```

@@ -38,10 +38,11 @@ const PAGE: usize = 10;
 /// use component_model_async::{AwsSsmSource, Source};
 ///
 /// let ssm = AwsSsmSource::new("eu-west-1").with_endpoint("http://127.0.0.1:5000");
-/// assert_eq!(
-///     ssm.location().as_deref(),
-///     Some("AWS SSM Parameter Store eu-west-1 at http://127.0.0.1:5000")
-/// );
+/// // Then where the credential chain looks (here: the process environment's).
+/// assert!(ssm
+///     .location()
+///     .unwrap()
+///     .starts_with("AWS SSM Parameter Store eu-west-1 at http://127.0.0.1:5000 (credentials: "));
 /// assert!(ssm.is_sensitive());
 /// ```
 #[derive(Clone)]
@@ -278,7 +279,10 @@ impl AwsSsmSource {
     ///     ("AWS_ENDPOINT_URL_SSM", "http://localhost:4566"),
     /// ]);
     /// let ssm = AwsSsmSource::from_env_source(&env).unwrap();
-    /// assert_eq!(ssm.location().as_deref(), Some("AWS SSM Parameter Store eu-central-1 at http://localhost:4566"));
+    /// assert!(ssm
+///     .location()
+///     .unwrap()
+///     .starts_with("AWS SSM Parameter Store eu-central-1 at http://localhost:4566 (credentials: "));
     /// assert!(AwsSsmSource::from_env_source(&EnvSource::from_map([("X", "1")])).is_none());
     /// ```
     pub fn from_env_source(env: &EnvSource) -> Option<Self> {
@@ -332,7 +336,15 @@ impl AwsSsmSource {
     /// Bounds one `prefix` walk, all its `GetParametersByPath` pages together (default
     /// 60 s; each page is bounded by the timeout too). A walk is 10 parameters a call,
     /// one call after another: 10,000 parameters are about 1,000 calls in a row, at every
-    /// fetch and every watch poll.
+    /// fetch and every watch poll. A walk past it fails with `ErrorKind::Timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use component_model_async::AwsSsmSource;
+    ///
+    /// let ssm = AwsSsmSource::new("eu-west-1").with_walk_timeout(Duration::from_secs(120));
+    /// assert!(format!("{ssm:?}").contains("walk_timeout: 120s"));
+    /// ```
     #[must_use]
     pub fn with_walk_timeout(mut self, timeout: Duration) -> Self {
         self.walk_timeout = timeout;
