@@ -542,6 +542,48 @@ async fn azure_keyvault_preflight_rows_read_no_value() {
     assert_eq!(p[0].access, Access::Unreachable, "{p:?}");
 }
 
+/// Review finding 3: a caller granted `secrets/get` but not `secrets/list` (an access
+/// policy) reads the secret; its preflight row cannot say more than unchecked (was:
+/// denied).
+#[tokio::test]
+async fn azure_keyvault_preflight_without_list_permission_is_unchecked_not_denied() {
+    let kv = Kv::start().await;
+    kv.double.set_secret("readable", "v");
+    kv.double.deny_list(true);
+    let source = kv.source();
+    assert_eq!(
+        source.fetch(&req("readable")).await.unwrap(),
+        RawValue::from("v")
+    );
+    let p = source.preflight(vec![req("readable")]).await;
+    assert_eq!(p[0].access, Access::Unchecked, "{p:?}");
+    let detail = format!("{p:?}");
+    assert!(detail.contains("secrets/list"), "{detail}");
+    assert!(detail.contains("AccessDenied"), "{detail}");
+}
+
+/// Review finding 5: after a refusal, the vault's new challenge replaces the known one
+/// (checked like the first): one naming another resource is refused, no token is asked
+/// for the old scope.
+#[tokio::test]
+async fn azure_keyvault_the_challenge_of_a_refusal_is_checked_again() {
+    let kv = Kv::start().await;
+    kv.double.set_secret("k", "v");
+    let source = kv.source();
+    assert!(source.fetch(&req("k")).await.is_ok());
+    assert_eq!(kv.double.token_requests(), 1);
+    kv.double.revoke_tokens();
+    kv.double.set_challenge_resource("https://evil.example");
+    let e = source.fetch(&req("k")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains("evil.example"), "{e}");
+    assert_eq!(
+        kv.double.token_requests(),
+        1,
+        "no token asked after the new challenge"
+    );
+}
+
 #[derive(AsyncAssign, Debug)]
 struct FromEnv {
     #[component(fetch_from = "azure_keyvault", key = "from-env")]

@@ -156,6 +156,8 @@ impl AzureKeyVaultDoubleBuilder {
             token_requests: AtomicU64::new(0),
             challenges: AtomicU64::new(0),
             counter: AtomicU64::new(0),
+            resource_now: Mutex::default(),
+            deny_list: std::sync::atomic::AtomicBool::new(false),
             recorder: Recorder::default(),
         });
         let router = axum::Router::new()
@@ -176,6 +178,10 @@ struct KvState {
     token_requests: AtomicU64,
     challenges: AtomicU64,
     counter: AtomicU64,
+    /// The challenge's resource from now on (`set_challenge_resource`).
+    resource_now: Mutex<Option<String>>,
+    /// Whether listing versions is refused (`deny_list`).
+    deny_list: std::sync::atomic::AtomicBool,
     recorder: Recorder,
 }
 
@@ -294,6 +300,22 @@ impl AzureKeyVaultDouble {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+    }
+
+    /// The challenge's `resource` from now on (as `challenge_resource` at start): a vault
+    /// whose refusal names another resource, say.
+    pub fn set_challenge_resource(&self, resource: impl Into<String>) {
+        *self
+            .state
+            .resource_now
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(resource.into());
+    }
+
+    /// Refuses (`true`) or allows listing secret versions, as a vault whose access policy
+    /// grants `get` but not `list`: 403 `Forbidden` / `AccessDenied`, while reads work.
+    pub fn deny_list(&self, deny: bool) {
+        self.state.deny_list.store(deny, Ordering::SeqCst);
     }
 
     /// Invalidates every issued token (the next vault request gets a 401).
@@ -419,6 +441,16 @@ fn kv_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+fn kv_error_inner(status: StatusCode, code: &str, message: &str, inner: &str) -> Response {
+    (
+        status,
+        axum::Json(
+            json!({"error": {"code": code, "message": message, "innererror": {"code": inner}}}),
+        ),
+    )
+        .into_response()
+}
+
 fn aad_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
@@ -512,10 +544,17 @@ async fn handle(
     }
     if !state.valid_token(r.header("authorization")) {
         state.challenges.fetch_add(1, Ordering::SeqCst);
-        let resource = state.config.resource.clone().unwrap_or_else(|| {
-            let parent = host.split_once('.').map(|(_, rest)| rest).unwrap_or(&host);
-            format!("https://{parent}")
-        });
+        let now = state
+            .resource_now
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let resource = now
+            .or_else(|| state.config.resource.clone())
+            .unwrap_or_else(|| {
+                let parent = host.split_once('.').map(|(_, rest)| rest).unwrap_or(&host);
+                format!("https://{parent}")
+            });
         let challenge = format!(
             "Bearer authorization=\"https://login.microsoftonline.com/{}\", resource=\"{resource}\"",
             state.config.tenant
@@ -680,6 +719,17 @@ fn get_secret(state: &KvState, base: &str, name: &str, version: Option<&str>) ->
 }
 
 fn list_versions(state: &KvState, base: &str, name: &str, r: &RecordedRequest) -> Response {
+    if state.deny_list.load(Ordering::SeqCst) {
+        return kv_error_inner(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!(
+                "The user, group or application 'appid={};oid=00000000-0000-0000-0000-000000000000' does not have secrets list permission on key vault 'double;location=local'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+                state.config.client_id
+            ),
+            "AccessDenied",
+        );
+    }
     let max: usize = match r.query_param("maxresults").map(str::parse::<usize>) {
         None => 25,
         Some(Ok(n)) if (1..=25).contains(&n) => n,

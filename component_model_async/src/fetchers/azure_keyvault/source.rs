@@ -235,6 +235,20 @@ fn challenge_of(headers: &reqwest::header::HeaderMap) -> Option<Challenge> {
         .find_map(Challenge::parse)
 }
 
+/// The codes of an error body, outermost first (`Forbidden`, `SecretDisabled`).
+fn store_codes(body: &[u8]) -> Vec<String> {
+    let Ok(ErrorBody { error: Some(e) }) = serde_json::from_slice::<ErrorBody>(body) else {
+        return Vec::new();
+    };
+    let mut codes: Vec<String> = e.code.clone().into_iter().collect();
+    let mut inner = e.innererror.as_deref();
+    while let Some(i) = inner {
+        codes.extend(i.code.clone());
+        inner = i.innererror.as_deref();
+    }
+    codes
+}
+
 /// Whether `name` is a Key Vault object name (1-127 of `0-9a-zA-Z-`).
 fn valid_name(name: &str) -> bool {
     (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -826,14 +840,12 @@ impl AzureKeyVaultSource {
         };
         match self.versions(&target).await {
             Ok(p) => p,
-            // A vault's 403 is a refused listing (denied); any other refusal is of the
-            // credential: the token endpoint, the challenge, a token refused twice.
-            Err(e) => match (e.kind(), e.message()) {
-                (ErrorKind::Unauthorized, Some(m)) if !m.contains("answered HTTP 403 for") => {
-                    Probe::new(Access::Unauthenticated).with_detail(e.to_string())
-                }
-                _ => Probe::from_error(&e),
-            },
+            // The vault's own answers are rows already: a refusal here is of the
+            // credential (the token endpoint, the challenge).
+            Err(e) if e.kind() == ErrorKind::Unauthorized => {
+                Probe::new(Access::Unauthenticated).with_detail(e.to_string())
+            }
+            Err(e) => Probe::from_error(&e),
         }
     }
 
@@ -847,12 +859,21 @@ impl AzureKeyVaultSource {
         for _ in 0..MAX_VERSION_PAGES {
             let (status, headers, body) = self.get(&url).await?;
             if !status.is_success() {
-                return Err(self.failure(
-                    &format!("the versions of {}", target.describe()),
-                    status,
-                    &headers,
-                    &body,
-                ));
+                let what = format!("the versions of {}", target.describe());
+                let e = self.failure(&what, status, &headers, &body);
+                return Ok(match status.as_u16() {
+                    // Disabled: reading it is refused too.
+                    403 if store_codes(&body).iter().any(|c| c == "SecretDisabled") => {
+                        Probe::new(Access::Denied).with_detail(e.to_string())
+                    }
+                    // Listing needs `secrets/list`, reading `secrets/get`: an access
+                    // policy may grant the one without the other.
+                    403 => Probe::unchecked(format!(
+                        "cannot list the versions (needs the secrets/list permission; reading needs secrets/get): {e}"
+                    )),
+                    401 => Probe::new(Access::Unauthenticated).with_detail(e.to_string()),
+                    _ => Probe::from_error(&e),
+                });
             }
             let page: VersionPage = serde_json::from_slice(&body).map_err(|e| {
                 SourceError::new(ErrorKind::Decode).with_message(format!(
@@ -1070,7 +1091,8 @@ impl Source for AzureKeyVaultSource {
     /// Lists the versions of each secret (`GET /secrets/{name}/versions`: properties,
     /// never a value; Key Vault's `list` permission, which "Key Vault Secrets User" has):
     /// the requested version, else the newest, decides — enabled: readable; disabled:
-    /// denied; none: missing. A refused token: unauthenticated; a refused listing: denied.
+    /// denied; none: missing. A refused token: unauthenticated; a refused listing (a
+    /// caller granted `secrets/get` but not `secrets/list`): unchecked, saying so.
     fn preflight(&self, requests: Vec<FetchRequest>) -> Preflighting<'_> {
         Box::pin(async move {
             let probes: Vec<BoxFuture<'_, Probe>> =
