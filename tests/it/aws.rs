@@ -514,6 +514,8 @@ struct Params {
     password: String,
     #[component(fetch_from = "aws_ssm", key = "${P}/hosts")]
     hosts: String,
+    #[component(fetch_from = "aws_ssm", key = "${P}/hosts")]
+    host_list: Vec<String>,
     #[component(fetch_from = "aws_ssm", key = "${P}/absent")]
     absent: Option<String>,
     #[component(fetch_from = "aws_ssm", prefix = "${P}/features/")]
@@ -558,6 +560,11 @@ async fn aws_ssm_string_securestring_stringlist_prefix_and_missing() {
     assert_eq!(v.port, 8080);
     assert_eq!(v.password, "s3cure", "SecureString decrypted");
     assert_eq!(v.hosts, "a,b,c");
+    assert_eq!(
+        v.host_list,
+        ["a", "b", "c"],
+        "a StringList into a Vec<String>"
+    );
     assert_eq!(v.absent, None);
     assert_eq!(
         v.features,
@@ -585,6 +592,16 @@ async fn aws_ssm_string_securestring_stringlist_prefix_and_missing() {
         text.contains("max_size") && text.contains("TooLarge"),
         "{text}"
     );
+    // A prefix without its leading '/' would answer an empty map: refused, naming it.
+    let e = ssm_at(&proxy.url)
+        .fetch(
+            &FetchRequest::for_key("aws_ssm", "")
+                .with_param("prefix", format!("{}/features/", &p[1..])),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("does not start with `/`"), "{e}");
     // A missing parameter, asked alone: not found, naming it.
     let e = ssm_at(&proxy.url)
         .fetch(&FetchRequest::for_key("aws_ssm", format!("{p}/nope")))
