@@ -404,3 +404,71 @@ async fn gcp_token_endpoint_absurd_expires_in_neither_panics_nor_refetches_forev
         assert!((1..=most).contains(&n), "{token}: {n} token requests");
     }
 }
+
+/// Five fields, no field timeout: the source's own bounds each token request.
+#[derive(AsyncAssign, Debug)]
+struct GcpFive {
+    #[component(fetch_from = "gcp_secrets", key = "s1")]
+    a: SecretString,
+    #[component(fetch_from = "gcp_secrets", key = "s2")]
+    b: SecretString,
+    #[component(fetch_from = "gcp_secrets", key = "s3")]
+    c: SecretString,
+    #[component(fetch_from = "gcp_secrets", key = "s4")]
+    d: SecretString,
+    #[component(fetch_from = "gcp_secrets", key = "s5")]
+    e: SecretString,
+}
+
+#[tokio::test]
+async fn gcp_a_silent_token_endpoint_costs_one_timeout_for_five_fields() {
+    // The fields waiting while the token request timed out get its error: they used to
+    // send one request each, one after the other (5 x the timeout).
+    for at in [Where::Token, Where::Metadata] {
+        let _serial = serial().await;
+        let port = server(Hostile::Silent, at).await;
+        let sources = Sources::new().register("gcp_secrets", source_for(port, at));
+        let logs = CapturedLogs::default();
+        let m = {
+            let _g = capture(&logs);
+            measure(async {
+                GcpFive::fetch_all_components_with(&sources)
+                    .await
+                    .map(|_| ())
+            })
+            .await
+        };
+        eprintln!("gcp 5 fields, silent {at:?}: {:?}", m.elapsed);
+        assert_bounded(&m, LIMIT, 32);
+        let errors = m.output.expect_err("the fetch must fail");
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        for e in &errors {
+            assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+            assert!(e.to_string().contains("access token"), "{e}");
+            assert_no_canary("an error", &format!("{e} {e:?}"));
+        }
+        assert_no_canary("the TRACE logs", &logs.text());
+    }
+}
+
+#[tokio::test]
+async fn gcp_a_silent_metadata_server_costs_one_timeout_for_the_project() {
+    // No project named: the metadata server's project is asked once for all fields.
+    let _serial = serial().await;
+    let port = server(Hostile::Silent, Where::Metadata).await;
+    let gcp = GcpSecretsSource::new()
+        .with_endpoint(format!("http://127.0.0.1:{port}"))
+        .with_metadata_host(format!("127.0.0.1:{port}"))
+        .with_timeout(LIMIT);
+    let sources = Sources::new().register("gcp_secrets", gcp);
+    let m = measure(async {
+        GcpFive::fetch_all_components_with(&sources)
+            .await
+            .map(|_| ())
+    })
+    .await;
+    eprintln!("gcp 5 fields, silent metadata project: {:?}", m.elapsed);
+    assert_bounded(&m, LIMIT, 32);
+    let errors = m.output.expect_err("the fetch must fail");
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+}

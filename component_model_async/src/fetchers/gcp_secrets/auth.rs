@@ -347,10 +347,60 @@ impl TokenResponse {
     }
 }
 
+/// A value asked for by one request at a time (single flight), whose failure is shared:
+/// the callers that were waiting while an attempt ran get its error rather than sending
+/// their own (a silent endpoint costs one timeout, not one per field).
+pub(super) struct Flight<T> {
+    slot: tokio::sync::Mutex<(Option<T>, Option<(u64, SourceError)>)>,
+    /// Attempts finished so far.
+    finished: std::sync::atomic::AtomicU64,
+}
+
+impl<T> Default for Flight<T> {
+    fn default() -> Self {
+        Flight {
+            slot: tokio::sync::Mutex::new((None, None)),
+            finished: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T: Clone> Flight<T> {
+    /// The value kept when `usable` says so, else the error of an attempt that finished
+    /// while this caller waited, else a new attempt with `ask`.
+    pub(super) async fn get<F>(
+        &self,
+        usable: impl Fn(&T) -> bool,
+        ask: impl FnOnce() -> F,
+    ) -> Result<T, SourceError>
+    where
+        F: Future<Output = Result<T, SourceError>>,
+    {
+        use std::sync::atomic::Ordering;
+        let queued = self.finished.load(Ordering::SeqCst);
+        let mut slot = self.slot.lock().await;
+        if let Some(v) = slot.0.as_ref().filter(|v| usable(v)) {
+            return Ok(v.clone());
+        }
+        if let Some((n, e)) = &slot.1
+            && *n > queued
+        {
+            return Err(e.clone());
+        }
+        let result = ask().await;
+        let n = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
+        match &result {
+            Ok(v) => *slot = (Some(v.clone()), None),
+            Err(e) => slot.1 = Some((n, e.clone())),
+        }
+        result
+    }
+}
+
 /// The access token of the source's credentials: cached, one request at a time.
 #[derive(Default)]
 pub(super) struct TokenCache {
-    token: tokio::sync::Mutex<Option<Token>>,
+    token: Flight<Token>,
 }
 
 impl TokenCache {
@@ -367,14 +417,13 @@ impl TokenCache {
             Credentials::Static(h) => return Ok(Some(h.clone())),
             _ => {}
         }
-        let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref().filter(|t| t.fresh()) {
-            return Ok(Some(t.header.clone()));
-        }
-        let fresh = request_token(credentials, client, metadata).await?;
-        let header = fresh.header.clone();
-        *slot = Some(fresh);
-        Ok(Some(header))
+        let token = self
+            .token
+            .get(Token::fresh, || {
+                request_token(credentials, client, metadata)
+            })
+            .await?;
+        Ok(Some(token.header))
     }
 
     /// A new token in place of `stale` (refused with a `401`), unless another request
@@ -389,18 +438,17 @@ impl TokenCache {
         if !credentials.renewable() {
             return self.get(credentials, client, metadata).await;
         }
-        let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref()
-            && Some(&t.header) != stale
-            && t.fresh()
-        {
-            return Ok(Some(t.header.clone()));
-        }
-        tracing::debug!(credentials = %credentials.describe(), "Secret Manager refused the access token; asking for a new one");
-        let fresh = request_token(credentials, client, metadata).await?;
-        let header = fresh.header.clone();
-        *slot = Some(fresh);
-        Ok(Some(header))
+        let token = self
+            .token
+            .get(
+                |t| Some(&t.header) != stale && t.fresh(),
+                || {
+                    tracing::debug!(credentials = %credentials.describe(), "Secret Manager refused the access token; asking for a new one");
+                    request_token(credentials, client, metadata)
+                },
+            )
+            .await?;
+        Ok(Some(token.header))
     }
 }
 

@@ -105,7 +105,7 @@ pub struct GcpSecretsSource {
 struct State {
     tokens: TokenCache,
     /// The metadata server's project, once asked.
-    metadata_project: tokio::sync::OnceCell<String>,
+    metadata_project: auth::Flight<String>,
     /// A watch was refused the versions' metadata: it polls with `:access`.
     metadata_denied: std::sync::atomic::AtomicBool,
 }
@@ -686,7 +686,7 @@ impl GcpSecretsSource {
                 Credentials::Metadata { host } => self
                     .state
                     .metadata_project
-                    .get_or_try_init(|| auth::metadata_project(host, &self.metadata))
+                    .get(|_| true, || auth::metadata_project(host, &self.metadata))
                     .await
                     .map_err(|e| {
                         SourceError::new(ErrorKind::Config).with_message(format!(
