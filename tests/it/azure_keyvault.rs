@@ -673,3 +673,56 @@ async fn azure_keyvault_canaries_never_appear_at_trace() {
         "a bearer token in the TRACE logs"
     );
 }
+
+/// Review finding 4: a failed authentication (here the federated token rotated to one
+/// Entra ID refuses) is no change of the watched secret (was: `Changed`, then the same
+/// version again as a new `Value`); a new version after authentication recovers is one.
+#[tokio::test]
+async fn azure_keyvault_watch_ignores_failed_authentication() {
+    let kv = Kv::with(
+        AzureKeyVaultDouble::builder()
+            .federated_token("fed-token-w")
+            .start()
+            .await,
+    )
+    .await;
+    kv.double.set_secret("watched", "one");
+    let dir = std::env::temp_dir().join(unique("cm_azure_watch_auth"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "fed-token-w").unwrap();
+    let source = AzureKeyVaultSource::new(&kv.url)
+        .with_workload_identity(kv.double.tenant(), kv.double.client_id(), &file)
+        .with_authority_host(&kv.url)
+        .with_tls(kv.tls())
+        .with_watch_interval(Duration::from_millis(100));
+    assert_eq!(
+        source.fetch(&req("watched")).await.unwrap(),
+        RawValue::from("one")
+    );
+    let mut changes = source.watch(vec![req("watched")]).unwrap();
+    std::fs::write(&file, "fed-token-refused").unwrap();
+    kv.double.revoke_tokens();
+    // Several polls fail to authenticate: nothing to report.
+    let quiet = tokio::time::timeout(Duration::from_millis(800), changes.next()).await;
+    assert!(
+        quiet.is_err(),
+        "no change while authentication fails: {quiet:?}"
+    );
+    assert!(kv.double.token_requests() >= 2);
+    // Authentication recovers, the version is the same: still nothing; a new one: a change.
+    std::fs::write(&file, "fed-token-w").unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(500), changes.next()).await;
+    assert!(quiet.is_err(), "the same version is no change: {quiet:?}");
+    kv.double.set_secret("watched", "two");
+    let c = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("a change within 10 s")
+        .expect("the watch goes on")
+        .expect("no watch error");
+    assert!(
+        matches!(&c, Change::Value { index: 0, value, .. } if value == &RawValue::from("two")),
+        "{c:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -786,17 +786,37 @@ impl AzureKeyVaultSource {
 
     /// Reads one secret: its value and version.
     async fn read(&self, target: &Target<'_>) -> Result<(RawValue, Option<String>), SourceError> {
-        let url = self.url(&target.segments(), &[])?;
-        let (status, headers, body) = self.get(&url).await?;
+        self.read_polled(target).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Self::read`], its error telling whether the vault itself said the secret is gone:
+    /// 404 `SecretNotFound` or 403 `SecretDisabled` (a refused token, an unreachable
+    /// authority or vault, a throttled read say nothing of the secret).
+    async fn read_polled(
+        &self,
+        target: &Target<'_>,
+    ) -> Result<(RawValue, Option<String>), (SourceError, bool)> {
+        let url = self.url(&target.segments(), &[]).map_err(|e| (e, false))?;
+        let (status, headers, body) = self.get(&url).await.map_err(|e| (e, false))?;
         if !status.is_success() {
-            return Err(self.failure(&target.describe(), status, &headers, &body));
+            let codes = store_codes(&body);
+            let gone = match status.as_u16() {
+                404 => codes.iter().any(|c| c == "SecretNotFound"),
+                403 => codes.iter().any(|c| c == "SecretDisabled"),
+                _ => false,
+            };
+            return Err((
+                self.failure(&target.describe(), status, &headers, &body),
+                gone,
+            ));
         }
         let bundle: SecretBundle = serde_json::from_slice(&body).map_err(|e| {
-            SourceError::new(ErrorKind::Decode).with_message(format!(
+            let e = SourceError::new(ErrorKind::Decode).with_message(format!(
                 "the answer for {} is not a secret bundle: {}",
                 target.describe(),
                 transport::json_error(&e)
-            ))
+            ));
+            (e, false)
         })?;
         let version = bundle.id.as_deref().and_then(version_of).map(str::to_owned);
         if let (None, Some(v)) = (target.version, &version) {
@@ -812,8 +832,11 @@ impl AzureKeyVaultSource {
         }
         match bundle.value {
             Some(v) => Ok((RawValue::Text(v), version)),
-            None => Err(SourceError::new(ErrorKind::Decode)
-                .with_message(format!("the answer for {} has no value", target.describe()))),
+            None => Err((
+                SourceError::new(ErrorKind::Decode)
+                    .with_message(format!("the answer for {} has no value", target.describe())),
+                false,
+            )),
         }
     }
 
@@ -1037,14 +1060,24 @@ impl Source for AzureKeyVaultSource {
                     if !first {
                         tokio::time::sleep(every).await;
                     }
-                    let reads = futures::future::join_all(secrets.iter().map(|(name, _)| {
-                        let source = &source;
-                        async move {
-                            let t = Target { name, version: None };
-                            source.read(&t).await
-                        }
-                    }))
-                    .await;
+                    let polls: Vec<BoxFuture<'static, _>> = secrets
+                        .iter()
+                        .map(|(name, _)| {
+                            let (source, name) = (source.clone(), name.clone());
+                            async move {
+                                let t = Target {
+                                    name: &name,
+                                    version: None,
+                                };
+                                source.read_polled(&t).await
+                            }
+                            .boxed()
+                        })
+                        .collect();
+                    let reads: Vec<_> = futures::stream::iter(polls)
+                        .buffered(source.concurrency)
+                        .collect()
+                        .await;
                     for (i, r) in reads.into_iter().enumerate() {
                         match r {
                             Ok((value, Some(version))) => {
@@ -1064,19 +1097,15 @@ impl Source for AzureKeyVaultSource {
                                 seen[i] = Some(version);
                             }
                             Ok((_, None)) => {}
-                            // Deleted (or its current version disabled) since: the
-                            // watcher reads it again and finds what is left.
-                            Err(e)
-                                if seen[i].is_some()
-                                    && matches!(
-                                        e.kind(),
-                                        ErrorKind::NotFound | ErrorKind::Unauthorized
-                                    ) =>
-                            {
+                            // Deleted (or its current version disabled) since, in the
+                            // vault's own words: the watcher reads it again and finds
+                            // what is left. Any other failure (a refused token, an
+                            // authority down) is no change: logged, the version kept.
+                            Err((_, true)) if seen[i].is_some() => {
                                 seen[i] = None;
                                 pending.push(Change::Changed(secrets[i].1.clone()));
                             }
-                            Err(e) => {
+                            Err((e, _)) => {
                                 tracing::debug!(secret = %secrets[i].0, error = %e, "polling a Key Vault secret failed");
                             }
                         }
