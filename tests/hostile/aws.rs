@@ -93,7 +93,7 @@ async fn read_request(socket: &mut TcpStream) -> Option<String> {
             Ok(n) => data.extend_from_slice(&buf[..n]),
         }
     }
-    Some(head)
+    Some(String::from_utf8_lossy(&data).to_string())
 }
 
 fn json_response(body: &str) -> Vec<u8> {
@@ -325,4 +325,110 @@ async fn aws_secrets_batch_pages_full_of_values_are_bounded_in_total() {
         assert_no_canary("the error", &e.to_string());
     }
     assert_no_canary("the TRACE logs", &logs.text());
+}
+
+/// A Parameter Store that denies `/app/denied` (as an IAM policy on its ARN would): a
+/// `GetParameters` naming it is refused as a whole, as AWS does. moto checks actions only,
+/// never resources, so this case needs a server of its own.
+async fn resource_policy_ssm(mut socket: TcpStream) {
+    while let Some(request) = read_request(&mut socket).await {
+        let body = request.split("\r\n\r\n").nth(1).unwrap_or("");
+        let names: Vec<String> = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["Names"].clone()).ok())
+            .unwrap_or_default();
+        let answer = if names.iter().any(|n| n == "/app/denied") {
+            let body = r#"{"__type":"AccessDeniedException","message":"User: arn:aws:iam::1:user/u is not authorized to perform: ssm:GetParameters on resource: arn:aws:ssm:us-east-1:1:parameter/app/denied"}"#;
+            format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        } else {
+            let found: Vec<serde_json::Value> = names
+                .iter()
+                .map(|n| serde_json::json!({"Name": n, "Type": "String", "Value": "ok", "Version": 1}))
+                .collect();
+            json_response(
+                &serde_json::json!({"Parameters": found, "InvalidParameters": []}).to_string(),
+            )
+        };
+        if socket.write_all(&answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn aws_ssm_one_denied_name_fails_only_its_own_field() {
+    let _serial = serial().await;
+    let port = tcp_server(resource_policy_ssm).await;
+    let source = ssm(port);
+    let keys = ["/app/a", "/app/denied", "/app/b"];
+    let requests: Vec<FetchRequest> = keys
+        .iter()
+        .map(|k| FetchRequest::for_key("aws_ssm", *k))
+        .collect();
+    let refs: Vec<&FetchRequest> = requests.iter().collect();
+    let answers = source.fetch_many(&refs).await;
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    assert!(answers[2].is_ok(), "{:?}", answers[2]);
+    let e = answers[1].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("parameter `/app/denied`") && msg.contains("AccessDeniedException"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn aws_secrets_pinned_reads_are_at_most_16_at_once() {
+    let _serial = serial().await;
+    // A server that never answers, counting the connections it accepted.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let port = tcp_server(move |mut socket| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let mut buf = [0u8; 4096];
+            let _ = tokio::time::timeout(SERVER_FOR, async {
+                while let Ok(n) = socket.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    })
+    .await;
+    let source = secrets(port).with_timeout(Duration::from_secs(1));
+    let requests: Vec<FetchRequest> = (0..40)
+        .map(|i| {
+            FetchRequest::for_key("aws_secrets", format!("app/s{i}"))
+                .with_param("version_id", format!("v{i}"))
+        })
+        .collect();
+    let refs: Vec<&FetchRequest> = requests.iter().collect();
+    let first_wave = accepted.clone();
+    // Half-way through the first requests' timeout, none has given up yet: what was
+    // accepted by then is what was sent at once.
+    let snapshot = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        first_wave.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let m = measure(source.fetch_many(&refs)).await;
+    let at_once = snapshot.await.unwrap();
+    eprintln!(
+        "aws_secrets 40 pinned reads, silent server: {:?}, {at_once} requests at once",
+        m.elapsed
+    );
+    assert!(
+        m.output
+            .iter()
+            .all(|a| a.as_ref().unwrap_err().kind() == ErrorKind::Timeout)
+    );
+    assert!(at_once <= 16, "{at_once} requests at once");
+    assert!(at_once >= 2, "concurrent still: {at_once}");
 }
