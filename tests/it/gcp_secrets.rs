@@ -759,6 +759,17 @@ async fn gcp_from_env_registers_with_a_credentials_file_and_the_project() {
     let e = s.fetch(&req("projects/p/secrets/s")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("/nonexistent/cm-adc.json"), "{e}");
+    // ... before looking for a project (it said "names no project").
+    let e = s.fetch(&req("s")).await.unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/cm-adc.json"), "{e}");
+    // Other credentials replace the broken file.
+    let plain = GcpSecretsDouble::start().await;
+    plain.add_version("p", "s", b"anon");
+    let s = s.with_endpoint(plain.url()).without_auth();
+    assert_eq!(
+        s.fetch(&req("projects/p/secrets/s")).await.unwrap(),
+        RawValue::from("anon")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -582,9 +582,14 @@ impl GcpSecretsSource {
             "Authorization",
             &format!("Bearer {}", token.expose_secret()),
         ) {
-            Ok(h) => self.credentials = Credentials::Static(h),
+            Ok(h) => {
+                self.credentials = Credentials::Static(h);
+                self.invalid = None;
+            }
             Err(e) => self.invalid = e.message().map(str::to_owned),
         }
+        self.file_project = None;
+        self.file_quota_project = None;
         self.state = Arc::default();
         self
     }
@@ -593,6 +598,9 @@ impl GcpSecretsSource {
     #[must_use]
     pub fn without_auth(mut self) -> Self {
         self.credentials = Credentials::Anonymous;
+        self.invalid = None;
+        self.file_project = None;
+        self.file_quota_project = None;
         self.state = Arc::default();
         self
     }
@@ -816,6 +824,10 @@ impl GcpSecretsSource {
         &self,
         request: &FetchRequest,
     ) -> (Result<RawValue, SourceError>, Option<u64>) {
+        // A broken credentials file says so before the project is looked for.
+        if let Err(e) = self.check_valid() {
+            return (Err(e), None);
+        }
         match self.resolve(request).await {
             Ok(name) => match self.access(&name).await {
                 Ok((value, version, _)) => (Ok(value), version_number(&version)),
