@@ -593,7 +593,8 @@ pub(super) async fn metadata_project(host: &str, metadata: &Client) -> Result<St
 }
 
 /// The text of an OAuth error body (`{"error": "invalid_grant", "error_description":
-/// "..."}`) or a Google error body, bounded; never the request.
+/// "..."}`) or a Google error body, bounded; of anything else its size only (never the
+/// body: it may echo the request).
 pub(super) fn oauth_error(body: &[u8]) -> String {
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let text = match (&parsed["error"], &parsed["error_description"]) {
@@ -606,7 +607,9 @@ pub(super) fn oauth_error(body: &[u8]) -> String {
         )
         .trim()
         .to_owned(),
-        _ => String::from_utf8_lossy(body).trim().to_owned(),
+        // Never the body itself: an endpoint echoing the request would put the refresh
+        // token, client secret or JWT into the error.
+        _ => format!("{} bytes, not an OAuth error", body.len()),
     };
     super::source::bounded(text)
 }
@@ -649,6 +652,11 @@ mod tests {
         assert_eq!(
             oauth_error(br#"{"error":{"code":401,"message":"m","status":"UNAUTHENTICATED"}}"#),
             "UNAUTHENTICATED m"
+        );
+        // An echo of the request is not shown.
+        assert_eq!(
+            oauth_error(b"grant_type=refresh_token&refresh_token=CANARY"),
+            "45 bytes, not an OAuth error"
         );
     }
 }

@@ -383,6 +383,19 @@ impl From<Failure> for SourceError {
     }
 }
 
+/// A payload's `data`: base64, standard or URL-safe alphabet, padded or not.
+fn decode_payload(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::{
+        DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig, general_purpose,
+    };
+    let any = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    GeneralPurpose::new(&base64::alphabet::STANDARD, any)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, any).decode(text))
+        .ok()
+        .or_else(|| general_purpose::STANDARD.decode(text).ok())
+}
+
 /// The crc32c of the payload, as the API's `dataCrc32c` (an int64) carries it.
 fn crc(data: &[u8]) -> i64 {
     i64::from(crc32c::crc32c(data))
@@ -785,13 +798,10 @@ impl GcpSecretsSource {
             ))
         })?;
         let text = payload.data.unwrap_or_default();
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(&text)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&text))
-            .map_err(|_| {
-                SourceError::new(ErrorKind::Decode)
-                    .with_message(format!("the payload of {what} is not valid base64"))
-            })?;
+        let data = decode_payload(&text).ok_or_else(|| {
+            SourceError::new(ErrorKind::Decode)
+                .with_message(format!("the payload of {what} is not valid base64"))
+        })?;
         if let Some(expected) = payload.data_crc32c {
             let actual = crc(&data);
             if actual != expected.0 {
@@ -1169,6 +1179,15 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         let e = api_error(StatusCode::BAD_REQUEST, br#"{"error":{"code":400,"message":"is in DISABLED state","status":"FAILED_PRECONDITION"}}"#, "s");
         assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn payloads_padded_or_not() {
+        assert_eq!(decode_payload("aHVudGVyMg==").unwrap(), b"hunter2");
+        assert_eq!(decode_payload("aHVudGVyMg").unwrap(), b"hunter2");
+        assert_eq!(decode_payload("-_8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(decode_payload("+/8=").unwrap(), [0xfb, 0xff]);
+        assert!(decode_payload("a!").is_none());
     }
 
     #[test]
