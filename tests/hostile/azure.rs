@@ -37,6 +37,9 @@ enum Hostile {
     /// Not hostile in time or size: the token answer says it lives 2^64-1 seconds
     /// (`expires_in`) and until the year 10^12 (`expires_on`).
     HugeExpiry,
+    /// The token endpoint refuses, its `error_description` the request's body (the
+    /// client secret in it, form-encoded).
+    Echo,
 }
 
 /// Which exchange is hostile.
@@ -79,7 +82,9 @@ async fn read_request(socket: &mut TcpStream) -> Option<String> {
             Ok(n) => data.extend_from_slice(&buf[..n]),
         }
     }
-    Some(head)
+    // The head, then the body (an echoing endpoint answers it back).
+    let _ = head;
+    Some(String::from_utf8_lossy(&data).to_string())
 }
 
 fn response(status: &str, extra: &str, body: &str) -> Vec<u8> {
@@ -99,6 +104,12 @@ async fn serve(mut socket: TcpStream, port: u16, target: Target, hostile: Hostil
             let is_token = head.starts_with("POST ") && head.contains("/oauth2/v2.0/token");
             let has_token = head.lines().any(|l| l.to_ascii_lowercase().starts_with("authorization:"));
             let (ok, hostile_here) = if is_token {
+                if matches!(hostile, Hostile::Echo) {
+                    let body = head.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                    let answer = serde_json::json!({"error": "invalid_client", "error_description": format!("AADSTS7000215: Invalid client secret provided: {body}")}).to_string();
+                    let _ = socket.write_all(&response("401 Unauthorized", "", &answer)).await;
+                    continue;
+                }
                 let answer = match hostile {
                     Hostile::HugeExpiry => r#"{"token_type":"Bearer","expires_in":18446744073709551615,"expires_on":"99999999999999999999","access_token":"hostile-token"}"#,
                     _ => r#"{"token_type":"Bearer","expires_in":3599,"access_token":"hostile-token"}"#,
@@ -142,7 +153,9 @@ async fn serve(mut socket: TcpStream, port: u16, target: Target, hostile: Hostil
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-                Hostile::Silent | Hostile::HugeExpiry => tokio::time::sleep(SERVER_FOR).await,
+                Hostile::Silent | Hostile::HugeExpiry | Hostile::Echo => {
+                    tokio::time::sleep(SERVER_FOR).await
+                }
             }
             return;
         }
@@ -438,6 +451,19 @@ async fn azure_keyvault_a_token_endpoint_one_byte_a_second_times_out_on_the_sour
         Target::Token,
         Hostile::Trickle,
         ErrorKind::Timeout,
+    )
+    .await;
+}
+
+/// Review finding 9: a token endpoint echoing the request in its `error_description`
+/// (the client secret in it) — the store's words reach the error without the secret.
+#[tokio::test]
+async fn azure_keyvault_a_token_endpoint_echoing_the_secret_leaks_nothing() {
+    case(
+        "token echoes the request",
+        Target::Token,
+        Hostile::Echo,
+        ErrorKind::Unauthorized,
     )
     .await;
 }

@@ -726,3 +726,24 @@ async fn azure_keyvault_watch_ignores_failed_authentication() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Review finding 8: the federated token file is read up to 64 KiB (was: whole, whatever
+/// its size, and sent).
+#[tokio::test]
+async fn azure_keyvault_a_huge_federated_token_file_is_refused() {
+    let kv = Kv::start().await;
+    kv.double.set_secret("k", "v");
+    let dir = std::env::temp_dir().join(unique("cm_azure_wi_big"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "x".repeat(1024 * 1024)).unwrap();
+    let source = AzureKeyVaultSource::new(&kv.url)
+        .with_workload_identity(kv.double.tenant(), kv.double.client_id(), &file)
+        .with_authority_host(&kv.url)
+        .with_tls(kv.tls());
+    let e = source.fetch(&req("k")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("larger than 65536 bytes"), "{e}");
+    assert_eq!(kv.double.token_requests(), 0, "nothing sent");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -379,6 +379,8 @@ pub(super) async fn request_token(
         ))
     };
     let started = Instant::now();
+    // What must never reach an error: the client secret, the assertion, the header.
+    let mut hidden: Vec<SecretString> = Vec::new();
     let (url, limits, request) = match credential {
         Credential::Invalid(why) => {
             return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
@@ -390,6 +392,7 @@ pub(super) async fn request_token(
         } => {
             let tenant = resolve_tenant(tenant, challenge, allowed_tenants)?;
             let url = token_url(authority, &tenant)?;
+            hidden.push(secret.clone());
             let form = [
                 ("grant_type", "client_credentials"),
                 ("client_id", client_id.as_str()),
@@ -412,10 +415,22 @@ pub(super) async fn request_token(
         } => {
             let tenant = resolve_tenant(tenant, challenge, allowed_tenants)?;
             let url = token_url(authority, &tenant)?;
-            // Read again at each request: the kubelet rotates the projected token.
+            // Read again at each request: the kubelet rotates the projected token. At most
+            // MAX_TOKEN_FILE bytes, within the source's timeout (a FIFO never ends).
             let file = token_file.clone();
-            let assertion = tokio::task::spawn_blocking(move || std::fs::read_to_string(&file))
+            let read = tokio::task::spawn_blocking(move || read_token_file(&file));
+            let assertion = tokio::time::timeout(client.timeout, read)
                 .await
+                .map_err(|_| {
+                    fail(
+                        ErrorKind::Timeout,
+                        format!(
+                            "reading AZURE_FEDERATED_TOKEN_FILE {} took longer than {:?}",
+                            token_file.display(),
+                            client.timeout
+                        ),
+                    )
+                })?
                 .map_err(|e| {
                     fail(
                         ErrorKind::Other,
@@ -431,7 +446,7 @@ pub(super) async fn request_token(
                         ),
                     )
                 })?;
-            let assertion = SecretString::from(assertion.trim().to_owned());
+            hidden.push(assertion.clone());
             let form = [
                 ("grant_type", "client_credentials"),
                 ("client_id", client_id.as_str()),
@@ -483,6 +498,9 @@ pub(super) async fn request_token(
             let mut url = url;
             url.query_pairs_mut().extend_pairs(query);
             let mut request = identity.get().await?.get(url.clone());
+            if let Some((_, header)) = app_service {
+                hidden.push(header.clone());
+            }
             request = match app_service {
                 Some((_, header)) => request.header(
                     "X-IDENTITY-HEADER",
@@ -523,7 +541,10 @@ pub(super) async fn request_token(
             format!(
                 "{} answered HTTP {status}: {}",
                 redact_url(url.as_str()),
-                token_error_text(&body)
+                scrub(
+                    token_error_text(&body),
+                    &hidden.iter().map(|h| h.expose_secret()).collect::<Vec<_>>()
+                )
             ),
         ));
     }
@@ -592,6 +613,39 @@ fn lifetime(
         (None, None) => Duration::from_secs(3600),
     };
     d.min(MAX_LIFETIME)
+}
+
+/// The largest federated token file read (a projected service-account token is ~1 KiB).
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+/// The federated token of `path`, trimmed: at most [`MAX_TOKEN_FILE`] bytes.
+fn read_token_file(path: &std::path::Path) -> std::io::Result<SecretString> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_TOKEN_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_TOKEN_FILE {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_TOKEN_FILE} bytes: not a federated token"
+        )));
+    }
+    Ok(SecretString::from(text.trim().to_owned()))
+}
+
+/// `text` without any of `secrets` (as written or form-encoded, as an endpoint echoing
+/// the request would hold them).
+fn scrub(text: String, secrets: &[&str]) -> String {
+    let mut text = text;
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        for form in [secret.to_string(), encoded] {
+            if text.contains(&form) {
+                text = text.replace(&form, "<redacted>");
+            }
+        }
+    }
+    text
 }
 
 /// `{authority}/{tenant}/oauth2/v2.0/token`.
@@ -729,6 +783,18 @@ mod tests {
         assert_eq!(l(Some(json!(-5)), None), Duration::ZERO);
         let t = Token::new(HeaderValue::from_static("x"), Instant::now(), Duration::MAX);
         assert!(t.refresh_at < t.expires_at);
+    }
+
+    #[test]
+    fn echoed_secrets_are_scrubbed() {
+        let text = scrub(
+            "invalid_client: got client_secret=a%2Bb%3D%3Dc and s3cret-x".into(),
+            &["a+b==c", "s3cret-x"],
+        );
+        assert_eq!(
+            text,
+            "invalid_client: got client_secret=<redacted> and <redacted>"
+        );
     }
 
     #[test]
