@@ -140,8 +140,29 @@ impl Credential {
                 ),
             };
         }
+        // Managed identity hosts this source does not speak: said, not silently IMDS.
+        if get("IDENTITY_SERVER_THUMBPRINT").is_some() {
+            return Credential::Invalid(
+                "Service Fabric's managed identity (IDENTITY_SERVER_THUMBPRINT) is not supported: use a client secret or workload identity".into(),
+            );
+        }
+        if get("IDENTITY_ENDPOINT").is_some() && get("IMDS_ENDPOINT").is_some() {
+            return Credential::Invalid(
+                "Azure Arc's managed identity (IDENTITY_ENDPOINT + IMDS_ENDPOINT) is not supported: use a client secret or workload identity".into(),
+            );
+        }
+        if get("MSI_ENDPOINT").is_some() {
+            return Credential::Invalid(
+                "the MSI_ENDPOINT managed identity (Cloud Shell, Azure ML) is not supported: use a client secret, workload identity or IDENTITY_ENDPOINT + IDENTITY_HEADER".into(),
+            );
+        }
         let app_service = match (get("IDENTITY_ENDPOINT"), get("IDENTITY_HEADER")) {
             (Some(endpoint), Some(header)) => Some((endpoint, SecretString::from(header))),
+            (Some(_), None) => {
+                return Credential::Invalid(
+                    "IDENTITY_ENDPOINT is set without IDENTITY_HEADER".into(),
+                );
+            }
             _ => None,
         };
         Credential::Managed {
@@ -783,6 +804,38 @@ mod tests {
         assert_eq!(l(Some(json!(-5)), None), Duration::ZERO);
         let t = Token::new(HeaderValue::from_static("x"), Instant::now(), Duration::MAX);
         assert!(t.refresh_at < t.expires_at);
+    }
+
+    #[test]
+    fn unsupported_managed_identities_are_said() {
+        let kind = |vars: &[(&str, &str)]| {
+            let c = Credential::from_env(&EnvSource::from_map(vars.iter().copied()));
+            format!("{c:?}")
+        };
+        assert!(
+            kind(&[
+                ("IDENTITY_ENDPOINT", "http://x"),
+                ("IDENTITY_HEADER", "h"),
+                ("IDENTITY_SERVER_THUMBPRINT", "t")
+            ])
+            .contains("Service Fabric")
+        );
+        assert!(
+            kind(&[
+                ("IDENTITY_ENDPOINT", "http://x"),
+                ("IMDS_ENDPOINT", "http://y")
+            ])
+            .contains("Azure Arc")
+        );
+        assert!(
+            kind(&[("MSI_ENDPOINT", "http://x"), ("MSI_SECRET", "s")]).contains("MSI_ENDPOINT")
+        );
+        assert!(kind(&[("IDENTITY_ENDPOINT", "http://x")]).contains("without IDENTITY_HEADER"));
+        assert!(
+            kind(&[("IDENTITY_ENDPOINT", "http://x"), ("IDENTITY_HEADER", "h")])
+                .contains("ManagedIdentity")
+        );
+        assert!(kind(&[]).contains("ManagedIdentity"));
     }
 
     #[test]

@@ -389,7 +389,10 @@ impl AzureKeyVaultSource {
     ///    identity (AKS), the file read again for each token;
     /// 3. else managed identity: `IDENTITY_ENDPOINT` + `IDENTITY_HEADER` (App Service,
     ///    Functions, Container Apps), else IMDS (`AZURE_POD_IDENTITY_AUTHORITY_HOST` or
-    ///    169.254.169.254); `AZURE_CLIENT_ID` picks a user-assigned identity.
+    ///    169.254.169.254); `AZURE_CLIENT_ID` picks a user-assigned identity. Azure Arc
+    ///    (`IMDS_ENDPOINT`), Service Fabric (`IDENTITY_SERVER_THUMBPRINT`) and
+    ///    `MSI_ENDPOINT` (Cloud Shell, Azure ML) are not supported: every fetch says so.
+    ///    The Azure CLI's login (`az login`) is not used.
     ///
     /// `AZURE_AUTHORITY_HOST` names another cloud's authority (default
     /// `https://login.microsoftonline.com`); `AZURE_ADDITIONALLY_ALLOWED_TENANTS` the
@@ -587,6 +590,10 @@ impl AzureKeyVaultSource {
         stale: Option<&HeaderValue>,
         renewed: Option<Challenge>,
     ) -> Result<HeaderValue, SourceError> {
+        // No credential: said before any round trip.
+        if let Credential::Invalid(why) = &self.credential {
+            return Err(SourceError::new(ErrorKind::Config).with_message(why.clone()));
+        }
         let arrived = Instant::now();
         let usable =
             |t: &Token, now: Instant| stale.is_none_or(|s| s != t.header) && now < t.expires_at;
