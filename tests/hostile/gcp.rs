@@ -1,7 +1,7 @@
 //! Hostile servers for the `gcp_secrets` source (issue 36): a raw TCP server on 127.0.0.1
-//! playing both Google's OAuth token endpoint (`POST /token`, for an `authorized_user`
-//! whose client secret is the canary) and Secret Manager (`GET /v1/...:access`); one of
-//! the two announces a huge `Content-Length`, sends its answer one byte a second, or never
+//! playing Google's OAuth token endpoint (`POST /token`, for an `authorized_user`
+//! whose client secret is the canary), the metadata server (`/computeMetadata/v1/...`)
+//! and Secret Manager (`GET /v1/...:access`); one of the three announces a huge `Content-Length`, sends its answer one byte a second, or never
 //! answers, while the other answers as Google does. Each case asserts a typed error within
 //! its bound (the field's `timeout`, or the source's own `with_timeout` for the token
 //! endpoint cases, which name no field timeout), a bound on resident-memory growth, and the

@@ -351,10 +351,14 @@ impl TokenResponse {
 /// the callers that were waiting while an attempt ran get its error rather than sending
 /// their own (a silent endpoint costs one timeout, not one per field).
 pub(super) struct Flight<T> {
-    slot: tokio::sync::Mutex<(Option<T>, Option<(u64, SourceError)>)>,
+    /// The value, and the last failure with its attempt's number.
+    slot: tokio::sync::Mutex<(Option<T>, Option<Failed>)>,
     /// Attempts finished so far.
     finished: std::sync::atomic::AtomicU64,
 }
+
+/// A failed attempt: its number (counted from 1) and error.
+type Failed = (u64, SourceError);
 
 impl<T> Default for Flight<T> {
     fn default() -> Self {

@@ -9,7 +9,8 @@
 //!   state). The value is the payload as text (bytes when it is not UTF-8); the field's
 //!   type says what it is. Every value is secret.
 //! * ONE `GET {endpoint}/v1/projects/{p}/secrets/{s}/versions/{v}:access` per distinct
-//!   secret version (Secret Manager has no batch read), at most
+//!   request of a fetch (fields asking the same key with the same attributes share it;
+//!   `db` and `projects/p/secrets/db` are two requests; Secret Manager has no batch read), at most
 //!   [`GcpSecretsSource::with_concurrency`] (default 16) at once. The payload's base64 is
 //!   decoded and its `dataCrc32c` checked: a mismatch is
 //!   [`ErrorKind::Decode`](crate::ErrorKind::Decode) naming the secret, never the data.

@@ -620,7 +620,8 @@ impl GcpSecretsSource {
 
     /// Asks the metadata server at `host` (`GCE_METADATA_HOST`: `host:port`, or a URL)
     /// for tokens and the project; it is also what the source uses when no credentials
-    /// were given.
+    /// were given. Ignored once other credentials are set (a file, a token,
+    /// `without_auth`): call it before them, or not at all.
     #[must_use]
     pub fn with_metadata_host(mut self, host: impl Into<String>) -> Self {
         let host = host.into();
@@ -1085,7 +1086,7 @@ impl Source for GcpSecretsSource {
                         // Polling is impossible (neither the metadata nor the payload
                         // may be read): said once; the polls go on.
                         told = true;
-                        let seen = seen.or_else(|| Some(now));
+                        let seen = seen.or(Some(now));
                         return Some((Err(e), (source, requests, seen, told)));
                     }
                     let Some(before) = seen.take() else {
