@@ -50,7 +50,7 @@ const UNAUTHENTICATED: &str = "Request had invalid authentication credentials. E
 ///   * `POST /token` (an OAuth token endpoint): grant
 ///     `urn:ietf:params:oauth:grant-type:jwt-bearer` with an RS256 `assertion` of a
 ///     [`service_account`](GcpSecretsDouble::service_account) (signature checked with its
-///     public key; `iss`, `aud` = this `/token` URL, `scope`, `iat`, `exp` checked), or
+///     public key; `iss`, `aud` = `https://oauth2.googleapis.com/token` (the constant google-auth signs), `scope`, `iat`, `exp` checked), or
 ///     grant `refresh_token` of an [`authorized_user`](GcpSecretsDouble::authorized_user);
 ///     else `400 {"error": "invalid_grant", "error_description": ...}`;
 ///   * `GET /computeMetadata/v1/instance/service-accounts/default/token` and
@@ -485,8 +485,8 @@ impl DoubleState {
         if !rs256_valid(key, format!("{h}.{c}").as_bytes(), &signature) {
             return Err("Invalid JWT Signature.");
         }
-        let token_uri = format!("{}/token", lock(&self.url));
-        if claims["aud"].as_str() != Some(token_uri.as_str()) {
+        // google-auth signs this constant audience whatever the `token_uri`.
+        if claims["aud"].as_str() != Some("https://oauth2.googleapis.com/token") {
             return Err("Invalid JWT: Failed audience check.");
         }
         if !claims["scope"].as_str().is_some_and(|s| {

@@ -258,7 +258,8 @@ pub(super) fn service_account_jwt(
     let claims = serde_json::json!({
         "iss": sa.email,
         "scope": SCOPE,
-        "aud": sa.token_uri,
+        // Google's libraries sign this constant audience, whatever the `token_uri`.
+        "aud": DEFAULT_TOKEN_URI,
         "iat": iat,
         "exp": iat + 3600,
     });
