@@ -188,8 +188,23 @@ macro_rules! __component_model_rules_aws_secrets {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __component_model_rules_aws_ssm {
-    ($entry:tt has $names:tt) => {
+    // `@kp [<key> <prefix>] <names>`: a parameter or a path, not both.
+    (@kp [$k:tt $p:tt] key $($rest:ident)*) => {
+        $crate::__component_model_rules_aws_ssm! { @kp [1 $p] $($rest)* }
+    };
+    (@kp [$k:tt $p:tt] prefix $($rest:ident)*) => {
+        $crate::__component_model_rules_aws_ssm! { @kp [$k 1] $($rest)* }
+    };
+    (@kp $kp:tt $other:ident $($rest:ident)*) => {
+        $crate::__component_model_rules_aws_ssm! { @kp $kp $($rest)* }
+    };
+    (@kp [1 1]) => {
+        ::core::compile_error!("the `aws_ssm` source reads either one parameter (`key = \"/app/port\"`) or every parameter under a path (`prefix = \"/app/\"`), not both");
+    };
+    (@kp $kp:tt) => {};
+    ($entry:tt has [$($names:ident)*]) => {
         $crate::__component_model_feature_aws! { $entry }
+        $crate::__component_model_rules_aws_ssm! { @kp [0 0] $($names)* }
     };
     ($entry:tt param key) => {};
     ($entry:tt param prefix) => {};
