@@ -315,9 +315,9 @@ impl AwsSecretsSource {
     /// ]);
     /// let sm = AwsSecretsSource::from_env_source(&env).unwrap();
     /// assert_eq!(
-///     sm.location().as_deref(),
-///     Some("AWS Secrets Manager us-east-1 at http://localhost:4566 (credentials: the environment (AWS_ACCESS_KEY_ID))")
-/// );
+    ///     sm.location().as_deref(),
+    ///     Some("AWS Secrets Manager us-east-1 at http://localhost:4566 (credentials: the environment (AWS_ACCESS_KEY_ID))")
+    /// );
     /// assert!(!format!("{sm:?}").contains("s3cr3t"));
     /// assert!(AwsSecretsSource::from_env_source(&EnvSource::from_map([("X", "1")])).is_none());
     /// ```

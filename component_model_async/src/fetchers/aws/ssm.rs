@@ -280,9 +280,9 @@ impl AwsSsmSource {
     /// ]);
     /// let ssm = AwsSsmSource::from_env_source(&env).unwrap();
     /// assert!(ssm
-///     .location()
-///     .unwrap()
-///     .starts_with("AWS SSM Parameter Store eu-central-1 at http://localhost:4566 (credentials: "));
+    ///     .location()
+    ///     .unwrap()
+    ///     .starts_with("AWS SSM Parameter Store eu-central-1 at http://localhost:4566 (credentials: "));
     /// assert!(AwsSsmSource::from_env_source(&EnvSource::from_map([("X", "1")])).is_none());
     /// ```
     pub fn from_env_source(env: &EnvSource) -> Option<Self> {
