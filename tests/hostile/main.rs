@@ -7,10 +7,10 @@
 //! Alone in its binary, and every case holds [`common::serial`]: the peak resident memory
 //! (`VmHWM`) is per process, so one case at a time.
 
-#[allow(dead_code)] // shared helpers: not every case uses every one
-mod common;
 mod aws;
 mod azure;
+#[allow(dead_code)] // shared helpers: not every case uses every one
+mod common;
 mod etcd;
 mod gcp;
 mod http;
