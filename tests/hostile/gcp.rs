@@ -406,6 +406,7 @@ async fn gcp_token_endpoint_absurd_expires_in_neither_panics_nor_refetches_forev
 }
 
 /// Five fields, no field timeout: the source's own bounds each token request.
+#[allow(dead_code)] // the fetch's outcome is what counts, not the values
 #[derive(AsyncAssign, Debug)]
 struct GcpFive {
     #[component(fetch_from = "gcp_secrets", key = "s1")]
