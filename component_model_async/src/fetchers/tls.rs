@@ -40,7 +40,9 @@ const MAX_PEM_FILE: u64 = 4 * 1024 * 1024;
 
 /// TLS settings of an HTTP-based source (see the [module](self)).
 ///
-/// ```
+// Compiled as a test only with `vault` (the type is built with any HTTP backend).
+#[cfg_attr(feature = "vault", doc = "```")]
+#[cfg_attr(not(feature = "vault"), doc = "```ignore")]
 /// use component_model_async::{EnvSource, TlsConfig, VaultSource};
 ///
 /// let tls = TlsConfig::new()

@@ -33,7 +33,9 @@
 //!   else `https://secretsmanager.<region>.amazonaws.com` / `https://ssm.<region>.amazonaws.com`;
 //! * credentials: the standard chain (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //!   `AWS_SESSION_TOKEN`, ...), asked per request (the chain caches and refreshes them),
-//!   within the source's timeout.
+//!   within the source's timeout; the instance metadata service and the ECS/EKS agents
+//!   are reached directly, never through `HTTP_PROXY`/`HTTPS_PROXY` (STS and the APIs
+//!   use the proxy).
 //!
 //! ## Batching
 //!
@@ -108,7 +110,9 @@
 //!
 //! ## Example
 //!
-//! ```no_run
+// Compiled as a test only when the feature is on (the module is built without it).
+#![cfg_attr(feature = "aws", doc = "```no_run")]
+#![cfg_attr(not(feature = "aws"), doc = "```ignore")]
 //! use std::collections::HashMap;
 //! use component_model_async::{AsyncAssign, AwsSecretsSource, AwsSsmSource, Sources};
 //!

@@ -13,7 +13,9 @@
 //! is not JSON is a decode error; every request has a timeout (10 s unless set); at most 10
 //! redirects are followed.
 //!
-//! ```
+// Compiled as a test only when the feature is on (the module is built without it).
+#![cfg_attr(feature = "http", doc = "```")]
+#![cfg_attr(not(feature = "http"), doc = "```ignore")]
 //! use component_model_async::{AsyncAssign, HttpSource, Sources};
 //!
 //! #[derive(AsyncAssign, Debug)]
