@@ -34,6 +34,7 @@ mod preflight;
 mod preflight_servers;
 mod preflight_stores;
 mod preflight_vault_consul;
+mod proxies;
 mod readme_features;
 mod redis;
 mod report;

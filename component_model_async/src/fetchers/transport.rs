@@ -55,15 +55,20 @@ fn redirect_policy() -> reqwest::redirect::Policy {
 }
 
 /// A reqwest client with the request timeout and redirect limit every backend uses, and
-/// the TLS settings when some are given.
+/// the TLS settings when some are given; `direct`: no proxy, whatever `HTTP_PROXY`,
+/// `HTTPS_PROXY` or `ALL_PROXY` say (see [`Client::direct`]).
 pub(crate) fn client(
     timeout: Duration,
     tls: Option<&TlsConfig>,
+    direct: bool,
 ) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(redirect_policy());
+    if direct {
+        builder = builder.no_proxy();
+    }
     if let Some(tls) = tls {
         builder = builder.tls_backend_preconfigured(tls.client_config()?);
     }
@@ -87,6 +92,8 @@ pub(crate) struct Client {
     pub(crate) max_body: usize,
     /// TLS settings of the clients this crate builds (not of a caller's client).
     tls: Option<std::sync::Arc<TlsConfig>>,
+    /// Whether the clients this crate builds ignore the environment's proxy settings.
+    direct: bool,
 }
 
 impl Client {
@@ -96,6 +103,7 @@ impl Client {
             timeout,
             max_body: DEFAULT_MAX_BODY,
             tls: None,
+            direct: false,
         }
     }
 
@@ -105,15 +113,17 @@ impl Client {
             timeout,
             max_body: DEFAULT_MAX_BODY,
             tls: None,
+            direct: false,
         }
     }
 
-    /// The same client with another timeout (a new reqwest client) and the same body limit
-    /// and TLS settings.
+    /// The same client with another timeout (a new reqwest client) and the same body limit,
+    /// TLS and proxy settings.
     pub(crate) fn with_timeout(&self, timeout: Duration) -> Self {
         Client {
             max_body: self.max_body,
             tls: self.tls.clone(),
+            direct: self.direct,
             ..Client::new(timeout)
         }
     }
@@ -123,6 +133,27 @@ impl Client {
         Client {
             max_body: self.max_body,
             tls: Some(std::sync::Arc::new(tls)),
+            direct: self.direct,
+            ..Client::new(self.timeout)
+        }
+    }
+
+    /// The same limits, the clients this crate builds going straight to the server, never
+    /// through the proxy of `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`: for the instance
+    /// metadata and local identity endpoints of the clouds (169.254.169.254, the ECS and
+    /// EKS agents, App Service's and Arc's local endpoints), which are link-local or on
+    /// the host and so not reachable through a proxy — and which must not be: a proxy
+    /// elsewhere in the cloud would answer with the credentials of *its* instance. The Go
+    /// metadata client and the AWS SDK for Rust go direct too.
+    #[cfg_attr(
+        not(any(feature = "aws", feature = "azure", feature = "gcp")),
+        allow(dead_code)
+    )]
+    pub(crate) fn direct(&self) -> Self {
+        Client {
+            max_body: self.max_body,
+            tls: self.tls.clone(),
+            direct: true,
             ..Client::new(self.timeout)
         }
     }
@@ -149,11 +180,11 @@ impl Client {
     /// blocking pool gone, as during a runtime's shutdown) or found no system roots is
     /// not: the next call tries again.
     pub(crate) async fn get(&self) -> Result<&reqwest::Client, SourceError> {
-        let (timeout, tls) = (self.timeout, self.tls.clone());
+        let (timeout, tls, direct) = (self.timeout, self.tls.clone(), self.direct);
         self.inner
             .get_or_try_init(|| async move {
                 match tls {
-                    None => system_roots_client(timeout).await.map(Ok),
+                    None => system_roots_client(timeout, direct).await.map(Ok),
                     Some(tls) => {
                         // Here, not on the blocking thread: the caller's subscriber and
                         // span see it.
@@ -164,7 +195,7 @@ impl Client {
                         }
                         // The outer error: the build did not run (not kept); the inner
                         // one: it ran and failed (kept).
-                        off_runtime(move || Ok(client(timeout, Some(&tls)))).await
+                        off_runtime(move || Ok(client(timeout, Some(&tls), direct))).await
                     }
                 }
             })
@@ -175,25 +206,28 @@ impl Client {
     }
 }
 
-/// The process's client on the system's roots for `timeout`: built once (off the runtime),
-/// then shared. A failed build is not kept: the next fetch tries again.
-async fn system_roots_client(timeout: Duration) -> Result<reqwest::Client, String> {
+/// The process's client on the system's roots for `timeout` (and `direct`, see
+/// [`Client::direct`]): built once (off the runtime), then shared. A failed build is not
+/// kept: the next fetch tries again.
+async fn system_roots_client(timeout: Duration, direct: bool) -> Result<reqwest::Client, String> {
     type Cell = std::sync::Arc<tokio::sync::OnceCell<reqwest::Client>>;
-    static CLIENTS: std::sync::Mutex<Vec<(Duration, Cell)>> = std::sync::Mutex::new(Vec::new());
+    type Clients = Vec<((Duration, bool), Cell)>;
+    static CLIENTS: std::sync::Mutex<Clients> = std::sync::Mutex::new(Vec::new());
+    let key = (timeout, direct);
     let cell = {
         let mut clients = CLIENTS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match clients.iter().find(|(t, _)| *t == timeout) {
+        match clients.iter().find(|(k, _)| *k == key) {
             Some((_, cell)) => cell.clone(),
             None => {
                 let cell = Cell::default();
-                clients.push((timeout, cell.clone()));
+                clients.push((key, cell.clone()));
                 cell
             }
         }
     };
-    cell.get_or_try_init(|| off_runtime(move || client(timeout, None)))
+    cell.get_or_try_init(|| off_runtime(move || client(timeout, None, direct)))
         .await
         .cloned()
 }

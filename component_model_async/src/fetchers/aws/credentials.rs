@@ -153,7 +153,12 @@ struct Inner {
     /// named when it does not answer either.
     looked_for: Vec<String>,
     sts: sts::Sts,
+    /// For STS (through the environment's proxy, if any).
     http: Client,
+    /// For the ECS/EKS agents' endpoints: straight there, never through a proxy
+    /// ([`Client::direct`]).
+    container: Client,
+    /// For the instance metadata service: straight there as well.
     imds: Client,
     /// The credentials in use and when to refresh them.
     cache: StdMutex<Option<Cached>>,
@@ -201,12 +206,15 @@ impl CredentialChain {
         http.max_body = MAX_CREDENTIALS_BODY;
         let mut imds = Client::new(IMDS_TIMEOUT.min(timeout));
         imds.max_body = MAX_CREDENTIALS_BODY;
+        let imds = imds.direct();
+        let container = http.direct();
         CredentialChain {
             inner: Arc::new(Inner {
                 provider,
                 looked_for,
                 sts: sts::Sts::from_env(env, region),
                 http,
+                container,
                 imds,
                 cache: StdMutex::new(None),
                 refresh: tokio::sync::Mutex::new(None),
@@ -366,7 +374,7 @@ impl Inner {
                         .await
                         .map_err(from)
                 }
-                Provider::Container(c) => http::container_credentials(c, &self.http)
+                Provider::Container(c) => http::container_credentials(c, &self.container)
                     .await
                     .map_err(from),
                 Provider::Imds(endpoint) => {

@@ -11,6 +11,9 @@
 //!   `AZURE_KEY_VAULT_URL`);
 //! * attribute keys: `key` (the secret's name), `version` (a version id; else the current
 //!   one).
+//!
+//! The managed identity endpoints (IMDS, App Service's) are reached directly, never
+//! through `HTTP_PROXY`/`HTTPS_PROXY`; Key Vault and Entra ID use the proxy.
 
 #[cfg(feature = "azure")]
 mod auth;

@@ -366,7 +366,8 @@ impl AzureKeyVaultSource {
             authority,
             allowed_tenants: allowed.into(),
             client: Client::new(transport::DEFAULT_REQUEST_TIMEOUT),
-            identity: Client::new(auth::IDENTITY_TIMEOUT),
+            // Straight to the local endpoints, never through a proxy (`Client::direct`).
+            identity: Client::new(auth::IDENTITY_TIMEOUT).direct(),
             concurrency: DEFAULT_CONCURRENCY,
             watch_interval: DEFAULT_KEYVAULT_WATCH,
             invalid,

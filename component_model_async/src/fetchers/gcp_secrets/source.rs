@@ -417,7 +417,8 @@ impl GcpSecretsSource {
                 host: auth::DEFAULT_METADATA_HOST.to_owned(),
             },
             client: Client::new(transport::DEFAULT_REQUEST_TIMEOUT),
-            metadata: Client::new(auth::METADATA_TIMEOUT),
+            // Straight to the metadata server, never through a proxy (`Client::direct`).
+            metadata: Client::new(auth::METADATA_TIMEOUT).direct(),
             concurrency: DEFAULT_CONCURRENCY,
             watch_every: DEFAULT_GCP_WATCH,
             invalid: None,
