@@ -19,18 +19,18 @@ use std::time::{Duration, Instant, SystemTime};
 use component_model::{AwsSsmSource, EnvSource, ErrorKind, FetchRequest, RawValue, Source};
 use component_model_tests::{CapturedLogs, capture, skip, unique};
 
-const MOTO: &str = "127.0.0.1:5000";
+pub(crate) const MOTO: &str = "127.0.0.1:5000";
 
 // ---------------------------------------------------------------------------------------
 // Helpers: moto's SSM written with plain HTTP, HTTP doubles, temporary profile files.
 
 /// `PutParameter` on moto (plain HTTP, no library code); `Err` when moto is unreachable.
-fn put_param(name: &str, value: &str) -> Result<(), String> {
+pub(crate) fn put_param(name: &str, value: &str) -> Result<(), String> {
     let body = serde_json::json!({"Name": name, "Value": value, "Type": "SecureString", "Overwrite": true}).to_string();
     ssm_call("AmazonSSM.PutParameter", &body).map(|_| ())
 }
 
-fn delete_param(name: &str) {
+pub(crate) fn delete_param(name: &str) {
     let _ = ssm_call(
         "AmazonSSM.DeleteParameter",
         &serde_json::json!({ "Name": name }).to_string(),
@@ -161,7 +161,7 @@ fn count(log: &Log, path_end: &str) -> usize {
 }
 
 /// The credentials document of the ECS endpoint and IMDS, expiring `expires_in` from now.
-fn creds_json(id: &str, secret: &str, expires_in: Duration) -> String {
+pub(crate) fn creds_json(id: &str, secret: &str, expires_in: Duration) -> String {
     let expires = rfc3339(SystemTime::now() + expires_in);
     format!(
         r#"{{"Code":"Success","AccessKeyId":"{id}","SecretAccessKey":"{secret}","Token":"{secret}-session","Expiration":"{expires}"}}"#
@@ -230,7 +230,7 @@ impl Drop for Dir {
 
 /// The SSM source of `vars` (plus moto's endpoint and a region, and a `HOME` without
 /// `~/.aws`, unless `vars` sets them).
-fn ssm(vars: &[(&str, &str)]) -> AwsSsmSource {
+pub(crate) fn ssm(vars: &[(&str, &str)]) -> AwsSsmSource {
     let mut map: HashMap<String, String> = [
         ("AWS_ENDPOINT_URL", format!("http://{MOTO}")),
         ("AWS_REGION", "us-east-1".to_owned()),

@@ -11,21 +11,21 @@
 //! The child asserts the values arrive; the parent, that the proxy carried the stores'
 //! requests (the variables were in effect) and none to a metadata endpoint.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use component_model::test_util::{AzureKeyVaultDouble, GcpSecretsDouble};
 use component_model::{
-    AwsSsmSource, AzureKeyVaultSource, EnvSource, FetchRequest, GcpSecretsSource, RawValue, Source,
-    TlsConfig,
+    AzureKeyVaultSource, FetchRequest, GcpSecretsSource, RawValue, Source, TlsConfig,
 };
 use component_model_tests::tls::{Pki, tls_front};
 use component_model_tests::{skip, unique};
 
-const MOTO: &str = "127.0.0.1:5000";
+use crate::aws_credentials::{MOTO, creds_json, delete_param, put_param, ssm};
+
+const HOUR: Duration = Duration::from_secs(3600);
 const CHILD: &str = "proxies::child_fetches_through_the_proxy_variables";
 
 #[test]
@@ -145,10 +145,11 @@ async fn child_fetches_through_the_proxy_variables() {
     let imds = aws_double(|path| match path {
         "/latest/api/token" => Some("imds-session".to_owned()),
         "/latest/meta-data/iam/security-credentials/" => Some("app".to_owned()),
-        "/latest/meta-data/iam/security-credentials/app" => Some(creds("ASIAIMDS")),
+        "/latest/meta-data/iam/security-credentials/app" => Some(creds_json("ASIAIMDS", "s", HOUR)),
         _ => None,
     });
-    let container = aws_double(|path| (path == "/ecs-credentials").then(|| creds("ASIAECS")));
+    let container =
+        aws_double(|path| (path == "/ecs-credentials").then(|| creds_json("ASIAECS", "s", HOUR)));
     let request = FetchRequest::for_key("aws_ssm", name.clone());
     let by_imds = ssm(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str())]);
     let by_container = ssm(&[(
@@ -278,84 +279,7 @@ fn pump(
 }
 
 // ---------------------------------------------------------------------------------------
-// AWS: moto's SSM written with plain HTTP, and credential endpoint doubles.
-
-fn put_param(name: &str, value: &str) -> Result<(), String> {
-    let body = serde_json::json!({"Name": name, "Value": value, "Type": "SecureString", "Overwrite": true});
-    ssm_call("AmazonSSM.PutParameter", &body.to_string())
-}
-
-fn delete_param(name: &str) {
-    let body = serde_json::json!({ "Name": name });
-    let _ = ssm_call("AmazonSSM.DeleteParameter", &body.to_string());
-}
-
-/// One call to moto straight (not through the proxy), with a placeholder signature.
-fn ssm_call(target: &str, body: &str) -> Result<(), String> {
-    let mut s = TcpStream::connect(MOTO).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: {MOTO}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDSETUP/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=00\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    if out.starts_with("HTTP/1.1 200") {
-        Ok(())
-    } else {
-        Err(format!("{target}: {out:.300}"))
-    }
-}
-
-/// An `AwsSsmSource` on moto, its credential chain read from `vars` (nothing else).
-fn ssm(vars: &[(&str, &str)]) -> AwsSsmSource {
-    let mut map: HashMap<String, String> = HashMap::from([
-        ("AWS_ENDPOINT_URL".to_owned(), format!("http://{MOTO}")),
-        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
-        (
-            "HOME".to_owned(),
-            "/nonexistent-home-of-cm-tests".to_owned(),
-        ),
-    ]);
-    for (k, v) in vars {
-        map.insert((*k).to_owned(), (*v).to_owned());
-    }
-    AwsSsmSource::from_env_source(&EnvSource::from_map(map)).expect("a region is set")
-}
-
-/// A credentials document expiring in an hour.
-fn creds(id: &str) -> String {
-    let expires = SystemTime::now() + Duration::from_secs(3600);
-    let secs = expires
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    format!(
-        r#"{{"Code":"Success","AccessKeyId":"{id}","SecretAccessKey":"s","Token":"t","Expiration":"{}"}}"#,
-        rfc3339(secs)
-    )
-}
-
-/// Seconds since the epoch as `2026-12-07T08:00:00Z` (civil-from-days, H. Hinnant's).
-fn rfc3339(secs: u64) -> String {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+// AWS: a credential endpoint double (moto's SSM and the rest: `aws_credentials`).
 
 /// An HTTP double on threads of its own answering `answer(path)` (404 for `None`).
 fn aws_double(answer: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> String {
