@@ -32,7 +32,8 @@
 //!   `application_default_credentials.json` (in `$CLOUDSDK_CONFIG`, else
 //!   `~/.config/gcloud`). Without a file: the metadata server (`GCE_METADATA_HOST`, else
 //!   `metadata.google.internal`; 3 s at most; reached directly, never through
-//!   `HTTP_PROXY`), which also gives the project when none is named. [`with_token`](GcpSecretsSource::with_token) sends a token of yours;
+//!   `HTTP_PROXY`), which also gives the project when none is named.
+//!   [`with_token`](GcpSecretsSource::with_token) sends a token of yours;
 //!   [`without_auth`](GcpSecretsSource::without_auth) none (an emulator, the double).
 //!   Tokens are cached until shortly before they expire (3m45s, or half a short
 //!   lifetime), asked for by one request at a time, and asked again once when Secret
