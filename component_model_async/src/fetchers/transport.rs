@@ -141,9 +141,10 @@ impl Client {
     /// The same limits, the clients this crate builds going straight to the server, never
     /// through the proxy of `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`: for the instance
     /// metadata and local identity endpoints of the clouds (169.254.169.254, the ECS and
-    /// EKS agents, App Service's local endpoint), which are link-local or on the host and so not reachable through a proxy — and which must not be: a proxy
-    /// elsewhere in the cloud would answer with the credentials of *its* instance. The Go
-    /// metadata client and the AWS SDK for Rust go direct too.
+    /// EKS agents, App Service's local endpoint), which are link-local or on the host and
+    /// so not reachable through a proxy — and which must not be: a proxy elsewhere in the
+    /// cloud would answer with the credentials of *its* instance. The Go metadata client
+    /// and the AWS SDK for Rust go direct too.
     #[cfg_attr(
         not(any(feature = "aws", feature = "azure", feature = "gcp")),
         allow(dead_code)
