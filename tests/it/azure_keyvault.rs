@@ -108,6 +108,40 @@ async fn azure_keyvault_reads_values_through_the_challenge_and_counts_round_trip
     assert!(form.contains("grant_type=client_credentials"), "{form}");
 }
 
+/// Two members of one JSON secret.
+#[derive(AsyncAssign, Debug)]
+struct Db {
+    #[component(fetch_from = "azure_keyvault", key = "db", field = "user")]
+    user: String,
+    #[component(fetch_from = "azure_keyvault", key = "db", field = "password")]
+    password: String,
+}
+
+#[tokio::test]
+async fn azure_keyvault_field_takes_members_of_a_json_secret_from_one_read() {
+    let kv = Kv::start().await;
+    kv.double.set_secret(
+        "db",
+        r#"{"user":"app","password":"Canary-Json-Member-4be"}"#,
+    );
+    let sources = Sources::new().register("azure_keyvault", kv.source());
+    let db = Db::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(
+        (db.user.as_str(), db.password.as_str()),
+        ("app", "Canary-Json-Member-4be")
+    );
+    // The challenge's GET, then one read for both members.
+    assert_eq!(kv.secret_gets(), 1 + 1);
+    kv.double.set_secret("db", r#"{"user":"app"}"#);
+    let errors = Db::fetch_all_components_with(&sources).await.unwrap_err();
+    let text = errors[0].to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::NotFound, "{text}");
+    assert!(
+        text.contains("Db.password") && text.contains("db"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn azure_keyvault_25_secrets_cost_one_challenge_one_token_and_25_gets() {
     let kv = Kv::start().await;

@@ -208,6 +208,53 @@ async fn gcp_a_struct_missing_secrets_fall_back_and_versions_are_noted() {
     );
 }
 
+/// Two members of one JSON secret, and a member it lacks.
+#[derive(AsyncAssign, Debug)]
+struct Db {
+    #[component(fetch_from = "gcp_secrets", key = "gcp-db", field = "user")]
+    user: String,
+    #[component(fetch_from = "gcp_secrets", key = "gcp-db", field = "password")]
+    password: SecretString,
+    #[component(fetch_from = "gcp_secrets", key = "gcp-db", field = "port")]
+    port: u16,
+}
+
+#[tokio::test]
+async fn gcp_field_takes_members_of_a_json_secret_from_one_read() {
+    let gcp = GcpSecretsDouble::start().await;
+    let p = unique("db").replace('_', "-");
+    gcp.add_version(
+        &p,
+        "gcp-db",
+        br#"{"user":"app","password":"Canary-Json-Member-9d1","port":5432}"#,
+    );
+    let sources = Sources::new().register("gcp_secrets", open(&gcp, &p));
+    let db = Db::fetch_all_components_with(&sources).await.unwrap();
+    assert_eq!(db.user, "app");
+    assert_eq!(db.password.expose_secret(), "Canary-Json-Member-9d1");
+    assert_eq!(db.port, 5432);
+    assert_eq!(gcp.access_requests(), 1, "one read for the three members");
+    // A member the secret lacks: not found, naming the field, the source and the key,
+    // never the secret's text.
+    gcp.add_version(
+        &p,
+        "gcp-db",
+        br#"{"user":"app","password":"Canary-Json-Member-9d1"}"#,
+    );
+    let errors = Db::fetch_all_components_with(&sources).await.unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let text = errors[0].to_string();
+    assert_eq!(errors[0].kind(), ErrorKind::NotFound, "{text}");
+    assert!(
+        text.contains("Db.port") && text.contains("gcp-db"),
+        "{text}"
+    );
+    assert!(
+        !format!("{text} {errors:?}").contains("Canary-Json"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn gcp_a_disabled_version_is_a_clear_error_not_a_fallback() {
     let gcp = GcpSecretsDouble::start().await;

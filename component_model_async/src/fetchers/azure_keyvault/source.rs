@@ -18,7 +18,7 @@ use crate::fetchers::transport::{self, Client};
 use crate::source::{
     Access, Change, Changes, FetchRequest, Preflighting, Probe, RawValue, Revision, Source,
 };
-use crate::source_support::redact_url;
+use crate::source_support::{coalesce, redact_url};
 
 /// The Key Vault REST API version this source speaks unless
 /// [`AzureKeyVaultSource::with_api_version`] says otherwise: the default of the official
@@ -999,12 +999,17 @@ impl Source for AzureKeyVaultSource {
                 .map(|r| Target::of(r).and(Err(e.clone())))
                 .collect();
         }
-        let reads: Vec<BoxFuture<'_, Result<RawValue, SourceError>>> =
-            requests.iter().map(|r| self.fetch_one(r).boxed()).collect();
-        futures::stream::iter(reads)
-            .buffered(self.concurrency)
-            .collect()
-            .await
+        // One GET per distinct secret: fields taking members of one JSON secret (`field`)
+        // share its read, as with the other stores.
+        coalesce(requests, |unique| async move {
+            let reads: Vec<BoxFuture<'_, Result<RawValue, SourceError>>> =
+                unique.iter().map(|r| self.fetch_one(r).boxed()).collect();
+            futures::stream::iter(reads)
+                .buffered(self.concurrency)
+                .collect()
+                .await
+        })
+        .await
     }
 
     fn location(&self) -> Option<String> {
