@@ -931,6 +931,36 @@ impl PrivateMoto {
         assert!(status < 300, "{form:?}: {status} {text}");
         text
     }
+
+    /// An IAM user allowed `actions` (on every resource: moto evaluates actions, not
+    /// resources) by the inline policy `policy`; its access key id and secret key.
+    fn user(&self, name: &str, policy: &str, actions: &[&str]) -> (String, String) {
+        const V: (&str, &str) = ("Version", "2010-05-08");
+        self.query("iam", &[("Action", "CreateUser"), ("UserName", name), V]);
+        let key = self.query(
+            "iam",
+            &[("Action", "CreateAccessKey"), ("UserName", name), V],
+        );
+        let document = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Resource": "*", "Action": actions}]
+        })
+        .to_string();
+        self.query(
+            "iam",
+            &[
+                ("Action", "PutUserPolicy"),
+                ("UserName", name),
+                ("PolicyName", policy),
+                ("PolicyDocument", &document),
+                V,
+            ],
+        );
+        (
+            xml_value(&key, "AccessKeyId"),
+            xml_value(&key, "SecretAccessKey"),
+        )
+    }
 }
 
 fn urlencode(s: &str) -> String {
@@ -977,45 +1007,16 @@ async fn aws_iam_enforced_signatures_checked_denied_actions_and_a_wrong_key() {
         "PutParameter",
         serde_json::json!({"Name": "/app/port", "Value": "80", "Type": "String"}),
     );
-    moto.query(
-        "iam",
-        &[
-            ("Action", "CreateUser"),
-            ("UserName", "reader"),
-            ("Version", "2010-05-08"),
-        ],
-    );
-    let key = moto.query(
-        "iam",
-        &[
-            ("Action", "CreateAccessKey"),
-            ("UserName", "reader"),
-            ("Version", "2010-05-08"),
-        ],
-    );
-    let (id, secret) = (
-        xml_value(&key, "AccessKeyId"),
-        xml_value(&key, "SecretAccessKey"),
-    );
     // moto evaluates actions, not resources: a policy can deny an action only. The
     // batch action needs GetSecretValue too on AWS (per secret): both allowed;
     // DescribeSecret (preflight, watch) is not.
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
-            "secretsmanager:BatchGetSecretValue", "secretsmanager:GetSecretValue",
-            "ssm:GetParameters"
-        ]}]
-    })
-    .to_string();
-    moto.query(
-        "iam",
+    let (id, secret) = moto.user(
+        "reader",
+        "read",
         &[
-            ("Action", "PutUserPolicy"),
-            ("UserName", "reader"),
-            ("PolicyName", "read"),
-            ("PolicyDocument", &policy),
-            ("Version", "2010-05-08"),
+            "secretsmanager:BatchGetSecretValue",
+            "secretsmanager:GetSecretValue",
+            "ssm:GetParameters",
         ],
     );
     let endpoint = format!("http://{addr}");
@@ -1099,46 +1100,11 @@ async fn aws_iam_a_role_allowed_get_secret_value_only_reads_every_secret() {
             serde_json::json!({"Name": name, "SecretString": value}),
         );
     }
-    moto.query(
-        "iam",
-        &[
-            ("Action", "CreateUser"),
-            ("UserName", "task"),
-            ("Version", "2010-05-08"),
-        ],
-    );
-    let key = moto.query(
-        "iam",
-        &[
-            ("Action", "CreateAccessKey"),
-            ("UserName", "task"),
-            ("Version", "2010-05-08"),
-        ],
-    );
-    let (id, secret) = (
-        xml_value(&key, "AccessKeyId"),
-        xml_value(&key, "SecretAccessKey"),
-    );
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Resource": "*",
-            "Action": ["secretsmanager:GetSecretValue"]}]
-    })
-    .to_string();
-    moto.query(
-        "iam",
-        &[
-            ("Action", "PutUserPolicy"),
-            ("UserName", "task"),
-            ("PolicyName", "get-only"),
-            ("PolicyDocument", &policy),
-            ("Version", "2010-05-08"),
-        ],
-    );
+    let (id, secret) = moto.user("task", "get-only", &["secretsmanager:GetSecretValue"]);
     let proxy = Proxy::start(&addr).await;
     let reader = AwsSecretsSource::new(REGION)
         .with_endpoint(&proxy.url)
-        .with_credentials(id, secret, None);
+        .with_credentials(id.clone(), secret.clone(), None);
     let names = ["app/db", "app/api", "app/mq", "app/missing"];
     let requests: Vec<FetchRequest> = names
         .iter()
@@ -1176,11 +1142,7 @@ async fn aws_iam_a_role_allowed_get_secret_value_only_reads_every_secret() {
     // A lone secret is one GetSecretValue from the start (a fresh source).
     let fresh = AwsSecretsSource::new(REGION)
         .with_endpoint(&proxy.url)
-        .with_credentials(
-            xml_value(&key, "AccessKeyId"),
-            xml_value(&key, "SecretAccessKey"),
-            None,
-        );
+        .with_credentials(id, secret, None);
     proxy.clear();
     assert_eq!(text(&fresh.fetch(&requests[0]).await.unwrap()), "ok");
     assert_eq!(proxy.count("secretsmanager.BatchGetSecretValue"), 0);

@@ -55,6 +55,36 @@ impl Kv {
             .with_tls(self.tls())
     }
 
+    /// A double accepting the federated token `accepted`, and a source with workload
+    /// identity whose token file (in a directory of its own, `dir`) holds `text`:
+    /// `(kv, source, dir, file)`.
+    async fn workload(
+        accepted: &str,
+        text: &str,
+    ) -> (
+        Kv,
+        AzureKeyVaultSource,
+        std::path::PathBuf,
+        std::path::PathBuf,
+    ) {
+        let kv = Kv::with(
+            AzureKeyVaultDouble::builder()
+                .federated_token(accepted)
+                .start()
+                .await,
+        )
+        .await;
+        let dir = std::env::temp_dir().join(unique("cm_azure_wi"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, text).unwrap();
+        let source = AzureKeyVaultSource::new(&kv.url)
+            .with_workload_identity(kv.double.tenant(), kv.double.client_id(), &file)
+            .with_authority_host(&kv.url)
+            .with_tls(kv.tls());
+        (kv, source, dir, file)
+    }
+
     fn secret_gets(&self) -> usize {
         self.double
             .requests()
@@ -320,22 +350,8 @@ async fn azure_keyvault_plain_http_off_this_machine_is_refused() {
 
 #[tokio::test]
 async fn azure_keyvault_workload_identity_reads_the_token_file_for_each_token() {
-    let kv = Kv::with(
-        AzureKeyVaultDouble::builder()
-            .federated_token("fed-token-1")
-            .start()
-            .await,
-    )
-    .await;
+    let (kv, source, dir, file) = Kv::workload("fed-token-1", "fed-token-1\n").await;
     kv.double.set_secret("k", "v");
-    let dir = std::env::temp_dir().join(unique("cm_azure_wi"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("token");
-    std::fs::write(&file, "fed-token-1\n").unwrap();
-    let source = AzureKeyVaultSource::new(&kv.url)
-        .with_workload_identity(kv.double.tenant(), kv.double.client_id(), &file)
-        .with_authority_host(&kv.url)
-        .with_tls(kv.tls());
     assert_eq!(source.fetch(&req("k")).await.unwrap(), RawValue::from("v"));
     let token = kv.double.requests_to("/72f988bf").pop().unwrap();
     let form = String::from_utf8_lossy(&token.body).into_owned();
@@ -713,23 +729,9 @@ async fn azure_keyvault_canaries_never_appear_at_trace() {
 /// version again as a new `Value`); a new version after authentication recovers is one.
 #[tokio::test]
 async fn azure_keyvault_watch_ignores_failed_authentication() {
-    let kv = Kv::with(
-        AzureKeyVaultDouble::builder()
-            .federated_token("fed-token-w")
-            .start()
-            .await,
-    )
-    .await;
+    let (kv, source, dir, file) = Kv::workload("fed-token-w", "fed-token-w").await;
+    let source = source.with_watch_interval(Duration::from_millis(100));
     kv.double.set_secret("watched", "one");
-    let dir = std::env::temp_dir().join(unique("cm_azure_watch_auth"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("token");
-    std::fs::write(&file, "fed-token-w").unwrap();
-    let source = AzureKeyVaultSource::new(&kv.url)
-        .with_workload_identity(kv.double.tenant(), kv.double.client_id(), &file)
-        .with_authority_host(&kv.url)
-        .with_tls(kv.tls())
-        .with_watch_interval(Duration::from_millis(100));
     assert_eq!(
         source.fetch(&req("watched")).await.unwrap(),
         RawValue::from("one")
